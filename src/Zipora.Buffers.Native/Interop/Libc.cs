@@ -1,0 +1,41 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>The few libc calls the Unix page layer needs, with the constants of the running OS.</summary>
+internal static partial class Libc
+{
+    private const string Library = "libc";
+
+    public const int ProtNone = 0;
+    public const int ProtRead = 1;
+    public const int ProtWrite = 2;
+    public const int MapPrivate = 0x02;
+
+    // Linux values (identical on x64 and arm64); macOS and the BSDs differ where noted.
+    public static readonly int MapAnonymous = OperatingSystem.IsLinux() ? 0x20 : 0x1000;
+    public const int MapHugeTlb = 0x40000;
+    private const int MapHugeShift = 26;
+    public const int MapHuge2MB = 21 << MapHugeShift;
+    public const int MapHuge1GB = 30 << MapHugeShift;
+
+    public const int MadvDontNeed = 4;
+    public static readonly int MadvFree = OperatingSystem.IsLinux() ? 8 : 5;
+    public const int MadvHugePage = 14;
+    public const int MadvNoHugePage = 15;
+
+    public static readonly nint MapFailed = -1;
+
+    [LibraryImport(Library, EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport(Library, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint address, nuint length);
+
+    [LibraryImport(Library, EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint address, nuint length, int advice);
+
+    [LibraryImport(Library, EntryPoint = "mprotect", SetLastError = true)]
+    public static partial int Mprotect(nint address, nuint length, int protection);
+}

@@ -1,0 +1,157 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>
+/// A <see cref="MemoryManager{T}"/> over a block of native memory. Pinning costs nothing (the memory never moves)
+/// and disposing hands the block to an <see cref="INativeMemoryReleaser"/> instead of freeing it.
+/// </summary>
+/// <remarks>
+/// A manager is bound to one block for its whole life. Pools keep the manager with the block and hand the same
+/// object out again, so a steady rent/return allocates nothing. After <see cref="Dispose()"/>,
+/// <see cref="Memory"/>, <see cref="GetSpan"/> and <see cref="Pin"/> throw <see cref="ObjectDisposedException"/>
+/// until the owning pool hands the block out again.
+/// </remarks>
+[SuppressMessage("Design", "CA1063:Implement IDisposable Correctly",
+    Justification = "IDisposable is re-implemented so the owner's Dispose skips GC.SuppressFinalize: the manager has no finalizer and Dispose sits on the return fast path.")]
+public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposable
+{
+    private const int StateLive = 0;
+    private const int StateReturned = 1;
+    private const int StateReleased = 2;
+
+    private readonly byte* _pointer;
+    private readonly int _length;
+    private readonly INativeMemoryReleaser? _releaser;
+
+    // Plain field: the owner is used by one logical flow at a time (rent, use, dispose), and handing it to another
+    // thread goes through that flow's own synchronisation (a Pipe, a Task, a channel).
+    private int _state;
+
+    /// <summary>Wraps <paramref name="length"/> bytes at <paramref name="address"/>.</summary>
+    /// <param name="address">Start of the block; the caller keeps it alive until the manager is disposed.</param>
+    /// <param name="length">Length of the block in bytes.</param>
+    /// <param name="releaser">Takes the block back on dispose; <see langword="null"/> when the caller frees it.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="address"/> is zero and <paramref name="length"/> is not.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
+    public NativeMemoryManager(nint address, int length, INativeMemoryReleaser? releaser = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (address == 0 && length != 0)
+        {
+            ThrowHelper.ThrowArgumentNull(nameof(address));
+        }
+
+        _pointer = (byte*)address;
+        _length = length;
+        _releaser = releaser;
+    }
+
+    /// <summary>Start of the block.</summary>
+    public nint Address => (nint)_pointer;
+
+    /// <summary>Length of the block in bytes.</summary>
+    public int Length => _length;
+
+    /// <summary>Whether the owner has disposed this manager (its memory must not be used).</summary>
+    public bool IsDisposed => _state != StateLive;
+
+    /// <summary>The whole block as <see cref="Memory{T}"/>.</summary>
+    /// <exception cref="ObjectDisposedException">The manager was disposed.</exception>
+    public override Memory<byte> Memory
+    {
+        get
+        {
+            if (_state != StateLive)
+            {
+                ThrowHelper.ThrowObjectDisposed(this);
+            }
+
+            return CreateMemory(_length);
+        }
+    }
+
+    /// <inheritdoc />
+    /// <exception cref="ObjectDisposedException">The manager was disposed.</exception>
+    public override Span<byte> GetSpan()
+    {
+        // Runs on every Memory<byte>.Span: one compare and a span over fixed fields.
+        if (_state != StateLive)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+
+        return new Span<byte>(_pointer, _length);
+    }
+
+    /// <summary>Returns a handle over the native pointer; no GC handle is taken because the memory never moves.</summary>
+    /// <param name="elementIndex">Offset into the block, from 0 to <see cref="Length"/> inclusive.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="elementIndex"/> is outside 0..Length.</exception>
+    /// <exception cref="ObjectDisposedException">The manager was disposed.</exception>
+    public override MemoryHandle Pin(int elementIndex = 0)
+    {
+        if (_state != StateLive)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+
+        if ((uint)elementIndex > (uint)_length)
+        {
+            ThrowHelper.ThrowArgumentOutOfRange(nameof(elementIndex));
+        }
+
+        return new MemoryHandle(_pointer + elementIndex, default, this);
+    }
+
+    /// <summary>Does nothing: native memory is never moved by the GC.</summary>
+    public override void Unpin()
+    {
+    }
+
+    /// <summary>Gives the block back to its releaser. A second call does nothing.</summary>
+    public void Dispose()
+    {
+        if (_state != StateLive)
+        {
+            return;
+        }
+
+        if (_releaser is null)
+        {
+            _state = StateReleased;
+            return;
+        }
+
+        _state = StateReturned;
+        _releaser.Release(this);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing) => Dispose();
+
+    /// <summary>Whether the block is back with its releaser and may be handed out again.</summary>
+    internal bool IsReturned => _state == StateReturned;
+
+    /// <summary>Hands a returned block out again.</summary>
+    internal void Reactivate()
+    {
+        Debug.Assert(_state == StateReturned, "only a returned block can be handed out again");
+        _state = StateLive;
+    }
+
+    /// <summary>Marks a block whose memory went back to the OS: every later use throws.</summary>
+    internal void MarkReleased() => _state = StateReleased;
+
+    /// <summary>Describes the block, for debugging.</summary>
+    public override string ToString() => $"NativeMemoryManager(0x{(nint)_pointer:x}, {_length} bytes, {StateName})";
+
+    private string StateName => _state switch
+    {
+        StateLive => "live",
+        StateReturned => "returned",
+        _ => "released",
+    };
+}

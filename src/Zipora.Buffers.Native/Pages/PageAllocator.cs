@@ -1,0 +1,76 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>
+/// Maps and unmaps whole pages from the operating system: <c>mmap</c> on Linux and macOS, <c>VirtualAlloc</c> on
+/// Windows, and <see cref="NativeMemory.AlignedAlloc(nuint, nuint)"/> everywhere else.
+/// </summary>
+/// <remarks>
+/// Every method reports a refusal by the OS (out of memory, no reserved hugepages, an unsupported hint) by returning
+/// <see langword="false"/>, never by throwing, so callers can fall back to the next backend. Subclass it to inject
+/// failures in tests.
+/// </remarks>
+public abstract class PageAllocator
+{
+    /// <summary>Creates an allocator.</summary>
+    protected PageAllocator()
+    {
+    }
+
+    /// <summary>The best allocator for this platform: virtual memory pages where the OS offers them, else <see cref="Portable"/>.</summary>
+    public static PageAllocator Default { get; } = CreatePlatformAllocator();
+
+    /// <summary>Aligned heap allocation through <see cref="NativeMemory.AlignedAlloc(nuint, nuint)"/>: no hugepages, no hints.</summary>
+    public static PageAllocator Portable { get; } = new PortablePageAllocator();
+
+    /// <summary>The size of a base page.</summary>
+    public static nuint PageSize { get; } = (nuint)Environment.SystemPageSize;
+
+    /// <summary>Short name of the backend, for statistics and logs.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Whether <see cref="TryMap"/> can return reserved hugepages.</summary>
+    public virtual bool SupportsHugeTlb => false;
+
+    /// <summary>Whether <see cref="TryAdvise"/> can act at all (false for heap allocation).</summary>
+    public virtual bool SupportsAdvice => false;
+
+    /// <summary>Maps <paramref name="length"/> bytes of readable and writable memory (zeroed by the virtual memory backends, not by <see cref="Portable"/>).</summary>
+    /// <param name="length">Bytes to map: a multiple of <see cref="PageSize"/> (of the hugepage size for hugetlb kinds).</param>
+    /// <param name="alignment">Alignment of the start address: a power of two.</param>
+    /// <param name="kind">The pages to back the range with.</param>
+    /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
+    /// <returns>Whether the memory was mapped.</returns>
+    public abstract bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address);
+
+    /// <summary>Gives a mapping from <see cref="TryMap"/> back to the OS.</summary>
+    /// <param name="address">Start of the mapping.</param>
+    /// <param name="length">The length it was mapped with.</param>
+    /// <returns>Whether the OS accepted.</returns>
+    public abstract bool Unmap(nint address, nuint length);
+
+    /// <summary>Passes a usage hint for a page-aligned range.</summary>
+    /// <returns>Whether the hint was taken; <see langword="false"/> when unsupported or refused.</returns>
+    public abstract bool TryAdvise(nint address, nuint length, PageAdvice advice);
+
+    /// <summary>Changes the access allowed to a page-aligned range.</summary>
+    /// <returns>Whether the protection was changed.</returns>
+    public abstract bool TryProtect(nint address, nuint length, PageProtection protection);
+
+    private static PageAllocator CreatePlatformAllocator()
+    {
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
+        {
+            return new UnixPageAllocator();
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            return new WindowsPageAllocator();
+        }
+
+        return new PortablePageAllocator();
+    }
+}

@@ -1,0 +1,104 @@
+using System;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>Anonymous private mappings through <c>mmap</c>, with hugetlb pages and <c>madvise</c> on Linux.</summary>
+internal sealed class UnixPageAllocator : PageAllocator
+{
+    public override string Name => "mmap";
+
+    public override bool SupportsHugeTlb => OperatingSystem.IsLinux();
+
+    public override bool SupportsAdvice => true;
+
+    public override bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        address = 0;
+        int flags = Libc.MapPrivate | Libc.MapAnonymous;
+        if (kind != PageKind.Normal)
+        {
+            if (!SupportsHugeTlb)
+            {
+                return false;
+            }
+
+            // Never MAP_NORESERVE: without it a shortage of hugepages is an ENOMEM here, with it a SIGBUS at first touch.
+            // Hugetlb mappings start on a hugepage boundary, which covers any alignment up to the page size asked for.
+            flags |= Libc.MapHugeTlb | (kind == PageKind.HugeTlb1GB ? Libc.MapHuge1GB : Libc.MapHuge2MB);
+            return TryMmap(length, flags, out address);
+        }
+
+        if (alignment <= PageSize)
+        {
+            return TryMmap(length, flags, out address);
+        }
+
+        // mmap only promises page alignment: map enough to contain an aligned range, then cut off both ends.
+        nuint padded = length + alignment - PageSize;
+        if (padded < length || !TryMmap(padded, flags, out nint raw))
+        {
+            return false;
+        }
+
+        nint aligned = (nint)(((nuint)raw + alignment - 1) & ~(alignment - 1));
+        nuint head = (nuint)(aligned - raw);
+        nuint tail = padded - head - length;
+        if (head != 0)
+        {
+            _ = Libc.Munmap(raw, head);
+        }
+
+        if (tail != 0)
+        {
+            _ = Libc.Munmap(aligned + (nint)length, tail);
+        }
+
+        address = aligned;
+        return true;
+    }
+
+    public override bool Unmap(nint address, nuint length) => Libc.Munmap(address, length) == 0;
+
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
+    {
+        int code;
+        switch (advice)
+        {
+            case PageAdvice.DontNeed:
+                code = Libc.MadvDontNeed;
+                break;
+            case PageAdvice.Free:
+                code = Libc.MadvFree;
+                break;
+            case PageAdvice.HugePage when OperatingSystem.IsLinux():
+                code = Libc.MadvHugePage;
+                break;
+            case PageAdvice.NoHugePage when OperatingSystem.IsLinux():
+                code = Libc.MadvNoHugePage;
+                break;
+            default:
+                return false;
+        }
+
+        return Libc.Madvise(address, length, code) == 0;
+    }
+
+    public override bool TryProtect(nint address, nuint length, PageProtection protection)
+    {
+        int prot = protection == PageProtection.None ? Libc.ProtNone : Libc.ProtRead | Libc.ProtWrite;
+        return Libc.Mprotect(address, length, prot) == 0;
+    }
+
+    private static bool TryMmap(nuint length, int flags, out nint address)
+    {
+        nint result = Libc.Mmap(0, length, Libc.ProtRead | Libc.ProtWrite, flags, -1, 0);
+        if (result == Libc.MapFailed)
+        {
+            address = 0;
+            return false;
+        }
+
+        address = result;
+        return true;
+    }
+}
