@@ -1,0 +1,17 @@
+namespace Zipora.Buffers;
+
+/// <summary>
+/// What the pool needs of every tier besides renting (each tier's <c>Rent</c> is called directly on its sealed type,
+/// so the hot path has no virtual call).
+/// </summary>
+internal abstract class BufferTier
+{
+    /// <summary>Counters of the tier as they are now.</summary>
+    public abstract TierStatistics GetStatistics();
+
+    /// <summary>
+    /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them
+    /// their memory is freed instead of cached. Called once, by the pool.
+    /// </summary>
+    public abstract void Dispose();
+}

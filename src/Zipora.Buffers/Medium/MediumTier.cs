@@ -1,0 +1,376 @@
+using System;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Requests from 1 KB to the mmap threshold: power-of-two size classes (1, 2, 4, 8, 16 KB by default), each with a
+/// per-thread cache in front of a shared depot, carved from slabs of at least 64 KB.
+/// </summary>
+/// <remarks>
+/// The common rent and return touch only the calling thread's cache: no lock, no interlocked instruction. A block
+/// returned on another thread (a Pipe's reader) lands in that thread's cache; a full cache moves its colder half
+/// to the depot, and an empty one refills half from the depot, so blocks flow from returning threads to renting
+/// threads and no cache grows past its capacity.
+/// </remarks>
+internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
+{
+    /// <summary>The smallest request this tier serves.</summary>
+    public const int MinSize = SmallTier.MaxSize + 1;
+
+    private const int MinSizeLog2 = 10;
+    private const int MinSlabBytes = 64 * 1024;
+    private const int BlocksPerSlab = 16;
+
+    // Indexed by each tier's slot: a thread-static field cannot belong to an instance, so every live tier owns one
+    // index of this per-thread array (see ThreadCacheSlots).
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    [ThreadStatic]
+    private static ThreadCache?[]? t_caches;
+#pragma warning restore IDE1006
+
+    private readonly int _slot;
+    private readonly int[] _capacities;
+    private readonly SizeClassDepot[] _depots;
+    private readonly SlabHeap _heap;
+    private readonly Lock _registryLock = new();
+    private readonly List<ThreadCache> _caches = [];
+
+    // Counters of threads that have exited, folded in when their caches are reclaimed; and of returns after disposal.
+    private readonly long[] _retiredHits;
+    private readonly long[] _retiredMisses;
+    private readonly long[] _retiredReturns;
+
+    private volatile bool _disposed;
+
+    public MediumTier(PageSource pages, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    {
+        int classCount = BitOperations.Log2((uint)maxSize) - MinSizeLog2 + 1;
+        _capacities = new int[classCount];
+        _depots = new SizeClassDepot[classCount];
+        for (int i = 0; i < classCount; i++)
+        {
+            // Split the per-thread byte budget evenly over the classes, so the sum over classes stays within it.
+            long byBytes = threadCacheMaxBytes / classCount / ClassSize(i);
+            _capacities[i] = (int)Math.Min(threadCacheMaxBuffers, byBytes);
+            _depots[i] = new SizeClassDepot();
+        }
+
+        _retiredHits = new long[classCount];
+        _retiredMisses = new long[classCount];
+        _retiredReturns = new long[classCount];
+        _heap = new SlabHeap(pages, this, classCount);
+        _slot = ThreadCacheSlots.Acquire();
+    }
+
+    /// <summary>Rents a block for <paramref name="size"/> bytes (1 KB to the mmap threshold).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public NativeMemoryManager Rent(int size)
+    {
+        int classIndex = BitOperations.Log2((uint)size - 1) - (MinSizeLog2 - 1);
+        ThreadCache? cache = CurrentThreadCache();
+        if (cache is not null)
+        {
+            Volatile.Write(ref cache.InUse, 1);
+            if (!_disposed)
+            {
+                SizeClassCache classCache = cache.Classes[classIndex];
+                int top = classCache.Count - 1;
+                NativeMemoryManager[] items = classCache.Items;
+                if ((uint)top < (uint)items.Length)
+                {
+                    NativeMemoryManager buffer = items[top];
+                    classCache.Count = top;
+                    classCache.Hits++;
+                    buffer.Reactivate();
+                    Volatile.Write(ref cache.InUse, 0);
+                    return buffer;
+                }
+            }
+
+            Volatile.Write(ref cache.InUse, 0);
+        }
+
+        return RentSlow(classIndex);
+    }
+
+    /// <summary>Takes a block back from its owner, on whatever thread disposed it.</summary>
+    public void Release(NativeMemoryManager buffer)
+    {
+        int classIndex = BitOperations.Log2((uint)buffer.Length) - MinSizeLog2;
+        ThreadCache? cache = CurrentThreadCache();
+        if (cache is not null)
+        {
+            Volatile.Write(ref cache.InUse, 1);
+            if (!_disposed)
+            {
+                SizeClassCache classCache = cache.Classes[classIndex];
+                int count = classCache.Count;
+                NativeMemoryManager[] items = classCache.Items;
+                if ((uint)count < (uint)items.Length)
+                {
+                    items[count] = buffer;
+                    classCache.Count = count + 1;
+                    classCache.Returns++;
+                    Volatile.Write(ref cache.InUse, 0);
+                    return;
+                }
+            }
+
+            Volatile.Write(ref cache.InUse, 0);
+        }
+
+        ReleaseSlow(buffer, classIndex);
+    }
+
+    public override TierStatistics GetStatistics()
+    {
+        long hits = 0, misses = 0, returns = 0, inUse = 0;
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+            {
+                long classHits = Volatile.Read(ref _retiredHits[classIndex]);
+                long classMisses = Volatile.Read(ref _retiredMisses[classIndex]);
+                long classReturns = Volatile.Read(ref _retiredReturns[classIndex]);
+                foreach (ThreadCache cache in _caches)
+                {
+                    SizeClassCache classCache = cache.Classes[classIndex];
+                    classHits += Volatile.Read(ref classCache.Hits);
+                    classMisses += Volatile.Read(ref classCache.Misses);
+                    classReturns += Volatile.Read(ref classCache.Returns);
+                }
+
+                hits += classHits;
+                misses += classMisses;
+                returns += classReturns;
+                inUse += (classHits + classMisses - classReturns) * ClassSize(classIndex);
+            }
+        }
+
+        return new TierStatistics
+        {
+            Name = "medium",
+            Rents = hits + misses,
+            Returns = returns,
+            CacheHits = hits,
+            CacheMisses = misses,
+            BytesInUse = inUse,
+            BytesRetained = _heap.ReservedBytes - inUse,
+        };
+    }
+
+    public override void Dispose()
+    {
+        _disposed = true;
+
+        // Pairs with the Volatile.Write(InUse, 1) / read of _disposed on the owner threads: after this barrier every
+        // thread either sees _disposed or has its InUse store visible here, so waiting for InUse == 0 below means
+        // no thread will touch its cache of this tier again.
+        Interlocked.MemoryBarrierProcessWide();
+
+        var cached = new List<NativeMemoryManager>();
+        lock (_registryLock)
+        {
+            foreach (ThreadCache cache in _caches)
+            {
+                var spinner = new SpinWait();
+                while (Volatile.Read(ref cache.InUse) != 0)
+                {
+                    spinner.SpinOnce();
+                }
+
+                DrainUnsynchronized(cache, cached);
+            }
+        }
+
+        foreach (SizeClassDepot depot in _depots)
+        {
+            depot.DrainInto(cached);
+        }
+
+        _heap.ReleaseCached(cached);
+        ThreadCacheSlots.Release(_slot);
+    }
+
+    /// <summary>The block size of class <paramref name="classIndex"/>.</summary>
+    private static int ClassSize(int classIndex) => MinSize << classIndex;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ThreadCache? CurrentThreadCache()
+    {
+        ThreadCache?[]? caches = t_caches;
+        int slot = _slot;
+        if (caches is not null && (uint)slot < (uint)caches.Length)
+        {
+            ThreadCache? cache = caches[slot];
+            if (cache is not null && cache.Tier == this)
+            {
+                return cache;
+            }
+        }
+
+        return null;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NativeMemoryManager RentSlow(int classIndex)
+    {
+        ThreadCache? cache = CurrentThreadCache() ?? CreateThreadCache();
+        if (cache is null)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        Volatile.Write(ref cache.InUse, 1);
+        try
+        {
+            if (_disposed)
+            {
+                ThrowHelper.ThrowPoolDisposed();
+            }
+
+            SizeClassCache classCache = cache.Classes[classIndex];
+            NativeMemoryManager? buffer = null;
+            if (classCache.Count == 0 && classCache.Items.Length > 0)
+            {
+                // Refill half the cache at once, so the depot's lock is paid once per batch.
+                _ = _depots[classIndex].TakeInto(classCache, Math.Max(1, classCache.Items.Length / 2));
+            }
+
+            if (classCache.Count > 0)
+            {
+                buffer = classCache.Items[--classCache.Count];
+            }
+            else if (classCache.Items.Length == 0)
+            {
+                // Per-thread caching is off for this class: go to the depot for every buffer.
+                buffer = _depots[classIndex].TakeOne();
+            }
+
+            if (buffer is not null)
+            {
+                classCache.Hits++;
+                buffer.Reactivate();
+                return buffer;
+            }
+
+            buffer = _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
+            classCache.Misses++;
+            return buffer;
+        }
+        finally
+        {
+            Volatile.Write(ref cache.InUse, 0);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
+    {
+        ThreadCache? cache = CurrentThreadCache() ?? CreateThreadCache();
+        if (cache is not null)
+        {
+            Volatile.Write(ref cache.InUse, 1);
+            if (!_disposed)
+            {
+                SizeClassCache classCache = cache.Classes[classIndex];
+                classCache.Returns++;
+                if (classCache.Items.Length == 0)
+                {
+                    _depots[classIndex].Put(buffer);
+                }
+                else
+                {
+                    if (classCache.Count == classCache.Items.Length)
+                    {
+                        // Full: keep the warm half here and move the cold half to the depot for other threads.
+                        _depots[classIndex].PutFrom(classCache, Math.Max(1, classCache.Count / 2));
+                    }
+
+                    classCache.Items[classCache.Count++] = buffer;
+                }
+
+                Volatile.Write(ref cache.InUse, 0);
+                return;
+            }
+
+            Volatile.Write(ref cache.InUse, 0);
+        }
+
+        // Disposed: the block is counted as returned and its memory freed with its slab.
+        Interlocked.Increment(ref _retiredReturns[classIndex]);
+        _heap.ReleaseAfterDispose(buffer);
+    }
+
+    /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> when the tier is disposed.</summary>
+    private ThreadCache? CreateThreadCache()
+    {
+        lock (_registryLock)
+        {
+            if (_disposed)
+            {
+                return null;
+            }
+
+            ReclaimExitedThreadsUnsynchronized();
+            var cache = new ThreadCache(this, _capacities);
+            _caches.Add(cache);
+
+            ThreadCache?[]? caches = t_caches;
+            if (caches is null || caches.Length <= _slot)
+            {
+                Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
+                t_caches = caches;
+            }
+
+            caches[_slot] = cache;
+            return cache;
+        }
+    }
+
+    /// <summary>
+    /// Moves the blocks of threads that have exited to the depots and folds their counters into the retired totals,
+    /// so thread churn neither strands memory nor loses counts. Caller holds the registry lock.
+    /// </summary>
+    private void ReclaimExitedThreadsUnsynchronized()
+    {
+        for (int i = _caches.Count - 1; i >= 0; i--)
+        {
+            ThreadCache cache = _caches[i];
+            if (cache.Owner.IsAlive)
+            {
+                continue;
+            }
+
+            for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+            {
+                SizeClassCache classCache = cache.Classes[classIndex];
+                _retiredHits[classIndex] += classCache.Hits;
+                _retiredMisses[classIndex] += classCache.Misses;
+                Interlocked.Add(ref _retiredReturns[classIndex], classCache.Returns);
+                if (classCache.Count > 0)
+                {
+                    _depots[classIndex].PutFrom(classCache, classCache.Count);
+                }
+            }
+
+            _caches.RemoveAt(i);
+        }
+    }
+
+    private static void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
+    {
+        foreach (SizeClassCache classCache in cache.Classes)
+        {
+            into.AddRange(new ArraySegment<NativeMemoryManager>(classCache.Items, 0, classCache.Count));
+            Array.Clear(classCache.Items);
+            classCache.Count = 0;
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The shared store of free blocks of one medium size class, behind the thread caches. Threads move blocks in and
+/// out in batches, so the lock is taken once per batch rather than once per buffer.
+/// </summary>
+internal sealed class SizeClassDepot
+{
+    private readonly Lock _lock = new();
+    private NativeMemoryManager[] _items = new NativeMemoryManager[16];
+    private int _count;
+
+    public int Count => Volatile.Read(ref _count);
+
+    /// <summary>Moves up to <paramref name="max"/> blocks onto the top of <paramref name="cache"/>; returns how many moved.</summary>
+    public int TakeInto(SizeClassCache cache, int max)
+    {
+        lock (_lock)
+        {
+            int moved = Math.Min(max, _count);
+            int from = _count - moved;
+            Array.Copy(_items, from, cache.Items, cache.Count, moved);
+            Array.Clear(_items, from, moved);
+            _count = from;
+            cache.Count += moved;
+            return moved;
+        }
+    }
+
+    /// <summary>Takes one block, or <see langword="null"/> when the depot is empty.</summary>
+    public NativeMemoryManager? TakeOne()
+    {
+        lock (_lock)
+        {
+            if (_count == 0)
+            {
+                return null;
+            }
+
+            NativeMemoryManager buffer = _items[--_count];
+            _items[_count] = null!;
+            return buffer;
+        }
+    }
+
+    /// <summary>Moves the <paramref name="count"/> oldest (coldest) blocks of <paramref name="cache"/> here, keeping its warm top.</summary>
+    public void PutFrom(SizeClassCache cache, int count)
+    {
+        lock (_lock)
+        {
+            EnsureRoomUnsynchronized(count);
+            Array.Copy(cache.Items, 0, _items, _count, count);
+            _count += count;
+        }
+
+        int kept = cache.Count - count;
+        Array.Copy(cache.Items, count, cache.Items, 0, kept);
+        Array.Clear(cache.Items, kept, count);
+        cache.Count = kept;
+    }
+
+    public void Put(NativeMemoryManager buffer)
+    {
+        lock (_lock)
+        {
+            EnsureRoomUnsynchronized(1);
+            _items[_count++] = buffer;
+        }
+    }
+
+    /// <summary>Moves every block into <paramref name="into"/>.</summary>
+    public void DrainInto(List<NativeMemoryManager> into)
+    {
+        lock (_lock)
+        {
+            into.AddRange(new ArraySegment<NativeMemoryManager>(_items, 0, _count));
+            Array.Clear(_items, 0, _count);
+            _count = 0;
+        }
+    }
+
+    private void EnsureRoomUnsynchronized(int extra)
+    {
+        // The depot only grows while the tier carves new blocks (it never holds more blocks than were carved),
+        // so the steady state never reallocates.
+        if (_count + extra > _items.Length)
+        {
+            Array.Resize(ref _items, Math.Max(_items.Length * 2, _count + extra));
+        }
+    }
+}

@@ -1,0 +1,36 @@
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>One mapping of the large or huge tier, with the manager that hands it out and its places in the cache's lists.</summary>
+internal sealed class Region : INativeMemoryReleaser
+{
+    public Region(RegionTier tier, nint address, nuint mappedLength, int bufferLength, PageBacking backing)
+    {
+        Tier = tier;
+        Address = address;
+        MappedLength = mappedLength;
+        Backing = backing;
+        Buffer = new NativeMemoryManager(address, bufferLength, this);
+    }
+
+    public RegionTier Tier { get; }
+
+    public nint Address { get; }
+
+    /// <summary>Bytes mapped from the OS (the buffer's length rounded up to the page or hugepage size).</summary>
+    public nuint MappedLength { get; }
+
+    public PageBacking Backing { get; }
+
+    public NativeMemoryManager Buffer { get; }
+
+    // Links of the cache's two intrusive lists while the region is cached: all regions by return time, and the
+    // regions of the same length by return time.
+    public Region? Older;
+    public Region? Newer;
+    public Region? SameSizeOlder;
+    public Region? SameSizeNewer;
+
+    public void Release(NativeMemoryManager buffer) => Tier.Return(this);
+}

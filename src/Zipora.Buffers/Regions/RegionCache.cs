@@ -1,0 +1,121 @@
+using System.Collections.Generic;
+using System.Diagnostics;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Returned regions kept for reuse, least recently used first out, within a count and a byte limit. A rent takes
+/// the most recently returned region of its exact length (its pages are the likeliest to be resident); eviction
+/// takes the least recently returned region of any length.
+/// </summary>
+/// <remarks>Not thread-safe: the owning tier calls it under its lock. No allocation once every length has been seen.</remarks>
+internal sealed class RegionCache
+{
+    private readonly Dictionary<nuint, Region> _newestByLength = [];
+    private readonly int _maxCount;
+    private readonly long _maxBytes;
+    private Region? _oldest;
+    private Region? _newest;
+
+    public RegionCache(int maxCount, long maxBytes)
+    {
+        _maxCount = maxCount;
+        _maxBytes = maxBytes;
+    }
+
+    public int Count { get; private set; }
+
+    public long Bytes { get; private set; }
+
+    public bool IsOverLimit => Count > _maxCount || Bytes > _maxBytes;
+
+    /// <summary>Takes the most recently returned region of <paramref name="mappedLength"/>, if any.</summary>
+    public Region? TakeNewest(nuint mappedLength)
+    {
+        if (!_newestByLength.TryGetValue(mappedLength, out Region? region))
+        {
+            return null;
+        }
+
+        Unlink(region);
+        return region;
+    }
+
+    /// <summary>Takes the least recently returned region, if any.</summary>
+    public Region? TakeOldest()
+    {
+        Region? region = _oldest;
+        if (region is not null)
+        {
+            Unlink(region);
+        }
+
+        return region;
+    }
+
+    public void Add(Region region)
+    {
+        Debug.Assert(region.Older is null && region.Newer is null, "a region is cached once");
+        region.Older = _newest;
+        if (_newest is not null)
+        {
+            _newest.Newer = region;
+        }
+
+        _newest = region;
+        _oldest ??= region;
+
+        if (_newestByLength.TryGetValue(region.MappedLength, out Region? sameSize))
+        {
+            sameSize.SameSizeNewer = region;
+            region.SameSizeOlder = sameSize;
+        }
+
+        _newestByLength[region.MappedLength] = region;
+        Count++;
+        Bytes += (long)region.MappedLength;
+    }
+
+    private void Unlink(Region region)
+    {
+        if (region.Older is not null)
+        {
+            region.Older.Newer = region.Newer;
+        }
+        else
+        {
+            _oldest = region.Newer;
+        }
+
+        if (region.Newer is not null)
+        {
+            region.Newer.Older = region.Older;
+        }
+        else
+        {
+            _newest = region.Older;
+        }
+
+        if (region.SameSizeOlder is not null)
+        {
+            region.SameSizeOlder.SameSizeNewer = region.SameSizeNewer;
+        }
+
+        if (region.SameSizeNewer is not null)
+        {
+            region.SameSizeNewer.SameSizeOlder = region.SameSizeOlder;
+        }
+        else if (region.SameSizeOlder is not null)
+        {
+            _newestByLength[region.MappedLength] = region.SameSizeOlder;
+        }
+        else
+        {
+            _newestByLength.Remove(region.MappedLength);
+        }
+
+        region.Older = region.Newer = region.SameSizeOlder = region.SameSizeNewer = null;
+        Count--;
+        Bytes -= (long)region.MappedLength;
+    }
+}

@@ -1,0 +1,31 @@
+using System.Diagnostics;
+using System.Numerics;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Size class arithmetic. Above a power of two the classes step by a quarter of it (four per doubling, as jemalloc
+/// does), which bounds the rounding waste at 25% of the request with no table lookups.
+/// </summary>
+internal static class SizeClasses
+{
+    /// <summary>The index, counted from the doubling that starts at 2^<paramref name="baseLog2"/>, of the quarter-step class that holds <paramref name="size"/>.</summary>
+    public static int QuarterStepIndex(int size, int baseLog2)
+    {
+        Debug.Assert(size > 1 << baseLog2, "quarter-step classes start above their base");
+        int log2 = BitOperations.Log2((uint)size - 1);
+        int quarter = ((size - 1) >> (log2 - 2)) & 3;
+        return ((log2 - baseLog2) * 4) + quarter;
+    }
+
+    /// <summary>The size of quarter-step class <paramref name="index"/> above 2^<paramref name="baseLog2"/>.</summary>
+    public static long QuarterStepSize(int index, int baseLog2)
+    {
+        int log2 = baseLog2 + (index >> 2);
+        int quarter = index & 3;
+        return (1L << log2) + ((quarter + 1L) << (log2 - 2));
+    }
+
+    /// <summary>The smallest quarter-step class that holds <paramref name="size"/>.</summary>
+    public static long QuarterStepRound(int size, int baseLog2) => QuarterStepSize(QuarterStepIndex(size, baseLog2), baseLog2);
+}

@@ -1,0 +1,169 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The slabs of one tier (small or medium): maps them, cuts blocks off them one at a time, and after the pool is
+/// disposed frees each slab once all of its blocks are back.
+/// </summary>
+/// <remarks>Only the slow paths come here (a cache miss, the pool's disposal), so one lock is enough.</remarks>
+internal sealed class SlabHeap
+{
+    private readonly Lock _lock = new();
+    private readonly PageSource _pages;
+    private readonly INativeMemoryReleaser _releaser;
+    private readonly Slab?[] _currentByClass;
+    private readonly List<Slab> _slabs = [];
+    private readonly List<NativeMemoryManager> _returnedBeforeAccounting = [];
+    private long _reservedBytes;
+    private bool _disposing;
+    private bool _accounted;
+
+    public SlabHeap(PageSource pages, INativeMemoryReleaser releaser, int classCount)
+    {
+        _pages = pages;
+        _releaser = releaser;
+        _currentByClass = new Slab?[classCount];
+    }
+
+    /// <summary>Bytes of slabs currently mapped.</summary>
+    public long ReservedBytes => Volatile.Read(ref _reservedBytes);
+
+    /// <summary>Cuts a fresh block of <paramref name="blockSize"/> bytes, mapping a new slab of <paramref name="slabBytes"/> when the class's slab is full.</summary>
+    /// <exception cref="InsufficientMemoryException">The OS has no memory for a new slab.</exception>
+    public NativeMemoryManager Carve(int classIndex, int blockSize, int slabBytes, string tierName)
+    {
+        lock (_lock)
+        {
+            Slab? slab = _currentByClass[classIndex];
+            if (slab is null || slab.IsFull)
+            {
+                slab = MapSlabUnsynchronized(blockSize, slabBytes, tierName);
+                _currentByClass[classIndex] = slab;
+            }
+
+            nint address = slab.NextBlockAddress;
+            slab.Carved++;
+            return new NativeMemoryManager(address, blockSize, _releaser);
+        }
+    }
+
+    /// <summary>
+    /// Called once by the disposing tier with every block it held in its caches: frees the slabs that have no block
+    /// rented, and remembers how many blocks each other slab still waits for.
+    /// </summary>
+    public void ReleaseCached(List<NativeMemoryManager> cached)
+    {
+        lock (_lock)
+        {
+            _disposing = true;
+            _slabs.Sort(static (a, b) => a.Address.CompareTo(b.Address));
+            foreach (Slab slab in _slabs)
+            {
+                slab.Outstanding = slab.Carved;
+            }
+
+            cached.AddRange(_returnedBeforeAccounting);
+            _returnedBeforeAccounting.Clear();
+            _accounted = true;
+            foreach (NativeMemoryManager buffer in cached)
+            {
+                ReleaseBlockUnsynchronized(buffer);
+            }
+
+            // Slabs that never handed out a block have nothing to wait for.
+            for (int i = _slabs.Count - 1; i >= 0; i--)
+            {
+                if (_slabs[i].Outstanding == 0)
+                {
+                    UnmapUnsynchronized(i);
+                }
+            }
+
+            Array.Clear(_currentByClass);
+        }
+    }
+
+    /// <summary>Takes back a block that was rented when the pool was disposed; frees its slab with the last one.</summary>
+    public void ReleaseAfterDispose(NativeMemoryManager buffer)
+    {
+        lock (_lock)
+        {
+            if (!_accounted)
+            {
+                // The tier is still collecting its caches: count this block with them.
+                _returnedBeforeAccounting.Add(buffer);
+                return;
+            }
+
+            int index = ReleaseBlockUnsynchronized(buffer);
+            if (_slabs[index].Outstanding == 0)
+            {
+                UnmapUnsynchronized(index);
+            }
+        }
+    }
+
+    private int ReleaseBlockUnsynchronized(NativeMemoryManager buffer)
+    {
+        buffer.MarkReleased();
+        int index = FindSlabUnsynchronized(buffer.Address);
+        _slabs[index].Outstanding--;
+        return index;
+    }
+
+    private Slab MapSlabUnsynchronized(int blockSize, int slabBytes, string tierName)
+    {
+        if (_disposing)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out nint address, out PageBacking backing))
+        {
+            ThrowHelper.ThrowOutOfMemory(slabBytes, tierName);
+        }
+
+        var slab = new Slab(address, (nuint)slabBytes, blockSize, backing);
+        _slabs.Add(slab);
+        _reservedBytes += slabBytes;
+        return slab;
+    }
+
+    private void UnmapUnsynchronized(int index)
+    {
+        Slab slab = _slabs[index];
+        _slabs.RemoveAt(index);
+        _pages.Unmap(slab.Address, slab.Length, slab.Backing);
+        _reservedBytes -= (long)slab.Length;
+    }
+
+    /// <summary>Binary search over the slabs, which are sorted by address once the tier is disposed.</summary>
+    private int FindSlabUnsynchronized(nint address)
+    {
+        int low = 0;
+        int high = _slabs.Count - 1;
+        while (low <= high)
+        {
+            int middle = (low + high) >>> 1;
+            Slab slab = _slabs[middle];
+            if (address < slab.Address)
+            {
+                high = middle - 1;
+            }
+            else if (address >= slab.Address + (nint)slab.Length)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                return middle;
+            }
+        }
+
+        throw new InvalidOperationException($"Block 0x{address:x} belongs to no slab of this pool.");
+    }
+}

@@ -1,0 +1,184 @@
+using System.Collections.Generic;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Requests of 1 to 1023 bytes: a pool shared by all threads, sharded per core, carved from 64 KB slabs. Classes
+/// step by 16 bytes up to 128 (so every block is 16-byte aligned) and by a quarter of the doubling above.
+/// </summary>
+internal sealed class SmallTier : BufferTier, INativeMemoryReleaser
+{
+    /// <summary>The largest request this tier serves.</summary>
+    public const int MaxSize = 1023;
+
+    private const int FineStep = 16;
+    private const int FineLimit = 128;
+    private const int FineLimitLog2 = 7;
+    private const int FineClassCount = FineLimit / FineStep;
+    private const int ClassCount = FineClassCount + 12;
+    private const int SlabBytes = 64 * 1024;
+    private const int MaxStripes = 64;
+
+    private readonly SmallStripe[] _stripes;
+    private readonly int _stripeMask;
+    private readonly SlabHeap _heap;
+    private volatile bool _disposed;
+
+    public SmallTier(PageSource pages)
+    {
+        int stripeCount = (int)BitOperations.RoundUpToPowerOf2((uint)System.Math.Clamp(System.Environment.ProcessorCount, 1, MaxStripes));
+        _stripes = new SmallStripe[stripeCount];
+        for (int i = 0; i < stripeCount; i++)
+        {
+            _stripes[i] = new SmallStripe(ClassCount);
+        }
+
+        _stripeMask = stripeCount - 1;
+        _heap = new SlabHeap(pages, this, ClassCount);
+    }
+
+    /// <summary>The block size of the class that serves <paramref name="size"/> (1 to 1023).</summary>
+    public static int ClassSize(int size) => size <= FineLimit
+        ? (size + FineStep - 1) & ~(FineStep - 1)
+        : (int)SizeClasses.QuarterStepRound(size, FineLimitLog2);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ClassIndex(int size) => size <= FineLimit
+        ? (size - 1) >> 4
+        : FineClassCount + SizeClasses.QuarterStepIndex(size, FineLimitLog2);
+
+    /// <summary>Rents a block for <paramref name="size"/> bytes (1 to 1023).</summary>
+    public NativeMemoryManager Rent(int size)
+    {
+        int classIndex = ClassIndex(size);
+        SmallStripe stripe = HomeStripe();
+        stripe.Enter();
+        if (!_disposed)
+        {
+            NativeMemoryManager? buffer = stripe.TryPopUnsynchronized(classIndex);
+            if (buffer is not null)
+            {
+                stripe.Hits++;
+                stripe.BytesInUse += buffer.Length;
+                stripe.Exit();
+                buffer.Reactivate();
+                return buffer;
+            }
+        }
+
+        stripe.Exit();
+        return RentSlow(classIndex, size);
+    }
+
+    /// <summary>Takes a block back from its owner.</summary>
+    public void Release(NativeMemoryManager buffer)
+    {
+        SmallStripe stripe = HomeStripe();
+        stripe.Enter();
+        stripe.Returns++;
+        stripe.BytesInUse -= buffer.Length;
+        if (!_disposed)
+        {
+            stripe.PushUnsynchronized(ClassIndex(buffer.Length), buffer);
+            stripe.Exit();
+            return;
+        }
+
+        stripe.Exit();
+        _heap.ReleaseAfterDispose(buffer);
+    }
+
+    public override TierStatistics GetStatistics()
+    {
+        long hits = 0, misses = 0, returns = 0, inUse = 0;
+        foreach (SmallStripe stripe in _stripes)
+        {
+            stripe.Enter();
+            hits += stripe.Hits;
+            misses += stripe.Misses;
+            returns += stripe.Returns;
+            inUse += stripe.BytesInUse;
+            stripe.Exit();
+        }
+
+        return new TierStatistics
+        {
+            Name = "small",
+            Rents = hits + misses,
+            Returns = returns,
+            CacheHits = hits,
+            CacheMisses = misses,
+            BytesInUse = inUse,
+            BytesRetained = _heap.ReservedBytes - inUse,
+        };
+    }
+
+    public override void Dispose()
+    {
+        _disposed = true;
+        var cached = new List<NativeMemoryManager>();
+        foreach (SmallStripe stripe in _stripes)
+        {
+            stripe.Enter();
+            stripe.DrainUnsynchronized(cached);
+            stripe.Exit();
+        }
+
+        _heap.ReleaseCached(cached);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private SmallStripe HomeStripe() => _stripes[Thread.GetCurrentProcessorId() & _stripeMask];
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NativeMemoryManager RentSlow(int classIndex, int size)
+    {
+        if (_disposed)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        // Blocks returned on other cores are still ours: take one before cutting a new block, so a rent-here,
+        // return-there pattern cannot grow the tier without bound.
+        NativeMemoryManager? buffer = null;
+        foreach (SmallStripe other in _stripes)
+        {
+            other.Enter();
+            buffer = _disposed ? null : other.TryPopUnsynchronized(classIndex);
+            other.Exit();
+            if (buffer is not null)
+            {
+                break;
+            }
+        }
+
+        bool hit = buffer is not null;
+        if (buffer is null)
+        {
+            buffer = _heap.Carve(classIndex, ClassSize(size), SlabBytes, "small");
+        }
+        else
+        {
+            buffer.Reactivate();
+        }
+
+        SmallStripe home = HomeStripe();
+        home.Enter();
+        if (hit)
+        {
+            home.Hits++;
+        }
+        else
+        {
+            home.Misses++;
+        }
+
+        home.BytesInUse += buffer.Length;
+        home.Exit();
+        return buffer;
+    }
+}

@@ -1,0 +1,20 @@
+using System;
+using System.Diagnostics.CodeAnalysis;
+
+namespace Zipora.Buffers;
+
+/// <summary>Throws for the uncommon paths, kept out of line so the rent and return fast paths stay small enough to inline.</summary>
+internal static class ThrowHelper
+{
+    [DoesNotReturn]
+    public static void ThrowRentSizeOutOfRange(int minBufferSize, int maxBufferSize) =>
+        throw new ArgumentOutOfRangeException(nameof(minBufferSize), minBufferSize, $"A buffer size must be -1 (the default size) or from 0 to MaxBufferSize ({maxBufferSize}).");
+
+    [DoesNotReturn]
+    public static void ThrowPoolDisposed() =>
+        throw new ObjectDisposedException(nameof(TieredMemoryPool), "The pool was disposed: it rents no more buffers (buffers still rented stay valid until disposed).");
+
+    [DoesNotReturn]
+    public static void ThrowOutOfMemory(long bytes, string tier) =>
+        throw new InsufficientMemoryException($"The OS refused {bytes} bytes for the {tier} tier, even after the pool released every cached region.");
+}

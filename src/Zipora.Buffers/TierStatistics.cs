@@ -1,0 +1,40 @@
+using System.Globalization;
+
+namespace Zipora.Buffers;
+
+/// <summary>What one tier of a <see cref="TieredMemoryPool"/> has done, at the moment of a snapshot.</summary>
+/// <remarks>Counters are summed from per-thread counts without stopping the threads: exact when the pool is quiet, close while it is busy.</remarks>
+public sealed class TierStatistics
+{
+    /// <summary>Name of the tier: <c>small</c>, <c>medium</c>, <c>large</c> or <c>huge</c>.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Buffers handed out.</summary>
+    public long Rents { get; init; }
+
+    /// <summary>Buffers given back by their owners.</summary>
+    public long Returns { get; init; }
+
+    /// <summary>Rents served from memory the pool already held.</summary>
+    public long CacheHits { get; init; }
+
+    /// <summary>Rents that needed fresh memory (carved from a new slab or mapped from the OS).</summary>
+    public long CacheMisses { get; init; }
+
+    /// <summary>Bytes of buffers currently handed out (whole class sizes, not the sizes asked for).</summary>
+    public long BytesInUse { get; init; }
+
+    /// <summary>Bytes the tier holds from the OS that are not handed out: cached buffers and uncarved slab space.</summary>
+    public long BytesRetained { get; init; }
+
+    /// <summary>Buffers currently handed out.</summary>
+    public long BuffersInUse => Rents - Returns;
+
+    /// <summary>The share of rents served from the cache, from 0 to 1.</summary>
+    public double HitRatio => Rents == 0 ? 0 : (double)CacheHits / Rents;
+
+    /// <inheritdoc />
+    public override string ToString() => string.Create(
+        CultureInfo.InvariantCulture,
+        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B");
+}

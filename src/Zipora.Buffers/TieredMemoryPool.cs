@@ -1,0 +1,145 @@
+using System;
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// A <see cref="MemoryPool{T}"/> of native memory, routed by size to four tiers: small (under 1 KB) from a shared
+/// per-core pool, medium (1 to 16 KB) from size classes with per-thread caches, large (to 2 MB) from cached mmap
+/// regions, huge (above 2 MB) from hugepage arenas.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every owner is a <see cref="Native.NativeMemoryManager"/>: its memory never moves, so pinning it for socket I/O
+/// is free, and it is reused after dispose, so a steady rent and dispose allocates nothing on the managed heap.
+/// The <see cref="IMemoryOwner{T}.Memory"/> handed out is the whole size class, at least as long as asked.
+/// </para>
+/// <para>
+/// Dispose an owner exactly once and stop using its memory after that: a second dispose is ignored, and
+/// <see cref="IMemoryOwner{T}.Memory"/> throws <see cref="ObjectDisposedException"/> until the pool hands the
+/// same block out again.
+/// </para>
+/// </remarks>
+public sealed class TieredMemoryPool : MemoryPool<byte>
+{
+    /// <summary>The size <see cref="Rent"/> gives for <c>-1</c>, as <see cref="MemoryPool{T}.Shared"/> does.</summary>
+    public const int DefaultBufferSize = 4096;
+
+    private static readonly TieredMemoryPool s_shared = new();
+
+    private readonly SmallTier _small;
+    private readonly MediumTier _medium;
+    private readonly LargeTier _large;
+    private readonly HugeTier _huge;
+    private readonly PageSource _pages;
+    private readonly int _mmapThreshold;
+    private readonly int _hugepageThreshold;
+    private readonly int _maxBufferSize;
+    private int _disposed;
+
+    /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
+    public TieredMemoryPool()
+        : this(new TieredMemoryPoolOptions())
+    {
+    }
+
+    /// <summary>Creates a pool with the given options (copied: later changes to <paramref name="options"/> do not affect it).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option is out of range; the exception names it.</exception>
+    public TieredMemoryPool(TieredMemoryPoolOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options = options.Clone();
+        options.Validate();
+
+        _mmapThreshold = options.MmapThreshold;
+        _hugepageThreshold = options.HugepageThreshold;
+        _maxBufferSize = options.MaxBufferSize;
+        _pages = new PageSource(options.ResolvePageAllocator());
+        _small = new SmallTier(_pages);
+        _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
+        _large = new LargeTier(_pages, options.MmapThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+    }
+
+    /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
+    public static new TieredMemoryPool Shared => s_shared;
+
+    /// <summary>The largest buffer <see cref="Rent"/> accepts.</summary>
+    public override int MaxBufferSize => _maxBufferSize;
+
+    /// <summary>Rents a buffer of at least <paramref name="minBufferSize"/> bytes.</summary>
+    /// <param name="minBufferSize">
+    /// Bytes needed: from 0 to <see cref="MaxBufferSize"/>, or -1 for <see cref="DefaultBufferSize"/>. 0 gives the
+    /// smallest buffer (16 bytes) rather than an empty one, so a writer that asks for "any" memory can make progress.
+    /// </param>
+    /// <returns>An owner whose <see cref="IMemoryOwner{T}.Memory"/> is the whole size class; dispose it to return the buffer.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minBufferSize"/> is below -1 or above <see cref="MaxBufferSize"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The pool was disposed.</exception>
+    /// <exception cref="InsufficientMemoryException">The OS has no memory for the buffer, even after the pool freed its caches.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
+    {
+        // Medium first: it holds the default size and Kestrel's and Pipe's usual segments.
+        if ((uint)(minBufferSize - MediumTier.MinSize) <= (uint)(_mmapThreshold - MediumTier.MinSize))
+        {
+            return _medium.Rent(minBufferSize);
+        }
+
+        return RentOther(minBufferSize);
+    }
+
+    /// <summary>A snapshot of what each tier has done and holds.</summary>
+    public TieredMemoryPoolStatistics GetStatistics() => new()
+    {
+        Small = _small.GetStatistics(),
+        Medium = _medium.GetStatistics(),
+        Large = _large.GetStatistics(),
+        Huge = _huge.GetStatistics(),
+        Backend = _pages.Allocator.Name,
+        MmapCalls = _pages.MapCalls,
+        MunmapCalls = _pages.UnmapCalls,
+        HugepageBytes = _pages.HugepageBytes,
+        FallbackAllocations = _pages.Fallbacks,
+    };
+
+    /// <summary>
+    /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
+    /// their memory is freed instead of cached. Does nothing for <see cref="Shared"/>.
+    /// </summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (ReferenceEquals(this, s_shared) || Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _small.Dispose();
+        _medium.Dispose();
+        _large.Dispose();
+        _huge.Dispose();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Native.NativeMemoryManager RentOther(int size)
+    {
+        if ((uint)size <= SmallTier.MaxSize)
+        {
+            return _small.Rent(Math.Max(size, 1));
+        }
+
+        if (size == -1)
+        {
+            return _medium.Rent(DefaultBufferSize);
+        }
+
+        if ((uint)size > (uint)_maxBufferSize)
+        {
+            ThrowHelper.ThrowRentSizeOutOfRange(size, _maxBufferSize);
+        }
+
+        return size <= _hugepageThreshold ? _large.Rent(size) : _huge.Rent(size);
+    }
+}

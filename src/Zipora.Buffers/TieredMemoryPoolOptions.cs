@@ -1,0 +1,92 @@
+using System;
+using System.Numerics;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>Settings of a <see cref="TieredMemoryPool"/>: where each tier starts and how much each cache may keep.</summary>
+/// <remarks>Values are checked when the pool is built; an invalid one throws <see cref="ArgumentException"/> naming the option.</remarks>
+public sealed class TieredMemoryPoolOptions
+{
+    /// <summary>Smallest buffer the pool will hand out as a maximum; the default request size (4096) must fit.</summary>
+    internal const int MinimumMaxBufferSize = TieredMemoryPool.DefaultBufferSize;
+
+    /// <summary>Requests above this size come from mmap-backed regions (the large tier). A power of two from 4 KB to 1 MB; default 16 KB.</summary>
+    public int MmapThreshold { get; set; } = 16 * 1024;
+
+    /// <summary>Requests above this size come from hugepage arenas (the huge tier). A power of two above <see cref="MmapThreshold"/>, at most 1 GB; default 2 MB.</summary>
+    public int HugepageThreshold { get; set; } = 2 * 1024 * 1024;
+
+    /// <summary>Whether the huge tier asks for reserved hugepages and transparent hugepages; default <see langword="true"/>.</summary>
+    public bool EnableHugepages { get; set; } = true;
+
+    /// <summary>The largest request the pool accepts, at least 4096; default 1 GiB.</summary>
+    public int MaxBufferSize { get; set; } = 1024 * 1024 * 1024;
+
+    /// <summary>Most large-tier regions kept for reuse after they are returned; default 64.</summary>
+    public int RegionCacheMaxCount { get; set; } = 64;
+
+    /// <summary>Most bytes of large-tier regions kept for reuse; default 64 MB.</summary>
+    public long RegionCacheMaxBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>Most huge-tier regions kept for reuse; default 16.</summary>
+    public int HugeRegionCacheMaxCount { get; set; } = 16;
+
+    /// <summary>Most bytes of huge-tier regions kept for reuse; default 256 MB.</summary>
+    public long HugeRegionCacheMaxBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Most buffers of one medium size class a thread keeps for itself; 0 turns per-thread caching off. Default 64.</summary>
+    public int ThreadCacheMaxBuffers { get; set; } = 64;
+
+    /// <summary>Most bytes of medium buffers one thread keeps for itself, spread over the size classes; default 2 MB.</summary>
+    public int ThreadCacheMaxBytes { get; set; } = 2 * 1024 * 1024;
+
+    /// <summary>Take every page from <see cref="PageAllocator.Portable"/> (aligned heap allocation) instead of the OS's virtual memory calls; default <see langword="false"/>.</summary>
+    public bool UsePortableBackend { get; set; }
+
+    /// <summary>Replaces the OS layer, so tests can inject failures. Wins over <see cref="UsePortableBackend"/>.</summary>
+    internal PageAllocator? PageAllocator { get; set; }
+
+    internal PageAllocator ResolvePageAllocator() =>
+        PageAllocator ?? (UsePortableBackend ? Native.PageAllocator.Portable : Native.PageAllocator.Default);
+
+    /// <summary>Copies the settings, so a pool is not changed by later edits of the options object.</summary>
+    internal TieredMemoryPoolOptions Clone() => (TieredMemoryPoolOptions)MemberwiseClone();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    internal void Validate()
+    {
+        if (!BitOperations.IsPow2(MmapThreshold) || MmapThreshold < 4096 || MmapThreshold > 1024 * 1024)
+        {
+            throw Invalid(nameof(MmapThreshold), $"must be a power of two from 4096 to 1048576 bytes, but is {MmapThreshold}.");
+        }
+
+        if (!BitOperations.IsPow2(HugepageThreshold) || HugepageThreshold <= MmapThreshold || HugepageThreshold > 1024 * 1024 * 1024)
+        {
+            throw Invalid(nameof(HugepageThreshold), $"must be a power of two above MmapThreshold ({MmapThreshold}) and at most 1 GiB, but is {HugepageThreshold}.");
+        }
+
+        if (MaxBufferSize < MinimumMaxBufferSize)
+        {
+            throw Invalid(nameof(MaxBufferSize), $"must be at least {MinimumMaxBufferSize} bytes (the default buffer size), but is {MaxBufferSize}.");
+        }
+
+        RequireNotNegative(RegionCacheMaxCount, nameof(RegionCacheMaxCount));
+        RequireNotNegative(RegionCacheMaxBytes, nameof(RegionCacheMaxBytes));
+        RequireNotNegative(HugeRegionCacheMaxCount, nameof(HugeRegionCacheMaxCount));
+        RequireNotNegative(HugeRegionCacheMaxBytes, nameof(HugeRegionCacheMaxBytes));
+        RequireNotNegative(ThreadCacheMaxBuffers, nameof(ThreadCacheMaxBuffers));
+        RequireNotNegative(ThreadCacheMaxBytes, nameof(ThreadCacheMaxBytes));
+    }
+
+    private static void RequireNotNegative(long value, string name)
+    {
+        if (value < 0)
+        {
+            throw Invalid(name, $"must not be negative, but is {value}.");
+        }
+    }
+
+    private static ArgumentException Invalid(string name, string problem) =>
+        new($"TieredMemoryPoolOptions.{name} {problem}", name);
+}

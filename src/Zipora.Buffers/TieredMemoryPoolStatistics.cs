@@ -1,0 +1,53 @@
+using System.Globalization;
+using System.Text;
+
+namespace Zipora.Buffers;
+
+/// <summary>A snapshot of a <see cref="TieredMemoryPool"/>: one <see cref="TierStatistics"/> per tier and the pool's dealings with the OS.</summary>
+public sealed class TieredMemoryPoolStatistics
+{
+    /// <summary>Requests of 1 to 1023 bytes.</summary>
+    public required TierStatistics Small { get; init; }
+
+    /// <summary>Requests from 1 KB up to the mmap threshold.</summary>
+    public required TierStatistics Medium { get; init; }
+
+    /// <summary>Requests above the mmap threshold up to the hugepage threshold.</summary>
+    public required TierStatistics Large { get; init; }
+
+    /// <summary>Requests above the hugepage threshold.</summary>
+    public required TierStatistics Huge { get; init; }
+
+    /// <summary>Name of the OS backend the pool maps pages with (<c>mmap</c>, <c>virtualalloc</c>, <c>portable</c>).</summary>
+    public required string Backend { get; init; }
+
+    /// <summary>Calls that asked the OS layer for pages (successful or not).</summary>
+    public long MmapCalls { get; init; }
+
+    /// <summary>Calls that gave pages back to the OS.</summary>
+    public long MunmapCalls { get; init; }
+
+    /// <summary>Bytes currently mapped with hugepages: reserved (hugetlb) pages plus ranges advised for transparent hugepages.</summary>
+    public long HugepageBytes { get; init; }
+
+    /// <summary>Times a mapping fell back to a lesser backend: hugetlb to transparent hugepages, those to base pages, the OS to the portable allocator.</summary>
+    public long FallbackAllocations { get; init; }
+
+    /// <summary>Bytes handed out across all tiers.</summary>
+    public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
+
+    /// <summary>Bytes held from the OS but not handed out, across all tiers.</summary>
+    public long BytesRetained => Small.BytesRetained + Medium.BytesRetained + Large.BytesRetained + Huge.BytesRetained;
+
+    /// <inheritdoc />
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        text.AppendLine(Small.ToString());
+        text.AppendLine(Medium.ToString());
+        text.AppendLine(Large.ToString());
+        text.AppendLine(Huge.ToString());
+        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}");
+        return text.ToString();
+    }
+}
