@@ -1,0 +1,220 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The contract every configuration of <see cref="TieredMemoryPool"/> keeps, run once per configuration by the
+/// sealed subclasses beside this file.
+/// </summary>
+public abstract class MemoryPoolContractTests
+{
+    /// <summary>One size per tier, plus the tier boundaries.</summary>
+    public static TheoryData<int> SizesAcrossTiers => new() { 1, 100, 1023, 1024, 1025, 4096, 16384, 16385, 100_000, 2 * 1024 * 1024, (2 * 1024 * 1024) + 1, 5_000_000 };
+
+    protected abstract TieredMemoryPoolOptions CreateOptions();
+
+    protected TieredMemoryPool CreatePool() => new(CreateOptions());
+
+    [Fact]
+    public void RentBelowMinusOneThrowsArgumentOutOfRange()
+    {
+        using TieredMemoryPool pool = CreatePool();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(-2));
+        Assert.Equal("minBufferSize", error.ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(int.MinValue));
+    }
+
+    [Fact]
+    public void RentAboveMaxBufferSizeThrowsArgumentOutOfRange()
+    {
+        using TieredMemoryPool pool = CreatePool();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(pool.MaxBufferSize + 1));
+        Assert.Equal("minBufferSize", error.ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(int.MaxValue));
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Fact]
+    public void RentMinusOneGivesTheDefaultSize()
+    {
+        using TieredMemoryPool pool = CreatePool();
+        using IMemoryOwner<byte> owner = pool.Rent();
+        Assert.Equal(TieredMemoryPool.DefaultBufferSize, owner.Memory.Length);
+        using IMemoryOwner<byte> explicitOwner = pool.Rent(-1);
+        Assert.Equal(4096, explicitOwner.Memory.Length);
+    }
+
+    [Fact]
+    public void RentZeroGivesTheSmallestNonEmptyBuffer()
+    {
+        using TieredMemoryPool pool = CreatePool();
+        using IMemoryOwner<byte> owner = pool.Rent(0);
+        Assert.Equal(16, owner.Memory.Length);
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAcrossTiers))]
+    public void RentedMemoryIsAtLeastTheRequestAndFullyWritable(int size)
+    {
+        using TieredMemoryPool pool = CreatePool();
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        Memory<byte> memory = owner.Memory;
+        Assert.InRange(memory.Length, size, LargestClassFor(size));
+        memory.Span.Fill(0xA5);
+        Assert.Equal(0xA5, memory.Span[^1]);
+        Assert.Equal(0xA5, memory.Span[0]);
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAcrossTiers))]
+    public void DisposingAnOwnerTwiceIsHarmless(int size)
+    {
+        using TieredMemoryPool pool = CreatePool();
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        owner.Dispose();
+        owner.Dispose();
+
+        // A second dispose must not have put the buffer in the cache twice: two live rents never share memory.
+        using IMemoryOwner<byte> first = pool.Rent(size);
+        using IMemoryOwner<byte> second = pool.Rent(size);
+        Assert.False(first.Memory.Span.Overlaps(second.Memory.Span));
+        TierStatistics tier = Tier(pool.GetStatistics(), size);
+        Assert.Equal(3, tier.Rents);
+        Assert.Equal(1, tier.Returns);
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAcrossTiers))]
+    public void MemoryAfterDisposeThrowsObjectDisposed(int size)
+    {
+        using TieredMemoryPool pool = CreatePool();
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        Memory<byte> stale = owner.Memory;
+        owner.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => owner.Memory);
+        Assert.Throws<ObjectDisposedException>(() => stale.Span.Length);
+        Assert.Throws<ObjectDisposedException>(() => stale.Pin());
+    }
+
+    [Fact]
+    public void PinningGivesTheNativeAddressWithoutAGCHandle()
+    {
+        using TieredMemoryPool pool = CreatePool();
+        using IMemoryOwner<byte> owner = pool.Rent(4096);
+        var manager = Assert.IsType<NativeMemoryManager>(owner);
+        using (MemoryHandle handle = owner.Memory.Pin())
+        {
+            unsafe
+            {
+                Assert.Equal(manager.Address, (nint)handle.Pointer);
+            }
+        }
+
+        using (MemoryHandle end = owner.Memory.Slice(owner.Memory.Length).Pin())
+        {
+            unsafe
+            {
+                Assert.Equal(manager.Address + owner.Memory.Length, (nint)end.Pointer);
+            }
+        }
+
+        Assert.False(System.Runtime.InteropServices.MemoryMarshal.TryGetArray<byte>(owner.Memory, out _));
+    }
+
+    [Fact]
+    public void RentAfterThePoolIsDisposedThrowsObjectDisposed()
+    {
+        TieredMemoryPool pool = CreatePool();
+        pool.Dispose();
+        foreach (int size in new[] { 10, 4096, 100_000, 4_000_000 })
+        {
+            Assert.Throws<ObjectDisposedException>(() => pool.Rent(size));
+        }
+    }
+
+    [Fact]
+    public void BuffersRentedBeforeDisposeStayValidAndAreFreedWhenReturned()
+    {
+        TieredMemoryPool pool = CreatePool();
+        var cached = new List<IMemoryOwner<byte>>();
+        var live = new List<IMemoryOwner<byte>>();
+        foreach (int size in new[] { 10, 500, 4096, 16384, 100_000, 1_000_000, 4_000_000 })
+        {
+            cached.Add(pool.Rent(size));
+            live.Add(pool.Rent(size));
+        }
+
+        cached.ForEach(owner => owner.Dispose());
+        pool.Dispose();
+        TieredMemoryPoolStatistics afterDispose = pool.GetStatistics();
+        Assert.True(afterDispose.BytesInUse > 0);
+
+        byte value = 1;
+        foreach (IMemoryOwner<byte> owner in live)
+        {
+            owner.Memory.Span.Fill(value);
+            Assert.True(owner.Memory.Span.IndexOfAnyExcept(value) < 0);
+            value++;
+        }
+
+        live.ForEach(owner => owner.Dispose());
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        foreach (TierStatistics tier in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
+        {
+            Assert.Equal(0, tier.BytesInUse);
+            Assert.Equal(0, tier.BytesRetained);
+            Assert.Equal(tier.Rents, tier.Returns);
+        }
+    }
+
+    [Fact]
+    public void DisposingThePoolTwiceIsHarmless()
+    {
+        TieredMemoryPool pool = CreatePool();
+        pool.Rent(4096).Dispose();
+        pool.Dispose();
+        pool.Dispose();
+        Assert.Equal(0, pool.GetStatistics().BytesRetained);
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAcrossTiers))]
+    public void SteadyRentAndDisposeAllocateNoManagedMemory(int size)
+    {
+        using TieredMemoryPool pool = CreatePool();
+        for (int i = 0; i < 100; i++)
+        {
+            pool.Rent(size).Dispose();
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(size);
+            owner.Memory.Span[0] = (byte)i;
+            owner.Dispose();
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    /// <summary>The rounding each tier promises: 16-byte steps or a quarter of the doubling (small, large), the next power of two (medium), whole 2 MB pages (huge).</summary>
+    internal static long LargestClassFor(int size) => size switch
+    {
+        < 1024 => Math.Max(16, (size * 5L / 4) + 16),
+        <= 16384 => 2L * size,
+        <= 2 * 1024 * 1024 => size * 5L / 4,
+        _ => size + (2L * 1024 * 1024),
+    };
+
+    internal static TierStatistics Tier(TieredMemoryPoolStatistics statistics, int size) => size switch
+    {
+        < 1024 => statistics.Small,
+        <= 16384 => statistics.Medium,
+        <= 2 * 1024 * 1024 => statistics.Large,
+        _ => statistics.Huge,
+    };
+}
