@@ -1,0 +1,76 @@
+using System;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class TieredMemoryPoolOptionsTests
+{
+    public static TheoryData<string, Action<TieredMemoryPoolOptions>> InvalidOptions => new()
+    {
+        { nameof(TieredMemoryPoolOptions.MmapThreshold), o => o.MmapThreshold = 1000 },
+        { nameof(TieredMemoryPoolOptions.MmapThreshold), o => o.MmapThreshold = 2048 },
+        { nameof(TieredMemoryPoolOptions.MmapThreshold), o => o.MmapThreshold = -16384 },
+        { nameof(TieredMemoryPoolOptions.MmapThreshold), o => o.MmapThreshold = 2 * 1024 * 1024 },
+        { nameof(TieredMemoryPoolOptions.HugepageThreshold), o => o.HugepageThreshold = 8192 },
+        { nameof(TieredMemoryPoolOptions.HugepageThreshold), o => o.HugepageThreshold = 16384 },
+        { nameof(TieredMemoryPoolOptions.HugepageThreshold), o => o.HugepageThreshold = 3 * 1024 * 1024 },
+        { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => o.MaxBufferSize = 4095 },
+        { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => o.MaxBufferSize = -1 },
+        { nameof(TieredMemoryPoolOptions.RegionCacheMaxCount), o => o.RegionCacheMaxCount = -1 },
+        { nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), o => o.RegionCacheMaxBytes = -1 },
+        { nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxCount), o => o.HugeRegionCacheMaxCount = -1 },
+        { nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxBytes), o => o.HugeRegionCacheMaxBytes = long.MinValue },
+        { nameof(TieredMemoryPoolOptions.ThreadCacheMaxBuffers), o => o.ThreadCacheMaxBuffers = -5 },
+        { nameof(TieredMemoryPoolOptions.ThreadCacheMaxBytes), o => o.ThreadCacheMaxBytes = -1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidOptions))]
+    public void AnInvalidOptionThrowsArgumentExceptionNamingIt(string option, Action<TieredMemoryPoolOptions> spoil)
+    {
+        var options = new TieredMemoryPoolOptions();
+        spoil(options);
+        var error = Assert.ThrowsAny<ArgumentException>(() => new TieredMemoryPool(options));
+        Assert.Equal(option, error.ParamName);
+        Assert.Contains(option, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NullOptionsThrowArgumentNull() =>
+        Assert.Throws<ArgumentNullException>(() => new TieredMemoryPool(null!));
+
+    [Fact]
+    public void DefaultsAreTheDocumentedOnes()
+    {
+        var options = new TieredMemoryPoolOptions();
+        Assert.Equal(16 * 1024, options.MmapThreshold);
+        Assert.Equal(2 * 1024 * 1024, options.HugepageThreshold);
+        Assert.True(options.EnableHugepages);
+        Assert.Equal(1024 * 1024 * 1024, options.MaxBufferSize);
+        Assert.False(options.UsePortableBackend);
+        Assert.Equal(1024 * 1024 * 1024, TieredMemoryPool.Shared.MaxBufferSize);
+    }
+
+    [Fact]
+    public void ThePoolKeepsItsOwnCopyOfTheOptions()
+    {
+        var options = new TieredMemoryPoolOptions { MaxBufferSize = 64 * 1024 * 1024 };
+        using var pool = new TieredMemoryPool(options);
+        options.MaxBufferSize = 4096;
+        Assert.Equal(64 * 1024 * 1024, pool.MaxBufferSize);
+    }
+
+    [Fact]
+    public void CustomThresholdsMoveTheTierBoundaries()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MmapThreshold = 4096, HugepageThreshold = 64 * 1024, MaxBufferSize = 1024 * 1024 });
+        pool.Rent(4096).Dispose();
+        pool.Rent(4097).Dispose();
+        pool.Rent(64 * 1024).Dispose();
+        pool.Rent((64 * 1024) + 1).Dispose();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(1, statistics.Medium.Rents);
+        Assert.Equal(2, statistics.Large.Rents);
+        Assert.Equal(1, statistics.Huge.Rents);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent((1024 * 1024) + 1));
+    }
+}

@@ -1,0 +1,75 @@
+using System;
+using System.Buffers;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class RoutingTests
+{
+    public static TheoryData<int, string, int> Boundaries => new()
+    {
+        { 1, "small", 16 },
+        { 16, "small", 16 },
+        { 17, "small", 32 },
+        { 129, "small", 160 },
+        { 1023, "small", 1024 },
+        { 1024, "medium", 1024 },
+        { 1025, "medium", 2048 },
+        { 4096, "medium", 4096 },
+        { 16384, "medium", 16384 },
+        { 16385, "large", 20480 },
+        { 100_000, "large", 114_688 },
+        { 2 * 1024 * 1024, "large", 2 * 1024 * 1024 },
+        { (2 * 1024 * 1024) + 1, "huge", 4 * 1024 * 1024 },
+        { 5_000_000, "huge", 6 * 1024 * 1024 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Boundaries))]
+    public void EachSizeGoesToItsTierAndClass(int size, string tier, int classSize)
+    {
+        using var pool = new TieredMemoryPool();
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        Assert.Equal(classSize, owner.Memory.Length);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        foreach (TierStatistics each in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
+        {
+            Assert.Equal(each.Name == tier ? 1 : 0, each.Rents);
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 16)]
+    [InlineData(33, 16)]
+    [InlineData(1000, 16)]
+    [InlineData(1024, 64)]
+    [InlineData(3000, 64)]
+    [InlineData(16384, 64)]
+    [InlineData(16385, 4096)]
+    [InlineData(1_000_000, 4096)]
+    [InlineData(3_000_000, 2 * 1024 * 1024)]
+    public void BuffersAreAlignedAsTheirTierPromises(int size, int alignment)
+    {
+        using var pool = new TieredMemoryPool();
+        var owners = new IMemoryOwner<byte>[8];
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(size);
+            var manager = Assert.IsType<NativeMemoryManager>(owners[i]);
+            Assert.Equal(0, manager.Address % alignment);
+        }
+
+        Array.ForEach(owners, owner => owner.Dispose());
+    }
+
+    [Fact]
+    public void LargeClassesStayWithinAQuarterOfTheRequest()
+    {
+        using var pool = new TieredMemoryPool();
+        for (int size = 16385; size <= 2 * 1024 * 1024; size += 997)
+        {
+            using IMemoryOwner<byte> owner = pool.Rent(size);
+            Assert.InRange(owner.Memory.Length, size, size * 1.25);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+using System.Buffers;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class StatisticsTests
+{
+    [Fact]
+    public void CountersAreExactlyWhatAKnownSequenceImplies()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        foreach (int size in new[] { 100, 4096, 100_000, 3 * 1024 * 1024 })
+        {
+            IMemoryOwner<byte> first = pool.Rent(size);   // miss: nothing cached yet
+            IMemoryOwner<byte> second = pool.Rent(size);  // miss
+            first.Dispose();
+            IMemoryOwner<byte> third = pool.Rent(size);   // hit: takes first's block
+            third.Dispose();
+            second.Dispose();
+            pool.Rent(size).Dispose();                    // hit
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        (TierStatistics Tier, long ClassSize)[] expected =
+        [
+            (statistics.Small, 112),
+            (statistics.Medium, 4096),
+            (statistics.Large, 114_688),
+            (statistics.Huge, 4 * 1024 * 1024),
+        ];
+        foreach ((TierStatistics tier, long classSize) in expected)
+        {
+            Assert.Equal(4, tier.Rents);
+            Assert.Equal(4, tier.Returns);
+            Assert.Equal(2, tier.CacheHits);
+            Assert.Equal(2, tier.CacheMisses);
+            Assert.Equal(0, tier.BytesInUse);
+            Assert.Equal(0, tier.BuffersInUse);
+            Assert.Equal(0.5, tier.HitRatio);
+        }
+
+        // Regions are mapped one per miss and all four stay cached; slabs are mapped once per class.
+        Assert.Equal(2 * 114_688, statistics.Large.BytesRetained);
+        Assert.Equal(2 * 4 * 1024 * 1024, statistics.Huge.BytesRetained);
+        Assert.Equal(64 * 1024, statistics.Small.BytesRetained);
+        Assert.Equal(64 * 1024, statistics.Medium.BytesRetained);
+        Assert.Equal(6, statistics.MmapCalls);
+        Assert.Equal(0, statistics.MunmapCalls);
+        Assert.Equal(0, statistics.FallbackAllocations);
+        Assert.Equal(0, statistics.HugepageBytes);
+    }
+
+    [Fact]
+    public void BytesInUseFollowTheLiveBuffers()
+    {
+        using var pool = new TieredMemoryPool();
+        IMemoryOwner<byte> small = pool.Rent(100);
+        IMemoryOwner<byte> medium = pool.Rent(3000);
+        IMemoryOwner<byte> large = pool.Rent(20_000);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(112, statistics.Small.BytesInUse);
+        Assert.Equal(4096, statistics.Medium.BytesInUse);
+        Assert.Equal(20_480, statistics.Large.BytesInUse);
+        Assert.Equal(112 + 4096 + 20_480, statistics.BytesInUse);
+        small.Dispose();
+        medium.Dispose();
+        large.Dispose();
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Fact]
+    public void TheSnapshotPrintsEveryTier()
+    {
+        using var pool = new TieredMemoryPool();
+        pool.Rent(10).Dispose();
+        string text = pool.GetStatistics().ToString();
+        foreach (string name in new[] { "small", "medium", "large", "huge", "mmap" })
+        {
+            Assert.Contains(name, text, System.StringComparison.Ordinal);
+        }
+    }
+}
