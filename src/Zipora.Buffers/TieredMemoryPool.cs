@@ -57,7 +57,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
-        _pages = new PageSource(options.ResolvePageAllocator());
+        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator);
         _small = new SmallTier(_pages);
         _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
         _large = new LargeTier(_pages, options.MmapThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);

@@ -47,6 +47,9 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Replaces the OS layer, so tests can inject failures. Wins over <see cref="UsePortableBackend"/>.</summary>
     internal PageAllocator? PageAllocator { get; set; }
 
+    /// <summary>Where base pages come from when the OS layer refuses; the portable allocator unless a test replaces it.</summary>
+    internal PageAllocator? FallbackPageAllocator { get; set; } = Native.PageAllocator.Portable;
+
     internal PageAllocator ResolvePageAllocator() =>
         PageAllocator ?? (UsePortableBackend ? Native.PageAllocator.Portable : Native.PageAllocator.Default);
 

@@ -10,12 +10,19 @@ namespace Zipora.Buffers;
 internal sealed class PageSource
 {
     private readonly PageAllocator _allocator;
+    private readonly PageAllocator? _fallback;
     private long _mapCalls;
     private long _unmapCalls;
     private long _hugepageBytes;
     private long _fallbacks;
 
-    public PageSource(PageAllocator allocator) => _allocator = allocator;
+    /// <param name="allocator">The OS layer.</param>
+    /// <param name="fallback">Where base pages come from when <paramref name="allocator"/> refuses; <see langword="null"/> for none.</param>
+    public PageSource(PageAllocator allocator, PageAllocator? fallback)
+    {
+        _allocator = allocator;
+        _fallback = ReferenceEquals(allocator, fallback) ? null : fallback;
+    }
 
     public PageAllocator Allocator => _allocator;
 
@@ -37,14 +44,14 @@ internal sealed class PageSource
         }
 
         backing = PageBacking.Portable;
-        if (ReferenceEquals(_allocator, PageAllocator.Portable))
+        if (_fallback is null)
         {
             return false;
         }
 
         CountFallback();
         Interlocked.Increment(ref _mapCalls);
-        return PageAllocator.Portable.TryMap(length, alignment, PageKind.Normal, out address);
+        return _fallback.TryMap(length, alignment, PageKind.Normal, out address);
     }
 
     /// <summary>Maps pages of the given kind with no fallback (the caller decides what comes next).</summary>
@@ -60,7 +67,7 @@ internal sealed class PageSource
     public void Unmap(nint address, nuint length, PageBacking backing)
     {
         Interlocked.Increment(ref _unmapCalls);
-        PageAllocator owner = backing == PageBacking.Portable ? PageAllocator.Portable : _allocator;
+        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
         _ = owner.Unmap(address, length);
         if (IsHuge(backing))
         {

@@ -1,0 +1,59 @@
+using System;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>A page allocator over the real one that refuses what a test tells it to, and counts what it was asked.</summary>
+internal sealed class ScriptedPageAllocator : PageAllocator
+{
+    private readonly PageAllocator _inner;
+
+    public ScriptedPageAllocator(PageAllocator? inner = null) => _inner = inner ?? Default;
+
+    public Func<nuint, PageKind, bool> RefuseMap { get; set; } = static (_, _) => false;
+
+    public bool RefuseAdvice { get; set; }
+
+    public bool HugeTlbSupported { get; set; } = true;
+
+    public int MapRequests { get; private set; }
+
+    public int HugeTlbRequests { get; private set; }
+
+    public int Unmaps { get; private set; }
+
+    public override string Name => "scripted";
+
+    public override bool SupportsHugeTlb => HugeTlbSupported;
+
+    public override bool SupportsAdvice => _inner.SupportsAdvice;
+
+    public override bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        MapRequests++;
+        if (kind != PageKind.Normal)
+        {
+            HugeTlbRequests++;
+        }
+
+        if (RefuseMap(length, kind))
+        {
+            address = 0;
+            return false;
+        }
+
+        return _inner.TryMap(length, alignment, kind, out address);
+    }
+
+    public override bool Unmap(nint address, nuint length)
+    {
+        Unmaps++;
+        return _inner.Unmap(address, length);
+    }
+
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice) =>
+        !RefuseAdvice && _inner.TryAdvise(address, length, advice);
+
+    public override bool TryProtect(nint address, nuint length, PageProtection protection) =>
+        _inner.TryProtect(address, length, protection);
+}

@@ -1,0 +1,104 @@
+using System;
+using System.Buffers;
+using System.Globalization;
+using System.IO;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+[CollectionDefinition(nameof(HugepageTests), DisableParallelization = true)]
+public sealed class HugepageTestsRunAlone;
+
+/// <summary>Hugepage tests change and read machine-wide counters, so they run alone.</summary>
+[Collection(nameof(HugepageTests))]
+public sealed class HugepageTests
+{
+    private const int SixMegabytes = 6 * 1024 * 1024;
+
+    [Fact]
+    public void ReservedHugepagesAreReallyUsedWhenTheMachineHasThem()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(4, out string reason);
+        if (reservation is null)
+        {
+            Assert.Skip(reason);
+        }
+
+        long freeBefore = HugePageInfo.Read().Free2MBPages;
+        using (var pool = new TieredMemoryPool())
+        {
+            using IMemoryOwner<byte> owner = pool.Rent(SixMegabytes);
+            owner.Memory.Span.Fill(0x42);
+
+            // Three 2 MB pages were faulted in from the reserved pool for this buffer.
+            Assert.Equal(freeBefore - 3, HugePageInfo.Read().Free2MBPages);
+            TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+            Assert.Equal(SixMegabytes, statistics.HugepageBytes);
+            Assert.Equal(0, statistics.FallbackAllocations);
+        }
+
+        // Disposing the pool unmapped the cached region: the pages are free again.
+        Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
+    }
+
+    [Fact]
+    public void WithNoReservedHugepagesTheHugeTierUsesTransparentHugepagesAndCountsTheFallback()
+    {
+        HugePageInfo info = HugePageInfo.Read();
+        if (info.Free2MBPages > 0)
+        {
+            Assert.Skip("this machine has free reserved hugepages, so MAP_HUGETLB succeeds and there is no fallback to see");
+        }
+
+        using var pool = new TieredMemoryPool();
+        long anonBefore = AnonHugePagesOfThisProcess();
+        using IMemoryOwner<byte> owner = pool.Rent(SixMegabytes);
+        owner.Memory.Span.Fill(1);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+
+        Assert.Equal(1, statistics.FallbackAllocations);
+        if (info.TransparentHugePagesAvailable)
+        {
+            Assert.Equal(SixMegabytes, statistics.HugepageBytes);
+
+            // The range is 2 MB aligned and advised, so the kernel can back it with transparent hugepages. It may
+            // still fall short when physical memory is fragmented, so require some coverage, not all of it.
+            Assert.True(AnonHugePagesOfThisProcess() > anonBefore, "no transparent hugepage backs the advised range");
+        }
+        else
+        {
+            Assert.Equal(0, statistics.HugepageBytes);
+        }
+    }
+
+    [Fact]
+    public void WithHugepagesDisabledTheHugeTierMapsPlainPagesWithoutFallbacks()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        using IMemoryOwner<byte> owner = pool.Rent(SixMegabytes);
+        owner.Memory.Span.Fill(1);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.FallbackAllocations);
+        Assert.Equal(0, statistics.HugepageBytes);
+        Assert.Equal(0, ((NativeMemoryManager)owner).Address % (2 * 1024 * 1024));
+    }
+
+    private static long AnonHugePagesOfThisProcess()
+    {
+        if (!File.Exists("/proc/self/smaps_rollup"))
+        {
+            return 0;
+        }
+
+        foreach (string line in File.ReadLines("/proc/self/smaps_rollup"))
+        {
+            if (line.StartsWith("AnonHugePages:", StringComparison.Ordinal))
+            {
+                string kilobytes = line["AnonHugePages:".Length..].Trim().Split(' ')[0];
+                return long.Parse(kilobytes, CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        return 0;
+    }
+}
