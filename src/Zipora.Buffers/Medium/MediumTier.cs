@@ -26,9 +26,14 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     private const int MinSlabBytes = 64 * 1024;
     private const int BlocksPerSlab = 16;
 
-    // Indexed by each tier's slot: a thread-static field cannot belong to an instance, so every live tier owns one
-    // index of this per-thread array (see ThreadCacheSlots).
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
+    // thread-static read and one compare.
+    [ThreadStatic]
+    private static ThreadCache? t_lastCache;
+
+    // Every cache of this thread, indexed by each tier's slot: a thread-static field cannot belong to an instance,
+    // so every live tier owns one index of this per-thread array (see ThreadCacheSlots).
     [ThreadStatic]
     private static ThreadCache?[]? t_caches;
 #pragma warning restore IDE1006
@@ -72,24 +77,19 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     public NativeMemoryManager Rent(int size)
     {
         int classIndex = BitOperations.Log2((uint)size - 1) - (MinSizeLog2 - 1);
-        ThreadCache? cache = CurrentThreadCache();
-        if (cache is not null)
+        ThreadCache? cache = t_lastCache;
+        if (cache is not null && cache.Tier == this)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (!_disposed)
+            int top = cache.Counts[classIndex] - 1;
+            if (top >= 0 && !_disposed)
             {
-                SizeClassCache classCache = cache.Classes[classIndex];
-                int top = classCache.Count - 1;
-                NativeMemoryManager[] items = classCache.Items;
-                if ((uint)top < (uint)items.Length)
-                {
-                    NativeMemoryManager buffer = items[top];
-                    classCache.Count = top;
-                    classCache.Hits++;
-                    buffer.Reactivate();
-                    Volatile.Write(ref cache.InUse, 0);
-                    return buffer;
-                }
+                NativeMemoryManager buffer = cache.Items[(classIndex * cache.Stride) + top];
+                cache.Counts[classIndex] = top;
+                cache.Hits[classIndex]++;
+                buffer.Reactivate();
+                Volatile.Write(ref cache.InUse, 0);
+                return buffer;
             }
 
             Volatile.Write(ref cache.InUse, 0);
@@ -102,23 +102,18 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     public void Release(NativeMemoryManager buffer)
     {
         int classIndex = BitOperations.Log2((uint)buffer.Length) - MinSizeLog2;
-        ThreadCache? cache = CurrentThreadCache();
-        if (cache is not null)
+        ThreadCache? cache = t_lastCache;
+        if (cache is not null && cache.Tier == this)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (!_disposed)
+            int count = cache.Counts[classIndex];
+            if (count < cache.Capacities[classIndex] && !_disposed)
             {
-                SizeClassCache classCache = cache.Classes[classIndex];
-                int count = classCache.Count;
-                NativeMemoryManager[] items = classCache.Items;
-                if ((uint)count < (uint)items.Length)
-                {
-                    items[count] = buffer;
-                    classCache.Count = count + 1;
-                    classCache.Returns++;
-                    Volatile.Write(ref cache.InUse, 0);
-                    return;
-                }
+                cache.Items[(classIndex * cache.Stride) + count] = buffer;
+                cache.Counts[classIndex] = count + 1;
+                cache.Returns[classIndex]++;
+                Volatile.Write(ref cache.InUse, 0);
+                return;
             }
 
             Volatile.Write(ref cache.InUse, 0);
@@ -140,10 +135,9 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
                 long classReturns = Volatile.Read(ref _retiredReturns[classIndex]);
                 foreach (ThreadCache cache in _caches)
                 {
-                    SizeClassCache classCache = cache.Classes[classIndex];
-                    classHits += Volatile.Read(ref classCache.Hits);
-                    classMisses += Volatile.Read(ref classCache.Misses);
-                    classReturns += Volatile.Read(ref classCache.Returns);
+                    classHits += Volatile.Read(ref cache.Hits[classIndex]);
+                    classMisses += Volatile.Read(ref cache.Misses[classIndex]);
+                    classReturns += Volatile.Read(ref cache.Returns[classIndex]);
                 }
 
                 hits += classHits;
@@ -201,8 +195,8 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     /// <summary>The block size of class <paramref name="classIndex"/>.</summary>
     private static int ClassSize(int classIndex) => MinSize << classIndex;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ThreadCache? CurrentThreadCache()
+    /// <summary>This thread's cache of this tier, found through the per-thread array and made the last used.</summary>
+    private ThreadCache? FindThreadCache()
     {
         ThreadCache?[]? caches = t_caches;
         int slot = _slot;
@@ -211,6 +205,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
             ThreadCache? cache = caches[slot];
             if (cache is not null && cache.Tier == this)
             {
+                t_lastCache = cache;
                 return cache;
             }
         }
@@ -221,7 +216,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     [MethodImpl(MethodImplOptions.NoInlining)]
     private NativeMemoryManager RentSlow(int classIndex)
     {
-        ThreadCache? cache = CurrentThreadCache() ?? CreateThreadCache();
+        ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
         if (cache is null)
         {
             ThrowHelper.ThrowPoolDisposed();
@@ -235,19 +230,20 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
                 ThrowHelper.ThrowPoolDisposed();
             }
 
-            SizeClassCache classCache = cache.Classes[classIndex];
+            Span<NativeMemoryManager> stack = cache.Stack(classIndex);
+            ref int count = ref cache.Counts[classIndex];
             NativeMemoryManager? buffer = null;
-            if (classCache.Count == 0 && classCache.Items.Length > 0)
+            if (count == 0 && !stack.IsEmpty)
             {
-                // Refill half the cache at once, so the depot's lock is paid once per batch.
-                _ = _depots[classIndex].TakeInto(classCache, Math.Max(1, classCache.Items.Length / 2));
+                // Refill half the stack at once, so the depot's lock is paid once per batch.
+                _ = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, stack.Length / 2));
             }
 
-            if (classCache.Count > 0)
+            if (count > 0)
             {
-                buffer = classCache.Items[--classCache.Count];
+                buffer = stack[--count];
             }
-            else if (classCache.Items.Length == 0)
+            else if (stack.IsEmpty)
             {
                 // Per-thread caching is off for this class: go to the depot for every buffer.
                 buffer = _depots[classIndex].TakeOne();
@@ -255,13 +251,13 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
 
             if (buffer is not null)
             {
-                classCache.Hits++;
+                cache.Hits[classIndex]++;
                 buffer.Reactivate();
                 return buffer;
             }
 
             buffer = _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
-            classCache.Misses++;
+            cache.Misses[classIndex]++;
             return buffer;
         }
         finally
@@ -273,27 +269,28 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
-        ThreadCache? cache = CurrentThreadCache() ?? CreateThreadCache();
+        ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
             if (!_disposed)
             {
-                SizeClassCache classCache = cache.Classes[classIndex];
-                classCache.Returns++;
-                if (classCache.Items.Length == 0)
+                cache.Returns[classIndex]++;
+                Span<NativeMemoryManager> stack = cache.Stack(classIndex);
+                ref int count = ref cache.Counts[classIndex];
+                if (stack.IsEmpty)
                 {
                     _depots[classIndex].Put(buffer);
                 }
                 else
                 {
-                    if (classCache.Count == classCache.Items.Length)
+                    if (count == stack.Length)
                     {
                         // Full: keep the warm half here and move the cold half to the depot for other threads.
-                        _depots[classIndex].PutFrom(classCache, Math.Max(1, classCache.Count / 2));
+                        _depots[classIndex].PutFrom(stack, ref count, Math.Max(1, count / 2));
                     }
 
-                    classCache.Items[classCache.Count++] = buffer;
+                    stack[count++] = buffer;
                 }
 
                 Volatile.Write(ref cache.InUse, 0);
@@ -330,6 +327,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
             }
 
             caches[_slot] = cache;
+            t_lastCache = cache;
             return cache;
         }
     }
@@ -350,13 +348,13 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
 
             for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
             {
-                SizeClassCache classCache = cache.Classes[classIndex];
-                _retiredHits[classIndex] += classCache.Hits;
-                _retiredMisses[classIndex] += classCache.Misses;
-                Interlocked.Add(ref _retiredReturns[classIndex], classCache.Returns);
-                if (classCache.Count > 0)
+                _retiredHits[classIndex] += cache.Hits[classIndex];
+                _retiredMisses[classIndex] += cache.Misses[classIndex];
+                Interlocked.Add(ref _retiredReturns[classIndex], cache.Returns[classIndex]);
+                ref int count = ref cache.Counts[classIndex];
+                if (count > 0)
                 {
-                    _depots[classIndex].PutFrom(classCache, classCache.Count);
+                    _depots[classIndex].PutFrom(cache.Stack(classIndex), ref count, count);
                 }
             }
 
@@ -364,13 +362,19 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         }
     }
 
-    private static void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
+    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
     {
-        foreach (SizeClassCache classCache in cache.Classes)
+        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
         {
-            into.AddRange(new ArraySegment<NativeMemoryManager>(classCache.Items, 0, classCache.Count));
-            Array.Clear(classCache.Items);
-            classCache.Count = 0;
+            Span<NativeMemoryManager> stack = cache.Stack(classIndex);
+            ref int count = ref cache.Counts[classIndex];
+            foreach (NativeMemoryManager buffer in stack[..count])
+            {
+                into.Add(buffer);
+            }
+
+            stack.Clear();
+            count = 0;
         }
     }
 }

@@ -17,17 +17,17 @@ internal sealed class SizeClassDepot
 
     public int Count => Volatile.Read(ref _count);
 
-    /// <summary>Moves up to <paramref name="max"/> blocks onto the top of <paramref name="cache"/>; returns how many moved.</summary>
-    public int TakeInto(SizeClassCache cache, int max)
+    /// <summary>Moves up to <paramref name="max"/> blocks onto the top of a thread's stack; returns how many moved.</summary>
+    public int TakeInto(Span<NativeMemoryManager> stack, ref int stackCount, int max)
     {
         lock (_lock)
         {
             int moved = Math.Min(max, _count);
             int from = _count - moved;
-            Array.Copy(_items, from, cache.Items, cache.Count, moved);
+            _items.AsSpan(from, moved).CopyTo(stack[stackCount..]);
             Array.Clear(_items, from, moved);
             _count = from;
-            cache.Count += moved;
+            stackCount += moved;
             return moved;
         }
     }
@@ -48,20 +48,20 @@ internal sealed class SizeClassDepot
         }
     }
 
-    /// <summary>Moves the <paramref name="count"/> oldest (coldest) blocks of <paramref name="cache"/> here, keeping its warm top.</summary>
-    public void PutFrom(SizeClassCache cache, int count)
+    /// <summary>Moves the <paramref name="moved"/> oldest (coldest) blocks of a thread's stack here, keeping its warm top.</summary>
+    public void PutFrom(Span<NativeMemoryManager> stack, ref int stackCount, int moved)
     {
         lock (_lock)
         {
-            EnsureRoomUnsynchronized(count);
-            Array.Copy(cache.Items, 0, _items, _count, count);
-            _count += count;
+            EnsureRoomUnsynchronized(moved);
+            stack[..moved].CopyTo(_items.AsSpan(_count));
+            _count += moved;
         }
 
-        int kept = cache.Count - count;
-        Array.Copy(cache.Items, count, cache.Items, 0, kept);
-        Array.Clear(cache.Items, kept, count);
-        cache.Count = kept;
+        int kept = stackCount - moved;
+        stack.Slice(moved, kept).CopyTo(stack);
+        stack.Slice(kept, moved).Clear();
+        stackCount = kept;
     }
 
     public void Put(NativeMemoryManager buffer)

@@ -1,32 +1,61 @@
+using System;
 using System.Threading;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
-/// <summary>The medium tier's cache for one thread: a <see cref="SizeClassCache"/> per size class.</summary>
+/// <summary>
+/// The medium tier's cache for one thread: a stack of free blocks per size class and the thread's counters.
+/// </summary>
+/// <remarks>
+/// Only the owning thread writes it (the disposing thread drains it after the handshake on <see cref="InUse"/>), so
+/// the fields are plain; the statistics read the counters racily, which is fine for 64-bit values. The stacks share
+/// one array, class <c>c</c> owning the slots from <c>c * Stride</c>, so the fast path follows one reference from the
+/// cache to its block.
+/// </remarks>
 internal sealed class ThreadCache
 {
-    public ThreadCache(MediumTier tier, int[] capacities)
+    public ThreadCache(MediumTier tier, ReadOnlySpan<int> capacities)
     {
         Tier = tier;
         Owner = Thread.CurrentThread;
-        Classes = new SizeClassCache[capacities.Length];
+        int stride = 0;
         for (int i = 0; i < capacities.Length; i++)
         {
-            Classes[i] = new SizeClassCache(capacities[i]);
+            Capacities[i] = capacities[i];
+            stride = Math.Max(stride, capacities[i]);
         }
+
+        Stride = stride;
+        Items = new NativeMemoryManager[capacities.Length * stride];
     }
 
-    /// <summary>The tier this cache belongs to: a thread-static slot can outlive a disposed pool and be reused by the next.</summary>
+    /// <summary>The tier this cache belongs to: a thread-static reference can outlive a disposed pool.</summary>
     public readonly MediumTier Tier;
 
     /// <summary>The thread that owns the cache; once it has exited, the cache's blocks are moved to the depot.</summary>
     public readonly Thread Owner;
 
-    public readonly SizeClassCache[] Classes;
+    public readonly NativeMemoryManager[] Items;
+
+    public readonly int Stride;
+
+    public PerClass<int> Capacities;
+
+    public PerClass<int> Counts;
+
+    public PerClass<long> Hits;
+
+    public PerClass<long> Misses;
+
+    public PerClass<long> Returns;
 
     /// <summary>
     /// 1 while the owner thread is inside a rent or return. With the disposing thread's process-wide barrier this
     /// forms an asymmetric Dekker handshake: the owner pays two plain stores, the rare disposal pays the barrier.
     /// </summary>
     public int InUse;
+
+    /// <summary>The whole stack of class <paramref name="classIndex"/>, free slots included.</summary>
+    public Span<NativeMemoryManager> Stack(int classIndex) => Items.AsSpan(classIndex * Stride, Capacities[classIndex]);
 }
