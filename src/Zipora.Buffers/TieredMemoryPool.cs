@@ -60,8 +60,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator);
         _small = new SmallTier(_pages);
         _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
-        _large = new LargeTier(_pages, options.MmapThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _large = new LargeTier(_pages, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
     }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>

@@ -15,16 +15,21 @@ internal sealed class HugeTier : RegionTier
     private readonly bool _enableHugepages;
     private readonly bool _transparentAvailable;
 
-    public HugeTier(PageSource pages, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
-        : base("huge", pages, cacheMaxCount, cacheMaxBytes)
+    public HugeTier(PageSource pages, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
+        : base("huge", pages, ClassIndexOf(maxBufferSize) + 1, cacheMaxCount, cacheMaxBytes)
     {
         _enableHugepages = enableHugepages;
         _transparentAvailable = pages.Allocator.SupportsAdvice && HugePageInfo.Read().TransparentHugePagesAvailable;
     }
 
-    protected override nuint MappedLength(int size) => ((nuint)size + HugePageSize - 1) & ~(HugePageSize - 1);
+    /// <summary>Class <c>c</c> is <c>c + 1</c> whole 2 MB pages.</summary>
+    protected override int ClassIndex(int size) => ClassIndexOf(size);
 
-    protected override int BufferLength(int size, nuint mappedLength) => (int)System.Math.Min(mappedLength, int.MaxValue);
+    protected override nuint MappedLength(int classIndex) => (nuint)(classIndex + 1) * HugePageSize;
+
+    protected override int BufferLength(int classIndex) => (int)System.Math.Min(MappedLength(classIndex), int.MaxValue);
+
+    private static int ClassIndexOf(int size) => (int)(((nuint)size - 1) / HugePageSize);
 
     protected override bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing)
     {

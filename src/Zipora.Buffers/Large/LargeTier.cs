@@ -11,15 +11,21 @@ internal sealed class LargeTier : RegionTier
 {
     private readonly int _minSizeLog2;
 
-    public LargeTier(PageSource pages, int mmapThreshold, int cacheMaxCount, long cacheMaxBytes)
-        : base("large", pages, cacheMaxCount, cacheMaxBytes)
+    public LargeTier(PageSource pages, int mmapThreshold, int hugepageThreshold, int cacheMaxCount, long cacheMaxBytes)
+        : base("large", pages, ClassCount(mmapThreshold, hugepageThreshold), cacheMaxCount, cacheMaxBytes)
     {
         _minSizeLog2 = BitOperations.Log2((uint)mmapThreshold);
     }
 
-    protected override nuint MappedLength(int size) => RoundToPages((nuint)SizeClasses.QuarterStepRound(size, _minSizeLog2));
+    protected override int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
 
-    protected override int BufferLength(int size, nuint mappedLength) => (int)SizeClasses.QuarterStepRound(size, _minSizeLog2);
+    protected override nuint MappedLength(int classIndex) => RoundToPages((nuint)BufferLength(classIndex));
+
+    protected override int BufferLength(int classIndex) => (int)SizeClasses.QuarterStepSize(classIndex, _minSizeLog2);
+
+    /// <summary>Four classes per doubling between the two thresholds (both powers of two).</summary>
+    private static int ClassCount(int mmapThreshold, int hugepageThreshold) =>
+        4 * (BitOperations.Log2((uint)hugepageThreshold) - BitOperations.Log2((uint)mmapThreshold));
 
     protected override bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing) =>
         Pages.TryMapPlain(mappedLength, PageAllocator.PageSize, out address, out backing);

@@ -5,9 +5,10 @@ namespace Zipora.Buffers;
 /// <summary>One mapping of the large or huge tier, with the manager that hands it out and its places in the cache's lists.</summary>
 internal sealed class Region : INativeMemoryReleaser
 {
-    public Region(RegionTier tier, nint address, nuint mappedLength, int bufferLength, PageBacking backing)
+    public Region(RegionTier tier, int classIndex, nint address, nuint mappedLength, int bufferLength, PageBacking backing)
     {
         Tier = tier;
+        ClassIndex = classIndex;
         Address = address;
         MappedLength = mappedLength;
         Backing = backing;
@@ -15,6 +16,9 @@ internal sealed class Region : INativeMemoryReleaser
     }
 
     public RegionTier Tier { get; }
+
+    /// <summary>The tier's size class: regions of one class have the same length and can stand in for each other.</summary>
+    public int ClassIndex { get; }
 
     public nint Address { get; }
 

@@ -1,24 +1,24 @@
-using System.Collections.Generic;
 using System.Diagnostics;
 
 namespace Zipora.Buffers;
 
 /// <summary>
 /// Returned regions kept for reuse, least recently used first out, within a count and a byte limit. A rent takes
-/// the most recently returned region of its exact length (its pages are the likeliest to be resident); eviction
-/// takes the least recently returned region of any length.
+/// the most recently returned region of its exact size class (its pages are the likeliest to be resident);
+/// eviction takes the least recently returned region of any class.
 /// </summary>
-/// <remarks>Not thread-safe: the owning tier calls it under its lock. No allocation once every length has been seen.</remarks>
+/// <remarks>Not thread-safe: the owning tier calls it under its lock. Never allocates.</remarks>
 internal sealed class RegionCache
 {
-    private readonly Dictionary<nuint, Region> _newestByLength = [];
+    private readonly Region?[] _newestByClass;
     private readonly int _maxCount;
     private readonly long _maxBytes;
     private Region? _oldest;
     private Region? _newest;
 
-    public RegionCache(int maxCount, long maxBytes)
+    public RegionCache(int classCount, int maxCount, long maxBytes)
     {
+        _newestByClass = new Region?[classCount];
         _maxCount = maxCount;
         _maxBytes = maxBytes;
     }
@@ -29,15 +29,15 @@ internal sealed class RegionCache
 
     public bool IsOverLimit => Count > _maxCount || Bytes > _maxBytes;
 
-    /// <summary>Takes the most recently returned region of <paramref name="mappedLength"/>, if any.</summary>
-    public Region? TakeNewest(nuint mappedLength)
+    /// <summary>Takes the most recently returned region of size class <paramref name="classIndex"/>, if any.</summary>
+    public Region? TakeNewest(int classIndex)
     {
-        if (!_newestByLength.TryGetValue(mappedLength, out Region? region))
+        Region? region = _newestByClass[classIndex];
+        if (region is not null)
         {
-            return null;
+            Unlink(region);
         }
 
-        Unlink(region);
         return region;
     }
 
@@ -65,13 +65,14 @@ internal sealed class RegionCache
         _newest = region;
         _oldest ??= region;
 
-        if (_newestByLength.TryGetValue(region.MappedLength, out Region? sameSize))
+        Region? sameSize = _newestByClass[region.ClassIndex];
+        if (sameSize is not null)
         {
             sameSize.SameSizeNewer = region;
             region.SameSizeOlder = sameSize;
         }
 
-        _newestByLength[region.MappedLength] = region;
+        _newestByClass[region.ClassIndex] = region;
         Count++;
         Bytes += (long)region.MappedLength;
     }
@@ -105,13 +106,9 @@ internal sealed class RegionCache
         {
             region.SameSizeNewer.SameSizeOlder = region.SameSizeOlder;
         }
-        else if (region.SameSizeOlder is not null)
-        {
-            _newestByLength[region.MappedLength] = region.SameSizeOlder;
-        }
         else
         {
-            _newestByLength.Remove(region.MappedLength);
+            _newestByClass[region.ClassIndex] = region.SameSizeOlder;
         }
 
         region.Older = region.Newer = region.SameSizeOlder = region.SameSizeNewer = null;

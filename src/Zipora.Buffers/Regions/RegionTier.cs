@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -10,11 +9,12 @@ namespace Zipora.Buffers;
 /// </summary>
 /// <remarks>
 /// Regions are big enough that the OS cost of a miss (mmap plus first-touch faults, microseconds to milliseconds)
-/// dwarfs one uncontended lock, so the cache sits behind a single lock. Unmapping happens outside it.
+/// dwarfs one uncontended lock, so the cache sits behind a single short lock. No system call runs under it:
+/// mapping and unmapping happen outside.
 /// </remarks>
 internal abstract class RegionTier : BufferTier
 {
-    private readonly Lock _lock = new();
+    private SpinGate _gate;
     private readonly RegionCache _cache;
     private readonly string _name;
     private long _hits;
@@ -23,37 +23,37 @@ internal abstract class RegionTier : BufferTier
     private long _bytesInUse;
     private bool _disposed;
 
-    protected RegionTier(string name, PageSource pages, int cacheMaxCount, long cacheMaxBytes)
+    protected RegionTier(string name, PageSource pages, int classCount, int cacheMaxCount, long cacheMaxBytes)
     {
         _name = name;
         Pages = pages;
-        _cache = new RegionCache(cacheMaxCount, cacheMaxBytes);
+        _cache = new RegionCache(classCount, cacheMaxCount, cacheMaxBytes);
     }
 
     protected PageSource Pages { get; }
 
     public NativeMemoryManager Rent(int size)
     {
-        nuint mappedLength = MappedLength(size);
-        Region? region;
-        lock (_lock)
+        int classIndex = ClassIndex(size);
+        _gate.Enter();
+        if (_disposed)
         {
-            if (_disposed)
-            {
-                ThrowHelper.ThrowPoolDisposed();
-            }
-
-            region = _cache.TakeNewest(mappedLength);
-            if (region is not null)
-            {
-                _hits++;
-                _bytesInUse += region.Buffer.Length;
-            }
+            _gate.Exit();
+            ThrowHelper.ThrowPoolDisposed();
         }
+
+        Region? region = _cache.TakeNewest(classIndex);
+        if (region is not null)
+        {
+            _hits++;
+            _bytesInUse += region.Buffer.Length;
+        }
+
+        _gate.Exit();
 
         if (region is null)
         {
-            return RentMiss(size, mappedLength);
+            return RentMiss(size, classIndex);
         }
 
         region.Buffer.Reactivate();
@@ -63,66 +63,70 @@ internal abstract class RegionTier : BufferTier
     /// <summary>Takes a region back from its owner.</summary>
     public void Return(Region region)
     {
-        bool unmapNow;
-        lock (_lock)
+        _gate.Enter();
+        _returns++;
+        _bytesInUse -= region.Buffer.Length;
+        bool disposed = _disposed;
+        bool overLimit = false;
+        if (!disposed)
         {
-            _returns++;
-            _bytesInUse -= region.Buffer.Length;
-            unmapNow = _disposed;
-            if (!unmapNow)
-            {
-                _cache.Add(region);
-            }
+            _cache.Add(region);
+            overLimit = _cache.IsOverLimit;
         }
 
-        if (unmapNow)
+        _gate.Exit();
+        if (disposed)
         {
             Unmap(region);
-            return;
         }
-
-        UnmapCached(stopWhenWithinLimits: true);
+        else if (overLimit)
+        {
+            UnmapCached(stopWhenWithinLimits: true);
+        }
     }
 
     public override TierStatistics GetStatistics()
     {
-        lock (_lock)
+        _gate.Enter();
+        var statistics = new TierStatistics
         {
-            return new TierStatistics
-            {
-                Name = _name,
-                Rents = _hits + _misses,
-                Returns = _returns,
-                CacheHits = _hits,
-                CacheMisses = _misses,
-                BytesInUse = _bytesInUse,
-                BytesRetained = _cache.Bytes,
-            };
-        }
+            Name = _name,
+            Rents = _hits + _misses,
+            Returns = _returns,
+            CacheHits = _hits,
+            CacheMisses = _misses,
+            BytesInUse = _bytesInUse,
+            BytesRetained = _cache.Bytes,
+        };
+        _gate.Exit();
+        return statistics;
     }
 
     public override void Dispose()
     {
-        lock (_lock)
-        {
-            _disposed = true;
-        }
+        _gate.Enter();
+        _disposed = true;
+        _gate.Exit();
 
         UnmapCached(stopWhenWithinLimits: false);
     }
 
-    /// <summary>The bytes to map for a request of <paramref name="size"/>: its class size rounded to whole pages.</summary>
-    protected abstract nuint MappedLength(int size);
+    /// <summary>The size class of a request of <paramref name="size"/> bytes.</summary>
+    protected abstract int ClassIndex(int size);
 
-    /// <summary>The length of the buffer handed out for a request of <paramref name="size"/> mapped as <paramref name="mappedLength"/>.</summary>
-    protected abstract int BufferLength(int size, nuint mappedLength);
+    /// <summary>The bytes to map for size class <paramref name="classIndex"/>: its size rounded to whole pages.</summary>
+    protected abstract nuint MappedLength(int classIndex);
+
+    /// <summary>The length of the buffer handed out for size class <paramref name="classIndex"/>.</summary>
+    protected abstract int BufferLength(int classIndex);
 
     /// <summary>Maps a new region, falling back as the tier sees fit; <see langword="false"/> when the OS has no memory.</summary>
     protected abstract bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NativeMemoryManager RentMiss(int size, nuint mappedLength)
+    private NativeMemoryManager RentMiss(int size, int classIndex)
     {
+        nuint mappedLength = MappedLength(classIndex);
         if (!TryMapRegion(mappedLength, out nint address, out PageBacking backing))
         {
             // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
@@ -134,12 +138,11 @@ internal abstract class RegionTier : BufferTier
         }
 
         Pages.RecordMapped(mappedLength, backing);
-        var region = new Region(this, address, mappedLength, BufferLength(size, mappedLength), backing);
-        lock (_lock)
-        {
-            _misses++;
-            _bytesInUse += region.Buffer.Length;
-        }
+        var region = new Region(this, classIndex, address, mappedLength, BufferLength(classIndex), backing);
+        _gate.Enter();
+        _misses++;
+        _bytesInUse += region.Buffer.Length;
+        _gate.Exit();
 
         return region.Buffer;
     }
@@ -148,16 +151,9 @@ internal abstract class RegionTier : BufferTier
     {
         while (true)
         {
-            Region? victim;
-            lock (_lock)
-            {
-                if (stopWhenWithinLimits && !_cache.IsOverLimit)
-                {
-                    return;
-                }
-
-                victim = _cache.TakeOldest();
-            }
+            _gate.Enter();
+            Region? victim = stopWhenWithinLimits && !_cache.IsOverLimit ? null : _cache.TakeOldest();
+            _gate.Exit();
 
             if (victim is null)
             {

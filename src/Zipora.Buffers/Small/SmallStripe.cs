@@ -1,13 +1,12 @@
 using System;
 using System.Runtime.CompilerServices;
-using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
 /// <summary>
 /// One per-core shard of the small tier: a stack of free blocks per size class and the shard's counters, behind a
-/// spin lock that is almost never contended because threads pick the shard of the core they run on.
+/// lock that is almost never contended because threads pick the shard of the core they run on.
 /// </summary>
 internal sealed class SmallStripe
 {
@@ -15,7 +14,7 @@ internal sealed class SmallStripe
 
     private readonly NativeMemoryManager[][] _stacks;
     private readonly int[] _counts;
-    private int _lock;
+    private SpinGate _gate;
 
     public SmallStripe(int classCount)
     {
@@ -35,16 +34,10 @@ internal sealed class SmallStripe
     public long BytesInUse;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter()
-    {
-        if (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
-        {
-            EnterContended();
-        }
-    }
+    public void Enter() => _gate.Enter();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit() => Volatile.Write(ref _lock, 0);
+    public void Exit() => _gate.Exit();
 
     /// <summary>Pops a free block of the class. Caller holds the lock.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -94,15 +87,5 @@ internal sealed class SmallStripe
         Array.Copy(_stacks[classIndex], grown, _stacks[classIndex].Length);
         _stacks[classIndex] = grown;
         return grown;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended()
-    {
-        var spinner = new SpinWait();
-        while (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
-        {
-            spinner.SpinOnce();
-        }
     }
 }
