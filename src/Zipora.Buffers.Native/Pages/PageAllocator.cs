@@ -38,12 +38,35 @@ public abstract class PageAllocator
     public virtual bool SupportsAdvice => false;
 
     /// <summary>Maps <paramref name="length"/> bytes of readable and writable memory (zeroed by the virtual memory backends, not by <see cref="Portable"/>).</summary>
-    /// <param name="length">Bytes to map: a multiple of <see cref="PageSize"/> (of the hugepage size for hugetlb kinds).</param>
+    /// <param name="length">Bytes to map, more than zero: a multiple of <see cref="PageSize"/> (of the hugepage size for hugetlb kinds).</param>
     /// <param name="alignment">Alignment of the start address: a power of two.</param>
     /// <param name="kind">The pages to back the range with.</param>
     /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
     /// <returns>Whether the memory was mapped.</returns>
-    public abstract bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address);
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is zero, <paramref name="alignment"/> is not a power of two, or <paramref name="kind"/> is not defined.</exception>
+    public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(length);
+        if (!nuint.IsPow2(alignment))
+        {
+            throw new ArgumentOutOfRangeException(nameof(alignment), alignment, "The alignment must be a power of two.");
+        }
+
+        if (!Enum.IsDefined(kind))
+        {
+            throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown page kind.");
+        }
+
+        return TryMapCore(length, alignment, kind, out address);
+    }
+
+    /// <summary>Maps pages once <see cref="TryMap"/> has checked the arguments; reports a refusal by the OS with <see langword="false"/>.</summary>
+    /// <param name="length">Bytes to map, more than zero.</param>
+    /// <param name="alignment">A power of two.</param>
+    /// <param name="kind">A defined page kind.</param>
+    /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
+    /// <returns>Whether the memory was mapped.</returns>
+    protected abstract bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address);
 
     /// <summary>Gives a mapping from <see cref="TryMap"/> back to the OS.</summary>
     /// <param name="address">Start of the mapping.</param>

@@ -8,7 +8,7 @@ internal sealed unsafe class PortablePageAllocator : PageAllocator
 {
     public override string Name => "portable";
 
-    public override bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         address = 0;
         if (kind != PageKind.Normal)

@@ -11,7 +11,7 @@ internal sealed class WindowsPageAllocator : PageAllocator
 
     public override bool SupportsAdvice => true;
 
-    public override bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         address = 0;
         if (kind != PageKind.Normal)

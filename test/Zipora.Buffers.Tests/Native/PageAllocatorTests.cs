@@ -49,4 +49,15 @@ public sealed unsafe class PageAllocatorTests
         Assert.False(portable.SupportsAdvice);
         Assert.False(portable.SupportsHugeTlb);
     }
+
+    [Theory]
+    [MemberData(nameof(Allocators))]
+    public void BadMapArgumentsThrowBeforeReachingTheOS(string which)
+    {
+        PageAllocator allocator = which == "portable" ? PageAllocator.Portable : PageAllocator.Default;
+        Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => allocator.TryMap(0, 4096, PageKind.Normal, out _)).ParamName);
+        Assert.Equal("alignment", Assert.Throws<ArgumentOutOfRangeException>(() => allocator.TryMap(4096, 3000, PageKind.Normal, out _)).ParamName);
+        Assert.Equal("alignment", Assert.Throws<ArgumentOutOfRangeException>(() => allocator.TryMap(4096, 0, PageKind.Normal, out _)).ParamName);
+        Assert.Equal("kind", Assert.Throws<ArgumentOutOfRangeException>(() => allocator.TryMap(4096, 4096, (PageKind)42, out _)).ParamName);
+    }
 }

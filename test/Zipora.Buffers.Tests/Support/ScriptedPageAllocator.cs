@@ -28,7 +28,7 @@ internal sealed class ScriptedPageAllocator : PageAllocator
 
     public override bool SupportsAdvice => _inner.SupportsAdvice;
 
-    public override bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         MapRequests++;
         if (kind != PageKind.Normal)
