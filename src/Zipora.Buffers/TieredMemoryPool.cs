@@ -61,7 +61,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _small = new SmallTier(_pages);
         _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
         _large = new LargeTier(_pages, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
     }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>

@@ -1,85 +1,101 @@
+using System.Numerics;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Requests above the hugepage threshold: 2 MB aligned arenas rounded to whole 2 MB pages. Each arena tries reserved
-/// 1 GB pages (when the length is a whole number of them), then reserved 2 MB pages, then transparent hugepages
-/// (a 2 MB aligned mapping advised with MADV_HUGEPAGE), then plain pages; each step down is counted.
+/// Requests above the hugepage threshold: 2 MB aligned arenas in size classes four per doubling (2.5, 3, 3.5, 4, 5 MB,
+/// ...), so a buffer is at most 25% larger than asked. Each arena tries reserved 1 GB pages (when the class is a whole
+/// number of them), then reserved 2 MB pages, then transparent hugepages (a 2 MB aligned mapping advised with
+/// MADV_HUGEPAGE), then plain pages; each step down is counted.
 /// </summary>
+/// <remarks>
+/// Reserved hugepages can only be mapped in whole pages, so those arenas round the class up to 2 MB (or 1 GB); the
+/// others map the class rounded to base pages, and the kernel backs every whole 2 MB of it with a transparent
+/// hugepage when it can.
+/// </remarks>
 internal sealed class HugeTier : RegionTier
 {
     private const nuint HugePageSize = (nuint)HugePageInfo.Size2MB;
     private const nuint GigaPageSize = (nuint)HugePageInfo.Size1GB;
 
+    private readonly int _minSizeLog2;
     private readonly bool _enableHugepages;
     private readonly bool _transparentAvailable;
 
-    public HugeTier(PageSource pages, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
-        : base("huge", pages, ClassIndexOf(maxBufferSize) + 1, cacheMaxCount, cacheMaxBytes)
+    public HugeTier(PageSource pages, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
+        : base("huge", pages, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes)
     {
+        _minSizeLog2 = BitOperations.Log2((uint)hugepageThreshold);
         _enableHugepages = enableHugepages;
         _transparentAvailable = pages.Allocator.SupportsAdvice && HugePageInfo.Read().TransparentHugePagesAvailable;
     }
 
-    /// <summary>Class <c>c</c> is <c>c + 1</c> whole 2 MB pages.</summary>
-    protected override int ClassIndex(int size) => ClassIndexOf(size);
+    protected override int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
 
-    protected override nuint MappedLength(int classIndex) => (nuint)(classIndex + 1) * HugePageSize;
+    protected override int BufferLength(int classIndex) => (int)long.Min(ClassSize(classIndex), int.MaxValue);
 
-    protected override int BufferLength(int classIndex) => (int)System.Math.Min(MappedLength(classIndex), int.MaxValue);
-
-    private static int ClassIndexOf(int size) => (int)(((nuint)size - 1) / HugePageSize);
-
-    protected override bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing)
+    protected override bool TryMapRegion(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
     {
-        if (_enableHugepages)
+        nuint classSize = (nuint)ClassSize(classIndex);
+        if (_enableHugepages && TryMapReserved(classSize, out address, out mappedLength, out backing))
         {
-            if (TryMapReserved(mappedLength, out address, out backing))
-            {
-                return true;
-            }
-
-            if (_transparentAvailable)
-            {
-                if (!Pages.TryMap(mappedLength, HugePageSize, PageKind.Normal, out address))
-                {
-                    return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
-                }
-
-                if (Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage))
-                {
-                    backing = PageBacking.TransparentHuge;
-                    return true;
-                }
-
-                // Mapped, but the kernel refused the advice: the range works on base pages.
-                Pages.CountFallback();
-                backing = PageBacking.Plain;
-                return true;
-            }
-
-            // No transparent hugepages on this system: base pages are the next step down.
-            Pages.CountFallback();
+            return true;
         }
 
-        return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
+        mappedLength = PageSource.RoundUp(classSize, PageAllocator.PageSize);
+        if (!_enableHugepages)
+        {
+            return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
+        }
+
+        if (!_transparentAvailable)
+        {
+            // No transparent hugepages on this system: base pages are the next step down.
+            Pages.CountFallback();
+            return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
+        }
+
+        if (!Pages.TryMap(mappedLength, HugePageSize, PageKind.Normal, out address))
+        {
+            return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
+        }
+
+        if (Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage))
+        {
+            backing = PageBacking.TransparentHuge;
+            return true;
+        }
+
+        // Mapped, but the kernel refused the advice: the range works on base pages.
+        Pages.CountFallback();
+        backing = PageBacking.Plain;
+        return true;
     }
 
-    private bool TryMapReserved(nuint mappedLength, out nint address, out PageBacking backing)
+    /// <summary>Quarter-step classes from the threshold up to the class that holds the largest buffer.</summary>
+    private static int ClassCount(int hugepageThreshold, int maxBufferSize) => maxBufferSize <= hugepageThreshold
+        ? 1
+        : SizeClasses.QuarterStepIndex(maxBufferSize, BitOperations.Log2((uint)hugepageThreshold)) + 1;
+
+    private long ClassSize(int classIndex) => SizeClasses.QuarterStepSize(classIndex, _minSizeLog2);
+
+    private bool TryMapReserved(nuint classSize, out nint address, out nuint mappedLength, out PageBacking backing)
     {
-        backing = PageBacking.HugeTlb2MB;
         address = 0;
+        backing = PageBacking.HugeTlb2MB;
+        mappedLength = PageSource.RoundUp(classSize, HugePageSize);
         if (!Pages.Allocator.SupportsHugeTlb)
         {
             Pages.CountFallback();
             return false;
         }
 
-        if (mappedLength % GigaPageSize == 0)
+        if (classSize % GigaPageSize == 0)
         {
-            if (Pages.TryMap(mappedLength, GigaPageSize, PageKind.HugeTlb1GB, out address))
+            if (Pages.TryMap(classSize, GigaPageSize, PageKind.HugeTlb1GB, out address))
             {
+                mappedLength = classSize;
                 backing = PageBacking.HugeTlb1GB;
                 return true;
             }

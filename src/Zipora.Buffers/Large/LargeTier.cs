@@ -19,16 +19,15 @@ internal sealed class LargeTier : RegionTier
 
     protected override int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
 
-    protected override nuint MappedLength(int classIndex) => RoundToPages((nuint)BufferLength(classIndex));
-
     protected override int BufferLength(int classIndex) => (int)SizeClasses.QuarterStepSize(classIndex, _minSizeLog2);
 
     /// <summary>Four classes per doubling between the two thresholds (both powers of two).</summary>
     private static int ClassCount(int mmapThreshold, int hugepageThreshold) =>
         4 * (BitOperations.Log2((uint)hugepageThreshold) - BitOperations.Log2((uint)mmapThreshold));
 
-    protected override bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing) =>
-        Pages.TryMapPlain(mappedLength, PageAllocator.PageSize, out address, out backing);
-
-    private static nuint RoundToPages(nuint length) => (length + PageAllocator.PageSize - 1) & ~(PageAllocator.PageSize - 1);
+    protected override bool TryMapRegion(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
+    {
+        mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), PageAllocator.PageSize);
+        return Pages.TryMapPlain(mappedLength, PageAllocator.PageSize, out address, out backing);
+    }
 }

@@ -86,6 +86,9 @@ internal sealed class PageSource
 
     public void CountFallback() => Interlocked.Increment(ref _fallbacks);
 
+    /// <summary>Rounds <paramref name="length"/> up to a multiple of <paramref name="unit"/>, a power of two.</summary>
+    public static nuint RoundUp(nuint length, nuint unit) => (length + unit - 1) & ~(unit - 1);
+
     private static bool IsHuge(PageBacking backing) =>
         backing is PageBacking.TransparentHuge or PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
 }

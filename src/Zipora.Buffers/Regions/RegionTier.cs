@@ -53,7 +53,7 @@ internal abstract class RegionTier : BufferTier
 
         if (region is null)
         {
-            return RentMiss(size, classIndex);
+            return RentMiss(classIndex);
         }
 
         region.Buffer.Reactivate();
@@ -114,26 +114,26 @@ internal abstract class RegionTier : BufferTier
     /// <summary>The size class of a request of <paramref name="size"/> bytes.</summary>
     protected abstract int ClassIndex(int size);
 
-    /// <summary>The bytes to map for size class <paramref name="classIndex"/>: its size rounded to whole pages.</summary>
-    protected abstract nuint MappedLength(int classIndex);
-
     /// <summary>The length of the buffer handed out for size class <paramref name="classIndex"/>.</summary>
     protected abstract int BufferLength(int classIndex);
 
-    /// <summary>Maps a new region, falling back as the tier sees fit; <see langword="false"/> when the OS has no memory.</summary>
-    protected abstract bool TryMapRegion(nuint mappedLength, out nint address, out PageBacking backing);
+    /// <summary>Maps a new region for size class <paramref name="classIndex"/>, falling back as the tier sees fit; <see langword="false"/> when the OS has no memory.</summary>
+    /// <param name="classIndex">The size class to map.</param>
+    /// <param name="address">Start of the mapping.</param>
+    /// <param name="mappedLength">Bytes mapped: the class size rounded up to the page size of the backing.</param>
+    /// <param name="backing">What the mapping ended up backed by.</param>
+    protected abstract bool TryMapRegion(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NativeMemoryManager RentMiss(int size, int classIndex)
+    private NativeMemoryManager RentMiss(int classIndex)
     {
-        nuint mappedLength = MappedLength(classIndex);
-        if (!TryMapRegion(mappedLength, out nint address, out PageBacking backing))
+        if (!TryMapRegion(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
         {
             // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
             UnmapCached(stopWhenWithinLimits: false);
-            if (!TryMapRegion(mappedLength, out address, out backing))
+            if (!TryMapRegion(classIndex, out address, out mappedLength, out backing))
             {
-                ThrowHelper.ThrowOutOfMemory((long)mappedLength, _name);
+                ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name);
             }
         }
 

@@ -201,13 +201,12 @@ public abstract class MemoryPoolContractTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
-    /// <summary>The rounding each tier promises: 16-byte steps or a quarter of the doubling (small, large), the next power of two (medium), whole 2 MB pages (huge).</summary>
+    /// <summary>The rounding each tier promises: 16-byte steps or a quarter of the doubling (small, large, huge), the next power of two (medium).</summary>
     internal static long LargestClassFor(int size) => size switch
     {
         < 1024 => Math.Max(16, (size * 5L / 4) + 16),
         <= 16384 => 2L * size,
-        <= 2 * 1024 * 1024 => size * 5L / 4,
-        _ => size + (2L * 1024 * 1024),
+        _ => size * 5L / 4,
     };
 
     internal static TierStatistics Tier(TieredMemoryPoolStatistics statistics, int size) => size switch
