@@ -9,6 +9,12 @@ internal abstract class BufferTier
     /// <summary>Counters of the tier as they are now.</summary>
     public abstract TierStatistics GetStatistics();
 
+    /// <summary>Gives every cached, idle byte back to the OS now. Buffers in use are not touched.</summary>
+    public abstract void Trim();
+
+    /// <summary>Gives back what has been idle for at least <paramref name="delayInTicks"/> ticks of the idle clock.</summary>
+    public abstract void ReleaseIdle(long now, long delayInTicks);
+
     /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them
     /// their memory is freed instead of cached. Called once, by the pool.

@@ -37,6 +37,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     private readonly int _mmapThreshold;
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
+    private readonly IdleReleaser? _idleReleaser;
     private int _disposed;
 
     /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
@@ -58,10 +59,17 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
         _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator);
+        var clock = new IdleClock();
         _small = new SmallTier(_pages);
         _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
-        _large = new LargeTier(_pages, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _large = new LargeTier(_pages, clock, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, clock, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
+        {
+            _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
+        }
+
+        MemoryPressureWatcher.Start(this);
     }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
@@ -106,6 +114,36 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     };
 
     /// <summary>
+    /// Gives every idle byte back to the OS now: cached regions are unmapped, slabs whose blocks are all free are
+    /// unmapped, and the pages under other free blocks are dropped. Buffers in use are not touched. The pool also
+    /// does this on its own for memory idle longer than <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/>, and
+    /// when the GC reports high memory load.
+    /// </summary>
+    public void Trim()
+    {
+        _small.Trim();
+        _medium.Trim();
+        _large.Trim();
+        _huge.Trim();
+    }
+
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>Called by the idle releaser's timer.</summary>
+    internal void ReleaseIdle(long now, long delayInTicks)
+    {
+        if (IsDisposed)
+        {
+            return;
+        }
+
+        _small.ReleaseIdle(now, delayInTicks);
+        _medium.ReleaseIdle(now, delayInTicks);
+        _large.ReleaseIdle(now, delayInTicks);
+        _huge.ReleaseIdle(now, delayInTicks);
+    }
+
+    /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
     /// their memory is freed instead of cached. Does nothing for <see cref="Shared"/>.
     /// </summary>
@@ -116,6 +154,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
             return;
         }
 
+        _idleReleaser?.Dispose();
         _small.Dispose();
         _medium.Dispose();
         _large.Dispose();

@@ -41,6 +41,17 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Most bytes of medium buffers one thread keeps for itself, spread over the size classes; default 2 MB.</summary>
     public int ThreadCacheMaxBytes { get; set; } = 2 * 1024 * 1024;
 
+    /// <summary>
+    /// How long memory must sit unused before the pool gives it back to the OS in the background: cached regions
+    /// returned that long ago are unmapped, and a slab tier that rented nothing for that long drops its free pages.
+    /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> turns the background release off (<see cref="TieredMemoryPool.Trim"/>
+    /// still works). Default 10 seconds.
+    /// </summary>
+    public TimeSpan IdleReleaseDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
     /// <summary>Take every page from <see cref="PageAllocator.Portable"/> (aligned heap allocation) instead of the OS's virtual memory calls; default <see langword="false"/>.</summary>
     public bool UsePortableBackend { get; set; }
 
@@ -72,6 +83,16 @@ public sealed class TieredMemoryPoolOptions
         if (MaxBufferSize < MinimumMaxBufferSize)
         {
             throw Invalid(nameof(MaxBufferSize), $"must be at least {MinimumMaxBufferSize} bytes (the default buffer size), but is {MaxBufferSize}.");
+        }
+
+        if (IdleReleaseDelay <= TimeSpan.Zero && IdleReleaseDelay != System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            throw Invalid(nameof(IdleReleaseDelay), $"must be positive or Timeout.InfiniteTimeSpan, but is {IdleReleaseDelay}.");
+        }
+
+        if (TimeProvider is null)
+        {
+            throw new ArgumentNullException(nameof(TimeProvider), "TieredMemoryPoolOptions.TimeProvider must not be null.");
         }
 
         RequireNotNegative(RegionCacheMaxCount, nameof(RegionCacheMaxCount));

@@ -23,8 +23,8 @@ internal sealed class HugeTier : RegionTier
     private readonly bool _enableHugepages;
     private readonly bool _transparentAvailable;
 
-    public HugeTier(PageSource pages, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
-        : base("huge", pages, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes)
+    public HugeTier(PageSource pages, IdleClock clock, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
+        : base("huge", pages, clock, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes)
     {
         _minSizeLog2 = BitOperations.Log2((uint)hugepageThreshold);
         _enableHugepages = enableHugepages;

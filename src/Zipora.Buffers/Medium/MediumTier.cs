@@ -17,7 +17,7 @@ namespace Zipora.Buffers;
 /// to the depot, and an empty one refills half from the depot, so blocks flow from returning threads to renting
 /// threads and no cache grows past its capacity.
 /// </remarks>
-internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
+internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 {
     /// <summary>The smallest request this tier serves.</summary>
     public const int MinSize = SmallTier.MaxSize + 1;
@@ -50,7 +50,12 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
 
+    private readonly Lock _trimLock = new();
     private volatile bool _disposed;
+
+    // Closed while the caches are being emptied (by Trim or Dispose): threads then bypass their caches and use the
+    // depots, so the emptying thread can take the caches' blocks without racing their owners.
+    private volatile bool _cachesClosed;
 
     public MediumTier(PageSource pages, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
     {
@@ -82,7 +87,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         {
             Volatile.Write(ref cache.InUse, 1);
             int top = cache.Counts[classIndex] - 1;
-            if (top >= 0 && !_disposed)
+            if (top >= 0 && !_cachesClosed)
             {
                 NativeMemoryManager buffer = cache.Items[(classIndex * cache.Stride) + top];
                 cache.Counts[classIndex] = top;
@@ -107,7 +112,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         {
             Volatile.Write(ref cache.InUse, 1);
             int count = cache.Counts[classIndex];
-            if (count < cache.Capacities[classIndex] && !_disposed)
+            if (count < cache.Capacities[classIndex] && !_cachesClosed)
             {
                 cache.Items[(classIndex * cache.Stride) + count] = buffer;
                 cache.Counts[classIndex] = count + 1;
@@ -161,14 +166,62 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
 
     public override void Dispose()
     {
-        _disposed = true;
+        lock (_trimLock)
+        {
+            _disposed = true;
+            var cached = new List<NativeMemoryManager>();
+            CloseAndEmptyCaches(cached);
+            foreach (SizeClassDepot depot in _depots)
+            {
+                depot.DrainInto(cached, close: true);
+            }
 
-        // Pairs with the Volatile.Write(InUse, 1) / read of _disposed on the owner threads: after this barrier every
-        // thread either sees _disposed or has its InUse store visible here, so waiting for InUse == 0 below means
-        // no thread will touch its cache of this tier again.
+            _heap.ReleaseCached(cached);
+            ThreadCacheSlots.Release(_slot);
+        }
+    }
+
+    public override void Trim()
+    {
+        lock (_trimLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var free = new List<NativeMemoryManager>();
+            CloseAndEmptyCaches(free);
+            foreach (SizeClassDepot depot in _depots)
+            {
+                depot.DrainInto(free, close: false);
+            }
+
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free))
+            {
+                _ = _depots[BitOperations.Log2((uint)buffer.Length) - MinSizeLog2].TryPut(buffer);
+            }
+
+            _cachesClosed = false;
+        }
+    }
+
+    public override long ActivityCount()
+    {
+        TierStatistics statistics = GetStatistics();
+        return statistics.Rents + statistics.Returns;
+    }
+
+    /// <summary>Closes the caches and moves every block they hold into <paramref name="into"/>. Caller holds the trim lock.</summary>
+    private void CloseAndEmptyCaches(List<NativeMemoryManager> into)
+    {
+        _cachesClosed = true;
+
+        // Pairs with the Volatile.Write(InUse, 1) / read of _cachesClosed on the owner threads: after this barrier
+        // every thread either sees the caches closed or has its InUse store visible here, so once InUse is 0 below
+        // no thread touches its cache until they open again.
         Interlocked.MemoryBarrierProcessWide();
 
-        var cached = new List<NativeMemoryManager>();
         lock (_registryLock)
         {
             foreach (ThreadCache cache in _caches)
@@ -179,17 +232,9 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
                     spinner.SpinOnce();
                 }
 
-                DrainUnsynchronized(cache, cached);
+                DrainUnsynchronized(cache, into);
             }
         }
-
-        foreach (SizeClassDepot depot in _depots)
-        {
-            depot.DrainInto(cached);
-        }
-
-        _heap.ReleaseCached(cached);
-        ThreadCacheSlots.Release(_slot);
     }
 
     /// <summary>The block size of class <paramref name="classIndex"/>.</summary>
@@ -225,9 +270,10 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         Volatile.Write(ref cache.InUse, 1);
         try
         {
-            if (_disposed)
+            if (_cachesClosed)
             {
-                ThrowHelper.ThrowPoolDisposed();
+                Volatile.Write(ref cache.InUse, 0);
+                return RentBypassingCache(cache, classIndex);
             }
 
             Span<NativeMemoryManager> stack = cache.Stack(classIndex);
@@ -256,7 +302,7 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
                 return buffer;
             }
 
-            buffer = _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
+            buffer = Carve(classIndex);
             cache.Misses[classIndex]++;
             return buffer;
         }
@@ -266,6 +312,30 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         }
     }
 
+    /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>
+    private NativeMemoryManager RentBypassingCache(ThreadCache cache, int classIndex)
+    {
+        if (_disposed)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        NativeMemoryManager? buffer = _depots[classIndex].TakeOne();
+        if (buffer is not null)
+        {
+            cache.Hits[classIndex]++;
+            buffer.Reactivate();
+            return buffer;
+        }
+
+        buffer = Carve(classIndex);
+        cache.Misses[classIndex]++;
+        return buffer;
+    }
+
+    private NativeMemoryManager Carve(int classIndex) =>
+        _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
@@ -273,14 +343,14 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (!_disposed)
+            if (!_cachesClosed)
             {
                 cache.Returns[classIndex]++;
                 Span<NativeMemoryManager> stack = cache.Stack(classIndex);
                 ref int count = ref cache.Counts[classIndex];
                 if (stack.IsEmpty)
                 {
-                    _depots[classIndex].Put(buffer);
+                    _ = _depots[classIndex].TryPut(buffer);
                 }
                 else
                 {
@@ -298,6 +368,14 @@ internal sealed class MediumTier : BufferTier, INativeMemoryReleaser
             }
 
             Volatile.Write(ref cache.InUse, 0);
+
+            // The caches are closed for a trim: hand the block straight to the depot. A disposed tier's depots are
+            // closed too, and the block is then freed below.
+            if (_depots[classIndex].TryPut(buffer))
+            {
+                cache.Returns[classIndex]++;
+                return;
+            }
         }
 
         // Disposed: the block is counted as returned and its memory freed with its slab.

@@ -14,6 +14,7 @@ internal sealed class SizeClassDepot
     private readonly Lock _lock = new();
     private NativeMemoryManager[] _items = new NativeMemoryManager[16];
     private int _count;
+    private bool _closed;
 
     public int Count => Volatile.Read(ref _count);
 
@@ -64,23 +65,31 @@ internal sealed class SizeClassDepot
         stackCount = kept;
     }
 
-    public void Put(NativeMemoryManager buffer)
+    /// <summary>Adds one block; <see langword="false"/> once the depot is closed (its tier disposed).</summary>
+    public bool TryPut(NativeMemoryManager buffer)
     {
         lock (_lock)
         {
+            if (_closed)
+            {
+                return false;
+            }
+
             EnsureRoomUnsynchronized(1);
             _items[_count++] = buffer;
+            return true;
         }
     }
 
-    /// <summary>Moves every block into <paramref name="into"/>.</summary>
-    public void DrainInto(List<NativeMemoryManager> into)
+    /// <summary>Moves every block into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no block after this.</summary>
+    public void DrainInto(List<NativeMemoryManager> into, bool close)
     {
         lock (_lock)
         {
             into.AddRange(new ArraySegment<NativeMemoryManager>(_items, 0, _count));
             Array.Clear(_items, 0, _count);
             _count = 0;
+            _closed |= close;
         }
     }
 

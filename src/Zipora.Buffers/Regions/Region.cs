@@ -36,5 +36,8 @@ internal sealed class Region : INativeMemoryReleaser
     public Region? SameSizeOlder;
     public Region? SameSizeNewer;
 
+    /// <summary>The idle clock's tick when the region was last returned.</summary>
+    public long ReturnedAt;
+
     public void Release(NativeMemoryManager buffer) => Tier.Return(this);
 }

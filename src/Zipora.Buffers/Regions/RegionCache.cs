@@ -41,6 +41,9 @@ internal sealed class RegionCache
         return region;
     }
 
+    /// <summary>The least recently returned region, left in place.</summary>
+    public Region? Oldest => _oldest;
+
     /// <summary>Takes the least recently returned region, if any.</summary>
     public Region? TakeOldest()
     {

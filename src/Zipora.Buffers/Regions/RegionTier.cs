@@ -23,10 +23,13 @@ internal abstract class RegionTier : BufferTier
     private long _bytesInUse;
     private bool _disposed;
 
-    protected RegionTier(string name, PageSource pages, int classCount, int cacheMaxCount, long cacheMaxBytes)
+    private readonly IdleClock _clock;
+
+    protected RegionTier(string name, PageSource pages, IdleClock clock, int classCount, int cacheMaxCount, long cacheMaxBytes)
     {
         _name = name;
         Pages = pages;
+        _clock = clock;
         _cache = new RegionCache(classCount, cacheMaxCount, cacheMaxBytes);
     }
 
@@ -70,6 +73,7 @@ internal abstract class RegionTier : BufferTier
         bool overLimit = false;
         if (!disposed)
         {
+            region.ReturnedAt = _clock.Epoch;
             _cache.Add(region);
             overLimit = _cache.IsOverLimit;
         }
@@ -100,6 +104,26 @@ internal abstract class RegionTier : BufferTier
         };
         _gate.Exit();
         return statistics;
+    }
+
+    public override void Trim() => UnmapCached(stopWhenWithinLimits: false);
+
+    /// <summary>Unmaps, oldest first, the cached regions returned at least <paramref name="delayInTicks"/> ticks ago.</summary>
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        while (true)
+        {
+            _gate.Enter();
+            Region? oldest = _cache.Oldest;
+            Region? victim = oldest is not null && now - oldest.ReturnedAt >= delayInTicks ? _cache.TakeOldest() : null;
+            _gate.Exit();
+            if (victim is null)
+            {
+                return;
+            }
+
+            Unmap(victim);
+        }
     }
 
     public override void Dispose()

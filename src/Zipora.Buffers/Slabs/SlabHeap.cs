@@ -19,6 +19,7 @@ internal sealed class SlabHeap
     private readonly List<Slab> _slabs = [];
     private readonly List<NativeMemoryManager> _returnedBeforeAccounting = [];
     private long _reservedBytes;
+    private long _decommittedBytes;
     private bool _disposing;
     private bool _accounted;
 
@@ -31,6 +32,9 @@ internal sealed class SlabHeap
 
     /// <summary>Bytes of slabs currently mapped.</summary>
     public long ReservedBytes => Volatile.Read(ref _reservedBytes);
+
+    /// <summary>Bytes of free blocks whose pages were dropped by trimming, in total.</summary>
+    public long DecommittedBytes => Volatile.Read(ref _decommittedBytes);
 
     /// <summary>Cuts a fresh block of <paramref name="blockSize"/> bytes, mapping a new slab of <paramref name="slabBytes"/> when the class's slab is full.</summary>
     /// <exception cref="InsufficientMemoryException">The OS has no memory for a new slab.</exception>
@@ -60,7 +64,6 @@ internal sealed class SlabHeap
         lock (_lock)
         {
             _disposing = true;
-            _slabs.Sort(static (a, b) => a.Address.CompareTo(b.Address));
             foreach (Slab slab in _slabs)
             {
                 slab.Outstanding = slab.Carved;
@@ -84,6 +87,61 @@ internal sealed class SlabHeap
             }
 
             Array.Clear(_currentByClass);
+        }
+    }
+
+    /// <summary>
+    /// Gives idle memory back, given every free block of the tier (the caller keeps them from being handed out
+    /// meanwhile): unmaps each slab whose blocks are all free, and drops the pages under the other free blocks that
+    /// cover whole pages (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages).
+    /// </summary>
+    /// <returns>The free blocks that are still mapped, to go back to the caches.</returns>
+    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free)
+    {
+        lock (_lock)
+        {
+            if (_disposing || free.Count == 0)
+            {
+                return free;
+            }
+
+            int[] freeBySlab = new int[_slabs.Count];
+            foreach (NativeMemoryManager buffer in free)
+            {
+                freeBySlab[FindSlabUnsynchronized(buffer.Address)]++;
+            }
+
+            var kept = new List<NativeMemoryManager>(free.Count);
+            foreach (NativeMemoryManager buffer in free)
+            {
+                int index = FindSlabUnsynchronized(buffer.Address);
+                if (freeBySlab[index] == _slabs[index].Carved)
+                {
+                    buffer.MarkReleased();
+                }
+                else
+                {
+                    kept.Add(buffer);
+                    DecommitUnsynchronized(buffer);
+                }
+            }
+
+            for (int index = _slabs.Count - 1; index >= 0; index--)
+            {
+                if (freeBySlab[index] == _slabs[index].Carved)
+                {
+                    Slab slab = _slabs[index];
+                    int current = Array.IndexOf(_currentByClass, slab);
+                    if (current >= 0)
+                    {
+                        _currentByClass[current] = null;
+                    }
+
+                    UnmapUnsynchronized(index);
+                }
+            }
+
+            return kept;
         }
     }
 
@@ -128,9 +186,21 @@ internal sealed class SlabHeap
         }
 
         var slab = new Slab(address, (nuint)slabBytes, blockSize, backing);
-        _slabs.Add(slab);
+
+        // Kept sorted by address so a block's slab is a binary search away.
+        int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
+        _slabs.Insert(~index, slab);
         _reservedBytes += slabBytes;
         return slab;
+    }
+
+    private void DecommitUnsynchronized(NativeMemoryManager buffer)
+    {
+        // Blocks smaller than a page share their pages with live blocks; only whole pages can be dropped.
+        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, PageAdvice.DontNeed))
+        {
+            Interlocked.Add(ref _decommittedBytes, buffer.Length);
+        }
     }
 
     private void UnmapUnsynchronized(int index)
@@ -141,7 +211,7 @@ internal sealed class SlabHeap
         _reservedBytes -= (long)slab.Length;
     }
 
-    /// <summary>Binary search over the slabs, which are sorted by address once the tier is disposed.</summary>
+    /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>
     private int FindSlabUnsynchronized(nint address)
     {
         int low = 0;

@@ -10,7 +10,7 @@ namespace Zipora.Buffers;
 /// Requests of 1 to 1023 bytes: a pool shared by all threads, sharded per core, carved from 64 KB slabs. Classes
 /// step by 16 bytes up to 128 (so every block is 16-byte aligned) and by a quarter of the doubling above.
 /// </summary>
-internal sealed class SmallTier : BufferTier, INativeMemoryReleaser
+internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
 {
     /// <summary>The largest request this tier serves.</summary>
     public const int MaxSize = 1023;
@@ -115,6 +115,56 @@ internal sealed class SmallTier : BufferTier, INativeMemoryReleaser
             BytesInUse = inUse,
             BytesRetained = _heap.ReservedBytes - inUse,
         };
+    }
+
+    public override long ActivityCount()
+    {
+        long activity = 0;
+        foreach (SmallStripe stripe in _stripes)
+        {
+            stripe.Enter();
+            activity += stripe.Hits + stripe.Misses + stripe.Returns;
+            stripe.Exit();
+        }
+
+        return activity;
+    }
+
+    public override void Trim()
+    {
+        // Every stripe stays locked while the slabs are sorted out, so no free block is handed out meanwhile. Other
+        // paths lock one stripe at a time, so taking them all in order cannot deadlock.
+        var free = new List<NativeMemoryManager>();
+        foreach (SmallStripe stripe in _stripes)
+        {
+            stripe.Enter();
+        }
+
+        try
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            foreach (SmallStripe stripe in _stripes)
+            {
+                stripe.DrainUnsynchronized(free);
+            }
+
+            int next = 0;
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free))
+            {
+                _stripes[next++ & _stripeMask].PushUnsynchronized(ClassIndex(buffer.Length), buffer);
+            }
+        }
+        finally
+        {
+            foreach (SmallStripe stripe in _stripes)
+            {
+                stripe.Exit();
+            }
+        }
     }
 
     public override void Dispose()

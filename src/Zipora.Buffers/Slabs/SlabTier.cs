@@ -1,0 +1,35 @@
+namespace Zipora.Buffers;
+
+/// <summary>
+/// A tier carved from slabs (small, medium). Blocks are too small to date one by one, so idleness is judged per
+/// tier: once no buffer was rented or returned for the whole delay, the tier trims itself, and not again until it
+/// is used. Returns count as activity because they are what turns memory idle.
+/// </summary>
+internal abstract class SlabTier : BufferTier
+{
+    private long _activitySeen = -1;
+    private long _lastActive;
+    private bool _trimmedSinceActive;
+
+    /// <summary>Rents plus returns so far: it changes whenever the tier is used.</summary>
+    public abstract long ActivityCount();
+
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        // Only the idle releaser's timer calls this, one tick at a time, so the fields need no lock.
+        long activity = ActivityCount();
+        if (activity != _activitySeen)
+        {
+            _activitySeen = activity;
+            _lastActive = now;
+            _trimmedSinceActive = false;
+            return;
+        }
+
+        if (!_trimmedSinceActive && now - _lastActive >= delayInTicks)
+        {
+            _trimmedSinceActive = true;
+            Trim();
+        }
+    }
+}

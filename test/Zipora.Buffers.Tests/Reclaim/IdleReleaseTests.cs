@@ -1,0 +1,90 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class IdleReleaseTests
+{
+    private static readonly TimeSpan s_delay = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public void MemoryIdleForTheWholeDelayIsGivenBackAndNotBefore()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        RentAndReturn(pool, [100, 8192, 100_000, 6_000_000], count: 20);
+        long retained = pool.GetStatistics().BytesRetained;
+        Assert.True(retained > 6_000_000);
+
+        time.Advance(s_delay / 2);
+        Assert.Equal(retained, pool.GetStatistics().BytesRetained);
+
+        // The delay counts in ticks of a quarter delay, so idle memory goes within 1.25 delays, plus one tick for a
+        // slab tier to notice it has gone quiet.
+        for (int tick = 0; tick < 8; tick++)
+        {
+            time.Advance(s_delay / 4);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesRetained);
+    }
+
+    [Fact]
+    public void SteadyTrafficKeepsItsCachedMemory()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        RentAndReturn(pool, [100, 8192, 100_000, 6_000_000], count: 4);
+        long mapsBefore = pool.GetStatistics().MmapCalls;
+
+        for (int tick = 0; tick < 40; tick++)
+        {
+            RentAndReturn(pool, [100, 8192, 100_000, 6_000_000], count: 4);
+            time.Advance(s_delay / 4);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(mapsBefore, statistics.MmapCalls);
+        Assert.Equal(0, statistics.MunmapCalls);
+        Assert.Equal(4, statistics.Large.CacheMisses);
+        Assert.Equal(4, statistics.Huge.CacheMisses);
+    }
+
+    [Fact]
+    public void AnInfiniteDelayTurnsBackgroundReleaseOff()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
+        RentAndReturn(pool, [100_000], count: 2);
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(2 * 114_688, pool.GetStatistics().Large.BytesRetained);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-5)]
+    public void ANonPositiveDelayIsRejected(int seconds)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = TimeSpan.FromSeconds(seconds) }));
+        Assert.Equal(nameof(TieredMemoryPoolOptions.IdleReleaseDelay), error.ParamName);
+    }
+
+    private static void RentAndReturn(TieredMemoryPool pool, int[] sizes, int count)
+    {
+        var owners = new List<IMemoryOwner<byte>>();
+        foreach (int size in sizes)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                IMemoryOwner<byte> owner = pool.Rent(size);
+                owner.Memory.Span[0] = 1;
+                owners.Add(owner);
+            }
+        }
+
+        owners.ForEach(owner => owner.Dispose());
+    }
+}
