@@ -15,6 +15,14 @@ internal static class ThrowHelper
         throw new ObjectDisposedException(nameof(TieredMemoryPool), "The pool was disposed: it rents no more buffers (buffers still rented stay valid until disposed).");
 
     [DoesNotReturn]
-    public static void ThrowOutOfMemory(long bytes, string tier) =>
-        throw new InsufficientMemoryException($"The OS refused {bytes} bytes for the {tier} tier, even after the pool released every cached region.");
+    public static void ThrowOutOfMemory(long bytes, string tier, PageSource pages)
+    {
+        if (pages.WouldExceedLimit(bytes))
+        {
+            throw new InsufficientMemoryException(
+                $"Renting {bytes} more bytes for the {tier} tier would take the pool past TieredMemoryPoolOptions.MaxBytesInUse ({pages.Limit} bytes; {pages.MappedBytes} in use or cached after releasing idle memory).");
+        }
+
+        throw new InsufficientMemoryException($"The OS refused {bytes} bytes for the {tier} tier, even after the pool released its cached memory.");
+    }
 }

@@ -58,7 +58,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
-        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator);
+        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse);
         var clock = new IdleClock();
         _small = new SmallTier(_pages);
         _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
@@ -69,6 +69,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
         }
 
+        _pages.ReleaseIdleMemory = Trim;
         MemoryPressureWatcher.Start(this);
     }
 

@@ -42,6 +42,13 @@ public sealed class TieredMemoryPoolOptions
     public int ThreadCacheMaxBytes { get; set; } = 2 * 1024 * 1024;
 
     /// <summary>
+    /// A hard cap on the bytes the pool holds from the OS (in use or cached), and so on the bytes in use; 0 for none
+    /// (the default). A rent that needs new memory past the cap first makes the pool release its idle memory, then
+    /// throws <see cref="InsufficientMemoryException"/> naming this option; the pool stays usable.
+    /// </summary>
+    public long MaxBytesInUse { get; set; }
+
+    /// <summary>
     /// How long memory must sit unused before the pool gives it back to the OS in the background: cached regions
     /// returned that long ago are unmapped, and a slab tier that rented nothing for that long drops its free pages.
     /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> turns the background release off (<see cref="TieredMemoryPool.Trim"/>
@@ -95,6 +102,7 @@ public sealed class TieredMemoryPoolOptions
             throw new ArgumentNullException(nameof(TimeProvider), "TieredMemoryPoolOptions.TimeProvider must not be null.");
         }
 
+        RequireNotNegative(MaxBytesInUse, nameof(MaxBytesInUse));
         RequireNotNegative(RegionCacheMaxCount, nameof(RegionCacheMaxCount));
         RequireNotNegative(RegionCacheMaxBytes, nameof(RegionCacheMaxBytes));
         RequireNotNegative(HugeRegionCacheMaxCount, nameof(HugeRegionCacheMaxCount));

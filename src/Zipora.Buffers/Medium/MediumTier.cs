@@ -268,48 +268,43 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
 
         Volatile.Write(ref cache.InUse, 1);
-        try
-        {
-            if (_cachesClosed)
-            {
-                Volatile.Write(ref cache.InUse, 0);
-                return RentBypassingCache(cache, classIndex);
-            }
-
-            Span<NativeMemoryManager> stack = cache.Stack(classIndex);
-            ref int count = ref cache.Counts[classIndex];
-            NativeMemoryManager? buffer = null;
-            if (count == 0 && !stack.IsEmpty)
-            {
-                // Refill half the stack at once, so the depot's lock is paid once per batch.
-                _ = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, stack.Length / 2));
-            }
-
-            if (count > 0)
-            {
-                buffer = stack[--count];
-            }
-            else if (stack.IsEmpty)
-            {
-                // Per-thread caching is off for this class: go to the depot for every buffer.
-                buffer = _depots[classIndex].TakeOne();
-            }
-
-            if (buffer is not null)
-            {
-                cache.Hits[classIndex]++;
-                buffer.Reactivate();
-                return buffer;
-            }
-
-            buffer = Carve(classIndex);
-            cache.Misses[classIndex]++;
-            return buffer;
-        }
-        finally
+        if (_cachesClosed)
         {
             Volatile.Write(ref cache.InUse, 0);
+            return RentBypassingCache(cache, classIndex);
         }
+
+        Span<NativeMemoryManager> stack = cache.Stack(classIndex);
+        ref int count = ref cache.Counts[classIndex];
+        NativeMemoryManager? buffer = null;
+        if (count == 0 && !stack.IsEmpty)
+        {
+            // Refill half the stack at once, so the depot's lock is paid once per batch.
+            _ = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, stack.Length / 2));
+        }
+
+        if (count > 0)
+        {
+            buffer = stack[--count];
+        }
+        else if (stack.IsEmpty)
+        {
+            // Per-thread caching is off for this class: go to the depot for every buffer.
+            buffer = _depots[classIndex].TakeOne();
+        }
+
+        Volatile.Write(ref cache.InUse, 0);
+        if (buffer is not null)
+        {
+            cache.Hits[classIndex]++;
+            buffer.Reactivate();
+            return buffer;
+        }
+
+        // Carve with the cache released: mapping a slab may trim the pool, and the trim waits for every cache.
+        buffer = Carve(classIndex);
+        cache.Misses[classIndex]++;
+        return buffer;
     }
 
     /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>

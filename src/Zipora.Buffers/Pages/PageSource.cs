@@ -5,12 +5,19 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// The pool's only door to the OS layer: maps and unmaps through a <see cref="PageAllocator"/>, falls back to the
-/// portable allocator when the OS refuses, and counts every call for the statistics.
+/// portable allocator when the OS refuses, keeps the pool under its memory limit, and counts every call for the
+/// statistics.
 /// </summary>
+/// <remarks>
+/// Map calls may run the pool's trim when the limit is reached, so callers must hold no pool lock and no thread
+/// cache when they map.
+/// </remarks>
 internal sealed class PageSource
 {
     private readonly PageAllocator _allocator;
     private readonly PageAllocator? _fallback;
+    private readonly long _limit;
+    private long _mappedBytes;
     private long _mapCalls;
     private long _unmapCalls;
     private long _hugepageBytes;
@@ -18,11 +25,24 @@ internal sealed class PageSource
 
     /// <param name="allocator">The OS layer.</param>
     /// <param name="fallback">Where base pages come from when <paramref name="allocator"/> refuses; <see langword="null"/> for none.</param>
-    public PageSource(PageAllocator allocator, PageAllocator? fallback)
+    /// <param name="limit">Most bytes the pool may hold mapped at once; 0 for no limit.</param>
+    public PageSource(PageAllocator allocator, PageAllocator? fallback, long limit)
     {
         _allocator = allocator;
         _fallback = ReferenceEquals(allocator, fallback) ? null : fallback;
+        _limit = limit;
     }
+
+    /// <summary>Frees the pool's idle memory; called when a mapping would cross the limit.</summary>
+    public System.Action? ReleaseIdleMemory { get; set; }
+
+    /// <summary>Bytes currently mapped by the pool.</summary>
+    public long MappedBytes => Volatile.Read(ref _mappedBytes);
+
+    /// <summary>Whether mapping <paramref name="length"/> more bytes now would cross the limit.</summary>
+    public bool WouldExceedLimit(long length) => _limit != 0 && MappedBytes + length > _limit;
+
+    public long Limit => _limit;
 
     public PageAllocator Allocator => _allocator;
 
@@ -49,16 +69,39 @@ internal sealed class PageSource
             return false;
         }
 
+        if (WouldExceedLimit((long)length) || !TryReserve(length))
+        {
+            return false;
+        }
+
         CountFallback();
         Interlocked.Increment(ref _mapCalls);
-        return _fallback.TryMap(length, alignment, PageKind.Normal, out address);
+        if (_fallback.TryMap(length, alignment, PageKind.Normal, out address))
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _mappedBytes, -(long)length);
+        return false;
     }
 
     /// <summary>Maps pages of the given kind with no fallback (the caller decides what comes next).</summary>
     public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
     {
+        address = 0;
+        if (!TryReserve(length))
+        {
+            return false;
+        }
+
         Interlocked.Increment(ref _mapCalls);
-        return _allocator.TryMap(length, alignment, kind, out address);
+        if (_allocator.TryMap(length, alignment, kind, out address))
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _mappedBytes, -(long)length);
+        return false;
     }
 
     public bool TryAdvise(nint address, nuint length, PageAdvice advice) => _allocator.TryAdvise(address, length, advice);
@@ -67,6 +110,7 @@ internal sealed class PageSource
     public void Unmap(nint address, nuint length, PageBacking backing)
     {
         Interlocked.Increment(ref _unmapCalls);
+        Interlocked.Add(ref _mappedBytes, -(long)length);
         PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
         _ = owner.Unmap(address, length);
         if (IsHuge(backing))
@@ -85,6 +129,38 @@ internal sealed class PageSource
     }
 
     public void CountFallback() => Interlocked.Increment(ref _fallbacks);
+
+    /// <summary>Counts <paramref name="length"/> bytes as mapped if the limit allows, trimming the pool once when it does not.</summary>
+    private bool TryReserve(nuint length)
+    {
+        if (_limit == 0)
+        {
+            Interlocked.Add(ref _mappedBytes, (long)length);
+            return true;
+        }
+
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            long mapped = Volatile.Read(ref _mappedBytes);
+            while (mapped + (long)length <= _limit)
+            {
+                long seen = Interlocked.CompareExchange(ref _mappedBytes, mapped + (long)length, mapped);
+                if (seen == mapped)
+                {
+                    return true;
+                }
+
+                mapped = seen;
+            }
+
+            if (attempt == 0)
+            {
+                ReleaseIdleMemory?.Invoke();
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Rounds <paramref name="length"/> up to a multiple of <paramref name="unit"/>, a power of two.</summary>
     public static nuint RoundUp(nuint length, nuint unit) => (length + unit - 1) & ~(unit - 1);

@@ -157,7 +157,7 @@ internal abstract class RegionTier : BufferTier
             UnmapCached(stopWhenWithinLimits: false);
             if (!TryMapRegion(classIndex, out address, out mappedLength, out backing))
             {
-                ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name);
+                ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
             }
         }
 

@@ -37,21 +37,36 @@ internal sealed class SlabHeap
     public long DecommittedBytes => Volatile.Read(ref _decommittedBytes);
 
     /// <summary>Cuts a fresh block of <paramref name="blockSize"/> bytes, mapping a new slab of <paramref name="slabBytes"/> when the class's slab is full.</summary>
-    /// <exception cref="InsufficientMemoryException">The OS has no memory for a new slab.</exception>
+    /// <remarks>Mapping may trim the pool (at its memory limit), so the caller must hold no lock and no thread cache.</remarks>
+    /// <exception cref="InsufficientMemoryException">The OS, or the pool's limit, has no room for a new slab.</exception>
     public NativeMemoryManager Carve(int classIndex, int blockSize, int slabBytes, string tierName)
     {
-        lock (_lock)
+        while (true)
         {
-            Slab? slab = _currentByClass[classIndex];
-            if (slab is null || slab.IsFull)
+            lock (_lock)
             {
-                slab = MapSlabUnsynchronized(blockSize, slabBytes, tierName);
-                _currentByClass[classIndex] = slab;
+                if (_disposing)
+                {
+                    ThrowHelper.ThrowPoolDisposed();
+                }
+
+                Slab? slab = _currentByClass[classIndex];
+                if (slab is not null && !slab.IsFull)
+                {
+                    nint address = slab.NextBlockAddress;
+                    slab.Carved++;
+                    return new NativeMemoryManager(address, blockSize, _releaser);
+                }
             }
 
-            nint address = slab.NextBlockAddress;
-            slab.Carved++;
-            return new NativeMemoryManager(address, blockSize, _releaser);
+            // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
+            // this lock. Two threads may both map a slab for the class; the second simply becomes the current one.
+            if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out nint slabAddress, out PageBacking backing))
+            {
+                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
+            }
+
+            AddSlab(classIndex, new Slab(slabAddress, (nuint)slabBytes, blockSize, backing));
         }
     }
 
@@ -173,25 +188,23 @@ internal sealed class SlabHeap
         return index;
     }
 
-    private Slab MapSlabUnsynchronized(int blockSize, int slabBytes, string tierName)
+    private void AddSlab(int classIndex, Slab slab)
     {
-        if (_disposing)
+        lock (_lock)
         {
-            ThrowHelper.ThrowPoolDisposed();
+            if (_disposing)
+            {
+                // Disposed while mapping: the slab was never used.
+                _pages.Unmap(slab.Address, slab.Length, slab.Backing);
+                ThrowHelper.ThrowPoolDisposed();
+            }
+
+            // Kept sorted by address so a block's slab is a binary search away.
+            int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
+            _slabs.Insert(~index, slab);
+            _reservedBytes += (long)slab.Length;
+            _currentByClass[classIndex] = slab;
         }
-
-        if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out nint address, out PageBacking backing))
-        {
-            ThrowHelper.ThrowOutOfMemory(slabBytes, tierName);
-        }
-
-        var slab = new Slab(address, (nuint)slabBytes, blockSize, backing);
-
-        // Kept sorted by address so a block's slab is a binary search away.
-        int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
-        _slabs.Insert(~index, slab);
-        _reservedBytes += slabBytes;
-        return slab;
     }
 
     private void DecommitUnsynchronized(NativeMemoryManager buffer)
