@@ -15,8 +15,12 @@ namespace Zipora.Buffers.Native;
 /// <see cref="Memory"/>, <see cref="GetSpan"/> and <see cref="Pin"/> throw <see cref="ObjectDisposedException"/>
 /// until the owning pool hands the block out again.
 /// </remarks>
+[SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize",
+    Justification = "A pooled manager is handed out again after Dispose; its finalizer must stay armed to reclaim a later leak.")]
+[SuppressMessage("Reliability", "CA2015:Do not define finalizers for types derived from MemoryManager<T>",
+    Justification = "The finalizer only runs for a block whose owner was leaked; pools quarantine such blocks for their idle delay before reuse, so a Span outliving its leaked owner is not handed to a new renter while it can still run.")]
 [SuppressMessage("Design", "CA1063:Implement IDisposable Correctly",
-    Justification = "IDisposable is re-implemented so the owner's Dispose skips GC.SuppressFinalize: the manager has no finalizer and Dispose sits on the return fast path.")]
+    Justification = "IDisposable is re-implemented so the owner's Dispose skips GC.SuppressFinalize: a pooled manager is handed out again, and its finalizer must stay armed to reclaim a leaked block.")]
 public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposable
 {
     private const int StateLive = 0;
@@ -48,6 +52,28 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
         _pointer = (byte*)address;
         _length = length;
         _releaser = releaser;
+        if (releaser is null)
+        {
+            // Caller-owned memory: there is nothing to give back if the manager is lost.
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    /// <summary>
+    /// Reclaims a block whose owner was garbage collected without being disposed, so a leak costs the pool a late
+    /// return instead of the memory. The manager registers again, since its releaser may hand it out and lose it
+    /// again; while it is cached by a pool it is reachable and never finalized.
+    /// </summary>
+    ~NativeMemoryManager()
+    {
+        if (_state != StateLive || _releaser is null)
+        {
+            return;
+        }
+
+        _state = StateReturned;
+        GC.ReRegisterForFinalize(this);
+        _releaser.Reclaim(this);
     }
 
     /// <summary>Start of the block.</summary>
@@ -142,8 +168,12 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
         _state = StateLive;
     }
 
-    /// <summary>Marks a block whose memory went back to the OS: every later use throws.</summary>
-    internal void MarkReleased() => _state = StateReleased;
+    /// <summary>Marks a block whose memory went back to the OS: every later use throws, and there is nothing left to reclaim.</summary>
+    internal void MarkReleased()
+    {
+        _state = StateReleased;
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>Describes the block, for debugging.</summary>
     public override string ToString() => $"NativeMemoryManager(0x{(nint)_pointer:x}, {_length} bytes, {StateName})";

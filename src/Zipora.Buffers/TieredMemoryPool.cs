@@ -38,6 +38,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
     private readonly IdleReleaser? _idleReleaser;
+    private readonly LeakQuarantine _quarantine;
     private int _disposed;
 
     /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
@@ -60,10 +61,11 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _maxBufferSize = options.MaxBufferSize;
         _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse);
         var clock = new IdleClock();
-        _small = new SmallTier(_pages);
-        _medium = new MediumTier(_pages, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
-        _large = new LargeTier(_pages, clock, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, clock, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _quarantine = new LeakQuarantine(clock);
+        _small = new SmallTier(_pages, _quarantine);
+        _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
+        _large = new LargeTier(_pages, clock, _quarantine, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, clock, _quarantine, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
@@ -112,6 +114,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         MunmapCalls = _pages.UnmapCalls,
         HugepageBytes = _pages.HugepageBytes,
         FallbackAllocations = _pages.Fallbacks,
+        LeaksReclaimed = _quarantine.Reclaimed,
     };
 
     /// <summary>
@@ -122,6 +125,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     /// </summary>
     public void Trim()
     {
+        _quarantine.ReleaseAll();
         _small.Trim();
         _medium.Trim();
         _large.Trim();
@@ -138,6 +142,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
             return;
         }
 
+        _quarantine.ReleaseDue(now, delayInTicks);
         _small.ReleaseIdle(now, delayInTicks);
         _medium.ReleaseIdle(now, delayInTicks);
         _large.ReleaseIdle(now, delayInTicks);
@@ -156,6 +161,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         }
 
         _idleReleaser?.Dispose();
+        _quarantine.Close();
         _small.Dispose();
         _medium.Dispose();
         _large.Dispose();

@@ -33,6 +33,9 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Times a mapping fell back to a lesser backend: hugetlb to transparent hugepages, those to base pages, the OS to the portable allocator.</summary>
     public long FallbackAllocations { get; init; }
 
+    /// <summary>Buffers whose owners were garbage collected without being disposed; the pool reclaimed their memory (after a quarantine of one idle delay).</summary>
+    public long LeaksReclaimed { get; init; }
+
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
 
@@ -47,7 +50,7 @@ public sealed class TieredMemoryPoolStatistics
         text.AppendLine(Medium.ToString());
         text.AppendLine(Large.ToString());
         text.AppendLine(Huge.ToString());
-        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}");
+        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}");
         return text.ToString();
     }
 }

@@ -23,8 +23,8 @@ internal sealed class HugeTier : RegionTier
     private readonly bool _enableHugepages;
     private readonly bool _transparentAvailable;
 
-    public HugeTier(PageSource pages, IdleClock clock, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
-        : base("huge", pages, clock, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes)
+    public HugeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes)
+        : base("huge", pages, clock, quarantine, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes)
     {
         _minSizeLog2 = BitOperations.Log2((uint)hugepageThreshold);
         _enableHugepages = enableHugepages;
@@ -52,7 +52,7 @@ internal sealed class HugeTier : RegionTier
         if (!_transparentAvailable)
         {
             // No transparent hugepages on this system: base pages are the next step down.
-            Pages.CountFallback();
+            Pages.CountFallback(FallbackStep.NoTransparentHugepages);
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
 
@@ -68,7 +68,7 @@ internal sealed class HugeTier : RegionTier
         }
 
         // Mapped, but the kernel refused the advice: the range works on base pages.
-        Pages.CountFallback();
+        Pages.CountFallback(FallbackStep.HugepageAdviceRefused);
         backing = PageBacking.Plain;
         return true;
     }
@@ -87,7 +87,7 @@ internal sealed class HugeTier : RegionTier
         mappedLength = PageSource.RoundUp(classSize, HugePageSize);
         if (!Pages.Allocator.SupportsHugeTlb)
         {
-            Pages.CountFallback();
+            Pages.CountFallback(FallbackStep.NoReservedHugepages);
             return false;
         }
 
@@ -100,7 +100,7 @@ internal sealed class HugeTier : RegionTier
                 return true;
             }
 
-            Pages.CountFallback();
+            Pages.CountFallback(FallbackStep.No1GBHugepages);
         }
 
         if (Pages.TryMap(mappedLength, HugePageSize, PageKind.HugeTlb2MB, out address))
@@ -109,7 +109,7 @@ internal sealed class HugeTier : RegionTier
         }
 
         // The usual case: no hugepages reserved (vm.nr_hugepages = 0) makes MAP_HUGETLB fail with ENOMEM.
-        Pages.CountFallback();
+        Pages.CountFallback(FallbackStep.NoReservedHugepages);
         return false;
     }
 }

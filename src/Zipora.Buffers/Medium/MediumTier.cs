@@ -57,8 +57,11 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     // depots, so the emptying thread can take the caches' blocks without racing their owners.
     private volatile bool _cachesClosed;
 
-    public MediumTier(PageSource pages, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    private readonly LeakQuarantine _quarantine;
+
+    public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
     {
+        _quarantine = quarantine;
         int classCount = BitOperations.Log2((uint)maxSize) - MinSizeLog2 + 1;
         _capacities = new int[classCount];
         _depots = new SizeClassDepot[classCount];
@@ -126,6 +129,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
         ReleaseSlow(buffer, classIndex);
     }
+
+    /// <summary>Takes a leaked block back after its quarantine.</summary>
+    public void Reclaim(NativeMemoryManager buffer) => _quarantine.Add(buffer, this, "medium");
 
     public override TierStatistics GetStatistics()
     {

@@ -22,6 +22,7 @@ internal sealed class PageSource
     private long _unmapCalls;
     private long _hugepageBytes;
     private long _fallbacks;
+    private int _reportedSteps;
 
     /// <param name="allocator">The OS layer.</param>
     /// <param name="fallback">Where base pages come from when <paramref name="allocator"/> refuses; <see langword="null"/> for none.</param>
@@ -74,7 +75,7 @@ internal sealed class PageSource
             return false;
         }
 
-        CountFallback();
+        CountFallback(FallbackStep.OSRefusedToPortable);
         Interlocked.Increment(ref _mapCalls);
         if (_fallback.TryMap(length, alignment, PageKind.Normal, out address))
         {
@@ -128,7 +129,16 @@ internal sealed class PageSource
         }
     }
 
-    public void CountFallback() => Interlocked.Increment(ref _fallbacks);
+    /// <summary>Counts a step down to a lesser backend, and reports the first of each kind as an event.</summary>
+    public void CountFallback(FallbackStep step)
+    {
+        Interlocked.Increment(ref _fallbacks);
+        int bit = 1 << (int)step;
+        if ((Interlocked.Or(ref _reportedSteps, bit) & bit) == 0)
+        {
+            ZiporaBuffersEventSource.Log.BackendFallback(step.ToString());
+        }
+    }
 
     /// <summary>Counts <paramref name="length"/> bytes as mapped if the limit allows, trimming the pool once when it does not.</summary>
     private bool TryReserve(nuint length)

@@ -40,4 +40,6 @@ internal sealed class Region : INativeMemoryReleaser
     public long ReturnedAt;
 
     public void Release(NativeMemoryManager buffer) => Tier.Return(this);
+
+    public void Reclaim(NativeMemoryManager buffer) => Tier.Reclaim(this);
 }

@@ -24,9 +24,11 @@ internal abstract class RegionTier : BufferTier
     private bool _disposed;
 
     private readonly IdleClock _clock;
+    private readonly LeakQuarantine _quarantine;
 
-    protected RegionTier(string name, PageSource pages, IdleClock clock, int classCount, int cacheMaxCount, long cacheMaxBytes)
+    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, int classCount, int cacheMaxCount, long cacheMaxBytes)
     {
+        _quarantine = quarantine;
         _name = name;
         Pages = pages;
         _clock = clock;
@@ -88,6 +90,9 @@ internal abstract class RegionTier : BufferTier
             UnmapCached(stopWhenWithinLimits: true);
         }
     }
+
+    /// <summary>Takes a leaked region back after its quarantine.</summary>
+    public void Reclaim(Region region) => _quarantine.Add(region.Buffer, region, _name);
 
     public override TierStatistics GetStatistics()
     {

@@ -26,10 +26,12 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
     private readonly SmallStripe[] _stripes;
     private readonly int _stripeMask;
     private readonly SlabHeap _heap;
+    private readonly LeakQuarantine _quarantine;
     private volatile bool _disposed;
 
-    public SmallTier(PageSource pages)
+    public SmallTier(PageSource pages, LeakQuarantine quarantine)
     {
+        _quarantine = quarantine;
         int stripeCount = (int)BitOperations.RoundUpToPowerOf2((uint)System.Math.Clamp(System.Environment.ProcessorCount, 1, MaxStripes));
         _stripes = new SmallStripe[stripeCount];
         for (int i = 0; i < stripeCount; i++)
@@ -91,6 +93,9 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         stripe.Exit();
         _heap.ReleaseAfterDispose(buffer);
     }
+
+    /// <summary>Takes a leaked block back after its quarantine.</summary>
+    public void Reclaim(NativeMemoryManager buffer) => _quarantine.Add(buffer, this, "small");
 
     public override TierStatistics GetStatistics()
     {

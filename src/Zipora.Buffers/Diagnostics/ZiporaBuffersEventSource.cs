@@ -1,0 +1,38 @@
+using System.Diagnostics.Tracing;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers and
+/// backend fallbacks. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
+/// when nobody listens.
+/// </summary>
+[EventSource(Name = "Zipora-Buffers")]
+internal sealed class ZiporaBuffersEventSource : EventSource
+{
+    public static readonly ZiporaBuffersEventSource Log = new();
+
+    private ZiporaBuffersEventSource()
+    {
+    }
+
+    /// <summary>A buffer was garbage collected without being disposed; its block was reclaimed.</summary>
+    [Event(1, Level = EventLevel.Warning, Message = "A {0} buffer of {1} bytes was garbage collected without being disposed; the pool reclaimed its memory.")]
+    public void BufferLeaked(string tier, int bytes)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(1, tier, bytes);
+        }
+    }
+
+    /// <summary>A mapping fell back to a lesser backend (reported once per pool and kind).</summary>
+    [Event(2, Level = EventLevel.Informational, Message = "Mapping fell back: {0}.")]
+    public void BackendFallback(string step)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(2, step);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics.Tracing;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>Forces full garbage collections and listens to process-wide events, so it runs alone.</summary>
+[Collection(nameof(HugepageTests))]
+public sealed class LeakReclamationTests
+{
+    private static readonly int[] s_sizesAcrossTiers = [100, 8192, 100_000, 6_000_000];
+
+    [Fact]
+    public void ABufferCollectedWithoutDisposeIsReclaimedAfterItsQuarantine()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.FromSeconds(10) });
+        LeakOneBufferPerTier(pool);
+        CollectEverything();
+
+        TieredMemoryPoolStatistics quarantined = pool.GetStatistics();
+        Assert.Equal(4, quarantined.LeaksReclaimed);
+        Assert.Equal(4, quarantined.Small.BuffersInUse + quarantined.Medium.BuffersInUse + quarantined.Large.BuffersInUse + quarantined.Huge.BuffersInUse);
+
+        // Held for the idle delay (a Span of the leaked owner may still be running somewhere), then returned.
+        time.Advance(TimeSpan.FromSeconds(13));
+        TieredMemoryPoolStatistics reclaimed = pool.GetStatistics();
+        Assert.Equal(0, reclaimed.BytesInUse);
+        Assert.Equal(reclaimed.Huge.Rents, reclaimed.Huge.Returns);
+
+        // The reclaimed blocks are reused, not lost.
+        foreach (int size in s_sizesAcrossTiers)
+        {
+            using IMemoryOwner<byte> owner = pool.Rent(size);
+        }
+
+        TieredMemoryPoolStatistics reused = pool.GetStatistics();
+        Assert.Equal(4, reused.Small.CacheHits + reused.Medium.CacheHits + reused.Large.CacheHits + reused.Huge.CacheHits);
+    }
+
+    [Fact]
+    public void ALeakIsReportedAsAnEvent()
+    {
+        using var listener = new LeakListener();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
+        LeakOneBufferPerTier(pool);
+        CollectEverything();
+        pool.Trim();
+
+        Assert.Contains(listener.Leaks, leak => leak == ("huge", 6 * 1024 * 1024));
+        Assert.Contains(listener.Leaks, leak => leak == ("medium", 8192));
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void LeakOneBufferPerTier(TieredMemoryPool pool)
+    {
+        foreach (int size in s_sizesAcrossTiers)
+        {
+            pool.Rent(size).Memory.Span.Fill(9);
+        }
+    }
+
+    private static void CollectEverything()
+    {
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+    }
+
+    private sealed class LeakListener : EventListener
+    {
+        public ConcurrentBag<(string Tier, int Bytes)> Leaks { get; } = [];
+
+        protected override void OnEventSourceCreated(EventSource eventSource)
+        {
+            if (eventSource.Name == "Zipora-Buffers")
+            {
+                EnableEvents(eventSource, EventLevel.Verbose);
+            }
+        }
+
+        protected override void OnEventWritten(EventWrittenEventArgs eventData)
+        {
+            if (eventData.EventName == "BufferLeaked" && eventData.Payload is { Count: 2 } payload)
+            {
+                Leaks.Add(((string)payload[0]!, (int)payload[1]!));
+            }
+        }
+    }
+}
