@@ -39,6 +39,11 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     private readonly int _maxBufferSize;
     private readonly IdleReleaser? _idleReleaser;
     private readonly LeakQuarantine _quarantine;
+    private readonly PoolDiagnostics? _diagnostics;
+
+    // How many sizes from 1 KB up take the inlined medium path: all medium sizes normally, none in diagnostic mode,
+    // which sends every rent through RentOther to be wrapped. This keeps the diagnostic check off the fast path.
+    private readonly uint _mediumFastSizes;
     private int _disposed;
 
     /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
@@ -60,12 +65,14 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
         _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse);
+        _diagnostics = PoolDiagnostics.Create(options);
+        _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
         var clock = new IdleClock();
         _quarantine = new LeakQuarantine(clock);
         _small = new SmallTier(_pages, _quarantine);
         _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
-        _large = new LargeTier(_pages, clock, _quarantine, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, clock, _quarantine, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _large = new LargeTier(_pages, clock, _quarantine, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, clock, _quarantine, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
@@ -94,7 +101,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
         // Medium first: it holds the default size and Kestrel's and Pipe's usual segments.
-        if ((uint)(minBufferSize - MediumTier.MinSize) <= (uint)(_mmapThreshold - MediumTier.MinSize))
+        if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
             return _medium.Rent(minBufferSize);
         }
@@ -115,6 +122,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         HugepageBytes = _pages.HugepageBytes,
         FallbackAllocations = _pages.Fallbacks,
         LeaksReclaimed = _quarantine.Reclaimed,
+        DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
+        LeaksDetected = _diagnostics?.Leaks ?? 0,
     };
 
     /// <summary>
@@ -169,23 +178,24 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private Native.NativeMemoryManager RentOther(int size)
+    private IMemoryOwner<byte> RentOther(int size)
     {
-        if ((uint)size <= SmallTier.MaxSize)
-        {
-            return _small.Rent(Math.Max(size, 1));
-        }
-
         if (size == -1)
         {
-            return _medium.Rent(DefaultBufferSize);
+            size = DefaultBufferSize;
         }
-
-        if ((uint)size > (uint)_maxBufferSize)
+        else if ((uint)size > (uint)_maxBufferSize)
         {
             ThrowHelper.ThrowRentSizeOutOfRange(size, _maxBufferSize);
         }
 
-        return size <= _hugepageThreshold ? _large.Rent(size) : _huge.Rent(size);
+        (Native.NativeMemoryManager block, string tier) = size switch
+        {
+            <= SmallTier.MaxSize => (_small.Rent(Math.Max(size, 1)), "small"),
+            _ when size <= _mmapThreshold => (_medium.Rent(size), "medium"),
+            _ when size <= _hugepageThreshold => (_large.Rent(size), "large"),
+            _ => (_huge.Rent(size), "huge"),
+        };
+        return _diagnostics is null ? block : _diagnostics.Track(block, tier);
     }
 }

@@ -59,6 +59,16 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Misuse checking (see <see cref="DiagnosticLevel"/>); default <see cref="DiagnosticLevel.Off"/>. The environment
+    /// variable <c>ZIPORA_BUFFERS_DIAGNOSTICS</c> (<c>off</c>, <c>sampled</c>, <c>all</c>) wins over this, so a
+    /// production process can switch it on without a rebuild.
+    /// </summary>
+    public DiagnosticLevel Diagnostics { get; set; } = DiagnosticLevel.Off;
+
+    /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack is captured for one rent in this many; default 128.</summary>
+    public int DiagnosticSampleRate { get; set; } = 128;
+
     /// <summary>Take every page from <see cref="PageAllocator.Portable"/> (aligned heap allocation) instead of the OS's virtual memory calls; default <see langword="false"/>.</summary>
     public bool UsePortableBackend { get; set; }
 
@@ -100,6 +110,16 @@ public sealed class TieredMemoryPoolOptions
         if (TimeProvider is null)
         {
             throw new ArgumentNullException(nameof(TimeProvider), "TieredMemoryPoolOptions.TimeProvider must not be null.");
+        }
+
+        if (!Enum.IsDefined(Diagnostics))
+        {
+            throw Invalid(nameof(Diagnostics), $"must be Off, Sampled or All, but is {Diagnostics}.");
+        }
+
+        if (DiagnosticSampleRate < 1)
+        {
+            throw Invalid(nameof(DiagnosticSampleRate), $"must be at least 1, but is {DiagnosticSampleRate}.");
         }
 
         RequireNotNegative(MaxBytesInUse, nameof(MaxBytesInUse));

@@ -36,6 +36,12 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Buffers whose owners were garbage collected without being disposed; the pool reclaimed their memory (after a quarantine of one idle delay).</summary>
     public long LeaksReclaimed { get; init; }
 
+    /// <summary>Diagnostic mode: owners disposed more than once (each reported as an event with both stacks).</summary>
+    public long DoubleDisposes { get; init; }
+
+    /// <summary>Diagnostic mode: owners garbage collected without dispose (each reported as an event with the renting stack).</summary>
+    public long LeaksDetected { get; init; }
+
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
 

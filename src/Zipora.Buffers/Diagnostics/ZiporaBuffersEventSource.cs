@@ -3,8 +3,8 @@ using System.Diagnostics.Tracing;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers and
-/// backend fallbacks. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
+/// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers,
+/// double disposes and backend fallbacks. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
 /// when nobody listens.
 /// </summary>
 [EventSource(Name = "Zipora-Buffers")]
@@ -33,6 +33,26 @@ internal sealed class ZiporaBuffersEventSource : EventSource
         if (IsEnabled())
         {
             WriteEvent(2, step);
+        }
+    }
+
+    /// <summary>A buffer was disposed twice (diagnostic mode), with both disposing stacks.</summary>
+    [Event(3, Level = EventLevel.Error, Message = "A {0} buffer of {1} bytes was disposed twice: {2}")]
+    public void DoubleDispose(string tier, int bytes, string stacks)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(3, tier, bytes, stacks);
+        }
+    }
+
+    /// <summary>Diagnostic mode: an owner was garbage collected without dispose, with the stack that rented it.</summary>
+    [Event(4, Level = EventLevel.Error, Message = "A {0} buffer of {1} bytes was garbage collected without being disposed. Rented at: {2}")]
+    public void LeakDetected(string tier, int bytes, string rentedAt)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(4, tier, bytes, rentedAt);
         }
     }
 }

@@ -107,6 +107,8 @@ internal sealed class PageSource
 
     public bool TryAdvise(nint address, nuint length, PageAdvice advice) => _allocator.TryAdvise(address, length, advice);
 
+    public bool TryProtect(nint address, nuint length, PageProtection protection) => _allocator.TryProtect(address, length, protection);
+
     /// <summary>Unmaps a region with the allocator that mapped it.</summary>
     public void Unmap(nint address, nuint length, PageBacking backing)
     {

@@ -5,10 +5,11 @@ namespace Zipora.Buffers;
 /// <summary>One mapping of the large or huge tier, with the manager that hands it out and its places in the cache's lists.</summary>
 internal sealed class Region : INativeMemoryReleaser
 {
-    public Region(RegionTier tier, int classIndex, nint address, nuint mappedLength, int bufferLength, PageBacking backing)
+    public Region(RegionTier tier, int classIndex, nint mappingAddress, nuint mappedLength, nint address, int bufferLength, PageBacking backing)
     {
         Tier = tier;
         ClassIndex = classIndex;
+        MappingAddress = mappingAddress;
         Address = address;
         MappedLength = mappedLength;
         Backing = backing;
@@ -20,9 +21,13 @@ internal sealed class Region : INativeMemoryReleaser
     /// <summary>The tier's size class: regions of one class have the same length and can stand in for each other.</summary>
     public int ClassIndex { get; }
 
+    /// <summary>Start of the mapping: the buffer's start, or the guard page before it in diagnostic mode.</summary>
+    public nint MappingAddress { get; }
+
+    /// <summary>Start of the buffer.</summary>
     public nint Address { get; }
 
-    /// <summary>Bytes mapped from the OS (the buffer's length rounded up to the page or hugepage size).</summary>
+    /// <summary>Bytes mapped from the OS (the buffer's length rounded up to the page or hugepage size, plus any guard pages).</summary>
     public nuint MappedLength { get; }
 
     public PageBacking Backing { get; }

@@ -26,8 +26,11 @@ internal abstract class RegionTier : BufferTier
     private readonly IdleClock _clock;
     private readonly LeakQuarantine _quarantine;
 
-    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, int classCount, int cacheMaxCount, long cacheMaxBytes)
+    private readonly bool _guardPages;
+
+    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int classCount, int cacheMaxCount, long cacheMaxBytes)
     {
+        _guardPages = guardPages;
         _quarantine = quarantine;
         _name = name;
         Pages = pages;
@@ -156,18 +159,19 @@ internal abstract class RegionTier : BufferTier
     [MethodImpl(MethodImplOptions.NoInlining)]
     private NativeMemoryManager RentMiss(int classIndex)
     {
-        if (!TryMapRegion(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
+        if (!TryMap(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
         {
             // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
             UnmapCached(stopWhenWithinLimits: false);
-            if (!TryMapRegion(classIndex, out address, out mappedLength, out backing))
+            if (!TryMap(classIndex, out address, out mappedLength, out backing))
             {
                 ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
             }
         }
 
         Pages.RecordMapped(mappedLength, backing);
-        var region = new Region(this, classIndex, address, mappedLength, BufferLength(classIndex), backing);
+        nint bufferAddress = _guardPages ? address + (nint)PageAllocator.PageSize : address;
+        var region = new Region(this, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
         _gate.Enter();
         _misses++;
         _bytesInUse += region.Buffer.Length;
@@ -196,6 +200,30 @@ internal abstract class RegionTier : BufferTier
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        Pages.Unmap(region.Address, region.MappedLength, region.Backing);
+        Pages.Unmap(region.MappingAddress, region.MappedLength, region.Backing);
+    }
+
+    private bool TryMap(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing) => _guardPages
+        ? TryMapGuarded(classIndex, out address, out mappedLength, out backing)
+        : TryMapRegion(classIndex, out address, out mappedLength, out backing);
+
+    /// <summary>
+    /// Diagnostic mode: base pages with an inaccessible page on each side, the buffer ending right at the second,
+    /// so a write one byte before or past the buffer faults at once instead of corrupting a neighbour. Class sizes
+    /// of these tiers are whole pages, so nothing lies between the buffer and its guards.
+    /// </summary>
+    private bool TryMapGuarded(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
+    {
+        nuint page = PageAllocator.PageSize;
+        mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), page) + (2 * page);
+        if (!Pages.TryMapPlain(mappedLength, page, out address, out backing))
+        {
+            return false;
+        }
+
+        // A backend that cannot protect pages (the portable one) still works, without guards.
+        _ = Pages.TryProtect(address, page, PageProtection.None);
+        _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None);
+        return true;
     }
 }

@@ -1,0 +1,90 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The owner handed out in diagnostic mode: one per rent, wrapping the pooled block. Because it is never reused, a
+/// stale reference to it (or to a Memory taken from it) throws even after the block has been handed to someone else.
+/// </summary>
+[SuppressMessage("Reliability", "CA2015:Do not define finalizers for types derived from MemoryManager<T>",
+    Justification = "The finalizer only reports the leak; the block itself is reclaimed, after a quarantine, by the pooled manager's own finalizer.")]
+internal sealed class DiagnosticOwner : MemoryManager<byte>
+{
+    /// <summary>Written over returned memory, so a read after dispose sees an obvious pattern instead of stale data.</summary>
+    public const byte Poison = 0xDD;
+
+    private readonly NativeMemoryManager _block;
+    private readonly PoolDiagnostics _diagnostics;
+    private readonly string _tier;
+    private readonly StackTrace? _rentedAt;
+    private StackTrace? _disposedAt;
+    private int _disposed;
+
+    public DiagnosticOwner(NativeMemoryManager block, PoolDiagnostics diagnostics, string tier, StackTrace? rentedAt)
+    {
+        _block = block;
+        _diagnostics = diagnostics;
+        _tier = tier;
+        _rentedAt = rentedAt;
+    }
+
+    ~DiagnosticOwner()
+    {
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            _diagnostics.ReportLeak(_tier, _block.Length, _rentedAt);
+        }
+    }
+
+    public override Memory<byte> Memory
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return CreateMemory(_block.Length);
+        }
+    }
+
+    public override Span<byte> GetSpan()
+    {
+        ThrowIfDisposed();
+        return _block.GetSpan();
+    }
+
+    public override MemoryHandle Pin(int elementIndex = 0)
+    {
+        ThrowIfDisposed();
+        return _block.Pin(elementIndex);
+    }
+
+    public override void Unpin()
+    {
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        StackTrace here = new(1, fNeedFileInfo: false);
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            _diagnostics.ReportDoubleDispose(_tier, _block.Length, _rentedAt, _disposedAt, here);
+            return;
+        }
+
+        _disposedAt = here;
+        _block.GetSpan().Fill(Poison);
+        _block.Dispose();
+    }
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            throw new ObjectDisposedException(nameof(TieredMemoryPool), "This buffer was returned to the pool (diagnostic mode: every rent gets its own owner, so a stale one always throws).");
+        }
+    }
+}
