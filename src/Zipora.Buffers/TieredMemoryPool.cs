@@ -64,7 +64,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
-        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse);
+        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
         _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
         var clock = new IdleClock();

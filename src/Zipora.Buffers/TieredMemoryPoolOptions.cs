@@ -56,6 +56,12 @@ public sealed class TieredMemoryPoolOptions
     /// </summary>
     public TimeSpan IdleReleaseDelay { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Drop idle pages with MADV_FREE instead of MADV_DONTNEED: cheaper to reuse, but resident memory only falls when
+    /// the system is short of memory, so monitoring sees no drop. Default <see langword="false"/>.
+    /// </summary>
+    public bool UseLazyFree { get; set; }
+
     /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 

@@ -27,8 +27,10 @@ internal sealed class PageSource
     /// <param name="allocator">The OS layer.</param>
     /// <param name="fallback">Where base pages come from when <paramref name="allocator"/> refuses; <see langword="null"/> for none.</param>
     /// <param name="limit">Most bytes the pool may hold mapped at once; 0 for no limit.</param>
-    public PageSource(PageAllocator allocator, PageAllocator? fallback, long limit)
+    /// <param name="lazyFree">Drop idle pages with MADV_FREE rather than MADV_DONTNEED.</param>
+    public PageSource(PageAllocator allocator, PageAllocator? fallback, long limit, bool lazyFree)
     {
+        IdlePageAdvice = lazyFree ? PageAdvice.Free : PageAdvice.DontNeed;
         _allocator = allocator;
         _fallback = ReferenceEquals(allocator, fallback) ? null : fallback;
         _limit = limit;
@@ -36,6 +38,9 @@ internal sealed class PageSource
 
     /// <summary>Frees the pool's idle memory; called when a mapping would cross the limit.</summary>
     public System.Action? ReleaseIdleMemory { get; set; }
+
+    /// <summary>How idle pages that stay mapped are given back.</summary>
+    public PageAdvice IdlePageAdvice { get; }
 
     /// <summary>Bytes currently mapped by the pool.</summary>
     public long MappedBytes => Volatile.Read(ref _mappedBytes);

@@ -210,7 +210,7 @@ internal sealed class SlabHeap
     private void DecommitUnsynchronized(NativeMemoryManager buffer)
     {
         // Blocks smaller than a page share their pages with live blocks; only whole pages can be dropped.
-        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, PageAdvice.DontNeed))
+        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, _pages.IdlePageAdvice))
         {
             Interlocked.Add(ref _decommittedBytes, buffer.Length);
         }

@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -125,5 +126,27 @@ public sealed class TrimTests
         Assert.Equal(0, statistics.BytesInUse);
         Assert.Equal(0, statistics.BytesRetained);
         Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
+    }
+
+    [Theory]
+    [InlineData(false, Native.PageAdvice.DontNeed)]
+    [InlineData(true, Native.PageAdvice.Free)]
+    public void IdlePagesOfPartlyUsedSlabsAreDroppedWithTheChosenAdvice(bool lazyFree, Native.PageAdvice expected)
+    {
+        var allocator = new ScriptedPageAllocator();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, UseLazyFree = lazyFree, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        var owners = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 8; i++)
+        {
+            owners.Add(pool.Rent(16384));
+        }
+
+        // One block stays rented, so its slab stays mapped and the seven free blocks are dropped page by page.
+        owners.Skip(1).ToList().ForEach(owner => owner.Dispose());
+        pool.Trim();
+
+        Assert.Equal(7, allocator.Advice.Count(advice => advice == expected));
+        Assert.DoesNotContain(allocator.Advice, advice => advice != expected && advice != Native.PageAdvice.HugePage);
+        owners[0].Dispose();
     }
 }

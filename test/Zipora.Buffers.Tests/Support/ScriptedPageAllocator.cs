@@ -22,6 +22,8 @@ internal sealed class ScriptedPageAllocator : PageAllocator
 
     public int Unmaps { get; private set; }
 
+    public System.Collections.Concurrent.ConcurrentQueue<PageAdvice> Advice { get; } = new();
+
     public override string Name => "scripted";
 
     public override bool SupportsHugeTlb => HugeTlbSupported;
@@ -51,8 +53,11 @@ internal sealed class ScriptedPageAllocator : PageAllocator
         return _inner.Unmap(address, length);
     }
 
-    public override bool TryAdvise(nint address, nuint length, PageAdvice advice) =>
-        !RefuseAdvice && _inner.TryAdvise(address, length, advice);
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
+    {
+        Advice.Enqueue(advice);
+        return !RefuseAdvice && _inner.TryAdvise(address, length, advice);
+    }
 
     public override bool TryProtect(nint address, nuint length, PageProtection protection) =>
         _inner.TryProtect(address, length, protection);

@@ -1,0 +1,146 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using CsCheck;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Random sequences of rent, write, verify, dispose and trim across every tier, checked against a model that only
+/// remembers which buffers are live and what was written into them.
+/// </summary>
+public sealed class PoolModelTests
+{
+    private static readonly int[] s_sizes = [1, 15, 100, 1023, 1024, 3000, 4096, 16384, 16385, 70_000, 2 * 1024 * 1024, (2 * 1024 * 1024) + 1, 2_900_000];
+
+    private static readonly Gen<(PoolUnderTest Actual, Model Model)> s_initial = Gen.Int.Select(_ => (new PoolUnderTest(), new Model()));
+
+    [Fact]
+    public void ThePoolBehavesLikeItsModel()
+    {
+        GenOperation<PoolUnderTest, Model> rent = Gen.Select(Gen.Int[0, s_sizes.Length - 1], Gen.Byte[1, 255]).Operation<PoolUnderTest, Model>(
+            operation => $"Rent({s_sizes[operation.Item1]}) <- {operation.Item2}",
+            (actual, operation) => actual.Rent(s_sizes[operation.Item1], operation.Item2),
+            (model, operation) => model.Rent(s_sizes[operation.Item1], operation.Item2));
+        GenOperation<PoolUnderTest, Model> dispose = Gen.Int[0, 1000].Operation<PoolUnderTest, Model>(
+            index => $"Dispose(#{index})",
+            (actual, index) => actual.Dispose(index),
+            (model, index) => model.Dispose(index));
+        GenOperation<PoolUnderTest, Model> trim = Gen.Const(0).Operation<PoolUnderTest, Model>(
+            _ => "Trim()",
+            (actual, _) => actual.Pool.Trim(),
+            (_, _) => { });
+
+        Check.SampleModelBased(s_initial, [rent, rent, dispose, trim], Matches, iter: 60);
+    }
+
+    private static bool Matches(PoolUnderTest actual, Model model)
+    {
+        try
+        {
+            if (actual.Live.Count != model.Live.Count)
+            {
+                return false;
+            }
+
+            // Contents preserved: every live buffer still holds what was written into it.
+            for (int i = 0; i < model.Live.Count; i++)
+            {
+                (IMemoryOwner<byte> owner, byte stamp) = actual.Live[i];
+                if (stamp != model.Live[i].Stamp || owner.Memory.Length < model.Live[i].Size || owner.Memory.Span.IndexOfAnyExcept(stamp) >= 0)
+                {
+                    return false;
+                }
+            }
+
+            // No two live buffers overlap.
+            var sorted = actual.Live.OrderBy(entry => ((NativeMemoryManager)entry.Owner).Address).ToList();
+            for (int i = 1; i < sorted.Count; i++)
+            {
+                var previous = (NativeMemoryManager)sorted[i - 1].Owner;
+                if (previous.Address + previous.Length > ((NativeMemoryManager)sorted[i].Owner).Address)
+                {
+                    return false;
+                }
+            }
+
+            // The statistics equal the model's counts, tier by tier.
+            TieredMemoryPoolStatistics statistics = actual.Pool.GetStatistics();
+            TierStatistics[] tiers = [statistics.Small, statistics.Medium, statistics.Large, statistics.Huge];
+            for (int tier = 0; tier < tiers.Length; tier++)
+            {
+                if (tiers[tier].Rents != model.Rents[tier] || tiers[tier].Returns != model.Returns[tier])
+                {
+                    return false;
+                }
+            }
+
+            return statistics.BytesInUse == actual.Live.Sum(entry => (long)entry.Owner.Memory.Length);
+        }
+        finally
+        {
+            actual.Pool.Dispose();
+        }
+    }
+
+    private static int TierOf(int size) => size switch
+    {
+        < 1024 => 0,
+        <= 16384 => 1,
+        <= 2 * 1024 * 1024 => 2,
+        _ => 3,
+    };
+
+    internal sealed class PoolUnderTest
+    {
+        public TieredMemoryPool Pool { get; } = new(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
+
+        public List<(IMemoryOwner<byte> Owner, byte Stamp)> Live { get; } = [];
+
+        public void Rent(int size, byte stamp)
+        {
+            IMemoryOwner<byte> owner = Pool.Rent(size);
+            owner.Memory.Span.Fill(stamp);
+            Live.Add((owner, stamp));
+        }
+
+        public void Dispose(int index)
+        {
+            if (Live.Count > 0)
+            {
+                Live[index % Live.Count].Owner.Dispose();
+                Live.RemoveAt(index % Live.Count);
+            }
+        }
+
+        public override string ToString() => $"{Live.Count} live";
+    }
+
+    internal sealed class Model
+    {
+        public List<(int Size, byte Stamp)> Live { get; } = [];
+
+        public long[] Rents { get; } = new long[4];
+
+        public long[] Returns { get; } = new long[4];
+
+        public void Rent(int size, byte stamp)
+        {
+            Live.Add((size, stamp));
+            Rents[TierOf(size)]++;
+        }
+
+        public void Dispose(int index)
+        {
+            if (Live.Count > 0)
+            {
+                Returns[TierOf(Live[index % Live.Count].Size)]++;
+                Live.RemoveAt(index % Live.Count);
+            }
+        }
+
+        public override string ToString() => $"{Live.Count} live";
+    }
+}
