@@ -158,16 +158,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             }
         }
 
-        return new TierStatistics
-        {
-            Name = "medium",
-            Rents = hits + misses,
-            Returns = returns,
-            CacheHits = hits,
-            CacheMisses = misses,
-            BytesInUse = inUse,
-            BytesRetained = _heap.ReservedBytes - inUse,
-        };
+        return Snapshot("medium", hits, misses, returns, inUse, _heap.ReservedBytes);
     }
 
     public override void Dispose()
@@ -300,17 +291,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
 
         Volatile.Write(ref cache.InUse, 0);
-        if (buffer is not null)
-        {
-            cache.Hits[classIndex]++;
-            buffer.Reactivate();
-            return buffer;
-        }
-
-        // Carve with the cache released: mapping a slab may trim the pool, and the trim waits for every cache.
-        buffer = Carve(classIndex);
-        cache.Misses[classIndex]++;
-        return buffer;
+        return HandOut(cache, classIndex, buffer);
     }
 
     /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>
@@ -321,17 +302,23 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             ThrowHelper.ThrowPoolDisposed();
         }
 
-        NativeMemoryManager? buffer = _depots[classIndex].TakeOne();
-        if (buffer is not null)
+        return HandOut(cache, classIndex, _depots[classIndex].TakeOne());
+    }
+
+    /// <summary>Hands out a cached block (a hit) or, when there is none, a freshly carved one (a miss).</summary>
+    private NativeMemoryManager HandOut(ThreadCache cache, int classIndex, NativeMemoryManager? cached)
+    {
+        if (cached is not null)
         {
             cache.Hits[classIndex]++;
-            buffer.Reactivate();
-            return buffer;
+            cached.Reactivate();
+            return cached;
         }
 
-        buffer = Carve(classIndex);
+        // Called with the thread's cache released: mapping a slab may trim the pool, and a trim waits for every cache.
+        NativeMemoryManager carved = Carve(classIndex);
         cache.Misses[classIndex]++;
-        return buffer;
+        return carved;
     }
 
     private NativeMemoryManager Carve(int classIndex) =>

@@ -32,4 +32,16 @@ internal abstract class SlabTier : BufferTier
             Trim();
         }
     }
+
+    /// <summary>The statistics of a slab tier: what is mapped and not handed out is retained.</summary>
+    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesReserved) => new()
+    {
+        Name = name,
+        Rents = hits + misses,
+        Returns = returns,
+        CacheHits = hits,
+        CacheMisses = misses,
+        BytesInUse = bytesInUse,
+        BytesRetained = bytesReserved - bytesInUse,
+    };
 }

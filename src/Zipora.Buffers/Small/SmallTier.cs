@@ -110,16 +110,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             stripe.Exit();
         }
 
-        return new TierStatistics
-        {
-            Name = "small",
-            Rents = hits + misses,
-            Returns = returns,
-            CacheHits = hits,
-            CacheMisses = misses,
-            BytesInUse = inUse,
-            BytesRetained = _heap.ReservedBytes - inUse,
-        };
+        return Snapshot("small", hits, misses, returns, inUse, _heap.ReservedBytes);
     }
 
     public override long ActivityCount()
