@@ -27,6 +27,15 @@ public sealed class TierStatistics
     /// <summary>Bytes the tier holds from the OS that are not handed out: cached buffers and uncarved slab space.</summary>
     public long BytesRetained { get; init; }
 
+    /// <summary>Bytes handed out so far (whole class sizes), summed over every rent.</summary>
+    public long BytesRented { get; init; }
+
+    /// <summary>Bytes the tier has mapped from the OS so far.</summary>
+    public long BytesAllocated { get; init; }
+
+    /// <summary>Bytes the tier has given back to the OS so far: unmapped, or dropped from idle blocks.</summary>
+    public long BytesEvicted { get; init; }
+
     /// <summary>Buffers currently handed out.</summary>
     public long BuffersInUse => Rents - Returns;
 

@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 
@@ -40,6 +41,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     private readonly IdleReleaser? _idleReleaser;
     private readonly LeakQuarantine _quarantine;
     private readonly PoolDiagnostics? _diagnostics;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, OwnerCounter> _owners = new(StringComparer.Ordinal);
 
     // How many sizes from 1 KB up take the inlined medium path: all medium sizes normally, none in diagnostic mode,
     // which sends every rent through RentOther to be wrapped. This keeps the diagnostic check off the fast path.
@@ -78,12 +80,17 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
         }
 
+        Name = options.Name;
         _pages.ReleaseIdleMemory = Trim;
         MemoryPressureWatcher.Start(this);
+        PoolMetrics.Register(this);
     }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;
+
+    /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredMemoryPoolOptions.Name"/>).</summary>
+    public string Name { get; }
 
     /// <summary>The largest buffer <see cref="Rent"/> accepts.</summary>
     public override int MaxBufferSize => _maxBufferSize;
@@ -123,6 +130,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         FallbackAllocations = _pages.Fallbacks,
         LeaksReclaimed = _quarantine.Reclaimed,
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
+        RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
     };
 
@@ -142,6 +150,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     }
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
+    internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
 
     /// <summary>Called by the idle releaser's timer.</summary>
     internal void ReleaseIdle(long now, long delayInTicks)

@@ -11,6 +11,9 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Smallest buffer the pool will hand out as a maximum; the default request size (4096) must fit.</summary>
     internal const int MinimumMaxBufferSize = TieredMemoryPool.DefaultBufferSize;
 
+    /// <summary>The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>default</c>.</summary>
+    public string Name { get; set; } = "default";
+
     /// <summary>Requests above this size come from mmap-backed regions (the large tier). A power of two from 4 KB to 1 MB; default 16 KB.</summary>
     public int MmapThreshold { get; set; } = 16 * 1024;
 
@@ -111,6 +114,11 @@ public sealed class TieredMemoryPoolOptions
         if (IdleReleaseDelay <= TimeSpan.Zero && IdleReleaseDelay != System.Threading.Timeout.InfiniteTimeSpan)
         {
             throw Invalid(nameof(IdleReleaseDelay), $"must be positive or Timeout.InfiniteTimeSpan, but is {IdleReleaseDelay}.");
+        }
+
+        if (string.IsNullOrWhiteSpace(Name))
+        {
+            throw Invalid(nameof(Name), "must not be empty.");
         }
 
         if (TimeProvider is null)

@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Globalization;
 using System.Text;
 
@@ -41,6 +42,9 @@ public sealed class TieredMemoryPoolStatistics
 
     /// <summary>Diagnostic mode: owners garbage collected without dispose (each reported as an event with the renting stack).</summary>
     public long LeaksDetected { get; init; }
+
+    /// <summary>Rents made through the pools <see cref="TieredMemoryPoolFactory"/> created, by the owner they were created for (such as <c>kestrel</c>).</summary>
+    public IReadOnlyDictionary<string, long> RentsByOwner { get; init; } = new Dictionary<string, long>();
 
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;

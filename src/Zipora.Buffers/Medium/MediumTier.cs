@@ -135,7 +135,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
     public override TierStatistics GetStatistics()
     {
-        long hits = 0, misses = 0, returns = 0, inUse = 0;
+        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
         lock (_registryLock)
         {
             ReclaimExitedThreadsUnsynchronized();
@@ -155,10 +155,11 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 misses += classMisses;
                 returns += classReturns;
                 inUse += (classHits + classMisses - classReturns) * ClassSize(classIndex);
+                rented += (classHits + classMisses) * ClassSize(classIndex);
             }
         }
 
-        return Snapshot("medium", hits, misses, returns, inUse, _heap.ReservedBytes);
+        return Snapshot("medium", hits, misses, returns, inUse, rented, _heap);
     }
 
     public override void Dispose()

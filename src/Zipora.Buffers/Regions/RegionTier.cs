@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -21,6 +22,9 @@ internal abstract class RegionTier : BufferTier
     private long _misses;
     private long _returns;
     private long _bytesInUse;
+    private long _bytesRented;
+    private long _bytesAllocated;
+    private long _bytesEvicted;
     private bool _disposed;
 
     private readonly IdleClock _clock;
@@ -55,6 +59,7 @@ internal abstract class RegionTier : BufferTier
         {
             _hits++;
             _bytesInUse += region.Buffer.Length;
+            _bytesRented += region.Buffer.Length;
         }
 
         _gate.Exit();
@@ -109,6 +114,9 @@ internal abstract class RegionTier : BufferTier
             CacheMisses = _misses,
             BytesInUse = _bytesInUse,
             BytesRetained = _cache.Bytes,
+            BytesRented = _bytesRented,
+            BytesAllocated = _bytesAllocated,
+            BytesEvicted = Volatile.Read(ref _bytesEvicted),
         };
         _gate.Exit();
         return statistics;
@@ -175,6 +183,8 @@ internal abstract class RegionTier : BufferTier
         _gate.Enter();
         _misses++;
         _bytesInUse += region.Buffer.Length;
+        _bytesRented += region.Buffer.Length;
+        _bytesAllocated += (long)region.MappedLength;
         _gate.Exit();
 
         return region.Buffer;
@@ -201,6 +211,7 @@ internal abstract class RegionTier : BufferTier
     {
         region.Buffer.MarkReleased();
         Pages.Unmap(region.MappingAddress, region.MappedLength, region.Backing);
+        Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
     }
 
     private bool TryMap(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing) => _guardPages

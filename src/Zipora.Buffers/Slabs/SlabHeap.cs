@@ -20,6 +20,8 @@ internal sealed class SlabHeap
     private readonly List<NativeMemoryManager> _returnedBeforeAccounting = [];
     private long _reservedBytes;
     private long _decommittedBytes;
+    private long _allocatedBytes;
+    private long _unmappedBytes;
     private bool _disposing;
     private bool _accounted;
 
@@ -33,8 +35,11 @@ internal sealed class SlabHeap
     /// <summary>Bytes of slabs currently mapped.</summary>
     public long ReservedBytes => Volatile.Read(ref _reservedBytes);
 
-    /// <summary>Bytes of free blocks whose pages were dropped by trimming, in total.</summary>
-    public long DecommittedBytes => Volatile.Read(ref _decommittedBytes);
+    /// <summary>Bytes of slabs mapped so far.</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
+
+    /// <summary>Bytes given back to the OS so far: slabs unmapped and free blocks whose pages were dropped.</summary>
+    public long EvictedBytes => Volatile.Read(ref _unmappedBytes) + Volatile.Read(ref _decommittedBytes);
 
     /// <summary>Cuts a fresh block of <paramref name="blockSize"/> bytes, mapping a new slab of <paramref name="slabBytes"/> when the class's slab is full.</summary>
     /// <remarks>Mapping may trim the pool (at its memory limit), so the caller must hold no lock and no thread cache.</remarks>
@@ -203,6 +208,7 @@ internal sealed class SlabHeap
             int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
             _slabs.Insert(~index, slab);
             _reservedBytes += (long)slab.Length;
+            _allocatedBytes += (long)slab.Length;
             _currentByClass[classIndex] = slab;
         }
     }
@@ -222,6 +228,7 @@ internal sealed class SlabHeap
         _slabs.RemoveAt(index);
         _pages.Unmap(slab.Address, slab.Length, slab.Backing);
         _reservedBytes -= (long)slab.Length;
+        _unmappedBytes += (long)slab.Length;
     }
 
     /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>

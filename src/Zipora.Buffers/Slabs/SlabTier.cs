@@ -34,14 +34,17 @@ internal abstract class SlabTier : BufferTier
     }
 
     /// <summary>The statistics of a slab tier: what is mapped and not handed out is retained.</summary>
-    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesReserved) => new()
+    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, SlabHeap heap) => new()
     {
         Name = name,
+        BytesRented = bytesRented,
+        BytesAllocated = heap.AllocatedBytes,
+        BytesEvicted = heap.EvictedBytes,
         Rents = hits + misses,
         Returns = returns,
         CacheHits = hits,
         CacheMisses = misses,
         BytesInUse = bytesInUse,
-        BytesRetained = bytesReserved - bytesInUse,
+        BytesRetained = heap.ReservedBytes - bytesInUse,
     };
 }

@@ -32,6 +32,7 @@ internal sealed class SmallStripe
     public long Misses;
     public long Returns;
     public long BytesInUse;
+    public long BytesRented;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter() => _gate.Enter();

@@ -66,6 +66,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             {
                 stripe.Hits++;
                 stripe.BytesInUse += buffer.Length;
+                stripe.BytesRented += buffer.Length;
                 stripe.Exit();
                 buffer.Reactivate();
                 return buffer;
@@ -99,7 +100,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
 
     public override TierStatistics GetStatistics()
     {
-        long hits = 0, misses = 0, returns = 0, inUse = 0;
+        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
         foreach (SmallStripe stripe in _stripes)
         {
             stripe.Enter();
@@ -107,10 +108,11 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             misses += stripe.Misses;
             returns += stripe.Returns;
             inUse += stripe.BytesInUse;
+            rented += stripe.BytesRented;
             stripe.Exit();
         }
 
-        return Snapshot("small", hits, misses, returns, inUse, _heap.ReservedBytes);
+        return Snapshot("small", hits, misses, returns, inUse, rented, _heap);
     }
 
     public override long ActivityCount()
@@ -224,6 +226,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         }
 
         home.BytesInUse += buffer.Length;
+        home.BytesRented += buffer.Length;
         home.Exit();
         return buffer;
     }

@@ -1,0 +1,102 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics.Metrics;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The <c>Zipora.Buffers</c> meter, shaped like Kestrel's <c>Microsoft.AspNetCore.MemoryPool</c> meter so its
+/// dashboards carry over. Every instrument is observable: nothing is recorded, and the rent path does no extra work,
+/// until a listener collects; then each live pool reports its counters, tagged with the tier and the owner.
+/// </summary>
+internal static class PoolMetrics
+{
+    public const string MeterName = "Zipora.Buffers";
+    public const string TierTag = "zipora.buffers.tier";
+    public const string OwnerTag = "zipora.buffers.owner";
+
+    private static readonly Lock s_lock = new();
+    private static readonly List<WeakReference<TieredMemoryPool>> s_pools = [];
+    private static readonly Meter s_meter = CreateMeter();
+
+    /// <summary>The meter, created with the first pool.</summary>
+    public static Meter Meter => s_meter;
+
+    /// <summary>Makes the pool visible to the meter for as long as it lives and is not disposed.</summary>
+    public static void Register(TieredMemoryPool pool)
+    {
+        lock (s_lock)
+        {
+            s_pools.Add(new WeakReference<TieredMemoryPool>(pool));
+        }
+    }
+
+    private static Meter CreateMeter()
+    {
+        var meter = new Meter(MeterName);
+        meter.CreateObservableCounter("zipora.buffers.rented", () => PerTier(static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
+        meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier(static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
+        meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier(static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
+        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier(static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
+        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => PerTier(static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
+        meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool(static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
+        return meter;
+    }
+
+    private static IEnumerable<Measurement<long>> PerTier(Func<TierStatistics, long> value)
+    {
+        foreach ((TieredMemoryPool pool, TieredMemoryPoolStatistics statistics) in Snapshots())
+        {
+            foreach (TierStatistics tier in (TierStatistics[])[statistics.Small, statistics.Medium, statistics.Large, statistics.Huge])
+            {
+                yield return new Measurement<long>(value(tier), new(TierTag, tier.Name), new(OwnerTag, pool.Name));
+            }
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> PerPool(Func<TieredMemoryPoolStatistics, long> value, string tier)
+    {
+        foreach ((TieredMemoryPool pool, TieredMemoryPoolStatistics statistics) in Snapshots())
+        {
+            yield return new Measurement<long>(value(statistics), new(TierTag, tier), new(OwnerTag, pool.Name));
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ByOwner()
+    {
+        foreach ((_, TieredMemoryPoolStatistics statistics) in Snapshots())
+        {
+            foreach (KeyValuePair<string, long> owner in statistics.RentsByOwner)
+            {
+                yield return new Measurement<long>(owner.Value, new(TierTag, "all"), new(OwnerTag, owner.Key));
+            }
+        }
+    }
+
+    /// <summary>Statistics of every live pool; forgets pools that were collected or disposed.</summary>
+    private static List<(TieredMemoryPool Pool, TieredMemoryPoolStatistics Statistics)> Snapshots()
+    {
+        var live = new List<TieredMemoryPool>();
+        lock (s_lock)
+        {
+            for (int i = s_pools.Count - 1; i >= 0; i--)
+            {
+                if (s_pools[i].TryGetTarget(out TieredMemoryPool? pool) && !pool.IsDisposed)
+                {
+                    live.Add(pool);
+                }
+                else
+                {
+                    s_pools.RemoveAt(i);
+                }
+            }
+        }
+
+        return live.ConvertAll(static pool => (pool, pool.GetStatistics()));
+    }
+}

@@ -1,0 +1,32 @@
+using System;
+using System.Buffers;
+using Microsoft.AspNetCore.Connections;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The <see cref="IMemoryPoolFactory{T}"/> that <c>AddTieredMemoryPool()</c> registers: every pool it creates rents
+/// from one shared <see cref="TieredMemoryPool"/> and counts its rents under the owner it was asked for.
+/// </summary>
+/// <remarks>
+/// Kestrel calls <see cref="Create"/> once per transport I/O queue per listener and disposes those pools when the
+/// listener stops; disposing one never tears down the shared pool, and buffers still out can be returned later.
+/// </remarks>
+public sealed class TieredMemoryPoolFactory : IMemoryPoolFactory<byte>
+{
+    private readonly TieredMemoryPool _pool;
+
+    /// <summary>Creates a factory over <paramref name="pool"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="pool"/> is <see langword="null"/>.</exception>
+    public TieredMemoryPoolFactory(TieredMemoryPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        _pool = pool;
+    }
+
+    /// <summary>A pool that rents from the shared pool; its rents are counted under <see cref="MemoryPoolOptions.Owner"/> (or <c>unknown</c>).</summary>
+    /// <param name="options">Who asks; only <see cref="MemoryPoolOptions.Owner"/> is used.</param>
+    /// <returns>A view of the shared pool that ignores <see cref="MemoryPool{T}.Dispose()"/>.</returns>
+    public MemoryPool<byte> Create(MemoryPoolOptions? options = null) =>
+        new OwnedMemoryPool(_pool, _pool.CounterFor(options?.Owner ?? "unknown"));
+}

@@ -1,0 +1,38 @@
+using System;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Zipora.Buffers;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers Zipora.Buffers' tiered pool with dependency injection, and with it Kestrel's connection buffers.</summary>
+public static class TieredMemoryPoolServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="TieredMemoryPoolOptions"/>, a singleton <see cref="TieredMemoryPool"/> built from them, and
+    /// an <see cref="IMemoryPoolFactory{T}"/> whose pools rent from it. Kestrel resolves that factory for its socket
+    /// transport, so after this call every connection buffer comes from the tiered pool (the last registration of
+    /// the factory wins over Kestrel's own).
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="configure">Adjusts the options; invalid values throw <see cref="ArgumentException"/> when the pool is first resolved.</param>
+    /// <returns><paramref name="services"/>, for chaining.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
+    public static IServiceCollection AddTieredMemoryPool(this IServiceCollection services, Action<TieredMemoryPoolOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        OptionsBuilder<TieredMemoryPoolOptions> options = services.AddOptions<TieredMemoryPoolOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        services.TryAddSingleton(static provider => new TieredMemoryPool(provider.GetRequiredService<IOptions<TieredMemoryPoolOptions>>().Value));
+        services.TryAddSingleton(static provider => new TieredMemoryPoolFactory(provider.GetRequiredService<TieredMemoryPool>()));
+
+        // Added, not tried: Kestrel registers its own factory first, and the last registration is the one resolved.
+        services.AddSingleton<IMemoryPoolFactory<byte>>(static provider => provider.GetRequiredService<TieredMemoryPoolFactory>());
+        return services;
+    }
+}
