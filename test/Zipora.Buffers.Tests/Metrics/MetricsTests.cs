@@ -1,0 +1,85 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class MetricsTests
+{
+    [Theory]
+    [InlineData("zipora.buffers.rented")]
+    [InlineData("zipora.buffers.allocated")]
+    [InlineData("zipora.buffers.pooled")]
+    [InlineData("zipora.buffers.in_use")]
+    [InlineData("zipora.buffers.cache.hits")]
+    [InlineData("zipora.buffers.cache.misses")]
+    public void EveryTierReportsTaggedWithTheTierAndThePoolsOwner(string instrument)
+    {
+        string owner = $"metrics-{Guid.NewGuid():N}";
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        using var collector = new MetricCollector<long>(null, PoolMetrics.MeterName, instrument);
+        foreach (int size in new[] { 100, 4096, 100_000, 3_000_000 })
+        {
+            pool.Rent(size).Dispose();
+        }
+
+        collector.RecordObservableInstruments();
+        Dictionary<string, long> byTier = LatestByTier(collector, owner);
+        Assert.Equal(["huge", "large", "medium", "small"], byTier.Keys.Order());
+        Assert.All(byTier.Values, value => Assert.True(value >= 0));
+    }
+
+    [Fact]
+    public void TheValuesAreThePoolsStatistics()
+    {
+        string owner = $"metrics-{Guid.NewGuid():N}";
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        using var rented = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.rented");
+        using var pooled = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.pooled");
+        using var evicted = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.evicted");
+        IMemoryOwner<byte> first = pool.Rent(100_000);
+        pool.Rent(100_000).Dispose();
+        first.Dispose();
+
+        rented.RecordObservableInstruments();
+        pooled.RecordObservableInstruments();
+        Assert.Equal(2 * 114_688, LatestByTier(rented, owner)["large"]);
+        Assert.Equal(2 * 114_688, LatestByTier(pooled, owner)["large"]);
+
+        pool.Trim();
+        pooled.RecordObservableInstruments();
+        evicted.RecordObservableInstruments();
+        Assert.Equal(0, LatestByTier(pooled, owner)["large"]);
+        Assert.Equal(2 * 114_688, LatestByTier(evicted, owner)["large"]);
+    }
+
+    [Fact]
+    public void NothingIsMeasuredWithoutAListenerAndADisposedPoolStopsReporting()
+    {
+        string owner = $"metrics-{Guid.NewGuid():N}";
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        pool.Rent(4096).Dispose();
+        using var collector = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.rented");
+        Assert.Empty(collector.GetMeasurementSnapshot());
+
+        pool.Dispose();
+        collector.RecordObservableInstruments();
+        Assert.DoesNotContain(collector.GetMeasurementSnapshot(), measurement => Equals(measurement.Tags[PoolMetrics.OwnerTag], owner));
+    }
+
+    private static Dictionary<string, long> LatestByTier(MetricCollector<long> collector, string owner)
+    {
+        var latest = new Dictionary<string, long>();
+        foreach (CollectedMeasurement<long> measurement in collector.GetMeasurementSnapshot())
+        {
+            if (Equals(measurement.Tags[PoolMetrics.OwnerTag], owner))
+            {
+                latest[(string)measurement.Tags[PoolMetrics.TierTag]!] = measurement.Value;
+            }
+        }
+
+        return latest;
+    }
+}
