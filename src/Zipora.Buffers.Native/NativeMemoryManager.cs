@@ -30,6 +30,8 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     private readonly byte* _pointer;
     private readonly int _length;
     private readonly INativeMemoryReleaser? _releaser;
+    private readonly byte[]? _array;
+    private readonly int _arrayOffset;
 
     // Plain field: the owner is used by one logical flow at a time (rent, use, dispose), and handing it to another
     // thread goes through that flow's own synchronisation (a Pipe, a Task, a channel).
@@ -57,6 +59,14 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
             // Caller-owned memory: there is nothing to give back if the manager is lost.
             GC.SuppressFinalize(this);
         }
+    }
+
+    /// <summary>Wraps a block that lies in a pinned array, so <see cref="TryGetArray"/> can expose it as a segment.</summary>
+    internal NativeMemoryManager(nint address, int length, INativeMemoryReleaser releaser, byte[]? array, int arrayOffset)
+        : this(address, length, releaser)
+    {
+        _array = array;
+        _arrayOffset = arrayOffset;
     }
 
     /// <summary>
@@ -130,6 +140,21 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
         }
 
         return new MemoryHandle(_pointer + elementIndex, default, this);
+    }
+
+    /// <summary>Gives the block as an array segment when it lies in a pinned array; native memory has no array.</summary>
+    /// <param name="segment">The block within its array.</param>
+    /// <returns>Whether the block is array-backed.</returns>
+    protected override bool TryGetArray(out ArraySegment<byte> segment)
+    {
+        if (_array is null || _state != StateLive)
+        {
+            segment = default;
+            return false;
+        }
+
+        segment = new ArraySegment<byte>(_array, _arrayOffset, _length);
+        return true;
     }
 
     /// <summary>Does nothing: native memory is never moved by the GC.</summary>

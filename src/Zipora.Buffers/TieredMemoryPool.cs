@@ -66,7 +66,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
-        _pages = new PageSource(options.ResolvePageAllocator(), options.FallbackPageAllocator, options.MaxBytesInUse, options.UseLazyFree);
+        _pages = new PageSource(options.ResolvePageAllocator(), options.ResolveFallbackPageAllocator(), options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
         _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
         var clock = new IdleClock();
@@ -74,7 +74,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _small = new SmallTier(_pages, _quarantine);
         _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
         _large = new LargeTier(_pages, clock, _quarantine, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes);
-        _huge = new HugeTier(_pages, clock, _quarantine, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
+        _huge = new HugeTier(_pages, clock, _quarantine, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes);
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);

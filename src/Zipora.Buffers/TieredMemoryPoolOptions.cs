@@ -81,6 +81,15 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Take every page from <see cref="PageAllocator.Portable"/> (aligned heap allocation) instead of the OS's virtual memory calls; default <see langword="false"/>.</summary>
     public bool UsePortableBackend { get; set; }
 
+    /// <summary>
+    /// Take every page from byte arrays on the pinned object heap (<see cref="Native.PageAllocator.PinnedArrays"/>),
+    /// so every buffer is also an array segment (<c>MemoryMarshal.TryGetArray</c> succeeds). Kestrel's socket transport
+    /// needs that: it sends multi-segment responses through <c>SocketAsyncEventArgs.BufferList</c>, which takes only
+    /// arrays. Hugepages, page hints and guard pages do not apply. <c>AddTieredMemoryPool()</c> turns this on.
+    /// Default <see langword="false"/>.
+    /// </summary>
+    public bool UsePinnedArrays { get; set; }
+
     /// <summary>Replaces the OS layer, so tests can inject failures. Wins over <see cref="UsePortableBackend"/>.</summary>
     internal PageAllocator? PageAllocator { get; set; }
 
@@ -88,7 +97,10 @@ public sealed class TieredMemoryPoolOptions
     internal PageAllocator? FallbackPageAllocator { get; set; } = Native.PageAllocator.Portable;
 
     internal PageAllocator ResolvePageAllocator() =>
-        PageAllocator ?? (UsePortableBackend ? Native.PageAllocator.Portable : Native.PageAllocator.Default);
+        PageAllocator ?? (UsePinnedArrays ? Native.PageAllocator.PinnedArrays : UsePortableBackend ? Native.PageAllocator.Portable : Native.PageAllocator.Default);
+
+    /// <summary>Where base pages come from when the OS layer refuses: nowhere for pinned arrays, whose buffers must stay arrays.</summary>
+    internal PageAllocator? ResolveFallbackPageAllocator() => UsePinnedArrays && PageAllocator is null ? null : FallbackPageAllocator;
 
     /// <summary>Copies the settings, so a pool is not changed by later edits of the options object.</summary>
     internal TieredMemoryPoolOptions Clone() => (TieredMemoryPoolOptions)MemberwiseClone();

@@ -22,6 +22,12 @@ public abstract class PageAllocator
     /// <summary>The best allocator for this platform: virtual memory pages where the OS offers them, else <see cref="Portable"/>.</summary>
     public static PageAllocator Default { get; } = CreatePlatformAllocator();
 
+    /// <summary>
+    /// Byte arrays on the pinned object heap: every block is also an array segment, as Kestrel's socket transport
+    /// needs for multi-segment sends. No hugepages, no hints; unmapped ranges go back to the GC.
+    /// </summary>
+    public static PageAllocator PinnedArrays { get; } = new PinnedArrayPageAllocator();
+
     /// <summary>Aligned heap allocation through <see cref="NativeMemory.AlignedAlloc(nuint, nuint)"/>: no hugepages, no hints.</summary>
     public static PageAllocator Portable { get; } = new PortablePageAllocator();
 
@@ -67,6 +73,18 @@ public abstract class PageAllocator
     /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
     /// <returns>Whether the memory was mapped.</returns>
     protected abstract bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address);
+
+    /// <summary>The managed array behind <paramref name="address"/>, for allocators whose pages are arrays.</summary>
+    /// <param name="address">An address inside a mapping of this allocator.</param>
+    /// <param name="array">The array holding it, or <see langword="null"/>.</param>
+    /// <param name="offset">The index of <paramref name="address"/> in <paramref name="array"/>.</param>
+    /// <returns>Whether the address lies in an array; <see langword="false"/> for native pages.</returns>
+    public virtual bool TryGetBackingArray(nint address, out byte[]? array, out int offset)
+    {
+        array = null;
+        offset = 0;
+        return false;
+    }
 
     /// <summary>Gives a mapping from <see cref="TryMap"/> back to the OS.</summary>
     /// <param name="address">Start of the mapping.</param>

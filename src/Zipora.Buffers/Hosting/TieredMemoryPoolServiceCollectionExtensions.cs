@@ -16,13 +16,20 @@ public static class TieredMemoryPoolServiceCollectionExtensions
     /// the factory wins over Kestrel's own).
     /// </summary>
     /// <param name="services">The service collection.</param>
-    /// <param name="configure">Adjusts the options; invalid values throw <see cref="ArgumentException"/> when the pool is first resolved.</param>
+    /// <param name="configure">
+    /// Adjusts the options, which start with <see cref="TieredMemoryPoolOptions.UsePinnedArrays"/> on because Kestrel's
+    /// socket transport needs array-backed buffers; invalid values throw <see cref="ArgumentException"/> when the pool
+    /// is first resolved.
+    /// </param>
     /// <returns><paramref name="services"/>, for chaining.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
     public static IServiceCollection AddTieredMemoryPool(this IServiceCollection services, Action<TieredMemoryPoolOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
-        OptionsBuilder<TieredMemoryPoolOptions> options = services.AddOptions<TieredMemoryPoolOptions>();
+        // Kestrel's socket transport sends multi-segment responses through SocketAsyncEventArgs.BufferList, which
+        // takes arrays only: the pool behind Kestrel must hand out array-backed buffers, pinned so they never move.
+        OptionsBuilder<TieredMemoryPoolOptions> options = services.AddOptions<TieredMemoryPoolOptions>()
+            .Configure(static defaults => defaults.UsePinnedArrays = true);
         if (configure is not null)
         {
             options.Configure(configure);

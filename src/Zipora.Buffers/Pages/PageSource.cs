@@ -179,6 +179,15 @@ internal sealed class PageSource
         return false;
     }
 
+    /// <summary>A manager for a block; array-backed (so <c>MemoryMarshal.TryGetArray</c> works) when the pages are pinned arrays.</summary>
+    public NativeMemoryManager CreateManager(nint address, int length, INativeMemoryReleaser releaser, PageBacking backing)
+    {
+        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
+        return owner.TryGetBackingArray(address, out byte[]? array, out int offset)
+            ? new NativeMemoryManager(address, length, releaser, array, offset)
+            : new NativeMemoryManager(address, length, releaser);
+    }
+
     /// <summary>Rounds <paramref name="length"/> up to a multiple of <paramref name="unit"/>, a power of two.</summary>
     public static nuint RoundUp(nuint length, nuint unit) => (length + unit - 1) & ~(unit - 1);
 

@@ -5,7 +5,7 @@ namespace Zipora.Buffers;
 /// <summary>One mapping of the large or huge tier, with the manager that hands it out and its places in the cache's lists.</summary>
 internal sealed class Region : INativeMemoryReleaser
 {
-    public Region(RegionTier tier, int classIndex, nint mappingAddress, nuint mappedLength, nint address, int bufferLength, PageBacking backing)
+    public Region(RegionTier tier, PageSource pages, int classIndex, nint mappingAddress, nuint mappedLength, nint address, int bufferLength, PageBacking backing)
     {
         Tier = tier;
         ClassIndex = classIndex;
@@ -13,7 +13,7 @@ internal sealed class Region : INativeMemoryReleaser
         Address = address;
         MappedLength = mappedLength;
         Backing = backing;
-        Buffer = new NativeMemoryManager(address, bufferLength, this);
+        Buffer = pages.CreateManager(address, bufferLength, this, backing);
     }
 
     public RegionTier Tier { get; }

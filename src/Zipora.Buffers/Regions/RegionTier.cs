@@ -179,7 +179,7 @@ internal abstract class RegionTier : BufferTier
 
         Pages.RecordMapped(mappedLength, backing);
         nint bufferAddress = _guardPages ? address + (nint)PageAllocator.PageSize : address;
-        var region = new Region(this, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
+        var region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
         _gate.Enter();
         _misses++;
         _bytesInUse += region.Buffer.Length;

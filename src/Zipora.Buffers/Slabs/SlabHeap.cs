@@ -60,7 +60,7 @@ internal sealed class SlabHeap
                 {
                     nint address = slab.NextBlockAddress;
                     slab.Carved++;
-                    return new NativeMemoryManager(address, blockSize, _releaser);
+                    return _pages.CreateManager(address, blockSize, _releaser, slab.Backing);
                 }
             }
 

@@ -1,0 +1,3 @@
+using Zipora.Buffers.KestrelSample;
+
+await KestrelSampleApp.Build(args).RunAsync();

@@ -1,0 +1,106 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>
+/// "Pages" that are byte arrays on the pinned object heap. Their addresses never change, so they serve like native
+/// pages, and every block in them can also be seen as an <see cref="ArraySegment{T}"/>, which some consumers demand:
+/// Kestrel's socket transport sends multi-segment responses through <c>SocketAsyncEventArgs.BufferList</c> and
+/// throws unless every segment is array-backed.
+/// </summary>
+/// <remarks>No hugepages and no hints: an unmapped range goes back to the GC, which frees it at its next collection.</remarks>
+internal sealed unsafe class PinnedArrayPageAllocator : PageAllocator
+{
+    private readonly Lock _lock = new();
+
+    // The arrays by the aligned start handed out, which keeps them alive until unmapped.
+    private readonly SortedList<nint, (byte[] Array, int Offset)> _arrays = [];
+
+    public override string Name => "pinned-arrays";
+
+    public override bool TryGetBackingArray(nint address, out byte[]? array, out int offset)
+    {
+        lock (_lock)
+        {
+            // The mapping holding the address is the one with the greatest start at or below it.
+            IList<nint> starts = _arrays.Keys;
+            int low = 0;
+            int high = starts.Count - 1;
+            while (low <= high)
+            {
+                int middle = (low + high) >>> 1;
+                if (starts[middle] <= address)
+                {
+                    low = middle + 1;
+                }
+                else
+                {
+                    high = middle - 1;
+                }
+            }
+
+            if (high >= 0)
+            {
+                (byte[] candidate, int start) = _arrays.Values[high];
+                long within = start + (long)(address - starts[high]);
+                if (within < candidate.Length)
+                {
+                    array = candidate;
+                    offset = (int)within;
+                    return true;
+                }
+            }
+        }
+
+        array = null;
+        offset = 0;
+        return false;
+    }
+
+    protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        address = 0;
+        nuint padded = length + alignment - 1;
+        if (kind != PageKind.Normal || padded > (nuint)Array.MaxLength)
+        {
+            return false;
+        }
+
+        byte[] array;
+        try
+        {
+            array = GC.AllocateUninitializedArray<byte>((int)padded, pinned: true);
+        }
+        catch (OutOfMemoryException)
+        {
+            // The contract here is a false return, so the pool can fall back or report it.
+            return false;
+        }
+
+        // Pinned: the address of element 0 is fixed for the array's lifetime.
+        nint start = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+        address = (nint)(((nuint)start + alignment - 1) & ~(alignment - 1));
+        lock (_lock)
+        {
+            _arrays.Add(address, (array, (int)(address - start)));
+        }
+
+        return true;
+    }
+
+    public override bool Unmap(nint address, nuint length)
+    {
+        lock (_lock)
+        {
+            return _arrays.Remove(address);
+        }
+    }
+
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice) => false;
+
+    public override bool TryProtect(nint address, nuint length, PageProtection protection) => false;
+}
