@@ -15,7 +15,7 @@ namespace Zipora.Buffers.KestrelSample;
 
 /// <summary>
 /// A minimal API whose Kestrel connection buffers all come from the tiered pool. Endpoints:
-/// <c>GET /pool</c> (the pool's statistics), <c>GET /bytes/{n}?seed=s</c> (n pseudo-random bytes, their SHA-256 in
+/// <c>GET /pool</c> (the pool's statistics), <c>GET /hello</c> (a small response, for load tests), <c>GET /bytes/{n}?seed=s</c> (n pseudo-random bytes, their SHA-256 in
 /// the <c>X-Content-SHA256</c> header) and <c>POST /sha256</c> (the SHA-256 and length of the request body).
 /// </summary>
 public static class KestrelSampleApp
@@ -38,13 +38,18 @@ public static class KestrelSampleApp
             kestrel.Listen(System.Net.IPAddress.Loopback, http2Port, listen => listen.Protocols = HttpProtocols.Http2);
         });
 
-        // The one line: Kestrel's socket transport now rents every buffer from the tiered pool.
-        builder.Services.AddTieredMemoryPool(options => options.Name = "kestrel-sample");
+        // The one line: Kestrel's socket transport now rents every buffer from the tiered pool. (--pool=default
+        // keeps Kestrel's own pool, so the two can be compared under the same load.)
+        if (builder.Configuration.GetValue("pool", "tiered") != "default")
+        {
+            builder.Services.AddTieredMemoryPool(options => options.Name = "kestrel-sample");
+        }
 
         WebApplication app = builder.Build();
-        app.MapGet("/pool", (TieredMemoryPool pool) => Results.Text(pool.GetStatistics().ToString()));
+        app.MapGet("/pool", (IServiceProvider services) => Results.Text(services.GetService<TieredMemoryPool>()?.GetStatistics().ToString() ?? "Kestrel's default pool"));
         app.MapGet("/bytes/{length:long}", WriteBytesAsync);
         app.MapPost("/sha256", (Delegate)HashBodyAsync);
+        app.MapGet("/hello", () => "Hello from Kestrel on Zipora.Buffers");
         return app;
     }
 

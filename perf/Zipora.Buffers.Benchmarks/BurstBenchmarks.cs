@@ -1,0 +1,137 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using BenchmarkDotNet.Attributes;
+
+namespace Zipora.Buffers.Benchmarks;
+
+/// <summary>
+/// The seed's bursts: rent Count buffers of Size, touching every page of each (the first-touch cost is part of the
+/// work), then return them all. Warm: the pools have served the burst before. Reported per burst.
+/// </summary>
+[MemoryDiagnoser]
+public unsafe class BurstBenchmarks
+{
+    private const int PageSize = 4096;
+    private TieredMemoryPool _tiered = null!;
+    private MemoryPool<byte> _kestrel = null!;
+    private IMemoryOwner<byte>[] _owners = null!;
+    private byte[][] _arrays = null!;
+    private nint[] _blocks = null!;
+
+    [ParamsSource(nameof(Bursts))]
+    public Burst Pattern { get; set; }
+
+    public static Burst[] Bursts => [new(100, 1024), new(100, 16384), new(10, 1048576), new(10, 4194304)];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _tiered = Peers.CreateTieredPool();
+        _kestrel = Peers.CreateKestrelPool();
+        _owners = new IMemoryOwner<byte>[Pattern.Count];
+        _arrays = new byte[Pattern.Count][];
+        _blocks = new nint[Pattern.Count];
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _tiered.Dispose();
+        _kestrel.Dispose();
+    }
+
+    [Benchmark]
+    public void TieredMemoryPool() => BurstFrom(_tiered);
+
+    [Benchmark(Baseline = true)]
+    public void MemoryPoolShared() => BurstFrom(MemoryPool<byte>.Shared);
+
+    [Benchmark]
+    public void KestrelPool() => BurstFrom(_kestrel);
+
+    [Benchmark]
+    public void ArrayPoolShared()
+    {
+        for (int i = 0; i < _arrays.Length; i++)
+        {
+            _arrays[i] = ArrayPool<byte>.Shared.Rent(Pattern.Size);
+            TouchPages(_arrays[i]);
+        }
+
+        foreach (byte[] array in _arrays)
+        {
+            ArrayPool<byte>.Shared.Return(array);
+        }
+    }
+
+    [Benchmark]
+    public void NativeMemoryAlloc()
+    {
+        for (int i = 0; i < _blocks.Length; i++)
+        {
+            _blocks[i] = (nint)NativeMemory.Alloc((nuint)Pattern.Size);
+            TouchPages((byte*)_blocks[i], Pattern.Size);
+        }
+
+        foreach (nint block in _blocks)
+        {
+            NativeMemory.Free((void*)block);
+        }
+    }
+
+    [Benchmark]
+    public void MimallocAlloc()
+    {
+        Mimalloc.Require();
+        for (int i = 0; i < _blocks.Length; i++)
+        {
+            _blocks[i] = (nint)Mimalloc.Malloc((nuint)Pattern.Size);
+            TouchPages((byte*)_blocks[i], Pattern.Size);
+        }
+
+        foreach (nint block in _blocks)
+        {
+            Mimalloc.Free((void*)block);
+        }
+    }
+
+    [Benchmark]
+    public void NewByteArray()
+    {
+        for (int i = 0; i < _arrays.Length; i++)
+        {
+            _arrays[i] = new byte[Pattern.Size];
+            TouchPages(_arrays[i]);
+        }
+    }
+
+    private void BurstFrom(MemoryPool<byte> pool)
+    {
+        for (int i = 0; i < _owners.Length; i++)
+        {
+            _owners[i] = pool.Rent(Pattern.Size);
+            TouchPages(_owners[i].Memory.Span[..Pattern.Size]);
+        }
+
+        foreach (IMemoryOwner<byte> owner in _owners)
+        {
+            owner.Dispose();
+        }
+    }
+
+    private static void TouchPages(System.Span<byte> buffer)
+    {
+        for (int offset = 0; offset < buffer.Length; offset += PageSize)
+        {
+            buffer[offset] = 1;
+        }
+    }
+
+    private static void TouchPages(byte* block, int size)
+    {
+        for (int offset = 0; offset < size; offset += PageSize)
+        {
+            block[offset] = 1;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using BenchmarkDotNet.Attributes;
+
+namespace Zipora.Buffers.Benchmarks;
+
+/// <summary>One thread: rent (or allocate), write one byte, return (or free), at each size. Every peer does the same work.</summary>
+[MemoryDiagnoser]
+public unsafe class SteadyStateBenchmarks
+{
+    private const int Operations = 1_000;
+    private TieredMemoryPool _tiered = null!;
+    private MemoryPool<byte> _kestrel = null!;
+
+    [Params(64, 1024, 4096, 16384, 65536, 1048576, 4194304, 67108864)]
+    public int Size { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _tiered = Peers.CreateTieredPool();
+        _kestrel = Peers.CreateKestrelPool();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _tiered.Dispose();
+        _kestrel.Dispose();
+    }
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void TieredMemoryPool() => RentWriteDispose(_tiered);
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Operations)]
+    public void MemoryPoolShared() => RentWriteDispose(MemoryPool<byte>.Shared);
+
+    /// <summary>Kestrel's pool has 4 KB blocks only: larger sizes throw, and BenchmarkDotNet reports them as NA.</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void KestrelPool() => RentWriteDispose(_kestrel);
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void ArrayPoolShared()
+    {
+        ArrayPool<byte> pool = ArrayPool<byte>.Shared;
+        for (int i = 0; i < Operations; i++)
+        {
+            byte[] array = pool.Rent(Size);
+            array[0] = 1;
+            pool.Return(array);
+        }
+    }
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void NativeMemoryAlloc()
+    {
+        for (int i = 0; i < Operations; i++)
+        {
+            byte* block = (byte*)NativeMemory.Alloc((nuint)Size);
+            block[0] = 1;
+            NativeMemory.Free(block);
+        }
+    }
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void MimallocAlloc()
+    {
+        Mimalloc.Require();
+        for (int i = 0; i < Operations; i++)
+        {
+            byte* block = (byte*)Mimalloc.Malloc((nuint)Size);
+            block[0] = 1;
+            Mimalloc.Free(block);
+        }
+    }
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public byte NewByteArray()
+    {
+        byte last = 0;
+        for (int i = 0; i < Operations; i++)
+        {
+            byte[] array = new byte[Size];
+            array[0] = 1;
+            last = array[0];
+        }
+
+        return last;
+    }
+
+    private void RentWriteDispose(MemoryPool<byte> pool)
+    {
+        for (int i = 0; i < Operations; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(Size);
+            owner.Memory.Span[0] = 1;
+            owner.Dispose();
+        }
+    }
+}
