@@ -38,6 +38,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
     private readonly int _mmapThreshold;
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
+    private readonly long _maxRetainedBytes;
     private readonly IdleReleaser? _idleReleaser;
     private readonly LeakQuarantine _quarantine;
     private readonly PoolDiagnostics? _diagnostics;
@@ -66,6 +67,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
+        _maxRetainedBytes = options.MaxRetainedBytes;
         _pages = new PageSource(options.ResolvePageAllocator(), options.ResolveFallbackPageAllocator(), options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
         _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
@@ -167,6 +169,12 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
         _medium.ReleaseIdle(now, delayInTicks);
         _large.ReleaseIdle(now, delayInTicks);
         _huge.ReleaseIdle(now, delayInTicks);
+
+        // The global cap: whatever the delay says, a pool never keeps more than this idle.
+        if (GetStatistics().BytesRetained > _maxRetainedBytes)
+        {
+            Trim();
+        }
     }
 
     /// <summary>

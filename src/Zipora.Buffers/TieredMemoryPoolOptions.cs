@@ -45,6 +45,13 @@ public sealed class TieredMemoryPoolOptions
     public int ThreadCacheMaxBytes { get; set; } = 2 * 1024 * 1024;
 
     /// <summary>
+    /// A global cap on idle memory: at every tick of the idle releaser (a quarter of <see cref="IdleReleaseDelay"/>),
+    /// a pool holding more than this, cached and not in use, across all tiers, trims at once without waiting for the
+    /// delay. Default 512 MB. Enforced by the idle releaser, so an infinite <see cref="IdleReleaseDelay"/> turns it off too.
+    /// </summary>
+    public long MaxRetainedBytes { get; set; } = 512L * 1024 * 1024;
+
+    /// <summary>
     /// A hard cap on the bytes the pool holds from the OS (in use or cached), and so on the bytes in use; 0 for none
     /// (the default). A rent that needs new memory past the cap first makes the pool release its idle memory, then
     /// throws <see cref="InsufficientMemoryException"/> naming this option; the pool stays usable.
@@ -149,6 +156,7 @@ public sealed class TieredMemoryPoolOptions
         }
 
         RequireNotNegative(MaxBytesInUse, nameof(MaxBytesInUse));
+        RequireNotNegative(MaxRetainedBytes, nameof(MaxRetainedBytes));
         RequireNotNegative(RegionCacheMaxCount, nameof(RegionCacheMaxCount));
         RequireNotNegative(RegionCacheMaxBytes, nameof(RegionCacheMaxBytes));
         RequireNotNegative(HugeRegionCacheMaxCount, nameof(HugeRegionCacheMaxCount));

@@ -21,6 +21,8 @@ public sealed class TieredMemoryPoolOptionsTests
         { nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxBytes), o => o.HugeRegionCacheMaxBytes = long.MinValue },
         { nameof(TieredMemoryPoolOptions.ThreadCacheMaxBuffers), o => o.ThreadCacheMaxBuffers = -5 },
         { nameof(TieredMemoryPoolOptions.ThreadCacheMaxBytes), o => o.ThreadCacheMaxBytes = -1 },
+        { nameof(TieredMemoryPoolOptions.MaxRetainedBytes), o => o.MaxRetainedBytes = -1 },
+        { nameof(TieredMemoryPoolOptions.Name), o => o.Name = " " },
     };
 
     [Theory]

@@ -54,6 +54,19 @@ public sealed class IdleReleaseTests
     }
 
     [Fact]
+    public void IdleMemoryAboveTheGlobalCapIsTrimmedAtTheNextTickWithoutWaitingForTheDelay()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.FromMinutes(10), MaxRetainedBytes = 4 * 1024 * 1024 });
+        RentAndReturn(pool, [100_000], count: 8);
+        RentAndReturn(pool, [6_000_000], count: 1);
+        Assert.True(pool.GetStatistics().BytesRetained > 4 * 1024 * 1024);
+
+        time.Advance(TimeSpan.FromMinutes(10) / 4);
+        Assert.InRange(pool.GetStatistics().BytesRetained, 0, 4 * 1024 * 1024);
+    }
+
+    [Fact]
     public void AnInfiniteDelayTurnsBackgroundReleaseOff()
     {
         var time = new FakeTimeProvider();
