@@ -25,4 +25,16 @@ internal static class ThrowHelper
 
         throw new InsufficientMemoryException($"The OS refused {bytes} bytes for the {tier} tier, even after the pool released its cached memory.");
     }
+
+    [DoesNotReturn]
+    public static void ThrowRentLengthNegative(int minimumLength) =>
+        throw new ArgumentOutOfRangeException(nameof(minimumLength), minimumLength, "An array length must not be negative.");
+
+    [DoesNotReturn]
+    public static void ThrowReturnedArrayNull(byte[]? array) =>
+        throw new ArgumentNullException(nameof(array), "Return takes the array Rent handed out, not null.");
+
+    [DoesNotReturn]
+    public static void ThrowArrayNotFromPool(byte[] array) =>
+        throw new ArgumentException($"The array's length ({array.Length}) is not one of the pool's size classes: it was not rented from this pool.", nameof(array));
 }

@@ -2,11 +2,11 @@ using System.Globalization;
 
 namespace Zipora.Buffers;
 
-/// <summary>What one tier of a <see cref="TieredMemoryPool"/> has done, at the moment of a snapshot.</summary>
+/// <summary>What one tier of a <see cref="TieredMemoryPool"/> (or a whole <see cref="TieredArrayPool"/>) has done, at the moment of a snapshot.</summary>
 /// <remarks>Counters are summed from per-thread counts without stopping the threads: exact when the pool is quiet, close while it is busy.</remarks>
 public sealed class TierStatistics
 {
-    /// <summary>Name of the tier: <c>small</c>, <c>medium</c>, <c>large</c> or <c>huge</c>.</summary>
+    /// <summary>Name of the tier: <c>small</c>, <c>medium</c>, <c>large</c> or <c>huge</c>; <c>array</c> for a <see cref="TieredArrayPool"/>.</summary>
     public required string Name { get; init; }
 
     /// <summary>Buffers handed out.</summary>

@@ -23,7 +23,7 @@ namespace Zipora.Buffers;
 /// same block out again.
 /// </para>
 /// </remarks>
-public sealed class TieredMemoryPool : MemoryPool<byte>
+public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 {
     /// <summary>The size <see cref="Rent"/> gives for <c>-1</c>, as <see cref="MemoryPool{T}.Shared"/> does.</summary>
     public const int DefaultBufferSize = 4096;
@@ -153,11 +153,13 @@ public sealed class TieredMemoryPool : MemoryPool<byte>
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
+    bool IReclaimablePool.IsDisposed => IsDisposed;
+
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
     internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
 
     /// <summary>Called by the idle releaser's timer.</summary>
-    internal void ReleaseIdle(long now, long delayInTicks)
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         if (IsDisposed)
         {

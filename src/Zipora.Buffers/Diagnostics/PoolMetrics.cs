@@ -18,6 +18,7 @@ internal static class PoolMetrics
 
     private static readonly Lock s_lock = new();
     private static readonly List<WeakReference<TieredMemoryPool>> s_pools = [];
+    private static readonly List<WeakReference<TieredArrayPool>> s_arrayPools = [];
     private static readonly Meter s_meter = CreateMeter();
 
     /// <summary>The meter, created with the first pool.</summary>
@@ -29,6 +30,15 @@ internal static class PoolMetrics
         lock (s_lock)
         {
             s_pools.Add(new WeakReference<TieredMemoryPool>(pool));
+        }
+    }
+
+    /// <summary>Makes the array pool visible to the meter, as tier <c>array</c>, for as long as it lives.</summary>
+    public static void Register(TieredArrayPool pool)
+    {
+        lock (s_lock)
+        {
+            s_arrayPools.Add(new WeakReference<TieredArrayPool>(pool));
         }
     }
 
@@ -57,6 +67,11 @@ internal static class PoolMetrics
                 yield return new Measurement<long>(value(tier), new(TierTag, tier.Name), new(OwnerTag, pool.Name));
             }
         }
+
+        foreach (TieredArrayPool pool in Live(s_arrayPools, static _ => true))
+        {
+            yield return new Measurement<long>(value(pool.GetStatistics().Arrays), new(TierTag, "array"), new(OwnerTag, pool.Name));
+        }
     }
 
     private static IEnumerable<Measurement<long>> PerPool(Func<TieredMemoryPoolStatistics, long> value, string tier)
@@ -78,25 +93,30 @@ internal static class PoolMetrics
         }
     }
 
-    /// <summary>Statistics of every live pool; forgets pools that were collected or disposed.</summary>
-    private static List<(TieredMemoryPool Pool, TieredMemoryPoolStatistics Statistics)> Snapshots()
+    /// <summary>Statistics of every live memory pool; forgets pools that were collected or disposed.</summary>
+    private static List<(TieredMemoryPool Pool, TieredMemoryPoolStatistics Statistics)> Snapshots() =>
+        Live(s_pools, static pool => !pool.IsDisposed).ConvertAll(static pool => (pool, pool.GetStatistics()));
+
+    /// <summary>The pools of <paramref name="pools"/> still alive and in use; forgets the others.</summary>
+    private static List<TPool> Live<TPool>(List<WeakReference<TPool>> pools, Func<TPool, bool> inUse)
+        where TPool : class
     {
-        var live = new List<TieredMemoryPool>();
+        var live = new List<TPool>();
         lock (s_lock)
         {
-            for (int i = s_pools.Count - 1; i >= 0; i--)
+            for (int i = pools.Count - 1; i >= 0; i--)
             {
-                if (s_pools[i].TryGetTarget(out TieredMemoryPool? pool) && !pool.IsDisposed)
+                if (pools[i].TryGetTarget(out TPool? pool) && inUse(pool))
                 {
                     live.Add(pool);
                 }
                 else
                 {
-                    s_pools.RemoveAt(i);
+                    pools.RemoveAt(i);
                 }
             }
         }
 
-        return live.ConvertAll(static pool => (pool, pool.GetStatistics()));
+        return live;
     }
 }

@@ -40,7 +40,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
     private readonly int _slot;
     private readonly int[] _capacities;
-    private readonly SizeClassDepot[] _depots;
+    private readonly SizeClassDepot<NativeMemoryManager>[] _depots;
     private readonly SlabHeap _heap;
     private readonly Lock _registryLock = new();
     private readonly List<ThreadCache> _caches = [];
@@ -64,13 +64,13 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _quarantine = quarantine;
         int classCount = BitOperations.Log2((uint)maxSize) - MinSizeLog2 + 1;
         _capacities = new int[classCount];
-        _depots = new SizeClassDepot[classCount];
+        _depots = new SizeClassDepot<NativeMemoryManager>[classCount];
         for (int i = 0; i < classCount; i++)
         {
             // Split the per-thread byte budget evenly over the classes, so the sum over classes stays within it.
             long byBytes = threadCacheMaxBytes / classCount / ClassSize(i);
             _capacities[i] = (int)Math.Min(threadCacheMaxBuffers, byBytes);
-            _depots[i] = new SizeClassDepot();
+            _depots[i] = new SizeClassDepot<NativeMemoryManager>();
         }
 
         _retiredHits = new long[classCount];
@@ -169,7 +169,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             _disposed = true;
             var cached = new List<NativeMemoryManager>();
             CloseAndEmptyCaches(cached);
-            foreach (SizeClassDepot depot in _depots)
+            foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
             {
                 depot.DrainInto(cached, close: true);
             }
@@ -190,7 +190,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
             var free = new List<NativeMemoryManager>();
             CloseAndEmptyCaches(free);
-            foreach (SizeClassDepot depot in _depots)
+            foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
             {
                 depot.DrainInto(free, close: false);
             }

@@ -13,14 +13,14 @@ internal sealed class IdleReleaser : IDisposable
     private const int TicksPerDelay = 4;
     private static readonly TimeSpan s_minimumPeriod = TimeSpan.FromMilliseconds(10);
 
-    private readonly WeakReference<TieredMemoryPool> _pool;
+    private readonly WeakReference<IReclaimablePool> _pool;
     private readonly IdleClock _clock;
     private readonly ITimer _timer;
     private int _ticking;
 
-    public IdleReleaser(TieredMemoryPool pool, IdleClock clock, TimeProvider time, TimeSpan delay)
+    public IdleReleaser(IReclaimablePool pool, IdleClock clock, TimeProvider time, TimeSpan delay)
     {
-        _pool = new WeakReference<TieredMemoryPool>(pool);
+        _pool = new WeakReference<IReclaimablePool>(pool);
         _clock = clock;
         TimeSpan period = TimeSpan.FromTicks(Math.Max(delay.Ticks / TicksPerDelay, s_minimumPeriod.Ticks));
 
@@ -55,7 +55,7 @@ internal sealed class IdleReleaser : IDisposable
     private void Release()
     {
         long now = _clock.Advance();
-        if (_pool.TryGetTarget(out TieredMemoryPool? pool))
+        if (_pool.TryGetTarget(out IReclaimablePool? pool))
         {
             pool.ReleaseIdle(now, DelayInTicks);
         }

@@ -13,13 +13,13 @@ internal sealed class MemoryPressureWatcher
     // Trim a little before the GC's own high-load threshold (90% of memory by default), as the runtime's ArrayPool does.
     private const double PressureShareOfHighLoad = 0.9;
 
-    private readonly WeakReference<TieredMemoryPool> _pool;
+    private readonly WeakReference<IReclaimablePool> _pool;
 
-    private MemoryPressureWatcher(TieredMemoryPool pool) => _pool = new WeakReference<TieredMemoryPool>(pool);
+    private MemoryPressureWatcher(IReclaimablePool pool) => _pool = new WeakReference<IReclaimablePool>(pool);
 
     ~MemoryPressureWatcher()
     {
-        if (!_pool.TryGetTarget(out TieredMemoryPool? pool) || pool.IsDisposed)
+        if (!_pool.TryGetTarget(out IReclaimablePool? pool) || pool.IsDisposed)
         {
             return;
         }
@@ -35,5 +35,5 @@ internal sealed class MemoryPressureWatcher
     }
 
     /// <summary>Starts watching; the watcher lives only in the finalization queue.</summary>
-    public static void Start(TieredMemoryPool pool) => _ = new MemoryPressureWatcher(pool);
+    public static void Start(IReclaimablePool pool) => _ = new MemoryPressureWatcher(pool);
 }

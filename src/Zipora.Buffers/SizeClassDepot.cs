@@ -1,25 +1,26 @@
 using System;
 using System.Collections.Generic;
 using System.Threading;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// The shared store of free blocks of one medium size class, behind the thread caches. Threads move blocks in and
-/// out in batches, so the lock is taken once per batch rather than once per buffer.
+/// The shared store of free buffers of one size class, behind the thread caches (of the medium tier and of the array
+/// pool). Threads move buffers in and out in batches, so the lock is taken once per batch rather than once per buffer.
 /// </summary>
-internal sealed class SizeClassDepot
+/// <typeparam name="T">The buffer kept: a native buffer or a managed array.</typeparam>
+internal sealed class SizeClassDepot<T>
+    where T : class
 {
     private readonly Lock _lock = new();
-    private NativeMemoryManager[] _items = new NativeMemoryManager[16];
+    private T[] _items = new T[16];
     private int _count;
     private bool _closed;
 
     public int Count => Volatile.Read(ref _count);
 
-    /// <summary>Moves up to <paramref name="max"/> blocks onto the top of a thread's stack; returns how many moved.</summary>
-    public int TakeInto(Span<NativeMemoryManager> stack, ref int stackCount, int max)
+    /// <summary>Moves up to <paramref name="max"/> buffers onto the top of a thread's stack; returns how many moved.</summary>
+    public int TakeInto(Span<T> stack, ref int stackCount, int max)
     {
         lock (_lock)
         {
@@ -34,7 +35,7 @@ internal sealed class SizeClassDepot
     }
 
     /// <summary>Takes one block, or <see langword="null"/> when the depot is empty.</summary>
-    public NativeMemoryManager? TakeOne()
+    public T? TakeOne()
     {
         lock (_lock)
         {
@@ -43,14 +44,14 @@ internal sealed class SizeClassDepot
                 return null;
             }
 
-            NativeMemoryManager buffer = _items[--_count];
+            T buffer = _items[--_count];
             _items[_count] = null!;
             return buffer;
         }
     }
 
-    /// <summary>Moves the <paramref name="moved"/> oldest (coldest) blocks of a thread's stack here, keeping its warm top.</summary>
-    public void PutFrom(Span<NativeMemoryManager> stack, ref int stackCount, int moved)
+    /// <summary>Moves the <paramref name="moved"/> oldest (coldest) buffers of a thread's stack here, keeping its warm top.</summary>
+    public void PutFrom(Span<T> stack, ref int stackCount, int moved)
     {
         lock (_lock)
         {
@@ -66,7 +67,7 @@ internal sealed class SizeClassDepot
     }
 
     /// <summary>Adds one block; <see langword="false"/> once the depot is closed (its tier disposed).</summary>
-    public bool TryPut(NativeMemoryManager buffer)
+    public bool TryPut(T buffer)
     {
         lock (_lock)
         {
@@ -81,12 +82,12 @@ internal sealed class SizeClassDepot
         }
     }
 
-    /// <summary>Moves every block into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no block after this.</summary>
-    public void DrainInto(List<NativeMemoryManager> into, bool close)
+    /// <summary>Moves every buffer into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no buffer after this.</summary>
+    public void DrainInto(List<T> into, bool close)
     {
         lock (_lock)
         {
-            into.AddRange(new ArraySegment<NativeMemoryManager>(_items, 0, _count));
+            into.AddRange(new ArraySegment<T>(_items, 0, _count));
             Array.Clear(_items, 0, _count);
             _count = 0;
             _closed |= close;
@@ -95,7 +96,7 @@ internal sealed class SizeClassDepot
 
     private void EnsureRoomUnsynchronized(int extra)
     {
-        // The depot only grows while the tier carves new blocks (it never holds more blocks than were carved),
+        // The depot only grows while the tier creates new buffers (it never holds more buffers than were created),
         // so the steady state never reallocates.
         if (_count + extra > _items.Length)
         {

@@ -4,7 +4,7 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Hands each live medium tier an index into the thread-static array of thread caches. Indexes of disposed pools
+/// Hands each live medium tier and array pool an index into its thread-static array of thread caches. Indexes of disposed pools
 /// are reused, so a process that creates and disposes many pools keeps the per-thread arrays small.
 /// </summary>
 internal static class ThreadCacheSlots

@@ -1,0 +1,39 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The array lengths <see cref="TieredArrayPool"/> hands out: powers of two from 16 to 4096 bytes, then four classes
+/// per doubling (5, 6, 7, 8 KB, 10, 12, 14, 16 KB, ...), so rounding wastes at most 25% above 4 KB where the runtime's
+/// pool, rounding to powers of two, wastes up to 50%.
+/// </summary>
+internal static class ArraySizeClasses
+{
+    /// <summary>The shortest class: the runtime's pool starts there too.</summary>
+    public const int MinLength = 16;
+
+    /// <summary>The longest class: 1 GiB, the runtime pool's limit as well.</summary>
+    public const int MaxLength = 1 << 30;
+
+    private const int MinLengthLog2 = 4;
+    private const int QuarterStepBaseLog2 = 12;
+    private const int PowerOfTwoClasses = QuarterStepBaseLog2 - MinLengthLog2 + 1;
+
+    /// <summary>The class that holds <paramref name="length"/> (from 1 to <see cref="MaxLength"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int IndexOf(int length)
+    {
+        if (length <= 1 << QuarterStepBaseLog2)
+        {
+            // The OR lifts lengths under 16 into the first class without a branch.
+            return BitOperations.Log2((uint)(length - 1) | (MinLength - 1)) - (MinLengthLog2 - 1);
+        }
+
+        return PowerOfTwoClasses + SizeClasses.QuarterStepIndex(length, QuarterStepBaseLog2);
+    }
+
+    /// <summary>The length of the arrays of class <paramref name="index"/>.</summary>
+    public static int LengthOf(int index) =>
+        index < PowerOfTwoClasses ? MinLength << index : (int)SizeClasses.QuarterStepSize(index - PowerOfTwoClasses, QuarterStepBaseLog2);
+}

@@ -1,0 +1,626 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// An <see cref="ArrayPool{T}"/> of managed byte arrays, a drop-in for <see cref="ArrayPool{T}.Shared"/> that keeps
+/// deep stacks per thread (bursts of 100 rents stay on the fast path), moves arrays returned on another thread back
+/// to the renting threads, rounds lengths to finer classes above 4 KB, and drops arrays that sit idle.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each thread keeps a stack of free arrays per size class. The common rent and return touch only that stack: no
+/// lock, no interlocked instruction. A full stack moves its colder half to a shared depot for the class, and an
+/// empty one refills half its capacity from there, so a thread that only returns (a Pipe's reader) feeds the threads
+/// that rent instead of hoarding their arrays.
+/// </para>
+/// <para>
+/// Arrays are handed out uninitialized (their old contents, or garbage); at or above
+/// <see cref="TieredArrayPoolOptions.PinnedThreshold"/> they live on the pinned object heap. As with the runtime's
+/// pool, returning an array twice, or using it after returning it, corrupts whoever rents it next.
+/// </para>
+/// </remarks>
+public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
+{
+    private static readonly TieredArrayPool s_shared = new();
+
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
+    // thread-static read and one compare.
+    [ThreadStatic]
+    private static ArrayThreadCache? t_lastCache;
+
+    // Every cache of this thread, indexed by each pool's slot (see ThreadCacheSlots).
+    [ThreadStatic]
+    private static ArrayThreadCache?[]? t_caches;
+#pragma warning restore IDE1006
+
+    private readonly int _maxPooledLength;
+    private readonly int[] _classLengths;
+    private readonly int[] _capacities;
+    private readonly SizeClassDepot<byte[]>[] _depots;
+    private readonly long _sharedCacheMaxBytes;
+    private readonly int _pinnedThreshold;
+    private readonly int _slot;
+
+    private readonly Lock _registryLock = new();
+    private readonly List<ArrayThreadCache> _caches = [];
+    private readonly long[] _retiredHits;
+    private readonly long[] _retiredMisses;
+    private readonly long[] _retiredReturns;
+    private readonly long[] _lastActivity;
+    private readonly long[] _lastActiveTick;
+    private bool _cachesClosed;
+
+    private readonly Lock _trimLock = new();
+    private long _depotBytes;
+    private long _evictedBytes;
+    private long _unpooledRents;
+    private long _unpooledReturns;
+    private long _unpooledBytesRented;
+    private long _unpooledBytesReturned;
+
+    /// <summary>Creates a pool with the default <see cref="TieredArrayPoolOptions"/>.</summary>
+    public TieredArrayPool()
+        : this(new TieredArrayPoolOptions())
+    {
+    }
+
+    /// <summary>Creates a pool with the given options (copied: later changes to <paramref name="options"/> do not affect it).</summary>
+    /// <remarks>
+    /// A pool stays reachable from the caches of the threads that used it, so create one per purpose for the life of
+    /// the process (or use <see cref="Shared"/>), not one per request.
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">An option is out of range; the exception names it.</exception>
+    public TieredArrayPool(TieredArrayPoolOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options = options.Clone();
+        options.Validate();
+
+        int classCount = ArraySizeClasses.IndexOf(options.MaxArrayLength) + 1;
+        _maxPooledLength = ArraySizeClasses.LengthOf(classCount - 1);
+        _classLengths = new int[classCount];
+        _capacities = new int[classCount];
+        _depots = new SizeClassDepot<byte[]>[classCount];
+        for (int i = 0; i < classCount; i++)
+        {
+            _classLengths[i] = ArraySizeClasses.LengthOf(i);
+            _capacities[i] = Math.Min(options.ThreadCacheMaxArrays, options.ThreadCacheMaxBytesPerClass / _classLengths[i]);
+            _depots[i] = new SizeClassDepot<byte[]>();
+        }
+
+        _retiredHits = new long[classCount];
+        _retiredMisses = new long[classCount];
+        _retiredReturns = new long[classCount];
+        _lastActivity = new long[classCount];
+        _lastActiveTick = new long[classCount];
+        _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
+        _pinnedThreshold = options.PinnedThreshold;
+        _slot = ThreadCacheSlots.Acquire();
+        Name = options.Name;
+        if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
+        {
+            // Kept alive by its own timer, which holds this pool weakly: an array pool is never disposed.
+            _ = new IdleReleaser(this, new IdleClock(), options.TimeProvider, options.IdleReleaseDelay);
+        }
+
+        MemoryPressureWatcher.Start(this);
+        PoolMetrics.Register(this);
+    }
+
+    /// <summary>The process-wide pool, with default options.</summary>
+    public static new TieredArrayPool Shared => s_shared;
+
+    /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredArrayPoolOptions.Name"/>).</summary>
+    public string Name { get; }
+
+    /// <summary>The longest pooled array: <see cref="TieredArrayPoolOptions.MaxArrayLength"/> rounded up to its size class.</summary>
+    public int MaxPooledLength => _maxPooledLength;
+
+    bool IReclaimablePool.IsDisposed => false;
+
+    /// <summary>Rents an array of at least <paramref name="minimumLength"/> bytes, uninitialized.</summary>
+    /// <param name="minimumLength">Bytes needed; 0 gives the same empty array every time.</param>
+    /// <returns>
+    /// An array of the size class of <paramref name="minimumLength"/>, or, above <see cref="MaxPooledLength"/>, of exactly
+    /// <paramref name="minimumLength"/> bytes.
+    /// </returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minimumLength"/> is negative.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public override byte[] Rent(int minimumLength)
+    {
+        if ((uint)(minimumLength - 1) < (uint)_maxPooledLength)
+        {
+            int classIndex = ArraySizeClasses.IndexOf(minimumLength);
+            ArrayThreadCache? cache = t_lastCache;
+            if (cache is not null && cache.Pool == this)
+            {
+                ArrayStack stack = cache.Stacks[classIndex];
+                Volatile.Write(ref cache.InUse, 1);
+                int top = stack.Count - 1;
+                if (top >= 0 && !cache.Closed)
+                {
+                    byte[] array = stack.Items[top];
+                    stack.Items[top] = null!;
+                    stack.Count = top;
+                    stack.Hits++;
+                    Volatile.Write(ref cache.InUse, 0);
+                    return array;
+                }
+
+                Volatile.Write(ref cache.InUse, 0);
+            }
+
+            return RentSlow(classIndex);
+        }
+
+        return RentOutsideClasses(minimumLength);
+    }
+
+    /// <summary>Returns an array to the pool, on whatever thread.</summary>
+    /// <param name="array">An array from <see cref="Rent"/> (any array of a class length is accepted).</param>
+    /// <param name="clearArray">Whether to zero the array first, so the next renter cannot read its contents.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="array"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException">
+    /// The length of <paramref name="array"/> is not a class length and not above <see cref="MaxPooledLength"/>, so the
+    /// pool did not hand it out. It is cleared first when <paramref name="clearArray"/> is set, and not kept.
+    /// </exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public override void Return(byte[] array, bool clearArray = false)
+    {
+        if (array is null)
+        {
+            ThrowHelper.ThrowReturnedArrayNull(array);
+        }
+
+        int length = array.Length;
+        if ((uint)(length - 1) < (uint)_maxPooledLength)
+        {
+            int classIndex = ArraySizeClasses.IndexOf(length);
+            if (clearArray)
+            {
+                Array.Clear(array);
+            }
+
+            if (_classLengths[classIndex] != length)
+            {
+                ThrowHelper.ThrowArrayNotFromPool(array);
+            }
+
+            ArrayThreadCache? cache = t_lastCache;
+            if (cache is not null && cache.Pool == this)
+            {
+                ArrayStack stack = cache.Stacks[classIndex];
+                Volatile.Write(ref cache.InUse, 1);
+                int count = stack.Count;
+                byte[][] items = stack.Items;
+                if ((uint)count < (uint)items.Length && !cache.Closed)
+                {
+                    items[count] = array;
+                    stack.Count = count + 1;
+                    stack.Returns++;
+                    Volatile.Write(ref cache.InUse, 0);
+                    return;
+                }
+
+                Volatile.Write(ref cache.InUse, 0);
+            }
+
+            ReturnSlow(array, classIndex);
+        }
+        else if (length != 0)
+        {
+            ReturnUnpooled(array, clearArray);
+        }
+    }
+
+    /// <summary>A snapshot of what the pool has done and holds.</summary>
+    public TieredArrayPoolStatistics GetStatistics()
+    {
+        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0, allocated = 0, retained = 0;
+        int threads;
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
+            {
+                long classHits = _retiredHits[classIndex];
+                long classMisses = _retiredMisses[classIndex];
+                long classReturns = _retiredReturns[classIndex];
+                long cached = _depots[classIndex].Count;
+                foreach (ArrayThreadCache cache in _caches)
+                {
+                    ArrayStack stack = cache.Stacks[classIndex];
+                    classHits += Volatile.Read(ref stack.Hits);
+                    classMisses += Volatile.Read(ref stack.Misses);
+                    classReturns += Volatile.Read(ref stack.Returns);
+                    cached += Volatile.Read(ref stack.Count);
+                }
+
+                long length = _classLengths[classIndex];
+                hits += classHits;
+                misses += classMisses;
+                returns += classReturns;
+                inUse += (classHits + classMisses - classReturns) * length;
+                rented += (classHits + classMisses) * length;
+                allocated += classMisses * length;
+                retained += cached * length;
+            }
+
+            threads = _caches.Count;
+        }
+
+        long unpooledRents = Volatile.Read(ref _unpooledRents);
+        long unpooledBytes = Volatile.Read(ref _unpooledBytesRented);
+        return new TieredArrayPoolStatistics
+        {
+            Arrays = new TierStatistics
+            {
+                Name = "array",
+                Rents = hits + misses + unpooledRents,
+                Returns = returns + Volatile.Read(ref _unpooledReturns),
+                CacheHits = hits,
+                CacheMisses = misses + unpooledRents,
+                BytesInUse = inUse + unpooledBytes - Volatile.Read(ref _unpooledBytesReturned),
+                BytesRetained = retained,
+                BytesRented = rented + unpooledBytes,
+                BytesAllocated = allocated + unpooledBytes,
+                BytesEvicted = Volatile.Read(ref _evictedBytes),
+            },
+            UnpooledRents = unpooledRents,
+            ThreadCaches = threads,
+        };
+    }
+
+    /// <summary>
+    /// Drops every cached array, from every thread's cache and the depots, so the GC can collect them. Arrays rented
+    /// out are not touched. The pool also does this on its own for size classes idle longer than
+    /// <see cref="TieredArrayPoolOptions.IdleReleaseDelay"/>, and when the GC reports high memory load.
+    /// </summary>
+    public void Trim()
+    {
+        var everyClass = new bool[_classLengths.Length];
+        Array.Fill(everyClass, true);
+        DropCached(everyClass);
+    }
+
+    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
+    {
+        bool[]? idle = null;
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
+            {
+                long activity = _retiredHits[classIndex] + _retiredMisses[classIndex] + _retiredReturns[classIndex];
+                long cached = _depots[classIndex].Count;
+                foreach (ArrayThreadCache cache in _caches)
+                {
+                    ArrayStack stack = cache.Stacks[classIndex];
+                    activity += Volatile.Read(ref stack.Hits) + Volatile.Read(ref stack.Misses) + Volatile.Read(ref stack.Returns);
+                    cached += Volatile.Read(ref stack.Count);
+                }
+
+                if (activity != _lastActivity[classIndex])
+                {
+                    _lastActivity[classIndex] = activity;
+                    _lastActiveTick[classIndex] = now;
+                }
+                else if (cached > 0 && now - _lastActiveTick[classIndex] >= delayInTicks)
+                {
+                    (idle ??= new bool[_classLengths.Length])[classIndex] = true;
+                }
+            }
+        }
+
+        if (idle is not null)
+        {
+            DropCached(idle);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte[] RentOutsideClasses(int minimumLength)
+    {
+        if (minimumLength == 0)
+        {
+            return [];
+        }
+
+        if (minimumLength < 0)
+        {
+            ThrowHelper.ThrowRentLengthNegative(minimumLength);
+        }
+
+        byte[] array = Allocate(minimumLength);
+        Interlocked.Increment(ref _unpooledRents);
+        Interlocked.Add(ref _unpooledBytesRented, minimumLength);
+        return array;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnUnpooled(byte[] array, bool clearArray)
+    {
+        if (clearArray)
+        {
+            Array.Clear(array);
+        }
+
+        Interlocked.Increment(ref _unpooledReturns);
+        Interlocked.Add(ref _unpooledBytesReturned, array.Length);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte[] RentSlow(int classIndex)
+    {
+        ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
+        ArrayStack stack = cache.Stacks[classIndex];
+        int length = _classLengths[classIndex];
+        byte[]? array = null;
+        Volatile.Write(ref cache.InUse, 1);
+        if (!cache.Closed && stack.Capacity > 0)
+        {
+            // Refill half the stack at once, so the depot's lock is paid once per batch.
+            int batch = Math.Max(1, stack.Capacity / 2);
+            EnsureRoom(stack, batch);
+            int moved = _depots[classIndex].TakeInto(stack.Items, ref stack.Count, batch);
+            Interlocked.Add(ref _depotBytes, -(long)moved * length);
+            if (stack.Count > 0)
+            {
+                array = stack.Items[--stack.Count];
+                stack.Items[stack.Count] = null!;
+            }
+        }
+        else
+        {
+            array = TakeOneFromDepot(classIndex);
+        }
+
+        if (array is null)
+        {
+            stack.Misses++;
+        }
+        else
+        {
+            stack.Hits++;
+        }
+
+        Volatile.Write(ref cache.InUse, 0);
+        return array ?? Allocate(length);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnSlow(byte[] array, int classIndex)
+    {
+        ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
+        ArrayStack stack = cache.Stacks[classIndex];
+        bool kept = false;
+        Volatile.Write(ref cache.InUse, 1);
+        stack.Returns++;
+        if (!cache.Closed && stack.Capacity > 0)
+        {
+            if (stack.Count == stack.Capacity)
+            {
+                // Full: keep the warm half here and move the cold half to the depot for other threads.
+                MoveToDepot(stack, classIndex, Math.Max(1, stack.Count / 2));
+            }
+
+            EnsureRoom(stack, stack.Count + 1);
+            stack.Items[stack.Count++] = array;
+            kept = true;
+        }
+
+        Volatile.Write(ref cache.InUse, 0);
+        if (!kept)
+        {
+            PutInDepot(array, classIndex);
+        }
+    }
+
+    private byte[] Allocate(int length) => GC.AllocateUninitializedArray<byte>(length, pinned: length >= _pinnedThreshold);
+
+    /// <summary>Grows the stack's item array to hold at least <paramref name="needed"/> arrays, within its capacity.</summary>
+    private static void EnsureRoom(ArrayStack stack, int needed)
+    {
+        if (stack.Items.Length < needed)
+        {
+            Array.Resize(ref stack.Items, Math.Min(stack.Capacity, Math.Max(needed, stack.Items.Length * 2)));
+        }
+    }
+
+    private byte[]? TakeOneFromDepot(int classIndex)
+    {
+        byte[]? array = _depots[classIndex].TakeOne();
+        if (array is not null)
+        {
+            Interlocked.Add(ref _depotBytes, -array.Length);
+        }
+
+        return array;
+    }
+
+    private void PutInDepot(byte[] array, int classIndex)
+    {
+        if (TryReserveDepotBytes(array.Length))
+        {
+            _ = _depots[classIndex].TryPut(array);
+        }
+        else
+        {
+            Interlocked.Add(ref _evictedBytes, array.Length);
+        }
+    }
+
+    /// <summary>Moves the <paramref name="moved"/> oldest arrays of a stack to the depot, or drops them when the depots are full.</summary>
+    private void MoveToDepot(ArrayStack stack, int classIndex, int moved)
+    {
+        long bytes = (long)moved * _classLengths[classIndex];
+        if (TryReserveDepotBytes(bytes))
+        {
+            _depots[classIndex].PutFrom(stack.Items, ref stack.Count, moved);
+            return;
+        }
+
+        int kept = stack.Count - moved;
+        stack.Items.AsSpan(moved, kept).CopyTo(stack.Items);
+        stack.Items.AsSpan(kept, moved).Clear();
+        stack.Count = kept;
+        Interlocked.Add(ref _evictedBytes, bytes);
+    }
+
+    private bool TryReserveDepotBytes(long bytes)
+    {
+        if (Interlocked.Add(ref _depotBytes, bytes) <= _sharedCacheMaxBytes)
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _depotBytes, -bytes);
+        return false;
+    }
+
+    /// <summary>
+    /// Empties the stacks of the chosen classes in every thread's cache and in the depots. The caches are closed
+    /// meanwhile: their owners use the depots and leave their stacks to this thread.
+    /// </summary>
+    private void DropCached(bool[] classes)
+    {
+        lock (_trimLock)
+        {
+            long dropped = 0;
+            lock (_registryLock)
+            {
+                ReclaimExitedThreadsUnsynchronized();
+                _cachesClosed = true;
+                foreach (ArrayThreadCache cache in _caches)
+                {
+                    cache.Closed = true;
+                }
+
+                // Pairs with each owner's store to InUse and read of Closed: after this barrier every owner either
+                // sees its cache closed or has its InUse store visible here, so once InUse reads 0 the stacks are ours.
+                Interlocked.MemoryBarrierProcessWide();
+                foreach (ArrayThreadCache cache in _caches)
+                {
+                    var spinner = new SpinWait();
+                    while (Volatile.Read(ref cache.InUse) != 0)
+                    {
+                        spinner.SpinOnce();
+                    }
+
+                    dropped += EmptyStacks(cache, classes);
+                    cache.Closed = false;
+                }
+
+                _cachesClosed = false;
+            }
+
+            var drained = new List<byte[]>();
+            for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+            {
+                if (classes[classIndex])
+                {
+                    _depots[classIndex].DrainInto(drained, close: false);
+                }
+            }
+
+            long depotBytes = 0;
+            foreach (byte[] array in drained)
+            {
+                depotBytes += array.Length;
+            }
+
+            Interlocked.Add(ref _depotBytes, -depotBytes);
+            Interlocked.Add(ref _evictedBytes, dropped + depotBytes);
+        }
+    }
+
+    /// <summary>Empties the chosen stacks of a cache its owner has left alone; returns the bytes dropped.</summary>
+    private long EmptyStacks(ArrayThreadCache cache, bool[] classes)
+    {
+        long dropped = 0;
+        for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+        {
+            ArrayStack stack = cache.Stacks[classIndex];
+            if (classes[classIndex] && stack.Count > 0)
+            {
+                dropped += (long)stack.Count * _classLengths[classIndex];
+                stack.Items.AsSpan(0, stack.Count).Clear();
+                stack.Count = 0;
+            }
+        }
+
+        return dropped;
+    }
+
+    /// <summary>This thread's cache of this pool, found through the per-thread array and made the last used.</summary>
+    private ArrayThreadCache? FindThreadCache()
+    {
+        ArrayThreadCache?[]? caches = t_caches;
+        if (caches is not null && (uint)_slot < (uint)caches.Length && caches[_slot] is { } cache && cache.Pool == this)
+        {
+            t_lastCache = cache;
+            return cache;
+        }
+
+        return null;
+    }
+
+    private ArrayThreadCache CreateThreadCache()
+    {
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            var cache = new ArrayThreadCache(this, _capacities, _cachesClosed);
+            _caches.Add(cache);
+
+            ArrayThreadCache?[]? caches = t_caches;
+            if (caches is null || caches.Length <= _slot)
+            {
+                Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
+                t_caches = caches;
+            }
+
+            caches[_slot] = cache;
+            t_lastCache = cache;
+            return cache;
+        }
+    }
+
+    /// <summary>
+    /// Moves the arrays of threads that have exited to the depots and folds their counters into the retired totals,
+    /// so thread churn neither strands arrays nor loses counts. Caller holds the registry lock.
+    /// </summary>
+    private void ReclaimExitedThreadsUnsynchronized()
+    {
+        for (int i = _caches.Count - 1; i >= 0; i--)
+        {
+            ArrayThreadCache cache = _caches[i];
+            if (cache.Owner.IsAlive)
+            {
+                continue;
+            }
+
+            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
+            {
+                ArrayStack stack = cache.Stacks[classIndex];
+                _retiredHits[classIndex] += stack.Hits;
+                _retiredMisses[classIndex] += stack.Misses;
+                _retiredReturns[classIndex] += stack.Returns;
+                if (stack.Count > 0)
+                {
+                    MoveToDepot(stack, classIndex, stack.Count);
+                }
+            }
+
+            _caches.RemoveAt(i);
+        }
+    }
+}

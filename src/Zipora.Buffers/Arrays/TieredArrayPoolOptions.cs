@@ -1,0 +1,86 @@
+using System;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>Settings of a <see cref="TieredArrayPool"/>: which lengths are pooled, how many arrays each cache keeps, and when idle arrays are dropped.</summary>
+/// <remarks>Values are checked when the pool is built; an invalid one throws <see cref="ArgumentException"/> naming the option.</remarks>
+public sealed class TieredArrayPoolOptions
+{
+    /// <summary>The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>arrays</c>.</summary>
+    public string Name { get; set; } = "arrays";
+
+    /// <summary>
+    /// The longest pooled array, from 16 bytes to 1 GiB; default 1 GiB. It is rounded up to its size class. Longer
+    /// requests get an array of exactly the asked length, which <see cref="TieredArrayPool.Return"/> drops.
+    /// </summary>
+    public int MaxArrayLength { get; set; } = ArraySizeClasses.MaxLength;
+
+    /// <summary>Most arrays of one size class a thread keeps for itself; 0 turns per-thread caching off. Default 128.</summary>
+    public int ThreadCacheMaxArrays { get; set; } = 128;
+
+    /// <summary>Most bytes of one size class a thread keeps for itself; classes longer than this skip the thread cache. Default 4 MB.</summary>
+    public int ThreadCacheMaxBytesPerClass { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Most bytes kept in the shared depots behind the thread caches, over all classes; arrays past it are dropped. Default 1 GiB.</summary>
+    public long SharedCacheMaxBytes { get; set; } = 1024L * 1024 * 1024;
+
+    /// <summary>
+    /// Arrays of at least this length are allocated on the pinned object heap, so socket I/O can pin them for free
+    /// and they never fragment the compacting heap; 0 pins every array, <see cref="int.MaxValue"/> none. Default 16 KB.
+    /// </summary>
+    public int PinnedThreshold { get; set; } = 16 * 1024;
+
+    /// <summary>
+    /// How long a size class must go without a rent or return before the pool drops its cached arrays, from every
+    /// thread's cache and the depots; <see cref="Timeout.InfiniteTimeSpan"/> turns it off (<see cref="TieredArrayPool.Trim"/>
+    /// still works). Default 10 seconds.
+    /// </summary>
+    public TimeSpan IdleReleaseDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Copies the settings, so a pool is not changed by later edits of the options object.</summary>
+    internal TieredArrayPoolOptions Clone() => (TieredArrayPoolOptions)MemberwiseClone();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    internal void Validate()
+    {
+        if (MaxArrayLength < ArraySizeClasses.MinLength || MaxArrayLength > ArraySizeClasses.MaxLength)
+        {
+            throw Invalid(nameof(MaxArrayLength), $"must be from {ArraySizeClasses.MinLength} to {ArraySizeClasses.MaxLength} (1 GiB), but is {MaxArrayLength}.");
+        }
+
+        if (IdleReleaseDelay <= TimeSpan.Zero && IdleReleaseDelay != Timeout.InfiniteTimeSpan)
+        {
+            throw Invalid(nameof(IdleReleaseDelay), $"must be positive or Timeout.InfiniteTimeSpan, but is {IdleReleaseDelay}.");
+        }
+
+        if (string.IsNullOrWhiteSpace(Name))
+        {
+            throw Invalid(nameof(Name), "must not be empty.");
+        }
+
+        if (TimeProvider is null)
+        {
+            throw new ArgumentNullException(nameof(TimeProvider), "TieredArrayPoolOptions.TimeProvider must not be null.");
+        }
+
+        RequireNotNegative(ThreadCacheMaxArrays, nameof(ThreadCacheMaxArrays));
+        RequireNotNegative(ThreadCacheMaxBytesPerClass, nameof(ThreadCacheMaxBytesPerClass));
+        RequireNotNegative(SharedCacheMaxBytes, nameof(SharedCacheMaxBytes));
+        RequireNotNegative(PinnedThreshold, nameof(PinnedThreshold));
+    }
+
+    private static void RequireNotNegative(long value, string name)
+    {
+        if (value < 0)
+        {
+            throw Invalid(name, $"must not be negative, but is {value}.");
+        }
+    }
+
+    private static ArgumentException Invalid(string name, string problem) =>
+        new($"TieredArrayPoolOptions.{name} {problem}", name);
+}
