@@ -86,7 +86,7 @@ public class ConcurrencyBenchmarks
                 }
                 else
                 {
-                    spinner.SpinOnce();
+                    spinner.SpinOnce(sleep1Threshold: -1);
                 }
             }
         });
@@ -96,7 +96,7 @@ public class ConcurrencyBenchmarks
         {
             while (Volatile.Read(ref inFlight) >= 32)
             {
-                wait.SpinOnce();
+                wait.SpinOnce(sleep1Threshold: -1);
             }
 
             IMemoryOwner<byte> owner = pool.Rent(BufferSize);

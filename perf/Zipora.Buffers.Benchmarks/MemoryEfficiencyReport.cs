@@ -19,7 +19,8 @@ public static unsafe class MemoryEfficiencyReport
         Console.WriteLine("| pool | reserved / requested | what 'reserved' counts |");
         Console.WriteLine("|---|---|---|");
         Row("TieredMemoryPool", TieredRatio(), "bytes mapped from the OS (in use + cached + uncarved slab space), GetStatistics()");
-        Row("MemoryPool<byte>.Shared / ArrayPool<byte>.Shared", ArrayPoolRatio(), "lengths of the arrays handed out (a lower bound: pooled arrays are not counted)");
+        Row("TieredArrayPool", ArrayPoolRatio(new TieredArrayPool()), "lengths of the arrays handed out (a lower bound: pooled arrays are not counted)");
+        Row("MemoryPool<byte>.Shared / ArrayPool<byte>.Shared", ArrayPoolRatio(ArrayPool<byte>.Shared), "lengths of the arrays handed out (a lower bound: pooled arrays are not counted)");
         if (Mimalloc.IsAvailable)
         {
             Row("mimalloc", MimallocRatio(), "mi_usable_size of the live blocks (a lower bound: free pages mimalloc keeps are not counted)");
@@ -71,21 +72,21 @@ public static unsafe class MemoryEfficiencyReport
         return (double)(statistics.BytesInUse + statistics.BytesRetained) / requested;
     }
 
-    private static double ArrayPoolRatio()
+    private static double ArrayPoolRatio(ArrayPool<byte> pool)
     {
         var live = new Queue<(byte[] Array, int Size)>();
         long requested = 0;
         long handedOut = 0;
         foreach (int size in Sizes())
         {
-            byte[] array = ArrayPool<byte>.Shared.Rent(size);
+            byte[] array = pool.Rent(size);
             live.Enqueue((array, size));
             requested += size;
             handedOut += array.Length;
             if (live.Count > Live)
             {
                 (byte[] old, int oldSize) = live.Dequeue();
-                ArrayPool<byte>.Shared.Return(old);
+                pool.Return(old);
                 requested -= oldSize;
                 handedOut -= old.Length;
             }

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>mimalloc through P/Invoke (Debian's libmimalloc2.0). Missing library: <see cref="IsAvailable"/> is false and the benchmarks say so.</summary>
-public static unsafe class Mimalloc
+public static unsafe partial class Mimalloc
 {
     private const string Library = "libmimalloc.so.2";
 
@@ -25,12 +25,12 @@ public static unsafe class Mimalloc
         }
     }
 
-    [DllImport(Library, EntryPoint = "mi_malloc")]
-    private static extern void* MiMalloc(nuint size);
+    [LibraryImport(Library, EntryPoint = "mi_malloc")]
+    private static partial void* MiMalloc(nuint size);
 
-    [DllImport(Library, EntryPoint = "mi_free")]
-    private static extern void MiFree(void* block);
+    [LibraryImport(Library, EntryPoint = "mi_free")]
+    private static partial void MiFree(void* block);
 
-    [DllImport(Library, EntryPoint = "mi_usable_size")]
-    private static extern nuint MiUsableSize(void* block);
+    [LibraryImport(Library, EntryPoint = "mi_usable_size")]
+    private static partial nuint MiUsableSize(void* block);
 }

@@ -1,5 +1,8 @@
 using System;
+using System.IO;
 using System.Linq;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using Zipora.Buffers.Benchmarks;
 
@@ -8,6 +11,24 @@ using Zipora.Buffers.Benchmarks;
 if (args.Contains("--efficiency"))
 {
     MemoryEfficiencyReport.Run();
+    return;
+}
+
+// `--jemalloc` runs the NativeMemory.Alloc cases again in processes started with LD_PRELOAD=libjemalloc.so.2, so malloc
+// is jemalloc's: it cannot be loaded with dlopen here ("cannot allocate memory in static TLS block").
+if (args.Contains("--jemalloc"))
+{
+    const string Jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+    if (!File.Exists(Jemalloc))
+    {
+        Console.WriteLine($"// jemalloc skipped: {Jemalloc} is not installed (apt-get install libjemalloc2).");
+        return;
+    }
+
+    Job job = Job.Default.WithIterationCount(10).WithWarmupCount(3).WithLaunchCount(1)
+        .WithEnvironmentVariable(new EnvironmentVariable("LD_PRELOAD", Jemalloc)).WithId("jemalloc");
+    string[] rest = [.. args.Where(static arg => arg != "--jemalloc"), "--filter", "*Steady*NativeMemoryAlloc*", "*Burst*NativeMemoryAlloc*"];
+    BenchmarkSwitcher.FromAssembly(typeof(Peers).Assembly).Run(rest, DefaultConfig.Instance.AddJob(job));
     return;
 }
 

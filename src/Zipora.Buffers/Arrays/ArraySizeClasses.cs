@@ -16,6 +16,9 @@ internal static class ArraySizeClasses
     /// <summary>The longest class: 1 GiB, the runtime pool's limit as well.</summary>
     public const int MaxLength = 1 << 30;
 
+    /// <summary>How many classes there are up to <see cref="MaxLength"/>: 9 powers of two, then 4 per doubling from 4 KB to 1 GiB.</summary>
+    public const int Count = PowerOfTwoClasses + ((30 - QuarterStepBaseLog2) * 4);
+
     private const int MinLengthLog2 = 4;
     private const int QuarterStepBaseLog2 = 12;
     private const int PowerOfTwoClasses = QuarterStepBaseLog2 - MinLengthLog2 + 1;

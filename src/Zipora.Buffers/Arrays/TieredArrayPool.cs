@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -41,7 +42,11 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     private readonly int _maxPooledLength;
     private readonly int[] _classLengths;
+
+    // Class c's stack in a thread cache is Items[_offsets[c] .. _offsets[c] + _capacities[c]).
+    private readonly int[] _offsets;
     private readonly int[] _capacities;
+    private readonly int _cacheSlots;
     private readonly SizeClassDepot<byte[]>[] _depots;
     private readonly long _sharedCacheMaxBytes;
     private readonly int _pinnedThreshold;
@@ -86,12 +91,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         int classCount = ArraySizeClasses.IndexOf(options.MaxArrayLength) + 1;
         _maxPooledLength = ArraySizeClasses.LengthOf(classCount - 1);
         _classLengths = new int[classCount];
+        _offsets = new int[classCount];
         _capacities = new int[classCount];
         _depots = new SizeClassDepot<byte[]>[classCount];
         for (int i = 0; i < classCount; i++)
         {
             _classLengths[i] = ArraySizeClasses.LengthOf(i);
             _capacities[i] = Math.Min(options.ThreadCacheMaxArrays, options.ThreadCacheMaxBytesPerClass / _classLengths[i]);
+            _offsets[i] = _cacheSlots;
+            _cacheSlots += _capacities[i];
             _depots[i] = new SizeClassDepot<byte[]>();
         }
 
@@ -141,15 +149,18 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.Pool == this)
             {
-                ArrayStack stack = cache.Stacks[classIndex];
                 Volatile.Write(ref cache.InUse, 1);
-                int top = stack.Count - 1;
-                if (top >= 0 && !cache.Closed)
+                int top = cache.Counts[classIndex] - 1;
+                int index = _offsets[classIndex] + top;
+                byte[][] items = cache.Items;
+                if (top >= 0 && (uint)index < (uint)items.Length && !cache.Closed)
                 {
-                    byte[] array = stack.Items[top];
-                    stack.Items[top] = null!;
-                    stack.Count = top;
-                    stack.Hits++;
+                    // Through a reference: the element stores skip the covariance check of a byte[][] store.
+                    ref byte[] slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), index);
+                    byte[] array = slot;
+                    slot = null!;
+                    cache.Counts[classIndex] = top;
+                    cache.Hits[classIndex]++;
                     Volatile.Write(ref cache.InUse, 0);
                     return array;
                 }
@@ -196,15 +207,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.Pool == this)
             {
-                ArrayStack stack = cache.Stacks[classIndex];
                 Volatile.Write(ref cache.InUse, 1);
-                int count = stack.Count;
-                byte[][] items = stack.Items;
-                if ((uint)count < (uint)items.Length && !cache.Closed)
+                int count = cache.Counts[classIndex];
+                int index = _offsets[classIndex] + count;
+                byte[][] items = cache.Items;
+                if (count < _capacities[classIndex] && (uint)index < (uint)items.Length && !cache.Closed)
                 {
-                    items[count] = array;
-                    stack.Count = count + 1;
-                    stack.Returns++;
+                    Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), index) = array;
+                    cache.Counts[classIndex] = count + 1;
+                    cache.Returns[classIndex]++;
                     Volatile.Write(ref cache.InUse, 0);
                     return;
                 }
@@ -236,11 +247,10 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 long cached = _depots[classIndex].Count;
                 foreach (ArrayThreadCache cache in _caches)
                 {
-                    ArrayStack stack = cache.Stacks[classIndex];
-                    classHits += Volatile.Read(ref stack.Hits);
-                    classMisses += Volatile.Read(ref stack.Misses);
-                    classReturns += Volatile.Read(ref stack.Returns);
-                    cached += Volatile.Read(ref stack.Count);
+                    classHits += Volatile.Read(ref cache.Hits[classIndex]);
+                    classMisses += Volatile.Read(ref cache.Misses[classIndex]);
+                    classReturns += Volatile.Read(ref cache.Returns[classIndex]);
+                    cached += Volatile.Read(ref cache.Counts[classIndex]);
                 }
 
                 long length = _classLengths[classIndex];
@@ -303,9 +313,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 long cached = _depots[classIndex].Count;
                 foreach (ArrayThreadCache cache in _caches)
                 {
-                    ArrayStack stack = cache.Stacks[classIndex];
-                    activity += Volatile.Read(ref stack.Hits) + Volatile.Read(ref stack.Misses) + Volatile.Read(ref stack.Returns);
-                    cached += Volatile.Read(ref stack.Count);
+                    activity += Volatile.Read(ref cache.Hits[classIndex]) + Volatile.Read(ref cache.Misses[classIndex]) + Volatile.Read(ref cache.Returns[classIndex]);
+                    cached += Volatile.Read(ref cache.Counts[classIndex]);
                 }
 
                 if (activity != _lastActivity[classIndex])
@@ -361,21 +370,20 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private byte[] RentSlow(int classIndex)
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
-        ArrayStack stack = cache.Stacks[classIndex];
-        int length = _classLengths[classIndex];
+        int capacity = _capacities[classIndex];
         byte[]? array = null;
         Volatile.Write(ref cache.InUse, 1);
-        if (!cache.Closed && stack.Capacity > 0)
+        if (!cache.Closed && capacity > 0)
         {
             // Refill half the stack at once, so the depot's lock is paid once per batch.
-            int batch = Math.Max(1, stack.Capacity / 2);
-            EnsureRoom(stack, batch);
-            int moved = _depots[classIndex].TakeInto(stack.Items, ref stack.Count, batch);
-            Interlocked.Add(ref _depotBytes, -(long)moved * length);
-            if (stack.Count > 0)
+            Span<byte[]> stack = cache.Stack(_offsets[classIndex], capacity);
+            ref int count = ref cache.Counts[classIndex];
+            int moved = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, capacity / 2));
+            Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
+            if (count > 0)
             {
-                array = stack.Items[--stack.Count];
-                stack.Items[stack.Count] = null!;
+                array = stack[--count];
+                stack[count] = null!;
             }
         }
         else
@@ -385,35 +393,36 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
         if (array is null)
         {
-            stack.Misses++;
+            cache.Misses[classIndex]++;
         }
         else
         {
-            stack.Hits++;
+            cache.Hits[classIndex]++;
         }
 
         Volatile.Write(ref cache.InUse, 0);
-        return array ?? Allocate(length);
+        return array ?? Allocate(_classLengths[classIndex]);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReturnSlow(byte[] array, int classIndex)
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
-        ArrayStack stack = cache.Stacks[classIndex];
+        int capacity = _capacities[classIndex];
         bool kept = false;
         Volatile.Write(ref cache.InUse, 1);
-        stack.Returns++;
-        if (!cache.Closed && stack.Capacity > 0)
+        cache.Returns[classIndex]++;
+        if (!cache.Closed && capacity > 0)
         {
-            if (stack.Count == stack.Capacity)
+            Span<byte[]> stack = cache.Stack(_offsets[classIndex], capacity);
+            ref int count = ref cache.Counts[classIndex];
+            if (count == capacity)
             {
                 // Full: keep the warm half here and move the cold half to the depot for other threads.
-                MoveToDepot(stack, classIndex, Math.Max(1, stack.Count / 2));
+                MoveToDepot(stack, ref count, classIndex, Math.Max(1, count / 2));
             }
 
-            EnsureRoom(stack, stack.Count + 1);
-            stack.Items[stack.Count++] = array;
+            stack[count++] = array;
             kept = true;
         }
 
@@ -425,15 +434,6 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     private byte[] Allocate(int length) => GC.AllocateUninitializedArray<byte>(length, pinned: length >= _pinnedThreshold);
-
-    /// <summary>Grows the stack's item array to hold at least <paramref name="needed"/> arrays, within its capacity.</summary>
-    private static void EnsureRoom(ArrayStack stack, int needed)
-    {
-        if (stack.Items.Length < needed)
-        {
-            Array.Resize(ref stack.Items, Math.Min(stack.Capacity, Math.Max(needed, stack.Items.Length * 2)));
-        }
-    }
 
     private byte[]? TakeOneFromDepot(int classIndex)
     {
@@ -459,19 +459,19 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>Moves the <paramref name="moved"/> oldest arrays of a stack to the depot, or drops them when the depots are full.</summary>
-    private void MoveToDepot(ArrayStack stack, int classIndex, int moved)
+    private void MoveToDepot(Span<byte[]> stack, ref int count, int classIndex, int moved)
     {
         long bytes = (long)moved * _classLengths[classIndex];
         if (TryReserveDepotBytes(bytes))
         {
-            _depots[classIndex].PutFrom(stack.Items, ref stack.Count, moved);
+            _depots[classIndex].PutFrom(stack, ref count, moved);
             return;
         }
 
-        int kept = stack.Count - moved;
-        stack.Items.AsSpan(moved, kept).CopyTo(stack.Items);
-        stack.Items.AsSpan(kept, moved).Clear();
-        stack.Count = kept;
+        int kept = count - moved;
+        stack.Slice(moved, kept).CopyTo(stack);
+        stack.Slice(kept, moved).Clear();
+        count = kept;
         Interlocked.Add(ref _evictedBytes, bytes);
     }
 
@@ -548,12 +548,12 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         long dropped = 0;
         for (int classIndex = 0; classIndex < classes.Length; classIndex++)
         {
-            ArrayStack stack = cache.Stacks[classIndex];
-            if (classes[classIndex] && stack.Count > 0)
+            ref int count = ref cache.Counts[classIndex];
+            if (classes[classIndex] && count > 0)
             {
-                dropped += (long)stack.Count * _classLengths[classIndex];
-                stack.Items.AsSpan(0, stack.Count).Clear();
-                stack.Count = 0;
+                dropped += (long)count * _classLengths[classIndex];
+                cache.Stack(_offsets[classIndex], count).Clear();
+                count = 0;
             }
         }
 
@@ -578,7 +578,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         lock (_registryLock)
         {
             ReclaimExitedThreadsUnsynchronized();
-            var cache = new ArrayThreadCache(this, _capacities, _cachesClosed);
+            var cache = new ArrayThreadCache(this, _cacheSlots, _cachesClosed);
             _caches.Add(cache);
 
             ArrayThreadCache?[]? caches = t_caches;
@@ -610,13 +610,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
             for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
             {
-                ArrayStack stack = cache.Stacks[classIndex];
-                _retiredHits[classIndex] += stack.Hits;
-                _retiredMisses[classIndex] += stack.Misses;
-                _retiredReturns[classIndex] += stack.Returns;
-                if (stack.Count > 0)
+                _retiredHits[classIndex] += cache.Hits[classIndex];
+                _retiredMisses[classIndex] += cache.Misses[classIndex];
+                _retiredReturns[classIndex] += cache.Returns[classIndex];
+                ref int count = ref cache.Counts[classIndex];
+                if (count > 0)
                 {
-                    MoveToDepot(stack, classIndex, stack.Count);
+                    MoveToDepot(cache.Stack(_offsets[classIndex], _capacities[classIndex]), ref count, classIndex, count);
                 }
             }
 
