@@ -14,6 +14,13 @@ if (args.Contains("--efficiency"))
     return;
 }
 
+// `--phase-shift` prints the adaptive-cache table (counts, not times).
+if (args.Contains("--phase-shift"))
+{
+    PhaseShiftReport.Run();
+    return;
+}
+
 // `--jemalloc` runs the NativeMemory.Alloc cases again in processes started with LD_PRELOAD=libjemalloc.so.2, so malloc
 // is jemalloc's: it cannot be loaded with dlopen here ("cannot allocate memory in static TLS block").
 if (args.Contains("--jemalloc"))

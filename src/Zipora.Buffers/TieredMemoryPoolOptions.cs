@@ -26,13 +26,21 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>The largest request the pool accepts, at least 4096; default 1 GiB.</summary>
     public int MaxBufferSize { get; set; } = 1024 * 1024 * 1024;
 
-    /// <summary>Most large-tier regions kept for reuse after they are returned; default 64.</summary>
+    /// <summary>
+    /// Size the region caches by the demand they see: each keeps as many regions as the most buffers of its tier in use
+    /// at once over the last one or two <see cref="IdleReleaseDelay"/>s, with <see cref="RegionCacheMaxCount"/> and
+    /// <see cref="HugeRegionCacheMaxCount"/> as floors and the byte limits as hard caps. Off, the counts are fixed
+    /// caps. Default <see langword="true"/>.
+    /// </summary>
+    public bool AdaptiveCaches { get; set; } = true;
+
+    /// <summary>Most large-tier regions kept for reuse after they are returned (the floor, with <see cref="AdaptiveCaches"/>); default 64.</summary>
     public int RegionCacheMaxCount { get; set; } = 64;
 
     /// <summary>Most bytes of large-tier regions kept for reuse; default 64 MB.</summary>
     public long RegionCacheMaxBytes { get; set; } = 64L * 1024 * 1024;
 
-    /// <summary>Most huge-tier regions kept for reuse; default 16.</summary>
+    /// <summary>Most huge-tier regions kept for reuse (the floor, with <see cref="AdaptiveCaches"/>); default 16.</summary>
     public int HugeRegionCacheMaxCount { get; set; } = 16;
 
     /// <summary>Most bytes of huge-tier regions kept for reuse; default 256 MB.</summary>

@@ -46,6 +46,12 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Rents made through the pools <see cref="TieredMemoryPoolFactory"/> created, by the owner they were created for (such as <c>kestrel</c>).</summary>
     public IReadOnlyDictionary<string, long> RentsByOwner { get; init; } = new Dictionary<string, long>();
 
+    /// <summary>
+    /// The pattern of requests: one row per size class of the medium, large and huge tiers that was rented, with its
+    /// rents, buffers in use, recent high-water mark and cached buffers.
+    /// </summary>
+    public IReadOnlyList<SizeClassStatistics> SizeHistogram { get; init; } = [];
+
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
 
@@ -60,6 +66,11 @@ public sealed class TieredMemoryPoolStatistics
         text.AppendLine(Medium.ToString());
         text.AppendLine(Large.ToString());
         text.AppendLine(Huge.ToString());
+        foreach (SizeClassStatistics row in SizeHistogram)
+        {
+            text.Append("  ").AppendLine(row.ToString());
+        }
+
         text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}");
         return text.ToString();
     }

@@ -15,6 +15,7 @@ internal static class PoolMetrics
     public const string MeterName = "Zipora.Buffers";
     public const string TierTag = "zipora.buffers.tier";
     public const string OwnerTag = "zipora.buffers.owner";
+    public const string ClassSizeTag = "zipora.buffers.class_size";
 
     private static readonly Lock s_lock = new();
     private static readonly List<WeakReference<TieredMemoryPool>> s_pools = [];
@@ -55,6 +56,7 @@ internal static class PoolMetrics
         meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
         meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool(static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
         meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
+        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", ByClass, "{buffer}", "Most buffers of a size class in use at once over the recent window.");
         return meter;
     }
 
@@ -89,6 +91,17 @@ internal static class PoolMetrics
             foreach (KeyValuePair<string, long> owner in statistics.RentsByOwner)
             {
                 yield return new Measurement<long>(owner.Value, new(TierTag, "all"), new(OwnerTag, owner.Key));
+            }
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ByClass()
+    {
+        foreach ((TieredMemoryPool pool, TieredMemoryPoolStatistics statistics) in Snapshots())
+        {
+            foreach (SizeClassStatistics row in statistics.SizeHistogram)
+            {
+                yield return new Measurement<long>(row.HighWaterMark, new(TierTag, row.Tier), new(OwnerTag, pool.Name), new(ClassSizeTag, row.ClassSize));
             }
         }
     }

@@ -59,6 +59,12 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
     private readonly LeakQuarantine _quarantine;
 
+    // Buffers in use per class, sampled at each idle tick (the fast path counts nothing more for them): the most seen
+    // in this window and in the last. Only the idle releaser's timer writes them.
+    private readonly long[] _sampledPeak;
+    private readonly long[] _lastSampledPeak;
+    private long _windowStart;
+
     public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
     {
         _quarantine = quarantine;
@@ -76,6 +82,8 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _retiredHits = new long[classCount];
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
+        _sampledPeak = new long[classCount];
+        _lastSampledPeak = new long[classCount];
         _heap = new SlabHeap(pages, this, classCount);
         _slot = ThreadCacheSlots.Acquire();
     }
@@ -136,30 +144,66 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     public override TierStatistics GetStatistics()
     {
         long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
-        lock (_registryLock)
+        foreach (ClassCounts counts in CountByClass())
         {
-            ReclaimExitedThreadsUnsynchronized();
-            for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
-            {
-                long classHits = Volatile.Read(ref _retiredHits[classIndex]);
-                long classMisses = Volatile.Read(ref _retiredMisses[classIndex]);
-                long classReturns = Volatile.Read(ref _retiredReturns[classIndex]);
-                foreach (ThreadCache cache in _caches)
-                {
-                    classHits += Volatile.Read(ref cache.Hits[classIndex]);
-                    classMisses += Volatile.Read(ref cache.Misses[classIndex]);
-                    classReturns += Volatile.Read(ref cache.Returns[classIndex]);
-                }
-
-                hits += classHits;
-                misses += classMisses;
-                returns += classReturns;
-                inUse += (classHits + classMisses - classReturns) * ClassSize(classIndex);
-                rented += (classHits + classMisses) * ClassSize(classIndex);
-            }
+            hits += counts.Hits;
+            misses += counts.Misses;
+            returns += counts.Returns;
+            inUse += (counts.Hits + counts.Misses - counts.Returns) * counts.Size;
+            rented += (counts.Hits + counts.Misses) * counts.Size;
         }
 
         return Snapshot("medium", hits, misses, returns, inUse, rented, _heap);
+    }
+
+    /// <summary>Adds a histogram row for every class rented so far.</summary>
+    public void AddClassStatistics(List<SizeClassStatistics> into)
+    {
+        ClassCounts[] byClass = CountByClass();
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            if (counts.Hits + counts.Misses > 0)
+            {
+                into.Add(new SizeClassStatistics
+                {
+                    Tier = "medium",
+                    ClassSize = counts.Size,
+                    Rents = counts.Hits + counts.Misses,
+                    BuffersInUse = counts.Hits + counts.Misses - counts.Returns,
+                    HighWaterMark = Math.Max(Volatile.Read(ref _sampledPeak[classIndex]), Volatile.Read(ref _lastSampledPeak[classIndex])),
+                    Cached = counts.Cached,
+                });
+            }
+        }
+    }
+
+    /// <summary>Samples each class's buffers in use for the high-water marks, then lets the slab tier judge idleness.</summary>
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        // Only the idle releaser's timer calls this, one tick at a time. A window is one delay long.
+        bool newWindow = now - _windowStart >= delayInTicks;
+        if (newWindow)
+        {
+            _windowStart = now;
+        }
+
+        ClassCounts[] byClass = CountByClass();
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            long inUse = byClass[classIndex].Hits + byClass[classIndex].Misses - byClass[classIndex].Returns;
+            if (newWindow)
+            {
+                Volatile.Write(ref _lastSampledPeak[classIndex], _sampledPeak[classIndex]);
+                Volatile.Write(ref _sampledPeak[classIndex], inUse);
+            }
+            else if (inUse > _sampledPeak[classIndex])
+            {
+                Volatile.Write(ref _sampledPeak[classIndex], inUse);
+            }
+        }
+
+        base.ReleaseIdle(now, delayInTicks);
     }
 
     public override void Dispose()
@@ -233,6 +277,34 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 DrainUnsynchronized(cache, into);
             }
         }
+    }
+
+    /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
+    private ClassCounts[] CountByClass()
+    {
+        var byClass = new ClassCounts[_capacities.Length];
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+            {
+                ref ClassCounts counts = ref byClass[classIndex];
+                counts.Size = ClassSize(classIndex);
+                counts.Hits = Volatile.Read(ref _retiredHits[classIndex]);
+                counts.Misses = Volatile.Read(ref _retiredMisses[classIndex]);
+                counts.Returns = Volatile.Read(ref _retiredReturns[classIndex]);
+                counts.Cached = _depots[classIndex].Count;
+                foreach (ThreadCache cache in _caches)
+                {
+                    counts.Hits += Volatile.Read(ref cache.Hits[classIndex]);
+                    counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
+                    counts.Returns += Volatile.Read(ref cache.Returns[classIndex]);
+                    counts.Cached += Volatile.Read(ref cache.Counts[classIndex]);
+                }
+            }
+        }
+
+        return byClass;
     }
 
     /// <summary>The block size of class <paramref name="classIndex"/>.</summary>

@@ -11,7 +11,7 @@ namespace Zipora.Buffers;
 internal sealed class RegionCache
 {
     private readonly Region?[] _newestByClass;
-    private readonly int _maxCount;
+    private readonly int[] _countByClass;
     private readonly long _maxBytes;
     private Region? _oldest;
     private Region? _newest;
@@ -19,15 +19,22 @@ internal sealed class RegionCache
     public RegionCache(int classCount, int maxCount, long maxBytes)
     {
         _newestByClass = new Region?[classCount];
-        _maxCount = maxCount;
+        _countByClass = new int[classCount];
+        MaxCount = maxCount;
         _maxBytes = maxBytes;
     }
+
+    /// <summary>Most regions kept: fixed, or moved by the tier with the demand it sees.</summary>
+    public int MaxCount { get; set; }
 
     public int Count { get; private set; }
 
     public long Bytes { get; private set; }
 
-    public bool IsOverLimit => Count > _maxCount || Bytes > _maxBytes;
+    public bool IsOverLimit => Count > MaxCount || Bytes > _maxBytes;
+
+    /// <summary>Regions of size class <paramref name="classIndex"/> kept.</summary>
+    public int CountOf(int classIndex) => _countByClass[classIndex];
 
     /// <summary>Takes the most recently returned region of size class <paramref name="classIndex"/>, if any.</summary>
     public Region? TakeNewest(int classIndex)
@@ -76,6 +83,7 @@ internal sealed class RegionCache
         }
 
         _newestByClass[region.ClassIndex] = region;
+        _countByClass[region.ClassIndex]++;
         Count++;
         Bytes += (long)region.MappedLength;
     }
@@ -115,6 +123,7 @@ internal sealed class RegionCache
         }
 
         region.Older = region.Newer = region.SameSizeOlder = region.SameSizeNewer = null;
+        _countByClass[region.ClassIndex]--;
         Count--;
         Bytes -= (long)region.MappedLength;
     }

@@ -1,3 +1,5 @@
+using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -32,8 +34,27 @@ internal abstract class RegionTier : BufferTier
 
     private readonly bool _guardPages;
 
-    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int classCount, int cacheMaxCount, long cacheMaxBytes)
+    // Demand, under the gate: buffers in use now and the most in use at once in this window and the last (a window
+    // is one idle delay), per class and over the tier. They feed the size histogram and, when adaptive, the cache's
+    // count limit, which follows the recent high-water mark instead of a fixed number.
+    private readonly bool _adaptive;
+    private readonly int _configuredMaxCount;
+    private readonly long[] _rentsByClass;
+    private readonly int[] _inUseByClass;
+    private readonly int[] _peakByClass;
+    private readonly int[] _lastPeakByClass;
+    private int _inUse;
+    private int _peak;
+    private long _windowStart;
+
+    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int classCount, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
     {
+        _adaptive = adaptive;
+        _configuredMaxCount = cacheMaxCount;
+        _rentsByClass = new long[classCount];
+        _inUseByClass = new int[classCount];
+        _peakByClass = new int[classCount];
+        _lastPeakByClass = new int[classCount];
         _guardPages = guardPages;
         _quarantine = quarantine;
         _name = name;
@@ -57,6 +78,7 @@ internal abstract class RegionTier : BufferTier
         Region? region = _cache.TakeNewest(classIndex);
         if (region is not null)
         {
+            CountRentUnsynchronized(classIndex);
             _hits++;
             _bytesInUse += region.Buffer.Length;
             _bytesRented += region.Buffer.Length;
@@ -79,6 +101,8 @@ internal abstract class RegionTier : BufferTier
         _gate.Enter();
         _returns++;
         _bytesInUse -= region.Buffer.Length;
+        _inUseByClass[region.ClassIndex]--;
+        _inUse--;
         bool disposed = _disposed;
         bool overLimit = false;
         if (!disposed)
@@ -124,9 +148,34 @@ internal abstract class RegionTier : BufferTier
 
     public override void Trim() => UnmapCached(stopWhenWithinLimits: false);
 
-    /// <summary>Unmaps, oldest first, the cached regions returned at least <paramref name="delayInTicks"/> ticks ago.</summary>
+    /// <summary>
+    /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), then
+    /// unmaps, oldest first, the cached regions returned at least <paramref name="delayInTicks"/> ticks ago.
+    /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
+        // Only the idle releaser's timer calls this, one tick at a time.
+        if (now - _windowStart >= delayInTicks)
+        {
+            _windowStart = now;
+            _gate.Enter();
+            int lastPeak = _peak;
+            _peak = _inUse;
+            for (int classIndex = 0; classIndex < _peakByClass.Length; classIndex++)
+            {
+                _lastPeakByClass[classIndex] = _peakByClass[classIndex];
+                _peakByClass[classIndex] = _inUseByClass[classIndex];
+            }
+
+            if (_adaptive)
+            {
+                _cache.MaxCount = Math.Max(_configuredMaxCount, lastPeak);
+            }
+
+            _gate.Exit();
+            UnmapCached(stopWhenWithinLimits: true);
+        }
+
         while (true)
         {
             _gate.Enter();
@@ -139,6 +188,40 @@ internal abstract class RegionTier : BufferTier
             }
 
             Unmap(victim);
+        }
+    }
+
+    /// <summary>Adds a histogram row for every class rented so far.</summary>
+    public void AddClassStatistics(List<SizeClassStatistics> into)
+    {
+        const int Columns = 4;
+        long[] snapshot = new long[_rentsByClass.Length * Columns];
+        _gate.Enter();
+        for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
+        {
+            int at = classIndex * Columns;
+            snapshot[at] = _rentsByClass[classIndex];
+            snapshot[at + 1] = _inUseByClass[classIndex];
+            snapshot[at + 2] = Math.Max(_peakByClass[classIndex], _lastPeakByClass[classIndex]);
+            snapshot[at + 3] = _cache.CountOf(classIndex);
+        }
+
+        _gate.Exit();
+        for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
+        {
+            int at = classIndex * Columns;
+            if (snapshot[at] > 0)
+            {
+                into.Add(new SizeClassStatistics
+                {
+                    Tier = _name,
+                    ClassSize = BufferLength(classIndex),
+                    Rents = snapshot[at],
+                    BuffersInUse = snapshot[at + 1],
+                    HighWaterMark = snapshot[at + 2],
+                    Cached = snapshot[at + 3],
+                });
+            }
         }
     }
 
@@ -181,6 +264,7 @@ internal abstract class RegionTier : BufferTier
         nint bufferAddress = _guardPages ? address + (nint)PageAllocator.PageSize : address;
         var region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
         _gate.Enter();
+        CountRentUnsynchronized(classIndex);
         _misses++;
         _bytesInUse += region.Buffer.Length;
         _bytesRented += region.Buffer.Length;
@@ -188,6 +272,27 @@ internal abstract class RegionTier : BufferTier
         _gate.Exit();
 
         return region.Buffer;
+    }
+
+    /// <summary>Counts a rent of class <paramref name="classIndex"/> and raises the high-water marks. Caller holds the gate.</summary>
+    private void CountRentUnsynchronized(int classIndex)
+    {
+        _rentsByClass[classIndex]++;
+        int ofClass = ++_inUseByClass[classIndex];
+        if (ofClass > _peakByClass[classIndex])
+        {
+            _peakByClass[classIndex] = ofClass;
+        }
+
+        if (++_inUse > _peak)
+        {
+            _peak = _inUse;
+            if (_adaptive && _peak > _cache.MaxCount)
+            {
+                // The demand just reached a new high: keep enough regions to serve it again.
+                _cache.MaxCount = _peak;
+            }
+        }
     }
 
     private void UnmapCached(bool stopWhenWithinLimits)

@@ -8,6 +8,7 @@ public sealed class NoThreadCacheContractTests : MemoryPoolContractTests
         ThreadCacheMaxBuffers = 0,
         RegionCacheMaxCount = 1,
         HugeRegionCacheMaxCount = 1,
+        AdaptiveCaches = false,
         EnableHugepages = false,
     };
 }

@@ -13,7 +13,7 @@ public sealed class ConcurrencyTests
     [Fact]
     public async Task NoTwoLiveBuffersEverOverlapUnderAMultiThreadedStorm()
     {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { HugeRegionCacheMaxCount = 4 });
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { HugeRegionCacheMaxCount = 4, AdaptiveCaches = false });
         var live = new LiveRanges();
         var handoff = new BlockingCollection<(IMemoryOwner<byte> Owner, byte Stamp)>(boundedCapacity: 64);
         int threads = Math.Max(4, Environment.ProcessorCount * 2);

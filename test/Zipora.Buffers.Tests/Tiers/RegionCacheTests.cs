@@ -23,7 +23,7 @@ public sealed class RegionCacheTests
     [Fact]
     public void TheLeastRecentlyReturnedRegionIsUnmappedBeyondTheCountLimit()
     {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { RegionCacheMaxCount = 2 });
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { RegionCacheMaxCount = 2, AdaptiveCaches = false });
         IMemoryOwner<byte> oldest = pool.Rent(20_000);
         IMemoryOwner<byte> middle = pool.Rent(40_000);
         IMemoryOwner<byte> newest = pool.Rent(80_000);

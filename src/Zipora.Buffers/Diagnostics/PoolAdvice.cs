@@ -1,0 +1,79 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Plain-language hints drawn from a pool's statistics and the machine: each names what was observed, the setting
+/// to change, and why. Rules need enough traffic to speak (a few hundred rents), so a quiet pool gets no advice.
+/// </summary>
+internal static class PoolAdvice
+{
+    private const long MinimumRents = 500;
+    private const double LowHitRatio = 0.9;
+
+    public static List<string> From(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, HugePageInfo hugepages)
+    {
+        var advice = new List<string>();
+        AdviseOnHugepages(statistics, options, hugepages, advice);
+        AdviseOnMmapThreshold(statistics, options, advice);
+        AdviseOnRegionCache(statistics.Large, options.RegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), advice);
+        AdviseOnRegionCache(statistics.Huge, options.HugeRegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxBytes), advice);
+        if (statistics.Medium.Rents >= MinimumRents && statistics.Medium.HitRatio < LowHitRatio)
+        {
+            advice.Add(Format(
+                $"The medium tier served {statistics.Medium.HitRatio:P0} of its {statistics.Medium.Rents} rents from its caches: buffers are held longer than the caches are deep. Raise ThreadCacheMaxBuffers (now {options.ThreadCacheMaxBuffers}) and ThreadCacheMaxBytes (now {options.ThreadCacheMaxBytes})."));
+        }
+
+        return advice;
+    }
+
+    private static void AdviseOnHugepages(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, HugePageInfo hugepages, List<string> advice)
+    {
+        long hugeBytes = statistics.Huge.BytesInUse + statistics.Huge.BytesRetained;
+        if (!options.EnableHugepages || options.UsePinnedArrays || hugeBytes == 0 || hugepages.Total2MBPages > 0)
+        {
+            return;
+        }
+
+        long pages = (hugeBytes + HugePageInfo.Size2MB - 1) / HugePageInfo.Size2MB;
+        string transparent = hugepages.TransparentHugePagesAvailable
+            ? "transparent hugepages back them only where the kernel finds free 2 MB ranges"
+            : $"transparent hugepages are '{hugepages.TransparentMode}', so they sit on 4 KB pages";
+        advice.Add(Format(
+            $"The huge tier holds {hugeBytes / (1024 * 1024)} MB and the machine reserves no hugepages (vm.nr_hugepages = 0): {transparent}. Reserve them with `echo {pages} > /proc/sys/vm/nr_hugepages` (as root) for fewer TLB misses."));
+    }
+
+    private static void AdviseOnMmapThreshold(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, List<string> advice)
+    {
+        long largeRents = statistics.Large.Rents;
+        if (largeRents < MinimumRents || options.MmapThreshold >= 1024 * 1024)
+        {
+            return;
+        }
+
+        long nearThreshold = statistics.SizeHistogram
+            .Where(row => row.Tier == "large" && row.ClassSize <= 2L * options.MmapThreshold)
+            .Sum(row => row.Rents);
+        double share = (double)nearThreshold / largeRents;
+        if (share >= 0.5)
+        {
+            advice.Add(Format(
+                $"{share:P0} of the large tier's {largeRents} rents are between {options.MmapThreshold / 1024} and {options.MmapThreshold / 512} KB: MmapThreshold = {2 * options.MmapThreshold} would serve them from the medium tier's per-thread caches (no lock, no mmap)."));
+        }
+    }
+
+    private static void AdviseOnRegionCache(TierStatistics tier, long maxBytes, string option, List<string> advice)
+    {
+        if (tier.Rents >= MinimumRents && tier.HitRatio < LowHitRatio && tier.BytesRetained + (4L * 1024 * 1024) >= maxBytes)
+        {
+            advice.Add(Format(
+                $"The {tier.Name} tier reused a region for {tier.HitRatio:P0} of its {tier.Rents} rents while its cache sat at its byte limit: raise {option} (now {maxBytes / (1024 * 1024)} MB) to map less often."));
+        }
+    }
+
+    private static string Format(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

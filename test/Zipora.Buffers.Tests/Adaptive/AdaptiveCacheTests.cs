@@ -1,0 +1,151 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.Extensions.Time.Testing;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class AdaptiveCacheTests
+{
+    private const int Size = 64 * 1024;
+    private static readonly TimeSpan s_delay = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public void TheRegionCacheKeepsAsManyRegionsAsTheRecentPeakNeeds()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });
+        Burst(pool, Size, 256);
+        Assert.Equal(256L * Size, pool.GetStatistics().Large.BytesRetained);
+
+        long maps = pool.GetStatistics().MmapCalls;
+        Burst(pool, Size, 256);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(maps, statistics.MmapCalls);
+        Assert.Equal(256, statistics.Large.CacheHits);
+    }
+
+    [Fact]
+    public void WithAdaptationOffTheCountLimitIsFixed()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false, IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });
+        Burst(pool, Size, 256);
+        Assert.Equal(64L * Size, pool.GetStatistics().Large.BytesRetained);
+
+        Burst(pool, Size, 256);
+        Assert.Equal(64, pool.GetStatistics().Large.CacheHits);
+    }
+
+    [Fact]
+    public void TheByteLimitStaysAHardCap()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { RegionCacheMaxBytes = 4 * 1024 * 1024, IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });
+        Burst(pool, Size, 256);
+        Assert.Equal(4L * 1024 * 1024, pool.GetStatistics().Large.BytesRetained);
+    }
+
+    [Fact]
+    public void WhenDemandFallsTheCacheAndTheHighWaterMarkFallWithItWithinTwoWindows()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time });
+        Burst(pool, Size, 256);
+        Assert.Equal(256, HistogramRow(pool, "large", Size).HighWaterMark);
+
+        for (int tick = 0; tick < 12; tick++)
+        {
+            Burst(pool, Size, 8);
+            time.Advance(s_delay / 4);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(8, HistogramRow(pool, "large", Size).HighWaterMark);
+        Assert.InRange(statistics.Large.BytesRetained, 8L * Size, 64L * Size);
+    }
+
+    [Fact]
+    public void TheHistogramCountsRentsBuffersInUseThePeakAndTheCachedPerClass()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });
+        List<IDisposable> held = [.. Enumerable.Range(0, 5).Select(_ => pool.Rent(20 * 1024))];
+        held[0].Dispose();
+        held[1].Dispose();
+        pool.Rent(3_000_000).Dispose();
+
+        SizeClassStatistics large = HistogramRow(pool, "large", 20 * 1024);
+        Assert.Equal(5, large.Rents);
+        Assert.Equal(3, large.BuffersInUse);
+        Assert.Equal(5, large.HighWaterMark);
+        Assert.Equal(2, large.Cached);
+
+        SizeClassStatistics huge = Assert.Single(pool.GetStatistics().SizeHistogram, row => row.Tier == "huge");
+        Assert.Equal(3 * 1024 * 1024, huge.ClassSize);
+        Assert.Equal(1, huge.Rents);
+        Assert.Equal(0, huge.BuffersInUse);
+        held.ForEach(owner => owner.Dispose());
+    }
+
+    [Fact]
+    public void TheMediumHighWaterMarkIsSampledAtEachIdleTickAndAgesOut()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time });
+        List<IDisposable> held = [.. Enumerable.Range(0, 10).Select(_ => pool.Rent(4096))];
+        time.Advance(s_delay / 4);
+        held.ForEach(owner => owner.Dispose());
+
+        Assert.Equal(10, HistogramRow(pool, "medium", 4096).HighWaterMark);
+        for (int tick = 0; tick < 9; tick++)
+        {
+            time.Advance(s_delay / 4);
+        }
+
+        Assert.Equal(0, HistogramRow(pool, "medium", 4096).HighWaterMark);
+        Assert.Equal(10, HistogramRow(pool, "medium", 4096).Rents);
+    }
+
+    [Fact]
+    public void MostLargeRentsJustAboveTheMmapThresholdBringAdviceToRaiseIt()
+    {
+        using var pool = new TieredMemoryPool();
+        for (int i = 0; i < 600; i++)
+        {
+            pool.Rent(20_000).Dispose();
+        }
+
+        Assert.Contains(pool.GetAdvice(), hint => hint.Contains("MmapThreshold = 32768", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void HugeBuffersOnAMachineWithoutReservedHugepagesBringAdviceToReserveThem()
+    {
+        using var pool = new TieredMemoryPool();
+        using IDisposable huge = pool.Rent(8 * 1024 * 1024);
+
+        bool advised = pool.GetAdvice().Any(hint => hint.Contains("nr_hugepages", StringComparison.Ordinal));
+        Assert.Equal(HugePageInfo.Read().Total2MBPages == 0, advised);
+    }
+
+    [Fact]
+    public void AQuietPoolGetsNoAdvice()
+    {
+        using var pool = new TieredMemoryPool();
+        pool.Rent(100).Dispose();
+        pool.Rent(20_000).Dispose();
+        Assert.Empty(pool.GetAdvice());
+    }
+
+    private static SizeClassStatistics HistogramRow(TieredMemoryPool pool, string tier, int classSize) =>
+        Assert.Single(pool.GetStatistics().SizeHistogram, row => row.Tier == tier && row.ClassSize == classSize);
+
+    private static void Burst(TieredMemoryPool pool, int size, int count)
+    {
+        var held = new List<IDisposable>();
+        for (int i = 0; i < count; i++)
+        {
+            held.Add(pool.Rent(size));
+        }
+
+        held.ForEach(owner => owner.Dispose());
+    }
+}
