@@ -1,10 +1,12 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Hands each live medium tier and array pool an index into its thread-static array of thread caches. Indexes of disposed pools
+/// Hands each live medium tier and array pool an index into its thread-static array of thread caches, and holds
+/// what both do with those caches. Indexes of disposed pools
 /// are reused, so a process that creates and disposes many pools keeps the per-thread arrays small.
 /// </summary>
 internal static class ThreadCacheSlots
@@ -26,6 +28,32 @@ internal static class ThreadCacheSlots
         lock (s_lock)
         {
             s_free.Push(slot);
+        }
+    }
+
+    /// <summary>Puts <paramref name="cache"/> at <paramref name="slot"/> of a thread's table, growing the table if needed; returns the table to store back.</summary>
+    public static T?[] Install<T>(T?[]? table, int slot, T cache)
+        where T : class
+    {
+        if (table is null || table.Length <= slot)
+        {
+            Array.Resize(ref table, Math.Max(slot + 1, (table?.Length ?? 2) * 2));
+        }
+
+        table[slot] = cache;
+        return table;
+    }
+
+    /// <summary>
+    /// The trimming side of the thread-cache handshake: spins until the owner of a closed cache has left its rent or
+    /// return. Call after the process-wide barrier that follows closing the cache.
+    /// </summary>
+    public static void WaitUntilLeft(ref int inUse)
+    {
+        var spinner = new SpinWait();
+        while (Volatile.Read(ref inUse) != 0)
+        {
+            spinner.SpinOnce();
         }
     }
 }

@@ -509,11 +509,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 Interlocked.MemoryBarrierProcessWide();
                 foreach (ArrayThreadCache cache in _caches)
                 {
-                    var spinner = new SpinWait();
-                    while (Volatile.Read(ref cache.InUse) != 0)
-                    {
-                        spinner.SpinOnce();
-                    }
+                    ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
 
                     dropped += EmptyStacks(cache, classes);
                     cache.Closed = false;
@@ -581,14 +577,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             var cache = new ArrayThreadCache(this, _cacheSlots, _cachesClosed);
             _caches.Add(cache);
 
-            ArrayThreadCache?[]? caches = t_caches;
-            if (caches is null || caches.Length <= _slot)
-            {
-                Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
-                t_caches = caches;
-            }
-
-            caches[_slot] = cache;
+            t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
             t_lastCache = cache;
             return cache;
         }

@@ -268,11 +268,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         {
             foreach (ThreadCache cache in _caches)
             {
-                var spinner = new SpinWait();
-                while (Volatile.Read(ref cache.InUse) != 0)
-                {
-                    spinner.SpinOnce();
-                }
+                ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
 
                 DrainUnsynchronized(cache, into);
             }
@@ -458,14 +454,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             var cache = new ThreadCache(this, _capacities);
             _caches.Add(cache);
 
-            ThreadCache?[]? caches = t_caches;
-            if (caches is null || caches.Length <= _slot)
-            {
-                Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
-                t_caches = caches;
-            }
-
-            caches[_slot] = cache;
+            t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
             t_lastCache = cache;
             return cache;
         }
