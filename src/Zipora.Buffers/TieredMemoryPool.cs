@@ -77,7 +77,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         var clock = new IdleClock();
         _quarantine = new LeakQuarantine(clock);
         _small = new SmallTier(_pages, _quarantine);
-        _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes);
+        _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
         _large = new LargeTier(_pages, clock, _quarantine, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
         _huge = new HugeTier(_pages, clock, _quarantine, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)

@@ -27,10 +27,12 @@ public sealed class TieredMemoryPoolOptions
     public int MaxBufferSize { get; set; } = 1024 * 1024 * 1024;
 
     /// <summary>
-    /// Size the region caches by the demand they see: each keeps as many regions as the most buffers of its tier in use
-    /// at once over the last one or two <see cref="IdleReleaseDelay"/>s, with <see cref="RegionCacheMaxCount"/> and
-    /// <see cref="HugeRegionCacheMaxCount"/> as floors and the byte limits as hard caps. Off, the counts are fixed
-    /// caps. Default <see langword="true"/>.
+    /// Caches that follow the demand they see. The region caches keep as many regions as the most buffers of their
+    /// tier in use at once over the last one or two <see cref="IdleReleaseDelay"/>s, with <see cref="RegionCacheMaxCount"/>
+    /// and <see cref="HugeRegionCacheMaxCount"/> as floors and the byte limits as hard caps; and each medium size
+    /// class that saw no rent or return for the delay gives its free blocks back while the other classes stay busy.
+    /// Off, the counts are fixed caps and the medium tier gives memory back only when all of it is idle.
+    /// Default <see langword="true"/>.
     /// </summary>
     public bool AdaptiveCaches { get; set; } = true;
 

@@ -65,8 +65,16 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private readonly long[] _lastSampledPeak;
     private long _windowStart;
 
-    public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    // Adaptive: each class is judged idle on its own, so a class that went cold is given back while the others stay
+    // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet). Timer thread only.
+    private readonly bool _adaptive;
+    private readonly long[] _classActivity;
+    private readonly long[] _classLastActive;
+    private readonly bool[] _classTrimmed;
+
+    public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
     {
+        _adaptive = adaptive;
         _quarantine = quarantine;
         int classCount = BitOperations.Log2((uint)maxSize) - MinSizeLog2 + 1;
         _capacities = new int[classCount];
@@ -83,6 +91,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
         _sampledPeak = new long[classCount];
+        _classActivity = new long[classCount];
+        _classLastActive = new long[classCount];
+        _classTrimmed = new bool[classCount];
         _lastSampledPeak = new long[classCount];
         _heap = new SlabHeap(pages, this, classCount);
         _slot = ThreadCacheSlots.Acquire();
@@ -178,7 +189,10 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
     }
 
-    /// <summary>Samples each class's buffers in use for the high-water marks, then lets the slab tier judge idleness.</summary>
+    /// <summary>
+    /// Samples each class's buffers in use for the high-water marks; when adaptive, trims each class that saw no rent
+    /// or return for the whole delay; then lets the slab tier judge the whole tier's idleness.
+    /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
         // Only the idle releaser's timer calls this, one tick at a time. A window is one delay long.
@@ -203,6 +217,12 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             }
         }
 
+        bool[]? idle = _adaptive ? IdleClasses(byClass, now, delayInTicks) : null;
+        if (idle is not null)
+        {
+            TrimClasses(idle);
+        }
+
         base.ReleaseIdle(now, delayInTicks);
     }
 
@@ -223,7 +243,10 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
     }
 
-    public override void Trim()
+    public override void Trim() => TrimClasses(null);
+
+    /// <summary>Gives back the free blocks of the chosen classes (all when <paramref name="classes"/> is null).</summary>
+    private void TrimClasses(bool[]? classes)
     {
         lock (_trimLock)
         {
@@ -233,10 +256,13 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             }
 
             var free = new List<NativeMemoryManager>();
-            CloseAndEmptyCaches(free);
-            foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+            CloseAndEmptyCaches(free, classes);
+            for (int classIndex = 0; classIndex < _depots.Length; classIndex++)
             {
-                depot.DrainInto(free, close: false);
+                if (classes?[classIndex] ?? true)
+                {
+                    _depots[classIndex].DrainInto(free, close: false);
+                }
             }
 
             foreach (NativeMemoryManager buffer in _heap.TrimFree(free))
@@ -254,8 +280,35 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         return statistics.Rents + statistics.Returns;
     }
 
-    /// <summary>Closes the caches and moves every block they hold into <paramref name="into"/>. Caller holds the trim lock.</summary>
-    private void CloseAndEmptyCaches(List<NativeMemoryManager> into)
+    /// <summary>The classes that saw no rent or return for the whole delay and hold free blocks; null when there are none.</summary>
+    private bool[]? IdleClasses(ClassCounts[] byClass, long now, long delayInTicks)
+    {
+        bool[]? idle = null;
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            long activity = counts.Hits + counts.Misses + counts.Returns;
+            if (activity != _classActivity[classIndex])
+            {
+                _classActivity[classIndex] = activity;
+                _classLastActive[classIndex] = now;
+                _classTrimmed[classIndex] = false;
+            }
+            else if (!_classTrimmed[classIndex] && counts.Cached > 0 && now - _classLastActive[classIndex] >= delayInTicks)
+            {
+                _classTrimmed[classIndex] = true;
+                (idle ??= new bool[byClass.Length])[classIndex] = true;
+            }
+        }
+
+        return idle;
+    }
+
+    /// <summary>
+    /// Closes the caches and moves the blocks they hold of the chosen classes (all when <paramref name="classes"/> is
+    /// null) into <paramref name="into"/>. Caller holds the trim lock.
+    /// </summary>
+    private void CloseAndEmptyCaches(List<NativeMemoryManager> into, bool[]? classes = null)
     {
         _cachesClosed = true;
 
@@ -270,7 +323,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             {
                 ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
 
-                DrainUnsynchronized(cache, into);
+                DrainUnsynchronized(cache, into, classes);
             }
         }
     }
@@ -490,10 +543,15 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
     }
 
-    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
+    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into, bool[]? classes)
     {
         for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
         {
+            if (!(classes?[classIndex] ?? true))
+            {
+                continue;
+            }
+
             Span<NativeMemoryManager> stack = cache.Stack(classIndex);
             ref int count = ref cache.Counts[classIndex];
             foreach (NativeMemoryManager buffer in stack[..count])

@@ -104,6 +104,24 @@ public sealed class AdaptiveCacheTests
         Assert.Equal(10, HistogramRow(pool, "medium", 4096).Rents);
     }
 
+    [Theory]
+    [InlineData(true, 0)]
+    [InlineData(false, 50)]
+    public void AMediumClassThatWentColdIsGivenBackWhileAnotherClassStaysBusyOnlyWhenAdaptive(bool adaptive, int cachedAfter)
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = adaptive, IdleReleaseDelay = s_delay, TimeProvider = time });
+        Burst(pool, 4096, 50);
+        for (int tick = 0; tick < 8; tick++)
+        {
+            Burst(pool, 1024, 10);
+            time.Advance(s_delay / 4);
+        }
+
+        Assert.Equal(cachedAfter, HistogramRow(pool, "medium", 4096).Cached);
+        Assert.Equal(10, HistogramRow(pool, "medium", 1024).Cached);
+    }
+
     [Fact]
     public void MostLargeRentsJustAboveTheMmapThresholdBringAdviceToRaiseIt()
     {
