@@ -30,6 +30,12 @@ public sealed class TierStatistics
     /// <summary>Bytes handed out so far (whole class sizes), summed over every rent.</summary>
     public long BytesRented { get; init; }
 
+    /// <summary>
+    /// Bytes asked for (the sizes passed to <c>Rent</c>), summed over every rent; 0 where it is not tracked
+    /// (<see cref="TieredArrayPool"/>). Against <see cref="BytesRented"/> it gives the cost of the tier's rounding.
+    /// </summary>
+    public long BytesRequested { get; init; }
+
     /// <summary>Bytes the tier has mapped from the OS so far.</summary>
     public long BytesAllocated { get; init; }
 
@@ -39,11 +45,14 @@ public sealed class TierStatistics
     /// <summary>Buffers currently handed out.</summary>
     public long BuffersInUse => Rents - Returns;
 
+    /// <summary>Bytes handed out over bytes asked for, over every rent: 1.25 means rounding to size classes added 25%; 1 when nothing was asked.</summary>
+    public double RoundingRatio => BytesRequested == 0 ? 1 : (double)BytesRented / BytesRequested;
+
     /// <summary>The share of rents served from the cache, from 0 to 1.</summary>
     public double HitRatio => Rents == 0 ? 0 : (double)CacheHits / Rents;
 
     /// <inheritdoc />
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
-        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B");
+        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B rounding x{RoundingRatio:F3}");
 }

@@ -175,6 +175,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
     bool IReclaimablePool.IsDisposed => IsDisposed;
 
+    /// <summary>The calling thread's medium cache capacity for <paramref name="size"/> (tests watch the adaptation with it).</summary>
+    internal int ThreadCacheCapacity(int size) => _medium.CapacityOnThisThread(size);
+
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
     internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
 

@@ -38,8 +38,13 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private static ThreadCache?[]? t_caches;
 #pragma warning restore IDE1006
 
+    // Adaptive thread caches start a class at a quarter of its capacity, grow it by half each time it runs empty,
+    // and shrink it by a quarter after this many overflows without running empty, down to an eighth.
+    private const int OverflowsBeforeShrink = 4;
+
     private readonly int _slot;
     private readonly int[] _capacities;
+    private readonly int[] _initialCapacities;
     private readonly SizeClassDepot<NativeMemoryManager>[] _depots;
     private readonly SlabHeap _heap;
     private readonly Lock _registryLock = new();
@@ -49,6 +54,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private readonly long[] _retiredHits;
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
+    private long _retiredRequestedBytes;
 
     private readonly Lock _trimLock = new();
     private volatile bool _disposed;
@@ -78,12 +84,14 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _quarantine = quarantine;
         int classCount = BitOperations.Log2((uint)maxSize) - MinSizeLog2 + 1;
         _capacities = new int[classCount];
+        _initialCapacities = new int[classCount];
         _depots = new SizeClassDepot<NativeMemoryManager>[classCount];
         for (int i = 0; i < classCount; i++)
         {
             // Split the per-thread byte budget evenly over the classes, so the sum over classes stays within it.
             long byBytes = threadCacheMaxBytes / classCount / ClassSize(i);
             _capacities[i] = (int)Math.Min(threadCacheMaxBuffers, byBytes);
+            _initialCapacities[i] = adaptive ? InitialCapacity(_capacities[i]) : _capacities[i];
             _depots[i] = new SizeClassDepot<NativeMemoryManager>();
         }
 
@@ -114,6 +122,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 NativeMemoryManager buffer = cache.Items[(classIndex * cache.Stride) + top];
                 cache.Counts[classIndex] = top;
                 cache.Hits[classIndex]++;
+                cache.RequestedBytes += size;
                 buffer.Reactivate();
                 Volatile.Write(ref cache.InUse, 0);
                 return buffer;
@@ -122,7 +131,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             Volatile.Write(ref cache.InUse, 0);
         }
 
-        return RentSlow(classIndex);
+        return RentSlow(classIndex, size);
     }
 
     /// <summary>Takes a block back from its owner, on whatever thread disposed it.</summary>
@@ -164,7 +173,16 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             rented += (counts.Hits + counts.Misses) * counts.Size;
         }
 
-        return Snapshot("medium", hits, misses, returns, inUse, rented, _heap);
+        long requested = Volatile.Read(ref _retiredRequestedBytes);
+        lock (_registryLock)
+        {
+            foreach (ThreadCache cache in _caches)
+            {
+                requested += Volatile.Read(ref cache.RequestedBytes);
+            }
+        }
+
+        return Snapshot("medium", hits, misses, returns, inUse, rented, requested, _heap);
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
@@ -378,7 +396,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NativeMemoryManager RentSlow(int classIndex)
+    private NativeMemoryManager RentSlow(int classIndex, int size)
     {
         ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
         if (cache is null)
@@ -390,7 +408,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         if (_cachesClosed)
         {
             Volatile.Write(ref cache.InUse, 0);
-            return RentBypassingCache(cache, classIndex);
+            return RentBypassingCache(cache, classIndex, size);
         }
 
         Span<NativeMemoryManager> stack = cache.Stack(classIndex);
@@ -398,6 +416,11 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         NativeMemoryManager? buffer = null;
         if (count == 0 && !stack.IsEmpty)
         {
+            if (_adaptive)
+            {
+                stack = GrowAfterRunningEmpty(cache, classIndex);
+            }
+
             // Refill half the stack at once, so the depot's lock is paid once per batch.
             _ = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, stack.Length / 2));
         }
@@ -413,23 +436,24 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
 
         Volatile.Write(ref cache.InUse, 0);
-        return HandOut(cache, classIndex, buffer);
+        return HandOut(cache, classIndex, size, buffer);
     }
 
     /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>
-    private NativeMemoryManager RentBypassingCache(ThreadCache cache, int classIndex)
+    private NativeMemoryManager RentBypassingCache(ThreadCache cache, int classIndex, int size)
     {
         if (_disposed)
         {
             ThrowHelper.ThrowPoolDisposed();
         }
 
-        return HandOut(cache, classIndex, _depots[classIndex].TakeOne());
+        return HandOut(cache, classIndex, size, _depots[classIndex].TakeOne());
     }
 
     /// <summary>Hands out a cached block (a hit) or, when there is none, a freshly carved one (a miss).</summary>
-    private NativeMemoryManager HandOut(ThreadCache cache, int classIndex, NativeMemoryManager? cached)
+    private NativeMemoryManager HandOut(ThreadCache cache, int classIndex, int size, NativeMemoryManager? cached)
     {
+        cache.RequestedBytes += size;
         if (cached is not null)
         {
             cache.Hits[classIndex]++;
@@ -466,8 +490,11 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 {
                     if (count == stack.Length)
                     {
-                        // Full: keep the warm half here and move the cold half to the depot for other threads.
-                        _depots[classIndex].PutFrom(stack, ref count, Math.Max(1, count / 2));
+                        // Full: keep the warmest half of the capacity here and move the rest to the depot for other
+                        // threads. The capacity may shrink first; the stack is cut to it after the move.
+                        int capacity = _adaptive ? ShrinkAfterOverflow(cache, classIndex) : count;
+                        _depots[classIndex].PutFrom(stack, ref count, count - (capacity / 2));
+                        stack = cache.Stack(classIndex);
                     }
 
                     stack[count++] = buffer;
@@ -504,7 +531,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             }
 
             ReclaimExitedThreadsUnsynchronized();
-            var cache = new ThreadCache(this, _capacities);
+            var cache = new ThreadCache(this, _capacities, _initialCapacities);
             _caches.Add(cache);
 
             t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
@@ -527,6 +554,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 continue;
             }
 
+            _retiredRequestedBytes += cache.RequestedBytes;
             for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
             {
                 _retiredHits[classIndex] += cache.Hits[classIndex];
@@ -561,6 +589,47 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
             stack.Clear();
             count = 0;
+
+            // A class given back starts over small, as it would on a new thread.
+            cache.Capacities[classIndex] = _initialCapacities[classIndex];
+            cache.Overflows[classIndex] = 0;
         }
+    }
+
+    /// <summary>Where an adaptive class's capacity starts: a quarter of its limit.</summary>
+    private static int InitialCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 4);
+
+    /// <summary>The least an adaptive class's capacity shrinks to: an eighth of its limit.</summary>
+    private static int MinimumCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 8);
+
+    /// <summary>A class that ran empty needed more: grow its capacity by half, within its limit. Owner thread, inside its handshake.</summary>
+    private Span<NativeMemoryManager> GrowAfterRunningEmpty(ThreadCache cache, int classIndex)
+    {
+        cache.Overflows[classIndex] = 0;
+        int capacity = cache.Capacities[classIndex];
+        cache.Capacities[classIndex] = Math.Min(_capacities[classIndex], capacity + Math.Max(1, capacity / 2));
+        return cache.Stack(classIndex);
+    }
+
+    /// <summary>A class that keeps overflowing holds more than its thread uses: shrink its capacity by a quarter. Returns the capacity.</summary>
+    private int ShrinkAfterOverflow(ThreadCache cache, int classIndex)
+    {
+        int capacity = cache.Capacities[classIndex];
+        int minimum = MinimumCapacity(_capacities[classIndex]);
+        if (++cache.Overflows[classIndex] >= OverflowsBeforeShrink && capacity > minimum)
+        {
+            capacity = Math.Max(minimum, capacity - Math.Max(1, capacity / 4));
+            cache.Overflows[classIndex] = 0;
+            cache.Capacities[classIndex] = capacity;
+        }
+
+        return capacity;
+    }
+
+    /// <summary>This thread's current cache capacity for blocks of <paramref name="size"/> bytes; -1 before the thread used the tier.</summary>
+    internal int CapacityOnThisThread(int size)
+    {
+        int classIndex = BitOperations.Log2((uint)size - 1) - (MinSizeLog2 - 1);
+        return FindThreadCache()?.Capacities[classIndex] ?? -1;
     }
 }

@@ -15,19 +15,22 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal sealed class ThreadCache
 {
-    public ThreadCache(MediumTier tier, ReadOnlySpan<int> capacities)
+    /// <param name="tier">The tier the cache belongs to.</param>
+    /// <param name="maxCapacities">The most blocks each class may ever hold: they size the stacks.</param>
+    /// <param name="capacities">Where each class's capacity starts.</param>
+    public ThreadCache(MediumTier tier, ReadOnlySpan<int> maxCapacities, ReadOnlySpan<int> capacities)
     {
         Tier = tier;
         Owner = Thread.CurrentThread;
         int stride = 0;
-        for (int i = 0; i < capacities.Length; i++)
+        for (int i = 0; i < maxCapacities.Length; i++)
         {
             Capacities[i] = capacities[i];
-            stride = Math.Max(stride, capacities[i]);
+            stride = Math.Max(stride, maxCapacities[i]);
         }
 
         Stride = stride;
-        Items = new NativeMemoryManager[capacities.Length * stride];
+        Items = new NativeMemoryManager[maxCapacities.Length * stride];
     }
 
     /// <summary>The tier this cache belongs to: a thread-static reference can outlive a disposed pool.</summary>
@@ -40,7 +43,11 @@ internal sealed class ThreadCache
 
     public readonly int Stride;
 
+    /// <summary>How many blocks each class may hold now: fixed, or moved by the tier's adaptation within the stride.</summary>
     public PerClass<int> Capacities;
+
+    /// <summary>Overflows of each class since it last ran empty: the adaptation shrinks a class that keeps overflowing.</summary>
+    public PerClass<int> Overflows;
 
     public PerClass<int> Counts;
 
@@ -49,6 +56,9 @@ internal sealed class ThreadCache
     public PerClass<long> Misses;
 
     public PerClass<long> Returns;
+
+    /// <summary>Bytes asked for by this thread's rents (the sizes, not the classes).</summary>
+    public long RequestedBytes;
 
     /// <summary>
     /// 1 while the owner thread is inside a rent or return. With the disposing thread's process-wide barrier this

@@ -25,6 +25,7 @@ internal abstract class RegionTier : BufferTier
     private long _returns;
     private long _bytesInUse;
     private long _bytesRented;
+    private long _bytesRequested;
     private long _bytesAllocated;
     private long _bytesEvicted;
     private bool _disposed;
@@ -80,6 +81,7 @@ internal abstract class RegionTier : BufferTier
         {
             CountRentUnsynchronized(classIndex);
             _hits++;
+            _bytesRequested += size;
             _bytesInUse += region.Buffer.Length;
             _bytesRented += region.Buffer.Length;
         }
@@ -88,7 +90,7 @@ internal abstract class RegionTier : BufferTier
 
         if (region is null)
         {
-            return RentMiss(classIndex);
+            return RentMiss(classIndex, size);
         }
 
         region.Buffer.Reactivate();
@@ -139,6 +141,7 @@ internal abstract class RegionTier : BufferTier
             BytesInUse = _bytesInUse,
             BytesRetained = _cache.Bytes,
             BytesRented = _bytesRented,
+            BytesRequested = _bytesRequested,
             BytesAllocated = _bytesAllocated,
             BytesEvicted = Volatile.Read(ref _bytesEvicted),
         };
@@ -248,7 +251,7 @@ internal abstract class RegionTier : BufferTier
     protected abstract bool TryMapRegion(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private NativeMemoryManager RentMiss(int classIndex)
+    private NativeMemoryManager RentMiss(int classIndex, int size)
     {
         if (!TryMap(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
         {
@@ -266,6 +269,7 @@ internal abstract class RegionTier : BufferTier
         _gate.Enter();
         CountRentUnsynchronized(classIndex);
         _misses++;
+        _bytesRequested += size;
         _bytesInUse += region.Buffer.Length;
         _bytesRented += region.Buffer.Length;
         _bytesAllocated += (long)region.MappedLength;

@@ -34,10 +34,11 @@ internal abstract class SlabTier : BufferTier
     }
 
     /// <summary>The statistics of a slab tier: what is mapped and not handed out is retained.</summary>
-    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, SlabHeap heap) => new()
+    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, long bytesRequested, SlabHeap heap) => new()
     {
         Name = name,
         BytesRented = bytesRented,
+        BytesRequested = bytesRequested,
         BytesAllocated = heap.AllocatedBytes,
         BytesEvicted = heap.EvictedBytes,
         Rents = hits + misses,

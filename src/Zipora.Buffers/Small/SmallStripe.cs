@@ -34,6 +34,8 @@ internal sealed class SmallStripe
     public long BytesInUse;
     public long BytesRented;
 
+    public long BytesRequested;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter() => _gate.Enter();
 

@@ -67,6 +67,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
                 stripe.Hits++;
                 stripe.BytesInUse += buffer.Length;
                 stripe.BytesRented += buffer.Length;
+                stripe.BytesRequested += size;
                 stripe.Exit();
                 buffer.Reactivate();
                 return buffer;
@@ -100,7 +101,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
 
     public override TierStatistics GetStatistics()
     {
-        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
+        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0, requested = 0;
         foreach (SmallStripe stripe in _stripes)
         {
             stripe.Enter();
@@ -109,10 +110,11 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             returns += stripe.Returns;
             inUse += stripe.BytesInUse;
             rented += stripe.BytesRented;
+            requested += stripe.BytesRequested;
             stripe.Exit();
         }
 
-        return Snapshot("small", hits, misses, returns, inUse, rented, _heap);
+        return Snapshot("small", hits, misses, returns, inUse, rented, requested, _heap);
     }
 
     public override long ActivityCount()
@@ -227,6 +229,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
 
         home.BytesInUse += buffer.Length;
         home.BytesRented += buffer.Length;
+        home.BytesRequested += size;
         home.Exit();
         return buffer;
     }

@@ -123,6 +123,78 @@ public sealed class AdaptiveCacheTests
     }
 
     [Fact]
+    public void AThreadCacheThatKeepsRunningEmptyGrowsToItsLimit()
+    {
+        using var pool = new TieredMemoryPool();
+        // A class starts at a quarter of its limit (16 of 64), and the first rent ran it empty once: 16 + 8.
+        pool.Rent(4096).Dispose();
+        Assert.Equal(24, pool.ThreadCacheCapacity(4096));
+
+        for (int round = 0; round < 20; round++)
+        {
+            Burst(pool, 4096, 64);
+        }
+
+        Assert.Equal(64, pool.ThreadCacheCapacity(4096));
+    }
+
+    [Fact]
+    public void AThreadCacheThatOnlyReceivesReturnsShrinksToItsFloor()
+    {
+        using var pool = new TieredMemoryPool();
+        int capacity = -1;
+        var returner = new System.Threading.Thread(() =>
+        {
+            var rented = new List<IDisposable>();
+            for (int i = 0; i < 2000; i++)
+            {
+                rented.Add(pool.Rent(4096));
+            }
+
+            // The renting happened here too, so start over on a thread that only returns.
+            var onlyReturns = new System.Threading.Thread(() =>
+            {
+                rented.ForEach(owner => owner.Dispose());
+                capacity = pool.ThreadCacheCapacity(4096);
+            });
+            onlyReturns.Start();
+            onlyReturns.Join();
+        });
+        returner.Start();
+        returner.Join();
+
+        Assert.Equal(8, capacity);
+    }
+
+    [Fact]
+    public void WithAdaptationOffThreadCachesStayAtTheirLimit()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false });
+        Burst(pool, 4096, 1000);
+        Assert.Equal(64, pool.ThreadCacheCapacity(4096));
+    }
+
+    [Fact]
+    public void AClassGivenBackForIdlenessStartsOverSmall()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time });
+        for (int round = 0; round < 20; round++)
+        {
+            Burst(pool, 4096, 64);
+        }
+
+        Assert.Equal(64, pool.ThreadCacheCapacity(4096));
+        for (int tick = 0; tick < 8; tick++)
+        {
+            Burst(pool, 1024, 4);
+            time.Advance(s_delay / 4);
+        }
+
+        Assert.Equal(16, pool.ThreadCacheCapacity(4096));
+    }
+
+    [Fact]
     public void MostLargeRentsJustAboveTheMmapThresholdBringAdviceToRaiseIt()
     {
         using var pool = new TieredMemoryPool();

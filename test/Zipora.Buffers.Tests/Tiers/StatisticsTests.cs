@@ -71,4 +71,24 @@ public sealed class StatisticsTests
             Assert.Contains(name, text, System.StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void EachTierCountsTheBytesAskedForSoItsRoundingShows()
+    {
+        using var pool = new TieredMemoryPool();
+        pool.Rent(100).Dispose();
+        pool.Rent(3000).Dispose();
+        pool.Rent(3000).Dispose();
+        pool.Rent(17_000).Dispose();
+        pool.Rent(2_200_000).Dispose();
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(100, statistics.Small.BytesRequested);
+        Assert.Equal(6000, statistics.Medium.BytesRequested);
+        Assert.Equal(2 * 4096, statistics.Medium.BytesRented);
+        Assert.Equal(8192.0 / 6000, statistics.Medium.RoundingRatio, 6);
+        Assert.Equal(17_000, statistics.Large.BytesRequested);
+        Assert.Equal(20_480.0 / 17_000, statistics.Large.RoundingRatio, 6);
+        Assert.Equal(2_200_000, statistics.Huge.BytesRequested);
+    }
 }
