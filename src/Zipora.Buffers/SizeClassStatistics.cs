@@ -5,7 +5,7 @@ namespace Zipora.Buffers;
 /// <summary>What one size class of a <see cref="TieredMemoryPool"/> was asked for: one row of <see cref="TieredMemoryPoolStatistics.SizeHistogram"/>.</summary>
 public sealed class SizeClassStatistics
 {
-    /// <summary>The tier the class belongs to: <c>medium</c>, <c>large</c> or <c>huge</c>.</summary>
+    /// <summary>The tier the class belongs to: <c>small</c>, <c>medium</c>, <c>large</c> or <c>huge</c>.</summary>
     public required string Tier { get; init; }
 
     /// <summary>Bytes of every buffer of the class.</summary>
@@ -19,7 +19,7 @@ public sealed class SizeClassStatistics
 
     /// <summary>
     /// Most buffers of the class in use at once over the recent window (the current and the previous idle delay):
-    /// exact in the large and huge tiers, sampled at each tick of the idle releaser in the medium tier.
+    /// exact in the large and huge tiers, sampled at each tick of the idle releaser in the small and medium tiers.
     /// </summary>
     public long HighWaterMark { get; init; }
 

@@ -150,6 +150,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private List<SizeClassStatistics> SizeHistogram()
     {
         var histogram = new List<SizeClassStatistics>();
+        _small.AddClassStatistics(histogram);
         _medium.AddClassStatistics(histogram);
         _large.AddClassStatistics(histogram);
         _huge.AddClassStatistics(histogram);

@@ -47,7 +47,7 @@ public sealed class TieredMemoryPoolStatistics
     public IReadOnlyDictionary<string, long> RentsByOwner { get; init; } = new Dictionary<string, long>();
 
     /// <summary>
-    /// The pattern of requests: one row per size class of the medium, large and huge tiers that was rented, with its
+    /// The pattern of requests: one row per size class (of every tier) that was rented, with its
     /// rents, buffers in use, recent high-water mark and cached buffers.
     /// </summary>
     public IReadOnlyList<SizeClassStatistics> SizeHistogram { get; init; } = [];

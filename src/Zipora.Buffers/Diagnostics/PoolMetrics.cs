@@ -56,7 +56,8 @@ internal static class PoolMetrics
         meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
         meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool(static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
         meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
-        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", ByClass, "{buffer}", "Most buffers of a size class in use at once over the recent window.");
+        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
+        meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass(static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
         return meter;
     }
 
@@ -95,13 +96,13 @@ internal static class PoolMetrics
         }
     }
 
-    private static IEnumerable<Measurement<long>> ByClass()
+    private static IEnumerable<Measurement<long>> ByClass(Func<SizeClassStatistics, long> value)
     {
         foreach ((TieredMemoryPool pool, TieredMemoryPoolStatistics statistics) in Snapshots())
         {
             foreach (SizeClassStatistics row in statistics.SizeHistogram)
             {
-                yield return new Measurement<long>(row.HighWaterMark, new(TierTag, row.Tier), new(OwnerTag, pool.Name), new(ClassSizeTag, row.ClassSize));
+                yield return new Measurement<long>(value(row), new(TierTag, row.Tier), new(OwnerTag, pool.Name), new(ClassSizeTag, row.ClassSize));
             }
         }
     }

@@ -65,11 +65,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
     private readonly LeakQuarantine _quarantine;
 
-    // Buffers in use per class, sampled at each idle tick (the fast path counts nothing more for them): the most seen
-    // in this window and in the last. Only the idle releaser's timer writes them.
-    private readonly long[] _sampledPeak;
-    private readonly long[] _lastSampledPeak;
-    private long _windowStart;
+    private readonly HighWaterSampler _highWater;
 
     // Adaptive: each class is judged idle on its own, so a class that went cold is given back while the others stay
     // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet). Timer thread only.
@@ -98,11 +94,10 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _retiredHits = new long[classCount];
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
-        _sampledPeak = new long[classCount];
+        _highWater = new HighWaterSampler(classCount);
         _classActivity = new long[classCount];
         _classLastActive = new long[classCount];
         _classTrimmed = new bool[classCount];
-        _lastSampledPeak = new long[classCount];
         _heap = new SlabHeap(pages, this, classCount);
         _slot = ThreadCacheSlots.Acquire();
     }
@@ -200,7 +195,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                     ClassSize = counts.Size,
                     Rents = counts.Hits + counts.Misses,
                     BuffersInUse = counts.Hits + counts.Misses - counts.Returns,
-                    HighWaterMark = Math.Max(Volatile.Read(ref _sampledPeak[classIndex]), Volatile.Read(ref _lastSampledPeak[classIndex])),
+                    HighWaterMark = _highWater.HighWaterMark(classIndex),
                     Cached = counts.Cached,
                 });
             }
@@ -213,28 +208,15 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
-        // Only the idle releaser's timer calls this, one tick at a time. A window is one delay long.
-        bool newWindow = now - _windowStart >= delayInTicks;
-        if (newWindow)
-        {
-            _windowStart = now;
-        }
-
+        // Only the idle releaser's timer calls this, one tick at a time.
         ClassCounts[] byClass = CountByClass();
+        var inUse = new long[byClass.Length];
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
-            long inUse = byClass[classIndex].Hits + byClass[classIndex].Misses - byClass[classIndex].Returns;
-            if (newWindow)
-            {
-                Volatile.Write(ref _lastSampledPeak[classIndex], _sampledPeak[classIndex]);
-                Volatile.Write(ref _sampledPeak[classIndex], inUse);
-            }
-            else if (inUse > _sampledPeak[classIndex])
-            {
-                Volatile.Write(ref _sampledPeak[classIndex], inUse);
-            }
+            inUse[classIndex] = byClass[classIndex].Hits + byClass[classIndex].Misses - byClass[classIndex].Returns;
         }
 
+        _highWater.Sample(now, delayInTicks, inUse);
         bool[]? idle = _adaptive ? IdleClasses(byClass, now, delayInTicks) : null;
         if (idle is not null)
         {

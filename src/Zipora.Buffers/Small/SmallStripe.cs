@@ -25,6 +25,8 @@ internal sealed class SmallStripe
         }
 
         _counts = new int[classCount];
+        RentsByClass = new long[classCount];
+        InUseByClass = new long[classCount];
     }
 
     // Counters, written only under the lock.
@@ -35,6 +37,14 @@ internal sealed class SmallStripe
     public long BytesRented;
 
     public long BytesRequested;
+
+    // Per class, for the size histogram. A block returned on another core's stripe is counted out there, so one
+    // stripe's figure may go negative; the sum over stripes is right.
+    public readonly long[] RentsByClass;
+    public readonly long[] InUseByClass;
+
+    /// <summary>Free blocks of class <paramref name="classIndex"/> on this stripe. Caller holds the lock.</summary>
+    public int CountOf(int classIndex) => _counts[classIndex];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter() => _gate.Enter();

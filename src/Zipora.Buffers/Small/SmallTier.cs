@@ -27,6 +27,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
     private readonly int _stripeMask;
     private readonly SlabHeap _heap;
     private readonly LeakQuarantine _quarantine;
+    private readonly HighWaterSampler _highWater = new(ClassCount);
     private volatile bool _disposed;
 
     public SmallTier(PageSource pages, LeakQuarantine quarantine)
@@ -68,6 +69,8 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
                 stripe.BytesInUse += buffer.Length;
                 stripe.BytesRented += buffer.Length;
                 stripe.BytesRequested += size;
+                stripe.RentsByClass[classIndex]++;
+                stripe.InUseByClass[classIndex]++;
                 stripe.Exit();
                 buffer.Reactivate();
                 return buffer;
@@ -85,9 +88,11 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         stripe.Enter();
         stripe.Returns++;
         stripe.BytesInUse -= buffer.Length;
+        int classIndex = ClassIndex(buffer.Length);
+        stripe.InUseByClass[classIndex]--;
         if (!_disposed)
         {
-            stripe.PushUnsynchronized(ClassIndex(buffer.Length), buffer);
+            stripe.PushUnsynchronized(classIndex, buffer);
             stripe.Exit();
             return;
         }
@@ -115,6 +120,39 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         }
 
         return Snapshot("small", hits, misses, returns, inUse, rented, requested, _heap);
+    }
+
+    /// <summary>Adds a histogram row for every class rented so far.</summary>
+    public void AddClassStatistics(List<SizeClassStatistics> into)
+    {
+        var rents = new long[ClassCount];
+        var inUse = new long[ClassCount];
+        var cached = new long[ClassCount];
+        Sum(rents, inUse, cached);
+        for (int classIndex = 0; classIndex < ClassCount; classIndex++)
+        {
+            if (rents[classIndex] > 0)
+            {
+                into.Add(new SizeClassStatistics
+                {
+                    Tier = "small",
+                    ClassSize = ClassLength(classIndex),
+                    Rents = rents[classIndex],
+                    BuffersInUse = inUse[classIndex],
+                    HighWaterMark = _highWater.HighWaterMark(classIndex),
+                    Cached = cached[classIndex],
+                });
+            }
+        }
+    }
+
+    /// <summary>Samples each class's buffers in use for the high-water marks, then lets the slab tier judge idleness.</summary>
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        var inUse = new long[ClassCount];
+        Sum(null, inUse, null);
+        _highWater.Sample(now, delayInTicks, inUse);
+        base.ReleaseIdle(now, delayInTicks);
     }
 
     public override long ActivityCount()
@@ -230,7 +268,42 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         home.BytesInUse += buffer.Length;
         home.BytesRented += buffer.Length;
         home.BytesRequested += size;
+        home.RentsByClass[classIndex]++;
+        home.InUseByClass[classIndex]++;
         home.Exit();
         return buffer;
+    }
+
+    /// <summary>The block size of class <paramref name="classIndex"/>.</summary>
+    private static int ClassLength(int classIndex) => classIndex < FineClassCount
+        ? (classIndex + 1) * FineStep
+        : (int)SizeClasses.QuarterStepSize(classIndex - FineClassCount, FineLimitLog2);
+
+    /// <summary>Sums the per-class figures of every stripe into the arrays given (null ones are skipped).</summary>
+    private void Sum(long[]? rents, long[]? inUse, long[]? cached)
+    {
+        foreach (SmallStripe stripe in _stripes)
+        {
+            stripe.Enter();
+            for (int classIndex = 0; classIndex < ClassCount; classIndex++)
+            {
+                if (rents is not null)
+                {
+                    rents[classIndex] += stripe.RentsByClass[classIndex];
+                }
+
+                if (inUse is not null)
+                {
+                    inUse[classIndex] += stripe.InUseByClass[classIndex];
+                }
+
+                if (cached is not null)
+                {
+                    cached[classIndex] += stripe.CountOf(classIndex);
+                }
+            }
+
+            stripe.Exit();
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
@@ -83,6 +84,37 @@ public sealed class AdaptiveCacheTests
         Assert.Equal(1, huge.Rents);
         Assert.Equal(0, huge.BuffersInUse);
         held.ForEach(owner => owner.Dispose());
+    }
+
+    [Fact]
+    public void TheSmallTierReportsItsClassesToo()
+    {
+        using var pool = new TieredMemoryPool();
+        List<IDisposable> held = [.. Enumerable.Range(0, 3).Select(_ => pool.Rent(100))];
+        held[0].Dispose();
+
+        SizeClassStatistics small = HistogramRow(pool, "small", 112);
+        Assert.Equal(3, small.Rents);
+        Assert.Equal(2, small.BuffersInUse);
+        Assert.Equal(1, small.Cached);
+        held.ForEach(owner => owner.Dispose());
+    }
+
+    [Fact]
+    public void EachClassReportsItsRentsAndHighWaterMarkAsMetrics()
+    {
+        string owner = $"classes-{Guid.NewGuid():N}";
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner, IdleReleaseDelay = s_delay, TimeProvider = time });
+        using var rents = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.class.rents");
+        using var highWater = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.class.high_water_mark");
+        Burst(pool, 4096, 7);
+        Burst(pool, Size, 3);
+
+        rents.RecordObservableInstruments();
+        highWater.RecordObservableInstruments();
+        Assert.Equal(7, Latest(rents, owner, 4096));
+        Assert.Equal(3, Latest(highWater, owner, Size));
     }
 
     [Fact]
@@ -224,6 +256,11 @@ public sealed class AdaptiveCacheTests
         pool.Rent(20_000).Dispose();
         Assert.Empty(pool.GetAdvice());
     }
+
+    private static long Latest(MetricCollector<long> collector, string owner, long classSize) =>
+        collector.GetMeasurementSnapshot()
+            .Last(measurement => Equals(measurement.Tags[PoolMetrics.OwnerTag], owner) && Equals(measurement.Tags[PoolMetrics.ClassSizeTag], classSize))
+            .Value;
 
     private static SizeClassStatistics HistogramRow(TieredMemoryPool pool, string tier, int classSize) =>
         Assert.Single(pool.GetStatistics().SizeHistogram, row => row.Tier == tier && row.ClassSize == classSize);
