@@ -175,14 +175,7 @@ public sealed class TieredMemoryPoolOptions
         RequireNotNegative(ThreadCacheMaxBytes, nameof(ThreadCacheMaxBytes));
     }
 
-    private static void RequireNotNegative(long value, string name)
-    {
-        if (value < 0)
-        {
-            throw Invalid(name, $"must not be negative, but is {value}.");
-        }
-    }
+    private static void RequireNotNegative(long value, string name) => OptionChecks.RequireNotNegative(value, nameof(TieredMemoryPoolOptions), name);
 
-    private static ArgumentException Invalid(string name, string problem) =>
-        new($"TieredMemoryPoolOptions.{name} {problem}", name);
+    private static ArgumentException Invalid(string name, string problem) => OptionChecks.Invalid(nameof(TieredMemoryPoolOptions), name, problem);
 }

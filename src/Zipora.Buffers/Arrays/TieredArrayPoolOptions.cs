@@ -73,14 +73,7 @@ public sealed class TieredArrayPoolOptions
         RequireNotNegative(PinnedThreshold, nameof(PinnedThreshold));
     }
 
-    private static void RequireNotNegative(long value, string name)
-    {
-        if (value < 0)
-        {
-            throw Invalid(name, $"must not be negative, but is {value}.");
-        }
-    }
+    private static void RequireNotNegative(long value, string name) => OptionChecks.RequireNotNegative(value, nameof(TieredArrayPoolOptions), name);
 
-    private static ArgumentException Invalid(string name, string problem) =>
-        new($"TieredArrayPoolOptions.{name} {problem}", name);
+    private static ArgumentException Invalid(string name, string problem) => OptionChecks.Invalid(nameof(TieredArrayPoolOptions), name, problem);
 }
