@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Threading;
 using BenchmarkDotNet.Attributes;
 
 namespace Zipora.Buffers.Benchmarks;
@@ -25,43 +23,14 @@ public class ArrayCrossThreadBenchmarks
     [Benchmark(Baseline = true)]
     public void ArrayPoolShared() => RentHereReturnThere(ArrayPool<byte>.Shared);
 
-    private static void RentHereReturnThere(ArrayPool<byte> pool)
-    {
-        var handoff = new ConcurrentQueue<byte[]>();
-        int inFlight = 0;
-        var reader = new Thread(() =>
-        {
-            int returned = 0;
-            var spinner = new SpinWait();
-            while (returned < Operations)
+    private static void RentHereReturnThere(ArrayPool<byte> pool) =>
+        CrossThreadHandoff.Run(
+            Operations,
+            () =>
             {
-                if (handoff.TryDequeue(out byte[]? array))
-                {
-                    pool.Return(array);
-                    Interlocked.Decrement(ref inFlight);
-                    returned++;
-                }
-                else
-                {
-                    spinner.SpinOnce(sleep1Threshold: -1);
-                }
-            }
-        });
-        reader.Start();
-        var wait = new SpinWait();
-        for (int i = 0; i < Operations; i++)
-        {
-            while (Volatile.Read(ref inFlight) >= 32)
-            {
-                wait.SpinOnce(sleep1Threshold: -1);
-            }
-
-            byte[] array = pool.Rent(Length);
-            array[0] = 1;
-            Interlocked.Increment(ref inFlight);
-            handoff.Enqueue(array);
-        }
-
-        reader.Join();
-    }
+                byte[] array = pool.Rent(Length);
+                array[0] = 1;
+                return array;
+            },
+            array => pool.Return(array));
 }

@@ -9,11 +9,9 @@ namespace Zipora.Buffers.Benchmarks;
 /// work), then return them all. Warm: the pools have served the burst before. Reported per burst.
 /// </summary>
 [MemoryDiagnoser]
-public unsafe class BurstBenchmarks
+public unsafe class BurstBenchmarks : PeerPoolBenchmarks
 {
     private const int PageSize = 4096;
-    private TieredMemoryPool _tiered = null!;
-    private MemoryPool<byte> _kestrel = null!;
     private IMemoryOwner<byte>[] _owners = null!;
     private byte[][] _arrays = null!;
     private nint[] _blocks = null!;
@@ -23,31 +21,21 @@ public unsafe class BurstBenchmarks
 
     public static Burst[] Bursts => [new(100, 1024), new(100, 16384), new(10, 1048576), new(10, 4194304)];
 
-    [GlobalSetup]
-    public void Setup()
+    protected override void OnSetup()
     {
-        _tiered = Peers.CreateTieredPool();
-        _kestrel = Peers.CreateKestrelPool();
         _owners = new IMemoryOwner<byte>[Pattern.Count];
         _arrays = new byte[Pattern.Count][];
         _blocks = new nint[Pattern.Count];
     }
 
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _tiered.Dispose();
-        _kestrel.Dispose();
-    }
-
     [Benchmark]
-    public void TieredMemoryPool() => BurstFrom(_tiered);
+    public void TieredMemoryPool() => BurstFrom(Tiered);
 
     [Benchmark(Baseline = true)]
     public void MemoryPoolShared() => BurstFrom(MemoryPool<byte>.Shared);
 
     [Benchmark]
-    public void KestrelPool() => BurstFrom(_kestrel);
+    public void KestrelPool() => BurstFrom(Kestrel);
 
     [Benchmark]
     public void ArrayPoolShared()

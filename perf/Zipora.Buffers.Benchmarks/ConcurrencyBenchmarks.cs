@@ -1,7 +1,5 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Threading;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Attributes;
 
@@ -13,12 +11,10 @@ namespace Zipora.Buffers.Benchmarks;
 /// disposes.
 /// </summary>
 [MemoryDiagnoser]
-public class ConcurrencyBenchmarks
+public class ConcurrencyBenchmarks : PeerPoolBenchmarks
 {
     private const int OperationsPerThread = 200_000;
     private const int BufferSize = 4096;
-    private TieredMemoryPool _tiered = null!;
-    private MemoryPool<byte> _kestrel = null!;
 
     [Params(1, 2, 0)]
     public int Threads { get; set; }
@@ -34,20 +30,6 @@ public class ConcurrencyBenchmarks
     }
 
     private int ThreadCount => Threads == 0 ? Environment.ProcessorCount : Threads;
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _tiered = Peers.CreateTieredPool();
-        _kestrel = Peers.CreateKestrelPool();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _tiered.Dispose();
-        _kestrel.Dispose();
-    }
 
     /// <summary>Every thread rents, writes and disposes its own buffers.</summary>
     [Benchmark]
@@ -70,48 +52,21 @@ public class ConcurrencyBenchmarks
     public void RentOnOneThreadReturnOnAnother()
     {
         MemoryPool<byte> pool = Selected();
-        var handoff = new ConcurrentQueue<IMemoryOwner<byte>>();
-        int inFlight = 0;
-        var reader = new Thread(() =>
-        {
-            int disposed = 0;
-            var spinner = new SpinWait();
-            while (disposed < OperationsPerThread)
+        CrossThreadHandoff.Run(
+            OperationsPerThread,
+            () =>
             {
-                if (handoff.TryDequeue(out IMemoryOwner<byte>? owner))
-                {
-                    owner.Dispose();
-                    Interlocked.Decrement(ref inFlight);
-                    disposed++;
-                }
-                else
-                {
-                    spinner.SpinOnce(sleep1Threshold: -1);
-                }
-            }
-        });
-        reader.Start();
-        var wait = new SpinWait();
-        for (int i = 0; i < OperationsPerThread; i++)
-        {
-            while (Volatile.Read(ref inFlight) >= 32)
-            {
-                wait.SpinOnce(sleep1Threshold: -1);
-            }
-
-            IMemoryOwner<byte> owner = pool.Rent(BufferSize);
-            owner.Memory.Span[0] = 1;
-            Interlocked.Increment(ref inFlight);
-            handoff.Enqueue(owner);
-        }
-
-        reader.Join();
+                IMemoryOwner<byte> owner = pool.Rent(BufferSize);
+                owner.Memory.Span[0] = 1;
+                return owner;
+            },
+            static owner => owner.Dispose());
     }
 
     private MemoryPool<byte> Selected() => Pool switch
     {
-        PoolKind.Tiered => _tiered,
-        PoolKind.Kestrel => _kestrel,
+        PoolKind.Tiered => Tiered,
+        PoolKind.Kestrel => Kestrel,
         _ => MemoryPool<byte>.Shared,
     };
 }

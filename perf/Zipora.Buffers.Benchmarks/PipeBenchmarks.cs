@@ -9,34 +9,18 @@ namespace Zipora.Buffers.Benchmarks;
 /// <summary>1 GB through a Pipe in writes of 4 to 64 KB with a concurrent reader, per pool (the reader touches every byte).</summary>
 [MemoryDiagnoser]
 [SimpleJob(launchCount: 1, warmupCount: 1, iterationCount: 6)]
-public class PipeBenchmarks
+public class PipeBenchmarks : PeerPoolBenchmarks
 {
     private const long BytesPerRun = 1L << 30;
-    private TieredMemoryPool _tiered = null!;
-    private MemoryPool<byte> _kestrel = null!;
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _tiered = Peers.CreateTieredPool();
-        _kestrel = Peers.CreateKestrelPool();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _tiered.Dispose();
-        _kestrel.Dispose();
-    }
 
     [Benchmark(Baseline = true)]
     public Task<long> DefaultPool() => MoveAsync(MemoryPool<byte>.Shared);
 
     [Benchmark]
-    public Task<long> TieredMemoryPool() => MoveAsync(_tiered);
+    public Task<long> TieredMemoryPool() => MoveAsync(Tiered);
 
     [Benchmark]
-    public Task<long> KestrelPool() => MoveAsync(_kestrel);
+    public Task<long> KestrelPool() => MoveAsync(Kestrel);
 
     private static async Task<long> MoveAsync(MemoryPool<byte> pool)
     {

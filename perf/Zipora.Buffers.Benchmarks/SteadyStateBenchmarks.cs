@@ -6,38 +6,22 @@ namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>One thread: rent (or allocate), write one byte, return (or free), at each size. Every peer does the same work.</summary>
 [MemoryDiagnoser]
-public unsafe class SteadyStateBenchmarks
+public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
 {
     private const int Operations = 1_000;
-    private TieredMemoryPool _tiered = null!;
-    private MemoryPool<byte> _kestrel = null!;
 
     [Params(64, 1024, 4096, 16384, 65536, 1048576, 4194304, 67108864)]
     public int Size { get; set; }
 
-    [GlobalSetup]
-    public void Setup()
-    {
-        _tiered = Peers.CreateTieredPool();
-        _kestrel = Peers.CreateKestrelPool();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _tiered.Dispose();
-        _kestrel.Dispose();
-    }
-
     [Benchmark(OperationsPerInvoke = Operations)]
-    public void TieredMemoryPool() => RentWriteDispose(_tiered);
+    public void TieredMemoryPool() => RentWriteDispose(Tiered);
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Operations)]
     public void MemoryPoolShared() => RentWriteDispose(MemoryPool<byte>.Shared);
 
     /// <summary>Kestrel's pool has 4 KB blocks only: larger sizes throw, and BenchmarkDotNet reports them as NA.</summary>
     [Benchmark(OperationsPerInvoke = Operations)]
-    public void KestrelPool() => RentWriteDispose(_kestrel);
+    public void KestrelPool() => RentWriteDispose(Kestrel);
 
     [Benchmark(OperationsPerInvoke = Operations)]
     public void ArrayPoolShared()
