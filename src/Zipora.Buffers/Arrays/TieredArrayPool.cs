@@ -57,8 +57,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly long[] _retiredHits;
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
-    private readonly long[] _lastActivity;
-    private readonly long[] _lastActiveTick;
+    private readonly ClassIdleness _idleness;
     private bool _cachesClosed;
 
     private readonly Lock _trimLock = new();
@@ -106,8 +105,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _retiredHits = new long[classCount];
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
-        _lastActivity = new long[classCount];
-        _lastActiveTick = new long[classCount];
+        _idleness = new ClassIdleness(classCount);
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
         _slot = ThreadCacheSlots.Acquire();
@@ -235,35 +233,16 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     public TieredArrayPoolStatistics GetStatistics()
     {
         long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0, allocated = 0, retained = 0;
-        int threads;
-        lock (_registryLock)
+        ClassCounts[] byClass = CountByClass(out int threads);
+        foreach (ClassCounts counts in byClass)
         {
-            ReclaimExitedThreadsUnsynchronized();
-            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
-            {
-                long classHits = _retiredHits[classIndex];
-                long classMisses = _retiredMisses[classIndex];
-                long classReturns = _retiredReturns[classIndex];
-                long cached = _depots[classIndex].Count;
-                foreach (ArrayThreadCache cache in _caches)
-                {
-                    classHits += Volatile.Read(ref cache.Hits[classIndex]);
-                    classMisses += Volatile.Read(ref cache.Misses[classIndex]);
-                    classReturns += Volatile.Read(ref cache.Returns[classIndex]);
-                    cached += Volatile.Read(ref cache.Counts[classIndex]);
-                }
-
-                long length = _classLengths[classIndex];
-                hits += classHits;
-                misses += classMisses;
-                returns += classReturns;
-                inUse += (classHits + classMisses - classReturns) * length;
-                rented += (classHits + classMisses) * length;
-                allocated += classMisses * length;
-                retained += cached * length;
-            }
-
-            threads = _caches.Count;
+            hits += counts.Hits;
+            misses += counts.Misses;
+            returns += counts.Returns;
+            inUse += (counts.Hits + counts.Misses - counts.Returns) * counts.Size;
+            rented += (counts.Hits + counts.Misses) * counts.Size;
+            allocated += counts.Misses * counts.Size;
+            retained += counts.Cached * counts.Size;
         }
 
         long unpooledRents = Volatile.Read(ref _unpooledRents);
@@ -303,36 +282,41 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
-        bool[]? idle = null;
-        lock (_registryLock)
-        {
-            ReclaimExitedThreadsUnsynchronized();
-            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
-            {
-                long activity = _retiredHits[classIndex] + _retiredMisses[classIndex] + _retiredReturns[classIndex];
-                long cached = _depots[classIndex].Count;
-                foreach (ArrayThreadCache cache in _caches)
-                {
-                    activity += Volatile.Read(ref cache.Hits[classIndex]) + Volatile.Read(ref cache.Misses[classIndex]) + Volatile.Read(ref cache.Returns[classIndex]);
-                    cached += Volatile.Read(ref cache.Counts[classIndex]);
-                }
-
-                if (activity != _lastActivity[classIndex])
-                {
-                    _lastActivity[classIndex] = activity;
-                    _lastActiveTick[classIndex] = now;
-                }
-                else if (cached > 0 && now - _lastActiveTick[classIndex] >= delayInTicks)
-                {
-                    (idle ??= new bool[_classLengths.Length])[classIndex] = true;
-                }
-            }
-        }
-
+        bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now, delayInTicks);
         if (idle is not null)
         {
             DropCached(idle);
         }
+    }
+
+    /// <summary>Every thread's counters and cached arrays, summed per class; <paramref name="threads"/> is the number of caches.</summary>
+    private ClassCounts[] CountByClass(out int threads)
+    {
+        var byClass = new ClassCounts[_classLengths.Length];
+        lock (_registryLock)
+        {
+            ReclaimExitedThreadsUnsynchronized();
+            for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+            {
+                ref ClassCounts counts = ref byClass[classIndex];
+                counts.Size = _classLengths[classIndex];
+                counts.Hits = _retiredHits[classIndex];
+                counts.Misses = _retiredMisses[classIndex];
+                counts.Returns = _retiredReturns[classIndex];
+                counts.Cached = _depots[classIndex].Count;
+                foreach (ArrayThreadCache cache in _caches)
+                {
+                    counts.Hits += Volatile.Read(ref cache.Hits[classIndex]);
+                    counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
+                    counts.Returns += Volatile.Read(ref cache.Returns[classIndex]);
+                    counts.Cached += Volatile.Read(ref cache.Counts[classIndex]);
+                }
+            }
+
+            threads = _caches.Count;
+        }
+
+        return byClass;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

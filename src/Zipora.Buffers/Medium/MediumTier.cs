@@ -68,11 +68,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private readonly HighWaterSampler _highWater;
 
     // Adaptive: each class is judged idle on its own, so a class that went cold is given back while the others stay
-    // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet). Timer thread only.
+    // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet).
     private readonly bool _adaptive;
-    private readonly long[] _classActivity;
-    private readonly long[] _classLastActive;
-    private readonly bool[] _classTrimmed;
+    private readonly ClassIdleness _idleness;
 
     public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
     {
@@ -95,9 +93,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
         _highWater = new HighWaterSampler(classCount);
-        _classActivity = new long[classCount];
-        _classLastActive = new long[classCount];
-        _classTrimmed = new bool[classCount];
+        _idleness = new ClassIdleness(classCount);
         _heap = new SlabHeap(pages, this, classCount);
         _slot = ThreadCacheSlots.Acquire();
     }
@@ -211,19 +207,22 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         // Only the idle releaser's timer calls this, one tick at a time.
         ClassCounts[] byClass = CountByClass();
         var inUse = new long[byClass.Length];
+        long activity = 0;
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
-            inUse[classIndex] = byClass[classIndex].Hits + byClass[classIndex].Misses - byClass[classIndex].Returns;
+            ClassCounts counts = byClass[classIndex];
+            inUse[classIndex] = counts.Hits + counts.Misses - counts.Returns;
+            activity += counts.Hits + counts.Misses + counts.Returns;
         }
 
         _highWater.Sample(now, delayInTicks, inUse);
-        bool[]? idle = _adaptive ? IdleClasses(byClass, now, delayInTicks) : null;
+        bool[]? idle = _adaptive ? _idleness.IdleClasses(byClass, now, delayInTicks) : null;
         if (idle is not null)
         {
             TrimClasses(idle);
         }
 
-        base.ReleaseIdle(now, delayInTicks);
+        TrimIfIdle(now, delayInTicks, activity);
     }
 
     public override void Dispose()
@@ -272,36 +271,6 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
             _cachesClosed = false;
         }
-    }
-
-    public override long ActivityCount()
-    {
-        TierStatistics statistics = GetStatistics();
-        return statistics.Rents + statistics.Returns;
-    }
-
-    /// <summary>The classes that saw no rent or return for the whole delay and hold free blocks; null when there are none.</summary>
-    private bool[]? IdleClasses(ClassCounts[] byClass, long now, long delayInTicks)
-    {
-        bool[]? idle = null;
-        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
-        {
-            ClassCounts counts = byClass[classIndex];
-            long activity = counts.Hits + counts.Misses + counts.Returns;
-            if (activity != _classActivity[classIndex])
-            {
-                _classActivity[classIndex] = activity;
-                _classLastActive[classIndex] = now;
-                _classTrimmed[classIndex] = false;
-            }
-            else if (!_classTrimmed[classIndex] && counts.Cached > 0 && now - _classLastActive[classIndex] >= delayInTicks)
-            {
-                _classTrimmed[classIndex] = true;
-                (idle ??= new bool[byClass.Length])[classIndex] = true;
-            }
-        }
-
-        return idle;
     }
 
     /// <summary>

@@ -11,13 +11,14 @@ internal abstract class SlabTier : BufferTier
     private long _lastActive;
     private bool _trimmedSinceActive;
 
-    /// <summary>Rents plus returns so far: it changes whenever the tier is used.</summary>
-    public abstract long ActivityCount();
-
-    public override void ReleaseIdle(long now, long delayInTicks)
+    /// <summary>
+    /// Trims the tier when <paramref name="activity"/> (rents plus returns so far: it changes whenever the tier is
+    /// used) has not moved for the whole delay. Each tier's <see cref="BufferTier.ReleaseIdle"/> calls it with the
+    /// figure it has just summed for its own statistics, so the counters are read once per tick.
+    /// </summary>
+    protected void TrimIfIdle(long now, long delayInTicks, long activity)
     {
         // Only the idle releaser's timer calls this, one tick at a time, so the fields need no lock.
-        long activity = ActivityCount();
         if (activity != _activitySeen)
         {
             _activitySeen = activity;

@@ -150,22 +150,9 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
     public override void ReleaseIdle(long now, long delayInTicks)
     {
         var inUse = new long[ClassCount];
-        Sum(null, inUse, null);
+        long activity = Sum(null, inUse, null);
         _highWater.Sample(now, delayInTicks, inUse);
-        base.ReleaseIdle(now, delayInTicks);
-    }
-
-    public override long ActivityCount()
-    {
-        long activity = 0;
-        foreach (SmallStripe stripe in _stripes)
-        {
-            stripe.Enter();
-            activity += stripe.Hits + stripe.Misses + stripe.Returns;
-            stripe.Exit();
-        }
-
-        return activity;
+        TrimIfIdle(now, delayInTicks, activity);
     }
 
     public override void Trim()
@@ -279,12 +266,14 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         ? (classIndex + 1) * FineStep
         : (int)SizeClasses.QuarterStepSize(classIndex - FineClassCount, FineLimitLog2);
 
-    /// <summary>Sums the per-class figures of every stripe into the arrays given (null ones are skipped).</summary>
-    private void Sum(long[]? rents, long[]? inUse, long[]? cached)
+    /// <summary>Sums the per-class figures of every stripe into the arrays given (null ones are skipped); returns the tier's rents plus returns.</summary>
+    private long Sum(long[]? rents, long[]? inUse, long[]? cached)
     {
+        long activity = 0;
         foreach (SmallStripe stripe in _stripes)
         {
             stripe.Enter();
+            activity += stripe.Hits + stripe.Misses + stripe.Returns;
             for (int classIndex = 0; classIndex < ClassCount; classIndex++)
             {
                 if (rents is not null)
@@ -305,5 +294,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
 
             stripe.Exit();
         }
+
+        return activity;
     }
 }
