@@ -43,10 +43,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly int _maxPooledLength;
     private readonly int[] _classLengths;
 
-    // Class c's stack in a thread cache is Items[_offsets[c] .. _offsets[c] + _capacities[c]).
-    private readonly int[] _offsets;
+    // How many arrays a thread's stack of each class holds.
     private readonly int[] _capacities;
-    private readonly int _cacheSlots;
     private readonly SizeClassDepot<byte[]>[] _depots;
     private readonly long _sharedCacheMaxBytes;
     private readonly int _pinnedThreshold;
@@ -58,7 +56,6 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
     private readonly ClassIdleness _idleness;
-    private bool _cachesClosed;
 
     private readonly Lock _trimLock = new();
     private long _depotBytes;
@@ -90,15 +87,12 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         int classCount = ArraySizeClasses.IndexOf(options.MaxArrayLength) + 1;
         _maxPooledLength = ArraySizeClasses.LengthOf(classCount - 1);
         _classLengths = new int[classCount];
-        _offsets = new int[classCount];
         _capacities = new int[classCount];
         _depots = new SizeClassDepot<byte[]>[classCount];
         for (int i = 0; i < classCount; i++)
         {
             _classLengths[i] = ArraySizeClasses.LengthOf(i);
             _capacities[i] = Math.Min(options.ThreadCacheMaxArrays, options.ThreadCacheMaxBytesPerClass / _classLengths[i]);
-            _offsets[i] = _cacheSlots;
-            _cacheSlots += _capacities[i];
             _depots[i] = new SizeClassDepot<byte[]>();
         }
 
@@ -148,17 +142,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (cache is not null && cache.Pool == this)
             {
                 Volatile.Write(ref cache.InUse, 1);
-                int top = cache.Counts[classIndex] - 1;
-                int index = _offsets[classIndex] + top;
-                byte[][] items = cache.Items;
-                if (top >= 0 && (uint)index < (uint)items.Length && !cache.Closed)
+                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                byte[][] items = Volatile.Read(ref stack.Items);
+                int top = stack.Count - 1;
+                if ((uint)top < (uint)items.Length)
                 {
-                    // Through a reference: the element stores skip the covariance check of a byte[][] store.
-                    ref byte[] slot = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), index);
-                    byte[] array = slot;
-                    slot = null!;
-                    cache.Counts[classIndex] = top;
-                    cache.Hits[classIndex]++;
+                    // No hit counter here: the statistics derive the hits from the returns (see NetTransfers).
+                    byte[] array = items[top];
+                    items[top] = null!;
+                    stack.Count = top;
                     Volatile.Write(ref cache.InUse, 0);
                     return array;
                 }
@@ -197,7 +189,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 Array.Clear(array);
             }
 
-            if (_classLengths[classIndex] != length)
+            // The length check above bounds classIndex by the class count.
+            if (Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_classLengths), classIndex) != length)
             {
                 ThrowHelper.ThrowArrayNotFromPool(array);
             }
@@ -206,14 +199,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (cache is not null && cache.Pool == this)
             {
                 Volatile.Write(ref cache.InUse, 1);
-                int count = cache.Counts[classIndex];
-                int index = _offsets[classIndex] + count;
-                byte[][] items = cache.Items;
-                if (count < _capacities[classIndex] && (uint)index < (uint)items.Length && !cache.Closed)
+                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                byte[][] items = Volatile.Read(ref stack.Items);
+                int count = stack.Count;
+                if ((uint)count < (uint)items.Length)
                 {
-                    Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), index) = array;
-                    cache.Counts[classIndex] = count + 1;
-                    cache.Returns[classIndex]++;
+                    // Through a reference: the store skips the covariance check of a byte[][] element store.
+                    Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), count) = array;
+                    stack.Count = count + 1;
+                    stack.Returns++;
                     Volatile.Write(ref cache.InUse, 0);
                     return;
                 }
@@ -306,10 +300,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 counts.Cached = _depots[classIndex].Count;
                 foreach (ArrayThreadCache cache in _caches)
                 {
-                    counts.Hits += Volatile.Read(ref cache.Hits[classIndex]);
+                    ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                    long returns = Volatile.Read(ref stack.Returns);
+                    int held = Volatile.Read(ref stack.Count);
+                    counts.Hits += HitsOf(cache, classIndex, returns, held);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
-                    counts.Returns += Volatile.Read(ref cache.Returns[classIndex]);
-                    counts.Cached += Volatile.Read(ref cache.Counts[classIndex]);
+                    counts.Returns += returns;
+                    counts.Cached += held;
                 }
             }
 
@@ -318,6 +315,10 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
         return byClass;
     }
+
+    /// <summary>The rents of a class on one thread that found an array, from the counters its stack keeps.</summary>
+    private static long HitsOf(ArrayThreadCache cache, int classIndex, long returns, int held) =>
+        returns - held + Volatile.Read(ref cache.NetTransfers[classIndex]) - Volatile.Read(ref cache.Dropped[classIndex]);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private byte[] RentOutsideClasses(int minimumLength)
@@ -354,34 +355,42 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private byte[] RentSlow(int classIndex)
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
-        int capacity = _capacities[classIndex];
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         byte[]? array = null;
         Volatile.Write(ref cache.InUse, 1);
-        if (!cache.Closed && capacity > 0)
+
+        // Read once: a trim may take the slots away meanwhile, and then waits for this thread to leave.
+        byte[][] slots = Volatile.Read(ref stack.Items);
+        if (slots.Length > 0)
         {
-            // Refill half the stack at once, so the depot's lock is paid once per batch.
-            Span<byte[]> stack = cache.Stack(_offsets[classIndex], capacity);
-            ref int count = ref cache.Counts[classIndex];
-            int moved = _depots[classIndex].TakeInto(stack, ref count, Math.Max(1, capacity / 2));
-            Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
-            if (count > 0)
+            if (stack.Count == 0)
             {
-                array = stack[--count];
-                stack[count] = null!;
+                // Refill half the stack at once, so the depot's lock is paid once per batch.
+                int moved = _depots[classIndex].TakeInto(slots, ref stack.Count, Math.Max(1, slots.Length / 2));
+                Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
+                cache.NetTransfers[classIndex] += moved;
+            }
+
+            // The stack may hold arrays already: the fast path misses whenever another pool was used last on this thread.
+            if (stack.Count > 0)
+            {
+                array = slots[--stack.Count];
+                slots[stack.Count] = null!;
             }
         }
         else
         {
+            // A class the thread does not cache, or a stack a trim is emptying: the depot serves the thread directly.
             array = TakeOneFromDepot(classIndex);
+            if (array is not null)
+            {
+                cache.NetTransfers[classIndex]++;
+            }
         }
 
         if (array is null)
         {
             cache.Misses[classIndex]++;
-        }
-        else
-        {
-            cache.Hits[classIndex]++;
         }
 
         Volatile.Write(ref cache.InUse, 0);
@@ -392,22 +401,27 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private void ReturnSlow(byte[] array, int classIndex)
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
-        int capacity = _capacities[classIndex];
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         bool kept = false;
         Volatile.Write(ref cache.InUse, 1);
-        cache.Returns[classIndex]++;
-        if (!cache.Closed && capacity > 0)
+        stack.Returns++;
+        byte[][] slots = Volatile.Read(ref stack.Items);
+        if (slots.Length > 0)
         {
-            Span<byte[]> stack = cache.Stack(_offsets[classIndex], capacity);
-            ref int count = ref cache.Counts[classIndex];
-            if (count == capacity)
+            if (stack.Count == slots.Length)
             {
                 // Full: keep the warm half here and move the cold half to the depot for other threads.
-                MoveToDepot(stack, ref count, classIndex, Math.Max(1, count / 2));
+                int moved = Math.Max(1, stack.Count / 2);
+                MoveToDepot(slots, ref stack.Count, classIndex, moved);
+                cache.NetTransfers[classIndex] -= moved;
             }
 
-            stack[count++] = array;
+            slots[stack.Count++] = array;
             kept = true;
+        }
+        else
+        {
+            cache.NetTransfers[classIndex]--;
         }
 
         Volatile.Write(ref cache.InUse, 0);
@@ -471,8 +485,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>
-    /// Empties the stacks of the chosen classes in every thread's cache and in the depots. The caches are closed
-    /// meanwhile: their owners use the depots and leave their stacks to this thread.
+    /// Empties the stacks of the chosen classes in every thread's cache and in the depots. Their slots are taken away
+    /// meanwhile: the owners use the depots for those classes and leave the stacks to this thread.
     /// </summary>
     private void DropCached(bool[] classes)
     {
@@ -482,24 +496,22 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             lock (_registryLock)
             {
                 ReclaimExitedThreadsUnsynchronized();
-                _cachesClosed = true;
-                foreach (ArrayThreadCache cache in _caches)
+
+                // Take the slots of the chosen stacks away, then one barrier pairs with each owner's store to InUse and
+                // its read of the slots that follows. After it every owner either sees no slots (and goes to the
+                // depot) or has its InUse store visible here, so once InUse reads 0 the stacks are ours.
+                var slots = new byte[_caches.Count][][][];
+                for (int i = 0; i < _caches.Count; i++)
                 {
-                    cache.Closed = true;
+                    slots[i] = TakeSlots(_caches[i], classes);
                 }
 
-                // Pairs with each owner's store to InUse and read of Closed: after this barrier every owner either
-                // sees its cache closed or has its InUse store visible here, so once InUse reads 0 the stacks are ours.
                 Interlocked.MemoryBarrierProcessWide();
-                foreach (ArrayThreadCache cache in _caches)
+                for (int i = 0; i < _caches.Count; i++)
                 {
-                    ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
-
-                    dropped += EmptyStacks(cache, classes);
-                    cache.Closed = false;
+                    ThreadCacheSlots.WaitUntilLeft(ref _caches[i].InUse);
+                    dropped += EmptyStacks(_caches[i], slots[i], classes);
                 }
-
-                _cachesClosed = false;
             }
 
             var drained = new List<byte[]>();
@@ -522,18 +534,37 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         }
     }
 
-    /// <summary>Empties the chosen stacks of a cache its owner has left alone; returns the bytes dropped.</summary>
-    private long EmptyStacks(ArrayThreadCache cache, bool[] classes)
+    /// <summary>Swaps the slots of the chosen stacks of a cache for <see cref="ArrayThreadCache.NoStack"/>; returns them.</summary>
+    private static byte[][][] TakeSlots(ArrayThreadCache cache, bool[] classes)
+    {
+        var taken = new byte[classes.Length][][];
+        for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+        {
+            ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+            taken[classIndex] = stack.Items;
+            if (classes[classIndex])
+            {
+                Volatile.Write(ref stack.Items, ArrayThreadCache.NoStack);
+            }
+        }
+
+        return taken;
+    }
+
+    /// <summary>Empties the chosen stacks of a cache its owner has left alone and gives their slots back; returns the bytes dropped.</summary>
+    private long EmptyStacks(ArrayThreadCache cache, byte[][][] slots, bool[] classes)
     {
         long dropped = 0;
         for (int classIndex = 0; classIndex < classes.Length; classIndex++)
         {
-            ref int count = ref cache.Counts[classIndex];
-            if (classes[classIndex] && count > 0)
+            if (classes[classIndex])
             {
-                dropped += (long)count * _classLengths[classIndex];
-                cache.Stack(_offsets[classIndex], count).Clear();
-                count = 0;
+                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                dropped += (long)stack.Count * _classLengths[classIndex];
+                Array.Clear(slots[classIndex], 0, stack.Count);
+                cache.Dropped[classIndex] += stack.Count;
+                stack.Count = 0;
+                Volatile.Write(ref stack.Items, slots[classIndex]);
             }
         }
 
@@ -558,7 +589,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         lock (_registryLock)
         {
             ReclaimExitedThreadsUnsynchronized();
-            var cache = new ArrayThreadCache(this, _cacheSlots, _cachesClosed);
+            var cache = new ArrayThreadCache(this, _capacities);
             _caches.Add(cache);
 
             t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
@@ -583,13 +614,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
             for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
             {
-                _retiredHits[classIndex] += cache.Hits[classIndex];
+                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                _retiredHits[classIndex] += HitsOf(cache, classIndex, stack.Returns, stack.Count);
                 _retiredMisses[classIndex] += cache.Misses[classIndex];
-                _retiredReturns[classIndex] += cache.Returns[classIndex];
-                ref int count = ref cache.Counts[classIndex];
-                if (count > 0)
+                _retiredReturns[classIndex] += stack.Returns;
+                if (stack.Count > 0)
                 {
-                    MoveToDepot(cache.Stack(_offsets[classIndex], _capacities[classIndex]), ref count, classIndex, count);
+                    MoveToDepot(stack.Items, ref stack.Count, classIndex, stack.Count);
                 }
             }
 

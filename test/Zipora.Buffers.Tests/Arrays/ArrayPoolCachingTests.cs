@@ -145,4 +145,51 @@ public sealed class ArrayPoolCachingTests
         Assert.Same(fromFirst, first.Rent(512));
         Assert.Same(fromSecond, second.Rent(512));
     }
+
+    [Fact]
+    public void ARentAfterAnotherPoolWasUsedTakesFromTheThreadsStackThoughTheDepotHoldsArrays()
+    {
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { ThreadCacheMaxArrays = 4 });
+        var other = new TieredArrayPool();
+
+        // Another thread leaves arrays in the depot, past its own stack of 4.
+        var filler = new Thread(() => Burst(pool, 1024, depth: 12));
+        filler.Start();
+        filler.Join();
+
+        // This thread returns 3 arrays (more than the half a refill brings) while the other pool is its last used, so
+        // its next rent of the pool misses the fast path with a stack that is not empty.
+        var held = new List<byte[]>();
+        for (int i = 0; i < 3; i++)
+        {
+            held.Add(pool.Rent(1024));
+        }
+
+        foreach (byte[] array in held)
+        {
+            other.Return(other.Rent(16));
+            pool.Return(array);
+        }
+
+        other.Return(other.Rent(16));
+        Assert.Same(held[^1], pool.Rent(1024));
+        TierStatistics arrays = pool.GetStatistics().Arrays;
+        Assert.Equal(12, arrays.CacheMisses);
+        Assert.Equal(4, arrays.CacheHits);
+        Assert.Equal(1024, arrays.BytesInUse);
+    }
+
+    private static void Burst(TieredArrayPool pool, int length, int depth)
+    {
+        var held = new byte[depth][];
+        for (int i = 0; i < depth; i++)
+        {
+            held[i] = pool.Rent(length);
+        }
+
+        foreach (byte[] array in held)
+        {
+            pool.Return(array);
+        }
+    }
 }
