@@ -5,9 +5,9 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Hands each live medium tier and array pool an index into its thread-static array of thread caches, and holds
-/// what both do with those caches. Indexes of disposed pools
-/// are reused, so a process that creates and disposes many pools keeps the per-thread arrays small.
+/// Hands each live medium tier and array pool an index into its thread-static array of thread caches, and installs
+/// caches there. Indexes of disposed pools are reused, so a process that creates and disposes many pools keeps the
+/// per-thread arrays small.
 /// </summary>
 internal static class ThreadCacheSlots
 {
@@ -45,8 +45,9 @@ internal static class ThreadCacheSlots
     }
 
     /// <summary>
-    /// The trimming side of the thread-cache handshake: spins until the owner of a closed cache has left its rent or
-    /// return. Call after the process-wide barrier that follows closing the cache.
+    /// The trimming side of the medium tier's thread-cache handshake: spins until the owner of a closed cache has left
+    /// its rent or return. Call after the process-wide barrier that follows closing the cache. (The array pool needs
+    /// no handshake: it may abandon managed arrays to the GC.)
     /// </summary>
     public static void WaitUntilLeft(ref int inUse)
     {

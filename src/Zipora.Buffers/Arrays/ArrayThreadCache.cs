@@ -5,14 +5,25 @@ namespace Zipora.Buffers;
 
 /// <summary>The arrays one thread keeps for one <see cref="TieredArrayPool"/>: a stack per size class, and the thread's counters.</summary>
 /// <remarks>
-/// Only the owning thread writes it, except a trim, which takes the slots of the stacks it empties away (see
-/// <see cref="NoStack"/>, which sends the owner to the depot) and empties them after the handshake on
-/// <see cref="InUse"/>. The stacks live inline, so the fast path follows one reference from the cache to the slots
-/// of the class.
+/// <para>
+/// The stacks live inline, so the fast path follows one reference from the cache to the slots of the class. Only the
+/// owning thread writes a stack, with plain loads and stores, and no handshake: a trim never takes an array out of
+/// a stack. It abandons the stack's slots whole instead, swapping them for <see cref="NoStack"/>, and leaves them to
+/// the GC with the arrays in them. An owner caught in a rent or return on the abandoned slots finishes on them
+/// harmlessly: it hands out an array the trim did not take, or drops one into slots nobody reads again.
+/// </para>
+/// <para>
+/// The counts stay exact all the same. The trim records how many arrays it saw (<see cref="TrimmedCount"/>); when
+/// the owner next reaches the class, it finds <see cref="NoStack"/>, counts what racing operations changed in the
+/// abandoned slots (<see cref="TrimCorrection"/>) and installs fresh slots.
+/// </para>
 /// </remarks>
 internal sealed class ArrayThreadCache
 {
-    /// <summary>The slots of a class the thread does not cache, or whose stack a trim has taken away: no room, nothing to pop.</summary>
+    /// <summary>
+    /// The slots of a class the thread has not used yet, does not cache, or whose stack a trim has abandoned: no room,
+    /// nothing to pop, so the owner goes to its slow path.
+    /// </summary>
     public static readonly byte[][] NoStack = [];
 
     /// <summary>The pool the cache belongs to: the thread-static last-used cache may be another pool's.</summary>
@@ -22,34 +33,40 @@ internal sealed class ArrayThreadCache
     public readonly Thread Owner = Thread.CurrentThread;
 
     /// <summary>
-    /// 1 while the owner is inside a rent or return. With the trimming thread's process-wide barrier this forms an
-    /// asymmetric Dekker handshake: the owner pays two plain stores, the rare trim pays the barrier.
-    /// </summary>
-    public int InUse;
-
-    /// <summary>
     /// Per class: arrays the depot moved into the stack or handed out directly, minus those the stack moved to the
-    /// depot and those returned past the stack (while a trim empties it). Rents that hit are then
-    /// <c>Returns - Count + NetTransfers - Dropped</c>, so the fast rent counts nothing. Only the owner writes it, so a
-    /// owner still counts here while a trim empties the stack.
+    /// depot and those returned past the stack. With the trim counters this makes the rents that hit
+    /// <c>Returns - Held + NetTransfers - Trimmed - TrimCorrection</c> (Held being <c>Count - TrimmedCount</c>), so
+    /// the fast rent counts nothing. Only the owner writes it.
     /// </summary>
     public ArrayClassValues<long> NetTransfers;
 
-    /// <summary>Per class: arrays a trim took from the stack; only the trim writes it, while the owner stays out.</summary>
-    public ArrayClassValues<long> Dropped;
-
-    /// <summary>Per class: rents that found no array and allocated one.</summary>
+    /// <summary>Per class: rents that found no array and allocated one. Only the owner writes it.</summary>
     public ArrayClassValues<long> Misses;
+
+    /// <summary>
+    /// Per class: the count of the stack when a trim abandoned its slots, until the owner installs fresh ones. Only
+    /// the trim writes it while the stack has slots, only the owner while it has <see cref="NoStack"/>.
+    /// </summary>
+    public ArrayClassValues<int> TrimmedCount;
+
+    /// <summary>Per class: arrays in the slots trims abandoned, as the trims counted them. Only the trim writes it.</summary>
+    public ArrayClassValues<long> Trimmed;
+
+    /// <summary>
+    /// Per class: arrays that operations racing a trim put into (or took from) the slots it abandoned, found by the
+    /// owner afterwards. Only the owner writes it.
+    /// </summary>
+    public ArrayClassValues<long> TrimCorrection;
 
     private ArrayClassStacks _stacks;
 
-    /// <summary>Creates the cache with an empty stack per class, of the capacity the pool gives the class.</summary>
-    public ArrayThreadCache(TieredArrayPool pool, int[] capacities)
+    /// <summary>Creates the cache; each class gets its slots on first use.</summary>
+    public ArrayThreadCache(TieredArrayPool pool, int classCount)
     {
         Pool = pool;
-        for (int classIndex = 0; classIndex < capacities.Length; classIndex++)
+        for (int classIndex = 0; classIndex < classCount; classIndex++)
         {
-            _stacks[classIndex].Items = capacities[classIndex] > 0 ? new byte[capacities[classIndex]][] : NoStack;
+            _stacks[classIndex].Items = NoStack;
         }
     }
 
@@ -58,4 +75,11 @@ internal sealed class ArrayThreadCache
     public ref ArrayClassStack StackOf(int classIndex) =>
         ref Unsafe.Add(ref Unsafe.As<ArrayClassStacks, ArrayClassStack>(ref _stacks), classIndex);
 
+    /// <summary>The arrays of a class the cache holds: those in its slots, less those a trim abandoned with them.</summary>
+    public int HeldOf(int classIndex) => Volatile.Read(ref StackOf(classIndex).Count) - Volatile.Read(ref TrimmedCount[classIndex]);
+
+    /// <summary>The rents of a class on this thread that found an array (see <see cref="NetTransfers"/>).</summary>
+    public long HitsOf(int classIndex) =>
+        Volatile.Read(ref StackOf(classIndex).Returns) - HeldOf(classIndex) + Volatile.Read(ref NetTransfers[classIndex])
+        - Volatile.Read(ref Trimmed[classIndex]) - Volatile.Read(ref TrimCorrection[classIndex]);
 }

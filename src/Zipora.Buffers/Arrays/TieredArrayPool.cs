@@ -141,9 +141,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.Pool == this)
             {
-                Volatile.Write(ref cache.InUse, 1);
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                byte[][] items = Volatile.Read(ref stack.Items);
+                byte[][] items = stack.Items;
                 int top = stack.Count - 1;
                 if ((uint)top < (uint)items.Length)
                 {
@@ -151,11 +150,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                     byte[] array = items[top];
                     items[top] = null!;
                     stack.Count = top;
-                    Volatile.Write(ref cache.InUse, 0);
                     return array;
                 }
-
-                Volatile.Write(ref cache.InUse, 0);
             }
 
             return RentSlow(classIndex);
@@ -183,14 +179,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         int length = array.Length;
         if ((uint)(length - 1) < (uint)_maxPooledLength)
         {
-            int classIndex = ArraySizeClasses.IndexOf(length);
+            int classIndex = ArraySizeClasses.ExactIndexOf(length);
             if (clearArray)
             {
                 Array.Clear(array);
             }
 
-            // The length check above bounds classIndex by the class count.
-            if (Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_classLengths), classIndex) != length)
+            if (classIndex < 0)
             {
                 ThrowHelper.ThrowArrayNotFromPool(array);
             }
@@ -198,9 +193,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.Pool == this)
             {
-                Volatile.Write(ref cache.InUse, 1);
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                byte[][] items = Volatile.Read(ref stack.Items);
+                byte[][] items = stack.Items;
                 int count = stack.Count;
                 if ((uint)count < (uint)items.Length)
                 {
@@ -208,11 +202,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                     Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), count) = array;
                     stack.Count = count + 1;
                     stack.Returns++;
-                    Volatile.Write(ref cache.InUse, 0);
                     return;
                 }
-
-                Volatile.Write(ref cache.InUse, 0);
             }
 
             ReturnSlow(array, classIndex);
@@ -300,13 +291,10 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 counts.Cached = _depots[classIndex].Count;
                 foreach (ArrayThreadCache cache in _caches)
                 {
-                    ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                    long returns = Volatile.Read(ref stack.Returns);
-                    int held = Volatile.Read(ref stack.Count);
-                    counts.Hits += HitsOf(cache, classIndex, returns, held);
+                    counts.Hits += cache.HitsOf(classIndex);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
-                    counts.Returns += returns;
-                    counts.Cached += held;
+                    counts.Returns += Volatile.Read(ref cache.StackOf(classIndex).Returns);
+                    counts.Cached += cache.HeldOf(classIndex);
                 }
             }
 
@@ -315,10 +303,6 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
         return byClass;
     }
-
-    /// <summary>The rents of a class on one thread that found an array, from the counters its stack keeps.</summary>
-    private static long HitsOf(ArrayThreadCache cache, int classIndex, long returns, int held) =>
-        returns - held + Volatile.Read(ref cache.NetTransfers[classIndex]) - Volatile.Read(ref cache.Dropped[classIndex]);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private byte[] RentOutsideClasses(int minimumLength)
@@ -357,10 +341,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         byte[]? array = null;
-        Volatile.Write(ref cache.InUse, 1);
-
-        // Read once: a trim may take the slots away meanwhile, and then waits for this thread to leave.
-        byte[][] slots = Volatile.Read(ref stack.Items);
+        byte[][] slots = SlotsOf(cache, classIndex);
         if (slots.Length > 0)
         {
             if (stack.Count == 0)
@@ -380,7 +361,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         }
         else
         {
-            // A class the thread does not cache, or a stack a trim is emptying: the depot serves the thread directly.
+            // A class the thread does not cache: the depot serves the thread directly.
             array = TakeOneFromDepot(classIndex);
             if (array is not null)
             {
@@ -391,10 +372,10 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         if (array is null)
         {
             cache.Misses[classIndex]++;
+            array = Allocate(_classLengths[classIndex]);
         }
 
-        Volatile.Write(ref cache.InUse, 0);
-        return array ?? Allocate(_classLengths[classIndex]);
+        return array;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -402,33 +383,51 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-        bool kept = false;
-        Volatile.Write(ref cache.InUse, 1);
         stack.Returns++;
-        byte[][] slots = Volatile.Read(ref stack.Items);
-        if (slots.Length > 0)
-        {
-            if (stack.Count == slots.Length)
-            {
-                // Full: keep the warm half here and move the cold half to the depot for other threads.
-                int moved = Math.Max(1, stack.Count / 2);
-                MoveToDepot(slots, ref stack.Count, classIndex, moved);
-                cache.NetTransfers[classIndex] -= moved;
-            }
-
-            slots[stack.Count++] = array;
-            kept = true;
-        }
-        else
+        byte[][] slots = SlotsOf(cache, classIndex);
+        if (slots.Length == 0)
         {
             cache.NetTransfers[classIndex]--;
+            PutInDepot(array, classIndex);
+            return;
         }
 
-        Volatile.Write(ref cache.InUse, 0);
-        if (!kept)
+        if (stack.Count == slots.Length)
         {
-            PutInDepot(array, classIndex);
+            // Full: keep the warm half here and move the cold half to the depot for other threads.
+            int moved = Math.Max(1, stack.Count / 2);
+            MoveToDepot(slots, ref stack.Count, classIndex, moved);
+            cache.NetTransfers[classIndex] -= moved;
         }
+
+        slots[stack.Count++] = array;
+    }
+
+    /// <summary>
+    /// The slots of a class in this thread's cache, installed on first use and after a trim abandoned them; empty
+    /// when the thread does not cache the class.
+    /// </summary>
+    private byte[][] SlotsOf(ArrayThreadCache cache, int classIndex)
+    {
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        byte[][] slots = Volatile.Read(ref stack.Items);
+        if (slots.Length > 0 || _capacities[classIndex] == 0)
+        {
+            return slots;
+        }
+
+        // The count a trim saw went to the evicted bytes; whatever rents and returns racing it did to the abandoned
+        // slots since is settled here. Both counts are cleared before the new slots are published, which the trim
+        // reads first.
+        ref int trimmedCount = ref cache.TrimmedCount[classIndex];
+        long racing = stack.Count - trimmedCount;
+        cache.TrimCorrection[classIndex] += racing;
+        Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);
+        stack.Count = 0;
+        Volatile.Write(ref trimmedCount, 0);
+        slots = new byte[_capacities[classIndex]][];
+        Volatile.Write(ref stack.Items, slots);
+        return slots;
     }
 
     private byte[] Allocate(int length) => GC.AllocateUninitializedArray<byte>(length, pinned: length >= _pinnedThreshold);
@@ -485,8 +484,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>
-    /// Empties the stacks of the chosen classes in every thread's cache and in the depots. Their slots are taken away
-    /// meanwhile: the owners use the depots for those classes and leave the stacks to this thread.
+    /// Drops the arrays of the chosen classes from every thread's cache and from the depots. A thread's stack is
+    /// abandoned whole, so its owner never waits for a trim nor a trim for it (see <see cref="ArrayThreadCache"/>).
     /// </summary>
     private void DropCached(bool[] classes)
     {
@@ -496,21 +495,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             lock (_registryLock)
             {
                 ReclaimExitedThreadsUnsynchronized();
-
-                // Take the slots of the chosen stacks away, then one barrier pairs with each owner's store to InUse and
-                // its read of the slots that follows. After it every owner either sees no slots (and goes to the
-                // depot) or has its InUse store visible here, so once InUse reads 0 the stacks are ours.
-                var slots = new byte[_caches.Count][][][];
-                for (int i = 0; i < _caches.Count; i++)
+                foreach (ArrayThreadCache cache in _caches)
                 {
-                    slots[i] = TakeSlots(_caches[i], classes);
-                }
-
-                Interlocked.MemoryBarrierProcessWide();
-                for (int i = 0; i < _caches.Count; i++)
-                {
-                    ThreadCacheSlots.WaitUntilLeft(ref _caches[i].InUse);
-                    dropped += EmptyStacks(_caches[i], slots[i], classes);
+                    for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+                    {
+                        if (classes[classIndex])
+                        {
+                            dropped += (long)AbandonSlots(cache, classIndex) * _classLengths[classIndex];
+                        }
+                    }
                 }
             }
 
@@ -534,41 +527,25 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         }
     }
 
-    /// <summary>Swaps the slots of the chosen stacks of a cache for <see cref="ArrayThreadCache.NoStack"/>; returns them.</summary>
-    private static byte[][][] TakeSlots(ArrayThreadCache cache, bool[] classes)
+    /// <summary>
+    /// Swaps the slots of a class in a cache for <see cref="ArrayThreadCache.NoStack"/>, leaving them to the GC;
+    /// returns how many arrays the stack held. Stacks without slots are skipped: nothing to drop, or a count not yet
+    /// settled by their owner. Caller holds the trim lock.
+    /// </summary>
+    private static int AbandonSlots(ArrayThreadCache cache, int classIndex)
     {
-        var taken = new byte[classes.Length][][];
-        for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        if (Volatile.Read(ref stack.Items).Length == 0)
         {
-            ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-            taken[classIndex] = stack.Items;
-            if (classes[classIndex])
-            {
-                Volatile.Write(ref stack.Items, ArrayThreadCache.NoStack);
-            }
+            return 0;
         }
 
-        return taken;
-    }
-
-    /// <summary>Empties the chosen stacks of a cache its owner has left alone and gives their slots back; returns the bytes dropped.</summary>
-    private long EmptyStacks(ArrayThreadCache cache, byte[][][] slots, bool[] classes)
-    {
-        long dropped = 0;
-        for (int classIndex = 0; classIndex < classes.Length; classIndex++)
-        {
-            if (classes[classIndex])
-            {
-                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                dropped += (long)stack.Count * _classLengths[classIndex];
-                Array.Clear(slots[classIndex], 0, stack.Count);
-                cache.Dropped[classIndex] += stack.Count;
-                stack.Count = 0;
-                Volatile.Write(ref stack.Items, slots[classIndex]);
-            }
-        }
-
-        return dropped;
+        // Counted before the swap: the owner sees the count recorded as soon as it sees the slots gone.
+        int count = Volatile.Read(ref stack.Count);
+        Volatile.Write(ref cache.TrimmedCount[classIndex], count);
+        Volatile.Write(ref cache.Trimmed[classIndex], cache.Trimmed[classIndex] + count);
+        Volatile.Write(ref stack.Items, ArrayThreadCache.NoStack);
+        return count;
     }
 
     /// <summary>This thread's cache of this pool, found through the per-thread array and made the last used.</summary>
@@ -589,7 +566,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         lock (_registryLock)
         {
             ReclaimExitedThreadsUnsynchronized();
-            var cache = new ArrayThreadCache(this, _capacities);
+            var cache = new ArrayThreadCache(this, _classLengths.Length);
             _caches.Add(cache);
 
             t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
@@ -615,12 +592,18 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                _retiredHits[classIndex] += HitsOf(cache, classIndex, stack.Returns, stack.Count);
+                _retiredHits[classIndex] += cache.HitsOf(classIndex);
                 _retiredMisses[classIndex] += cache.Misses[classIndex];
                 _retiredReturns[classIndex] += stack.Returns;
-                if (stack.Count > 0)
+                int held = cache.HeldOf(classIndex);
+                if (stack.Items.Length > 0 && held > 0)
                 {
-                    MoveToDepot(stack.Items, ref stack.Count, classIndex, stack.Count);
+                    MoveToDepot(stack.Items, ref stack.Count, classIndex, held);
+                }
+                else if (held != 0)
+                {
+                    // Slots a trim abandoned while the thread raced it: settle what the racing operation did to them.
+                    Interlocked.Add(ref _evictedBytes, (long)held * _classLengths[classIndex]);
                 }
             }
 

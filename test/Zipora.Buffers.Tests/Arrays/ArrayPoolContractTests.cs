@@ -92,9 +92,11 @@ public sealed class ArrayPoolContractTests
     }
 
     [Theory]
+    [InlineData(8)]
     [InlineData(100)]
     [InlineData(1000)]
     [InlineData(4100)]
+    [InlineData(4608)]
     [InlineData(70_000)]
     public void ReturningAnArrayOfNoClassLengthThrowsArgumentExceptionAfterClearingIt(int length)
     {
