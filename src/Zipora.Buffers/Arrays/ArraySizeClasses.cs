@@ -47,9 +47,16 @@ internal static class ArraySizeClasses
             return MinLength << index == length ? index : -1;
         }
 
-        // Above 4 KB a class length has at most three significant bits: 5, 6, 7 or 8 times a power of two.
-        bool exact = (length & ((1 << (BitOperations.Log2((uint)length) - 2)) - 1)) == 0;
-        return exact ? PowerOfTwoClasses + SizeClasses.QuarterStepIndex(length, QuarterStepBaseLog2) : -1;
+        // Above 4 KB a class length is 5, 6, 7 or 8 quarters of the power of two below it: a multiple of the quarter,
+        // which the one Log2 the index needs gives too.
+        int log2 = BitOperations.Log2((uint)length - 1);
+        int quarterLog2 = log2 - 2;
+        if ((length & ((1 << quarterLog2) - 1)) != 0)
+        {
+            return -1;
+        }
+
+        return PowerOfTwoClasses + ((log2 - QuarterStepBaseLog2) * 4) + (((length - 1) >> quarterLog2) & 3);
     }
 
     /// <summary>The length of the arrays of class <paramref name="index"/>.</summary>
