@@ -18,7 +18,7 @@ namespace Zipora.Buffers;
 /// abandoned slots (<see cref="TrimCorrection"/>) and installs fresh slots.
 /// </para>
 /// </remarks>
-internal sealed class ArrayThreadCache
+internal sealed class ArrayThreadCache : ThreadOwnedCache
 {
     /// <summary>
     /// The slots of a class the thread has not used yet, does not cache, or whose stack a trim has abandoned: no room,
@@ -28,9 +28,6 @@ internal sealed class ArrayThreadCache
 
     /// <summary>The pool the cache belongs to: the thread-static last-used cache may be another pool's.</summary>
     public readonly TieredArrayPool Pool;
-
-    /// <summary>The thread that owns the cache; once it has exited, its arrays move to the depots.</summary>
-    public readonly Thread Owner = Thread.CurrentThread;
 
     /// <summary>
     /// Per class: arrays the depot moved into the stack or handed out directly, minus those the stack moved to the

@@ -34,10 +34,6 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     // thread-static read and one compare.
     [ThreadStatic]
     private static ArrayThreadCache? t_lastCache;
-
-    // Every cache of this thread, indexed by each pool's slot (see ThreadCacheSlots).
-    [ThreadStatic]
-    private static ArrayThreadCache?[]? t_caches;
 #pragma warning restore IDE1006
 
     private readonly int _maxPooledLength;
@@ -48,10 +44,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly SizeClassDepot<byte[]>[] _depots;
     private readonly long _sharedCacheMaxBytes;
     private readonly int _pinnedThreshold;
-    private readonly int _slot;
 
-    private readonly Lock _registryLock = new();
-    private readonly List<ArrayThreadCache> _caches = [];
+    private readonly ThreadCacheRegistry<ArrayThreadCache> _registry;
     private readonly long[] _retiredHits;
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
@@ -102,7 +96,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _idleness = new ClassIdleness(classCount);
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
-        _slot = ThreadCacheSlots.Acquire();
+        _registry = new ThreadCacheRegistry<ArrayThreadCache>(RetireUnsynchronized);
         Name = options.Name;
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
@@ -278,9 +272,9 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private ClassCounts[] CountByClass(out int threads)
     {
         var byClass = new ClassCounts[_classLengths.Length];
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
-            ReclaimExitedThreadsUnsynchronized();
+            _registry.RetireExitedUnsynchronized();
             for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
             {
                 ref ClassCounts counts = ref byClass[classIndex];
@@ -289,7 +283,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 counts.Misses = _retiredMisses[classIndex];
                 counts.Returns = _retiredReturns[classIndex];
                 counts.Cached = _depots[classIndex].Count;
-                foreach (ArrayThreadCache cache in _caches)
+                foreach (ArrayThreadCache cache in _registry.Caches)
                 {
                     counts.Hits += cache.HitsOf(classIndex);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
@@ -298,7 +292,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 }
             }
 
-            threads = _caches.Count;
+            threads = _registry.Caches.Length;
         }
 
         return byClass;
@@ -492,10 +486,10 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         lock (_trimLock)
         {
             long dropped = 0;
-            lock (_registryLock)
+            lock (_registry.Lock)
             {
-                ReclaimExitedThreadsUnsynchronized();
-                foreach (ArrayThreadCache cache in _caches)
+                _registry.RetireExitedUnsynchronized();
+                foreach (ArrayThreadCache cache in _registry.Caches)
                 {
                     for (int classIndex = 0; classIndex < classes.Length; classIndex++)
                     {
@@ -551,63 +545,48 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>This thread's cache of this pool, found through the per-thread array and made the last used.</summary>
     private ArrayThreadCache? FindThreadCache()
     {
-        ArrayThreadCache?[]? caches = t_caches;
-        if (caches is not null && (uint)_slot < (uint)caches.Length && caches[_slot] is { } cache && cache.Pool == this)
+        ArrayThreadCache? cache = _registry.FindForThisThread();
+        if (cache is not null)
         {
             t_lastCache = cache;
-            return cache;
         }
 
-        return null;
+        return cache;
     }
 
     private ArrayThreadCache CreateThreadCache()
     {
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
-            ReclaimExitedThreadsUnsynchronized();
             var cache = new ArrayThreadCache(this, _classLengths.Length);
-            _caches.Add(cache);
-
-            t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
+            _registry.AddForThisThreadUnsynchronized(cache);
             t_lastCache = cache;
             return cache;
         }
     }
 
     /// <summary>
-    /// Moves the arrays of threads that have exited to the depots and folds their counters into the retired totals,
-    /// so thread churn neither strands arrays nor loses counts. Caller holds the registry lock.
+    /// Moves the arrays of a thread that has exited to the depots and folds its counters into the retired totals.
+    /// The registry calls it with its lock held.
     /// </summary>
-    private void ReclaimExitedThreadsUnsynchronized()
+    private void RetireUnsynchronized(ArrayThreadCache cache)
     {
-        for (int i = _caches.Count - 1; i >= 0; i--)
+        for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
         {
-            ArrayThreadCache cache = _caches[i];
-            if (cache.Owner.IsAlive)
+            ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+            _retiredHits[classIndex] += cache.HitsOf(classIndex);
+            _retiredMisses[classIndex] += cache.Misses[classIndex];
+            _retiredReturns[classIndex] += stack.Returns;
+            int held = cache.HeldOf(classIndex);
+            if (stack.Items.Length > 0 && held > 0)
             {
-                continue;
+                MoveToDepot(stack.Items, ref stack.Count, classIndex, held);
             }
-
-            for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
+            else if (held != 0)
             {
-                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                _retiredHits[classIndex] += cache.HitsOf(classIndex);
-                _retiredMisses[classIndex] += cache.Misses[classIndex];
-                _retiredReturns[classIndex] += stack.Returns;
-                int held = cache.HeldOf(classIndex);
-                if (stack.Items.Length > 0 && held > 0)
-                {
-                    MoveToDepot(stack.Items, ref stack.Count, classIndex, held);
-                }
-                else if (held != 0)
-                {
-                    // Slots a trim abandoned while the thread raced it: settle what the racing operation did to them.
-                    Interlocked.Add(ref _evictedBytes, (long)held * _classLengths[classIndex]);
-                }
+                // Slots a trim abandoned while the thread raced it: settle what the racing operation did to them.
+                Interlocked.Add(ref _evictedBytes, (long)held * _classLengths[classIndex]);
             }
-
-            _caches.RemoveAt(i);
         }
     }
 }

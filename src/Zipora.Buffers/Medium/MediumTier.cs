@@ -31,24 +31,17 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     // thread-static read and one compare.
     [ThreadStatic]
     private static ThreadCache? t_lastCache;
-
-    // Every cache of this thread, indexed by each tier's slot: a thread-static field cannot belong to an instance,
-    // so every live tier owns one index of this per-thread array (see ThreadCacheSlots).
-    [ThreadStatic]
-    private static ThreadCache?[]? t_caches;
 #pragma warning restore IDE1006
 
     // Adaptive thread caches start a class at a quarter of its capacity, grow it by half each time it runs empty,
     // and shrink it by a quarter after this many overflows without running empty, down to an eighth.
     private const int OverflowsBeforeShrink = 4;
 
-    private readonly int _slot;
     private readonly int[] _capacities;
     private readonly int[] _initialCapacities;
     private readonly SizeClassDepot<NativeMemoryManager>[] _depots;
     private readonly SlabHeap _heap;
-    private readonly Lock _registryLock = new();
-    private readonly List<ThreadCache> _caches = [];
+    private readonly ThreadCacheRegistry<ThreadCache> _registry;
 
     // Counters of threads that have exited, folded in when their caches are reclaimed; and of returns after disposal.
     private readonly long[] _retiredHits;
@@ -95,7 +88,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _highWater = new HighWaterSampler(classCount);
         _idleness = new ClassIdleness(classCount);
         _heap = new SlabHeap(pages, this, classCount);
-        _slot = ThreadCacheSlots.Acquire();
+        _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);
     }
 
     /// <summary>Rents a block for <paramref name="size"/> bytes (1 KB to the mmap threshold).</summary>
@@ -165,9 +158,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
 
         long requested = Volatile.Read(ref _retiredRequestedBytes);
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
-            foreach (ThreadCache cache in _caches)
+            foreach (ThreadCache cache in _registry.Caches)
             {
                 requested += Volatile.Read(ref cache.RequestedBytes);
             }
@@ -238,7 +231,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             }
 
             _heap.ReleaseCached(cached);
-            ThreadCacheSlots.Release(_slot);
+            _registry.ReleaseSlot();
         }
     }
 
@@ -286,9 +279,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         // no thread touches its cache until they open again.
         Interlocked.MemoryBarrierProcessWide();
 
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
-            foreach (ThreadCache cache in _caches)
+            foreach (ThreadCache cache in _registry.Caches)
             {
                 ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
 
@@ -301,9 +294,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private ClassCounts[] CountByClass()
     {
         var byClass = new ClassCounts[_capacities.Length];
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
-            ReclaimExitedThreadsUnsynchronized();
+            _registry.RetireExitedUnsynchronized();
             for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
             {
                 ref ClassCounts counts = ref byClass[classIndex];
@@ -312,7 +305,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 counts.Misses = Volatile.Read(ref _retiredMisses[classIndex]);
                 counts.Returns = Volatile.Read(ref _retiredReturns[classIndex]);
                 counts.Cached = _depots[classIndex].Count;
-                foreach (ThreadCache cache in _caches)
+                foreach (ThreadCache cache in _registry.Caches)
                 {
                     counts.Hits += Volatile.Read(ref cache.Hits[classIndex]);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
@@ -331,19 +324,13 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     /// <summary>This thread's cache of this tier, found through the per-thread array and made the last used.</summary>
     private ThreadCache? FindThreadCache()
     {
-        ThreadCache?[]? caches = t_caches;
-        int slot = _slot;
-        if (caches is not null && (uint)slot < (uint)caches.Length)
+        ThreadCache? cache = _registry.FindForThisThread();
+        if (cache is not null)
         {
-            ThreadCache? cache = caches[slot];
-            if (cache is not null && cache.Tier == this)
-            {
-                t_lastCache = cache;
-                return cache;
-            }
+            t_lastCache = cache;
         }
 
-        return null;
+        return cache;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -474,51 +461,37 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> when the tier is disposed.</summary>
     private ThreadCache? CreateThreadCache()
     {
-        lock (_registryLock)
+        lock (_registry.Lock)
         {
             if (_disposed)
             {
                 return null;
             }
 
-            ReclaimExitedThreadsUnsynchronized();
             var cache = new ThreadCache(this, _capacities, _initialCapacities);
-            _caches.Add(cache);
-
-            t_caches = ThreadCacheSlots.Install(t_caches, _slot, cache);
+            _registry.AddForThisThreadUnsynchronized(cache);
             t_lastCache = cache;
             return cache;
         }
     }
 
     /// <summary>
-    /// Moves the blocks of threads that have exited to the depots and folds their counters into the retired totals,
-    /// so thread churn neither strands memory nor loses counts. Caller holds the registry lock.
+    /// Moves the blocks of a thread that has exited to the depots and folds its counters into the retired totals.
+    /// The registry calls it with its lock held.
     /// </summary>
-    private void ReclaimExitedThreadsUnsynchronized()
+    private void RetireUnsynchronized(ThreadCache cache)
     {
-        for (int i = _caches.Count - 1; i >= 0; i--)
+        _retiredRequestedBytes += cache.RequestedBytes;
+        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
         {
-            ThreadCache cache = _caches[i];
-            if (cache.Owner.IsAlive)
+            _retiredHits[classIndex] += cache.Hits[classIndex];
+            _retiredMisses[classIndex] += cache.Misses[classIndex];
+            Interlocked.Add(ref _retiredReturns[classIndex], cache.Returns[classIndex]);
+            ref int count = ref cache.Counts[classIndex];
+            if (count > 0)
             {
-                continue;
+                _depots[classIndex].PutFrom(cache.Stack(classIndex), ref count, count);
             }
-
-            _retiredRequestedBytes += cache.RequestedBytes;
-            for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
-            {
-                _retiredHits[classIndex] += cache.Hits[classIndex];
-                _retiredMisses[classIndex] += cache.Misses[classIndex];
-                Interlocked.Add(ref _retiredReturns[classIndex], cache.Returns[classIndex]);
-                ref int count = ref cache.Counts[classIndex];
-                if (count > 0)
-                {
-                    _depots[classIndex].PutFrom(cache.Stack(classIndex), ref count, count);
-                }
-            }
-
-            _caches.RemoveAt(i);
         }
     }
 

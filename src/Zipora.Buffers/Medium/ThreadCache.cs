@@ -1,5 +1,4 @@
 using System;
-using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -13,7 +12,7 @@ namespace Zipora.Buffers;
 /// one array, class <c>c</c> owning the slots from <c>c * Stride</c>, so the fast path follows one reference from the
 /// cache to its block.
 /// </remarks>
-internal sealed class ThreadCache
+internal sealed class ThreadCache : ThreadOwnedCache
 {
     /// <param name="tier">The tier the cache belongs to.</param>
     /// <param name="maxCapacities">The most blocks each class may ever hold: they size the stacks.</param>
@@ -21,7 +20,6 @@ internal sealed class ThreadCache
     public ThreadCache(MediumTier tier, ReadOnlySpan<int> maxCapacities, ReadOnlySpan<int> capacities)
     {
         Tier = tier;
-        Owner = Thread.CurrentThread;
         int stride = 0;
         for (int i = 0; i < maxCapacities.Length; i++)
         {
@@ -35,9 +33,6 @@ internal sealed class ThreadCache
 
     /// <summary>The tier this cache belongs to: a thread-static reference can outlive a disposed pool.</summary>
     public readonly MediumTier Tier;
-
-    /// <summary>The thread that owns the cache; once it has exited, the cache's blocks are moved to the depot.</summary>
-    public readonly Thread Owner;
 
     public readonly NativeMemoryManager[] Items;
 

@@ -1,13 +1,12 @@
-using System;
 using System.Collections.Generic;
 using System.Threading;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Hands each live medium tier and array pool an index into its thread-static array of thread caches, and installs
-/// caches there. Indexes of disposed pools are reused, so a process that creates and disposes many pools keeps the
-/// per-thread arrays small.
+/// Hands each live <see cref="ThreadCacheRegistry{TCache}"/> an index into its thread-static array of thread caches.
+/// Indexes of disposed registries are reused, so a process that creates and disposes many pools keeps the per-thread
+/// arrays small.
 /// </summary>
 internal static class ThreadCacheSlots
 {
@@ -29,19 +28,6 @@ internal static class ThreadCacheSlots
         {
             s_free.Push(slot);
         }
-    }
-
-    /// <summary>Puts <paramref name="cache"/> at <paramref name="slot"/> of a thread's table, growing the table if needed; returns the table to store back.</summary>
-    public static T?[] Install<T>(T?[]? table, int slot, T cache)
-        where T : class
-    {
-        if (table is null || table.Length <= slot)
-        {
-            Array.Resize(ref table, Math.Max(slot + 1, (table?.Length ?? 2) * 2));
-        }
-
-        table[slot] = cache;
-        return table;
     }
 
     /// <summary>

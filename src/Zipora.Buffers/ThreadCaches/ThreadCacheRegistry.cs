@@ -1,0 +1,78 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The per-thread caches of one tier or pool: finds the calling thread's, registers new ones, and hands each cache
+/// of an exited thread to a retire callback, so thread churn neither strands buffers nor loses counts.
+/// </summary>
+/// <typeparam name="TCache">The cache type; each type has its own per-thread table.</typeparam>
+internal sealed class ThreadCacheRegistry<TCache>
+    where TCache : ThreadOwnedCache
+{
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // Every cache of this thread, indexed by each registry's slot: a thread-static field cannot belong to an instance,
+    // so every live registry owns one index of this per-thread array (see ThreadCacheSlots).
+    [ThreadStatic]
+    private static TCache?[]? t_caches;
+#pragma warning restore IDE1006
+
+    private readonly List<TCache> _caches = [];
+    private readonly Action<TCache> _retire;
+    private readonly int _slot = ThreadCacheSlots.Acquire();
+
+    /// <param name="retire">Empties the cache of an exited thread and keeps its counts; called with <see cref="Lock"/> held.</param>
+    public ThreadCacheRegistry(Action<TCache> retire) => _retire = retire;
+
+    /// <summary>Held while walking <see cref="Caches"/>, registering or retiring.</summary>
+    public Lock Lock { get; } = new();
+
+    /// <summary>The registered caches. Caller holds <see cref="Lock"/>.</summary>
+    public ReadOnlySpan<TCache> Caches => CollectionsMarshal.AsSpan(_caches);
+
+    /// <summary>The calling thread's cache, or <see langword="null"/> when it has not registered one.</summary>
+    public TCache? FindForThisThread()
+    {
+        TCache?[]? caches = t_caches;
+        int slot = _slot;
+        return caches is not null && (uint)slot < (uint)caches.Length && caches[slot] is { } cache && cache.Registry == this
+            ? cache
+            : null;
+    }
+
+    /// <summary>Retires the caches of exited threads, then registers <paramref name="cache"/> as the calling thread's. Caller holds <see cref="Lock"/>.</summary>
+    public void AddForThisThreadUnsynchronized(TCache cache)
+    {
+        RetireExitedUnsynchronized();
+        cache.Registry = this;
+        _caches.Add(cache);
+
+        TCache?[]? caches = t_caches;
+        if (caches is null || caches.Length <= _slot)
+        {
+            Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
+            t_caches = caches;
+        }
+
+        caches[_slot] = cache;
+    }
+
+    /// <summary>Hands every cache whose thread has exited to the retire callback and forgets it. Caller holds <see cref="Lock"/>.</summary>
+    public void RetireExitedUnsynchronized()
+    {
+        for (int i = _caches.Count - 1; i >= 0; i--)
+        {
+            if (!_caches[i].Owner.IsAlive)
+            {
+                _retire(_caches[i]);
+                _caches.RemoveAt(i);
+            }
+        }
+    }
+
+    /// <summary>Gives the slot back for a later registry, once the owner is disposed; the caches stay until their threads drop them.</summary>
+    public void ReleaseSlot() => ThreadCacheSlots.Release(_slot);
+}
