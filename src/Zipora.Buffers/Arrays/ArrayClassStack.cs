@@ -9,7 +9,7 @@ internal struct ArrayClassStack
 {
     /// <summary>
     /// The stack's slots: <see cref="ArrayThreadCache.NoStack"/> (no slots) until the class is first used on the
-    /// thread, and while a trim empties the caches.
+    /// thread, and from a trim abandoning them until the owner next reaches the class.
     /// </summary>
     public byte[][] Items;
 

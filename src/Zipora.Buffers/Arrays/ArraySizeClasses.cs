@@ -29,8 +29,7 @@ internal static class ArraySizeClasses
     {
         if (length <= 1 << QuarterStepBaseLog2)
         {
-            // The OR lifts lengths under 16 into the first class without a branch.
-            return BitOperations.Log2((uint)(length - 1) | (MinLength - 1)) - (MinLengthLog2 - 1);
+            return PowerOfTwoIndexOf(length);
         }
 
         return PowerOfTwoClasses + SizeClasses.QuarterStepIndex(length, QuarterStepBaseLog2);
@@ -43,7 +42,7 @@ internal static class ArraySizeClasses
     {
         if (length <= 1 << QuarterStepBaseLog2)
         {
-            int index = BitOperations.Log2((uint)(length - 1) | (MinLength - 1)) - (MinLengthLog2 - 1);
+            int index = PowerOfTwoIndexOf(length);
             return MinLength << index == length ? index : -1;
         }
 
@@ -62,4 +61,10 @@ internal static class ArraySizeClasses
     /// <summary>The length of the arrays of class <paramref name="index"/>.</summary>
     public static int LengthOf(int index) =>
         index < PowerOfTwoClasses ? MinLength << index : (int)SizeClasses.QuarterStepSize(index - PowerOfTwoClasses, QuarterStepBaseLog2);
+
+    /// <summary>The power-of-two class that holds <paramref name="length"/> (from 1 to 4096).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int PowerOfTwoIndexOf(int length) =>
+        // The OR lifts lengths under 16 into the first class without a branch.
+        BitOperations.Log2((uint)(length - 1) | (MinLength - 1)) - (MinLengthLog2 - 1);
 }
