@@ -95,6 +95,17 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack is captured for one rent in this many; default 128.</summary>
     public int DiagnosticSampleRate { get; set; } = 128;
 
+    /// <summary>
+    /// Hand out the pooled block's own owner again and again instead of a fresh owner per rent: 0 bytes allocated per
+    /// rent, for callers that dispose every owner exactly once (a <c>Pipe</c>, Kestrel's transport, careful code).
+    /// In this mode a second <c>Dispose</c> is ignored only until the block is rented again: a stale dispose after
+    /// that returns the new renter's block, two disposes racing may hand the block to two renters, and a
+    /// <see cref="Memory{T}"/> kept past <c>Dispose</c> reads and writes the next renter's data once the block is
+    /// rented again. Off (the default), every rent gets its own owner and no sequence of calls hands one byte to two
+    /// live owners. Default <see langword="false"/>.
+    /// </summary>
+    public bool ReuseOwners { get; set; }
+
     /// <summary>Take every page from <see cref="PageAllocator.Portable"/> (aligned heap allocation) instead of the OS's virtual memory calls; default <see langword="false"/>.</summary>
     public bool UsePortableBackend { get; set; }
 

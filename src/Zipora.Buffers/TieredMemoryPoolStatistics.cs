@@ -37,6 +37,16 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Buffers whose owners were garbage collected without being disposed; the pool reclaimed their memory (after a quarantine of one idle delay).</summary>
     public long LeaksReclaimed { get; init; }
 
+    /// <summary>Bytes of leaked buffers held in quarantine: not handed out, unmapped nor decommitted until one idle delay after their finalizer ran.</summary>
+    public long BytesQuarantined { get; init; }
+
+    /// <summary>
+    /// Bytes the pool has let go of but not yet unmapped: memory returned less than one idle delay ago is decommitted
+    /// (its pages dropped) rather than unmapped, so a stale <c>Span</c> still running somewhere writes to a fresh zero
+    /// page instead of faulting; it is unmapped once the delay has passed.
+    /// </summary>
+    public long BytesAwaitingRelease { get; init; }
+
     /// <summary>Diagnostic mode: owners disposed more than once (each reported as an event with both stacks).</summary>
     public long DoubleDisposes { get; init; }
 
