@@ -1,0 +1,223 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A leaked owner's block is quarantined for one whole idle delay after its finalizer ran (a Span of it may still be
+/// running on some stack): nothing the pool does in that time (trims, rents, memory pressure, its cap, its own
+/// dispose) hands the block to a new renter or unmaps it. After the delay it is released and reused.
+/// </summary>
+/// <remarks>Forces full garbage collections and reads the process's mappings, so it runs alone.</remarks>
+[Collection(nameof(HugepageTests))]
+public sealed class LeakQuarantineSafetyTests
+{
+    private const int Probes = 64;
+
+    /// <summary>What a test does to the pool while a leaked block is in quarantine.</summary>
+    public enum Pressure
+    {
+        Trim,
+        RentManyOfTheSameSize,
+        TrimWhileTheTierIsBusy,
+        RentAtTheCap,
+        DisposeThePool,
+    }
+
+    public static TheoryData<int, OwnerMode, Pressure> TiersModesAndPressures
+    {
+        get
+        {
+            var data = new TheoryData<int, OwnerMode, Pressure>();
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
+                {
+                    foreach (Pressure pressure in Enum.GetValues<Pressure>())
+                    {
+                        data.Add(size, mode, pressure);
+                    }
+                }
+            }
+
+            return data;
+        }
+    }
+
+    public static TheoryData<int, OwnerMode, double> TiersModesAndLeakTimes
+    {
+        get
+        {
+            var data = new TheoryData<int, OwnerMode, double>();
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
+                {
+                    // At the start of a tick of the idle releaser (every quarter delay), and just before the next one.
+                    data.Add(size, mode, 0);
+                    data.Add(size, mode, 2.4);
+                }
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TiersModesAndPressures))]
+    public void NothingWithinOneDelayHandsOutOrUnmapsALeakedBlock(int size, OwnerMode mode, Pressure pressure)
+    {
+        var time = new FakeTimeProvider();
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        if (pressure == Pressure.RentAtTheCap)
+        {
+            options.MaxBytesInUse = size > 2 * 1024 * 1024 ? 16L * 1024 * 1024 : 2L * 1024 * 1024;
+        }
+
+        using var pool = new TieredMemoryPool(options);
+        OwnerRange leaked = LeakAndCollect(pool, size);
+        time.Advance(TimeSpan.FromSeconds(9));
+        AssertQuarantined(pool, leaked, [], "9 s after the leak");
+
+        var probes = new List<IMemoryOwner<byte>>();
+        switch (pressure)
+        {
+            case Pressure.Trim:
+                pool.Trim();
+                AssertQuarantined(pool, leaked, probes, "after Trim()");
+                RentProbes(pool, size, probes);
+                break;
+            case Pressure.RentManyOfTheSameSize:
+                RentProbes(pool, size, probes);
+                break;
+            case Pressure.TrimWhileTheTierIsBusy:
+                // What the pool does when the GC reports high memory load, while the tier has buffers out.
+                RentProbes(pool, size, probes);
+                pool.Trim();
+                AssertQuarantined(pool, leaked, probes, "after a memory-pressure trim");
+                pool.Trim();
+                RentProbes(pool, size, probes);
+                break;
+            case Pressure.RentAtTheCap:
+                // At MaxBytesInUse a rent first makes the pool release its idle memory, then throws.
+                Assert.Throws<InsufficientMemoryException>(() => RentUntilRefused(pool, size, probes));
+                AssertQuarantined(pool, leaked, probes, $"after {probes.Count} rents up to the cap and one refused");
+                Assert.Throws<InsufficientMemoryException>(() => pool.Rent(size));
+                break;
+            case Pressure.DisposeThePool:
+                pool.Dispose();
+                break;
+        }
+
+        AssertQuarantined(pool, leaked, probes, $"after {pressure}", poolDisposed: pressure == Pressure.DisposeThePool);
+        if (pressure != Pressure.DisposeThePool)
+        {
+            time.Advance(TimeSpan.FromSeconds(4));
+            TieredMemoryPoolStatistics released = pool.GetStatistics();
+            Assert.Equal(1, released.LeaksReclaimed);
+            Assert.Equal(0, released.BytesQuarantined);
+        }
+
+        probes.ForEach(static probe => probe.Dispose());
+    }
+
+    [Theory]
+    [MemberData(nameof(TiersModesAndLeakTimes))]
+    public void ALeakedBlockIsQuarantinedForAtLeastOneFullDelay(int size, OwnerMode mode, double leakAtSeconds)
+    {
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        time.Advance(TimeSpan.FromSeconds(leakAtSeconds));
+        OwnerRange leaked = LeakAndCollect(pool, size);
+
+        time.Advance(TimeSpan.FromSeconds(9.9));
+        var probes = new List<IMemoryOwner<byte>>();
+        RentProbes(pool, size, probes);
+        AssertQuarantined(pool, leaked, probes, $"9.9 s after a leak at {leakAtSeconds} s");
+
+        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        TieredMemoryPoolStatistics released = pool.GetStatistics();
+        Assert.Equal(1, released.LeaksReclaimed);
+        Assert.Equal(0, released.BytesQuarantined);
+        probes.ForEach(static probe => probe.Dispose());
+    }
+
+    [Theory]
+    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
+    public void AfterItsQuarantineALeakedBlockIsReleasedAndCanBeRentedAgain(int size, OwnerMode mode)
+    {
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        OwnerRange leaked = LeakAndCollect(pool, size);
+        time.Advance(TimeSpan.FromSeconds(9));
+        var probes = new List<IMemoryOwner<byte>>();
+        RentProbes(pool, size, probes);
+        AssertQuarantined(pool, leaked, probes, "9 s after the leak");
+
+        // Past the delay plus a tick of the idle releaser (a quarter delay).
+        time.Advance(TimeSpan.FromSeconds(4));
+        TieredMemoryPoolStatistics released = pool.GetStatistics();
+        Assert.Equal(1, released.LeaksReclaimed);
+        Assert.Equal(0, released.BytesQuarantined);
+
+        bool cameBack = false;
+        for (int i = 0; i < Probes && !cameBack; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(size);
+            probes.Add(owner);
+            cameBack = SafetyCases.RangeOf(owner).Overlaps(leaked);
+        }
+
+        Assert.True(cameBack, $"the leaked block {leaked} was not handed out again in {Probes} rents after its quarantine");
+        probes.ForEach(static probe => probe.Dispose());
+    }
+
+    private static OwnerRange LeakAndCollect(TieredMemoryPool pool, int size)
+    {
+        long before = pool.GetStatistics().LeaksReclaimed;
+        OwnerRange leaked = SafetyCases.LeakOne(pool, size);
+        SafetyCases.CollectEverything();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(before + 1, statistics.LeaksReclaimed);
+        Assert.True(statistics.BytesQuarantined >= leaked.Length, $"BytesQuarantined is {statistics.BytesQuarantined} with a leaked block of {leaked.Length} bytes in quarantine");
+        return leaked;
+    }
+
+    /// <summary>The leaked block is not any live owner's, is still counted in quarantine, and is still mapped and writable.</summary>
+    private static void AssertQuarantined(TieredMemoryPool pool, OwnerRange leaked, List<IMemoryOwner<byte>> probes, string when, bool poolDisposed = false)
+    {
+        foreach (IMemoryOwner<byte> probe in probes)
+        {
+            OwnerRange range = SafetyCases.RangeOfLive(probe, when);
+            Assert.False(range.Overlaps(leaked), $"{when}: the leaked block {leaked} was handed to a new renter ({range}) within its quarantine");
+        }
+
+        if (!poolDisposed)
+        {
+            Assert.True(pool.GetStatistics().BytesQuarantined >= leaked.Length, $"{when}: the leaked block left quarantine early (BytesQuarantined {pool.GetStatistics().BytesQuarantined})");
+        }
+
+        if (ProcessMappings.CanRead)
+        {
+            SafetyCases.AssertMappedAndWritable(leaked, $"{when}: the leaked block, within its quarantine,");
+        }
+    }
+
+    private static void RentProbes(TieredMemoryPool pool, int size, List<IMemoryOwner<byte>> probes)
+    {
+        for (int i = 0; i < Probes; i++)
+        {
+            probes.Add(pool.Rent(size));
+        }
+    }
+
+    private static void RentUntilRefused(TieredMemoryPool pool, int size, List<IMemoryOwner<byte>> probes)
+    {
+        for (int i = 0; i < 1_000_000; i++)
+        {
+            probes.Add(pool.Rent(size));
+        }
+    }
+}

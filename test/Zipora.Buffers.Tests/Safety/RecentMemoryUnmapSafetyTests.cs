@@ -1,0 +1,113 @@
+using System;
+using System.Buffers;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The pool never unmaps memory returned less than one idle delay ago, whatever it is asked to do (a trim, its own
+/// dispose): a stale Span still running somewhere writes to a mapped (maybe freshly zeroed) page instead of faulting.
+/// Once the delay has passed the memory does go back to the OS, a disposed pool's too.
+/// </summary>
+/// <remarks>Reads the process's mappings and asserts ranges were unmapped, so it runs alone (no other test maps into the hole).</remarks>
+[Collection(nameof(HugepageTests))]
+public sealed class RecentMemoryUnmapSafetyTests
+{
+    /// <summary>How the pool comes to let go of a buffer its owner disposed properly.</summary>
+    public enum LetGo
+    {
+        Trim,
+        DisposeThePool,
+        TrimThenDisposeThePool,
+        ReturnAfterDisposingThePool,
+    }
+
+    public static TheoryData<int, OwnerMode, LetGo> TiersModesAndWaysToLetGo
+    {
+        get
+        {
+            var data = new TheoryData<int, OwnerMode, LetGo>();
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
+                {
+                    foreach (LetGo letGo in Enum.GetValues<LetGo>())
+                    {
+                        data.Add(size, mode, letGo);
+                    }
+                }
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TiersModesAndWaysToLetGo))]
+    public void ReturnedMemoryStaysMappedUntilOneDelayHasPassed(int size, OwnerMode mode, LetGo letGo)
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        owner.Memory.Span.Fill(0x11);
+        OwnerRange block = SafetyCases.RangeOf(owner);
+
+        switch (letGo)
+        {
+            case LetGo.Trim:
+                owner.Dispose();
+                pool.Trim();
+                SafetyCases.AssertMappedAndWritable(block, "right after a trim, the block returned just before");
+                break;
+            case LetGo.DisposeThePool:
+                owner.Dispose();
+                pool.Dispose();
+                break;
+            case LetGo.TrimThenDisposeThePool:
+                owner.Dispose();
+                pool.Trim();
+                SafetyCases.AssertMappedAndWritable(block, "right after a trim, the block returned just before");
+                pool.Dispose();
+                break;
+            case LetGo.ReturnAfterDisposingThePool:
+                pool.Dispose();
+                SafetyCases.AssertMappedAndWritable(block, "a block still rented when its pool was disposed");
+                owner.Dispose();
+                break;
+        }
+
+        SafetyCases.AssertMappedAndWritable(block, $"right after {letGo}, the block returned just before");
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, $"after {letGo}: BytesAwaitingRelease is 0 while a returned block waits out its delay");
+
+        time.Advance(TimeSpan.FromSeconds(9));
+        SafetyCases.AssertMappedAndWritable(block, $"9 s after {letGo}");
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, $"9 s after {letGo}: BytesAwaitingRelease is 0 while a returned block waits out its delay");
+
+        // Past the delay plus a tick of the idle releaser (a quarter delay): back to the OS.
+        time.Advance(TimeSpan.FromSeconds(4));
+        Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after {letGo} the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
+        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
+        GC.KeepAlive(pool);
+    }
+
+    [Theory]
+    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
+    public void MemoryReturnedJustBeforeATickStaysMappedForAFullDelay(int size, OwnerMode mode)
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        OwnerRange block = SafetyCases.RangeOf(owner);
+
+        // The idle releaser ticks every quarter delay (2.5 s); return the block just before the first tick.
+        time.Advance(TimeSpan.FromSeconds(2.4));
+        owner.Dispose();
+        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.AssertMappedAndWritable(block, "9.9 s after the block was returned");
+
+        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after it was returned to an idle pool the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
+    }
+}

@@ -1,0 +1,98 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The process's virtual memory mappings, from <c>/proc/self/maps</c> (Linux only): whether a range of addresses is
+/// mapped, so a test can prove memory was (or was not) given back to the OS, and check a range is still writable
+/// before it writes through a raw pointer (a failure is then an assertion, never a crashed test host).
+/// </summary>
+internal static class ProcessMappings
+{
+    private const string MapsPath = "/proc/self/maps";
+
+    /// <summary>Whether this process can read its own mappings.</summary>
+    public static bool CanRead => OperatingSystem.IsLinux() && File.Exists(MapsPath);
+
+    /// <summary>Whether every byte of [<paramref name="address"/>, <paramref name="address"/> + <paramref name="length"/>) lies in some mapping (adjacent mappings may cover it together).</summary>
+    public static bool IsMapped(nint address, long length) => Covers(address, length, requireWritable: false);
+
+    /// <summary>Whether every byte of the range lies in a mapping the process may write.</summary>
+    public static bool IsWritable(nint address, long length) => Covers(address, length, requireWritable: true);
+
+    /// <summary>The mappings that touch the range, as text, for assertion messages.</summary>
+    public static string Describe(nint address, long length)
+    {
+        ulong start = (ulong)address;
+        ulong end = start + (ulong)length;
+        var touching = new List<string>();
+        foreach (Mapping mapping in Read())
+        {
+            if (mapping.Start < end && start < mapping.End)
+            {
+                touching.Add(string.Create(CultureInfo.InvariantCulture, $"{mapping.Start:x}-{mapping.End:x} {(mapping.Writable ? "rw" : "not writable")}"));
+            }
+        }
+
+        string range = string.Create(CultureInfo.InvariantCulture, $"[{start:x}, {end:x})");
+        return touching.Count == 0 ? $"{range}: no mapping" : $"{range}: {string.Join("; ", touching)}";
+    }
+
+    private static bool Covers(nint address, long length, bool requireWritable)
+    {
+        ulong start = (ulong)address;
+        ulong end = start + (ulong)length;
+        var mappings = new List<Mapping>();
+        foreach (Mapping mapping in Read())
+        {
+            if (mapping.End > start && mapping.Start < end && (!requireWritable || mapping.Writable))
+            {
+                mappings.Add(mapping);
+            }
+        }
+
+        mappings.Sort(static (left, right) => left.Start.CompareTo(right.Start));
+        ulong covered = start;
+        foreach (Mapping mapping in mappings)
+        {
+            if (mapping.Start > covered)
+            {
+                return false;
+            }
+
+            covered = Math.Max(covered, mapping.End);
+            if (covered >= end)
+            {
+                return true;
+            }
+        }
+
+        return covered >= end;
+    }
+
+    private static List<Mapping> Read()
+    {
+        var mappings = new List<Mapping>();
+        foreach (string line in File.ReadAllLines(MapsPath))
+        {
+            // "7f12a0000000-7f12a0021000 rw-p 00000000 00:00 0   [path]"
+            int dash = line.IndexOf('-', StringComparison.Ordinal);
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            if (dash <= 0 || space <= dash || line.Length < space + 3)
+            {
+                continue;
+            }
+
+            ulong start = ulong.Parse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            ulong end = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            mappings.Add(new Mapping(start, end, line[space + 2] == 'w'));
+        }
+
+        return mappings;
+    }
+
+    private readonly record struct Mapping(ulong Start, ulong End, bool Writable);
+}
