@@ -127,6 +127,21 @@ public static class SafetyCases
         return true;
     }
 
+    /// <summary>Whether the memory at <paramref name="range"/> carries <paramref name="stamp"/> everywhere <see cref="Stamp"/> writes it; the caller knows it is mapped.</summary>
+    public static unsafe bool HasStampAt(OwnerRange range, long stamp)
+    {
+        var span = new ReadOnlySpan<byte>((void*)range.Start, range.Length);
+        foreach (int offset in StampOffsets(span.Length))
+        {
+            if (System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(span[offset..]) != stamp)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>Asserts that every owner still carries the stamp written into it.</summary>
     public static void AssertStamps(IReadOnlyList<IMemoryOwner<byte>> owners, IReadOnlyList<long> stamps, string what)
     {
