@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using CsCheck;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -56,11 +55,11 @@ public sealed class PoolModelTests
             }
 
             // No two live buffers overlap.
-            var sorted = actual.Live.OrderBy(entry => ((NativeMemoryManager)entry.Owner).Address).ToList();
+            var sorted = actual.Live.OrderBy(entry => OwnerAddress.Of(entry.Owner)).ToList();
             for (int i = 1; i < sorted.Count; i++)
             {
-                var previous = (NativeMemoryManager)sorted[i - 1].Owner;
-                if (previous.Address + previous.Length > ((NativeMemoryManager)sorted[i].Owner).Address)
+                IMemoryOwner<byte> previous = sorted[i - 1].Owner;
+                if (OwnerAddress.Of(previous) + previous.Memory.Length > OwnerAddress.Of(sorted[i].Owner))
                 {
                     return false;
                 }
