@@ -3,8 +3,9 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Judges each size class idle on its own: a class that saw no rent or return for the whole delay and still holds
-/// free buffers is due to be given back, once, until it is used again. It also dates each class's last activity, so a
+/// Judges each size class idle on its own: a class that saw no rent or return for more than the whole delay in ticks
+/// (so a full delay of real time, see <see cref="IdleClock.HasWaitedOutDelay"/>) and still holds free buffers is due
+/// to be given back, once, until it is used again. It also dates each class's last activity, so a
 /// trim knows whether the free blocks it collected were returned a full delay ago.
 /// </summary>
 /// <remarks>The idle releaser's timer writes it one tick at a time; trims on other threads read it under the lock.</remarks>
@@ -31,7 +32,7 @@ internal sealed class ClassIdleness(int classCount)
                     _lastActive[classIndex] = now;
                     _released[classIndex] = false;
                 }
-                else if (!_released[classIndex] && counts.Cached > 0 && now - _lastActive[classIndex] >= delayInTicks)
+                else if (!_released[classIndex] && counts.Cached > 0 && now - _lastActive[classIndex] > delayInTicks)
                 {
                     _released[classIndex] = true;
                     (idle ??= new bool[byClass.Length])[classIndex] = true;

@@ -20,7 +20,8 @@ internal abstract class SlabTier : BufferTier
 
     /// <summary>
     /// Trims the tier when <paramref name="activity"/> (rents plus returns so far: it changes whenever the tier is
-    /// used) has not moved for the whole delay. Each tier's <see cref="BufferTier.ReleaseIdle"/> calls it with the
+    /// used) has not moved for more than the whole delay in ticks, so its free blocks have all been returned a full
+    /// delay ago and their slabs may be unmapped at once (see <see cref="IdleClock.HasWaitedOutDelay"/>). Each tier's <see cref="BufferTier.ReleaseIdle"/> calls it with the
     /// figure it has just summed for its own statistics, so the counters are read once per tick.
     /// </summary>
     protected void TrimIfIdle(long now, long delayInTicks, long activity)
@@ -35,7 +36,7 @@ internal abstract class SlabTier : BufferTier
                 return;
             }
 
-            if (_trimmedSinceActive || now - _lastActive < delayInTicks)
+            if (_trimmedSinceActive || now - _lastActive <= delayInTicks)
             {
                 return;
             }

@@ -16,8 +16,11 @@ public abstract class MemoryPoolContractTests
 
     protected abstract TieredMemoryPoolOptions CreateOptions();
 
-    /// <summary>False for diagnostic mode, which hands out a fresh owner (not the pooled manager) on every rent by design.</summary>
-    protected virtual bool HandsOutPooledManagers => true;
+    /// <summary>True when the pooled manager itself is handed out again and again (<see cref="TieredMemoryPoolOptions.ReuseOwners"/>).</summary>
+    protected virtual bool OwnersAreReused => false;
+
+    /// <summary>Managed bytes a steady rent and dispose allocates: the owner of each rent (24 B, as MemoryPool&lt;byte&gt;.Shared's), none when owners are reused.</summary>
+    protected virtual long BytesAllocatedPerRent => OwnersAreReused ? 0 : 24;
 
     /// <summary>True when every buffer is also an array segment (the pinned-arrays backend).</summary>
     protected virtual bool ArrayBacked => false;
@@ -117,7 +120,7 @@ public abstract class MemoryPoolContractTests
             {
                 Assert.True(handle.Pointer == System.Runtime.CompilerServices.Unsafe.AsPointer(ref owner.Memory.Span[0]));
                 Assert.Equal((nint)handle.Pointer + owner.Memory.Length, (nint)end.Pointer);
-                if (HandsOutPooledManagers)
+                if (OwnersAreReused)
                 {
                     Assert.Equal(Assert.IsType<NativeMemoryManager>(owner).Address, (nint)handle.Pointer);
                 }
@@ -191,11 +194,11 @@ public abstract class MemoryPoolContractTests
 
     [Theory]
     [MemberData(nameof(SizesAcrossTiers))]
-    public void SteadyRentAndDisposeAllocateNoManagedMemory(int size)
+    public void SteadyRentAndDisposeAllocateNothingButTheOwner(int size)
     {
-        if (!HandsOutPooledManagers)
+        if (BytesAllocatedPerRent < 0)
         {
-            Assert.Skip("diagnostic mode allocates an owner per rent, by design, so stale owners can be told apart");
+            Assert.Skip("diagnostic mode allocates an owner with its bookkeeping per rent, by design, so misuse can be reported");
         }
 
         using TieredMemoryPool pool = CreatePool();
@@ -220,7 +223,30 @@ public abstract class MemoryPoolContractTests
             owner.Dispose();
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(BytesAllocatedPerRent * 10_000, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesAcrossTiers))]
+    public void AStaleDisposeAfterTheBlockWasRentedAgainIsIgnored(int size)
+    {
+        if (OwnersAreReused)
+        {
+            Assert.Skip("with ReuseOwners the owner is the block: a stale dispose returns the next renter's block (documented)");
+        }
+
+        using TieredMemoryPool pool = CreatePool();
+        IMemoryOwner<byte> stale = pool.Rent(size);
+        Memory<byte> staleMemory = stale.Memory;
+        stale.Dispose();
+        using IMemoryOwner<byte> live = pool.Rent(size);
+        stale.Dispose();
+
+        using IMemoryOwner<byte> next = pool.Rent(size);
+        Assert.False(OwnerAddress.Overlap(live, next));
+        Assert.Throws<ObjectDisposedException>(() => staleMemory.Span.Length);
+        Assert.Throws<ObjectDisposedException>(() => stale.Memory);
+        Assert.Equal(2, Tier(pool.GetStatistics(), size).BuffersInUse);
     }
 
     /// <summary>The rounding each tier promises: 16-byte steps or a quarter of the doubling (small, large, huge), the next power of two (medium).</summary>

@@ -117,7 +117,7 @@ public sealed unsafe class DiagnosticModeTests
         {
             using var pool = new TieredMemoryPool();
             using IMemoryOwner<byte> owner = pool.Rent(4096);
-            Assert.IsNotType<Native.NativeMemoryManager>(owner);
+            Assert.IsType<DiagnosticOwner>(owner);
         }
         finally
         {
@@ -126,7 +126,7 @@ public sealed unsafe class DiagnosticModeTests
 
         using var plain = new TieredMemoryPool();
         using IMemoryOwner<byte> pooled = plain.Rent(4096);
-        Assert.IsType<Native.NativeMemoryManager>(pooled);
+        Assert.IsType<BlockOwner>(pooled);
     }
 
     [Theory]

@@ -60,7 +60,7 @@ public sealed class BadInputTests
     private static void Pin(TieredMemoryPool pool, int index)
     {
         using IMemoryOwner<byte> owner = pool.Rent(4096);
-        ((NativeMemoryManager)owner).Pin(index).Dispose();
+        ((MemoryManager<byte>)owner).Pin(index).Dispose();
     }
 
     private static void MemoryAfterDispose(TieredMemoryPool pool)

@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Threading;
 using CsCheck;
 
 namespace Zipora.Buffers.Tests;
@@ -20,10 +21,19 @@ public sealed class ParallelPoolTests
             (state, operation) => state.RentWriteDispose(s_sizes[operation.Item1], operation.Item2));
         GenOperation<PoolState> trim = Gen.Const(0).Operation<PoolState>(_ => "Trim()", (state, _) => state.Pool.Trim());
 
+        // A caller's bugs, which the default owners make harmless: the same owner disposed by two threads at once,
+        // and an owner disposed again after others rented since.
+        GenOperation<PoolState> racingDisposes = Gen.Select(Gen.Int[0, s_sizes.Length - 1], Gen.Byte[1, 255]).Operation<PoolState>(
+            operation => $"RentWriteDisposeTwiceAtOnce({s_sizes[operation.Item1]})",
+            (state, operation) => state.RentWriteDisposeTwiceAtOnce(s_sizes[operation.Item1], operation.Item2));
+        GenOperation<PoolState> staleDispose = Gen.Const(0).Operation<PoolState>(_ => "DisposeAStaleOwner()", (state, _) => state.DisposeAStaleOwner());
+
         Check.SampleParallel(
             Gen.Int.Select(_ => new PoolState()),
             rentWriteDispose,
             rentWriteDispose,
+            racingDisposes,
+            staleDispose,
             trim,
             equal: (a, b) => a.Summary() == b.Summary(),
             iter: 40,
@@ -32,6 +42,8 @@ public sealed class ParallelPoolTests
 
     internal sealed class PoolState
     {
+        private IMemoryOwner<byte>? _stale;
+
         public TieredMemoryPool Pool { get; } = new(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
 
         public void RentWriteDispose(int size, byte stamp)
@@ -40,7 +52,28 @@ public sealed class ParallelPoolTests
             owner.Memory.Span.Fill(stamp);
             Assert.True(owner.Memory.Span.IndexOfAnyExcept(stamp) < 0, "a live buffer was written by someone else");
             owner.Dispose();
+            Volatile.Write(ref _stale, owner);
         }
+
+        public void RentWriteDisposeTwiceAtOnce(int size, byte stamp)
+        {
+            IMemoryOwner<byte> owner = Pool.Rent(size);
+            owner.Memory.Span.Fill(stamp);
+            Assert.True(owner.Memory.Span.IndexOfAnyExcept(stamp) < 0, "a live buffer was written by someone else");
+            // A thread of its own, so the race cannot wait for a busy thread pool.
+            using var bothReady = new Barrier(2);
+            var other = new Thread(() =>
+            {
+                bothReady.SignalAndWait();
+                owner.Dispose();
+            });
+            other.Start();
+            bothReady.SignalAndWait();
+            owner.Dispose();
+            other.Join();
+        }
+
+        public void DisposeAStaleOwner() => Volatile.Read(ref _stale)?.Dispose();
 
         /// <summary>What any order of the operations must agree on: rents and returns per tier, nothing in use.</summary>
         public string Summary()

@@ -3,22 +3,23 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using CsCheck;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// Random sequences of rent, write, verify, dispose and trim across every tier, checked against a model that only
-/// remembers which buffers are live and what was written into them.
+/// remembers which buffers are live and what was written into them. With owners of their own per rent (the default)
+/// the sequences also dispose owners again long after their first dispose, and touch their stale memory: the model
+/// says neither does anything but throw.
 /// </summary>
 public sealed class PoolModelTests
 {
     private static readonly int[] s_sizes = [1, 15, 100, 1023, 1024, 3000, 4096, 16384, 16385, 70_000, 2 * 1024 * 1024, (2 * 1024 * 1024) + 1, 2_900_000];
 
-    private static readonly Gen<(PoolUnderTest Actual, Model Model)> s_initial = Gen.Int.Select(_ => (new PoolUnderTest(), new Model()));
-
-    [Fact]
-    public void ThePoolBehavesLikeItsModel()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ThePoolBehavesLikeItsModel(bool reuseOwners)
     {
         GenOperation<PoolUnderTest, Model> rent = Gen.Select(Gen.Int[0, s_sizes.Length - 1], Gen.Byte[1, 255]).Operation<PoolUnderTest, Model>(
             operation => $"Rent({s_sizes[operation.Item1]}) <- {operation.Item2}",
@@ -32,8 +33,16 @@ public sealed class PoolModelTests
             _ => "Trim()",
             (actual, _) => actual.Pool.Trim(),
             (_, _) => { });
+        GenOperation<PoolUnderTest, Model> staleDispose = Gen.Int[0, 1000].Operation<PoolUnderTest, Model>(
+            index => $"DisposeAgain(#{index})",
+            (actual, index) => actual.DisposeAgain(index),
+            (_, _) => { });
 
-        Check.SampleModelBased(s_initial, [rent, rent, dispose, trim], Matches, iter: 60);
+        Gen<(PoolUnderTest Actual, Model Model)> initial = Gen.Int.Select(_ => (new PoolUnderTest(reuseOwners), new Model()));
+        GenOperation<PoolUnderTest, Model>[] operations = reuseOwners
+            ? [rent, rent, dispose, trim]
+            : [rent, rent, dispose, trim, staleDispose];
+        Check.SampleModelBased(initial, operations, Matches, iter: 60);
     }
 
     private static bool Matches(PoolUnderTest actual, Model model)
@@ -56,11 +65,11 @@ public sealed class PoolModelTests
             }
 
             // No two live buffers overlap.
-            var sorted = actual.Live.OrderBy(entry => ((NativeMemoryManager)entry.Owner).Address).ToList();
+            var sorted = actual.Live.OrderBy(entry => OwnerAddress.Of(entry.Owner)).ToList();
             for (int i = 1; i < sorted.Count; i++)
             {
-                var previous = (NativeMemoryManager)sorted[i - 1].Owner;
-                if (previous.Address + previous.Length > ((NativeMemoryManager)sorted[i].Owner).Address)
+                IMemoryOwner<byte> previous = sorted[i - 1].Owner;
+                if (OwnerAddress.Of(previous) + previous.Memory.Length > OwnerAddress.Of(sorted[i].Owner))
                 {
                     return false;
                 }
@@ -93,11 +102,14 @@ public sealed class PoolModelTests
         _ => 3,
     };
 
-    internal sealed class PoolUnderTest
+    internal sealed class PoolUnderTest(bool reuseOwners)
     {
-        public TieredMemoryPool Pool { get; } = new(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
+        public TieredMemoryPool Pool { get; } = new(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan, ReuseOwners = reuseOwners });
 
         public List<(IMemoryOwner<byte> Owner, byte Stamp)> Live { get; } = [];
+
+        /// <summary>Owners disposed so far, with the memory they handed out, to be disposed and touched again.</summary>
+        public List<(IMemoryOwner<byte> Owner, Memory<byte> Memory)> Disposed { get; } = [];
 
         public void Rent(int size, byte stamp)
         {
@@ -110,8 +122,23 @@ public sealed class PoolModelTests
         {
             if (Live.Count > 0)
             {
-                Live[index % Live.Count].Owner.Dispose();
+                IMemoryOwner<byte> owner = Live[index % Live.Count].Owner;
+                Memory<byte> memory = owner.Memory;
+                owner.Dispose();
                 Live.RemoveAt(index % Live.Count);
+                Disposed.Add((owner, memory));
+            }
+        }
+
+        /// <summary>A caller's bug: an owner disposed before, maybe long before, is disposed again and its memory touched.</summary>
+        public void DisposeAgain(int index)
+        {
+            if (Disposed.Count > 0)
+            {
+                (IMemoryOwner<byte> owner, Memory<byte> memory) = Disposed[index % Disposed.Count];
+                owner.Dispose();
+                Assert.Throws<ObjectDisposedException>(() => memory.Span.Length);
+                Assert.Throws<ObjectDisposedException>(() => owner.Memory);
             }
         }
 

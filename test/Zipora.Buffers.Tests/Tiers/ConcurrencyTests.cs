@@ -4,7 +4,6 @@ using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -205,9 +204,8 @@ public sealed class ConcurrencyTests
 
         public void Add(IMemoryOwner<byte> owner)
         {
-            var manager = (NativeMemoryManager)owner;
-            nint start = manager.Address;
-            nint end = start + manager.Length;
+            nint start = OwnerAddress.Of(owner);
+            nint end = start + owner.Memory.Length;
             lock (_lock)
             {
                 foreach (KeyValuePair<nint, nint> range in _ends)
@@ -223,7 +221,7 @@ public sealed class ConcurrencyTests
         {
             lock (_lock)
             {
-                Assert.True(_ends.Remove(((NativeMemoryManager)owner).Address));
+                Assert.True(_ends.Remove(OwnerAddress.Of(owner)));
             }
         }
     }

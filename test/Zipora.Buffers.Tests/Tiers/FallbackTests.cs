@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
@@ -82,15 +83,25 @@ public sealed class FallbackTests
     {
         int mapsAllowed = int.MaxValue;
         var allocator = new ScriptedPageAllocator(PageAllocator.Portable) { RefuseMap = (_, _) => mapsAllowed-- <= 0, HugeTlbSupported = false };
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, FallbackPageAllocator = null, EnableHugepages = false });
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, FallbackPageAllocator = null, EnableHugepages = false, TimeProvider = time });
         pool.Rent(EightMegabytes).Dispose();
         Assert.Equal(EightMegabytes, pool.GetStatistics().Huge.BytesRetained);
 
-        // The next mapping fails once; the pool frees its cached 8 MB region and the retry succeeds.
+        // The next mapping fails once; the pool gives its cached 8 MB region up and the retry succeeds. The region
+        // was returned a moment ago, so it is unmapped only once it has been returned for a full idle delay.
         mapsAllowed = 0;
         allocator.RefuseMap = (_, _) => mapsAllowed++ == 0;
         using IMemoryOwner<byte> owner = pool.Rent(2 * EightMegabytes);
         Assert.Equal(0, pool.GetStatistics().Huge.BytesRetained);
+        Assert.Equal(EightMegabytes, pool.GetStatistics().BytesAwaitingRelease);
+        Assert.Equal(0, allocator.Unmaps);
+        for (int tick = 0; tick < 6; tick++)
+        {
+            time.Advance(TimeSpan.FromSeconds(2.5));
+        }
+
         Assert.Equal(1, allocator.Unmaps);
+        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
     }
 }

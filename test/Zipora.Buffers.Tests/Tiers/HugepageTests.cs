@@ -80,7 +80,7 @@ public sealed class HugepageTests
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.Equal(0, statistics.FallbackAllocations);
         Assert.Equal(0, statistics.HugepageBytes);
-        Assert.Equal(0, ((NativeMemoryManager)owner).Address % (2 * 1024 * 1024));
+        Assert.Equal(0, OwnerAddress.Of(owner) % (2 * 1024 * 1024));
     }
 
     private static long AnonHugePagesOfThisProcess()

@@ -1,6 +1,5 @@
 using System;
 using System.Buffers;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -56,8 +55,7 @@ public sealed class RoutingTests
         for (int i = 0; i < owners.Length; i++)
         {
             owners[i] = pool.Rent(size);
-            var manager = Assert.IsType<NativeMemoryManager>(owners[i]);
-            Assert.Equal(0, manager.Address % alignment);
+            Assert.Equal(0, OwnerAddress.Of(owners[i]) % alignment);
         }
 
         Array.ForEach(owners, owner => owner.Dispose());
