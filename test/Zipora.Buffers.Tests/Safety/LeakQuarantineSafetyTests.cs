@@ -115,7 +115,20 @@ public sealed class LeakQuarantineSafetyTests
         }
 
         AssertQuarantined(leaked, probes, $"after {pressure}");
-        if (pressure != Pressure.DisposeThePool)
+        if (pressure == Pressure.DisposeThePool)
+        {
+            // The disposed pool's timer lives on until its memory has waited out its delays, then lets it all go.
+            time.Advance(SafetyCases.IdleDelay * 3);
+            TieredMemoryPoolStatistics drained = pool.GetStatistics();
+            Assert.Equal(0, drained.BytesQuarantined);
+            Assert.Equal(0, drained.BytesAwaitingRelease);
+            Assert.Equal(0, drained.BytesInUse);
+            if (ProcessMappings.CanRead)
+            {
+                Assert.False(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"the leaked block {leaked} of a disposed pool is still mapped three delays later");
+            }
+        }
+        else
         {
             AssertCountedInQuarantine(pool, leaked, $"after {pressure}");
             time.Advance(TimeSpan.FromSeconds(4));
