@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -191,6 +192,40 @@ public sealed class LeakQuarantineSafetyTests
 
         Assert.True(cameBack, $"the leaked block {leaked} was not handed out again in {Probes} rents after its quarantine");
         probes.ForEach(static probe => probe.Dispose());
+    }
+
+    [Theory]
+    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
+    public void AnOwnerLeakedAfterItsPoolWasDisposedIsQuarantinedThenUnmapped(int size, OwnerMode mode)
+    {
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        OwnerRange leaked = RentDisposeThePoolAndLeak(pool, size);
+        SafetyCases.CollectEverything();
+        Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
+
+        time.Advance(TimeSpan.FromSeconds(9));
+        AssertQuarantined(leaked, [], "9 s after a leak from a disposed pool");
+        AssertCountedInQuarantine(pool, leaked, "9 s after a leak from a disposed pool");
+
+        time.Advance(SafetyCases.IdleDelay * 3);
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        Assert.Equal(0, drained.BytesQuarantined);
+        Assert.Equal(0, drained.BytesAwaitingRelease);
+        Assert.Equal(0, drained.BytesInUse);
+        if (ProcessMappings.CanRead)
+        {
+            Assert.False(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"the leaked block {leaked} of a disposed pool is still mapped three delays after its quarantine");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static OwnerRange RentDisposeThePoolAndLeak(TieredMemoryPool pool, int size)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        pool.Dispose();
+        owner.Memory.Span.Fill(0x5A);
+        return SafetyCases.RangeOf(owner);
     }
 
     /// <summary>Leaks one buffer and collects it; asserts its finalizer reclaimed it (the quarantine statistics are checked by the tests, after the safety checks).</summary>

@@ -20,6 +20,9 @@ public sealed class RecentMemoryUnmapSafetyTests
         DisposeThePool,
         TrimThenDisposeThePool,
         ReturnAfterDisposingThePool,
+
+        /// <summary>MaxRetainedBytes = 0: the idle releaser's next tick trims everything the pool holds idle.</summary>
+        RetainedBytesCap,
     }
 
     public static TheoryData<int, OwnerMode, LetGo> TiersModesAndWaysToLetGo
@@ -48,7 +51,13 @@ public sealed class RecentMemoryUnmapSafetyTests
     {
         Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        if (letGo == LetGo.RetainedBytesCap)
+        {
+            options.MaxRetainedBytes = 0;
+        }
+
+        using var pool = new TieredMemoryPool(options);
         IMemoryOwner<byte> owner = pool.Rent(size);
         owner.Memory.Span.Fill(0x11);
         OwnerRange block = SafetyCases.RangeOf(owner);
@@ -75,6 +84,10 @@ public sealed class RecentMemoryUnmapSafetyTests
                 SafetyCases.AssertMappedAndWritable(block, "a block still rented when its pool was disposed");
                 owner.Dispose();
                 break;
+            case LetGo.RetainedBytesCap:
+                owner.Dispose();
+                time.Advance(SafetyCases.IdleDelay / 4);
+                break;
         }
 
         SafetyCases.AssertMappedAndWritable(block, $"right after {letGo}, the block returned just before");
@@ -89,6 +102,34 @@ public sealed class RecentMemoryUnmapSafetyTests
         Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after {letGo} the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
         Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
         GC.KeepAlive(pool);
+    }
+
+    [Theory]
+    [InlineData(100_000, OwnerMode.Default)]
+    [InlineData(100_000, OwnerMode.ReuseOwners)]
+    [InlineData(3_000_000, OwnerMode.Default)]
+    [InlineData(3_000_000, OwnerMode.ReuseOwners)]
+    public void ABlockEvictedFromAFullRegionCacheStaysMappedUntilOneDelayHasPassed(int size, OwnerMode mode)
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        options.RegionCacheMaxBytes = 0;
+        options.HugeRegionCacheMaxBytes = 0;
+        using var pool = new TieredMemoryPool(options);
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        OwnerRange block = SafetyCases.RangeOf(owner);
+
+        // Nothing may be cached: the return evicts the region at once.
+        owner.Dispose();
+        Assert.Equal(0, pool.GetStatistics().BytesRetained);
+        SafetyCases.AssertMappedAndWritable(block, "right after its return evicted it");
+        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.AssertMappedAndWritable(block, "9.9 s after its return evicted it");
+
+        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after it was evicted the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
+        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
     }
 
     [Theory]
