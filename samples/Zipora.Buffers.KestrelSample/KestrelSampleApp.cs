@@ -39,10 +39,16 @@ public static class KestrelSampleApp
         });
 
         // The one line: Kestrel's socket transport now rents every buffer from the tiered pool. (--pool=default
-        // keeps Kestrel's own pool, so the two can be compared under the same load.)
-        if (builder.Configuration.GetValue("pool", "tiered") != "default")
+        // keeps Kestrel's own pool, and --pool=tiered-reuse the tiered pool with reused owners, so they can be
+        // compared under the same load.)
+        string pool = builder.Configuration.GetValue("pool", "tiered")!;
+        if (pool != "default")
         {
-            builder.Services.AddTieredMemoryPool(options => options.Name = "kestrel-sample");
+            builder.Services.AddTieredMemoryPool(options =>
+            {
+                options.Name = "kestrel-sample";
+                options.ReuseOwners = pool == "tiered-reuse";
+            });
         }
 
         WebApplication app = builder.Build();

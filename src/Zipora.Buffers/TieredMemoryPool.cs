@@ -85,7 +85,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _maxRetainedBytes = options.MaxRetainedBytes;
         _pages = new PageSource(options.ResolvePageAllocator(), options.ResolveFallbackPageAllocator(), options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
-        _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
+        // The fast path must not serve what MaxBufferSize forbids: it stops at the smaller of the two limits.
+        _mediumFastSizes = _diagnostics is null ? (uint)(Math.Min(_mmapThreshold, _maxBufferSize) - MediumTier.MinSize + 1) : 0;
         _reuseOwners = options.ReuseOwners;
 
         // The clock runs even when background release is off: it times the quarantine of leaked blocks and the

@@ -1,4 +1,5 @@
 using System;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
@@ -74,5 +75,44 @@ public sealed class TieredMemoryPoolOptionsTests
         Assert.Equal(2, statistics.Large.Rents);
         Assert.Equal(1, statistics.Huge.Rents);
         Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent((1024 * 1024) + 1));
+    }
+
+    [Theory]
+    [InlineData(4096)]
+    [InlineData(5000)]
+    public void MaxBufferSizeBelowTheMmapThresholdHoldsOnTheMediumFastPath(int maxBufferSize)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBufferSize = maxBufferSize });
+        pool.Rent(maxBufferSize).Dispose();
+        foreach (int size in new[] { maxBufferSize + 1, 8192, 16 * 1024 })
+        {
+            ArgumentOutOfRangeException error = Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(size));
+            Assert.Equal("minBufferSize", error.ParamName);
+        }
+
+        Assert.Equal(1, pool.GetStatistics().Medium.Rents);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    public static TheoryData<TimeSpan> VeryLongDelays => new() { TimeSpan.FromDays(200), TimeSpan.MaxValue, TimeSpan.FromDays(49.7) };
+
+    [Theory]
+    [MemberData(nameof(VeryLongDelays))]
+    public void AVeryLongIdleDelayIsAcceptedAndKeepsMemoryForItsWholeLength(TimeSpan delay)
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = delay, TimeProvider = time });
+        pool.Rent(100_000).Dispose();
+        pool.Rent(4096).Dispose();
+        for (int hour = 0; hour < 48; hour++)
+        {
+            time.Advance(TimeSpan.FromHours(1));
+        }
+
+        // Two days of ticks later, nothing is idle long enough to go.
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.MunmapCalls);
+        Assert.Equal(0, statistics.BytesAwaitingRelease);
+        Assert.True(statistics.Large.BytesRetained > 0);
     }
 }

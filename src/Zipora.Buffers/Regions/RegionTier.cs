@@ -267,7 +267,9 @@ internal abstract class RegionTier : BufferTier
         }
 
         Pages.RecordMapped(mappedLength, backing);
-        nint bufferAddress = _guardPages ? address + (nint)PageAllocator.PageSize : address;
+        // Guarded: the buffer ends where the trailing guard page starts, so a one-byte overrun faults whatever the
+        // class size (a class that is not a whole number of pages leaves its slack before the buffer instead).
+        nint bufferAddress = _guardPages ? address + (nint)(mappedLength - PageAllocator.PageSize) - BufferLength(classIndex) : address;
         var region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
         _gate.Enter();
         CountRentUnsynchronized(classIndex);
@@ -336,8 +338,8 @@ internal abstract class RegionTier : BufferTier
 
     /// <summary>
     /// Diagnostic mode: base pages with an inaccessible page on each side, the buffer ending right at the second,
-    /// so a write one byte before or past the buffer faults at once instead of corrupting a neighbour. Class sizes
-    /// of these tiers are whole pages, so nothing lies between the buffer and its guards.
+    /// so a write one byte past the buffer faults at once instead of corrupting a neighbour. For classes that are
+    /// whole pages the buffer also starts right after the first, so a write one byte before it faults too.
     /// </summary>
     private bool TryMapGuarded(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
     {

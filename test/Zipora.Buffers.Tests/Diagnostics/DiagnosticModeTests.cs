@@ -109,6 +109,26 @@ public sealed unsafe class DiagnosticModeTests
         Assert.StartsWith("rw", ProtectionAt(end - 1), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(4096, 5000)]
+    [InlineData(4096, 7000)]
+    [InlineData(8192, 9000)]
+    [InlineData(8192, 13_000)]
+    public void AOneByteOverrunFaultsAfterClassesThatAreNotWholePages(int mmapThreshold, int size)
+    {
+        if (!File.Exists("/proc/self/maps"))
+        {
+            Assert.Skip("the page protections are read from /proc/self/maps");
+        }
+
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.Sampled, MmapThreshold = mmapThreshold });
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        Assert.NotEqual(0, owner.Memory.Length % Environment.SystemPageSize);
+        nint end = AddressOf(owner) + owner.Memory.Length;
+        Assert.Equal("---p", ProtectionAt(end));
+        Assert.StartsWith("rw", ProtectionAt(end - 1), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void TheEnvironmentVariableSwitchesDiagnosticsOnWithoutCodeChanges()
     {
