@@ -153,6 +153,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         LeaksReclaimed = _quarantine.Reclaimed,
         BytesQuarantined = _quarantine.Bytes,
         BytesAwaitingRelease = _unmaps.Bytes,
+        UnmapFailures = _pages.UnmapFailures,
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
