@@ -47,7 +47,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
     private readonly long _maxRetainedBytes;
+    private readonly IdleClock _clock;
     private readonly IdleReleaser _idleReleaser;
+    private readonly Func<bool> _nothingWaiting;
     private readonly bool _releasesIdleMemory;
     private readonly LeakQuarantine _quarantine;
     private readonly DeferredUnmaps _unmaps;
@@ -62,6 +64,10 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     // Whether the pooled manager itself is handed out (ReuseOwners), instead of an owner per rent.
     private readonly bool _reuseOwners;
     private int _disposed;
+
+    // Set once Dispose has handed every tier's memory to the quarantine or the deferred unmaps: from then on the
+    // timer may pause whenever nothing waits.
+    private volatile bool _drainingAfterDispose;
 
     /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
     public TieredMemoryPool()
@@ -91,7 +97,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
         // The clock runs even when background release is off: it times the quarantine of leaked blocks and the
         // delay before memory let go of may be unmapped.
-        var clock = new IdleClock(options.IdleReleaseDelay);
+        var clock = _clock = new IdleClock(options.IdleReleaseDelay);
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
         _quarantine = new LeakQuarantine(options.TimeProvider, clock.Delay);
         _unmaps = new DeferredUnmaps(_pages, clock);
@@ -100,6 +106,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
         _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
         _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);
+        _quarantine.Waiting = _unmaps.Waiting = _idleReleaser.Wake;
+        _nothingWaiting = () => _quarantine.IsEmpty && _unmaps.IsEmpty;
 
         Name = options.Name;
         _pages.ReleaseIdleMemory = Trim;
@@ -153,6 +161,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         LeaksReclaimed = _quarantine.Reclaimed,
         BytesQuarantined = _quarantine.Bytes,
         BytesAwaitingRelease = _unmaps.Bytes,
+        UnmapFailures = _pages.UnmapFailures,
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
@@ -196,6 +205,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
     bool IReclaimablePool.IsDisposed => IsDisposed;
 
+    /// <summary>Ticks of the idle clock so far (tests see the timer pause and wake with it).</summary>
+    internal long IdleTicks => _clock.Epoch;
+
     /// <summary>The calling thread's medium cache capacity for <paramref name="size"/> (tests watch the adaptation with it).</summary>
     internal int ThreadCacheCapacity(int size) => _medium.CapacityOnThisThread(size);
 
@@ -209,10 +221,10 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _unmaps.ReleaseDue();
         if (IsDisposed)
         {
-            // Disposed: the timer only lives on until every block is back and every mapping is gone.
-            if (_quarantine.Bytes == 0 && _unmaps.IsEmpty && GetStatistics().BytesInUse == 0)
+            // Disposed: the timer pauses while nothing waits, and a buffer returned or leaked later wakes it.
+            if (_drainingAfterDispose)
             {
-                _idleReleaser.Dispose();
+                _idleReleaser.PauseIf(_nothingWaiting);
             }
 
             return;
@@ -237,9 +249,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
     /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
-    /// their memory is freed instead of cached. Memory returned less than one idle delay ago, and leaked blocks in
-    /// quarantine, have their pages dropped now and are unmapped when their delay is over: the pool's timer lives on
-    /// until then. Does nothing for <see cref="Shared"/>.
+    /// their memory is freed instead of cached. Memory returned less than one idle delay ago has its pages dropped now
+    /// and is unmapped when the delay is over, and leaked blocks wait out their quarantine untouched: the pool's
+    /// timer lives on until then. Does nothing for <see cref="Shared"/>.
     /// </summary>
     protected override void Dispose(bool disposing)
     {
@@ -248,11 +260,12 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
             return;
         }
 
-        _idleReleaser.HoldUntilDrained(this);
+        _idleReleaser.HoldStrongly(this);
         _small.Dispose();
         _medium.Dispose();
         _large.Dispose();
         _huge.Dispose();
+        _drainingAfterDispose = true;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

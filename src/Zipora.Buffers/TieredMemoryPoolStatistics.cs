@@ -47,6 +47,9 @@ public sealed class TieredMemoryPoolStatistics
     /// </summary>
     public long BytesAwaitingRelease { get; init; }
 
+    /// <summary>Unmaps the OS refused (for example at <c>vm.max_map_count</c>): the memory stays mapped and counted, and is tried again at every tick.</summary>
+    public long UnmapFailures { get; init; }
+
     /// <summary>Diagnostic mode: owners disposed more than once (each reported as an event with both stacks).</summary>
     public long DoubleDisposes { get; init; }
 
@@ -81,7 +84,7 @@ public sealed class TieredMemoryPoolStatistics
             text.Append("  ").AppendLine(row.ToString());
         }
 
-        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}");
+        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}, quarantined {BytesQuarantined} B, awaiting unmap {BytesAwaitingRelease} B, unmaps refused {UnmapFailures}");
         return text.ToString();
     }
 }

@@ -43,18 +43,39 @@ internal sealed class UnixPageAllocator : PageAllocator
         nint aligned = (nint)(((nuint)raw + alignment - 1) & ~(alignment - 1));
         nuint head = (nuint)(aligned - raw);
         nuint tail = padded - head - length;
+        nint kept = raw;
+        nuint keptLength = padded;
         if (head != 0)
         {
-            _ = Libc.Munmap(raw, head);
+            if (Libc.Munmap(raw, head) != 0)
+            {
+                return GiveBackWhole(kept, keptLength);
+            }
+
+            kept = aligned;
+            keptLength -= head;
         }
 
-        if (tail != 0)
+        if (tail != 0 && Libc.Munmap(aligned + (nint)length, tail) != 0)
         {
-            _ = Libc.Munmap(aligned + (nint)length, tail);
+            return GiveBackWhole(kept, keptLength);
         }
 
         address = aligned;
         return true;
+    }
+
+    /// <summary>
+    /// Cutting an end off a mapping splits it in two, which the kernel refuses at <c>vm.max_map_count</c>: then the
+    /// rest is unmapped whole (no split, so no new map entry is needed) and the map reported as refused, so no
+    /// stray pages are left mapped behind the pool's back.
+    /// </summary>
+    private static bool GiveBackWhole(nint address, nuint length)
+    {
+        // An unmap of a whole mapping removes an entry and does not fail for want of map entries; should it fail
+        // anyway, the range stays mapped and unreferenced, and the caller still sees a refusal it can handle.
+        _ = Libc.Munmap(address, length);
+        return false;
     }
 
     public override bool Unmap(nint address, nuint length) => Libc.Munmap(address, length) == 0;

@@ -4,7 +4,7 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers,
-/// double disposes and backend fallbacks. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
+/// double disposes, backend fallbacks and refused unmaps. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
 /// when nobody listens.
 /// </summary>
 [EventSource(Name = "Zipora-Buffers")]
@@ -53,6 +53,16 @@ internal sealed class ZiporaBuffersEventSource : EventSource
         if (IsEnabled())
         {
             WriteEvent(4, tier, bytes, rentedAt);
+        }
+    }
+
+    /// <summary>The OS refused to unmap a range (for example at <c>vm.max_map_count</c>); it stays mapped and counted, and is tried again at every tick.</summary>
+    [Event(5, Level = EventLevel.Warning, Message = "The OS refused to unmap {0} bytes; they stay mapped and counted, and the pool tries again at its next tick.")]
+    public void UnmapRefused(long bytes)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(5, bytes);
         }
     }
 }

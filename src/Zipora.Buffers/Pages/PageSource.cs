@@ -132,6 +132,7 @@ internal sealed class PageSource
         if (!owner.Unmap(address, length))
         {
             Interlocked.Increment(ref _unmapFailures);
+            ZiporaBuffersEventSource.Log.UnmapRefused((long)length);
             return false;
         }
 

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 
@@ -23,6 +24,9 @@ internal sealed class DeferredUnmaps
         _pages = pages;
         _clock = clock;
     }
+
+    /// <summary>Called after a mapping starts waiting, so a paused timer (a disposed pool's) ticks again.</summary>
+    public Action? Waiting { get; set; }
 
     /// <summary>Bytes let go of and still mapped: waiting out their delay, or refused by the OS.</summary>
     public long Bytes => Volatile.Read(ref _bytes);
@@ -63,6 +67,8 @@ internal sealed class DeferredUnmaps
             _waiting.Add(new Mapping(address, length, backing, returnedAt, counted));
             _bytes += (long)length;
         }
+
+        Waiting?.Invoke();
     }
 
     /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>

@@ -10,15 +10,17 @@ namespace Zipora.Buffers;
 /// <remarks>
 /// The timer holds the pool weakly, so a pool nobody references is not kept alive by its own timer. A disposed pool
 /// may still hold memory that must wait out its delay (a leaked block in quarantine, a mapping returned moments
-/// ago); it asks to be held strongly until then, so that memory is freed on time even after the pool object is
-/// dropped, and stops the timer itself when nothing is left.
+/// ago); it asks to be held strongly, so that memory is freed on time even after the pool object is dropped, pauses
+/// the timer when nothing is left, and wakes it when something new has to wait (a buffer returned late).
 /// </remarks>
-internal sealed class IdleReleaser : IDisposable
+internal sealed class IdleReleaser
 {
     private readonly WeakReference<IReclaimablePool> _pool;
     private readonly IdleClock _clock;
     private readonly ITimer _timer;
-    private IReclaimablePool? _heldUntilDrained;
+    private readonly Lock _pauseLock = new();
+    private IReclaimablePool? _heldStrongly;
+    private bool _paused;
     private int _ticking;
 
     public IdleReleaser(IReclaimablePool pool, IdleClock clock, TimeProvider time)
@@ -30,13 +32,37 @@ internal sealed class IdleReleaser : IDisposable
         _timer = time.CreateTimer(static state => ((IdleReleaser)state!).Tick(), this, clock.Period, clock.Period);
     }
 
-    /// <summary>Keeps the pool reachable from the timer until it stops the timer (a disposed pool draining its memory).</summary>
-    public void HoldUntilDrained(IReclaimablePool pool) => Volatile.Write(ref _heldUntilDrained, pool);
+    /// <summary>Keeps the pool reachable from the timer from now on (a disposed pool draining its memory).</summary>
+    public void HoldStrongly(IReclaimablePool pool) => Volatile.Write(ref _heldStrongly, pool);
 
-    public void Dispose()
+    /// <summary>Stops ticking if <paramref name="nothingWaiting"/> says so; <see cref="Wake"/> starts again.</summary>
+    /// <remarks>
+    /// Checked and paused under one lock, and whatever adds work adds it before it calls <see cref="Wake"/>, which
+    /// takes the same lock: so either the check sees the new work, or the wake sees the pause.
+    /// </remarks>
+    public void PauseIf(Func<bool> nothingWaiting)
     {
-        _timer.Dispose();
-        Volatile.Write(ref _heldUntilDrained, null);
+        lock (_pauseLock)
+        {
+            if (!_paused && nothingWaiting())
+            {
+                _paused = true;
+                _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    /// <summary>Starts a paused timer again: something now waits for a tick.</summary>
+    public void Wake()
+    {
+        lock (_pauseLock)
+        {
+            if (_paused)
+            {
+                _paused = false;
+                _timer.Change(_clock.Period, _clock.Period);
+            }
+        }
     }
 
     private void Tick()
@@ -50,7 +76,7 @@ internal sealed class IdleReleaser : IDisposable
         try
         {
             long now = _clock.Advance();
-            IReclaimablePool? pool = Volatile.Read(ref _heldUntilDrained);
+            IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);
             if (pool is not null || _pool.TryGetTarget(out pool))
             {
                 pool.ReleaseIdle(now, _clock.DelayInTicks);

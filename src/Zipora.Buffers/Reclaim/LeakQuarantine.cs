@@ -30,6 +30,21 @@ internal sealed class LeakQuarantine
         _delay = delay;
     }
 
+    /// <summary>Called after a block enters the quarantine, so a paused timer (a disposed pool's) ticks again.</summary>
+    public Action? Waiting { get; set; }
+
+    /// <summary>Whether nothing is held.</summary>
+    public bool IsEmpty
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _held.Count == 0;
+            }
+        }
+    }
+
     /// <summary>Buffers reclaimed from leaked owners so far.</summary>
     public long Reclaimed => Volatile.Read(ref _reclaimed);
 
@@ -46,6 +61,8 @@ internal sealed class LeakQuarantine
             _held.Add((buffer, tier, _time.GetTimestamp()));
             _bytes += buffer.Length;
         }
+
+        Waiting?.Invoke();
     }
 
     /// <summary>Returns to their tiers the blocks held for a full delay; called at every tick of the idle clock.</summary>

@@ -14,6 +14,9 @@ internal sealed class ScriptedPageAllocator : PageAllocator
 
     public bool RefuseAdvice { get; set; }
 
+    /// <summary>Refuse every unmap, as the kernel does when splitting a mapping would pass <c>vm.max_map_count</c>.</summary>
+    public bool RefuseUnmap { get; set; }
+
     public bool HugeTlbSupported { get; set; } = true;
 
     public int MapRequests { get; private set; }
@@ -49,6 +52,11 @@ internal sealed class ScriptedPageAllocator : PageAllocator
 
     public override bool Unmap(nint address, nuint length)
     {
+        if (RefuseUnmap)
+        {
+            return false;
+        }
+
         Unmaps++;
         return _inner.Unmap(address, length);
     }

@@ -51,7 +51,6 @@ public sealed class HugepageTests
         }
 
         using var pool = new TieredMemoryPool();
-        long anonBefore = AnonHugePagesOfThisProcess();
         using IMemoryOwner<byte> owner = pool.Rent(SixMegabytes);
         owner.Memory.Span.Fill(1);
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
@@ -63,7 +62,7 @@ public sealed class HugepageTests
 
             // The range is 2 MB aligned and advised, so the kernel can back it with transparent hugepages. It may
             // still fall short when physical memory is fragmented, so require some coverage, not all of it.
-            Assert.True(AnonHugePagesOfThisProcess() > anonBefore, "no transparent hugepage backs the advised range");
+            Assert.True(AnonHugePagesOfMappingAt(OwnerAddress.Of(owner)) > 0, "no transparent hugepage backs the advised range");
         }
         else
         {
@@ -83,16 +82,31 @@ public sealed class HugepageTests
         Assert.Equal(0, OwnerAddress.Of(owner) % (2 * 1024 * 1024));
     }
 
-    private static long AnonHugePagesOfThisProcess()
+    private static readonly System.Buffers.SearchValues<char> s_hexDigits = System.Buffers.SearchValues.Create("0123456789abcdef");
+
+    /// <summary>
+    /// The transparent hugepage bytes of the mapping that holds <paramref name="address"/>, from /proc/self/smaps: the
+    /// mapping's own figure, so memory other pools of this process map or unmap meanwhile cannot move it.
+    /// </summary>
+    private static long AnonHugePagesOfMappingAt(nint address)
     {
-        if (!File.Exists("/proc/self/smaps_rollup"))
+        if (!File.Exists("/proc/self/smaps"))
         {
             return 0;
         }
 
-        foreach (string line in File.ReadLines("/proc/self/smaps_rollup"))
+        bool inMapping = false;
+        foreach (string line in File.ReadLines("/proc/self/smaps"))
         {
-            if (line.StartsWith("AnonHugePages:", StringComparison.Ordinal))
+            int dash = line.IndexOf('-', StringComparison.Ordinal);
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            if (dash > 0 && space > dash && IsHex(line.AsSpan(0, dash)))
+            {
+                long start = long.Parse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                long end = long.Parse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                inMapping = address >= start && address < end;
+            }
+            else if (inMapping && line.StartsWith("AnonHugePages:", StringComparison.Ordinal))
             {
                 string kilobytes = line["AnonHugePages:".Length..].Trim().Split(' ')[0];
                 return long.Parse(kilobytes, CultureInfo.InvariantCulture) * 1024;
@@ -101,4 +115,6 @@ public sealed class HugepageTests
 
         return 0;
     }
+
+    private static bool IsHex(ReadOnlySpan<char> text) => !text.IsEmpty && !text.ContainsAnyExcept(s_hexDigits);
 }

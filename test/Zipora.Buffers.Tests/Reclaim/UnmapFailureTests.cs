@@ -1,0 +1,60 @@
+using System;
+using System.Buffers;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>An unmap the OS refuses (at vm.max_map_count) is counted, never subtracted, and tried again until it works.</summary>
+public sealed class UnmapFailureTests
+{
+    private const int RegionSize = 100_000;
+    private const long RegionBytes = 114_688;
+
+    [Fact]
+    public void ARefusedUnmapKeepsTheMemoryCountedAndIsRetriedAtEveryTick()
+    {
+        var time = new FakeTimeProvider();
+        var allocator = new ScriptedPageAllocator { RefuseUnmap = true, RefuseAdvice = true };
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            PageAllocator = allocator,
+            TimeProvider = time,
+            MaxBytesInUse = 4 * RegionBytes,
+        });
+
+        pool.Rent(RegionSize).Dispose();
+        AdvanceTicks(time, 6);
+        pool.Trim();
+        AdvanceTicks(time, 2);
+
+        // Old enough to unmap, but the OS says no: still mapped, still counted against MaxBytesInUse, reported.
+        TieredMemoryPoolStatistics refused = pool.GetStatistics();
+        Assert.True(refused.UnmapFailures >= 1, refused.ToString());
+        Assert.Equal(RegionBytes, refused.BytesAwaitingRelease);
+        Assert.Equal(0, refused.MunmapCalls);
+        var owners = new IMemoryOwner<byte>[3];
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(RegionSize);
+        }
+
+        Assert.Throws<InsufficientMemoryException>(() => pool.Rent(RegionSize));
+        Array.ForEach(owners, owner => owner.Dispose());
+
+        // The cause passes: the next tick unmaps it, and the bytes stop counting.
+        allocator.RefuseUnmap = false;
+        AdvanceTicks(time, 1);
+        TieredMemoryPoolStatistics released = pool.GetStatistics();
+        Assert.Equal(0, released.BytesAwaitingRelease);
+        Assert.Equal(1, released.MunmapCalls);
+        Assert.Equal(1, allocator.Unmaps);
+    }
+
+    private static void AdvanceTicks(FakeTimeProvider time, int ticks)
+    {
+        for (int tick = 0; tick < ticks; tick++)
+        {
+            time.Advance(TimeSpan.FromSeconds(2.5));
+        }
+    }
+}
