@@ -194,13 +194,34 @@ public sealed class LeakQuarantineSafetyTests
         probes.ForEach(static probe => probe.Dispose());
     }
 
+    public static TheoryData<int, OwnerMode, int> TiersModesAndWaitsBeforeTheLeak
+    {
+        get
+        {
+            var data = new TheoryData<int, OwnerMode, int>();
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
+                {
+                    // Leaked at once, or after the disposed pool's timer found nothing waiting for two delays.
+                    data.Add(size, mode, 0);
+                    data.Add(size, mode, 20);
+                }
+            }
+
+            return data;
+        }
+    }
+
     [Theory]
-    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
-    public void AnOwnerLeakedAfterItsPoolWasDisposedIsQuarantinedThenUnmapped(int size, OwnerMode mode)
+    [MemberData(nameof(TiersModesAndWaitsBeforeTheLeak))]
+    public void AnOwnerLeakedAfterItsPoolWasDisposedIsQuarantinedThenUnmapped(int size, OwnerMode mode, int secondsBeforeTheLeak)
     {
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
-        OwnerRange leaked = RentDisposeThePoolAndLeak(pool, size);
+        List<IMemoryOwner<byte>> holder = RentAndDisposeThePool(pool, size);
+        time.Advance(TimeSpan.FromSeconds(secondsBeforeTheLeak));
+        OwnerRange leaked = Leak(holder);
         SafetyCases.CollectEverything();
         Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
 
@@ -219,11 +240,21 @@ public sealed class LeakQuarantineSafetyTests
         }
     }
 
+    /// <summary>Rents one buffer, then disposes the pool; the owner is held only by the list returned.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static OwnerRange RentDisposeThePoolAndLeak(TieredMemoryPool pool, int size)
+    private static List<IMemoryOwner<byte>> RentAndDisposeThePool(TieredMemoryPool pool, int size)
     {
         IMemoryOwner<byte> owner = pool.Rent(size);
         pool.Dispose();
+        return [owner];
+    }
+
+    /// <summary>Takes the owner out of the list and drops it without dispose.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static OwnerRange Leak(List<IMemoryOwner<byte>> holder)
+    {
+        IMemoryOwner<byte> owner = holder[0];
+        holder.Clear();
         owner.Memory.Span.Fill(0x5A);
         return SafetyCases.RangeOf(owner);
     }

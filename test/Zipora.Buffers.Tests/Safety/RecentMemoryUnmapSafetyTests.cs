@@ -105,6 +105,30 @@ public sealed class RecentMemoryUnmapSafetyTests
     }
 
     [Theory]
+    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
+    public void AReturnToADisposedPoolWhoseTimerHadNothingLeftStaysMappedForADelayThenIsUnmapped(int size, OwnerMode mode)
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        OwnerRange block = SafetyCases.RangeOf(owner);
+
+        // The disposed pool's timer finds nothing waiting (the owner is still out) and may stop ticking meanwhile.
+        pool.Dispose();
+        time.Advance(SafetyCases.IdleDelay * 2);
+        owner.Dispose();
+        SafetyCases.AssertMappedAndWritable(block, "right after a late return to a disposed pool");
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, "a late return to a disposed pool is not counted as awaiting release");
+        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.AssertMappedAndWritable(block, "9.9 s after a late return to a disposed pool");
+
+        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after a late return to a disposed pool the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
+        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
+    }
+
+    [Theory]
     [InlineData(100_000, OwnerMode.Default)]
     [InlineData(100_000, OwnerMode.ReuseOwners)]
     [InlineData(3_000_000, OwnerMode.Default)]

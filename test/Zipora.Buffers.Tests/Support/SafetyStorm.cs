@@ -71,7 +71,11 @@ internal sealed class SafetyStorm
 
     public long Leaks => Interlocked.Read(ref _leaks);
 
-    public void Run(int workers, TimeSpan duration)
+    /// <summary>
+    /// Storms for at least <paramref name="duration"/>, and on (up to ten times as long, on a loaded machine) until
+    /// <paramref name="enough"/> says the storm did what it is for; stops early at the first failure.
+    /// </summary>
+    public void Run(int workers, TimeSpan duration, Func<SafetyStorm, bool> enough)
     {
         var threads = new List<Thread>();
         for (int i = 0; i < workers; i++)
@@ -83,7 +87,7 @@ internal sealed class SafetyStorm
         threads.Add(new Thread(() => Guard(_clock is null ? Trim : TrimAndTick)) { IsBackground = true, Name = "storm trimmer" });
         threads.ForEach(static thread => thread.Start());
         var elapsed = Stopwatch.StartNew();
-        while (elapsed.Elapsed < duration && Failures.IsEmpty)
+        while ((elapsed.Elapsed < duration || !enough(this)) && elapsed.Elapsed < duration * 10 && Failures.IsEmpty)
         {
             Thread.Sleep(10);
         }
