@@ -280,6 +280,11 @@ public sealed class LeakQuarantineSafetyTests
 
         if (ProcessMappings.CanRead)
         {
+            Assert.True(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"{when}: the leaked block {leaked}, within its quarantine, is no longer mapped ({ProcessMappings.Describe(leaked.Start, leaked.Length)})");
+
+            // Not decommitted either: a Span of the leaked owner may still be reading it (the leak filled it with 0x5A;
+            // the checks write one byte at each end).
+            Assert.True(InteriorOf(leaked).IndexOfAnyExcept((byte)0x5A) < 0, $"{when}: the leaked block {leaked}, within its quarantine, lost its contents (its pages were dropped or it was written)");
             SafetyCases.AssertMappedAndWritable(leaked, $"{when}: the leaked block, within its quarantine,");
         }
     }
@@ -290,6 +295,8 @@ public sealed class LeakQuarantineSafetyTests
         long quarantined = pool.GetStatistics().BytesQuarantined;
         Assert.True(quarantined >= leaked.Length, $"{when}: BytesQuarantined is {quarantined} with the leaked block of {leaked.Length} bytes in quarantine");
     }
+
+    private static unsafe ReadOnlySpan<byte> InteriorOf(OwnerRange range) => new((byte*)range.Start + 1, range.Length - 2);
 
     private static void RentProbes(TieredMemoryPool pool, int size, List<IMemoryOwner<byte>> probes)
     {
