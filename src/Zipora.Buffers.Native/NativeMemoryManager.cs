@@ -2,6 +2,8 @@ using System;
 using System.Buffers;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+using System.Threading;
 
 namespace Zipora.Buffers.Native;
 
@@ -37,6 +39,15 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     // Plain field: the owner is used by one logical flow at a time (rent, use, dispose), and handing it to another
     // thread goes through that flow's own synchronisation (a Pipe, a Task, a channel).
     private int _state;
+
+    // Bumped each time the finalizer reclaims the block: an owner a pool wrapped around it (and that a user's
+    // finalizer brought back to life) sees a stale generation and can no longer reach the block's next renter.
+    private int _generation;
+
+    // Set when the finalizer ran while the block was back with its pool: the owner that returned it died with it (a
+    // user's finalizer disposed it). The registration is renewed when the block is handed out again, so a later leak
+    // is still reclaimed; the blocks of a pool that was dropped are simply collected.
+    private bool _finalizationLost;
 
     /// <summary>Wraps <paramref name="length"/> bytes at <paramref name="address"/>.</summary>
     /// <param name="address">Start of the block; the caller keeps it alive until the manager is disposed.</param>
@@ -77,12 +88,19 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// </summary>
     ~NativeMemoryManager()
     {
-        if (_state != StateLive || _releaser is null)
+        if (_releaser is null)
         {
             return;
         }
 
+        if (_state != StateLive)
+        {
+            _finalizationLost |= _state == StateReturned;
+            return;
+        }
+
         _state = StateReturned;
+        _generation++;
         GC.ReRegisterForFinalize(this);
         _releaser.Reclaim(this);
     }
@@ -187,6 +205,9 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// <inheritdoc />
     protected override void Dispose(bool disposing) => Dispose();
 
+    /// <summary>Changes each time the finalizer reclaims the block; a pool's own owner of one rent compares it to the one it was made with.</summary>
+    internal int Generation => Volatile.Read(ref _generation);
+
     /// <summary>Whether the block is back with its releaser and may be handed out again.</summary>
     internal bool IsReturned => _state == StateReturned;
 
@@ -195,6 +216,19 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     {
         Debug.Assert(_state == StateReturned, "only a returned block can be handed out again");
         _state = StateLive;
+        if (_finalizationLost)
+        {
+            RenewFinalization();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RenewFinalization()
+    {
+        // A finalizer racing this hand-out can set the flag again just after this: the registration is then renewed
+        // at the following hand-out, which leaves a leak during this one rental unreclaimed at worst.
+        _finalizationLost = false;
+        GC.ReRegisterForFinalize(this);
     }
 
     /// <summary>Marks a block whose memory went back to the OS: every later use throws, and there is nothing left to reclaim.</summary>

@@ -19,7 +19,7 @@ namespace Zipora.Buffers;
 /// at least as long as asked.
 /// </para>
 /// <para>
-/// By default every rent gets an owner of its own (24 bytes, as <see cref="MemoryPool{T}.Shared"/> allocates):
+/// By default every rent gets an owner of its own (32 bytes; <see cref="MemoryPool{T}.Shared"/> allocates 24):
 /// a second dispose of it, at any time and on any thread, is ignored, and it and every <see cref="Memory{T}"/>
 /// taken from it throw <see cref="ObjectDisposedException"/> after its dispose, also once the block is rented again.
 /// With <see cref="TieredMemoryPoolOptions.ReuseOwners"/> the pooled manager itself is handed out (nothing allocated

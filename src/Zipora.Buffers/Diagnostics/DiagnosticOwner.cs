@@ -22,12 +22,14 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
     private readonly PoolDiagnostics _diagnostics;
     private readonly string _tier;
     private readonly StackTrace? _rentedAt;
+    private readonly int _generation;
     private StackTrace? _disposedAt;
     private int _disposed;
 
     public DiagnosticOwner(NativeMemoryManager block, PoolDiagnostics diagnostics, string tier, StackTrace? rentedAt)
     {
         _block = block;
+        _generation = block.Generation;
         _diagnostics = diagnostics;
         _tier = tier;
         _rentedAt = rentedAt;
@@ -75,14 +77,19 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
             return;
         }
 
+        // A block reclaimed by its finalizer while this owner lived on (a user's finalizer resurrected it) belongs to
+        // its pool again: nothing to poison or return.
         _disposedAt = here;
-        _block.GetSpan().Fill(Poison);
-        _block.Dispose();
+        if (_block.Generation == _generation)
+        {
+            _block.GetSpan().Fill(Poison);
+            _block.Dispose();
+        }
     }
 
     private void ThrowIfDisposed()
     {
-        if (Volatile.Read(ref _disposed) != 0)
+        if (Volatile.Read(ref _disposed) != 0 || _block.Generation != _generation)
         {
             throw new ObjectDisposedException(nameof(TieredMemoryPool), "This buffer was returned to the pool (diagnostic mode: every rent gets its own owner, so a stale one always throws).");
         }

@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -12,10 +13,12 @@ namespace Zipora.Buffers;
 /// </summary>
 /// <remarks>
 /// <para>
-/// The whole state is the reference to the block, taken away by one atomic exchange on dispose: exactly one
+/// The state is the reference to the block, taken away by one atomic exchange on dispose: exactly one
 /// <see cref="Dispose()"/> ever sees it, so a stale second dispose (after any number of later rents of the block) and
-/// two disposes racing on different threads both find nothing to give back. The object is 24 bytes, the size of the
-/// owner <see cref="MemoryPool{T}.Shared"/> allocates per rent.
+/// two disposes racing on different threads both find nothing to give back. Beside it sits the block's generation at
+/// the rent: should the block be reclaimed by its finalizer while this owner lives on (a user's finalizer resurrected
+/// it), the generation has moved, and the owner can neither reach nor return the block's next renter. The object is
+/// 32 bytes (<see cref="MemoryPool{T}.Shared"/>'s owner is 24).
 /// </para>
 /// <para>
 /// It has no finalizer (a finalizable object is several times dearer to allocate). A leaked owner is reclaimed through
@@ -27,44 +30,34 @@ namespace Zipora.Buffers;
     Justification = "IDisposable is re-implemented so Dispose skips GC.SuppressFinalize: the owner has no finalizer, and the call would cost every rent.")]
 internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
 {
+    private readonly int _generation;
     private NativeMemoryManager? _block;
 
-    public BlockOwner(NativeMemoryManager block) => _block = block;
+    public BlockOwner(NativeMemoryManager block)
+    {
+        _block = block;
+        _generation = block.Generation;
+    }
 
     public override Memory<byte> Memory
     {
         get
         {
-            NativeMemoryManager? block = _block;
-            if (block is null)
-            {
-                ThrowHelper.ThrowOwnerDisposed();
-            }
-
+            NativeMemoryManager block = Block();
             return CreateMemory(block.Length);
         }
     }
 
     public override Span<byte> GetSpan()
     {
-        // Runs on every Memory<byte>.Span: one load, one compare, a span over the block's fixed fields.
-        NativeMemoryManager? block = _block;
-        if (block is null)
-        {
-            ThrowHelper.ThrowOwnerDisposed();
-        }
-
+        // Runs on every Memory<byte>.Span: two loads, two compares, a span over the block's fixed fields.
+        NativeMemoryManager block = Block();
         return new Span<byte>((void*)block.Address, block.Length);
     }
 
     public override MemoryHandle Pin(int elementIndex = 0)
     {
-        NativeMemoryManager? block = _block;
-        if (block is null)
-        {
-            ThrowHelper.ThrowOwnerDisposed();
-        }
-
+        NativeMemoryManager block = Block();
         if ((uint)elementIndex > (uint)block.Length)
         {
             ThrowHelper.ThrowPinIndexOutOfRange(elementIndex);
@@ -79,7 +72,14 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
     }
 
     /// <summary>Gives the block back once; every later call, on any thread, finds nothing to give.</summary>
-    public void Dispose() => Interlocked.Exchange(ref _block, null)?.Dispose();
+    public void Dispose()
+    {
+        NativeMemoryManager? block = Interlocked.Exchange(ref _block, null);
+        if (block is not null && block.Generation == _generation)
+        {
+            block.Dispose();
+        }
+    }
 
     protected override void Dispose(bool disposing) => Dispose();
 
@@ -87,12 +87,25 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
     protected override bool TryGetArray(out ArraySegment<byte> segment)
     {
         NativeMemoryManager? block = _block;
-        if (block is null)
+        if (block is null || block.Generation != _generation)
         {
             segment = default;
             return false;
         }
 
         return block.TryGetArraySegment(out segment);
+    }
+
+    /// <summary>The block, while this owner still holds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private NativeMemoryManager Block()
+    {
+        NativeMemoryManager? block = _block;
+        if (block is null || block.Generation != _generation)
+        {
+            ThrowHelper.ThrowOwnerDisposed();
+        }
+
+        return block;
     }
 }

@@ -19,8 +19,8 @@ public abstract class MemoryPoolContractTests
     /// <summary>True when the pooled manager itself is handed out again and again (<see cref="TieredMemoryPoolOptions.ReuseOwners"/>).</summary>
     protected virtual bool OwnersAreReused => false;
 
-    /// <summary>Managed bytes a steady rent and dispose allocates: the owner of each rent (24 B, as MemoryPool&lt;byte&gt;.Shared's), none when owners are reused.</summary>
-    protected virtual long BytesAllocatedPerRent => OwnersAreReused ? 0 : 24;
+    /// <summary>Managed bytes a steady rent and dispose allocates: the owner of each rent (32 B; MemoryPool&lt;byte&gt;.Shared's is 24), none when owners are reused.</summary>
+    protected virtual long BytesAllocatedPerRent => OwnersAreReused ? 0 : 32;
 
     /// <summary>True when every buffer is also an array segment (the pinned-arrays backend).</summary>
     protected virtual bool ArrayBacked => false;
