@@ -49,6 +49,11 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     // is still reclaimed; the blocks of a pool that was dropped are simply collected.
     private bool _finalizationLost;
 
+    // Hand-outs so far, and the one the finalizer last found live: a block is reclaimed only when the finalizer finds
+    // the same rent live at two collections (see the finalizer).
+    private int _rentals;
+    private int _suspectedRental = -1;
+
     /// <summary>Wraps <paramref name="length"/> bytes at <paramref name="address"/>.</summary>
     /// <param name="address">Start of the block; the caller keeps it alive until the manager is disposed.</param>
     /// <param name="length">Length of the block in bytes.</param>
@@ -83,8 +88,9 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
 
     /// <summary>
     /// Reclaims a block whose owner was garbage collected without being disposed, so a leak costs the pool a late
-    /// return instead of the memory. The manager registers again, since its releaser may hand it out and lose it
-    /// again; while it is cached by a pool it is reachable and never finalized.
+    /// return instead of the memory: at the second collection that finds the same rent unreachable. The manager
+    /// registers again, since its releaser may hand it out and lose it again; while it is cached by a pool it is
+    /// reachable and never finalized.
     /// </summary>
     ~NativeMemoryManager()
     {
@@ -99,9 +105,18 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
             return;
         }
 
+        // Found live and unreachable. Either its owner leaked it, or a user's finalizer disposed that owner moments ago
+        // and the block was rented again before this finalizer ran, to a renter who holds it now. Only finding the same
+        // rent unreachable again, at a later collection, proves the leak; an innocent renter keeps the block reachable.
+        GC.ReRegisterForFinalize(this);
+        if (_suspectedRental != _rentals)
+        {
+            _suspectedRental = _rentals;
+            return;
+        }
+
         _state = StateReturned;
         _generation++;
-        GC.ReRegisterForFinalize(this);
         _releaser.Reclaim(this);
     }
 
@@ -216,6 +231,7 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     {
         Debug.Assert(_state == StateReturned, "only a returned block can be handed out again");
         _state = StateLive;
+        _rentals++;
         if (_finalizationLost)
         {
             RenewFinalization();

@@ -97,7 +97,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
         // The clock runs even when background release is off: it times the quarantine of leaked blocks and the
         // delay before memory let go of may be unmapped.
-        var clock = _clock = new IdleClock(options.IdleReleaseDelay);
+        var clock = _clock = new IdleClock(options.IdleReleaseDelay, options.TimeProvider);
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
         _quarantine = new LeakQuarantine(options.TimeProvider, clock.Delay);
         _unmaps = new DeferredUnmaps(_pages, clock);

@@ -61,7 +61,7 @@ internal sealed class HugeTier : RegionTier
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
 
-        if (Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage))
+        if (Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain))
         {
             backing = PageBacking.TransparentHuge;
             return true;

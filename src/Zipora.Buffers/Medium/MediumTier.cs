@@ -416,17 +416,19 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     /// <summary>Hands out a cached block (a hit) or, when there is none, a freshly carved one (a miss).</summary>
     private NativeMemoryManager HandOut(ThreadCache cache, int classIndex, int size, NativeMemoryManager? cached)
     {
-        cache.RequestedBytes += size;
         if (cached is not null)
         {
             cache.Hits[classIndex]++;
+            cache.RequestedBytes += size;
             cached.Reactivate();
             return cached;
         }
 
         // Called with the thread's cache released: mapping a slab may trim the pool, and a trim waits for every cache.
+        // Counted only once the block exists: a rent refused at the pool's limit asked for nothing.
         NativeMemoryManager carved = Carve(classIndex);
         cache.Misses[classIndex]++;
+        cache.RequestedBytes += size;
         return carved;
     }
 

@@ -114,9 +114,15 @@ internal sealed class PageSource
         return false;
     }
 
-    public bool TryAdvise(nint address, nuint length, PageAdvice advice) => _allocator.TryAdvise(address, length, advice);
+    /// <summary>Passes a hint to the allocator that mapped the range: never to the OS for memory the portable fallback took from the C heap.</summary>
+    public bool TryAdvise(nint address, nuint length, PageAdvice advice, PageBacking backing) => AllocatorOf(backing).TryAdvise(address, length, advice);
 
-    public bool TryProtect(nint address, nuint length, PageProtection protection) => _allocator.TryProtect(address, length, protection);
+    /// <summary>
+    /// Changes the protection through the allocator that mapped the range. Memory the portable fallback took from the
+    /// C heap is never protected: the heap's own bookkeeping lives beside it, and an inaccessible page there would
+    /// crash the process at the next <c>malloc</c>.
+    /// </summary>
+    public bool TryProtect(nint address, nuint length, PageProtection protection, PageBacking backing) => AllocatorOf(backing).TryProtect(address, length, protection);
 
     /// <summary>
     /// Unmaps a region with the allocator that mapped it. Nothing is counted as freed unless the OS accepted: a
@@ -128,7 +134,7 @@ internal sealed class PageSource
     /// <param name="counted">Whether the region still counts against the limit (false once its pages were dropped).</param>
     public bool TryUnmap(nint address, nuint length, PageBacking backing, bool counted)
     {
-        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
+        PageAllocator owner = AllocatorOf(backing);
         if (!owner.Unmap(address, length))
         {
             Interlocked.Increment(ref _unmapFailures);
@@ -157,7 +163,7 @@ internal sealed class PageSource
     /// </summary>
     public bool TryDropPages(nint address, nuint length, PageBacking backing)
     {
-        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
+        PageAllocator owner = AllocatorOf(backing);
         if (!owner.TryAdvise(address, length, PageAdvice.DontNeed))
         {
             return false;
@@ -222,11 +228,14 @@ internal sealed class PageSource
     /// <summary>A manager for a block; array-backed (so <c>MemoryMarshal.TryGetArray</c> works) when the pages are pinned arrays.</summary>
     public NativeMemoryManager CreateManager(nint address, int length, INativeMemoryReleaser releaser, PageBacking backing)
     {
-        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
+        PageAllocator owner = AllocatorOf(backing);
         return owner.TryGetBackingArray(address, out byte[]? array, out int offset)
             ? new NativeMemoryManager(address, length, releaser, array, offset)
             : new NativeMemoryManager(address, length, releaser);
     }
+
+    /// <summary>The allocator that mapped memory of this backing: the fallback for portable memory, else the OS layer.</summary>
+    private PageAllocator AllocatorOf(PageBacking backing) => backing == PageBacking.Portable ? _fallback! : _allocator;
 
     /// <summary>Rounds <paramref name="length"/> up to a multiple of <paramref name="unit"/>, a power of two.</summary>
     public static nuint RoundUp(nuint length, nuint unit) => (length + unit - 1) & ~(unit - 1);

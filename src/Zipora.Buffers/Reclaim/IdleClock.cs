@@ -8,6 +8,12 @@ namespace Zipora.Buffers;
 /// with it by a plain read, which costs the return path nothing, where a real timestamp would cost a clock read per
 /// return.
 /// </summary>
+/// <remarks>
+/// A tick counts only when a whole period has passed on the pool's <see cref="TimeProvider"/> since the last one that
+/// counted. A timer that fires late fires its next tick early (the runtime schedules it a period after its due time,
+/// not after it ran), and two ticks in quick succession must not add up to a period that never passed: the
+/// guarantee that memory stamped at tick E has waited <c>(N - E - 1)</c> periods by tick N rests on it.
+/// </remarks>
 internal sealed class IdleClock
 {
     /// <summary>Ticks per idle delay: memory idle for the delay is found within a quarter of it.</summary>
@@ -25,11 +31,16 @@ internal sealed class IdleClock
     // TimeSpan.MaxValue, representable while costing an idle process nothing.
     private static readonly TimeSpan s_maximumPeriod = TimeSpan.FromHours(1);
 
+    private readonly TimeProvider _time;
     private long _epoch;
+    private long _lastTickAt;
 
     /// <param name="delay">The idle delay: positive, or <see cref="Timeout.InfiniteTimeSpan"/> for <see cref="DefaultDelay"/>.</param>
-    public IdleClock(TimeSpan delay)
+    /// <param name="time">The clock that says whether a period has really passed between two ticks.</param>
+    public IdleClock(TimeSpan delay, TimeProvider time)
     {
+        _time = time;
+        _lastTickAt = time.GetTimestamp();
         Delay = delay == Timeout.InfiniteTimeSpan ? DefaultDelay : delay;
         Period = TimeSpan.FromTicks(Math.Clamp(Delay.Ticks / TicksPerDelay, s_minimumPeriod.Ticks, s_maximumPeriod.Ticks));
 
@@ -48,7 +59,19 @@ internal sealed class IdleClock
 
     public long Epoch => Volatile.Read(ref _epoch);
 
-    public long Advance() => Interlocked.Increment(ref _epoch);
+    /// <summary>Counts a tick if a whole period has passed since the last one that counted; returns the epoch.</summary>
+    /// <remarks>Only the idle releaser's timer calls it, one tick at a time.</remarks>
+    public long Advance()
+    {
+        long now = _time.GetTimestamp();
+        if (_time.GetElapsedTime(_lastTickAt, now) < Period)
+        {
+            return Epoch;
+        }
+
+        _lastTickAt = now;
+        return Interlocked.Increment(ref _epoch);
+    }
 
     /// <summary>
     /// Whether memory last returned at tick <paramref name="stamp"/> has been returned for at least one full delay.

@@ -350,9 +350,10 @@ internal abstract class RegionTier : BufferTier
             return false;
         }
 
-        // A backend that cannot protect pages (the portable one) still works, without guards.
-        _ = Pages.TryProtect(address, page, PageProtection.None);
-        _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None);
+        // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
+        // without guards: diagnostics degrade, they never fail the rent.
+        _ = Pages.TryProtect(address, page, PageProtection.None, backing);
+        _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
         return true;
     }
 }

@@ -136,6 +136,14 @@ internal sealed class SlabHeap
                 return free;
             }
 
+            // A block disposed twice under ReuseOwners can sit in the caches twice. Counted once, it cannot make a
+            // slab with a block still rented look free (unmapping a live block), and only one copy goes back.
+            var distinct = new HashSet<NativeMemoryManager>(free, ReferenceEqualityComparer.Instance);
+            if (distinct.Count != free.Count)
+            {
+                free = [.. distinct];
+            }
+
             int[] freeBySlab = new int[_slabs.Count];
             foreach (NativeMemoryManager buffer in free)
             {
@@ -153,7 +161,7 @@ internal sealed class SlabHeap
                 else
                 {
                     kept.Add(buffer);
-                    DecommitUnsynchronized(buffer);
+                    DecommitUnsynchronized(buffer, _slabs[index].Backing);
                 }
             }
 
@@ -224,10 +232,10 @@ internal sealed class SlabHeap
         }
     }
 
-    private void DecommitUnsynchronized(NativeMemoryManager buffer)
+    private void DecommitUnsynchronized(NativeMemoryManager buffer, PageBacking backing)
     {
         // Blocks smaller than a page share their pages with live blocks; only whole pages can be dropped.
-        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, _pages.IdlePageAdvice))
+        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, _pages.IdlePageAdvice, backing))
         {
             Interlocked.Add(ref _decommittedBytes, buffer.Length);
         }

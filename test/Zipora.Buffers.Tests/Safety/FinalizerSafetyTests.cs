@@ -67,7 +67,7 @@ public sealed class FinalizerSafetyTests
             using var pool = new TieredMemoryPool(options);
             List<OwnerRange> blocks = DropWrappersThatDisposeTheirOwnersWhenFinalized(pool, size, Pairs);
             SafetyCases.CollectEverything();
-            time.Advance(s_pastTheQuarantine);
+            SafetyCases.Advance(time, s_pastTheQuarantine);
             long reclaimed = pool.GetStatistics().LeaksReclaimed;
 
             List<IMemoryOwner<byte>> others = RentUntilTheBlocksAndLeakThem(pool, size, blocks, out int found);
@@ -94,7 +94,7 @@ public sealed class FinalizerSafetyTests
 
         // The owner is alive again and was never disposed. Whatever its block's finalizer did meanwhile, let any
         // quarantine run out (a delay plus a tick), then rent the size until the block comes back, if it does.
-        time.Advance(s_pastTheQuarantine);
+        SafetyCases.Advance(time, s_pastTheQuarantine);
         var renters = new List<IMemoryOwner<byte>>();
         IMemoryOwner<byte>? newRenter = null;
         for (int i = 0; i < Probes && newRenter is null; i++)

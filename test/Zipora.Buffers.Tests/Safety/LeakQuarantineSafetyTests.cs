@@ -79,7 +79,7 @@ public sealed class LeakQuarantineSafetyTests
 
         using var pool = new TieredMemoryPool(options);
         OwnerRange leaked = LeakAndCollect(pool, size);
-        time.Advance(TimeSpan.FromSeconds(9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9));
         AssertQuarantined(leaked, [], "9 s after the leak");
 
         var probes = new List<IMemoryOwner<byte>>();
@@ -119,7 +119,7 @@ public sealed class LeakQuarantineSafetyTests
         if (pressure == Pressure.DisposeThePool)
         {
             // The disposed pool's timer lives on until its memory has waited out its delays, then lets it all go.
-            time.Advance(SafetyCases.IdleDelay * 3);
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
             TieredMemoryPoolStatistics drained = pool.GetStatistics();
             Assert.Equal(0, drained.BytesQuarantined);
             Assert.Equal(0, drained.BytesAwaitingRelease);
@@ -132,7 +132,7 @@ public sealed class LeakQuarantineSafetyTests
         else
         {
             AssertCountedInQuarantine(pool, leaked, $"after {pressure}");
-            time.Advance(TimeSpan.FromSeconds(4));
+            SafetyCases.Advance(time, TimeSpan.FromSeconds(4));
             TieredMemoryPoolStatistics released = pool.GetStatistics();
             Assert.Equal(1, released.LeaksReclaimed);
             Assert.Equal(0, released.BytesQuarantined);
@@ -147,16 +147,16 @@ public sealed class LeakQuarantineSafetyTests
     {
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
-        time.Advance(TimeSpan.FromSeconds(leakAtSeconds));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(leakAtSeconds));
         OwnerRange leaked = LeakAndCollect(pool, size);
 
-        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9.9));
         var probes = new List<IMemoryOwner<byte>>();
         RentProbes(pool, size, probes);
         AssertQuarantined(leaked, probes, $"9.9 s after a leak at {leakAtSeconds} s");
         AssertCountedInQuarantine(pool, leaked, $"9.9 s after a leak at {leakAtSeconds} s");
 
-        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(13 - 9.9));
         TieredMemoryPoolStatistics released = pool.GetStatistics();
         Assert.Equal(1, released.LeaksReclaimed);
         Assert.Equal(0, released.BytesQuarantined);
@@ -170,14 +170,14 @@ public sealed class LeakQuarantineSafetyTests
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
         OwnerRange leaked = LeakAndCollect(pool, size);
-        time.Advance(TimeSpan.FromSeconds(9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9));
         var probes = new List<IMemoryOwner<byte>>();
         RentProbes(pool, size, probes);
         AssertQuarantined(leaked, probes, "9 s after the leak");
         AssertCountedInQuarantine(pool, leaked, "9 s after the leak");
 
         // Past the delay plus a tick of the idle releaser (a quarter delay).
-        time.Advance(TimeSpan.FromSeconds(4));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(4));
         TieredMemoryPoolStatistics released = pool.GetStatistics();
         Assert.Equal(1, released.LeaksReclaimed);
         Assert.Equal(0, released.BytesQuarantined);
@@ -220,16 +220,16 @@ public sealed class LeakQuarantineSafetyTests
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
         List<IMemoryOwner<byte>> holder = RentAndDisposeThePool(pool, size);
-        time.Advance(TimeSpan.FromSeconds(secondsBeforeTheLeak));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(secondsBeforeTheLeak));
         OwnerRange leaked = Leak(holder);
         SafetyCases.CollectEverything();
         Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
 
-        time.Advance(TimeSpan.FromSeconds(9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9));
         AssertQuarantined(leaked, [], "9 s after a leak from a disposed pool");
         AssertCountedInQuarantine(pool, leaked, "9 s after a leak from a disposed pool");
 
-        time.Advance(SafetyCases.IdleDelay * 3);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         TieredMemoryPoolStatistics drained = pool.GetStatistics();
         Assert.Equal(0, drained.BytesQuarantined);
         Assert.Equal(0, drained.BytesAwaitingRelease);

@@ -86,19 +86,19 @@ public sealed class RecentMemoryUnmapSafetyTests
                 break;
             case LetGo.RetainedBytesCap:
                 owner.Dispose();
-                time.Advance(SafetyCases.IdleDelay / 4);
+                SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
                 break;
         }
 
         SafetyCases.AssertMappedAndWritable(block, $"right after {letGo}, the block returned just before");
         Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, $"after {letGo}: BytesAwaitingRelease is 0 while a returned block waits out its delay");
 
-        time.Advance(TimeSpan.FromSeconds(9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9));
         SafetyCases.AssertMappedAndWritable(block, $"9 s after {letGo}");
         Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, $"9 s after {letGo}: BytesAwaitingRelease is 0 while a returned block waits out its delay");
 
         // Past the delay plus a tick of the idle releaser (a quarter delay): back to the OS.
-        time.Advance(TimeSpan.FromSeconds(4));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(4));
         Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after {letGo} the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
         Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
         GC.KeepAlive(pool);
@@ -116,14 +116,14 @@ public sealed class RecentMemoryUnmapSafetyTests
 
         // The disposed pool's timer finds nothing waiting (the owner is still out) and may stop ticking meanwhile.
         pool.Dispose();
-        time.Advance(SafetyCases.IdleDelay * 2);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
         owner.Dispose();
         SafetyCases.AssertMappedAndWritable(block, "right after a late return to a disposed pool");
         Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, "a late return to a disposed pool is not counted as awaiting release");
-        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9.9));
         SafetyCases.AssertMappedAndWritable(block, "9.9 s after a late return to a disposed pool");
 
-        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(13 - 9.9));
         Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after a late return to a disposed pool the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
         Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
     }
@@ -148,10 +148,10 @@ public sealed class RecentMemoryUnmapSafetyTests
         owner.Dispose();
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
         SafetyCases.AssertMappedAndWritable(block, "right after its return evicted it");
-        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9.9));
         SafetyCases.AssertMappedAndWritable(block, "9.9 s after its return evicted it");
 
-        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(13 - 9.9));
         Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after it was evicted the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
         Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
     }
@@ -167,12 +167,12 @@ public sealed class RecentMemoryUnmapSafetyTests
         OwnerRange block = SafetyCases.RangeOf(owner);
 
         // The idle releaser ticks every quarter delay (2.5 s); return the block just before the first tick.
-        time.Advance(TimeSpan.FromSeconds(2.4));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(2.4));
         owner.Dispose();
-        time.Advance(TimeSpan.FromSeconds(9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(9.9));
         SafetyCases.AssertMappedAndWritable(block, "9.9 s after the block was returned");
 
-        time.Advance(TimeSpan.FromSeconds(13 - 9.9));
+        SafetyCases.Advance(time, TimeSpan.FromSeconds(13 - 9.9));
         Assert.False(ProcessMappings.IsMapped(block.Start, block.Length), $"13 s after it was returned to an idle pool the block is still mapped: {ProcessMappings.Describe(block.Start, block.Length)}");
     }
 }
