@@ -10,10 +10,11 @@ namespace Zipora.Buffers.Native;
 /// and disposing hands the block to an <see cref="INativeMemoryReleaser"/> instead of freeing it.
 /// </summary>
 /// <remarks>
-/// A manager is bound to one block for its whole life. Pools keep the manager with the block and hand the same
-/// object out again, so a steady rent/return allocates nothing. After <see cref="Dispose()"/>,
-/// <see cref="Memory"/>, <see cref="GetSpan"/> and <see cref="Pin"/> throw <see cref="ObjectDisposedException"/>
-/// until the owning pool hands the block out again.
+/// A manager is bound to one block for its whole life, and pools keep it with the block. A pool may hand the manager
+/// itself out again and again, so a steady rent/return allocates nothing (then a second <see cref="Dispose()"/> is
+/// ignored only until the block is rented again), or wrap each rent in an owner of its own that disposes the manager
+/// exactly once. After <see cref="Dispose()"/>, <see cref="Memory"/>, <see cref="GetSpan"/> and <see cref="Pin"/>
+/// throw <see cref="ObjectDisposedException"/> until the owning pool hands the block out again.
 /// </remarks>
 [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize",
     Justification = "A pooled manager is handed out again after Dispose; its finalizer must stay armed to reclaim a later leak.")]
@@ -145,7 +146,10 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// <summary>Gives the block as an array segment when it lies in a pinned array; native memory has no array.</summary>
     /// <param name="segment">The block within its array.</param>
     /// <returns>Whether the block is array-backed.</returns>
-    protected override bool TryGetArray(out ArraySegment<byte> segment)
+    protected override bool TryGetArray(out ArraySegment<byte> segment) => TryGetArraySegment(out segment);
+
+    /// <summary>The block within its pinned array, for a pool's own owner of the block; false for native memory or a disposed block.</summary>
+    internal bool TryGetArraySegment(out ArraySegment<byte> segment)
     {
         if (_array is null || _state != StateLive)
         {

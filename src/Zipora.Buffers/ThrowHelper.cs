@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 
 namespace Zipora.Buffers;
@@ -13,6 +14,18 @@ internal static class ThrowHelper
     [DoesNotReturn]
     public static void ThrowPoolDisposed() =>
         throw new ObjectDisposedException(nameof(TieredMemoryPool), "The pool was disposed: it rents no more buffers (buffers still rented stay valid until disposed).");
+
+    [DoesNotReturn]
+    public static void ThrowOwnerDisposed() =>
+        throw new ObjectDisposedException(nameof(IMemoryOwner<byte>), "This buffer's owner was disposed: its memory went back to the pool, and neither the owner nor a Memory<byte> taken from it may be used again.");
+
+    [DoesNotReturn]
+    public static void ThrowViewDisposed(string owner) =>
+        throw new ObjectDisposedException(nameof(System.Buffers.MemoryPool<byte>), $"This pool (a view of the shared TieredMemoryPool for '{owner}') was disposed: it rents no more buffers. Buffers rented through it may still be disposed.");
+
+    [DoesNotReturn]
+    public static void ThrowPinIndexOutOfRange(int elementIndex) =>
+        throw new ArgumentOutOfRangeException(nameof(elementIndex), elementIndex, "The index to pin must be from 0 to the buffer's length.");
 
     [DoesNotReturn]
     public static void ThrowOutOfMemory(long bytes, string tier, PageSource pages)

@@ -14,14 +14,21 @@ namespace Zipora.Buffers;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Every owner is a <see cref="Native.NativeMemoryManager"/>: its memory never moves, so pinning it for socket I/O
-/// is free, and it is reused after dispose, so a steady rent and dispose allocates nothing on the managed heap.
-/// The <see cref="IMemoryOwner{T}.Memory"/> handed out is the whole size class, at least as long as asked.
+/// Every buffer is native memory held by a pooled <see cref="Native.NativeMemoryManager"/>: it never moves, so
+/// pinning it for socket I/O is free. The <see cref="IMemoryOwner{T}.Memory"/> handed out is the whole size class,
+/// at least as long as asked.
 /// </para>
 /// <para>
-/// Dispose an owner exactly once and stop using its memory after that: a second dispose is ignored, and
-/// <see cref="IMemoryOwner{T}.Memory"/> throws <see cref="ObjectDisposedException"/> until the pool hands the
-/// same block out again.
+/// By default every rent gets an owner of its own (24 bytes, as <see cref="MemoryPool{T}.Shared"/> allocates):
+/// a second dispose of it, at any time and on any thread, is ignored, and it and every <see cref="Memory{T}"/>
+/// taken from it throw <see cref="ObjectDisposedException"/> after its dispose, also once the block is rented again.
+/// With <see cref="TieredMemoryPoolOptions.ReuseOwners"/> the pooled manager itself is handed out (nothing allocated
+/// per rent), for callers that dispose every owner exactly once.
+/// </para>
+/// <para>
+/// Memory returned less than one <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/> ago, and memory reclaimed
+/// from a leaked owner, is never unmapped before that delay, whatever trims, caps or disposal ask: a stale
+/// <see cref="Span{T}"/> cannot crash the process.
 /// </para>
 /// </remarks>
 public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
@@ -40,8 +47,10 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
     private readonly long _maxRetainedBytes;
-    private readonly IdleReleaser? _idleReleaser;
+    private readonly IdleReleaser _idleReleaser;
+    private readonly bool _releasesIdleMemory;
     private readonly LeakQuarantine _quarantine;
+    private readonly DeferredUnmaps _unmaps;
     private readonly PoolDiagnostics? _diagnostics;
     private readonly TieredMemoryPoolOptions _options;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, OwnerCounter> _owners = new(StringComparer.Ordinal);
@@ -49,6 +58,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     // How many sizes from 1 KB up take the inlined medium path: all medium sizes normally, none in diagnostic mode,
     // which sends every rent through RentOther to be wrapped. This keeps the diagnostic check off the fast path.
     private readonly uint _mediumFastSizes;
+
+    // Whether the pooled manager itself is handed out (ReuseOwners), instead of an owner per rent.
+    private readonly bool _reuseOwners;
     private int _disposed;
 
     /// <summary>Creates a pool with the default <see cref="TieredMemoryPoolOptions"/>.</summary>
@@ -74,16 +86,19 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _pages = new PageSource(options.ResolvePageAllocator(), options.ResolveFallbackPageAllocator(), options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
         _mediumFastSizes = _diagnostics is null ? (uint)(_mmapThreshold - MediumTier.MinSize + 1) : 0;
-        var clock = new IdleClock();
-        _quarantine = new LeakQuarantine(clock);
-        _small = new SmallTier(_pages, _quarantine);
-        _medium = new MediumTier(_pages, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
-        _large = new LargeTier(_pages, clock, _quarantine, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
-        _huge = new HugeTier(_pages, clock, _quarantine, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
-        if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
-        {
-            _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider, options.IdleReleaseDelay);
-        }
+        _reuseOwners = options.ReuseOwners;
+
+        // The clock runs even when background release is off: it times the quarantine of leaked blocks and the
+        // delay before memory let go of may be unmapped.
+        var clock = new IdleClock(options.IdleReleaseDelay);
+        _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
+        _quarantine = new LeakQuarantine(options.TimeProvider, clock.Delay);
+        _unmaps = new DeferredUnmaps(_pages, clock);
+        _small = new SmallTier(_pages, clock, _unmaps, _quarantine);
+        _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
+        _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
+        _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
+        _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);
 
         Name = options.Name;
         _pages.ReleaseIdleMemory = Trim;
@@ -115,7 +130,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         // Medium first: it holds the default size and Kestrel's and Pipe's usual segments.
         if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
-            return _medium.Rent(minBufferSize);
+            Native.NativeMemoryManager block = _medium.Rent(minBufferSize);
+            return _reuseOwners ? block : new BlockOwner(block);
         }
 
         return RentOther(minBufferSize);
@@ -134,6 +150,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         HugepageBytes = _pages.HugepageBytes,
         FallbackAllocations = _pages.Fallbacks,
         LeaksReclaimed = _quarantine.Reclaimed,
+        BytesQuarantined = _quarantine.Bytes,
+        BytesAwaitingRelease = _unmaps.Bytes,
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
@@ -158,14 +176,15 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     }
 
     /// <summary>
-    /// Gives every idle byte back to the OS now: cached regions are unmapped, slabs whose blocks are all free are
-    /// unmapped, and the pages under other free blocks are dropped. Buffers in use are not touched. The pool also
-    /// does this on its own for memory idle longer than <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/>, and
-    /// when the GC reports high memory load.
+    /// Gives every idle byte back to the OS now: cached regions and slabs whose blocks are all free leave the pool,
+    /// and the pages under other free blocks are dropped. Buffers in use are not touched, nor is memory reclaimed from
+    /// leaked owners, which waits out its quarantine. Memory returned less than one
+    /// <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/> ago has its pages dropped now (resident memory falls
+    /// at once) and is unmapped when the delay is over, so a stale <see cref="Span{T}"/> never faults. The pool also
+    /// does this on its own for memory idle longer than the delay, and when the GC reports high memory load.
     /// </summary>
     public void Trim()
     {
-        _quarantine.ReleaseAll();
         _small.Trim();
         _medium.Trim();
         _large.Trim();
@@ -182,15 +201,27 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
     internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
 
-    /// <summary>Called by the idle releaser's timer.</summary>
+    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        _quarantine.ReleaseDue();
+        _unmaps.ReleaseDue();
         if (IsDisposed)
+        {
+            // Disposed: the timer only lives on until every block is back and every mapping is gone.
+            if (_quarantine.Bytes == 0 && _unmaps.IsEmpty && GetStatistics().BytesInUse == 0)
+            {
+                _idleReleaser.Dispose();
+            }
+
+            return;
+        }
+
+        if (!_releasesIdleMemory)
         {
             return;
         }
 
-        _quarantine.ReleaseDue(now, delayInTicks);
         _small.ReleaseIdle(now, delayInTicks);
         _medium.ReleaseIdle(now, delayInTicks);
         _large.ReleaseIdle(now, delayInTicks);
@@ -205,7 +236,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
     /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
-    /// their memory is freed instead of cached. Does nothing for <see cref="Shared"/>.
+    /// their memory is freed instead of cached. Memory returned less than one idle delay ago, and leaked blocks in
+    /// quarantine, have their pages dropped now and are unmapped when their delay is over: the pool's timer lives on
+    /// until then. Does nothing for <see cref="Shared"/>.
     /// </summary>
     protected override void Dispose(bool disposing)
     {
@@ -214,8 +247,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
             return;
         }
 
-        _idleReleaser?.Dispose();
-        _quarantine.Close();
+        _idleReleaser.HoldUntilDrained(this);
         _small.Dispose();
         _medium.Dispose();
         _large.Dispose();
@@ -241,6 +273,11 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
             _ when size <= _hugepageThreshold => (_large.Rent(size), "large"),
             _ => (_huge.Rent(size), "huge"),
         };
-        return _diagnostics is null ? block : _diagnostics.Track(block, tier);
+        if (_diagnostics is not null)
+        {
+            return _diagnostics.Track(block, tier);
+        }
+
+        return _reuseOwners ? block : new BlockOwner(block);
     }
 }

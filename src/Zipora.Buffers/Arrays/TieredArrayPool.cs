@@ -101,7 +101,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
             // Kept alive by its own timer, which holds this pool weakly: an array pool is never disposed.
-            _ = new IdleReleaser(this, new IdleClock(), options.TimeProvider, options.IdleReleaseDelay);
+            _ = new IdleReleaser(this, new IdleClock(options.IdleReleaseDelay), options.TimeProvider);
         }
 
         MemoryPressureWatcher.Start(this);

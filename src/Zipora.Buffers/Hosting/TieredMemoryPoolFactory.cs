@@ -10,7 +10,8 @@ namespace Zipora.Buffers;
 /// </summary>
 /// <remarks>
 /// Kestrel calls <see cref="Create"/> once per transport I/O queue per listener and disposes those pools when the
-/// listener stops; disposing one never tears down the shared pool, and buffers still out can be returned later.
+/// listener stops; a disposed view rents no more, but disposing one never tears down the shared pool, and buffers
+/// still out can be returned later.
 /// </remarks>
 public sealed class TieredMemoryPoolFactory : IMemoryPoolFactory<byte>
 {
@@ -26,7 +27,14 @@ public sealed class TieredMemoryPoolFactory : IMemoryPoolFactory<byte>
 
     /// <summary>A pool that rents from the shared pool; its rents are counted under <see cref="MemoryPoolOptions.Owner"/> (or <c>unknown</c>).</summary>
     /// <param name="options">Who asks; only <see cref="MemoryPoolOptions.Owner"/> is used.</param>
-    /// <returns>A view of the shared pool that ignores <see cref="MemoryPool{T}.Dispose()"/>.</returns>
-    public MemoryPool<byte> Create(MemoryPoolOptions? options = null) =>
-        new OwnedMemoryPool(_pool, _pool.CounterFor(options?.Owner ?? "unknown"));
+    /// <returns>
+    /// A view of the shared pool: its <see cref="MemoryPool{T}.Dispose()"/> stops the view renting
+    /// (<see cref="ObjectDisposedException"/>) but leaves the shared pool alone, and buffers rented through it may be
+    /// disposed later.
+    /// </returns>
+    public MemoryPool<byte> Create(MemoryPoolOptions? options = null)
+    {
+        string owner = options?.Owner ?? "unknown";
+        return new OwnedMemoryPool(_pool, _pool.CounterFor(owner), owner);
+    }
 }

@@ -23,8 +23,8 @@ internal sealed class HugeTier : RegionTier
     private readonly bool _enableHugepages;
     private readonly bool _transparentAvailable;
 
-    public HugeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
-        : base("huge", pages, clock, quarantine, guardPages, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes, adaptive)
+    public HugeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
+        : base("huge", pages, clock, quarantine, unmaps, guardPages, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes, adaptive)
     {
         _minSizeLog2 = BitOperations.Log2((uint)hugepageThreshold);
         _enableHugepages = enableHugepages;

@@ -11,8 +11,8 @@ internal sealed class LargeTier : RegionTier
 {
     private readonly int _minSizeLog2;
 
-    public LargeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int mmapThreshold, int hugepageThreshold, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
-        : base("large", pages, clock, quarantine, guardPages, ClassCount(mmapThreshold, hugepageThreshold), cacheMaxCount, cacheMaxBytes, adaptive)
+    public LargeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int mmapThreshold, int hugepageThreshold, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
+        : base("large", pages, clock, quarantine, unmaps, guardPages, ClassCount(mmapThreshold, hugepageThreshold), cacheMaxCount, cacheMaxBytes, adaptive)
     {
         _minSizeLog2 = BitOperations.Log2((uint)mmapThreshold);
     }

@@ -65,7 +65,8 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     private readonly bool _adaptive;
     private readonly ClassIdleness _idleness;
 
-    public MediumTier(PageSource pages, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
+    public MediumTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
+        : base(clock)
     {
         _adaptive = adaptive;
         _quarantine = quarantine;
@@ -87,7 +88,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         _retiredReturns = new long[classCount];
         _highWater = new HighWaterSampler(classCount);
         _idleness = new ClassIdleness(classCount);
-        _heap = new SlabHeap(pages, this, classCount);
+        _heap = new SlabHeap(pages, unmaps, clock, this, classCount);
         _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);
     }
 
@@ -103,7 +104,11 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
             int top = cache.Counts[classIndex] - 1;
             if (top >= 0 && !_cachesClosed)
             {
-                NativeMemoryManager buffer = cache.Items[(classIndex * cache.Stride) + top];
+                ref NativeMemoryManager slot = ref cache.Items[(classIndex * cache.Stride) + top];
+                NativeMemoryManager buffer = slot;
+
+                // Nothing in the pool may keep a rented block reachable, or a leaked one would never be finalized.
+                slot = null!;
                 cache.Counts[classIndex] = top;
                 cache.Hits[classIndex]++;
                 cache.RequestedBytes += size;
@@ -192,8 +197,9 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
     }
 
     /// <summary>
-    /// Samples each class's buffers in use for the high-water marks; when adaptive, trims each class that saw no rent
-    /// or return for the whole delay; then lets the slab tier judge the whole tier's idleness.
+    /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
+    /// trims each class that saw no rent or return for the whole delay; then lets the slab tier judge the whole
+    /// tier's idleness.
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
@@ -209,8 +215,8 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         }
 
         _highWater.Sample(now, delayInTicks, inUse);
-        bool[]? idle = _adaptive ? _idleness.IdleClasses(byClass, now, delayInTicks) : null;
-        if (idle is not null)
+        bool[]? idle = _idleness.IdleClasses(byClass, now, delayInTicks);
+        if (_adaptive && idle is not null)
         {
             TrimClasses(idle);
         }
@@ -257,7 +263,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 }
             }
 
-            foreach (NativeMemoryManager buffer in _heap.TrimFree(free))
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, ReturnedByClass()))
             {
                 _ = _depots[BitOperations.Log2((uint)buffer.Length) - MinSizeLog2].TryPut(buffer);
             }
@@ -288,6 +294,24 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
                 DrainUnsynchronized(cache, into, classes);
             }
         }
+    }
+
+    /// <summary>
+    /// Per class, the tick by which its free blocks had all been returned; called by a trim after it collected them,
+    /// when every return that put one of them back has also been counted (see <see cref="ReleaseSlow"/>).
+    /// </summary>
+    private long[] ReturnedByClass()
+    {
+        ClassCounts[] byClass = CountByClass();
+        long now = Clock.Epoch;
+        var returnedBy = new long[byClass.Length];
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            returnedBy[classIndex] = _idleness.ReturnedBy(classIndex, counts.Hits + counts.Misses + counts.Returns, now);
+        }
+
+        return returnedBy;
     }
 
     /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
@@ -366,6 +390,7 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
         if (count > 0)
         {
             buffer = stack[--count];
+            stack[count] = null!;
         }
         else if (stack.IsEmpty)
         {
@@ -444,13 +469,16 @@ internal sealed class MediumTier : SlabTier, INativeMemoryReleaser
 
             Volatile.Write(ref cache.InUse, 0);
 
-            // The caches are closed for a trim: hand the block straight to the depot. A disposed tier's depots are
-            // closed too, and the block is then freed below.
+            // The caches are closed for a trim: hand the block straight to the depot. The return is counted first, so
+            // a trim that drains the depot sees it counted and dates the block as just returned. A disposed tier's
+            // depots are closed too, and the block is then freed below.
+            cache.Returns[classIndex]++;
             if (_depots[classIndex].TryPut(buffer))
             {
-                cache.Returns[classIndex]++;
                 return;
             }
+
+            cache.Returns[classIndex]--;
         }
 
         // Disposed: the block is counted as returned and its memory freed with its slab.

@@ -22,6 +22,7 @@ internal sealed class PageSource
     private long _unmapCalls;
     private long _hugepageBytes;
     private long _fallbacks;
+    private long _unmapFailures;
     private int _reportedSteps;
 
     /// <param name="allocator">The OS layer.</param>
@@ -59,6 +60,9 @@ internal sealed class PageSource
     public long HugepageBytes => Volatile.Read(ref _hugepageBytes);
 
     public long Fallbacks => Volatile.Read(ref _fallbacks);
+
+    /// <summary>Unmaps the OS refused (the regions stay mapped, counted, and are tried again).</summary>
+    public long UnmapFailures => Volatile.Read(ref _unmapFailures);
 
     /// <summary>Maps base pages; when the OS refuses, falls back to the portable allocator (counted).</summary>
     public bool TryMapPlain(nuint length, nuint alignment, out nint address, out PageBacking backing)
@@ -114,17 +118,52 @@ internal sealed class PageSource
 
     public bool TryProtect(nint address, nuint length, PageProtection protection) => _allocator.TryProtect(address, length, protection);
 
-    /// <summary>Unmaps a region with the allocator that mapped it.</summary>
-    public void Unmap(nint address, nuint length, PageBacking backing)
+    /// <summary>
+    /// Unmaps a region with the allocator that mapped it. Nothing is counted as freed unless the OS accepted: a
+    /// refused unmap leaves the region mapped and counted, for the caller to try again.
+    /// </summary>
+    /// <param name="address">Start of the mapping.</param>
+    /// <param name="length">The length it was mapped with.</param>
+    /// <param name="backing">What backs it, which says which allocator mapped it.</param>
+    /// <param name="counted">Whether the region still counts against the limit (false once its pages were dropped).</param>
+    public bool TryUnmap(nint address, nuint length, PageBacking backing, bool counted)
     {
-        Interlocked.Increment(ref _unmapCalls);
-        Interlocked.Add(ref _mappedBytes, -(long)length);
         PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
-        _ = owner.Unmap(address, length);
+        if (!owner.Unmap(address, length))
+        {
+            Interlocked.Increment(ref _unmapFailures);
+            return false;
+        }
+
+        Interlocked.Increment(ref _unmapCalls);
+        if (counted)
+        {
+            Interlocked.Add(ref _mappedBytes, -(long)length);
+        }
+
         if (IsHuge(backing))
         {
             Interlocked.Add(ref _hugepageBytes, -(long)length);
         }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Drops the pages of a region the pool has let go of but may not unmap yet: resident memory falls now, and a
+    /// stale write lands on a fresh zero page instead of faulting. The region stops counting against the limit only
+    /// when the OS took the advice.
+    /// </summary>
+    public bool TryDropPages(nint address, nuint length, PageBacking backing)
+    {
+        PageAllocator owner = backing == PageBacking.Portable ? _fallback! : _allocator;
+        if (!owner.TryAdvise(address, length, PageAdvice.DontNeed))
+        {
+            return false;
+        }
+
+        Interlocked.Add(ref _mappedBytes, -(long)length);
+        return true;
     }
 
     /// <summary>Records that a region of this backing now exists (for <see cref="HugepageBytes"/>).</summary>

@@ -3,12 +3,15 @@ namespace Zipora.Buffers;
 /// <summary>What the idle releaser and the memory-pressure watcher need of a pool: both pools implement it.</summary>
 internal interface IReclaimablePool
 {
-    /// <summary>Whether the pool was disposed: the background work then stops.</summary>
+    /// <summary>Whether the pool was disposed: trims on memory pressure stop.</summary>
     bool IsDisposed { get; }
 
     /// <summary>Gives every idle byte back now.</summary>
     void Trim();
 
-    /// <summary>Gives back what has been idle for at least <paramref name="delayInTicks"/> ticks of the idle clock.</summary>
+    /// <summary>
+    /// Called at every tick of the idle clock: gives back what has been idle for more than <paramref name="delayInTicks"/>
+    /// ticks. A disposed pool frees here what had to wait out its delay.
+    /// </summary>
     void ReleaseIdle(long now, long delayInTicks);
 }

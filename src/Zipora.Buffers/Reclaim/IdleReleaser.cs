@@ -4,35 +4,40 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Gives idle memory back in the background: a timer ticks four times per idle delay, advances the
-/// <see cref="IdleClock"/>, and asks the pool to release what has been idle for the whole delay.
+/// Drives a pool's background work: a timer ticks four times per idle delay, advances the <see cref="IdleClock"/>, and
+/// asks the pool to release what has been idle for the whole delay.
 /// </summary>
-/// <remarks>The timer holds the pool weakly, so a pool nobody references is not kept alive by its own timer.</remarks>
+/// <remarks>
+/// The timer holds the pool weakly, so a pool nobody references is not kept alive by its own timer. A disposed pool
+/// may still hold memory that must wait out its delay (a leaked block in quarantine, a mapping returned moments
+/// ago); it asks to be held strongly until then, so that memory is freed on time even after the pool object is
+/// dropped, and stops the timer itself when nothing is left.
+/// </remarks>
 internal sealed class IdleReleaser : IDisposable
 {
-    private const int TicksPerDelay = 4;
-    private static readonly TimeSpan s_minimumPeriod = TimeSpan.FromMilliseconds(10);
-
     private readonly WeakReference<IReclaimablePool> _pool;
     private readonly IdleClock _clock;
     private readonly ITimer _timer;
+    private IReclaimablePool? _heldUntilDrained;
     private int _ticking;
 
-    public IdleReleaser(IReclaimablePool pool, IdleClock clock, TimeProvider time, TimeSpan delay)
+    public IdleReleaser(IReclaimablePool pool, IdleClock clock, TimeProvider time)
     {
         _pool = new WeakReference<IReclaimablePool>(pool);
         _clock = clock;
-        TimeSpan period = TimeSpan.FromTicks(Math.Max(delay.Ticks / TicksPerDelay, s_minimumPeriod.Ticks));
 
         // An idle span is counted in whole ticks: memory returned just after a tick waits one tick more than the delay.
-        DelayInTicks = Math.Max(1, (long)Math.Ceiling(delay / period));
-        _timer = time.CreateTimer(static state => ((IdleReleaser)state!).Tick(), this, period, period);
+        _timer = time.CreateTimer(static state => ((IdleReleaser)state!).Tick(), this, clock.Period, clock.Period);
     }
 
-    /// <summary>The delay, in ticks of the clock.</summary>
-    public long DelayInTicks { get; }
+    /// <summary>Keeps the pool reachable from the timer until it stops the timer (a disposed pool draining its memory).</summary>
+    public void HoldUntilDrained(IReclaimablePool pool) => Volatile.Write(ref _heldUntilDrained, pool);
 
-    public void Dispose() => _timer.Dispose();
+    public void Dispose()
+    {
+        _timer.Dispose();
+        Volatile.Write(ref _heldUntilDrained, null);
+    }
 
     private void Tick()
     {
@@ -44,24 +49,20 @@ internal sealed class IdleReleaser : IDisposable
 
         try
         {
-            Release();
+            long now = _clock.Advance();
+            IReclaimablePool? pool = Volatile.Read(ref _heldUntilDrained);
+            if (pool is not null || _pool.TryGetTarget(out pool))
+            {
+                pool.ReleaseIdle(now, _clock.DelayInTicks);
+            }
+            else
+            {
+                _timer.Dispose();
+            }
         }
         finally
         {
             Volatile.Write(ref _ticking, 0);
-        }
-    }
-
-    private void Release()
-    {
-        long now = _clock.Advance();
-        if (_pool.TryGetTarget(out IReclaimablePool? pool))
-        {
-            pool.ReleaseIdle(now, DelayInTicks);
-        }
-        else
-        {
-            _timer.Dispose();
         }
     }
 }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -7,20 +8,33 @@ namespace Zipora.Buffers;
 /// <summary>
 /// Holds blocks whose owners were garbage collected without dispose before they go back to their tier. A leaked
 /// owner's Span can outlive the owner on some stack (the GC does not track native memory through a Span), so the
-/// block waits out the idle delay instead of being handed to a new renter at once.
+/// block is neither handed out, unmapped nor decommitted until a full idle delay after its finalizer ran.
 /// </summary>
+/// <remarks>
+/// There is no way out before that: trims, caps, memory pressure and the pool's disposal all leave the quarantine
+/// alone. The delay is measured on the pool's <see cref="TimeProvider"/> from the moment the finalizer ran, not in
+/// ticks of the idle clock, so it is never cut short by where between two ticks the leak was found.
+/// </remarks>
 internal sealed class LeakQuarantine
 {
     private readonly Lock _lock = new();
     private readonly List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long Since)> _held = [];
-    private readonly IdleClock _clock;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _delay;
     private long _reclaimed;
-    private bool _closed;
+    private long _bytes;
 
-    public LeakQuarantine(IdleClock clock) => _clock = clock;
+    public LeakQuarantine(TimeProvider time, TimeSpan delay)
+    {
+        _time = time;
+        _delay = delay;
+    }
 
     /// <summary>Buffers reclaimed from leaked owners so far.</summary>
     public long Reclaimed => Volatile.Read(ref _reclaimed);
+
+    /// <summary>Bytes of the buffers held now.</summary>
+    public long Bytes => Volatile.Read(ref _bytes);
 
     /// <summary>Called on the finalizer thread for a leaked block of <paramref name="tier"/>.</summary>
     public void Add(NativeMemoryManager buffer, INativeMemoryReleaser tier, string tierName)
@@ -29,28 +43,23 @@ internal sealed class LeakQuarantine
         ZiporaBuffersEventSource.Log.BufferLeaked(tierName, buffer.Length);
         lock (_lock)
         {
-            if (!_closed)
-            {
-                _held.Add((buffer, tier, _clock.Epoch));
-                return;
-            }
+            _held.Add((buffer, tier, _time.GetTimestamp()));
+            _bytes += buffer.Length;
         }
-
-        // The pool is disposed: nobody will rent the block again, so it can be freed now.
-        tier.Release(buffer);
     }
 
-    /// <summary>Returns to their tiers the blocks held for at least <paramref name="delayInTicks"/> ticks (all of them with 0).</summary>
-    public void ReleaseDue(long now, long delayInTicks)
+    /// <summary>Returns to their tiers the blocks held for a full delay; called at every tick of the idle clock.</summary>
+    public void ReleaseDue()
     {
         List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long Since)>? due = null;
         lock (_lock)
         {
             for (int i = _held.Count - 1; i >= 0; i--)
             {
-                if (now - _held[i].Since >= delayInTicks)
+                if (_time.GetElapsedTime(_held[i].Since) >= _delay)
                 {
                     (due ??= []).Add(_held[i]);
+                    _bytes -= _held[i].Buffer.Length;
                     _held.RemoveAt(i);
                 }
             }
@@ -61,18 +70,5 @@ internal sealed class LeakQuarantine
         {
             tier.Release(buffer);
         }
-    }
-
-    public void ReleaseAll() => ReleaseDue(long.MaxValue, 0);
-
-    /// <summary>For a disposed pool: releases what is held and frees later leaks at once.</summary>
-    public void Close()
-    {
-        lock (_lock)
-        {
-            _closed = true;
-        }
-
-        ReleaseAll();
     }
 }

@@ -32,6 +32,7 @@ internal abstract class RegionTier : BufferTier
 
     private readonly IdleClock _clock;
     private readonly LeakQuarantine _quarantine;
+    private readonly DeferredUnmaps _unmaps;
 
     private readonly bool _guardPages;
 
@@ -48,7 +49,7 @@ internal abstract class RegionTier : BufferTier
     private int _peak;
     private long _windowStart;
 
-    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, bool guardPages, int classCount, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
+    protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int classCount, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
     {
         _adaptive = adaptive;
         _configuredMaxCount = cacheMaxCount;
@@ -58,6 +59,7 @@ internal abstract class RegionTier : BufferTier
         _lastPeakByClass = new int[classCount];
         _guardPages = guardPages;
         _quarantine = quarantine;
+        _unmaps = unmaps;
         _name = name;
         Pages = pages;
         _clock = clock;
@@ -117,6 +119,7 @@ internal abstract class RegionTier : BufferTier
         _gate.Exit();
         if (disposed)
         {
+            region.ReturnedAt = _clock.Epoch;
             Unmap(region);
         }
         else if (overLimit)
@@ -153,7 +156,7 @@ internal abstract class RegionTier : BufferTier
 
     /// <summary>
     /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), then
-    /// unmaps, oldest first, the cached regions returned at least <paramref name="delayInTicks"/> ticks ago.
+    /// unmaps, oldest first, the cached regions returned a full delay ago.
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
@@ -183,7 +186,7 @@ internal abstract class RegionTier : BufferTier
         {
             _gate.Enter();
             Region? oldest = _cache.Oldest;
-            Region? victim = oldest is not null && now - oldest.ReturnedAt >= delayInTicks ? _cache.TakeOldest() : null;
+            Region? victim = oldest is not null && _clock.HasWaitedOutDelay(oldest.ReturnedAt) ? _cache.TakeOldest() : null;
             _gate.Exit();
             if (victim is null)
             {
@@ -316,10 +319,14 @@ internal abstract class RegionTier : BufferTier
         }
     }
 
+    /// <summary>
+    /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
+    /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>).
+    /// </summary>
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        Pages.Unmap(region.MappingAddress, region.MappedLength, region.Backing);
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt);
         Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
     }
 

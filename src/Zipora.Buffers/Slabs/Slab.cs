@@ -3,14 +3,18 @@ namespace Zipora.Buffers;
 /// <summary>A run of pages cut into equal blocks for one size class of the small or medium tier.</summary>
 internal sealed class Slab
 {
-    public Slab(nint address, nuint length, int blockSize, PageBacking backing)
+    public Slab(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
     {
+        ClassIndex = classIndex;
         Address = address;
         Length = length;
         BlockSize = blockSize;
         Backing = backing;
         BlockCapacity = (int)(length / (nuint)blockSize);
     }
+
+    /// <summary>The size class whose blocks the slab is cut into.</summary>
+    public int ClassIndex { get; }
 
     public nint Address { get; }
 

@@ -7,13 +7,16 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// The slabs of one tier (small or medium): maps them, cuts blocks off them one at a time, and after the pool is
-/// disposed frees each slab once all of its blocks are back.
+/// disposed frees each slab once all of its blocks are back. A slab is given back through <see cref="DeferredUnmaps"/>,
+/// so one whose blocks were returned less than an idle delay ago only has its pages dropped until the delay is over.
 /// </summary>
 /// <remarks>Only the slow paths come here (a cache miss, the pool's disposal), so one lock is enough.</remarks>
 internal sealed class SlabHeap
 {
     private readonly Lock _lock = new();
     private readonly PageSource _pages;
+    private readonly DeferredUnmaps _unmaps;
+    private readonly IdleClock _clock;
     private readonly INativeMemoryReleaser _releaser;
     private readonly Slab?[] _currentByClass;
     private readonly List<Slab> _slabs = [];
@@ -25,9 +28,11 @@ internal sealed class SlabHeap
     private bool _disposing;
     private bool _accounted;
 
-    public SlabHeap(PageSource pages, INativeMemoryReleaser releaser, int classCount)
+    public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount)
     {
         _pages = pages;
+        _unmaps = unmaps;
+        _clock = clock;
         _releaser = releaser;
         _currentByClass = new Slab?[classCount];
     }
@@ -71,7 +76,7 @@ internal sealed class SlabHeap
                 ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
             }
 
-            AddSlab(classIndex, new Slab(slabAddress, (nuint)slabBytes, blockSize, backing));
+            AddSlab(new Slab(classIndex, slabAddress, (nuint)slabBytes, blockSize, backing));
         }
     }
 
@@ -97,12 +102,13 @@ internal sealed class SlabHeap
                 ReleaseBlockUnsynchronized(buffer);
             }
 
-            // Slabs that never handed out a block have nothing to wait for.
+            // Slabs with no block rented have nothing to wait for but the delay of their last returns, which are not
+            // dated one by one: they count as returned now.
             for (int i = _slabs.Count - 1; i >= 0; i--)
             {
                 if (_slabs[i].Outstanding == 0)
                 {
-                    UnmapUnsynchronized(i);
+                    UnmapUnsynchronized(i, _clock.Epoch);
                 }
             }
 
@@ -112,11 +118,16 @@ internal sealed class SlabHeap
 
     /// <summary>
     /// Gives idle memory back, given every free block of the tier (the caller keeps them from being handed out
-    /// meanwhile): unmaps each slab whose blocks are all free, and drops the pages under the other free blocks that
-    /// cover whole pages (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages).
+    /// meanwhile): lets go of each slab whose blocks are all free, and drops the pages under the other free blocks
+    /// that cover whole pages (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages).
     /// </summary>
-    /// <returns>The free blocks that are still mapped, to go back to the caches.</returns>
-    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free)
+    /// <param name="free">Every free block of the tier.</param>
+    /// <param name="returnedAtByClass">
+    /// Per size class, the tick of the idle clock by which its free blocks were all returned: a slab is unmapped at
+    /// once only when that was a full delay ago, otherwise it is unmapped when the delay has passed.
+    /// </param>
+    /// <returns>The free blocks that are still the tier's, to go back to the caches.</returns>
+    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass)
     {
         lock (_lock)
         {
@@ -157,7 +168,7 @@ internal sealed class SlabHeap
                         _currentByClass[current] = null;
                     }
 
-                    UnmapUnsynchronized(index);
+                    UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
                 }
             }
 
@@ -180,7 +191,7 @@ internal sealed class SlabHeap
             int index = ReleaseBlockUnsynchronized(buffer);
             if (_slabs[index].Outstanding == 0)
             {
-                UnmapUnsynchronized(index);
+                UnmapUnsynchronized(index, _clock.Epoch);
             }
         }
     }
@@ -193,14 +204,14 @@ internal sealed class SlabHeap
         return index;
     }
 
-    private void AddSlab(int classIndex, Slab slab)
+    private void AddSlab(Slab slab)
     {
         lock (_lock)
         {
             if (_disposing)
             {
-                // Disposed while mapping: the slab was never used.
-                _pages.Unmap(slab.Address, slab.Length, slab.Backing);
+                // Disposed while mapping: the slab was never used, so nothing can be writing to it.
+                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned);
                 ThrowHelper.ThrowPoolDisposed();
             }
 
@@ -209,7 +220,7 @@ internal sealed class SlabHeap
             _slabs.Insert(~index, slab);
             _reservedBytes += (long)slab.Length;
             _allocatedBytes += (long)slab.Length;
-            _currentByClass[classIndex] = slab;
+            _currentByClass[slab.ClassIndex] = slab;
         }
     }
 
@@ -222,11 +233,12 @@ internal sealed class SlabHeap
         }
     }
 
-    private void UnmapUnsynchronized(int index)
+    /// <summary>Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>.</summary>
+    private void UnmapUnsynchronized(int index, long returnedAt)
     {
         Slab slab = _slabs[index];
         _slabs.RemoveAt(index);
-        _pages.Unmap(slab.Address, slab.Length, slab.Backing);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
         _reservedBytes -= (long)slab.Length;
         _unmappedBytes += (long)slab.Length;
     }

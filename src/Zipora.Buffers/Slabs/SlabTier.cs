@@ -1,3 +1,5 @@
+using System.Threading;
+
 namespace Zipora.Buffers;
 
 /// <summary>
@@ -7,9 +9,14 @@ namespace Zipora.Buffers;
 /// </summary>
 internal abstract class SlabTier : BufferTier
 {
+    private readonly Lock _markLock = new();
     private long _activitySeen = -1;
     private long _lastActive;
     private bool _trimmedSinceActive;
+
+    protected SlabTier(IdleClock clock) => Clock = clock;
+
+    protected IdleClock Clock { get; }
 
     /// <summary>
     /// Trims the tier when <paramref name="activity"/> (rents plus returns so far: it changes whenever the tier is
@@ -18,19 +25,38 @@ internal abstract class SlabTier : BufferTier
     /// </summary>
     protected void TrimIfIdle(long now, long delayInTicks, long activity)
     {
-        // Only the idle releaser's timer calls this, one tick at a time, so the fields need no lock.
-        if (activity != _activitySeen)
+        lock (_markLock)
         {
-            _activitySeen = activity;
-            _lastActive = now;
-            _trimmedSinceActive = false;
-            return;
+            if (activity != _activitySeen)
+            {
+                _activitySeen = activity;
+                _lastActive = now;
+                _trimmedSinceActive = false;
+                return;
+            }
+
+            if (_trimmedSinceActive || now - _lastActive < delayInTicks)
+            {
+                return;
+            }
+
+            _trimmedSinceActive = true;
         }
 
-        if (!_trimmedSinceActive && now - _lastActive >= delayInTicks)
+        Trim();
+    }
+
+    /// <summary>
+    /// The tick of the idle clock by which every free block of the tier had been returned, given its activity summed
+    /// after a trim collected those blocks: the tick at which the idle releaser first saw that figure, or now when it
+    /// has moved since (a block may have come back a moment ago). Activity only grows, so an equal figure means no
+    /// rent or return since.
+    /// </summary>
+    protected long ReturnedBy(long activity)
+    {
+        lock (_markLock)
         {
-            _trimmedSinceActive = true;
-            Trim();
+            return activity == _activitySeen ? _lastActive : Clock.Epoch;
         }
     }
 

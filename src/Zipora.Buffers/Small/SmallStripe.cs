@@ -63,7 +63,12 @@ internal sealed class SmallStripe
         }
 
         _counts[classIndex] = count;
-        return _stacks[classIndex][count];
+        ref NativeMemoryManager slot = ref _stacks[classIndex][count];
+        NativeMemoryManager buffer = slot;
+
+        // Nothing in the pool may keep a rented block reachable, or a leaked one would never be finalized.
+        slot = null!;
+        return buffer;
     }
 
     /// <summary>Pushes a free block of the class. Caller holds the lock.</summary>

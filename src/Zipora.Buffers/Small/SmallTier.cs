@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -30,10 +31,11 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
     private readonly HighWaterSampler _highWater = new(ClassCount);
     private volatile bool _disposed;
 
-    public SmallTier(PageSource pages, LeakQuarantine quarantine)
+    public SmallTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine)
+        : base(clock)
     {
         _quarantine = quarantine;
-        int stripeCount = (int)BitOperations.RoundUpToPowerOf2((uint)System.Math.Clamp(System.Environment.ProcessorCount, 1, MaxStripes));
+        int stripeCount = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(Environment.ProcessorCount, 1, MaxStripes));
         _stripes = new SmallStripe[stripeCount];
         for (int i = 0; i < stripeCount; i++)
         {
@@ -41,7 +43,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         }
 
         _stripeMask = stripeCount - 1;
-        _heap = new SlabHeap(pages, this, ClassCount);
+        _heap = new SlabHeap(pages, unmaps, clock, this, ClassCount);
     }
 
     /// <summary>The block size of the class that serves <paramref name="size"/> (1 to 1023).</summary>
@@ -172,13 +174,18 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
                 return;
             }
 
+            long activity = 0;
             foreach (SmallStripe stripe in _stripes)
             {
                 stripe.DrainUnsynchronized(free);
+                activity += stripe.Hits + stripe.Misses + stripe.Returns;
             }
 
+            // Every stripe is held, so the activity summed here covers every return of the blocks just collected.
+            var returnedBy = new long[ClassCount];
+            Array.Fill(returnedBy, ReturnedBy(activity));
             int next = 0;
-            foreach (NativeMemoryManager buffer in _heap.TrimFree(free))
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy))
             {
                 _stripes[next++ & _stripeMask].PushUnsynchronized(ClassIndex(buffer.Length), buffer);
             }

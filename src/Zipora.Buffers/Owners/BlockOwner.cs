@@ -1,0 +1,98 @@
+using System;
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The owner of one rent of a pooled block, handed out by default: a fresh object per rent, so an owner and every
+/// <see cref="Memory{T}"/> taken from it die with its <see cref="Dispose()"/>, whatever later happens to the block.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The whole state is the reference to the block, taken away by one atomic exchange on dispose: exactly one
+/// <see cref="Dispose()"/> ever sees it, so a stale second dispose (after any number of later rents of the block) and
+/// two disposes racing on different threads both find nothing to give back. The object is 24 bytes, the size of the
+/// owner <see cref="MemoryPool{T}.Shared"/> allocates per rent.
+/// </para>
+/// <para>
+/// It has no finalizer (a finalizable object is several times dearer to allocate). A leaked owner is reclaimed through
+/// its block instead: nothing in the pool references a rented block, so the block becomes unreachable with its owner
+/// and its own finalizer hands it to the quarantine.
+/// </para>
+/// </remarks>
+[SuppressMessage("Design", "CA1063:Implement IDisposable Correctly",
+    Justification = "IDisposable is re-implemented so Dispose skips GC.SuppressFinalize: the owner has no finalizer, and the call would cost every rent.")]
+internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
+{
+    private NativeMemoryManager? _block;
+
+    public BlockOwner(NativeMemoryManager block) => _block = block;
+
+    public override Memory<byte> Memory
+    {
+        get
+        {
+            NativeMemoryManager? block = _block;
+            if (block is null)
+            {
+                ThrowHelper.ThrowOwnerDisposed();
+            }
+
+            return CreateMemory(block.Length);
+        }
+    }
+
+    public override Span<byte> GetSpan()
+    {
+        // Runs on every Memory<byte>.Span: one load, one compare, a span over the block's fixed fields.
+        NativeMemoryManager? block = _block;
+        if (block is null)
+        {
+            ThrowHelper.ThrowOwnerDisposed();
+        }
+
+        return new Span<byte>((void*)block.Address, block.Length);
+    }
+
+    public override MemoryHandle Pin(int elementIndex = 0)
+    {
+        NativeMemoryManager? block = _block;
+        if (block is null)
+        {
+            ThrowHelper.ThrowOwnerDisposed();
+        }
+
+        if ((uint)elementIndex > (uint)block.Length)
+        {
+            ThrowHelper.ThrowPinIndexOutOfRange(elementIndex);
+        }
+
+        // Native memory never moves: no GC handle, and Unpin has nothing to undo.
+        return new MemoryHandle((byte*)block.Address + elementIndex, default, this);
+    }
+
+    public override void Unpin()
+    {
+    }
+
+    /// <summary>Gives the block back once; every later call, on any thread, finds nothing to give.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _block, null)?.Dispose();
+
+    protected override void Dispose(bool disposing) => Dispose();
+
+    /// <summary>The block's array segment when its pages are pinned arrays (Kestrel's socket transport needs them).</summary>
+    protected override bool TryGetArray(out ArraySegment<byte> segment)
+    {
+        NativeMemoryManager? block = _block;
+        if (block is null)
+        {
+            segment = default;
+            return false;
+        }
+
+        return block.TryGetArraySegment(out segment);
+    }
+}

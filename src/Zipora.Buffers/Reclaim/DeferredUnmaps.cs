@@ -1,0 +1,103 @@
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The one way the pool gives a mapping back to the OS. Memory returned less than one idle delay ago may still be
+/// written through a stale <c>Span</c> (a caller's bug, or a leaked owner's), and unmapping it would turn that bug
+/// into a crash; such a mapping has its pages dropped now and is unmapped once the delay has passed. A mapping the
+/// OS refuses to unmap stays mapped and counted, and is tried again at every tick.
+/// </summary>
+/// <remarks>Only slow paths come here (trims, evictions, the pool's disposal), so one lock is enough.</remarks>
+internal sealed class DeferredUnmaps
+{
+    private readonly Lock _lock = new();
+    private readonly List<Mapping> _waiting = [];
+    private readonly PageSource _pages;
+    private readonly IdleClock _clock;
+    private long _bytes;
+
+    public DeferredUnmaps(PageSource pages, IdleClock clock)
+    {
+        _pages = pages;
+        _clock = clock;
+    }
+
+    /// <summary>Bytes let go of and still mapped: waiting out their delay, or refused by the OS.</summary>
+    public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>Whether nothing is waiting.</summary>
+    public bool IsEmpty
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiting.Count == 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Gives a mapping back whose memory was last returned at tick <paramref name="returnedAt"/> of the idle clock:
+    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped later.
+    /// </summary>
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt)
+    {
+        bool counted = true;
+        if (_clock.HasWaitedOutDelay(returnedAt))
+        {
+            if (_pages.TryUnmap(address, length, backing, counted: true))
+            {
+                return;
+            }
+        }
+        else
+        {
+            counted = !_pages.TryDropPages(address, length, backing);
+        }
+
+        lock (_lock)
+        {
+            _waiting.Add(new Mapping(address, length, backing, returnedAt, counted));
+            _bytes += (long)length;
+        }
+    }
+
+    /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
+    public void ReleaseDue()
+    {
+        List<Mapping>? due = null;
+        lock (_lock)
+        {
+            for (int i = _waiting.Count - 1; i >= 0; i--)
+            {
+                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
+                {
+                    (due ??= []).Add(_waiting[i]);
+                    _waiting.RemoveAt(i);
+                }
+            }
+        }
+
+        // System calls outside the lock; a refused one goes back on the list for the next tick.
+        foreach (Mapping mapping in due ?? [])
+        {
+            bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
+            lock (_lock)
+            {
+                if (unmapped)
+                {
+                    _bytes -= (long)mapping.Length;
+                }
+                else
+                {
+                    _waiting.Add(mapping);
+                }
+            }
+        }
+    }
+
+    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted);
+}
