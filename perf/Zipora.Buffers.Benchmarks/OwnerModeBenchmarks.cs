@@ -11,6 +11,7 @@ namespace Zipora.Buffers.Benchmarks;
 /// pools rather than deriving from <see cref="PeerPoolBenchmarks"/>, whose property names its method names would hide.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn] // The headline is read as medians: a noisy shared VM skews the means.
 public class OwnerModeBenchmarks
 {
     private const int BufferSize = 4096;
