@@ -31,6 +31,9 @@ public unsafe class BurstBenchmarks : PeerPoolBenchmarks
     [Benchmark]
     public void TieredMemoryPool() => BurstFrom(Tiered);
 
+    [Benchmark]
+    public void TieredMemoryPoolReuseOwners() => BurstFrom(TieredReuseOwners);
+
     [Benchmark(Baseline = true)]
     public void MemoryPoolShared() => BurstFrom(MemoryPool<byte>.Shared);
 

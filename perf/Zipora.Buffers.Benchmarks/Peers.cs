@@ -20,4 +20,10 @@ public static class Peers
 
     /// <summary>A fresh tiered pool with default options.</summary>
     public static TieredMemoryPool CreateTieredPool() => new();
+
+    /// <summary>
+    /// A fresh tiered pool that hands out each block's own owner again (<see cref="TieredMemoryPoolOptions.ReuseOwners"/>),
+    /// the opt-in mode for callers that dispose every owner exactly once; otherwise the default options.
+    /// </summary>
+    public static TieredMemoryPool CreateTieredPoolReusingOwners() => new(new TieredMemoryPoolOptions { ReuseOwners = true });
 }

@@ -16,6 +16,9 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
     [Benchmark(OperationsPerInvoke = Operations)]
     public void TieredMemoryPool() => RentWriteDispose(Tiered);
 
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void TieredMemoryPoolReuseOwners() => RentWriteDispose(TieredReuseOwners);
+
     [Benchmark(Baseline = true, OperationsPerInvoke = Operations)]
     public void MemoryPoolShared() => RentWriteDispose(MemoryPool<byte>.Shared);
 

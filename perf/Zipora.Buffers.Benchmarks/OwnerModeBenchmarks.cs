@@ -1,0 +1,131 @@
+using System.Buffers;
+using BenchmarkDotNet.Attributes;
+
+namespace Zipora.Buffers.Benchmarks;
+
+/// <summary>
+/// What the owner mode costs at the headline size, 4 KB: the default tiered pool (a fresh owner per rent) against
+/// <see cref="TieredMemoryPoolOptions.ReuseOwners"/> (the block's own owner again) and the peers, in one run so the
+/// ratios are comparable. Steady: rent, write one byte through the span, return. Burst: rent 100, write one byte into
+/// each (its only page), then return all 100. Both report the time and the allocation per buffer. It creates its own
+/// pools rather than deriving from <see cref="PeerPoolBenchmarks"/>, whose property names its method names would hide.
+/// </summary>
+[MemoryDiagnoser]
+[MedianColumn] // The headline is read as medians: a noisy shared VM skews the means.
+public class OwnerModeBenchmarks
+{
+    private const int BufferSize = 4096;
+    private const int BurstCount = 100;
+
+    // Both workloads rent this many buffers per invocation (steady: one after another; burst: 10 bursts of 100), so
+    // one OperationsPerInvoke serves both and every row reads as "per buffer".
+    private const int Operations = 1_000;
+    private const int BurstsPerInvoke = Operations / BurstCount;
+
+    private readonly IMemoryOwner<byte>[] _owners = new IMemoryOwner<byte>[BurstCount];
+    private readonly byte[][] _arrays = new byte[BurstCount][];
+    private TieredMemoryPool _tieredDefault = null!;
+    private TieredMemoryPool _tieredReuseOwners = null!;
+    private MemoryPool<byte> _kestrel = null!;
+
+    /// <summary>How many buffers are held at once: one (steady) or a burst of 100.</summary>
+    public enum Pattern
+    {
+        Steady,
+        Burst,
+    }
+
+    [ParamsAllValues]
+    public Pattern Workload { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _tieredDefault = Peers.CreateTieredPool();
+        _tieredReuseOwners = Peers.CreateTieredPoolReusingOwners();
+        _kestrel = Peers.CreateKestrelPool();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _tieredDefault.Dispose();
+        _tieredReuseOwners.Dispose();
+        _kestrel.Dispose();
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Operations)]
+    public void Shared() => RentWriteReturn(MemoryPool<byte>.Shared);
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void TieredDefault() => RentWriteReturn(_tieredDefault);
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void TieredReuseOwners() => RentWriteReturn(_tieredReuseOwners);
+
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void Kestrel() => RentWriteReturn(_kestrel);
+
+    /// <summary>The same work on bare arrays: what a pool without owner objects costs.</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void ArrayPoolShared()
+    {
+        ArrayPool<byte> pool = ArrayPool<byte>.Shared;
+        if (Workload == Pattern.Steady)
+        {
+            for (int i = 0; i < Operations; i++)
+            {
+                byte[] array = pool.Rent(BufferSize);
+                array[0] = 1;
+                pool.Return(array);
+            }
+
+            return;
+        }
+
+        byte[][] arrays = _arrays;
+        for (int burst = 0; burst < BurstsPerInvoke; burst++)
+        {
+            for (int i = 0; i < arrays.Length; i++)
+            {
+                arrays[i] = pool.Rent(BufferSize);
+                arrays[i][0] = 1;
+            }
+
+            foreach (byte[] array in arrays)
+            {
+                pool.Return(array);
+            }
+        }
+    }
+
+    private void RentWriteReturn(MemoryPool<byte> pool)
+    {
+        if (Workload == Pattern.Steady)
+        {
+            for (int i = 0; i < Operations; i++)
+            {
+                IMemoryOwner<byte> owner = pool.Rent(BufferSize);
+                owner.Memory.Span[0] = 1;
+                owner.Dispose();
+            }
+
+            return;
+        }
+
+        IMemoryOwner<byte>[] owners = _owners;
+        for (int burst = 0; burst < BurstsPerInvoke; burst++)
+        {
+            for (int i = 0; i < owners.Length; i++)
+            {
+                owners[i] = pool.Rent(BufferSize);
+                owners[i].Memory.Span[0] = 1;
+            }
+
+            foreach (IMemoryOwner<byte> owner in owners)
+            {
+                owner.Dispose();
+            }
+        }
+    }
+}
