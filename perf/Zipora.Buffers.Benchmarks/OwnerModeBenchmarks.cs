@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Threading;
 using BenchmarkDotNet.Attributes;
 
 namespace Zipora.Buffers.Benchmarks;
@@ -27,6 +28,9 @@ public class OwnerModeBenchmarks
     private TieredMemoryPool _tieredDefault = null!;
     private TieredMemoryPool _tieredReuseOwners = null!;
     private MemoryPool<byte> _kestrel = null!;
+    private MinimalNativePool _floorReused = null!;
+    private MinimalNativePool _floorSafe = null!;
+    private IMemoryOwner<byte>? _atomicTarget;
 
     /// <summary>How many buffers are held at once: one (steady) or a burst of 100.</summary>
     public enum Pattern
@@ -44,6 +48,8 @@ public class OwnerModeBenchmarks
         _tieredDefault = Peers.CreateTieredPool();
         _tieredReuseOwners = Peers.CreateTieredPoolReusingOwners();
         _kestrel = Peers.CreateKestrelPool();
+        _floorReused = new MinimalNativePool(BufferSize, safeOwners: false);
+        _floorSafe = new MinimalNativePool(BufferSize, safeOwners: true);
     }
 
     [GlobalCleanup]
@@ -65,6 +71,21 @@ public class OwnerModeBenchmarks
 
     [Benchmark(OperationsPerInvoke = Operations)]
     public void Kestrel() => RentWriteReturn(_kestrel);
+
+    /// <summary>Floor experiment: the least a native pool does per rent, handing out its blocks' own managers again.</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorReusedOwners() => RentWriteReturn(_floorReused);
+
+    /// <summary>Floor experiment: the same, with a fresh owner per rent disposed by one atomic exchange (what the default mode promises).</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorSafeOwners() => RentWriteReturn(_floorSafe);
+
+    /// <summary>
+    /// Floor experiment: <see cref="MemoryPool{T}.Shared"/> plus the one atomic exchange per dispose that would make
+    /// its racing disposes harmless, which it does not pay today: the least a race-safe Shared would cost.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void SharedPlusOneAtomic() => RentWriteReturn(MemoryPool<byte>.Shared, disposeThroughAnAtomic: true);
 
     /// <summary>The same work on bare arrays: what a pool without owner objects costs.</summary>
     [Benchmark(OperationsPerInvoke = Operations)]
@@ -99,7 +120,8 @@ public class OwnerModeBenchmarks
         }
     }
 
-    private void RentWriteReturn(MemoryPool<byte> pool)
+    /// <summary>The work every pool does; <paramref name="disposeThroughAnAtomic"/> adds one exchange per dispose, for the floor experiment.</summary>
+    private void RentWriteReturn(MemoryPool<byte> pool, bool disposeThroughAnAtomic = false)
     {
         if (Workload == Pattern.Steady)
         {
@@ -107,7 +129,7 @@ public class OwnerModeBenchmarks
             {
                 IMemoryOwner<byte> owner = pool.Rent(BufferSize);
                 owner.Memory.Span[0] = 1;
-                owner.Dispose();
+                Dispose(owner, disposeThroughAnAtomic);
             }
 
             return;
@@ -124,8 +146,20 @@ public class OwnerModeBenchmarks
 
             foreach (IMemoryOwner<byte> owner in owners)
             {
-                owner.Dispose();
+                Dispose(owner, disposeThroughAnAtomic);
             }
         }
+    }
+
+    private void Dispose(IMemoryOwner<byte> owner, bool throughAnAtomic)
+    {
+        if (throughAnAtomic)
+        {
+            // The exchange a race-safe owner pays, on a field of its own, so the pool sees the same pattern as the
+            // baseline: one buffer out at a time.
+            _ = Interlocked.Exchange(ref _atomicTarget, owner);
+        }
+
+        owner.Dispose();
     }
 }

@@ -47,24 +47,8 @@ public sealed class LeakQuarantineSafetyTests
         }
     }
 
-    public static TheoryData<int, OwnerMode, double> TiersModesAndLeakTimes
-    {
-        get
-        {
-            var data = new TheoryData<int, OwnerMode, double>();
-            foreach (int size in SafetyCases.OneSizePerTier)
-            {
-                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
-                {
-                    // At the start of a tick of the idle releaser (every quarter delay), and just before the next one.
-                    data.Add(size, mode, 0);
-                    data.Add(size, mode, 2.4);
-                }
-            }
-
-            return data;
-        }
-    }
+    /// <summary>Every tier in both modes, leaked at the start of a tick of the idle releaser (every quarter delay) or just before the next one.</summary>
+    public static TheoryData<int, OwnerMode, double> TiersModesAndLeakTimes => SafetyCases.OneSizePerTierInBothModes(0.0, 2.4);
 
     [Theory]
     [MemberData(nameof(TiersModesAndPressures))]
@@ -194,24 +178,8 @@ public sealed class LeakQuarantineSafetyTests
         probes.ForEach(static probe => probe.Dispose());
     }
 
-    public static TheoryData<int, OwnerMode, int> TiersModesAndWaitsBeforeTheLeak
-    {
-        get
-        {
-            var data = new TheoryData<int, OwnerMode, int>();
-            foreach (int size in SafetyCases.OneSizePerTier)
-            {
-                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
-                {
-                    // Leaked at once, or after the disposed pool's timer found nothing waiting for two delays.
-                    data.Add(size, mode, 0);
-                    data.Add(size, mode, 20);
-                }
-            }
-
-            return data;
-        }
-    }
+    /// <summary>Every tier in both modes, leaked at once or after the disposed pool's timer found nothing waiting for two delays.</summary>
+    public static TheoryData<int, OwnerMode, int> TiersModesAndWaitsBeforeTheLeak => SafetyCases.OneSizePerTierInBothModes(0, 20);
 
     [Theory]
     [MemberData(nameof(TiersModesAndWaitsBeforeTheLeak))]

@@ -40,6 +40,24 @@ public static class SafetyCases
         time.Advance(target - time.GetUtcNow());
     }
 
+    /// <summary>One size per tier, in both owner modes, with each of <paramref name="variants"/>.</summary>
+    internal static TheoryData<int, OwnerMode, T> OneSizePerTierInBothModes<T>(params T[] variants)
+    {
+        var data = new TheoryData<int, OwnerMode, T>();
+        foreach (int size in OneSizePerTier)
+        {
+            foreach (OwnerMode mode in BothOwnerModes)
+            {
+                foreach (T variant in variants)
+                {
+                    data.Add(size, mode, variant);
+                }
+            }
+        }
+
+        return data;
+    }
+
     /// <summary>Small, medium, large and huge.</summary>
     internal static readonly int[] OneSizePerTier = [100, 4096, 100_000, 3_000_000];
 
