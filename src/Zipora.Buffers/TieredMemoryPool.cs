@@ -261,6 +261,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         }
 
         _idleReleaser.HoldStrongly(this);
+        PoolMetrics.Forget(this);
         _small.Dispose();
         _medium.Dispose();
         _large.Dispose();

@@ -22,6 +22,12 @@ internal static class PoolMetrics
     private static readonly List<WeakReference<TieredArrayPool>> s_arrayPools = [];
     private static readonly Meter s_meter = CreateMeter();
 
+    // The lists are pruned of collected and disposed pools when they reach these lengths, which then double, so a
+    // process that creates and drops pools without ever collecting metrics keeps them as short as its live pools.
+    private static int s_poolsPruneAt = MinimumPruneLength;
+    private static int s_arrayPoolsPruneAt = MinimumPruneLength;
+    private const int MinimumPruneLength = 64;
+
     /// <summary>The meter, created with the first pool.</summary>
     public static Meter Meter => s_meter;
 
@@ -31,6 +37,28 @@ internal static class PoolMetrics
         lock (s_lock)
         {
             s_pools.Add(new WeakReference<TieredMemoryPool>(pool));
+            PruneWhenLongUnsynchronized(s_pools, ref s_poolsPruneAt, static pool => !pool.IsDisposed);
+        }
+    }
+
+    /// <summary>Forgets a disposed pool at once.</summary>
+    public static void Forget(TieredMemoryPool pool)
+    {
+        lock (s_lock)
+        {
+            s_pools.RemoveAll(entry => !entry.TryGetTarget(out TieredMemoryPool? target) || ReferenceEquals(target, pool));
+        }
+    }
+
+    /// <summary>Pools the meter still tracks (tests check that dropped and disposed pools are forgotten).</summary>
+    internal static int TrackedPools
+    {
+        get
+        {
+            lock (s_lock)
+            {
+                return s_pools.Count + s_arrayPools.Count;
+            }
         }
     }
 
@@ -40,7 +68,20 @@ internal static class PoolMetrics
         lock (s_lock)
         {
             s_arrayPools.Add(new WeakReference<TieredArrayPool>(pool));
+            PruneWhenLongUnsynchronized(s_arrayPools, ref s_arrayPoolsPruneAt, static _ => true);
         }
+    }
+
+    private static void PruneWhenLongUnsynchronized<TPool>(List<WeakReference<TPool>> pools, ref int pruneAt, Func<TPool, bool> inUse)
+        where TPool : class
+    {
+        if (pools.Count < pruneAt)
+        {
+            return;
+        }
+
+        pools.RemoveAll(entry => !entry.TryGetTarget(out TPool? pool) || !inUse(pool));
+        pruneAt = Math.Max(MinimumPruneLength, pools.Count * 2);
     }
 
     private static Meter CreateMeter()
