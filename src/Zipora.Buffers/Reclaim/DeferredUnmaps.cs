@@ -31,17 +31,8 @@ internal sealed class DeferredUnmaps
     /// <summary>Bytes let go of and still mapped: waiting out their delay, or refused by the OS.</summary>
     public long Bytes => Volatile.Read(ref _bytes);
 
-    /// <summary>Whether nothing is waiting.</summary>
-    public bool IsEmpty
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _waiting.Count == 0;
-            }
-        }
-    }
+    /// <summary>Whether nothing is waiting: no mapping is empty, so no bytes means no mappings.</summary>
+    public bool IsEmpty => Bytes == 0;
 
     /// <summary>
     /// Gives a mapping back whose memory was last returned at tick <paramref name="returnedAt"/> of the idle clock:

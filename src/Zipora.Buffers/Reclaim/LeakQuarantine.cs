@@ -33,17 +33,8 @@ internal sealed class LeakQuarantine
     /// <summary>Called after a block enters the quarantine, so a paused timer (a disposed pool's) ticks again.</summary>
     public Action? Waiting { get; set; }
 
-    /// <summary>Whether nothing is held.</summary>
-    public bool IsEmpty
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _held.Count == 0;
-            }
-        }
-    }
+    /// <summary>Whether nothing is held: no block is empty, so no bytes means no blocks.</summary>
+    public bool IsEmpty => Bytes == 0;
 
     /// <summary>Buffers reclaimed from leaked owners so far.</summary>
     public long Reclaimed => Volatile.Read(ref _reclaimed);

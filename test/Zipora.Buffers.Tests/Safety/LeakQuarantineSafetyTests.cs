@@ -103,11 +103,7 @@ public sealed class LeakQuarantineSafetyTests
         if (pressure == Pressure.DisposeThePool)
         {
             // The disposed pool's timer lives on until its memory has waited out its delays, then lets it all go.
-            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
-            TieredMemoryPoolStatistics drained = pool.GetStatistics();
-            Assert.Equal(0, drained.BytesQuarantined);
-            Assert.Equal(0, drained.BytesAwaitingRelease);
-            Assert.Equal(0, drained.BytesInUse);
+            SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
             if (ProcessMappings.CanRead)
             {
                 Assert.False(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"the leaked block {leaked} of a disposed pool is still mapped three delays later");
@@ -197,11 +193,7 @@ public sealed class LeakQuarantineSafetyTests
         AssertQuarantined(leaked, [], "9 s after a leak from a disposed pool");
         AssertCountedInQuarantine(pool, leaked, "9 s after a leak from a disposed pool");
 
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
-        TieredMemoryPoolStatistics drained = pool.GetStatistics();
-        Assert.Equal(0, drained.BytesQuarantined);
-        Assert.Equal(0, drained.BytesAwaitingRelease);
-        Assert.Equal(0, drained.BytesInUse);
+        SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
         if (ProcessMappings.CanRead)
         {
             Assert.False(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"the leaked block {leaked} of a disposed pool is still mapped three delays after its quarantine");

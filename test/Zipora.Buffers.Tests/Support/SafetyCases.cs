@@ -40,6 +40,19 @@ public static class SafetyCases
         time.Advance(target - time.GetUtcNow());
     }
 
+    /// <summary>
+    /// Moves the clock on by three delays, which covers a quarantine and then the delay before an unmap, and checks
+    /// that the disposed <paramref name="pool"/> holds nothing: nothing in use, in quarantine or waiting to be unmapped.
+    /// </summary>
+    internal static void AssertDrainedThreeDelaysLater(TieredMemoryPool pool, Microsoft.Extensions.Time.Testing.FakeTimeProvider time)
+    {
+        Advance(time, IdleDelay * 3);
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        Assert.Equal(0, drained.BytesQuarantined);
+        Assert.Equal(0, drained.BytesAwaitingRelease);
+        Assert.Equal(0, drained.BytesInUse);
+    }
+
     /// <summary>One size per tier, in both owner modes, with each of <paramref name="variants"/>.</summary>
     internal static TheoryData<int, OwnerMode, T> OneSizePerTierInBothModes<T>(params T[] variants)
     {
