@@ -33,6 +33,7 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
     private readonly int _generation;
     private NativeMemoryManager? _block;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public BlockOwner(NativeMemoryManager block)
     {
         _block = block;

@@ -1,4 +1,9 @@
+using System;
 using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
 
 namespace Zipora.Buffers.Tests;
 
@@ -40,6 +45,54 @@ public sealed class StatisticsTests
         Assert.Equal(0, statistics.MunmapCalls);
         Assert.Equal(0, statistics.FallbackAllocations);
         Assert.Equal(0, statistics.HugepageBytes);
+    }
+
+    [Fact]
+    public async Task MediumCountsStayExactWhenTrimsRaceRentsAndReturnsOnOtherThreads()
+    {
+        // The medium fast path counts no hit: hits are derived from returns, moves to and from the depot, blocks
+        // trims took and the blocks cached. Trims here drain the caches while two threads rent and return through
+        // the fast path, the closed caches' bypass and the depot; once all is quiet every figure must add up exactly.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        const int RentsPerThread = 20_000;
+        int[] sizes = [1500, 4096, 9000];
+        using var stop = new CancellationTokenSource();
+        Task trimmer = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                pool.Trim();
+            }
+        });
+        Task[] renters = [.. Enumerable.Range(0, 2).Select(seed => Task.Run(() =>
+        {
+            var random = new Random(seed);
+            var held = new List<IMemoryOwner<byte>>();
+            for (int i = 0; i < RentsPerThread; i++)
+            {
+                held.Add(pool.Rent(sizes[random.Next(sizes.Length)]));
+                if (held.Count > random.Next(1, 40))
+                {
+                    held.ForEach(owner => owner.Dispose());
+                    held.Clear();
+                }
+            }
+
+            held.ForEach(owner => owner.Dispose());
+        }))];
+        await Task.WhenAll(renters);
+        await stop.CancelAsync();
+        await trimmer;
+
+        TierStatistics medium = pool.GetStatistics().Medium;
+        Assert.Equal(2 * RentsPerThread, medium.Rents);
+        Assert.Equal(2 * RentsPerThread, medium.Returns);
+        Assert.Equal(medium.Rents, medium.CacheHits + medium.CacheMisses);
+        Assert.InRange(medium.CacheHits, 1, medium.Rents);
+        Assert.Equal(0, medium.BuffersInUse);
+        Assert.Equal(0, medium.BytesInUse);
+        long cached = pool.GetStatistics().SizeHistogram.Where(row => row.Tier == "medium").Sum(row => row.Cached);
+        Assert.InRange(cached, 0, medium.CacheMisses);
     }
 
     [Fact]

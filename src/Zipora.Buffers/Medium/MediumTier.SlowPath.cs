@@ -1,0 +1,211 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>The medium tier's misses: finding or creating the thread's cache, the depot, fresh slabs, the adaptation.</summary>
+internal sealed partial class MediumTier
+{
+    private const int MinSlabBytes = 64 * 1024;
+    private const int BlocksPerSlab = 16;
+
+    // Adaptive thread caches start a class at a quarter of its capacity, grow it by half each time it runs empty,
+    // and shrink it by a quarter after this many overflows without running empty, down to an eighth.
+    private const int OverflowsBeforeShrink = 4;
+
+    private readonly bool _adaptive;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NativeMemoryManager RentSlow(int classIndex, int size)
+    {
+        ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
+        if (cache is null)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        ref MediumClassStack stack = ref cache.StackOf(classIndex);
+        Volatile.Write(ref cache.InUse, 1);
+        if (_cachesClosed)
+        {
+            Volatile.Write(ref cache.InUse, 0);
+            return RentBypassingCache(ref stack, classIndex, size);
+        }
+
+        NativeMemoryManager? block = null;
+        if (stack.Count == 0 && stack.Capacity > 0)
+        {
+            if (_adaptive)
+            {
+                GrowAfterRunningEmpty(ref stack, classIndex);
+            }
+
+            // Refill half the stack at once, so the depot's lock is paid once per batch.
+            stack.NetTransfers += _depots[classIndex].TakeInto(cache.Slots(classIndex), ref stack.Count, Math.Max(1, stack.Capacity / 2));
+        }
+
+        if (stack.Count > 0)
+        {
+            int top = --stack.Count;
+            block = stack.Items[top];
+            stack.Items[top] = null!;
+        }
+        else if (stack.Capacity == 0)
+        {
+            // Per-thread caching is off for this class: go to the depot for every block, as a move in and a pop.
+            block = _depots[classIndex].TakeOne();
+            stack.NetTransfers += block is null ? 0 : 1;
+        }
+
+        Volatile.Write(ref cache.InUse, 0);
+        return HandOut(ref stack, classIndex, size, block);
+    }
+
+    /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>
+    private NativeMemoryManager RentBypassingCache(ref MediumClassStack stack, int classIndex, int size)
+    {
+        if (_disposed)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        NativeMemoryManager? block = _depots[classIndex].TakeOne();
+        stack.NetTransfers += block is null ? 0 : 1;
+        return HandOut(ref stack, classIndex, size, block);
+    }
+
+    /// <summary>Hands out a free block (a hit, already counted by its move) or, when there is none, a freshly carved one (a miss).</summary>
+    private NativeMemoryManager HandOut(ref MediumClassStack stack, int classIndex, int size, NativeMemoryManager? free)
+    {
+        if (free is not null)
+        {
+            stack.RequestedBytes += size;
+            free.Reactivate();
+            return free;
+        }
+
+        // Called with the thread's cache released: mapping a slab may trim the pool, and a trim waits for every cache.
+        // Counted only once the block exists: a rent refused at the pool's limit asked for nothing.
+        NativeMemoryManager carved = _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
+        stack.Misses++;
+        stack.RequestedBytes += size;
+        return carved;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
+    {
+        ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
+        if (cache is not null)
+        {
+            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            Volatile.Write(ref cache.InUse, 1);
+            if (!_cachesClosed)
+            {
+                stack.Returns++;
+                if (stack.Capacity == 0)
+                {
+                    // Not cached per thread: straight to the depot, counted as a return and a move out.
+                    stack.NetTransfers--;
+                    _ = _depots[classIndex].TryPut(buffer);
+                }
+                else
+                {
+                    if (stack.Count == stack.Capacity)
+                    {
+                        // Full: keep the warmest half of the capacity here and move the rest to the depot for other
+                        // threads. The capacity may shrink first; the slots are cut to it after the move.
+                        int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Count;
+                        int moved = stack.Count - (capacity / 2);
+                        _depots[classIndex].PutFrom(stack.Items.AsSpan(0, stack.Count), ref stack.Count, moved);
+                        stack.NetTransfers -= moved;
+                        stack.Capacity = capacity;
+                    }
+
+                    stack.Items[stack.Count++] = buffer;
+                }
+
+                Volatile.Write(ref cache.InUse, 0);
+                return;
+            }
+
+            Volatile.Write(ref cache.InUse, 0);
+
+            // The caches are closed for a trim: hand the block straight to the depot. The return is counted first, so
+            // a trim that drains the depot sees it counted and dates the block as just returned. A disposed tier's
+            // depots are closed too, and the block is then freed below. These counters are the owner's alone: a trim
+            // draining this cache right now writes only the slots, the count and its own Drained.
+            stack.Returns++;
+            stack.NetTransfers--;
+            if (_depots[classIndex].TryPut(buffer))
+            {
+                return;
+            }
+
+            stack.Returns--;
+            stack.NetTransfers++;
+        }
+
+        // Disposed: the block is counted as returned and its memory freed with its slab.
+        Interlocked.Increment(ref _retiredReturns[classIndex]);
+        _heap.ReleaseAfterDispose(buffer);
+    }
+
+    /// <summary>This thread's cache of this tier, found through the per-thread array and made the last used.</summary>
+    private ThreadCache? FindThreadCache()
+    {
+        ThreadCache? cache = _registry.FindForThisThread();
+        if (cache is not null)
+        {
+            t_lastCache = cache;
+        }
+
+        return cache;
+    }
+
+    /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> when the tier is disposed.</summary>
+    private ThreadCache? CreateThreadCache()
+    {
+        lock (_registry.Lock)
+        {
+            if (_disposed)
+            {
+                return null;
+            }
+
+            var cache = new ThreadCache(this, _capacities, _initialCapacities);
+            _registry.AddForThisThreadUnsynchronized(cache);
+            t_lastCache = cache;
+            return cache;
+        }
+    }
+
+    /// <summary>Where an adaptive class's capacity starts: a quarter of its limit.</summary>
+    private static int InitialCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 4);
+
+    /// <summary>The least an adaptive class's capacity shrinks to: an eighth of its limit.</summary>
+    private static int MinimumCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 8);
+
+    /// <summary>A class that ran empty needed more: grow its capacity by half, within its limit. Owner thread, inside its handshake.</summary>
+    private void GrowAfterRunningEmpty(ref MediumClassStack stack, int classIndex)
+    {
+        stack.Overflows = 0;
+        stack.Capacity = Math.Min(_capacities[classIndex], stack.Capacity + Math.Max(1, stack.Capacity / 2));
+    }
+
+    /// <summary>A class that keeps overflowing holds more than its thread uses: the capacity shrunk by a quarter, or as it is.</summary>
+    private int ShrinkAfterOverflow(ref MediumClassStack stack, int classIndex)
+    {
+        int capacity = stack.Capacity;
+        int minimum = MinimumCapacity(_capacities[classIndex]);
+        if (++stack.Overflows >= OverflowsBeforeShrink && capacity > minimum)
+        {
+            capacity = Math.Max(minimum, capacity - Math.Max(1, capacity / 4));
+            stack.Overflows = 0;
+        }
+
+        return capacity;
+    }
+}

@@ -1,0 +1,97 @@
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The medium tier's counts: every thread's stacks summed per class, with those of exited threads.</summary>
+internal sealed partial class MediumTier
+{
+    // Counters of threads that have exited, folded in when their caches are retired; and returns after disposal.
+    private readonly long[] _retiredHits;
+    private readonly long[] _retiredMisses;
+    private readonly long[] _retiredReturns;
+    private long _retiredRequestedBytes;
+
+    private readonly HighWaterSampler _highWater;
+
+    public override TierStatistics GetStatistics()
+    {
+        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
+        foreach (ClassCounts counts in CountByClass())
+        {
+            hits += counts.Hits;
+            misses += counts.Misses;
+            returns += counts.Returns;
+            inUse += (counts.Hits + counts.Misses - counts.Returns) * counts.Size;
+            rented += (counts.Hits + counts.Misses) * counts.Size;
+        }
+
+        long requested = Volatile.Read(ref _retiredRequestedBytes);
+        lock (_registry.Lock)
+        {
+            foreach (ThreadCache cache in _registry.Caches)
+            {
+                for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+                {
+                    requested += Volatile.Read(ref cache.StackOf(classIndex).RequestedBytes);
+                }
+            }
+        }
+
+        return Snapshot("medium", hits, misses, returns, inUse, rented, requested, _heap);
+    }
+
+    /// <summary>Adds a histogram row for every class rented so far.</summary>
+    public void AddClassStatistics(List<SizeClassStatistics> into)
+    {
+        ClassCounts[] byClass = CountByClass();
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            if (counts.Hits + counts.Misses > 0)
+            {
+                into.Add(new SizeClassStatistics
+                {
+                    Tier = "medium",
+                    ClassSize = counts.Size,
+                    Rents = counts.Hits + counts.Misses,
+                    BuffersInUse = counts.Hits + counts.Misses - counts.Returns,
+                    HighWaterMark = _highWater.HighWaterMark(classIndex),
+                    Cached = counts.Cached,
+                });
+            }
+        }
+    }
+
+    /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
+    private ClassCounts[] CountByClass()
+    {
+        var byClass = new ClassCounts[_capacities.Length];
+        lock (_registry.Lock)
+        {
+            _registry.RetireExitedUnsynchronized();
+            for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+            {
+                ref ClassCounts counts = ref byClass[classIndex];
+                counts.Size = ClassSize(classIndex);
+                counts.Hits = Volatile.Read(ref _retiredHits[classIndex]);
+                counts.Misses = Volatile.Read(ref _retiredMisses[classIndex]);
+                counts.Returns = Volatile.Read(ref _retiredReturns[classIndex]);
+                counts.Cached = _depots[classIndex].Count;
+                foreach (ThreadCache cache in _registry.Caches)
+                {
+                    // Each field read once: the hits are derived from the same count the cached figure uses.
+                    ref MediumClassStack stack = ref cache.StackOf(classIndex);
+                    long count = Volatile.Read(ref stack.Count);
+                    long returns = Volatile.Read(ref stack.Returns);
+                    counts.Hits += returns + Volatile.Read(ref stack.NetTransfers) - Volatile.Read(ref stack.Drained) - count;
+                    counts.Misses += Volatile.Read(ref stack.Misses);
+                    counts.Returns += returns;
+                    counts.Cached += count;
+                }
+            }
+        }
+
+        return byClass;
+    }
+}

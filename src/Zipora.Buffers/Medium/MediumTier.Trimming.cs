@@ -1,0 +1,181 @@
+using System;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>The medium tier's trims, idle release and disposal: emptying the thread caches safely while their owners run.</summary>
+internal sealed partial class MediumTier
+{
+    private readonly Lock _trimLock = new();
+    private volatile bool _disposed;
+
+    // Adaptive: each class is judged idle on its own, so a class that went cold is given back while the others stay
+    // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet).
+    private readonly ClassIdleness _idleness;
+
+    /// <summary>
+    /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
+    /// trims each class that saw no rent or return for the whole delay; then lets the slab tier judge the whole
+    /// tier's idleness.
+    /// </summary>
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        // Only the idle releaser's timer calls this, one tick at a time.
+        ClassCounts[] byClass = CountByClass();
+        var inUse = new long[byClass.Length];
+        long activity = 0;
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            inUse[classIndex] = counts.Hits + counts.Misses - counts.Returns;
+            activity += counts.Hits + counts.Misses + counts.Returns;
+        }
+
+        _highWater.Sample(now, delayInTicks, inUse);
+        bool[]? idle = _idleness.IdleClasses(byClass, now, delayInTicks);
+        if (_adaptive && idle is not null)
+        {
+            TrimClasses(idle);
+        }
+
+        TrimIfIdle(now, delayInTicks, activity);
+    }
+
+    public override void Dispose()
+    {
+        lock (_trimLock)
+        {
+            _disposed = true;
+            var cached = new List<NativeMemoryManager>();
+            CloseAndEmptyCaches(cached);
+            foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+            {
+                depot.DrainInto(cached, close: true);
+            }
+
+            _heap.ReleaseCached(cached);
+            _registry.ReleaseSlot();
+        }
+    }
+
+    public override void Trim() => TrimClasses(null);
+
+    /// <summary>Gives back the free blocks of the chosen classes (all when <paramref name="classes"/> is null).</summary>
+    private void TrimClasses(bool[]? classes)
+    {
+        lock (_trimLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var free = new List<NativeMemoryManager>();
+            CloseAndEmptyCaches(free, classes);
+            for (int classIndex = 0; classIndex < _depots.Length; classIndex++)
+            {
+                if (classes?[classIndex] ?? true)
+                {
+                    _depots[classIndex].DrainInto(free, close: false);
+                }
+            }
+
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, ReturnedByClass()))
+            {
+                _ = _depots[BitOperations.Log2((uint)buffer.Length) - MinSizeLog2].TryPut(buffer);
+            }
+
+            _cachesClosed = false;
+        }
+    }
+
+    /// <summary>
+    /// Closes the caches and moves the blocks they hold of the chosen classes (all when <paramref name="classes"/> is
+    /// null) into <paramref name="into"/>. Caller holds the trim lock.
+    /// </summary>
+    private void CloseAndEmptyCaches(List<NativeMemoryManager> into, bool[]? classes = null)
+    {
+        _cachesClosed = true;
+
+        // Pairs with the Volatile.Write(InUse, 1) / read of _cachesClosed on the owner threads: after this barrier
+        // every thread either sees the caches closed or has its InUse store visible here, so once InUse is 0 below
+        // no thread touches its cache until they open again.
+        Interlocked.MemoryBarrierProcessWide();
+
+        lock (_registry.Lock)
+        {
+            foreach (ThreadCache cache in _registry.Caches)
+            {
+                ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
+                DrainUnsynchronized(cache, into, classes);
+            }
+        }
+    }
+
+    /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into <paramref name="into"/>.</summary>
+    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into, bool[]? classes)
+    {
+        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+        {
+            if (!(classes?[classIndex] ?? true))
+            {
+                continue;
+            }
+
+            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            foreach (NativeMemoryManager buffer in stack.Items.AsSpan(0, stack.Count))
+            {
+                into.Add(buffer);
+            }
+
+            stack.Items.AsSpan().Clear();
+            stack.Drained += stack.Count;
+            stack.Count = 0;
+
+            // A class given back starts over small, as it would on a new thread.
+            stack.Capacity = _initialCapacities[classIndex];
+            stack.Overflows = 0;
+        }
+    }
+
+    /// <summary>
+    /// Moves the blocks of a thread that has exited to the depots and folds its counters into the retired totals.
+    /// The registry calls it with its lock held.
+    /// </summary>
+    private void RetireUnsynchronized(ThreadCache cache)
+    {
+        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+        {
+            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            _retiredRequestedBytes += stack.RequestedBytes;
+            _retiredHits[classIndex] += stack.Hits;
+            _retiredMisses[classIndex] += stack.Misses;
+            Interlocked.Add(ref _retiredReturns[classIndex], stack.Returns);
+            if (stack.Count > 0)
+            {
+                _depots[classIndex].PutFrom(stack.Items.AsSpan(0, stack.Count), ref stack.Count, stack.Count);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Per class, the tick by which its free blocks had all been returned; called by a trim after it collected them,
+    /// when every return that put one of them back has also been counted (see <see cref="ReleaseSlow"/>).
+    /// </summary>
+    private long[] ReturnedByClass()
+    {
+        ClassCounts[] byClass = CountByClass();
+        long now = Clock.Epoch;
+        var returnedBy = new long[byClass.Length];
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            ClassCounts counts = byClass[classIndex];
+            returnedBy[classIndex] = _idleness.ReturnedBy(classIndex, counts.Hits + counts.Misses + counts.Returns, now);
+        }
+
+        return returnedBy;
+    }
+}
