@@ -64,6 +64,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     // Whether the pooled manager itself is handed out (ReuseOwners), instead of an owner per rent.
     private readonly bool _reuseOwners;
     private int _disposed;
+    private long _pressureTrims;
 
     // Set once Dispose has handed every tier's memory to the quarantine or the deferred unmaps: from then on the
     // timer may pause whenever nothing waits.
@@ -82,6 +83,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     {
         ArgumentNullException.ThrowIfNull(options);
         options = options.Clone();
+        options.ApplyMemoryBudget(MemoryBudget.Current);
         options.Validate();
         _options = options;
 
@@ -111,8 +113,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
         Name = options.Name;
         _pages.ReleaseIdleMemory = Trim;
-        MemoryPressureWatcher.Start(this);
         PoolMetrics.Register(this);
+        MemoryPressureWatcher.Start();
     }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
@@ -162,6 +164,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         BytesQuarantined = _quarantine.Bytes,
         BytesAwaitingRelease = _unmaps.Bytes,
         UnmapFailures = _pages.UnmapFailures,
+        MemoryLimit = MemoryBudget.Current.Limit,
+        RetainedBytesCap = _maxRetainedBytes,
+        PressureTrims = Volatile.Read(ref _pressureTrims),
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
@@ -205,6 +210,23 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
     bool IReclaimablePool.IsDisposed => IsDisposed;
 
+    /// <summary>
+    /// Trims because memory runs short: the process's cgroup is near its limit, or the GC near its high-load threshold.
+    /// Called by the pool's ticker and by the process-wide pressure watcher at garbage collections.
+    /// </summary>
+    void IReclaimablePool.TrimUnderPressure()
+    {
+        if (IsDisposed)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _pressureTrims);
+        (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
+        ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
+        Trim();
+    }
+
     /// <summary>Ticks of the idle clock so far (tests see the timer pause and wake with it).</summary>
     internal long IdleTicks => _clock.Epoch;
 
@@ -232,6 +254,13 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
         if (!_releasesIdleMemory)
         {
+            return;
+        }
+
+        // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
+        if (MemoryBudget.Current.IsUnderPressure())
+        {
+            ((IReclaimablePool)this).TrimUnderPressure();
             return;
         }
 

@@ -11,6 +11,15 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Smallest buffer the pool will hand out as a maximum; the default request size (4096) must fit.</summary>
     internal const int MinimumMaxBufferSize = TieredMemoryPool.DefaultBufferSize;
 
+    // The caps' defaults outside a memory limit; unset caps are sized to the limit (ApplyMemoryBudget).
+    private const long DefaultMaxRetainedBytes = 512L * 1024 * 1024;
+    private const long DefaultRegionCacheMaxBytes = 64L * 1024 * 1024;
+    private const long DefaultHugeRegionCacheMaxBytes = 256L * 1024 * 1024;
+
+    private long? _maxRetainedBytes;
+    private long? _regionCacheMaxBytes;
+    private long? _hugeRegionCacheMaxBytes;
+
     /// <summary>The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>default</c>.</summary>
     public string Name { get; set; } = "default";
 
@@ -39,14 +48,28 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Most large-tier regions kept for reuse after they are returned (the floor, with <see cref="AdaptiveCaches"/>); default 64.</summary>
     public int RegionCacheMaxCount { get; set; } = 64;
 
-    /// <summary>Most bytes of large-tier regions kept for reuse; default 64 MB.</summary>
-    public long RegionCacheMaxBytes { get; set; } = 64L * 1024 * 1024;
+    /// <summary>
+    /// Most bytes of large-tier regions kept for reuse. Default 64 MB, or a 32nd of the process's memory limit when
+    /// that is smaller (see <see cref="MaxRetainedBytes"/>).
+    /// </summary>
+    public long RegionCacheMaxBytes
+    {
+        get => _regionCacheMaxBytes ?? DefaultRegionCacheMaxBytes;
+        set => _regionCacheMaxBytes = value;
+    }
 
     /// <summary>Most huge-tier regions kept for reuse (the floor, with <see cref="AdaptiveCaches"/>); default 16.</summary>
     public int HugeRegionCacheMaxCount { get; set; } = 16;
 
-    /// <summary>Most bytes of huge-tier regions kept for reuse; default 256 MB.</summary>
-    public long HugeRegionCacheMaxBytes { get; set; } = 256L * 1024 * 1024;
+    /// <summary>
+    /// Most bytes of huge-tier regions kept for reuse. Default 256 MB, or a 16th of the process's memory limit when
+    /// that is smaller (see <see cref="MaxRetainedBytes"/>).
+    /// </summary>
+    public long HugeRegionCacheMaxBytes
+    {
+        get => _hugeRegionCacheMaxBytes ?? DefaultHugeRegionCacheMaxBytes;
+        set => _hugeRegionCacheMaxBytes = value;
+    }
 
     /// <summary>Most buffers of one medium size class a thread keeps for itself; 0 turns per-thread caching off. Default 64.</summary>
     public int ThreadCacheMaxBuffers { get; set; } = 64;
@@ -57,9 +80,17 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>
     /// A global cap on idle memory: at every tick of the idle releaser (a quarter of <see cref="IdleReleaseDelay"/>),
     /// a pool holding more than this, cached and not in use, across all tiers, trims at once without waiting for the
-    /// delay. Default 512 MB. Enforced by the idle releaser, so an infinite <see cref="IdleReleaseDelay"/> turns it off too.
+    /// delay. Enforced by the idle releaser, so an infinite <see cref="IdleReleaseDelay"/> turns it off too.
+    /// Default 512 MB, or an eighth of the process's memory limit when that is smaller: the limit of the memory cgroup
+    /// it runs in (a container's <c>memory.max</c> or <c>memory.limit_in_bytes</c>), else the GC's heap hard limit
+    /// when one is set. The region caches' byte caps follow the same rule with a 32nd and a 16th. A value set here
+    /// (or bound from configuration) always wins over the derived default.
     /// </summary>
-    public long MaxRetainedBytes { get; set; } = 512L * 1024 * 1024;
+    public long MaxRetainedBytes
+    {
+        get => _maxRetainedBytes ?? DefaultMaxRetainedBytes;
+        set => _maxRetainedBytes = value;
+    }
 
     /// <summary>
     /// A hard cap on the bytes the pool holds from the OS (in use or cached), and so on the bytes in use; 0 for none
@@ -129,6 +160,17 @@ public sealed class TieredMemoryPoolOptions
 
     /// <summary>Where base pages come from when the OS layer refuses: nowhere for pinned arrays, whose buffers must stay arrays.</summary>
     internal PageAllocator? ResolveFallbackPageAllocator() => UsePinnedArrays && PageAllocator is null ? null : FallbackPageAllocator;
+
+    /// <summary>
+    /// Sizes the caps nobody set to the process's memory limit: each keeps its standard default or its share of the
+    /// limit, whichever is smaller. Called on the pool's own copy.
+    /// </summary>
+    internal void ApplyMemoryBudget(MemoryBudget budget)
+    {
+        _maxRetainedBytes ??= budget.CapWithin(DefaultMaxRetainedBytes, 1.0 / 8);
+        _regionCacheMaxBytes ??= budget.CapWithin(DefaultRegionCacheMaxBytes, 1.0 / 32);
+        _hugeRegionCacheMaxBytes ??= budget.CapWithin(DefaultHugeRegionCacheMaxBytes, 1.0 / 16);
+    }
 
     /// <summary>Copies the settings, so a pool is not changed by later edits of the options object.</summary>
     internal TieredMemoryPoolOptions Clone() => (TieredMemoryPoolOptions)MemberwiseClone();

@@ -50,6 +50,18 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Unmaps the OS refused (for example at <c>vm.max_map_count</c>): the memory stays mapped and counted, and is tried again at every tick.</summary>
     public long UnmapFailures { get; init; }
 
+    /// <summary>
+    /// The process's memory limit the pool sized its default caps from: its memory cgroup's limit (a container's),
+    /// else the GC's heap hard limit; 0 when there is none.
+    /// </summary>
+    public long MemoryLimit { get; init; }
+
+    /// <summary>The idle-memory cap in force (<see cref="TieredMemoryPoolOptions.MaxRetainedBytes"/> as set, or as derived from <see cref="MemoryLimit"/>).</summary>
+    public long RetainedBytesCap { get; init; }
+
+    /// <summary>Trims made because memory ran short: the cgroup's usage near its limit, or the GC near its high-load threshold.</summary>
+    public long PressureTrims { get; init; }
+
     /// <summary>Diagnostic mode: owners disposed more than once (each reported as an event with both stacks).</summary>
     public long DoubleDisposes { get; init; }
 

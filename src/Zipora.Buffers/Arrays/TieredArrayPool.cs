@@ -104,8 +104,8 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             _ = new IdleReleaser(this, new IdleClock(options.IdleReleaseDelay, options.TimeProvider), options.TimeProvider);
         }
 
-        MemoryPressureWatcher.Start(this);
         PoolMetrics.Register(this);
+        MemoryPressureWatcher.Start();
     }
 
     /// <summary>The process-wide pool, with default options.</summary>
@@ -118,6 +118,9 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     public int MaxPooledLength => _maxPooledLength;
 
     bool IReclaimablePool.IsDisposed => false;
+
+    /// <summary>Memory runs short: every cached array is dropped for the GC, as <see cref="Trim"/> does.</summary>
+    void IReclaimablePool.TrimUnderPressure() => Trim();
 
     /// <summary>Rents an array of at least <paramref name="minimumLength"/> bytes, uninitialized.</summary>
     /// <param name="minimumLength">Bytes needed; 0 gives the same empty array every time.</param>

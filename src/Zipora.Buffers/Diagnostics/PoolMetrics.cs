@@ -148,6 +148,14 @@ internal static class PoolMetrics
         }
     }
 
+    /// <summary>Every live pool not disposed, of both kinds (the memory-pressure watcher trims them all).</summary>
+    internal static List<IReclaimablePool> LivePools()
+    {
+        List<IReclaimablePool> live = [.. Live(s_pools, static pool => !pool.IsDisposed)];
+        live.AddRange(Live(s_arrayPools, static _ => true));
+        return live;
+    }
+
     /// <summary>Statistics of every live memory pool; forgets pools that were collected or disposed.</summary>
     private static List<(TieredMemoryPool Pool, TieredMemoryPoolStatistics Statistics)> Snapshots() =>
         Live(s_pools, static pool => !pool.IsDisposed).ConvertAll(static pool => (pool, pool.GetStatistics()));

@@ -4,7 +4,7 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers,
-/// double disposes, backend fallbacks and refused unmaps. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
+/// double disposes, backend fallbacks, refused unmaps and trims under memory pressure. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
 /// when nobody listens.
 /// </summary>
 [EventSource(Name = "Zipora-Buffers")]
@@ -63,6 +63,16 @@ internal sealed class ZiporaBuffersEventSource : EventSource
         if (IsEnabled())
         {
             WriteEvent(5, bytes);
+        }
+    }
+
+    /// <summary>Memory ran short (the cgroup near its limit, or the GC near its high-load threshold): the pool gave its idle memory back.</summary>
+    [Event(6, Level = EventLevel.Warning, Message = "Memory runs short (cgroup usage {1} of {2} bytes; 0 outside a limited cgroup): pool {0} gives its idle memory back.")]
+    public void MemoryPressureTrim(string pool, long usage, long limit)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(6, pool, usage, limit);
         }
     }
 }

@@ -9,6 +9,9 @@ internal interface IReclaimablePool
     /// <summary>Gives every idle byte back now.</summary>
     void Trim();
 
+    /// <summary>Gives every idle byte back now because memory runs short (counted and reported apart from other trims).</summary>
+    void TrimUnderPressure();
+
     /// <summary>
     /// Called at every tick of the idle clock: gives back what has been idle for more than <paramref name="delayInTicks"/>
     /// ticks. A disposed pool frees here what had to wait out its delay.

@@ -1,0 +1,110 @@
+using System;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The memory the environment gives the process, and whether it is running short: the memory cgroup's limit and usage
+/// (a container's), or else the GC's heap hard limit when one is set. The pools size their default caches from the
+/// limit and give idle memory back when the usage nears it.
+/// </summary>
+/// <remarks>
+/// The GC's own view of memory load is recorded at each collection and lags behind a process whose native memory or
+/// allocation rate grows between collections; the cgroup's charge is read when asked, so pressure is seen while it
+/// builds, before the kernel's OOM killer acts at the limit.
+/// </remarks>
+internal sealed class MemoryBudget
+{
+    /// <summary>Usage at or above this share of the limit counts as pressure: idle memory is given back.</summary>
+    public const double PressureShareOfLimit = 0.85;
+
+    // The GC's high-load threshold is 90% of memory by default; trim a little before it, as the runtime's ArrayPool does.
+    private const double PressureShareOfHighLoad = 0.9;
+
+    // Readings are shared for this long: every pool's tick and every collection ask, and a cgroup read costs file I/O.
+    private const long ReadingLifetimeMilliseconds = 50;
+
+    private readonly CgroupMemory? _cgroup;
+    private Reading? _lastReading;
+
+    private MemoryBudget(CgroupMemory? cgroup, long limit, string source)
+    {
+        _cgroup = cgroup;
+        Limit = limit;
+        Source = source;
+    }
+
+    /// <summary>The process's budget, found when first asked.</summary>
+    public static MemoryBudget Current { get; } = Detect();
+
+    /// <summary>The memory limit found at start-up, in bytes; 0 when there is none.</summary>
+    public long Limit { get; }
+
+    /// <summary>Whether the limit is a cgroup's, whose charge can be read at any time (a GC hard limit's cannot).</summary>
+    public bool HasCgroupLimit => Limit > 0 && _cgroup is not null && Source != "GC heap hard limit";
+
+    /// <summary>Where <see cref="Limit"/> comes from: <c>cgroup v1</c>, <c>cgroup v2</c>, <c>GC heap hard limit</c> or <c>none</c>.</summary>
+    public string Source { get; }
+
+    /// <summary>
+    /// Whether memory is running short now: the cgroup's usage (less droppable file cache) at or above
+    /// <see cref="PressureShareOfLimit"/> of its limit, or the GC's last recorded load near its high-load threshold.
+    /// </summary>
+    public bool IsUnderPressure() => Read().UnderPressure;
+
+    /// <summary>The latest usage and limit of the cgroup (0 and 0 outside one), for reports.</summary>
+    public (long Usage, long Limit) CgroupCharge()
+    {
+        Reading reading = Read();
+        return (reading.Usage, reading.Limit);
+    }
+
+    /// <summary>
+    /// The default of a cache cap under this budget: <paramref name="standard"/>, or <paramref name="shareOfLimit"/> of
+    /// the limit when that is smaller.
+    /// </summary>
+    public long CapWithin(long standard, double shareOfLimit) => Limit > 0 ? Math.Min(standard, (long)(Limit * shareOfLimit)) : standard;
+
+    /// <summary>A budget of <paramref name="limit"/> bytes with no cgroup behind it (tests of the derived caps).</summary>
+    internal static MemoryBudget ForLimit(long limit) => new(null, limit, limit > 0 ? "test" : "none");
+
+    private static MemoryBudget Detect()
+    {
+        CgroupMemory? cgroup = CgroupMemory.Find();
+        if (cgroup is not null && cgroup.TryRead(out long limit, out _) && limit > 0)
+        {
+            return new MemoryBudget(cgroup, limit, cgroup.IsVersion1 ? "cgroup v1" : "cgroup v2");
+        }
+
+        // Outside a limited cgroup the GC reports the machine's memory, unless a heap hard limit was configured.
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        long physical = MachineMemory.TotalBytes();
+        if (available > 0 && physical > 0 && available < physical)
+        {
+            return new MemoryBudget(cgroup, available, "GC heap hard limit");
+        }
+
+        return new MemoryBudget(cgroup, 0, "none");
+    }
+
+    private Reading Read()
+    {
+        long now = Environment.TickCount64;
+        Reading? last = Volatile.Read(ref _lastReading);
+        if (last is not null && now - last.TakenAt < ReadingLifetimeMilliseconds)
+        {
+            return last;
+        }
+
+        long usage = 0, limit = 0;
+        bool cgroupShort = _cgroup is not null && _cgroup.TryRead(out limit, out usage) && limit > 0 && usage >= limit * PressureShareOfLimit;
+        GCMemoryInfo info = GC.GetGCMemoryInfo();
+        bool gcShort = info.HighMemoryLoadThresholdBytes > 0 && info.MemoryLoadBytes >= info.HighMemoryLoadThresholdBytes * PressureShareOfHighLoad;
+        var reading = new Reading(now, usage, limit, cgroupShort || gcShort);
+        Volatile.Write(ref _lastReading, reading);
+        return reading;
+    }
+
+    private sealed record Reading(long TakenAt, long Usage, long Limit, bool UnderPressure);
+}

@@ -1,0 +1,81 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Threading;
+using Zipora.Buffers;
+
+// The child process of the container tests: run inside a memory cgroup, it plays one scenario and prints one
+// "RESULT key=value ..." line for the test to check. Scenarios:
+//   defaults  - a pool with default options: the memory limit it found and the caps it derived.
+//   pressure  - a pool holding 256 MB idle (caps set high, so only the pressure check can save the process) while the
+//               managed heap grows by 320 MB: in a 512 MB cgroup, the process survives only if the pool gives its
+//               idle memory back before the kernel's OOM killer acts.
+const int Megabyte = 1024 * 1024;
+string scenario = args.Length > 0 ? args[0] : "defaults";
+if (scenario == "defaults")
+{
+    using var pool = new TieredMemoryPool();
+    TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT limit={statistics.MemoryLimit} retainedCap={statistics.RetainedBytesCap}"));
+    return 0;
+}
+
+if (scenario != "pressure")
+{
+    Console.Error.WriteLine($"unknown scenario {scenario}");
+    return 2;
+}
+
+using var held = new TieredMemoryPool(new TieredMemoryPoolOptions
+{
+    MaxRetainedBytes = 4L * 1024 * Megabyte,
+    IdleReleaseDelay = TimeSpan.FromMinutes(10),
+    ThreadCacheMaxBytes = 64 * Megabyte,
+    ThreadCacheMaxBuffers = 4096,
+});
+
+// 256 MB of 16 KB medium blocks, written (so resident) and returned: idle in the pool's slabs and caches.
+var owners = new List<IMemoryOwner<byte>>();
+for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
+{
+    IMemoryOwner<byte> owner = held.Rent(16 * 1024);
+    owner.Memory.Span.Fill(1);
+    owners.Add(owner);
+}
+
+owners.ForEach(owner => owner.Dispose());
+owners.Clear();
+long idleBefore = held.GetStatistics().BytesRetained;
+
+// The managed heap grows by 320 MB, touched, at about 200 MB/s.
+var heap = new List<byte[]>();
+for (int i = 0; i < 320; i++)
+{
+    byte[] chunk = new byte[Megabyte];
+    chunk.AsSpan().Fill(2);
+    heap.Add(chunk);
+    if (i % 10 == 0)
+    {
+        Thread.Sleep(50);
+    }
+}
+
+TieredMemoryPoolStatistics after = held.GetStatistics();
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} heap={heap.Count} rss={ResidentBytes()}"));
+return 0;
+
+static long ResidentBytes()
+{
+    foreach (string line in File.ReadLines("/proc/self/status"))
+    {
+        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+        {
+            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
+    }
+
+    return 0;
+}

@@ -1,0 +1,123 @@
+using System;
+using System.IO;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+public sealed class MemoryBudgetTests
+{
+    private const long Megabyte = 1024 * 1024;
+
+    [Fact]
+    public void UnsetCapsTakeTheirShareOfTheLimitWhenThatIsSmaller()
+    {
+        var options = new TieredMemoryPoolOptions();
+        options.ApplyMemoryBudget(MemoryBudget.ForLimit(512 * Megabyte));
+
+        Assert.Equal(64 * Megabyte, options.MaxRetainedBytes);
+        Assert.Equal(16 * Megabyte, options.RegionCacheMaxBytes);
+        Assert.Equal(32 * Megabyte, options.HugeRegionCacheMaxBytes);
+    }
+
+    [Fact]
+    public void CapsSetByTheUserWinOverTheLimit()
+    {
+        var options = new TieredMemoryPoolOptions { MaxRetainedBytes = 300 * Megabyte, RegionCacheMaxBytes = 1 };
+        options.ApplyMemoryBudget(MemoryBudget.ForLimit(512 * Megabyte));
+
+        Assert.Equal(300 * Megabyte, options.MaxRetainedBytes);
+        Assert.Equal(1, options.RegionCacheMaxBytes);
+        Assert.Equal(32 * Megabyte, options.HugeRegionCacheMaxBytes);
+    }
+
+    [Fact]
+    public void WithoutALimitTheCapsKeepTheirStandardDefaults()
+    {
+        var options = new TieredMemoryPoolOptions();
+        options.ApplyMemoryBudget(MemoryBudget.ForLimit(0));
+
+        Assert.Equal(512 * Megabyte, options.MaxRetainedBytes);
+        Assert.Equal(64 * Megabyte, options.RegionCacheMaxBytes);
+        Assert.Equal(256 * Megabyte, options.HugeRegionCacheMaxBytes);
+    }
+
+    [Fact]
+    public void AVersion2CgroupTakesTheTightestLimitOfItselfAndItsAncestorsAndCountsNoDroppableFileCache()
+    {
+        using var files = new TemporaryDirectory();
+        string mount = files.Create("mnt");
+        string parent = files.Create("mnt/app");
+        string own = files.Create("mnt/app/worker");
+        File.WriteAllText(Path.Join(parent, "memory.max"), "268435456\n");
+        File.WriteAllText(Path.Join(own, "memory.max"), "max\n");
+        File.WriteAllText(Path.Join(own, "memory.current"), "200000000\n");
+        File.WriteAllText(Path.Join(own, "memory.stat"), "anon 150000000\nfile 50000000\ninactive_file 30000000\n");
+        string cgroupFile = files.Write("cgroup", "0::/app/worker\n");
+        string mountInfo = files.Write("mountinfo", $"30 25 0:26 / {mount} rw,nosuid - cgroup2 cgroup2 rw\n");
+
+        CgroupMemory? cgroup = CgroupMemory.Find(cgroupFile, mountInfo);
+
+        Assert.NotNull(cgroup);
+        Assert.False(cgroup.IsVersion1);
+        Assert.True(cgroup.TryRead(out long limit, out long usage));
+        Assert.Equal(268435456, limit);
+        Assert.Equal(170000000, usage);
+    }
+
+    [Fact]
+    public void AVersion1MemoryControllerWinsOverTheUnifiedHierarchyAndReadsTheHierarchicalLimit()
+    {
+        using var files = new TemporaryDirectory();
+        string mount = files.Create("memory");
+        string own = files.Create("memory/pod/box");
+        File.WriteAllText(Path.Join(own, "memory.limit_in_bytes"), "9223372036854771712\n");
+        File.WriteAllText(Path.Join(own, "memory.usage_in_bytes"), "100000000\n");
+        File.WriteAllText(Path.Join(own, "memory.stat"), "cache 1\nhierarchical_memory_limit 536870912\ntotal_inactive_file 4000000\n");
+        string cgroupFile = files.Write("cgroup", "4:memory:/pod/box\n0::/\n");
+        string mountInfo = files.Write(
+            "mountinfo",
+            $"35 31 0:32 / {mount} rw,relatime - cgroup cgroup rw,memory\n41 31 0:36 / {files.Create("unified")} rw - cgroup2 cgroup2 rw\n");
+
+        CgroupMemory? cgroup = CgroupMemory.Find(cgroupFile, mountInfo);
+
+        Assert.NotNull(cgroup);
+        Assert.True(cgroup.IsVersion1);
+        Assert.True(cgroup.TryRead(out long limit, out long usage));
+        Assert.Equal(536870912, limit);
+        Assert.Equal(96000000, usage);
+    }
+
+    [Fact]
+    public void ACgroupWithoutALimitReportsNone()
+    {
+        using var files = new TemporaryDirectory();
+        string mount = files.Create("mnt");
+        File.WriteAllText(Path.Join(mount, "memory.max"), "max\n");
+        File.WriteAllText(Path.Join(mount, "memory.current"), "1000\n");
+        File.WriteAllText(Path.Join(mount, "memory.stat"), "inactive_file 0\n");
+        string cgroupFile = files.Write("cgroup", "0::/\n");
+        string mountInfo = files.Write("mountinfo", $"30 25 0:26 / {mount} rw - cgroup2 cgroup2 rw\n");
+
+        CgroupMemory? cgroup = CgroupMemory.Find(cgroupFile, mountInfo);
+
+        Assert.NotNull(cgroup);
+        Assert.True(cgroup.TryRead(out long limit, out _));
+        Assert.Equal(0, limit);
+    }
+
+    private sealed class TemporaryDirectory : IDisposable
+    {
+        private readonly string _root = Directory.CreateTempSubdirectory("zipora-cgroup-").FullName;
+
+        public string Create(string relative) => Directory.CreateDirectory(Path.Join(_root, relative)).FullName;
+
+        public string Write(string name, string text)
+        {
+            string path = Path.Join(_root, name);
+            File.WriteAllText(path, text);
+            return path;
+        }
+
+        public void Dispose() => Directory.Delete(_root, recursive: true);
+    }
+}
