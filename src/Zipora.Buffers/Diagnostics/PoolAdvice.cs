@@ -18,6 +18,7 @@ internal static class PoolAdvice
     public static List<string> From(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, HugePageInfo hugepages)
     {
         var advice = new List<string>();
+        AdviseOnMemoryPressure(statistics, advice);
         AdviseOnHugepages(statistics, options, hugepages, advice);
         AdviseOnMmapThreshold(statistics, options, advice);
         AdviseOnRegionCache(statistics.Large, options.RegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), advice);
@@ -29,6 +30,18 @@ internal static class PoolAdvice
         }
 
         return advice;
+    }
+
+    private static void AdviseOnMemoryPressure(TieredMemoryPoolStatistics statistics, List<string> advice)
+    {
+        if (statistics.PressureTrims == 0)
+        {
+            return;
+        }
+
+        string limit = statistics.MemoryLimit > 0 ? $"under a {statistics.MemoryLimit / (1024 * 1024)} MB memory limit" : "with the GC near its high memory load";
+        advice.Add(Format(
+            $"Memory ran short {statistics.PressureTrims} times {limit}: each time the pool gave all its idle memory back, and refilled its caches with fresh mappings afterwards. Give the process more memory, or lower MaxRetainedBytes (now {statistics.RetainedBytesCap / (1024 * 1024)} MB) so less idle memory is held in the first place."));
     }
 
     private static void AdviseOnHugepages(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, HugePageInfo hugepages, List<string> advice)

@@ -42,6 +42,34 @@ public sealed class MemoryBudgetTests
     }
 
     [Fact]
+    public void ATrimUnderPressureGivesTheIdleMemoryBackCountsItAndBringsAdvice()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        pool.Rent(100_000).Dispose();
+        pool.Rent(3 * (int)Megabyte).Dispose();
+        Assert.True(pool.GetStatistics().BytesRetained > 3 * Megabyte);
+
+        ((IReclaimablePool)pool).TrimUnderPressure();
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(1, statistics.PressureTrims);
+        Assert.Equal(0, statistics.Large.BytesRetained);
+        Assert.Equal(0, statistics.Huge.BytesRetained);
+        Assert.Contains(pool.GetAdvice(), hint => hint.Contains("Memory ran short 1 times", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ADisposedPoolIsNotTrimmedOrCountedUnderPressure()
+    {
+        var pool = new TieredMemoryPool();
+        pool.Dispose();
+
+        ((IReclaimablePool)pool).TrimUnderPressure();
+
+        Assert.Equal(0, pool.GetStatistics().PressureTrims);
+    }
+
+    [Fact]
     public void AVersion2CgroupTakesTheTightestLimitOfItselfAndItsAncestorsAndCountsNoDroppableFileCache()
     {
         using var files = new TemporaryDirectory();
