@@ -241,6 +241,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     {
         _quarantine.ReleaseDue();
         _unmaps.ReleaseDue();
+        PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         if (IsDisposed)
         {
             // Disposed: the timer pauses while nothing waits, and a buffer returned or leaked later wakes it.

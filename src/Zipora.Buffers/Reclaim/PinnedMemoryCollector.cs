@@ -1,0 +1,63 @@
+using System;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Returns the memory of pinned-array pages (Kestrel's mode) to the OS: once the pools have let go of at least
+/// <see cref="MinimumBytes"/> of them, it asks the GC for an aggressive collection, at most once per
+/// <see cref="MinimumInterval"/>.
+/// </summary>
+/// <remarks>
+/// A pinned array the pool unmaps is only left to the GC. A gen2 collection frees it, yet keeps most of the emptied
+/// pinned heap committed: measured with 200 MB of 1 MB pinned arrays let go of, a forced gen2 collection brought
+/// resident memory from 252 to 222 MB, an aggressive one to 65 MB (27 ms, with a 20 MB live heap). An aggressive
+/// collection is a full blocking compacting one, so its pause grows with the live heap; hence the floor on the bytes
+/// to gain and the rest between two collections, which bound the cost to one such pause per half minute at most, and
+/// only after a release worth it.
+/// </remarks>
+internal static class PinnedMemoryCollector
+{
+    /// <summary>The least memory let go of that is worth an aggressive collection.</summary>
+    public const long MinimumBytes = 64L * 1024 * 1024;
+
+    private static readonly Lock s_lock = new();
+    private static long s_pendingBytes;
+    private static long s_lastCollection = long.MinValue / 2;
+    private static long s_collections;
+
+    /// <summary>The least time between two collections; tests shorten it.</summary>
+    internal static TimeSpan MinimumInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Aggressive collections asked for so far in this process.</summary>
+    public static long Collections => Volatile.Read(ref s_collections);
+
+    /// <summary>
+    /// Called at a pool's tick, after its releases: takes the bytes the pinned-array allocator let go of and collects
+    /// when enough has gathered and the last collection is long enough ago.
+    /// </summary>
+    public static void AfterRelease(PageAllocator allocator)
+    {
+        if (allocator is not PinnedArrayPageAllocator pinned)
+        {
+            return;
+        }
+
+        long now = Environment.TickCount64;
+        lock (s_lock)
+        {
+            s_pendingBytes += pinned.TakeUnmappedBytes();
+            if (s_pendingBytes < MinimumBytes || now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
+            {
+                return;
+            }
+
+            s_pendingBytes = 0;
+            s_lastCollection = now;
+        }
+
+        Interlocked.Increment(ref s_collections);
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+}
