@@ -20,7 +20,7 @@ namespace Zipora.Buffers;
 internal static class PinnedMemoryCollector
 {
     /// <summary>The least memory let go of that is worth an aggressive collection.</summary>
-    public const long MinimumBytes = 64L * 1024 * 1024;
+    public const long MinimumBytes = 8L * 1024 * 1024;
 
     private static readonly Lock s_lock = new();
     private static long s_pendingBytes;

@@ -69,10 +69,10 @@ public sealed class PinnedMemoryReturnTests
             TimeSpan delay = SafetyCases.IdleDelay;
             using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, IdleReleaseDelay = delay, TimeProvider = time });
 
-            // Drain what earlier tests may have left pending, then let go of 8 MB only.
+            // Drain what earlier tests may have left pending, then let go of 4 MB only, half the threshold.
             PinnedMemoryCollector.AfterRelease(Native.PageAllocator.PinnedArrays);
             long collections = PinnedMemoryCollector.Collections;
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 4; i++)
             {
                 pool.Rent((int)Megabyte).Dispose();
             }
