@@ -26,6 +26,44 @@ public sealed class TieredMemoryPoolOptionsTests
         { nameof(TieredMemoryPoolOptions.Name), o => o.Name = " " },
     };
 
+    public static TheoryData<string, Action<TieredMemoryPoolOptions>> ExtremeValidOptions => new()
+    {
+        { "no thread caches", o => o.ThreadCacheMaxBuffers = 0 },
+        { "no thread-cache bytes", o => o.ThreadCacheMaxBytes = 0 },
+        { "largest thread caches", o => { o.ThreadCacheMaxBuffers = int.MaxValue; o.ThreadCacheMaxBytes = int.MaxValue; } },
+        { "no region caches", o => { o.RegionCacheMaxCount = 0; o.RegionCacheMaxBytes = 0; o.HugeRegionCacheMaxCount = 0; o.HugeRegionCacheMaxBytes = 0; } },
+        { "largest region caches", o => { o.RegionCacheMaxCount = int.MaxValue; o.RegionCacheMaxBytes = long.MaxValue; o.HugeRegionCacheMaxCount = int.MaxValue; o.HugeRegionCacheMaxBytes = long.MaxValue; } },
+        { "nothing retained", o => o.MaxRetainedBytes = 0 },
+        { "everything retained", o => o.MaxRetainedBytes = long.MaxValue },
+        { "largest cap in use", o => o.MaxBytesInUse = long.MaxValue },
+        { "smallest thresholds", o => { o.MmapThreshold = 4096; o.HugepageThreshold = 8192; } },
+        { "largest thresholds", o => { o.MmapThreshold = 1024 * 1024; o.HugepageThreshold = 1024 * 1024 * 1024; } },
+        { "largest buffer", o => o.MaxBufferSize = int.MaxValue },
+        { "shortest delay", o => o.IdleReleaseDelay = TimeSpan.FromTicks(1) },
+        { "rarest sampling", o => { o.Diagnostics = DiagnosticLevel.Sampled; o.DiagnosticSampleRate = int.MaxValue; } },
+        { "adaptive off", o => o.AdaptiveCaches = false },
+    };
+
+    [Theory]
+    [MemberData(nameof(ExtremeValidOptions))]
+    public void AnExtremeButValidOptionBuildsAPoolThatServesEveryTier(string name, Action<TieredMemoryPoolOptions> set)
+    {
+        var options = new TieredMemoryPoolOptions { EnableHugepages = false };
+        set(options);
+        using var pool = new TieredMemoryPool(options);
+        foreach (int size in new[] { 1, 100, 1024, 3000, 4096, 16384, 100_000, 3 * 1024 * 1024 })
+        {
+            using System.Buffers.IMemoryOwner<byte> owner = pool.Rent(size);
+            owner.Memory.Span.Fill(0x5A);
+            Assert.True(owner.Memory.Length >= size, name);
+        }
+
+        pool.Trim();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(8, statistics.Small.Rents + statistics.Medium.Rents + statistics.Large.Rents + statistics.Huge.Rents);
+    }
+
     [Theory]
     [MemberData(nameof(InvalidOptions))]
     public void AnInvalidOptionThrowsArgumentExceptionNamingIt(string option, Action<TieredMemoryPoolOptions> spoil)
