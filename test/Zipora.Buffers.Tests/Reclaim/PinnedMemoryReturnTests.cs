@@ -1,15 +1,13 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Globalization;
-using System.IO;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// Kestrel's mode (pages are pinned arrays): memory the pool lets go of must leave the process, not only the pool.
-/// Resident memory is read from /proc/self/status, so the tests run alone.
+/// Resident memory is read from /proc/self/statm, so the tests run alone.
 /// </summary>
 [Collection(nameof(HugepageTests))]
 public sealed class PinnedMemoryReturnTests
@@ -19,7 +17,7 @@ public sealed class PinnedMemoryReturnTests
     [Fact]
     public void InPinnedArrayModeTheMemoryOfABurstLeavesTheProcessOneDelayAfterItIsReturned()
     {
-        Assert.SkipUnless(File.Exists("/proc/self/status"), "reads resident memory from /proc/self/status, which only Linux has");
+        Assert.SkipUnless(ProcessMemory.CanRead, "reads resident memory from /proc/self/statm, which only Linux has");
         TimeSpan interval = PinnedMemoryCollector.MinimumInterval;
         PinnedMemoryCollector.MinimumInterval = TimeSpan.Zero;
         try
@@ -28,7 +26,7 @@ public sealed class PinnedMemoryReturnTests
             TimeSpan delay = SafetyCases.IdleDelay;
             using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, IdleReleaseDelay = delay, TimeProvider = time });
             SafetyCases.CollectEverything();
-            long before = ResidentBytes();
+            long before = ProcessMemory.ResidentBytes();
             long collections = PinnedMemoryCollector.Collections;
 
             // A burst of 200 MB of large buffers, written so it is resident, then returned.
@@ -41,13 +39,13 @@ public sealed class PinnedMemoryReturnTests
             }
 
             owners.ForEach(owner => owner.Dispose());
-            long peak = ResidentBytes();
+            long peak = ProcessMemory.ResidentBytes();
             Assert.True(peak - before >= 180 * Megabyte, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB after");
 
             // Three delays: the regions go idle, are unmapped (left to the GC) and the collector returns them.
             SafetyCases.Advance(time, 3 * delay);
 
-            long after = ResidentBytes();
+            long after = ProcessMemory.ResidentBytes();
             Assert.True(PinnedMemoryCollector.Collections > collections, $"no aggressive collection was asked for: {pool.GetStatistics()}; munmaps {pool.GetStatistics().MunmapCalls}, awaiting {pool.GetStatistics().BytesAwaitingRelease}");
             Assert.True(after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later");
             Assert.Equal(0, pool.GetStatistics().BytesRetained);
@@ -86,18 +84,5 @@ public sealed class PinnedMemoryReturnTests
         {
             PinnedMemoryCollector.MinimumInterval = interval;
         }
-    }
-
-    private static long ResidentBytes()
-    {
-        foreach (string line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-
-        return 0;
     }
 }

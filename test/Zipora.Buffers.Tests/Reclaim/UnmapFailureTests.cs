@@ -22,7 +22,9 @@ public sealed class UnmapFailureTests
             MaxBytesInUse = 4 * RegionBytes,
         });
 
-        pool.Rent(RegionSize).Dispose();
+        IMemoryOwner<byte> first = pool.Rent(RegionSize);
+        nint region = OwnerAddress.Of(first);
+        first.Dispose();
         AdvanceTicks(time, 6);
         pool.Trim();
         AdvanceTicks(time, 2);
@@ -32,6 +34,11 @@ public sealed class UnmapFailureTests
         Assert.True(refused.UnmapFailures >= 1, refused.ToString());
         Assert.Equal(RegionBytes, refused.BytesAwaitingRelease);
         Assert.Equal(0, refused.MunmapCalls);
+        if (ProcessMappings.CanRead)
+        {
+            Assert.True(ProcessMappings.IsMapped(region, RegionSize), ProcessMappings.Describe(region, RegionSize));
+        }
+
         var owners = new IMemoryOwner<byte>[3];
         for (int i = 0; i < owners.Length; i++)
         {
@@ -48,6 +55,10 @@ public sealed class UnmapFailureTests
         Assert.Equal(0, released.BytesAwaitingRelease);
         Assert.Equal(1, released.MunmapCalls);
         Assert.Equal(1, allocator.Unmaps);
+        if (ProcessMappings.CanRead)
+        {
+            Assert.False(ProcessMappings.IsMapped(region, RegionSize), ProcessMappings.Describe(region, RegionSize));
+        }
     }
 
     private static void AdvanceTicks(FakeTimeProvider time, int ticks)
