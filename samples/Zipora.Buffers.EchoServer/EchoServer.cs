@@ -11,7 +11,7 @@ namespace Zipora.Buffers.EchoServer;
 
 /// <summary>
 /// Accepts TCP connections and echoes every byte back. Per connection, a receive loop writes the socket's bytes into
-/// one <see cref="Pipe"/> and a send loop reads them out to the socket; both pipes rent their segments from the pool
+/// one <see cref="Pipe"/> and a send loop reads them out to the socket; the pipe rents its segments from the pool
 /// given (<c>PipeOptions(pool: ...)</c>), so socket I/O pins native memory at no cost.
 /// </summary>
 public sealed class EchoServer : IAsyncDisposable

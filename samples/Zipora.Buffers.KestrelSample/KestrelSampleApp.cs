@@ -10,13 +10,14 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace Zipora.Buffers.KestrelSample;
 
 /// <summary>
 /// A minimal API whose Kestrel connection buffers all come from the tiered pool. Endpoints:
 /// <c>GET /pool</c> (the pool's statistics), <c>GET /hello</c> (a small response, for load tests), <c>GET /bytes/{n}?seed=s</c> (n pseudo-random bytes, their SHA-256 in
-/// the <c>X-Content-SHA256</c> header) and <c>POST /sha256</c> (the SHA-256 and length of the request body).
+/// the <c>X-Content-SHA256</c> header, lower-case hex as <c>sha256sum</c> prints it) and <c>POST /sha256</c> (the SHA-256 and length of the request body).
 /// </summary>
 public static class KestrelSampleApp
 {
@@ -29,6 +30,10 @@ public static class KestrelSampleApp
     public static WebApplication Build(string[] args)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(args);
+
+        // Quiet by default, so a load test measures the server and not its console: Kestrel and the routing log five
+        // Information lines per request. --Logging:LogLevel:Microsoft.AspNetCore=Information brings them back.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         int http1Port = builder.Configuration.GetValue("http1-port", DefaultHttp1Port);
         int http2Port = builder.Configuration.GetValue("http2-port", DefaultHttp2Port);
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -62,7 +67,7 @@ public static class KestrelSampleApp
     private static async Task WriteBytesAsync(HttpContext context, long length, int seed = 1)
     {
         context.Response.ContentLength = length;
-        context.Response.Headers["X-Content-SHA256"] = Convert.ToHexString(Hash(length, seed));
+        context.Response.Headers["X-Content-SHA256"] = Convert.ToHexStringLower(Hash(length, seed));
         PipeWriter body = context.Response.BodyWriter;
         var content = new PseudoRandomBytes(seed);
         for (long written = 0; written < length;)
@@ -102,7 +107,7 @@ public static class KestrelSampleApp
             }
         }
 
-        return Results.Text(string.Create(CultureInfo.InvariantCulture, $"{Convert.ToHexString(hash.GetHashAndReset())} {length}"));
+        return Results.Text(string.Create(CultureInfo.InvariantCulture, $"{Convert.ToHexStringLower(hash.GetHashAndReset())} {length}"));
     }
 
     /// <summary>The SHA-256 of the <paramref name="length"/> bytes that <c>/bytes</c> sends for <paramref name="seed"/>.</summary>

@@ -46,13 +46,13 @@ public sealed class KestrelTests
             using HttpResponseMessage posted = await client.PostAsync("/sha256", new ByteArrayContent(upload), TestContext.Current.CancellationToken);
             Assert.Equal(Version.Parse(protocol), posted.Version);
             string echoed = await posted.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
-            Assert.Equal($"{Convert.ToHexString(SHA256.HashData(upload))} {size}", echoed);
+            Assert.Equal($"{Convert.ToHexStringLower(SHA256.HashData(upload))} {size}", echoed);
 
             // Download: the client hashes what it received and compares with the server's hash.
             using HttpResponseMessage got = await client.GetAsync($"/bytes/{size}?seed=7", HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
             byte[] downloaded = await got.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
             Assert.Equal(size, downloaded.Length);
-            Assert.Equal(got.Headers.GetValues("X-Content-SHA256").Single(), Convert.ToHexString(SHA256.HashData(downloaded)));
+            Assert.Equal(got.Headers.GetValues("X-Content-SHA256").Single(), Convert.ToHexStringLower(SHA256.HashData(downloaded)));
             Assert.Equal(Convert.ToHexString(KestrelSampleApp.Hash(size, 7)), Convert.ToHexString(SHA256.HashData(downloaded)));
 
             TieredMemoryPoolStatistics during = pool.GetStatistics();
