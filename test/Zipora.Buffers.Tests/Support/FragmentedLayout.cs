@@ -12,8 +12,9 @@ internal static class FragmentedLayout
     /// <summary>
     /// Rents <paramref name="slabs"/> slabs' worth of blocks on this thread (a fresh pool carves them in address order,
     /// slab after slab), writes every one, and returns all but the first block of each slab; returns those.
+    /// <paramref name="residentAtPeak"/> is the process's resident memory with every block written, before any is returned.
     /// </summary>
-    public static List<IMemoryOwner<byte>> Rent(TieredMemoryPool pool, int blockSize, int blocksPerSlab, int slabs)
+    public static List<IMemoryOwner<byte>> Rent(TieredMemoryPool pool, int blockSize, int blocksPerSlab, int slabs, out long residentAtPeak)
     {
         var live = new List<IMemoryOwner<byte>>(slabs);
         var free = new List<IMemoryOwner<byte>>(slabs * blocksPerSlab);
@@ -26,6 +27,7 @@ internal static class FragmentedLayout
 
         TierStatistics tier = TierOf(pool.GetStatistics(), blockSize);
         Assert.Equal((long)slabs * blocksPerSlab * blockSize, tier.BytesAllocated);
+        residentAtPeak = ProcessMemory.CanRead ? ProcessMemory.VmRssBytes() : 0;
         free.ForEach(owner => owner.Dispose());
         return live;
     }
