@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -48,7 +49,11 @@ internal sealed class SlabSweeper(PageSource pages)
     {
         long pageSize = (long)PageAllocator.PageSize;
         long carvedEnd = (long)slab.Carved * slab.BlockSize;
-        int pageCount = (int)((carvedEnd + pageSize - 1) / pageSize);
+
+        // A full slab's tail too short for a block lies on its last page and goes with it; a slab still being carved
+        // keeps its uncarved space for blocks to come (retained, as it always was).
+        long end = slab.IsFull ? (long)slab.Length : carvedEnd;
+        int pageCount = (int)((end + pageSize - 1) / pageSize);
         if (_pageStates.Length < pageCount)
         {
             _pageStates = new byte[(int)(slab.Length / (nuint)pageSize)];
@@ -59,7 +64,7 @@ internal sealed class SlabSweeper(PageSource pages)
         long fragmented = 0;
         for (int page = 0; page < pageCount; page++)
         {
-            _pageStates[page] = Judge(slab, byBlock, page * pageSize, Math.Min((page + 1) * pageSize, carvedEnd), out long freeBytes);
+            _pageStates[page] = Judge(slab, byBlock, page * pageSize, Math.Min((page + 1) * pageSize, end), carvedEnd, out long freeBytes);
             fragmented += _pageStates[page] == Pinned ? freeBytes : 0;
         }
 
@@ -69,46 +74,49 @@ internal sealed class SlabSweeper(PageSource pages)
         {
             if (_pageStates[page] == StillDropped)
             {
-                dropped += Math.Min((page + 1) * pageSize, carvedEnd) - (page * pageSize);
+                dropped += Math.Min((page + 1) * pageSize, end) - (page * pageSize);
             }
             else if (_pageStates[page] == Droppable)
             {
-                int end = page + 1;
-                while (end < pageCount && _pageStates[end] == Droppable)
+                int runEnd = page + 1;
+                while (runEnd < pageCount && _pageStates[runEnd] == Droppable)
                 {
-                    end++;
+                    runEnd++;
                 }
 
-                if (TryDrop(slab, byBlock, page, end, carvedEnd))
+                if (TryDrop(slab, byBlock, page, runEnd, carvedEnd))
                 {
-                    dropped += Math.Min(end * pageSize, carvedEnd) - (page * pageSize);
-                    advised += (end - page) * pageSize;
+                    dropped += Math.Min(runEnd * pageSize, end) - (page * pageSize);
+                    advised += (runEnd - page) * pageSize;
                 }
 
-                page = end - 1;
+                page = runEnd - 1;
             }
         }
 
         return new SlabSweep(dropped, fragmented, advised);
     }
 
-    /// <summary>What page [<paramref name="start"/>, <paramref name="end"/>) of the slab is now; <paramref name="freeBytes"/> is what its free blocks cover.</summary>
-    private static byte Judge(Slab slab, Span<NativeMemoryManager?> byBlock, long start, long end, out long freeBytes)
+    /// <summary>
+    /// What page [<paramref name="start"/>, <paramref name="end"/>) of the slab is now (its blocks end at
+    /// <paramref name="carvedEnd"/>); <paramref name="freeBytes"/> is what live blocks leave of it.
+    /// </summary>
+    private static byte Judge(Slab slab, Span<NativeMemoryManager?> byBlock, long start, long end, long carvedEnd, out long freeBytes)
     {
         int blockSize = slab.BlockSize;
         bool live = false;
         bool used = false;
-        freeBytes = 0;
-        for (int index = (int)(start / blockSize); index <= (int)((end - 1) / blockSize); index++)
+        freeBytes = end - start;
+        for (long index = start / blockSize; index * blockSize < Math.Min(end, carvedEnd); index++)
         {
-            NativeMemoryManager? block = byBlock[index];
+            NativeMemoryManager? block = byBlock[(int)index];
             if (block is null)
             {
                 live = true;
+                freeBytes -= Math.Min((index + 1) * blockSize, end) - Math.Max(index * blockSize, start);
                 continue;
             }
 
-            freeBytes += Math.Min((long)(index + 1) * blockSize, end) - Math.Max((long)index * blockSize, start);
             used |= block.UsedSincePagesDropped;
         }
 
@@ -130,6 +138,20 @@ internal sealed class SlabSweeper(PageSource pages)
     private bool TryDrop(Slab slab, Span<NativeMemoryManager?> byBlock, int first, int end, long carvedEnd)
     {
         long pageSize = (long)PageAllocator.PageSize;
+        int blockSize = slab.BlockSize;
+        int firstBlock = (int)(first * pageSize / blockSize);
+        int lastBlock = (int)((Math.Min(end * pageSize, carvedEnd) - 1) / blockSize);
+
+        // The one thing a drop must never do is zero a live block: checked here again, whatever the judging said.
+        for (int index = firstBlock; index <= lastBlock; index++)
+        {
+            if (byBlock[index] is null)
+            {
+                Debug.Fail($"page run {first}..{end} of a slab at 0x{slab.Address:x} holds live block {index}");
+                return false;
+            }
+        }
+
         if (!pages.TryAdvise(slab.Address + (nint)(first * pageSize), (nuint)((end - first) * pageSize), pages.IdlePageAdvice, slab.Backing))
         {
             return false;
@@ -140,9 +162,7 @@ internal sealed class SlabSweeper(PageSource pages)
             slab.SetPageDropped(page, true);
         }
 
-        int blockSize = slab.BlockSize;
-        long lastByte = Math.Min(end * pageSize, carvedEnd) - 1;
-        for (int index = (int)(first * pageSize / blockSize); index <= (int)(lastByte / blockSize); index++)
+        for (int index = firstBlock; index <= lastBlock; index++)
         {
             byBlock[index]!.NotePagesDropped();
         }
