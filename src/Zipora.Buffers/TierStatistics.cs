@@ -32,7 +32,8 @@ public sealed class TierStatistics
 
     /// <summary>
     /// Bytes of free blocks that share a page with a buffer still handed out (small and medium tiers): committed, but no
-    /// trim can give them back until that buffer returns. Measured at the tier's last trim; 0 for the region tiers.
+    /// trim can give them back until that buffer returns. Measured at the tier's last trim, less what was rented since;
+    /// 0 for the region tiers.
     /// </summary>
     public long BytesFragmented { get; init; }
 

@@ -28,13 +28,14 @@ internal sealed class SlabHeap
     private bool _disposing;
     private bool _accounted;
 
-    // Per size class, as the last trim of the class found them: carved bytes on dropped pages, free bytes pinned by a
-    // live neighbour, and the bytes the tier had rented so far (so statistics can tell how far those figures may have
-    // moved since). Guarded by the lock.
     private readonly SlabSweeper _sweeper;
-    private readonly long[] _droppedByClass;
-    private readonly long[] _fragmentedByClass;
-    private readonly long[] _rentedAtSweepByClass;
+    private readonly int _classCount;
+
+    // Per size class, as the last trim of the class found them: carved bytes on dropped pages, then free bytes pinned
+    // by a live neighbour, then the bytes the tier had rented so far (so statistics can tell how far the first two may
+    // have moved since), each a run of _classCount figures. Replaced whole under the lock, read without it, so
+    // statistics never wait for a trim.
+    private long[] _figures;
 
     public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount)
     {
@@ -44,9 +45,8 @@ internal sealed class SlabHeap
         _releaser = releaser;
         _currentByClass = new Slab?[classCount];
         _sweeper = new SlabSweeper(pages);
-        _droppedByClass = new long[classCount];
-        _fragmentedByClass = new long[classCount];
-        _rentedAtSweepByClass = new long[classCount];
+        _classCount = classCount;
+        _figures = new long[3 * classCount];
     }
 
     /// <summary>Bytes of slabs currently mapped.</summary>
@@ -66,16 +66,14 @@ internal sealed class SlabHeap
     /// </summary>
     public (long Dropped, long Fragmented) NotRetained(ReadOnlySpan<long> rentedBytesByClass)
     {
+        long[] figures = Volatile.Read(ref _figures);
         long dropped = 0;
         long fragmented = 0;
-        lock (_lock)
+        for (int classIndex = 0; classIndex < _classCount; classIndex++)
         {
-            for (int classIndex = 0; classIndex < _droppedByClass.Length; classIndex++)
-            {
-                long rentedSince = Math.Max(0, rentedBytesByClass[classIndex] - _rentedAtSweepByClass[classIndex]);
-                dropped += Math.Max(0, _droppedByClass[classIndex] - rentedSince);
-                fragmented += Math.Max(0, _fragmentedByClass[classIndex] - rentedSince);
-            }
+            long rentedSince = Math.Max(0, rentedBytesByClass[classIndex] - figures[(2 * _classCount) + classIndex]);
+            dropped += Math.Max(0, figures[classIndex] - rentedSince);
+            fragmented += Math.Max(0, figures[_classCount + classIndex] - rentedSince);
         }
 
         return (dropped, fragmented);
@@ -151,8 +149,7 @@ internal sealed class SlabHeap
             Array.Clear(_currentByClass);
 
             // The cached blocks are released with their slabs or, in slabs still in use, for good.
-            Array.Clear(_droppedByClass);
-            Array.Clear(_fragmentedByClass);
+            Volatile.Write(ref _figures, new long[3 * _classCount]);
         }
     }
 
@@ -188,13 +185,14 @@ internal sealed class SlabHeap
             }
 
             NativeMemoryManager[] bySlab = GroupBySlabUnsynchronized(free, out int[] firstBySlab);
-            for (int classIndex = 0; classIndex < _droppedByClass.Length; classIndex++)
+            long[] figures = (long[])_figures.Clone();
+            for (int classIndex = 0; classIndex < _classCount; classIndex++)
             {
                 if (classes?[classIndex] ?? true)
                 {
-                    _droppedByClass[classIndex] = 0;
-                    _fragmentedByClass[classIndex] = 0;
-                    _rentedAtSweepByClass[classIndex] = rentedBytesByClass[classIndex];
+                    figures[classIndex] = 0;
+                    figures[_classCount + classIndex] = 0;
+                    figures[(2 * _classCount) + classIndex] = rentedBytesByClass[classIndex];
                 }
             }
 
@@ -226,14 +224,15 @@ internal sealed class SlabHeap
                     if (classes?[slab.ClassIndex] ?? true)
                     {
                         SlabSweep sweep = _sweeper.Sweep(slab, blocks);
-                        _droppedByClass[slab.ClassIndex] += sweep.Dropped;
-                        _fragmentedByClass[slab.ClassIndex] += sweep.Fragmented;
+                        figures[slab.ClassIndex] += sweep.Dropped;
+                        figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
                         advised += sweep.Advised;
                     }
                 }
             }
 
             Interlocked.Add(ref _decommittedBytes, advised);
+            Volatile.Write(ref _figures, figures);
             return kept;
         }
     }
