@@ -54,6 +54,10 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     private int _rentals;
     private int _suspectedRental = -1;
 
+    // The hand-outs so far when a pool last dropped pages under this block: while it has not been handed out since,
+    // those pages are still dropped, and a trim neither advises nor counts them again. Costs the fast path nothing.
+    private int _rentalsAtPagesDropped;
+
     /// <summary>Wraps <paramref name="length"/> bytes at <paramref name="address"/>.</summary>
     /// <param name="address">Start of the block; the caller keeps it alive until the manager is disposed.</param>
     /// <param name="length">Length of the block in bytes.</param>
@@ -246,6 +250,15 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
         _finalizationLost = false;
         GC.ReRegisterForFinalize(this);
     }
+
+    /// <summary>Notes that the pool dropped pages under this free block (see <see cref="UsedSincePagesDropped"/>).</summary>
+    internal void NotePagesDropped() => _rentalsAtPagesDropped = _rentals;
+
+    /// <summary>
+    /// Whether the block was handed out since its pool last called <see cref="NotePagesDropped"/>: its pages may then
+    /// be committed again. Read by the pool only while the block is free and out of every cache.
+    /// </summary>
+    internal bool UsedSincePagesDropped => _rentalsAtPagesDropped != _rentals;
 
     /// <summary>Marks a block whose memory went back to the OS: every later use throws, and there is nothing left to reclaim.</summary>
     internal void MarkReleased()

@@ -24,8 +24,18 @@ public sealed class TierStatistics
     /// <summary>Bytes of buffers currently handed out (whole class sizes, not the sizes asked for).</summary>
     public long BytesInUse { get; init; }
 
-    /// <summary>Bytes the tier holds from the OS that are not handed out: cached buffers and uncarved slab space.</summary>
+    /// <summary>
+    /// Bytes the tier holds from the OS that are not handed out and that a trim could give back: cached buffers and
+    /// uncarved slab space. Free blocks whose pages were dropped no longer count, nor do those in <see cref="BytesFragmented"/>.
+    /// </summary>
     public long BytesRetained { get; init; }
+
+    /// <summary>
+    /// Bytes of free blocks that share a page with a buffer still handed out (small and medium tiers): committed, but no
+    /// trim can give them back until that buffer returns. Measured at the tier's last trim, less what was rented since;
+    /// 0 for the region tiers.
+    /// </summary>
+    public long BytesFragmented { get; init; }
 
     /// <summary>Bytes handed out so far (whole class sizes), summed over every rent.</summary>
     public long BytesRented { get; init; }
@@ -54,5 +64,5 @@ public sealed class TierStatistics
     /// <inheritdoc />
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
-        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B rounding x{RoundingRatio:F3}");
+        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B fragmented {BytesFragmented,10} B rounding x{RoundingRatio:F3}");
 }

@@ -46,7 +46,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private readonly int _mmapThreshold;
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
-    private readonly long _maxRetainedBytes;
+    private readonly RetainedCap _retainedCap;
     private readonly IdleClock _clock;
     private readonly IdleReleaser _idleReleaser;
     private readonly Func<bool> _nothingWaiting;
@@ -90,7 +90,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _mmapThreshold = options.MmapThreshold;
         _hugepageThreshold = options.HugepageThreshold;
         _maxBufferSize = options.MaxBufferSize;
-        _maxRetainedBytes = options.MaxRetainedBytes;
+        _retainedCap = new RetainedCap(options.MaxRetainedBytes);
         _pages = new PageSource(options.ResolvePageAllocator(), options.ResolveFallbackPageAllocator(), options.MaxBytesInUse, options.UseLazyFree);
         _diagnostics = PoolDiagnostics.Create(options);
         // The fast path must not serve what MaxBufferSize forbids: it stops at the smaller of the two limits.
@@ -270,8 +270,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _large.ReleaseIdle(now, delayInTicks);
         _huge.ReleaseIdle(now, delayInTicks);
 
-        // The global cap: whatever the delay says, a pool never keeps more than this idle.
-        if (GetStatistics().BytesRetained > _maxRetainedBytes)
+        // The global cap: whatever the delay says, a pool never keeps more than this idle (or, when live buffers pin
+        // the rest, trims once and rests until it is used again).
+        if (_retainedCap.IsDue(GetStatistics()))
         {
             Trim();
         }

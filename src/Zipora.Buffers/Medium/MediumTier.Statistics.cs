@@ -17,7 +17,8 @@ internal sealed partial class MediumTier
     public override TierStatistics GetStatistics()
     {
         long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
-        foreach (ClassCounts counts in CountByClass())
+        ClassCounts[] byClass = CountByClass();
+        foreach (ClassCounts counts in byClass)
         {
             hits += counts.Hits;
             misses += counts.Misses;
@@ -38,7 +39,7 @@ internal sealed partial class MediumTier
             }
         }
 
-        return Snapshot("medium", hits, misses, returns, inUse, rented, requested, _heap);
+        return Snapshot("medium", hits, misses, returns, inUse, rented, requested, _heap, RentedBytesByClass(byClass));
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
@@ -61,6 +62,18 @@ internal sealed partial class MediumTier
                 });
             }
         }
+    }
+
+    /// <summary>The bytes rented so far from each class.</summary>
+    private static long[] RentedBytesByClass(ClassCounts[] byClass)
+    {
+        var rented = new long[byClass.Length];
+        for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+        {
+            rented[classIndex] = (byClass[classIndex].Hits + byClass[classIndex].Misses) * byClass[classIndex].Size;
+        }
+
+        return rented;
     }
 
     /// <summary>Every thread's counters and cached blocks, summed per class.</summary>

@@ -83,7 +83,8 @@ internal sealed partial class MediumTier
                 }
             }
 
-            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, ReturnedByClass()))
+            long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes, rentedByClass))
             {
                 _ = _depots[BitOperations.Log2((uint)buffer.Length) - MinSizeLog2].TryPut(buffer);
             }
@@ -163,11 +164,13 @@ internal sealed partial class MediumTier
 
     /// <summary>
     /// Per class, the tick by which its free blocks had all been returned; called by a trim after it collected them,
-    /// when every return that put one of them back has also been counted (see <see cref="ReleaseSlow"/>).
+    /// when every return that put one of them back has also been counted (see <see cref="ReleaseSlow"/>). Also gives
+    /// the bytes rented so far from each class.
     /// </summary>
-    private long[] ReturnedByClass()
+    private long[] ReturnedByClass(out long[] rentedByClass)
     {
         ClassCounts[] byClass = CountByClass();
+        rentedByClass = RentedBytesByClass(byClass);
         long now = Clock.Epoch;
         var returnedBy = new long[byClass.Length];
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)

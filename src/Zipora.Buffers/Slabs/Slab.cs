@@ -1,8 +1,14 @@
+using Zipora.Buffers.Native;
+
 namespace Zipora.Buffers;
 
 /// <summary>A run of pages cut into equal blocks for one size class of the small or medium tier.</summary>
 internal sealed class Slab
 {
+    // One bit per page: set when a trim dropped the page (every block on it was free), cleared when a block on it is
+    // found used again or is carved. Null until the first drop. Guarded by the heap's lock.
+    private ulong[]? _droppedPages;
+
     public Slab(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
     {
         ClassIndex = classIndex;
@@ -35,4 +41,36 @@ internal sealed class Slab
     public bool IsFull => Carved == BlockCapacity;
 
     public nint NextBlockAddress => Address + ((nint)Carved * BlockSize);
+
+    /// <summary>Whether page <paramref name="page"/> (counted from the slab's start) was dropped and not touched since, as far as the last trim knows.</summary>
+    public bool IsPageDropped(int page) => _droppedPages is { } bits && (bits[page >> 6] & (1UL << page)) != 0;
+
+    /// <summary>Records that page <paramref name="page"/> was dropped (or, with <see langword="false"/>, may be committed again).</summary>
+    public void SetPageDropped(int page, bool dropped)
+    {
+        if (dropped)
+        {
+            _droppedPages ??= new ulong[(int)((Length / PageAllocator.PageSize) + 63) >> 6];
+            _droppedPages[page >> 6] |= 1UL << page;
+        }
+        else if (_droppedPages is { } bits)
+        {
+            bits[page >> 6] &= ~(1UL << page);
+        }
+    }
+
+    /// <summary>Forgets the drops of the pages under the bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>): a block carved there will be written.</summary>
+    public void ForgetDroppedPages(long offset, int length)
+    {
+        if (_droppedPages is null)
+        {
+            return;
+        }
+
+        long pageSize = (long)PageAllocator.PageSize;
+        for (long page = offset / pageSize; page <= (offset + length - 1) / pageSize; page++)
+        {
+            SetPageDropped((int)page, false);
+        }
+    }
 }

@@ -28,6 +28,15 @@ internal sealed class SlabHeap
     private bool _disposing;
     private bool _accounted;
 
+    private readonly SlabSweeper _sweeper;
+    private readonly int _classCount;
+
+    // Per size class, as the last trim of the class found them: carved bytes on dropped pages, then free bytes pinned
+    // by a live neighbour, then the bytes the tier had rented so far (so statistics can tell how far the first two may
+    // have moved since), each a run of _classCount figures. Replaced whole under the lock, read without it, so
+    // statistics never wait for a trim.
+    private long[] _figures;
+
     public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount)
     {
         _pages = pages;
@@ -35,6 +44,9 @@ internal sealed class SlabHeap
         _clock = clock;
         _releaser = releaser;
         _currentByClass = new Slab?[classCount];
+        _sweeper = new SlabSweeper(pages);
+        _classCount = classCount;
+        _figures = new long[3 * classCount];
     }
 
     /// <summary>Bytes of slabs currently mapped.</summary>
@@ -43,8 +55,29 @@ internal sealed class SlabHeap
     /// <summary>Bytes of slabs mapped so far.</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
 
-    /// <summary>Bytes given back to the OS so far: slabs unmapped and free blocks whose pages were dropped.</summary>
+    /// <summary>Bytes given back to the OS so far: slabs unmapped, and pages dropped under free blocks (each once per drop).</summary>
     public long EvictedBytes => Volatile.Read(ref _unmappedBytes) + Volatile.Read(ref _decommittedBytes);
+
+    /// <summary>
+    /// The free bytes that are not retained: on dropped pages, and pinned by a live neighbour (fragmented), as the last
+    /// trim of each class found them, less what the tier has rented since (<paramref name="rentedBytesByClass"/>, its
+    /// bytes rented so far per class): a rent may have taken a block off either, so the figures never overstate what
+    /// is not retained, and are exact while the class is not rented from.
+    /// </summary>
+    public (long Dropped, long Fragmented) NotRetained(ReadOnlySpan<long> rentedBytesByClass)
+    {
+        long[] figures = Volatile.Read(ref _figures);
+        long dropped = 0;
+        long fragmented = 0;
+        for (int classIndex = 0; classIndex < _classCount; classIndex++)
+        {
+            long rentedSince = Math.Max(0, rentedBytesByClass[classIndex] - figures[(2 * _classCount) + classIndex]);
+            dropped += Math.Max(0, figures[classIndex] - rentedSince);
+            fragmented += Math.Max(0, figures[_classCount + classIndex] - rentedSince);
+        }
+
+        return (dropped, fragmented);
+    }
 
     /// <summary>Cuts a fresh block of <paramref name="blockSize"/> bytes, mapping a new slab of <paramref name="slabBytes"/> when the class's slab is full.</summary>
     /// <remarks>Mapping may trim the pool (at its memory limit), so the caller must hold no lock and no thread cache.</remarks>
@@ -64,6 +97,7 @@ internal sealed class SlabHeap
                 if (slab is not null && !slab.IsFull)
                 {
                     nint address = slab.NextBlockAddress;
+                    slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
                     slab.Carved++;
                     return _pages.CreateManager(address, blockSize, _releaser, slab.Backing);
                 }
@@ -113,25 +147,31 @@ internal sealed class SlabHeap
             }
 
             Array.Clear(_currentByClass);
+
+            // The cached blocks are released with their slabs or, in slabs still in use, for good.
+            Volatile.Write(ref _figures, new long[3 * _classCount]);
         }
     }
 
     /// <summary>
-    /// Gives idle memory back, given every free block of the tier (the caller keeps them from being handed out
-    /// meanwhile): lets go of each slab whose blocks are all free, and drops the pages under the other free blocks
-    /// that cover whole pages (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages).
+    /// Gives idle memory back, given every free block of the chosen classes (the caller keeps them from being handed
+    /// out meanwhile): lets go of each slab whose blocks are all free, and drops the pages of the other slabs that hold
+    /// only free blocks (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages). A page dropped
+    /// before and not used since is left alone; a page that shares a live block is measured as fragmentation.
     /// </summary>
-    /// <param name="free">Every free block of the tier.</param>
+    /// <param name="free">Every free block of the chosen classes.</param>
     /// <param name="returnedAtByClass">
     /// Per size class, the tick of the idle clock by which its free blocks were all returned: a slab is unmapped at
     /// once only when that was a full delay ago, otherwise it is unmapped when the delay has passed.
     /// </param>
+    /// <param name="classes">The classes whose free blocks are all in <paramref name="free"/>; <see langword="null"/> for all.</param>
+    /// <param name="rentedBytesByClass">Per class, the bytes the tier has rented so far (see <see cref="NotRetained"/>).</param>
     /// <returns>The free blocks that are still the tier's, to go back to the caches.</returns>
-    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass)
+    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass, bool[]? classes, long[] rentedBytesByClass)
     {
         lock (_lock)
         {
-            if (_disposing || free.Count == 0)
+            if (_disposing)
             {
                 return free;
             }
@@ -144,32 +184,32 @@ internal sealed class SlabHeap
                 free = [.. distinct];
             }
 
-            int[] freeBySlab = new int[_slabs.Count];
-            foreach (NativeMemoryManager buffer in free)
+            NativeMemoryManager[] bySlab = GroupBySlabUnsynchronized(free, out int[] firstBySlab);
+            long[] figures = (long[])_figures.Clone();
+            for (int classIndex = 0; classIndex < _classCount; classIndex++)
             {
-                freeBySlab[FindSlabUnsynchronized(buffer.Address)]++;
+                if (classes?[classIndex] ?? true)
+                {
+                    figures[classIndex] = 0;
+                    figures[_classCount + classIndex] = 0;
+                    figures[(2 * _classCount) + classIndex] = rentedBytesByClass[classIndex];
+                }
             }
 
+            // From the last slab down, so taking one out does not move those still to come.
             var kept = new List<NativeMemoryManager>(free.Count);
-            foreach (NativeMemoryManager buffer in free)
-            {
-                int index = FindSlabUnsynchronized(buffer.Address);
-                if (freeBySlab[index] == _slabs[index].Carved)
-                {
-                    buffer.MarkReleased();
-                }
-                else
-                {
-                    kept.Add(buffer);
-                    DecommitUnsynchronized(buffer, _slabs[index].Backing);
-                }
-            }
-
+            long advised = 0;
             for (int index = _slabs.Count - 1; index >= 0; index--)
             {
-                if (freeBySlab[index] == _slabs[index].Carved)
+                Slab slab = _slabs[index];
+                var blocks = new ReadOnlySpan<NativeMemoryManager>(bySlab, firstBySlab[index], firstBySlab[index + 1] - firstBySlab[index]);
+                if (blocks.Length == slab.Carved)
                 {
-                    Slab slab = _slabs[index];
+                    foreach (NativeMemoryManager buffer in blocks)
+                    {
+                        buffer.MarkReleased();
+                    }
+
                     int current = Array.IndexOf(_currentByClass, slab);
                     if (current >= 0)
                     {
@@ -178,8 +218,21 @@ internal sealed class SlabHeap
 
                     UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
                 }
+                else
+                {
+                    kept.AddRange(blocks);
+                    if (classes?[slab.ClassIndex] ?? true)
+                    {
+                        SlabSweep sweep = _sweeper.Sweep(slab, blocks);
+                        figures[slab.ClassIndex] += sweep.Dropped;
+                        figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
+                        advised += sweep.Advised;
+                    }
+                }
             }
 
+            Interlocked.Add(ref _decommittedBytes, advised);
+            Volatile.Write(ref _figures, figures);
             return kept;
         }
     }
@@ -232,13 +285,33 @@ internal sealed class SlabHeap
         }
     }
 
-    private void DecommitUnsynchronized(NativeMemoryManager buffer, PageBacking backing)
+    /// <summary>
+    /// The free blocks ordered by slab: those of slab <c>i</c> are at [<paramref name="firstBySlab"/>[i],
+    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block).
+    /// </summary>
+    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out int[] firstBySlab)
     {
-        // Blocks smaller than a page share their pages with live blocks; only whole pages can be dropped.
-        if (buffer.Length % (int)PageAllocator.PageSize == 0 && _pages.TryAdvise(buffer.Address, (nuint)buffer.Length, _pages.IdlePageAdvice, backing))
+        int[] slabOf = new int[free.Count];
+        firstBySlab = new int[_slabs.Count + 1];
+        for (int i = 0; i < free.Count; i++)
         {
-            Interlocked.Add(ref _decommittedBytes, buffer.Length);
+            slabOf[i] = FindSlabUnsynchronized(free[i].Address);
+            firstBySlab[slabOf[i] + 1]++;
         }
+
+        for (int index = 0; index < _slabs.Count; index++)
+        {
+            firstBySlab[index + 1] += firstBySlab[index];
+        }
+
+        var bySlab = new NativeMemoryManager[free.Count];
+        int[] next = (int[])firstBySlab.Clone();
+        for (int i = 0; i < free.Count; i++)
+        {
+            bySlab[next[slabOf[i]]++] = free[i];
+        }
+
+        return bySlab;
     }
 
     /// <summary>Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>.</summary>

@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -61,19 +62,28 @@ internal abstract class SlabTier : BufferTier
         }
     }
 
-    /// <summary>The statistics of a slab tier: what is mapped and not handed out is retained.</summary>
-    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, long bytesRequested, SlabHeap heap) => new()
+    /// <summary>
+    /// The statistics of a slab tier: what is mapped and not handed out is retained, except the free bytes on pages
+    /// the tier dropped (no longer committed) and those pinned on a page beside a live block (fragmented).
+    /// </summary>
+    protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, long bytesRequested, SlabHeap heap, long[] rentedBytesByClass)
     {
-        Name = name,
-        BytesRented = bytesRented,
-        BytesRequested = bytesRequested,
-        BytesAllocated = heap.AllocatedBytes,
-        BytesEvicted = heap.EvictedBytes,
-        Rents = hits + misses,
-        Returns = returns,
-        CacheHits = hits,
-        CacheMisses = misses,
-        BytesInUse = bytesInUse,
-        BytesRetained = heap.ReservedBytes - bytesInUse,
-    };
+        (long dropped, long fragmented) = heap.NotRetained(rentedBytesByClass);
+        long free = heap.ReservedBytes - bytesInUse;
+        return new()
+        {
+            Name = name,
+            BytesRented = bytesRented,
+            BytesRequested = bytesRequested,
+            BytesAllocated = heap.AllocatedBytes,
+            BytesEvicted = heap.EvictedBytes,
+            Rents = hits + misses,
+            Returns = returns,
+            CacheHits = hits,
+            CacheMisses = misses,
+            BytesInUse = bytesInUse,
+            BytesRetained = Math.Max(0, free - dropped - fragmented),
+            BytesFragmented = Math.Min(fragmented, Math.Max(0, free)),
+        };
+    }
 }

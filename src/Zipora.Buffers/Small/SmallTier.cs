@@ -109,9 +109,11 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
     public override TierStatistics GetStatistics()
     {
         long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0, requested = 0;
+        var rentedByClass = new long[ClassCount];
         foreach (SmallStripe stripe in _stripes)
         {
             stripe.Enter();
+            AddRentedBytesUnsynchronized(stripe, rentedByClass);
             hits += stripe.Hits;
             misses += stripe.Misses;
             returns += stripe.Returns;
@@ -121,7 +123,7 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             stripe.Exit();
         }
 
-        return Snapshot("small", hits, misses, returns, inUse, rented, requested, _heap);
+        return Snapshot("small", hits, misses, returns, inUse, rented, requested, _heap, rentedByClass);
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
@@ -175,17 +177,19 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
             }
 
             long activity = 0;
+            var rentedByClass = new long[ClassCount];
             foreach (SmallStripe stripe in _stripes)
             {
                 stripe.DrainUnsynchronized(free);
                 activity += stripe.Hits + stripe.Misses + stripe.Returns;
+                AddRentedBytesUnsynchronized(stripe, rentedByClass);
             }
 
             // Every stripe is held, so the activity summed here covers every return of the blocks just collected.
             var returnedBy = new long[ClassCount];
             Array.Fill(returnedBy, ReturnedBy(activity));
             int next = 0;
-            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy))
+            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes: null, rentedByClass))
             {
                 _stripes[next++ & _stripeMask].PushUnsynchronized(ClassIndex(buffer.Length), buffer);
             }
@@ -266,6 +270,15 @@ internal sealed class SmallTier : SlabTier, INativeMemoryReleaser
         home.InUseByClass[classIndex]++;
         home.Exit();
         return buffer;
+    }
+
+    /// <summary>Adds the bytes rented so far from each class on <paramref name="stripe"/>, whose lock the caller holds.</summary>
+    private static void AddRentedBytesUnsynchronized(SmallStripe stripe, long[] into)
+    {
+        for (int classIndex = 0; classIndex < ClassCount; classIndex++)
+        {
+            into[classIndex] += stripe.RentsByClass[classIndex] * ClassLength(classIndex);
+        }
     }
 
     /// <summary>The block size of class <paramref name="classIndex"/>.</summary>

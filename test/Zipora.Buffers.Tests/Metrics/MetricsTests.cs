@@ -12,6 +12,7 @@ public sealed class MetricsTests
     [InlineData("zipora.buffers.rented")]
     [InlineData("zipora.buffers.allocated")]
     [InlineData("zipora.buffers.pooled")]
+    [InlineData("zipora.buffers.fragmented")]
     [InlineData("zipora.buffers.in_use")]
     [InlineData("zipora.buffers.cache.hits")]
     [InlineData("zipora.buffers.cache.misses")]

@@ -1,0 +1,35 @@
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The pool-wide cap on idle memory (<see cref="TieredMemoryPoolOptions.MaxRetainedBytes"/>), checked at every tick of
+/// the idle releaser. Over the cap the pool trims. A trim that leaves it over the cap has given back all it could (the
+/// rest is pinned by live buffers, or the OS refused to drop it), and another would only walk every free block again:
+/// so the cap rests until the pool is rented from or returned to, which is what can make more memory releasable.
+/// </summary>
+/// <remarks>Only the idle releaser's timer calls it, one tick at a time.</remarks>
+internal sealed class RetainedCap(long maxRetainedBytes)
+{
+    // Rents plus returns over every tier at the last trim the cap asked for; -1 before the first.
+    private long _activityAtLastTrim = -1;
+
+    /// <summary>Whether the pool, as <paramref name="statistics"/> show it, should be trimmed now.</summary>
+    public bool IsDue(TieredMemoryPoolStatistics statistics)
+    {
+        if (statistics.BytesRetained <= maxRetainedBytes)
+        {
+            return false;
+        }
+
+        long activity = Activity(statistics.Small) + Activity(statistics.Medium) + Activity(statistics.Large) + Activity(statistics.Huge);
+
+        if (activity == _activityAtLastTrim)
+        {
+            return false;
+        }
+
+        _activityAtLastTrim = activity;
+        return true;
+    }
+
+    private static long Activity(TierStatistics tier) => tier.Rents + tier.Returns;
+}
