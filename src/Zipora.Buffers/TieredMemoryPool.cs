@@ -47,6 +47,10 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private readonly int _hugepageThreshold;
     private readonly int _maxBufferSize;
     private readonly RetainedCap _retainedCap;
+
+    // Under memory pressure every idle byte is due, but a trim that left some behind gave all it could: the next
+    // waits until the pool is used again, as the cap's do.
+    private readonly RetainedCap _pressureCap = new(0);
     private readonly IdleClock _clock;
     private readonly IdleReleaser _idleReleaser;
     private readonly Func<bool> _nothingWaiting;
@@ -165,7 +169,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         BytesAwaitingRelease = _unmaps.Bytes,
         UnmapFailures = _pages.UnmapFailures,
         MemoryLimit = MemoryBudget.Current.Limit,
-        RetainedBytesCap = _maxRetainedBytes,
+        RetainedBytesCap = _options.MaxRetainedBytes,
         PressureTrims = Volatile.Read(ref _pressureTrims),
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
@@ -261,7 +265,11 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
         if (MemoryBudget.Current.IsUnderPressure())
         {
-            ((IReclaimablePool)this).TrimUnderPressure();
+            if (_pressureCap.IsDue(GetStatistics()))
+            {
+                ((IReclaimablePool)this).TrimUnderPressure();
+            }
+
             return;
         }
 
