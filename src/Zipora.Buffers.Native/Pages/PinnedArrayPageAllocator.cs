@@ -16,7 +16,7 @@ namespace Zipora.Buffers.Native;
 /// No hugepages and no hints: an unmapped range goes back to the GC. A pinned array is freed by the next gen2
 /// collection, but the GC keeps the pinned heap's emptied memory committed (a forced gen2 collection gave back 30 of
 /// 200 freed megabytes in a measurement); only an aggressive collection returns it to the OS. The bytes unmapped are
-/// counted, so the pool can ask for one when enough has been let go of (see <see cref="TakeUnmappedBytes"/>).
+/// counted, so the pool can ask for one when enough has been let go of (see <see cref="UnmappedBytes"/>).
 /// </remarks>
 internal sealed unsafe class PinnedArrayPageAllocator : PageAllocator
 {
@@ -114,14 +114,24 @@ internal sealed unsafe class PinnedArrayPageAllocator : PageAllocator
         }
     }
 
-    /// <summary>Bytes of arrays unmapped (left to the GC) since the last call; resets the count.</summary>
-    internal long TakeUnmappedBytes()
+    /// <summary>Bytes of arrays unmapped (left to the GC) since the count was last reset.</summary>
+    internal long UnmappedBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _unmappedBytes;
+            }
+        }
+    }
+
+    /// <summary>Starts the count of unmapped bytes over (a collection has returned them).</summary>
+    internal void ResetUnmappedBytes()
     {
         lock (_lock)
         {
-            long bytes = _unmappedBytes;
             _unmappedBytes = 0;
-            return bytes;
         }
     }
 

@@ -23,7 +23,6 @@ internal static class PinnedMemoryCollector
     public const long MinimumBytes = 8L * 1024 * 1024;
 
     private static readonly Lock s_lock = new();
-    private static long s_pendingBytes;
     private static long s_lastCollection = long.MinValue / 2;
     private static long s_collections;
 
@@ -34,30 +33,30 @@ internal static class PinnedMemoryCollector
     public static long Collections => Volatile.Read(ref s_collections);
 
     /// <summary>
-    /// Called at a pool's tick, after its releases: takes the bytes the pinned-array allocator let go of and collects
-    /// when enough has gathered and the last collection is long enough ago.
+    /// Called at a pool's tick, after its releases: collects when the pinned-array allocator has let go of enough
+    /// since its last collection and the last collection is long enough ago. Returns whether it collected.
     /// </summary>
-    public static void AfterRelease(PageAllocator allocator)
+    public static bool AfterRelease(PageAllocator allocator)
     {
-        if (allocator is not PinnedArrayPageAllocator pinned)
+        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes)
         {
-            return;
+            return false;
         }
 
         long now = Environment.TickCount64;
         lock (s_lock)
         {
-            s_pendingBytes += pinned.TakeUnmappedBytes();
-            if (s_pendingBytes < MinimumBytes || now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
+            if (now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
             {
-                return;
+                return false;
             }
 
-            s_pendingBytes = 0;
             s_lastCollection = now;
         }
 
+        pinned.ResetUnmappedBytes();
         Interlocked.Increment(ref s_collections);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        return true;
     }
 }
