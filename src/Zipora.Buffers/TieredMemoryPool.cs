@@ -70,6 +70,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     private int _disposed;
     private long _pressureTrims;
 
+    // Rents plus returns over every tier at the idle releaser's last tick: unchanged means the pool was quiet.
+    private long _activityAtLastTick = -1;
+
     // Set once Dispose has handed every tier's memory to the quarantine or the deferred unmaps: from then on the
     // timer may pause whenever nothing waits.
     private volatile bool _drainingAfterDispose;
@@ -245,9 +248,9 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     {
         _quarantine.ReleaseDue();
         _unmaps.ReleaseDue();
-        PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         if (IsDisposed)
         {
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
             // Disposed: the timer pauses while nothing waits, and a buffer returned or leaked later wakes it.
             if (_drainingAfterDispose)
             {
@@ -270,6 +273,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
                 ((IReclaimablePool)this).TrimUnderPressure();
             }
 
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
             return;
         }
 
@@ -280,9 +284,18 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 
         // The global cap: whatever the delay says, a pool never keeps more than this idle (or, when live buffers pin
         // the rest, trims once and rests until it is used again).
-        if (_retainedCap.IsDue(GetStatistics()))
+        TieredMemoryPoolStatistics statistics = GetStatistics();
+        if (_retainedCap.IsDue(statistics))
         {
             Trim();
+        }
+
+        // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:
+        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it.
+        long activity = statistics.Activity;
+        if (activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
+        {
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         }
     }
 

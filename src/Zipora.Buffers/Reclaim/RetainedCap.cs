@@ -20,8 +20,7 @@ internal sealed class RetainedCap(long maxRetainedBytes)
             return false;
         }
 
-        long activity = Activity(statistics.Small) + Activity(statistics.Medium) + Activity(statistics.Large) + Activity(statistics.Huge);
-
+        long activity = statistics.Activity;
         if (activity == _activityAtLastTrim)
         {
             return false;
@@ -30,6 +29,4 @@ internal sealed class RetainedCap(long maxRetainedBytes)
         _activityAtLastTrim = activity;
         return true;
     }
-
-    private static long Activity(TierStatistics tier) => tier.Rents + tier.Returns;
 }
