@@ -36,6 +36,9 @@ internal static partial class ProcessMappings
         return msync(start, (nuint)(address + (nint)length - start), MsAsync) == 0;
     }
 
+    /// <summary>How many mappings the process has: a mapping given back to the OS is one line less.</summary>
+    public static int Count() => File.ReadAllLines(MapsPath).Length;
+
     /// <summary>The mappings that touch the range, as text, for assertion messages.</summary>
     public static string Describe(nint address, long length)
     {

@@ -1,0 +1,195 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A pool dropped without <c>Dispose</c> gives its native memory back once the GC finds it, and nothing a thread kept
+/// from using it (the medium tier's and the array pool's thread caches) keeps it reachable.
+/// </summary>
+/// <remarks>Forces full garbage collections and reads the process's resident memory and mappings, so it runs alone.</remarks>
+[Collection(nameof(HugepageTests))]
+public sealed class DroppedPoolTests
+{
+    private const int Pools = 200;
+    private const int RegionSize = 1024 * 1024;
+    private static readonly TimeSpan s_period = SafetyCases.IdleDelay / 4;
+    private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(20);
+
+    [Fact]
+    public void HundredsOfPoolsDroppedWithoutDisposeGiveTheirNativeMemoryBack()
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead && ProcessMemory.CanRead, "reads /proc/self/maps and /proc/self/statm, which only Linux has");
+        var time = new FakeTimeProvider();
+        CollectEverything();
+        long residentBefore = ProcessMemory.ResidentBytes();
+        int mappingsBefore = ProcessMappings.Count();
+
+        CreateUseAndDrop(time, Pools);
+        long residentHeld = ProcessMemory.ResidentBytes() - residentBefore;
+        int mappingsHeld = ProcessMappings.Count() - mappingsBefore;
+        Assert.True(residentHeld > Pools * (long)RegionSize / 2, $"the pools should hold their cached regions resident: +{Megabytes(residentHeld)} MB");
+
+        // The collector finds the pools; their memory goes at once (pages dropped) or one delay later (unmapped).
+        long residentLeft = residentHeld;
+        int mappingsLeft = mappingsHeld;
+        bool released = WaitUntil(time, () =>
+        {
+            residentLeft = ProcessMemory.ResidentBytes() - residentBefore;
+            mappingsLeft = ProcessMappings.Count() - mappingsBefore;
+            return residentLeft < residentHeld / 8 && mappingsLeft < mappingsHeld / 8;
+        });
+
+        Assert.True(released, string.Create(CultureInfo.InvariantCulture, $"{Pools} dropped pools held +{Megabytes(residentHeld)} MB resident in +{mappingsHeld} mappings; {s_patience.TotalSeconds} s after they were collected +{Megabytes(residentLeft)} MB and +{mappingsLeft} mappings were left"));
+    }
+
+    [Fact]
+    public void APoolWhoseMediumTierWasUsedOnThisThreadIsCollected()
+    {
+        WeakReference pool = UseMemoryPoolOnThisThreadAndDrop(new FakeTimeProvider());
+        CollectEverything();
+        Assert.False(pool.IsAlive, "this thread's medium cache kept a dropped pool reachable");
+    }
+
+    [Fact]
+    public void AnArrayPoolUsedOnThisThreadIsCollected()
+    {
+        WeakReference pool = UseArrayPoolOnThisThreadAndDrop(new FakeTimeProvider());
+        CollectEverything();
+        Assert.False(pool.IsAlive, "this thread's array cache kept a dropped pool reachable");
+    }
+
+    [Fact]
+    public void BuffersStillRentedFromADroppedPoolStayValidAndAreUnmappedOnceReturned()
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        List<IMemoryOwner<byte>> owners = RentAndDrop(time, out WeakReference pool);
+        CollectEverything();
+        Assert.False(pool.IsAlive, "buffers still rented kept their dropped pool reachable");
+
+        // The pool's tiers are disposed now or in a moment: the rented buffers are untouched and writable.
+        var ranges = new List<OwnerRange>();
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            OwnerRange range = SafetyCases.RangeOf(owner);
+            Assert.True(ProcessMappings.IsWritable(range.Start, range.Length), $"a rented buffer of a dropped pool was taken away: {ProcessMappings.Describe(range.Start, range.Length)}");
+            owner.Memory.Span.Fill(0x5a);
+            ranges.Add(range);
+        }
+
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
+
+        // Returned to a pool nobody holds, each buffer is freed a delay after its return.
+        bool unmapped = WaitUntil(time, () => ranges.TrueForAll(static range => !ProcessMappings.IsMapped(range.Start, range.Length)));
+        Assert.True(unmapped, string.Join("; ", ranges.ConvertAll(static range => ProcessMappings.Describe(range.Start, range.Length))));
+    }
+
+    [Fact]
+    public void ADroppedPoolIsGoneOnceItsMemoryIsGivenBack()
+    {
+        var time = new FakeTimeProvider();
+        WeakReference pool = UseMemoryPoolOnThisThreadAndDrop(time, trackResurrection: true);
+        bool gone = WaitUntil(time, () => !pool.IsAlive);
+        Assert.True(gone, "a dropped pool stayed reachable after its memory was given back");
+    }
+
+    /// <summary>
+    /// Collects, lets finalizers and the work they queue run, and moves the clock a tick at a time until
+    /// <paramref name="done"/> holds or the patience runs out.
+    /// </summary>
+    private static bool WaitUntil(FakeTimeProvider time, Func<bool> done)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < s_patience)
+        {
+            CollectEverything();
+            SafetyCases.Advance(time, s_period);
+            if (done())
+            {
+                return true;
+            }
+
+            Thread.Sleep(20);
+        }
+
+        return false;
+    }
+
+    private static void CollectEverything()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    private static long Megabytes(long bytes) => bytes / (1024 * 1024);
+
+    /// <summary>
+    /// Each pool caches a touched 1 MB region and medium blocks on this thread's cache, and is dropped. Background
+    /// release is off, so only the pool's end can give the memory back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void CreateUseAndDrop(FakeTimeProvider time, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+            using (IMemoryOwner<byte> region = pool.Rent(RegionSize))
+            {
+                region.Memory.Span.Fill(1);
+            }
+
+            pool.Rent(4096).Dispose();
+            pool.Rent(100).Dispose();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference UseMemoryPoolOnThisThreadAndDrop(FakeTimeProvider time, bool trackResurrection = false)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        IMemoryOwner<byte> first = pool.Rent(4096);
+        IMemoryOwner<byte> second = pool.Rent(8192);
+        first.Dispose();
+        second.Dispose();
+        pool.Rent(4096).Dispose();
+        return new WeakReference(pool, trackResurrection);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference UseArrayPoolOnThisThreadAndDrop(FakeTimeProvider time)
+    {
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { TimeProvider = time });
+        byte[] first = pool.Rent(4096);
+        byte[] second = pool.Rent(100_000);
+        pool.Return(first);
+        pool.Return(second);
+        pool.Return(pool.Rent(4096));
+        return new WeakReference(pool);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static List<IMemoryOwner<byte>> RentAndDrop(FakeTimeProvider time, out WeakReference weak)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        var owners = new List<IMemoryOwner<byte>>();
+        foreach (int size in SafetyCases.OneSizePerTier)
+        {
+            owners.Add(pool.Rent(size));
+            pool.Rent(size).Dispose();
+        }
+
+        weak = new WeakReference(pool);
+        return owners;
+    }
+}
