@@ -283,6 +283,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        if (!_registry.MayHaveCaches && Volatile.Read(ref _depotBytes) == 0)
+        {
+            // Nothing cached anywhere, so nothing to drop: an idle pool's tick costs two reads. The activity it skips
+            // dating is dated at the first tick that looks again, which only makes the class seem used later.
+            return;
+        }
+
         bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now, delayInTicks);
         if (idle is not null)
         {

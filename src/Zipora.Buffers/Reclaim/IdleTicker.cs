@@ -17,8 +17,11 @@ namespace Zipora.Buffers;
 /// releaser or its memory reachable.
 /// </para>
 /// <para>
-/// A releaser is due a whole number of its periods after it started, as a periodic timer of its own would be; a tick
-/// that comes late is not repeated for the periods it missed (its <see cref="IdleClock"/> would count one anyway).
+/// A releaser is due a whole number of its periods after it started, as a periodic timer of its own would be, rounded
+/// up to the next eighth of its period on the ticker's clock: pools of one period created at different moments then
+/// share their firings (10,000 pools with the default delay cost at most 8 firings per period, not 10,000), and a
+/// tick is at most an eighth of a period late, never early. A tick that comes late is not repeated for the periods it
+/// missed (its <see cref="IdleClock"/> would count one anyway).
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
 /// once: it leaves the queue while it ticks.
 /// </para>
@@ -29,8 +32,12 @@ internal sealed class IdleTicker
     private static readonly ConditionalWeakTable<TimeProvider, IdleTicker> s_byClock = [];
 
     // The system timer counts whole milliseconds and would round a shorter wait down to zero, firing at once for
-    // nothing; a fake clock truncates the same way. Waits are rounded up to it.
-    private static readonly long s_millisecond = TimeSpan.TicksPerMillisecond;
+    // nothing again and again until the due time: no wait is shorter. (A longer one it truncates, firing up to a
+    // millisecond early once; the firing finds nothing due and arms again.)
+    private static readonly TimeSpan s_shortestWait = TimeSpan.FromMilliseconds(1);
+
+    // Due times are rounded up to an eighth of the releaser's period (see the remarks).
+    private const long FiringsPerPeriod = 8;
 
     private readonly TimeProvider _time;
     private readonly long _startedAt;
@@ -112,29 +119,31 @@ internal sealed class IdleTicker
             _ticking += due.Count;
         }
 
-        foreach (IdleReleaser releaser in due)
+        try
         {
-            try
+            foreach (IdleReleaser releaser in due)
             {
                 releaser.Tick();
             }
-            finally
+        }
+        finally
+        {
+            // All back in one lock; also after a tick that threw, so no other releaser is lost.
+            lock (_lock)
             {
-                lock (_lock)
+                long now = Elapsed();
+                foreach (IdleReleaser releaser in due)
                 {
-                    _ticking--;
                     releaser.State = IdleReleaser.TickerState.Stopped;
                     if (releaser.Wanted)
                     {
-                        EnqueueUnsynchronized(releaser, NextDue(releaser.DueAt, releaser.PeriodTicks, Elapsed()));
+                        EnqueueUnsynchronized(releaser, NextDue(releaser.DueAt, releaser.PeriodTicks, now));
                     }
                 }
-            }
-        }
 
-        lock (_lock)
-        {
-            ArmUnsynchronized(Elapsed());
+                _ticking -= due.Count;
+                ArmUnsynchronized(now);
+            }
         }
     }
 
@@ -147,6 +156,8 @@ internal sealed class IdleTicker
 
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
     {
+        long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+        dueAt = (dueAt + grid - 1) / grid * grid;
         releaser.DueAt = dueAt;
         releaser.State = IdleReleaser.TickerState.Queued;
         _due.Enqueue(releaser, dueAt);
@@ -161,8 +172,7 @@ internal sealed class IdleTicker
         }
 
         _armedFor = dueAt;
-        long wait = Math.Max(dueAt - now, s_millisecond);
-        var dueTime = TimeSpan.FromTicks((wait + s_millisecond - 1) / s_millisecond * s_millisecond);
+        TimeSpan dueTime = TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks));
         if (_timer is not null)
         {
             _ = _timer.Change(dueTime, Timeout.InfiniteTimeSpan);

@@ -43,6 +43,12 @@ internal sealed class ThreadCacheRegistry<TCache>
     /// <summary>Held while walking <see cref="Caches"/>, registering or retiring.</summary>
     public Lock Lock { get; } = new();
 
+    /// <summary>
+    /// Whether any cache is registered, read without the lock: a cache registered meanwhile is seen at the next look.
+    /// An idle pool's timer uses it to skip its work when no thread ever cached anything.
+    /// </summary>
+    public bool MayHaveCaches => _caches.Count > 0;
+
     /// <summary>The registered caches. Caller holds <see cref="Lock"/>.</summary>
     public ReadOnlySpan<TCache> Caches => CollectionsMarshal.AsSpan(_caches);
 

@@ -31,9 +31,7 @@ public sealed class DroppedPoolTests
         long residentBefore = ProcessMemory.ResidentBytes();
         int mappingsBefore = ProcessMappings.Count();
 
-        CreateUseAndDrop(time, Pools);
-        long residentHeld = ProcessMemory.ResidentBytes() - residentBefore;
-        int mappingsHeld = ProcessMappings.Count() - mappingsBefore;
+        (long residentHeld, int mappingsHeld) = CreateUseAndDrop(time, Pools, residentBefore, mappingsBefore);
         Assert.True(residentHeld > Pools * (long)RegionSize / 2, $"the pools should hold their cached regions resident: +{Megabytes(residentHeld)} MB");
 
         // The collector finds the pools; their memory goes at once (pages dropped) or one delay later (unmapped).
@@ -103,6 +101,78 @@ public sealed class DroppedPoolTests
         Assert.True(gone, "a dropped pool stayed reachable after its memory was given back");
     }
 
+    [Fact]
+    public void PoolsCreatedAndDroppedLeaveNothingOnTheirClocksTicker()
+    {
+        var time = new FakeTimeProvider();
+        CreateUseAndDropBoth(time, arrayPools: 1_000, memoryPools: 50);
+        Assert.True(IdleTicker.For(time).Scheduled > 0, "the pools should have been ticking");
+
+        bool empty = WaitUntil(time, () => IdleTicker.For(time).Scheduled == 0);
+        Assert.True(empty, $"{IdleTicker.For(time).Scheduled} releasers of dropped pools are still ticked");
+    }
+
+    [Fact]
+    public void BuffersReturnedOnManyThreadsWhileTheirPoolIsFinalizedStayValidAndAreFreed()
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        const int Threads = 4;
+        const int Rounds = 4;
+        var time = new FakeTimeProvider();
+        for (int round = 0; round < Rounds; round++)
+        {
+            // Each thread's medium cache holds blocks of the pool, and each thread still holds rented ones.
+            List<IMemoryOwner<byte>>[] kept = RentOnThreadsAndDrop(time, Threads);
+            var ranges = new List<OwnerRange>();
+            foreach (List<IMemoryOwner<byte>> owners in kept)
+            {
+                ranges.AddRange(owners.ConvertAll(SafetyCases.RangeOf));
+            }
+
+            SafetyCases.AssertDisjoint(ranges, "buffers rented from one pool on several threads");
+
+            // The threads write to and return their buffers while the collector finds the pool and its finalizer's
+            // work disposes it: a buffer must be mapped until its owner returns it, and returning it must not throw.
+            var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            using var start = new Barrier(Threads + 1);
+            var workers = new Thread[Threads];
+            for (int t = 0; t < Threads; t++)
+            {
+                List<IMemoryOwner<byte>> owners = kept[t];
+                workers[t] = new Thread(() => WriteAndReturn(owners, start, failures));
+                workers[t].Start();
+            }
+
+            start.SignalAndWait();
+            CollectEverything();
+            foreach (Thread worker in workers)
+            {
+                worker.Join();
+            }
+
+            Assert.Empty(failures);
+            bool unmapped = WaitUntil(time, () => ranges.TrueForAll(static range => !ProcessMappings.IsMapped(range.Start, range.Length)));
+            Assert.True(unmapped, $"round {round}: " + string.Join("; ", ranges.FindAll(static range => ProcessMappings.IsMapped(range.Start, range.Length)).ConvertAll(static range => ProcessMappings.Describe(range.Start, range.Length))));
+        }
+    }
+
+    private static void WriteAndReturn(List<IMemoryOwner<byte>> owners, Barrier start, System.Collections.Concurrent.ConcurrentQueue<string> failures)
+    {
+        start.SignalAndWait();
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            OwnerRange range = SafetyCases.RangeOf(owner);
+            if (!ProcessMappings.IsMappedNow(range.Start, range.Length))
+            {
+                failures.Enqueue($"{range} was unmapped while still rented");
+                continue;
+            }
+
+            owner.Memory.Span.Fill(0xa5);
+            owner.Dispose();
+        }
+    }
+
     /// <summary>
     /// Collects, lets finalizers and the work they queue run, and moves the clock a tick at a time until
     /// <paramref name="done"/> holds or the patience runs out.
@@ -136,14 +206,17 @@ public sealed class DroppedPoolTests
 
     /// <summary>
     /// Each pool caches a touched 1 MB region and medium blocks on this thread's cache, and is dropped. Background
-    /// release is off, so only the pool's end can give the memory back.
+    /// release is off, so only the pool's end can give the memory back. All are dropped together, when it returns;
+    /// returns what they held just before, over the figures given.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void CreateUseAndDrop(FakeTimeProvider time, int count)
+    private static (long Resident, int Mappings) CreateUseAndDrop(FakeTimeProvider time, int count, long residentBefore, int mappingsBefore)
     {
+        var pools = new List<TieredMemoryPool>();
         for (int i = 0; i < count; i++)
         {
             var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+            pools.Add(pool);
             using (IMemoryOwner<byte> region = pool.Rent(RegionSize))
             {
                 region.Memory.Span.Fill(1);
@@ -152,6 +225,65 @@ public sealed class DroppedPoolTests
             pool.Rent(4096).Dispose();
             pool.Rent(100).Dispose();
         }
+
+        (long Resident, int Mappings) held = (ProcessMemory.ResidentBytes() - residentBefore, ProcessMappings.Count() - mappingsBefore);
+        GC.KeepAlive(pools);
+        return held;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void CreateUseAndDropBoth(FakeTimeProvider time, int arrayPools, int memoryPools)
+    {
+        for (int i = 0; i < arrayPools; i++)
+        {
+            var pool = new TieredArrayPool(new TieredArrayPoolOptions { TimeProvider = time });
+            pool.Return(pool.Rent(4096));
+        }
+
+        for (int i = 0; i < memoryPools; i++)
+        {
+            var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                pool.Rent(size).Dispose();
+            }
+        }
+    }
+
+    /// <summary>On each of <paramref name="threads"/> threads: rents 48 blocks of one pool, returns a third into the thread's cache and keeps the rest.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static List<IMemoryOwner<byte>>[] RentOnThreadsAndDrop(FakeTimeProvider time, int threads)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        var kept = new List<IMemoryOwner<byte>>[threads];
+        var workers = new Thread[threads];
+        for (int t = 0; t < threads; t++)
+        {
+            var owners = kept[t] = [];
+            workers[t] = new Thread(() =>
+            {
+                for (int i = 0; i < 48; i++)
+                {
+                    IMemoryOwner<byte> owner = pool.Rent(i % 12 == 11 ? 100_000 : 1024 << (i % 5));
+                    if (i % 3 == 0)
+                    {
+                        owner.Dispose();
+                    }
+                    else
+                    {
+                        owners.Add(owner);
+                    }
+                }
+            });
+            workers[t].Start();
+        }
+
+        foreach (Thread worker in workers)
+        {
+            worker.Join();
+        }
+
+        return kept;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -55,17 +55,20 @@ public sealed class SharedTickerTests
     }
 
     [Fact]
-    public void APoolCreatedLaterTicksAPeriodAfterItWasCreated()
+    public void APoolCreatedBetweenTicksTicksNoEarlierThanAPeriodAndAtMostAnEighthOfOneLate()
     {
         var time = new CountingTimeProvider();
         using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.FromMilliseconds(400) });
         time.Advance(TimeSpan.FromMilliseconds(30));
         using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.FromMilliseconds(400) });
 
-        time.Advance(TimeSpan.FromMilliseconds(70));
+        // Periods of 100 ms: the first pool ticks at 100 ms; the second, made at 30 ms, shares the first's firings
+        // on the grid of 12.5 ms, so it ticks at 137.5 ms, not at 129 ms.
+        time.Advance(TimeSpan.FromMilliseconds(99));
         Assert.Equal(1, first.IdleTicks);
         Assert.Equal(0, second.IdleTicks);
-        time.Advance(TimeSpan.FromMilliseconds(30));
+        time.Advance(TimeSpan.FromMilliseconds(8.5));
         Assert.Equal(1, second.IdleTicks);
+        Assert.Equal(1, time.TimersCreated);
     }
 }
