@@ -48,9 +48,6 @@ internal sealed class IdleReleaser
     /// <summary>Whether the ticker should keep ticking it; written under the ticker's lock.</summary>
     internal bool Wanted { get; set; }
 
-    /// <summary>When the ticker is to tick it next, in ticks of the ticker's clock; written under the ticker's lock.</summary>
-    internal long DueAt { get; set; }
-
     /// <summary>The clock's period, in <see cref="TimeSpan"/> ticks.</summary>
     internal long PeriodTicks { get; }
 

@@ -17,11 +17,15 @@ namespace Zipora.Buffers;
 /// releaser or its memory reachable.
 /// </para>
 /// <para>
-/// A releaser is due a whole number of its periods after it started, as a periodic timer of its own would be, rounded
-/// up to the next eighth of its period on the ticker's clock: pools of one period created at different moments then
-/// share their firings (10,000 pools with the default delay cost at most 8 firings per period, not 10,000), and a
-/// tick is at most an eighth of a period late, never early. A tick that comes late is not repeated for the periods it
-/// missed (its <see cref="IdleClock"/> would count one anyway).
+/// A releaser is due one period after it started or last ticked, measured when that tick ended, rounded up to the
+/// next eighth of its period on the ticker's clock. Its <see cref="IdleClock"/> counts a tick only a whole period
+/// after the last one it counted; a periodic timer, which fires its next tick early after a late one, had half its
+/// ticks refused that way on a busy machine, and here none is. The rounding lets pools of one period created at
+/// different moments share their firings (10,000 pools with the default delay cost at most 8 firings per period,
+/// not 10,000), for at most an eighth of a period of lateness. On a fake clock that stops on each due time, the
+/// ticks fall a whole number of periods after the first, as a periodic timer's would.
+/// </para>
+/// <para>
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
 /// once: it leaves the queue while it ticks.
 /// </para>
@@ -128,7 +132,8 @@ internal sealed class IdleTicker
         }
         finally
         {
-            // All back in one lock; also after a tick that threw, so no other releaser is lost.
+            // All back in one lock, also after a tick that threw, so no other releaser is lost; timed from now, after
+            // the ticks, so the next is a whole period after the last one any of their clocks counted.
             lock (_lock)
             {
                 long now = Elapsed();
@@ -137,7 +142,7 @@ internal sealed class IdleTicker
                     releaser.State = IdleReleaser.TickerState.Stopped;
                     if (releaser.Wanted)
                     {
-                        EnqueueUnsynchronized(releaser, NextDue(releaser.DueAt, releaser.PeriodTicks, now));
+                        EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
                     }
                 }
 
@@ -147,18 +152,10 @@ internal sealed class IdleTicker
         }
     }
 
-    /// <summary>The first due time after <paramref name="now"/> a whole number of periods after <paramref name="dueAt"/>.</summary>
-    private static long NextDue(long dueAt, long period, long now)
-    {
-        long next = dueAt + period;
-        return next > now ? next : next + ((((now - next) / period) + 1) * period);
-    }
-
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
     {
         long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
         dueAt = (dueAt + grid - 1) / grid * grid;
-        releaser.DueAt = dueAt;
         releaser.State = IdleReleaser.TickerState.Queued;
         _due.Enqueue(releaser, dueAt);
     }
