@@ -64,6 +64,17 @@ public sealed class DroppedPoolTests
     }
 
     [Fact]
+    public void ADroppedArrayPoolLetsGoOfTheArraysItsThreadCachesHeld()
+    {
+        WeakReference cached = CacheAnArrayOnThisThreadAndDrop(new FakeTimeProvider());
+
+        // The first collection finds the pool and runs its finalizer; the second the arrays it let go of.
+        CollectEverything();
+        CollectEverything();
+        Assert.False(cached.IsAlive, "an array cached on this thread for a dropped pool is still reachable");
+    }
+
+    [Fact]
     public void BuffersStillRentedFromADroppedPoolStayValidAndAreUnmappedOnceReturned()
     {
         Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
@@ -308,6 +319,15 @@ public sealed class DroppedPoolTests
         pool.Return(second);
         pool.Return(pool.Rent(4096));
         return new WeakReference(pool);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference CacheAnArrayOnThisThreadAndDrop(FakeTimeProvider time)
+    {
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { TimeProvider = time });
+        byte[] array = pool.Rent(4096);
+        pool.Return(array);
+        return new WeakReference(array);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
