@@ -96,11 +96,16 @@ internal sealed class IdleReleaser
         }
 
         // The pool was collected. Paused rather than gone: a pool collected without dispose is disposed by its
-        // finalizer's work item, which holds it strongly and wakes the releaser when its memory has to wait.
+        // finalizer's work item, which holds it strongly first and then wakes the releaser when its memory has to
+        // wait. Checked again under the lock: a wake that came since found the releaser running and did nothing,
+        // so the hold it followed must be seen here, or that memory would never be ticked out.
         lock (_pauseLock)
         {
-            _paused = true;
-            _ticker.Stop(this);
+            if (Volatile.Read(ref _heldStrongly) is null)
+            {
+                _paused = true;
+                _ticker.Stop(this);
+            }
         }
     }
 }
