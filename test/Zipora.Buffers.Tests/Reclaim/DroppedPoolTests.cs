@@ -29,22 +29,23 @@ public sealed class DroppedPoolTests
         var time = new FakeTimeProvider();
         CollectEverything();
         long residentBefore = ProcessMemory.ResidentBytes();
-        int mappingsBefore = ProcessMappings.Count();
+        long mappedBefore = ProcessMappings.WritableBytes();
 
-        (long residentHeld, int mappingsHeld) = CreateUseAndDrop(time, Pools, residentBefore, mappingsBefore);
+        (long residentHeld, long mappedHeld) = CreateUseAndDrop(time, Pools, residentBefore, mappedBefore);
         Assert.True(residentHeld > Pools * (long)RegionSize / 2, $"the pools should hold their cached regions resident: +{Megabytes(residentHeld)} MB");
 
         // The collector finds the pools; their memory goes at once (pages dropped) or one delay later (unmapped).
+        Assert.True(mappedHeld > Pools * (long)RegionSize, $"the pools should hold their cached regions mapped: +{Megabytes(mappedHeld)} MB");
         long residentLeft = residentHeld;
-        int mappingsLeft = mappingsHeld;
+        long mappedLeft = mappedHeld;
         bool released = WaitUntil(time, () =>
         {
             residentLeft = ProcessMemory.ResidentBytes() - residentBefore;
-            mappingsLeft = ProcessMappings.Count() - mappingsBefore;
-            return residentLeft < residentHeld / 8 && mappingsLeft < mappingsHeld / 8;
+            mappedLeft = ProcessMappings.WritableBytes() - mappedBefore;
+            return residentLeft < residentHeld / 8 && mappedLeft < mappedHeld / 8;
         });
 
-        Assert.True(released, string.Create(CultureInfo.InvariantCulture, $"{Pools} dropped pools held +{Megabytes(residentHeld)} MB resident in +{mappingsHeld} mappings; {s_patience.TotalSeconds} s after they were collected +{Megabytes(residentLeft)} MB and +{mappingsLeft} mappings were left"));
+        Assert.True(released, string.Create(CultureInfo.InvariantCulture, $"{Pools} dropped pools held +{Megabytes(residentHeld)} MB resident and +{Megabytes(mappedHeld)} MB mapped writable; {s_patience.TotalSeconds} s after they were collected +{Megabytes(residentLeft)} MB resident and +{Megabytes(mappedLeft)} MB mapped writable were left"));
     }
 
     [Fact]
@@ -221,7 +222,7 @@ public sealed class DroppedPoolTests
     /// returns what they held just before, over the figures given.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static (long Resident, int Mappings) CreateUseAndDrop(FakeTimeProvider time, int count, long residentBefore, int mappingsBefore)
+    private static (long Resident, long Mapped) CreateUseAndDrop(FakeTimeProvider time, int count, long residentBefore, long mappedBefore)
     {
         var pools = new List<TieredMemoryPool>();
         for (int i = 0; i < count; i++)
@@ -237,7 +238,7 @@ public sealed class DroppedPoolTests
             pool.Rent(100).Dispose();
         }
 
-        (long Resident, int Mappings) held = (ProcessMemory.ResidentBytes() - residentBefore, ProcessMappings.Count() - mappingsBefore);
+        (long Resident, long Mapped) held = (ProcessMemory.ResidentBytes() - residentBefore, ProcessMappings.WritableBytes() - mappedBefore);
         GC.KeepAlive(pools);
         return held;
     }
