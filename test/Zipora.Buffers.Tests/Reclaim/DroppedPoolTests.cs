@@ -104,6 +104,32 @@ public sealed class DroppedPoolTests
         Assert.True(unmapped, string.Join("; ", ranges.ConvertAll(static range => ProcessMappings.Describe(range.Start, range.Length))));
     }
 
+    [Theory]
+    [InlineData(4096)]
+    [InlineData(100_000)]
+    public void ABlockLeakedFromADroppedPoolWaitsOutItsQuarantineBeforeItIsUnmapped(int size)
+    {
+        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        OwnerRange range = LeakABlockAndDrop(time, size);
+
+        // The collector finds the pool and the leaked owner together (the block is reclaimed at the second collection
+        // that finds it unreachable); the clock has not moved since.
+        CollectEverything();
+        CollectEverything();
+        CollectEverything();
+
+        // A leaked block's Span may still be written somewhere: it stays mapped for a whole delay after its finalizer.
+        for (int tick = 1; tick < IdleClock.TicksPerDelay; tick++)
+        {
+            SafetyCases.Advance(time, s_period);
+            Assert.True(ProcessMappings.IsMapped(range.Start, range.Length), $"tick {tick}: {ProcessMappings.Describe(range.Start, range.Length)} was unmapped inside its quarantine");
+        }
+
+        bool unmapped = WaitUntil(time, () => !ProcessMappings.IsMapped(range.Start, range.Length));
+        Assert.True(unmapped, ProcessMappings.Describe(range.Start, range.Length));
+    }
+
     [Fact]
     public void ADroppedPoolIsGoneOnceItsMemoryIsGivenBack()
     {
@@ -320,6 +346,16 @@ public sealed class DroppedPoolTests
         pool.Return(second);
         pool.Return(pool.Rent(4096));
         return new WeakReference(pool);
+    }
+
+    /// <summary>Rents a block, fills it, and drops both its owner (without dispose) and the pool.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static OwnerRange LeakABlockAndDrop(FakeTimeProvider time, int size)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        IMemoryOwner<byte> leaked = pool.Rent(size);
+        leaked.Memory.Span.Fill(7);
+        return SafetyCases.RangeOf(leaked);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
