@@ -88,6 +88,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     /// <exception cref="ArgumentException">An option is out of range; the exception names it.</exception>
     public TieredMemoryPool(TieredMemoryPoolOptions options)
     {
+        // Finalized only once built: a constructor that throws leaves no half-made tiers for the finalizer to dispose.
+        GC.SuppressFinalize(this);
         ArgumentNullException.ThrowIfNull(options);
         options = options.Clone();
         options.ApplyMemoryBudget(MemoryBudget.Current);
@@ -119,10 +121,36 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _nothingWaiting = () => _quarantine.IsEmpty && _unmaps.IsEmpty;
 
         Name = options.Name;
-        _pages.ReleaseIdleMemory = Trim;
+
+        // The tiers, not the pool: every rented block reaches the page source through its tier, and must not keep
+        // a dropped pool reachable (the pool's finalizer is what gives its memory back).
+        SmallTier small = _small;
+        MediumTier medium = _medium;
+        LargeTier large = _large;
+        HugeTier huge = _huge;
+        _pages.ReleaseIdleMemory = () =>
+        {
+            small.Trim();
+            medium.Trim();
+            large.Trim();
+            huge.Trim();
+        };
         PoolMetrics.Register(this);
         MemoryPressureWatcher.Start();
+        GC.ReRegisterForFinalize(this);
     }
+
+    /// <summary>
+    /// Disposes a pool dropped without <see cref="MemoryPool{T}.Dispose()"/>, so its native memory goes back to the OS
+    /// as a disposed pool's does: buffers still rented stay valid and are freed when returned, memory returned less
+    /// than one delay ago and leaked blocks in quarantine wait out their delay.
+    /// </summary>
+    /// <remarks>
+    /// Not on the finalizer thread: disposing takes the tiers' locks, waits for threads to leave their caches and makes
+    /// system calls. The work item revives the pool until its memory is drained, as the idle releaser holds any
+    /// disposed pool that still has memory waiting; then nothing refers to it.
+    /// </remarks>
+    ~TieredMemoryPool() => ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.Dispose(), this, preferLocal: false);
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;
@@ -303,7 +331,8 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
     /// their memory is freed instead of cached. Memory returned less than one idle delay ago has its pages dropped now
     /// and is unmapped when the delay is over, and leaked blocks wait out their quarantine untouched: the pool's
-    /// timer lives on until then. Does nothing for <see cref="Shared"/>.
+    /// timer lives on until then. Does nothing for <see cref="Shared"/>. A pool dropped without it is disposed by its
+    /// finalizer.
     /// </summary>
     protected override void Dispose(bool disposing)
     {

@@ -17,6 +17,10 @@ namespace Zipora.Buffers;
 /// the owner next reaches the class, it finds <see cref="NoStack"/>, counts what racing operations changed in the
 /// abandoned slots (<see cref="TrimCorrection"/>) and installs fresh slots.
 /// </para>
+/// <para>
+/// The pool is named by <see cref="ThreadOwnedCache.RegistryId"/>, not referenced: the thread-static last cache may be
+/// another pool's, and may outlive its pool, which it must not keep reachable.
+/// </para>
 /// </remarks>
 internal sealed class ArrayThreadCache : ThreadOwnedCache
 {
@@ -25,9 +29,6 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
     /// nothing to pop, so the owner goes to its slow path.
     /// </summary>
     public static readonly byte[][] NoStack = [];
-
-    /// <summary>The pool the cache belongs to: the thread-static last-used cache may be another pool's.</summary>
-    public readonly TieredArrayPool Pool;
 
     /// <summary>
     /// Per class: arrays the depot moved into the stack or handed out directly, minus those the stack moved to the
@@ -58,9 +59,8 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
     private ArrayClassStacks _stacks;
 
     /// <summary>Creates the cache; each class gets its slots on first use.</summary>
-    public ArrayThreadCache(TieredArrayPool pool, int classCount)
+    public ArrayThreadCache(int classCount)
     {
-        Pool = pool;
         for (int classIndex = 0; classIndex < classCount; classIndex++)
         {
             _stacks[classIndex].Items = NoStack;

@@ -46,6 +46,9 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly int _pinnedThreshold;
 
     private readonly ThreadCacheRegistry<ArrayThreadCache> _registry;
+
+    // The registry's id, which this pool's thread caches carry (see ArrayThreadCache).
+    private readonly long _cacheId;
     private readonly long[] _retiredHits;
     private readonly long[] _retiredMisses;
     private readonly long[] _retiredReturns;
@@ -67,13 +70,15 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     /// <summary>Creates a pool with the given options (copied: later changes to <paramref name="options"/> do not affect it).</summary>
     /// <remarks>
-    /// A pool stays reachable from the caches of the threads that used it, so create one per purpose for the life of
-    /// the process (or use <see cref="Shared"/>), not one per request.
+    /// A pool nobody references is collected, whichever threads used it, and the arrays their caches held for it go
+    /// with it; all its pools share one timer per <see cref="TimeProvider"/>.
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">An option is out of range; the exception names it.</exception>
     public TieredArrayPool(TieredArrayPoolOptions options)
     {
+        // Finalized only once built: a constructor that throws leaves nothing for the finalizer to empty.
+        GC.SuppressFinalize(this);
         ArgumentNullException.ThrowIfNull(options);
         options = options.Clone();
         options.Validate();
@@ -97,15 +102,32 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
         _registry = new ThreadCacheRegistry<ArrayThreadCache>(RetireUnsynchronized);
+        _cacheId = _registry.Id;
         Name = options.Name;
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
-            // Kept alive by its own timer, which holds this pool weakly: an array pool is never disposed.
+            // Kept by the clock's shared ticker, and holding this pool weakly: an array pool is never disposed.
             _ = new IdleReleaser(this, new IdleClock(options.IdleReleaseDelay, options.TimeProvider), options.TimeProvider);
         }
 
         PoolMetrics.Register(this);
         MemoryPressureWatcher.Start();
+        GC.ReRegisterForFinalize(this);
+    }
+
+    /// <summary>
+    /// Lets go of the arrays of a pool nobody references: a thread's last-used cache would otherwise hold them until
+    /// the thread used another pool. Then gives the thread-cache slot back for later pools.
+    /// </summary>
+    /// <remarks>
+    /// On the finalizer thread, which is fine here: dropping arrays makes no system call, and the only locks are this
+    /// pool's, which nobody can wait on for long once the pool is unreachable. Owners racing it are safe as they are
+    /// with any trim (see <see cref="ArrayThreadCache"/>).
+    /// </remarks>
+    ~TieredArrayPool()
+    {
+        Trim();
+        _registry.ReleaseSlot();
     }
 
     /// <summary>The process-wide pool, with default options.</summary>
@@ -136,7 +158,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         {
             int classIndex = ArraySizeClasses.IndexOf(minimumLength);
             ArrayThreadCache? cache = t_lastCache;
-            if (cache is not null && cache.Pool == this)
+            if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
                 byte[][] items = stack.Items;
@@ -188,7 +210,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             }
 
             ArrayThreadCache? cache = t_lastCache;
-            if (cache is not null && cache.Pool == this)
+            if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
                 byte[][] items = stack.Items;
@@ -264,6 +286,13 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        if (!_registry.MayHaveCaches && Volatile.Read(ref _depotBytes) == 0)
+        {
+            // Nothing cached anywhere, so nothing to drop: an idle pool's tick costs two reads. The activity it skips
+            // dating is dated at the first tick that looks again, which only makes the class seem used later.
+            return;
+        }
+
         bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now, delayInTicks);
         if (idle is not null)
         {
@@ -561,7 +590,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     {
         lock (_registry.Lock)
         {
-            var cache = new ArrayThreadCache(this, _classLengths.Length);
+            var cache = new ArrayThreadCache(_classLengths.Length);
             _registry.AddForThisThreadUnsynchronized(cache);
             t_lastCache = cache;
             return cache;

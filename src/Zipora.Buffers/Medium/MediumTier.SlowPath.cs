@@ -175,7 +175,7 @@ internal sealed partial class MediumTier
                 return null;
             }
 
-            var cache = new ThreadCache(this, _capacities, _initialCapacities);
+            var cache = new ThreadCache(_capacities, _initialCapacities);
             _registry.AddForThisThreadUnsynchronized(cache);
             t_lastCache = cache;
             return cache;

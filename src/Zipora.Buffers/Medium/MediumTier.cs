@@ -42,6 +42,10 @@ internal sealed partial class MediumTier : SlabTier, INativeMemoryReleaser
     private readonly SizeClassDepot<NativeMemoryManager>[] _depots;
     private readonly SlabHeap _heap;
     private readonly ThreadCacheRegistry<ThreadCache> _registry;
+
+    // The registry's id, which this tier's thread caches carry: read from the tier, the fast path's compare costs
+    // one load from an object it already touches.
+    private readonly long _cacheId;
     private readonly LeakQuarantine _quarantine;
 
     // Closed while the caches are being emptied (by Trim or Dispose): threads then bypass their caches and use the
@@ -73,6 +77,7 @@ internal sealed partial class MediumTier : SlabTier, INativeMemoryReleaser
         _idleness = new ClassIdleness(classCount);
         _heap = new SlabHeap(pages, unmaps, clock, this, classCount);
         _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);
+        _cacheId = _registry.Id;
     }
 
     /// <summary>Rents a block for <paramref name="size"/> bytes (1 KB to the largest class; the pool checks the range).</summary>
@@ -81,7 +86,7 @@ internal sealed partial class MediumTier : SlabTier, INativeMemoryReleaser
     {
         int classIndex = ClassIndexOfRequest(size);
         ThreadCache? cache = t_lastCache;
-        if (cache is not null && cache.Tier == this)
+        if (cache is not null && cache.RegistryId == _cacheId)
         {
             Volatile.Write(ref cache.InUse, 1);
             ref MediumClassStack stack = ref cache.StackOf(classIndex);
@@ -112,7 +117,7 @@ internal sealed partial class MediumTier : SlabTier, INativeMemoryReleaser
     {
         int classIndex = ClassIndexOfBlock(buffer.Length);
         ThreadCache? cache = t_lastCache;
-        if (cache is not null && cache.Tier == this)
+        if (cache is not null && cache.RegistryId == _cacheId)
         {
             Volatile.Write(ref cache.InUse, 1);
             ref MediumClassStack stack = ref cache.StackOf(classIndex);

@@ -7,19 +7,18 @@ namespace Zipora.Buffers;
 /// <summary>The medium tier's cache for one thread: a stack of free blocks per size class, with the thread's counters.</summary>
 /// <remarks>
 /// Only the owning thread writes it; a trim or the tier's disposal drains it after the handshake on
-/// <see cref="InUse"/>. The stacks live inline, so the fast path follows one reference from the cache to the slots
+/// <see cref="InUse"/>. The tier is named by <see cref="ThreadOwnedCache.RegistryId"/>, not referenced: the
+/// thread-static last cache outlives a dropped pool, and must not keep its tier (or its memory) reachable. The stacks live inline, so the fast path follows one reference from the cache to the slots
 /// of its class.
 /// </remarks>
 internal sealed class ThreadCache : ThreadOwnedCache
 {
     private MediumClassStacks _stacks;
 
-    /// <param name="tier">The tier the cache belongs to.</param>
     /// <param name="maxCapacities">The most blocks each class may ever hold: they size the stacks.</param>
     /// <param name="capacities">Where each class's capacity starts.</param>
-    public ThreadCache(MediumTier tier, ReadOnlySpan<int> maxCapacities, ReadOnlySpan<int> capacities)
+    public ThreadCache(ReadOnlySpan<int> maxCapacities, ReadOnlySpan<int> capacities)
     {
-        Tier = tier;
         for (int classIndex = 0; classIndex < maxCapacities.Length; classIndex++)
         {
             ref MediumClassStack stack = ref StackOf(classIndex);
@@ -27,9 +26,6 @@ internal sealed class ThreadCache : ThreadOwnedCache
             stack.Capacity = capacities[classIndex];
         }
     }
-
-    /// <summary>The tier this cache belongs to: a thread-static reference can outlive a disposed pool.</summary>
-    public readonly MediumTier Tier;
 
     /// <summary>
     /// 1 while the owner thread is inside a rent or return. With the trimming thread's process-wide barrier this

@@ -4,35 +4,54 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Drives a pool's background work: a timer ticks four times per idle delay, advances the <see cref="IdleClock"/>, and
-/// asks the pool to release what has been idle for the whole delay.
+/// Drives a pool's background work: its clock's <see cref="IdleTicker"/> ticks it four times per idle delay; each tick
+/// advances the <see cref="IdleClock"/> and asks the pool to release what has been idle for the whole delay.
 /// </summary>
 /// <remarks>
-/// The timer holds the pool weakly, so a pool nobody references is not kept alive by its own timer. A disposed pool
-/// may still hold memory that must wait out its delay (a leaked block in quarantine, a mapping returned moments
-/// ago); it asks to be held strongly, so that memory is freed on time even after the pool object is dropped, pauses
-/// the timer when nothing is left, and wakes it when something new has to wait (a buffer returned late).
+/// The releaser holds the pool weakly, so a pool nobody references is not kept alive by its own ticks: the first tick
+/// that finds it gone stops. A disposed pool may still hold memory that must wait out its delay (a leaked block in
+/// quarantine, a mapping returned moments ago); it asks to be held strongly, so that memory is freed on time even
+/// after the pool object is dropped, pauses when nothing is left, and wakes when something new has to wait (a
+/// buffer returned late). A paused or stopped releaser is not in the ticker's queue: only what waits on it keeps it.
 /// </remarks>
 internal sealed class IdleReleaser
 {
     private readonly WeakReference<IReclaimablePool> _pool;
     private readonly IdleClock _clock;
-    private readonly ITimer _timer;
+    private readonly IdleTicker _ticker;
     private readonly Lock _pauseLock = new();
     private IReclaimablePool? _heldStrongly;
     private bool _paused;
-    private int _ticking;
 
     public IdleReleaser(IReclaimablePool pool, IdleClock clock, TimeProvider time)
     {
         _pool = new WeakReference<IReclaimablePool>(pool);
         _clock = clock;
+        PeriodTicks = clock.Period.Ticks;
 
         // An idle span is counted in whole ticks: memory returned just after a tick waits one tick more than the delay.
-        _timer = time.CreateTimer(static state => ((IdleReleaser)state!).Tick(), this, clock.Period, clock.Period);
+        _ticker = IdleTicker.For(time);
+        _ticker.Start(this);
     }
 
-    /// <summary>Keeps the pool reachable from the timer from now on (a disposed pool draining its memory).</summary>
+    /// <summary>Where the releaser is in its ticker; only the ticker reads or writes it, under its lock.</summary>
+    internal enum TickerState
+    {
+        Stopped,
+        Queued,
+        Ticking,
+    }
+
+    /// <summary>The ticker's view of this releaser; written under the ticker's lock.</summary>
+    internal TickerState State { get; set; }
+
+    /// <summary>Whether the ticker should keep ticking it; written under the ticker's lock.</summary>
+    internal bool Wanted { get; set; }
+
+    /// <summary>The clock's period, in <see cref="TimeSpan"/> ticks.</summary>
+    internal long PeriodTicks { get; }
+
+    /// <summary>Keeps the pool reachable from the releaser from now on (a disposed pool draining its memory).</summary>
     public void HoldStrongly(IReclaimablePool pool) => Volatile.Write(ref _heldStrongly, pool);
 
     /// <summary>Stops ticking if <paramref name="nothingWaiting"/> says so; <see cref="Wake"/> starts again.</summary>
@@ -47,12 +66,12 @@ internal sealed class IdleReleaser
             if (!_paused && nothingWaiting())
             {
                 _paused = true;
-                _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _ticker.Stop(this);
             }
         }
     }
 
-    /// <summary>Starts a paused timer again: something now waits for a tick.</summary>
+    /// <summary>Starts a paused releaser again, a period from now: something now waits for a tick.</summary>
     public void Wake()
     {
         lock (_pauseLock)
@@ -60,35 +79,33 @@ internal sealed class IdleReleaser
             if (_paused)
             {
                 _paused = false;
-                _timer.Change(_clock.Period, _clock.Period);
+                _ticker.Start(this);
             }
         }
     }
 
-    private void Tick()
+    /// <summary>Called by the ticker, never twice at once.</summary>
+    internal void Tick()
     {
-        // Timer callbacks may overlap when a release runs longer than the period; skip the late one.
-        if (Interlocked.Exchange(ref _ticking, 1) != 0)
+        long now = _clock.Advance();
+        IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);
+        if (pool is not null || _pool.TryGetTarget(out pool))
         {
+            pool.ReleaseIdle(now, _clock.DelayInTicks);
             return;
         }
 
-        try
+        // The pool was collected. Paused rather than gone: a pool collected without dispose is disposed by its
+        // finalizer's work item, which holds it strongly first and then wakes the releaser when its memory has to
+        // wait. Checked again under the lock: a wake that came since found the releaser running and did nothing,
+        // so the hold it followed must be seen here, or that memory would never be ticked out.
+        lock (_pauseLock)
         {
-            long now = _clock.Advance();
-            IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);
-            if (pool is not null || _pool.TryGetTarget(out pool))
+            if (Volatile.Read(ref _heldStrongly) is null)
             {
-                pool.ReleaseIdle(now, _clock.DelayInTicks);
+                _paused = true;
+                _ticker.Stop(this);
             }
-            else
-            {
-                _timer.Dispose();
-            }
-        }
-        finally
-        {
-            Volatile.Write(ref _ticking, 0);
         }
     }
 }

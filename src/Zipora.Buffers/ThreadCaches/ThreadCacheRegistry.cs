@@ -20,15 +20,34 @@ internal sealed class ThreadCacheRegistry<TCache>
     private static TCache?[]? t_caches;
 #pragma warning restore IDE1006
 
+    // Ids start at 1, so a cache never registered (id 0) matches no registry.
+    private static long s_lastId;
+
     private readonly List<TCache> _caches = [];
     private readonly Action<TCache> _retire;
     private readonly int _slot = ThreadCacheSlots.Acquire();
 
+    // Set once the slot is given back: a registration racing the owner's end must not write to a slot that another
+    // registry may own by now.
+    private bool _released;
+
     /// <param name="retire">Empties the cache of an exited thread and keeps its counts; called with <see cref="Lock"/> held.</param>
     public ThreadCacheRegistry(Action<TCache> retire) => _retire = retire;
 
+    /// <summary>
+    /// What every cache of this registry carries, so an owner's fast path can tell its own caches from a thread's
+    /// other ones without a reference that would keep the owner reachable from the thread.
+    /// </summary>
+    public long Id { get; } = Interlocked.Increment(ref s_lastId);
+
     /// <summary>Held while walking <see cref="Caches"/>, registering or retiring.</summary>
     public Lock Lock { get; } = new();
+
+    /// <summary>
+    /// Whether any cache is registered, read without the lock: a cache registered meanwhile is seen at the next look.
+    /// An idle pool's timer uses it to skip its work when no thread ever cached anything.
+    /// </summary>
+    public bool MayHaveCaches => _caches.Count > 0;
 
     /// <summary>The registered caches. Caller holds <see cref="Lock"/>.</summary>
     public ReadOnlySpan<TCache> Caches => CollectionsMarshal.AsSpan(_caches);
@@ -38,7 +57,7 @@ internal sealed class ThreadCacheRegistry<TCache>
     {
         TCache?[]? caches = t_caches;
         int slot = _slot;
-        return caches is not null && (uint)slot < (uint)caches.Length && caches[slot] is { } cache && cache.Registry == this
+        return caches is not null && (uint)slot < (uint)caches.Length && caches[slot] is { } cache && cache.RegistryId == Id
             ? cache
             : null;
     }
@@ -47,8 +66,13 @@ internal sealed class ThreadCacheRegistry<TCache>
     public void AddForThisThreadUnsynchronized(TCache cache)
     {
         RetireExitedUnsynchronized();
-        cache.Registry = this;
+        cache.RegistryId = Id;
         _caches.Add(cache);
+        if (_released)
+        {
+            // Counted and emptied with the others, but not published: the slot may be another registry's now.
+            return;
+        }
 
         TCache?[]? caches = t_caches;
         if (caches is null || caches.Length <= _slot)
@@ -74,5 +98,18 @@ internal sealed class ThreadCacheRegistry<TCache>
     }
 
     /// <summary>Gives the slot back for a later registry, once the owner is disposed; the caches stay until their threads drop them.</summary>
-    public void ReleaseSlot() => ThreadCacheSlots.Release(_slot);
+    public void ReleaseSlot()
+    {
+        lock (Lock)
+        {
+            if (_released)
+            {
+                return;
+            }
+
+            _released = true;
+        }
+
+        ThreadCacheSlots.Release(_slot);
+    }
 }

@@ -36,6 +36,22 @@ internal static partial class ProcessMappings
         return msync(start, (nuint)(address + (nint)length - start), MsAsync) == 0;
     }
 
+    /// <summary>
+    /// Bytes of writable mappings, summed over <c>/proc/self/maps</c>: what unmapping the pool's memory gives back,
+    /// where the count of mappings can stay put (the kernel merges neighbouring anonymous mappings into one line).
+    /// Reservations that are not writable (the GC's address space, a new thread's malloc arena) do not count.
+    /// </summary>
+    public static long WritableBytes()
+    {
+        long bytes = 0;
+        foreach (Mapping mapping in Read())
+        {
+            bytes += mapping.Writable ? (long)(mapping.End - mapping.Start) : 0;
+        }
+
+        return bytes;
+    }
+
     /// <summary>The mappings that touch the range, as text, for assertion messages.</summary>
     public static string Describe(nint address, long length)
     {

@@ -1,0 +1,198 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// One timer per <see cref="TimeProvider"/> for the idle releasers of every pool on that clock: each releaser is
+/// ticked at its own period, and the timer is armed for whichever is due first.
+/// </summary>
+/// <remarks>
+/// <para>
+/// A timer per pool made 10,000 idle array pools cost 10,000 timers and their firings. Here a pool costs one entry
+/// in a queue ordered by due time, and the queue holds only the releasers that run: one that stops (its pool was
+/// collected, or its pool was disposed and nothing waits) leaves it, so nothing here keeps a dropped pool, its
+/// releaser or its memory reachable.
+/// </para>
+/// <para>
+/// A releaser is due one period after it started or last ticked, measured when that tick ended, rounded up to the
+/// next eighth of its period on the ticker's clock. Its <see cref="IdleClock"/> counts a tick only a whole period
+/// after the last one it counted; a periodic timer, which fires its next tick early after a late one, had half its
+/// ticks refused that way on a busy machine, and here none is. The rounding lets pools of one period created at
+/// different moments share their firings (10,000 pools with the default delay cost at most 8 firings per period,
+/// not 10,000), for at most an eighth of a period of lateness. On a fake clock that stops on each due time, the
+/// ticks fall a whole number of periods after the first, as a periodic timer's would.
+/// </para>
+/// <para>
+/// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
+/// once: it leaves the queue while it ticks.
+/// </para>
+/// </remarks>
+internal sealed class IdleTicker
+{
+    private static readonly IdleTicker s_system = new(TimeProvider.System);
+    private static readonly ConditionalWeakTable<TimeProvider, IdleTicker> s_byClock = [];
+
+    // The system timer counts whole milliseconds and would round a shorter wait down to zero, firing at once for
+    // nothing again and again until the due time: no wait is shorter. (A longer one it truncates, firing up to a
+    // millisecond early once; the firing finds nothing due and arms again.)
+    private static readonly TimeSpan s_shortestWait = TimeSpan.FromMilliseconds(1);
+
+    // Due times are rounded up to an eighth of the releaser's period (see the remarks).
+    private const long FiringsPerPeriod = 8;
+
+    private readonly TimeProvider _time;
+    private readonly long _startedAt;
+    private readonly Lock _lock = new();
+    private readonly PriorityQueue<IdleReleaser, long> _due = new();
+    private ITimer? _timer;
+    private long _armedFor = long.MaxValue;
+    private int _ticking;
+
+    private IdleTicker(TimeProvider time)
+    {
+        _time = time;
+        _startedAt = time.GetTimestamp();
+    }
+
+    /// <summary>Releasers queued or ticking now (tests see that dropped pools leave nothing behind).</summary>
+    internal int Scheduled
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _due.Count + _ticking;
+            }
+        }
+    }
+
+    /// <summary>The ticker of <paramref name="time"/>: one for the system clock, one per other clock while it lives.</summary>
+    public static IdleTicker For(TimeProvider time) =>
+        ReferenceEquals(time, TimeProvider.System) ? s_system : s_byClock.GetValue(time, static clock => new IdleTicker(clock));
+
+    /// <summary>Ticks <paramref name="releaser"/> every period from one period after now, until <see cref="Stop"/>.</summary>
+    public void Start(IdleReleaser releaser)
+    {
+        lock (_lock)
+        {
+            releaser.Wanted = true;
+            if (releaser.State != IdleReleaser.TickerState.Stopped)
+            {
+                // Queued already, or ticking now and queued again when that tick ends.
+                return;
+            }
+
+            long now = Elapsed();
+            EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
+            ArmUnsynchronized(now);
+        }
+    }
+
+    /// <summary>Stops ticking <paramref name="releaser"/> and forgets it; <see cref="Start"/> starts it again.</summary>
+    public void Stop(IdleReleaser releaser)
+    {
+        lock (_lock)
+        {
+            releaser.Wanted = false;
+            if (releaser.State == IdleReleaser.TickerState.Queued)
+            {
+                // Rare (a stop comes from the releaser's own tick, when it is not queued): a linear search is fine.
+                _ = _due.Remove(releaser, out _, out _);
+                releaser.State = IdleReleaser.TickerState.Stopped;
+            }
+        }
+    }
+
+    private void OnTimer()
+    {
+        List<IdleReleaser> due = [];
+        lock (_lock)
+        {
+            _armedFor = long.MaxValue;
+            long now = Elapsed();
+            while (_due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
+            {
+                _ = _due.Dequeue();
+                releaser.State = IdleReleaser.TickerState.Ticking;
+                due.Add(releaser);
+            }
+
+            _ticking += due.Count;
+        }
+
+        try
+        {
+            foreach (IdleReleaser releaser in due)
+            {
+                releaser.Tick();
+            }
+        }
+        finally
+        {
+            // All back in one lock, also after a tick that threw, so no other releaser is lost; timed from now, after
+            // the ticks, so the next is a whole period after the last one any of their clocks counted.
+            lock (_lock)
+            {
+                long now = Elapsed();
+                foreach (IdleReleaser releaser in due)
+                {
+                    releaser.State = IdleReleaser.TickerState.Stopped;
+                    if (releaser.Wanted)
+                    {
+                        EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
+                    }
+                }
+
+                _ticking -= due.Count;
+                ArmUnsynchronized(now);
+            }
+        }
+    }
+
+    private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
+    {
+        long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+        dueAt = (dueAt + grid - 1) / grid * grid;
+        releaser.State = IdleReleaser.TickerState.Queued;
+        _due.Enqueue(releaser, dueAt);
+    }
+
+    /// <summary>Arms the timer for the first due releaser unless it is armed for that time or earlier.</summary>
+    private void ArmUnsynchronized(long now)
+    {
+        if (!_due.TryPeek(out _, out long dueAt) || dueAt >= _armedFor)
+        {
+            return;
+        }
+
+        _armedFor = dueAt;
+        TimeSpan dueTime = TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks));
+        if (_timer is not null)
+        {
+            _ = _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
+            return;
+        }
+
+        // The timer lives as long as the clock; it must not carry the first pool's execution context (its
+        // AsyncLocals) into every tick of every pool.
+        bool suppress = !ExecutionContext.IsFlowSuppressed();
+        AsyncFlowControl flow = suppress ? ExecutionContext.SuppressFlow() : default;
+        try
+        {
+            _timer = _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan);
+        }
+        finally
+        {
+            if (suppress)
+            {
+                flow.Undo();
+            }
+        }
+    }
+
+    /// <summary>Time since the ticker was made, in <see cref="TimeSpan"/> ticks.</summary>
+    private long Elapsed() => _time.GetElapsedTime(_startedAt).Ticks;
+}
