@@ -236,18 +236,7 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>A snapshot of what the pool has done and holds.</summary>
     public TieredArrayPoolStatistics GetStatistics()
     {
-        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0, allocated = 0, retained = 0;
-        ClassCounts[] byClass = CountByClass(out int threads);
-        foreach (ClassCounts counts in byClass)
-        {
-            hits += counts.Hits;
-            misses += counts.Misses;
-            returns += counts.Returns;
-            inUse += (counts.Hits + counts.Misses - counts.Returns) * counts.Size;
-            rented += (counts.Hits + counts.Misses) * counts.Size;
-            allocated += counts.Misses * counts.Size;
-            retained += counts.Cached * counts.Size;
-        }
+        ClassTotals totals = ClassTotals.Of(CountByClass(out int threads));
 
         long unpooledRents = Volatile.Read(ref _unpooledRents);
         long unpooledBytes = Volatile.Read(ref _unpooledBytesRented);
@@ -256,14 +245,14 @@ public sealed class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             Arrays = new TierStatistics
             {
                 Name = "array",
-                Rents = hits + misses + unpooledRents,
-                Returns = returns + Volatile.Read(ref _unpooledReturns),
-                CacheHits = hits,
-                CacheMisses = misses + unpooledRents,
-                BytesInUse = inUse + unpooledBytes - Volatile.Read(ref _unpooledBytesReturned),
-                BytesRetained = retained,
-                BytesRented = rented + unpooledBytes,
-                BytesAllocated = allocated + unpooledBytes,
+                Rents = totals.Hits + totals.Misses + unpooledRents,
+                Returns = totals.Returns + Volatile.Read(ref _unpooledReturns),
+                CacheHits = totals.Hits,
+                CacheMisses = totals.Misses + unpooledRents,
+                BytesInUse = totals.BytesInUse + unpooledBytes - Volatile.Read(ref _unpooledBytesReturned),
+                BytesRetained = totals.BytesCached,
+                BytesRented = totals.BytesRented + unpooledBytes,
+                BytesAllocated = totals.BytesAllocated + unpooledBytes,
                 BytesEvicted = Volatile.Read(ref _evictedBytes),
             },
             UnpooledRents = unpooledRents,

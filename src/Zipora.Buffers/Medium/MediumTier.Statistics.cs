@@ -16,16 +16,8 @@ internal sealed partial class MediumTier
 
     public override TierStatistics GetStatistics()
     {
-        long hits = 0, misses = 0, returns = 0, inUse = 0, rented = 0;
         ClassCounts[] byClass = CountByClass();
-        foreach (ClassCounts counts in byClass)
-        {
-            hits += counts.Hits;
-            misses += counts.Misses;
-            returns += counts.Returns;
-            inUse += (counts.Hits + counts.Misses - counts.Returns) * counts.Size;
-            rented += (counts.Hits + counts.Misses) * counts.Size;
-        }
+        ClassTotals totals = ClassTotals.Of(byClass);
 
         long requested = Volatile.Read(ref _retiredRequestedBytes);
         lock (_registry.Lock)
@@ -39,7 +31,7 @@ internal sealed partial class MediumTier
             }
         }
 
-        return Snapshot("medium", hits, misses, returns, inUse, rented, requested, _heap, RentedBytesByClass(byClass));
+        return Snapshot("medium", totals.Hits, totals.Misses, totals.Returns, totals.BytesInUse, totals.BytesRented, requested, _heap, RentedBytesByClass(byClass));
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
