@@ -1,0 +1,211 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The array pool's misses: lengths outside the classes, the depots, finding or creating the thread's cache.</summary>
+public sealed partial class TieredArrayPool
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte[] RentOutsideClasses(int minimumLength)
+    {
+        if (minimumLength == 0)
+        {
+            return [];
+        }
+
+        if (minimumLength < 0)
+        {
+            ThrowHelper.ThrowRentLengthNegative(minimumLength);
+        }
+
+        byte[] array = Allocate(minimumLength);
+        Interlocked.Increment(ref _unpooledRents);
+        Interlocked.Add(ref _unpooledBytesRented, minimumLength);
+        return array;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnUnpooled(byte[] array, bool clearArray)
+    {
+        if (clearArray)
+        {
+            Array.Clear(array);
+        }
+
+        Interlocked.Increment(ref _unpooledReturns);
+        Interlocked.Add(ref _unpooledBytesReturned, array.Length);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte[] RentSlow(int classIndex)
+    {
+        ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        byte[]? array = null;
+        byte[][] slots = SlotsOf(cache, classIndex);
+        if (slots.Length > 0)
+        {
+            if (stack.Count == 0)
+            {
+                // Refill half the stack at once, so the depot's lock is paid once per batch.
+                int moved = _depots[classIndex].TakeInto(slots, ref stack.Count, Math.Max(1, slots.Length / 2));
+                Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
+                cache.NetTransfers[classIndex] += moved;
+            }
+
+            // The stack may hold arrays already: the fast path misses whenever another pool was used last on this thread.
+            if (stack.Count > 0)
+            {
+                array = slots[--stack.Count];
+                slots[stack.Count] = null!;
+            }
+        }
+        else
+        {
+            // A class the thread does not cache: the depot serves the thread directly.
+            array = TakeOneFromDepot(classIndex);
+            if (array is not null)
+            {
+                cache.NetTransfers[classIndex]++;
+            }
+        }
+
+        if (array is null)
+        {
+            cache.Misses[classIndex]++;
+            array = Allocate(_classLengths[classIndex]);
+        }
+
+        return array;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnSlow(byte[] array, int classIndex)
+    {
+        ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        stack.Returns++;
+        byte[][] slots = SlotsOf(cache, classIndex);
+        if (slots.Length == 0)
+        {
+            cache.NetTransfers[classIndex]--;
+            PutInDepot(array, classIndex);
+            return;
+        }
+
+        if (stack.Count == slots.Length)
+        {
+            // Full: keep the warm half here and move the cold half to the depot for other threads.
+            int moved = Math.Max(1, stack.Count / 2);
+            MoveToDepot(slots, ref stack.Count, classIndex, moved);
+            cache.NetTransfers[classIndex] -= moved;
+        }
+
+        slots[stack.Count++] = array;
+    }
+
+    /// <summary>
+    /// The slots of a class in this thread's cache, installed on first use and after a trim abandoned them; empty
+    /// when the thread does not cache the class.
+    /// </summary>
+    private byte[][] SlotsOf(ArrayThreadCache cache, int classIndex)
+    {
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        byte[][] slots = Volatile.Read(ref stack.Items);
+        if (slots.Length > 0 || _capacities[classIndex] == 0)
+        {
+            return slots;
+        }
+
+        // The count a trim saw went to the evicted bytes; whatever rents and returns racing it did to the abandoned
+        // slots since is settled here. Both counts are cleared before the new slots are published, which the trim
+        // reads first.
+        ref int trimmedCount = ref cache.TrimmedCount[classIndex];
+        long racing = stack.Count - trimmedCount;
+        cache.TrimCorrection[classIndex] += racing;
+        Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);
+        stack.Count = 0;
+        Volatile.Write(ref trimmedCount, 0);
+        slots = new byte[_capacities[classIndex]][];
+        Volatile.Write(ref stack.Items, slots);
+        return slots;
+    }
+
+    private byte[] Allocate(int length) => GC.AllocateUninitializedArray<byte>(length, pinned: length >= _pinnedThreshold);
+
+    private byte[]? TakeOneFromDepot(int classIndex)
+    {
+        byte[]? array = _depots[classIndex].TakeOne();
+        if (array is not null)
+        {
+            Interlocked.Add(ref _depotBytes, -array.Length);
+        }
+
+        return array;
+    }
+
+    private void PutInDepot(byte[] array, int classIndex)
+    {
+        if (TryReserveDepotBytes(array.Length))
+        {
+            _ = _depots[classIndex].TryPut(array);
+        }
+        else
+        {
+            Interlocked.Add(ref _evictedBytes, array.Length);
+        }
+    }
+
+    /// <summary>Moves the <paramref name="moved"/> oldest arrays of a stack to the depot, or drops them when the depots are full.</summary>
+    private void MoveToDepot(Span<byte[]> stack, ref int count, int classIndex, int moved)
+    {
+        long bytes = (long)moved * _classLengths[classIndex];
+        if (TryReserveDepotBytes(bytes))
+        {
+            _depots[classIndex].PutFrom(stack, ref count, moved);
+            return;
+        }
+
+        int kept = count - moved;
+        stack.Slice(moved, kept).CopyTo(stack);
+        stack.Slice(kept, moved).Clear();
+        count = kept;
+        Interlocked.Add(ref _evictedBytes, bytes);
+    }
+
+    private bool TryReserveDepotBytes(long bytes)
+    {
+        if (Interlocked.Add(ref _depotBytes, bytes) <= _sharedCacheMaxBytes)
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _depotBytes, -bytes);
+        return false;
+    }
+
+    /// <summary>This thread's cache of this pool, found through the per-thread array and made the last used.</summary>
+    private ArrayThreadCache? FindThreadCache()
+    {
+        ArrayThreadCache? cache = _registry.FindForThisThread();
+        if (cache is not null)
+        {
+            t_lastCache = cache;
+        }
+
+        return cache;
+    }
+
+    private ArrayThreadCache CreateThreadCache()
+    {
+        lock (_registry.Lock)
+        {
+            var cache = new ArrayThreadCache(_classLengths.Length);
+            _registry.AddForThisThreadUnsynchronized(cache);
+            t_lastCache = cache;
+            return cache;
+        }
+    }
+}

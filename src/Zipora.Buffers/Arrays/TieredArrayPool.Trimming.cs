@@ -1,0 +1,128 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The array pool's trims and idle release: dropping cached arrays for the GC while their owners run.</summary>
+public sealed partial class TieredArrayPool
+{
+    /// <summary>
+    /// Drops every cached array, from every thread's cache and the depots, so the GC can collect them. Arrays rented
+    /// out are not touched. The pool also does this on its own for size classes idle longer than
+    /// <see cref="TieredArrayPoolOptions.IdleReleaseDelay"/>, and when the GC reports high memory load.
+    /// </summary>
+    public void Trim()
+    {
+        var everyClass = new bool[_classLengths.Length];
+        Array.Fill(everyClass, true);
+        DropCached(everyClass);
+    }
+
+    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
+    {
+        if (!_registry.MayHaveCaches && Volatile.Read(ref _depotBytes) == 0)
+        {
+            // Nothing cached anywhere, so nothing to drop: an idle pool's tick costs two reads. The activity it skips
+            // dating is dated at the first tick that looks again, which only makes the class seem used later.
+            return;
+        }
+
+        bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now, delayInTicks);
+        if (idle is not null)
+        {
+            DropCached(idle);
+        }
+    }
+
+    /// <summary>
+    /// Drops the arrays of the chosen classes from every thread's cache and from the depots. A thread's stack is
+    /// abandoned whole, so its owner never waits for a trim nor a trim for it (see <see cref="ArrayThreadCache"/>).
+    /// </summary>
+    private void DropCached(bool[] classes)
+    {
+        lock (_trimLock)
+        {
+            long dropped = 0;
+            lock (_registry.Lock)
+            {
+                _registry.RetireExitedUnsynchronized();
+                foreach (ArrayThreadCache cache in _registry.Caches)
+                {
+                    for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+                    {
+                        if (classes[classIndex])
+                        {
+                            dropped += (long)AbandonSlots(cache, classIndex) * _classLengths[classIndex];
+                        }
+                    }
+                }
+            }
+
+            var drained = new List<byte[]>();
+            for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+            {
+                if (classes[classIndex])
+                {
+                    _depots[classIndex].DrainInto(drained, close: false);
+                }
+            }
+
+            long depotBytes = 0;
+            foreach (byte[] array in drained)
+            {
+                depotBytes += array.Length;
+            }
+
+            Interlocked.Add(ref _depotBytes, -depotBytes);
+            Interlocked.Add(ref _evictedBytes, dropped + depotBytes);
+        }
+    }
+
+    /// <summary>
+    /// Swaps the slots of a class in a cache for <see cref="ArrayThreadCache.NoStack"/>, leaving them to the GC;
+    /// returns how many arrays the stack held. Stacks without slots are skipped: nothing to drop, or a count not yet
+    /// settled by their owner. Caller holds the trim lock.
+    /// </summary>
+    private static int AbandonSlots(ArrayThreadCache cache, int classIndex)
+    {
+        ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+        if (Volatile.Read(ref stack.Items).Length == 0)
+        {
+            return 0;
+        }
+
+        // Counted before the swap: the owner sees the count recorded as soon as it sees the slots gone.
+        int count = Volatile.Read(ref stack.Count);
+        Volatile.Write(ref cache.TrimmedCount[classIndex], count);
+        Volatile.Write(ref cache.Trimmed[classIndex], cache.Trimmed[classIndex] + count);
+        Volatile.Write(ref stack.Items, ArrayThreadCache.NoStack);
+        return count;
+    }
+
+    /// <summary>
+    /// Moves the arrays of a thread that has exited to the depots and folds its counters into the retired totals.
+    /// The registry calls it with its lock held.
+    /// </summary>
+    private void RetireUnsynchronized(ArrayThreadCache cache)
+    {
+        for (int classIndex = 0; classIndex < _classLengths.Length; classIndex++)
+        {
+            ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+            _retiredHits[classIndex] += cache.HitsOf(classIndex);
+            _retiredMisses[classIndex] += cache.Misses[classIndex];
+            _retiredReturns[classIndex] += stack.Returns;
+            int held = cache.HeldOf(classIndex);
+            if (stack.Items.Length > 0 && held > 0)
+            {
+                MoveToDepot(stack.Items, ref stack.Count, classIndex, held);
+            }
+            else if (held != 0)
+            {
+                // Slots a trim abandoned while the thread raced it: settle what the racing operation did to them.
+                Interlocked.Add(ref _evictedBytes, (long)held * _classLengths[classIndex]);
+            }
+        }
+    }
+}
