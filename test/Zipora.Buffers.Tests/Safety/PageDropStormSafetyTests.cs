@@ -30,6 +30,9 @@ public sealed class PageDropStormSafetyTests
     {
         Accepted,
         RefusedByTheAllocator,
+
+        /// <summary><see cref="TieredMemoryPoolOptions.UseLazyFree"/>: MADV_FREE, whose pages keep their contents until the kernel reclaims them.</summary>
+        LazyFree,
     }
 
     public static TheoryData<OwnerMode, Advice> ModesAndAdvice => new()
@@ -39,6 +42,7 @@ public sealed class PageDropStormSafetyTests
         { OwnerMode.PinnedArrays, Advice.Accepted },
         { OwnerMode.Default, Advice.RefusedByTheAllocator },
         { OwnerMode.ReuseOwners, Advice.RefusedByTheAllocator },
+        { OwnerMode.Default, Advice.LazyFree },
     };
 
     [Theory]
@@ -51,6 +55,8 @@ public sealed class PageDropStormSafetyTests
         {
             options.PageAllocator = new ScriptedPageAllocator { RefuseAdvice = true };
         }
+
+        options.UseLazyFree = advice == Advice.LazyFree;
 
         using var pool = new TieredMemoryPool(options);
         // A reused owner's second dispose is ignored only until its block is rented again (its documented contract),
@@ -65,6 +71,37 @@ public sealed class PageDropStormSafetyTests
 
         AssertQuietFiguresAddUp(pool, time, pagesDrop: advice == Advice.Accepted && mode != OwnerMode.PinnedArrays);
     }
+
+    /// <summary>
+    /// At <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> a rent that needs a new slab first trims the whole pool
+    /// from inside the rent, racing the other renters and the trimmer, then maps or is refused: no live block is harmed,
+    /// and a refused rent counts nothing.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(OwnerModes))]
+    public void TrimsFromRentsAtTheLimitRacingRentsAndTrimsNeverDropAPageUnderALiveBlock(OwnerMode mode)
+    {
+        var time = new FakeTimeProvider();
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        options.MaxBytesInUse = 1024 * 1024;
+        using var pool = new TieredMemoryPool(options);
+        var storm = new PatternStorm(pool, time, disposeTwice: mode != OwnerMode.ReuseOwners) { RefusalsExpected = true };
+        storm.Run(workers: 4, s_duration);
+
+        Assert.True(storm.Failures.IsEmpty, string.Join(Environment.NewLine, storm.Failures));
+        Assert.True(storm.Rents > 2_000, $"only {storm.Rents} rents ran");
+        Assert.True(storm.Refusals > 0, "no rent reached the limit, so no rent trimmed the pool");
+        foreach (TierStatistics tier in Slabbed(pool.GetStatistics()))
+        {
+            Assert.Equal(0, tier.BytesInUse);
+            Assert.Equal(tier.Rents, tier.CacheHits + tier.CacheMisses);
+            Assert.Equal(tier.Rents, tier.Returns);
+        }
+
+        Assert.Equal(storm.Rents, pool.GetStatistics().Small.Rents + pool.GetStatistics().Medium.Rents);
+    }
+
+    public static TheoryData<OwnerMode> OwnerModes => [OwnerMode.Default, OwnerMode.ReuseOwners];
 
     /// <summary>Everything is back: the statistics of the slab tiers add up, before a trim, after it and over idle ticks.</summary>
     private static void AssertQuietFiguresAddUp(TieredMemoryPool pool, FakeTimeProvider time, bool pagesDrop)
@@ -140,6 +177,7 @@ public sealed class PageDropStormSafetyTests
         private long _rents;
         private long _trims;
         private long _crossThreadDisposes;
+        private long _refusals;
         private volatile bool _stop;
 
         public ConcurrentQueue<string> Failures { get; } = new();
@@ -149,6 +187,11 @@ public sealed class PageDropStormSafetyTests
         public long Trims => Interlocked.Read(ref _trims);
 
         public long CrossThreadDisposes => Interlocked.Read(ref _crossThreadDisposes);
+
+        /// <summary>Whether a rent may be refused at the pool's limit (counted, and the worker goes on returning).</summary>
+        public bool RefusalsExpected { get; init; }
+
+        public long Refusals => Interlocked.Read(ref _refusals);
 
         /// <summary>Fills every byte of <paramref name="span"/> with the 8 bytes of <paramref name="stamp"/> (never zero).</summary>
         public static void Fill(Span<byte> span, long stamp)
@@ -252,7 +295,23 @@ public sealed class PageDropStormSafetyTests
             {
                 if (held.Count < 24 && (held.Count == 0 || random.Next(3) != 0))
                 {
-                    IMemoryOwner<byte> owner = pool.Rent(s_sizes[random.Next(s_sizes.Length)]);
+                    IMemoryOwner<byte> owner;
+                    try
+                    {
+                        owner = pool.Rent(s_sizes[random.Next(s_sizes.Length)]);
+                    }
+                    catch (InsufficientMemoryException) when (RefusalsExpected)
+                    {
+                        Interlocked.Increment(ref _refusals);
+                        if (held.Count == 0)
+                        {
+                            Thread.Yield();
+                            continue;
+                        }
+
+                        goto Return;
+                    }
+
                     long stamp = Interlocked.Increment(ref _nextStamp) | (1L << 40);
                     Fill(owner.Memory.Span, stamp);
                     held.Add((owner, stamp));
@@ -260,6 +319,7 @@ public sealed class PageDropStormSafetyTests
                     continue;
                 }
 
+            Return:
                 int index = random.Next(held.Count);
                 (IMemoryOwner<byte> Owner, long Stamp) entry = held[index];
                 held[index] = held[^1];
