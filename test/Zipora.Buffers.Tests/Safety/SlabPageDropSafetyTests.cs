@@ -73,6 +73,76 @@ public sealed class SlabPageDropSafetyTests
         again.ForEach(static owner => owner.Dispose());
     }
 
+    /// <summary>Straddling, shared-page and whole-page sizes in every mode that promises a fresh owner per rent.</summary>
+    public static TheoryData<int, OwnerMode> SizesInFreshOwnerModes
+    {
+        get
+        {
+            var data = new TheoryData<int, OwnerMode>();
+            foreach (int size in new[] { 100, 600, 1500, 4096 })
+            {
+                foreach (OwnerMode mode in SafetyCases.FreshOwnerModes)
+                {
+                    data.Add(size, mode);
+                }
+            }
+
+            return data;
+        }
+    }
+
+    /// <summary>
+    /// Owners disposed, their blocks' pages dropped by a trim, the blocks rented again and filled, then the first owners
+    /// disposed again (stale): the stale disposes return nothing, so the next trims see the blocks live and keep their pages.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SizesInFreshOwnerModes))]
+    public void StaleDisposesAfterTheBlocksWereDroppedAndRentedAgainLeaveTheNewRentersPagesAlone(int size, OwnerMode mode)
+    {
+        using TieredMemoryPool pool = SafetyCases.Pool(mode, new FakeTimeProvider());
+        const int Count = 200;
+        var first = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < Count; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(size);
+            owner.Memory.Span.Fill(0x22);
+            first.Add(owner);
+        }
+
+        // One kept, so its slab stays and the others' pages are dropped rather than unmapped.
+        IMemoryOwner<byte> anchor = first[Count / 2];
+        first.RemoveAt(Count / 2);
+        first.ForEach(static owner => owner.Dispose());
+        pool.Trim();
+
+        var second = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < Count - 1; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(size);
+            owner.Memory.Span.Fill((byte)((i % 200) + 40));
+            second.Add(owner);
+        }
+
+        first.ForEach(static owner => owner.Dispose());
+        pool.Trim();
+        pool.Trim();
+
+        for (int i = 0; i < second.Count; i++)
+        {
+            int wrong = second[i].Memory.Span.IndexOfAnyExcept((byte)((i % 200) + 40));
+            Assert.True(wrong < 0, $"renter {i} ({SafetyCases.RangeOf(second[i])}) lost its contents at byte {wrong} after the stale disposes and two trims");
+        }
+
+        Assert.True(anchor.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the anchor block lost its contents");
+        // The stale disposes returned nothing: exactly the anchor and the second renters are in use.
+        TierStatistics tier = FragmentedLayout.TierOf(pool.GetStatistics(), size);
+        Assert.Equal((long)Count * anchor.Memory.Length, tier.BytesInUse);
+        Assert.Equal(tier.Rents - Count, tier.Returns);
+        second.ForEach(static owner => owner.Dispose());
+        anchor.Dispose();
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
     /// <summary>Whether each tick of a pool at rest over its cap advises again: with advice refused, and with it accepted but live blocks pinning the rest.</summary>
     public static TheoryData<bool> AdviceRefused => [true, false];
 
