@@ -178,6 +178,7 @@ public sealed class PageDropStormSafetyTests
         private long _trims;
         private long _crossThreadDisposes;
         private long _refusals;
+        private long _leaks;
         private volatile bool _stop;
 
         public ConcurrentQueue<string> Failures { get; } = new();
@@ -192,6 +193,11 @@ public sealed class PageDropStormSafetyTests
         public bool RefusalsExpected { get; init; }
 
         public long Refusals => Interlocked.Read(ref _refusals);
+
+        /// <summary>Of the owners a worker is done with, the share it drops without dispose (the trimmer then collects young objects now and then).</summary>
+        public int LeakPercent { get; init; }
+
+        public long Leaks => Interlocked.Read(ref _leaks);
 
         /// <summary>Fills every byte of <paramref name="span"/> with the 8 bytes of <paramref name="stamp"/> (never zero).</summary>
         public static void Fill(Span<byte> span, long stamp)
@@ -273,6 +279,11 @@ public sealed class PageDropStormSafetyTests
                     time.Advance(SafetyCases.IdleDelay / 4);
                 }
 
+                if (LeakPercent > 0 && round % 16 == 0)
+                {
+                    GC.Collect(0);
+                }
+
                 Thread.Yield();
             }
         }
@@ -325,6 +336,13 @@ public sealed class PageDropStormSafetyTests
                 held[index] = held[^1];
                 held.RemoveAt(held.Count - 1);
                 Check(entry.Owner, entry.Stamp, "before dispose");
+                if (random.Next(100) < LeakPercent)
+                {
+                    // Dropped without dispose: its finalizer quarantines the block, and a trim must leave its pages alone.
+                    Interlocked.Increment(ref _leaks);
+                    continue;
+                }
+
                 switch (random.Next(6))
                 {
                     case 0:
