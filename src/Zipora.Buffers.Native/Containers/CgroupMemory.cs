@@ -43,6 +43,25 @@ internal sealed class CgroupMemory
             return null;
         }
 
+        // Found from the static initializer every pool goes through: a file that exists but cannot be read (denied by
+        // a security module, an I/O error) means no cgroup is known, not a pool that cannot be created.
+        try
+        {
+            return FindIn(cgroupFile, mountInfoFile);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static CgroupMemory? FindIn(string cgroupFile, string mountInfoFile)
+    {
+
         string? v1Path = null, v2Path = null;
         foreach (string line in File.ReadLines(cgroupFile))
         {
@@ -82,12 +101,13 @@ internal sealed class CgroupMemory
             bool isV1Memory = filesystem[0] == "cgroup" && Array.IndexOf(filesystem[2].Split(','), "memory") >= 0;
             bool isV2 = filesystem[0] == "cgroup2";
             string? path = isV1Memory ? v1Path : isV2 && v1Path is null ? v2Path : null;
-            if (path is not null && Under(mount[3], path) is { } relative)
+            if (path is not null && Under(Unescape(mount[3]), path) is { } relative)
             {
-                string directory = Path.Join(mount[4], relative);
+                string mountPoint = Unescape(mount[4]);
+                string directory = Path.Join(mountPoint, relative);
                 if (System.IO.Directory.Exists(directory))
                 {
-                    return new CgroupMemory(directory, mount[4], isV1Memory);
+                    return new CgroupMemory(directory, mountPoint, isV1Memory);
                 }
             }
         }
@@ -164,8 +184,18 @@ internal sealed class CgroupMemory
     }
 
     /// <summary>The relative path of <paramref name="path"/> under a mount's root, or null when it lies outside.</summary>
+    /// <remarks>
+    /// A process whose cgroup lies outside its cgroup namespace's root sees a path climbing out of it ("/../other"):
+    /// that cgroup is not under any mount it can see, and joined to a mount point the path would leave the cgroup file
+    /// system, so it lies outside every root.
+    /// </remarks>
     private static string? Under(string root, string path)
     {
+        if (Array.IndexOf(path.Split('/'), "..") >= 0)
+        {
+            return null;
+        }
+
         if (root == "/")
         {
             return path.TrimStart('/');
@@ -175,6 +205,33 @@ internal sealed class CgroupMemory
             ? path[root.Length..].TrimStart('/')
             : null;
     }
+
+    /// <summary>A path field of mountinfo as it is: the kernel writes a space, tab, newline and backslash as <c>\ooo</c> (octal).</summary>
+    private static string Unescape(string field)
+    {
+        if (!field.Contains('\\', StringComparison.Ordinal))
+        {
+            return field;
+        }
+
+        var text = new System.Text.StringBuilder(field.Length);
+        for (int i = 0; i < field.Length; i++)
+        {
+            if (field[i] == '\\' && i + 3 < field.Length && IsOctal(field[i + 1]) && IsOctal(field[i + 2]) && IsOctal(field[i + 3]))
+            {
+                text.Append((char)(((field[i + 1] - '0') << 6) | ((field[i + 2] - '0') << 3) | (field[i + 3] - '0')));
+                i += 3;
+            }
+            else
+            {
+                text.Append(field[i]);
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private static bool IsOctal(char c) => c is >= '0' and <= '7';
 
     private static long Limit(long value) => value >= Unlimited ? 0 : value;
 
