@@ -72,7 +72,7 @@ public sealed class MemoryBudgetTests
     [Fact]
     public void AVersion2CgroupTakesTheTightestLimitOfItselfAndItsAncestorsAndCountsNoDroppableFileCache()
     {
-        using var files = new TemporaryDirectory();
+        using var files = new TemporaryFiles();
         string mount = files.Create("mnt");
         string parent = files.Create("mnt/app");
         string own = files.Create("mnt/app/worker");
@@ -95,7 +95,7 @@ public sealed class MemoryBudgetTests
     [Fact]
     public void AVersion1MemoryControllerWinsOverTheUnifiedHierarchyAndReadsTheHierarchicalLimit()
     {
-        using var files = new TemporaryDirectory();
+        using var files = new TemporaryFiles();
         string mount = files.Create("memory");
         string own = files.Create("memory/pod/box");
         File.WriteAllText(Path.Join(own, "memory.limit_in_bytes"), "9223372036854771712\n");
@@ -118,7 +118,7 @@ public sealed class MemoryBudgetTests
     [Fact]
     public void ACgroupWithoutALimitReportsNone()
     {
-        using var files = new TemporaryDirectory();
+        using var files = new TemporaryFiles();
         string mount = files.Create("mnt");
         File.WriteAllText(Path.Join(mount, "memory.max"), "max\n");
         File.WriteAllText(Path.Join(mount, "memory.current"), "1000\n");
@@ -131,21 +131,5 @@ public sealed class MemoryBudgetTests
         Assert.NotNull(cgroup);
         Assert.True(cgroup.TryRead(out long limit, out _));
         Assert.Equal(0, limit);
-    }
-
-    private sealed class TemporaryDirectory : IDisposable
-    {
-        private readonly string _root = Directory.CreateTempSubdirectory("zipora-cgroup-").FullName;
-
-        public string Create(string relative) => Directory.CreateDirectory(Path.Join(_root, relative)).FullName;
-
-        public string Write(string name, string text)
-        {
-            string path = Path.Join(_root, name);
-            File.WriteAllText(path, text);
-            return path;
-        }
-
-        public void Dispose() => Directory.Delete(_root, recursive: true);
     }
 }

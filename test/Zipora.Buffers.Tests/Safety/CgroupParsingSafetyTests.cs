@@ -240,20 +240,4 @@ public sealed class CgroupParsingSafetyTests
         File.Delete(Path.Join(own, "memory.stat"));
         Assert.False(cgroup.TryRead(out _, out _));
     }
-
-    private sealed class TemporaryFiles : IDisposable
-    {
-        private readonly string _root = Directory.CreateTempSubdirectory("zipora-cgroup-attack-").FullName;
-
-        public string Create(string relative) => Directory.CreateDirectory(Path.Join(_root, relative)).FullName;
-
-        public string Write(string name, string text)
-        {
-            string path = Path.Join(_root, name);
-            File.WriteAllText(path, text);
-            return path;
-        }
-
-        public void Dispose() => Directory.Delete(_root, recursive: true);
-    }
 }
