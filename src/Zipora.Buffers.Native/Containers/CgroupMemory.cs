@@ -61,7 +61,6 @@ internal sealed class CgroupMemory
 
     private static CgroupMemory? FindIn(string cgroupFile, string mountInfoFile)
     {
-
         string? v1Path = null, v2Path = null;
         foreach (string line in File.ReadLines(cgroupFile))
         {
