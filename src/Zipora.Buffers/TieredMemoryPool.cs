@@ -348,6 +348,11 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _large.Dispose();
         _huge.Dispose();
         _drainingAfterDispose = true;
+
+        // A releaser that paused because it found the pool collected (before this work item held it) stays paused
+        // unless woken: memory waiting in the quarantine since then (a leaked block reclaimed in between) would never
+        // be ticked out. Waking a running releaser does nothing; a woken one pauses again at its next tick if nothing waits.
+        _idleReleaser.Wake();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -55,7 +55,9 @@ public sealed class FragmentationTests
         TierStatistics tier = FragmentedLayout.TierOf(idle, blockSize);
         FragmentedLayout.AssertAddsUp(tier, blockSize, slabBytes, slabs);
         Assert.Equal(FragmentedLayout.TierOf(settled, blockSize).BytesEvicted, tier.BytesEvicted);
-        Assert.True(idleCpu < TimeSpan.FromSeconds(0.2), $"the idle process used {idleCpu.TotalSeconds:F2} CPU-s in 2 s\n{idle}");
+        // The storm this guards against burned 0.7-1.3 CPU-s in 2 s; a settled pool measures 0.03-0.3 here, the rest
+        // being the JIT and the runtime, which vary with what ran before on a 2-core VM.
+        Assert.True(idleCpu < TimeSpan.FromSeconds(0.4), $"the idle process used {idleCpu.TotalSeconds:F2} CPU-s in 2 s\n{idle}");
         TestContext.Current.SendDiagnosticMessage($"{blockSize} B: idle CPU {idleCpu.TotalSeconds:F2} s in 2 s, resident {peak >> 20} MB at the peak, {resident >> 20} MB settled, {idle.BytesFragmented >> 10} KB fragmented");
 
         // What the trims dropped left the process: resident memory fell by at least half of it (the trims' own
