@@ -278,8 +278,10 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         _unmaps.ReleaseDue();
         if (IsDisposed)
         {
+            // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
-            // Disposed: the timer pauses while nothing waits, and a buffer returned or leaked later wakes it.
+
+            // The timer pauses while nothing waits, and a buffer returned or leaked later wakes it.
             if (_drainingAfterDispose)
             {
                 _idleReleaser.PauseIf(_nothingWaiting);
