@@ -26,11 +26,15 @@ internal sealed class MemoryBudget
     private const long ReadingLifetimeMilliseconds = 50;
 
     private readonly CgroupMemory? _cgroup;
+
+    // Whether Limit is the cgroup's own (its charge can then be read against it at any time).
+    private readonly bool _limitIsCgroups;
     private Reading? _lastReading;
 
-    private MemoryBudget(CgroupMemory? cgroup, long limit, string source)
+    private MemoryBudget(CgroupMemory? cgroup, bool limitIsCgroups, long limit, string source)
     {
         _cgroup = cgroup;
+        _limitIsCgroups = limitIsCgroups;
         Limit = limit;
         Source = source;
     }
@@ -42,7 +46,7 @@ internal sealed class MemoryBudget
     public long Limit { get; }
 
     /// <summary>Whether the limit is a cgroup's, whose charge can be read at any time (a GC hard limit's cannot).</summary>
-    public bool HasCgroupLimit => Limit > 0 && _cgroup is not null && Source != "GC heap hard limit";
+    public bool HasCgroupLimit => _limitIsCgroups;
 
     /// <summary>Where <see cref="Limit"/> comes from: <c>cgroup v1</c>, <c>cgroup v2</c>, <c>GC heap hard limit</c> or <c>none</c>.</summary>
     public string Source { get; }
@@ -67,14 +71,14 @@ internal sealed class MemoryBudget
     public long CapWithin(long standard, double shareOfLimit) => Limit > 0 ? Math.Min(standard, (long)(Limit * shareOfLimit)) : standard;
 
     /// <summary>A budget of <paramref name="limit"/> bytes with no cgroup behind it (tests of the derived caps).</summary>
-    internal static MemoryBudget ForLimit(long limit) => new(null, limit, limit > 0 ? "test" : "none");
+    internal static MemoryBudget ForLimit(long limit) => new(null, limitIsCgroups: false, limit, limit > 0 ? "test" : "none");
 
     private static MemoryBudget Detect()
     {
         CgroupMemory? cgroup = CgroupMemory.Find();
         if (cgroup is not null && cgroup.TryRead(out long limit, out _) && limit > 0)
         {
-            return new MemoryBudget(cgroup, limit, cgroup.IsVersion1 ? "cgroup v1" : "cgroup v2");
+            return new MemoryBudget(cgroup, limitIsCgroups: true, limit, cgroup.IsVersion1 ? "cgroup v1" : "cgroup v2");
         }
 
         // Outside a limited cgroup the GC reports the machine's memory, unless a heap hard limit was configured.
@@ -82,10 +86,10 @@ internal sealed class MemoryBudget
         long physical = MachineMemory.TotalBytes();
         if (available > 0 && physical > 0 && available < physical)
         {
-            return new MemoryBudget(cgroup, available, "GC heap hard limit");
+            return new MemoryBudget(cgroup, limitIsCgroups: false, available, "GC heap hard limit");
         }
 
-        return new MemoryBudget(cgroup, 0, "none");
+        return new MemoryBudget(cgroup, limitIsCgroups: false, 0, "none");
     }
 
     private Reading Read()

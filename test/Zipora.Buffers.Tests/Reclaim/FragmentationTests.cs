@@ -41,7 +41,7 @@ public sealed class FragmentationTests
         await FragmentedLayout.WaitUntilRetainedAtMost(pool, Cap, s_delay, TimeSpan.FromSeconds(5));
         await Task.Delay(s_delay * 3, TestContext.Current.CancellationToken);
         TieredMemoryPoolStatistics settled = pool.GetStatistics();
-        long resident = ProcessMemory.VmRssBytes();
+        long resident = ProcessMemory.ResidentBytes();
 
         // The layout's garbage (a quarter of a million owners) is collected now, so the collector's work does not
         // count as the pool's idle CPU.

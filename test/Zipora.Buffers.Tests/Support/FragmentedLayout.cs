@@ -27,7 +27,7 @@ internal static class FragmentedLayout
 
         TierStatistics tier = TierOf(pool.GetStatistics(), blockSize);
         Assert.Equal((long)slabs * blocksPerSlab * blockSize, tier.BytesAllocated);
-        residentAtPeak = ProcessMemory.CanRead ? ProcessMemory.VmRssBytes() : 0;
+        residentAtPeak = ProcessMemory.CanRead ? ProcessMemory.ResidentBytes() : 0;
         free.ForEach(owner => owner.Dispose());
         return live;
     }
