@@ -55,10 +55,9 @@ public sealed class UnmapFailureTests
         Assert.Equal(0, released.BytesAwaitingRelease);
         Assert.Equal(1, released.MunmapCalls);
         Assert.Equal(1, allocator.Unmaps);
-        if (ProcessMappings.CanRead)
-        {
-            Assert.False(ProcessMappings.IsMapped(region, RegionSize), ProcessMappings.Describe(region, RegionSize));
-        }
+
+        // Not checked in /proc/self/maps from here on: once unmapped, the range may be mapped again at once by any
+        // other test running in this process (seen in a CI run), so only the allocator's own count is sound.
     }
 
     private static void AdvanceTicks(FakeTimeProvider time, int ticks)
