@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Zipora.Buffers;
 
 /// <summary>What one size class of a <see cref="TieredMemoryPool"/> was asked for: one row of <see cref="TieredMemoryPoolStatistics.SizeHistogram"/>.</summary>
@@ -27,7 +25,5 @@ public sealed class SizeClassStatistics
     public long Cached { get; init; }
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"{Tier,-6} {ClassSize,11} B rents {Rents,10} in use {BuffersInUse,6} high-water {HighWaterMark,6} cached {Cached,6}");
+    public override string ToString() => StatisticsText.SizeClass(this);
 }

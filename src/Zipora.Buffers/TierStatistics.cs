@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Zipora.Buffers;
 
 /// <summary>What one tier of a <see cref="TieredMemoryPool"/> (or a whole <see cref="TieredArrayPool"/>) has done, at the moment of a snapshot.</summary>
@@ -25,8 +23,8 @@ public sealed class TierStatistics
     public long BytesInUse { get; init; }
 
     /// <summary>
-    /// Bytes the tier holds from the OS that are not handed out and that a trim could give back: cached buffers and
-    /// uncarved slab space. Free blocks whose pages were dropped no longer count, nor do those in <see cref="BytesFragmented"/>.
+    /// Bytes of free buffers the tier holds for reuse, committed, that a trim could give back. Free blocks whose pages
+    /// were dropped no longer count, nor do those in <see cref="BytesFragmented"/> or <see cref="BytesUncarved"/>.
     /// </summary>
     public long BytesRetained { get; init; }
 
@@ -36,6 +34,13 @@ public sealed class TierStatistics
     /// 0 for the region tiers.
     /// </summary>
     public long BytesFragmented { get; init; }
+
+    /// <summary>
+    /// Bytes of slab space mapped but not yet cut into buffers (small and medium tiers): the rest of each size class's
+    /// current slab, and a slab's tail too short for a block of its class. Address space only: never touched, so not
+    /// resident. A slab goes back whole once every block cut from it is free and idle. 0 for the region tiers.
+    /// </summary>
+    public long BytesUncarved { get; init; }
 
     /// <summary>Bytes handed out so far (whole class sizes), summed over every rent.</summary>
     public long BytesRented { get; init; }
@@ -62,7 +67,5 @@ public sealed class TierStatistics
     public double HitRatio => Rents == 0 ? 0 : (double)CacheHits / Rents;
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"{Name,-6} rents {Rents,10} returns {Returns,10} hits {CacheHits,10} misses {CacheMisses,8} in use {BytesInUse,12} B retained {BytesRetained,12} B fragmented {BytesFragmented,10} B rounding x{RoundingRatio:F3}");
+    public override string ToString() => StatisticsText.Tier(this);
 }

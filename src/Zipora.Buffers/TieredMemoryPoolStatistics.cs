@@ -1,5 +1,4 @@
 using System.Collections.Generic;
-using System.Globalization;
 using System.Text;
 
 namespace Zipora.Buffers;
@@ -89,20 +88,31 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Bytes of free blocks pinned by a live neighbour on their page, across all tiers (see <see cref="TierStatistics.BytesFragmented"/>).</summary>
     public long BytesFragmented => Small.BytesFragmented + Medium.BytesFragmented + Large.BytesFragmented + Huge.BytesFragmented;
 
+    /// <summary>Bytes of slab space mapped but not yet cut into buffers, across the slab tiers (see <see cref="TierStatistics.BytesUncarved"/>).</summary>
+    public long BytesUncarved => Small.BytesUncarved + Medium.BytesUncarved;
+
     /// <inheritdoc />
     public override string ToString()
     {
         var text = new StringBuilder();
-        text.AppendLine(Small.ToString());
-        text.AppendLine(Medium.ToString());
-        text.AppendLine(Large.ToString());
-        text.AppendLine(Huge.ToString());
-        foreach (SizeClassStatistics row in SizeHistogram)
+        StatisticsText.AppendTierTable(text, [Small, Medium, Large, Huge]);
+        text.AppendLine();
+        StatisticsText.AppendClassTable(text, SizeHistogram);
+        if (SizeHistogram.Count > 0)
         {
-            text.Append("  ").AppendLine(row.ToString());
+            text.AppendLine();
         }
 
-        text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}, quarantined {BytesQuarantined} B, awaiting unmap {BytesAwaitingRelease} B, unmaps refused {UnmapFailures}");
+        (string get, string giveBack) = StatisticsText.BackendCalls(Backend);
+        string limit = MemoryLimit > 0 ? StatisticsText.Bytes(MemoryLimit) : "none";
+        text.AppendLine(StatisticsText.Format($"backend: {Backend}, {MmapCalls} {get}, {MunmapCalls} {giveBack}, {StatisticsText.Bytes(HugepageBytes)} on hugepages, {FallbackAllocations} fallbacks"));
+        text.AppendLine(StatisticsText.Format($"leaks: {LeaksReclaimed} reclaimed, {StatisticsText.Bytes(BytesQuarantined)} in quarantine; {StatisticsText.Bytes(BytesAwaitingRelease)} awaiting unmap, {UnmapFailures} unmaps refused"));
+        if (DoubleDisposes + LeaksDetected > 0)
+        {
+            text.AppendLine(StatisticsText.Format($"diagnostics: {DoubleDisposes} double disposes, {LeaksDetected} leaks detected"));
+        }
+
+        text.Append(StatisticsText.Format($"memory limit: {limit}, idle cap {StatisticsText.Bytes(RetainedBytesCap)}, {PressureTrims} pressure trims"));
         return text.ToString();
     }
 }

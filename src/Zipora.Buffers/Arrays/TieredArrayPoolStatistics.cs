@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Text;
 
 namespace Zipora.Buffers;
 
@@ -21,7 +21,11 @@ public sealed class TieredArrayPoolStatistics
     public long BytesRetained => Arrays.BytesRetained;
 
     /// <inheritdoc />
-    public override string ToString() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"{Arrays}{System.Environment.NewLine}unpooled rents {UnpooledRents}, thread caches {ThreadCaches}");
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        StatisticsText.AppendTierTable(text, [Arrays]);
+        text.Append(StatisticsText.Format($"unpooled rents {UnpooledRents}, thread caches {ThreadCaches}"));
+        return text.ToString();
+    }
 }

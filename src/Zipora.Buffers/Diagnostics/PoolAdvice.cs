@@ -15,12 +15,16 @@ internal static class PoolAdvice
     private const long MinimumRents = 500;
     private const double LowHitRatio = 0.9;
 
+    // Uncarved slab space worth a word: a few slabs per class are normal, this much is not.
+    private const long NotableUncarvedBytes = 16L * 1024 * 1024;
+
     public static List<string> From(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, HugePageInfo hugepages)
     {
         var advice = new List<string>();
         AdviseOnMemoryPressure(statistics, advice);
         AdviseOnHugepages(statistics, options, hugepages, advice);
         AdviseOnMmapThreshold(statistics, options, advice);
+        AdviseOnUncarvedSlabs(statistics, advice);
         AdviseOnRegionCache(statistics.Large, options.RegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), advice);
         AdviseOnRegionCache(statistics.Huge, options.HugeRegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxBytes), advice);
         if (statistics.Medium.Rents >= MinimumRents && statistics.Medium.HitRatio < LowHitRatio)
@@ -77,6 +81,20 @@ internal static class PoolAdvice
             advice.Add(Format(
                 $"{share:P0} of the large tier's {largeRents} rents are between {options.MmapThreshold / 1024} and {options.MmapThreshold / 512} KB: MmapThreshold = {2 * options.MmapThreshold} would serve them from the medium tier's per-thread caches (no lock, no mmap)."));
         }
+    }
+
+    private static void AdviseOnUncarvedSlabs(TieredMemoryPoolStatistics statistics, List<string> advice)
+    {
+        long uncarved = statistics.BytesUncarved;
+        long mapped = uncarved + statistics.Small.BytesInUse + statistics.Medium.BytesInUse + statistics.Small.BytesRetained
+            + statistics.Medium.BytesRetained + statistics.Small.BytesFragmented + statistics.Medium.BytesFragmented;
+        if (uncarved < NotableUncarvedBytes || uncarved * 4 < mapped)
+        {
+            return;
+        }
+
+        advice.Add(Format(
+            $"{uncarved / (1024 * 1024)} MB of slab space ({(double)uncarved / mapped:P0} of what the small and medium tiers hold) is mapped but not cut into buffers: each size class maps a whole slab at its first rent. It is address space, not resident memory, but counts against the commit limit under vm.overcommit_memory = 2. Trim() gives back every slab whose buffers are all free."));
     }
 
     private static void AdviseOnRegionCache(TierStatistics tier, long maxBytes, string option, List<string> advice)

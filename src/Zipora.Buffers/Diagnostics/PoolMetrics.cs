@@ -91,6 +91,7 @@ internal static class PoolMetrics
         meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier(static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
         meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
         meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => PerTier(static tier => tier.BytesFragmented), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => PerTier(static tier => tier.BytesUncarved), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
         meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier(static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
         meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
         meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier(static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");

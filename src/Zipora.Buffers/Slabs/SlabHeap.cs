@@ -19,12 +19,17 @@ internal sealed class SlabHeap
     private readonly IdleClock _clock;
     private readonly INativeMemoryReleaser _releaser;
     private readonly Slab?[] _currentByClass;
+
+    // Slabs mapped by a thread that lost a race to map one for its class (two threads found the class's slab full at
+    // once): kept whole and carved once the current one is full, rather than abandoned with all their room uncut.
+    private readonly List<Slab> _spareSlabs = [];
     private readonly List<Slab> _slabs = [];
     private readonly List<NativeMemoryManager> _returnedBeforeAccounting = [];
     private long _reservedBytes;
     private long _decommittedBytes;
     private long _allocatedBytes;
     private long _unmappedBytes;
+    private long _uncarvedBytes;
     private bool _disposing;
     private bool _accounted;
 
@@ -54,6 +59,12 @@ internal sealed class SlabHeap
 
     /// <summary>Bytes of slabs mapped so far.</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
+
+    /// <summary>
+    /// Bytes of mapped slabs not cut into blocks: the room left in each class's slab (never touched, so not resident)
+    /// and the tail of a slab too short for a block of its class.
+    /// </summary>
+    public long UncarvedBytes => Volatile.Read(ref _uncarvedBytes);
 
     /// <summary>Bytes given back to the OS so far: slabs unmapped, and pages dropped under free blocks (each once per drop).</summary>
     public long EvictedBytes => Volatile.Read(ref _unmappedBytes) + Volatile.Read(ref _decommittedBytes);
@@ -94,17 +105,23 @@ internal sealed class SlabHeap
                 }
 
                 Slab? slab = _currentByClass[classIndex];
-                if (slab is not null && !slab.IsFull)
+                if (slab is null || slab.IsFull)
+                {
+                    slab = TakeSpareUnsynchronized(classIndex);
+                }
+
+                if (slab is not null)
                 {
                     nint address = slab.NextBlockAddress;
                     slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
                     slab.Carved++;
+                    _uncarvedBytes -= blockSize;
                     return _pages.CreateManager(address, blockSize, _releaser, slab.Backing);
                 }
             }
 
             // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
-            // this lock. Two threads may both map a slab for the class; the second simply becomes the current one.
+            // this lock. Two threads may both map a slab for the class; the one that comes second is kept as a spare.
             if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out nint slabAddress, out PageBacking backing))
             {
                 ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
@@ -147,6 +164,7 @@ internal sealed class SlabHeap
             }
 
             Array.Clear(_currentByClass);
+            _spareSlabs.Clear();
 
             // The cached blocks are released with their slabs or, in slabs still in use, for good.
             Volatile.Write(ref _figures, new long[3 * _classCount]);
@@ -208,12 +226,6 @@ internal sealed class SlabHeap
                     foreach (NativeMemoryManager buffer in blocks)
                     {
                         buffer.MarkReleased();
-                    }
-
-                    int current = Array.IndexOf(_currentByClass, slab);
-                    if (current >= 0)
-                    {
-                        _currentByClass[current] = null;
                     }
 
                     UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
@@ -281,8 +293,35 @@ internal sealed class SlabHeap
             _slabs.Insert(~index, slab);
             _reservedBytes += (long)slab.Length;
             _allocatedBytes += (long)slab.Length;
-            _currentByClass[slab.ClassIndex] = slab;
+            _uncarvedBytes += (long)slab.Length;
+            Slab? current = _currentByClass[slab.ClassIndex];
+            if (current is null || current.IsFull)
+            {
+                _currentByClass[slab.ClassIndex] = slab;
+            }
+            else
+            {
+                _spareSlabs.Add(slab);
+            }
         }
+    }
+
+    /// <summary>Makes a spare slab of the class its current one, if there is a spare; the caller holds the lock.</summary>
+    private Slab? TakeSpareUnsynchronized(int classIndex)
+    {
+        // Spares exist only after a race to map, so the list is short and usually empty.
+        for (int i = 0; i < _spareSlabs.Count; i++)
+        {
+            Slab spare = _spareSlabs[i];
+            if (spare.ClassIndex == classIndex)
+            {
+                _spareSlabs.RemoveAt(i);
+                _currentByClass[classIndex] = spare;
+                return spare;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>
@@ -319,9 +358,19 @@ internal sealed class SlabHeap
     {
         Slab slab = _slabs[index];
         _slabs.RemoveAt(index);
+        if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
+        {
+            _currentByClass[slab.ClassIndex] = null;
+        }
+        else
+        {
+            _ = _spareSlabs.Remove(slab);
+        }
+
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
         _reservedBytes -= (long)slab.Length;
         _unmappedBytes += (long)slab.Length;
+        _uncarvedBytes -= (long)slab.Length - ((long)slab.Carved * slab.BlockSize);
     }
 
     /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>

@@ -63,13 +63,15 @@ internal abstract class SlabTier : BufferTier
     }
 
     /// <summary>
-    /// The statistics of a slab tier: what is mapped and not handed out is retained, except the free bytes on pages
-    /// the tier dropped (no longer committed) and those pinned on a page beside a live block (fragmented).
+    /// The statistics of a slab tier: what is mapped and not handed out is retained, except slab space not yet cut
+    /// into blocks (uncarved: never touched, so never committed), the free bytes on pages the tier dropped (no longer
+    /// committed) and those pinned on a page beside a live block (fragmented).
     /// </summary>
     protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, long bytesRequested, SlabHeap heap, long[] rentedBytesByClass)
     {
         (long dropped, long fragmented) = heap.NotRetained(rentedBytesByClass);
-        long free = heap.ReservedBytes - bytesInUse;
+        long uncarved = heap.UncarvedBytes;
+        long free = heap.ReservedBytes - uncarved - bytesInUse;
         return new()
         {
             Name = name,
@@ -84,6 +86,7 @@ internal abstract class SlabTier : BufferTier
             BytesInUse = bytesInUse,
             BytesRetained = Math.Max(0, free - dropped - fragmented),
             BytesFragmented = Math.Min(fragmented, Math.Max(0, free)),
+            BytesUncarved = uncarved,
         };
     }
 }

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
+using System.Text.RegularExpressions;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -36,11 +37,14 @@ public sealed class StatisticsTests
             Assert.Equal(0.5, tier.HitRatio);
         }
 
-        // Regions are mapped one per miss and all four stay cached; slabs are mapped once per class.
+        // Regions are mapped one per miss and all four stay cached; slabs are mapped once per class, two blocks are
+        // cut from each, and the rest of the slab is uncarved, not retained.
         Assert.Equal(2 * 114_688, statistics.Large.BytesRetained);
         Assert.Equal(2 * 3 * 1024 * 1024, statistics.Huge.BytesRetained);
-        Assert.Equal(64 * 1024, statistics.Small.BytesRetained);
-        Assert.Equal(64 * 1024, statistics.Medium.BytesRetained);
+        Assert.Equal(2 * 112, statistics.Small.BytesRetained);
+        Assert.Equal((64 * 1024) - (2 * 112), statistics.Small.BytesUncarved);
+        Assert.Equal(2 * 4096, statistics.Medium.BytesRetained);
+        Assert.Equal((64 * 1024) - (2 * 4096), statistics.Medium.BytesUncarved);
         Assert.Equal(6, statistics.MmapCalls);
         Assert.Equal(0, statistics.MunmapCalls);
         Assert.Equal(0, statistics.FallbackAllocations);
@@ -123,6 +127,49 @@ public sealed class StatisticsTests
         {
             Assert.Contains(name, text, System.StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public void TheTextIsATableWhoseValuesSitUnderTheirHeadersWithUnits()
+    {
+        using var pool = new TieredMemoryPool();
+        IMemoryOwner<byte> held = pool.Rent(4096);
+        pool.Rent(100).Dispose();
+        string[] lines = pool.GetStatistics().ToString().Split(Environment.NewLine);
+
+        // Columns are two spaces apart at least, values hold at most one: a split on two spaces finds every value
+        // in its column, and each column's values end where its header ends (right-aligned).
+        string[] header = Regex.Split(lines[0].Trim(), " {2,}");
+        Assert.Equal(["tier", "rents", "returns", "hits", "misses", "in use", "retained", "fragmented", "uncarved", "rounding"], header);
+        foreach (string line in lines[1..5])
+        {
+            string[] values = Regex.Split(line.Trim(), " {2,}");
+            Assert.Equal(header.Length, values.Length);
+            for (int column = 1; column < header.Length; column++)
+            {
+                int end = lines[0].IndexOf(header[column], StringComparison.Ordinal) + header[column].Length;
+                Assert.Equal(end, line.IndexOf(values[column], lines[0].IndexOf(header[column - 1], StringComparison.Ordinal) + header[column - 1].Length, StringComparison.Ordinal) + values[column].Length);
+            }
+
+            foreach (string bytes in values[5..9])
+            {
+                Assert.Matches(@"^-?[0-9.]+ (B|KB|MB|GB)$", bytes);
+            }
+        }
+
+        Assert.StartsWith("medium", lines[2], StringComparison.Ordinal);
+        Assert.Contains("4 KB", lines[2], StringComparison.Ordinal);
+        held.Dispose();
+    }
+
+    [Fact]
+    public void PinnedArrayModeCountsArraysNotMmapCalls()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true });
+        pool.Rent(100_000).Dispose();
+        string text = pool.GetStatistics().ToString();
+        Assert.Contains("pinned arrays allocated", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("mmap", text, StringComparison.Ordinal);
     }
 
     [Fact]
