@@ -13,6 +13,7 @@ public sealed class MetricsTests
     [InlineData("zipora.buffers.allocated")]
     [InlineData("zipora.buffers.pooled")]
     [InlineData("zipora.buffers.fragmented")]
+    [InlineData("zipora.buffers.uncarved")]
     [InlineData("zipora.buffers.in_use")]
     [InlineData("zipora.buffers.cache.hits")]
     [InlineData("zipora.buffers.cache.misses")]
@@ -54,6 +55,24 @@ public sealed class MetricsTests
         evicted.RecordObservableInstruments();
         Assert.Equal(0, LatestByTier(pooled, owner)["large"]);
         Assert.Equal(2 * 114_688, LatestByTier(evicted, owner)["large"]);
+    }
+
+    [Fact]
+    public void UncarvedSlabSpaceIsReportedPerSlabTier()
+    {
+        string owner = $"metrics-{Guid.NewGuid():N}";
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        using var uncarved = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.uncarved");
+        IMemoryOwner<byte> small = pool.Rent(100);
+        IMemoryOwner<byte> medium = pool.Rent(4096);
+
+        uncarved.RecordObservableInstruments();
+        Dictionary<string, long> byTier = LatestByTier(uncarved, owner);
+        Assert.Equal((64 * 1024) - 112, byTier["small"]);
+        Assert.Equal((64 * 1024) - 4096, byTier["medium"]);
+        Assert.Equal(0, byTier["large"]);
+        small.Dispose();
+        medium.Dispose();
     }
 
     [Fact]
