@@ -69,7 +69,7 @@ public static unsafe class MemoryEfficiencyReport
         // state after a trim: what the pool keeps to serve the live set.
         pool.Trim();
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        return (double)(statistics.BytesInUse + statistics.BytesRetained) / requested;
+        return (double)(statistics.BytesInUse + statistics.BytesRetained + statistics.BytesFragmented + statistics.BytesUncarved) / requested;
     }
 
     private static double ArrayPoolRatio(ArrayPool<byte> pool)

@@ -14,6 +14,19 @@ if (args.Contains("--efficiency"))
     return;
 }
 
+// `--many-pipes` prints the many-pipes table (a process per pool, so resident memory is each pool's own).
+if (args.Contains("--many-pipes"))
+{
+    ManyPipesReport.Run();
+    return;
+}
+
+if (args is ["--many-pipes-child", string pool, string pipes])
+{
+    ManyPipesReport.RunChild(pool, int.Parse(pipes, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 // `--phase-shift` prints the adaptive-cache table (counts, not times).
 if (args.Contains("--phase-shift"))
 {

@@ -37,8 +37,8 @@ public sealed class TierStatistics
 
     /// <summary>
     /// Bytes of slab space mapped but not yet cut into buffers (small and medium tiers): the rest of each size class's
-    /// current slab, and a slab's tail too short for a block of its class. Address space only: never touched, so not
-    /// resident. A slab goes back whole once every block cut from it is free and idle. 0 for the region tiers.
+    /// current slab. Address space only: never touched, so not resident. A slab goes back whole once every block cut
+    /// from it is free and idle. 0 for the region tiers.
     /// </summary>
     public long BytesUncarved { get; init; }
 

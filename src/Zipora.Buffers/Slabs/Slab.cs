@@ -40,6 +40,12 @@ internal sealed class Slab
 
     public bool IsFull => Carved == BlockCapacity;
 
+    /// <summary>
+    /// Bytes not yet cut into blocks: none once the slab is full, whose tail too short for a block lies on its last
+    /// page and is judged with that page's blocks.
+    /// </summary>
+    public long UncarvedBytes => IsFull ? 0 : (long)Length - ((long)Carved * BlockSize);
+
     public nint NextBlockAddress => Address + ((nint)Carved * BlockSize);
 
     /// <summary>Whether page <paramref name="page"/> (counted from the slab's start) was dropped and not touched since, as far as the last trim knows.</summary>

@@ -60,10 +60,7 @@ internal sealed class SlabHeap
     /// <summary>Bytes of slabs mapped so far.</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocatedBytes);
 
-    /// <summary>
-    /// Bytes of mapped slabs not cut into blocks: the room left in each class's slab (never touched, so not resident)
-    /// and the tail of a slab too short for a block of its class.
-    /// </summary>
+    /// <summary>Bytes of mapped slabs not yet cut into blocks: the room left in slabs still being carved (never touched, so not resident).</summary>
     public long UncarvedBytes => Volatile.Read(ref _uncarvedBytes);
 
     /// <summary>Bytes given back to the OS so far: slabs unmapped, and pages dropped under free blocks (each once per drop).</summary>
@@ -114,8 +111,9 @@ internal sealed class SlabHeap
                 {
                     nint address = slab.NextBlockAddress;
                     slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
+                    long uncarved = slab.UncarvedBytes;
                     slab.Carved++;
-                    _uncarvedBytes -= blockSize;
+                    _uncarvedBytes -= uncarved - slab.UncarvedBytes;
                     return _pages.CreateManager(address, blockSize, _releaser, slab.Backing);
                 }
             }
@@ -293,7 +291,7 @@ internal sealed class SlabHeap
             _slabs.Insert(~index, slab);
             _reservedBytes += (long)slab.Length;
             _allocatedBytes += (long)slab.Length;
-            _uncarvedBytes += (long)slab.Length;
+            _uncarvedBytes += slab.UncarvedBytes;
             Slab? current = _currentByClass[slab.ClassIndex];
             if (current is null || current.IsFull)
             {
@@ -370,7 +368,7 @@ internal sealed class SlabHeap
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
         _reservedBytes -= (long)slab.Length;
         _unmappedBytes += (long)slab.Length;
-        _uncarvedBytes -= (long)slab.Length - ((long)slab.Carved * slab.BlockSize);
+        _uncarvedBytes -= slab.UncarvedBytes;
     }
 
     /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>

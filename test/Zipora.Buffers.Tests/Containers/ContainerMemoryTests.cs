@@ -52,7 +52,7 @@ public sealed class ContainerMemoryTests
     private static MemoryCgroup CreateOrSkip(long limit)
     {
         MemoryCgroup? cgroup = MemoryCgroup.TryCreate(limit, out string reason);
-        Assert.SkipWhen(cgroup is null, reason);
+        Skip.When(cgroup is null, reason);
         return cgroup!;
     }
 

@@ -201,7 +201,7 @@ public abstract class MemoryPoolContractTests
     {
         if (BytesAllocatedPerRent < 0)
         {
-            Assert.Skip("diagnostic mode allocates an owner with its bookkeeping per rent, by design, so misuse can be reported");
+            Skip.Because("diagnostic mode allocates an owner with its bookkeeping per rent, by design, so misuse can be reported");
         }
 
         using TieredMemoryPool pool = CreatePool();
@@ -239,7 +239,7 @@ public abstract class MemoryPoolContractTests
     {
         if (OwnersAreReused)
         {
-            Assert.Skip("with ReuseOwners the owner is the block: a stale dispose returns the next renter's block (documented)");
+            Skip.Because("with ReuseOwners the owner is the block: a stale dispose returns the next renter's block (documented)");
         }
 
         using TieredMemoryPool pool = CreatePool();

@@ -96,7 +96,7 @@ public sealed unsafe class DiagnosticModeTests
     {
         if (!File.Exists("/proc/self/maps"))
         {
-            Assert.Skip("the page protections are read from /proc/self/maps");
+            Skip.Because("the page protections are read from /proc/self/maps");
         }
 
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.Sampled });
@@ -118,7 +118,7 @@ public sealed unsafe class DiagnosticModeTests
     {
         if (!File.Exists("/proc/self/maps"))
         {
-            Assert.Skip("the page protections are read from /proc/self/maps");
+            Skip.Because("the page protections are read from /proc/self/maps");
         }
 
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.Sampled, MmapThreshold = mmapThreshold });

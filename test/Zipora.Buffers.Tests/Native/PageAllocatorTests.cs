@@ -28,7 +28,7 @@ public sealed unsafe class PageAllocatorTests
         PageAllocator allocator = PageAllocator.Default;
         if (!allocator.SupportsAdvice)
         {
-            Assert.Skip("this platform's allocator takes no advice");
+            Skip.Because("this platform's allocator takes no advice");
         }
 
         nuint length = 16 * PageAllocator.PageSize;

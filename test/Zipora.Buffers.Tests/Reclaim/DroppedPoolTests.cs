@@ -25,7 +25,7 @@ public sealed class DroppedPoolTests
     [Fact]
     public void HundredsOfPoolsDroppedWithoutDisposeGiveTheirNativeMemoryBack()
     {
-        Assert.SkipUnless(ProcessMappings.CanRead && ProcessMemory.CanRead, "reads /proc/self/maps and /proc/self/statm, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead && ProcessMemory.CanRead, "reads /proc/self/maps and /proc/self/statm, which only Linux has");
         var time = new FakeTimeProvider();
         CollectEverything();
         long residentBefore = ProcessMemory.ResidentBytes();
@@ -78,7 +78,7 @@ public sealed class DroppedPoolTests
     [Fact]
     public void BuffersStillRentedFromADroppedPoolStayValidAndAreUnmappedOnceReturned()
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         List<IMemoryOwner<byte>> owners = RentAndDrop(time, out WeakReference pool);
         CollectEverything();
@@ -109,7 +109,7 @@ public sealed class DroppedPoolTests
     [InlineData(100_000)]
     public void ABlockLeakedFromADroppedPoolWaitsOutItsQuarantineBeforeItIsUnmapped(int size)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         OwnerRange range = LeakABlockAndDrop(time, size);
 
@@ -153,7 +153,7 @@ public sealed class DroppedPoolTests
     [Fact]
     public void BuffersReturnedOnManyThreadsWhileTheirPoolIsFinalizedStayValidAndAreFreed()
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         const int Threads = 4;
         const int Rounds = 4;
         var time = new FakeTimeProvider();

@@ -29,7 +29,7 @@ public sealed class FragmentationTests
     {
         if (!ProcessMemory.CanRead || !ProcessCpu.CanRead)
         {
-            Assert.Skip("resident memory and CPU time are read from /proc/self, which this OS does not have");
+            Skip.Because("resident memory and CPU time are read from /proc/self, which this OS does not have");
         }
 
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxRetainedBytes = Cap, IdleReleaseDelay = s_delay, EnableHugepages = false });

@@ -24,7 +24,7 @@ public sealed class PinnedMemoryReturnTests : IDisposable
     [Fact]
     public void InPinnedArrayModeTheMemoryOfABurstLeavesTheProcessOneDelayAfterItIsReturned()
     {
-        Assert.SkipUnless(ProcessMemory.CanRead, "reads resident memory from /proc/self/statm, which only Linux has");
+        Skip.Unless(ProcessMemory.CanRead, "reads resident memory from /proc/self/statm, which only Linux has");
         var time = new FakeTimeProvider();
         TimeSpan delay = SafetyCases.IdleDelay;
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, IdleReleaseDelay = delay, TimeProvider = time });

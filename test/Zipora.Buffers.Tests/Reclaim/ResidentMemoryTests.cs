@@ -14,7 +14,7 @@ public sealed class ResidentMemoryTests
     {
         if (!ProcessMemory.CanRead)
         {
-            Assert.Skip("resident memory is read from /proc/self/statm, which this OS does not have");
+            Skip.Because("resident memory is read from /proc/self/statm, which this OS does not have");
         }
 
         TimeSpan delay = TimeSpan.FromMilliseconds(200);

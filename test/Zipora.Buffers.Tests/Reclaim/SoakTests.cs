@@ -20,7 +20,7 @@ public sealed class SoakTests
     {
         if (!ProcessMemory.CanRead)
         {
-            Assert.Skip("resident memory is read from /proc/self/statm, which this OS does not have");
+            Skip.Because("resident memory is read from /proc/self/statm, which this OS does not have");
         }
 
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = TimeSpan.FromSeconds(1) });

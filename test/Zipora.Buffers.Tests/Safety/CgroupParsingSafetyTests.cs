@@ -140,7 +140,7 @@ public sealed class CgroupParsingSafetyTests
     [Fact]
     public void AnUnreadableCgroupOrMountInfoFileFindsNothingAndThrowsNothing()
     {
-        Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/proc/self/mem"), "needs /proc/self/mem, which exists and fails every read at offset 0");
+        Skip.Unless(OperatingSystem.IsLinux() && File.Exists("/proc/self/mem"), "needs /proc/self/mem, which exists and fails every read at offset 0");
         using var files = new TemporaryFiles();
         string mount = files.Create("mnt");
         string mountInfo = files.Write("mountinfo", $"30 25 0:26 / {mount} rw - cgroup2 cgroup2 rw\n");

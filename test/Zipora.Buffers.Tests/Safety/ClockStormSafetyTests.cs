@@ -18,7 +18,7 @@ public sealed class ClockStormSafetyTests
     [Fact]
     public void WithTheClockRunningAndOwnersLeakingNoLiveOrQuarantinedMemoryIsUnmappedOrHandedOut()
     {
-        Assert.SkipUnless(OperatingSystem.IsLinux(), "checks mappings with msync, on Linux");
+        Skip.Unless(OperatingSystem.IsLinux(), "checks mappings with msync, on Linux");
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, time);
         var storm = new SafetyStorm(pool, clock: time, leakPercent: 5);

@@ -39,7 +39,7 @@ public sealed class LateTimerSafetyTests
     [MemberData(nameof(TiersAndDelays))]
     public void MemoryReturnedWhileATimerTickIsLateStaysMappedForAFullDelay(int size, int delayMilliseconds)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new HandDrivenTimerTimeProvider();
         TimeSpan delay = TimeSpan.FromMilliseconds(delayMilliseconds);
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = delay });

@@ -20,7 +20,7 @@ public sealed class PortableFallbackGuardPageSafetyTests
     [InlineData(3_000_000)]
     public void MemoryFromTheCHeapFallbackIsNeverMadeInaccessible(int size)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var refusing = new ScriptedPageAllocator { RefuseMap = static (_, _) => true };
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
         {

@@ -49,7 +49,7 @@ public sealed class RecentMemoryUnmapSafetyTests
     [MemberData(nameof(TiersModesAndWaysToLetGo))]
     public void ReturnedMemoryStaysMappedUntilOneDelayHasPassed(int size, OwnerMode mode, LetGo letGo)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
         if (letGo == LetGo.RetainedBytesCap)
@@ -108,7 +108,7 @@ public sealed class RecentMemoryUnmapSafetyTests
     [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
     public void AReturnToADisposedPoolWhoseTimerHadNothingLeftStaysMappedForADelayThenIsUnmapped(int size, OwnerMode mode)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
         IMemoryOwner<byte> owner = pool.Rent(size);
@@ -135,7 +135,7 @@ public sealed class RecentMemoryUnmapSafetyTests
     [InlineData(3_000_000, OwnerMode.ReuseOwners)]
     public void ABlockEvictedFromAFullRegionCacheStaysMappedUntilOneDelayHasPassed(int size, OwnerMode mode)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
         options.RegionCacheMaxBytes = 0;
@@ -160,7 +160,7 @@ public sealed class RecentMemoryUnmapSafetyTests
     [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
     public void MemoryReturnedJustBeforeATickStaysMappedForAFullDelay(int size, OwnerMode mode)
     {
-        Assert.SkipUnless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
         IMemoryOwner<byte> owner = pool.Rent(size);

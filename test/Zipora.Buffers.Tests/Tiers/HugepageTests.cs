@@ -21,7 +21,7 @@ public sealed class HugepageTests
         using HugePageReservation? reservation = HugePageReservation.TryReserve(4, out string reason);
         if (reservation is null)
         {
-            Assert.Skip(reason);
+            Skip.Because(reason);
         }
 
         long freeBefore = HugePageInfo.Read().Free2MBPages;
@@ -47,7 +47,7 @@ public sealed class HugepageTests
         HugePageInfo info = HugePageInfo.Read();
         if (info.Free2MBPages > 0)
         {
-            Assert.Skip("this machine has free reserved hugepages, so MAP_HUGETLB succeeds and there is no fallback to see");
+            Skip.Because("this machine has free reserved hugepages, so MAP_HUGETLB succeeds and there is no fallback to see");
         }
 
         using var pool = new TieredMemoryPool();

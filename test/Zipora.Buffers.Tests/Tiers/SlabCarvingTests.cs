@@ -84,9 +84,10 @@ public sealed class SlabCarvingTests
     }
 
     [Fact]
-    public void TheSlackAtASlabsEndCountsAsUncarved()
+    public void AFullSlabHasNothingUncarvedItsTailIsJudgedWithItsLastPage()
     {
-        // A class whose blocks do not divide the slab: once it is full, what is left fits no block of the class.
+        // A class whose blocks do not divide the slab: once it is full, what is left fits no block of the class and is
+        // retained with the blocks of its page (fragmented while one of them is rented).
         using var pool = new TieredMemoryPool();
         var owners = new List<IMemoryOwner<byte>> { pool.Rent(100) };
         int classSize = owners[0].Memory.Length;
@@ -99,7 +100,8 @@ public sealed class SlabCarvingTests
 
         TierStatistics small = pool.GetStatistics().Small;
         Assert.Equal(SmallSlabBytes, small.BytesAllocated);
-        Assert.Equal(SmallSlabBytes % classSize, small.BytesUncarved);
+        Assert.Equal(0, small.BytesUncarved);
+        Assert.Equal(SmallSlabBytes % classSize, small.BytesRetained);
         owners.ForEach(owner => owner.Dispose());
     }
 }
