@@ -11,7 +11,6 @@ namespace Zipora.Buffers.Benchmarks;
 /// Resident memory is measured by <see cref="ManyPipesReport"/> (<c>--many-pipes</c>), a process per pool.
 /// </summary>
 [MemoryDiagnoser]
-[SimpleJob(launchCount: 2, warmupCount: 2, iterationCount: 8)]
 public class ManyPipesBenchmarks : PeerPoolBenchmarks
 {
     private const long BytesPerRun = 256L << 20;
