@@ -77,6 +77,9 @@ public sealed class TieredMemoryPoolStatistics
     /// </summary>
     public IReadOnlyList<SizeClassStatistics> SizeHistogram { get; init; } = [];
 
+    /// <summary>What the segmented writers and streams renting from the pool hold and have done.</summary>
+    public SegmentedBufferStatistics Segmented { get; init; } = new();
+
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
 
