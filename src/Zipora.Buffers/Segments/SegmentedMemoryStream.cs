@@ -285,7 +285,8 @@ public sealed partial class SegmentedMemoryStream : Stream
         BufferSegment? head = _chain.Head;
         if (head is null)
         {
-            return ReadOnlySequence<byte>.Empty;
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
         }
 
         BufferSegment tail = _chain.Tail!;
