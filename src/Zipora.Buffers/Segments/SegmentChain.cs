@@ -48,7 +48,15 @@ internal struct SegmentChain
     public readonly BufferSegment? Tail => _tail;
 
     /// <summary>The index just past the last written byte (0 with no segment).</summary>
-    public readonly long EndIndex => _tail is null ? 0 : _tail.RunningIndex + _tail.End;
+    public readonly long EndIndex
+    {
+        get
+        {
+            // One read of the tail: a dispose racing on another thread may clear the field between two.
+            BufferSegment? tail = _tail;
+            return tail is null ? 0 : tail.RunningIndex + tail.End;
+        }
+    }
 
     public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
 
