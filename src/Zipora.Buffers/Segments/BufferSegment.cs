@@ -23,9 +23,10 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         get => _end;
         set
         {
-            Debug.Assert((uint)value <= (uint)_available.Length, "a segment ends within its memory");
-            _end = value;
+            // No assertion: a buffer misused from two threads can get here with a released segment, and the slice
+            // then throws, where a failed assertion would end a debug build's process.
             Memory = _available[..value];
+            _end = value;
         }
     }
 
