@@ -105,6 +105,7 @@ public sealed class TieredMemoryPoolStatistics
             text.Append("  ").AppendLine(row.ToString());
         }
 
+        text.AppendLine(Segmented.ToString());
         text.Append(CultureInfo.InvariantCulture, $"backend {Backend}, mmap {MmapCalls}, munmap {MunmapCalls}, hugepage bytes {HugepageBytes}, fallbacks {FallbackAllocations}, leaks reclaimed {LeaksReclaimed}, quarantined {BytesQuarantined} B, awaiting unmap {BytesAwaitingRelease} B, unmaps refused {UnmapFailures}");
         return text.ToString();
     }

@@ -34,6 +34,7 @@ public sealed class SegmentedStatisticsTests
         Assert.Equal(1.5, done.MeanSegmentsPerMessage);
         Assert.Equal(10_000, done.LargestMessage);
         Assert.Contains("segments/message 1.5", done.ToString(), StringComparison.Ordinal);
+        Assert.Contains("segmented: live 0", pool.GetStatistics().ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
