@@ -31,7 +31,7 @@ namespace Zipora.Buffers;
 /// <see cref="Span{T}"/> cannot crash the process.
 /// </para>
 /// </remarks>
-public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
+public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
 {
     /// <summary>The size <see cref="Rent"/> gives for <c>-1</c>, as <see cref="MemoryPool{T}.Shared"/> does.</summary>
     public const int DefaultBufferSize = 4096;
@@ -206,6 +206,7 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
         RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
         SizeHistogram = SizeHistogram(),
+        Segmented = SegmentedCounters.Snapshot(),
     };
 
     /// <summary>
@@ -360,6 +361,17 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private IMemoryOwner<byte> RentOther(int size)
     {
+        (Native.NativeMemoryManager block, string tier) = RentBlock(size);
+        if (_diagnostics is not null)
+        {
+            return _diagnostics.Track(block, tier);
+        }
+
+        return _reuseOwners ? block : new BlockOwner(block);
+    }
+
+    private (Native.NativeMemoryManager Block, string Tier) RentBlock(int size)
+    {
         if (size == -1)
         {
             size = DefaultBufferSize;
@@ -369,18 +381,12 @@ public sealed class TieredMemoryPool : MemoryPool<byte>, IReclaimablePool
             ThrowHelper.ThrowRentSizeOutOfRange(size, _maxBufferSize);
         }
 
-        (Native.NativeMemoryManager block, string tier) = size switch
+        return size switch
         {
             <= SmallTier.MaxSize => (_small.Rent(Math.Max(size, 1)), "small"),
             _ when size <= _mmapThreshold => (_medium.Rent(size), "medium"),
             _ when size <= _hugepageThreshold => (_large.Rent(size), "large"),
             _ => (_huge.Rent(size), "huge"),
         };
-        if (_diagnostics is not null)
-        {
-            return _diagnostics.Track(block, tier);
-        }
-
-        return _reuseOwners ? block : new BlockOwner(block);
     }
 }

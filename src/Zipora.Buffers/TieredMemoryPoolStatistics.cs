@@ -76,6 +76,9 @@ public sealed class TieredMemoryPoolStatistics
     /// </summary>
     public IReadOnlyList<SizeClassStatistics> SizeHistogram { get; init; } = [];
 
+    /// <summary>What the segmented writers and streams renting from the pool hold and have done.</summary>
+    public SegmentedBufferStatistics Segmented { get; init; } = new();
+
     /// <summary>Bytes handed out across all tiers.</summary>
     public long BytesInUse => Small.BytesInUse + Medium.BytesInUse + Large.BytesInUse + Huge.BytesInUse;
 
@@ -103,6 +106,7 @@ public sealed class TieredMemoryPoolStatistics
             text.AppendLine();
         }
 
+        text.AppendLine(Segmented.ToString());
         (string get, string giveBack) = StatisticsText.BackendCalls(Backend);
         string limit = MemoryLimit > 0 ? StatisticsText.Bytes(MemoryLimit) : "none";
         text.AppendLine(StatisticsText.Format($"backend: {Backend}, {MmapCalls} {get}, {MunmapCalls} {giveBack}, {StatisticsText.Bytes(HugepageBytes)} on hugepages, {FallbackAllocations} fallbacks"));

@@ -17,6 +17,9 @@ internal static class PoolMetrics
     public const string OwnerTag = "zipora.buffers.owner";
     public const string ClassSizeTag = "zipora.buffers.class_size";
 
+    // The tier tag of the segmented writers' and streams' instruments: they span the tiers their segments come from.
+    public const string SegmentedTier = "segmented";
+
     private static readonly Lock s_lock = new();
     private static readonly List<WeakReference<TieredMemoryPool>> s_pools = [];
     private static readonly List<WeakReference<TieredArrayPool>> s_arrayPools = [];
@@ -101,6 +104,12 @@ internal static class PoolMetrics
         meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
         meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
         meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass(static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), "{buffer}", "Segmented writers and streams created and not yet disposed.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier), "By", "Bytes of the segments live segmented writers and streams hold.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
+        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier), "By", "The most bytes one segmented message held.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
         return meter;
     }
 

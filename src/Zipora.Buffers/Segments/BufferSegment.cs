@@ -1,0 +1,85 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// One segment of a segmented buffer: a rented block, the bytes written into it, and its place in the chain. The
+/// object is pooled (<see cref="BufferSegmentCache"/>) and holds no block while it waits there.
+/// </summary>
+internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
+{
+    private IMemoryOwner<byte>? _owner;
+
+    // The whole memory usable in this segment, fixed while it holds a block; Memory (the base's) is its written prefix.
+    private Memory<byte> _available;
+    private int _end;
+
+    /// <summary>Bytes written into the segment: its <see cref="ReadOnlySequenceSegment{T}.Memory"/> is that prefix.</summary>
+    public int End
+    {
+        get => _end;
+        set
+        {
+            // No assertion: a buffer misused from two threads can get here with a released segment, and the slice
+            // then throws, where a failed assertion would end a debug build's process.
+            Memory = _available[..value];
+            _end = value;
+        }
+    }
+
+    /// <summary>Bytes the segment can hold.</summary>
+    public int Capacity => _available.Length;
+
+    /// <summary>Bytes still free after <see cref="End"/>.</summary>
+    public int Free => _available.Length - _end;
+
+    /// <summary>The whole memory of the segment, written or not.</summary>
+    public Memory<byte> AvailableMemory => _available;
+
+    /// <summary>The next segment, or <see langword="null"/> for the tail.</summary>
+    public BufferSegment? NextSegment => (BufferSegment?)Next;
+
+    /// <summary>Takes <paramref name="owner"/>'s memory, placed at <paramref name="runningIndex"/>.</summary>
+    public void Attach(IMemoryOwner<byte> owner, long runningIndex)
+    {
+        Debug.Assert(_owner is null, "a cached segment holds no block");
+        _owner = owner;
+        _available = owner.Memory;
+        RunningIndex = runningIndex;
+        End = 0;
+    }
+
+    /// <summary>Makes <paramref name="next"/> follow this segment (or ends the chain here for <see langword="null"/>).</summary>
+    public void SetNext(BufferSegment? next) => Next = next;
+
+    /// <summary>Moves the segment to a new place in the running index (a writer's tail reused from the start).</summary>
+    public void MoveTo(long runningIndex) => RunningIndex = runningIndex;
+
+    /// <summary>
+    /// Returns the block to its pool and forgets everything. The block is taken away with an atomic exchange, so of
+    /// two calls at once only one returns it (and only that one may pool the object): a block is never returned twice.
+    /// </summary>
+    /// <param name="capacity">The bytes the segment held.</param>
+    /// <returns>Whether this call took the block; false when another call released it first.</returns>
+    public bool TryRelease(out int capacity)
+    {
+        IMemoryOwner<byte>? owner = Interlocked.Exchange(ref _owner, null);
+        if (owner is null)
+        {
+            capacity = 0;
+            return false;
+        }
+
+        capacity = _available.Length;
+        _available = default;
+        _end = 0;
+        Memory = default;
+        Next = null;
+        RunningIndex = 0;
+        owner.Dispose();
+        return true;
+    }
+}

@@ -1,0 +1,253 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The segments of one <see cref="SegmentedBufferWriter"/> or <see cref="SegmentedMemoryStream"/>, head to tail, and
+/// how the next one is rented. A struct embedded in its buffer, so a buffer is one object; never copied.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Segments are added and let go of only between <see cref="TryEnter"/> and <see cref="Exit"/> (the methods named
+/// <c>...Unsynchronized</c>): a buffer is not thread-safe, but two threads misusing it at once are told so instead
+/// of both releasing one segment. Were they not, the loser could find the segment already reused by another buffer
+/// and return that buffer's block: a block handed to two owners. <see cref="TryDispose"/> may come from any thread at
+/// any time; the thread inside a guarded call then releases everything as it leaves.
+/// </para>
+/// <para>A segment's memory is written only by its buffer's own calls, so the fast paths (a write that fits the tail)
+/// take no guard.</para>
+/// </remarks>
+internal struct SegmentChain
+{
+    private const int Free = 0;
+    private const int Busy = 1;
+
+    // Set for good by the first dispose: busy, with nothing to release any more.
+    private const int Released = 2;
+
+    private MemoryPool<byte> _pool;
+    private TieredMemoryPool? _tiered;
+    private SegmentedBufferCounters? _counters;
+    private BufferSegment? _head;
+    private BufferSegment? _tail;
+    private int _initialSegmentSize;
+    private int _nextSegmentSize;
+    private int _maxSegmentSize;
+    private int _maxRentSize;
+    private long _bytesHeld;
+    private int _segmentsThisMessage;
+    private int _state;
+    private int _disposed;
+
+    public readonly BufferSegment? Head => _head;
+
+    public readonly BufferSegment? Tail => _tail;
+
+    /// <summary>The index just past the last written byte (0 with no segment).</summary>
+    public readonly long EndIndex
+    {
+        get
+        {
+            // One read of the tail: a dispose racing on another thread may clear the field between two.
+            BufferSegment? tail = _tail;
+            return tail is null ? 0 : tail.RunningIndex + tail.End;
+        }
+    }
+
+    public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
+
+    /// <summary>Bytes of the segments held (the counts a leaked buffer takes away from its pool's statistics).</summary>
+    public readonly long BytesHeld => _bytesHeld;
+
+    /// <summary>The largest single segment the pool can give.</summary>
+    public readonly int MaxRentSize => _maxRentSize;
+
+    public void Initialize(SegmentedBufferOptions options)
+    {
+        options.Validate();
+        _pool = options.ResolvePool();
+        _tiered = _pool as TieredMemoryPool;
+        _counters = _tiered?.SegmentedCounters;
+        _initialSegmentSize = _nextSegmentSize = options.InitialSegmentSize;
+        _maxSegmentSize = options.MaxSegmentSize;
+        _maxRentSize = _pool.MaxBufferSize > 0 ? _pool.MaxBufferSize : int.MaxValue;
+        _counters?.BufferCreated();
+    }
+
+    /// <summary>Takes the guard; false when another call holds it or the buffer was disposed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryEnter() => Interlocked.CompareExchange(ref _state, Busy, Free) == Free;
+
+    /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
+    public void Exit()
+    {
+        // A full fence between freeing the guard and reading the flag: a dispose sets the flag and then tries the guard,
+        // so at least one of the two sees the other (and exactly one wins the guard).
+        Interlocked.Exchange(ref _state, Free);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ReleaseForGood();
+        }
+    }
+
+    /// <summary>
+    /// Marks the chain disposed, ends its message of <paramref name="messageLength"/> bytes, and releases every
+    /// segment, now or when the call inside the guard leaves.
+    /// </summary>
+    /// <returns>Whether this was the first dispose.</returns>
+    public bool TryDispose(long messageLength)
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return false;
+        }
+
+        _counters?.MessageEnded(_segmentsThisMessage, messageLength);
+        ReleaseForGood();
+        return true;
+    }
+
+    /// <summary>
+    /// Rents a segment of at least <paramref name="minimumSize"/> bytes (the growth policy's next size when that is
+    /// larger) and links it after the tail.
+    /// </summary>
+    public BufferSegment AppendUnsynchronized(int minimumSize)
+    {
+        Debug.Assert(minimumSize > 0 && minimumSize <= _maxRentSize, "the caller checks the size against the pool");
+        int size = Math.Max(minimumSize, _nextSegmentSize);
+        if (size > _maxRentSize)
+        {
+            size = _maxRentSize;
+        }
+
+        IMemoryOwner<byte> owner = _tiered is not null ? _tiered.RentForSegment(size) : _pool.Rent(size);
+        if (owner.Memory.Length < minimumSize)
+        {
+            owner.Dispose();
+            SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);
+        }
+
+        BufferSegment segment = BufferSegmentCache.Rent();
+        segment.Attach(owner, EndIndex);
+        int capacity = segment.Capacity;
+        _bytesHeld += capacity;
+        _counters?.SegmentRented(capacity);
+        _segmentsThisMessage++;
+        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _maxSegmentSize);
+
+        if (_tail is null)
+        {
+            _head = segment;
+        }
+        else
+        {
+            _tail.SetNext(segment);
+        }
+
+        _tail = segment;
+        return segment;
+    }
+
+    /// <summary>Lets go of the head segment (the next one becomes the head).</summary>
+    public void ReleaseHeadUnsynchronized()
+    {
+        BufferSegment head = _head!;
+        _head = head.NextSegment;
+        if (_head is null)
+        {
+            _tail = null;
+        }
+
+        Release(head);
+    }
+
+    /// <summary>Lets go of every segment after <paramref name="last"/> (every segment for <see langword="null"/>); it becomes the tail.</summary>
+    public void ReleaseAfterUnsynchronized(BufferSegment? last)
+    {
+        BufferSegment? next = last is null ? _head : last.NextSegment;
+        if (last is null)
+        {
+            _head = null;
+        }
+        else
+        {
+            last.SetNext(null);
+        }
+
+        _tail = last;
+        while (next is not null)
+        {
+            BufferSegment current = next;
+            next = current.NextSegment;
+            Release(current);
+        }
+    }
+
+    /// <summary>The segment just before <paramref name="segment"/>, or <see langword="null"/> for the head.</summary>
+    public readonly BufferSegment? FindPrevious(BufferSegment segment)
+    {
+        BufferSegment? previous = null;
+        for (BufferSegment? current = _head; current is not null && current != segment; current = current.NextSegment)
+        {
+            previous = current;
+        }
+
+        return previous;
+    }
+
+    /// <summary>Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next); the growth starts over.</summary>
+    public void EndMessage(long length)
+    {
+        _counters?.MessageEnded(_segmentsThisMessage, length);
+        _segmentsThisMessage = _head is null ? 0 : CountSegments();
+        _nextSegmentSize = _initialSegmentSize;
+    }
+
+    /// <summary>Called by the finalizer of a buffer dropped without dispose: only counts, never memory (see the remarks of the buffers).</summary>
+    public readonly void NoteLeaked()
+    {
+        if (!IsDisposed)
+        {
+            _counters?.BufferLeaked(_bytesHeld);
+        }
+    }
+
+    private readonly int CountSegments()
+    {
+        int count = 0;
+        for (BufferSegment? current = _head; current is not null; current = current.NextSegment)
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    private void ReleaseForGood()
+    {
+        // Whoever wins the guard after the flag is set releases; the guard is never given back.
+        if (Interlocked.CompareExchange(ref _state, Released, Free) != Free)
+        {
+            return;
+        }
+
+        ReleaseAfterUnsynchronized(null);
+        _counters?.BufferDisposed();
+    }
+
+    private void Release(BufferSegment segment)
+    {
+        if (segment.TryRelease(out int capacity))
+        {
+            _bytesHeld -= capacity;
+            _counters?.SegmentReturned(capacity);
+
+            // Only the caller that took the block may pool the object: the exchange in TryRelease makes that one caller.
+            BufferSegmentCache.Return(segment);
+        }
+    }
+}

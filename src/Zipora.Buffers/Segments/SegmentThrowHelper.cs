@@ -1,0 +1,84 @@
+using System;
+using System.Diagnostics.CodeAnalysis;
+using System.IO;
+
+namespace Zipora.Buffers;
+
+/// <summary>The throws of the segmented writer and stream, kept out of line so their fast paths stay small.</summary>
+internal static class SegmentThrowHelper
+{
+    [DoesNotReturn]
+    public static void ThrowDisposed(string type) =>
+        throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, and it can no longer be used.");
+
+    [DoesNotReturn]
+    public static void ThrowDisposedOrConcurrent(string type, bool disposed)
+    {
+        if (disposed)
+        {
+            ThrowDisposed(type);
+        }
+
+        throw new InvalidOperationException($"This {type} is used by two threads at once; it is not thread-safe (only Dispose may come from any thread).");
+    }
+
+    [DoesNotReturn]
+    public static void ThrowNegative(string parameter, long value) =>
+        throw new ArgumentOutOfRangeException(parameter, value, $"{parameter} must not be negative.");
+
+    [DoesNotReturn]
+    public static void ThrowSizeHintTooLarge(int sizeHint, int maxBufferSize) =>
+        throw new ArgumentOutOfRangeException(nameof(sizeHint), sizeHint, $"sizeHint asks for one buffer larger than the pool's MaxBufferSize ({maxBufferSize}); ask for less and write in parts.");
+
+    [DoesNotReturn]
+    public static void ThrowWriterFull(long length, long maxLength, int needed) =>
+        throw new InvalidOperationException($"The writer holds {length} bytes of its MaxLength ({maxLength}): {needed} more do not fit. Consume or reset it, or raise SegmentedBufferOptions.MaxLength.");
+
+    [DoesNotReturn]
+    public static void ThrowAdvancePastMemory(int count, int given) =>
+        throw new ArgumentOutOfRangeException(nameof(count), count, $"Advance(count) must be from 0 to the length of the memory GetMemory or GetSpan last gave ({given}).");
+
+    [DoesNotReturn]
+    public static void ThrowConsumePastLength(long count, long length) =>
+        throw new ArgumentOutOfRangeException(nameof(count), count, $"Consume(count) must be from 0 to the bytes written and not yet consumed ({length}).");
+
+    [DoesNotReturn]
+    public static void ThrowForeignPosition(string paramName) =>
+        throw new ArgumentOutOfRangeException(paramName, "The position is not in this writer's unconsumed data: take it from the sequence GetReadOnlySequence returned since the last Consume, AdvanceTo or Reset.");
+
+    [DoesNotReturn]
+    public static void ThrowDestinationTooShort(string paramName, int destinationLength, long length) =>
+        throw new ArgumentException($"The destination ({destinationLength} bytes) is shorter than the data ({length} bytes).", paramName);
+
+    [DoesNotReturn]
+    public static void ThrowCopyIntoItself(string paramName) =>
+        throw new ArgumentException("A writer cannot be copied into itself.", paramName);
+
+    [DoesNotReturn]
+    public static void ThrowTooLongForArray(long length) =>
+        throw new InvalidOperationException($"The data ({length} bytes) is longer than the longest array ({Array.MaxLength} bytes); copy it to a stream or a span instead.");
+
+    [DoesNotReturn]
+    public static void ThrowPoolGaveTooLittle(int size) =>
+        throw new InvalidOperationException($"The pool returned a buffer shorter than the {size} bytes asked for: it breaks the MemoryPool<byte>.Rent contract.");
+
+    [DoesNotReturn]
+    public static void ThrowStreamTooLong(long position, int count, long maxLength) =>
+        throw new IOException($"Writing {count} bytes at position {position} would take the stream past its MaxLength ({maxLength} bytes).");
+
+    [DoesNotReturn]
+    public static void ThrowSeekBeforeBegin() =>
+        throw new IOException("An attempt was made to move the position before the beginning of the stream.");
+
+    [DoesNotReturn]
+    public static void ThrowSeekOverflow(long offset) =>
+        throw new ArgumentOutOfRangeException(nameof(offset), offset, "The position would overflow a long.");
+
+    [DoesNotReturn]
+    public static void ThrowInvalidOrigin(System.IO.SeekOrigin origin) =>
+        throw new ArgumentException($"{origin} is not a SeekOrigin.", nameof(origin));
+
+    [DoesNotReturn]
+    public static void ThrowLengthOutOfRange(long value, long maxLength) =>
+        throw new ArgumentOutOfRangeException(nameof(value), value, $"The length must be from 0 to the stream's MaxLength ({maxLength}).");
+}

@@ -1,0 +1,64 @@
+using System;
+using System.Buffers;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// How a <see cref="SegmentedBufferWriter"/> or <see cref="SegmentedMemoryStream"/> rents its segments: from which pool,
+/// how large, and how much it may hold. Read when the writer or stream is created; later changes do not affect it.
+/// </summary>
+public sealed class SegmentedBufferOptions
+{
+    /// <summary>The default <see cref="InitialSegmentSize"/>: 4 KB, a medium-tier class served from the thread's cache.</summary>
+    public const int DefaultInitialSegmentSize = 4096;
+
+    /// <summary>The default <see cref="MaxSegmentSize"/>: 128 KB, large enough that a 64 MB message takes 512 segments.</summary>
+    public const int DefaultMaxSegmentSize = 128 * 1024;
+
+    internal static readonly SegmentedBufferOptions Default = new();
+
+    /// <summary>The pool segments are rented from; <see langword="null"/> (the default) for <see cref="TieredMemoryPool.Shared"/>.</summary>
+    /// <remarks>
+    /// With a <see cref="TieredMemoryPool"/> a segment allocates nothing and the pool's statistics and meter report the
+    /// writers and streams (<see cref="TieredMemoryPoolStatistics.Segmented"/>). Any other pool works too: each segment
+    /// is then one of its rents, and its owner is disposed when the segment is let go of.
+    /// </remarks>
+    public MemoryPool<byte>? Pool { get; set; }
+
+    /// <summary>The first segment's size when the first request asks for less (default 4 KB); from 1 to <see cref="MaxSegmentSize"/>.</summary>
+    public int InitialSegmentSize { get; set; } = DefaultInitialSegmentSize;
+
+    /// <summary>
+    /// The largest segment the growth reaches (default 128 KB): each segment asks for twice the last one's size, up to
+    /// this. A request for a larger buffer (<see cref="SegmentedBufferWriter.GetMemory"/> with a larger hint) still gets
+    /// one segment at least that large, up to the pool's <see cref="MemoryPool{T}.MaxBufferSize"/>.
+    /// </summary>
+    public int MaxSegmentSize { get; set; } = DefaultMaxSegmentSize;
+
+    /// <summary>The most bytes the writer or stream may hold at once (default <see cref="long.MaxValue"/>, no limit but memory).</summary>
+    public long MaxLength { get; set; } = long.MaxValue;
+
+    /// <summary>The pool in force: <see cref="Pool"/>, or the shared pool.</summary>
+    internal MemoryPool<byte> ResolvePool() => Pool ?? TieredMemoryPool.Shared;
+
+    /// <summary>Checks every option; the exception names the option and says what it must be.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    internal void Validate()
+    {
+        int maxBufferSize = ResolvePool().MaxBufferSize;
+        if (MaxSegmentSize < 1 || (maxBufferSize > 0 && MaxSegmentSize > maxBufferSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxSegmentSize), MaxSegmentSize, $"SegmentedBufferOptions.MaxSegmentSize must be from 1 to the pool's MaxBufferSize ({maxBufferSize}).");
+        }
+
+        if (InitialSegmentSize < 1 || InitialSegmentSize > MaxSegmentSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(InitialSegmentSize), InitialSegmentSize, $"SegmentedBufferOptions.InitialSegmentSize must be from 1 to MaxSegmentSize ({MaxSegmentSize}).");
+        }
+
+        if (MaxLength < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxLength), MaxLength, "SegmentedBufferOptions.MaxLength must not be negative.");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+using System;
+using System.Buffers;
+using System.Runtime.CompilerServices;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// An <see cref="IBufferWriter{T}"/> that writes into pooled segments and gives the data back as a
+/// <see cref="ReadOnlySequence{T}"/> without copying; consumed from the front, it is a FIFO queue of bytes.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Segments are rented from <see cref="SegmentedBufferOptions.Pool"/> (<see cref="TieredMemoryPool.Shared"/> by
+/// default): the first as large as <see cref="SegmentedBufferOptions.InitialSegmentSize"/> or the request, then each
+/// twice the last up to <see cref="SegmentedBufferOptions.MaxSegmentSize"/>. With a <see cref="TieredMemoryPool"/> a
+/// segment allocates nothing: a writer created, filled, read and disposed allocates only itself.
+/// </para>
+/// <para>
+/// Validity: the memory <see cref="GetMemory"/> gives, and a sequence <see cref="GetReadOnlySequence"/> gives, stay
+/// valid until the data in them is consumed (<see cref="Consume"/>, <see cref="AdvanceTo"/>), <see cref="Reset"/> or
+/// <see cref="Dispose"/>. After that their segments may hold another buffer's data: read or write them no more (as
+/// with a <c>Pipe</c>'s buffers). The process never crashes for it: the pool does not unmap memory returned less
+/// than its idle delay ago.
+/// </para>
+/// <para>
+/// Not thread-safe, except <see cref="Dispose"/>, which may come from any thread at any time, twice or racing. Two
+/// threads growing, consuming or resetting at once get <see cref="InvalidOperationException"/>; no segment is ever
+/// returned twice.
+/// </para>
+/// <para>
+/// A writer dropped without <see cref="Dispose"/>: its segments become unreachable with it, and a
+/// <see cref="TieredMemoryPool"/> reclaims their blocks as it reclaims any leaked buffer (held in quarantine for its
+/// idle delay, since a <see cref="Span{T}"/> may still run). Its finalizer only corrects the pool's counts; it never
+/// touches memory. With another pool, a leaked segment follows that pool's rules for a leaked owner.
+/// </para>
+/// </remarks>
+public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDisposable
+{
+    private const string TypeName = nameof(SegmentedBufferWriter);
+
+    private SegmentChain _chain;
+
+    // Bytes of the head segment already consumed.
+    private int _headStart;
+
+    // The index where the current message began (its length, for the statistics, is the end index less this).
+    private long _messageStart;
+    private readonly long _maxLength;
+
+    /// <summary>Creates a writer over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
+    public SegmentedBufferWriter()
+        : this(SegmentedBufferOptions.Default)
+    {
+    }
+
+    /// <summary>Creates a writer with <paramref name="options"/> (read now; later changes do not affect it).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
+    public SegmentedBufferWriter(SegmentedBufferOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _chain.Initialize(options);
+        _maxLength = options.MaxLength;
+        if (options.ResolvePool() is not TieredMemoryPool)
+        {
+            // The finalizer only corrects a TieredMemoryPool's counts.
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    /// <summary>Corrects the pool's counts for a writer dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
+    ~SegmentedBufferWriter() => _chain.NoteLeaked();
+
+    /// <summary>Bytes written and not yet consumed.</summary>
+    public long Length
+    {
+        get
+        {
+            BufferSegment? head = _chain.Head;
+            return head is null ? 0 : _chain.EndIndex - head.RunningIndex - _headStart;
+        }
+    }
+
+    /// <summary>The most bytes the writer may hold at once (<see cref="SegmentedBufferOptions.MaxLength"/>).</summary>
+    public long MaxLength => _maxLength;
+
+    /// <summary>
+    /// Returns memory to write at least <paramref name="sizeHint"/> bytes into (at least one byte for 0): the rest of
+    /// the last segment when it has room, else a new segment. It may be longer than asked.
+    /// </summary>
+    /// <param name="sizeHint">Bytes needed, 0 for "any". A hint above the growth's largest segment gets one segment of that size.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="sizeHint"/> is negative, or larger than the pool's largest buffer.</exception>
+    /// <exception cref="InvalidOperationException">The bytes asked for would take the writer past <see cref="MaxLength"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    public Memory<byte> GetMemory(int sizeHint = 0)
+    {
+        if (sizeHint < 0)
+        {
+            SegmentThrowHelper.ThrowNegative(nameof(sizeHint), sizeHint);
+        }
+
+        BufferSegment? tail = _chain.Tail;
+        if (tail is not null && tail.Free >= Math.Max(sizeHint, 1) && _maxLength == long.MaxValue && !_chain.IsDisposed)
+        {
+            return tail.AvailableMemory[tail.End..];
+        }
+
+        return GetMemorySlow(sizeHint);
+    }
+
+    /// <summary>As <see cref="GetMemory"/>, as a span.</summary>
+    /// <inheritdoc cref="GetMemory" />
+    public Span<byte> GetSpan(int sizeHint = 0) => GetMemory(sizeHint).Span;
+
+    /// <summary>Counts <paramref name="count"/> bytes written into the memory the last <see cref="GetMemory"/> or <see cref="GetSpan"/> gave.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or longer than the memory given.</exception>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Advance(int count)
+    {
+        BufferSegment? tail = _chain.Tail;
+        if (tail is not null && (uint)count <= (uint)tail.Free && _maxLength == long.MaxValue && !_chain.IsDisposed)
+        {
+            tail.End += count;
+            return;
+        }
+
+        AdvanceSlow(count);
+    }
+
+    /// <summary>
+    /// The unconsumed data, without copying. Valid until that data is consumed, <see cref="Reset"/> or
+    /// <see cref="Dispose"/>; bytes written later are not in it.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    public ReadOnlySequence<byte> GetReadOnlySequence()
+    {
+        ThrowIfDisposed();
+        BufferSegment? head = _chain.Head;
+        if (head is null)
+        {
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
+        }
+
+        BufferSegment tail = _chain.Tail!;
+        return new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
+    }
+
+    /// <summary>
+    /// Consumes the data before <paramref name="consumed"/> (a position in the sequence <see cref="GetReadOnlySequence"/>
+    /// gave since the last consume or reset): every segment wholly before it goes back to the pool.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The position is not in the unconsumed data.</exception>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    public void AdvanceTo(SequencePosition consumed)
+    {
+        ThrowIfDisposed();
+        object? target = consumed.GetObject();
+        int index = consumed.GetInteger();
+        BufferSegment? head = _chain.Head;
+        if (target is null)
+        {
+            // The start of an empty sequence: nothing to consume.
+            if (index != 0)
+            {
+                SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+            }
+
+            return;
+        }
+
+        for (BufferSegment? segment = head; segment is not null; segment = segment.NextSegment)
+        {
+            if (ReferenceEquals(segment, target))
+            {
+                long count = segment.RunningIndex + index - head!.RunningIndex - _headStart;
+                if (index < 0 || index > segment.End || count < 0)
+                {
+                    SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+                }
+
+                Consume(count);
+                return;
+            }
+        }
+
+        SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+    }
+
+    /// <summary>Consumes the first <paramref name="count"/> bytes: every segment they wholly cover goes back to the pool.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or more than <see cref="Length"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    public void Consume(long count)
+    {
+        ThrowIfDisposed();
+        long length = Length;
+        if ((ulong)count > (ulong)length)
+        {
+            SegmentThrowHelper.ThrowConsumePastLength(count, length);
+        }
+
+        Enter();
+        try
+        {
+            ConsumeUnsynchronized(count);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Forgets every byte, as a new writer would, and ends the message (for the statistics). The first segment is
+    /// kept for the next message; the others go back to the pool.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    public void Reset()
+    {
+        ThrowIfDisposed();
+        Enter();
+        try
+        {
+            long messageLength = _chain.EndIndex - _messageStart;
+            BufferSegment? head = _chain.Head;
+            _chain.ReleaseAfterUnsynchronized(head);
+            if (head is not null)
+            {
+                head.MoveTo(0);
+                head.End = 0;
+            }
+
+            _chain.EndMessage(messageLength);
+            _headStart = 0;
+            _messageStart = 0;
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+    }
+
+    /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
+    public void Dispose()
+    {
+        if (_chain.TryDispose(_chain.EndIndex - _messageStart))
+        {
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    private void ConsumeUnsynchronized(long count)
+    {
+        BufferSegment? head = _chain.Head;
+        while (head is not null)
+        {
+            int unconsumed = head.End - _headStart;
+            if (count < unconsumed || ReferenceEquals(head, _chain.Tail))
+            {
+                _headStart += (int)count;
+                break;
+            }
+
+            count -= unconsumed;
+            _chain.ReleaseHeadUnsynchronized();
+            _headStart = 0;
+            head = _chain.Head;
+        }
+
+        // All consumed: the tail is written again from its start, so a writer used as a queue keeps one segment.
+        if (head is not null && _headStart == head.End && ReferenceEquals(head, _chain.Tail))
+        {
+            head.MoveTo(head.RunningIndex + head.End);
+            head.End = 0;
+            _headStart = 0;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Memory<byte> GetMemorySlow(int sizeHint)
+    {
+        ThrowIfDisposed();
+        int needed = Math.Max(sizeHint, 1);
+        long room = _maxLength - Length;
+        if (needed > room)
+        {
+            SegmentThrowHelper.ThrowWriterFull(Length, _maxLength, needed);
+        }
+
+        BufferSegment? tail = _chain.Tail;
+        if (tail is null || tail.Free < needed)
+        {
+            if (needed > _chain.MaxRentSize)
+            {
+                SegmentThrowHelper.ThrowSizeHintTooLarge(sizeHint, _chain.MaxRentSize);
+            }
+
+            tail = AppendSegment(needed);
+        }
+
+        Memory<byte> memory = tail.AvailableMemory[tail.End..];
+        return memory.Length > room ? memory[..(int)room] : memory;
+    }
+
+    private BufferSegment AppendSegment(int needed)
+    {
+        Enter();
+        BufferSegment segment;
+        try
+        {
+            BufferSegment? tail = _chain.Tail;
+            if (tail is not null && tail.End == 0)
+            {
+                // An empty tail too small for this request is replaced, not left as an empty segment in the data.
+                _chain.ReleaseAfterUnsynchronized(_chain.FindPrevious(tail));
+                if (_chain.Head is null)
+                {
+                    _headStart = 0;
+                }
+            }
+
+            segment = _chain.AppendUnsynchronized(needed);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+
+        // A dispose from another thread meanwhile released the new segment with the rest.
+        ThrowIfDisposed();
+        return segment;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void AdvanceSlow(int count)
+    {
+        ThrowIfDisposed();
+        if (count < 0)
+        {
+            SegmentThrowHelper.ThrowNegative(nameof(count), count);
+        }
+
+        BufferSegment? tail = _chain.Tail;
+        int given = tail is null ? 0 : (int)Math.Min(tail.Free, _maxLength - Length);
+        if (count > given)
+        {
+            SegmentThrowHelper.ThrowAdvancePastMemory(count, given);
+        }
+
+        if (tail is not null)
+        {
+            tail.End += count;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ThrowIfDisposed()
+    {
+        if (_chain.IsDisposed)
+        {
+            SegmentThrowHelper.ThrowDisposed(TypeName);
+        }
+    }
+
+    private void Enter()
+    {
+        if (!_chain.TryEnter())
+        {
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(TypeName, _chain.IsDisposed);
+        }
+    }
+}

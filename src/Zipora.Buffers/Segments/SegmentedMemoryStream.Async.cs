@@ -1,0 +1,135 @@
+using System;
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The asynchronous members, and copying out. The data is in memory, so every operation completes at once; a
+/// cancelled token gives a cancelled task and an error a faulted one, as <see cref="MemoryStream"/>'s do.
+/// </summary>
+public sealed partial class SegmentedMemoryStream
+{
+    /// <inheritdoc cref="Read(Span{byte})" />
+    [SuppressMessage("ApiDesign", "RS0027:API with optional parameter(s) should have the most parameters amongst its public overloads", Justification = "Stream's own overloads, overridden: their shape is Stream's.")]
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
+        try
+        {
+            return new ValueTask<int>(Read(buffer.Span));
+        }
+        catch (Exception exception)
+        {
+            // The asynchronous contract: the error travels in the task.
+            return ValueTask.FromException<int>(exception);
+        }
+    }
+
+    /// <inheritdoc cref="Read(byte[], int, int)" />
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+    {
+        ValidateBufferArguments(buffer, offset, count);
+        return ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+    }
+
+    /// <inheritdoc cref="Write(ReadOnlySpan{byte})" />
+    [SuppressMessage("ApiDesign", "RS0027:API with optional parameter(s) should have the most parameters amongst its public overloads", Justification = "Stream's own overloads, overridden: their shape is Stream's.")]
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        try
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception exception)
+        {
+            // The asynchronous contract: the error travels in the task.
+            return ValueTask.FromException(exception);
+        }
+    }
+
+    /// <inheritdoc cref="Write(byte[], int, int)" />
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+    {
+        ValidateBufferArguments(buffer, offset, count);
+        return WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+    }
+
+    /// <summary>Does nothing, or gives a cancelled task for a cancelled token.</summary>
+    public override Task FlushAsync(CancellationToken cancellationToken) =>
+        cancellationToken.IsCancellationRequested ? Task.FromCanceled(cancellationToken) : Task.CompletedTask;
+
+    /// <summary>Writes the bytes from the position to the end to <paramref name="destination"/>, each segment's memory directly; the position moves to the end.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="destination"/> cannot be written.</exception>
+    /// <exception cref="ObjectDisposedException">This stream or <paramref name="destination"/> was disposed.</exception>
+    public override void CopyTo(Stream destination, int bufferSize)
+    {
+        ValidateCopyToArguments(destination, bufferSize);
+        ThrowIfDisposed();
+        foreach (ReadOnlyMemory<byte> memory in TakeRest())
+        {
+            destination.Write(memory.Span);
+        }
+    }
+
+    /// <inheritdoc cref="CopyTo(Stream, int)" />
+    public override Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
+    {
+        ValidateCopyToArguments(destination, bufferSize);
+        ThrowIfDisposed();
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken);
+        }
+
+        return CopyToAsyncCore(TakeRest(), destination, cancellationToken);
+    }
+
+    /// <summary>Writes the whole contents to <paramref name="stream"/>, each segment's memory directly, whatever the position (which does not move).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ObjectDisposedException">This stream was disposed.</exception>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        foreach (ReadOnlyMemory<byte> memory in GetReadOnlySequence())
+        {
+            stream.Write(memory.Span);
+        }
+    }
+
+    private static async Task CopyToAsyncCore(ReadOnlySequence<byte> rest, Stream destination, CancellationToken cancellationToken)
+    {
+        foreach (ReadOnlyMemory<byte> memory in rest)
+        {
+            await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The bytes from the position to the end; the position moves to the end (as <see cref="MemoryStream"/>'s copy does).</summary>
+    private ReadOnlySequence<byte> TakeRest()
+    {
+        ReadOnlySequence<byte> contents = GetReadOnlySequence();
+        if (_position >= contents.Length)
+        {
+            return ReadOnlySequence<byte>.Empty;
+        }
+
+        ReadOnlySequence<byte> rest = contents.Slice(_position);
+        _position = contents.Length;
+        return rest;
+    }
+}

@@ -1,0 +1,144 @@
+using System;
+
+namespace Zipora.Buffers;
+
+/// <summary>Finding a position among the segments, and growing and shortening the stream.</summary>
+public sealed partial class SegmentedMemoryStream
+{
+    private void WriteSlow(ReadOnlySpan<byte> buffer)
+    {
+        if (_position > _maxLength - buffer.Length)
+        {
+            SegmentThrowHelper.ThrowStreamTooLong(_position, buffer.Length, _maxLength);
+        }
+
+        long length = _chain.EndIndex;
+        long end = _position + buffer.Length;
+        if (end > length)
+        {
+            // The part past the end is appended first (with zeros before it when the position is past the end): it
+            // is the only part that can fail, and a failure leaves the stream as it was.
+            int overlap = (int)Math.Max(0, length - _position);
+            Enter();
+            try
+            {
+                ExtendUnsynchronized(Math.Max(0, _position - length), buffer[overlap..]);
+            }
+            finally
+            {
+                _chain.Exit();
+            }
+
+            buffer = buffer[..overlap];
+        }
+
+        if (!buffer.IsEmpty)
+        {
+            Overwrite(_position, buffer);
+        }
+
+        _position = end;
+    }
+
+    /// <summary>Appends <paramref name="zeros"/> zero bytes, then <paramref name="data"/>; on failure, shortens the stream back.</summary>
+    private void ExtendUnsynchronized(long zeros, ReadOnlySpan<byte> data)
+    {
+        long length = _chain.EndIndex;
+        try
+        {
+            while (zeros > 0)
+            {
+                BufferSegment tail = TailWithRoomUnsynchronized(zeros);
+                int part = (int)Math.Min(tail.Free, zeros);
+
+                // Pool memory is not zeroed, and a shortened segment still holds its old bytes past the end.
+                tail.AvailableMemory.Span.Slice(tail.End, part).Clear();
+                tail.End += part;
+                zeros -= part;
+            }
+
+            while (!data.IsEmpty)
+            {
+                BufferSegment tail = TailWithRoomUnsynchronized(data.Length);
+                int part = Math.Min(tail.Free, data.Length);
+                data[..part].CopyTo(tail.AvailableMemory.Span[tail.End..]);
+                tail.End += part;
+                data = data[part..];
+            }
+        }
+        catch
+        {
+            // Out of memory (or past the pool's limit): give back what this call rented, then let the caller see why.
+            TruncateUnsynchronized(length);
+            throw;
+        }
+    }
+
+    private BufferSegment TailWithRoomUnsynchronized(long wanted)
+    {
+        BufferSegment? tail = _chain.Tail;
+        if (tail is not null && tail.Free > 0)
+        {
+            return tail;
+        }
+
+        return _chain.AppendUnsynchronized((int)Math.Min(wanted, _maxSegmentSize));
+    }
+
+    /// <summary>Shortens the stream to <paramref name="length"/> bytes, giving every segment past it back.</summary>
+    private void TruncateUnsynchronized(long length)
+    {
+        // The cursor may be among the segments let go of: a released segment may already serve another buffer.
+        _cursor = null;
+        if (length == 0)
+        {
+            _chain.ReleaseAfterUnsynchronized(null);
+            return;
+        }
+
+        BufferSegment last = Locate(length - 1);
+        last.End = (int)(length - last.RunningIndex);
+        _chain.ReleaseAfterUnsynchronized(last);
+        _cursor = null;
+    }
+
+    /// <summary>Copies <paramref name="data"/> over the bytes held from <paramref name="position"/> on (all within the length).</summary>
+    private void Overwrite(long position, ReadOnlySpan<byte> data)
+    {
+        BufferSegment segment = Locate(position);
+        int offset = (int)(position - segment.RunningIndex);
+        while (true)
+        {
+            int part = Math.Min(segment.End - offset, data.Length);
+            data[..part].CopyTo(segment.AvailableMemory.Span[offset..]);
+            data = data[part..];
+            if (data.IsEmpty)
+            {
+                break;
+            }
+
+            segment = segment.NextSegment!;
+            offset = 0;
+        }
+
+        _cursor = segment;
+    }
+
+    /// <summary>The segment that holds the byte at <paramref name="position"/> (below the length).</summary>
+    private BufferSegment Locate(long position)
+    {
+        BufferSegment? segment = _cursor;
+        if (segment is null || segment.RunningIndex > position)
+        {
+            segment = _chain.Head!;
+        }
+
+        while (position >= segment.RunningIndex + segment.End)
+        {
+            segment = segment.NextSegment!;
+        }
+
+        _cursor = segment;
+        return segment;
+    }
+}

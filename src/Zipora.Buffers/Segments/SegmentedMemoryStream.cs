@@ -1,0 +1,377 @@
+using System;
+using System.Buffers;
+using System.IO;
+using System.Runtime.CompilerServices;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// A seekable, growable <see cref="Stream"/> over pooled segments, for wherever a <see cref="MemoryStream"/> is used:
+/// it grows without copying what it holds, and gives its memory back to the pool on dispose.
+/// </summary>
+/// <remarks>
+/// <para>
+/// It behaves as <see cref="MemoryStream"/> does: the position may be set anywhere from 0 up, also past the end (a
+/// read there returns 0 bytes, a write there fills the gap with zeros), <see cref="SetLength"/> grows with zeros and
+/// shrinks by giving the segments past the end back, a seek before the start throws <see cref="IOException"/>.
+/// <see cref="SegmentedBufferOptions.MaxLength"/> plays the part of a fixed capacity: a write past it throws
+/// <see cref="IOException"/> and leaves the stream as it was.
+/// </para>
+/// <para>
+/// Native memory has no array, so there is no <c>GetBuffer</c> or <c>TryGetBuffer</c>: <see cref="GetReadOnlySequence"/>
+/// gives the contents without copying, and <see cref="TryGetSingleSegment"/> gives them as one memory when they fit in
+/// one segment. Both stay valid until the stream is next written, shortened or disposed. <see cref="Stream.CopyTo(Stream)"/>,
+/// <see cref="Stream.CopyToAsync(Stream)"/> and <see cref="WriteTo"/> write each segment's memory straight to the destination.
+/// </para>
+/// <para>
+/// Not thread-safe (as <see cref="MemoryStream"/>), except <see cref="Stream.Dispose()"/>, which may come from any
+/// thread, twice or racing. A stream dropped without dispose has its segments reclaimed by the pool, as a
+/// <see cref="SegmentedBufferWriter"/>'s are.
+/// </para>
+/// </remarks>
+public sealed partial class SegmentedMemoryStream : Stream
+{
+    private const string TypeName = nameof(SegmentedMemoryStream);
+
+    private SegmentChain _chain;
+    private long _position;
+
+    // The segment the last read or write ended in: sequential access finds its place without walking from the head.
+    private BufferSegment? _cursor;
+    private readonly long _maxLength;
+    private readonly int _maxSegmentSize;
+
+    /// <summary>Creates an empty stream over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
+    public SegmentedMemoryStream()
+        : this(SegmentedBufferOptions.Default)
+    {
+    }
+
+    /// <summary>Creates an empty stream with <paramref name="options"/> (read now; later changes do not affect it).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
+    public SegmentedMemoryStream(SegmentedBufferOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _chain.Initialize(options);
+        _maxLength = options.MaxLength;
+        _maxSegmentSize = options.MaxSegmentSize;
+        if (options.ResolvePool() is not TieredMemoryPool)
+        {
+            // The finalizer only corrects a TieredMemoryPool's counts.
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    /// <summary>Corrects the pool's counts for a stream dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
+    ~SegmentedMemoryStream() => Dispose(false);
+
+    /// <summary>True until the stream is disposed.</summary>
+    public override bool CanRead => !_chain.IsDisposed;
+
+    /// <summary>True until the stream is disposed.</summary>
+    public override bool CanSeek => !_chain.IsDisposed;
+
+    /// <summary>True until the stream is disposed.</summary>
+    public override bool CanWrite => !_chain.IsDisposed;
+
+    /// <summary>The bytes the stream holds.</summary>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override long Length
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return _chain.EndIndex;
+        }
+    }
+
+    /// <summary>The most bytes the stream may hold (<see cref="SegmentedBufferOptions.MaxLength"/>).</summary>
+    public long MaxLength => _maxLength;
+
+    /// <summary>Where the next read or write starts: from 0 up, also past the end.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override long Position
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return _position;
+        }
+
+        set
+        {
+            ThrowIfDisposed();
+            if (value < 0)
+            {
+                SegmentThrowHelper.ThrowNegative(nameof(value), value);
+            }
+
+            _position = value;
+        }
+    }
+
+    /// <summary>Reads up to <paramref name="buffer"/>'s length from the position; 0 at or past the end.</summary>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override int Read(Span<byte> buffer)
+    {
+        ThrowIfDisposed();
+        long available = _chain.EndIndex - _position;
+        if (available <= 0 || buffer.IsEmpty)
+        {
+            return 0;
+        }
+
+        int count = (int)Math.Min(buffer.Length, available);
+        BufferSegment segment = Locate(_position);
+        int offset = (int)(_position - segment.RunningIndex);
+        int copied = 0;
+        while (true)
+        {
+            int part = Math.Min(segment.End - offset, count - copied);
+            segment.Memory.Span.Slice(offset, part).CopyTo(buffer[copied..]);
+            copied += part;
+            if (copied == count)
+            {
+                break;
+            }
+
+            segment = segment.NextSegment!;
+            offset = 0;
+        }
+
+        _cursor = segment;
+        _position += count;
+        return count;
+    }
+
+    /// <inheritdoc cref="Read(Span{byte})" />
+    /// <exception cref="ArgumentNullException"><paramref name="buffer"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="offset"/> or <paramref name="count"/> is outside <paramref name="buffer"/>.</exception>
+    public override int Read(byte[] buffer, int offset, int count)
+    {
+        ValidateBufferArguments(buffer, offset, count);
+        return Read(buffer.AsSpan(offset, count));
+    }
+
+    /// <summary>Reads one byte, or returns -1 at or past the end.</summary>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override int ReadByte()
+    {
+        ThrowIfDisposed();
+        if (_position >= _chain.EndIndex)
+        {
+            return -1;
+        }
+
+        BufferSegment segment = Locate(_position);
+        byte value = segment.Memory.Span[(int)(_position - segment.RunningIndex)];
+        _position++;
+        return value;
+    }
+
+    /// <summary>Writes <paramref name="buffer"/> at the position, growing the stream (zero-filling a gap before it) as needed.</summary>
+    /// <exception cref="IOException">The write would take the stream past <see cref="MaxLength"/>; nothing was written.</exception>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        ThrowIfDisposed();
+        BufferSegment? tail = _chain.Tail;
+        if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _maxLength == long.MaxValue)
+        {
+            // Appending into the tail's room: the common case, no guard needed.
+            buffer.CopyTo(tail.AvailableMemory.Span[tail.End..]);
+            tail.End += buffer.Length;
+            _position += buffer.Length;
+            return;
+        }
+
+        WriteSlow(buffer);
+    }
+
+    /// <inheritdoc cref="Write(ReadOnlySpan{byte})" />
+    /// <exception cref="ArgumentNullException"><paramref name="buffer"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="offset"/> or <paramref name="count"/> is outside <paramref name="buffer"/>.</exception>
+    public override void Write(byte[] buffer, int offset, int count)
+    {
+        ValidateBufferArguments(buffer, offset, count);
+        Write(buffer.AsSpan(offset, count));
+    }
+
+    /// <summary>Writes one byte at the position.</summary>
+    /// <inheritdoc cref="Write(ReadOnlySpan{byte})" />
+    public override void WriteByte(byte value) => Write(new ReadOnlySpan<byte>(in value));
+
+    /// <summary>Moves the position by <paramref name="offset"/> from <paramref name="origin"/>; past the end is allowed.</summary>
+    /// <returns>The new position.</returns>
+    /// <exception cref="IOException">The position would be negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The position would overflow a <see cref="long"/>.</exception>
+    /// <exception cref="ArgumentException"><paramref name="origin"/> is not a <see cref="SeekOrigin"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override long Seek(long offset, SeekOrigin origin)
+    {
+        ThrowIfDisposed();
+        long start = origin switch
+        {
+            SeekOrigin.Begin => 0,
+            SeekOrigin.Current => _position,
+            SeekOrigin.End => _chain.EndIndex,
+            _ => InvalidOrigin(origin),
+        };
+        long position = start + offset;
+        if (offset > 0 && position < start)
+        {
+            SegmentThrowHelper.ThrowSeekOverflow(offset);
+        }
+
+        if (position < 0)
+        {
+            SegmentThrowHelper.ThrowSeekBeforeBegin();
+        }
+
+        _position = position;
+        return position;
+    }
+
+    /// <summary>
+    /// Sets the length: a longer stream is filled with zeros, a shorter one gives the segments past its end back to
+    /// the pool. A position past the new end moves to it, as <see cref="MemoryStream"/>'s does.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is negative or above <see cref="MaxLength"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public override void SetLength(long value)
+    {
+        ThrowIfDisposed();
+        if ((ulong)value > (ulong)_maxLength)
+        {
+            SegmentThrowHelper.ThrowLengthOutOfRange(value, _maxLength);
+        }
+
+        Enter();
+        try
+        {
+            long length = _chain.EndIndex;
+            if (value > length)
+            {
+                ExtendUnsynchronized(value - length, []);
+            }
+            else if (value < length)
+            {
+                TruncateUnsynchronized(value);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+
+        if (_position > value)
+        {
+            _position = value;
+        }
+    }
+
+    /// <summary>Does nothing: the data is in memory already.</summary>
+    public override void Flush()
+    {
+    }
+
+    /// <summary>The contents, without copying; valid until the stream is next written, shortened or disposed.</summary>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public ReadOnlySequence<byte> GetReadOnlySequence()
+    {
+        ThrowIfDisposed();
+        BufferSegment? head = _chain.Head;
+        if (head is null)
+        {
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
+        }
+
+        BufferSegment tail = _chain.Tail!;
+        return new ReadOnlySequence<byte>(head, 0, tail, tail.End);
+    }
+
+    /// <summary>
+    /// Gives the contents as one memory, without copying, when they lie in one segment (or the stream is empty); the
+    /// stand-in for <see cref="MemoryStream.TryGetBuffer"/>, since native memory has no array. Valid until the stream
+    /// is next written, shortened or disposed.
+    /// </summary>
+    /// <returns>Whether the contents fit in one segment.</returns>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public bool TryGetSingleSegment(out ReadOnlyMemory<byte> contents)
+    {
+        ReadOnlySequence<byte> sequence = GetReadOnlySequence();
+        if (sequence.IsSingleSegment)
+        {
+            contents = sequence.First;
+            return true;
+        }
+
+        contents = default;
+        return false;
+    }
+
+    /// <summary>The contents in a new array, whatever the position.</summary>
+    /// <exception cref="InvalidOperationException">The stream is longer than an array can be.</exception>
+    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    public byte[] ToArray()
+    {
+        ReadOnlySequence<byte> contents = GetReadOnlySequence();
+        if (contents.Length > Array.MaxLength)
+        {
+            SegmentThrowHelper.ThrowTooLongForArray(contents.Length);
+        }
+
+        if (contents.IsEmpty)
+        {
+            return [];
+        }
+
+        byte[] array = GC.AllocateUninitializedArray<byte>((int)contents.Length);
+        contents.CopyTo(array);
+        return array;
+    }
+
+    /// <summary>Returns every segment to the pool (a second call, from any thread, does nothing); from the finalizer, only corrects the pool's counts.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _ = _chain.TryDispose(_chain.EndIndex);
+            _cursor = null;
+        }
+        else
+        {
+            // The finalizer must not touch memory: a sequence taken from the stream may still be read elsewhere, and
+            // it keeps the blocks reachable (the pool reclaims them once nothing does).
+            _chain.NoteLeaked();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ThrowIfDisposed()
+    {
+        if (_chain.IsDisposed)
+        {
+            SegmentThrowHelper.ThrowDisposed(TypeName);
+        }
+    }
+
+    private void Enter()
+    {
+        if (!_chain.TryEnter())
+        {
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(TypeName, _chain.IsDisposed);
+        }
+    }
+
+    private static long InvalidOrigin(SeekOrigin origin)
+    {
+        SegmentThrowHelper.ThrowInvalidOrigin(origin);
+        return 0;
+    }
+}

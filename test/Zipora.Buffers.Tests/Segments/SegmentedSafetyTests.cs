@@ -1,0 +1,175 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Misuse that must stay harmless: disposes racing each other or a growing or consuming thread, memory kept past a
+/// dispose. Whatever happens, no block is returned twice (the pool's rents and returns balance, nothing stays in use)
+/// and the only exceptions are the documented ones.
+/// </summary>
+public sealed class SegmentedSafetyTests
+{
+    [Fact]
+    public void TwoThreadsDisposingOneWriterAtOnceReturnEachSegmentOnce()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 32 * 1024 };
+        for (int round = 0; round < 300; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            writer.Write(new byte[50_000]);
+            using var start = new Barrier(2);
+            Thread other = Started(() =>
+            {
+                start.SignalAndWait();
+                writer.Dispose();
+            });
+            start.SignalAndWait();
+            writer.Dispose();
+            other.Join();
+        }
+
+        AssertBalanced(pool);
+    }
+
+    [Fact]
+    public void TwoThreadsDisposingOneStreamAtOnceReturnEachSegmentOnce()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 32 * 1024 };
+        for (int round = 0; round < 300; round++)
+        {
+            var stream = new SegmentedMemoryStream(options);
+            stream.Write(new byte[50_000]);
+            using var start = new Barrier(2);
+            Thread other = Started(() =>
+            {
+                start.SignalAndWait();
+                stream.Dispose();
+            });
+            start.SignalAndWait();
+            stream.Dispose();
+            other.Join();
+        }
+
+        AssertBalanced(pool);
+    }
+
+    [Fact]
+    public void ADisposeRacingAGrowingAndConsumingThreadNeverReturnsASegmentTwice()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 256, MaxSegmentSize = 4096 };
+        var seen = new ConcurrentDictionary<Type, int>();
+        for (int round = 0; round < 200; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            using var start = new Barrier(2);
+            Thread user = Started(() =>
+            {
+                start.SignalAndWait();
+                try
+                {
+                    for (int i = 0; i < 200; i++)
+                    {
+                        writer.GetMemory(100 + (i * 37 % 3000));
+                        writer.Advance(50);
+                        if (i % 3 == 0)
+                        {
+                            writer.Consume(writer.Length / 2);
+                        }
+
+                        if (i % 50 == 0)
+                        {
+                            writer.Reset();
+                        }
+                    }
+                }
+                catch (Exception exception) when (exception is ObjectDisposedException or InvalidOperationException or ArgumentOutOfRangeException)
+                {
+                    // The documented outcomes of using a writer that another thread disposes: the test counts them.
+                    seen.AddOrUpdate(exception.GetType(), 1, static (_, count) => count + 1);
+                }
+            });
+            start.SignalAndWait();
+            Thread.SpinWait(round * 50);
+            writer.Dispose();
+            user.Join();
+        }
+
+        AssertBalanced(pool);
+        Assert.All(seen.Keys, type => Assert.True(type == typeof(ObjectDisposedException) || type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException)));
+    }
+
+    [Fact]
+    public void MemoryKeptPastDisposeThrowsObjectDisposedUntilItsBlockIsRentedAgain()
+    {
+        using var pool = new TieredMemoryPool();
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        Memory<byte> kept = writer.GetMemory(100);
+        writer.Advance(10);
+        writer.Dispose();
+
+        // The block is back in the pool: its memory refuses every use (the documented validity ends at dispose).
+        Assert.Throws<ObjectDisposedException>(() => kept.Span[0] = 1);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Fact]
+    public void TwoThreadsGrowingOneWriterAtOnceAreToldAndLoseNothing()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 64 };
+        int refused = 0;
+        for (int round = 0; round < 100; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            using var start = new Barrier(2);
+            void Grow()
+            {
+                start.SignalAndWait();
+                for (int i = 0; i < 500; i++)
+                {
+                    try
+                    {
+                        writer.GetMemory(1000);
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // The guard told this thread another one was growing the writer: that is what is proved here.
+                        Interlocked.Increment(ref refused);
+                    }
+                }
+            }
+
+            Thread other = Started(Grow);
+            Grow();
+            other.Join();
+            writer.Dispose();
+        }
+
+        AssertBalanced(pool);
+        TestContext.Current.TestOutputHelper?.WriteLine($"concurrent growths refused: {refused}");
+    }
+
+    private static Thread Started(Action work)
+    {
+        var thread = new Thread(() => work()) { IsBackground = true };
+        thread.Start();
+        return thread;
+    }
+
+    private static void AssertBalanced(TieredMemoryPool pool)
+    {
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(statistics.Small.Rents, statistics.Small.Returns);
+        Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
+        Assert.Equal(statistics.Large.Rents, statistics.Large.Returns);
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+    }
+}
