@@ -33,7 +33,7 @@ public sealed class SegmentedStatisticsTests
         Assert.Equal(3, done.MessageSegments);
         Assert.Equal(1.5, done.MeanSegmentsPerMessage);
         Assert.Equal(10_000, done.LargestMessage);
-        Assert.Contains("segments/message 1.5", done.ToString(), StringComparison.Ordinal);
+        Assert.Contains("1.5 segments per message", done.ToString(), StringComparison.Ordinal);
         Assert.Contains("segmented: live 0", pool.GetStatistics().ToString(), StringComparison.Ordinal);
     }
 
