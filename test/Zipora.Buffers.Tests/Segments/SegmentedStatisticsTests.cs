@@ -34,7 +34,7 @@ public sealed class SegmentedStatisticsTests
         Assert.Equal(1.5, done.MeanSegmentsPerMessage);
         Assert.Equal(10_000, done.LargestMessage);
         Assert.Contains("1.5 segments per message", done.ToString(), StringComparison.Ordinal);
-        Assert.Contains("segmented: live 0", pool.GetStatistics().ToString(), StringComparison.Ordinal);
+        Assert.Contains("segmented buffers: 0 live", pool.GetStatistics().ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
