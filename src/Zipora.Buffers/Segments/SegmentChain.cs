@@ -82,6 +82,26 @@ internal struct SegmentChain
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnter() => Interlocked.CompareExchange(ref _state, Busy, Free) == Free;
 
+    /// <summary>Takes the guard, or throws naming <paramref name="typeName"/>: it was disposed, or another thread is inside.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enter(string typeName)
+    {
+        if (!TryEnter())
+        {
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, IsDisposed);
+        }
+    }
+
+    /// <summary>Throws <see cref="System.ObjectDisposedException"/> naming <paramref name="typeName"/> once the buffer is disposed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void ThrowIfDisposed(string typeName)
+    {
+        if (IsDisposed)
+        {
+            SegmentThrowHelper.ThrowDisposed(typeName);
+        }
+    }
+
     /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
     public void Exit()
     {

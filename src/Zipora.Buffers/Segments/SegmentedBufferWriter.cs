@@ -135,7 +135,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         BufferSegment? head = _chain.Head;
         if (head is null)
         {
@@ -155,7 +155,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void AdvanceTo(SequencePosition consumed)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         object? target = consumed.GetObject();
         int index = consumed.GetInteger();
         BufferSegment? head = _chain.Head;
@@ -193,14 +193,14 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Consume(long count)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         long length = Length;
         if ((ulong)count > (ulong)length)
         {
             SegmentThrowHelper.ThrowConsumePastLength(count, length);
         }
 
-        Enter();
+        _chain.Enter(TypeName);
         try
         {
             ConsumeUnsynchronized(count);
@@ -218,8 +218,8 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Reset()
     {
-        ThrowIfDisposed();
-        Enter();
+        _chain.ThrowIfDisposed(TypeName);
+        _chain.Enter(TypeName);
         try
         {
             long messageLength = _chain.EndIndex - _messageStart;
@@ -280,7 +280,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     [MethodImpl(MethodImplOptions.NoInlining)]
     private Memory<byte> GetMemorySlow(int sizeHint)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         int needed = Math.Max(sizeHint, 1);
         long room = _maxLength - Length;
         if (needed > room)
@@ -305,7 +305,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
     private BufferSegment AppendSegment(int needed)
     {
-        Enter();
+        _chain.Enter(TypeName);
         BufferSegment segment;
         try
         {
@@ -328,14 +328,14 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         }
 
         // A dispose from another thread meanwhile released the new segment with the rest.
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         return segment;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void AdvanceSlow(int count)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         if (count < 0)
         {
             SegmentThrowHelper.ThrowNegative(nameof(count), count);
@@ -351,23 +351,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         if (tail is not null)
         {
             tail.End += count;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ThrowIfDisposed()
-    {
-        if (_chain.IsDisposed)
-        {
-            SegmentThrowHelper.ThrowDisposed(TypeName);
-        }
-    }
-
-    private void Enter()
-    {
-        if (!_chain.TryEnter())
-        {
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(TypeName, _chain.IsDisposed);
         }
     }
 }

@@ -79,7 +79,7 @@ public sealed partial class SegmentedMemoryStream
     public override void CopyTo(Stream destination, int bufferSize)
     {
         ValidateCopyToArguments(destination, bufferSize);
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         foreach (ReadOnlyMemory<byte> memory in TakeRest())
         {
             destination.Write(memory.Span);
@@ -90,7 +90,7 @@ public sealed partial class SegmentedMemoryStream
     public override Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
     {
         ValidateCopyToArguments(destination, bufferSize);
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         if (cancellationToken.IsCancellationRequested)
         {
             return Task.FromCanceled(cancellationToken);

@@ -19,7 +19,7 @@ public sealed partial class SegmentedMemoryStream
             // The part past the end is appended first (with zeros before it when the position is past the end): it
             // is the only part that can fail, and a failure leaves the stream as it was.
             int overlap = (int)Math.Max(0, length - _position);
-            Enter();
+            _chain.Enter(TypeName);
             try
             {
                 ExtendUnsynchronized(Math.Max(0, _position - length), buffer[overlap..]);

@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.IO;
-using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers;
 
@@ -81,7 +80,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     {
         get
         {
-            ThrowIfDisposed();
+            _chain.ThrowIfDisposed(TypeName);
             return _chain.EndIndex;
         }
     }
@@ -96,13 +95,13 @@ public sealed partial class SegmentedMemoryStream : Stream
     {
         get
         {
-            ThrowIfDisposed();
+            _chain.ThrowIfDisposed(TypeName);
             return _position;
         }
 
         set
         {
-            ThrowIfDisposed();
+            _chain.ThrowIfDisposed(TypeName);
             if (value < 0)
             {
                 SegmentThrowHelper.ThrowNegative(nameof(value), value);
@@ -116,7 +115,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int Read(Span<byte> buffer)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         long available = _chain.EndIndex - _position;
         if (available <= 0 || buffer.IsEmpty)
         {
@@ -159,7 +158,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int ReadByte()
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         if (_position >= _chain.EndIndex)
         {
             return -1;
@@ -176,7 +175,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override void Write(ReadOnlySpan<byte> buffer)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         BufferSegment? tail = _chain.Tail;
         if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _maxLength == long.MaxValue)
         {
@@ -211,7 +210,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override long Seek(long offset, SeekOrigin origin)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         long start = origin switch
         {
             SeekOrigin.Begin => 0,
@@ -242,13 +241,13 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override void SetLength(long value)
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         if ((ulong)value > (ulong)_maxLength)
         {
             SegmentThrowHelper.ThrowLengthOutOfRange(value, _maxLength);
         }
 
-        Enter();
+        _chain.Enter(TypeName);
         try
         {
             long length = _chain.EndIndex;
@@ -281,7 +280,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        ThrowIfDisposed();
+        _chain.ThrowIfDisposed(TypeName);
         BufferSegment? head = _chain.Head;
         if (head is null)
         {
@@ -350,23 +349,6 @@ public sealed partial class SegmentedMemoryStream : Stream
         }
 
         base.Dispose(disposing);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ThrowIfDisposed()
-    {
-        if (_chain.IsDisposed)
-        {
-            SegmentThrowHelper.ThrowDisposed(TypeName);
-        }
-    }
-
-    private void Enter()
-    {
-        if (!_chain.TryEnter())
-        {
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(TypeName, _chain.IsDisposed);
-        }
     }
 
     private static long InvalidOrigin(SeekOrigin origin)
