@@ -17,7 +17,8 @@ namespace Zipora.Buffers.KestrelSample;
 /// <summary>
 /// A minimal API whose Kestrel connection buffers all come from the tiered pool. Endpoints:
 /// <c>GET /pool</c> (the pool's statistics), <c>GET /hello</c> (a small response, for load tests), <c>GET /bytes/{n}?seed=s</c> (n pseudo-random bytes, their SHA-256 in
-/// the <c>X-Content-SHA256</c> header, lower-case hex as <c>sha256sum</c> prints it) and <c>POST /sha256</c> (the SHA-256 and length of the request body).
+/// the <c>X-Content-SHA256</c> header, lower-case hex as <c>sha256sum</c> prints it), <c>POST /sha256</c> (the SHA-256 and length of the request body),
+/// and the segmented buffers' <c>GET /json/{items}</c> and <c>POST /gzip</c> (see <see cref="SegmentedEndpoints"/>).
 /// </summary>
 public static class KestrelSampleApp
 {
@@ -61,6 +62,7 @@ public static class KestrelSampleApp
         app.MapGet("/bytes/{length:long}", WriteBytesAsync);
         app.MapPost("/sha256", (Delegate)HashBodyAsync);
         app.MapGet("/hello", () => "Hello from Kestrel on Zipora.Buffers");
+        SegmentedEndpoints.Map(app);
         return app;
     }
 

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Diagnostics;
 using System.Threading;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
@@ -12,6 +13,10 @@ namespace Zipora.Buffers;
 internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 {
     private IMemoryOwner<byte>? _owner;
+
+    // A pool block's generation when it was attached (a pooled block has no owner of its own to check it, see
+    // BlockRelease); 0 for another pool's owner.
+    private int _generation;
 
     // The whole memory usable in this segment, fixed while it holds a block; Memory (the base's) is its written prefix.
     private Memory<byte> _available;
@@ -46,6 +51,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     public void Attach(IMemoryOwner<byte> owner, long runningIndex)
     {
         Debug.Assert(_owner is null, "a cached segment holds no block");
+        _generation = owner is NativeMemoryManager block ? block.Generation : 0;
         _owner = owner;
         _available = owner.Memory;
         RunningIndex = runningIndex;
@@ -59,27 +65,26 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     public void MoveTo(long runningIndex) => RunningIndex = runningIndex;
 
     /// <summary>
-    /// Returns the block to its pool and forgets everything. The block is taken away with an atomic exchange, so of
-    /// two calls at once only one returns it (and only that one may pool the object): a block is never returned twice.
+    /// Takes the block away from the segment and forgets everything; the caller then gives the block back with
+    /// <see cref="BlockRelease.Dispose"/>. The block is taken with an atomic exchange, so of two calls at once only
+    /// one gets it (and only that one may pool the object): a block is never returned twice.
     /// </summary>
-    /// <param name="capacity">The bytes the segment held.</param>
-    /// <returns>Whether this call took the block; false when another call released it first.</returns>
-    public bool TryRelease(out int capacity)
+    /// <returns>Whether this call took the block; false when another call took it first.</returns>
+    public bool TryDetach(out BlockRelease block)
     {
         IMemoryOwner<byte>? owner = Interlocked.Exchange(ref _owner, null);
         if (owner is null)
         {
-            capacity = 0;
+            block = default;
             return false;
         }
 
-        capacity = _available.Length;
+        block = new BlockRelease(owner, _generation, _available.Length);
         _available = default;
         _end = 0;
         Memory = default;
         Next = null;
         RunningIndex = 0;
-        owner.Dispose();
         return true;
     }
 }

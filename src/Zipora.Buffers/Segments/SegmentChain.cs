@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading;
@@ -18,8 +19,11 @@ namespace Zipora.Buffers;
 /// and return that buffer's block: a block handed to two owners. <see cref="TryDispose"/> may come from any thread at
 /// any time; the thread inside a guarded call then releases everything as it leaves.
 /// </para>
-/// <para>A segment's memory is written only by its buffer's own calls, so the fast paths (a write that fits the tail)
-/// take no guard.</para>
+/// <para>
+/// Every call that reads or writes a segment's memory, or walks the chain, holds the guard for as long as it does
+/// (an asynchronous copy until it completes): a dispose that comes meanwhile is done by that call as it leaves, so
+/// no call ever touches a segment, or a block, that already went back and may serve another buffer.
+/// </para>
 /// </remarks>
 internal struct SegmentChain
 {
@@ -42,6 +46,7 @@ internal struct SegmentChain
     private int _segmentsThisMessage;
     private int _state;
     private int _disposed;
+    private int _leakNoted;
 
     public readonly BufferSegment? Head => _head;
 
@@ -90,6 +95,13 @@ internal struct SegmentChain
         {
             SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, IsDisposed);
         }
+
+        if (IsDisposed)
+        {
+            // Disposed while another call was inside, which has just left: its release is done here, on the way out.
+            Exit();
+            SegmentThrowHelper.ThrowDisposed(typeName);
+        }
     }
 
     /// <summary>Throws <see cref="System.ObjectDisposedException"/> naming <paramref name="typeName"/> once the buffer is disposed.</summary>
@@ -100,6 +112,16 @@ internal struct SegmentChain
         {
             SegmentThrowHelper.ThrowDisposed(typeName);
         }
+    }
+
+    /// <summary>
+    /// Gives the guard back, then throws <see cref="System.ObjectDisposedException"/> if a dispose came meanwhile: for
+    /// a call that hands out memory, which must not hand out a segment that went back as it left.
+    /// </summary>
+    public void ExitOrThrowIfDisposed(string typeName)
+    {
+        Exit();
+        ThrowIfDisposed(typeName);
     }
 
     /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
@@ -186,6 +208,7 @@ internal struct SegmentChain
     }
 
     /// <summary>Lets go of every segment after <paramref name="last"/> (every segment for <see langword="null"/>); it becomes the tail.</summary>
+    /// <remarks>A block whose owner throws on dispose (another pool's) does not keep the others: each is let go of, then the error is thrown.</remarks>
     public void ReleaseAfterUnsynchronized(BufferSegment? last)
     {
         BufferSegment? next = last is null ? _head : last.NextSegment;
@@ -199,11 +222,24 @@ internal struct SegmentChain
         }
 
         _tail = last;
+        List<Exception>? errors = null;
         while (next is not null)
         {
             BufferSegment current = next;
             next = current.NextSegment;
-            Release(current);
+            try
+            {
+                Release(current);
+            }
+            catch (Exception error)
+            {
+                (errors ??= []).Add(error);
+            }
+        }
+
+        if (errors is not null)
+        {
+            SegmentThrowHelper.ThrowOwnersFailedToDispose(errors);
         }
     }
 
@@ -227,12 +263,17 @@ internal struct SegmentChain
         _nextSegmentSize = _initialSegmentSize;
     }
 
-    /// <summary>Called by the finalizer of a buffer dropped without dispose: only counts, never memory (see the remarks of the buffers).</summary>
-    public readonly void NoteLeaked()
+    /// <summary>
+    /// Called by the finalizer of a buffer dropped without dispose: only counts, never memory (see the remarks of the
+    /// buffers). Once only; a buffer disposed after it (by another object's finalizer, which may run later) releases
+    /// its blocks but counts nothing more, the leak having taken its counts away.
+    /// </summary>
+    public void NoteLeaked()
     {
-        if (!IsDisposed)
+        if (!IsDisposed && Interlocked.Exchange(ref _leakNoted, 1) == 0)
         {
             _counters?.BufferLeaked(_bytesHeld);
+            _counters = null;
         }
     }
 
@@ -261,13 +302,15 @@ internal struct SegmentChain
 
     private void Release(BufferSegment segment)
     {
-        if (segment.TryRelease(out int capacity))
+        if (segment.TryDetach(out BlockRelease block))
         {
-            _bytesHeld -= capacity;
-            _counters?.SegmentReturned(capacity);
+            _bytesHeld -= block.Capacity;
+            _counters?.SegmentReturned(block.Capacity);
 
-            // Only the caller that took the block may pool the object: the exchange in TryRelease makes that one caller.
+            // Only the caller that took the block may pool the object: the exchange in TryDetach makes that one caller.
+            // The object goes back before the block, whose owner may throw (another pool's).
             BufferSegmentCache.Return(segment);
+            block.Dispose();
         }
     }
 }

@@ -1,6 +1,8 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics.CodeAnalysis;
 using System.IO;
+using System.Runtime.ExceptionServices;
 
 namespace Zipora.Buffers;
 
@@ -20,6 +22,17 @@ internal static class SegmentThrowHelper
         }
 
         throw new InvalidOperationException($"This {type} is used by two threads at once; it is not thread-safe (only Dispose may come from any thread).");
+    }
+
+    [DoesNotReturn]
+    public static void ThrowOwnersFailedToDispose(List<Exception> errors)
+    {
+        if (errors.Count == 1)
+        {
+            ExceptionDispatchInfo.Throw(errors[0]);
+        }
+
+        throw new AggregateException("Owners of several segments threw on dispose; every other segment was given back.", errors);
     }
 
     [DoesNotReturn]

@@ -24,9 +24,9 @@ internal sealed class SegmentedBufferCounters
     /// <summary>A message ended (a reset or a dispose): <paramref name="segments"/> segments carried <paramref name="length"/> bytes.</summary>
     public void MessageEnded(int segments, long length)
     {
-        if (segments == 0 && length == 0)
+        if (length == 0)
         {
-            // A writer reset or disposed without a byte written sent no message.
+            // A writer reset or disposed without a byte written sent no message (a segment kept by a reset included).
             return;
         }
 

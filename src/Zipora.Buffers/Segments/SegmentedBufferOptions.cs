@@ -35,8 +35,15 @@ public sealed class SegmentedBufferOptions
     /// </summary>
     public int MaxSegmentSize { get; set; } = DefaultMaxSegmentSize;
 
-    /// <summary>The most bytes the writer or stream may hold at once (default <see cref="long.MaxValue"/>, no limit but memory).</summary>
-    public long MaxLength { get; set; } = long.MaxValue;
+    /// <summary>
+    /// The default <see cref="MaxLength"/>: <see cref="int.MaxValue"/> bytes, as a <see cref="System.IO.MemoryStream"/>
+    /// holds at most. Without a limit, one write far past a stream's end, or one <c>SetLength</c>, would zero-fill
+    /// memory until the process ran out of it.
+    /// </summary>
+    public const long DefaultMaxLength = int.MaxValue;
+
+    /// <summary>The most bytes the writer or stream may hold at once (default <see cref="DefaultMaxLength"/>, 2 GB); raise it for larger messages.</summary>
+    public long MaxLength { get; set; } = DefaultMaxLength;
 
     /// <summary>The pool in force: <see cref="Pool"/>, or the shared pool.</summary>
     internal MemoryPool<byte> ResolvePool() => Pool ?? TieredMemoryPool.Shared;

@@ -14,13 +14,21 @@ public sealed partial class SegmentedBufferWriter
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void CopyTo(Span<byte> destination)
     {
-        ReadOnlySequence<byte> data = GetReadOnlySequence();
-        if (data.Length > destination.Length)
+        _chain.Enter(TypeName);
+        try
         {
-            SegmentThrowHelper.ThrowDestinationTooShort(nameof(destination), destination.Length, data.Length);
-        }
+            ReadOnlySequence<byte> data = DataUnsynchronized();
+            if (data.Length > destination.Length)
+            {
+                SegmentThrowHelper.ThrowDestinationTooShort(nameof(destination), destination.Length, data.Length);
+            }
 
-        data.CopyTo(destination);
+            data.CopyTo(destination);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
     }
 
     /// <summary>Writes the unconsumed data to <paramref name="destination"/>, each segment's memory directly.</summary>
@@ -29,21 +37,38 @@ public sealed partial class SegmentedBufferWriter
     public void CopyTo(Stream destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
-        foreach (ReadOnlyMemory<byte> memory in GetReadOnlySequence())
+        _chain.Enter(TypeName);
+        try
         {
-            destination.Write(memory.Span);
+            foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
+            {
+                destination.Write(memory.Span);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
     /// <summary>Writes the unconsumed data to <paramref name="destination"/>, each segment's memory directly.</summary>
+    /// <remarks>The writer keeps its segments until the copy completes, even if it is disposed meanwhile.</remarks>
     /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public async ValueTask CopyToAsync(Stream destination, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(destination);
-        foreach (ReadOnlyMemory<byte> memory in GetReadOnlySequence())
+        _chain.Enter(TypeName);
+        try
         {
-            await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
+            {
+                await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
@@ -59,9 +84,17 @@ public sealed partial class SegmentedBufferWriter
             SegmentThrowHelper.ThrowCopyIntoItself(nameof(destination));
         }
 
-        foreach (ReadOnlyMemory<byte> memory in GetReadOnlySequence())
+        _chain.Enter(TypeName);
+        try
         {
-            destination.Write(memory.Span);
+            foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
+            {
+                destination.Write(memory.Span);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
@@ -70,19 +103,14 @@ public sealed partial class SegmentedBufferWriter
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public byte[] ToArray()
     {
-        ReadOnlySequence<byte> data = GetReadOnlySequence();
-        if (data.Length > Array.MaxLength)
+        _chain.Enter(TypeName);
+        try
         {
-            SegmentThrowHelper.ThrowTooLongForArray(data.Length);
+            return DataUnsynchronized().ToArrayChecked();
         }
-
-        if (data.IsEmpty)
+        finally
         {
-            return [];
+            _chain.Exit();
         }
-
-        byte[] array = GC.AllocateUninitializedArray<byte>((int)data.Length);
-        data.CopyTo(array);
-        return array;
     }
 }

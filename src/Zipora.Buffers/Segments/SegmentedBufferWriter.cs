@@ -16,16 +16,19 @@ namespace Zipora.Buffers;
 /// segment allocates nothing: a writer created, filled, read and disposed allocates only itself.
 /// </para>
 /// <para>
-/// Validity: the memory <see cref="GetMemory"/> gives, and a sequence <see cref="GetReadOnlySequence"/> gives, stay
-/// valid until the data in them is consumed (<see cref="Consume"/>, <see cref="AdvanceTo"/>), <see cref="Reset"/> or
-/// <see cref="Dispose"/>. After that their segments may hold another buffer's data: read or write them no more (as
+/// Validity: the memory <see cref="GetMemory"/> gives is to be written before the next <see cref="GetMemory"/>,
+/// <see cref="GetSpan"/> or <see cref="Advance"/> (as <see cref="IBufferWriter{T}"/> says: a larger request may
+/// replace an empty last segment). The data, and a sequence <see cref="GetReadOnlySequence"/> gives, stay valid until
+/// they are consumed (<see cref="Consume"/>, <see cref="AdvanceTo"/>), <see cref="Reset"/> or <see cref="Dispose"/>. After that their segments may hold another buffer's data: read or write them no more (as
 /// with a <c>Pipe</c>'s buffers). The process never crashes for it: the pool does not unmap memory returned less
-/// than its idle delay ago.
+/// than its idle delay ago. Positions in a sequence are valid as long as its data: after a <see cref="Reset"/> the
+/// kept segment holds new data, and a position from before it would point into that.
 /// </para>
 /// <para>
-/// Not thread-safe, except <see cref="Dispose"/>, which may come from any thread at any time, twice or racing. Two
-/// threads growing, consuming or resetting at once get <see cref="InvalidOperationException"/>; no segment is ever
-/// returned twice.
+/// Not thread-safe: a call made while another thread is inside one gets <see cref="InvalidOperationException"/>.
+/// <see cref="Dispose"/> may come from any thread at any time, twice or racing: a call that is running (a copy, an
+/// asynchronous one until it completes) keeps the segments until it leaves, so no call reads or writes memory that
+/// went back to the pool, and no segment is ever returned twice.
 /// </para>
 /// <para>
 /// A writer dropped without <see cref="Dispose"/>: its segments become unreachable with it, and a
@@ -72,12 +75,15 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     ~SegmentedBufferWriter() => _chain.NoteLeaked();
 
     /// <summary>Bytes written and not yet consumed.</summary>
+    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public long Length
     {
         get
         {
-            BufferSegment? head = _chain.Head;
-            return head is null ? 0 : _chain.EndIndex - head.RunningIndex - _headStart;
+            _chain.Enter(TypeName);
+            long length = LengthUnsynchronized;
+            _chain.Exit();
+            return length;
         }
     }
 
@@ -99,13 +105,24 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
             SegmentThrowHelper.ThrowNegative(nameof(sizeHint), sizeHint);
         }
 
-        BufferSegment? tail = _chain.Tail;
-        if (tail is not null && tail.Free >= Math.Max(sizeHint, 1) && _maxLength == long.MaxValue && !_chain.IsDisposed)
+        _chain.Enter(TypeName);
+        Memory<byte> memory;
+        try
         {
-            return tail.AvailableMemory[tail.End..];
+            BufferSegment? tail = _chain.Tail;
+            int needed = Math.Max(sizeHint, 1);
+            memory = tail is not null && tail.Free >= needed && _maxLength - LengthUnsynchronized >= tail.Free
+                ? tail.AvailableMemory[tail.End..]
+                : GetMemorySlowUnsynchronized(sizeHint);
+        }
+        finally
+        {
+            _chain.Exit();
         }
 
-        return GetMemorySlow(sizeHint);
+        // A dispose from another thread meanwhile released the segment: its memory is not to be handed out.
+        _chain.ThrowIfDisposed(TypeName);
+        return memory;
     }
 
     /// <summary>As <see cref="GetMemory"/>, as a span.</summary>
@@ -115,17 +132,24 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <summary>Counts <paramref name="count"/> bytes written into the memory the last <see cref="GetMemory"/> or <see cref="GetSpan"/> gave.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or longer than the memory given.</exception>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Advance(int count)
     {
-        BufferSegment? tail = _chain.Tail;
-        if (tail is not null && (uint)count <= (uint)tail.Free && _maxLength == long.MaxValue && !_chain.IsDisposed)
+        _chain.Enter(TypeName);
+        try
         {
-            tail.End += count;
-            return;
-        }
+            BufferSegment? tail = _chain.Tail;
+            if (tail is not null && (uint)count <= (uint)tail.Free && count <= _maxLength - LengthUnsynchronized)
+            {
+                tail.End += count;
+                return;
+            }
 
-        AdvanceSlow(count);
+            AdvanceSlowUnsynchronized(count);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
     }
 
     /// <summary>
@@ -135,16 +159,10 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        _chain.ThrowIfDisposed(TypeName);
-        BufferSegment? head = _chain.Head;
-        if (head is null)
-        {
-            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
-            return default;
-        }
-
-        BufferSegment tail = _chain.Tail!;
-        return new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
+        _chain.Enter(TypeName);
+        ReadOnlySequence<byte> data = DataUnsynchronized();
+        _chain.ExitOrThrowIfDisposed(TypeName);
+        return data;
     }
 
     /// <summary>
@@ -155,37 +173,15 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void AdvanceTo(SequencePosition consumed)
     {
-        _chain.ThrowIfDisposed(TypeName);
-        object? target = consumed.GetObject();
-        int index = consumed.GetInteger();
-        BufferSegment? head = _chain.Head;
-        if (target is null)
+        _chain.Enter(TypeName);
+        try
         {
-            // The start of an empty sequence: nothing to consume.
-            if (index != 0)
-            {
-                SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
-            }
-
-            return;
+            ConsumeUnsynchronized(CountBeforeUnsynchronized(consumed));
         }
-
-        for (BufferSegment? segment = head; segment is not null; segment = segment.NextSegment)
+        finally
         {
-            if (ReferenceEquals(segment, target))
-            {
-                long count = segment.RunningIndex + index - head!.RunningIndex - _headStart;
-                if (index < 0 || index > segment.End || count < 0)
-                {
-                    SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
-                }
-
-                Consume(count);
-                return;
-            }
+            _chain.Exit();
         }
-
-        SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
     }
 
     /// <summary>Consumes the first <paramref name="count"/> bytes: every segment they wholly cover goes back to the pool.</summary>
@@ -193,16 +189,15 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Consume(long count)
     {
-        _chain.ThrowIfDisposed(TypeName);
-        long length = Length;
-        if ((ulong)count > (ulong)length)
-        {
-            SegmentThrowHelper.ThrowConsumePastLength(count, length);
-        }
-
         _chain.Enter(TypeName);
         try
         {
+            long length = LengthUnsynchronized;
+            if ((ulong)count > (ulong)length)
+            {
+                SegmentThrowHelper.ThrowConsumePastLength(count, length);
+            }
+
             ConsumeUnsynchronized(count);
         }
         finally
@@ -218,7 +213,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Reset()
     {
-        _chain.ThrowIfDisposed(TypeName);
         _chain.Enter(TypeName);
         try
         {
@@ -267,25 +261,77 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
             _headStart = 0;
             head = _chain.Head;
         }
+    }
 
-        // All consumed: the tail is written again from its start, so a writer used as a queue keeps one segment.
-        if (head is not null && _headStart == head.End && ReferenceEquals(head, _chain.Tail))
+    /// <summary>Bytes written and not yet consumed; the caller holds the guard.</summary>
+    private long LengthUnsynchronized
+    {
+        get
         {
-            head.MoveTo(head.RunningIndex + head.End);
-            head.End = 0;
-            _headStart = 0;
+            BufferSegment? head = _chain.Head;
+            return head is null ? 0 : _chain.EndIndex - head.RunningIndex - _headStart;
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private Memory<byte> GetMemorySlow(int sizeHint)
+    /// <summary>The unconsumed data as a sequence over the segments; the caller holds the guard.</summary>
+    private ReadOnlySequence<byte> DataUnsynchronized()
     {
-        _chain.ThrowIfDisposed(TypeName);
+        BufferSegment? head = _chain.Head;
+        if (head is null)
+        {
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
+        }
+
+        BufferSegment tail = _chain.Tail!;
+        return new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
+    }
+
+    /// <summary>The unconsumed bytes before <paramref name="consumed"/>; the caller holds the guard.</summary>
+    private long CountBeforeUnsynchronized(SequencePosition consumed)
+    {
+        object? target = consumed.GetObject();
+        int index = consumed.GetInteger();
+        BufferSegment? head = _chain.Head;
+        if (target is null)
+        {
+            // The start of an empty sequence: nothing to consume.
+            if (index != 0)
+            {
+                SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+            }
+
+            return 0;
+        }
+
+        for (BufferSegment? segment = head; segment is not null; segment = segment.NextSegment)
+        {
+            if (ReferenceEquals(segment, target))
+            {
+                // A consumed tail is not written again from its start, so a position from before a consume that took
+                // everything lies before the unconsumed data, and is refused here.
+                long count = segment.RunningIndex + index - head!.RunningIndex - _headStart;
+                if (index < 0 || index > segment.End || count < 0)
+                {
+                    SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+                }
+
+                return count;
+            }
+        }
+
+        SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
+        return 0;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Memory<byte> GetMemorySlowUnsynchronized(int sizeHint)
+    {
         int needed = Math.Max(sizeHint, 1);
-        long room = _maxLength - Length;
+        long room = _maxLength - LengthUnsynchronized;
         if (needed > room)
         {
-            SegmentThrowHelper.ThrowWriterFull(Length, _maxLength, needed);
+            SegmentThrowHelper.ThrowWriterFull(LengthUnsynchronized, _maxLength, needed);
         }
 
         BufferSegment? tail = _chain.Tail;
@@ -296,23 +342,10 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
                 SegmentThrowHelper.ThrowSizeHintTooLarge(sizeHint, _chain.MaxRentSize);
             }
 
-            tail = AppendSegment(needed);
-        }
-
-        Memory<byte> memory = tail.AvailableMemory[tail.End..];
-        return memory.Length > room ? memory[..(int)room] : memory;
-    }
-
-    private BufferSegment AppendSegment(int needed)
-    {
-        _chain.Enter(TypeName);
-        BufferSegment segment;
-        try
-        {
-            BufferSegment? tail = _chain.Tail;
             if (tail is not null && tail.End == 0)
             {
-                // An empty tail too small for this request is replaced, not left as an empty segment in the data.
+                // An empty tail too small for this request is replaced, not left as an empty segment in the data (the
+                // memory it gave is the last GetMemory's, valid only until this one, as a Pipe's is).
                 _chain.ReleaseAfterUnsynchronized(_chain.FindPrevious(tail));
                 if (_chain.Head is null)
                 {
@@ -320,29 +353,23 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
                 }
             }
 
-            segment = _chain.AppendUnsynchronized(needed);
-        }
-        finally
-        {
-            _chain.Exit();
+            tail = _chain.AppendUnsynchronized(needed);
         }
 
-        // A dispose from another thread meanwhile released the new segment with the rest.
-        _chain.ThrowIfDisposed(TypeName);
-        return segment;
+        Memory<byte> memory = tail.AvailableMemory[tail.End..];
+        return memory.Length > room ? memory[..(int)room] : memory;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void AdvanceSlow(int count)
+    private void AdvanceSlowUnsynchronized(int count)
     {
-        _chain.ThrowIfDisposed(TypeName);
         if (count < 0)
         {
             SegmentThrowHelper.ThrowNegative(nameof(count), count);
         }
 
         BufferSegment? tail = _chain.Tail;
-        int given = tail is null ? 0 : (int)Math.Min(tail.Free, _maxLength - Length);
+        int given = tail is null ? 0 : (int)Math.Min(tail.Free, _maxLength - LengthUnsynchronized);
         if (count > given)
         {
             SegmentThrowHelper.ThrowAdvancePastMemory(count, given);

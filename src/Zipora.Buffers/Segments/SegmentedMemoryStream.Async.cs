@@ -79,24 +79,33 @@ public sealed partial class SegmentedMemoryStream
     public override void CopyTo(Stream destination, int bufferSize)
     {
         ValidateCopyToArguments(destination, bufferSize);
-        _chain.ThrowIfDisposed(TypeName);
-        foreach (ReadOnlyMemory<byte> memory in TakeRest())
+        _chain.Enter(TypeName);
+        try
         {
-            destination.Write(memory.Span);
+            foreach (ReadOnlyMemory<byte> memory in TakeRestUnsynchronized())
+            {
+                destination.Write(memory.Span);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
     /// <inheritdoc cref="CopyTo(Stream, int)" />
+    /// <remarks>The stream keeps its segments until the copy completes, even if it is disposed meanwhile.</remarks>
     public override Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
     {
         ValidateCopyToArguments(destination, bufferSize);
-        _chain.ThrowIfDisposed(TypeName);
         if (cancellationToken.IsCancellationRequested)
         {
+            _chain.ThrowIfDisposed(TypeName);
             return Task.FromCanceled(cancellationToken);
         }
 
-        return CopyToAsyncCore(TakeRest(), destination, cancellationToken);
+        _chain.Enter(TypeName);
+        return CopyToAsyncCore(TakeRestUnsynchronized(), destination, cancellationToken);
     }
 
     /// <summary>Writes the whole contents to <paramref name="stream"/>, each segment's memory directly, whatever the position (which does not move).</summary>
@@ -105,24 +114,40 @@ public sealed partial class SegmentedMemoryStream
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        foreach (ReadOnlyMemory<byte> memory in GetReadOnlySequence())
+        _chain.Enter(TypeName);
+        try
         {
-            stream.Write(memory.Span);
+            foreach (ReadOnlyMemory<byte> memory in ContentsUnsynchronized())
+            {
+                stream.Write(memory.Span);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
-    private static async Task CopyToAsyncCore(ReadOnlySequence<byte> rest, Stream destination, CancellationToken cancellationToken)
+    /// <summary>Writes <paramref name="rest"/> out, then gives the guard the caller took back (doing a dispose that came meanwhile).</summary>
+    private async Task CopyToAsyncCore(ReadOnlySequence<byte> rest, Stream destination, CancellationToken cancellationToken)
     {
-        foreach (ReadOnlyMemory<byte> memory in rest)
+        try
         {
-            await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            foreach (ReadOnlyMemory<byte> memory in rest)
+            {
+                await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _chain.Exit();
         }
     }
 
     /// <summary>The bytes from the position to the end; the position moves to the end (as <see cref="MemoryStream"/>'s copy does).</summary>
-    private ReadOnlySequence<byte> TakeRest()
+    private ReadOnlySequence<byte> TakeRestUnsynchronized()
     {
-        ReadOnlySequence<byte> contents = GetReadOnlySequence();
+        ReadOnlySequence<byte> contents = ContentsUnsynchronized();
         if (_position >= contents.Length)
         {
             return ReadOnlySequence<byte>.Empty;

@@ -2,10 +2,41 @@ using System;
 
 namespace Zipora.Buffers;
 
-/// <summary>Finding a position among the segments, and growing and shortening the stream.</summary>
+/// <summary>Reading and writing among the segments, and growing and shortening the stream; the caller holds the guard.</summary>
 public sealed partial class SegmentedMemoryStream
 {
-    private void WriteSlow(ReadOnlySpan<byte> buffer)
+    private int ReadUnsynchronized(Span<byte> buffer)
+    {
+        long available = _chain.EndIndex - _position;
+        if (available <= 0 || buffer.IsEmpty)
+        {
+            return 0;
+        }
+
+        int count = (int)Math.Min(buffer.Length, available);
+        BufferSegment segment = Locate(_position);
+        int offset = (int)(_position - segment.RunningIndex);
+        int copied = 0;
+        while (true)
+        {
+            int part = Math.Min(segment.End - offset, count - copied);
+            segment.Memory.Span.Slice(offset, part).CopyTo(buffer[copied..]);
+            copied += part;
+            if (copied == count)
+            {
+                break;
+            }
+
+            segment = segment.NextSegment!;
+            offset = 0;
+        }
+
+        _cursor = segment;
+        _position += count;
+        return count;
+    }
+
+    private void WriteSlowUnsynchronized(ReadOnlySpan<byte> buffer)
     {
         if (_position > _maxLength - buffer.Length)
         {
@@ -19,16 +50,7 @@ public sealed partial class SegmentedMemoryStream
             // The part past the end is appended first (with zeros before it when the position is past the end): it
             // is the only part that can fail, and a failure leaves the stream as it was.
             int overlap = (int)Math.Max(0, length - _position);
-            _chain.Enter(TypeName);
-            try
-            {
-                ExtendUnsynchronized(Math.Max(0, _position - length), buffer[overlap..]);
-            }
-            finally
-            {
-                _chain.Exit();
-            }
-
+            ExtendUnsynchronized(Math.Max(0, _position - length), buffer[overlap..]);
             buffer = buffer[..overlap];
         }
 

@@ -23,9 +23,11 @@ namespace Zipora.Buffers;
 /// <see cref="Stream.CopyToAsync(Stream)"/> and <see cref="WriteTo"/> write each segment's memory straight to the destination.
 /// </para>
 /// <para>
-/// Not thread-safe (as <see cref="MemoryStream"/>), except <see cref="Stream.Dispose()"/>, which may come from any
-/// thread, twice or racing. A stream dropped without dispose has its segments reclaimed by the pool, as a
-/// <see cref="SegmentedBufferWriter"/>'s are.
+/// Not thread-safe (as <see cref="MemoryStream"/>): a call made while another thread is inside one gets
+/// <see cref="InvalidOperationException"/>. <see cref="Stream.Dispose()"/> may come from any thread at any time, twice
+/// or racing: a read, a write or a copy (an asynchronous one until it completes) that is running keeps the segments
+/// until it leaves, so it never reads or writes memory that went back to the pool. A stream dropped without dispose
+/// has its segments reclaimed by the pool, as a <see cref="SegmentedBufferWriter"/>'s are.
 /// </para>
 /// </remarks>
 public sealed partial class SegmentedMemoryStream : Stream
@@ -115,34 +117,15 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int Read(Span<byte> buffer)
     {
-        _chain.ThrowIfDisposed(TypeName);
-        long available = _chain.EndIndex - _position;
-        if (available <= 0 || buffer.IsEmpty)
+        _chain.Enter(TypeName);
+        try
         {
-            return 0;
+            return ReadUnsynchronized(buffer);
         }
-
-        int count = (int)Math.Min(buffer.Length, available);
-        BufferSegment segment = Locate(_position);
-        int offset = (int)(_position - segment.RunningIndex);
-        int copied = 0;
-        while (true)
+        finally
         {
-            int part = Math.Min(segment.End - offset, count - copied);
-            segment.Memory.Span.Slice(offset, part).CopyTo(buffer[copied..]);
-            copied += part;
-            if (copied == count)
-            {
-                break;
-            }
-
-            segment = segment.NextSegment!;
-            offset = 0;
+            _chain.Exit();
         }
-
-        _cursor = segment;
-        _position += count;
-        return count;
     }
 
     /// <inheritdoc cref="Read(Span{byte})" />
@@ -158,16 +141,23 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int ReadByte()
     {
-        _chain.ThrowIfDisposed(TypeName);
-        if (_position >= _chain.EndIndex)
+        _chain.Enter(TypeName);
+        try
         {
-            return -1;
-        }
+            if (_position >= _chain.EndIndex)
+            {
+                return -1;
+            }
 
-        BufferSegment segment = Locate(_position);
-        byte value = segment.Memory.Span[(int)(_position - segment.RunningIndex)];
-        _position++;
-        return value;
+            BufferSegment segment = Locate(_position);
+            byte value = segment.Memory.Span[(int)(_position - segment.RunningIndex)];
+            _position++;
+            return value;
+        }
+        finally
+        {
+            _chain.Exit();
+        }
     }
 
     /// <summary>Writes <paramref name="buffer"/> at the position, growing the stream (zero-filling a gap before it) as needed.</summary>
@@ -175,18 +165,25 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override void Write(ReadOnlySpan<byte> buffer)
     {
-        _chain.ThrowIfDisposed(TypeName);
-        BufferSegment? tail = _chain.Tail;
-        if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _maxLength == long.MaxValue)
+        _chain.Enter(TypeName);
+        try
         {
-            // Appending into the tail's room: the common case, no guard needed.
-            buffer.CopyTo(tail.AvailableMemory.Span[tail.End..]);
-            tail.End += buffer.Length;
-            _position += buffer.Length;
-            return;
-        }
+            BufferSegment? tail = _chain.Tail;
+            if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _position <= _maxLength - buffer.Length)
+            {
+                // Appending into the tail's room: the common case.
+                buffer.CopyTo(tail.AvailableMemory.Span[tail.End..]);
+                tail.End += buffer.Length;
+                _position += buffer.Length;
+                return;
+            }
 
-        WriteSlow(buffer);
+            WriteSlowUnsynchronized(buffer);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
     }
 
     /// <inheritdoc cref="Write(ReadOnlySpan{byte})" />
@@ -259,15 +256,15 @@ public sealed partial class SegmentedMemoryStream : Stream
             {
                 TruncateUnsynchronized(value);
             }
+
+            if (_position > value)
+            {
+                _position = value;
+            }
         }
         finally
         {
             _chain.Exit();
-        }
-
-        if (_position > value)
-        {
-            _position = value;
         }
     }
 
@@ -280,16 +277,10 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        _chain.ThrowIfDisposed(TypeName);
-        BufferSegment? head = _chain.Head;
-        if (head is null)
-        {
-            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
-            return default;
-        }
-
-        BufferSegment tail = _chain.Tail!;
-        return new ReadOnlySequence<byte>(head, 0, tail, tail.End);
+        _chain.Enter(TypeName);
+        ReadOnlySequence<byte> contents = ContentsUnsynchronized();
+        _chain.ExitOrThrowIfDisposed(TypeName);
+        return contents;
     }
 
     /// <summary>
@@ -317,20 +308,15 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public byte[] ToArray()
     {
-        ReadOnlySequence<byte> contents = GetReadOnlySequence();
-        if (contents.Length > Array.MaxLength)
+        _chain.Enter(TypeName);
+        try
         {
-            SegmentThrowHelper.ThrowTooLongForArray(contents.Length);
+            return ContentsUnsynchronized().ToArrayChecked();
         }
-
-        if (contents.IsEmpty)
+        finally
         {
-            return [];
+            _chain.Exit();
         }
-
-        byte[] array = GC.AllocateUninitializedArray<byte>((int)contents.Length);
-        contents.CopyTo(array);
-        return array;
     }
 
     /// <summary>Returns every segment to the pool (a second call, from any thread, does nothing); from the finalizer, only corrects the pool's counts.</summary>
@@ -349,6 +335,20 @@ public sealed partial class SegmentedMemoryStream : Stream
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>The contents as a sequence over the segments; the caller holds the guard.</summary>
+    private ReadOnlySequence<byte> ContentsUnsynchronized()
+    {
+        BufferSegment? head = _chain.Head;
+        if (head is null)
+        {
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
+        }
+
+        BufferSegment tail = _chain.Tail!;
+        return new ReadOnlySequence<byte>(head, 0, tail, tail.End);
     }
 
     private static long InvalidOrigin(SeekOrigin origin)

@@ -1,8 +1,12 @@
 using System;
+using System.Buffers;
+using System.IO;
+using System.IO.Compression;
 using System.Linq;
 using System.Net;
 using System.Net.Http;
 using System.Security.Cryptography;
+using System.Text.Json;
 using System.Threading.Tasks;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -93,6 +97,105 @@ public sealed class KestrelTests
             await app.StopAsync(TestContext.Current.CancellationToken);
             await app.DisposeAsync();
         }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    [InlineData(20_000)]
+    public async Task TheJsonEndpointSendsTheDocumentTheWriterBuiltAndReturnsItsSegments(int items)
+    {
+        (WebApplication app, int http1Port, _) = BuildSample();
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
+        try
+        {
+            using HttpClient client = CreateClient(http1Port, "1.1");
+            using HttpResponseMessage response = await client.GetAsync($"/json/{items}", TestContext.Current.CancellationToken);
+            byte[] body = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
+
+            var expected = new ArrayBufferWriter<byte>();
+            using (var json = new Utf8JsonWriter(expected))
+            {
+                SegmentedEndpoints.WriteItems(json, items);
+            }
+
+            Assert.Equal(expected.WrittenCount, response.Content.Headers.ContentLength);
+            Assert.Equal(expected.WrittenSpan.ToArray(), body);
+            Assert.Equal(items, JsonDocument.Parse(body).RootElement.GetArrayLength());
+
+            // The document came from the pool Kestrel uses, and its segments went back with the response (the handler
+            // disposes the writer once its last write returns, which may be just after the client has every byte).
+            SegmentedBufferStatistics segmented = pool.GetStatistics().Segmented;
+            for (int i = 0; i < 50 && segmented.LiveBuffers != 0; i++)
+            {
+                await Task.Delay(20, TestContext.Current.CancellationToken);
+                segmented = pool.GetStatistics().Segmented;
+            }
+
+            Assert.Equal(0, segmented.LiveBuffers);
+            Assert.Equal(0, segmented.BytesHeld);
+            Assert.True(items == 0 || segmented.LargestMessage >= expected.WrittenCount, segmented.ToString());
+        }
+        finally
+        {
+            await app.StopAsync(TestContext.Current.CancellationToken);
+            await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task TheJsonEndpointRefusesACountOutOfRange()
+    {
+        (WebApplication app, int http1Port, _) = BuildSample();
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        try
+        {
+            using HttpClient client = CreateClient(http1Port, "1.1");
+            using HttpResponseMessage response = await client.GetAsync($"/json/{SegmentedEndpoints.MaxItems + 1}", TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        }
+        finally
+        {
+            await app.StopAsync(TestContext.Current.CancellationToken);
+            await app.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData("1.1", 100)]
+    [InlineData("1.1", 3 * 1024 * 1024)]
+    [InlineData("2.0", 200_000)]
+    public async Task TheGzipEndpointCompressesIntoASegmentedStreamAndSendsItBack(string protocol, int size)
+    {
+        (WebApplication app, int http1Port, int http2Port) = BuildSample();
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
+        try
+        {
+            using HttpClient client = CreateClient(protocol == "2.0" ? http2Port : http1Port, protocol);
+
+            // Half random, half runs of one byte: something to compress, and something that does not compress.
+            byte[] upload = RandomNumberGenerator.GetBytes(size);
+            Array.Fill(upload, (byte)'z', 0, size / 2);
+            using HttpResponseMessage response = await client.PostAsync("/gzip", new ByteArrayContent(upload), TestContext.Current.CancellationToken);
+            Assert.Equal("application/gzip", response.Content.Headers.ContentType?.MediaType);
+            await using var gzip = new GZipStream(await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken), CompressionMode.Decompress);
+            using var decompressed = new MemoryStream();
+            await gzip.CopyToAsync(decompressed, TestContext.Current.CancellationToken);
+            Assert.Equal(upload, decompressed.ToArray());
+        }
+        finally
+        {
+            await app.StopAsync(TestContext.Current.CancellationToken);
+        }
+
+        // The stream was disposed with its response: nothing held, and every block back.
+        SegmentedBufferStatistics segmented = pool.GetStatistics().Segmented;
+        Assert.Equal(0, segmented.LiveBuffers);
+        Assert.Equal(0, segmented.BytesHeld);
+        Assert.Equal(1, segmented.Messages);
+        await app.DisposeAsync();
     }
 
     /// <summary>The sample on two free loopback ports: HTTP/1.1 and cleartext HTTP/2.</summary>

@@ -371,7 +371,7 @@ public sealed class SegmentedBufferWriterTests : IDisposable
         writer.Write(Pattern(10));
         Assert.True(TieredMemoryPool.Shared.GetStatistics().Segmented.BytesHeld >= SegmentedBufferOptions.DefaultInitialSegmentSize);
         Assert.Equal(Pattern(10), writer.ToArray());
-        Assert.Equal(long.MaxValue, writer.MaxLength);
+        Assert.Equal(SegmentedBufferOptions.DefaultMaxLength, writer.MaxLength);
     }
 
     private static System.Collections.Generic.IEnumerable<ReadOnlyMemory<byte>> EnumerateSegments(ReadOnlySequence<byte> sequence)

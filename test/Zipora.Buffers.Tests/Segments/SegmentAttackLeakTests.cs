@@ -1,0 +1,242 @@
+using System;
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Attacks on the leak path: a writer or stream whose own finalizer ran and that is then disposed (by the finalizer of
+/// an object that held it: finalization order is not defined). Forces full collections, so it runs alone.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class SegmentAttackLeakTests
+{
+    private const int Pairs = 40;
+
+    [Fact]
+    public void AWriterDisposedByAnotherObjectsFinalizerKeepsTheCountsAtZero()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        MakeWriterHolders(pool);
+        Collect();
+
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        TestContext.Current.TestOutputHelper?.WriteLine(statistics.ToString());
+        Assert.Equal(0, statistics.LiveBuffers);
+        Assert.Equal(0, statistics.BytesHeld);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Fact]
+    public void AStreamDisposedByAnotherObjectsFinalizerKeepsTheCountsAtZero()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        MakeStreamHolders(pool);
+        Collect();
+
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        TestContext.Current.TestOutputHelper?.WriteLine(statistics.ToString());
+        Assert.Equal(0, statistics.LiveBuffers);
+        Assert.Equal(0, statistics.BytesHeld);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Fact]
+    public void AWriterBroughtBackAfterItsFinalizerAndThenDisposedKeepsTheCountsAtZero()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        WeakReference resurrectable = MakeTrackedWriter(pool);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+
+        // A long weak reference sees the writer after its finalizer ran (as an object it was reachable from would).
+        var writer = (SegmentedBufferWriter?)resurrectable.Target;
+        Assert.NotNull(writer);
+        Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
+        writer.Dispose();
+
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        TestContext.Current.TestOutputHelper?.WriteLine(statistics.ToString());
+        Assert.Equal(0, statistics.LiveBuffers);
+        Assert.Equal(0, statistics.BytesHeld);
+    }
+
+    [Fact]
+    public void AWriterDisposedAfterThePoolReclaimedAndRentedAgainItsBlockNeverTakesTheNewRentersBlock()
+    {
+        // The pool's own owners carry a generation, so an owner a user's finalizer brings back after its block was
+        // reclaimed as a leak "can no longer reach the block's next renter". A segment holds the bare block.
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, time);
+        nint address = DropALateDisposer(pool);
+
+        // First collection: the blocks suspect a leak, the disposer puts itself back. Second: the blocks are
+        // reclaimed into quarantine, the disposer puts itself back once more.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.True(pool.GetStatistics().LeaksReclaimed >= 1, "the writer's block was not reclaimed as a leak");
+
+        // The quarantine runs out; an innocent renter gets the block.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        IMemoryOwner<byte>? innocent = null;
+        var others = new System.Collections.Generic.List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 256 && innocent is null; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(4096);
+            if (SegmentAttackTests.AddressOf(owner.Memory) == address)
+            {
+                innocent = owner;
+            }
+            else
+            {
+                others.Add(owner);
+            }
+        }
+
+        Assert.NotNull(innocent);
+        innocent.Memory.Span.Fill(0xBB);
+        long inUseBefore = pool.GetStatistics().BytesInUse;
+
+        // Third collection: the disposer finally disposes the writer it held, then rents the size (as any thread may).
+        LateDisposer.Pool = pool;
+        LateDisposer.Target = address;
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.True(LateDisposer.Disposed, "the late disposer never ran");
+
+        long inUseAfter = pool.GetStatistics().BytesInUse - LateDisposer.RentedBytes;
+        Assert.True(
+            !LateDisposer.GotTheBlock && inUseAfter == inUseBefore,
+            $"the late dispose returned the innocent renter's block: the pool counts {inUseBefore - inUseAfter} bytes fewer in use, "
+            + $"and {(LateDisposer.GotTheBlock ? "handed the innocent's block to the next renter" : "did not hand it out again yet")}");
+        others.ForEach(static owner => owner.Dispose());
+        innocent.Dispose();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nint DropALateDisposer(TieredMemoryPool pool)
+    {
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 });
+        writer.Write(new byte[100]);
+        nint address = SegmentAttackTests.AddressOf(writer.GetReadOnlySequence().First);
+        _ = new LateDisposer(writer);
+        return address;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void MakeWriterHolders(TieredMemoryPool pool)
+    {
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        for (int i = 0; i < Pairs; i++)
+        {
+            // Both orders of creation, so both orders of finalization are likely among the pairs.
+            if (i % 2 == 0)
+            {
+                var writer = new SegmentedBufferWriter(options);
+                writer.Write(new byte[10_000]);
+                _ = new WriterHolder { Writer = writer };
+            }
+            else
+            {
+                var holder = new WriterHolder();
+                holder.Writer = new SegmentedBufferWriter(options);
+                holder.Writer.Write(new byte[10_000]);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void MakeStreamHolders(TieredMemoryPool pool)
+    {
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        for (int i = 0; i < Pairs; i++)
+        {
+            if (i % 2 == 0)
+            {
+                var stream = new SegmentedMemoryStream(options);
+                stream.Write(new byte[10_000]);
+                _ = new StreamHolder { Stream = stream };
+            }
+            else
+            {
+                var holder = new StreamHolder();
+                holder.Stream = new SegmentedMemoryStream(options);
+                holder.Stream.Write(new byte[10_000]);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference MakeTrackedWriter(TieredMemoryPool pool)
+    {
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        writer.Write(new byte[10_000]);
+        return new WeakReference(writer, trackResurrection: true);
+    }
+
+    private static void Collect()
+    {
+        for (int i = 0; i < 4; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+    }
+
+    /// <summary>Disposes what it holds from its finalizer (the classic pattern of a wrapper that owns a buffer).</summary>
+    private sealed class WriterHolder
+    {
+        public SegmentedBufferWriter? Writer { get; set; }
+
+        ~WriterHolder() => Writer?.Dispose();
+    }
+
+    private sealed class StreamHolder
+    {
+        public SegmentedMemoryStream? Stream { get; set; }
+
+        ~StreamHolder() => Stream?.Dispose();
+    }
+    /// <summary>A finalizer that puts itself back twice (a wrapper that waits for its own resources), then disposes the writer.</summary>
+    private sealed class LateDisposer(SegmentedBufferWriter writer)
+    {
+        private int _runs;
+
+        public static bool Disposed { get; private set; }
+
+        public static TieredMemoryPool? Pool { get; set; }
+
+        public static nint Target { get; set; }
+
+        public static bool GotTheBlock { get; private set; }
+
+        public static long RentedBytes { get; private set; }
+
+        public static System.Collections.Generic.List<IMemoryOwner<byte>> Rented { get; } = [];
+
+        ~LateDisposer()
+        {
+            if (++_runs < 3)
+            {
+                GC.ReRegisterForFinalize(this);
+                return;
+            }
+
+            writer.Dispose();
+            Disposed = true;
+            for (int i = 0; i < 4 && Pool is not null; i++)
+            {
+                IMemoryOwner<byte> owner = Pool.Rent(4096);
+                Rented.Add(owner);
+                RentedBytes += owner.Memory.Length;
+                GotTheBlock |= SegmentAttackTests.AddressOf(owner.Memory) == Target;
+            }
+        }
+    }
+}

@@ -1,0 +1,809 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
+
+// Synchronous waits on purpose: the racing tests must stay on one thread (its segment and block caches are the
+// point), and the cancelled-token checks read a ValueTask's state once.
+#pragma warning disable xUnit1031, CA2012
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Attacks on the segmented writer and stream: a dispose racing the calls that do not take the chain's guard (the
+/// documentation says Dispose "may come from any thread at any time"), stale positions, counts, edge cases. Each test
+/// states the promise it checks; a failing one is a bug report.
+/// </summary>
+public sealed class SegmentAttackTests
+{
+    private const byte Mine = 0x5A;
+    private const byte Theirs = 0xBB;
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // A dispose racing a stream's Write: the write's copy runs outside the guard, into a block the dispose may already
+    // have given back and the pool handed to someone else.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void ADisposeRacingAStreamWriteNeverWritesIntoABlockRentedAfterIt()
+    {
+        const int Size = 1 << 20;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = Size, MaxSegmentSize = Size };
+        byte[] payload = Filled(Size - 1, Mine);
+        int corrupted = 0;
+        int sameBlock = 0;
+        int rounds = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3) && corrupted == 0)
+        {
+            rounds++;
+            var stream = new SegmentedMemoryStream(options);
+            stream.WriteByte(1);
+            nint address = AddressOf(stream.GetReadOnlySequence().First);
+            int started = 0;
+            Thread user = Started(() =>
+            {
+                Volatile.Write(ref started, 1);
+                try
+                {
+                    stream.Write(payload);
+                }
+                catch (Exception)
+                {
+                    // Whatever the write says is another test's business: this one looks at the next renter's bytes.
+                }
+            });
+            while (Volatile.Read(ref started) == 0)
+            {
+                Thread.SpinWait(1);
+            }
+
+            Thread.SpinWait(rounds % 64 * 20);
+            stream.Dispose();
+            using IMemoryOwner<byte> next = pool.Rent(Size);
+            next.Memory.Span.Fill(Theirs);
+            user.Join();
+            if (AddressOf(next.Memory) == address)
+            {
+                sameBlock++;
+            }
+
+            if (next.Memory.Span.IndexOfAnyExcept(Theirs) >= 0)
+            {
+                corrupted++;
+            }
+        }
+
+        TestContext.Current.TestOutputHelper?.WriteLine($"rounds {rounds}, same block rented again {sameBlock}, corrupted {corrupted}");
+        Assert.True(corrupted == 0, $"A Write racing Dispose wrote into a block the pool had handed to another renter ({corrupted} of {rounds} rounds).");
+    }
+
+    [Fact]
+    public void ADisposeRacingAStreamWriteNeverGrowsAStreamCreatedAfterIt()
+    {
+        const int Size = 1 << 20;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = Size, MaxSegmentSize = Size };
+        byte[] payload = Filled(Size - 1, Mine);
+        long wrongLength = -1;
+        int rounds = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3) && wrongLength < 0)
+        {
+            rounds++;
+            var stream = new SegmentedMemoryStream(options);
+            stream.WriteByte(1);
+            int started = 0;
+            Thread user = Started(() =>
+            {
+                Volatile.Write(ref started, 1);
+                try
+                {
+                    stream.Write(payload);
+                }
+                catch (Exception)
+                {
+                    // Not what this test checks.
+                }
+            });
+            while (Volatile.Read(ref started) == 0)
+            {
+                Thread.SpinWait(1);
+            }
+
+            Thread.SpinWait(rounds % 64 * 20);
+            stream.Dispose();
+
+            // A new stream on this thread takes the segment object and the block the dispose just let go of.
+            using var other = new SegmentedMemoryStream(options);
+            other.WriteByte(7);
+            user.Join();
+            if (other.Length != 1)
+            {
+                wrongLength = other.Length;
+            }
+        }
+
+        Assert.True(wrongLength < 0, $"A Write racing Dispose on another stream changed this new stream's Length from 1 to {wrongLength} (round {rounds}).");
+    }
+
+    [Fact]
+    public void ADisposeRacingAStreamWriteFailsOnlyWithObjectDisposedException()
+    {
+        const int Size = 1 << 20;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        byte[] payload = Filled(Size, Mine);
+        Exception? unexpected = null;
+        int rounds = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3) && unexpected is null)
+        {
+            rounds++;
+            var stream = new SegmentedMemoryStream(options);
+            stream.Write(payload);
+            stream.Position = 0;
+            int started = 0;
+
+            // Overwriting from the start walks 256 segments outside the guard.
+            Thread user = Started(() =>
+            {
+                Volatile.Write(ref started, 1);
+                try
+                {
+                    stream.Write(payload);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The documented outcome.
+                }
+                catch (Exception exception)
+                {
+                    unexpected = exception;
+                }
+            });
+            while (Volatile.Read(ref started) == 0)
+            {
+                Thread.SpinWait(1);
+            }
+
+            Thread.SpinWait(rounds % 64 * 20);
+            stream.Dispose();
+            user.Join();
+        }
+
+        Assert.True(unexpected is null, $"A Write racing Dispose threw {unexpected?.GetType().Name}, not ObjectDisposedException: {unexpected}");
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // A dispose racing a read: the read walks segments outside the guard.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void ADisposeRacingAStreamReadFailsOnlyWithObjectDisposedAndNeverReadsAnotherStreamsBytes()
+    {
+        const int Size = 1 << 20;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        byte[] mine = Filled(Size, Mine);
+        byte[] theirs = Filled(Size, Theirs);
+        byte[] destination = new byte[Size];
+        string? failure = null;
+        int rounds = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3) && failure is null)
+        {
+            rounds++;
+            var stream = new SegmentedMemoryStream(options);
+            stream.Write(mine);
+            stream.Position = 0;
+            Array.Clear(destination);
+            int started = 0;
+            int read = -1;
+            Exception? error = null;
+            Thread user = Started(() =>
+            {
+                Volatile.Write(ref started, 1);
+                try
+                {
+                    read = stream.Read(destination);
+                }
+                catch (Exception exception)
+                {
+                    error = exception;
+                }
+            });
+            while (Volatile.Read(ref started) == 0)
+            {
+                Thread.SpinWait(1);
+            }
+
+            Thread.SpinWait(rounds % 64 * 20);
+            stream.Dispose();
+            using var other = new SegmentedMemoryStream(options);
+            other.Write(theirs);
+            user.Join();
+            if (error is not null and not ObjectDisposedException)
+            {
+                failure = $"Read racing Dispose threw {error.GetType().Name}, not ObjectDisposedException: {error.Message}";
+            }
+            else if (error is null && destination.AsSpan(0, read).IndexOfAnyExcept(Mine) >= 0)
+            {
+                failure = $"Read racing Dispose returned {read} bytes, {destination.AsSpan(0, read).Count(Theirs)} of them another stream's";
+            }
+        }
+
+        Assert.True(failure is null, $"round {rounds}: {failure}");
+    }
+
+    [Fact]
+    public void ADisposeRacingWriterToArrayNeverReturnsAnotherWritersBytes()
+    {
+        const int Size = 1 << 20;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        byte[] mine = Filled(Size, Mine);
+        byte[] theirs = Filled(Size, Theirs);
+        string? failure = null;
+        int rounds = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3) && failure is null)
+        {
+            rounds++;
+            var writer = new SegmentedBufferWriter(options);
+            writer.Write(mine);
+            int started = 0;
+            byte[]? copy = null;
+            Exception? error = null;
+            Thread user = Started(() =>
+            {
+                Volatile.Write(ref started, 1);
+                try
+                {
+                    copy = writer.ToArray();
+                }
+                catch (Exception exception)
+                {
+                    error = exception;
+                }
+            });
+            while (Volatile.Read(ref started) == 0)
+            {
+                Thread.SpinWait(1);
+            }
+
+            Thread.SpinWait(rounds % 64 * 20);
+            writer.Dispose();
+            using var other = new SegmentedBufferWriter(options);
+            other.Write(theirs);
+            user.Join();
+            if (error is not null and not ObjectDisposedException)
+            {
+                failure = $"ToArray racing Dispose threw {error.GetType().Name}, not ObjectDisposedException: {error.Message}";
+            }
+            else if (copy is not null && copy.AsSpan().IndexOfAnyExcept(Mine) >= 0)
+            {
+                failure = $"ToArray racing Dispose returned {copy.AsSpan().Count(Theirs)} bytes of another writer's data";
+            }
+        }
+
+        Assert.True(failure is null, $"round {rounds}: {failure}");
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // An asynchronous copy still running when its source is disposed (a MemoryStream's array outlives its dispose, so
+    // the same code works with MemoryStream): the copy must fail or send the source's bytes, never another buffer's.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void ACopyToAsyncPendingWhenTheStreamIsDisposedNeverSendsAnotherStreamsBytes()
+    {
+        const int Size = 64 * 1024;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        var source = new SegmentedMemoryStream(options);
+        source.Write(Filled(Size, Mine));
+        source.Position = 0;
+        var destination = new GatedStream();
+
+        Task copy = source.CopyToAsync(destination);
+        Assert.False(copy.IsCompleted);
+        source.Dispose();
+        using var other = new SegmentedMemoryStream(options);
+        other.Write(Filled(Size, Theirs));
+        destination.Open();
+
+        Exception? error = Record.Exception(() => copy.GetAwaiter().GetResult());
+        byte[] sent = destination.Received.ToArray();
+        Assert.True(sent.AsSpan().IndexOf(Theirs) < 0, $"The pending copy sent {sent.AsSpan().Count(Theirs)} bytes of another stream ({sent.Length} sent in all; error: {error?.GetType().Name}).");
+        Assert.True(error is ObjectDisposedException || sent.Length == Size, $"The copy neither completed ({sent.Length} of {Size} bytes sent) nor failed with ObjectDisposedException ({error?.GetType().Name}: {error?.Message}).");
+    }
+
+    [Fact]
+    public void ACopyToAsyncPendingWhenTheWriterIsDisposedNeverSendsAnotherWritersBytes()
+    {
+        const int Size = 64 * 1024;
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        var writer = new SegmentedBufferWriter(options);
+        writer.Write(Filled(Size, Mine));
+        var destination = new GatedStream();
+
+        Task copy = writer.CopyToAsync(destination).AsTask();
+        Assert.False(copy.IsCompleted);
+        writer.Dispose();
+        using var other = new SegmentedBufferWriter(options);
+        other.Write(Filled(Size, Theirs));
+        destination.Open();
+
+        Exception? error = Record.Exception(() => copy.GetAwaiter().GetResult());
+        byte[] sent = destination.Received.ToArray();
+        Assert.True(sent.AsSpan().IndexOf(Theirs) < 0, $"The pending copy sent {sent.AsSpan().Count(Theirs)} bytes of another writer ({sent.Length} sent in all; error: {error?.GetType().Name}).");
+        Assert.True(error is ObjectDisposedException || sent.Length == Size, $"The copy neither completed ({sent.Length} of {Size} bytes sent) nor failed with ObjectDisposedException ({error?.GetType().Name}: {error?.Message}).");
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Stale positions: AdvanceTo documents ArgumentOutOfRangeException for "a position not in the unconsumed data".
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AdvanceToAPositionFromBeforeAFullConsumeIsRefusedNotAppliedToNewData()
+    {
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        writer.Write<byte>([1, 2, 3, 4, 5, 6, 7, 8]);
+        SequencePosition stale = writer.GetReadOnlySequence().GetPosition(4);
+        writer.Consume(8);
+        writer.Write<byte>([9, 10, 11, 12, 13, 14, 15, 16]);
+
+        Exception? error = Record.Exception(() => writer.AdvanceTo(stale));
+        Assert.Equal(8, writer.Length);
+        Assert.IsType<ArgumentOutOfRangeException>(error);
+    }
+
+    [Fact]
+    public void AdvanceToAPositionFromBeforeAResetStaysWithinTheWritersOwnData()
+    {
+        // A reset writes the kept segment again from its start, so an old position points into the new data: the
+        // writer documents such positions as invalid, and all it may do is consume its own bytes, never more.
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        writer.Write<byte>([1, 2, 3, 4, 5, 6, 7, 8]);
+        SequencePosition stale = writer.GetReadOnlySequence().GetPosition(6);
+        writer.Reset();
+        writer.Write<byte>([9, 10, 11]);
+
+        Exception? error = Record.Exception(() => writer.AdvanceTo(stale));
+        Assert.True(error is null or ArgumentOutOfRangeException, error?.ToString());
+        Assert.Equal(3, writer.Length);
+        Assert.Equal(new byte[] { 9, 10, 11 }, writer.ToArray());
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Statistics.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AWriterResetAfterEachMessageCountsOneMessagePerResetNotAnExtraOneAtDispose()
+    {
+        using var pool = new TieredMemoryPool();
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        for (int message = 0; message < 3; message++)
+        {
+            writer.Write(new byte[100]);
+            writer.Reset();
+        }
+
+        writer.Dispose();
+
+        // "Messages ended: each Reset and each dispose of a writer or stream that held data": the dispose held none.
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        Assert.Equal(3, statistics.Messages);
+        Assert.Equal(3, statistics.MessageSegments);
+    }
+
+    [Fact]
+    public void AResetOfAnEmptyWriterEndsNoMessage()
+    {
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+        writer.Write(new byte[100]);
+        writer.Reset();
+        writer.Reset();
+        writer.Reset();
+
+        // The counters' own rule: "A writer reset or disposed without a byte written sent no message."
+        Assert.Equal(1, pool.GetStatistics().Segmented.Messages);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // A pool whose owner throws on dispose: one bad owner must not strand every other segment.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AnOwnerWhoseDisposeThrowsDoesNotStrandTheWritersOtherSegments()
+    {
+        var pool = new CountingPool { ThrowOnDisposeOf = 0 };
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 1024 });
+        writer.Write(new byte[10 * 1024]);
+        Assert.Equal(10, pool.Outstanding);
+
+        _ = Record.Exception(writer.Dispose);
+
+        // The first owner refused; the nine others must still go back.
+        Assert.Equal(1, pool.Outstanding);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Contract edge cases that must hold (documented behaviour).
+    // ---------------------------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void WriterHintsGetAtLeastWhatTheyAskAndBadCountsAreRefusedWithoutChange()
+    {
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 64 });
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(1));
+        Assert.Equal(0, writer.Length);
+        Assert.False(writer.GetMemory(0).IsEmpty);
+        foreach (int hint in new[] { 0, 1, 15, 16, 17, 63, 64, 65, 4096, 100_000, 3_000_000 })
+        {
+            Assert.True(writer.GetSpan(hint).Length >= Math.Max(hint, 1), $"hint {hint}");
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.GetMemory(int.MaxValue));
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.GetMemory(-1));
+        int given = writer.GetMemory().Length;
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(-1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(given + 1));
+        Assert.Equal(0, writer.Length);
+        writer.Advance(given);
+        Assert.Equal(given, writer.Length);
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Consume(given + 1));
+        Assert.Throws<ArgumentException>(() => writer.CopyTo(new byte[given - 1].AsSpan()));
+        Assert.Equal(given, writer.Length);
+    }
+
+    [Fact]
+    public void AWriterLongerThanAnArrayRefusesToArrayClearly()
+    {
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, MaxLength = long.MaxValue });
+        for (int i = 0; i < 3; i++)
+        {
+            // Untouched native memory: nothing is committed.
+            int length = writer.GetMemory(1 << 30).Length;
+            writer.Advance(Math.Min(length, 1 << 30));
+        }
+
+        Assert.True(writer.Length > Array.MaxLength);
+        Assert.Throws<InvalidOperationException>(() => writer.ToArray());
+        Assert.Throws<ArgumentException>(() => writer.CopyTo(Span<byte>.Empty));
+        writer.Consume(writer.Length - 10);
+        Assert.Equal(10, writer.ToArray().Length);
+    }
+
+    [Fact]
+    public void AStreamAfterDisposeAnswersAsMemoryStreamDoes()
+    {
+        var model = new MemoryStream();
+        var stream = new SegmentedMemoryStream(new SegmentedBufferOptions());
+        model.Dispose();
+        stream.Dispose();
+
+        Assert.Equal(model.CanRead, stream.CanRead);
+        Assert.Equal(model.CanSeek, stream.CanSeek);
+        Assert.Equal(model.CanWrite, stream.CanWrite);
+        Assert.Throws<ObjectDisposedException>(() => stream.Length);
+        Assert.Throws<ObjectDisposedException>(() => stream.Position);
+        Assert.Throws<ObjectDisposedException>(() => stream.ReadByte());
+        Assert.Throws<ObjectDisposedException>(() => stream.WriteByte(1));
+        Assert.Throws<ObjectDisposedException>(() => stream.Seek(0, SeekOrigin.Begin));
+        Assert.Throws<ObjectDisposedException>(() => stream.SetLength(0));
+        Assert.Equal(Record.Exception(model.Flush)?.GetType(), Record.Exception(stream.Flush)?.GetType());
+        Assert.Equal(model.FlushAsync().Status, stream.FlushAsync().Status);
+        Assert.True(stream.ReadAsync(new byte[1]).AsTask().IsFaulted);
+        Assert.True(stream.WriteAsync(new byte[1]).AsTask().IsFaulted);
+    }
+
+    [Fact]
+    public void AStreamsAsynchronousMembersMatchMemoryStream()
+    {
+        using var model = new MemoryStream();
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { InitialSegmentSize = 16, MaxSegmentSize = 64 });
+        byte[] data = new byte[300];
+        new Random(3).NextBytes(data);
+        model.Write(data);
+        stream.Write(data);
+        model.Position = stream.Position = 37;
+
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.True(stream.ReadAsync(new byte[10], cancelled.Token).IsCanceled);
+        Assert.True(stream.ReadAsync(new byte[10], 0, 10, cancelled.Token).IsCanceled);
+        Assert.True(stream.WriteAsync(new byte[10], cancelled.Token).IsCanceled);
+        Assert.True(stream.CopyToAsync(Stream.Null, cancelled.Token).IsCanceled);
+        Assert.Equal(37, stream.Position);
+        Assert.Equal(300, stream.Length);
+
+        byte[] a = new byte[50];
+        byte[] b = new byte[50];
+        Assert.Equal(model.EndRead(model.BeginRead(a, 0, 50, null, null)), stream.EndRead(stream.BeginRead(b, 0, 50, null, null)));
+        Assert.Equal(a, b);
+        stream.EndWrite(stream.BeginWrite(data, 0, 7, null, null));
+        model.EndWrite(model.BeginWrite(data, 0, 7, null, null));
+        Assert.Equal(model.Position, stream.Position);
+
+        using var copiedModel = new MemoryStream();
+        using var copied = new MemoryStream();
+        model.CopyToAsync(copiedModel).GetAwaiter().GetResult();
+        stream.CopyToAsync(copied).GetAwaiter().GetResult();
+        Assert.Equal(copiedModel.ToArray(), copied.ToArray());
+        Assert.Equal(model.Position, stream.Position);
+        Assert.Equal(model.ToArray(), stream.ToArray());
+    }
+
+    [Fact]
+    public void AStreamEdgePositionsMatchMemoryStream()
+    {
+        using var model = new MemoryStream();
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { InitialSegmentSize = 16, MaxSegmentSize = 64 });
+        foreach (Stream s in new Stream[] { model, stream })
+        {
+            s.Write(new byte[40]);
+            s.Position = 100;
+            s.Write([]);
+            s.Position = 120;
+            s.WriteByte(9);
+            s.SetLength(50);
+            s.Position = 10;
+        }
+
+        Assert.Equal(model.Length, stream.Length);
+        Assert.Equal(model.Position, stream.Position);
+        Assert.Equal(model.Read(Array.Empty<byte>()), stream.Read(Array.Empty<byte>()));
+        Assert.Equal(model.ToArray(), stream.ToArray());
+        Assert.Throws<IOException>(() => stream.Seek(-11, SeekOrigin.Current));
+        Assert.Equal(10, stream.Position);
+        Assert.Throws<ArgumentOutOfRangeException>(() => stream.Seek(long.MaxValue, SeekOrigin.Current));
+        Assert.Equal(10, stream.Position);
+        stream.Seek(long.MaxValue, SeekOrigin.Begin);
+        Assert.Equal(-1, stream.ReadByte());
+        Assert.Throws<IOException>(() => stream.WriteByte(1));
+        Assert.Equal(50, stream.Length);
+    }
+
+    [Fact]
+    public void AStreamAtItsMaxLengthTakesTheLastByteAndRefusesTheNextWithoutChange()
+    {
+        using var pool = new TieredMemoryPool();
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 64, MaxLength = 100 });
+        stream.Write(new byte[99]);
+        stream.WriteByte(1);
+        Assert.Throws<IOException>(() => stream.WriteByte(2));
+        Assert.Equal(100, stream.Length);
+        Assert.Equal(100, stream.Position);
+        stream.Position = 200;
+        Assert.Throws<IOException>(() => stream.Write([]));
+        Assert.Equal(100, stream.Length);
+        Assert.Throws<ArgumentOutOfRangeException>(() => stream.SetLength(101));
+        Assert.Equal(100, stream.Length);
+    }
+
+    [Fact]
+    public void AWriterAtItsMaxLengthTakesTheLastByteAndRefusesTheNextWithoutChange()
+    {
+        using var pool = new TieredMemoryPool();
+        using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 64, MaxLength = 100 });
+        writer.Write(new byte[99]);
+        Assert.Equal(1, writer.GetMemory().Length);
+        writer.Advance(1);
+        Assert.Throws<InvalidOperationException>(() => writer.GetMemory());
+        Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(1));
+        Assert.Equal(100, writer.Length);
+    }
+
+    [Fact]
+    public void APoolThatGivesLessThanAskedLeavesTheStreamAndWriterAsTheyWere()
+    {
+        var pool = new CountingPool { ShortBy = 60, ShortFrom = 2 };
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 100, MaxSegmentSize = 100 };
+        using (var stream = new SegmentedMemoryStream(options))
+        {
+            stream.Write(Filled(150, Mine));
+            Assert.Throws<InvalidOperationException>(() => stream.Write(Filled(100, Theirs)));
+            Assert.Equal(150, stream.Length);
+            Assert.Equal(150, stream.Position);
+            Assert.Equal(Filled(150, Mine), stream.ToArray());
+        }
+
+        Assert.Equal(0, pool.Outstanding);
+        pool.ShortFrom = 2;
+        pool.Rents = 0;
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            writer.Write(Filled(150, Mine));
+            Assert.Throws<InvalidOperationException>(() => writer.GetMemory(100));
+            Assert.Equal(150, writer.Length);
+            Assert.Equal(Filled(150, Mine), writer.ToArray());
+        }
+
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    [Fact]
+    public void AWriterOutlivingItsPoolFailsCleanlyAndGivesEverythingBack()
+    {
+        var pool = new TieredMemoryPool();
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 });
+        writer.Write(Filled(10_000, Mine));
+        pool.Dispose();
+        Assert.Equal(Filled(10_000, Mine), writer.ToArray());
+        Assert.Throws<ObjectDisposedException>(() => writer.GetMemory(10_000));
+        Assert.Equal(10_000, writer.Length);
+        writer.Dispose();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+    }
+
+    [Fact]
+    public void WritersOnManyShortLivedThreadsBalanceThePool()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 16 * 1024 };
+        byte[] chunk = Filled(3000, Mine);
+        for (int wave = 0; wave < 20; wave++)
+        {
+            var threads = new Thread[8];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                threads[t] = Started(() =>
+                {
+                    for (int i = 0; i < 20; i++)
+                    {
+                        using var writer = new SegmentedBufferWriter(options);
+                        using var stream = new SegmentedMemoryStream(options);
+                        for (int k = 0; k < 10; k++)
+                        {
+                            writer.Write(chunk);
+                            stream.Write(chunk);
+                        }
+
+                        writer.Consume(writer.Length / 2);
+                        stream.SetLength(stream.Length / 3);
+                    }
+                });
+            }
+
+            foreach (Thread thread in threads)
+            {
+                thread.Join();
+            }
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // ---------------------------------------------------------------------------------------------------------------
+    // Helpers.
+    // ---------------------------------------------------------------------------------------------------------------
+
+    internal static byte[] Filled(int length, byte value)
+    {
+        byte[] array = new byte[length];
+        array.AsSpan().Fill(value);
+        return array;
+    }
+
+    internal static unsafe nint AddressOf(ReadOnlyMemory<byte> memory)
+    {
+        using MemoryHandle handle = memory.Pin();
+        return (nint)handle.Pointer;
+    }
+
+    internal static Thread Started(Action work)
+    {
+        var thread = new Thread(() => work()) { IsBackground = true };
+        thread.Start();
+        return thread;
+    }
+
+    /// <summary>A destination whose first asynchronous write waits for <see cref="Open"/>; it copies what it is given at once.</summary>
+    private sealed class GatedStream : Stream
+    {
+        private readonly TaskCompletionSource _gate = new();
+        private int _writes;
+
+        public MemoryStream Received { get; } = new();
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public void Open() => _gate.SetResult();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Received.Write(buffer.Span);
+            return _writes++ == 0 ? new ValueTask(_gate.Task) : ValueTask.CompletedTask;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Received.Write(buffer, offset, count);
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    /// <summary>A pool of arrays that counts owners out, and can misbehave: throw on one owner's dispose, or give less than asked.</summary>
+    private sealed class CountingPool : MemoryPool<byte>
+    {
+        public int Outstanding;
+        public int Rents;
+        public int ThrowOnDisposeOf = -1;
+        public int ShortFrom = int.MaxValue;
+        public int ShortBy;
+
+        public override int MaxBufferSize => 1 << 20;
+
+        public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
+        {
+            int index = Rents++;
+            int size = Math.Max(minBufferSize, 1);
+            if (index >= ShortFrom)
+            {
+                size -= ShortBy;
+            }
+
+            Interlocked.Increment(ref Outstanding);
+            return new Owner(this, new byte[size], index == ThrowOnDisposeOf);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
+
+        private sealed class Owner(CountingPool pool, byte[] array, bool throwOnDispose) : IMemoryOwner<byte>
+        {
+            private int _disposed;
+
+            public Memory<byte> Memory => array;
+
+            public void Dispose()
+            {
+                if (Interlocked.Exchange(ref _disposed, 1) != 0)
+                {
+                    return;
+                }
+
+                if (throwOnDispose)
+                {
+                    throw new InvalidOperationException("This owner refuses to be disposed.");
+                }
+
+                Interlocked.Decrement(ref pool.Outstanding);
+            }
+        }
+    }
+}
