@@ -7,6 +7,8 @@ project=perf/Zipora.Buffers.Benchmarks
 dotnet build "$project" -c Release
 dotnet run --project "$project" -c Release --no-build -- --efficiency
 dotnet run --project "$project" -c Release --no-build -- --phase-shift
+dotnet run --project "$project" -c Release --no-build -- --segmented-memory
+dotnet run --project "$project" -c Release --no-build -- --many-pipes
 dotnet run --project "$project" -c Release --no-build -- --jemalloc --artifacts artifacts/benchmarks-jemalloc --exporters github
 dotnet run --project "$project" -c Release --no-build -- --filter '*' --iterationCount 10 --warmupCount 3 --launchCount 1 \
   --artifacts artifacts/benchmarks --exporters github

@@ -7,4 +7,5 @@ project=perf/Zipora.Buffers.Benchmarks
 dotnet build "$project" -c Release
 dotnet run --project "$project" -c Release --no-build -- --efficiency
 dotnet run --project "$project" -c Release --no-build -- --phase-shift
+dotnet run --project "$project" -c Release --no-build -- --segmented-memory
 dotnet run --project "$project" -c Release --no-build -- --filter '*' --job Dry --artifacts artifacts/benchmarks-smoke

@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO;
 using System.Linq;
 
 namespace Zipora.Buffers.Benchmarks;
@@ -47,7 +46,7 @@ public static class ManyPipesReport
         };
 
         GC.Collect();
-        long baseline = ResidentBytes();
+        long baseline = ReportProcess.ResidentBytes();
         PipeTraffic.MoveAsync(pool, pipes, BytesPerRun / pipes).GetAwaiter().GetResult();
 
         int[] collectionsBefore = [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)];
@@ -63,41 +62,13 @@ public static class ManyPipesReport
         double allocatedPerRun = (double)(GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / Runs;
         string collections = string.Join(" / ", Enumerable.Range(0, 3).Select(generation => Format($"{(double)(GC.CollectionCount(generation) - collectionsBefore[generation]) / Runs:F1}")));
         double median = milliseconds.Order().ElementAt(Runs / 2);
-        long peak = PeakResidentBytes() - baseline;
-        long after = ResidentBytes() - baseline;
+        long peak = ReportProcess.PeakResidentBytes() - baseline;
+        long after = ReportProcess.ResidentBytes() - baseline;
         Console.WriteLine(Format($"{median:F1} | {BytesPerRun / (1024.0 * 1024) / (median / 1000):F0} | {Megabytes(allocatedPerRun)} | {collections} | {Megabytes(peak)} / {Megabytes(after)}"));
     }
 
-    private static string MeasureInChild(string pool, int pipes)
-    {
-        string self = typeof(ManyPipesReport).Assembly.Location;
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string argument in new[] { self, "--many-pipes-child", pool, pipes.ToString(CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using Process child = Process.Start(start) ?? throw new InvalidOperationException("dotnet could not be started");
-        string output = child.StandardOutput.ReadToEnd().Trim();
-        child.WaitForExit();
-        return child.ExitCode == 0 ? output.Split('\n')[^1] : $"failed (exit {child.ExitCode}) | | | | ";
-    }
-
-    private static long ResidentBytes() => StatusField("VmRSS:");
-
-    private static long PeakResidentBytes() => StatusField("VmHWM:");
-
-    /// <summary>A field of /proc/self/status, in bytes (the kernel writes kB); 0 where there is no /proc.</summary>
-    private static long StatusField(string name)
-    {
-        if (!File.Exists("/proc/self/status"))
-        {
-            return 0;
-        }
-
-        string line = File.ReadLines("/proc/self/status").First(line => line.StartsWith(name, StringComparison.Ordinal));
-        return long.Parse(line[name.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-    }
+    private static string MeasureInChild(string pool, int pipes) =>
+        ReportProcess.RunSelf(5, "--many-pipes-child", pool, pipes.ToString(CultureInfo.InvariantCulture));
 
     private static string Megabytes(double bytes) => Format($"{bytes / (1024 * 1024):F1} MB");
 

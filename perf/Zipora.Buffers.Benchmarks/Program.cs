@@ -27,6 +27,19 @@ if (args is ["--many-pipes-child", string pool, string pipes])
     return;
 }
 
+// `--segmented-memory` prints what a 1 GB burst of messages leaves resident, per peer (a process each).
+if (args.Contains("--segmented-memory"))
+{
+    SegmentedMemoryReport.Run();
+    return;
+}
+
+if (args is ["--segmented-memory-child", string peer])
+{
+    SegmentedMemoryReport.RunChild(peer);
+    return;
+}
+
 // `--phase-shift` prints the adaptive-cache table (counts, not times).
 if (args.Contains("--phase-shift"))
 {

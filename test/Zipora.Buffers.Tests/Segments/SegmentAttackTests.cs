@@ -43,37 +43,18 @@ public sealed class SegmentAttackTests
             var stream = new SegmentedMemoryStream(options);
             stream.WriteByte(1);
             nint address = AddressOf(stream.GetReadOnlySequence().First);
-            int started = 0;
-            Thread user = Started(() =>
+            IMemoryOwner<byte>? next = null;
+
+            // Whatever the write says is another test's business: this one looks at the next renter's bytes.
+            _ = RaceDispose(stream, () => stream.Write(payload), rounds, () =>
             {
-                Volatile.Write(ref started, 1);
-                try
-                {
-                    stream.Write(payload);
-                }
-                catch (Exception)
-                {
-                    // Whatever the write says is another test's business: this one looks at the next renter's bytes.
-                }
+                next = pool.Rent(Size);
+                next.Memory.Span.Fill(Theirs);
             });
-            while (Volatile.Read(ref started) == 0)
+            using (next)
             {
-                Thread.SpinWait(1);
-            }
-
-            Thread.SpinWait(rounds % 64 * 20);
-            stream.Dispose();
-            using IMemoryOwner<byte> next = pool.Rent(Size);
-            next.Memory.Span.Fill(Theirs);
-            user.Join();
-            if (AddressOf(next.Memory) == address)
-            {
-                sameBlock++;
-            }
-
-            if (next.Memory.Span.IndexOfAnyExcept(Theirs) >= 0)
-            {
-                corrupted++;
+                sameBlock += AddressOf(next!.Memory) == address ? 1 : 0;
+                corrupted += next.Memory.Span.IndexOfAnyExcept(Theirs) >= 0 ? 1 : 0;
             }
         }
 
@@ -96,34 +77,17 @@ public sealed class SegmentAttackTests
             rounds++;
             var stream = new SegmentedMemoryStream(options);
             stream.WriteByte(1);
-            int started = 0;
-            Thread user = Started(() =>
-            {
-                Volatile.Write(ref started, 1);
-                try
-                {
-                    stream.Write(payload);
-                }
-                catch (Exception)
-                {
-                    // Not what this test checks.
-                }
-            });
-            while (Volatile.Read(ref started) == 0)
-            {
-                Thread.SpinWait(1);
-            }
-
-            Thread.SpinWait(rounds % 64 * 20);
-            stream.Dispose();
 
             // A new stream on this thread takes the segment object and the block the dispose just let go of.
-            using var other = new SegmentedMemoryStream(options);
-            other.WriteByte(7);
-            user.Join();
-            if (other.Length != 1)
+            SegmentedMemoryStream? other = null;
+            _ = RaceDispose(stream, () => stream.Write(payload), rounds, () =>
             {
-                wrongLength = other.Length;
+                other = new SegmentedMemoryStream(options);
+                other.WriteByte(7);
+            });
+            using (other)
+            {
+                wrongLength = other!.Length != 1 ? other.Length : wrongLength;
             }
         }
 
@@ -146,33 +110,10 @@ public sealed class SegmentAttackTests
             var stream = new SegmentedMemoryStream(options);
             stream.Write(payload);
             stream.Position = 0;
-            int started = 0;
 
-            // Overwriting from the start walks 256 segments outside the guard.
-            Thread user = Started(() =>
-            {
-                Volatile.Write(ref started, 1);
-                try
-                {
-                    stream.Write(payload);
-                }
-                catch (ObjectDisposedException)
-                {
-                    // The documented outcome.
-                }
-                catch (Exception exception)
-                {
-                    unexpected = exception;
-                }
-            });
-            while (Volatile.Read(ref started) == 0)
-            {
-                Thread.SpinWait(1);
-            }
-
-            Thread.SpinWait(rounds % 64 * 20);
-            stream.Dispose();
-            user.Join();
+            // Overwriting from the start walks 256 segments; ObjectDisposedException is the documented outcome.
+            Exception? error = RaceDispose(stream, () => stream.Write(payload), rounds);
+            unexpected = error is ObjectDisposedException ? null : error;
         }
 
         Assert.True(unexpected is null, $"A Write racing Dispose threw {unexpected?.GetType().Name}, not ObjectDisposedException: {unexpected}");
@@ -201,31 +142,14 @@ public sealed class SegmentAttackTests
             stream.Write(mine);
             stream.Position = 0;
             Array.Clear(destination);
-            int started = 0;
             int read = -1;
-            Exception? error = null;
-            Thread user = Started(() =>
+            SegmentedMemoryStream? other = null;
+            Exception? error = RaceDispose(stream, () => read = stream.Read(destination), rounds, () =>
             {
-                Volatile.Write(ref started, 1);
-                try
-                {
-                    read = stream.Read(destination);
-                }
-                catch (Exception exception)
-                {
-                    error = exception;
-                }
+                other = new SegmentedMemoryStream(options);
+                other.Write(theirs);
             });
-            while (Volatile.Read(ref started) == 0)
-            {
-                Thread.SpinWait(1);
-            }
-
-            Thread.SpinWait(rounds % 64 * 20);
-            stream.Dispose();
-            using var other = new SegmentedMemoryStream(options);
-            other.Write(theirs);
-            user.Join();
+            other!.Dispose();
             if (error is not null and not ObjectDisposedException)
             {
                 failure = $"Read racing Dispose threw {error.GetType().Name}, not ObjectDisposedException: {error.Message}";
@@ -255,31 +179,14 @@ public sealed class SegmentAttackTests
             rounds++;
             var writer = new SegmentedBufferWriter(options);
             writer.Write(mine);
-            int started = 0;
             byte[]? copy = null;
-            Exception? error = null;
-            Thread user = Started(() =>
+            SegmentedBufferWriter? other = null;
+            Exception? error = RaceDispose(writer, () => copy = writer.ToArray(), rounds, () =>
             {
-                Volatile.Write(ref started, 1);
-                try
-                {
-                    copy = writer.ToArray();
-                }
-                catch (Exception exception)
-                {
-                    error = exception;
-                }
+                other = new SegmentedBufferWriter(options);
+                other.Write(theirs);
             });
-            while (Volatile.Read(ref started) == 0)
-            {
-                Thread.SpinWait(1);
-            }
-
-            Thread.SpinWait(rounds % 64 * 20);
-            writer.Dispose();
-            using var other = new SegmentedBufferWriter(options);
-            other.Write(theirs);
-            user.Join();
+            other!.Dispose();
             if (error is not null and not ObjectDisposedException)
             {
                 failure = $"ToArray racing Dispose threw {error.GetType().Name}, not ObjectDisposedException: {error.Message}";
@@ -708,6 +615,39 @@ public sealed class SegmentAttackTests
     {
         using MemoryHandle handle = memory.Pin();
         return (nint)handle.Pointer;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="use"/> on another thread and disposes <paramref name="target"/> while it may still run (a
+    /// spin that changes with <paramref name="round"/> moves the dispose along the call), then runs
+    /// <paramref name="afterDispose"/> here, before the call is over; returns what <paramref name="use"/> threw.
+    /// </summary>
+    internal static Exception? RaceDispose(IDisposable target, Action use, int round, Action? afterDispose = null)
+    {
+        int started = 0;
+        Exception? error = null;
+        Thread user = Started(() =>
+        {
+            Volatile.Write(ref started, 1);
+            try
+            {
+                use();
+            }
+            catch (Exception exception)
+            {
+                error = exception;
+            }
+        });
+        while (Volatile.Read(ref started) == 0)
+        {
+            Thread.SpinWait(1);
+        }
+
+        Thread.SpinWait(round % 64 * 20);
+        target.Dispose();
+        afterDispose?.Invoke();
+        user.Join();
+        return error;
     }
 
     internal static Thread Started(Action work)

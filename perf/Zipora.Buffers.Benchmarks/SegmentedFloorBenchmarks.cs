@@ -1,0 +1,84 @@
+using System;
+using BenchmarkDotNet.Attributes;
+
+namespace Zipora.Buffers.Benchmarks;
+
+/// <summary>
+/// The floor under <see cref="SegmentedBufferBenchmarks"/>: the same message written and read back in the same chunks,
+/// but into memory that is already there, so only the unavoidable copies are left; then the copies plus the one object
+/// a message costs, plain, or finalizable as a segmented buffer over a <see cref="TieredMemoryPool"/> is (its
+/// finalizer corrects the pool's counts for a buffer dropped without dispose).
+/// </summary>
+[MemoryDiagnoser]
+public class SegmentedFloorBenchmarks
+{
+    private byte[] _chunk = [];
+    private byte[] _readBack = [];
+    private byte[] _message = [];
+
+    [Params(1024, 64 * 1024, 1024 * 1024, 64 * 1024 * 1024)]
+    public int Size { get; set; }
+
+    [Params(4096, 64 * 1024)]
+    public int Chunk { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        int chunk = Math.Min(Chunk, Size);
+        _chunk = new byte[chunk];
+        new Random(42).NextBytes(_chunk);
+        _readBack = new byte[chunk];
+        _message = new byte[Size];
+    }
+
+    [Benchmark(Baseline = true)]
+    public long CopiesOnly() => RoundTrip();
+
+    [Benchmark]
+    public long CopiesAndAnObject()
+    {
+        GC.KeepAlive(new MessageObject());
+        return RoundTrip();
+    }
+
+    [Benchmark]
+    public long CopiesAndAFinalizableObject()
+    {
+        var message = new FinalizableMessageObject();
+        GC.SuppressFinalize(message);
+        return RoundTrip();
+    }
+
+    private long RoundTrip()
+    {
+        for (int written = 0; written < Size; written += _chunk.Length)
+        {
+            _chunk.CopyTo(_message.AsSpan(written));
+        }
+
+        long checksum = 0;
+        for (int read = 0; read < Size; read += _readBack.Length)
+        {
+            _message.AsSpan(read, _readBack.Length).CopyTo(_readBack);
+            checksum += _readBack[^1];
+        }
+
+        return checksum;
+    }
+
+    /// <summary>As large as a <see cref="SegmentedMemoryStream"/> (136 bytes).</summary>
+    private class MessageObject
+    {
+#pragma warning disable CS0169, IDE0051 // The fields only give the object its size.
+        private readonly long _a, _b, _c, _d, _e, _f, _g, _h, _i, _j, _k, _l, _m, _n, _o;
+#pragma warning restore CS0169, IDE0051
+    }
+
+    private sealed class FinalizableMessageObject : MessageObject
+    {
+        ~FinalizableMessageObject()
+        {
+        }
+    }
+}

@@ -1,0 +1,58 @@
+using System.Collections.Generic;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// What a burst of segmented messages leaves behind, read from the process's resident memory rather than the pool's
+/// counters: once the streams are disposed and the pool's idle delay has passed, the memory is gone. Resident memory
+/// is read from /proc/self/statm, so the test runs alone.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class SegmentedMemoryReturnTests
+{
+    private const long Megabyte = 1024 * 1024;
+    private const int Messages = 256;
+    private const int ChunksPerMessage = 16;
+
+    [Fact]
+    public void TheMemoryOfABurstOfMessagesLeavesTheProcessOneIdleDelayAfterTheyAreDisposed()
+    {
+        Skip.Unless(ProcessMemory.CanRead, "reads resident memory from /proc/self/statm, which only Linux has");
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = SafetyCases.IdleDelay, TimeProvider = time });
+        var options = new SegmentedBufferOptions { Pool = pool };
+        byte[] chunk = new byte[64 * 1024];
+        System.Array.Fill(chunk, (byte)7);
+        SafetyCases.CollectEverything();
+        long before = ProcessMemory.ResidentBytes();
+
+        // 256 messages of 1 MB alive at once, written in 64 KB chunks: segments of 4 KB growing to 128 KB, from the
+        // medium and the large tier.
+        var streams = new List<SegmentedMemoryStream>();
+        for (int message = 0; message < Messages; message++)
+        {
+            var stream = new SegmentedMemoryStream(options);
+            for (int i = 0; i < ChunksPerMessage; i++)
+            {
+                stream.Write(chunk);
+            }
+
+            streams.Add(stream);
+        }
+
+        long peak = ProcessMemory.ResidentBytes();
+        Assert.True(peak - before >= 200 * Megabyte, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB with the messages");
+        streams.ForEach(stream => stream.Dispose());
+        Assert.Equal(0, pool.GetStatistics().Segmented.BytesHeld);
+
+        // The pool keeps what was returned for one idle delay, then gives it back: the releaser ticks every quarter
+        // delay, and an unmap waits out the delay after the return, so three delays cover both steps.
+        SafetyCases.Advance(time, 3 * SafetyCases.IdleDelay);
+        long after = ProcessMemory.ResidentBytes();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(after <= before + (before / 10), $"resident memory should be back within 10% of where it was: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB after; {statistics}");
+        Assert.Equal(0, statistics.BytesRetained);
+        Assert.Equal(0, statistics.BytesInUse);
+    }
+}
