@@ -35,6 +35,9 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
     }
 
+    /// <summary>Whether the segment's pool block is still the one it was given (the pool has not reclaimed it as leaked since).</summary>
+    public bool StillHoldsItsBlock => _owner is not NativeMemoryManager block || block.Generation == _generation;
+
     /// <summary>Bytes the segment can hold.</summary>
     public int Capacity => _available.Length;
 
@@ -56,6 +59,21 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         _available = owner.Memory;
         RunningIndex = runningIndex;
         End = 0;
+    }
+
+    /// <summary>
+    /// Gives the segment <paramref name="owner"/>'s block in place of its own, which it returns to be given back; its
+    /// place in the chain stays. Only for a segment with nothing written, under its buffer's guard.
+    /// </summary>
+    public BlockRelease Swap(IMemoryOwner<byte> owner)
+    {
+        Debug.Assert(_owner is not null && _end == 0, "a held, empty segment");
+        var old = new BlockRelease(_owner!, _generation, _available.Length);
+        _generation = owner is NativeMemoryManager block ? block.Generation : 0;
+        _owner = owner;
+        _available = owner.Memory;
+        End = 0;
+        return old;
     }
 
     /// <summary>Makes <paramref name="next"/> follow this segment (or ends the chain here for <see langword="null"/>).</summary>

@@ -48,6 +48,9 @@ internal struct SegmentChain
     private int _disposed;
     private int _leakNoted;
 
+    // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
+    private int _ownerThread;
+
     public readonly BufferSegment? Head => _head;
 
     public readonly BufferSegment? Tail => _tail;
@@ -64,6 +67,9 @@ internal struct SegmentChain
     }
 
     public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
+
+    /// <summary>Whether every segment has gone (disposed and released, or retired by the finalizer of a leaked buffer).</summary>
+    public readonly bool IsReleased => Volatile.Read(ref Unsafe.AsRef(in _state)) == Released;
 
     /// <summary>Bytes of the segments held (the counts a leaked buffer takes away from its pool's statistics).</summary>
     public readonly long BytesHeld => _bytesHeld;
@@ -93,14 +99,21 @@ internal struct SegmentChain
     {
         if (!TryEnter())
         {
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, IsDisposed);
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, IsDisposed, Volatile.Read(ref _ownerThread) == Environment.CurrentManagedThreadId);
         }
+
+        _ownerThread = Environment.CurrentManagedThreadId;
 
         if (IsDisposed)
         {
             // Disposed while another call was inside, which has just left: its release is done here, on the way out.
             Exit();
             SegmentThrowHelper.ThrowDisposed(typeName);
+        }
+
+        if (Volatile.Read(ref _leakNoted) != 0)
+        {
+            RetireIfBlocksReclaimedUnsynchronized(typeName);
         }
     }
 
@@ -159,27 +172,13 @@ internal struct SegmentChain
     /// </summary>
     public BufferSegment AppendUnsynchronized(int minimumSize)
     {
-        Debug.Assert(minimumSize > 0 && minimumSize <= _maxRentSize, "the caller checks the size against the pool");
-        int size = Math.Max(minimumSize, _nextSegmentSize);
-        if (size > _maxRentSize)
-        {
-            size = _maxRentSize;
-        }
-
-        IMemoryOwner<byte> owner = _tiered is not null ? _tiered.RentForSegment(size) : _pool.Rent(size);
-        if (owner.Memory.Length < minimumSize)
-        {
-            owner.Dispose();
-            SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);
-        }
-
+        IMemoryOwner<byte> owner = RentOwner(minimumSize);
         BufferSegment segment = BufferSegmentCache.Rent();
         segment.Attach(owner, EndIndex);
         int capacity = segment.Capacity;
         _bytesHeld += capacity;
         _counters?.SegmentRented(capacity);
         _segmentsThisMessage++;
-        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _maxSegmentSize);
 
         if (_tail is null)
         {
@@ -193,6 +192,27 @@ internal struct SegmentChain
         _tail = segment;
         return segment;
     }
+
+    /// <summary>
+    /// Gives the empty tail a block of at least <paramref name="minimumSize"/> bytes in place of its own, in the same
+    /// segment: a sequence or position taken before stays valid (the segment held no data), nothing is searched for,
+    /// and the new block is rented first, so a refusal leaves the tail as it was.
+    /// </summary>
+    public BufferSegment GrowEmptyTailUnsynchronized(int minimumSize)
+    {
+        BufferSegment tail = _tail!;
+        Debug.Assert(tail.End == 0, "only an empty tail is given a larger block");
+        IMemoryOwner<byte> owner = RentOwner(minimumSize);
+        BlockRelease old = tail.Swap(owner);
+        _bytesHeld += tail.Capacity - old.Capacity;
+        _counters?.SegmentRented(tail.Capacity);
+        _counters?.SegmentReturned(old.Capacity);
+        old.Dispose();
+        return tail;
+    }
+
+    /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
+    public void RestartGrowth() => _nextSegmentSize = _initialSegmentSize;
 
     /// <summary>Lets go of the head segment (the next one becomes the head).</summary>
     public void ReleaseHeadUnsynchronized()
@@ -243,18 +263,6 @@ internal struct SegmentChain
         }
     }
 
-    /// <summary>The segment just before <paramref name="segment"/>, or <see langword="null"/> for the head.</summary>
-    public readonly BufferSegment? FindPrevious(BufferSegment segment)
-    {
-        BufferSegment? previous = null;
-        for (BufferSegment? current = _head; current is not null && current != segment; current = current.NextSegment)
-        {
-            previous = current;
-        }
-
-        return previous;
-    }
-
     /// <summary>Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next); the growth starts over.</summary>
     public void EndMessage(long length)
     {
@@ -264,17 +272,55 @@ internal struct SegmentChain
     }
 
     /// <summary>
-    /// Called by the finalizer of a buffer dropped without dispose: only counts, never memory (see the remarks of the
-    /// buffers). Once only; a buffer disposed after it (by another object's finalizer, which may run later) releases
-    /// its blocks but counts nothing more, the leak having taken its counts away.
+    /// Called by the finalizer of a buffer whose segments were never released (dropped without dispose, or disposed
+    /// while a call that never ended held them): takes its counts away, once, never touching memory (see the remarks
+    /// of the buffers). The pool reclaims the blocks through their own finalizers and may hand them out again, so a
+    /// buffer brought back to life after this (by another object's finalizer) checks its blocks at every call (see
+    /// <see cref="Enter"/>), and a later dispose returns only the blocks the pool did not take (their generation).
     /// </summary>
     public void NoteLeaked()
     {
-        if (!IsDisposed && Interlocked.Exchange(ref _leakNoted, 1) == 0)
+        if (IsReleased || Interlocked.Exchange(ref _leakNoted, 1) != 0)
         {
-            _counters?.BufferLeaked(_bytesHeld);
-            _counters = null;
+            return;
         }
+
+        _counters?.BufferLeaked(_bytesHeld);
+        _counters = null;
+    }
+
+    /// <summary>
+    /// For a buffer brought back after its finalizer ran: if the pool has reclaimed any of its blocks (their generation
+    /// moved on), retires the chain for good, without releasing (what the pool did not take yet, it takes once the
+    /// buffer is unreachable again), and throws: the buffer must never reach a block that may be another renter's.
+    /// </summary>
+    private void RetireIfBlocksReclaimedUnsynchronized(string typeName)
+    {
+        for (BufferSegment? segment = _head; segment is not null; segment = segment.NextSegment)
+        {
+            if (!segment.StillHoldsItsBlock)
+            {
+                Volatile.Write(ref _disposed, 1);
+                Volatile.Write(ref _state, Released);
+                SegmentThrowHelper.ThrowDisposed(typeName);
+            }
+        }
+    }
+
+    /// <summary>Rents a block of at least <paramref name="minimumSize"/> bytes (the growth's next size when larger), and moves the growth on.</summary>
+    private IMemoryOwner<byte> RentOwner(int minimumSize)
+    {
+        Debug.Assert(minimumSize > 0 && minimumSize <= _maxRentSize, "the caller checks the size against the pool");
+        int size = Math.Min(Math.Max(minimumSize, _nextSegmentSize), _maxRentSize);
+        IMemoryOwner<byte> owner = _tiered is not null ? _tiered.RentForSegment(size) : _pool.Rent(size);
+        if (owner.Memory.Length < minimumSize)
+        {
+            owner.Dispose();
+            SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);
+        }
+
+        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _maxSegmentSize);
+        return owner;
     }
 
     private readonly int CountSegments()

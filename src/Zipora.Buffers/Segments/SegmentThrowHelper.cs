@@ -14,14 +14,16 @@ internal static class SegmentThrowHelper
         throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, and it can no longer be used.");
 
     [DoesNotReturn]
-    public static void ThrowDisposedOrConcurrent(string type, bool disposed)
+    public static void ThrowDisposedOrConcurrent(string type, bool disposed, bool sameThread)
     {
         if (disposed)
         {
             ThrowDisposed(type);
         }
 
-        throw new InvalidOperationException($"This {type} is used by two threads at once; it is not thread-safe (only Dispose may come from any thread).");
+        throw new InvalidOperationException(sameThread
+            ? $"This {type} was called from inside one of its own calls on this thread (a CopyTo destination, or a callback, that uses it): the running call holds its segments, so it cannot be re-entered."
+            : $"This {type} is used by two threads at once; it is not thread-safe (only Dispose may come from any thread).");
     }
 
     [DoesNotReturn]

@@ -22,7 +22,9 @@ namespace Zipora.Buffers;
 /// they are consumed (<see cref="Consume"/>, <see cref="AdvanceTo"/>), <see cref="Reset"/> or <see cref="Dispose"/>. After that their segments may hold another buffer's data: read or write them no more (as
 /// with a <c>Pipe</c>'s buffers). The process never crashes for it: the pool does not unmap memory returned less
 /// than its idle delay ago. Positions in a sequence are valid as long as its data: after a <see cref="Reset"/> the
-/// kept segment holds new data, and a position from before it would point into that.
+/// kept segment holds new data, and a segment let go of by a consume may come back as this writer's next one, so a
+/// position from before either may point into newer data (<see cref="AdvanceTo"/> refuses it where it can tell, and
+/// never consumes past the writer's own data).
 /// </para>
 /// <para>
 /// Not thread-safe: a call made while another thread is inside one gets <see cref="InvalidOperationException"/>.
@@ -238,7 +240,9 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
     public void Dispose()
     {
-        if (_chain.TryDispose(_chain.EndIndex - _messageStart))
+        // A release deferred to a call that is still running keeps the finalizer: should that call never end, the
+        // finalizer is what takes the writer's counts away.
+        if (_chain.TryDispose(_chain.EndIndex - _messageStart) && _chain.IsReleased)
         {
             GC.SuppressFinalize(this);
         }
@@ -260,6 +264,13 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
             _chain.ReleaseHeadUnsynchronized();
             _headStart = 0;
             head = _chain.Head;
+        }
+
+        if (head is not null && _headStart == head.End && ReferenceEquals(head, _chain.Tail))
+        {
+            // Everything consumed: what comes next is a new message, and grows from the initial size again, so a queue
+            // of small messages does not walk its segments up to the largest size.
+            _chain.RestartGrowth();
         }
     }
 
@@ -342,18 +353,12 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
                 SegmentThrowHelper.ThrowSizeHintTooLarge(sizeHint, _chain.MaxRentSize);
             }
 
-            if (tail is not null && tail.End == 0)
-            {
-                // An empty tail too small for this request is replaced, not left as an empty segment in the data (the
-                // memory it gave is the last GetMemory's, valid only until this one, as a Pipe's is).
-                _chain.ReleaseAfterUnsynchronized(_chain.FindPrevious(tail));
-                if (_chain.Head is null)
-                {
-                    _headStart = 0;
-                }
-            }
-
-            tail = _chain.AppendUnsynchronized(needed);
+            // An empty tail too small for this request gets a larger block in place of its own, rather than being
+            // left as an empty segment in the data (the memory it gave was the last GetMemory's, valid only until
+            // this one, as a Pipe's is).
+            tail = tail is not null && tail.End == 0
+                ? _chain.GrowEmptyTailUnsynchronized(needed)
+                : _chain.AppendUnsynchronized(needed);
         }
 
         Memory<byte> memory = tail.AvailableMemory[tail.End..];

@@ -79,13 +79,26 @@ public sealed partial class SegmentedMemoryStream
     public override void CopyTo(Stream destination, int bufferSize)
     {
         ValidateCopyToArguments(destination, bufferSize);
+        if (ReferenceEquals(destination, this))
+        {
+            // As MemoryStream does: the rest is appended after the end. Copied out first, since writing it grows the
+            // very segments being read.
+            byte[] rest = RestToArray();
+            Write(rest);
+            return;
+        }
+
         _chain.Enter(TypeName);
         try
         {
-            foreach (ReadOnlyMemory<byte> memory in TakeRestUnsynchronized())
+            ReadOnlySequence<byte> rest = RestUnsynchronized();
+            foreach (ReadOnlyMemory<byte> memory in rest)
             {
                 destination.Write(memory.Span);
             }
+
+            // Moved once the copy succeeded: a destination that throws leaves the position where it was.
+            _position += rest.Length;
         }
         finally
         {
@@ -104,8 +117,14 @@ public sealed partial class SegmentedMemoryStream
             return Task.FromCanceled(cancellationToken);
         }
 
+        if (ReferenceEquals(destination, this))
+        {
+            byte[] rest = RestToArray();
+            return WriteAsync(rest, cancellationToken).AsTask();
+        }
+
         _chain.Enter(TypeName);
-        return CopyToAsyncCore(TakeRestUnsynchronized(), destination, cancellationToken);
+        return CopyToAsyncCore(RestUnsynchronized(), destination, cancellationToken);
     }
 
     /// <summary>Writes the whole contents to <paramref name="stream"/>, each segment's memory directly, whatever the position (which does not move).</summary>
@@ -137,6 +156,8 @@ public sealed partial class SegmentedMemoryStream
             {
                 await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
             }
+
+            _position += rest.Length;
         }
         finally
         {
@@ -144,17 +165,26 @@ public sealed partial class SegmentedMemoryStream
         }
     }
 
-    /// <summary>The bytes from the position to the end; the position moves to the end (as <see cref="MemoryStream"/>'s copy does).</summary>
-    private ReadOnlySequence<byte> TakeRestUnsynchronized()
+    /// <summary>The bytes from the position to the end, which the caller moves the position past once they are copied; the caller holds the guard.</summary>
+    private ReadOnlySequence<byte> RestUnsynchronized()
     {
         ReadOnlySequence<byte> contents = ContentsUnsynchronized();
-        if (_position >= contents.Length)
-        {
-            return ReadOnlySequence<byte>.Empty;
-        }
+        return _position >= contents.Length ? ReadOnlySequence<byte>.Empty : contents.Slice(_position);
+    }
 
-        ReadOnlySequence<byte> rest = contents.Slice(_position);
-        _position = contents.Length;
-        return rest;
+    /// <summary>The bytes from the position to the end, in a new array; the position moves to the end.</summary>
+    private byte[] RestToArray()
+    {
+        _chain.Enter(TypeName);
+        try
+        {
+            byte[] rest = RestUnsynchronized().ToArrayChecked();
+            _position += rest.Length;
+            return rest;
+        }
+        finally
+        {
+            _chain.Exit();
+        }
     }
 }

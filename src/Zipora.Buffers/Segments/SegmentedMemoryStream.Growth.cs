@@ -65,6 +65,7 @@ public sealed partial class SegmentedMemoryStream
     /// <summary>Appends <paramref name="zeros"/> zero bytes, then <paramref name="data"/>; on failure, shortens the stream back.</summary>
     private void ExtendUnsynchronized(long zeros, ReadOnlySpan<byte> data)
     {
+        _indexCount = 0;
         long length = _chain.EndIndex;
         try
         {
@@ -112,6 +113,7 @@ public sealed partial class SegmentedMemoryStream
     {
         // The cursor may be among the segments let go of: a released segment may already serve another buffer.
         _cursor = null;
+        _indexCount = 0;
         if (length == 0)
         {
             _chain.ReleaseAfterUnsynchronized(null);
@@ -121,7 +123,10 @@ public sealed partial class SegmentedMemoryStream
         BufferSegment last = Locate(length - 1);
         last.End = (int)(length - last.RunningIndex);
         _chain.ReleaseAfterUnsynchronized(last);
+
+        // The search above may have indexed the segments just let go of.
         _cursor = null;
+        _indexCount = 0;
     }
 
     /// <summary>Copies <paramref name="data"/> over the bytes held from <paramref name="position"/> on (all within the length).</summary>
@@ -152,7 +157,10 @@ public sealed partial class SegmentedMemoryStream
         BufferSegment? segment = _cursor;
         if (segment is null || segment.RunningIndex > position)
         {
-            segment = _chain.Head!;
+            // Behind the cursor: the head when it is there, else a binary search, so reading a long stream backwards
+            // does not walk it from the head at every read.
+            BufferSegment head = _chain.Head!;
+            segment = position < head.RunningIndex + head.End ? head : FromIndex(position);
         }
 
         while (position >= segment.RunningIndex + segment.End)
@@ -162,5 +170,48 @@ public sealed partial class SegmentedMemoryStream
 
         _cursor = segment;
         return segment;
+    }
+
+    /// <summary>The last segment that starts at or before <paramref name="position"/>, from the index of the segments (built when needed).</summary>
+    private BufferSegment FromIndex(long position)
+    {
+        if (_indexCount == 0)
+        {
+            int count = 0;
+            for (BufferSegment? segment = _chain.Head; segment is not null; segment = segment.NextSegment)
+            {
+                count++;
+            }
+
+            if (_index is null || _index.Length < count)
+            {
+                _index = new BufferSegment[Math.Max(count, 2 * (_index?.Length ?? 0))];
+            }
+
+            int at = 0;
+            for (BufferSegment? segment = _chain.Head; segment is not null; segment = segment.NextSegment)
+            {
+                _index[at++] = segment;
+            }
+
+            _indexCount = count;
+        }
+
+        int low = 0;
+        int high = _indexCount - 1;
+        while (low < high)
+        {
+            int middle = (low + high + 1) >>> 1;
+            if (_index![middle].RunningIndex <= position)
+            {
+                low = middle;
+            }
+            else
+            {
+                high = middle - 1;
+            }
+        }
+
+        return _index![low];
     }
 }

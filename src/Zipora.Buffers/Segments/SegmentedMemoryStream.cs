@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using System.IO;
 
 namespace Zipora.Buffers;
@@ -39,6 +40,11 @@ public sealed partial class SegmentedMemoryStream : Stream
 
     // The segment the last read or write ended in: sequential access finds its place without walking from the head.
     private BufferSegment? _cursor;
+
+    // The segments in order, for a read or write behind the cursor (built on the first such access after the stream
+    // grew or shrank; valid while _indexCount is not 0).
+    private BufferSegment[]? _index;
+    private int _indexCount;
     private readonly long _maxLength;
     private readonly int _maxSegmentSize;
 
@@ -316,6 +322,20 @@ public sealed partial class SegmentedMemoryStream : Stream
         finally
         {
             _chain.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Disposes the stream. Its finalizer stays registered when a call still running holds the segments (the release
+    /// waits for it), so a call that never ends cannot keep the stream counted as live once it is collected.
+    /// </summary>
+    [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize", Justification = "Stream.Dispose() is Close(), which suppresses the finalizer after Dispose(true); here it must not when the release was deferred.")]
+    public override void Close()
+    {
+        Dispose(true);
+        if (_chain.IsReleased)
+        {
+            GC.SuppressFinalize(this);
         }
     }
 
