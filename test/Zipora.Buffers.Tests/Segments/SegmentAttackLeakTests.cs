@@ -74,33 +74,7 @@ public sealed class SegmentAttackLeakTests
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, time);
         nint address = DropALateDisposer(pool);
 
-        // First collection: the blocks suspect a leak, the disposer puts itself back. Second: the blocks are
-        // reclaimed into quarantine, the disposer puts itself back once more.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        Assert.True(pool.GetStatistics().LeaksReclaimed >= 1, "the writer's block was not reclaimed as a leak");
-
-        // The quarantine runs out; an innocent renter gets the block.
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
-        IMemoryOwner<byte>? innocent = null;
-        var others = new System.Collections.Generic.List<IMemoryOwner<byte>>();
-        for (int i = 0; i < 256 && innocent is null; i++)
-        {
-            IMemoryOwner<byte> owner = pool.Rent(4096);
-            if (SegmentAttackTests.AddressOf(owner.Memory) == address)
-            {
-                innocent = owner;
-            }
-            else
-            {
-                others.Add(owner);
-            }
-        }
-
-        Assert.NotNull(innocent);
-        innocent.Memory.Span.Fill(0xBB);
+        (IMemoryOwner<byte> innocent, System.Collections.Generic.List<IMemoryOwner<byte>> others) = ReclaimAndRentAgain(pool, time, address);
         long inUseBefore = pool.GetStatistics().BytesInUse;
 
         // Third collection: the disposer finally disposes the writer it held, then rents the size (as any thread may).
@@ -178,6 +152,40 @@ public sealed class SegmentAttackLeakTests
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
         writer.Write(new byte[10_000]);
         return new WeakReference(writer, trackResurrection: true);
+    }
+
+    /// <summary>
+    /// Collects twice (the blocks of a dropped buffer suspect a leak, then are reclaimed into quarantine), waits out the
+    /// quarantine, and rents until an innocent renter gets the block at <paramref name="address"/>, which it fills
+    /// with 0xBB; returns it with the other rents made on the way.
+    /// </summary>
+    internal static (IMemoryOwner<byte> Innocent, System.Collections.Generic.List<IMemoryOwner<byte>> Others) ReclaimAndRentAgain(TieredMemoryPool pool, FakeTimeProvider time, nint address)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.True(pool.GetStatistics().LeaksReclaimed >= 1, "the buffer's block was not reclaimed as a leak");
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        IMemoryOwner<byte>? innocent = null;
+        var others = new System.Collections.Generic.List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 256 && innocent is null; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(4096);
+            if (SegmentAttackTests.AddressOf(owner.Memory) == address)
+            {
+                innocent = owner;
+            }
+            else
+            {
+                others.Add(owner);
+            }
+        }
+
+        Assert.NotNull(innocent);
+        innocent.Memory.Span.Fill(0xBB);
+        return (innocent, others);
     }
 
     private static void Collect()

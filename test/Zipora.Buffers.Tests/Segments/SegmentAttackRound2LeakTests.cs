@@ -23,30 +23,7 @@ public sealed class SegmentAttackRound2LeakTests
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, time);
         nint address = DropALateWriter(pool);
 
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        Assert.True(pool.GetStatistics().LeaksReclaimed >= 1, "the writer's block was not reclaimed as a leak");
-
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
-        IMemoryOwner<byte>? innocent = null;
-        var others = new System.Collections.Generic.List<IMemoryOwner<byte>>();
-        for (int i = 0; i < 256 && innocent is null; i++)
-        {
-            IMemoryOwner<byte> owner = pool.Rent(4096);
-            if (SegmentAttackTests.AddressOf(owner.Memory) == address)
-            {
-                innocent = owner;
-            }
-            else
-            {
-                others.Add(owner);
-            }
-        }
-
-        Assert.NotNull(innocent);
-        innocent.Memory.Span.Fill(0xBB);
+        (IMemoryOwner<byte> innocent, System.Collections.Generic.List<IMemoryOwner<byte>> others) = SegmentAttackLeakTests.ReclaimAndRentAgain(pool, time, address);
 
         LateWriter.Armed = true;
         GC.Collect();
