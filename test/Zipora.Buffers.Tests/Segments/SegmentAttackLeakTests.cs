@@ -104,44 +104,31 @@ public sealed class SegmentAttackLeakTests
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void MakeWriterHolders(TieredMemoryPool pool)
+    private static void MakeWriterHolders(TieredMemoryPool pool) => MakeHolders(
+        () => new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 }),
+        static buffer => ((SegmentedBufferWriter)buffer).Write(new byte[10_000]));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void MakeStreamHolders(TieredMemoryPool pool) => MakeHolders(
+        () => new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 }),
+        static buffer => ((SegmentedMemoryStream)buffer).Write(new byte[10_000]));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void MakeHolders(Func<IDisposable> create, Action<IDisposable> fill)
     {
-        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
         for (int i = 0; i < Pairs; i++)
         {
             // Both orders of creation, so both orders of finalization are likely among the pairs.
             if (i % 2 == 0)
             {
-                var writer = new SegmentedBufferWriter(options);
-                writer.Write(new byte[10_000]);
-                _ = new WriterHolder { Writer = writer };
+                IDisposable buffer = create();
+                fill(buffer);
+                _ = new Holder { Buffer = buffer };
             }
             else
             {
-                var holder = new WriterHolder();
-                holder.Writer = new SegmentedBufferWriter(options);
-                holder.Writer.Write(new byte[10_000]);
-            }
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void MakeStreamHolders(TieredMemoryPool pool)
-    {
-        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
-        for (int i = 0; i < Pairs; i++)
-        {
-            if (i % 2 == 0)
-            {
-                var stream = new SegmentedMemoryStream(options);
-                stream.Write(new byte[10_000]);
-                _ = new StreamHolder { Stream = stream };
-            }
-            else
-            {
-                var holder = new StreamHolder();
-                holder.Stream = new SegmentedMemoryStream(options);
-                holder.Stream.Write(new byte[10_000]);
+                var holder = new Holder { Buffer = create() };
+                fill(holder.Buffer);
             }
         }
     }
@@ -198,18 +185,11 @@ public sealed class SegmentAttackLeakTests
     }
 
     /// <summary>Disposes what it holds from its finalizer (the classic pattern of a wrapper that owns a buffer).</summary>
-    private sealed class WriterHolder
+    private sealed class Holder
     {
-        public SegmentedBufferWriter? Writer { get; set; }
+        public IDisposable? Buffer { get; set; }
 
-        ~WriterHolder() => Writer?.Dispose();
-    }
-
-    private sealed class StreamHolder
-    {
-        public SegmentedMemoryStream? Stream { get; set; }
-
-        ~StreamHolder() => Stream?.Dispose();
+        ~Holder() => Buffer?.Dispose();
     }
     /// <summary>A finalizer that puts itself back twice (a wrapper that waits for its own resources), then disposes the writer.</summary>
     private sealed class LateDisposer(SegmentedBufferWriter writer)
