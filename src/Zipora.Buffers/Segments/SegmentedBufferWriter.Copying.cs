@@ -40,10 +40,7 @@ public sealed partial class SegmentedBufferWriter
         _chain.Enter(TypeName);
         try
         {
-            foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
-            {
-                destination.Write(memory.Span);
-            }
+            DataUnsynchronized().WriteTo(destination);
         }
         finally
         {
@@ -61,10 +58,7 @@ public sealed partial class SegmentedBufferWriter
         _chain.Enter(TypeName);
         try
         {
-            foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
-            {
-                await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
-            }
+            await DataUnsynchronized().WriteToAsync(destination, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

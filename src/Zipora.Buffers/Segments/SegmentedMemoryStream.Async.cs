@@ -92,10 +92,7 @@ public sealed partial class SegmentedMemoryStream
         try
         {
             ReadOnlySequence<byte> rest = RestUnsynchronized();
-            foreach (ReadOnlyMemory<byte> memory in rest)
-            {
-                destination.Write(memory.Span);
-            }
+            rest.WriteTo(destination);
 
             // Moved once the copy succeeded: a destination that throws leaves the position where it was.
             _position += rest.Length;
@@ -136,10 +133,7 @@ public sealed partial class SegmentedMemoryStream
         _chain.Enter(TypeName);
         try
         {
-            foreach (ReadOnlyMemory<byte> memory in ContentsUnsynchronized())
-            {
-                stream.Write(memory.Span);
-            }
+            ContentsUnsynchronized().WriteTo(stream);
         }
         finally
         {
@@ -152,11 +146,7 @@ public sealed partial class SegmentedMemoryStream
     {
         try
         {
-            foreach (ReadOnlyMemory<byte> memory in rest)
-            {
-                await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
-            }
-
+            await rest.WriteToAsync(destination, cancellationToken).ConfigureAwait(false);
             _position += rest.Length;
         }
         finally
