@@ -11,7 +11,7 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     /// <summary>A medium tier whose largest class is <paramref name="maxSize"/> (the mmap threshold, a power of two).</summary>
     public MediumTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
-        : base(pages, clock, unmaps, quarantine, MediumClasses.CountUpTo(maxSize), threadCacheMaxBuffers, threadCacheMaxBytes, adaptive)
+        : base(pages, clock, unmaps, quarantine, MediumClasses.CountUpTo(maxSize), threadCacheMaxBuffers, threadCacheMaxBytes, threadCacheMinBuffers: 0, adaptive)
     {
     }
 }

@@ -51,8 +51,9 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
     /// <param name="classCount">How many of <typeparamref name="TClasses"/>'s classes the tier serves, from the smallest.</param>
     /// <param name="threadCacheMaxBuffers">The most blocks of one class a thread keeps; 0 turns per-thread caching off.</param>
     /// <param name="threadCacheMaxBytes">The most bytes a thread keeps of this tier's blocks, split evenly over the classes.</param>
+    /// <param name="threadCacheMinBuffers">The fewest blocks of one class a thread may keep whatever the byte budget says (within <paramref name="threadCacheMaxBuffers"/>).</param>
     /// <param name="adaptive">Whether each class's per-thread capacity follows the thread's use, and idle classes are given back one by one.</param>
-    protected CachedSlabTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int classCount, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
+    protected CachedSlabTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int classCount, int threadCacheMaxBuffers, int threadCacheMaxBytes, int threadCacheMinBuffers, bool adaptive)
         : base(clock)
     {
         Debug.Assert(classCount <= ClassStacks.MaxClasses, "the thread cache holds the stacks inline");
@@ -64,7 +65,7 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         for (int i = 0; i < classCount; i++)
         {
             // Split the per-thread byte budget evenly over the classes, so the sum over classes stays within it.
-            long byBytes = threadCacheMaxBytes / classCount / TClasses.ClassSize(i);
+            long byBytes = Math.Max(threadCacheMinBuffers, threadCacheMaxBytes / classCount / TClasses.ClassSize(i));
             _capacities[i] = (int)Math.Min(threadCacheMaxBuffers, byBytes);
             _initialCapacities[i] = adaptive ? InitialCapacity(_capacities[i]) : _capacities[i];
             _depots[i] = new SizeClassDepot<NativeMemoryManager>();

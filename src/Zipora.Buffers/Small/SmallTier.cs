@@ -13,14 +13,21 @@ internal sealed class SmallTier : CachedSlabTier<SmallClasses>
 
     /// <summary>
     /// The most bytes of small blocks one thread keeps (or the medium budget, when that is smaller), split evenly
-    /// over the 20 classes: about 3 KB each, so 51 blocks of 64 bytes and 3 of 1 KB. Small blocks are cheap to
-    /// move from the depot in batches, and a thread that only ever rents a few sizes should not hold much.
+    /// over the 20 classes: about 3 KB each, so 51 blocks of 64 bytes. A thread that rents a few sizes holds little,
+    /// and a thread's whole small cache stays under about 80 KB with the floor below.
     /// </summary>
     public const int ThreadCacheMaxBytes = 64 * 1024;
 
-    /// <summary>A small tier whose threads keep at most <paramref name="threadCacheMaxBytes"/> (the medium budget) or 64 KB each.</summary>
+    /// <summary>
+    /// The fewest blocks of one class a thread may keep (unless <see cref="TieredMemoryPoolOptions.ThreadCacheMaxBuffers"/>
+    /// is lower, or <see cref="TieredMemoryPoolOptions.ThreadCacheMaxBytes"/> is 0): the byte budget alone would allow 3 blocks of 1 KB, and a stack that small sends nearly every rent
+    /// of a short burst to the depot's lock.
+    /// </summary>
+    public const int ThreadCacheMinBuffers = 8;
+
+    /// <summary>A small tier whose threads keep at most <paramref name="threadCacheMaxBytes"/> (the medium budget) or 64 KB each, and at least 8 blocks of a class.</summary>
     public SmallTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive)
-        : base(pages, clock, unmaps, quarantine, SmallClasses.Count, threadCacheMaxBuffers, Math.Min(threadCacheMaxBytes, ThreadCacheMaxBytes), adaptive)
+        : base(pages, clock, unmaps, quarantine, SmallClasses.Count, threadCacheMaxBuffers, Math.Min(threadCacheMaxBytes, ThreadCacheMaxBytes), threadCacheMaxBytes == 0 ? 0 : ThreadCacheMinBuffers, adaptive)
     {
     }
 }
