@@ -8,9 +8,9 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// A <see cref="MemoryPool{T}"/> of native memory, routed by size to four tiers: small (under 1 KB) from a shared
-/// per-core pool, medium (1 to 16 KB) from size classes with per-thread caches, large (to 2 MB) from cached mmap
-/// regions, huge (above 2 MB) from hugepage arenas.
+/// A <see cref="MemoryPool{T}"/> of native memory, routed by size to four tiers: small (under 1 KB) and medium (1 to
+/// 16 KB) from size classes with per-thread caches, large (to 2 MB) from cached mmap regions, huge (above 2 MB) from
+/// hugepage arenas.
 /// </summary>
 /// <remarks>
 /// <para>
