@@ -3,6 +3,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
+using System.Reflection;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
@@ -176,6 +177,25 @@ public sealed class SmallThreadCacheTests
         Assert.Equal(1, statistics.Small.CacheMisses);
         Assert.Equal(9, statistics.Medium.CacheHits);
         Assert.Equal(1, statistics.Medium.CacheMisses);
+    }
+
+    [Fact]
+    public void PoolsCreatedUsedAndDisposedOneAfterAnotherReuseTheirThreadCacheSlots()
+    {
+        // Each pool's small and medium tiers take a slot of this thread's table of caches; a disposed pool's slots
+        // are reused, so the table stays as small as the pools alive at once (a few hundred at most, counting the
+        // other tests running in parallel, which drop a thousand array pools at once), not two slots per pool ever made.
+        const int Pools = 5_000;
+        for (int i = 0; i < Pools; i++)
+        {
+            using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+            pool.Rent(SmallSize).Dispose();
+            pool.Rent(4096).Dispose();
+        }
+
+        FieldInfo table = typeof(ThreadCacheRegistry<ThreadCache>).GetField("t_caches", BindingFlags.NonPublic | BindingFlags.Static)!;
+        int slots = ((Array?)table.GetValue(null))?.Length ?? 0;
+        Assert.InRange(slots, 2, 4096);
     }
 
     private static void RentAndReturn(TieredMemoryPool pool, int size, int count)
