@@ -40,6 +40,20 @@ if (args is ["--segmented-memory-child", string peer])
     return;
 }
 
+// `--steady-cpu` prints the steady rent, write, dispose table in thread CPU time (a process per case), which a busy
+// shared machine disturbs far less than BenchmarkDotNet's wall-clock times.
+if (args.Contains("--steady-cpu"))
+{
+    SteadyCpuTimeReport.Run();
+    return;
+}
+
+if (args is ["--steady-cpu-child", string steadyPool, string steadySize])
+{
+    SteadyCpuTimeReport.RunChild(steadyPool, int.Parse(steadySize, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 // `--phase-shift` prints the adaptive-cache table (counts, not times).
 if (args.Contains("--phase-shift"))
 {

@@ -22,6 +22,11 @@ public sealed partial class TieredMemoryPool
             return _medium.Rent(size);
         }
 
+        if ((uint)(size - 1) < _smallFastSizes)
+        {
+            return _small.Rent(size);
+        }
+
         return RentForSegmentOther(size);
     }
 

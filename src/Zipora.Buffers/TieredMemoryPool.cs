@@ -8,9 +8,9 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// A <see cref="MemoryPool{T}"/> of native memory, routed by size to four tiers: small (under 1 KB) from a shared
-/// per-core pool, medium (1 to 16 KB) from size classes with per-thread caches, large (to 2 MB) from cached mmap
-/// regions, huge (above 2 MB) from hugepage arenas.
+/// A <see cref="MemoryPool{T}"/> of native memory, routed by size to four tiers: small (under 1 KB) and medium (1 to
+/// 16 KB) from size classes with per-thread caches, large (to 2 MB) from cached mmap regions, huge (above 2 MB) from
+/// hugepage arenas.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -65,6 +65,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     // which sends every rent through RentOther to be wrapped. This keeps the diagnostic check off the fast path.
     private readonly uint _mediumFastSizes;
 
+    // How many sizes from 1 byte up take the inlined small path, after the medium check: all small sizes normally,
+    // none in diagnostic mode. Rent(0) and Rent(-1) fall outside it and go through RentOther.
+    private readonly uint _smallFastSizes;
+
     // Whether the pooled manager itself is handed out (ReuseOwners), instead of an owner per rent.
     private readonly bool _reuseOwners;
     private int _disposed;
@@ -104,6 +108,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _diagnostics = PoolDiagnostics.Create(options);
         // The fast path must not serve what MaxBufferSize forbids: it stops at the smaller of the two limits.
         _mediumFastSizes = _diagnostics is null ? (uint)(Math.Min(_mmapThreshold, _maxBufferSize) - MediumTier.MinSize + 1) : 0;
+        _smallFastSizes = _diagnostics is null ? (uint)Math.Min(SmallTier.MaxSize, _maxBufferSize) : 0;
         _reuseOwners = options.ReuseOwners;
 
         // The clock runs even when background release is off: it times the quarantine of leaked blocks and the
@@ -112,7 +117,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
         _quarantine = new LeakQuarantine(options.TimeProvider, clock.Delay);
         _unmaps = new DeferredUnmaps(_pages, clock);
-        _small = new SmallTier(_pages, clock, _unmaps, _quarantine);
+        _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
         _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
         _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
         _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
@@ -177,6 +182,12 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
             Native.NativeMemoryManager block = _medium.Rent(minBufferSize);
+            return _reuseOwners ? block : new BlockOwner(block);
+        }
+
+        if ((uint)(minBufferSize - 1) < _smallFastSizes)
+        {
+            Native.NativeMemoryManager block = _small.Rent(minBufferSize);
             return _reuseOwners ? block : new BlockOwner(block);
         }
 

@@ -71,10 +71,14 @@ public sealed class TieredMemoryPoolOptions
         set => _hugeRegionCacheMaxBytes = value;
     }
 
-    /// <summary>Most buffers of one medium size class a thread keeps for itself; 0 turns per-thread caching off. Default 64.</summary>
+    /// <summary>Most buffers of one small or medium size class a thread keeps for itself; 0 turns per-thread caching off. Default 64.</summary>
     public int ThreadCacheMaxBuffers { get; set; } = 64;
 
-    /// <summary>Most bytes of medium buffers one thread keeps for itself, spread over the size classes; default 2 MB.</summary>
+    /// <summary>
+    /// Most bytes of medium buffers one thread keeps for itself, spread over the size classes; default 2 MB. The small
+    /// tier's thread caches keep at most 64 KB or this, whichever is smaller (and at least 8 buffers of a class it
+    /// uses, unless this is 0).
+    /// </summary>
     public int ThreadCacheMaxBytes { get; set; } = 2 * 1024 * 1024;
 
     /// <summary>

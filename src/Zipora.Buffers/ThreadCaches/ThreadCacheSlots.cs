@@ -31,7 +31,7 @@ internal static class ThreadCacheSlots
     }
 
     /// <summary>
-    /// The trimming side of the medium tier's thread-cache handshake: spins until the owner of a closed cache has left
+    /// The trimming side of the slab tiers' thread-cache handshake: spins until the owner of a closed cache has left
     /// its rent or return. Call after the process-wide barrier that follows closing the cache. (The array pool needs
     /// no handshake: it may abandon managed arrays to the GC.)
     /// </summary>

@@ -11,7 +11,7 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// A pool dropped without <c>Dispose</c> gives its native memory back once the GC finds it, and nothing a thread kept
-/// from using it (the medium tier's and the array pool's thread caches) keeps it reachable.
+/// from using it (the small and medium tiers' and the array pool's thread caches) keeps it reachable.
 /// </summary>
 /// <remarks>Forces full garbage collections and reads the process's resident memory and mappings, so it runs alone.</remarks>
 [Collection(nameof(HugepageTests))]
@@ -49,11 +49,11 @@ public sealed class DroppedPoolTests
     }
 
     [Fact]
-    public void APoolWhoseMediumTierWasUsedOnThisThreadIsCollected()
+    public void APoolWhoseSmallAndMediumTiersWereUsedOnThisThreadIsCollected()
     {
         WeakReference pool = UseMemoryPoolOnThisThreadAndDrop(new FakeTimeProvider());
         CollectEverything();
-        Assert.False(pool.IsAlive, "this thread's medium cache kept a dropped pool reachable");
+        Assert.False(pool.IsAlive, "this thread's small or medium cache kept a dropped pool reachable");
     }
 
     [Fact]
@@ -330,9 +330,12 @@ public sealed class DroppedPoolTests
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
         IMemoryOwner<byte> first = pool.Rent(4096);
         IMemoryOwner<byte> second = pool.Rent(8192);
+        IMemoryOwner<byte> small = pool.Rent(64);
         first.Dispose();
         second.Dispose();
+        small.Dispose();
         pool.Rent(4096).Dispose();
+        pool.Rent(64).Dispose();
         return new WeakReference(pool, trackResurrection);
     }
 

@@ -3,8 +3,8 @@ using System.Threading;
 
 namespace Zipora.Buffers;
 
-/// <summary>The medium tier's counts: every thread's stacks summed per class, with those of exited threads.</summary>
-internal sealed partial class MediumTier
+/// <summary>A cached slab tier's counts: every thread's stacks summed per class, with those of exited threads.</summary>
+internal abstract partial class CachedSlabTier<TClasses>
 {
     // Counters of threads that have exited, folded in when their caches are retired; and returns after disposal.
     private readonly long[] _retiredHits;
@@ -31,7 +31,7 @@ internal sealed partial class MediumTier
             }
         }
 
-        return Snapshot("medium", totals.Hits, totals.Misses, totals.Returns, totals.BytesInUse, totals.BytesRented, requested, _heap, RentedBytesByClass(byClass));
+        return Snapshot(TClasses.Name, totals.Hits, totals.Misses, totals.Returns, totals.BytesInUse, totals.BytesRented, requested, _heap, RentedBytesByClass(byClass));
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
@@ -45,7 +45,7 @@ internal sealed partial class MediumTier
             {
                 into.Add(new SizeClassStatistics
                 {
-                    Tier = "medium",
+                    Tier = TClasses.Name,
                     ClassSize = counts.Size,
                     Rents = counts.Hits + counts.Misses,
                     BuffersInUse = counts.Hits + counts.Misses - counts.Returns,
@@ -78,7 +78,7 @@ internal sealed partial class MediumTier
             for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
             {
                 ref ClassCounts counts = ref byClass[classIndex];
-                counts.Size = ClassSize(classIndex);
+                counts.Size = TClasses.ClassSize(classIndex);
                 counts.Hits = Volatile.Read(ref _retiredHits[classIndex]);
                 counts.Misses = Volatile.Read(ref _retiredMisses[classIndex]);
                 counts.Returns = Volatile.Read(ref _retiredReturns[classIndex]);
@@ -86,7 +86,7 @@ internal sealed partial class MediumTier
                 foreach (ThreadCache cache in _registry.Caches)
                 {
                     // Each field read once: the hits are derived from the same count the cached figure uses.
-                    ref MediumClassStack stack = ref cache.StackOf(classIndex);
+                    ref ClassStack stack = ref cache.StackOf(classIndex);
                     long count = Volatile.Read(ref stack.Count);
                     long returns = Volatile.Read(ref stack.Returns);
                     counts.Hits += returns + Volatile.Read(ref stack.NetTransfers) - Volatile.Read(ref stack.Drained) - count;

@@ -5,12 +5,9 @@ using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
-/// <summary>The medium tier's misses: finding or creating the thread's cache, the depot, fresh slabs, the adaptation.</summary>
-internal sealed partial class MediumTier
+/// <summary>A cached slab tier's misses: finding or creating the thread's cache, the depot, fresh slabs, the adaptation.</summary>
+internal abstract partial class CachedSlabTier<TClasses>
 {
-    private const int MinSlabBytes = 64 * 1024;
-    private const int BlocksPerSlab = 16;
-
     // Adaptive thread caches start a class at a quarter of its capacity, grow it by half each time it runs empty,
     // and shrink it by a quarter after this many overflows without running empty, down to an eighth.
     private const int OverflowsBeforeShrink = 4;
@@ -26,7 +23,7 @@ internal sealed partial class MediumTier
             ThrowHelper.ThrowPoolDisposed();
         }
 
-        ref MediumClassStack stack = ref cache.StackOf(classIndex);
+        ref ClassStack stack = ref cache.StackOf(classIndex);
         Volatile.Write(ref cache.InUse, 1);
         if (_cachesClosed)
         {
@@ -64,7 +61,7 @@ internal sealed partial class MediumTier
     }
 
     /// <summary>Rents while the caches are closed: from the depot or a fresh block, touching only this thread's counters.</summary>
-    private NativeMemoryManager RentBypassingCache(ref MediumClassStack stack, int classIndex, int size)
+    private NativeMemoryManager RentBypassingCache(ref ClassStack stack, int classIndex, int size)
     {
         if (_disposed)
         {
@@ -77,7 +74,7 @@ internal sealed partial class MediumTier
     }
 
     /// <summary>Hands out a free block (a hit, already counted by its move) or, when there is none, a freshly carved one (a miss).</summary>
-    private NativeMemoryManager HandOut(ref MediumClassStack stack, int classIndex, int size, NativeMemoryManager? free)
+    private NativeMemoryManager HandOut(ref ClassStack stack, int classIndex, int size, NativeMemoryManager? free)
     {
         if (free is not null)
         {
@@ -88,7 +85,7 @@ internal sealed partial class MediumTier
 
         // Called with the thread's cache released: mapping a slab may trim the pool, and a trim waits for every cache.
         // Counted only once the block exists: a rent refused at the pool's limit asked for nothing.
-        NativeMemoryManager carved = _heap.Carve(classIndex, ClassSize(classIndex), Math.Max(MinSlabBytes, BlocksPerSlab * ClassSize(classIndex)), "medium");
+        NativeMemoryManager carved = _heap.Carve(classIndex, TClasses.ClassSize(classIndex), TClasses.SlabBytes(classIndex), TClasses.Name);
         stack.Misses++;
         stack.RequestedBytes += size;
         return carved;
@@ -100,7 +97,7 @@ internal sealed partial class MediumTier
         ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
         if (cache is not null)
         {
-            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            ref ClassStack stack = ref cache.StackOf(classIndex);
             Volatile.Write(ref cache.InUse, 1);
             if (!_cachesClosed)
             {
@@ -159,7 +156,7 @@ internal sealed partial class MediumTier
         ThreadCache? cache = _registry.FindForThisThread();
         if (cache is not null)
         {
-            t_lastCache = cache;
+            TClasses.LastCache = cache;
         }
 
         return cache;
@@ -177,7 +174,7 @@ internal sealed partial class MediumTier
 
             var cache = new ThreadCache(_capacities, _initialCapacities);
             _registry.AddForThisThreadUnsynchronized(cache);
-            t_lastCache = cache;
+            TClasses.LastCache = cache;
             return cache;
         }
     }
@@ -189,14 +186,14 @@ internal sealed partial class MediumTier
     private static int MinimumCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 8);
 
     /// <summary>A class that ran empty needed more: grow its capacity by half, within its limit. Owner thread, inside its handshake.</summary>
-    private void GrowAfterRunningEmpty(ref MediumClassStack stack, int classIndex)
+    private void GrowAfterRunningEmpty(ref ClassStack stack, int classIndex)
     {
         stack.Overflows = 0;
         stack.Capacity = Math.Min(_capacities[classIndex], stack.Capacity + Math.Max(1, stack.Capacity / 2));
     }
 
     /// <summary>A class that keeps overflowing holds more than its thread uses: the capacity shrunk by a quarter, or as it is.</summary>
-    private int ShrinkAfterOverflow(ref MediumClassStack stack, int classIndex)
+    private int ShrinkAfterOverflow(ref ClassStack stack, int classIndex)
     {
         int capacity = stack.Capacity;
         int minimum = MinimumCapacity(_capacities[classIndex]);

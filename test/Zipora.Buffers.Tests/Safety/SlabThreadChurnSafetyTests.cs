@@ -9,33 +9,41 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// The medium tier counts no hit on its fast path: hits are derived from each thread cache's returns, moves to and
-/// from the depot, blocks trims took and blocks left. Here many short-lived threads rent, fill, check and return
-/// medium buffers (a share of them disposed by later threads), their caches are retired as they exit, while another
+/// The small and medium tiers count no hit on their fast paths: hits are derived from each thread cache's returns,
+/// moves to and from the depot, blocks trims took and blocks left. Here many short-lived threads rent, fill, check and
+/// return buffers of one tier (a share of them disposed by later threads), their caches are retired as they exit, while another
 /// thread trims, reads the statistics (which retires exited caches) and ticks the idle clock (adaptive per-class trims):
 /// no block is ever held by two live owners, no pattern is lost, and once quiet the figures are exact: the rents,
 /// bytes requested and bytes rented are those the test made, every rent is a hit or a miss, every one came back.
 /// </summary>
-public sealed class MediumThreadChurnSafetyTests
+public sealed class SlabThreadChurnSafetyTests
 {
     private const int Batches = 24;
     private const int ThreadsPerBatch = 6;
     private const int OperationsPerThread = 150;
 
-    private static readonly int[] s_sizes = [1024, 1025, 1500, 2048, 3000, 4096, 5000, 8192, 12000, 16384];
+    private static readonly int[] s_smallSizes = [1, 16, 17, 64, 100, 128, 129, 300, 512, 700, 1000, 1023];
+    private static readonly int[] s_mediumSizes = [1024, 1025, 1500, 2048, 3000, 4096, 5000, 8192, 12000, 16384];
 
-    public static TheoryData<bool, bool> OwnerReuseAndAdaptiveCaches => new()
+    public static TheoryData<string, bool, bool> TierOwnerReuseAndAdaptiveCaches => new()
     {
-        { false, true },
-        { true, true },
-        { false, false },
-        { true, false },
+        { "small", false, true },
+        { "small", true, true },
+        { "small", false, false },
+        { "small", true, false },
+        { "medium", false, true },
+        { "medium", true, true },
+        { "medium", false, false },
+        { "medium", true, false },
     };
 
     [Theory]
-    [MemberData(nameof(OwnerReuseAndAdaptiveCaches))]
-    public void ShortLivedThreadsRentingAndReturningAcrossThreadsWhileTrimmedKeepBlocksApartAndTheDerivedCountsExact(bool reuseOwners, bool adaptive)
+    [MemberData(nameof(TierOwnerReuseAndAdaptiveCaches))]
+    public void ShortLivedThreadsRentingAndReturningAcrossThreadsWhileTrimmedKeepBlocksApartAndTheDerivedCountsExact(string tier, bool reuseOwners, bool adaptive)
     {
+        int[] sizes = tier == "small" ? s_smallSizes : s_mediumSizes;
+        TierStatistics TierOf(TieredMemoryPoolStatistics statistics) => tier == "small" ? statistics.Small : statistics.Medium;
+
         var time = new FakeTimeProvider();
         TieredMemoryPoolOptions options = SafetyCases.Options(reuseOwners ? OwnerMode.ReuseOwners : OwnerMode.Default, time);
         options.AdaptiveCaches = adaptive;
@@ -75,7 +83,7 @@ public sealed class MediumThreadChurnSafetyTests
             {
                 if (held.Count < 12 && (held.Count == 0 || random.Next(2) == 0))
                 {
-                    int size = s_sizes[random.Next(s_sizes.Length)];
+                    int size = sizes[random.Next(sizes.Length)];
                     IMemoryOwner<byte> owner = pool.Rent(size);
                     long stamp = Interlocked.Increment(ref nextStamp) | (1L << 41);
                     if (!live.TryAdd(OwnerAddress.Of(owner), stamp))
@@ -133,10 +141,10 @@ public sealed class MediumThreadChurnSafetyTests
                 {
                     pool.Trim();
                     Interlocked.Increment(ref trims);
-                    TierStatistics medium = pool.GetStatistics().Medium;
-                    if (medium.CacheHits < 0 || medium.CacheMisses < 0)
+                    TierStatistics counted = TierOf(pool.GetStatistics());
+                    if (counted.CacheHits < 0 || counted.CacheMisses < 0)
                     {
-                        failures.Enqueue($"mid-storm: hits {medium.CacheHits}, misses {medium.CacheMisses}");
+                        failures.Enqueue($"mid-storm: hits {counted.CacheHits}, misses {counted.CacheMisses}");
                     }
 
                     if (round % 3 == 0)
@@ -191,14 +199,14 @@ public sealed class MediumThreadChurnSafetyTests
         // Quiet: the derived figures are exact, before a trim and after one.
         for (int pass = 0; pass < 2; pass++)
         {
-            TierStatistics medium = pool.GetStatistics().Medium;
-            Assert.Equal(rents, medium.Rents);
-            Assert.Equal(medium.Rents, medium.CacheHits + medium.CacheMisses);
-            Assert.Equal(rents, medium.Returns);
-            Assert.Equal(requested, medium.BytesRequested);
-            Assert.Equal(rented, medium.BytesRented);
-            Assert.Equal(0, medium.BytesInUse);
-            List<SizeClassStatistics> classes = [.. pool.GetStatistics().SizeHistogram.Where(static row => row.Tier == "medium")];
+            TierStatistics counted = TierOf(pool.GetStatistics());
+            Assert.Equal(rents, counted.Rents);
+            Assert.Equal(counted.Rents, counted.CacheHits + counted.CacheMisses);
+            Assert.Equal(rents, counted.Returns);
+            Assert.Equal(requested, counted.BytesRequested);
+            Assert.Equal(rented, counted.BytesRented);
+            Assert.Equal(0, counted.BytesInUse);
+            List<SizeClassStatistics> classes = [.. pool.GetStatistics().SizeHistogram.Where(row => row.Tier == tier)];
             Assert.Equal(rents, classes.Sum(static row => row.Rents));
             Assert.All(classes, static row => Assert.Equal(0, row.BuffersInUse));
             pool.Trim();

@@ -4,16 +4,16 @@ using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
-/// <summary>The medium tier's cache for one thread: a stack of free blocks per size class, with the thread's counters.</summary>
+/// <summary>A slab tier's cache for one thread (small or medium): a stack of free blocks per size class, with the thread's counters.</summary>
 /// <remarks>
 /// Only the owning thread writes it; a trim or the tier's disposal drains it after the handshake on
 /// <see cref="InUse"/>. The tier is named by <see cref="ThreadOwnedCache.RegistryId"/>, not referenced: the
-/// thread-static last cache outlives a dropped pool, and must not keep its tier (or its memory) reachable. The stacks live inline, so the fast path follows one reference from the cache to the slots
-/// of its class.
+/// thread-static last cache outlives a dropped pool, and must not keep its tier (or its memory) reachable. The stacks
+/// live inline, so the fast path follows one reference from the cache to the slots of its class.
 /// </remarks>
 internal sealed class ThreadCache : ThreadOwnedCache
 {
-    private MediumClassStacks _stacks;
+    private ClassStacks _stacks;
 
     /// <param name="maxCapacities">The most blocks each class may ever hold: they size the stacks.</param>
     /// <param name="capacities">Where each class's capacity starts.</param>
@@ -21,7 +21,7 @@ internal sealed class ThreadCache : ThreadOwnedCache
     {
         for (int classIndex = 0; classIndex < maxCapacities.Length; classIndex++)
         {
-            ref MediumClassStack stack = ref StackOf(classIndex);
+            ref ClassStack stack = ref StackOf(classIndex);
             stack.Items = maxCapacities[classIndex] == 0 ? [] : new NativeMemoryManager[maxCapacities[classIndex]];
             stack.Capacity = capacities[classIndex];
         }
@@ -35,13 +35,13 @@ internal sealed class ThreadCache : ThreadOwnedCache
 
     /// <summary>The stack of a class; <paramref name="classIndex"/> must be below the tier's class count, which its size checks prove.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref MediumClassStack StackOf(int classIndex) =>
-        ref Unsafe.Add(ref Unsafe.As<MediumClassStacks, MediumClassStack>(ref _stacks), classIndex);
+    public ref ClassStack StackOf(int classIndex) =>
+        ref Unsafe.Add(ref Unsafe.As<ClassStacks, ClassStack>(ref _stacks), classIndex);
 
     /// <summary>The slots of class <paramref name="classIndex"/> up to its current capacity, free ones included.</summary>
     public Span<NativeMemoryManager> Slots(int classIndex)
     {
-        ref MediumClassStack stack = ref StackOf(classIndex);
+        ref ClassStack stack = ref StackOf(classIndex);
         return stack.Items.AsSpan(0, stack.Capacity);
     }
 }

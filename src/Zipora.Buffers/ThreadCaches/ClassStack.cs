@@ -3,8 +3,8 @@ using Zipora.Buffers.Native;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// The free blocks of one medium size class in one thread's cache, with the counters the class's statistics are
-/// derived from. One class's state fits in one cache line.
+/// The free blocks of one size class of a slab tier (small or medium) in one thread's cache, with the counters the
+/// class's statistics are derived from. One class's state fits in one cache line.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -20,7 +20,7 @@ namespace Zipora.Buffers;
 /// read it racily: exact when the pool is quiet, off by the operation in flight while it is busy.
 /// </para>
 /// </remarks>
-internal struct MediumClassStack
+internal struct ClassStack
 {
     /// <summary>The slots, as many as the class may ever hold on a thread; empty when the class is not cached per thread.</summary>
     public NativeMemoryManager[] Items;

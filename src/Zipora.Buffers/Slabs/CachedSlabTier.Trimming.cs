@@ -1,13 +1,12 @@
 using System;
 using System.Collections.Generic;
-using System.Numerics;
 using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
-/// <summary>The medium tier's trims, idle release and disposal: emptying the thread caches safely while their owners run.</summary>
-internal sealed partial class MediumTier
+/// <summary>A cached slab tier's trims, idle release and disposal: emptying the thread caches safely while their owners run.</summary>
+internal abstract partial class CachedSlabTier<TClasses>
 {
     private readonly Lock _trimLock = new();
     private volatile bool _disposed;
@@ -86,7 +85,7 @@ internal sealed partial class MediumTier
             long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
             foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes, rentedByClass))
             {
-                _ = _depots[BitOperations.Log2((uint)buffer.Length) - MinSizeLog2].TryPut(buffer);
+                _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
             }
 
             _cachesClosed = false;
@@ -126,7 +125,7 @@ internal sealed partial class MediumTier
                 continue;
             }
 
-            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            ref ClassStack stack = ref cache.StackOf(classIndex);
             foreach (NativeMemoryManager buffer in stack.Items.AsSpan(0, stack.Count))
             {
                 into.Add(buffer);
@@ -150,7 +149,7 @@ internal sealed partial class MediumTier
     {
         for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
         {
-            ref MediumClassStack stack = ref cache.StackOf(classIndex);
+            ref ClassStack stack = ref cache.StackOf(classIndex);
             _retiredRequestedBytes += stack.RequestedBytes;
             _retiredHits[classIndex] += stack.Hits;
             _retiredMisses[classIndex] += stack.Misses;
