@@ -50,7 +50,9 @@ internal abstract partial class RegionTier
         {
             if (!Volatile.Read(ref _disposed))
             {
-                _registry.AddForThisThreadUnsynchronized(new RegionThreadCache(_rentsByClass.Length));
+                var cache = new RegionThreadCache(_rentsByClass.Length);
+                _registry.AddForThisThreadUnsynchronized(cache);
+                t_lastCache = cache;
             }
         }
     }

@@ -1,3 +1,4 @@
+using System;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -25,6 +26,13 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal abstract partial class RegionTier : BufferTier
 {
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // The slot this thread used last, of either region tier: a thread's steady traffic of one size stays in one tier,
+    // so the fast path is one thread-static read and one compare (the registry's lookup is the fallback).
+    [ThreadStatic]
+    private static RegionThreadCache? t_lastCache;
+#pragma warning restore IDE1006
+
     private SpinGate _gate;
     private readonly RegionCache _cache;
     private readonly string _name;
@@ -36,6 +44,9 @@ internal abstract partial class RegionTier : BufferTier
     private readonly DeferredUnmaps _unmaps;
     private readonly bool _guardPages;
     private readonly ThreadCacheRegistry<RegionThreadCache> _registry;
+
+    // The registry's id, which this tier's slots carry: read from the tier, the fast path's compare costs one load.
+    private readonly long _cacheId;
 
     // Closed while a trim, the idle release or disposal empties the slots (for good once disposed): threads then
     // bypass their slots and use the shared cache, so the emptying thread can take parked regions without racing.
@@ -60,6 +71,7 @@ internal abstract partial class RegionTier : BufferTier
         _clock = clock;
         _cache = new RegionCache(classCount, cacheMaxCount, cacheMaxBytes);
         _registry = new ThreadCacheRegistry<RegionThreadCache>(RetireUnsynchronized);
+        _cacheId = _registry.Id;
     }
 
     protected PageSource Pages { get; }
@@ -67,7 +79,7 @@ internal abstract partial class RegionTier : BufferTier
     public NativeMemoryManager Rent(int size)
     {
         int classIndex = ClassIndex(size);
-        RegionThreadCache? cache = _registry.FindForThisThread();
+        RegionThreadCache? cache = FindThreadCache();
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
@@ -91,7 +103,7 @@ internal abstract partial class RegionTier : BufferTier
     /// <summary>Takes a region back from its owner, on whatever thread disposed it.</summary>
     public void Return(Region region)
     {
-        RegionThreadCache? cache = _registry.FindForThisThread();
+        RegionThreadCache? cache = FindThreadCache();
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
@@ -126,6 +138,25 @@ internal abstract partial class RegionTier : BufferTier
     /// <param name="mappedLength">Bytes mapped: the class size rounded up to the page size of the backing.</param>
     /// <param name="backing">What the mapping ended up backed by.</param>
     protected abstract bool TryMapRegion(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private RegionThreadCache? FindThreadCache()
+    {
+        RegionThreadCache? cache = t_lastCache;
+        return cache is not null && cache.RegistryId == _cacheId ? cache : FindThreadCacheSlow();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RegionThreadCache? FindThreadCacheSlow()
+    {
+        RegionThreadCache? cache = _registry.FindForThisThread();
+        if (cache is not null)
+        {
+            t_lastCache = cache;
+        }
+
+        return cache;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
