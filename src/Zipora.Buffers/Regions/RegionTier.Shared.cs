@@ -152,7 +152,6 @@ internal abstract partial class RegionTier
 
         _bytesInUse -= region.Buffer.Length;
         _inUseByClass[region.ClassIndex]--;
-        _inUse--;
         bool cache = keep && !_disposed;
         bool overLimit = false;
         if (cache)
@@ -210,15 +209,10 @@ internal abstract partial class RegionTier
         if (ofClass > _peakByClass[classIndex])
         {
             _peakByClass[classIndex] = ofClass;
-        }
-
-        if (++_inUse > _peak)
-        {
-            _peak = _inUse;
-            if (_adaptive && _peak > _cache.MaxCount)
+            if (++_classPeakSum > _cache.MaxCount && _adaptive)
             {
-                // The demand just reached a new high: keep enough regions to serve it again.
-                _cache.MaxCount = _peak;
+                // A class's demand just reached a new high: keep enough regions to serve every class's high again.
+                _cache.MaxCount = _classPeakSum;
             }
         }
     }

@@ -18,16 +18,17 @@ internal abstract partial class RegionTier
     private long _bytesEvicted;
 
     // Demand, under the gate: buffers in use now and the most in use at once in this window and the last (a window
-    // is one idle delay), per class and over the tier. They feed the size histogram and, when adaptive, the cache's
-    // count limit, which follows the recent high-water mark instead of a fixed number.
+    // is one idle delay), per class. They feed the size histogram and, when adaptive, the cache's count limit, which
+    // follows the sum of the classes' recent high-water marks instead of a fixed number: regions of one class cannot
+    // serve another, so a limit at the tier's own high-water mark (below that sum when the classes peak at different
+    // moments) would evict regions one class is about to need again, and map them again, all through steady traffic.
     private readonly bool _adaptive;
     private readonly int _configuredMaxCount;
     private readonly long[] _rentsByClass;
     private readonly int[] _inUseByClass;
     private readonly int[] _peakByClass;
     private readonly int[] _lastPeakByClass;
-    private int _inUse;
-    private int _peak;
+    private int _classPeakSum;
     private long _windowStart;
 
     // The counts of the slots of exited threads, under the registry's lock.

@@ -29,17 +29,18 @@ internal abstract partial class RegionTier
         {
             _windowStart = now;
             _gate.Enter();
-            int lastPeak = _peak;
-            _peak = _inUse;
+            int lastPeakSum = _classPeakSum;
+            _classPeakSum = 0;
             for (int classIndex = 0; classIndex < _peakByClass.Length; classIndex++)
             {
                 _lastPeakByClass[classIndex] = _peakByClass[classIndex];
                 _peakByClass[classIndex] = _inUseByClass[classIndex];
+                _classPeakSum += _peakByClass[classIndex];
             }
 
             if (_adaptive)
             {
-                _cache.MaxCount = Math.Max(_configuredMaxCount, lastPeak);
+                _cache.MaxCount = Math.Max(_configuredMaxCount, Math.Max(lastPeakSum, _classPeakSum));
             }
 
             _gate.Exit();
