@@ -18,22 +18,7 @@ public sealed class RegionSlotTests
     private const int LargeClass = 114_688;
     private const int HugeSize = 3 * 1024 * 1024;
 
-    public static TheoryData<int, OwnerMode> BothRegionTiersInBothModes
-    {
-        get
-        {
-            var data = new TheoryData<int, OwnerMode>();
-            foreach (int size in new[] { LargeSize, HugeSize })
-            {
-                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
-                {
-                    data.Add(size, mode);
-                }
-            }
-
-            return data;
-        }
-    }
+    public static TheoryData<int, OwnerMode> BothRegionTiersInBothModes => SafetyCases.SizesInBothModes(LargeSize, HugeSize);
 
     [Theory]
     [MemberData(nameof(BothRegionTiersInBothModes))]
