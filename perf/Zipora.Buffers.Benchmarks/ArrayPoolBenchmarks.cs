@@ -5,7 +5,7 @@ namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>
 /// TieredArrayPool against ArrayPool&lt;byte&gt;.Shared: rent Depth arrays of Length, write a byte to each, return
-/// them all; depth 1 is the steady single rent and return (16 B to 64 KB), depths 8, 32 and 100 the bursts (1, 4 and
+/// them all; depth 1 is the steady single rent and return (16 B to 64 MB), depths 8, 32 and 100 the bursts (1, 4 and
 /// 16 KB). Reported per rent and return pair.
 /// </summary>
 [MemoryDiagnoser]
@@ -20,7 +20,8 @@ public class ArrayPoolBenchmarks
 
     public static Burst[] Patterns =>
     [
-        new(1, 16), new(1, 1024), new(1, 4096), new(1, 16384), new(1, 65536),
+        new(1, 16), new(1, 64), new(1, 1024), new(1, 4096), new(1, 16384), new(1, 65536),
+        new(1, 1 << 20), new(1, 4 << 20), new(1, 64 << 20),
         new(8, 1024), new(32, 1024), new(100, 1024),
         new(8, 4096), new(32, 4096), new(100, 4096),
         new(8, 16384), new(32, 16384), new(100, 16384),

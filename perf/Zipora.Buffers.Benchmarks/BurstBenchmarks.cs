@@ -15,6 +15,7 @@ public unsafe class BurstBenchmarks : PeerPoolBenchmarks
     private IMemoryOwner<byte>[] _owners = null!;
     private byte[][] _arrays = null!;
     private nint[] _blocks = null!;
+    private MinimalNativePool _floor = null!;
 
     [ParamsSource(nameof(Bursts))]
     public Burst Pattern { get; set; }
@@ -26,6 +27,7 @@ public unsafe class BurstBenchmarks : PeerPoolBenchmarks
         _owners = new IMemoryOwner<byte>[Pattern.Count];
         _arrays = new byte[Pattern.Count][];
         _blocks = new nint[Pattern.Count];
+        _floor = new MinimalNativePool(Pattern.Size, safeOwners: false);
     }
 
     [Benchmark]
@@ -85,6 +87,14 @@ public unsafe class BurstBenchmarks : PeerPoolBenchmarks
             Mimalloc.Free((void*)block);
         }
     }
+
+    /// <summary>
+    /// Floor experiment: the burst from the least a pool of <see cref="IMemoryOwner{T}"/> over native memory can do (a
+    /// thread-static stack of blocks handing out their own managers; see <see cref="MinimalNativePool"/>). What it costs
+    /// above mimalloc is what the owner interface itself costs: a virtual GetSpan per write, a dispose per buffer.
+    /// </summary>
+    [Benchmark]
+    public void FloorReusedOwners() => BurstFrom(_floor);
 
     [Benchmark]
     public void NewByteArray()

@@ -372,12 +372,16 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     [MethodImpl(MethodImplOptions.NoInlining)]
     private IMemoryOwner<byte> RentOther(int size)
     {
-        (Native.NativeMemoryManager block, string tier) = RentBlock(size);
         if (_diagnostics is not null)
         {
-            return _diagnostics.Track(block, tier);
+            (Native.NativeMemoryManager tracked, string tier) = RentBlock(size);
+            return _diagnostics.Track(tracked, tier);
         }
 
+        // Regions first, without the general routing: the tiers' own slots make their steady rents this short.
+        Native.NativeMemoryManager block = size > _mmapThreshold && size <= _maxBufferSize
+            ? (size <= _hugepageThreshold ? _large.Rent(size) : _huge.Rent(size))
+            : RentBlock(size).Block;
         return _reuseOwners ? block : new BlockOwner(block);
     }
 

@@ -90,7 +90,10 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         for (int i = 0; i < classCount; i++)
         {
             _classLengths[i] = ArraySizeClasses.LengthOf(i);
-            _capacities[i] = Math.Min(options.ThreadCacheMaxArrays, options.ThreadCacheMaxBytesPerClass / _classLengths[i]);
+            // A class longer than the byte budget still keeps one array per thread, as the runtime's pool does: a
+            // steady rent and return of a large array then never takes the depot's lock. Idle release takes it back.
+            int byBytes = options.ThreadCacheMaxBytesPerClass == 0 ? 0 : Math.Max(1, options.ThreadCacheMaxBytesPerClass / _classLengths[i]);
+            _capacities[i] = Math.Min(options.ThreadCacheMaxArrays, byBytes);
             _depots[i] = new SizeClassDepot<byte[]>();
         }
 

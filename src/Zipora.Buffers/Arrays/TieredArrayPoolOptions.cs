@@ -19,7 +19,10 @@ public sealed class TieredArrayPoolOptions
     /// <summary>Most arrays of one size class a thread keeps for itself; 0 turns per-thread caching off. Default 128.</summary>
     public int ThreadCacheMaxArrays { get; set; } = 128;
 
-    /// <summary>Most bytes of one size class a thread keeps for itself; classes longer than this skip the thread cache. Default 4 MB.</summary>
+    /// <summary>
+    /// Most bytes of one size class a thread keeps for itself; a class longer than this keeps one array per thread (as
+    /// <see cref="System.Buffers.ArrayPool{T}.Shared"/> does), and 0 turns per-thread caching off. Default 4 MB.
+    /// </summary>
     public int ThreadCacheMaxBytesPerClass { get; set; } = 4 * 1024 * 1024;
 
     /// <summary>Most bytes kept in the shared depots behind the thread caches, over all classes; arrays past it are dropped. Default 1 GiB.</summary>

@@ -24,14 +24,12 @@ internal sealed class HugeTier : RegionTier
     private readonly bool _transparentAvailable;
 
     public HugeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int hugepageThreshold, int maxBufferSize, bool enableHugepages, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
-        : base("huge", pages, clock, quarantine, unmaps, guardPages, ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes, adaptive)
+        : base("huge", pages, clock, quarantine, unmaps, guardPages, BitOperations.Log2((uint)hugepageThreshold), ClassCount(hugepageThreshold, maxBufferSize), cacheMaxCount, cacheMaxBytes, adaptive)
     {
         _minSizeLog2 = BitOperations.Log2((uint)hugepageThreshold);
         _enableHugepages = enableHugepages;
         _transparentAvailable = pages.Allocator.SupportsAdvice && HugePageInfo.Read().TransparentHugePagesAvailable;
     }
-
-    protected override int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
 
     protected override int BufferLength(int classIndex) => (int)long.Min(ClassSize(classIndex), int.MaxValue);
 

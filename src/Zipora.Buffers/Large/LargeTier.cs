@@ -12,12 +12,10 @@ internal sealed class LargeTier : RegionTier
     private readonly int _minSizeLog2;
 
     public LargeTier(PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int mmapThreshold, int hugepageThreshold, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
-        : base("large", pages, clock, quarantine, unmaps, guardPages, ClassCount(mmapThreshold, hugepageThreshold), cacheMaxCount, cacheMaxBytes, adaptive)
+        : base("large", pages, clock, quarantine, unmaps, guardPages, BitOperations.Log2((uint)mmapThreshold), ClassCount(mmapThreshold, hugepageThreshold), cacheMaxCount, cacheMaxBytes, adaptive)
     {
         _minSizeLog2 = BitOperations.Log2((uint)mmapThreshold);
     }
-
-    protected override int ClassIndex(int size) => SizeClasses.QuarterStepIndex(size, _minSizeLog2);
 
     protected override int BufferLength(int classIndex) => (int)SizeClasses.QuarterStepSize(classIndex, _minSizeLog2);
 

@@ -5,7 +5,8 @@ namespace Zipora.Buffers;
 /// <summary>
 /// Returned regions kept for reuse, least recently used first out, within a count and a byte limit. A rent takes
 /// the most recently returned region of its exact size class (its pages are the likeliest to be resident);
-/// eviction takes the least recently returned region of any class.
+/// eviction takes the least recently returned region of any class. The limits also cover the room reserved for the
+/// tier's per-thread slots (<see cref="TryReserve"/>), so regions parked on threads count against the same caps.
 /// </summary>
 /// <remarks>Not thread-safe: the owning tier calls it under its lock. Never allocates.</remarks>
 internal sealed class RegionCache
@@ -31,7 +32,39 @@ internal sealed class RegionCache
 
     public long Bytes { get; private set; }
 
-    public bool IsOverLimit => Count > MaxCount || Bytes > _maxBytes;
+    /// <summary>Threads holding a slot reservation, and the bytes reserved for their slots.</summary>
+    public int ReservedCount { get; private set; }
+
+    public long ReservedBytes { get; private set; }
+
+    public bool IsOverLimit => Count + ReservedCount > MaxCount || Bytes + ReservedBytes > _maxBytes;
+
+    /// <summary>
+    /// Reserves room for one thread's slot to grow by <paramref name="extraBytes"/> (<paramref name="newSlot"/>: the
+    /// thread held no reservation), if the limits can hold it once the cached regions are evicted; the caller then
+    /// evicts while <see cref="IsOverLimit"/>.
+    /// </summary>
+    public bool TryReserve(bool newSlot, long extraBytes)
+    {
+        int count = ReservedCount + (newSlot ? 1 : 0);
+        long bytes = ReservedBytes + extraBytes;
+        if (count > MaxCount || bytes > _maxBytes)
+        {
+            return false;
+        }
+
+        ReservedCount = count;
+        ReservedBytes = bytes;
+        return true;
+    }
+
+    /// <summary>Gives back one thread's reservation of <paramref name="bytes"/>.</summary>
+    public void Unreserve(long bytes)
+    {
+        Debug.Assert(ReservedCount > 0 && ReservedBytes >= bytes, "only what was reserved is given back");
+        ReservedCount--;
+        ReservedBytes -= bytes;
+    }
 
     /// <summary>Regions of size class <paramref name="classIndex"/> kept.</summary>
     public int CountOf(int classIndex) => _countByClass[classIndex];

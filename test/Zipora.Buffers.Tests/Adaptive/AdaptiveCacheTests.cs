@@ -27,6 +27,32 @@ public sealed class AdaptiveCacheTests
     }
 
     [Fact]
+    public void ClassesThatPeakAtDifferentMomentsAreAllKeptSoSteadyTrafficNeverMapsAgain()
+    {
+        // Four classes, each with 32 buffers in use at its own moment: the tier never has more than 32 in use at once,
+        // but each class needs its own 32 regions back.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { RegionCacheMaxCount = 1, IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });
+        int[] sizes = [20 * 1024, 40 * 1024, 80 * 1024, 160 * 1024];
+        foreach (int size in sizes)
+        {
+            Burst(pool, size, 32);
+        }
+
+        long maps = pool.GetStatistics().MmapCalls;
+        for (int round = 0; round < 3; round++)
+        {
+            foreach (int size in sizes)
+            {
+                Burst(pool, size, 32);
+            }
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(maps, statistics.MmapCalls);
+        Assert.Equal(3 * 4 * 32, statistics.Large.CacheHits);
+    }
+
+    [Fact]
     public void WithAdaptationOffTheCountLimitIsFixed()
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false, IdleReleaseDelay = s_delay, TimeProvider = new FakeTimeProvider() });

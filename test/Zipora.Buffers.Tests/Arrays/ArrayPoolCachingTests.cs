@@ -120,9 +120,24 @@ public sealed class ArrayPoolCachingTests
     }
 
     [Fact]
-    public void ClassesLongerThanTheThreadBudgetSkipTheThreadCache()
+    public void ClassesLongerThanTheThreadBudgetKeepOneArrayPerThread()
     {
         var pool = new TieredArrayPool(new TieredArrayPoolOptions { ThreadCacheMaxBytesPerClass = 64 * 1024 });
+        byte[] first = pool.Rent(100_000);
+        byte[] second = pool.Rent(100_000);
+        pool.Return(first);
+        pool.Return(second);
+
+        // The thread keeps the last one returned, the other went on to the shared depot: both come back, newest first.
+        Assert.Same(second, pool.Rent(100_000));
+        Assert.Same(first, pool.Rent(100_000));
+        Assert.Equal(2, pool.GetStatistics().Arrays.CacheHits);
+    }
+
+    [Fact]
+    public void AZeroThreadBudgetSendsEveryClassToTheSharedDepot()
+    {
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { ThreadCacheMaxBytesPerClass = 0 });
         byte[] array = pool.Rent(100_000);
         var other = new Thread(() => pool.Return(array));
         other.Start();

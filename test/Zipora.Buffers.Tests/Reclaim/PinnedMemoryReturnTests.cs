@@ -53,7 +53,7 @@ public sealed class PinnedMemoryReturnTests : IDisposable
 
         long after = ProcessMemory.ResidentBytes();
         Assert.True(PinnedMemoryCollector.Collections > collections, $"no aggressive collection was asked for: {pool.GetStatistics()}; munmaps {pool.GetStatistics().MunmapCalls}, awaiting {pool.GetStatistics().BytesAwaitingRelease}");
-        Assert.True(peak - after >= 150 * Megabyte && after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later");
+        Assert.True(peak - after >= 150 * Megabyte && after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; {pool.GetStatistics()}");
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
     }
 

@@ -10,8 +10,9 @@ using Zipora.Buffers.Native;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// The attack on a dropped pool's finalizer: threads keep renting from and returning to its medium tier, on their own
-/// thread caches, while the collector finds the pool and its finalizer's work disposes the tier under them.
+/// The attack on a dropped pool's finalizer: threads keep renting from and returning to one of its tiers with per-thread
+/// caches (the medium tier's stacks, the region tiers' slots), while the collector finds the pool and its finalizer's
+/// work disposes the tier under them.
 /// </summary>
 /// <remarks>
 /// The threads hold the tier (as a rented block does), not the pool, so nothing stops the pool being collected mid-rent.
@@ -25,13 +26,16 @@ public sealed class DroppedPoolRaceSafetyTests
     private const int HeldPerThread = 24;
     private const int MaxRentsPerThread = 2_000_000;
 
-    [Fact]
-    public void RentersOfAMediumTierWhosePoolIsFinalizedNeverShareABlockNorTouchUnmappedMemory()
+    [Theory]
+    [InlineData("_medium")]
+    [InlineData("_large")]
+    [InlineData("_huge")]
+    public void RentersOfATierWhosePoolIsFinalizedNeverShareABlockNorTouchUnmappedMemory(string tierField)
     {
         var time = new FakeTimeProvider();
         for (int round = 0; round < 3; round++)
         {
-            MediumTier tier = CreateAndDropKeepingTheMediumTier(time);
+            Func<int, NativeMemoryManager> tier = CreateAndDropKeepingTheTier(time, tierField);
             var failures = new ConcurrentQueue<string>();
             int stoppedByDisposal = 0;
             using var start = new Barrier(Threads + 1);
@@ -68,10 +72,10 @@ public sealed class DroppedPoolRaceSafetyTests
     }
 
     /// <summary>
-    /// Rents and returns medium blocks, holding up to <see cref="HeldPerThread"/> marked ones, until the tier refuses a
+    /// Rents and returns blocks of five sizes, holding up to <see cref="HeldPerThread"/> marked ones, until the tier refuses a
     /// rent because it was disposed (returns <see langword="true"/>) or the rents run out; then returns what it holds.
     /// </summary>
-    private static bool RentUntilDisposed(MediumTier tier, byte mark, Barrier start, ConcurrentQueue<string> failures)
+    private static bool RentUntilDisposed(Func<int, NativeMemoryManager> rent, byte mark, Barrier start, ConcurrentQueue<string> failures)
     {
         var held = new Queue<NativeMemoryManager>();
         bool disposed = false;
@@ -80,7 +84,7 @@ public sealed class DroppedPoolRaceSafetyTests
         {
             try
             {
-                NativeMemoryManager block = tier.Rent(1024 << (i % 5));
+                NativeMemoryManager block = rent(i % 5);
                 if (!ProcessMappings.IsMappedNow(block.Address, block.Length))
                 {
                     failures.Enqueue($"a block handed out at 0x{block.Address:x} is not mapped");
@@ -124,12 +128,19 @@ public sealed class DroppedPoolRaceSafetyTests
         block.Dispose();
     }
 
+    /// <summary>Builds and drops a pool, keeping only a way to rent from one of its tiers (size 0 to 4 picks one of five sizes).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static MediumTier CreateAndDropKeepingTheMediumTier(FakeTimeProvider time)
+    private static Func<int, NativeMemoryManager> CreateAndDropKeepingTheTier(FakeTimeProvider time, string tierField)
     {
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        FieldInfo field = typeof(TieredMemoryPool).GetField("_medium", BindingFlags.NonPublic | BindingFlags.Instance)
-            ?? throw new InvalidOperationException("the pool has no medium tier field");
-        return (MediumTier)field.GetValue(pool)!;
+        FieldInfo field = typeof(TieredMemoryPool).GetField(tierField, BindingFlags.NonPublic | BindingFlags.Instance)
+            ?? throw new InvalidOperationException($"the pool has no field {tierField}");
+        return field.GetValue(pool) switch
+        {
+            MediumTier medium => sizeIndex => medium.Rent(1024 << sizeIndex),
+            LargeTier large => sizeIndex => large.Rent(20_000 << sizeIndex),
+            HugeTier huge => sizeIndex => huge.Rent((3 << 20) + (sizeIndex << 20)),
+            _ => throw new InvalidOperationException($"{tierField} is not a tier with per-thread caches"),
+        };
     }
 }

@@ -18,22 +18,7 @@ public sealed class SlabPageDropSafetyTests
     private const byte LeakedPattern = 0xC3;
 
     /// <summary>Sizes whose blocks straddle pages (640, 1008), share one (112, 2 KB) or fill one (4 KB).</summary>
-    public static TheoryData<int, OwnerMode> SizesAndModes
-    {
-        get
-        {
-            var data = new TheoryData<int, OwnerMode>();
-            foreach (int size in new[] { 100, 600, 1000, 1500, 4096 })
-            {
-                foreach (OwnerMode mode in SafetyCases.BothOwnerModes)
-                {
-                    data.Add(size, mode);
-                }
-            }
-
-            return data;
-        }
-    }
+    public static TheoryData<int, OwnerMode> SizesAndModes => SafetyCases.SizesInBothModes(100, 600, 1000, 1500, 4096);
 
     [Theory]
     [MemberData(nameof(SizesAndModes))]

@@ -53,6 +53,21 @@ public static class SafetyCases
         Assert.Equal(0, drained.BytesInUse);
     }
 
+    /// <summary>Each of <paramref name="sizes"/> in both owner modes.</summary>
+    internal static TheoryData<int, OwnerMode> SizesInBothModes(params int[] sizes)
+    {
+        var data = new TheoryData<int, OwnerMode>();
+        foreach (int size in sizes)
+        {
+            foreach (OwnerMode mode in BothOwnerModes)
+            {
+                data.Add(size, mode);
+            }
+        }
+
+        return data;
+    }
+
     /// <summary>One size per tier, in both owner modes, with each of <paramref name="variants"/>.</summary>
     internal static TheoryData<int, OwnerMode, T> OneSizePerTierInBothModes<T>(params T[] variants)
     {

@@ -1,0 +1,58 @@
+namespace Zipora.Buffers;
+
+/// <summary>
+/// A region tier's slot for one thread: the region this thread returned last, kept for its next rent of that size,
+/// with the thread's counters.
+/// </summary>
+/// <remarks>
+/// <para>
+/// One region, not one per size: steady traffic of one size rents and returns the same region without a lock or an
+/// interlocked instruction, and a thread never holds more than one idle region of a tier. A return that finds the
+/// slot taken parks the newer region and sends the older one to the shared cache, so the slot always holds the
+/// thread's most recently returned region (its pages are the likeliest to be resident).
+/// </para>
+/// <para>
+/// Only the owning thread writes <see cref="Parked"/> and its counters, inside the handshake on <see cref="InUse"/>;
+/// trims, idle release and disposal empty the slot while the owner is kept out by that handshake. A parked region
+/// still counts as in use in the tier's shared counts (parking and taking it touch nothing shared); the statistics
+/// subtract the parked regions and add the slot's hits when they are read. The tier is named by
+/// <see cref="ThreadOwnedCache.RegistryId"/>; the parked region refers to its tier, but a trim, the idle release or
+/// the tier's disposal always empties the slot, so a dropped pool's memory is never held by a thread.
+/// </para>
+/// </remarks>
+internal sealed class RegionThreadCache : ThreadOwnedCache
+{
+    public RegionThreadCache(int classCount)
+    {
+        ParksByClass = new long[classCount];
+        DrainedByClass = new long[classCount];
+    }
+
+    /// <summary>1 while the owner is inside a rent or return that touches the slot (the medium tier's handshake).</summary>
+    public int InUse;
+
+    /// <summary>The region this thread returned last and has not rented again, if any.</summary>
+    public Region? Parked;
+
+    /// <summary>The idle clock's tick of the last park: a slot unused for a whole delay gives back its region and reservation.</summary>
+    public long LastParkAt;
+
+    /// <summary>
+    /// Bytes of the tier's cache limits held for this slot: a region up to this long parks without asking. Written
+    /// under the tier's gate (by the owner, or by a trim while the owner is kept out).
+    /// </summary>
+    public long ReservedBytes;
+
+    /// <summary>Regions of each class parked by this thread, less those a later return sent on to the shared cache.</summary>
+    public readonly long[] ParksByClass;
+
+    /// <summary>Parked regions of each class taken away by trims, the idle release or disposal.</summary>
+    public readonly long[] DrainedByClass;
+
+    /// <summary>Bytes asked for by this thread's rents served from the slot.</summary>
+    public long RequestedBytes;
+
+    /// <summary>Rents of class <paramref name="classIndex"/> this thread served from its slot.</summary>
+    public long HitsOf(int classIndex) =>
+        ParksByClass[classIndex] - DrainedByClass[classIndex] - (Parked is { } parked && parked.ClassIndex == classIndex ? 1 : 0);
+}

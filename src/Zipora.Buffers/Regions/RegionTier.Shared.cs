@@ -1,0 +1,244 @@
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>The region tier's shared side: the cache behind the lock, the slots' reservations, and mapping new regions.</summary>
+internal abstract partial class RegionTier
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NativeMemoryManager RentShared(int classIndex, int size, RegionThreadCache? cache)
+    {
+        if (cache is null)
+        {
+            CreateThreadCache();
+        }
+
+        _gate.Enter();
+        if (_disposed)
+        {
+            _gate.Exit();
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        Region? region = _cache.TakeNewest(classIndex);
+        if (region is not null)
+        {
+            CountRentUnsynchronized(classIndex);
+            _hits++;
+            _bytesRequested += size;
+            _bytesInUse += region.Buffer.Length;
+            _bytesRented += region.Buffer.Length;
+        }
+
+        _gate.Exit();
+
+        if (region is null)
+        {
+            return RentMiss(classIndex, size);
+        }
+
+        region.Buffer.Reactivate();
+        return region.Buffer;
+    }
+
+    /// <summary>Registers a slot for the calling thread, unless the tier is disposed (its rent then throws).</summary>
+    private void CreateThreadCache()
+    {
+        lock (_registry.Lock)
+        {
+            if (!Volatile.Read(ref _disposed))
+            {
+                var cache = new RegionThreadCache(_rentsByClass.Length);
+                _registry.AddForThisThreadUnsynchronized(cache);
+                t_lastCache = cache;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Parks a region in the thread's slot when the slot needs more room reserved or already holds one (which goes on
+    /// to the shared cache); otherwise, or when the limits leave no room for the slot, caches it as before.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnToSlotSlow(Region region, RegionThreadCache cache)
+    {
+        if (!TryReserve(cache, (long)region.MappedLength))
+        {
+            ReturnShared(region);
+            return;
+        }
+
+        Region? displaced = null;
+        bool parked = false;
+        Volatile.Write(ref cache.InUse, 1);
+        if (!_cachesClosed && (long)region.MappedLength <= cache.ReservedBytes)
+        {
+            long now = _clock.Epoch;
+            region.ReturnedAt = now;
+            cache.LastParkAt = now;
+            displaced = cache.Parked;
+            cache.Parked = region;
+            cache.ParksByClass[region.ClassIndex]++;
+            if (displaced is not null)
+            {
+                // The older region is returned to the shared cache instead: it counts as that return, not as a park.
+                cache.ParksByClass[displaced.ClassIndex]--;
+            }
+
+            parked = true;
+        }
+
+        Volatile.Write(ref cache.InUse, 0);
+        if (!parked)
+        {
+            ReturnShared(region);
+        }
+        else if (displaced is not null)
+        {
+            ReturnShared(displaced);
+        }
+    }
+
+    /// <summary>
+    /// Makes the thread's slot room for a region of <paramref name="mappedLength"/> bytes within the cache's limits,
+    /// evicting cached regions if it must; <see langword="false"/> when the limits cannot hold it at all.
+    /// </summary>
+    private bool TryReserve(RegionThreadCache cache, long mappedLength)
+    {
+        // The owner's own field: only a trim changes it meanwhile, and the park checks it again inside the handshake.
+        if (Volatile.Read(ref cache.ReservedBytes) >= mappedLength)
+        {
+            return true;
+        }
+
+        _gate.Enter();
+        bool reserved = !_disposed && _cache.TryReserve(cache.ReservedBytes == 0, mappedLength - cache.ReservedBytes);
+        if (reserved)
+        {
+            cache.ReservedBytes = mappedLength;
+        }
+
+        bool overLimit = _cache.IsOverLimit;
+        _gate.Exit();
+        if (reserved && overLimit)
+        {
+            UnmapCached(stopWhenWithinLimits: true);
+        }
+
+        return reserved;
+    }
+
+    /// <summary>Takes a returned region into the shared cache (or unmaps it, once the tier is disposed).</summary>
+    private void ReturnShared(Region region)
+    {
+        region.ReturnedAt = _clock.Epoch;
+        ReleaseInUse(region, userReturn: true, keep: true);
+    }
+
+    /// <summary>
+    /// Takes a region that counted as in use (rented, or parked in a slot) out of the in-use counts, then caches it
+    /// (<paramref name="keep"/>, unless the tier is disposed) or unmaps it. Its return time is the caller's to set:
+    /// a region drained from a slot keeps the time it was parked.
+    /// </summary>
+    private void ReleaseInUse(Region region, bool userReturn, bool keep)
+    {
+        _gate.Enter();
+        if (userReturn)
+        {
+            _returns++;
+        }
+
+        _bytesInUse -= region.Buffer.Length;
+        _inUseByClass[region.ClassIndex]--;
+        bool cache = keep && !_disposed;
+        bool overLimit = false;
+        if (cache)
+        {
+            _cache.Add(region);
+            overLimit = _cache.IsOverLimit;
+        }
+
+        _gate.Exit();
+        if (!cache)
+        {
+            Unmap(region);
+        }
+        else if (overLimit)
+        {
+            UnmapCached(stopWhenWithinLimits: true);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private NativeMemoryManager RentMiss(int classIndex, int size)
+    {
+        if (!TryMap(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
+        {
+            // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
+            Trim();
+            if (!TryMap(classIndex, out address, out mappedLength, out backing))
+            {
+                ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
+            }
+        }
+
+        Pages.RecordMapped(mappedLength, backing);
+        // Guarded: the buffer ends where the trailing guard page starts, so a one-byte overrun faults whatever the
+        // class size (a class that is not a whole number of pages leaves its slack before the buffer instead).
+        nint bufferAddress = _guardPages ? address + (nint)(mappedLength - PageAllocator.PageSize) - BufferLength(classIndex) : address;
+        var region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
+        _gate.Enter();
+        CountRentUnsynchronized(classIndex);
+        _misses++;
+        _bytesRequested += size;
+        _bytesInUse += region.Buffer.Length;
+        _bytesRented += region.Buffer.Length;
+        _bytesAllocated += (long)region.MappedLength;
+        _gate.Exit();
+
+        return region.Buffer;
+    }
+
+    /// <summary>Counts a rent of class <paramref name="classIndex"/> and raises the high-water marks. Caller holds the gate.</summary>
+    private void CountRentUnsynchronized(int classIndex)
+    {
+        _rentsByClass[classIndex]++;
+        int ofClass = ++_inUseByClass[classIndex];
+        if (ofClass > _peakByClass[classIndex])
+        {
+            _peakByClass[classIndex] = ofClass;
+            if (++_classPeakSum > _cache.MaxCount && _adaptive)
+            {
+                // A class's demand just reached a new high: keep enough regions to serve every class's high again.
+                _cache.MaxCount = _classPeakSum;
+            }
+        }
+    }
+
+    private bool TryMap(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing) => _guardPages
+        ? TryMapGuarded(classIndex, out address, out mappedLength, out backing)
+        : TryMapRegion(classIndex, out address, out mappedLength, out backing);
+
+    /// <summary>
+    /// Diagnostic mode: base pages with an inaccessible page on each side, the buffer ending right at the second,
+    /// so a write one byte past the buffer faults at once instead of corrupting a neighbour. For classes that are
+    /// whole pages the buffer also starts right after the first, so a write one byte before it faults too.
+    /// </summary>
+    private bool TryMapGuarded(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
+    {
+        nuint page = PageAllocator.PageSize;
+        mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), page) + (2 * page);
+        if (!Pages.TryMapPlain(mappedLength, page, out address, out backing))
+        {
+            return false;
+        }
+
+        // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
+        // without guards: diagnostics degrade, they never fail the rent.
+        _ = Pages.TryProtect(address, page, PageProtection.None, backing);
+        _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
+        return true;
+    }
+}

@@ -1,0 +1,136 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The region tier's counts: the shared ones, kept exactly under the gate, and the slots', folded in when read.</summary>
+internal abstract partial class RegionTier
+{
+    // Shared counts, under the gate. A region parked in a slot counts as in use here; the statistics subtract it.
+    private long _hits;
+    private long _misses;
+    private long _returns;
+    private long _bytesInUse;
+    private long _bytesRented;
+    private long _bytesRequested;
+    private long _bytesAllocated;
+    private long _bytesEvicted;
+
+    // Demand, under the gate: buffers in use now and the most in use at once in this window and the last (a window
+    // is one idle delay), per class. They feed the size histogram and, when adaptive, the cache's count limit, which
+    // follows the sum of the classes' recent high-water marks instead of a fixed number: regions of one class cannot
+    // serve another, so a limit at the tier's own high-water mark (below that sum when the classes peak at different
+    // moments) would evict regions one class is about to need again, and map them again, all through steady traffic.
+    private readonly bool _adaptive;
+    private readonly int _configuredMaxCount;
+    private readonly long[] _rentsByClass;
+    private readonly int[] _inUseByClass;
+    private readonly int[] _peakByClass;
+    private readonly int[] _lastPeakByClass;
+    private int _classPeakSum;
+    private long _windowStart;
+
+    // The counts of the slots of exited threads, under the registry's lock.
+    private readonly long[] _retiredHitsByClass;
+    private long _retiredParks;
+    private long _retiredRequestedBytes;
+
+    public override TierStatistics GetStatistics()
+    {
+        SlotCounts slots = SumSlots();
+        long slotHits = 0;
+        long slotBytesRented = 0;
+        for (int classIndex = 0; classIndex < slots.HitsByClass.Length; classIndex++)
+        {
+            slotHits += slots.HitsByClass[classIndex];
+            slotBytesRented += slots.HitsByClass[classIndex] * BufferLength(classIndex);
+        }
+
+        _gate.Enter();
+        var statistics = new TierStatistics
+        {
+            Name = _name,
+            Rents = _hits + _misses + slotHits,
+            Returns = _returns + slots.Parks,
+            CacheHits = _hits + slotHits,
+            CacheMisses = _misses,
+            BytesInUse = _bytesInUse - slots.ParkedBufferBytes,
+            BytesRetained = _cache.Bytes + slots.ParkedMappedBytes,
+            BytesRented = _bytesRented + slotBytesRented,
+            BytesRequested = _bytesRequested + slots.RequestedBytes,
+            BytesAllocated = _bytesAllocated,
+            BytesEvicted = Volatile.Read(ref _bytesEvicted),
+        };
+        _gate.Exit();
+        return statistics;
+    }
+
+    /// <summary>Adds a histogram row for every class rented so far.</summary>
+    public void AddClassStatistics(List<SizeClassStatistics> into)
+    {
+        const int Columns = 4;
+        SlotCounts slots = SumSlots();
+        long[] snapshot = new long[_rentsByClass.Length * Columns];
+        _gate.Enter();
+        for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
+        {
+            int at = classIndex * Columns;
+            snapshot[at] = _rentsByClass[classIndex] + slots.HitsByClass[classIndex];
+            snapshot[at + 1] = _inUseByClass[classIndex] - slots.ParkedByClass[classIndex];
+            snapshot[at + 2] = Math.Max(_peakByClass[classIndex], _lastPeakByClass[classIndex]);
+            snapshot[at + 3] = _cache.CountOf(classIndex) + slots.ParkedByClass[classIndex];
+        }
+
+        _gate.Exit();
+        for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
+        {
+            int at = classIndex * Columns;
+            if (snapshot[at] > 0)
+            {
+                into.Add(new SizeClassStatistics
+                {
+                    Tier = _name,
+                    ClassSize = BufferLength(classIndex),
+                    Rents = snapshot[at],
+                    BuffersInUse = snapshot[at + 1],
+                    HighWaterMark = snapshot[at + 2],
+                    Cached = snapshot[at + 3],
+                });
+            }
+        }
+    }
+
+    /// <summary>
+    /// What the threads' slots hold and did, with the retired threads' counts. Read racily from live slots: exact when
+    /// the pool is quiet, off by the operation in flight while it is busy.
+    /// </summary>
+    private SlotCounts SumSlots()
+    {
+        var slots = new SlotCounts(_rentsByClass.Length);
+        lock (_registry.Lock)
+        {
+            _retiredHitsByClass.AsSpan().CopyTo(slots.HitsByClass);
+            slots.Parks = _retiredParks;
+            slots.RequestedBytes = _retiredRequestedBytes;
+            foreach (RegionThreadCache cache in _registry.Caches)
+            {
+                slots.RequestedBytes += cache.RequestedBytes;
+                for (int classIndex = 0; classIndex < slots.HitsByClass.Length; classIndex++)
+                {
+                    slots.HitsByClass[classIndex] += cache.HitsOf(classIndex);
+                    slots.Parks += cache.ParksByClass[classIndex];
+                }
+
+                if (cache.Parked is { } parked)
+                {
+                    slots.ParkedByClass[parked.ClassIndex]++;
+                    slots.ParkedBufferBytes += parked.Buffer.Length;
+                    slots.ParkedMappedBytes += (long)parked.MappedLength;
+                }
+            }
+        }
+
+        return slots;
+    }
+}

@@ -1,0 +1,225 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The region tier's trims, idle release and disposal: emptying the threads' slots safely while their owners run.</summary>
+internal abstract partial class RegionTier
+{
+    private readonly Lock _trimLock = new();
+
+    // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
+    private bool _slotsClosedForGood;
+
+    public override void Trim()
+    {
+        EmptySlots(onlyUnused: false, closeForGood: false);
+        UnmapCached(stopWhenWithinLimits: false);
+    }
+
+    /// <summary>
+    /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), empties
+    /// the slots unused for a whole delay, then unmaps, oldest first, the cached regions returned a full delay ago.
+    /// </summary>
+    public override void ReleaseIdle(long now, long delayInTicks)
+    {
+        // Only the idle releaser's timer calls this, one tick at a time.
+        if (now - _windowStart >= delayInTicks)
+        {
+            _windowStart = now;
+            _gate.Enter();
+            int lastPeakSum = _classPeakSum;
+            _classPeakSum = 0;
+            for (int classIndex = 0; classIndex < _peakByClass.Length; classIndex++)
+            {
+                _lastPeakByClass[classIndex] = _peakByClass[classIndex];
+                _peakByClass[classIndex] = _inUseByClass[classIndex];
+                _classPeakSum += _peakByClass[classIndex];
+            }
+
+            if (_adaptive)
+            {
+                _cache.MaxCount = Math.Max(_configuredMaxCount, Math.Max(lastPeakSum, _classPeakSum));
+            }
+
+            _gate.Exit();
+            UnmapCached(stopWhenWithinLimits: true);
+        }
+
+        if (SomeSlotIsUnused())
+        {
+            EmptySlots(onlyUnused: true, closeForGood: false);
+        }
+
+        while (true)
+        {
+            _gate.Enter();
+            Region? oldest = _cache.Oldest;
+            Region? victim = oldest is not null && _clock.HasWaitedOutDelay(oldest.ReturnedAt) ? _cache.TakeOldest() : null;
+            _gate.Exit();
+            if (victim is null)
+            {
+                return;
+            }
+
+            Unmap(victim);
+        }
+    }
+
+    public override void Dispose()
+    {
+        _gate.Enter();
+        _disposed = true;
+        _gate.Exit();
+
+        EmptySlots(onlyUnused: false, closeForGood: true);
+        UnmapCached(stopWhenWithinLimits: false);
+    }
+
+    /// <summary>
+    /// Whether a slot holds a reservation but was not parked in for a whole delay (read racily: the emptying checks
+    /// again with the owner kept out). Retires the slots of exited threads on the way.
+    /// </summary>
+    private bool SomeSlotIsUnused()
+    {
+        if (!_registry.MayHaveCaches)
+        {
+            return false;
+        }
+
+        lock (_registry.Lock)
+        {
+            _registry.RetireExitedUnsynchronized();
+            foreach (RegionThreadCache cache in _registry.Caches)
+            {
+                if (Volatile.Read(ref cache.ReservedBytes) > 0 && _clock.HasWaitedOutDelay(Volatile.Read(ref cache.LastParkAt)))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Closes the slots, unmaps the regions parked in them (all, or those of slots unused for a whole delay) and gives
+    /// back their reservations; reopens them unless the tier is being disposed.
+    /// </summary>
+    private void EmptySlots(bool onlyUnused, bool closeForGood)
+    {
+        List<Region>? emptied = null;
+        lock (_trimLock)
+        {
+            if (_slotsClosedForGood)
+            {
+                return;
+            }
+
+            _cachesClosed = true;
+
+            // Pairs with the Volatile.Write(InUse, 1) / read of _cachesClosed on the owner threads: after this barrier
+            // every thread either sees the slots closed or has its InUse store visible here, so once InUse is 0 below
+            // no thread touches its slot until they open again.
+            Interlocked.MemoryBarrierProcessWide();
+            lock (_registry.Lock)
+            {
+                _registry.RetireExitedUnsynchronized();
+                foreach (RegionThreadCache cache in _registry.Caches)
+                {
+                    ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
+                    if (!onlyUnused || _clock.HasWaitedOutDelay(cache.LastParkAt))
+                    {
+                        EmptySlotUnsynchronized(cache, ref emptied);
+                    }
+                }
+            }
+
+            if (closeForGood)
+            {
+                _slotsClosedForGood = true;
+                _registry.ReleaseSlot();
+            }
+            else
+            {
+                _cachesClosed = false;
+            }
+        }
+
+        // Unmapped, not cached: these slots went unused for a delay, or a trim or disposal wants all idle memory gone.
+        foreach (Region region in emptied ?? [])
+        {
+            ReleaseInUse(region, userReturn: false, keep: false);
+        }
+    }
+
+    /// <summary>Takes a slot's region into <paramref name="emptied"/> and gives back its reservation. The owner is kept out or has exited.</summary>
+    private void EmptySlotUnsynchronized(RegionThreadCache cache, ref List<Region>? emptied)
+    {
+        Region? parked = cache.Parked;
+        if (parked is not null)
+        {
+            cache.Parked = null;
+            cache.DrainedByClass[parked.ClassIndex]++;
+            (emptied ??= []).Add(parked);
+        }
+
+        if (cache.ReservedBytes > 0)
+        {
+            _gate.Enter();
+            _cache.Unreserve(cache.ReservedBytes);
+            cache.ReservedBytes = 0;
+            _gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Caches the region of a thread that has exited and folds its counts into the retired totals. The registry calls
+    /// it with its lock held.
+    /// </summary>
+    private void RetireUnsynchronized(RegionThreadCache cache)
+    {
+        List<Region>? emptied = null;
+        EmptySlotUnsynchronized(cache, ref emptied);
+        for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
+        {
+            _retiredHitsByClass[classIndex] += cache.HitsOf(classIndex);
+            _retiredParks += cache.ParksByClass[classIndex];
+        }
+
+        _retiredRequestedBytes += cache.RequestedBytes;
+        foreach (Region region in emptied ?? [])
+        {
+            ReleaseInUse(region, userReturn: false, keep: true);
+        }
+    }
+
+    private void UnmapCached(bool stopWhenWithinLimits)
+    {
+        while (true)
+        {
+            _gate.Enter();
+            Region? victim = stopWhenWithinLimits && !_cache.IsOverLimit ? null : _cache.TakeOldest();
+            _gate.Exit();
+
+            if (victim is null)
+            {
+                return;
+            }
+
+            Unmap(victim);
+        }
+    }
+
+    /// <summary>
+    /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
+    /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>).
+    /// </summary>
+    private void Unmap(Region region)
+    {
+        region.Buffer.MarkReleased();
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt);
+        Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
+    }
+}
