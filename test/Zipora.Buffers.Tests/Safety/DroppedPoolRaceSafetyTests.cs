@@ -11,7 +11,7 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// The attack on a dropped pool's finalizer: threads keep renting from and returning to one of its tiers with per-thread
-/// caches (the medium tier's stacks, the region tiers' slots), while the collector finds the pool and its finalizer's
+/// caches (the slab tiers' stacks, the region tiers' slots), while the collector finds the pool and its finalizer's
 /// work disposes the tier under them.
 /// </summary>
 /// <remarks>
@@ -27,6 +27,7 @@ public sealed class DroppedPoolRaceSafetyTests
     private const int MaxRentsPerThread = 2_000_000;
 
     [Theory]
+    [InlineData("_small")]
     [InlineData("_medium")]
     [InlineData("_large")]
     [InlineData("_huge")]
@@ -137,6 +138,7 @@ public sealed class DroppedPoolRaceSafetyTests
             ?? throw new InvalidOperationException($"the pool has no field {tierField}");
         return field.GetValue(pool) switch
         {
+            SmallTier small => sizeIndex => small.Rent(48 << sizeIndex),
             MediumTier medium => sizeIndex => medium.Rent(1024 << sizeIndex),
             LargeTier large => sizeIndex => large.Rent(20_000 << sizeIndex),
             HugeTier huge => sizeIndex => huge.Rent((3 << 20) + (sizeIndex << 20)),

@@ -1,0 +1,82 @@
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>The pool's side of the idle releaser's timer and the memory pressure watcher: what runs at each tick.</summary>
+public sealed partial class TieredMemoryPool
+{
+    /// <summary>
+    /// Trims because memory runs short: the process's cgroup is near its limit, or the GC near its high-load threshold.
+    /// Called by the pool's ticker and by the process-wide pressure watcher at garbage collections.
+    /// </summary>
+    void IReclaimablePool.TrimUnderPressure()
+    {
+        if (IsDisposed)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _pressureTrims);
+        (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
+        ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
+        Trim();
+    }
+
+    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
+    {
+        _quarantine.ReleaseDue();
+        _unmaps.ReleaseDue();
+        if (IsDisposed)
+        {
+            // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
+
+            // The timer pauses while nothing waits, and a buffer returned or leaked later wakes it.
+            if (_drainingAfterDispose)
+            {
+                _idleReleaser.PauseIf(_nothingWaiting);
+            }
+
+            return;
+        }
+
+        if (!_releasesIdleMemory)
+        {
+            return;
+        }
+
+        // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
+        if (MemoryBudget.Current.IsUnderPressure())
+        {
+            if (_pressureCap.IsDue(GetStatistics()))
+            {
+                ((IReclaimablePool)this).TrimUnderPressure();
+            }
+
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
+            return;
+        }
+
+        _small.ReleaseIdle(now, delayInTicks);
+        _medium.ReleaseIdle(now, delayInTicks);
+        _large.ReleaseIdle(now, delayInTicks);
+        _huge.ReleaseIdle(now, delayInTicks);
+
+        // The global cap: whatever the delay says, a pool never keeps more than this idle (or, when live buffers pin
+        // the rest, trims once and rests until it is used again).
+        TieredMemoryPoolStatistics statistics = GetStatistics();
+        if (_retainedCap.IsDue(statistics))
+        {
+            Trim();
+        }
+
+        // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:
+        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it.
+        long activity = statistics.Activity;
+        if (activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
+        {
+            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
+        }
+    }
+}
