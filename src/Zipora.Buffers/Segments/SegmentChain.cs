@@ -35,18 +35,22 @@ internal struct SegmentChain
 
     private MemoryPool<byte> _pool;
     private TieredMemoryPool? _tiered;
-    private SegmentedBufferCounters? _counters;
+    private SegmentedBufferTracker? _tracker;
+
+    // Proves this buffer still holds _tracker: the pool's sweep moves it on when it finds the buffer collected.
+    private int _ticket;
     private BufferSegment? _head;
     private BufferSegment? _tail;
     private int _initialSegmentSize;
     private int _nextSegmentSize;
     private int _maxSegmentSize;
     private int _maxRentSize;
-    private long _bytesHeld;
     private int _segmentsThisMessage;
     private int _state;
     private int _disposed;
-    private int _leakNoted;
+
+    // The length of the message the dispose ended, counted by whoever releases (the guard's holder).
+    private long _disposedMessageLength;
 
     // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
     private int _ownerThread;
@@ -68,25 +72,22 @@ internal struct SegmentChain
 
     public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
 
-    /// <summary>Whether every segment has gone (disposed and released, or retired by the finalizer of a leaked buffer).</summary>
-    public readonly bool IsReleased => Volatile.Read(ref Unsafe.AsRef(in _state)) == Released;
-
-    /// <summary>Bytes of the segments held (the counts a leaked buffer takes away from its pool's statistics).</summary>
-    public readonly long BytesHeld => _bytesHeld;
-
     /// <summary>The largest single segment the pool can give.</summary>
     public readonly int MaxRentSize => _maxRentSize;
 
-    public void Initialize(SegmentedBufferOptions options)
+    /// <summary>Reads <paramref name="options"/>; <paramref name="buffer"/> is the writer or stream the chain is embedded in.</summary>
+    public void Initialize(SegmentedBufferOptions options, object buffer)
     {
         options.Validate();
         _pool = options.ResolvePool();
         _tiered = _pool as TieredMemoryPool;
-        _counters = _tiered?.SegmentedCounters;
         _initialSegmentSize = _nextSegmentSize = options.InitialSegmentSize;
         _maxSegmentSize = options.MaxSegmentSize;
         _maxRentSize = _pool.MaxBufferSize > 0 ? _pool.MaxBufferSize : int.MaxValue;
-        _counters?.BufferCreated();
+        if (_tiered is not null)
+        {
+            _tracker = _tiered.SegmentedCounters.Take(buffer, out _ticket);
+        }
     }
 
     /// <summary>Takes the guard; false when another call holds it or the buffer was disposed.</summary>
@@ -111,8 +112,9 @@ internal struct SegmentChain
             SegmentThrowHelper.ThrowDisposed(typeName);
         }
 
-        if (Volatile.Read(ref _leakNoted) != 0)
+        if (_tracker is { } tracker && !tracker.IsHeldBy(_ticket))
         {
+            // The sweep found this buffer collected: it runs again only because another object's finalizer brought it back.
             RetireIfBlocksReclaimedUnsynchronized(typeName);
         }
     }
@@ -156,12 +158,13 @@ internal struct SegmentChain
     /// <returns>Whether this was the first dispose.</returns>
     public bool TryDispose(long messageLength)
     {
+        // Written before the flag, whose exchange publishes it to the thread that releases.
+        _disposedMessageLength = messageLength;
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return false;
         }
 
-        _counters?.MessageEnded(_segmentsThisMessage, messageLength);
         ReleaseForGood();
         return true;
     }
@@ -176,8 +179,7 @@ internal struct SegmentChain
         BufferSegment segment = BufferSegmentCache.Rent();
         segment.Attach(owner, EndIndex);
         int capacity = segment.Capacity;
-        _bytesHeld += capacity;
-        _counters?.SegmentRented(capacity);
+        _tracker?.AddBytesHeld(capacity);
         _segmentsThisMessage++;
 
         if (_tail is null)
@@ -204,9 +206,7 @@ internal struct SegmentChain
         Debug.Assert(tail.End == 0, "only an empty tail is given a larger block");
         IMemoryOwner<byte> owner = RentOwner(minimumSize);
         BlockRelease old = tail.Swap(owner);
-        _bytesHeld += tail.Capacity - old.Capacity;
-        _counters?.SegmentRented(tail.Capacity);
-        _counters?.SegmentReturned(old.Capacity);
+        _tracker?.AddBytesHeld(tail.Capacity - old.Capacity);
         old.Dispose();
         return tail;
     }
@@ -266,31 +266,14 @@ internal struct SegmentChain
     /// <summary>Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next); the growth starts over.</summary>
     public void EndMessage(long length)
     {
-        _counters?.MessageEnded(_segmentsThisMessage, length);
+        _tracker?.EndMessage(_segmentsThisMessage, length);
         _segmentsThisMessage = _head is null ? 0 : CountSegments();
         _nextSegmentSize = _initialSegmentSize;
     }
 
     /// <summary>
-    /// Called by the finalizer of a buffer whose segments were never released (dropped without dispose, or disposed
-    /// while a call that never ended held them): takes its counts away, once, never touching memory (see the remarks
-    /// of the buffers). The pool reclaims the blocks through their own finalizers and may hand them out again, so a
-    /// buffer brought back to life after this (by another object's finalizer) checks its blocks at every call (see
-    /// <see cref="Enter"/>), and a later dispose returns only the blocks the pool did not take (their generation).
-    /// </summary>
-    public void NoteLeaked()
-    {
-        if (IsReleased || Interlocked.Exchange(ref _leakNoted, 1) != 0)
-        {
-            return;
-        }
-
-        _counters?.BufferLeaked(_bytesHeld);
-        _counters = null;
-    }
-
-    /// <summary>
-    /// For a buffer brought back after its finalizer ran: if the pool has reclaimed any of its blocks (their generation
+    /// For a buffer brought back by another object's finalizer after the pool's sweep counted it as leaked (its
+    /// tracker's ticket moved on): if the pool has reclaimed any of its blocks (their generation
     /// moved on), retires the chain for good, without releasing (what the pool did not take yet, it takes once the
     /// buffer is unreachable again), and throws: the buffer must never reach a block that may be another renter's.
     /// </summary>
@@ -342,16 +325,33 @@ internal struct SegmentChain
             return;
         }
 
-        ReleaseAfterUnsynchronized(null);
-        _counters?.BufferDisposed();
+        SegmentedBufferTracker? tracker = _tracker;
+        if (tracker is null)
+        {
+            ReleaseAfterUnsynchronized(null);
+            return;
+        }
+
+        try
+        {
+            tracker.EndMessage(_segmentsThisMessage, _disposedMessageLength);
+            ReleaseAfterUnsynchronized(null);
+        }
+        finally
+        {
+            // Refused when the sweep retired the tracker first: this buffer was counted as leaked, and is not counted twice.
+            if (tracker.TryGiveBack(_ticket))
+            {
+                SegmentedBufferCounters.Return(tracker);
+            }
+        }
     }
 
     private void Release(BufferSegment segment)
     {
         if (segment.TryDetach(out BlockRelease block))
         {
-            _bytesHeld -= block.Capacity;
-            _counters?.SegmentReturned(block.Capacity);
+            _tracker?.AddBytesHeld(-block.Capacity);
 
             // Only the caller that took the block may pool the object: the exchange in TryDetach makes that one caller.
             // The object goes back before the block, whose owner may throw (another pool's).

@@ -35,8 +35,9 @@ namespace Zipora.Buffers;
 /// <para>
 /// A writer dropped without <see cref="Dispose"/>: its segments become unreachable with it, and a
 /// <see cref="TieredMemoryPool"/> reclaims their blocks as it reclaims any leaked buffer (held in quarantine for its
-/// idle delay, since a <see cref="Span{T}"/> may still run). Its finalizer only corrects the pool's counts; it never
-/// touches memory. With another pool, a leaked segment follows that pool's rules for a leaked owner.
+/// idle delay, since a <see cref="Span{T}"/> may still run). The writer has no finalizer: the pool finds it collected
+/// through a weak reference when it next reads its statistics or ticks, and corrects its counts then, never touching
+/// memory. With another pool, a leaked segment follows that pool's rules for a leaked owner.
 /// </para>
 /// </remarks>
 public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDisposable
@@ -64,17 +65,9 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     public SegmentedBufferWriter(SegmentedBufferOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _chain.Initialize(options);
+        _chain.Initialize(options, this);
         _maxLength = options.MaxLength;
-        if (options.ResolvePool() is not TieredMemoryPool)
-        {
-            // The finalizer only corrects a TieredMemoryPool's counts.
-            GC.SuppressFinalize(this);
-        }
     }
-
-    /// <summary>Corrects the pool's counts for a writer dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
-    ~SegmentedBufferWriter() => _chain.NoteLeaked();
 
     /// <summary>Bytes written and not yet consumed.</summary>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
@@ -238,15 +231,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
-    public void Dispose()
-    {
-        // A release deferred to a call that is still running keeps the finalizer: should that call never end, the
-        // finalizer is what takes the writer's counts away.
-        if (_chain.TryDispose(_chain.EndIndex - _messageStart) && _chain.IsReleased)
-        {
-            GC.SuppressFinalize(this);
-        }
-    }
+    public void Dispose() => _chain.TryDispose(_chain.EndIndex - _messageStart);
 
     private void ConsumeUnsynchronized(long count)
     {

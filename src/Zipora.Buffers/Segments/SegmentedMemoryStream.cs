@@ -1,6 +1,5 @@
 using System;
 using System.Buffers;
-using System.Diagnostics.CodeAnalysis;
 using System.IO;
 
 namespace Zipora.Buffers;
@@ -60,18 +59,10 @@ public sealed partial class SegmentedMemoryStream : Stream
     public SegmentedMemoryStream(SegmentedBufferOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _chain.Initialize(options);
+        _chain.Initialize(options, this);
         _maxLength = options.MaxLength;
         _maxSegmentSize = options.MaxSegmentSize;
-        if (options.ResolvePool() is not TieredMemoryPool)
-        {
-            // The finalizer only corrects a TieredMemoryPool's counts.
-            GC.SuppressFinalize(this);
-        }
     }
-
-    /// <summary>Corrects the pool's counts for a stream dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
-    ~SegmentedMemoryStream() => Dispose(false);
 
     /// <summary>True until the stream is disposed.</summary>
     public override bool CanRead => !_chain.IsDisposed;
@@ -325,33 +316,13 @@ public sealed partial class SegmentedMemoryStream : Stream
         }
     }
 
-    /// <summary>
-    /// Disposes the stream. Its finalizer stays registered when a call still running holds the segments (the release
-    /// waits for it), so a call that never ends cannot keep the stream counted as live once it is collected.
-    /// </summary>
-    [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize", Justification = "Stream.Dispose() is Close(), which suppresses the finalizer after Dispose(true); here it must not when the release was deferred.")]
-    public override void Close()
-    {
-        Dispose(true);
-        if (_chain.IsReleased)
-        {
-            GC.SuppressFinalize(this);
-        }
-    }
-
-    /// <summary>Returns every segment to the pool (a second call, from any thread, does nothing); from the finalizer, only corrects the pool's counts.</summary>
+    /// <summary>Returns every segment to the pool; a second call, from any thread, does nothing.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
             _ = _chain.TryDispose(_chain.EndIndex);
             _cursor = null;
-        }
-        else
-        {
-            // The finalizer must not touch memory: a sequence taken from the stream may still be read elsewhere, and
-            // it keeps the blocks reachable (the pool reclaims them once nothing does).
-            _chain.NoteLeaked();
         }
 
         base.Dispose(disposing);
