@@ -16,7 +16,7 @@ namespace Zipora.Buffers;
 /// Segments are added and let go of only between <see cref="TryEnter"/> and <see cref="Exit"/> (the methods named
 /// <c>...Unsynchronized</c>): a buffer is not thread-safe, but two threads misusing it at once are told so instead
 /// of both releasing one segment. Were they not, the loser could find the segment already reused by another buffer
-/// and return that buffer's block: a block handed to two owners. <see cref="TryDispose"/> may come from any thread at
+/// and return that buffer's block: a block handed to two owners. <see cref="Dispose"/> may come from any thread at
 /// any time; the thread inside a guarded call then releases everything as it leaves.
 /// </para>
 /// <para>
@@ -153,20 +153,15 @@ internal struct SegmentChain
 
     /// <summary>
     /// Marks the chain disposed, ends its message of <paramref name="messageLength"/> bytes, and releases every
-    /// segment, now or when the call inside the guard leaves.
+    /// segment, now or when the call inside the guard leaves. A second dispose, racing or not, does nothing.
     /// </summary>
-    /// <returns>Whether this was the first dispose.</returns>
-    public bool TryDispose(long messageLength)
+    public void Dispose(long messageLength)
     {
-        // Written before the flag, whose exchange publishes it to the thread that releases.
+        // Both written before the guard's compare-exchange, a full fence: a call inside that fails it sees the flag as
+        // it leaves (Exit), so exactly one of the two releases, and the releaser sees the length.
         _disposedMessageLength = messageLength;
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return false;
-        }
-
+        Volatile.Write(ref _disposed, 1);
         ReleaseForGood();
-        return true;
     }
 
     /// <summary>

@@ -231,7 +231,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
-    public void Dispose() => _chain.TryDispose(_chain.EndIndex - _messageStart);
+    public void Dispose() => _chain.Dispose(_chain.EndIndex - _messageStart);
 
     private void ConsumeUnsynchronized(long count)
     {

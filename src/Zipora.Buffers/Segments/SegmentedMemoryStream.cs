@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using System.IO;
 
 namespace Zipora.Buffers;
@@ -114,6 +115,14 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int Read(Span<byte> buffer)
     {
+        if (_position >= _chain.EndIndex)
+        {
+            // At or past the end (the last read of a read loop): no segment to touch, so no guard to take, as Length
+            // and Seek take none.
+            _chain.ThrowIfDisposed(TypeName);
+            return 0;
+        }
+
         _chain.Enter(TypeName);
         try
         {
@@ -316,12 +325,17 @@ public sealed partial class SegmentedMemoryStream : Stream
         }
     }
 
+    /// <summary>Disposes the stream (see <see cref="Dispose(bool)"/>).</summary>
+    /// <remarks>The stream has no finalizer, so there is none to suppress (<see cref="Stream.Close"/> would ask the runtime to).</remarks>
+    [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize", Justification = "A sealed stream without a finalizer: the call would only cost time on every message.")]
+    public override void Close() => Dispose(true);
+
     /// <summary>Returns every segment to the pool; a second call, from any thread, does nothing.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            _ = _chain.TryDispose(_chain.EndIndex);
+            _chain.Dispose(_chain.EndIndex);
             _cursor = null;
         }
 
