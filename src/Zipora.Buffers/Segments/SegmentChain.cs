@@ -39,6 +39,9 @@ internal struct SegmentChain
 
     // Proves this buffer still holds _tracker: the pool's sweep moves it on when it finds the buffer collected.
     private int _ticket;
+
+    // The tracker's token, held here alone while the buffer holds the tracker: it goes when the buffer goes.
+    private object? _token;
     private BufferSegment? _head;
     private BufferSegment? _tail;
     private int _initialSegmentSize;
@@ -75,8 +78,7 @@ internal struct SegmentChain
     /// <summary>The largest single segment the pool can give.</summary>
     public readonly int MaxRentSize => _maxRentSize;
 
-    /// <summary>Reads <paramref name="options"/>; <paramref name="buffer"/> is the writer or stream the chain is embedded in.</summary>
-    public void Initialize(SegmentedBufferOptions options, object buffer)
+    public void Initialize(SegmentedBufferOptions options)
     {
         options.Validate();
         _pool = options.ResolvePool();
@@ -86,7 +88,7 @@ internal struct SegmentChain
         _maxRentSize = _pool.MaxBufferSize > 0 ? _pool.MaxBufferSize : int.MaxValue;
         if (_tiered is not null)
         {
-            _tracker = _tiered.SegmentedCounters.Take(buffer, out _ticket);
+            _tracker = _tiered.SegmentedCounters.Take(out _ticket, out _token);
         }
     }
 
@@ -335,9 +337,12 @@ internal struct SegmentChain
         finally
         {
             // Refused when the sweep retired the tracker first: this buffer was counted as leaked, and is not counted twice.
+            // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
+            object token = _token!;
+            _token = null;
             if (tracker.TryGiveBack(_ticket))
             {
-                SegmentedBufferCounters.Return(tracker);
+                SegmentedBufferCounters.Return(tracker, token);
             }
         }
     }

@@ -11,7 +11,8 @@ namespace Zipora.Buffers;
 /// spare tracker: no lock, and no interlocked instruction but the one that gives the tracker back.
 /// </summary>
 /// <remarks>
-/// A buffer dropped without dispose is found by <see cref="Sweep"/>: its tracker's weak reference no longer sees it.
+/// A buffer dropped without dispose is found by <see cref="Sweep"/>: its tracker's weak reference no longer sees the
+/// token the buffer held.
 /// The sweep runs when statistics are read, at every tick of the pool's idle clock (before the leak quarantine lets
 /// any block go, so a buffer brought back by another object's finalizer is retired before its blocks can serve
 /// another renter) and when the trackers have doubled since the last sweep (so leaks do not pile them up).
@@ -38,9 +39,9 @@ internal sealed class SegmentedBufferCounters
     private long _retiredLargestMessage;
     private long _leaked;
 
-    /// <summary>A free tracker, held from now on by <paramref name="buffer"/> with the ticket returned in <paramref name="ticket"/>.</summary>
+    /// <summary>A free tracker, held from now on by the caller with <paramref name="ticket"/> and <paramref name="token"/> (see <see cref="SegmentedBufferTracker.Take"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public SegmentedBufferTracker Take(object buffer, out int ticket)
+    public SegmentedBufferTracker Take(out int ticket, out object token)
     {
         SegmentedBufferTracker? spare = t_spare;
         if (spare is null || spare.Counters != this)
@@ -53,13 +54,14 @@ internal sealed class SegmentedBufferCounters
             spare.ParkedOn = null;
         }
 
-        ticket = spare.Take(buffer);
+        ticket = spare.Take(out token);
         return spare;
     }
 
-    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer, for the next buffer.</summary>
-    public static void Return(SegmentedBufferTracker tracker)
+    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer with its <paramref name="token"/>, for the next buffer.</summary>
+    public static void Return(SegmentedBufferTracker tracker, object token)
     {
+        tracker.KeepToken(token);
         if (t_spare is null)
         {
             tracker.ParkedOn = Thread.CurrentThread;

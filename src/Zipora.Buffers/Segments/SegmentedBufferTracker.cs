@@ -11,7 +11,10 @@ namespace Zipora.Buffers;
 /// <remarks>
 /// <para>
 /// A buffer takes the tracker with a ticket (odd: held) and gives it back by moving the ticket on (even: free), with
-/// one compare-exchange; the pool's sweep does the same for a buffer its weak reference finds collected. Whichever
+/// one compare-exchange. It also takes the tracker's token, an object nothing else holds while the buffer lives, and
+/// hands it back: the tracker keeps only a weak reference to the token, set once, so the pool's sweep finds a buffer
+/// collected without dispose (the token went with it) at no cost per buffer (setting a weak reference's target is a
+/// call into the runtime; reading it is not). The sweep then moves the ticket on too. Whichever
 /// moves the ticket first accounts for the buffer; the other finds the ticket moved. A buffer whose ticket moved
 /// without its dispose was collected, and is in use only if another object's finalizer brought it back: it then
 /// checks its blocks at every call (see <see cref="SegmentChain.Enter"/>).
@@ -24,16 +27,23 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal sealed class SegmentedBufferTracker
 {
-    // Weak, so the buffer stays collectable; a short weak reference, cleared when the buffer is found unreachable
-    // even if another object's finalizer brings it back later (that buffer is then counted as leaked).
-    private readonly WeakReference<object> _buffer = new(null!);
+    // A short weak reference: cleared when the token (and so its buffer) is found unreachable, even if another
+    // object's finalizer brings the buffer back later (that buffer is then counted as leaked).
+    private readonly WeakReference<object> _token;
+
+    // The token while the tracker is free; a held tracker's token is held by its buffer alone.
+    private object? _spareToken = new();
     private int _ticket;
     private long _bytesHeld;
     private long _messages;
     private long _messageSegments;
     private long _largestMessage;
 
-    public SegmentedBufferTracker(SegmentedBufferCounters counters) => Counters = counters;
+    public SegmentedBufferTracker(SegmentedBufferCounters counters)
+    {
+        Counters = counters;
+        _token = new WeakReference<object>(_spareToken!);
+    }
 
     /// <summary>The pool's counters this tracker belongs to.</summary>
     public SegmentedBufferCounters Counters { get; }
@@ -52,11 +62,15 @@ internal sealed class SegmentedBufferTracker
 
     public long LargestMessage => Volatile.Read(ref _largestMessage);
 
-    /// <summary>Hands the free tracker to <paramref name="buffer"/>; returns the ticket that proves it holds it.</summary>
-    public int Take(object buffer)
+    /// <summary>
+    /// Hands the free tracker to a buffer, with its <paramref name="token"/> for the buffer to hold until it gives the
+    /// tracker back; returns the ticket that proves the buffer holds it.
+    /// </summary>
+    public int Take(out object token)
     {
-        // The reference first, then the ticket: a sweep that sees the ticket sees the buffer's reference.
-        _buffer.SetTarget(buffer);
+        // The token is in the buffer before the ticket says held: a sweep that sees the ticket finds the token alive.
+        token = _spareToken!;
+        _spareToken = null;
         int ticket = _ticket + 1;
         Volatile.Write(ref _ticket, ticket);
         return ticket;
@@ -68,11 +82,24 @@ internal sealed class SegmentedBufferTracker
     /// <summary>Gives the tracker back for the buffer with <paramref name="ticket"/>; false when the sweep retired it first.</summary>
     public bool TryGiveBack(int ticket) => Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket;
 
+    /// <summary>Keeps <paramref name="token"/> again, once its buffer gave the tracker back with <see cref="TryGiveBack"/>.</summary>
+    public void KeepToken(object token)
+    {
+        if (!_token.TryGetTarget(out _))
+        {
+            // A buffer brought back by another object's finalizer gave the tracker back before the sweep retired it:
+            // the reference was cleared, and the next buffer must not look collected.
+            _token.SetTarget(token);
+        }
+
+        _spareToken = token;
+    }
+
     /// <summary>Retires the tracker if its buffer was collected while holding it; true for the one caller that did.</summary>
     public bool TryRetireLeaked()
     {
         int ticket = Volatile.Read(ref _ticket);
-        return (ticket & 1) != 0 && !_buffer.TryGetTarget(out _) && TryGiveBack(ticket);
+        return (ticket & 1) != 0 && !_token.TryGetTarget(out _) && TryGiveBack(ticket);
     }
 
     /// <summary>Counts <paramref name="bytes"/> more (or fewer, negative) held by the buffer. Caller holds the buffer's guard.</summary>

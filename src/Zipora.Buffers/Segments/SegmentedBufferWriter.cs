@@ -65,7 +65,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     public SegmentedBufferWriter(SegmentedBufferOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _chain.Initialize(options, this);
+        _chain.Initialize(options);
         _maxLength = options.MaxLength;
     }
 

@@ -60,7 +60,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     public SegmentedMemoryStream(SegmentedBufferOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _chain.Initialize(options, this);
+        _chain.Initialize(options);
         _maxLength = options.MaxLength;
         _maxSegmentSize = options.MaxSegmentSize;
     }

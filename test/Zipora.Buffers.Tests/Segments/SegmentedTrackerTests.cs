@@ -73,6 +73,45 @@ public sealed class SegmentedTrackerTests
     }
 
     [Fact]
+    public void ADisposedWriterKeptAliveDoesNotHideTheLeakOfTheWriterThatReusedItsTracker()
+    {
+        using var pool = new TieredMemoryPool();
+        var disposed = new SegmentedBufferWriter(Options(pool));
+        disposed.Write(new byte[100]);
+        disposed.Dispose();
+        DropAWriter(pool);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        Assert.Equal(1, statistics.Leaked);
+        Assert.Equal(0, statistics.LiveBuffers);
+        Assert.Equal(0, statistics.BytesHeld);
+        GC.KeepAlive(disposed);
+    }
+
+    [Fact]
+    public void AWriterBroughtBackAndDisposedBeforeAnySweepLeavesItsTrackerFitForTheNextWriter()
+    {
+        // No statistics read and no tick between the collection and the dispose: the revived writer gives its tracker
+        // back itself, with a token whose weak reference the collection cleared.
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        var revived = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivedWriter(pool, revived);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        revived.Value!.Dispose();
+
+        using var next = new SegmentedBufferWriter(Options(pool));
+        next.Write(new byte[10]);
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        Assert.Equal(0, statistics.Leaked);
+        Assert.Equal(1, statistics.LiveBuffers);
+        Assert.Equal(SegmentSize, statistics.BytesHeld);
+    }
+
+    [Fact]
     public void LeakedWritersAndStreamsAreCountedOnceAndTheirTrackersAreNotReused()
     {
         using var pool = new TieredMemoryPool();
@@ -151,6 +190,9 @@ public sealed class SegmentedTrackerTests
         writer.Write(new byte[100]);
         _ = new Reviver(writer, revived);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DropAWriter(TieredMemoryPool pool) => new SegmentedBufferWriter(Options(pool)).Write(new byte[100]);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void LeakBuffers(TieredMemoryPool pool, int count)
