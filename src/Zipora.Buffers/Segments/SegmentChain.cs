@@ -142,14 +142,17 @@ internal struct SegmentChain
     }
 
     /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
+    /// <remarks>
+    /// A plain release, no interlocked instruction (one per call is the guard's whole cost): a dispose that finds the
+    /// guard taken pays for the fence instead (see <see cref="ReleaseAfterDisposeFoundTheGuardTaken"/>), so at least
+    /// one of the two sees the other, and exactly one wins the guard.
+    /// </remarks>
     public void Exit()
     {
-        // A full fence between freeing the guard and reading the flag: a dispose sets the flag and then tries the guard,
-        // so at least one of the two sees the other (and exactly one wins the guard).
-        Interlocked.Exchange(ref _state, Free);
+        Volatile.Write(ref _state, Free);
         if (Volatile.Read(ref _disposed) != 0)
         {
-            ReleaseForGood();
+            _ = ReleaseForGood();
         }
     }
 
@@ -159,11 +162,27 @@ internal struct SegmentChain
     /// </summary>
     public void Dispose(long messageLength)
     {
-        // Both written before the guard's compare-exchange, a full fence: a call inside that fails it sees the flag as
-        // it leaves (Exit), so exactly one of the two releases, and the releaser sees the length.
+        // Both written before the guard's compare-exchange, a full fence, so the releaser sees the length.
         _disposedMessageLength = messageLength;
         Volatile.Write(ref _disposed, 1);
-        ReleaseForGood();
+        if (!ReleaseForGood() && Volatile.Read(ref _state) == Busy)
+        {
+            ReleaseAfterDisposeFoundTheGuardTaken();
+        }
+    }
+
+    /// <summary>
+    /// A dispose found a call inside: that call releases as it leaves, if it sees the flag. Its <see cref="Exit"/>
+    /// frees the guard and reads the flag with no fence between, so it might read the flag before this thread's write
+    /// reaches it while this thread's compare-exchange still saw the guard taken. A process-wide barrier closes that
+    /// gap (rare: only a dispose racing a call pays it): after it, a call that has not freed the guard yet sees the
+    /// flag, and one that has freed it left the guard for the compare-exchange here.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseAfterDisposeFoundTheGuardTaken()
+    {
+        Interlocked.MemoryBarrierProcessWide();
+        _ = ReleaseForGood();
     }
 
     /// <summary>
@@ -314,19 +333,20 @@ internal struct SegmentChain
         return count;
     }
 
-    private void ReleaseForGood()
+    /// <summary>Takes the guard for good and releases everything; false when the guard was not free.</summary>
+    private bool ReleaseForGood()
     {
         // Whoever wins the guard after the flag is set releases; the guard is never given back.
         if (Interlocked.CompareExchange(ref _state, Released, Free) != Free)
         {
-            return;
+            return false;
         }
 
         SegmentedBufferTracker? tracker = _tracker;
         if (tracker is null)
         {
             ReleaseAfterUnsynchronized(null);
-            return;
+            return true;
         }
 
         try
@@ -345,6 +365,8 @@ internal struct SegmentChain
                 SegmentedBufferCounters.Return(tracker, token);
             }
         }
+
+        return true;
     }
 
     private void Release(BufferSegment segment)

@@ -180,6 +180,48 @@ public sealed class SegmentedTrackerTests
         Assert.Equal(0, done.Leaked);
     }
 
+    [Fact]
+    public void ADisposeLandingWhileReadsAndWritesRunOnAnotherThreadAlwaysReleasesTheStream()
+    {
+        // The guard is given back without a fence; a dispose that finds it taken pays for one, so no release is lost.
+        using var pool = new TieredMemoryPool();
+        byte[] chunk = new byte[700];
+        byte[] into = new byte[1000];
+        for (int round = 0; round < 300; round++)
+        {
+            var stream = new SegmentedMemoryStream(Options(pool));
+            using var start = new Barrier(2);
+            var user = new Thread(() =>
+            {
+                start.SignalAndWait();
+                try
+                {
+                    for (int i = 0; i < 100; i++)
+                    {
+                        stream.Write(chunk);
+                        stream.Position = i * 300;
+                        _ = stream.Read(into);
+                        stream.Position = stream.Length;
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The documented outcome of a stream another thread disposes.
+                }
+            });
+            user.Start();
+            start.SignalAndWait();
+            Thread.SpinWait(round * 40);
+            stream.Dispose();
+            user.Join();
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+        Assert.Equal(0, statistics.BytesInUse);
+    }
+
     private static SegmentedBufferOptions Options(TieredMemoryPool pool) =>
         new() { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize };
 
