@@ -52,9 +52,6 @@ internal struct SegmentChain
     private int _state;
     private int _disposed;
 
-    // The length of the message the dispose ended, counted by whoever releases (the guard's holder).
-    private long _disposedMessageLength;
-
     // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
     private int _ownerThread;
 
@@ -157,13 +154,11 @@ internal struct SegmentChain
     }
 
     /// <summary>
-    /// Marks the chain disposed, ends its message of <paramref name="messageLength"/> bytes, and releases every
-    /// segment, now or when the call inside the guard leaves. A second dispose, racing or not, does nothing.
+    /// Marks the chain disposed, and releases every segment (ending the message they hold), now or when the call
+    /// inside the guard leaves. A second dispose, racing or not, does nothing.
     /// </summary>
-    public void Dispose(long messageLength)
+    public void Dispose()
     {
-        // Both written before the guard's compare-exchange, a full fence, so the releaser sees the length.
-        _disposedMessageLength = messageLength;
         Volatile.Write(ref _disposed, 1);
         if (!ReleaseForGood() && Volatile.Read(ref _state) == Busy)
         {
@@ -351,7 +346,8 @@ internal struct SegmentChain
 
         try
         {
-            tracker.EndMessage(_segmentsThisMessage, _disposedMessageLength);
+            // The end index is the message's length: the running index starts at 0 and restarts at each reset.
+            tracker.EndMessage(_segmentsThisMessage, EndIndex);
             ReleaseAfterUnsynchronized(null);
         }
         finally

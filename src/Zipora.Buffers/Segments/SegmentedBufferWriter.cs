@@ -49,8 +49,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     // Bytes of the head segment already consumed.
     private int _headStart;
 
-    // The index where the current message began (its length, for the statistics, is the end index less this).
-    private long _messageStart;
     private readonly long _maxLength;
 
     /// <summary>Creates a writer over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
@@ -211,7 +209,8 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         _chain.Enter(TypeName);
         try
         {
-            long messageLength = _chain.EndIndex - _messageStart;
+            // The running index restarts at each reset, so the end index is every byte written since, consumed or not.
+            long messageLength = _chain.EndIndex;
             BufferSegment? head = _chain.Head;
             _chain.ReleaseAfterUnsynchronized(head);
             if (head is not null)
@@ -222,7 +221,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
             _chain.EndMessage(messageLength);
             _headStart = 0;
-            _messageStart = 0;
         }
         finally
         {
@@ -231,7 +229,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
-    public void Dispose() => _chain.Dispose(_chain.EndIndex - _messageStart);
+    public void Dispose() => _chain.Dispose();
 
     private void ConsumeUnsynchronized(long count)
     {

@@ -335,7 +335,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     {
         if (disposing)
         {
-            _chain.Dispose(_chain.EndIndex);
+            _chain.Dispose();
             _cursor = null;
         }
 
