@@ -14,10 +14,10 @@ namespace Zipora.Buffers;
 /// one compare-exchange. It also takes the tracker's token, an object nothing else holds while the buffer lives, and
 /// hands it back: the tracker keeps only a weak reference to the token, set once, so the pool's sweep finds a buffer
 /// collected without dispose (the token went with it) at no cost per buffer (setting a weak reference's target is a
-/// call into the runtime; reading it is not). The sweep then moves the ticket on too. Whichever
-/// moves the ticket first accounts for the buffer; the other finds the ticket moved. A buffer whose ticket moved
-/// without its dispose was collected, and is in use only if another object's finalizer brought it back: it then
-/// checks its blocks at every call (see <see cref="SegmentChain.Enter"/>).
+/// call into the runtime; reading it is not). The sweep then moves the ticket on too. Whichever moves the ticket
+/// first accounts for the buffer; the other finds the ticket moved. A buffer whose ticket moved without its dispose
+/// was collected, and is in use only if another object's finalizer brought it back: it then checks its blocks at
+/// every call (see <see cref="SegmentChain.Enter"/>).
 /// </para>
 /// <para>
 /// The counts are plain fields written only by the buffer's guard holder, and read by the sweep: exact when the pool
