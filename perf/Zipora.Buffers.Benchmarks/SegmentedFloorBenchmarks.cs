@@ -7,8 +7,8 @@ namespace Zipora.Buffers.Benchmarks;
 /// <summary>
 /// The floor under <see cref="SegmentedBufferBenchmarks"/>: the same message written and read back in the same chunks,
 /// but into memory that is already there, so only the unavoidable copies are left; then the copies plus the one object
-/// a message costs, plain, or finalizable as a segmented buffer over a <see cref="TieredMemoryPool"/> is (its
-/// finalizer corrects the pool's counts for a buffer dropped without dispose).
+/// a message costs, plain (as a segmented buffer is), or finalizable (as a segmented buffer over a
+/// <see cref="TieredMemoryPool"/> was until its leak accounting moved to the pool's trackers: what that cost).
 /// </summary>
 [MemoryDiagnoser]
 public class SegmentedFloorBenchmarks
@@ -80,7 +80,7 @@ public class SegmentedFloorBenchmarks
 
     private sealed class FinalizableMessageObject : MessageObject
     {
-        // Never runs (every one is suppressed); it makes the allocation a finalizable one, as the buffers' is.
+        // Never runs (every one is suppressed); it makes the allocation a finalizable one, as the buffers' was.
         ~FinalizableMessageObject() => Interlocked.Increment(ref s_finalized);
     }
 }

@@ -25,6 +25,10 @@ public sealed partial class TieredMemoryPool
     /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be
+        // retired (counted as leaked, and made to check its blocks if a finalizer brings it back) before the block can
+        // serve another renter.
+        SegmentedCounters.Sweep();
         _quarantine.ReleaseDue();
         _unmaps.ReleaseDue();
         if (IsDisposed)

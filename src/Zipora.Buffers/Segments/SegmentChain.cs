@@ -16,7 +16,7 @@ namespace Zipora.Buffers;
 /// Segments are added and let go of only between <see cref="TryEnter"/> and <see cref="Exit"/> (the methods named
 /// <c>...Unsynchronized</c>): a buffer is not thread-safe, but two threads misusing it at once are told so instead
 /// of both releasing one segment. Were they not, the loser could find the segment already reused by another buffer
-/// and return that buffer's block: a block handed to two owners. <see cref="TryDispose"/> may come from any thread at
+/// and return that buffer's block: a block handed to two owners. <see cref="Dispose"/> may come from any thread at
 /// any time; the thread inside a guarded call then releases everything as it leaves.
 /// </para>
 /// <para>
@@ -35,18 +35,22 @@ internal struct SegmentChain
 
     private MemoryPool<byte> _pool;
     private TieredMemoryPool? _tiered;
-    private SegmentedBufferCounters? _counters;
+    private SegmentedBufferTracker? _tracker;
+
+    // Proves this buffer still holds _tracker: the pool's sweep moves it on when it finds the buffer collected.
+    private int _ticket;
+
+    // The tracker's token, held here alone while the buffer holds the tracker: it goes when the buffer goes.
+    private object? _token;
     private BufferSegment? _head;
     private BufferSegment? _tail;
     private int _initialSegmentSize;
     private int _nextSegmentSize;
     private int _maxSegmentSize;
     private int _maxRentSize;
-    private long _bytesHeld;
     private int _segmentsThisMessage;
     private int _state;
     private int _disposed;
-    private int _leakNoted;
 
     // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
     private int _ownerThread;
@@ -68,12 +72,6 @@ internal struct SegmentChain
 
     public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
 
-    /// <summary>Whether every segment has gone (disposed and released, or retired by the finalizer of a leaked buffer).</summary>
-    public readonly bool IsReleased => Volatile.Read(ref Unsafe.AsRef(in _state)) == Released;
-
-    /// <summary>Bytes of the segments held (the counts a leaked buffer takes away from its pool's statistics).</summary>
-    public readonly long BytesHeld => _bytesHeld;
-
     /// <summary>The largest single segment the pool can give.</summary>
     public readonly int MaxRentSize => _maxRentSize;
 
@@ -82,11 +80,13 @@ internal struct SegmentChain
         options.Validate();
         _pool = options.ResolvePool();
         _tiered = _pool as TieredMemoryPool;
-        _counters = _tiered?.SegmentedCounters;
         _initialSegmentSize = _nextSegmentSize = options.InitialSegmentSize;
         _maxSegmentSize = options.MaxSegmentSize;
         _maxRentSize = _pool.MaxBufferSize > 0 ? _pool.MaxBufferSize : int.MaxValue;
-        _counters?.BufferCreated();
+        if (_tiered is not null)
+        {
+            _tracker = _tiered.SegmentedCounters.Take(out _ticket, out _token);
+        }
     }
 
     /// <summary>Takes the guard; false when another call holds it or the buffer was disposed.</summary>
@@ -111,8 +111,9 @@ internal struct SegmentChain
             SegmentThrowHelper.ThrowDisposed(typeName);
         }
 
-        if (Volatile.Read(ref _leakNoted) != 0)
+        if (_tracker is { } tracker && !tracker.IsHeldBy(_ticket))
         {
+            // The sweep found this buffer collected: it runs again only because another object's finalizer brought it back.
             RetireIfBlocksReclaimedUnsynchronized(typeName);
         }
     }
@@ -138,32 +139,45 @@ internal struct SegmentChain
     }
 
     /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
+    /// <remarks>
+    /// A plain release, no interlocked instruction (one per call is the guard's whole cost): a dispose that finds the
+    /// guard taken pays for the fence instead (see <see cref="ReleaseAfterDisposeFoundTheGuardTaken"/>), so at least
+    /// one of the two sees the other, and exactly one wins the guard.
+    /// </remarks>
     public void Exit()
     {
-        // A full fence between freeing the guard and reading the flag: a dispose sets the flag and then tries the guard,
-        // so at least one of the two sees the other (and exactly one wins the guard).
-        Interlocked.Exchange(ref _state, Free);
+        Volatile.Write(ref _state, Free);
         if (Volatile.Read(ref _disposed) != 0)
         {
-            ReleaseForGood();
+            _ = ReleaseForGood();
         }
     }
 
     /// <summary>
-    /// Marks the chain disposed, ends its message of <paramref name="messageLength"/> bytes, and releases every
-    /// segment, now or when the call inside the guard leaves.
+    /// Marks the chain disposed, and releases every segment (ending the message they hold), now or when the call
+    /// inside the guard leaves. A second dispose, racing or not, does nothing.
     /// </summary>
-    /// <returns>Whether this was the first dispose.</returns>
-    public bool TryDispose(long messageLength)
+    public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        Volatile.Write(ref _disposed, 1);
+        if (!ReleaseForGood() && Volatile.Read(ref _state) == Busy)
         {
-            return false;
+            ReleaseAfterDisposeFoundTheGuardTaken();
         }
+    }
 
-        _counters?.MessageEnded(_segmentsThisMessage, messageLength);
-        ReleaseForGood();
-        return true;
+    /// <summary>
+    /// A dispose found a call inside: that call releases as it leaves, if it sees the flag. Its <see cref="Exit"/>
+    /// frees the guard and reads the flag with no fence between, so it might read the flag before this thread's write
+    /// reaches it while this thread's compare-exchange still saw the guard taken. A process-wide barrier closes that
+    /// gap (rare: only a dispose racing a call pays it): after it, a call that has not freed the guard yet sees the
+    /// flag, and one that has freed it left the guard for the compare-exchange here.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseAfterDisposeFoundTheGuardTaken()
+    {
+        Interlocked.MemoryBarrierProcessWide();
+        _ = ReleaseForGood();
     }
 
     /// <summary>
@@ -176,8 +190,7 @@ internal struct SegmentChain
         BufferSegment segment = BufferSegmentCache.Rent();
         segment.Attach(owner, EndIndex);
         int capacity = segment.Capacity;
-        _bytesHeld += capacity;
-        _counters?.SegmentRented(capacity);
+        _tracker?.AddBytesHeld(capacity);
         _segmentsThisMessage++;
 
         if (_tail is null)
@@ -204,9 +217,7 @@ internal struct SegmentChain
         Debug.Assert(tail.End == 0, "only an empty tail is given a larger block");
         IMemoryOwner<byte> owner = RentOwner(minimumSize);
         BlockRelease old = tail.Swap(owner);
-        _bytesHeld += tail.Capacity - old.Capacity;
-        _counters?.SegmentRented(tail.Capacity);
-        _counters?.SegmentReturned(old.Capacity);
+        _tracker?.AddBytesHeld(tail.Capacity - old.Capacity);
         old.Dispose();
         return tail;
     }
@@ -266,31 +277,14 @@ internal struct SegmentChain
     /// <summary>Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next); the growth starts over.</summary>
     public void EndMessage(long length)
     {
-        _counters?.MessageEnded(_segmentsThisMessage, length);
+        _tracker?.EndMessage(_segmentsThisMessage, length);
         _segmentsThisMessage = _head is null ? 0 : CountSegments();
         _nextSegmentSize = _initialSegmentSize;
     }
 
     /// <summary>
-    /// Called by the finalizer of a buffer whose segments were never released (dropped without dispose, or disposed
-    /// while a call that never ended held them): takes its counts away, once, never touching memory (see the remarks
-    /// of the buffers). The pool reclaims the blocks through their own finalizers and may hand them out again, so a
-    /// buffer brought back to life after this (by another object's finalizer) checks its blocks at every call (see
-    /// <see cref="Enter"/>), and a later dispose returns only the blocks the pool did not take (their generation).
-    /// </summary>
-    public void NoteLeaked()
-    {
-        if (IsReleased || Interlocked.Exchange(ref _leakNoted, 1) != 0)
-        {
-            return;
-        }
-
-        _counters?.BufferLeaked(_bytesHeld);
-        _counters = null;
-    }
-
-    /// <summary>
-    /// For a buffer brought back after its finalizer ran: if the pool has reclaimed any of its blocks (their generation
+    /// For a buffer brought back by another object's finalizer after the pool's sweep counted it as leaked (its
+    /// tracker's ticket moved on): if the pool has reclaimed any of its blocks (their generation
     /// moved on), retires the chain for good, without releasing (what the pool did not take yet, it takes once the
     /// buffer is unreachable again), and throws: the buffer must never reach a block that may be another renter's.
     /// </summary>
@@ -334,24 +328,48 @@ internal struct SegmentChain
         return count;
     }
 
-    private void ReleaseForGood()
+    /// <summary>Takes the guard for good and releases everything; false when the guard was not free.</summary>
+    private bool ReleaseForGood()
     {
         // Whoever wins the guard after the flag is set releases; the guard is never given back.
         if (Interlocked.CompareExchange(ref _state, Released, Free) != Free)
         {
-            return;
+            return false;
         }
 
-        ReleaseAfterUnsynchronized(null);
-        _counters?.BufferDisposed();
+        SegmentedBufferTracker? tracker = _tracker;
+        if (tracker is null)
+        {
+            ReleaseAfterUnsynchronized(null);
+            return true;
+        }
+
+        try
+        {
+            // The end index is the message's length: the running index starts at 0 and restarts at each reset.
+            tracker.EndMessage(_segmentsThisMessage, EndIndex);
+            ReleaseAfterUnsynchronized(null);
+        }
+        finally
+        {
+            // Refused when the sweep retired the tracker first: this buffer was counted as leaked, and is not counted twice.
+            // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
+            object token = _token!;
+            _token = null;
+            if (tracker.TryGiveBack(_ticket))
+            {
+                SegmentedBufferCounters.Return(tracker, token);
+            }
+        }
+
+        return true;
     }
 
     private void Release(BufferSegment segment)
     {
         if (segment.TryDetach(out BlockRelease block))
         {
-            _bytesHeld -= block.Capacity;
-            _counters?.SegmentReturned(block.Capacity);
+            _tracker?.AddBytesHeld(-block.Capacity);
 
             // Only the caller that took the block may pool the object: the exchange in TryDetach makes that one caller.
             // The object goes back before the block, whose owner may throw (another pool's).

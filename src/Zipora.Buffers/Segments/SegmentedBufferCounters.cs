@@ -1,70 +1,176 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// What the segmented buffers renting from one pool hold and have done. Updated once per segment rented or returned
-/// and once per message, never per write, with interlocked operations (writers live on many threads).
+/// The trackers of the segmented buffers renting from one pool (one per live buffer, reused), and what is summed
+/// from them when statistics are read. A buffer created and disposed on one thread takes and gives back the thread's
+/// spare tracker: no lock, and no interlocked instruction but the one that gives the tracker back.
 /// </summary>
+/// <remarks>
+/// A buffer dropped without dispose is found by <see cref="Sweep"/>: its tracker's weak reference no longer sees the
+/// token the buffer held.
+/// The sweep runs when statistics are read, at every tick of the pool's idle clock (before the leak quarantine lets
+/// any block go, so a buffer brought back by another object's finalizer is retired before its blocks can serve
+/// another renter) and when the trackers have doubled since the last sweep (so leaks do not pile them up).
+/// </remarks>
 internal sealed class SegmentedBufferCounters
 {
-    private long _live;
-    private long _bytesHeld;
-    private long _messages;
-    private long _messageSegments;
-    private long _largestMessage;
+    // The sweep's first threshold: below it, a pool's trackers are too few to bother.
+    private const int FirstSweepAt = 64;
+
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // The calling thread's spare free tracker, of whichever pool the thread last gave one back to.
+    [ThreadStatic]
+    private static SegmentedBufferTracker? t_spare;
+#pragma warning restore IDE1006
+
+    private readonly Lock _lock = new();
+    private readonly List<SegmentedBufferTracker> _trackers = [];
+    private readonly Stack<SegmentedBufferTracker> _free = new();
+    private int _sweepAt = FirstSweepAt;
+
+    // What the trackers retired as leaked had counted (they are never read again), and how many there were.
+    private long _retiredMessages;
+    private long _retiredMessageSegments;
+    private long _retiredLargestMessage;
     private long _leaked;
 
-    public void BufferCreated() => Interlocked.Increment(ref _live);
-
-    public void SegmentRented(int bytes) => Interlocked.Add(ref _bytesHeld, bytes);
-
-    public void SegmentReturned(int bytes) => Interlocked.Add(ref _bytesHeld, -bytes);
-
-    /// <summary>A message ended (a reset or a dispose): <paramref name="segments"/> segments carried <paramref name="length"/> bytes.</summary>
-    public void MessageEnded(int segments, long length)
+    /// <summary>A free tracker, held from now on by the caller with <paramref name="ticket"/> and <paramref name="token"/> (see <see cref="SegmentedBufferTracker.Take"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public SegmentedBufferTracker Take(out int ticket, out object token)
     {
-        if (length == 0)
+        SegmentedBufferTracker? spare = t_spare;
+        if (spare is null || spare.Counters != this)
         {
-            // A writer reset or disposed without a byte written sent no message (a segment kept by a reset included).
+            spare = TakeShared();
+        }
+        else
+        {
+            t_spare = null;
+            spare.ParkedOn = null;
+        }
+
+        ticket = spare.Take(out token);
+        return spare;
+    }
+
+    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer with its <paramref name="token"/>, for the next buffer.</summary>
+    public static void Return(SegmentedBufferTracker tracker, object token)
+    {
+        tracker.KeepToken(token);
+        if (t_spare is null)
+        {
+            tracker.ParkedOn = Thread.CurrentThread;
+            t_spare = tracker;
             return;
         }
 
-        Interlocked.Increment(ref _messages);
-        Interlocked.Add(ref _messageSegments, segments);
-        long largest = Volatile.Read(ref _largestMessage);
-        while (length > largest)
-        {
-            long seen = Interlocked.CompareExchange(ref _largestMessage, length, largest);
-            if (seen == largest)
-            {
-                break;
-            }
+        tracker.Counters.ReturnShared(tracker);
+    }
 
-            largest = seen;
+    /// <summary>Retires the trackers of collected buffers (counting them leaked) and takes back the spares of exited threads.</summary>
+    public void Sweep()
+    {
+        lock (_lock)
+        {
+            SweepUnsynchronized();
         }
     }
 
-    public void BufferDisposed() => Interlocked.Decrement(ref _live);
-
-    /// <summary>
-    /// A buffer was garbage collected without dispose. Its segments' blocks are reclaimed by the pool's own leak
-    /// reclaim (they become unreachable with it); here only the counts it held are taken away.
-    /// </summary>
-    public void BufferLeaked(long bytesHeld)
+    public SegmentedBufferStatistics Snapshot()
     {
-        Interlocked.Decrement(ref _live);
-        Interlocked.Add(ref _bytesHeld, -bytesHeld);
-        Interlocked.Increment(ref _leaked);
+        lock (_lock)
+        {
+            SweepUnsynchronized();
+            long live = 0;
+            long bytesHeld = 0;
+            long messages = _retiredMessages;
+            long messageSegments = _retiredMessageSegments;
+            long largest = _retiredLargestMessage;
+            foreach (SegmentedBufferTracker tracker in _trackers)
+            {
+                if (tracker.IsHeld)
+                {
+                    live++;
+                    bytesHeld += tracker.BytesHeld;
+                }
+
+                messages += tracker.Messages;
+                messageSegments += tracker.MessageSegments;
+                largest = Math.Max(largest, tracker.LargestMessage);
+            }
+
+            return new SegmentedBufferStatistics
+            {
+                LiveBuffers = live,
+                BytesHeld = bytesHeld,
+                Messages = messages,
+                MessageSegments = messageSegments,
+                LargestMessage = largest,
+                Leaked = _leaked,
+            };
+        }
     }
 
-    public SegmentedBufferStatistics Snapshot() => new()
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private SegmentedBufferTracker TakeShared()
     {
-        LiveBuffers = Volatile.Read(ref _live),
-        BytesHeld = Volatile.Read(ref _bytesHeld),
-        Messages = Volatile.Read(ref _messages),
-        MessageSegments = Volatile.Read(ref _messageSegments),
-        LargestMessage = Volatile.Read(ref _largestMessage),
-        Leaked = Volatile.Read(ref _leaked),
-    };
+        lock (_lock)
+        {
+            if (_free.TryPop(out SegmentedBufferTracker? tracker))
+            {
+                return tracker;
+            }
+
+            if (_trackers.Count >= _sweepAt)
+            {
+                SweepUnsynchronized();
+                _sweepAt = Math.Max(FirstSweepAt, 2 * _trackers.Count);
+                if (_free.TryPop(out tracker))
+                {
+                    return tracker;
+                }
+            }
+
+            tracker = new SegmentedBufferTracker(this);
+            _trackers.Add(tracker);
+            return tracker;
+        }
+    }
+
+    private void ReturnShared(SegmentedBufferTracker tracker)
+    {
+        lock (_lock)
+        {
+            _free.Push(tracker);
+        }
+    }
+
+    private void SweepUnsynchronized()
+    {
+        for (int i = _trackers.Count - 1; i >= 0; i--)
+        {
+            SegmentedBufferTracker tracker = _trackers[i];
+            if (tracker.TryRetireLeaked())
+            {
+                // Never reused: a buffer brought back by another object's finalizer may still write its counts there.
+                _leaked++;
+                _retiredMessages += tracker.Messages;
+                _retiredMessageSegments += tracker.MessageSegments;
+                _retiredLargestMessage = Math.Max(_retiredLargestMessage, tracker.LargestMessage);
+                _trackers[i] = _trackers[^1];
+                _trackers.RemoveAt(_trackers.Count - 1);
+            }
+            else if (tracker.ParkedOn is { IsAlive: false })
+            {
+                // A free tracker in the spare slot of a thread that exited: nobody else can take it from there.
+                tracker.ParkedOn = null;
+                _free.Push(tracker);
+            }
+        }
+    }
 }

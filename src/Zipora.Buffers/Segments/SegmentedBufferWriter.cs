@@ -35,8 +35,9 @@ namespace Zipora.Buffers;
 /// <para>
 /// A writer dropped without <see cref="Dispose"/>: its segments become unreachable with it, and a
 /// <see cref="TieredMemoryPool"/> reclaims their blocks as it reclaims any leaked buffer (held in quarantine for its
-/// idle delay, since a <see cref="Span{T}"/> may still run). Its finalizer only corrects the pool's counts; it never
-/// touches memory. With another pool, a leaked segment follows that pool's rules for a leaked owner.
+/// idle delay, since a <see cref="Span{T}"/> may still run). The writer has no finalizer: the pool finds it collected
+/// through a weak reference when it next reads its statistics or ticks, and corrects its counts then, never touching
+/// memory. With another pool, a leaked segment follows that pool's rules for a leaked owner.
 /// </para>
 /// </remarks>
 public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDisposable
@@ -48,8 +49,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     // Bytes of the head segment already consumed.
     private int _headStart;
 
-    // The index where the current message began (its length, for the statistics, is the end index less this).
-    private long _messageStart;
     private readonly long _maxLength;
 
     /// <summary>Creates a writer over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
@@ -66,15 +65,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         ArgumentNullException.ThrowIfNull(options);
         _chain.Initialize(options);
         _maxLength = options.MaxLength;
-        if (options.ResolvePool() is not TieredMemoryPool)
-        {
-            // The finalizer only corrects a TieredMemoryPool's counts.
-            GC.SuppressFinalize(this);
-        }
     }
-
-    /// <summary>Corrects the pool's counts for a writer dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
-    ~SegmentedBufferWriter() => _chain.NoteLeaked();
 
     /// <summary>Bytes written and not yet consumed.</summary>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
@@ -218,7 +209,8 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         _chain.Enter(TypeName);
         try
         {
-            long messageLength = _chain.EndIndex - _messageStart;
+            // The running index restarts at each reset, so the end index is every byte written since, consumed or not.
+            long messageLength = _chain.EndIndex;
             BufferSegment? head = _chain.Head;
             _chain.ReleaseAfterUnsynchronized(head);
             if (head is not null)
@@ -229,7 +221,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
             _chain.EndMessage(messageLength);
             _headStart = 0;
-            _messageStart = 0;
         }
         finally
         {
@@ -238,15 +229,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
-    public void Dispose()
-    {
-        // A release deferred to a call that is still running keeps the finalizer: should that call never end, the
-        // finalizer is what takes the writer's counts away.
-        if (_chain.TryDispose(_chain.EndIndex - _messageStart) && _chain.IsReleased)
-        {
-            GC.SuppressFinalize(this);
-        }
-    }
+    public void Dispose() => _chain.Dispose();
 
     private void ConsumeUnsynchronized(long count)
     {

@@ -63,15 +63,7 @@ public sealed partial class SegmentedMemoryStream : Stream
         _chain.Initialize(options);
         _maxLength = options.MaxLength;
         _maxSegmentSize = options.MaxSegmentSize;
-        if (options.ResolvePool() is not TieredMemoryPool)
-        {
-            // The finalizer only corrects a TieredMemoryPool's counts.
-            GC.SuppressFinalize(this);
-        }
     }
-
-    /// <summary>Corrects the pool's counts for a stream dropped without dispose; its blocks are reclaimed by the pool itself.</summary>
-    ~SegmentedMemoryStream() => Dispose(false);
 
     /// <summary>True until the stream is disposed.</summary>
     public override bool CanRead => !_chain.IsDisposed;
@@ -123,6 +115,14 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int Read(Span<byte> buffer)
     {
+        if (_position >= _chain.EndIndex)
+        {
+            // At or past the end (the last read of a read loop): no segment to touch, so no guard to take, as Length
+            // and Seek take none.
+            _chain.ThrowIfDisposed(TypeName);
+            return 0;
+        }
+
         _chain.Enter(TypeName);
         try
         {
@@ -325,33 +325,18 @@ public sealed partial class SegmentedMemoryStream : Stream
         }
     }
 
-    /// <summary>
-    /// Disposes the stream. Its finalizer stays registered when a call still running holds the segments (the release
-    /// waits for it), so a call that never ends cannot keep the stream counted as live once it is collected.
-    /// </summary>
-    [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize", Justification = "Stream.Dispose() is Close(), which suppresses the finalizer after Dispose(true); here it must not when the release was deferred.")]
-    public override void Close()
-    {
-        Dispose(true);
-        if (_chain.IsReleased)
-        {
-            GC.SuppressFinalize(this);
-        }
-    }
+    /// <summary>Disposes the stream (see <see cref="Dispose(bool)"/>).</summary>
+    /// <remarks>The stream has no finalizer, so there is none to suppress (<see cref="Stream.Close"/> would ask the runtime to).</remarks>
+    [SuppressMessage("Usage", "CA1816:Dispose methods should call SuppressFinalize", Justification = "A sealed stream without a finalizer: the call would only cost time on every message.")]
+    public override void Close() => Dispose(true);
 
-    /// <summary>Returns every segment to the pool (a second call, from any thread, does nothing); from the finalizer, only corrects the pool's counts.</summary>
+    /// <summary>Returns every segment to the pool; a second call, from any thread, does nothing.</summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            _ = _chain.TryDispose(_chain.EndIndex);
+            _chain.Dispose();
             _cursor = null;
-        }
-        else
-        {
-            // The finalizer must not touch memory: a sequence taken from the stream may still be read elsewhere, and
-            // it keeps the blocks reachable (the pool reclaims them once nothing does).
-            _chain.NoteLeaked();
         }
 
         base.Dispose(disposing);
