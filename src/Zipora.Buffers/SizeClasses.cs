@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers;
 
@@ -10,6 +11,8 @@ namespace Zipora.Buffers;
 internal static class SizeClasses
 {
     /// <summary>The index, counted from the doubling that starts at 2^<paramref name="baseLog2"/>, of the quarter-step class that holds <paramref name="size"/>.</summary>
+    /// <remarks>Inlined: the small and region tiers' fast paths start with it.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int QuarterStepIndex(int size, int baseLog2)
     {
         Debug.Assert(size > 1 << baseLog2, "quarter-step classes start above their base");
