@@ -19,7 +19,7 @@ public static partial class SteadyCpuTimeReport
     private const int Rounds = 25;
     private const int ThreadCpuClock = 3; // CLOCK_THREAD_CPUTIME_ID
 
-    private static readonly int[] s_sizes = [64, 500, 1024, 4096];
+    private static readonly int[] s_sizes = [64, 500, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
     private static readonly string[] s_pools = ["Shared", "TieredMemoryPool", "TieredMemoryPoolReuseOwners"];
 
     /// <summary>Prints one row per size: ns per operation for each pool and its ratio to <see cref="MemoryPool{T}.Shared"/>.</summary>

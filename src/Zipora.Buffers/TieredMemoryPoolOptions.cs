@@ -71,8 +71,12 @@ public sealed class TieredMemoryPoolOptions
         set => _hugeRegionCacheMaxBytes = value;
     }
 
-    /// <summary>Most buffers of one small or medium size class a thread keeps for itself; 0 turns per-thread caching off. Default 64.</summary>
-    public int ThreadCacheMaxBuffers { get; set; } = 64;
+    /// <summary>
+    /// Most buffers of one small or medium size class a thread keeps for itself (within <see cref="ThreadCacheMaxBytes"/>);
+    /// 0 turns per-thread caching off. Default 128, as <see cref="TieredArrayPoolOptions.ThreadCacheMaxArrays"/>: a
+    /// burst of 100 buffers of 1 or 4 KB then stays in the thread's cache.
+    /// </summary>
+    public int ThreadCacheMaxBuffers { get; set; } = 128;
 
     /// <summary>
     /// Most bytes of medium buffers one thread keeps for itself, spread over the size classes; default 2 MB. The small

@@ -15,32 +15,20 @@ public sealed class SegmentedAllocationTests
     private const int MessageSize = 64 * 1024;
 
     [Fact]
-    public void AWriterMessageLoopAllocatesOnlyTheWriterAfterWarmUp()
-    {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        var options = new SegmentedBufferOptions { Pool = pool };
-        byte[] chunk = new byte[ChunkSize];
-        byte[] readBack = new byte[MessageSize];
-        for (int i = 0; i < 50; i++)
-        {
-            WriterMessage(options, chunk, readBack);
-        }
-
-        long writerSize = SizeOfOne(() => new SegmentedBufferWriter(options));
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < Messages; i++)
-        {
-            WriterMessage(options, chunk, readBack);
-        }
-
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        TestContext.Current.TestOutputHelper?.WriteLine($"writer object {writerSize} B; {Messages} messages allocated {allocated} B");
-        Assert.Equal(Messages * writerSize, allocated);
-        Assert.Equal(0, pool.GetStatistics().BytesInUse);
-    }
+    public void AWriterMessageLoopAllocatesOnlyTheWriterAfterWarmUp() =>
+        AssertASteadyLoopAllocatesOnlyTheBuffers(static options => new SegmentedBufferWriter(options), WriterMessage);
 
     [Fact]
-    public void AStreamMessageLoopAllocatesOnlyTheStreamAfterWarmUp()
+    public void AStreamMessageLoopAllocatesOnlyTheStreamAfterWarmUp() =>
+        AssertASteadyLoopAllocatesOnlyTheBuffers(static options => new SegmentedMemoryStream(options), StreamMessage);
+
+    /// <summary>
+    /// Warms a pool up with 50 messages, then checks that a loop of <see cref="Messages"/> more allocates exactly one
+    /// buffer object per message. A round in which the pool missed its caches (mapped or carved memory again) is not
+    /// the steady state: another test's pressure trim of every pool in the process causes that. Up to three rounds are
+    /// run, and one of them must miss nothing.
+    /// </summary>
+    private static void AssertASteadyLoopAllocatesOnlyTheBuffers(Func<SegmentedBufferOptions, IDisposable> create, Action<SegmentedBufferOptions, byte[], byte[]> message)
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
         var options = new SegmentedBufferOptions { Pool = pool };
@@ -48,21 +36,35 @@ public sealed class SegmentedAllocationTests
         byte[] readBack = new byte[MessageSize];
         for (int i = 0; i < 50; i++)
         {
-            StreamMessage(options, chunk, readBack);
+            message(options, chunk, readBack);
         }
 
-        long streamSize = SizeOfOne(() => new SegmentedMemoryStream(options));
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < Messages; i++)
+        long bufferSize = SizeOfOne(() => create(options));
+        for (int round = 1; ; round++)
         {
-            StreamMessage(options, chunk, readBack);
-        }
+            long missesBefore = Misses(pool.GetStatistics());
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < Messages; i++)
+            {
+                message(options, chunk, readBack);
+            }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        TestContext.Current.TestOutputHelper?.WriteLine($"stream object {streamSize} B; {Messages} messages allocated {allocated} B");
-        Assert.Equal(Messages * streamSize, allocated);
-        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+            long misses = Misses(statistics) - missesBefore;
+            TestContext.Current.TestOutputHelper?.WriteLine($"round {round}: buffer object {bufferSize} B; {Messages} messages allocated {allocated} B, {misses} cache misses");
+            if (misses == 0 || round == 3)
+            {
+                Assert.True(misses == 0, $"three rounds of {Messages} messages missed the pool's caches: {statistics}");
+                Assert.True(Messages * bufferSize == allocated, $"{Messages} messages allocated {allocated} B, not {Messages} x {bufferSize} B: {statistics}");
+                Assert.Equal(0, statistics.BytesInUse);
+                return;
+            }
+        }
     }
+
+    private static long Misses(TieredMemoryPoolStatistics statistics) =>
+        statistics.Small.CacheMisses + statistics.Medium.CacheMisses + statistics.Large.CacheMisses + statistics.Huge.CacheMisses;
 
     /// <summary>The bytes one <c>new</c> allocates, measured alone (the object is disposed outside the measurement).</summary>
     private static long SizeOfOne(Func<IDisposable> create)
