@@ -160,8 +160,11 @@ internal struct SegmentChain
     public void Dispose()
     {
         Volatile.Write(ref _disposed, 1);
-        if (!ReleaseForGood() && Volatile.Read(ref _state) == Busy)
+        if (!ReleaseForGood() && Volatile.Read(ref _state) != Released)
         {
+            // Not only while the guard still reads taken: a call may have freed it just after the compare-exchange
+            // above, having read the flag before this thread's write reached it; the guard then reads free here, and
+            // only this thread is left to release.
             ReleaseAfterDisposeFoundTheGuardTaken();
         }
     }

@@ -183,7 +183,7 @@ public sealed class AdaptiveCacheTests
     [Fact]
     public void AThreadCacheThatKeepsRunningEmptyGrowsToItsLimit()
     {
-        using var pool = new TieredMemoryPool();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ThreadCacheMaxBuffers = 64 });
         // A class starts at a quarter of its limit (16 of 64), and the first rent ran it empty once: 16 + 8.
         pool.Rent(4096).Dispose();
         Assert.Equal(24, pool.ThreadCacheCapacity(4096));
@@ -199,7 +199,7 @@ public sealed class AdaptiveCacheTests
     [Fact]
     public void AThreadCacheThatOnlyReceivesReturnsShrinksToItsFloor()
     {
-        using var pool = new TieredMemoryPool();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ThreadCacheMaxBuffers = 64 });
         int capacity = -1;
         var returner = new System.Threading.Thread(() =>
         {
@@ -227,7 +227,7 @@ public sealed class AdaptiveCacheTests
     [Fact]
     public void WithAdaptationOffThreadCachesStayAtTheirLimit()
     {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false });
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false, ThreadCacheMaxBuffers = 64 });
         Burst(pool, 4096, 1000);
         Assert.Equal(64, pool.ThreadCacheCapacity(4096));
     }
@@ -236,7 +236,7 @@ public sealed class AdaptiveCacheTests
     public void AClassGivenBackForIdlenessStartsOverSmall()
     {
         var time = new FakeTimeProvider();
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time });
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time, ThreadCacheMaxBuffers = 64 });
         for (int round = 0; round < 20; round++)
         {
             Burst(pool, 4096, 64);
