@@ -165,7 +165,7 @@ internal sealed class SegmentedBufferCounters
                 _trackers[i] = _trackers[^1];
                 _trackers.RemoveAt(_trackers.Count - 1);
             }
-            else if (tracker.ParkedOn is { IsAlive: false })
+            else if (tracker.ParkedOn is { } parkedOn && ThreadLiveness.HasExited(parkedOn))
             {
                 // A free tracker in the spare slot of a thread that exited: nobody else can take it from there.
                 tracker.ParkedOn = null;

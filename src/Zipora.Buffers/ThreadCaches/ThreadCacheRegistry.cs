@@ -89,7 +89,7 @@ internal sealed class ThreadCacheRegistry<TCache>
     {
         for (int i = _caches.Count - 1; i >= 0; i--)
         {
-            if (!_caches[i].Owner.IsAlive)
+            if (ThreadLiveness.HasExited(_caches[i].Owner))
             {
                 _retire(_caches[i]);
                 _caches.RemoveAt(i);

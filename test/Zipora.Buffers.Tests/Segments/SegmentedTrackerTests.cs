@@ -39,8 +39,7 @@ public sealed class SegmentedTrackerTests
         first.Dispose();
 
         SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
-        Assert.Equal(1, statistics.LiveBuffers);
-        Assert.Equal(SegmentSize, statistics.BytesHeld);
+        AssertOneLiveBufferHoldingOneSegment(statistics);
         Assert.Equal(1, statistics.Messages);
         Assert.Equal(200, second.Length);
     }
@@ -63,8 +62,7 @@ public sealed class SegmentedTrackerTests
 
         SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
         TestContext.Current.TestOutputHelper?.WriteLine(statistics.ToString());
-        Assert.Equal(1, statistics.LiveBuffers);
-        Assert.Equal(SegmentSize, statistics.BytesHeld);
+        AssertOneLiveBufferHoldingOneSegment(statistics);
         Assert.Equal(1, statistics.Leaked);
         Assert.Equal(300, next.Length);
         next.Dispose();
@@ -107,8 +105,7 @@ public sealed class SegmentedTrackerTests
         next.Write(new byte[10]);
         SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
         Assert.Equal(0, statistics.Leaked);
-        Assert.Equal(1, statistics.LiveBuffers);
-        Assert.Equal(SegmentSize, statistics.BytesHeld);
+        AssertOneLiveBufferHoldingOneSegment(statistics);
     }
 
     [Fact]
@@ -129,8 +126,7 @@ public sealed class SegmentedTrackerTests
         writer.Write(new byte[10]);
         SegmentedBufferStatistics after = pool.GetStatistics().Segmented;
         Assert.Equal(200, after.Leaked);
-        Assert.Equal(1, after.LiveBuffers);
-        Assert.Equal(SegmentSize, after.BytesHeld);
+        AssertOneLiveBufferHoldingOneSegment(after);
     }
 
     [Fact]
@@ -220,6 +216,12 @@ public sealed class SegmentedTrackerTests
         Assert.Equal(0, statistics.Segmented.LiveBuffers);
         Assert.Equal(0, statistics.Segmented.BytesHeld);
         Assert.Equal(0, statistics.BytesInUse);
+    }
+
+    private static void AssertOneLiveBufferHoldingOneSegment(SegmentedBufferStatistics statistics)
+    {
+        Assert.Equal(1, statistics.LiveBuffers);
+        Assert.Equal(SegmentSize, statistics.BytesHeld);
     }
 
     private static SegmentedBufferOptions Options(TieredMemoryPool pool) =>
