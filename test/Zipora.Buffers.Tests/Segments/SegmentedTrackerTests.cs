@@ -49,15 +49,11 @@ public sealed class SegmentedTrackerTests
     {
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        var revived = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivedWriter(pool, revived);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = CollectARevivedWriter(pool);
         Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
 
         using var next = new SegmentedBufferWriter(Options(pool));
         next.Write(new byte[300]);
-        SegmentedBufferWriter zombie = revived.Value!;
         UseAndDispose(zombie);
 
         SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
@@ -95,11 +91,7 @@ public sealed class SegmentedTrackerTests
         // back itself, with a token whose weak reference the collection cleared.
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        var revived = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivedWriter(pool, revived);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        revived.Value!.Dispose();
+        CollectARevivedWriter(pool).Dispose();
 
         using var next = new SegmentedBufferWriter(Options(pool));
         next.Write(new byte[10]);
@@ -226,6 +218,16 @@ public sealed class SegmentedTrackerTests
 
     private static SegmentedBufferOptions Options(TieredMemoryPool pool) =>
         new() { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize };
+
+    /// <summary>Drops a writer holding a segment, collects it, and returns it as another object's finalizer brought it back.</summary>
+    private static SegmentedBufferWriter CollectARevivedWriter(TieredMemoryPool pool)
+    {
+        var revived = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivedWriter(pool, revived);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return revived.Value!;
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void DropARevivedWriter(TieredMemoryPool pool, StrongBox<SegmentedBufferWriter?> revived)
