@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Globalization;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -11,6 +12,8 @@ namespace Zipora.Buffers.Benchmarks;
 /// wall time: on a shared VM whose other tenants take the cores, BenchmarkDotNet's wall-clock means swing by half,
 /// while the CPU time a thread spent on the loop barely moves. Each case runs in a process of its own (so the virtual
 /// call site sees one pool, as in BenchmarkDotNet), and the best of 22 rounds of a million operations is reported.
+/// The array pools' rent, write, return (<see cref="ArrayPoolBenchmarks"/>'s single pair) is timed the same way, in
+/// three processes per case, since one process's code placement alone moves a 10 ns case by several percent.
 /// </summary>
 public static partial class SteadyCpuTimeReport
 {
@@ -21,6 +24,9 @@ public static partial class SteadyCpuTimeReport
 
     private static readonly int[] s_sizes = [64, 500, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
     private static readonly string[] s_pools = ["Shared", "TieredMemoryPool", "TieredMemoryPoolReuseOwners"];
+    private static readonly int[] s_arraySizes = [16, 64, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
+    private static readonly string[] s_arrayPools = ["ArrayPool.Shared", "TieredArrayPool"];
+    private const int ArrayProcesses = 3;
 
     /// <summary>Prints one row per size: ns per operation for each pool and its ratio to <see cref="MemoryPool{T}.Shared"/>.</summary>
     public static void Run()
@@ -29,36 +35,98 @@ public static partial class SteadyCpuTimeReport
         Console.WriteLine("|---|---|---|---|---|---|");
         foreach (int size in s_sizes)
         {
-            var ns = new double[s_pools.Length];
-            for (int i = 0; i < s_pools.Length; i++)
-            {
-                string row = ReportProcess.RunSelf(1, "--steady-cpu-child", s_pools[i], size.ToString(CultureInfo.InvariantCulture));
-                ns[i] = double.TryParse(row, CultureInfo.InvariantCulture, out double value) ? value : double.NaN;
-            }
-
+            double[] ns = [.. MeasureAlternating(s_pools, size, 1).Select(static values => values[0])];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {ns[0]:F2} | {ns[1]:F2} | {ns[1] / ns[0]:F2} | {ns[2]:F2} | {ns[2] / ns[0]:F2} |"));
         }
+
+        Console.WriteLine();
+        Console.WriteLine("| size | `ArrayPool.Shared` ns, each process | `TieredArrayPool` ns, each process | ratio of the medians |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (int size in s_arraySizes)
+        {
+            double[][] ns = MeasureAlternating(s_arrayPools, size, ArrayProcesses);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {Joined(ns[0])} | {Joined(ns[1])} | {Median(ns[1]) / Median(ns[0]):F3} |"));
+        }
     }
+
+    /// <summary>
+    /// Per pool, the best ns per operation of each of <paramref name="processes"/> child processes (sorted), the pools'
+    /// processes alternating so a slow spell of the machine falls on both.
+    /// </summary>
+    private static double[][] MeasureAlternating(string[] pools, int size, int processes)
+    {
+        double[][] ns = [.. pools.Select(_ => new double[processes])];
+        for (int i = 0; i < processes; i++)
+        {
+            for (int pool = 0; pool < pools.Length; pool++)
+            {
+                string row = ReportProcess.RunSelf(1, "--steady-cpu-child", pools[pool], size.ToString(CultureInfo.InvariantCulture));
+                ns[pool][i] = double.TryParse(row, CultureInfo.InvariantCulture, out double value) ? value : double.NaN;
+            }
+        }
+
+        foreach (double[] values in ns)
+        {
+            Array.Sort(values);
+        }
+
+        return ns;
+    }
+
+    private static string Joined(double[] values) => string.Join(", ", values.Select(static v => v.ToString("F2", CultureInfo.InvariantCulture)));
+
+    private static double Median(double[] sorted) => sorted[sorted.Length / 2];
 
     /// <summary>Measures one pool at one size and prints the best ns per operation.</summary>
     public static void RunChild(string pool, int size)
     {
+        if (pool.Contains("Array", StringComparison.Ordinal))
+        {
+            ArrayPool<byte> arrays = pool == "TieredArrayPool" ? new TieredArrayPool() : ArrayPool<byte>.Shared;
+            Console.WriteLine(BestOfRounds(() => ArrayLoop(arrays, size)).ToString("F2", CultureInfo.InvariantCulture));
+            return;
+        }
+
         MemoryPool<byte> measured = pool switch
         {
             "Shared" => MemoryPool<byte>.Shared,
             "TieredMemoryPool" => Peers.CreateTieredPool(),
             _ => Peers.CreateTieredPoolReusingOwners(),
         };
+        Console.WriteLine(BestOfRounds(() => Loop(measured, size)).ToString("F2", CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The best ns per operation of the rounds after the warm-up ones.</summary>
+    private static double BestOfRounds(Action loop)
+    {
         double best = double.MaxValue;
         for (int round = 0; round < Rounds; round++)
         {
             long start = ThreadCpuNanoseconds();
-            Loop(measured, size);
+            loop();
             double ns = (ThreadCpuNanoseconds() - start) / (double)Operations;
             best = round < WarmupRounds ? best : Math.Min(best, ns);
         }
 
-        Console.WriteLine(best.ToString("F2", CultureInfo.InvariantCulture));
+        return best;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ArrayLoop(ArrayPool<byte> pool, int size)
+    {
+        for (int i = 0; i < Operations; i++)
+        {
+            RentWriteReturn(pool, size);
+        }
+    }
+
+    // As RentWriteDispose: not inlined, so each pair pays the pool's thread-static lookup as a caller does.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RentWriteReturn(ArrayPool<byte> pool, int size)
+    {
+        byte[] array = pool.Rent(size);
+        array[0] = 1;
+        pool.Return(array);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

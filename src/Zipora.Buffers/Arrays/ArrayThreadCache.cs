@@ -25,10 +25,11 @@ namespace Zipora.Buffers;
 internal sealed class ArrayThreadCache : ThreadOwnedCache
 {
     /// <summary>
-    /// The slots of a class the thread has not used yet, does not cache, or whose stack a trim has abandoned: no room,
-    /// nothing to pop, so the owner goes to its slow path.
+    /// The slots of a class the thread has not used yet, does not cache, or whose stack a trim has abandoned: one slot,
+    /// which the owner never fills (<see cref="ArrayClassStack.TryPush"/> refuses it by reference), so a rent finds
+    /// nothing, a return finds no room, and the owner goes to its slow path.
     /// </summary>
-    public static readonly byte[][] NoStack = [];
+    public static readonly byte[][] NoStack = new byte[1][];
 
     /// <summary>
     /// Per class: arrays the depot moved into the stack or handed out directly, minus those the stack moved to the

@@ -43,32 +43,27 @@ public sealed partial class TieredArrayPool
     {
         ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-        byte[]? array = null;
         byte[][] slots = SlotsOf(cache, classIndex);
-        if (slots.Length > 0)
+
+        // The slots may hold arrays already: the fast path misses whenever another pool was used last on this thread.
+        if (!stack.TryPop(out byte[]? array))
         {
-            if (stack.Count == 0)
+            if (slots.Length > 1)
             {
-                // Refill half the stack at once, so the depot's lock is paid once per batch.
-                int moved = _depots[classIndex].TakeInto(slots, ref stack.Count, Math.Max(1, slots.Length / 2));
+                // Empty (slot 0 too): refill half the stack at once, so the depot's lock is paid once per batch.
+                int moved = _depots[classIndex].TakeInto(slots.AsSpan(1), ref stack.Count, Math.Max(1, (slots.Length - 1) / 2));
                 Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
                 cache.NetTransfers[classIndex] += moved;
+                _ = stack.TryPop(out array);
             }
-
-            // The stack may hold arrays already: the fast path misses whenever another pool was used last on this thread.
-            if (stack.Count > 0)
+            else
             {
-                array = slots[--stack.Count];
-                slots[stack.Count] = null!;
-            }
-        }
-        else
-        {
-            // A class the thread does not cache: the depot serves the thread directly.
-            array = TakeOneFromDepot(classIndex);
-            if (array is not null)
-            {
-                cache.NetTransfers[classIndex]++;
+                // No stack behind slot 0, or no slots (a class the thread does not cache): the depot serves directly.
+                array = TakeOneFromDepot(classIndex);
+                if (array is not null)
+                {
+                    cache.NetTransfers[classIndex]++;
+                }
             }
         }
 
@@ -88,33 +83,44 @@ public sealed partial class TieredArrayPool
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         stack.Returns++;
         byte[][] slots = SlotsOf(cache, classIndex);
-        if (slots.Length == 0)
+        if (stack.TryPush(array))
         {
+            return;
+        }
+
+        if (slots.Length <= 1)
+        {
+            // No stack behind slot 0, or no slots at all: the array goes to the depot, or, where slot 0 is taken, the
+            // older array there does, so the thread keeps its newest one as the runtime pool does.
             cache.NetTransfers[classIndex]--;
+            if (slots != ArrayThreadCache.NoStack)
+            {
+                (slots[0], array) = (array, slots[0]);
+            }
+
             PutInDepot(array, classIndex);
             return;
         }
 
-        if (stack.Count == slots.Length)
-        {
-            // Full: keep the warm half here and move the cold half to the depot for other threads.
-            int moved = Math.Max(1, stack.Count / 2);
-            MoveToDepot(slots, ref stack.Count, classIndex, moved);
-            cache.NetTransfers[classIndex] -= moved;
-        }
-
-        slots[stack.Count++] = array;
+        // Full: keep the warm half of the stack here and move the cold half to the depot for other threads. Slot 0 is
+        // taken (a push would have filled it), so the stack holds one array less than the count.
+        int stackCount = stack.Count - 1;
+        int moved = Math.Max(1, stackCount / 2);
+        MoveToDepot(slots.AsSpan(1), ref stackCount, classIndex, moved);
+        stack.Count = stackCount + 1;
+        cache.NetTransfers[classIndex] -= moved;
+        _ = stack.TryPush(array);
     }
 
     /// <summary>
-    /// The slots of a class in this thread's cache, installed on first use and after a trim abandoned them; empty
-    /// when the thread does not cache the class.
+    /// The slots of a class in this thread's cache, installed on first use and after a trim abandoned them;
+    /// <see cref="ArrayThreadCache.NoStack"/> when the thread does not cache the class.
     /// </summary>
     private byte[][] SlotsOf(ArrayThreadCache cache, int classIndex)
     {
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         byte[][] slots = Volatile.Read(ref stack.Items);
-        if (slots.Length > 0 || _capacities[classIndex] == 0)
+        if (slots != ArrayThreadCache.NoStack || _capacities[classIndex] == 0)
         {
             return slots;
         }

@@ -88,7 +88,7 @@ public sealed partial class TieredArrayPool
     private static int AbandonSlots(ArrayThreadCache cache, int classIndex)
     {
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-        if (Volatile.Read(ref stack.Items).Length == 0)
+        if (Volatile.Read(ref stack.Items) == ArrayThreadCache.NoStack)
         {
             return 0;
         }
@@ -114,9 +114,18 @@ public sealed partial class TieredArrayPool
             _retiredMisses[classIndex] += cache.Misses[classIndex];
             _retiredReturns[classIndex] += stack.Returns;
             int held = cache.HeldOf(classIndex);
-            if (stack.Items.Length > 0 && held > 0)
+            byte[][] slots = stack.Items;
+            if (slots != ArrayThreadCache.NoStack && held > 0)
             {
-                MoveToDepot(stack.Items, ref stack.Count, classIndex, held);
+                // Slot 0 goes on its own, then the whole stack behind it.
+                if (slots[0] is { } first)
+                {
+                    slots[0] = null!;
+                    stack.Count--;
+                    PutInDepot(first, classIndex);
+                }
+
+                MoveToDepot(slots.AsSpan(1), ref stack.Count, classIndex, stack.Count);
             }
             else if (held != 0)
             {

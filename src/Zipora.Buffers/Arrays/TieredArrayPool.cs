@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -162,15 +161,9 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.RegistryId == _cacheId)
             {
-                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                byte[][] items = stack.Items;
-                int top = stack.Count - 1;
-                if ((uint)top < (uint)items.Length)
+                // No hit counter here: the statistics derive the hits from the returns (see NetTransfers).
+                if (cache.StackOf(classIndex).TryPop(out byte[] array))
                 {
-                    // No hit counter here: the statistics derive the hits from the returns (see NetTransfers).
-                    byte[] array = items[top];
-                    items[top] = null!;
-                    stack.Count = top;
                     return array;
                 }
             }
@@ -215,13 +208,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                byte[][] items = stack.Items;
-                int count = stack.Count;
-                if ((uint)count < (uint)items.Length)
+                if (stack.TryPush(array))
                 {
-                    // Through a reference: the store skips the covariance check of a byte[][] element store.
-                    Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(items), count) = array;
-                    stack.Count = count + 1;
                     stack.Returns++;
                     return;
                 }
