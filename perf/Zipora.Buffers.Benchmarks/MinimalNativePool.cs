@@ -8,7 +8,8 @@ namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>
 /// The floor experiment for the owner modes: the least a native-memory pool can do per rent, one size, one thread.
-/// A thread-static stack of pre-made blocks (one thread-static read, no lock, no counter, no size classes, no trims),
+/// A thread-static stack of pre-made blocks (one thread-static read, no lock, no counter, no size classes, no trims;
+/// the newest block in a slot of its own, so a steady rent and return reads no count before finding its block),
 /// handing out each block's own manager again, or, with <c>safeOwners</c>, a fresh owner per rent disposed with one
 /// atomic exchange, the least any design pays to make stale and racing disposes harmless. Not a pool anyone should
 /// use: it never frees and serves only the size it was made for.
@@ -16,6 +17,9 @@ namespace Zipora.Buffers.Benchmarks;
 public sealed unsafe class MinimalNativePool : MemoryPool<byte>
 {
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    [ThreadStatic]
+    private static Block? t_newest;
+
     [ThreadStatic]
     private static Block[]? t_stack;
 
@@ -52,6 +56,13 @@ public sealed unsafe class MinimalNativePool : MemoryPool<byte>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Block? Pop()
     {
+        Block? newest = t_newest;
+        if (newest is not null)
+        {
+            t_newest = null;
+            return newest;
+        }
+
         Block[]? stack = t_stack;
         int top = t_count - 1;
         if (stack is not null && (uint)top < (uint)stack.Length)
@@ -66,10 +77,15 @@ public sealed unsafe class MinimalNativePool : MemoryPool<byte>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Push(Block block)
     {
-        Block[] stack = t_stack ??= new Block[256];
-        if ((uint)t_count < (uint)stack.Length)
+        Block? newest = t_newest;
+        t_newest = block;
+        if (newest is not null)
         {
-            stack[t_count++] = block;
+            Block[] stack = t_stack ??= new Block[256];
+            if ((uint)t_count < (uint)stack.Length)
+            {
+                stack[t_count++] = newest;
+            }
         }
     }
 

@@ -11,9 +11,12 @@ namespace Zipora.Buffers.Benchmarks;
 /// <see cref="SteadyStateBenchmarks"/>'s rent, write, dispose of one size, timed in the thread's CPU time rather than
 /// wall time: on a shared VM whose other tenants take the cores, BenchmarkDotNet's wall-clock means swing by half,
 /// while the CPU time a thread spent on the loop barely moves. Each case runs in a process of its own (so the virtual
-/// call site sees one pool, as in BenchmarkDotNet), and the best of 22 rounds of a million operations is reported.
+/// call site sees one pool, as in BenchmarkDotNet), and the best of 22 rounds of a million operations is reported;
+/// the floors are <see cref="MinimalNativePool"/>'s two modes, timed the same way.
 /// The array pools' rent, write, return (<see cref="ArrayPoolBenchmarks"/>'s single pair) is timed the same way, in
-/// three processes per case, since one process's code placement alone moves a 10 ns case by several percent.
+/// in five processes per case, the pools' processes alternating: the best process of each pool is compared, since the
+/// machine's other tenants only ever add time, and one process's code placement alone moves a 10 ns case by several
+/// percent.
 /// </summary>
 public static partial class SteadyCpuTimeReport
 {
@@ -23,29 +26,29 @@ public static partial class SteadyCpuTimeReport
     private const int ThreadCpuClock = 3; // CLOCK_THREAD_CPUTIME_ID
 
     private static readonly int[] s_sizes = [64, 500, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
-    private static readonly string[] s_pools = ["Shared", "TieredMemoryPool", "TieredMemoryPoolReuseOwners"];
+    private static readonly string[] s_pools = ["Shared", "TieredMemoryPool", "TieredMemoryPoolReuseOwners", "FloorReusedOwners", "FloorOwnerPerRent"];
     private static readonly int[] s_arraySizes = [16, 64, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
     private static readonly string[] s_arrayPools = ["ArrayPool.Shared", "TieredArrayPool"];
-    private const int ArrayProcesses = 3;
+    private const int ArrayProcesses = 5;
 
     /// <summary>Prints one row per size: ns per operation for each pool and its ratio to <see cref="MemoryPool{T}.Shared"/>.</summary>
     public static void Run()
     {
-        Console.WriteLine("| size | `Shared` ns | default ns | default × | `ReuseOwners` ns | `ReuseOwners` × |");
-        Console.WriteLine("|---|---|---|---|---|---|");
+        Console.WriteLine("| size | `Shared` ns | default ns | default × | `ReuseOwners` ns | `ReuseOwners` × | floor, reused owners × | floor, owner per rent × |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (int size in s_sizes)
         {
             double[] ns = [.. MeasureAlternating(s_pools, size, 1).Select(static values => values[0])];
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {ns[0]:F2} | {ns[1]:F2} | {ns[1] / ns[0]:F2} | {ns[2]:F2} | {ns[2] / ns[0]:F2} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {ns[0]:F2} | {ns[1]:F2} | {ns[1] / ns[0]:F2} | {ns[2]:F2} | {ns[2] / ns[0]:F2} | {ns[3] / ns[0]:F2} | {ns[4] / ns[0]:F2} |"));
         }
 
         Console.WriteLine();
-        Console.WriteLine("| size | `ArrayPool.Shared` ns, each process | `TieredArrayPool` ns, each process | ratio of the medians |");
+        Console.WriteLine("| size | `ArrayPool.Shared` ns, each process | `TieredArrayPool` ns, each process | ratio of the best |");
         Console.WriteLine("|---|---|---|---|");
         foreach (int size in s_arraySizes)
         {
             double[][] ns = MeasureAlternating(s_arrayPools, size, ArrayProcesses);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {Joined(ns[0])} | {Joined(ns[1])} | {Median(ns[1]) / Median(ns[0]):F3} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B | {Joined(ns[0])} | {Joined(ns[1])} | {ns[1][0] / ns[0][0]:F3} |"));
         }
     }
 
@@ -75,7 +78,6 @@ public static partial class SteadyCpuTimeReport
 
     private static string Joined(double[] values) => string.Join(", ", values.Select(static v => v.ToString("F2", CultureInfo.InvariantCulture)));
 
-    private static double Median(double[] sorted) => sorted[sorted.Length / 2];
 
     /// <summary>Measures one pool at one size and prints the best ns per operation.</summary>
     public static void RunChild(string pool, int size)
@@ -91,6 +93,8 @@ public static partial class SteadyCpuTimeReport
         {
             "Shared" => MemoryPool<byte>.Shared,
             "TieredMemoryPool" => Peers.CreateTieredPool(),
+            "FloorReusedOwners" => new MinimalNativePool(size, safeOwners: false),
+            "FloorOwnerPerRent" => new MinimalNativePool(size, safeOwners: true),
             _ => Peers.CreateTieredPoolReusingOwners(),
         };
         Console.WriteLine(BestOfRounds(() => Loop(measured, size)).ToString("F2", CultureInfo.InvariantCulture));

@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -43,11 +44,9 @@ internal abstract partial class CachedSlabTier<TClasses>
             stack.NetTransfers += _depots[classIndex].TakeInto(cache.Slots(classIndex), ref stack.Count, Math.Max(1, stack.Capacity / 2));
         }
 
-        if (stack.Count > 0)
+        if (stack.TryPop(out NativeMemoryManager popped))
         {
-            int top = --stack.Count;
-            block = stack.Items[top];
-            stack.Items[top] = null!;
+            block = popped;
         }
         else if (stack.Capacity == 0)
         {
@@ -108,20 +107,14 @@ internal abstract partial class CachedSlabTier<TClasses>
                     stack.NetTransfers--;
                     _ = _depots[classIndex].TryPut(buffer);
                 }
-                else
+                else if (!stack.TryPush(buffer))
                 {
-                    if (stack.Count == stack.Capacity)
-                    {
-                        // Full: keep the warmest half of the capacity here and move the rest to the depot for other
-                        // threads. The capacity may shrink first; the slots are cut to it after the move.
-                        int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Count;
-                        int moved = stack.Count - (capacity / 2);
-                        _depots[classIndex].PutFrom(stack.Items.AsSpan(0, stack.Count), ref stack.Count, moved);
-                        stack.NetTransfers -= moved;
-                        stack.Capacity = capacity;
-                    }
-
-                    stack.Items[stack.Count++] = buffer;
+                    // Full: keep the warmest half of the capacity here and move the rest to the depot for other
+                    // threads. The capacity may shrink first; the slots are cut to it after the move.
+                    int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Count;
+                    MoveOldestToDepot(ref stack, classIndex, stack.Count - (capacity / 2));
+                    stack.Capacity = capacity;
+                    _ = stack.TryPush(buffer);
                 }
 
                 Volatile.Write(ref cache.InUse, 0);
@@ -177,6 +170,32 @@ internal abstract partial class CachedSlabTier<TClasses>
             TClasses.LastCache = cache;
             return cache;
         }
+    }
+
+    /// <summary>
+    /// Moves the <paramref name="moved"/> oldest blocks of a stack (at most all it holds) to the depot: the older ones
+    /// from slot 1 up first, the newest, in slot 0, only when every block goes.
+    /// </summary>
+    private void MoveOldestToDepot(ref ClassStack stack, int classIndex, int moved)
+    {
+        Debug.Assert(moved <= stack.Count, "a stack moves at most what it holds");
+        if (moved <= 0)
+        {
+            return;
+        }
+
+        stack.Compact();
+        int older = stack.Count - 1;
+        int fromOlder = Math.Min(moved, older);
+        _depots[classIndex].PutFrom(stack.Items.AsSpan(1, older), ref older, fromOlder);
+        int newest = 1;
+        if (moved > fromOlder)
+        {
+            _depots[classIndex].PutFrom(stack.Items.AsSpan(0, 1), ref newest, 1);
+        }
+
+        stack.Count = older + newest;
+        stack.NetTransfers -= moved;
     }
 
     /// <summary>Where an adaptive class's capacity starts: a quarter of its limit.</summary>

@@ -126,6 +126,7 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
 
             ref ClassStack stack = ref cache.StackOf(classIndex);
+            stack.Compact();
             foreach (NativeMemoryManager buffer in stack.Items.AsSpan(0, stack.Count))
             {
                 into.Add(buffer);
@@ -156,6 +157,7 @@ internal abstract partial class CachedSlabTier<TClasses>
             Interlocked.Add(ref _retiredReturns[classIndex], stack.Returns);
             if (stack.Count > 0)
             {
+                stack.Compact();
                 _depots[classIndex].PutFrom(stack.Items.AsSpan(0, stack.Count), ref stack.Count, stack.Count);
             }
         }

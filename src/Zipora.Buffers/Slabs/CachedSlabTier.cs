@@ -1,7 +1,6 @@
 using System;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -91,15 +90,9 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         {
             Volatile.Write(ref cache.InUse, 1);
             ref ClassStack stack = ref cache.StackOf(classIndex);
-            NativeMemoryManager[] items = stack.Items;
-            int top = stack.Count - 1;
-            if ((uint)top < (uint)items.Length && !_cachesClosed)
+            if (!_cachesClosed && stack.TryPop(out NativeMemoryManager block))
             {
-                // No hit counter: the statistics derive the hits (see ClassStack). The slot is cleared because
-                // nothing in the pool may keep a rented block reachable, or a leaked one would never be finalized.
-                NativeMemoryManager block = items[top];
-                items[top] = null!;
-                stack.Count = top;
+                // No hit counter: the statistics derive the hits (see ClassStack).
                 stack.RequestedBytes += size;
                 Volatile.Write(ref cache.InUse, 0);
                 block.Reactivate();
@@ -122,12 +115,8 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         {
             Volatile.Write(ref cache.InUse, 1);
             ref ClassStack stack = ref cache.StackOf(classIndex);
-            int count = stack.Count;
-            if (count < stack.Capacity && !_cachesClosed)
+            if (!_cachesClosed && stack.TryPush(buffer))
             {
-                // In bounds: the capacity never exceeds the slots. Through a reference, the store skips the bounds check.
-                Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(stack.Items), count) = buffer;
-                stack.Count = count + 1;
                 stack.Returns++;
                 Volatile.Write(ref cache.InUse, 0);
                 return;

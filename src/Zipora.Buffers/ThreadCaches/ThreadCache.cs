@@ -22,7 +22,7 @@ internal sealed class ThreadCache : ThreadOwnedCache
         for (int classIndex = 0; classIndex < maxCapacities.Length; classIndex++)
         {
             ref ClassStack stack = ref StackOf(classIndex);
-            stack.Items = maxCapacities[classIndex] == 0 ? [] : new NativeMemoryManager[maxCapacities[classIndex]];
+            stack.Items = maxCapacities[classIndex] == 0 ? ClassStack.NoSlots : new NativeMemoryManager[maxCapacities[classIndex]];
             stack.Capacity = capacities[classIndex];
         }
     }
