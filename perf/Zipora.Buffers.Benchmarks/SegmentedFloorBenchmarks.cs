@@ -8,11 +8,17 @@ namespace Zipora.Buffers.Benchmarks;
 /// The floor under <see cref="SegmentedBufferBenchmarks"/>: the same message written and read back in the same chunks,
 /// but into memory that is already there, so only the unavoidable copies are left; then the copies plus the one object
 /// a message costs, plain (as a segmented buffer is), or finalizable (as a segmented buffer over a
-/// <see cref="TieredMemoryPool"/> was until its leak accounting moved to the pool's trackers: what that cost).
+/// <see cref="TieredMemoryPool"/> was until its leak accounting moved to the pool's trackers: what that cost); and
+/// the copies plus the object plus the interlocked instructions a writer message of the benchmark cannot do without
+/// while it refuses concurrent misuse and racing disposes: one compare-exchange per guarded call (GetSpan, Advance,
+/// GetReadOnlySequence), and on dispose the guard's, the block's detach and the tracker's give-back.
 /// </summary>
 [MemoryDiagnoser]
 public class SegmentedFloorBenchmarks
 {
+    // The writer message's guarded calls and its dispose: see CopiesAnObjectAndTheWritersInterlockedInstructions.
+    private const int WriterInterlockedInstructions = 6;
+
     private static int s_finalized;
 
     private byte[] _chunk = [];
@@ -53,6 +59,22 @@ public class SegmentedFloorBenchmarks
         return RoundTrip();
     }
 
+    [Benchmark]
+    public long CopiesAnObjectAndTheWritersInterlockedInstructions()
+    {
+        var message = new MessageObject();
+        for (int i = 0; i < WriterInterlockedInstructions; i++)
+        {
+            // Taken and given back as the guard is: a compare-exchange, then a plain store.
+            if (Interlocked.CompareExchange(ref message.Guard, 1, 0) == 0)
+            {
+                Volatile.Write(ref message.Guard, 0);
+            }
+        }
+
+        return RoundTrip();
+    }
+
     private long RoundTrip()
     {
         for (int written = 0; written < Size; written += _chunk.Length)
@@ -74,8 +96,11 @@ public class SegmentedFloorBenchmarks
     private class MessageObject
     {
 #pragma warning disable CS0169, IDE0051 // The fields only give the object its size.
-        private readonly long _a, _b, _c, _d, _e, _f, _g, _h, _i, _j, _k, _l, _m, _n, _o;
+        private readonly long _a, _b, _c, _d, _e, _f, _g, _h, _i, _j, _k, _l, _m, _n;
 #pragma warning restore CS0169, IDE0051
+
+        /// <summary>Where the interlocked instructions of one case land.</summary>
+        public int Guard;
     }
 
     private sealed class FinalizableMessageObject : MessageObject
