@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -16,12 +15,9 @@ namespace Zipora.Buffers;
 /// (<see cref="Drained"/>). Then <c>hits = Returns + NetTransfers - Drained - Count</c>.
 /// </para>
 /// <para>
-/// The newest block is in slot 0, the older ones from slot 1 up (see <see cref="TryPush"/>), so a steady rent and
-/// return of one block touches only slot 0, whose address needs no count: when each call had to read back the count
-/// the last one stored before it could find its block, that dependency cost every pair about two nanoseconds.
-/// <see cref="Count"/> is every block held, slot 0's too: the older blocks are in slots 1 to <see cref="Count"/> while
-/// slot 0 is empty (a rent took it), 1 to <see cref="Count"/> - 1 while it is taken. Every slot not holding a block
-/// is cleared, as nothing in the pool may keep a rented block reachable, or a leaked one would never be finalized.
+/// The slots are kept newest-first (see <see cref="NewestFirstSlots"/>): a steady rent and return touches slot 0
+/// only. Every slot not holding a block is cleared, as nothing in the pool may keep a rented block reachable, or a
+/// leaked one would never be finalized.
 /// </para>
 /// <para>
 /// Only the owning thread writes the stack, inside the tier's handshake, except a trim, which drains it while the
@@ -70,59 +66,11 @@ internal struct ClassStack
 
     /// <summary>Takes slot 0's block, else the newest of the older ones; false when the stack is empty.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPop(out NativeMemoryManager block)
-    {
-        NativeMemoryManager[] items = Items;
+    public bool TryPop(out NativeMemoryManager block) => NewestFirstSlots.TryPop(Items, ref Count, out block);
 
-        // Every slot array has a slot 0 (NoSlots too, where it stays empty), so it is read without a bounds check.
-        ref NativeMemoryManager first = ref MemoryMarshal.GetArrayDataReference(items);
-        block = first;
-        if (block is not null)
-        {
-            first = null!;
-            Count--;
-            return true;
-        }
-
-        // Slot 0 empty: the newest older block is in slot Count, which must lie in 1 to Length - 1.
-        int count = Count;
-        if ((uint)(count - 1) < (uint)(items.Length - 1))
-        {
-            ref NativeMemoryManager top = ref Unsafe.Add(ref first, count);
-            block = top;
-            top = null!;
-            Count = count - 1;
-            return true;
-        }
-
-        return false;
-    }
-
-    /// <summary>
-    /// Puts a block in slot 0, moving the one there to the end of the older ones, so the newest block is always the
-    /// next one rented; false when the stack holds its capacity.
-    /// </summary>
+    /// <summary>Puts a block in slot 0, moving the one there onto the older ones; false when the stack holds its capacity.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPush(NativeMemoryManager block)
-    {
-        int count = Count;
-        if ((uint)count >= (uint)Capacity)
-        {
-            return false;
-        }
-
-        // In bounds: count is below the capacity, which never exceeds the slots; through references, the stores skip
-        // the bounds and covariance checks.
-        ref NativeMemoryManager first = ref MemoryMarshal.GetArrayDataReference(Items);
-        if (first is not null)
-        {
-            Unsafe.Add(ref first!, count) = first!;
-        }
-
-        first = block;
-        Count = count + 1;
-        return true;
-    }
+    public bool TryPush(NativeMemoryManager block) => NewestFirstSlots.TryPush(Items, ref Count, Capacity, block);
 
     /// <summary>Moves the blocks into slots 0 to <see cref="Count"/> - 1, for the slow paths that move them as a span.</summary>
     public void Compact()
