@@ -12,7 +12,7 @@ namespace Zipora.Buffers;
 /// thread's most recently returned region (its pages are the likeliest to be resident).
 /// </para>
 /// <para>
-/// Only the owning thread writes <see cref="Parked"/> and its counters, inside the handshake on <see cref="InUse"/>;
+/// Only the owning thread writes <see cref="Parked"/> and its counters, inside the handshake on <see cref="HandshakeCache.InUse"/>;
 /// trims, idle release and disposal empty the slot while the owner is kept out by that handshake. A parked region
 /// still counts as in use in the tier's shared counts (parking and taking it touch nothing shared); the statistics
 /// subtract the parked regions and add the slot's hits when they are read. The tier is named by
@@ -20,16 +20,13 @@ namespace Zipora.Buffers;
 /// the tier's disposal always empties the slot, so a dropped pool's memory is never held by a thread.
 /// </para>
 /// </remarks>
-internal sealed class RegionThreadCache : ThreadOwnedCache
+internal sealed class RegionThreadCache : HandshakeCache
 {
     public RegionThreadCache(int classCount)
     {
         ParksByClass = new long[classCount];
         DrainedByClass = new long[classCount];
     }
-
-    /// <summary>1 while the owner is inside a rent or return that touches the slot (the medium tier's handshake).</summary>
-    public int InUse;
 
     /// <summary>The region this thread returned last and has not rented again, if any.</summary>
     public Region? Parked;

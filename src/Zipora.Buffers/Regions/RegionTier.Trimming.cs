@@ -109,7 +109,7 @@ internal abstract partial class RegionTier
     /// </summary>
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
-        List<Region>? emptied = null;
+        var emptied = new List<Region>();
         lock (_trimLock)
         {
             if (_slotsClosedForGood)
@@ -118,23 +118,13 @@ internal abstract partial class RegionTier
             }
 
             _cachesClosed = true;
-
-            // Pairs with the Volatile.Write(InUse, 1) / read of _cachesClosed on the owner threads: after this barrier
-            // every thread either sees the slots closed or has its InUse store visible here, so once InUse is 0 below
-            // no thread touches its slot until they open again.
-            Interlocked.MemoryBarrierProcessWide();
-            lock (_registry.Lock)
+            HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), static (cache, state) =>
             {
-                _registry.RetireExitedUnsynchronized();
-                foreach (RegionThreadCache cache in _registry.Caches)
+                if (!state.OnlyUnused || state.Tier._clock.HasWaitedOutDelay(cache.LastParkAt))
                 {
-                    ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
-                    if (!onlyUnused || _clock.HasWaitedOutDelay(cache.LastParkAt))
-                    {
-                        EmptySlotUnsynchronized(cache, ref emptied);
-                    }
+                    state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
                 }
-            }
+            });
 
             if (closeForGood)
             {
@@ -148,21 +138,21 @@ internal abstract partial class RegionTier
         }
 
         // Unmapped, not cached: these slots went unused for a delay, or a trim or disposal wants all idle memory gone.
-        foreach (Region region in emptied ?? [])
+        foreach (Region region in emptied)
         {
             ReleaseInUse(region, userReturn: false, keep: false);
         }
     }
 
     /// <summary>Takes a slot's region into <paramref name="emptied"/> and gives back its reservation. The owner is kept out or has exited.</summary>
-    private void EmptySlotUnsynchronized(RegionThreadCache cache, ref List<Region>? emptied)
+    private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied)
     {
         Region? parked = cache.Parked;
         if (parked is not null)
         {
             cache.Parked = null;
             cache.DrainedByClass[parked.ClassIndex]++;
-            (emptied ??= []).Add(parked);
+            emptied.Add(parked);
         }
 
         if (cache.ReservedBytes > 0)
@@ -180,8 +170,8 @@ internal abstract partial class RegionTier
     /// </summary>
     private void RetireUnsynchronized(RegionThreadCache cache)
     {
-        List<Region>? emptied = null;
-        EmptySlotUnsynchronized(cache, ref emptied);
+        var emptied = new List<Region>();
+        EmptySlotUnsynchronized(cache, emptied);
         for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
         {
             _retiredHitsByClass[classIndex] += cache.HitsOf(classIndex);
@@ -189,7 +179,7 @@ internal abstract partial class RegionTier
         }
 
         _retiredRequestedBytes += cache.RequestedBytes;
-        foreach (Region region in emptied ?? [])
+        foreach (Region region in emptied)
         {
             ReleaseInUse(region, userReturn: false, keep: true);
         }

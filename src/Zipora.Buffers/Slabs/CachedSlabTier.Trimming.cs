@@ -99,20 +99,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     private void CloseAndEmptyCaches(List<NativeMemoryManager> into, bool[]? classes = null)
     {
         _cachesClosed = true;
-
-        // Pairs with the Volatile.Write(InUse, 1) / read of _cachesClosed on the owner threads: after this barrier
-        // every thread either sees the caches closed or has its InUse store visible here, so once InUse is 0 below
-        // no thread touches its cache until they open again.
-        Interlocked.MemoryBarrierProcessWide();
-
-        lock (_registry.Lock)
-        {
-            foreach (ThreadCache cache in _registry.Caches)
-            {
-                ThreadCacheSlots.WaitUntilLeft(ref cache.InUse);
-                DrainUnsynchronized(cache, into, classes);
-            }
-        }
+        HandshakeCache.EmptyEach(_registry, (Tier: this, Into: into, Classes: classes), static (cache, state) => state.Tier.DrainUnsynchronized(cache, state.Into, state.Classes));
     }
 
     /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into <paramref name="into"/>.</summary>

@@ -7,11 +7,11 @@ namespace Zipora.Buffers;
 /// <summary>A slab tier's cache for one thread (small or medium): a stack of free blocks per size class, with the thread's counters.</summary>
 /// <remarks>
 /// Only the owning thread writes it; a trim or the tier's disposal drains it after the handshake on
-/// <see cref="InUse"/>. The tier is named by <see cref="ThreadOwnedCache.RegistryId"/>, not referenced: the
+/// <see cref="HandshakeCache.InUse"/>. The tier is named by <see cref="ThreadOwnedCache.RegistryId"/>, not referenced: the
 /// thread-static last cache outlives a dropped pool, and must not keep its tier (or its memory) reachable. The stacks
 /// live inline, so the fast path follows one reference from the cache to the slots of its class.
 /// </remarks>
-internal sealed class ThreadCache : ThreadOwnedCache
+internal sealed class ThreadCache : HandshakeCache
 {
     private ClassStacks _stacks;
 
@@ -26,12 +26,6 @@ internal sealed class ThreadCache : ThreadOwnedCache
             stack.Capacity = capacities[classIndex];
         }
     }
-
-    /// <summary>
-    /// 1 while the owner thread is inside a rent or return. With the trimming thread's process-wide barrier this
-    /// forms an asymmetric Dekker handshake: the owner pays two plain stores, the rare trim pays the barrier.
-    /// </summary>
-    public int InUse;
 
     /// <summary>The stack of a class; <paramref name="classIndex"/> must be below the tier's class count, which its size checks prove.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -29,18 +29,4 @@ internal static class ThreadCacheSlots
             s_free.Push(slot);
         }
     }
-
-    /// <summary>
-    /// The trimming side of the slab tiers' thread-cache handshake: spins until the owner of a closed cache has left
-    /// its rent or return. Call after the process-wide barrier that follows closing the cache. (The array pool needs
-    /// no handshake: it may abandon managed arrays to the GC.)
-    /// </summary>
-    public static void WaitUntilLeft(ref int inUse)
-    {
-        var spinner = new SpinWait();
-        while (Volatile.Read(ref inUse) != 0)
-        {
-            spinner.SpinOnce();
-        }
-    }
 }
