@@ -25,15 +25,20 @@ internal struct ArrayClassStack
     /// <summary>Arrays of the class returned on this thread, wherever they went.</summary>
     public long Returns;
 
-    /// <summary>Takes slot 0's array, else the top of the older ones; false when the slots hold none. Only the owner calls it.</summary>
+    /// <summary>
+    /// Takes slot 0's array, else the top of the older ones, from <paramref name="items"/>: <see cref="Items"/> as the
+    /// fast path read it, or the slots the slow path installed, so a trim swapping <see cref="Items"/> meanwhile
+    /// leaves the count consistent with the slots the operation used (the owner settles them later). False when the
+    /// slots hold none. Only the owner calls it.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPop(out byte[] array) => NewestFirstSlots.TryPop(Items, ref Count, out array);
+    public bool TryPop(byte[][] items, out byte[] array) => NewestFirstSlots.TryPop(items, ref Count, out array);
 
-    /// <summary>Puts an array in slot 0, moving the one there onto the older ones; false when full (or the slots are NoStack). Only the owner calls it.</summary>
+    /// <summary>
+    /// Puts an array in slot 0 of <paramref name="items"/> (see <see cref="TryPop"/>), moving the one there onto the
+    /// older ones; false when full, or when the slots are <see cref="ArrayThreadCache.NoStack"/>. Only the owner calls it.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPush(byte[] array)
-    {
-        byte[][] items = Items;
-        return NewestFirstSlots.TryPush(items, ref Count, items == ArrayThreadCache.NoStack ? 0 : items.Length, array);
-    }
+    public bool TryPush(byte[][] items, byte[] array) =>
+        NewestFirstSlots.TryPush(items, ref Count, items == ArrayThreadCache.NoStack ? 0 : items.Length, array);
 }

@@ -46,7 +46,7 @@ public sealed partial class TieredArrayPool
         byte[][] slots = SlotsOf(cache, classIndex);
 
         // The slots may hold arrays already: the fast path misses whenever another pool was used last on this thread.
-        if (!stack.TryPop(out byte[]? array))
+        if (!stack.TryPop(slots, out byte[]? array))
         {
             if (slots.Length > 1)
             {
@@ -54,7 +54,7 @@ public sealed partial class TieredArrayPool
                 int moved = _depots[classIndex].TakeInto(slots.AsSpan(1), ref stack.Count, Math.Max(1, (slots.Length - 1) / 2));
                 Interlocked.Add(ref _depotBytes, -(long)moved * _classLengths[classIndex]);
                 cache.NetTransfers[classIndex] += moved;
-                _ = stack.TryPop(out array);
+                _ = stack.TryPop(slots, out array);
             }
             else
             {
@@ -83,7 +83,7 @@ public sealed partial class TieredArrayPool
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         stack.Returns++;
         byte[][] slots = SlotsOf(cache, classIndex);
-        if (stack.TryPush(array))
+        if (stack.TryPush(slots, array))
         {
             return;
         }
@@ -109,7 +109,7 @@ public sealed partial class TieredArrayPool
         MoveToDepot(slots.AsSpan(1), ref stackCount, classIndex, moved);
         stack.Count = stackCount + 1;
         cache.NetTransfers[classIndex] -= moved;
-        _ = stack.TryPush(array);
+        _ = stack.TryPush(slots, array);
     }
 
     /// <summary>

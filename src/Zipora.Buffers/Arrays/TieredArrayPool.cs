@@ -162,7 +162,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 // No hit counter here: the statistics derive the hits from the returns (see NetTransfers).
-                if (cache.StackOf(classIndex).TryPop(out byte[] array))
+                ref ArrayClassStack stack = ref cache.StackOf(classIndex);
+                if (stack.TryPop(stack.Items, out byte[] array))
                 {
                     return array;
                 }
@@ -208,7 +209,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-                if (stack.TryPush(array))
+                if (stack.TryPush(stack.Items, array))
                 {
                     stack.Returns++;
                     return;
