@@ -33,7 +33,7 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         // burst, and the burst would not show in resident memory.
         SafetyCases.CollectEverything();
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        long before = ProcessMemory.ResidentBytes();
+        long before = ProcessMemory.SettledResidentBytes();
         long collections = PinnedMemoryCollector.Collections;
 
         // A burst of 200 MB of large buffers, written so it is resident, then returned.

@@ -29,7 +29,7 @@ public sealed class SegmentedMemoryReturnTests
         // garbage during the burst, and hide it from resident memory.
         SafetyCases.CollectEverything();
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        long before = ProcessMemory.ResidentBytes();
+        long before = ProcessMemory.SettledResidentBytes();
 
         // 256 messages of 1 MB alive at once, written in 64 KB chunks: segments of 4 KB growing to 128 KB, from the
         // medium and the large tier.

@@ -20,6 +20,29 @@ internal static class ProcessMemory
         return (long.Parse(fields[1], CultureInfo.InvariantCulture) * Environment.SystemPageSize) + HugetlbBytes();
     }
 
+    /// <summary>
+    /// Resident memory once it has stopped falling: after a collection the runtime hands freed regions back to the OS a
+    /// step at a time, and a baseline read before that is over counts memory the next allocations would simply reuse.
+    /// Waits until two reads 100 ms apart differ by less than 4 MB, for 5 s at most.
+    /// </summary>
+    public static long SettledResidentBytes()
+    {
+        long resident = ResidentBytes();
+        for (int wait = 0; wait < 50; wait++)
+        {
+            System.Threading.Thread.Sleep(100);
+            long now = ResidentBytes();
+            if (Math.Abs(resident - now) < 4 * 1024 * 1024)
+            {
+                return Math.Min(resident, now);
+            }
+
+            resident = now;
+        }
+
+        return resident;
+    }
+
     private static long HugetlbBytes()
     {
         // "HugetlbPages:      2048 kB" in /proc/self/status (Linux 4.4 and later; absent before, then 0).
