@@ -14,7 +14,7 @@ namespace Zipora.Buffers.Benchmarks;
 /// call site sees one pool, as in BenchmarkDotNet), and the best of 22 rounds of a million operations is reported,
 /// best of three processes per case; the floors are <see cref="MinimalNativePool"/>'s two modes, timed the same way.
 /// The array pools' rent, write, return (<see cref="ArrayPoolBenchmarks"/>'s single pair) is timed the same way, in
-/// in five processes per case, the pools' processes alternating: the best process of each pool is compared, since the
+/// five processes per case, the pools' processes alternating: the best process of each pool is compared, since the
 /// machine's other tenants only ever add time, and one process's code placement alone moves a 10 ns case by several
 /// percent.
 /// </summary>
@@ -78,7 +78,6 @@ public static partial class SteadyCpuTimeReport
     }
 
     private static string Joined(double[] values) => string.Join(", ", values.Select(static v => v.ToString("F2", CultureInfo.InvariantCulture)));
-
 
     /// <summary>Measures one pool at one size and prints the best ns per operation.</summary>
     public static void RunChild(string pool, int size)

@@ -117,15 +117,8 @@ public sealed partial class TieredArrayPool
             byte[][] slots = stack.Items;
             if (slots != ArrayThreadCache.NoStack && held > 0)
             {
-                // Slot 0 goes on its own, then the whole stack behind it.
-                if (slots[0] is { } first)
-                {
-                    slots[0] = null!;
-                    stack.Count--;
-                    PutInDepot(first, classIndex);
-                }
-
-                MoveToDepot(slots.AsSpan(1), ref stack.Count, classIndex, stack.Count);
+                NewestFirstSlots.Compact(slots, stack.Count);
+                MoveToDepot(slots, ref stack.Count, classIndex, held);
             }
             else if (held != 0)
             {

@@ -73,13 +73,5 @@ internal struct ClassStack
     public bool TryPush(NativeMemoryManager block) => NewestFirstSlots.TryPush(Items, ref Count, Capacity, block);
 
     /// <summary>Moves the blocks into slots 0 to <see cref="Count"/> - 1, for the slow paths that move them as a span.</summary>
-    public void Compact()
-    {
-        NativeMemoryManager[] items = Items;
-        if (items[0] is null && Count > 0)
-        {
-            items[0] = items[Count];
-            items[Count] = null!;
-        }
-    }
+    public readonly void Compact() => NewestFirstSlots.Compact(Items, Count);
 }

@@ -76,4 +76,18 @@ internal static class NewestFirstSlots
         count = held + 1;
         return true;
     }
+
+    /// <summary>
+    /// Moves the items into slots 0 to <paramref name="count"/> - 1 (the newest older one into an empty slot 0), for the
+    /// slow paths that move a stack's items out as one span.
+    /// </summary>
+    public static void Compact<T>(T[] items, int count)
+        where T : class
+    {
+        if (items[0] is null && count > 0)
+        {
+            items[0] = items[count];
+            items[count] = null!;
+        }
+    }
 }
