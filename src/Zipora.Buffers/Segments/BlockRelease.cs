@@ -16,11 +16,14 @@ internal readonly record struct BlockRelease(IMemoryOwner<byte> Owner, int Gener
     /// </summary>
     public void Dispose()
     {
-        if (Owner is NativeMemoryManager block && block.Generation != Generation)
+        if (Owner is not NativeMemoryManager block)
         {
-            return;
+            Owner.Dispose();
         }
-
-        Owner.Dispose();
+        else if (block.Generation == Generation)
+        {
+            // The sealed class called directly: no interface dispatch on every segment's return.
+            block.Dispose();
+        }
     }
 }

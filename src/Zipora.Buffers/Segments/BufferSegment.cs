@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Diagnostics;
-using System.Threading;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -20,6 +19,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 
     // The whole memory usable in this segment, fixed while it holds a block; Memory (the base's) is its written prefix.
     private Memory<byte> _available;
+    private nint _blockAddress;
     private int _end;
 
     /// <summary>Bytes written into the segment: its <see cref="ReadOnlySequenceSegment{T}.Memory"/> is that prefix.</summary>
@@ -47,6 +47,9 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// <summary>The whole memory of the segment, written or not.</summary>
     public Memory<byte> AvailableMemory => _available;
 
+    /// <summary>Where a pool block's memory starts (native, never moves); 0 for another pool's owner, reached through <see cref="AvailableMemory"/>.</summary>
+    public nint BlockAddress => _blockAddress;
+
     /// <summary>The next segment, or <see langword="null"/> for the tail.</summary>
     public BufferSegment? NextSegment => (BufferSegment?)Next;
 
@@ -54,9 +57,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     public void Attach(IMemoryOwner<byte> owner, long runningIndex)
     {
         Debug.Assert(_owner is null, "a cached segment holds no block");
-        _generation = owner is NativeMemoryManager block ? block.Generation : 0;
-        _owner = owner;
-        _available = owner.Memory;
+        Take(owner);
         RunningIndex = runningIndex;
         End = 0;
     }
@@ -69,9 +70,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     {
         Debug.Assert(_owner is not null && _end == 0, "a held, empty segment");
         var old = new BlockRelease(_owner!, _generation, _available.Length);
-        _generation = owner is NativeMemoryManager block ? block.Generation : 0;
-        _owner = owner;
-        _available = owner.Memory;
+        Take(owner);
         End = 0;
         return old;
     }
@@ -84,13 +83,13 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 
     /// <summary>
     /// Takes the block away from the segment and forgets everything; the caller then gives the block back with
-    /// <see cref="BlockRelease.Dispose"/>. The block is taken with an atomic exchange, so of two calls at once only
-    /// one gets it (and only that one may pool the object): a block is never returned twice.
+    /// <see cref="BlockRelease.Dispose"/>. Called only under the buffer's guard, which lets one call in at a time, so a
+    /// block is taken once and returned once without an interlocked instruction here.
     /// </summary>
-    /// <returns>Whether this call took the block; false when another call took it first.</returns>
+    /// <returns>Whether the segment held a block.</returns>
     public bool TryDetach(out BlockRelease block)
     {
-        IMemoryOwner<byte>? owner = Interlocked.Exchange(ref _owner, null);
+        IMemoryOwner<byte>? owner = _owner;
         if (owner is null)
         {
             block = default;
@@ -98,11 +97,31 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
 
         block = new BlockRelease(owner, _generation, _available.Length);
+        _owner = null;
         _available = default;
+        _blockAddress = 0;
         _end = 0;
         Memory = default;
         Next = null;
         RunningIndex = 0;
         return true;
+    }
+
+    private void Take(IMemoryOwner<byte> owner)
+    {
+        _owner = owner;
+        _available = owner.Memory;
+        if (owner is NativeMemoryManager block)
+        {
+            _generation = block.Generation;
+
+            // The owner's memory is the whole block, from its address.
+            _blockAddress = block.Address;
+        }
+        else
+        {
+            _generation = 0;
+            _blockAddress = 0;
+        }
     }
 }

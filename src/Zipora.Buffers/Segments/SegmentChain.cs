@@ -27,14 +27,18 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal struct SegmentChain
 {
-    private const int Free = 0;
-    private const int Busy = 1;
+    // The guard's low two bits: free, taken by a call, or released for good. The bits above count the calls that have
+    // left the guard, so a call that only reads can tell that no other call ran while it read (see TryStartRead): a
+    // long, so the count cannot come round to the same value during one read.
+    private const long Free = 0;
+    private const long Busy = 1;
 
     // Set for good by the first dispose: busy, with nothing to release any more.
-    private const int Released = 2;
+    private const long Released = 2;
+    private const long GuardBits = 3;
+    private const long OneCallLeft = 4;
 
-    private MemoryPool<byte> _pool;
-    private TieredMemoryPool? _tiered;
+    private SegmentedBufferSettings _settings;
     private SegmentedBufferTracker? _tracker;
 
     // Proves this buffer still holds _tracker: the pool's sweep moves it on when it finds the buffer collected.
@@ -44,12 +48,9 @@ internal struct SegmentChain
     private object? _token;
     private BufferSegment? _head;
     private BufferSegment? _tail;
-    private int _initialSegmentSize;
     private int _nextSegmentSize;
-    private int _maxSegmentSize;
-    private int _maxRentSize;
     private int _segmentsThisMessage;
-    private int _state;
+    private long _state;
     private int _disposed;
 
     // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
@@ -72,26 +73,53 @@ internal struct SegmentChain
 
     public readonly bool IsDisposed => Volatile.Read(ref Unsafe.AsRef(in _disposed)) != 0;
 
-    /// <summary>The largest single segment the pool can give.</summary>
-    public readonly int MaxRentSize => _maxRentSize;
+    /// <summary>The options the buffer was created with.</summary>
+    public readonly SegmentedBufferSettings Settings => _settings;
 
+    /// <summary>Takes <paramref name="options"/> as they are now, validated.</summary>
+    /// <exception cref="System.ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
     public void Initialize(SegmentedBufferOptions options)
     {
-        options.Validate();
-        _pool = options.ResolvePool();
-        _tiered = _pool as TieredMemoryPool;
-        _initialSegmentSize = _nextSegmentSize = options.InitialSegmentSize;
-        _maxSegmentSize = options.MaxSegmentSize;
-        _maxRentSize = _pool.MaxBufferSize > 0 ? _pool.MaxBufferSize : int.MaxValue;
-        if (_tiered is not null)
+        SegmentedBufferSettings settings = _settings = options.Settings;
+        _nextSegmentSize = settings.InitialSegmentSize;
+        if (settings.Tiered is { } tiered)
         {
-            _tracker = _tiered.SegmentedCounters.Take(out _ticket, out _token);
+            _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token);
         }
+    }
+
+    /// <summary>
+    /// Starts a call that only reads the chain, without the guard: false when a call is inside, the buffer was
+    /// disposed, or the sweep counted it as leaked (the caller then takes the guard). Every field read before
+    /// <see cref="ReadWasQuiet"/> says true may be torn, and is only to be used after it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly bool TryStartRead(out long version)
+    {
+        version = Volatile.Read(ref Unsafe.AsRef(in _state));
+        return (version & GuardBits) == Free && (_tracker is null || _tracker.IsHeldBy(_ticket));
+    }
+
+    /// <summary>
+    /// Whether no call took the guard since <see cref="TryStartRead"/> gave <paramref name="version"/>: every change
+    /// to the chain is made under the guard, so what was read in between is one consistent state of the chain, as if
+    /// read under the guard. A dispose since makes it false too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly bool ReadWasQuiet(long version)
+    {
+        // The reads above stay above the check (on x64 and arm64 alike).
+        Volatile.ReadBarrier();
+        return Volatile.Read(ref Unsafe.AsRef(in _state)) == version;
     }
 
     /// <summary>Takes the guard; false when another call holds it or the buffer was disposed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryEnter() => Interlocked.CompareExchange(ref _state, Busy, Free) == Free;
+    public bool TryEnter()
+    {
+        long free = Volatile.Read(ref _state);
+        return (free & GuardBits) == Free && Interlocked.CompareExchange(ref _state, free | Busy, free) == free;
+    }
 
     /// <summary>Takes the guard, or throws naming <paramref name="typeName"/>: it was disposed, or another thread is inside.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -146,7 +174,8 @@ internal struct SegmentChain
     /// </remarks>
     public void Exit()
     {
-        Volatile.Write(ref _state, Free);
+        // Free again, one more call counted: only the holder writes the guard while it is taken.
+        Volatile.Write(ref _state, (_state & ~GuardBits) + OneCallLeft);
         if (Volatile.Read(ref _disposed) != 0)
         {
             _ = ReleaseForGood();
@@ -226,7 +255,7 @@ internal struct SegmentChain
     }
 
     /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
-    public void RestartGrowth() => _nextSegmentSize = _initialSegmentSize;
+    public void RestartGrowth() => _nextSegmentSize = _settings.InitialSegmentSize;
 
     /// <summary>Lets go of the head segment (the next one becomes the head).</summary>
     public void ReleaseHeadUnsynchronized()
@@ -282,7 +311,7 @@ internal struct SegmentChain
     {
         _tracker?.EndMessage(_segmentsThisMessage, length);
         _segmentsThisMessage = _head is null ? 0 : CountSegments();
-        _nextSegmentSize = _initialSegmentSize;
+        _nextSegmentSize = _settings.InitialSegmentSize;
     }
 
     /// <summary>
@@ -307,16 +336,26 @@ internal struct SegmentChain
     /// <summary>Rents a block of at least <paramref name="minimumSize"/> bytes (the growth's next size when larger), and moves the growth on.</summary>
     private IMemoryOwner<byte> RentOwner(int minimumSize)
     {
-        Debug.Assert(minimumSize > 0 && minimumSize <= _maxRentSize, "the caller checks the size against the pool");
-        int size = Math.Min(Math.Max(minimumSize, _nextSegmentSize), _maxRentSize);
-        IMemoryOwner<byte> owner = _tiered is not null ? _tiered.RentForSegment(size) : _pool.Rent(size);
-        if (owner.Memory.Length < minimumSize)
+        SegmentedBufferSettings settings = _settings;
+        Debug.Assert(minimumSize > 0 && minimumSize <= settings.MaxRentSize, "the caller checks the size against the pool");
+        int size = Math.Min(Math.Max(minimumSize, _nextSegmentSize), settings.MaxRentSize);
+        IMemoryOwner<byte> owner;
+        if (settings.Tiered is { } tiered)
         {
-            owner.Dispose();
-            SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);
+            // The pool's own blocks are at least as long as asked: no check, no interface call for the length.
+            owner = tiered.RentForSegment(size);
+        }
+        else
+        {
+            owner = settings.Pool.Rent(size);
+            if (owner.Memory.Length < minimumSize)
+            {
+                owner.Dispose();
+                SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);
+            }
         }
 
-        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _maxSegmentSize);
+        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, settings.MaxSegmentSize);
         return owner;
     }
 
@@ -335,7 +374,8 @@ internal struct SegmentChain
     private bool ReleaseForGood()
     {
         // Whoever wins the guard after the flag is set releases; the guard is never given back.
-        if (Interlocked.CompareExchange(ref _state, Released, Free) != Free)
+        long free = Volatile.Read(ref _state);
+        if ((free & GuardBits) != Free || Interlocked.CompareExchange(ref _state, Released, free) != free)
         {
             return false;
         }
@@ -359,9 +399,9 @@ internal struct SegmentChain
             // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
             object token = _token!;
             _token = null;
-            if (tracker.TryGiveBack(_ticket))
+            if (tracker.TryGiveBack(_ticket, token))
             {
-                SegmentedBufferCounters.Return(tracker, token);
+                SegmentedBufferCounters.Return(tracker);
             }
         }
 
@@ -374,7 +414,6 @@ internal struct SegmentChain
         {
             _tracker?.AddBytesHeld(-block.Capacity);
 
-            // Only the caller that took the block may pool the object: the exchange in TryDetach makes that one caller.
             // The object goes back before the block, whose owner may throw (another pool's).
             BufferSegmentCache.Return(segment);
             block.Dispose();

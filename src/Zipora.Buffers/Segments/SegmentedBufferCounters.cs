@@ -58,10 +58,9 @@ internal sealed class SegmentedBufferCounters
         return spare;
     }
 
-    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer with its <paramref name="token"/>, for the next buffer.</summary>
-    public static void Return(SegmentedBufferTracker tracker, object token)
+    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer, for the next buffer.</summary>
+    public static void Return(SegmentedBufferTracker tracker)
     {
-        tracker.KeepToken(token);
         if (t_spare is null)
         {
             tracker.ParkedOn = Thread.CurrentThread;

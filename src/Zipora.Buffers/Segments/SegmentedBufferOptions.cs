@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Threading;
 
 namespace Zipora.Buffers;
 
@@ -17,23 +18,44 @@ public sealed class SegmentedBufferOptions
 
     internal static readonly SegmentedBufferOptions Default = new();
 
+    private MemoryPool<byte>? _pool;
+    private int _initialSegmentSize = DefaultInitialSegmentSize;
+    private int _maxSegmentSize = DefaultMaxSegmentSize;
+    private long _maxLength = DefaultMaxLength;
+
+    // Counts the changes, so a settings copy made before one is made again (see Settings).
+    private int _version;
+    private SegmentedBufferSettings? _settings;
+
     /// <summary>The pool segments are rented from; <see langword="null"/> (the default) for <see cref="TieredMemoryPool.Shared"/>.</summary>
     /// <remarks>
     /// With a <see cref="TieredMemoryPool"/> a segment allocates nothing and the pool's statistics and meter report the
     /// writers and streams (<see cref="TieredMemoryPoolStatistics.Segmented"/>). Any other pool works too: each segment
     /// is then one of its rents, and its owner is disposed when the segment is let go of.
     /// </remarks>
-    public MemoryPool<byte>? Pool { get; set; }
+    public MemoryPool<byte>? Pool
+    {
+        get => _pool;
+        set => Changed(ref _pool, value);
+    }
 
     /// <summary>The first segment's size when the first request asks for less (default 4 KB); from 1 to <see cref="MaxSegmentSize"/>.</summary>
-    public int InitialSegmentSize { get; set; } = DefaultInitialSegmentSize;
+    public int InitialSegmentSize
+    {
+        get => _initialSegmentSize;
+        set => Changed(ref _initialSegmentSize, value);
+    }
 
     /// <summary>
     /// The largest segment the growth reaches (default 128 KB): each segment asks for twice the last one's size, up to
     /// this. A request for a larger buffer (<see cref="SegmentedBufferWriter.GetMemory"/> with a larger hint) still gets
     /// one segment at least that large, up to the pool's <see cref="MemoryPool{T}.MaxBufferSize"/>.
     /// </summary>
-    public int MaxSegmentSize { get; set; } = DefaultMaxSegmentSize;
+    public int MaxSegmentSize
+    {
+        get => _maxSegmentSize;
+        set => Changed(ref _maxSegmentSize, value);
+    }
 
     /// <summary>
     /// The default <see cref="MaxLength"/>: <see cref="int.MaxValue"/> bytes, as a <see cref="System.IO.MemoryStream"/>
@@ -43,10 +65,46 @@ public sealed class SegmentedBufferOptions
     public const long DefaultMaxLength = int.MaxValue;
 
     /// <summary>The most bytes the writer or stream may hold at once (default <see cref="DefaultMaxLength"/>, 2 GB); raise it for larger messages.</summary>
-    public long MaxLength { get; set; } = DefaultMaxLength;
+    public long MaxLength
+    {
+        get => _maxLength;
+        set => Changed(ref _maxLength, value);
+    }
 
     /// <summary>The pool in force: <see cref="Pool"/>, or the shared pool.</summary>
     internal MemoryPool<byte> ResolvePool() => Pool ?? TieredMemoryPool.Shared;
+
+    /// <summary>
+    /// The options as they are now, validated: the same copy for every buffer until an option changes, so creating a
+    /// buffer validates nothing again. A change made while another thread reads is seen by the next buffer at the
+    /// latest: the copy carries the change count it was made at, read before the options.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
+    internal SegmentedBufferSettings Settings
+    {
+        get
+        {
+            SegmentedBufferSettings? settings = _settings;
+            int version = Volatile.Read(ref _version);
+            return settings is not null && settings.Version == version ? settings : MakeSettings(version);
+        }
+    }
+
+    private SegmentedBufferSettings MakeSettings(int version)
+    {
+        Validate();
+        var settings = new SegmentedBufferSettings(this, version);
+        _settings = settings;
+        return settings;
+    }
+
+    private void Changed<T>(ref T field, T value)
+    {
+        field = value;
+
+        // After the value: a copy made at the new count was made from the new value.
+        Interlocked.Increment(ref _version);
+    }
 
     /// <summary>Checks every option; the exception names the option and says what it must be.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>

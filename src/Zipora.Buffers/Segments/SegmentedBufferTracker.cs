@@ -10,8 +10,8 @@ namespace Zipora.Buffers;
 /// </summary>
 /// <remarks>
 /// <para>
-/// A buffer takes the tracker with a ticket (odd: held) and gives it back by moving the ticket on (even: free), with
-/// one compare-exchange. It also takes the tracker's token, an object nothing else holds while the buffer lives, and
+/// A buffer takes the tracker with a ticket (odd: held) and gives it back by moving the ticket on (even: free). It
+/// also takes the tracker's token, an object nothing else holds while the buffer lives, and
 /// hands it back: the tracker keeps only a weak reference to the token, set once, so the pool's sweep finds a buffer
 /// collected without dispose (the token went with it) at no cost per buffer (setting a weak reference's target is a
 /// call into the runtime; reading it is not). The sweep then moves the ticket on too. Whichever moves the ticket
@@ -79,28 +79,45 @@ internal sealed class SegmentedBufferTracker
     /// <summary>Whether the buffer with <paramref name="ticket"/> still holds the tracker (the sweep has not retired it as leaked).</summary>
     public bool IsHeldBy(int ticket) => Volatile.Read(ref _ticket) == ticket;
 
-    /// <summary>Gives the tracker back for the buffer with <paramref name="ticket"/>; false when the sweep retired it first.</summary>
-    public bool TryGiveBack(int ticket) => Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket;
-
-    /// <summary>Keeps <paramref name="token"/> again, once its buffer gave the tracker back with <see cref="TryGiveBack"/>.</summary>
-    public void KeepToken(object token)
+    /// <summary>
+    /// Gives the tracker back for the buffer with <paramref name="ticket"/>, and keeps its <paramref name="token"/>
+    /// again; false when the sweep retired it first (the buffer was counted as leaked).
+    /// </summary>
+    /// <remarks>
+    /// The sweep retires only a tracker whose token it finds unreachable, so while the weak reference still finds the
+    /// token, which the caller holds, the sweep cannot race this: a plain store frees the ticket, no interlocked
+    /// instruction. A cleared reference means the buffer was found unreachable and brought back by another object's
+    /// finalizer: then whichever moves the ticket first, with a compare-exchange, accounts for the buffer.
+    /// </remarks>
+    public bool TryGiveBack(int ticket, object token)
     {
-        if (!_token.TryGetTarget(out _))
+        if (_token.TryGetTarget(out _))
         {
-            // A buffer brought back by another object's finalizer gave the tracker back before the sweep retired it:
-            // the reference was cleared, and the next buffer must not look collected.
+            Volatile.Write(ref _ticket, ticket + 1);
+        }
+        else if (TryMoveTicket(ticket))
+        {
+            // The reference was cleared: set it again, or the next buffer would look collected.
             _token.SetTarget(token);
+        }
+        else
+        {
+            return false;
         }
 
         _spareToken = token;
+        GC.KeepAlive(token);
+        return true;
     }
 
     /// <summary>Retires the tracker if its buffer was collected while holding it; true for the one caller that did.</summary>
     public bool TryRetireLeaked()
     {
         int ticket = Volatile.Read(ref _ticket);
-        return (ticket & 1) != 0 && !_token.TryGetTarget(out _) && TryGiveBack(ticket);
+        return (ticket & 1) != 0 && !_token.TryGetTarget(out _) && TryMoveTicket(ticket);
     }
+
+    private bool TryMoveTicket(int ticket) => Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket;
 
     /// <summary>Counts <paramref name="bytes"/> more (or fewer, negative) held by the buffer. Caller holds the buffer's guard.</summary>
     public void AddBytesHeld(long bytes) => Volatile.Write(ref _bytesHeld, _bytesHeld + bytes);

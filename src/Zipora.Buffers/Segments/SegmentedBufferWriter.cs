@@ -49,8 +49,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     // Bytes of the head segment already consumed.
     private int _headStart;
 
-    private readonly long _maxLength;
-
     /// <summary>Creates a writer over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
     public SegmentedBufferWriter()
         : this(SegmentedBufferOptions.Default)
@@ -64,7 +62,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     {
         ArgumentNullException.ThrowIfNull(options);
         _chain.Initialize(options);
-        _maxLength = options.MaxLength;
     }
 
     /// <summary>Bytes written and not yet consumed.</summary>
@@ -81,7 +78,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>The most bytes the writer may hold at once (<see cref="SegmentedBufferOptions.MaxLength"/>).</summary>
-    public long MaxLength => _maxLength;
+    public long MaxLength => _chain.Settings.MaxLength;
 
     /// <summary>
     /// Returns memory to write at least <paramref name="sizeHint"/> bytes into (at least one byte for 0): the rest of
@@ -93,34 +90,29 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public Memory<byte> GetMemory(int sizeHint = 0)
     {
-        if (sizeHint < 0)
+        if (TryGetTailRoom(sizeHint, out Memory<byte> available, out _, out int end))
         {
-            SegmentThrowHelper.ThrowNegative(nameof(sizeHint), sizeHint);
+            return available[end..];
         }
 
-        _chain.Enter(TypeName);
-        Memory<byte> memory;
-        try
-        {
-            BufferSegment? tail = _chain.Tail;
-            int needed = Math.Max(sizeHint, 1);
-            memory = tail is not null && tail.Free >= needed && _maxLength - LengthUnsynchronized >= tail.Free
-                ? tail.AvailableMemory[tail.End..]
-                : GetMemorySlowUnsynchronized(sizeHint);
-        }
-        finally
-        {
-            _chain.Exit();
-        }
-
-        // A dispose from another thread meanwhile released the segment: its memory is not to be handed out.
-        _chain.ThrowIfDisposed(TypeName);
-        return memory;
+        return GetMemoryGuarded(sizeHint, out _);
     }
 
     /// <summary>As <see cref="GetMemory"/>, as a span.</summary>
     /// <inheritdoc cref="GetMemory" />
-    public Span<byte> GetSpan(int sizeHint = 0) => GetMemory(sizeHint).Span;
+    public unsafe Span<byte> GetSpan(int sizeHint = 0)
+    {
+        if (TryGetTailRoom(sizeHint, out Memory<byte> available, out nint address, out int end))
+        {
+            // A pool block's span straight from its address: no memory slice and no manager call on the hot path.
+            return address != 0
+                ? new Span<byte>((byte*)address + end, available.Length - end)
+                : available.Span[end..];
+        }
+
+        Memory<byte> memory = GetMemoryGuarded(sizeHint, out address);
+        return address != 0 ? new Span<byte>((byte*)address, memory.Length) : memory.Span;
+    }
 
     /// <summary>Counts <paramref name="count"/> bytes written into the memory the last <see cref="GetMemory"/> or <see cref="GetSpan"/> gave.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or longer than the memory given.</exception>
@@ -131,7 +123,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         try
         {
             BufferSegment? tail = _chain.Tail;
-            if (tail is not null && (uint)count <= (uint)tail.Free && count <= _maxLength - LengthUnsynchronized)
+            if (tail is not null && (uint)count <= (uint)tail.Free && count <= MaxLength - LengthUnsynchronized)
             {
                 tail.End += count;
                 return;
@@ -318,22 +310,77 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         return 0;
     }
 
+    /// <summary>
+    /// The tail's memory, block address (0 for another pool's) and written length when its free room holds
+    /// <paramref name="sizeHint"/> bytes within <see cref="MaxLength"/>, read without the guard (the common
+    /// GetSpan/GetMemory, which changes nothing): true only if no call ran meanwhile and the writer was not disposed.
+    /// The values come from one consistent read and are used as read, so a dispose racing on another thread after the
+    /// check cannot make the slice fail.
+    /// </summary>
+    private bool TryGetTailRoom(int sizeHint, out Memory<byte> available, out nint address, out int end)
+    {
+        if (_chain.TryStartRead(out long version) && sizeHint >= 0 && _chain.Tail is { } tail)
+        {
+            available = tail.AvailableMemory;
+            address = tail.BlockAddress;
+            end = tail.End;
+            long free = available.Length - end;
+            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - LengthUnsynchronized && _chain.ReadWasQuiet(version))
+            {
+                // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
+                _chain.ThrowIfDisposed(TypeName);
+                return true;
+            }
+        }
+
+        available = default;
+        address = 0;
+        end = 0;
+        return false;
+    }
+
+    /// <summary>The room to write in, under the guard: the tail's when it holds the request, else a new segment's.</summary>
+    /// <param name="sizeHint">As <see cref="GetMemory"/>'s.</param>
+    /// <param name="address">Where the room starts when it is a pool block's (0 for another pool's owner).</param>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private Memory<byte> GetMemorySlowUnsynchronized(int sizeHint)
+    private Memory<byte> GetMemoryGuarded(int sizeHint, out nint address)
+    {
+        if (sizeHint < 0)
+        {
+            SegmentThrowHelper.ThrowNegative(nameof(sizeHint), sizeHint);
+        }
+
+        _chain.Enter(TypeName);
+        Memory<byte> memory;
+        try
+        {
+            memory = GetRoomUnsynchronized(sizeHint, out address);
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+
+        // A dispose from another thread meanwhile released the segment: its memory is not to be handed out.
+        _chain.ThrowIfDisposed(TypeName);
+        return memory;
+    }
+
+    private Memory<byte> GetRoomUnsynchronized(int sizeHint, out nint address)
     {
         int needed = Math.Max(sizeHint, 1);
-        long room = _maxLength - LengthUnsynchronized;
+        long room = MaxLength - LengthUnsynchronized;
         if (needed > room)
         {
-            SegmentThrowHelper.ThrowWriterFull(LengthUnsynchronized, _maxLength, needed);
+            SegmentThrowHelper.ThrowWriterFull(LengthUnsynchronized, MaxLength, needed);
         }
 
         BufferSegment? tail = _chain.Tail;
         if (tail is null || tail.Free < needed)
         {
-            if (needed > _chain.MaxRentSize)
+            if (needed > _chain.Settings.MaxRentSize)
             {
-                SegmentThrowHelper.ThrowSizeHintTooLarge(sizeHint, _chain.MaxRentSize);
+                SegmentThrowHelper.ThrowSizeHintTooLarge(sizeHint, _chain.Settings.MaxRentSize);
             }
 
             // An empty tail too small for this request gets a larger block in place of its own, rather than being
@@ -344,7 +391,9 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
                 : _chain.AppendUnsynchronized(needed);
         }
 
-        Memory<byte> memory = tail.AvailableMemory[tail.End..];
+        int end = tail.End;
+        address = tail.BlockAddress == 0 ? 0 : tail.BlockAddress + end;
+        Memory<byte> memory = tail.AvailableMemory[end..];
         return memory.Length > room ? memory[..(int)room] : memory;
     }
 
@@ -357,7 +406,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         }
 
         BufferSegment? tail = _chain.Tail;
-        int given = tail is null ? 0 : (int)Math.Min(tail.Free, _maxLength - LengthUnsynchronized);
+        int given = tail is null ? 0 : (int)Math.Min(tail.Free, MaxLength - LengthUnsynchronized);
         if (count > given)
         {
             SegmentThrowHelper.ThrowAdvancePastMemory(count, given);

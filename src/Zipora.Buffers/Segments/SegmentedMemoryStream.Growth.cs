@@ -38,9 +38,9 @@ public sealed partial class SegmentedMemoryStream
 
     private void WriteSlowUnsynchronized(ReadOnlySpan<byte> buffer)
     {
-        if (_position > _maxLength - buffer.Length)
+        if (_position > MaxLength - buffer.Length)
         {
-            SegmentThrowHelper.ThrowStreamTooLong(_position, buffer.Length, _maxLength);
+            SegmentThrowHelper.ThrowStreamTooLong(_position, buffer.Length, MaxLength);
         }
 
         long length = _chain.EndIndex;
@@ -105,7 +105,7 @@ public sealed partial class SegmentedMemoryStream
             return tail;
         }
 
-        return _chain.AppendUnsynchronized((int)Math.Min(wanted, _maxSegmentSize));
+        return _chain.AppendUnsynchronized((int)Math.Min(wanted, _chain.Settings.MaxSegmentSize));
     }
 
     /// <summary>Shortens the stream to <paramref name="length"/> bytes, giving every segment past it back.</summary>

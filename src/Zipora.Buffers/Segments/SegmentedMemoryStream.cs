@@ -45,8 +45,6 @@ public sealed partial class SegmentedMemoryStream : Stream
     // grew or shrank; valid while _indexCount is not 0).
     private BufferSegment[]? _index;
     private int _indexCount;
-    private readonly long _maxLength;
-    private readonly int _maxSegmentSize;
 
     /// <summary>Creates an empty stream over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
     public SegmentedMemoryStream()
@@ -61,8 +59,6 @@ public sealed partial class SegmentedMemoryStream : Stream
     {
         ArgumentNullException.ThrowIfNull(options);
         _chain.Initialize(options);
-        _maxLength = options.MaxLength;
-        _maxSegmentSize = options.MaxSegmentSize;
     }
 
     /// <summary>True until the stream is disposed.</summary>
@@ -86,7 +82,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     }
 
     /// <summary>The most bytes the stream may hold (<see cref="SegmentedBufferOptions.MaxLength"/>).</summary>
-    public long MaxLength => _maxLength;
+    public long MaxLength => _chain.Settings.MaxLength;
 
     /// <summary>Where the next read or write starts: from 0 up, also past the end.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
@@ -175,7 +171,7 @@ public sealed partial class SegmentedMemoryStream : Stream
         try
         {
             BufferSegment? tail = _chain.Tail;
-            if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _position <= _maxLength - buffer.Length)
+            if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _position <= MaxLength - buffer.Length)
             {
                 // Appending into the tail's room: the common case.
                 buffer.CopyTo(tail.AvailableMemory.Span[tail.End..]);
@@ -245,9 +241,9 @@ public sealed partial class SegmentedMemoryStream : Stream
     public override void SetLength(long value)
     {
         _chain.ThrowIfDisposed(TypeName);
-        if ((ulong)value > (ulong)_maxLength)
+        if ((ulong)value > (ulong)MaxLength)
         {
-            SegmentThrowHelper.ThrowLengthOutOfRange(value, _maxLength);
+            SegmentThrowHelper.ThrowLengthOutOfRange(value, MaxLength);
         }
 
         _chain.Enter(TypeName);
