@@ -27,16 +27,20 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal struct SegmentChain
 {
-    // The guard's low two bits: free, taken by a call, or released for good. The bits above count the calls that have
-    // left the guard, so a call that only reads can tell that no other call ran while it read (see TryStartRead): a
-    // long, so the count cannot come round to the same value during one read.
+    // The guard, one long written at once: bits 0-1 say free, taken by a call, or released for good; bits 2-31 hold
+    // the managed id of the thread inside, taken in the same compare-exchange, so a refused call tells re-entry from
+    // another thread by what it saw (a separate field would still hold the previous holder's id for a moment); bits
+    // 32-63 count the calls that have left the guard, so a call that only reads can tell that no other call ran while
+    // it read (see TryStartRead): 2^32 calls would have to run during one read for the count to come round.
     private const long Free = 0;
     private const long Busy = 1;
 
     // Set for good by the first dispose: busy, with nothing to release any more.
     private const long Released = 2;
     private const long GuardBits = 3;
-    private const long OneCallLeft = 4;
+    private const int ThreadShift = 2;
+    private const long ThreadBits = 0xFFFF_FFFC;
+    private const long OneCallLeft = 1L << 32;
 
     private SegmentedBufferSettings _settings;
     private SegmentedBufferTracker? _tracker;
@@ -52,9 +56,6 @@ internal struct SegmentChain
     private int _segmentsThisMessage;
     private long _state;
     private int _disposed;
-
-    // The managed id of the thread inside the guard, read only to tell a re-entrant call from another thread's.
-    private int _ownerThread;
 
     public readonly BufferSegment? Head => _head;
 
@@ -113,24 +114,15 @@ internal struct SegmentChain
         return Volatile.Read(ref Unsafe.AsRef(in _state)) == version;
     }
 
-    /// <summary>Takes the guard; false when another call holds it or the buffer was disposed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryEnter()
-    {
-        long free = Volatile.Read(ref _state);
-        return (free & GuardBits) == Free && Interlocked.CompareExchange(ref _state, free | Busy, free) == free;
-    }
-
     /// <summary>Takes the guard, or throws naming <paramref name="typeName"/>: it was disposed, or another thread is inside.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter(string typeName)
     {
-        if (!TryEnter())
+        long thread = ((long)Environment.CurrentManagedThreadId << ThreadShift) & ThreadBits;
+        if (!TryEnter(thread, out long seen))
         {
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, IsDisposed, Volatile.Read(ref _ownerThread) == Environment.CurrentManagedThreadId);
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, seen == Released || IsDisposed, (seen & (GuardBits | ThreadBits)) == (thread | Busy));
         }
-
-        _ownerThread = Environment.CurrentManagedThreadId;
 
         if (IsDisposed)
         {
@@ -144,6 +136,26 @@ internal struct SegmentChain
             // The sweep found this buffer collected: it runs again only because another object's finalizer brought it back.
             RetireIfBlocksReclaimedUnsynchronized(typeName);
         }
+    }
+
+    /// <summary>Takes the guard for <paramref name="thread"/>; false, with the guard as it was seen, when a call is inside or the buffer was disposed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryEnter(long thread, out long seen)
+    {
+        seen = Volatile.Read(ref _state);
+        while ((seen & GuardBits) == Free)
+        {
+            long was = Interlocked.CompareExchange(ref _state, seen | thread | Busy, seen);
+            if (was == seen)
+            {
+                return true;
+            }
+
+            // Free still, with another count: a call came and went in between (misuse, or a race that is over).
+            seen = was;
+        }
+
+        return false;
     }
 
     /// <summary>Throws <see cref="System.ObjectDisposedException"/> naming <paramref name="typeName"/> once the buffer is disposed.</summary>
@@ -175,7 +187,7 @@ internal struct SegmentChain
     public void Exit()
     {
         // Free again, one more call counted: only the holder writes the guard while it is taken.
-        Volatile.Write(ref _state, (_state & ~GuardBits) + OneCallLeft);
+        Volatile.Write(ref _state, (_state & ~(GuardBits | ThreadBits)) + OneCallLeft);
         if (Volatile.Read(ref _disposed) != 0)
         {
             _ = ReleaseForGood();

@@ -271,6 +271,37 @@ public sealed class SegmentedBufferWriterTests : IDisposable
     }
 
     [Fact]
+    public void AnOptionChangedAfterAWriterWasMadeReachesOnlyTheWritersMadeAfter()
+    {
+        var options = new SegmentedBufferOptions { Pool = _pool, InitialSegmentSize = 1024, MaxLength = 10_000 };
+        using var first = new SegmentedBufferWriter(options);
+        options.InitialSegmentSize = 8192;
+        options.MaxLength = 20_000;
+        using var second = new SegmentedBufferWriter(options);
+
+        Assert.Equal(10_000, first.MaxLength);
+        Assert.Equal(20_000, second.MaxLength);
+        Assert.InRange(first.GetMemory(1).Length, 1024, 8191);
+        Assert.True(second.GetMemory(1).Length >= 8192, "the second writer's first segment follows the changed initial size");
+    }
+
+    [Fact]
+    public void AnOptionMadeInvalidAfterUseIsRefusedAtTheNextWriterAndAcceptedOnceMended()
+    {
+        var options = new SegmentedBufferOptions { Pool = _pool };
+        new SegmentedBufferWriter(options).Dispose();
+
+        options.InitialSegmentSize = 0;
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new SegmentedBufferWriter(options));
+        Assert.Equal(nameof(SegmentedBufferOptions.InitialSegmentSize), error.ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SegmentedMemoryStream(options));
+
+        options.InitialSegmentSize = 512;
+        using var mended = new SegmentedBufferWriter(options);
+        Assert.InRange(mended.GetMemory(1).Length, 512, 1023);
+    }
+
+    [Fact]
     public void AMaxSegmentSizeAboveThePoolsLargestBufferIsRefused()
     {
         using var small = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBufferSize = 65536 });

@@ -155,6 +155,162 @@ public sealed class SegmentedSafetyTests
         TestContext.Current.TestOutputHelper?.WriteLine($"concurrent growths refused: {refused}");
     }
 
+    [Fact]
+    public void AGetSpanRacingADisposeGetsTheTailsRoomOrObjectDisposedAndNothingElse()
+    {
+        // GetSpan reads the tail's room without the guard: a dispose landing in the middle of that read must make it
+        // throw ObjectDisposedException, never hand out a torn span or throw anything else.
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
+        int disposedSeen = 0;
+        for (int round = 0; round < 300; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            writer.Advance(WriteOne(writer));
+            using var start = new Barrier(2);
+            Exception? unexpected = null;
+            Thread user = Started(() =>
+            {
+                start.SignalAndWait();
+                try
+                {
+                    for (int i = 0; i < 10_000; i++)
+                    {
+                        Span<byte> room = writer.GetSpan(1);
+                        if (room.Length is < 1 or > 4095)
+                        {
+                            throw new InvalidOperationException($"A room of {room.Length} bytes in a 4 KB segment holding one byte.");
+                        }
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                    Interlocked.Increment(ref disposedSeen);
+                }
+                catch (Exception exception)
+                {
+                    unexpected = exception;
+                }
+            });
+            start.SignalAndWait();
+            Thread.SpinWait(round * 20);
+            writer.Dispose();
+            user.Join();
+            Assert.Null(unexpected);
+            Assert.Throws<ObjectDisposedException>(() => writer.GetSpan(1));
+        }
+
+        AssertBalanced(pool);
+        Assert.True(disposedSeen > 0, "no GetSpan ever met the dispose: the race was not exercised");
+    }
+
+    [Fact]
+    public void GetSpanRacingResetsAndConsumesOnAnotherThreadIsToldOrGivenRoomAndLosesNothing()
+    {
+        // Misuse: one thread takes room while another rewrites the chain. A room read while the chain changed must be
+        // thrown away (then the guard tells the thread), never handed out torn.
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 1024 };
+        Exception? unexpected = null;
+        int told = 0;
+        for (int round = 0; round < 50; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            using var start = new Barrier(2);
+            using var stop = new CancellationTokenSource();
+            Thread reader = Started(() =>
+            {
+                start.SignalAndWait();
+                while (!stop.IsCancellationRequested)
+                {
+                    try
+                    {
+                        Span<byte> room = writer.GetSpan(1);
+                        if (room.Length is < 1 or > 1024)
+                        {
+                            throw new InvalidOperationException($"A torn room of {room.Length} bytes (segments are 64 B to 1 KB).");
+                        }
+                    }
+                    catch (InvalidOperationException exception) when (exception.Message.Contains("two threads", StringComparison.Ordinal))
+                    {
+                        Interlocked.Increment(ref told);
+                    }
+                    catch (Exception exception)
+                    {
+                        unexpected ??= exception;
+                    }
+                }
+            });
+            start.SignalAndWait();
+            for (int i = 0; i < 2000; i++)
+            {
+                try
+                {
+                    writer.Write(new byte[1 + (i * 37 % 700)]);
+                    if (i % 3 == 0)
+                    {
+                        writer.Consume(writer.Length / 2);
+                    }
+                    else if (i % 7 == 0)
+                    {
+                        writer.Reset();
+                    }
+                }
+                catch (InvalidOperationException exception) when (exception.Message.Contains("two threads", StringComparison.Ordinal))
+                {
+                    // This thread met the other inside its guarded GetSpan.
+                }
+            }
+
+            stop.Cancel();
+            reader.Join();
+            writer.Dispose();
+        }
+
+        Assert.Null(unexpected);
+        AssertBalanced(pool);
+        TestContext.Current.TestOutputHelper?.WriteLine($"GetSpan calls told of the other thread: {told}");
+    }
+
+    [Fact]
+    public void AReadWithoutTheGuardIsQuietOnlyIfNoGuardedCallOrDisposeOverlappedIt()
+    {
+        // GetSpan's unguarded read of the tail trusts what it read only when this says quiet: every guarded call (which
+        // is where the chain changes) and a dispose must make an overlapping read not quiet, whichever thread made it.
+        using var pool = new TieredMemoryPool();
+        var chain = default(SegmentChain);
+        chain.Initialize(new SegmentedBufferOptions { Pool = pool });
+
+        Assert.True(chain.TryStartRead(out long quiet));
+        Assert.True(chain.ReadWasQuiet(quiet));
+
+        Assert.True(chain.TryStartRead(out long overlappedHere));
+        chain.Enter("chain");
+        Assert.False(chain.TryStartRead(out _), "a read may not start while a call is inside");
+        chain.Exit();
+        Assert.False(chain.ReadWasQuiet(overlappedHere));
+
+        Assert.True(chain.TryStartRead(out long overlappedElsewhere));
+        Thread other = Started(() =>
+        {
+            chain.Enter("chain");
+            chain.Exit();
+        });
+        other.Join();
+        Assert.False(chain.ReadWasQuiet(overlappedElsewhere));
+
+        Assert.True(chain.TryStartRead(out long disposedMeanwhile));
+        chain.Dispose();
+        Assert.False(chain.ReadWasQuiet(disposedMeanwhile));
+        Assert.False(chain.TryStartRead(out _), "a disposed chain is never read without the guard");
+    }
+
+    private static int WriteOne(SegmentedBufferWriter writer)
+    {
+        writer.GetSpan(1)[0] = 1;
+        return 1;
+    }
+
     private static Thread Started(Action work)
     {
         var thread = new Thread(() => work()) { IsBackground = true };
