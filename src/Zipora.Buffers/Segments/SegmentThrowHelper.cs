@@ -37,6 +37,11 @@ internal static class SegmentThrowHelper
         throw new AggregateException("Owners of several segments threw on dispose; every other segment was given back.", errors);
     }
 
+    /// <summary>An option of <see cref="SegmentedBufferOptions"/> out of range: named as the parameter, with what it must be.</summary>
+    [DoesNotReturn]
+    public static void ThrowOptionOutOfRange(string option, long value, string mustBe) =>
+        throw new ArgumentOutOfRangeException(option, value, $"SegmentedBufferOptions.{option} must be {mustBe}.");
+
     [DoesNotReturn]
     public static void ThrowNegative(string parameter, long value) =>
         throw new ArgumentOutOfRangeException(parameter, value, $"{parameter} must not be negative.");

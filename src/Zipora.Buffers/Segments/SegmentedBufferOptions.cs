@@ -72,8 +72,6 @@ public sealed class SegmentedBufferOptions
     }
 
     /// <summary>The pool in force: <see cref="Pool"/>, or the shared pool.</summary>
-    internal MemoryPool<byte> ResolvePool() => Pool ?? TieredMemoryPool.Shared;
-
     /// <summary>
     /// The options as they are now, validated: the same copy for every buffer until an option changes, so creating a
     /// buffer validates nothing again. A change made while another thread reads is seen by the next buffer at the
@@ -92,8 +90,8 @@ public sealed class SegmentedBufferOptions
 
     private SegmentedBufferSettings MakeSettings(int version)
     {
-        Validate();
-        var settings = new SegmentedBufferSettings(this, version);
+        // Each option read once: what is validated is what the buffer gets, even while another thread changes them.
+        var settings = new SegmentedBufferSettings(_pool ?? TieredMemoryPool.Shared, _initialSegmentSize, _maxSegmentSize, _maxLength, version);
         _settings = settings;
         return settings;
     }
@@ -104,26 +102,5 @@ public sealed class SegmentedBufferOptions
 
         // After the value: a copy made at the new count was made from the new value.
         Interlocked.Increment(ref _version);
-    }
-
-    /// <summary>Checks every option; the exception names the option and says what it must be.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    internal void Validate()
-    {
-        int maxBufferSize = ResolvePool().MaxBufferSize;
-        if (MaxSegmentSize < 1 || (maxBufferSize > 0 && MaxSegmentSize > maxBufferSize))
-        {
-            throw new ArgumentOutOfRangeException(nameof(MaxSegmentSize), MaxSegmentSize, $"SegmentedBufferOptions.MaxSegmentSize must be from 1 to the pool's MaxBufferSize ({maxBufferSize}).");
-        }
-
-        if (InitialSegmentSize < 1 || InitialSegmentSize > MaxSegmentSize)
-        {
-            throw new ArgumentOutOfRangeException(nameof(InitialSegmentSize), InitialSegmentSize, $"SegmentedBufferOptions.InitialSegmentSize must be from 1 to MaxSegmentSize ({MaxSegmentSize}).");
-        }
-
-        if (MaxLength < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(MaxLength), MaxLength, "SegmentedBufferOptions.MaxLength must not be negative.");
-        }
     }
 }

@@ -9,14 +9,32 @@ namespace Zipora.Buffers;
 /// </summary>
 internal sealed class SegmentedBufferSettings
 {
-    public SegmentedBufferSettings(SegmentedBufferOptions options, int version)
+    /// <summary>Checks the options' values, each read once by the caller, and keeps them.</summary>
+    /// <exception cref="System.ArgumentOutOfRangeException">An option is out of range; the exception names it and says what it must be.</exception>
+    public SegmentedBufferSettings(MemoryPool<byte> pool, int initialSegmentSize, int maxSegmentSize, long maxLength, int version)
     {
-        Pool = options.ResolvePool();
-        Tiered = Pool as TieredMemoryPool;
-        InitialSegmentSize = options.InitialSegmentSize;
-        MaxSegmentSize = options.MaxSegmentSize;
-        MaxRentSize = Pool.MaxBufferSize > 0 ? Pool.MaxBufferSize : int.MaxValue;
-        MaxLength = options.MaxLength;
+        int maxBufferSize = pool.MaxBufferSize;
+        if (maxSegmentSize < 1 || (maxBufferSize > 0 && maxSegmentSize > maxBufferSize))
+        {
+            SegmentThrowHelper.ThrowOptionOutOfRange(nameof(SegmentedBufferOptions.MaxSegmentSize), maxSegmentSize, $"from 1 to the pool's MaxBufferSize ({maxBufferSize})");
+        }
+
+        if (initialSegmentSize < 1 || initialSegmentSize > maxSegmentSize)
+        {
+            SegmentThrowHelper.ThrowOptionOutOfRange(nameof(SegmentedBufferOptions.InitialSegmentSize), initialSegmentSize, $"from 1 to MaxSegmentSize ({maxSegmentSize})");
+        }
+
+        if (maxLength < 0)
+        {
+            SegmentThrowHelper.ThrowOptionOutOfRange(nameof(SegmentedBufferOptions.MaxLength), maxLength, "0 or more");
+        }
+
+        Pool = pool;
+        Tiered = pool as TieredMemoryPool;
+        InitialSegmentSize = initialSegmentSize;
+        MaxSegmentSize = maxSegmentSize;
+        MaxRentSize = maxBufferSize > 0 ? maxBufferSize : int.MaxValue;
+        MaxLength = maxLength;
         Version = version;
     }
 
