@@ -45,8 +45,11 @@ public sealed class SegmentedMemoryReturnTests
             streams.Add(stream);
         }
 
+        // At least half the burst's 256 MB must show, or the test proves nothing: not all of it, since the process may
+        // give back other memory while the burst is written (an earlier test's pool unmapping on its own timer, the
+        // collector decommitting), which one full CI run showed (+183 MB).
         long peak = ProcessMemory.ResidentBytes();
-        Assert.True(peak - before >= 200 * Megabyte, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB with the messages");
+        Assert.True(peak - before >= Messages * Megabyte / 2, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB with the messages");
         streams.ForEach(stream => stream.Dispose());
         Assert.Equal(0, pool.GetStatistics().Segmented.BytesHeld);
 
