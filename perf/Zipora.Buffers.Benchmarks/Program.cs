@@ -48,6 +48,13 @@ if (args.Contains("--steady-cpu"))
     return;
 }
 
+// `--segmented-cpu` prints the 1 KB segmented message against its peers and its floor, in thread CPU time.
+if (args.Contains("--segmented-cpu"))
+{
+    SegmentedCpuTimeReport.Run();
+    return;
+}
+
 if (args is ["--steady-cpu-child", string steadyPool, string steadySize])
 {
     SteadyCpuTimeReport.RunChild(steadyPool, int.Parse(steadySize, System.Globalization.CultureInfo.InvariantCulture));

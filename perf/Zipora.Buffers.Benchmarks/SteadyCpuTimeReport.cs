@@ -151,7 +151,7 @@ public static partial class SteadyCpuTimeReport
         owner.Dispose();
     }
 
-    private static unsafe long ThreadCpuNanoseconds()
+    internal static unsafe long ThreadCpuNanoseconds()
     {
         // struct timespec { long tv_sec; long tv_nsec; } on 64-bit Linux.
         long* time = stackalloc long[2];
