@@ -56,10 +56,11 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// <summary>Takes <paramref name="owner"/>'s memory, placed at <paramref name="runningIndex"/>.</summary>
     public void Attach(IMemoryOwner<byte> owner, long runningIndex)
     {
-        Debug.Assert(_owner is null, "a cached segment holds no block");
+        Debug.Assert(_owner is null && _end == 0 && Memory.IsEmpty, "a cached segment holds no block and no data");
         Take(owner);
         RunningIndex = runningIndex;
-        End = 0;
+
+        // Nothing written yet: the (empty) written prefix the detach or the constructor left stands.
     }
 
     /// <summary>

@@ -27,10 +27,7 @@ internal static class BufferSegmentCache
 
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
     [ThreadStatic]
-    private static BufferSegment[]? t_segments;
-
-    [ThreadStatic]
-    private static int t_count;
+    private static SegmentStack? t_stack;
 #pragma warning restore IDE1006
 
     private static readonly Lock s_lock = new();
@@ -40,14 +37,18 @@ internal static class BufferSegmentCache
     /// <summary>An empty segment: the thread's last one released, else one from the shared stack, else a new one.</summary>
     public static BufferSegment Rent()
     {
-        BufferSegment[]? segments = t_segments;
-        int count = t_count - 1;
-        if (segments is not null && (uint)count < (uint)segments.Length)
+        SegmentStack? stack = t_stack;
+        if (stack is not null)
         {
-            BufferSegment segment = segments[count];
-            segments[count] = null!;
-            t_count = count;
-            return segment;
+            BufferSegment[] segments = stack.Items;
+            int count = stack.Count - 1;
+            if ((uint)count < (uint)segments.Length)
+            {
+                BufferSegment segment = segments[count];
+                segments[count] = null!;
+                stack.Count = count;
+                return segment;
+            }
         }
 
         return RentSlow();
@@ -56,13 +57,17 @@ internal static class BufferSegmentCache
     /// <summary>Keeps an empty segment (one whose block was released) for the next rent.</summary>
     public static void Return(BufferSegment segment)
     {
-        BufferSegment[]? segments = t_segments;
-        int count = t_count;
-        if (segments is not null && (uint)count < (uint)segments.Length)
+        SegmentStack? stack = t_stack;
+        if (stack is not null)
         {
-            segments[count] = segment;
-            t_count = count + 1;
-            return;
+            BufferSegment[] segments = stack.Items;
+            int count = stack.Count;
+            if ((uint)count < (uint)segments.Length)
+            {
+                segments[count] = segment;
+                stack.Count = count + 1;
+                return;
+            }
         }
 
         ReturnSlow(segment);
@@ -70,7 +75,8 @@ internal static class BufferSegmentCache
 
     private static BufferSegment RentSlow()
     {
-        BufferSegment[] segments = t_segments ??= new BufferSegment[ThreadCapacity];
+        SegmentStack stack = t_stack ??= new SegmentStack(ThreadCapacity);
+        BufferSegment[] segments = stack.Items;
         lock (s_lock)
         {
             int take = Math.Min(Batch, s_sharedCount);
@@ -80,21 +86,22 @@ internal static class BufferSegmentCache
                 s_shared[s_sharedCount] = null!;
             }
 
-            t_count = take;
+            stack.Count = take;
         }
 
-        return t_count > 0 ? Rent() : new BufferSegment();
+        return stack.Count > 0 ? Rent() : new BufferSegment();
     }
 
     private static void ReturnSlow(BufferSegment segment)
     {
-        BufferSegment[] segments = t_segments ??= new BufferSegment[ThreadCapacity];
-        int count = t_count;
+        SegmentStack stack = t_stack ??= new SegmentStack(ThreadCapacity);
+        BufferSegment[] segments = stack.Items;
+        int count = stack.Count;
         if (count < segments.Length)
         {
             // The thread's first return.
             segments[count] = segment;
-            t_count = count + 1;
+            stack.Count = count + 1;
             return;
         }
 
@@ -113,6 +120,6 @@ internal static class BufferSegmentCache
         Array.Copy(segments, Batch, segments, 0, count - Batch);
         Array.Clear(segments, count - Batch, Batch);
         segments[count - Batch] = segment;
-        t_count = count - Batch + 1;
+        stack.Count = count - Batch + 1;
     }
 }

@@ -28,8 +28,9 @@ namespace Zipora.Buffers;
 internal struct SegmentChain
 {
     // The guard, one long written at once: bits 0-1 say free, taken by a call, or released for good; bits 2-31 hold
-    // the managed id of the thread inside, taken in the same compare-exchange, so a refused call tells re-entry from
-    // another thread by what it saw (a separate field would still hold the previous holder's id for a moment); bits
+    // the managed id of the thread inside if its call may run the user's code (0 otherwise), taken in the same
+    // compare-exchange, so a refused call tells re-entry from another thread by what it saw (a separate field would
+    // still hold the previous holder's id for a moment); bits
     // 32-63 count the calls that have left the guard, so a call that only reads can tell that no other call ran while
     // it read (see TryStartRead): 2^32 calls would have to run during one read for the count to come round.
     private const long Free = 0;
@@ -114,14 +115,33 @@ internal struct SegmentChain
         return Volatile.Read(ref Unsafe.AsRef(in _state)) == version;
     }
 
-    /// <summary>Takes the guard, or throws naming <paramref name="typeName"/>: it was disposed, or another thread is inside.</summary>
+    /// <summary>
+    /// Takes the guard for a call that may run code of the user's while it holds it (a copy's destination, a foreign
+    /// pool), or throws naming <paramref name="typeName"/>: it was disposed, or another call is inside. The guard
+    /// records this thread, so a call coming back in from that code is told it re-entered.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter(string typeName)
+    public void Enter(string typeName) => EnterAs(typeName, CurrentThreadBits());
+
+    /// <summary>
+    /// As <see cref="Enter(string)"/>, for a call that runs none of the user's code while it holds the guard (unless
+    /// the pool is another than a <see cref="TieredMemoryPool"/>, whose code it may run). Such a call cannot be re-entered,
+    /// so a call refused by it is on another thread: the guard need not record which, which spares the thread-local
+    /// lookup of its id.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EnterForOwnWork(string typeName) => EnterAs(typeName, _settings.Tiered is null ? CurrentThreadBits() : 0);
+
+    private static long CurrentThreadBits() => ((long)Environment.CurrentManagedThreadId << ThreadShift) & ThreadBits;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void EnterAs(string typeName, long thread)
     {
-        long thread = ((long)Environment.CurrentManagedThreadId << ThreadShift) & ThreadBits;
         if (!TryEnter(thread, out long seen))
         {
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, seen == Released || IsDisposed, (seen & (GuardBits | ThreadBits)) == (thread | Busy));
+            // Re-entered only if the holder recorded this very thread (one that records none runs no user code, so
+            // the call it refuses comes from another thread).
+            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, seen == Released || IsDisposed, (seen & (GuardBits | ThreadBits)) == (CurrentThreadBits() | Busy));
         }
 
         if (IsDisposed)

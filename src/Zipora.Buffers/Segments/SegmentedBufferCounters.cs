@@ -23,9 +23,9 @@ internal sealed class SegmentedBufferCounters
     private const int FirstSweepAt = 64;
 
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
-    // The calling thread's spare free tracker, of whichever pool the thread last gave one back to.
+    // The calling thread's spare free tracker, of whichever pool the thread last gave one back to, and the thread.
     [ThreadStatic]
-    private static SegmentedBufferTracker? t_spare;
+    private static SpareTrackerSlot? t_spare;
 #pragma warning restore IDE1006
 
     private readonly Lock _lock = new();
@@ -43,14 +43,15 @@ internal sealed class SegmentedBufferCounters
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public SegmentedBufferTracker Take(out int ticket, out object token)
     {
-        SegmentedBufferTracker? spare = t_spare;
+        SpareTrackerSlot? slot = t_spare;
+        SegmentedBufferTracker? spare = slot?.Tracker;
         if (spare is null || spare.Counters != this)
         {
             spare = TakeShared();
         }
         else
         {
-            t_spare = null;
+            slot!.Tracker = null;
             spare.ParkedOn = null;
         }
 
@@ -61,10 +62,11 @@ internal sealed class SegmentedBufferCounters
     /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer, for the next buffer.</summary>
     public static void Return(SegmentedBufferTracker tracker)
     {
-        if (t_spare is null)
+        SpareTrackerSlot slot = t_spare ??= new SpareTrackerSlot();
+        if (slot.Tracker is null)
         {
-            tracker.ParkedOn = Thread.CurrentThread;
-            t_spare = tracker;
+            tracker.ParkedOn = slot.Thread;
+            slot.Tracker = tracker;
             return;
         }
 

@@ -70,7 +70,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     {
         get
         {
-            _chain.Enter(TypeName);
+            _chain.EnterForOwnWork(TypeName);
             long length = LengthUnsynchronized;
             _chain.Exit();
             return length;
@@ -119,7 +119,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Advance(int count)
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             BufferSegment? tail = _chain.Tail;
@@ -144,7 +144,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         ReadOnlySequence<byte> data = DataUnsynchronized();
         _chain.ExitOrThrowIfDisposed(TypeName);
         return data;
@@ -158,7 +158,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void AdvanceTo(SequencePosition consumed)
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             ConsumeUnsynchronized(CountBeforeUnsynchronized(consumed));
@@ -174,7 +174,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Consume(long count)
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             long length = LengthUnsynchronized;
@@ -198,7 +198,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Reset()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             // The running index restarts at each reset, so the end index is every byte written since, consumed or not.
@@ -350,7 +350,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
             SegmentThrowHelper.ThrowNegative(nameof(sizeHint), sizeHint);
         }
 
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         Memory<byte> memory;
         try
         {

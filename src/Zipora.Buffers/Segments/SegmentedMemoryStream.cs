@@ -119,7 +119,7 @@ public sealed partial class SegmentedMemoryStream : Stream
             return 0;
         }
 
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             return ReadUnsynchronized(buffer);
@@ -143,7 +143,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override int ReadByte()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             if (_position >= _chain.EndIndex)
@@ -167,7 +167,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public override void Write(ReadOnlySpan<byte> buffer)
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             BufferSegment? tail = _chain.Tail;
@@ -246,7 +246,7 @@ public sealed partial class SegmentedMemoryStream : Stream
             SegmentThrowHelper.ThrowLengthOutOfRange(value, MaxLength);
         }
 
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             long length = _chain.EndIndex;
@@ -279,7 +279,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         ReadOnlySequence<byte> contents = ContentsUnsynchronized();
         _chain.ExitOrThrowIfDisposed(TypeName);
         return contents;
@@ -310,7 +310,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
     public byte[] ToArray()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
             return ContentsUnsynchronized().ToArrayChecked();
