@@ -48,7 +48,14 @@ if (args.Contains("--steady-cpu"))
     return;
 }
 
-// `--segmented-cpu` prints the 1 KB segmented message against its peers and its floor, in thread CPU time.
+// `--segmented-cpu [size chunk]` prints a segmented message (1 KB by default) against its peers and its floor, in
+// thread CPU time.
+if (args is ["--segmented-cpu", string segmentedSize, string segmentedChunk])
+{
+    SegmentedCpuTimeReport.Run(int.Parse(segmentedSize, System.Globalization.CultureInfo.InvariantCulture), int.Parse(segmentedChunk, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 if (args.Contains("--segmented-cpu"))
 {
     SegmentedCpuTimeReport.Run();

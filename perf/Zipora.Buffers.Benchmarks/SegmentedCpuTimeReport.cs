@@ -5,21 +5,23 @@ using System.Linq;
 namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>
-/// <see cref="SegmentedBufferBenchmarks"/>' 1 KB message (written in one chunk, read back, let go of) timed in the
-/// thread's CPU time, the peers and the writer's floor interleaved in one process: rounds of 50,000 messages, each
-/// case once per round, the best round of each reported. On this shared VM BenchmarkDotNet's wall-clock errors at
+/// <see cref="SegmentedBufferBenchmarks"/>' message (1 KB by default, written in one chunk, read back, let go of)
+/// timed in the thread's CPU time, the peers and the writer's floor interleaved in one process: rounds of 50 MB of
+/// messages, each case once per round, the best round of each reported. On this shared VM BenchmarkDotNet's wall-clock errors at
 /// 1 KB reach 10-30%, more than the differences measured here; a case's best round in CPU time moves by a few percent.
 /// </summary>
 public static class SegmentedCpuTimeReport
 {
-    private const int Messages = 50_000;
+    // About 10 ms of work per case and round at 1 KB; larger messages take fewer.
+    private const long BytesPerRound = 50_000L * 1024;
     private const int WarmupRounds = 5;
     private const int Rounds = 80;
 
-    public static void Run()
+    /// <summary>Prints the table for messages of <paramref name="size"/> bytes written in chunks of <paramref name="chunk"/> (1 KB in 4 KB: one chunk).</summary>
+    public static void Run(int size = 1024, int chunk = 4096)
     {
-        var buffers = new SegmentedBufferBenchmarks { Size = 1024, Chunk = 4096 };
-        var floor = new SegmentedFloorBenchmarks { Size = 1024, Chunk = 4096 };
+        var buffers = new SegmentedBufferBenchmarks { Size = size, Chunk = chunk };
+        var floor = new SegmentedFloorBenchmarks { Size = size, Chunk = chunk };
         buffers.Setup();
         floor.Setup();
         (string Name, Func<long> Message)[] cases =
@@ -27,11 +29,14 @@ public static class SegmentedCpuTimeReport
             ("MemoryStream", buffers.MemoryStream),
             ("`ArrayBufferWriter<byte>`", buffers.ArrayBufferWriter),
             ("`Sequence<byte>`", buffers.NerdbankSequence),
+            ("RecyclableMemoryStream", buffers.RecyclableMemoryStream),
+            ("`Pipe`", buffers.Pipe),
             ("**SegmentedMemoryStream**", buffers.SegmentedMemoryStream),
             ("**SegmentedBufferWriter**", buffers.SegmentedBufferWriter),
             ("floor: copies + object + the writer's interlocked instructions", floor.CopiesAnObjectAndTheWritersInterlockedInstructions),
         ];
 
+        int messages = (int)Math.Max(1, BytesPerRound / size);
         double[] best = [.. cases.Select(static _ => double.MaxValue)];
         for (int round = 0; round < Rounds; round++)
         {
@@ -40,21 +45,21 @@ public static class SegmentedCpuTimeReport
                 Func<long> message = cases[i].Message;
                 long start = SteadyCpuTimeReport.ThreadCpuNanoseconds();
                 long checksum = 0;
-                for (int m = 0; m < Messages; m++)
+                for (int m = 0; m < messages; m++)
                 {
                     checksum += message();
                 }
 
-                double ns = (SteadyCpuTimeReport.ThreadCpuNanoseconds() - start) / (double)Messages;
+                double ns = (SteadyCpuTimeReport.ThreadCpuNanoseconds() - start) / messages;
                 GC.KeepAlive(checksum);
                 best[i] = round < WarmupRounds ? best[i] : Math.Min(best[i], ns);
             }
         }
 
         buffers.Cleanup();
-        // RecyclableMemoryStream and Pipe are left out: at 1 KB they take 2-6 times as long as these three (section 10).
-        double fastestPeer = Math.Min(best[0], Math.Min(best[1], best[2]));
-        Console.WriteLine("| 1 KB message | ns (best round, thread CPU time) | × the fastest peer |");
+        const int Peers = 5;
+        double fastestPeer = best[..Peers].Min();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B message, {chunk} B chunks | ns (best round, thread CPU time) | × the fastest peer |"));
         Console.WriteLine("|---|---|---|");
         for (int i = 0; i < cases.Length; i++)
         {
