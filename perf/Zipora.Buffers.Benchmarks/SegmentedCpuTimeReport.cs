@@ -50,7 +50,7 @@ public static class SegmentedCpuTimeReport
                     checksum += message();
                 }
 
-                double ns = (SteadyCpuTimeReport.ThreadCpuNanoseconds() - start) / messages;
+                double ns = (SteadyCpuTimeReport.ThreadCpuNanoseconds() - start) / (double)messages;
                 GC.KeepAlive(checksum);
                 best[i] = round < WarmupRounds ? best[i] : Math.Min(best[i], ns);
             }
