@@ -1,5 +1,6 @@
 using System;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -44,11 +45,15 @@ internal sealed class PoolDiagnostics
         _ => null,
     };
 
+    // Not inlined, and only its own frame skipped: the pool's frames above it are inlined or not as the JIT decides
+    // (a fixed count of two once skipped the renter's own frame when both were inlined), so the stack starts inside
+    // the pool and always holds the renter.
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public DiagnosticOwner Track(NativeMemoryManager block, string tier)
     {
         long rent = Interlocked.Increment(ref _rents);
         bool capture = _level == DiagnosticLevel.All || rent % _sampleRate == 1;
-        return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(2, fNeedFileInfo: true) : null);
+        return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(1, fNeedFileInfo: true) : null);
     }
 
     public void ReportLeak(string tier, int bytes, StackTrace? rentedAt)

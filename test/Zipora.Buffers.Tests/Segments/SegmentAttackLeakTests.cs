@@ -45,12 +45,7 @@ public sealed class SegmentAttackLeakTests
         // The writer has no finalizer: another object's finalizer is what brings a collected writer back.
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        var revived = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivedWriter(pool, revived);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-
-        SegmentedBufferWriter? writer = revived.Value;
+        SegmentedBufferWriter? writer = SegmentedBuffers.CollectARevivedWriter(new SegmentedBufferOptions { Pool = pool }, written: 10_000);
         Assert.NotNull(writer);
         Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
         writer.Dispose();
@@ -130,14 +125,6 @@ public sealed class SegmentAttackLeakTests
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropARevivedWriter(TieredMemoryPool pool, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
-        writer.Write(new byte[10_000]);
-        _ = new Reviver(writer, revived);
-    }
-
     /// <summary>
     /// Collects twice (the blocks of a dropped buffer suspect a leak, then are reclaimed into quarantine), waits out the
     /// quarantine, and rents until an innocent renter gets the block at <paramref name="address"/>, which it fills
@@ -182,12 +169,6 @@ public sealed class SegmentAttackLeakTests
     }
 
     /// <summary>Disposes what it holds from its finalizer (the classic pattern of a wrapper that owns a buffer).</summary>
-    /// <summary>Puts the writer it held where the test finds it again, once the collection that found both unreachable is over.</summary>
-    private sealed class Reviver(SegmentedBufferWriter writer, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        ~Reviver() => revived.Value = writer;
-    }
-
     private sealed class Holder
     {
         public IDisposable? Buffer { get; set; }

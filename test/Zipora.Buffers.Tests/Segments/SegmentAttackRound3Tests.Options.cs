@@ -60,7 +60,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
 
         Assert.Equal(written, writer.Length);
         writer.Dispose();
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
@@ -86,7 +86,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             writer.Dispose();
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, MaxLength = 100 };
         bool stop = false;
-        Thread toggler = Started(() =>
+        Thread toggler = SegmentedBuffers.Started(() =>
         {
             while (!Volatile.Read(ref stop))
             {
@@ -213,7 +213,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 128 };
         bool stop = false;
-        Thread toggler = Started(() =>
+        Thread toggler = SegmentedBuffers.Started(() =>
         {
             while (!Volatile.Read(ref stop))
             {
@@ -250,7 +250,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         Volatile.Write(ref stop, true);
         toggler.Join();
         Assert.True(bad is null, $"a writer grew with a mix that fails validation: {bad}");
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
@@ -262,7 +262,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             var options = new SegmentedBufferOptions { Pool = pool, MaxLength = 10 };
             using var start = new Barrier(3);
             long last = 0;
-            Thread setter = Started(() =>
+            Thread setter = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 for (int i = 1; i <= 2000; i++)
@@ -272,7 +272,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
 
                 last = options.MaxLength;
             });
-            Thread creator = Started(() =>
+            Thread creator = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 for (int i = 0; i < 300; i++)

@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -24,10 +23,10 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         for (int round = 0; round < 20; round++)
         {
             long leakedBefore = pool.GetStatistics().Segmented.Leaked;
-            SegmentedBufferWriter zombie = CollectARevivedWriter(pool);
+            SegmentedBufferWriter zombie = SegmentedBuffers.CollectARevivedWriter(Options(pool));
             using var start = new Barrier(2);
             bool stop = false;
-            Thread sweeper = Started(() =>
+            Thread sweeper = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 while (!Volatile.Read(ref stop))
@@ -61,7 +60,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             Assert.Equal(0, statistics.BytesHeld);
 
             // The tracker (given back or not) must still see the next writer's leak.
-            DropAWriter(pool);
+            SegmentedBuffers.DropAWriter(Options(pool));
             GC.Collect();
             GC.WaitForPendingFinalizers();
             SegmentedBufferStatistics after = pool.GetStatistics().Segmented;
@@ -84,14 +83,14 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         for (int round = 0; round < 20; round++)
         {
             long leakedBefore = pool.GetStatistics().Segmented.Leaked;
-            SegmentedBufferWriter zombie = CollectARevivedWriter(pool);
+            SegmentedBufferWriter zombie = SegmentedBuffers.CollectARevivedWriter(Options(pool));
             using var start = new Barrier(3);
-            Thread sweeper = Started(() =>
+            Thread sweeper = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 _ = pool.GetStatistics();
             });
-            Thread disposer = Started(() =>
+            Thread disposer = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 zombie.Dispose();
@@ -119,31 +118,6 @@ public sealed unsafe partial class SegmentAttackRound3Tests
 
     private static SegmentedBufferOptions Options(TieredMemoryPool pool) =>
         new() { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
-
-    private static SegmentedBufferWriter CollectARevivedWriter(TieredMemoryPool pool)
-    {
-        var revived = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivedWriter(pool, revived);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        return revived.Value!;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropARevivedWriter(TieredMemoryPool pool, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        var writer = new SegmentedBufferWriter(Options(pool));
-        writer.Write(new byte[100]);
-        _ = new Reviver(writer, revived);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropAWriter(TieredMemoryPool pool) => new SegmentedBufferWriter(Options(pool)).Write(new byte[100]);
-
-    private sealed class Reviver(SegmentedBufferWriter writer, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        ~Reviver() => revived.Value = writer;
-    }
 
     private static IDisposable? MakePool(string kind, out MemoryPool<byte>? pool)
     {
@@ -177,24 +151,6 @@ public sealed unsafe partial class SegmentAttackRound3Tests
                 pool = reuse;
                 return reuse;
         }
-    }
-
-    private static Thread Started(Action work)
-    {
-        var thread = new Thread(() => work()) { IsBackground = true };
-        thread.Start();
-        return thread;
-    }
-
-    private static void AssertBalanced(TieredMemoryPool pool)
-    {
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.BytesInUse);
-        Assert.Equal(statistics.Small.Rents, statistics.Small.Returns);
-        Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
-        Assert.Equal(statistics.Large.Rents, statistics.Large.Returns);
-        Assert.Equal(0, statistics.Segmented.LiveBuffers);
-        Assert.Equal(0, statistics.Segmented.BytesHeld);
     }
 
     /// <summary>A pool over <see cref="ArrayPool{T}.Shared"/> arrays (BlockAddress 0).</summary>

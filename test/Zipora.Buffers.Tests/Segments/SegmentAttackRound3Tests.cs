@@ -33,7 +33,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             writer.GetSpan(10);
             writer.Advance(10);
             using var start = new Barrier(2);
-            Thread user = Started(() =>
+            Thread user = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 try
@@ -71,7 +71,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
 
         Assert.Equal(0, badLengths);
         Assert.All(seen.Keys, type => Assert.Equal(typeof(ObjectDisposedException), type));
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
@@ -85,7 +85,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             var writer = new SegmentedBufferWriter(options);
             writer.Write(new byte[3000]);
             using var start = new Barrier(3);
-            Thread user = Started(() =>
+            Thread user = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 try
@@ -101,7 +101,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
                     seen.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
                 }
             });
-            Thread disposer = Started(() =>
+            Thread disposer = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 Thread.SpinWait(round * 20);
@@ -117,7 +117,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         }
 
         Assert.All(seen.Keys, type => Assert.Equal(typeof(ObjectDisposedException), type));
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
             var writer = new SegmentedBufferWriter(options);
             using var start = new Barrier(2);
             void Record(Exception error) => seen.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
-            Thread reader = Started(() =>
+            Thread reader = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 for (int i = 0; i < 30_000; i++)
@@ -219,7 +219,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", seen));
         Assert.True(badLengths == 0, $"{badLengths} bad lengths, first: {firstBad}");
         Assert.All(seen.Keys, type => Assert.True(type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException), $"undocumented {type}"));
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     /// <summary>
@@ -237,7 +237,7 @@ public sealed unsafe partial class SegmentAttackRound3Tests
         var seen = new ConcurrentDictionary<Type, int>();
         using var start = new Barrier(2);
         bool stop = false;
-        Thread reader = Started(() =>
+        Thread reader = SegmentedBuffers.Started(() =>
         {
             start.SignalAndWait();
             for (int i = 0; i < 200_000 && !Volatile.Read(ref stop); i++)

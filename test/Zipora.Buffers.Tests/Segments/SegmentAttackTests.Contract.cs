@@ -328,7 +328,7 @@ public sealed partial class SegmentAttackTests
             var threads = new Thread[8];
             for (int t = 0; t < threads.Length; t++)
             {
-                threads[t] = Started(() =>
+                threads[t] = SegmentedBuffers.Started(() =>
                 {
                     for (int i = 0; i < 20; i++)
                     {

@@ -34,7 +34,7 @@ public sealed partial class SegmentAttackTests
     {
         int started = 0;
         Exception? error = null;
-        Thread user = Started(() =>
+        Thread user = SegmentedBuffers.Started(() =>
         {
             Volatile.Write(ref started, 1);
             try
@@ -56,13 +56,6 @@ public sealed partial class SegmentAttackTests
         afterDispose?.Invoke();
         user.Join();
         return error;
-    }
-
-    internal static Thread Started(Action work)
-    {
-        var thread = new Thread(() => work()) { IsBackground = true };
-        thread.Start();
-        return thread;
     }
 
     /// <summary>A destination whose first asynchronous write waits for <see cref="Open"/>; it copies what it is given at once.</summary>

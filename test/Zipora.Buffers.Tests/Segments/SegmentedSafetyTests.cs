@@ -22,7 +22,7 @@ public sealed class SegmentedSafetyTests
             var writer = new SegmentedBufferWriter(options);
             writer.Write(new byte[50_000]);
             using var start = new Barrier(2);
-            Thread other = Started(() =>
+            Thread other = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 writer.Dispose();
@@ -32,7 +32,7 @@ public sealed class SegmentedSafetyTests
             other.Join();
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
@@ -45,7 +45,7 @@ public sealed class SegmentedSafetyTests
             var stream = new SegmentedMemoryStream(options);
             stream.Write(new byte[50_000]);
             using var start = new Barrier(2);
-            Thread other = Started(() =>
+            Thread other = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 stream.Dispose();
@@ -55,7 +55,7 @@ public sealed class SegmentedSafetyTests
             other.Join();
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
@@ -68,7 +68,7 @@ public sealed class SegmentedSafetyTests
         {
             var writer = new SegmentedBufferWriter(options);
             using var start = new Barrier(2);
-            Thread user = Started(() =>
+            Thread user = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 try
@@ -100,7 +100,7 @@ public sealed class SegmentedSafetyTests
             user.Join();
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
         Assert.All(seen.Keys, type => Assert.True(type == typeof(ObjectDisposedException) || type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException)));
     }
 
@@ -145,13 +145,13 @@ public sealed class SegmentedSafetyTests
                 }
             }
 
-            Thread other = Started(Grow);
+            Thread other = SegmentedBuffers.Started(Grow);
             Grow();
             other.Join();
             writer.Dispose();
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
         TestContext.Current.TestOutputHelper?.WriteLine($"concurrent growths refused: {refused}");
     }
 
@@ -169,7 +169,7 @@ public sealed class SegmentedSafetyTests
             writer.Advance(WriteOne(writer));
             using var start = new Barrier(2);
             Exception? unexpected = null;
-            Thread user = Started(() =>
+            Thread user = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 try
@@ -200,7 +200,7 @@ public sealed class SegmentedSafetyTests
             Assert.Throws<ObjectDisposedException>(() => writer.GetSpan(1));
         }
 
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
         Assert.True(disposedSeen > 0, "no GetSpan ever met the dispose: the race was not exercised");
     }
 
@@ -218,7 +218,7 @@ public sealed class SegmentedSafetyTests
             var writer = new SegmentedBufferWriter(options);
             using var start = new Barrier(2);
             using var stop = new CancellationTokenSource();
-            Thread reader = Started(() =>
+            Thread reader = SegmentedBuffers.Started(() =>
             {
                 start.SignalAndWait();
                 while (!stop.IsCancellationRequested)
@@ -268,7 +268,7 @@ public sealed class SegmentedSafetyTests
         }
 
         Assert.Null(unexpected);
-        AssertBalanced(pool);
+        SegmentedBuffers.AssertBalanced(pool);
         TestContext.Current.TestOutputHelper?.WriteLine($"GetSpan calls told of the other thread: {told}");
     }
 
@@ -291,7 +291,7 @@ public sealed class SegmentedSafetyTests
         Assert.False(chain.ReadWasQuiet(overlappedHere));
 
         Assert.True(chain.TryStartRead(out long overlappedElsewhere));
-        Thread other = Started(() =>
+        Thread other = SegmentedBuffers.Started(() =>
         {
             chain.Enter("chain");
             chain.Exit();
@@ -309,23 +309,5 @@ public sealed class SegmentedSafetyTests
     {
         writer.GetSpan(1)[0] = 1;
         return 1;
-    }
-
-    private static Thread Started(Action work)
-    {
-        var thread = new Thread(() => work()) { IsBackground = true };
-        thread.Start();
-        return thread;
-    }
-
-    private static void AssertBalanced(TieredMemoryPool pool)
-    {
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.BytesInUse);
-        Assert.Equal(statistics.Small.Rents, statistics.Small.Returns);
-        Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
-        Assert.Equal(statistics.Large.Rents, statistics.Large.Returns);
-        Assert.Equal(0, statistics.Segmented.LiveBuffers);
-        Assert.Equal(0, statistics.Segmented.BytesHeld);
     }
 }

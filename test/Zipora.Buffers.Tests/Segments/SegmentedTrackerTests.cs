@@ -49,7 +49,7 @@ public sealed class SegmentedTrackerTests
     {
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        SegmentedBufferWriter zombie = CollectARevivedWriter(pool);
+        SegmentedBufferWriter zombie = SegmentedBuffers.CollectARevivedWriter(Options(pool));
         Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
 
         using var next = new SegmentedBufferWriter(Options(pool));
@@ -73,7 +73,7 @@ public sealed class SegmentedTrackerTests
         var disposed = new SegmentedBufferWriter(Options(pool));
         disposed.Write(new byte[100]);
         disposed.Dispose();
-        DropAWriter(pool);
+        SegmentedBuffers.DropAWriter(Options(pool));
         GC.Collect();
         GC.WaitForPendingFinalizers();
 
@@ -91,7 +91,7 @@ public sealed class SegmentedTrackerTests
         // back itself, with a token whose weak reference the collection cleared.
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
-        CollectARevivedWriter(pool).Dispose();
+        SegmentedBuffers.CollectARevivedWriter(Options(pool)).Dispose();
 
         using var next = new SegmentedBufferWriter(Options(pool));
         next.Write(new byte[10]);
@@ -219,27 +219,6 @@ public sealed class SegmentedTrackerTests
     private static SegmentedBufferOptions Options(TieredMemoryPool pool) =>
         new() { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize };
 
-    /// <summary>Drops a writer holding a segment, collects it, and returns it as another object's finalizer brought it back.</summary>
-    private static SegmentedBufferWriter CollectARevivedWriter(TieredMemoryPool pool)
-    {
-        var revived = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivedWriter(pool, revived);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        return revived.Value!;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropARevivedWriter(TieredMemoryPool pool, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        var writer = new SegmentedBufferWriter(Options(pool));
-        writer.Write(new byte[100]);
-        _ = new Reviver(writer, revived);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropAWriter(TieredMemoryPool pool) => new SegmentedBufferWriter(Options(pool)).Write(new byte[100]);
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void LeakBuffers(TieredMemoryPool pool, int count)
     {
@@ -265,11 +244,5 @@ public sealed class SegmentedTrackerTests
         }
 
         zombie.Dispose();
-    }
-
-    /// <summary>Puts the writer it held where the test finds it again, once the collection that found both unreachable is over.</summary>
-    private sealed class Reviver(SegmentedBufferWriter writer, StrongBox<SegmentedBufferWriter?> revived)
-    {
-        ~Reviver() => revived.Value = writer;
     }
 }
