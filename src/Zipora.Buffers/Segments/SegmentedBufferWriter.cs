@@ -100,19 +100,23 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
     /// <summary>As <see cref="GetMemory"/>, as a span.</summary>
     /// <inheritdoc cref="GetMemory" />
-    public unsafe Span<byte> GetSpan(int sizeHint = 0)
+    public Span<byte> GetSpan(int sizeHint = 0)
     {
         if (TryGetTailRoom(sizeHint, out Memory<byte> available, out nint address, out int end))
         {
-            // A pool block's span straight from its address: no memory slice and no manager call on the hot path.
-            return address != 0
-                ? new Span<byte>((byte*)address + end, available.Length - end)
-                : available.Span[end..];
+            return SpanFrom(available, address, end);
         }
 
         Memory<byte> memory = GetMemoryGuarded(sizeHint, out address);
-        return address != 0 ? new Span<byte>((byte*)address, memory.Length) : memory.Span;
+        return SpanFrom(memory, address, 0);
     }
+
+    /// <summary>
+    /// <paramref name="memory"/> from <paramref name="start"/> as a span: a pool block's straight from its
+    /// <paramref name="address"/> (where <paramref name="memory"/> begins), with no memory slice and no manager call.
+    /// </summary>
+    private static unsafe Span<byte> SpanFrom(Memory<byte> memory, nint address, int start) =>
+        address != 0 ? new Span<byte>((byte*)address + start, memory.Length - start) : memory.Span[start..];
 
     /// <summary>Counts <paramref name="count"/> bytes written into the memory the last <see cref="GetMemory"/> or <see cref="GetSpan"/> gave.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or longer than the memory given.</exception>
