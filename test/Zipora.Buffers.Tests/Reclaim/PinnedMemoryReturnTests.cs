@@ -53,9 +53,10 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         SafetyCases.Advance(time, 3 * delay);
 
         // The collector hands freed regions back to the OS a step at a time after the collection (the runtime's gradual
-        // decommit), so resident memory is given a few real seconds to fall.
+        // decommit), so resident memory is given real seconds to fall: up to 15, as a fresh-clone CI run on a busy
+        // machine was still 9 MB over the bound after 5 (the bound itself is unchanged; a quiet run meets it at once).
         long after = ProcessMemory.ResidentBytes();
-        for (int wait = 0; wait < 50 && after - before > 40 * Megabyte; wait++)
+        for (int wait = 0; wait < 150 && after - before > 40 * Megabyte; wait++)
         {
             Thread.Sleep(100);
             after = ProcessMemory.ResidentBytes();
