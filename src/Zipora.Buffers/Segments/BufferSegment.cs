@@ -47,6 +47,15 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// <summary>The whole memory of the segment, written or not.</summary>
     public Memory<byte> AvailableMemory => _available;
 
+    /// <summary>
+    /// The whole memory of the segment as a span: a pool block's built from its address, without the manager's
+    /// virtual <c>GetSpan</c> that <see cref="AvailableMemory"/>'s span would call. For the holder of the buffer's guard.
+    /// </summary>
+    public unsafe Span<byte> AvailableSpan => _blockAddress != 0 ? new Span<byte>((byte*)_blockAddress, _available.Length) : _available.Span;
+
+    /// <summary>The written bytes as a span, as <see cref="AvailableSpan"/> is built. For the holder of the buffer's guard.</summary>
+    public unsafe Span<byte> WrittenSpan => _blockAddress != 0 ? new Span<byte>((byte*)_blockAddress, _end) : _available.Span[.._end];
+
     /// <summary>Where a pool block's memory starts (native, never moves); 0 for another pool's owner, reached through <see cref="AvailableMemory"/>.</summary>
     public nint BlockAddress => _blockAddress;
 

@@ -251,7 +251,7 @@ internal struct SegmentChain
     public BufferSegment AppendUnsynchronized(int minimumSize)
     {
         IMemoryOwner<byte> owner = RentOwner(minimumSize);
-        BufferSegment segment = BufferSegmentCache.Rent();
+        BufferSegment segment = RentSegment();
         segment.Attach(owner, EndIndex);
         int capacity = segment.Capacity;
         _tracker?.AddBytesHeld(capacity);
@@ -391,6 +391,18 @@ internal struct SegmentChain
         return owner;
     }
 
+    /// <summary>An empty segment object: the one kept with the tracker, else one from the thread's cache.</summary>
+    private readonly BufferSegment RentSegment()
+    {
+        if (_tracker is { SpareSegment: { } spare } tracker)
+        {
+            tracker.SpareSegment = null;
+            return spare;
+        }
+
+        return BufferSegmentCache.Rent();
+    }
+
     private readonly int CountSegments()
     {
         int count = 0;
@@ -446,8 +458,17 @@ internal struct SegmentChain
         {
             _tracker?.AddBytesHeld(-block.Capacity);
 
-            // The object goes back before the block, whose owner may throw (another pool's).
-            BufferSegmentCache.Return(segment);
+            // The object goes back before the block, whose owner may throw (another pool's): kept with the tracker for
+            // the next first segment, else in the thread's cache.
+            if (_tracker is { SpareSegment: null } tracker)
+            {
+                tracker.SpareSegment = segment;
+            }
+            else
+            {
+                BufferSegmentCache.Return(segment);
+            }
+
             block.Dispose();
         }
     }

@@ -48,6 +48,14 @@ internal sealed class SegmentedBufferTracker
     /// <summary>The pool's counters this tracker belongs to.</summary>
     public SegmentedBufferCounters Counters { get; }
 
+    /// <summary>
+    /// An empty segment object (it holds no block) kept with the tracker for the next first segment of its buffer, or
+    /// of the next buffer that takes the tracker: a message of one segment then finds its segment object without the
+    /// thread-local lookups of <see cref="BufferSegmentCache"/>. Read and written only by the buffer that holds the
+    /// tracker, under its guard (a free tracker changes hands under the counters' lock or on one thread).
+    /// </summary>
+    public BufferSegment? SpareSegment { get; set; }
+
     /// <summary>The thread whose spare slot holds this free tracker, or <see langword="null"/>; the sweep takes a dead thread's back.</summary>
     public Thread? ParkedOn { get; set; }
 

@@ -20,7 +20,7 @@ public sealed partial class SegmentedMemoryStream
         while (true)
         {
             int part = Math.Min(segment.End - offset, count - copied);
-            segment.Memory.Span.Slice(offset, part).CopyTo(buffer[copied..]);
+            segment.WrittenSpan.Slice(offset, part).CopyTo(buffer[copied..]);
             copied += part;
             if (copied == count)
             {
@@ -75,7 +75,7 @@ public sealed partial class SegmentedMemoryStream
                 int part = (int)Math.Min(tail.Free, zeros);
 
                 // Pool memory is not zeroed, and a shortened segment still holds its old bytes past the end.
-                tail.AvailableMemory.Span.Slice(tail.End, part).Clear();
+                tail.AvailableSpan.Slice(tail.End, part).Clear();
                 tail.End += part;
                 zeros -= part;
             }
@@ -84,7 +84,7 @@ public sealed partial class SegmentedMemoryStream
             {
                 BufferSegment tail = TailWithRoomUnsynchronized(data.Length);
                 int part = Math.Min(tail.Free, data.Length);
-                data[..part].CopyTo(tail.AvailableMemory.Span[tail.End..]);
+                data[..part].CopyTo(tail.AvailableSpan[tail.End..]);
                 tail.End += part;
                 data = data[part..];
             }
@@ -137,7 +137,7 @@ public sealed partial class SegmentedMemoryStream
         while (true)
         {
             int part = Math.Min(segment.End - offset, data.Length);
-            data[..part].CopyTo(segment.AvailableMemory.Span[offset..]);
+            data[..part].CopyTo(segment.AvailableSpan[offset..]);
             data = data[part..];
             if (data.IsEmpty)
             {

@@ -152,7 +152,7 @@ public sealed partial class SegmentedMemoryStream : Stream
             }
 
             BufferSegment segment = Locate(_position);
-            byte value = segment.Memory.Span[(int)(_position - segment.RunningIndex)];
+            byte value = segment.WrittenSpan[(int)(_position - segment.RunningIndex)];
             _position++;
             return value;
         }
@@ -174,7 +174,7 @@ public sealed partial class SegmentedMemoryStream : Stream
             if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _position <= MaxLength - buffer.Length)
             {
                 // Appending into the tail's room: the common case.
-                buffer.CopyTo(tail.AvailableMemory.Span[tail.End..]);
+                buffer.CopyTo(tail.AvailableSpan[tail.End..]);
                 tail.End += buffer.Length;
                 _position += buffer.Length;
                 return;

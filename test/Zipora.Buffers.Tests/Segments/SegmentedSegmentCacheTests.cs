@@ -1,3 +1,5 @@
+using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
@@ -38,6 +40,77 @@ public sealed class SegmentedSegmentCacheTests
         Assert.Equal(300, again.Distinct().Count());
         Assert.NotEmpty(again.Intersect(rented));
         again.ForEach(BufferSegmentCache.Return);
+    }
+
+    [Fact]
+    public void SegmentsKeptWithATrackerForTheNextBufferNeverCarryOneBuffersDataIntoAnothers()
+    {
+        // A released segment object waits with its buffer's tracker for the next first segment, of that buffer or of
+        // the next one to take the tracker, here or on another thread. Were it ever handed to two buffers, one's bytes
+        // would show in the other's: every live writer holds only its own id, checked after every step.
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 256 };
+        var random = new Random(7);
+        var handedOver = new System.Collections.Concurrent.BlockingCollection<(SegmentedBufferWriter Writer, byte Id)>();
+        Thread consumer = SegmentedBuffers.Started(() =>
+        {
+            // Writers finished on another thread: their trackers and segments are parked on this one.
+            foreach ((SegmentedBufferWriter writer, byte id) in handedOver.GetConsumingEnumerable())
+            {
+                AssertHoldsOnly(writer, id);
+                writer.Dispose();
+            }
+        });
+
+        var live = new List<(SegmentedBufferWriter Writer, byte Id)>();
+        for (int step = 0; step < 20_000; step++)
+        {
+            if (live.Count < 8)
+            {
+                live.Add((new SegmentedBufferWriter(options), (byte)(1 + (step % 250))));
+            }
+
+            int pick = random.Next(live.Count);
+            (SegmentedBufferWriter writer, byte id) = live[pick];
+            switch (random.Next(6))
+            {
+                case 0:
+                    writer.Consume(random.NextInt64(writer.Length + 1));
+                    break;
+                case 1:
+                    writer.Reset();
+                    break;
+                case 2:
+                    live.RemoveAt(pick);
+                    writer.Dispose();
+                    break;
+                case 3:
+                    live.RemoveAt(pick);
+                    handedOver.Add((writer, id));
+                    break;
+                default:
+                    byte[] bytes = new byte[1 + random.Next(300)];
+                    Array.Fill(bytes, id);
+                    writer.Write(bytes);
+                    break;
+            }
+
+            live.ForEach(static entry => AssertHoldsOnly(entry.Writer, entry.Id));
+        }
+
+        handedOver.CompleteAdding();
+        consumer.Join();
+        live.ForEach(static entry => entry.Writer.Dispose());
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    private static void AssertHoldsOnly(SegmentedBufferWriter writer, byte id)
+    {
+        foreach (ReadOnlyMemory<byte> segment in writer.GetReadOnlySequence())
+        {
+            int other = segment.Span.IndexOfAnyExcept(id);
+            Assert.True(other < 0, $"writer {id} holds a byte {(other < 0 ? 0 : segment.Span[other])} of another writer");
+        }
     }
 
     private static List<BufferSegment> RentMany(int count) => [.. Enumerable.Range(0, count).Select(static _ => BufferSegmentCache.Rent())];

@@ -1,0 +1,39 @@
+using System;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// The read without the guard behind the common <see cref="GetSpan"/> and <see cref="GetMemory"/>: it reads, then
+/// checks that no call ran meanwhile (see <see cref="SegmentChain.TryStartRead"/>); only when one did is the guard taken.
+/// </summary>
+public sealed partial class SegmentedBufferWriter
+{
+    /// <summary>
+    /// The tail's memory, block address (0 for another pool's) and written length when its free room holds
+    /// <paramref name="sizeHint"/> bytes within <see cref="MaxLength"/>, read without the guard (the common
+    /// GetSpan/GetMemory, which changes nothing): true only if no call ran meanwhile and the writer was not disposed.
+    /// The values come from one consistent read and are used as read, so a dispose racing on another thread after the
+    /// check cannot make the slice fail.
+    /// </summary>
+    private bool TryGetTailRoom(int sizeHint, out Memory<byte> available, out nint address, out int end)
+    {
+        if (_chain.TryStartRead(out long version) && sizeHint >= 0 && _chain.Tail is { } tail)
+        {
+            available = tail.AvailableMemory;
+            address = tail.BlockAddress;
+            end = tail.End;
+            long free = available.Length - end;
+            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - LengthUnsynchronized && _chain.ReadWasQuiet(version))
+            {
+                // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
+                _chain.ThrowIfDisposed(TypeName);
+                return true;
+            }
+        }
+
+        available = default;
+        address = 0;
+        end = 0;
+        return false;
+    }
+}
