@@ -13,6 +13,7 @@ namespace Zipora.Buffers.Benchmarks;
 /// while it refuses concurrent misuse and racing disposes: one compare-exchange per guarded call (the first GetSpan,
 /// which appends the segment, Advance, GetReadOnlySequence) and the dispose's. A later GetSpan with room in the tail
 /// reads without the guard, the block's detach runs under the guard, and the tracker goes back with a plain store.
+/// The last case adds one pooled block rented and given back, as a one-segment message's segment is.
 /// </summary>
 [MemoryDiagnoser]
 public class SegmentedFloorBenchmarks
@@ -20,11 +21,15 @@ public class SegmentedFloorBenchmarks
     // The writer message's guarded calls and its dispose: see CopiesAnObjectAndTheWritersInterlockedInstructions.
     private const int WriterInterlockedInstructions = 4;
 
+    // The default SegmentedBufferOptions.InitialSegmentSize: a message's first segment is at least this large.
+    private const int FirstSegmentSize = 4096;
+
     private static int s_finalized;
 
     private byte[] _chunk = [];
     private byte[] _readBack = [];
     private byte[] _message = [];
+    private TieredMemoryPool _pool = null!;
 
     [Params(1024, 64 * 1024, 1024 * 1024, 64 * 1024 * 1024)]
     public int Size { get; set; }
@@ -40,6 +45,7 @@ public class SegmentedFloorBenchmarks
         new Random(42).NextBytes(_chunk);
         _readBack = new byte[chunk];
         _message = new byte[Size];
+        _pool = Peers.CreateTieredPoolReusingOwners();
     }
 
     [Benchmark(Baseline = true)]
@@ -75,6 +81,21 @@ public class SegmentedFloorBenchmarks
 
         return RoundTrip();
     }
+
+    /// <summary>
+    /// The copies, the object, the writer's interlocked instructions, and one block of the first segment's size rented
+    /// from a <see cref="TieredMemoryPool"/> and given back (its owner-reusing mode: no owner object per rent): the
+    /// least a one-segment message over pooled native memory does.
+    /// </summary>
+    [Benchmark]
+    public long CopiesAnObjectTheInterlockedInstructionsAndAPooledBlock()
+    {
+        using System.Buffers.IMemoryOwner<byte> block = _pool.Rent(FirstSegmentSize);
+        return CopiesAnObjectAndTheWritersInterlockedInstructions();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _pool.Dispose();
 
     private long RoundTrip()
     {
