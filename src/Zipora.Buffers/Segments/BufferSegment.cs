@@ -120,9 +120,10 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     private void Take(IMemoryOwner<byte> owner)
     {
         _owner = owner;
-        _available = owner.Memory;
         if (owner is NativeMemoryManager block)
         {
+            // The sealed class called directly: no interface dispatch for the memory of every segment.
+            _available = block.Memory;
             _generation = block.Generation;
 
             // The owner's memory is the whole block, from its address.
@@ -130,6 +131,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
         else
         {
+            _available = owner.Memory;
             _generation = 0;
             _blockAddress = 0;
         }
