@@ -63,7 +63,9 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         }
 
         Assert.True(PinnedMemoryCollector.Collections > collections, $"no aggressive collection was asked for: {pool.GetStatistics()}; munmaps {pool.GetStatistics().MunmapCalls}, awaiting {pool.GetStatistics().BytesAwaitingRelease}");
-        Assert.True(peak - after >= 150 * Megabyte && after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; {pool.GetStatistics()}");
+        // Back within 40 MB of where it was (the burst showed at least 150 MB above it, checked before): not "fell by
+        // 150 MB from the peak", since the burst may partly reuse pinned-heap pages an earlier test left committed.
+        Assert.True(after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; {pool.GetStatistics()}");
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
     }
 
