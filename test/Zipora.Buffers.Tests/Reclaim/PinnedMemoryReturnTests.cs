@@ -47,7 +47,9 @@ public sealed class PinnedMemoryReturnTests : IDisposable
 
         owners.ForEach(owner => owner.Dispose());
         long peak = ProcessMemory.ResidentBytes();
-        Assert.True(peak - before >= 150 * Megabyte, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB after");
+        // At least half the 200 MB must show, or the test proves nothing: not all of it, since the burst may reuse
+        // pinned-heap pages an earlier test left committed (a fresh-clone CI run showed 147 MB).
+        Assert.True(peak - before >= 100 * Megabyte, $"the burst should be resident: {before / Megabyte} MB before, {peak / Megabyte} MB after");
 
         // Three delays: the regions go idle, are unmapped (left to the GC) and the collector returns them.
         SafetyCases.Advance(time, 3 * delay);
@@ -63,7 +65,7 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         }
 
         Assert.True(PinnedMemoryCollector.Collections > collections, $"no aggressive collection was asked for: {pool.GetStatistics()}; munmaps {pool.GetStatistics().MunmapCalls}, awaiting {pool.GetStatistics().BytesAwaitingRelease}");
-        // Back within 40 MB of where it was (the burst showed at least 150 MB above it, checked before): not "fell by
+        // Back within 40 MB of where it was (the burst showed at least 100 MB above it, checked before): not "fell by
         // 150 MB from the peak", since the burst may partly reuse pinned-heap pages an earlier test left committed.
         Assert.True(after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; {pool.GetStatistics()}");
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
