@@ -48,13 +48,21 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     public Memory<byte> AvailableMemory => _available;
 
     /// <summary>
-    /// The whole memory of the segment as a span: a pool block's built from its address, without the manager's
-    /// virtual <c>GetSpan</c> that <see cref="AvailableMemory"/>'s span would call. For the holder of the buffer's guard.
+    /// The whole memory of the segment as a span, built as <see cref="SpanOf"/> builds one. For the holder of the
+    /// buffer's guard.
     /// </summary>
-    public unsafe Span<byte> AvailableSpan => _blockAddress != 0 ? new Span<byte>((byte*)_blockAddress, _available.Length) : _available.Span;
+    public Span<byte> AvailableSpan => SpanOf(_available, _blockAddress, 0);
 
-    /// <summary>The written bytes as a span, as <see cref="AvailableSpan"/> is built. For the holder of the buffer's guard.</summary>
-    public unsafe Span<byte> WrittenSpan => _blockAddress != 0 ? new Span<byte>((byte*)_blockAddress, _end) : _available.Span[.._end];
+    /// <summary>The written bytes as a span. For the holder of the buffer's guard.</summary>
+    public Span<byte> WrittenSpan => AvailableSpan[.._end];
+
+    /// <summary>
+    /// <paramref name="memory"/> from <paramref name="start"/> as a span: a pool block's straight from its
+    /// <paramref name="address"/> (where <paramref name="memory"/> begins), without the manager's virtual
+    /// <c>GetSpan</c> that the memory's span would call; another pool's (address 0) through its memory and its checks.
+    /// </summary>
+    public static unsafe Span<byte> SpanOf(Memory<byte> memory, nint address, int start) =>
+        address != 0 ? new Span<byte>((byte*)address + start, memory.Length - start) : memory.Span[start..];
 
     /// <summary>Where a pool block's memory starts (native, never moves); 0 for another pool's owner, reached through <see cref="AvailableMemory"/>.</summary>
     public nint BlockAddress => _blockAddress;

@@ -104,19 +104,12 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     {
         if (TryGetTailRoom(sizeHint, out Memory<byte> available, out nint address, out int end))
         {
-            return SpanFrom(available, address, end);
+            return BufferSegment.SpanOf(available, address, end);
         }
 
         Memory<byte> memory = GetMemoryGuarded(sizeHint, out address);
-        return SpanFrom(memory, address, 0);
+        return BufferSegment.SpanOf(memory, address, 0);
     }
-
-    /// <summary>
-    /// <paramref name="memory"/> from <paramref name="start"/> as a span: a pool block's straight from its
-    /// <paramref name="address"/> (where <paramref name="memory"/> begins), with no memory slice and no manager call.
-    /// </summary>
-    private static unsafe Span<byte> SpanFrom(Memory<byte> memory, nint address, int start) =>
-        address != 0 ? new Span<byte>((byte*)address + start, memory.Length - start) : memory.Span[start..];
 
     /// <summary>Counts <paramref name="count"/> bytes written into the memory the last <see cref="GetMemory"/> or <see cref="GetSpan"/> gave.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or longer than the memory given.</exception>
