@@ -101,29 +101,6 @@ public sealed class RegionSlotTests
     }
 
     [Fact]
-    public void AnIdleThreadsParkedRegionIsUnmappedAfterTheDelay()
-    {
-        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
-        var time = new FakeTimeProvider();
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
-        nint address;
-        using (IMemoryOwner<byte> owner = pool.Rent(HugeSize))
-        {
-            owner.Memory.Span.Fill(1);
-            address = OwnerAddress.Of(owner);
-        }
-
-        Assert.Equal(pool.GetStatistics().Huge.BytesAllocated, pool.GetStatistics().Huge.BytesRetained);
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
-
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.Huge.BytesRetained);
-        Assert.Equal(0, statistics.BytesAwaitingRelease);
-        Assert.Equal(1, statistics.MunmapCalls);
-        Assert.False(ProcessMappings.IsMappedNow(address, HugeSize), ProcessMappings.Describe(address, HugeSize));
-    }
-
-    [Fact]
     public void AThreadThatExitedGivesItsParkedRegionToTheNextRenter()
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = new FakeTimeProvider() });
