@@ -47,7 +47,7 @@ internal sealed class UnixPageAllocator : PageAllocator
         nuint keptLength = padded;
         if (head != 0)
         {
-            if (Libc.Munmap(raw, head) != 0)
+            if (!TryMunmap(raw, head))
             {
                 return GiveBackWhole(kept, keptLength);
             }
@@ -56,7 +56,7 @@ internal sealed class UnixPageAllocator : PageAllocator
             keptLength -= head;
         }
 
-        if (tail != 0 && Libc.Munmap(aligned + (nint)length, tail) != 0)
+        if (tail != 0 && !TryMunmap(aligned + (nint)length, tail))
         {
             return GiveBackWhole(kept, keptLength);
         }
@@ -74,11 +74,11 @@ internal sealed class UnixPageAllocator : PageAllocator
     {
         // An unmap of a whole mapping removes an entry and does not fail for want of map entries; should it fail
         // anyway, the range stays mapped and unreferenced, and the caller still sees a refusal it can handle.
-        _ = Libc.Munmap(address, length);
+        _ = TryMunmap(address, length);
         return false;
     }
 
-    public override bool Unmap(nint address, nuint length) => Libc.Munmap(address, length) == 0;
+    public override bool Unmap(nint address, nuint length) => TryMunmap(address, length);
 
     public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
     {
@@ -101,11 +101,21 @@ internal sealed class UnixPageAllocator : PageAllocator
                 return false;
         }
 
+        if (MappingLedger.IsEnabled)
+        {
+            MappingLedger.Touching(address, length, "madvise");
+        }
+
         return Libc.Madvise(address, length, code) == 0;
     }
 
     public override bool TryProtect(nint address, nuint length, PageProtection protection)
     {
+        if (MappingLedger.IsEnabled)
+        {
+            MappingLedger.Touching(address, length, "mprotect");
+        }
+
         int prot = protection == PageProtection.None ? Libc.ProtNone : Libc.ProtRead | Libc.ProtWrite;
         return Libc.Mprotect(address, length, prot) == 0;
     }
@@ -120,6 +130,28 @@ internal sealed class UnixPageAllocator : PageAllocator
         }
 
         address = result;
+        if (MappingLedger.IsEnabled)
+        {
+            MappingLedger.Mapped(result, length);
+        }
+
         return true;
+    }
+
+    private static bool TryMunmap(nint address, nuint length)
+    {
+        if (!MappingLedger.IsEnabled)
+        {
+            return Libc.Munmap(address, length) == 0;
+        }
+
+        MappingLedger.Unmapping(address, length);
+        if (Libc.Munmap(address, length) == 0)
+        {
+            return true;
+        }
+
+        MappingLedger.UnmapRefused(address, length);
+        return false;
     }
 }

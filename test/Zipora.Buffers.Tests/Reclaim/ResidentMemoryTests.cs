@@ -5,13 +5,18 @@ using System.Threading.Tasks;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Measures the process's resident memory, so it runs alone (see <see cref="HugepageTests"/>'s collection).</summary>
+/// <summary>Measures the process's resident memory, so it runs in a process of its own (see <see cref="IsolatedProcess"/>).</summary>
 [Collection(nameof(HugepageTests))]
 public sealed class ResidentMemoryTests
 {
     [Fact]
     public async Task AfterABurstOfHalfAGigabyteAndAnIdleSpellResidentMemoryReturnsToItsBaseline()
     {
+        if (IsolatedProcess.RunsElsewhere(GetType(), nameof(AfterABurstOfHalfAGigabyteAndAnIdleSpellResidentMemoryReturnsToItsBaseline)))
+        {
+            return;
+        }
+
         if (!ProcessMemory.CanRead)
         {
             Skip.Because("resident memory is read from /proc/self/statm, which this OS does not have");

@@ -7,7 +7,7 @@ using System.Threading.Tasks;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Measures resident memory, so it runs alone.</summary>
+/// <summary>Measures resident memory, so it runs in a process of its own (see <see cref="IsolatedProcess"/>).</summary>
 [Collection(nameof(HugepageTests))]
 public sealed class SoakTests
 {
@@ -18,6 +18,11 @@ public sealed class SoakTests
     [Fact]
     public void UnderMixedTrafficResidentAndRetainedMemoryStayFlat()
     {
+        if (IsolatedProcess.RunsElsewhere(GetType(), nameof(UnderMixedTrafficResidentAndRetainedMemoryStayFlat)))
+        {
+            return;
+        }
+
         if (!ProcessMemory.CanRead)
         {
             Skip.Because("resident memory is read from /proc/self/statm, which this OS does not have");

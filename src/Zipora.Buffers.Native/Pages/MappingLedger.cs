@@ -1,0 +1,119 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>
+/// A check, off unless the <c>Zipora.Buffers.Native.VerifyMappings</c> runtime switch is set, that every <c>munmap</c>,
+/// <c>madvise</c> and <c>mprotect</c> the pools issue targets memory they mapped and have not unmapped yet.
+/// </summary>
+/// <remarks>
+/// <para>
+/// An unmap or a page drop of a stale range does not fail: the kernel applies it to whatever is mapped there now,
+/// which may be another pool's live buffer (its bytes zeroed, or its range unmapped and then mapped again for a
+/// second owner). Nothing inside a pool can see that happen, so the test suite runs with this switch on: every live
+/// mapping of the process's pools is recorded, and a call on a range that is not wholly inside one stops the
+/// process at once with the call's stack, before the call runs.
+/// </para>
+/// <para>
+/// Off, it costs one static read the JIT folds away. On, each mapping call takes one lock: only tests turn it on.
+/// </para>
+/// </remarks>
+internal static class MappingLedger
+{
+    public static readonly bool IsEnabled =
+        AppContext.TryGetSwitch("Zipora.Buffers.Native.VerifyMappings", out bool enabled) && enabled;
+
+    private static readonly Lock s_lock = new();
+
+    // Live mappings by start address; ranges never overlap.
+    private static readonly SortedList<nuint, nuint> s_lengthByStart = [];
+
+    /// <summary>Records a range the kernel just mapped; it must not overlap one already recorded.</summary>
+    public static void Mapped(nint address, nuint length)
+    {
+        lock (s_lock)
+        {
+            int index = FloorIndex((nuint)address + length - 1);
+            if (index >= 0 && End(index) > (nuint)address)
+            {
+                Fail("mmap", address, length, $"the kernel returned a range that overlaps the live mapping at 0x{s_lengthByStart.Keys[index]:x}: something unmapped it behind its owner's back");
+            }
+
+            s_lengthByStart.Add((nuint)address, length);
+        }
+    }
+
+    /// <summary>Checks a range about to be unmapped, and forgets it (splitting the mapping it was cut from).</summary>
+    public static void Unmapping(nint address, nuint length)
+    {
+        lock (s_lock)
+        {
+            int index = ContainingIndex(address, length, "munmap");
+            nuint start = s_lengthByStart.Keys[index];
+            nuint end = End(index);
+            s_lengthByStart.RemoveAt(index);
+            if (start < (nuint)address)
+            {
+                s_lengthByStart.Add(start, (nuint)address - start);
+            }
+
+            nuint cutEnd = (nuint)address + length;
+            if (cutEnd < end)
+            {
+                s_lengthByStart.Add(cutEnd, end - cutEnd);
+            }
+        }
+    }
+
+    /// <summary>Records that an unmap checked by <see cref="Unmapping"/> was refused: the range is still mapped.</summary>
+    public static void UnmapRefused(nint address, nuint length) => Mapped(address, length);
+
+    /// <summary>Checks a range about to have its pages advised or protected.</summary>
+    public static void Touching(nint address, nuint length, string call)
+    {
+        lock (s_lock)
+        {
+            _ = ContainingIndex(address, length, call);
+        }
+    }
+
+    private static int ContainingIndex(nint address, nuint length, string call)
+    {
+        int index = FloorIndex((nuint)address);
+        if (index < 0 || End(index) < (nuint)address + length)
+        {
+            Fail(call, address, length, "the range is not inside one live mapping of the pools: it was unmapped already, or never mapped");
+        }
+
+        return index;
+    }
+
+    // The index of the last mapping that starts at or below the address, or -1.
+    private static int FloorIndex(nuint address)
+    {
+        IList<nuint> starts = s_lengthByStart.Keys;
+        int low = 0;
+        int high = starts.Count - 1;
+        while (low <= high)
+        {
+            int middle = low + ((high - low) / 2);
+            if (starts[middle] <= address)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle - 1;
+            }
+        }
+
+        return high;
+    }
+
+    private static nuint End(int index) => s_lengthByStart.Keys[index] + s_lengthByStart.Values[index];
+
+    private static void Fail(string call, nint address, nuint length, string why) =>
+        Environment.FailFast($"Zipora.Buffers mapping check: {call}(0x{address:x}, {length}) refused, {why}.{Environment.NewLine}{Environment.StackTrace}");
+}

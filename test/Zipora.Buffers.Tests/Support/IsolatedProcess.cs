@@ -1,0 +1,65 @@
+using System;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Runs a test that measures the whole process (resident memory, <c>/proc/self/maps</c>, process-wide counts) in a
+/// process of its own: in the suite's process, every test before it leaves garbage, committed heap, live threads and
+/// undisposed pools behind, and no collection order makes that go away.
+/// </summary>
+/// <remarks>
+/// The test calls <see cref="RunsElsewhere"/> first. In the suite's process that starts the test assembly again with
+/// only this test selected, waits for it, fails with the child's output if the child's test failed or did not run,
+/// skips if it skipped, and returns <see langword="true"/>; in the child (marked by an environment variable naming the
+/// test) it returns <see langword="false"/> and the test goes on to measure.
+/// </remarks>
+internal static partial class IsolatedProcess
+{
+    private const string Variable = "ZIPORA_TESTS_ISOLATED";
+
+    public static bool RunsElsewhere(Type testClass, string method)
+    {
+        string name = $"{testClass.FullName}.{method}";
+        if (Environment.GetEnvironmentVariable(Variable) == name)
+        {
+            return false;
+        }
+
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor", "-diagnostics" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment[Variable] = name;
+        using Process process = Process.Start(start)!;
+        System.Threading.Tasks.Task<string> errors = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{name} did not finish in its own process within 5 minutes:\n{output}");
+        }
+
+        output += errors.Result;
+        TestContext.Current.TestOutputHelper?.WriteLine(output);
+        Match summary = Summary().Match(output);
+        Assert.True(summary.Success, $"{name} printed no summary in its own process (exit code {process.ExitCode}):\n{output}");
+        Assert.True(int.Parse(summary.Groups["total"].Value, System.Globalization.CultureInfo.InvariantCulture) == 1, $"{name} should have run once in its own process:\n{output}");
+        Assert.True(summary.Groups["failed"].Value == "0" && summary.Groups["errors"].Value == "0" && process.ExitCode == 0, $"{name} failed in its own process:\n{output}");
+        if (summary.Groups["skipped"].Value != "0")
+        {
+            Skip.Because($"skipped in its own process: {SkipReason().Match(output).Groups["reason"].Value.Trim()}");
+        }
+
+        return true;
+    }
+
+    [GeneratedRegex(@"Total: (?<total>\d+), Errors: (?<errors>\d+), Failed: (?<failed>\d+), Skipped: (?<skipped>\d+)")]
+    private static partial Regex Summary();
+
+    [GeneratedRegex(@"\[SKIP\](?<reason>[^\n]*)")]
+    private static partial Regex SkipReason();
+}
