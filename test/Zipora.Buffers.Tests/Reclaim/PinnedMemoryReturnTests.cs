@@ -35,6 +35,12 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         TimeSpan delay = SafetyCases.IdleDelay;
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, IdleReleaseDelay = delay, TimeProvider = time });
         // Its own process (see IsolatedProcess): no earlier test's garbage or committed heap hides the burst or the fall.
+        // One small burst first, let go of and collected as the measured one will be: the runtime keeps static fields
+        // in arrays on the pinned heap, so a type first used after the burst (on the release path) would put its
+        // statics behind the burst's arrays, and that live array alone keeps their region committed (32 MB here).
+        _ = WriteAndReturnABurst(pool, megabytes: 8);
+        SafetyCases.Advance(time, 3 * delay);
+        _ = Heap();
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         long before = ProcessMemory.SettledResidentBytes();
         long collections = PinnedMemoryCollector.Collections;
@@ -48,16 +54,16 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         // The collector hands freed regions back to the OS a step at a time after the collection (the runtime's gradual
         // decommit), so resident memory is given real seconds to fall.
         long after = ProcessMemory.ResidentBytes();
-        for (int wait = 0; wait < 150 && after - before > 40 * Megabyte; wait++)
+        for (int wait = 0; wait < 150 && after - before > 20 * Megabyte; wait++)
         {
             Thread.Sleep(100);
             after = ProcessMemory.ResidentBytes();
         }
 
         Assert.True(PinnedMemoryCollector.Collections > collections, $"no aggressive collection was asked for: {pool.GetStatistics()}; munmaps {pool.GetStatistics().MunmapCalls}, awaiting {pool.GetStatistics().BytesAwaitingRelease}");
-        TestContext.Current.TestOutputHelper?.WriteLine($"resident: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later");
-        // Back within 40 MB of where it was (a quiet run: 20-25 MB, what the runtime keeps of its own after the burst).
-        Assert.True(after - before <= 40 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; GC {Heap()}; {pool.GetStatistics()}");
+        TestContext.Current.TestOutputHelper?.WriteLine($"resident: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; GC {Heap()}");
+        // Back within 20 MB (a tenth of the burst) of where it was: measured +1 MB.
+        Assert.True(after - before <= 20 * Megabyte, $"resident memory should fall back: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB three delays later; GC {Heap()}; {pool.GetStatistics()}");
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
     }
 
