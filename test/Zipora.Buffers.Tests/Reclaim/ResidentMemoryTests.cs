@@ -51,6 +51,7 @@ public sealed class ResidentMemoryTests
             resident = ProcessMemory.ResidentBytes();
         }
 
+        TestContext.Current.TestOutputHelper?.WriteLine($"resident: {baseline >> 20} MB before, {peak >> 20} MB at the peak, {resident >> 20} MB after");
         Assert.True(resident <= baseline * 1.1, $"resident {resident >> 20} MB, baseline {baseline >> 20} MB, peak {peak >> 20} MB\n{pool.GetStatistics()}");
         Assert.Equal(0, pool.GetStatistics().BytesRetained);
     }

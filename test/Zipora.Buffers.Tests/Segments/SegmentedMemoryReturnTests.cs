@@ -63,6 +63,7 @@ public sealed class SegmentedMemoryReturnTests
         SafetyCases.Advance(time, SafetyCases.IdleDelay / 2);
         long after = ProcessMemory.ResidentBytes();
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        TestContext.Current.TestOutputHelper?.WriteLine($"resident: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {after / Megabyte} MB 1.25 delays after");
         Assert.True(after <= before + (before / 10), $"resident memory should be back within 10% of where it was: {before / Megabyte} MB before, {peak / Megabyte} MB at the peak, {keptForReuse / Megabyte} MB kept for reuse at 0.75 delays, {after / Megabyte} MB after; {statistics}");
         Assert.Equal(0, statistics.BytesRetained);
         Assert.Equal(0, statistics.BytesInUse);
