@@ -21,12 +21,34 @@ internal static partial class IsolatedProcess
 
     public static bool RunsElsewhere(Type testClass, string method)
     {
-        string name = $"{testClass.FullName}.{method}";
-        if (Environment.GetEnvironmentVariable(Variable) == name)
+        if (IsChildFor(testClass, method))
         {
             return false;
         }
 
+        string name = NameOf(testClass, method);
+        (int exitCode, string output) = Run(testClass, method);
+        TestContext.Current.TestOutputHelper?.WriteLine(output);
+        Match summary = Summary().Match(output);
+        Assert.True(summary.Success, $"{name} printed no summary in its own process (exit code {exitCode}):\n{output}");
+        Assert.True(int.Parse(summary.Groups["total"].Value, System.Globalization.CultureInfo.InvariantCulture) == 1, $"{name} should have run once in its own process:\n{output}");
+        Assert.True(summary.Groups["failed"].Value == "0" && summary.Groups["errors"].Value == "0" && exitCode == 0, $"{name} failed in its own process:\n{output}");
+        if (summary.Groups["skipped"].Value != "0")
+        {
+            Skip.Because($"skipped in its own process: {SkipReason().Match(output).Groups["reason"].Value.Trim()}");
+        }
+
+        return true;
+    }
+
+    /// <summary>Whether this process is the child started to run <paramref name="method"/>.</summary>
+    public static bool IsChildFor(Type testClass, string method) =>
+        Environment.GetEnvironmentVariable(Variable) == NameOf(testClass, method);
+
+    /// <summary>Runs <paramref name="method"/> alone in a child process; its exit code and everything it printed.</summary>
+    public static (int ExitCode, string Output) Run(Type testClass, string method)
+    {
+        string name = NameOf(testClass, method);
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor", "-diagnostics" },
@@ -43,19 +65,10 @@ internal static partial class IsolatedProcess
             Assert.Fail($"{name} did not finish in its own process within 5 minutes:\n{output}");
         }
 
-        output += errors.Result;
-        TestContext.Current.TestOutputHelper?.WriteLine(output);
-        Match summary = Summary().Match(output);
-        Assert.True(summary.Success, $"{name} printed no summary in its own process (exit code {process.ExitCode}):\n{output}");
-        Assert.True(int.Parse(summary.Groups["total"].Value, System.Globalization.CultureInfo.InvariantCulture) == 1, $"{name} should have run once in its own process:\n{output}");
-        Assert.True(summary.Groups["failed"].Value == "0" && summary.Groups["errors"].Value == "0" && process.ExitCode == 0, $"{name} failed in its own process:\n{output}");
-        if (summary.Groups["skipped"].Value != "0")
-        {
-            Skip.Because($"skipped in its own process: {SkipReason().Match(output).Groups["reason"].Value.Trim()}");
-        }
-
-        return true;
+        return (process.ExitCode, output + errors.Result);
     }
+
+    private static string NameOf(Type testClass, string method) => $"{testClass.FullName}.{method}";
 
     [GeneratedRegex(@"Total: (?<total>\d+), Errors: (?<errors>\d+), Failed: (?<failed>\d+), Skipped: (?<skipped>\d+)")]
     private static partial Regex Summary();
