@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
-using System.Threading;
 
 #pragma warning disable CA2000, CA1849, xUnit1031
 
@@ -19,52 +18,39 @@ public sealed partial class SegmentAttackRound4Tests
         // gets the tracker and its spare). Fresh streams on both threads after must hold only their own bytes.
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 48 };
-        int disposedSeen = 0;
-        for (int round = 0; round < 200; round++)
-        {
-            var raced = new SegmentedMemoryStream(options);
-            raced.Write(Filled(1, 200));
-            using var start = new Barrier(2);
-            Exception? unexpected = null;
-            Thread user = SegmentedBuffers.Started(() =>
+        int disposedSeen = BufferRaces.UseAgainstADispose(
+            () =>
             {
-                start.SignalAndWait();
-                try
+                var raced = new SegmentedMemoryStream(options);
+                raced.Write(Filled(1, 200));
+                return raced;
+            },
+            static raced =>
+            {
+                // The only way out of the loop is the dispose.
+                for (int i = 0; ; i++)
                 {
-                    for (int i = 0; ; i++)
+                    raced.Seek(5 + (i % 40), SeekOrigin.End);
+                    raced.Write(Filled(1, 1 + (i * 13 % 60)));
+                    raced.SetLength(raced.Length - (i % 70));
+                    raced.Position = i % 50;
+                    raced.Write(Filled(1, 40));
+                    _ = raced.ReadByte();
+                    if (i % 16 == 0)
                     {
-                        raced.Seek(5 + (i % 40), SeekOrigin.End);
-                        raced.Write(Filled(1, 1 + (i * 13 % 60)));
-                        raced.SetLength(raced.Length - (i % 70));
-                        raced.Position = i % 50;
-                        raced.Write(Filled(1, 40));
-                        _ = raced.ReadByte();
-                        if (i % 16 == 0)
-                        {
-                            raced.Position = 0;
-                            raced.CopyToAsync(new YieldingStream()).GetAwaiter().GetResult();
-                        }
+                        raced.Position = 0;
+                        raced.CopyToAsync(new YieldingStream()).GetAwaiter().GetResult();
                     }
                 }
-                catch (ObjectDisposedException)
-                {
-                    // The only way out of the loop: the dispose was seen.
-                    Interlocked.Increment(ref disposedSeen);
-                }
-                catch (Exception exception)
-                {
-                    unexpected = exception;
-                }
+            },
+            rounds: 200,
+            spinPerRound: 40,
+            afterEach: _ =>
+            {
+                using var fresh = new SegmentedMemoryStream(options);
+                fresh.Write(Filled(2, 100));
+                Assert.True(Array.TrueForAll(fresh.ToArray(), static b => b == 2), "a fresh stream holds another's byte");
             });
-            start.SignalAndWait();
-            Thread.SpinWait(round * 40);
-            raced.Dispose();
-            user.Join();
-            Assert.Null(unexpected);
-            using var fresh = new SegmentedMemoryStream(options);
-            fresh.Write(Filled(2, 100));
-            Assert.True(Array.TrueForAll(fresh.ToArray(), static b => b == 2), "a fresh stream holds another's byte");
-        }
 
         Assert.Equal(200, disposedSeen);
         SegmentedBuffers.AssertBalanced(pool);

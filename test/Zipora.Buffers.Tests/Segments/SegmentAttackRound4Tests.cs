@@ -171,23 +171,15 @@ public sealed partial class SegmentAttackRound4Tests
 
             int pick = random.Next(live.Count);
             (SegmentedBufferWriter writer, byte id) = live[pick];
-            switch (random.Next(5))
+            if (random.Next(5) == 0)
             {
-                case 0:
-                    writer.Consume(random.NextInt64(writer.Length + 1));
-                    break;
-                case 1:
-                    writer.Reset();
-                    break;
-                case 2:
-                    Unregister(writer, id);
-                    live.RemoveAt(pick);
-                    writer.Dispose();
-                    continue;
-                default:
-                    writer.Write(Filled(id, 1 + random.Next(200)));
-                    break;
+                Unregister(writer, id);
+                live.RemoveAt(pick);
+                writer.Dispose();
+                continue;
             }
+
+            SegmentedBuffers.ConsumeResetOrWrite(writer, id, random, maxWrite: 200);
 
             Register(writer, id);
             AssertHoldsOnly(writer, id);

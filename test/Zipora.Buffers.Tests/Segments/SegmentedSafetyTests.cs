@@ -162,7 +162,7 @@ public sealed class SegmentedSafetyTests
         // throw ObjectDisposedException, never hand out a torn span or throw anything else.
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 };
-        WriterRaces.ReadAgainstADispose(
+        BufferRaces.ReadAgainstADispose(
             options,
             static writer => writer.Advance(WriteOne(writer)),
             static writer =>
@@ -183,7 +183,7 @@ public sealed class SegmentedSafetyTests
         // thrown away (then the guard tells the thread), never handed out torn.
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 1024 };
-        int told = WriterRaces.ReadAgainstRewrites(options, static writer =>
+        int told = BufferRaces.ReadAgainstRewrites(options, static writer =>
         {
             Span<byte> room = writer.GetSpan(1);
             if (room.Length is < 1 or > 1024)
@@ -202,7 +202,7 @@ public sealed class SegmentedSafetyTests
         // sequence's contents are valid only until the dispose, which may come at once, so they are not read here.
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 1024 };
-        WriterRaces.ReadAgainstADispose(options, static writer => writer.Write(new byte[5000]), static writer => _ = writer.GetReadOnlySequence());
+        BufferRaces.ReadAgainstADispose(options, static writer => writer.Write(new byte[5000]), static writer => _ = writer.GetReadOnlySequence());
         SegmentedBuffers.AssertBalanced(pool);
     }
 
@@ -213,7 +213,7 @@ public sealed class SegmentedSafetyTests
         // constructor's ArgumentException over segments being let go of), and no segment is lost or returned twice.
         using var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 1024 };
-        int told = WriterRaces.ReadAgainstRewrites(options, static writer => _ = writer.GetReadOnlySequence());
+        int told = BufferRaces.ReadAgainstRewrites(options, static writer => _ = writer.GetReadOnlySequence());
         SegmentedBuffers.AssertBalanced(pool);
         TestContext.Current.TestOutputHelper?.WriteLine($"GetReadOnlySequence calls told of the other thread: {told}");
     }

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
@@ -75,23 +74,15 @@ public sealed class SegmentedSegmentCacheTests
             switch (random.Next(6))
             {
                 case 0:
-                    writer.Consume(random.NextInt64(writer.Length + 1));
-                    break;
-                case 1:
-                    writer.Reset();
-                    break;
-                case 2:
                     live.RemoveAt(pick);
                     writer.Dispose();
                     break;
-                case 3:
+                case 1:
                     live.RemoveAt(pick);
                     handedOver.Add((writer, id));
                     break;
                 default:
-                    byte[] bytes = new byte[1 + random.Next(300)];
-                    Array.Fill(bytes, id);
-                    writer.Write(bytes);
+                    SegmentedBuffers.ConsumeResetOrWrite(writer, id, random, maxWrite: 300);
                     break;
             }
 

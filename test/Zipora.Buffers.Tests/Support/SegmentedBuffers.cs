@@ -5,7 +5,7 @@ using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>What the segmented buffers' tests share: threads to race on, the pool's balance, and revived writers.</summary>
+/// <summary>What the segmented buffers' tests share: threads to race on, the pool's balance, a model step, and revived writers.</summary>
 internal static class SegmentedBuffers
 {
     /// <summary>A background thread running <paramref name="work"/>, started.</summary>
@@ -26,6 +26,28 @@ internal static class SegmentedBuffers
         Assert.Equal(statistics.Large.Rents, statistics.Large.Returns);
         Assert.Equal(0, statistics.Segmented.LiveBuffers);
         Assert.Equal(0, statistics.Segmented.BytesHeld);
+    }
+
+    /// <summary>
+    /// The model tests' step on a live writer that holds only bytes of value <paramref name="id"/>: consumes a random
+    /// part of it, resets it, or writes 1 to <paramref name="maxWrite"/> more bytes of <paramref name="id"/>.
+    /// </summary>
+    public static void ConsumeResetOrWrite(SegmentedBufferWriter writer, byte id, Random random, int maxWrite)
+    {
+        switch (random.Next(3))
+        {
+            case 0:
+                writer.Consume(random.NextInt64(writer.Length + 1));
+                break;
+            case 1:
+                writer.Reset();
+                break;
+            default:
+                byte[] bytes = new byte[1 + random.Next(maxWrite)];
+                Array.Fill(bytes, id);
+                writer.Write(bytes);
+                break;
+        }
     }
 
     /// <summary>

@@ -5,24 +5,25 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Races a writer's read-only call (<c>GetSpan</c>, <c>GetReadOnlySequence</c>) against what may change the writer
-/// under it: a dispose from another thread, or (misuse) writes, consumes and resets from another thread. Each race
-/// fails the test on any exception but the documented ones, and leaves the pool to be checked for balance.
+/// Races a segmented buffer's calls against what may change the buffer under them: a dispose from another thread, or
+/// (misuse) writes, consumes and resets from another thread. Each race fails the test on any exception but the
+/// documented ones, and leaves the pool to be checked for balance.
 /// </summary>
-internal static class WriterRaces
+internal static class BufferRaces
 {
     /// <summary>
-    /// <paramref name="rounds"/> writers prepared by <paramref name="prepare"/>, each read in a loop on one thread by
-    /// <paramref name="read"/> while this thread disposes it at a later moment each round; returns how many reads met
-    /// the dispose (<see cref="ObjectDisposedException"/>, the only exception allowed).
+    /// <paramref name="rounds"/> buffers made by <paramref name="create"/>, each used on one thread by
+    /// <paramref name="use"/> (until it returns, or meets the dispose) while this thread disposes it a little later
+    /// each round (<paramref name="spinPerRound"/> more spins); <paramref name="afterEach"/> checks each disposed
+    /// buffer. Returns how many uses met the dispose (<see cref="ObjectDisposedException"/>, the only exception allowed).
     /// </summary>
-    public static int ReadAgainstADispose(SegmentedBufferOptions options, Action<SegmentedBufferWriter> prepare, Action<SegmentedBufferWriter> read, int rounds = 300)
+    public static int UseAgainstADispose<T>(Func<T> create, Action<T> use, int rounds, int spinPerRound, Action<T>? afterEach = null)
+        where T : IDisposable
     {
         int disposedSeen = 0;
         for (int round = 0; round < rounds; round++)
         {
-            var writer = new SegmentedBufferWriter(options);
-            prepare(writer);
+            T buffer = create();
             using var start = new Barrier(2);
             Exception? unexpected = null;
             Thread user = SegmentedBuffers.Started(() =>
@@ -30,10 +31,7 @@ internal static class WriterRaces
                 start.SignalAndWait();
                 try
                 {
-                    for (int i = 0; i < 10_000; i++)
-                    {
-                        read(writer);
-                    }
+                    use(buffer);
                 }
                 catch (ObjectDisposedException)
                 {
@@ -45,13 +43,40 @@ internal static class WriterRaces
                 }
             });
             start.SignalAndWait();
-            Thread.SpinWait(round * 20);
-            writer.Dispose();
+            Thread.SpinWait(round * spinPerRound);
+            buffer.Dispose();
             user.Join();
             Assert.Null(unexpected);
-            Assert.Throws<ObjectDisposedException>(() => read(writer));
+            afterEach?.Invoke(buffer);
         }
 
+        return disposedSeen;
+    }
+
+    /// <summary>
+    /// <paramref name="rounds"/> writers prepared by <paramref name="prepare"/>, each read 10,000 times on one thread by
+    /// <paramref name="read"/> while this thread disposes it (see <see cref="UseAgainstADispose{T}"/>); a read after
+    /// the dispose must throw. Returns how many reads met the dispose.
+    /// </summary>
+    public static int ReadAgainstADispose(SegmentedBufferOptions options, Action<SegmentedBufferWriter> prepare, Action<SegmentedBufferWriter> read, int rounds = 300)
+    {
+        int disposedSeen = UseAgainstADispose(
+            () =>
+            {
+                var writer = new SegmentedBufferWriter(options);
+                prepare(writer);
+                return writer;
+            },
+            writer =>
+            {
+                for (int i = 0; i < 10_000; i++)
+                {
+                    read(writer);
+                }
+            },
+            rounds,
+            spinPerRound: 20,
+            afterEach: writer => Assert.Throws<ObjectDisposedException>(() => read(writer)));
         Assert.True(disposedSeen > 0, "no read ever met the dispose: the race was not exercised");
         return disposedSeen;
     }
