@@ -69,6 +69,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     // none in diagnostic mode. Rent(0) and Rent(-1) fall outside it and go through RentOther.
     private readonly uint _smallFastSizes;
 
+    // How many sizes above the mmap threshold take the region path in Rent, without RentOther's frame: all region
+    // sizes up to MaxBufferSize normally, none in diagnostic mode.
+    private readonly uint _regionFastSizes;
+
     // Whether the pooled manager itself is handed out (ReuseOwners), instead of an owner per rent.
     private readonly bool _reuseOwners;
     private int _disposed;
@@ -109,6 +113,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         // The fast path must not serve what MaxBufferSize forbids: it stops at the smaller of the two limits.
         _mediumFastSizes = _diagnostics is null ? (uint)(Math.Min(_mmapThreshold, _maxBufferSize) - MediumTier.MinSize + 1) : 0;
         _smallFastSizes = _diagnostics is null ? (uint)Math.Min(SmallTier.MaxSize, _maxBufferSize) : 0;
+        _regionFastSizes = _diagnostics is null ? (uint)Math.Max(_maxBufferSize - _mmapThreshold, 0) : 0;
         _reuseOwners = options.ReuseOwners;
 
         // The clock runs even when background release is off: it times the quarantine of leaked blocks and the
@@ -188,6 +193,12 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         if ((uint)(minBufferSize - 1) < _smallFastSizes)
         {
             Native.NativeMemoryManager block = _small.Rent(minBufferSize);
+            return _reuseOwners ? block : new BlockOwner(block);
+        }
+
+        if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
+        {
+            Native.NativeMemoryManager block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
             return _reuseOwners ? block : new BlockOwner(block);
         }
 
@@ -303,10 +314,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             return _diagnostics.Track(tracked, tier);
         }
 
-        // Regions first, without the general routing: the tiers' own slots make their steady rents this short.
-        Native.NativeMemoryManager block = size > _mmapThreshold && size <= _maxBufferSize
-            ? (size <= _hugepageThreshold ? _large.Rent(size) : _huge.Rent(size))
-            : RentBlock(size).Block;
+        Native.NativeMemoryManager block = RentBlock(size).Block;
         return _reuseOwners ? block : new BlockOwner(block);
     }
 

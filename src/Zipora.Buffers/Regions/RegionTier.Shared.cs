@@ -75,10 +75,8 @@ internal abstract partial class RegionTier
         Volatile.Write(ref cache.InUse, 1);
         if (!_cachesClosed && (long)region.MappedLength <= cache.ReservedBytes)
         {
-            long now = _clock.Epoch;
-            region.ReturnedAt = now;
-            cache.LastParkAt = now;
             displaced = cache.Parked;
+            cache.LastParkAt = _clock.Epoch;
             cache.Parked = region;
             cache.ParksByClass[region.ClassIndex]++;
             if (displaced is not null)

@@ -150,6 +150,8 @@ internal abstract partial class RegionTier
         Region? parked = cache.Parked;
         if (parked is not null)
         {
+            // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
+            parked.ReturnedAt = cache.LastParkAt;
             cache.Parked = null;
             cache.DrainedByClass[parked.ClassIndex]++;
             emptied.Add(parked);

@@ -109,9 +109,9 @@ internal abstract partial class RegionTier : BufferTier
             Volatile.Write(ref cache.InUse, 1);
             if (cache.Parked is null && (long)region.MappedLength <= cache.ReservedBytes && !_cachesClosed)
             {
-                long now = _clock.Epoch;
-                region.ReturnedAt = now;
-                cache.LastParkAt = now;
+                // The region's own return time is written when it leaves the slot unrented (see EmptySlotUnsynchronized):
+                // until then the slot's park time is its return time, and the fast path touches one object less.
+                cache.LastParkAt = _clock.Epoch;
                 cache.Parked = region;
                 cache.ParksByClass[region.ClassIndex]++;
                 Volatile.Write(ref cache.InUse, 0);

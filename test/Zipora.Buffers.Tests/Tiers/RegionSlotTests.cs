@@ -160,6 +160,32 @@ public sealed class RegionSlotTests
 
     [Theory]
     [MemberData(nameof(BothRegionTiersInBothModes))]
+    public void ATrimWaitsADelayFromTheRegionsLastParkHoweverLongAgoItWasMapped(int size, OwnerMode mode)
+    {
+        // The fast park writes only the slot's park time; the region's own return time is written as a trim takes it.
+        // Were it left at the region's first park, three delays before, the trim would unmap it at once, under a Span
+        // its last owner may still write.
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(SafetyCases.Options(mode, time));
+        for (int i = 0; i < 12; i++)
+        {
+            // Each rent holds the region a quarter delay; each return parks it on the fast path.
+            IMemoryOwner<byte> owner = pool.Rent(size);
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            owner.Dispose();
+        }
+
+        pool.Trim();
+
+        TieredMemoryPoolStatistics trimmed = pool.GetStatistics();
+        Assert.Equal(0, trimmed.MunmapCalls);
+        Assert.True(trimmed.BytesAwaitingRelease > 0, trimmed.ToString());
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        Assert.Equal(1, pool.GetStatistics().MunmapCalls);
+    }
+
+    [Theory]
+    [MemberData(nameof(BothRegionTiersInBothModes))]
     public void DisposingThePoolTakesTheParkedRegion(int size, OwnerMode mode)
     {
         var time = new FakeTimeProvider();
