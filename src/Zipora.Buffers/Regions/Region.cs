@@ -41,7 +41,10 @@ internal sealed class Region : INativeMemoryReleaser
     public Region? SameSizeOlder;
     public Region? SameSizeNewer;
 
-    /// <summary>The idle clock's tick when the region was last returned.</summary>
+    /// <summary>
+    /// The idle clock's tick when the region was last returned. A region parked in a thread's slot has it written as it
+    /// leaves the slot unrented; until then the slot's <see cref="RegionThreadCache.LastParkAt"/> holds it.
+    /// </summary>
     public long ReturnedAt;
 
     public void Release(NativeMemoryManager buffer) => Tier.Return(this);

@@ -31,7 +31,10 @@ internal sealed class RegionThreadCache : HandshakeCache
     /// <summary>The region this thread returned last and has not rented again, if any.</summary>
     public Region? Parked;
 
-    /// <summary>The idle clock's tick of the last park: a slot unused for a whole delay gives back its region and reservation.</summary>
+    /// <summary>
+    /// The idle clock's tick of the last park, which is the parked region's return time: a slot unused for a whole delay
+    /// gives back its region and reservation, and a region taken from the slot is unmapped no sooner than a delay after it.
+    /// </summary>
     public long LastParkAt;
 
     /// <summary>
