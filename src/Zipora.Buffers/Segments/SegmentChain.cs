@@ -62,6 +62,17 @@ internal struct SegmentChain
 
     public readonly BufferSegment? Tail => _tail;
 
+    /// <summary>
+    /// The head, read once for a call that holds no guard: a dispose on another thread may clear the field at any
+    /// moment. Volatile, so the JIT neither takes it for another read of the field nor reads the field again for it:
+    /// a plain second read of a field the method never writes may lose its null check, as the JIT takes it for the
+    /// first (a racing dispose then made a quiet read throw <see cref="NullReferenceException"/>).
+    /// </summary>
+    public readonly BufferSegment? HeadReadOnce => Volatile.Read(ref Unsafe.AsRef(in _head));
+
+    /// <summary>The tail, read once for a call that holds no guard (see <see cref="HeadReadOnce"/>).</summary>
+    public readonly BufferSegment? TailReadOnce => Volatile.Read(ref Unsafe.AsRef(in _tail));
+
     /// <summary>The index just past the last written byte (0 with no segment).</summary>
     public readonly long EndIndex
     {

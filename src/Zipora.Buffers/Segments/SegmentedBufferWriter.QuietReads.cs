@@ -17,13 +17,16 @@ public sealed partial class SegmentedBufferWriter
     /// </summary>
     private bool TryGetTailRoom(int sizeHint, out Memory<byte> available, out nint address, out int end)
     {
-        if (_chain.TryStartRead(out long version) && sizeHint >= 0 && _chain.Tail is { } tail)
+        if (_chain.TryStartRead(out long version) && sizeHint >= 0 && _chain.TailReadOnce is { } tail && _chain.HeadReadOnce is { } head)
         {
             available = tail.AvailableMemory;
             address = tail.BlockAddress;
             end = tail.End;
             long free = available.Length - end;
-            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - LengthUnsynchronized && _chain.ReadWasQuiet(version))
+
+            // The length from the head and tail read once above, not from Length, which would read the fields again.
+            long length = tail.RunningIndex + end - head.RunningIndex - _headStart;
+            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - length && _chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);
