@@ -24,25 +24,12 @@ namespace Zipora.Buffers;
 /// (an asynchronous copy until it completes): a dispose that comes meanwhile is done by that call as it leaves, so
 /// no call ever touches a segment, or a block, that already went back and may serve another buffer.
 /// </para>
+/// <para>
+/// This file holds the chain and its segments' comings and goings; <c>SegmentChain.Guard.cs</c> the guard.
+/// </para>
 /// </remarks>
-internal struct SegmentChain
+internal partial struct SegmentChain
 {
-    // The guard, one long written at once: bits 0-1 say free, taken by a call, or released for good; bits 2-31 hold
-    // the managed id of the thread inside if its call may run the user's code (0 otherwise), taken in the same
-    // compare-exchange, so a refused call tells re-entry from another thread by what it saw (a separate field would
-    // still hold the previous holder's id for a moment); bits
-    // 32-63 count the calls that have left the guard, so a call that only reads can tell that no other call ran while
-    // it read (see TryStartRead): 2^32 calls would have to run during one read for the count to come round.
-    private const long Free = 0;
-    private const long Busy = 1;
-
-    // Set for good by the first dispose: busy, with nothing to release any more.
-    private const long Released = 2;
-    private const long GuardBits = 3;
-    private const int ThreadShift = 2;
-    private const long ThreadBits = 0xFFFF_FFFC;
-    private const long OneCallLeft = 1L << 32;
-
     private SegmentedBufferSettings _settings;
     private SegmentedBufferTracker? _tracker;
 
@@ -99,160 +86,6 @@ internal struct SegmentChain
         {
             _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token);
         }
-    }
-
-    /// <summary>
-    /// Starts a call that only reads the chain, without the guard: false when a call is inside, the buffer was
-    /// disposed, or the sweep counted it as leaked (the caller then takes the guard). Every field read before
-    /// <see cref="ReadWasQuiet"/> says true may be torn, and is only to be used after it.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly bool TryStartRead(out long version)
-    {
-        version = Volatile.Read(ref Unsafe.AsRef(in _state));
-        return (version & GuardBits) == Free && (_tracker is null || _tracker.IsHeldBy(_ticket));
-    }
-
-    /// <summary>
-    /// Whether no call took the guard since <see cref="TryStartRead"/> gave <paramref name="version"/>: every change
-    /// to the chain is made under the guard, so what was read in between is one consistent state of the chain, as if
-    /// read under the guard. A dispose since makes it false too.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly bool ReadWasQuiet(long version)
-    {
-        // The reads above stay above the check (on x64 and arm64 alike).
-        Volatile.ReadBarrier();
-        return Volatile.Read(ref Unsafe.AsRef(in _state)) == version;
-    }
-
-    /// <summary>
-    /// Takes the guard for a call that may run code of the user's while it holds it (a copy's destination, a foreign
-    /// pool), or throws naming <paramref name="typeName"/>: it was disposed, or another call is inside. The guard
-    /// records this thread, so a call coming back in from that code is told it re-entered.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter(string typeName) => EnterAs(typeName, CurrentThreadBits());
-
-    /// <summary>
-    /// As <see cref="Enter(string)"/>, for a call that runs none of the user's code while it holds the guard (unless
-    /// the pool is another than a <see cref="TieredMemoryPool"/>, whose code it may run). Such a call cannot be re-entered,
-    /// so a call refused by it is on another thread: the guard need not record which, which spares the thread-local
-    /// lookup of its id.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void EnterForOwnWork(string typeName) => EnterAs(typeName, _settings.Tiered is null ? CurrentThreadBits() : 0);
-
-    private static long CurrentThreadBits() => ((long)Environment.CurrentManagedThreadId << ThreadShift) & ThreadBits;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void EnterAs(string typeName, long thread)
-    {
-        if (!TryEnter(thread, out long seen))
-        {
-            // Re-entered only if the holder recorded this very thread (one that records none runs no user code, so
-            // the call it refuses comes from another thread).
-            SegmentThrowHelper.ThrowDisposedOrConcurrent(typeName, seen == Released || IsDisposed, (seen & (GuardBits | ThreadBits)) == (CurrentThreadBits() | Busy));
-        }
-
-        if (IsDisposed)
-        {
-            // Disposed while another call was inside, which has just left: its release is done here, on the way out.
-            Exit();
-            SegmentThrowHelper.ThrowDisposed(typeName);
-        }
-
-        if (_tracker is { } tracker && !tracker.IsHeldBy(_ticket))
-        {
-            // The sweep found this buffer collected: it runs again only because another object's finalizer brought it back.
-            RetireIfBlocksReclaimedUnsynchronized(typeName);
-        }
-    }
-
-    /// <summary>Takes the guard for <paramref name="thread"/>; false, with the guard as it was seen, when a call is inside or the buffer was disposed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryEnter(long thread, out long seen)
-    {
-        seen = Volatile.Read(ref _state);
-        while ((seen & GuardBits) == Free)
-        {
-            long was = Interlocked.CompareExchange(ref _state, seen | thread | Busy, seen);
-            if (was == seen)
-            {
-                return true;
-            }
-
-            // Free still, with another count: a call came and went in between (misuse, or a race that is over).
-            seen = was;
-        }
-
-        return false;
-    }
-
-    /// <summary>Throws <see cref="System.ObjectDisposedException"/> naming <paramref name="typeName"/> once the buffer is disposed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly void ThrowIfDisposed(string typeName)
-    {
-        if (IsDisposed)
-        {
-            SegmentThrowHelper.ThrowDisposed(typeName);
-        }
-    }
-
-    /// <summary>
-    /// Gives the guard back, then throws <see cref="System.ObjectDisposedException"/> if a dispose came meanwhile: for
-    /// a call that hands out memory, which must not hand out a segment that went back as it left.
-    /// </summary>
-    public void ExitOrThrowIfDisposed(string typeName)
-    {
-        Exit();
-        ThrowIfDisposed(typeName);
-    }
-
-    /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
-    /// <remarks>
-    /// A plain release, no interlocked instruction (one per call is the guard's whole cost): a dispose that finds the
-    /// guard taken pays for the fence instead (see <see cref="ReleaseAfterDisposeFoundTheGuardTaken"/>), so at least
-    /// one of the two sees the other, and exactly one wins the guard.
-    /// </remarks>
-    public void Exit()
-    {
-        // Free again, one more call counted: only the holder writes the guard while it is taken.
-        Volatile.Write(ref _state, (_state & ~(GuardBits | ThreadBits)) + OneCallLeft);
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            _ = ReleaseForGood();
-        }
-    }
-
-    /// <summary>
-    /// Marks the chain disposed, and releases every segment (ending the message they hold), now or when the call
-    /// inside the guard leaves. A second dispose, racing or not, does nothing.
-    /// </summary>
-    public void Dispose()
-    {
-        Volatile.Write(ref _disposed, 1);
-        if (!ReleaseForGood() && Volatile.Read(ref _state) != Released)
-        {
-            // Not only while the guard still reads taken: a call may have freed it just after the compare-exchange
-            // above, having read the flag before this thread's write reached it; the guard then reads free here, and
-            // only this thread is left to release.
-            ReleaseAfterDisposeFoundTheGuardTaken();
-        }
-    }
-
-    /// <summary>
-    /// A dispose found a call inside: that call releases as it leaves, if it sees the flag. Its <see cref="Exit"/>
-    /// frees the guard and reads the flag with no fence between, so it might read the flag before this thread's write
-    /// reaches it while this thread's compare-exchange still saw the guard taken. A process-wide barrier closes that
-    /// gap (rare: only a dispose racing a call pays it): after it, a call that has not freed the guard yet sees the
-    /// flag, and one that has freed it left the guard for the compare-exchange here.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void ReleaseAfterDisposeFoundTheGuardTaken()
-    {
-        Interlocked.MemoryBarrierProcessWide();
-        _ = ReleaseForGood();
     }
 
     /// <summary>
@@ -357,25 +190,6 @@ internal struct SegmentChain
         _nextSegmentSize = _settings.InitialSegmentSize;
     }
 
-    /// <summary>
-    /// For a buffer brought back by another object's finalizer after the pool's sweep counted it as leaked (its
-    /// tracker's ticket moved on): if the pool has reclaimed any of its blocks (their generation
-    /// moved on), retires the chain for good, without releasing (what the pool did not take yet, it takes once the
-    /// buffer is unreachable again), and throws: the buffer must never reach a block that may be another renter's.
-    /// </summary>
-    private void RetireIfBlocksReclaimedUnsynchronized(string typeName)
-    {
-        for (BufferSegment? segment = _head; segment is not null; segment = segment.NextSegment)
-        {
-            if (!segment.StillHoldsItsBlock)
-            {
-                Volatile.Write(ref _disposed, 1);
-                Volatile.Write(ref _state, Released);
-                SegmentThrowHelper.ThrowDisposed(typeName);
-            }
-        }
-    }
-
     /// <summary>Rents a block of at least <paramref name="minimumSize"/> bytes (the growth's next size when larger), and moves the growth on.</summary>
     private IMemoryOwner<byte> RentOwner(int minimumSize)
     {
@@ -423,44 +237,6 @@ internal struct SegmentChain
         }
 
         return count;
-    }
-
-    /// <summary>Takes the guard for good and releases everything; false when the guard was not free.</summary>
-    private bool ReleaseForGood()
-    {
-        // Whoever wins the guard after the flag is set releases; the guard is never given back.
-        long free = Volatile.Read(ref _state);
-        if ((free & GuardBits) != Free || Interlocked.CompareExchange(ref _state, Released, free) != free)
-        {
-            return false;
-        }
-
-        SegmentedBufferTracker? tracker = _tracker;
-        if (tracker is null)
-        {
-            ReleaseAfterUnsynchronized(null);
-            return true;
-        }
-
-        try
-        {
-            // The end index is the message's length: the running index starts at 0 and restarts at each reset.
-            tracker.EndMessage(_segmentsThisMessage, EndIndex);
-            ReleaseAfterUnsynchronized(null);
-        }
-        finally
-        {
-            // Refused when the sweep retired the tracker first: this buffer was counted as leaked, and is not counted twice.
-            // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
-            object token = _token!;
-            _token = null;
-            if (tracker.TryGiveBack(_ticket, token))
-            {
-                SegmentedBufferCounters.Return(tracker);
-            }
-        }
-
-        return true;
     }
 
     private void Release(BufferSegment segment)
