@@ -52,20 +52,9 @@ internal static partial class IsolatedProcess
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor", "-diagnostics" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
         };
         start.Environment[Variable] = name;
-        using Process process = Process.Start(start)!;
-        System.Threading.Tasks.Task<string> errors = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{name} did not finish in its own process within 5 minutes:\n{output}");
-        }
-
-        return (process.ExitCode, output + errors.Result);
+        return ChildProcess.Run(start, TimeSpan.FromMinutes(5));
     }
 
     private static string NameOf(Type testClass, string method) => $"{testClass.FullName}.{method}";

@@ -86,18 +86,8 @@ internal sealed class MemoryCgroup : IDisposable
         var start = new ProcessStartInfo("/bin/sh")
         {
             ArgumentList = { "-c", $"echo $$ > '{Path.Join(_directory, "cgroup.procs")}' && exec dotnet '{assembly}' {arguments}" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
         };
-        using Process process = Process.Start(start)!;
-        string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"the child did not finish within {timeout}: {output}");
-        }
-
-        return (process.ExitCode, output);
+        return ChildProcess.Run(start, timeout);
     }
 
     public void Dispose() => TryRemove(_directory);
