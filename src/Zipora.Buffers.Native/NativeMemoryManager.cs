@@ -227,6 +227,9 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// <summary>Changes each time the finalizer reclaims the block; a pool's own owner of one rent compares it to the one it was made with.</summary>
     internal int Generation => Volatile.Read(ref _generation);
 
+    /// <summary>What takes the block back on dispose (<see langword="null"/> for a manager that frees its own memory).</summary>
+    internal INativeMemoryReleaser? Releaser => _releaser;
+
     /// <summary>Whether the block is back with its releaser and may be handed out again.</summary>
     internal bool IsReturned => _state == StateReturned;
 

@@ -47,7 +47,10 @@ internal sealed class Region : INativeMemoryReleaser
     /// </summary>
     public long ReturnedAt;
 
-    public void Release(NativeMemoryManager buffer) => Tier.Return(this);
+    /// <summary>The region that <paramref name="buffer"/>, one of a region tier's buffers, hands out.</summary>
+    public static Region Of(NativeMemoryManager buffer) => (Region)buffer.Releaser!;
+
+    public void Release(NativeMemoryManager buffer) => Tier.Return(this, buffer);
 
     public void Reclaim(NativeMemoryManager buffer) => Tier.Reclaim(this);
 }

@@ -75,9 +75,10 @@ internal abstract partial class RegionTier
         Volatile.Write(ref cache.InUse, 1);
         if (!_cachesClosed && (long)region.MappedLength <= cache.ReservedBytes)
         {
-            displaced = cache.Parked;
+            displaced = cache.ParkedRegion;
             cache.LastParkAt = _clock.Epoch;
-            cache.Parked = region;
+            cache.ParkedBuffer = region.Buffer;
+            cache.ParkedClassIndex = region.ClassIndex;
             cache.ParksByClass[region.ClassIndex]++;
             if (displaced is not null)
             {

@@ -122,7 +122,7 @@ internal abstract partial class RegionTier
                     slots.Parks += cache.ParksByClass[classIndex];
                 }
 
-                if (cache.Parked is { } parked)
+                if (cache.ParkedRegion is { } parked)
                 {
                     slots.ParkedByClass[parked.ClassIndex]++;
                     slots.ParkedBufferBytes += parked.Buffer.Length;

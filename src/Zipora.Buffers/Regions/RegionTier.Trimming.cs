@@ -147,12 +147,12 @@ internal abstract partial class RegionTier
     /// <summary>Takes a slot's region into <paramref name="emptied"/> and gives back its reservation. The owner is kept out or has exited.</summary>
     private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied)
     {
-        Region? parked = cache.Parked;
+        Region? parked = cache.ParkedRegion;
         if (parked is not null)
         {
             // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
             parked.ReturnedAt = cache.LastParkAt;
-            cache.Parked = null;
+            cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
             emptied.Add(parked);
         }

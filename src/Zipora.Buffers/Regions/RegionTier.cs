@@ -83,15 +83,15 @@ internal abstract partial class RegionTier : BufferTier
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
-            Region? parked = cache.Parked;
-            if (parked is not null && parked.ClassIndex == classIndex && !_cachesClosed)
+            NativeMemoryManager? parked = cache.ParkedBuffer;
+            if (parked is not null && cache.ParkedClassIndex == classIndex && !_cachesClosed)
             {
                 // No hit counter: a slot's hits are its parks less what left it otherwise (see RegionThreadCache).
-                cache.Parked = null;
+                cache.ParkedBuffer = null;
                 cache.RequestedBytes += size;
                 Volatile.Write(ref cache.InUse, 0);
-                parked.Buffer.Reactivate();
-                return parked.Buffer;
+                parked.Reactivate();
+                return parked;
             }
 
             Volatile.Write(ref cache.InUse, 0);
@@ -100,19 +100,20 @@ internal abstract partial class RegionTier : BufferTier
         return RentShared(classIndex, size, cache);
     }
 
-    /// <summary>Takes a region back from its owner, on whatever thread disposed it.</summary>
-    public void Return(Region region)
+    /// <summary>Takes a region back from its owner, on whatever thread disposed it; <paramref name="buffer"/> is its buffer.</summary>
+    public void Return(Region region, NativeMemoryManager buffer)
     {
         RegionThreadCache? cache = FindThreadCache();
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (cache.Parked is null && (long)region.MappedLength <= cache.ReservedBytes && !_cachesClosed)
+            if (cache.ParkedBuffer is null && (long)region.MappedLength <= cache.ReservedBytes && !_cachesClosed)
             {
                 // The region's own return time is written when it leaves the slot unrented (see EmptySlotUnsynchronized):
                 // until then the slot's park time is its return time, and the fast path touches one object less.
                 cache.LastParkAt = _clock.Epoch;
-                cache.Parked = region;
+                cache.ParkedBuffer = buffer;
+                cache.ParkedClassIndex = region.ClassIndex;
                 cache.ParksByClass[region.ClassIndex]++;
                 Volatile.Write(ref cache.InUse, 0);
                 return;

@@ -100,6 +100,26 @@ public sealed class RegionSlotTests
         Assert.Equal(3, tier.Returns);
     }
 
+    [Theory]
+    [MemberData(nameof(BothRegionTiersInBothModes))]
+    public void ARentOfAnotherSizeClassNeverGetsTheParkedRegion(int size, OwnerMode mode)
+    {
+        using var pool = new TieredMemoryPool(SafetyCases.Options(mode, new FakeTimeProvider()));
+        IMemoryOwner<byte> small = pool.Rent(size);
+        nint parked = OwnerAddress.Of(small);
+        small.Dispose();
+
+        // The slot holds the region just returned; a rent twice as large must map another, and get all of it.
+        using IMemoryOwner<byte> larger = pool.Rent(2 * size);
+        Assert.NotEqual(parked, OwnerAddress.Of(larger));
+        Assert.True(larger.Memory.Length >= 2 * size, $"{larger.Memory.Length} bytes for a rent of {2 * size}");
+        larger.Memory.Span[^1] = 1;
+
+        // The parked region still serves its own class.
+        using IMemoryOwner<byte> again = pool.Rent(size);
+        Assert.Equal(parked, OwnerAddress.Of(again));
+    }
+
     [Fact]
     public void AThreadThatExitedGivesItsParkedRegionToTheNextRenter()
     {
