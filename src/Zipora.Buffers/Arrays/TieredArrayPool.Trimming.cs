@@ -29,7 +29,7 @@ public sealed partial class TieredArrayPool
             return;
         }
 
-        bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now, delayInTicks);
+        bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now);
         if (idle is not null)
         {
             DropCached(idle);

@@ -99,7 +99,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _retiredHits = new long[classCount];
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
-        _idleness = new ClassIdleness(classCount);
+        var clock = new IdleClock(options.IdleReleaseDelay, options.TimeProvider);
+        _idleness = new ClassIdleness(classCount, clock);
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
         _registry = new ThreadCacheRegistry<ArrayThreadCache>(RetireUnsynchronized);
@@ -108,7 +109,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
         {
             // Kept by the clock's shared ticker, and holding this pool weakly: an array pool is never disposed.
-            _ = new IdleReleaser(this, new IdleClock(options.IdleReleaseDelay, options.TimeProvider), options.TimeProvider);
+            _ = new IdleReleaser(this, clock, options.TimeProvider);
         }
 
         PoolMetrics.Register(this);

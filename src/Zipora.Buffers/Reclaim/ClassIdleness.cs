@@ -3,21 +3,22 @@ using System.Threading;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Judges each size class idle on its own: a class that saw no rent or return for more than the whole delay in ticks
-/// (so a full delay of real time, see <see cref="IdleClock.HasWaitedOutDelay"/>) and still holds free buffers is due
-/// to be given back, once, until it is used again. It also dates each class's last activity, so a
+/// Judges each size class idle on its own: a class that saw no rent or return for the whole delay (see
+/// <see cref="IdleClock.QuietLongEnough"/>) and still holds free buffers is due to be given back, once, until it is
+/// used again. It also dates each class's last activity, so a
 /// trim knows whether the free blocks it collected were returned a full delay ago.
 /// </summary>
 /// <remarks>The idle releaser's timer writes it one tick at a time; trims on other threads read it under the lock.</remarks>
-internal sealed class ClassIdleness(int classCount)
+internal sealed class ClassIdleness(int classCount, IdleClock clock)
 {
     private readonly Lock _lock = new();
     private readonly long[] _activity = new long[classCount];
     private readonly long[] _lastActive = new long[classCount];
+    private readonly bool[] _lastActiveCounted = new bool[classCount];
     private readonly bool[] _released = new bool[classCount];
 
     /// <summary>Records each class's activity at tick <paramref name="now"/>; returns the classes due to be given back, or <see langword="null"/>.</summary>
-    public bool[]? IdleClasses(ClassCounts[] byClass, long now, long delayInTicks)
+    public bool[]? IdleClasses(ClassCounts[] byClass, long now)
     {
         bool[]? idle = null;
         lock (_lock)
@@ -30,9 +31,10 @@ internal sealed class ClassIdleness(int classCount)
                 {
                     _activity[classIndex] = activity;
                     _lastActive[classIndex] = now;
+                    _lastActiveCounted[classIndex] = clock.LastTickCounted;
                     _released[classIndex] = false;
                 }
-                else if (!_released[classIndex] && counts.Cached > 0 && now - _lastActive[classIndex] > delayInTicks)
+                else if (!_released[classIndex] && counts.Cached > 0 && clock.QuietLongEnough(now, _lastActive[classIndex], _lastActiveCounted[classIndex]))
                 {
                     _released[classIndex] = true;
                     (idle ??= new bool[byClass.Length])[classIndex] = true;

@@ -59,12 +59,20 @@ internal sealed class IdleClock
 
     public long Epoch => Volatile.Read(ref _epoch);
 
+    /// <summary>
+    /// Whether the last <see cref="Advance"/> counted a tick. Read by the same tick's work: a use that work finds came
+    /// before it, and the ticker times the next tick a period after the work ended, so a quiet span counted from such
+    /// a tick need not wait the extra tick a return stamp waits (see <see cref="QuietLongEnough"/>).
+    /// </summary>
+    public bool LastTickCounted { get; private set; }
+
     /// <summary>Counts a tick if a whole period has passed since the last one that counted; returns the epoch.</summary>
     /// <remarks>Only the idle releaser's timer calls it, one tick at a time.</remarks>
     public long Advance()
     {
         long now = _time.GetTimestamp();
-        if (_time.GetElapsedTime(_lastTickAt, now) < Period)
+        LastTickCounted = _time.GetElapsedTime(_lastTickAt, now) >= Period;
+        if (!LastTickCounted)
         {
             return Epoch;
         }
@@ -79,4 +87,19 @@ internal sealed class IdleClock
     /// <see cref="DelayInTicks"/> ticks have: the strict comparison is what makes the guarantee whole.
     /// </summary>
     public bool HasWaitedOutDelay(long stamp) => Epoch - stamp > DelayInTicks;
+
+    /// <summary>
+    /// Whether something whose activity was last seen moving at tick <paramref name="quietSince"/> has, at tick
+    /// <paramref name="now"/>, stayed unused for the delay. Seen at a tick that counted
+    /// (<paramref name="seenAtCountedTick"/>), its last use came before that tick's work, and each later tick is a
+    /// whole period after the one before it ended, so the delay in ticks is whole from there; seen at a tick that did
+    /// not count, the use may have come up to a period after its epoch began, and one tick more is waited, as for a
+    /// return stamp (see <see cref="HasWaitedOutDelay"/>).
+    /// </summary>
+    /// <remarks>
+    /// Only the idle judgements use it (when a class or a tier is given back), not the unmaps: what they give back
+    /// before its blocks' stamps have waited out the delay only has its pages dropped, and is unmapped later.
+    /// </remarks>
+    public bool QuietLongEnough(long now, long quietSince, bool seenAtCountedTick) =>
+        now - quietSince >= DelayInTicks + (seenAtCountedTick ? 0 : 1);
 }

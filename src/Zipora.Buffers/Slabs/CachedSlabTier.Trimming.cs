@@ -34,13 +34,13 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
 
         _highWater.Sample(now, delayInTicks, inUse);
-        bool[]? idle = _idleness.IdleClasses(byClass, now, delayInTicks);
+        bool[]? idle = _idleness.IdleClasses(byClass, now);
         if (_adaptive && idle is not null)
         {
             TrimClasses(idle);
         }
 
-        TrimIfIdle(now, delayInTicks, activity);
+        TrimIfIdle(now, activity);
     }
 
     public override void Dispose()

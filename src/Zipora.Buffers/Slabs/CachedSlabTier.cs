@@ -74,7 +74,7 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         _retiredMisses = new long[classCount];
         _retiredReturns = new long[classCount];
         _highWater = new HighWaterSampler(classCount);
-        _idleness = new ClassIdleness(classCount);
+        _idleness = new ClassIdleness(classCount, clock);
         _heap = new SlabHeap(pages, unmaps, clock, this, classCount);
         _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);
         _cacheId = _registry.Id;

@@ -13,6 +13,7 @@ internal abstract class SlabTier : BufferTier
     private readonly Lock _markLock = new();
     private long _activitySeen = -1;
     private long _lastActive;
+    private bool _lastActiveCounted;
     private bool _trimmedSinceActive;
 
     protected SlabTier(IdleClock clock) => Clock = clock;
@@ -21,11 +22,13 @@ internal abstract class SlabTier : BufferTier
 
     /// <summary>
     /// Trims the tier when <paramref name="activity"/> (rents plus returns so far: it changes whenever the tier is
-    /// used) has not moved for more than the whole delay in ticks, so its free blocks have all been returned a full
-    /// delay ago and their slabs may be unmapped at once (see <see cref="IdleClock.HasWaitedOutDelay"/>). Each tier's <see cref="BufferTier.ReleaseIdle"/> calls it with the
-    /// figure it has just summed for its own statistics, so the counters are read once per tick.
+    /// used) has not moved for the whole delay (see <see cref="IdleClock.QuietLongEnough"/>). The trim drops the pages
+    /// of its free blocks at once; their slabs are unmapped once <see cref="ReturnedBy"/>'s stamp has waited out the
+    /// delay (see <see cref="IdleClock.HasWaitedOutDelay"/>), at this tick or the next. Each tier's
+    /// <see cref="BufferTier.ReleaseIdle"/> calls it with the figure it has just summed for its own statistics, so the
+    /// counters are read once per tick.
     /// </summary>
-    protected void TrimIfIdle(long now, long delayInTicks, long activity)
+    protected void TrimIfIdle(long now, long activity)
     {
         lock (_markLock)
         {
@@ -33,11 +36,12 @@ internal abstract class SlabTier : BufferTier
             {
                 _activitySeen = activity;
                 _lastActive = now;
+                _lastActiveCounted = Clock.LastTickCounted;
                 _trimmedSinceActive = false;
                 return;
             }
 
-            if (_trimmedSinceActive || now - _lastActive <= delayInTicks)
+            if (_trimmedSinceActive || !Clock.QuietLongEnough(now, _lastActive, _lastActiveCounted))
             {
                 return;
             }

@@ -32,6 +32,33 @@ public sealed class IdleReleaseTests
         Assert.Equal(0, statistics.BytesRetained);
     }
 
+    /// <summary>
+    /// Every tier gives its idle memory back within one tick (a quarter delay) after the delay, wherever in a tick's
+    /// period its last use fell, and not a moment before: the ticks find a use within a period, and a quiet span is
+    /// counted from the first tick that found the use (before, the slab tiers waited a tick more, up to 1.5 delays).
+    /// </summary>
+    [Theory]
+    [InlineData(0.1)]
+    [InlineData(0.5)]
+    [InlineData(0.9)]
+    public void IdleMemoryIsGivenBackWithinATickAfterTheDelayWhereverItsLastUseFell(double phaseOfAPeriod)
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+        TimeSpan period = SafetyCases.IdleDelay / 4;
+        time.Advance(period * phaseOfAPeriod);
+        RentAndReturn(pool, [100, 8192, 100_000, 6_000_000], count: 20);
+        long retained = pool.GetStatistics().BytesRetained;
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay - TimeSpan.FromMilliseconds(1));
+        TieredMemoryPoolStatistics early = pool.GetStatistics();
+        Assert.Equal(retained, early.BytesRetained);
+
+        SafetyCases.Advance(time, period + TimeSpan.FromMilliseconds(1));
+        TieredMemoryPoolStatistics late = pool.GetStatistics();
+        Assert.True(late.BytesRetained == 0, $"retained a delay and a period after the last use: {late}");
+    }
+
     [Fact]
     public void SteadyTrafficKeepsItsCachedMemory()
     {

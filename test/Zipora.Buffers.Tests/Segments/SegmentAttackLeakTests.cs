@@ -138,7 +138,9 @@ public sealed class SegmentAttackLeakTests
         GC.WaitForPendingFinalizers();
         Assert.True(pool.GetStatistics().LeaksReclaimed >= 1, "the buffer's block was not reclaimed as a leak");
 
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        // Past the quarantine (a delay and a tick), and short of a whole delay after the block came back from it, when
+        // the quiet class would be given back and the block's slab with it.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.5);
         IMemoryOwner<byte>? innocent = null;
         var others = new System.Collections.Generic.List<IMemoryOwner<byte>>();
         for (int i = 0; i < 256 && innocent is null; i++)
