@@ -76,6 +76,7 @@ internal abstract partial class RegionTier : BufferTier
 
     protected PageSource Pages { get; }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public NativeMemoryManager Rent(int size)
     {
         int classIndex = ClassIndex(size);
