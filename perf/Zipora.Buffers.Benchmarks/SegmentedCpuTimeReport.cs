@@ -6,7 +6,7 @@ namespace Zipora.Buffers.Benchmarks;
 
 /// <summary>
 /// <see cref="SegmentedBufferBenchmarks"/>' message (1 KB by default, written in one chunk, read back, let go of)
-/// timed in the thread's CPU time, the peers and the writer's floor interleaved in one process: rounds of 50 MB of
+/// timed in the thread's CPU time, the peers and the floors interleaved in one process: rounds of 50 MB of
 /// messages, each case once per round, the best round of each reported. On this shared VM BenchmarkDotNet's wall-clock errors at
 /// 1 KB reach 10-30%, more than the differences measured here; a case's best round in CPU time moves by a few percent.
 /// </summary>
@@ -33,7 +33,8 @@ public static class SegmentedCpuTimeReport
             ("`Pipe`", buffers.Pipe),
             ("**SegmentedMemoryStream**", buffers.SegmentedMemoryStream),
             ("**SegmentedBufferWriter**", buffers.SegmentedBufferWriter),
-            ("floor: copies + object + the writer's interlocked instructions", floor.CopiesAnObjectAndTheWritersInterlockedInstructions),
+            ("floor: copies + object + a guard per call", floor.CopiesAnObjectAndAGuardPerCall),
+            ("floor: copies + object + a guard per call + a pooled block", floor.CopiesAnObjectAGuardPerCallAndAPooledBlock),
         ];
 
         int messages = (int)Math.Max(1, BytesPerRound / size);

@@ -41,7 +41,9 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
 
             // Refill half the stack at once, so the depot's lock is paid once per batch.
+            // Into slots 0 up of the empty stack; then slot 0's block is made the newest.
             stack.NetTransfers += _depots[classIndex].TakeInto(cache.Slots(classIndex), ref stack.Count, Math.Max(1, stack.Capacity / 2));
+            stack.Settle();
         }
 
         if (stack.TryPop(out NativeMemoryManager popped))
@@ -196,6 +198,7 @@ internal abstract partial class CachedSlabTier<TClasses>
 
         stack.Count = older + newest;
         stack.NetTransfers -= moved;
+        stack.Settle();
     }
 
     /// <summary>Where an adaptive class's capacity starts: a quarter of its limit.</summary>

@@ -5,7 +5,8 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// A thread stack kept newest-first in a slot array: the newest item in slot 0, the older ones from slot 1 up, and a
-/// count of every item held, slot 0's too. The array pool's and the slab tiers' thread stacks use it.
+/// count of every item held, slot 0's too. The array pool's thread stacks use it (the slab tiers' keep their newest block
+/// beside the count instead, see <see cref="ClassStack"/>).
 /// </summary>
 /// <remarks>
 /// <para>
