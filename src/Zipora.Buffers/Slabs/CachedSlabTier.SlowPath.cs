@@ -176,7 +176,7 @@ internal abstract partial class CachedSlabTier<TClasses>
 
     /// <summary>
     /// Moves the <paramref name="moved"/> oldest blocks of a stack (at most all it holds) to the depot: the older ones
-    /// from slot 1 up first, the newest, in slot 0, only when every block goes.
+    /// from slot 1 up first, the newest (in slot 0 once compacted) only when every block goes.
     /// </summary>
     private void MoveOldestToDepot(ref ClassStack stack, int classIndex, int moved)
     {
