@@ -83,9 +83,10 @@ internal abstract partial class RegionTier : BufferTier
         RegionThreadCache? cache = FindThreadCache();
         if (cache is not null)
         {
+            // The closed flag first, as the handshake has it: its read (volatile) keeps the slot's reads after it.
             Volatile.Write(ref cache.InUse, 1);
-            NativeMemoryManager? parked = cache.ParkedBuffer;
-            if (parked is not null && cache.ParkedClassIndex == classIndex && !_cachesClosed)
+            NativeMemoryManager? parked = _cachesClosed ? null : cache.ParkedBuffer;
+            if (parked is not null && cache.ParkedClassIndex == classIndex)
             {
                 // No hit counter: a slot's hits are its parks less what left it otherwise (see RegionThreadCache).
                 cache.ParkedBuffer = null;
@@ -108,7 +109,7 @@ internal abstract partial class RegionTier : BufferTier
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (cache.ParkedBuffer is null && (long)region.MappedLength <= cache.ReservedBytes && !_cachesClosed)
+            if (!_cachesClosed && cache.ParkedBuffer is null && (long)region.MappedLength <= cache.ReservedBytes)
             {
                 // The region's own return time is written when it leaves the slot unrented (see EmptySlotUnsynchronized):
                 // until then the slot's park time is its return time, and the fast path touches one object less.
