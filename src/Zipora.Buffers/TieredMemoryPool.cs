@@ -183,26 +183,38 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
-        // Medium first: it holds the default size and Kestrel's and Pipe's usual segments.
+        // Medium first, inlined: it holds the default size and Kestrel's and Pipe's usual segments. The other tiers'
+        // fast paths are methods of their own, each with its helpers inlined in it: inlined here as well, the whole
+        // of Rent grew past what a caller that inlines it can take in, and that caller's inlining stopped halfway,
+        // leaving calls to the small helpers on every path (measured: 64 KB from 9.7 to 18 ns).
         if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
             Native.NativeMemoryManager block = _medium.Rent(minBufferSize);
             return _reuseOwners ? block : new BlockOwner(block);
         }
 
+        return RentOutsideMedium(minBufferSize);
+    }
+
+    /// <summary>A small or region size's fast path, else <see cref="RentOther"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IMemoryOwner<byte> RentOutsideMedium(int minBufferSize)
+    {
+        Native.NativeMemoryManager block;
         if ((uint)(minBufferSize - 1) < _smallFastSizes)
         {
-            Native.NativeMemoryManager block = _small.Rent(minBufferSize);
-            return _reuseOwners ? block : new BlockOwner(block);
+            block = _small.Rent(minBufferSize);
         }
-
-        if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
+        else if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
         {
-            Native.NativeMemoryManager block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
-            return _reuseOwners ? block : new BlockOwner(block);
+            block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
+        }
+        else
+        {
+            return RentOther(minBufferSize);
         }
 
-        return RentOther(minBufferSize);
+        return _reuseOwners ? block : new BlockOwner(block);
     }
 
     /// <summary>A snapshot of what each tier has done and holds.</summary>
