@@ -1,3 +1,4 @@
+using System;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -66,7 +67,10 @@ internal sealed class RegionThreadCache : HandshakeCache
     /// <summary>The region of the parked buffer, if any; the buffer is read once, so a racy reader sees one region whole.</summary>
     public Region? ParkedRegion => ParkedBuffer is { } buffer ? Region.Of(buffer) : null;
 
-    /// <summary>Rents of class <paramref name="classIndex"/> this thread served from its slot.</summary>
+    /// <summary>
+    /// Rents of class <paramref name="classIndex"/> this thread served from its slot. Read racily while the owner parks
+    /// (it counts the park just after it parks), the difference may miss the park for a moment: never below zero.
+    /// </summary>
     public long HitsOf(int classIndex) =>
-        ParksByClass[classIndex] - DrainedByClass[classIndex] - (ParkedRegion is { } parked && parked.ClassIndex == classIndex ? 1 : 0);
+        Math.Max(0, ParksByClass[classIndex] - DrainedByClass[classIndex] - (ParkedRegion is { } parked && parked.ClassIndex == classIndex ? 1 : 0));
 }

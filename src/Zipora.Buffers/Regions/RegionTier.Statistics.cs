@@ -55,7 +55,9 @@ internal abstract partial class RegionTier
             Returns = _returns + slots.Parks,
             CacheHits = _hits + slotHits,
             CacheMisses = _misses,
-            BytesInUse = _bytesInUse - slots.ParkedBufferBytes,
+            // The slots were read before the gate: a trim that took a parked region in between has since taken it out
+            // of the shared count too, and the difference would go below zero for a moment.
+            BytesInUse = Math.Max(0, _bytesInUse - slots.ParkedBufferBytes),
             BytesRetained = _cache.Bytes + slots.ParkedMappedBytes,
             BytesRented = _bytesRented + slotBytesRented,
             BytesRequested = _bytesRequested + slots.RequestedBytes,
@@ -77,7 +79,7 @@ internal abstract partial class RegionTier
         {
             int at = classIndex * Columns;
             snapshot[at] = _rentsByClass[classIndex] + slots.HitsByClass[classIndex];
-            snapshot[at + 1] = _inUseByClass[classIndex] - slots.ParkedByClass[classIndex];
+            snapshot[at + 1] = Math.Max(0, _inUseByClass[classIndex] - slots.ParkedByClass[classIndex]);
             snapshot[at + 2] = Math.Max(_peakByClass[classIndex], _lastPeakByClass[classIndex]);
             snapshot[at + 3] = _cache.CountOf(classIndex) + slots.ParkedByClass[classIndex];
         }
