@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -63,6 +64,19 @@ internal sealed class RegionThreadCache : HandshakeCache
 
     /// <summary>Bytes asked for by this thread's rents served from the slot.</summary>
     public long RequestedBytes;
+
+    /// <summary>
+    /// Parks <paramref name="buffer"/>, of size class <paramref name="classIndex"/>, at tick <paramref name="now"/>, and
+    /// counts the park: the buffer and its class are always written together. The owner, inside the handshake.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Park(NativeMemoryManager buffer, int classIndex, long now)
+    {
+        LastParkAt = now;
+        ParkedBuffer = buffer;
+        ParkedClassIndex = classIndex;
+        ParksByClass[classIndex]++;
+    }
 
     /// <summary>The region of the parked buffer, if any; the buffer is read once, so a racy reader sees one region whole.</summary>
     public Region? ParkedRegion => ParkedBuffer is { } buffer ? Region.Of(buffer) : null;

@@ -76,10 +76,7 @@ internal abstract partial class RegionTier
         if (!_cachesClosed && (long)region.MappedLength <= cache.ReservedBytes)
         {
             displaced = cache.ParkedRegion;
-            cache.LastParkAt = _clock.Epoch;
-            cache.ParkedBuffer = region.Buffer;
-            cache.ParkedClassIndex = region.ClassIndex;
-            cache.ParksByClass[region.ClassIndex]++;
+            cache.Park(region.Buffer, region.ClassIndex, _clock.Epoch);
             if (displaced is not null)
             {
                 // The older region is returned to the shared cache instead: it counts as that return, not as a park.

@@ -113,10 +113,7 @@ internal abstract partial class RegionTier : BufferTier
             {
                 // The region's own return time is written when it leaves the slot unrented (see EmptySlotUnsynchronized):
                 // until then the slot's park time is its return time, and the fast path touches one object less.
-                cache.LastParkAt = _clock.Epoch;
-                cache.ParkedBuffer = buffer;
-                cache.ParkedClassIndex = region.ClassIndex;
-                cache.ParksByClass[region.ClassIndex]++;
+                cache.Park(buffer, region.ClassIndex, _clock.Epoch);
                 Volatile.Write(ref cache.InUse, 0);
                 return;
             }
