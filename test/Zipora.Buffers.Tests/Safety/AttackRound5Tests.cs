@@ -520,11 +520,19 @@ public sealed class AttackRound5Tests
                         break;
                     default:
                         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-                        foreach (TierStatistics tier in new[] { statistics.Large, statistics.Huge })
+                        foreach (TierStatistics tier in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
                         {
                             if (tier.CacheHits < 0 || tier.BytesInUse < 0)
                             {
                                 Failures.Enqueue($"{tier.Name}: negative figures while busy: {tier.CacheHits} hits, {tier.BytesInUse} bytes in use");
+                            }
+                        }
+
+                        foreach (SizeClassStatistics row in statistics.SizeHistogram)
+                        {
+                            if (row.BuffersInUse < 0 || row.Rents < 0)
+                            {
+                                Failures.Enqueue($"{row.Tier} {row.ClassSize} B: negative figures while busy: {row.Rents} rents, {row.BuffersInUse} in use");
                             }
                         }
 
