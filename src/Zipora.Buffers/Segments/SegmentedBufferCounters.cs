@@ -52,7 +52,7 @@ internal sealed class SegmentedBufferCounters
         else
         {
             slot!.Tracker = null;
-            spare.ParkedOn = null;
+            spare.IsParked = false;
         }
 
         ticket = spare.Take(out token);
@@ -65,7 +65,12 @@ internal sealed class SegmentedBufferCounters
         SpareTrackerSlot slot = t_spare ??= new SpareTrackerSlot();
         if (slot.Tracker is null)
         {
-            tracker.ParkedOn = slot.Thread;
+            if (tracker.ParkedOn != slot.Thread)
+            {
+                tracker.ParkedOn = slot.Thread;
+            }
+
+            tracker.IsParked = true;
             slot.Tracker = tracker;
             return;
         }
@@ -166,10 +171,10 @@ internal sealed class SegmentedBufferCounters
                 _trackers[i] = _trackers[^1];
                 _trackers.RemoveAt(_trackers.Count - 1);
             }
-            else if (tracker.ParkedOn is { } parkedOn && ThreadLiveness.HasExited(parkedOn))
+            else if (tracker.IsParked && ThreadLiveness.HasExited(tracker.ParkedOn!))
             {
                 // A free tracker in the spare slot of a thread that exited: nobody else can take it from there.
-                tracker.ParkedOn = null;
+                tracker.IsParked = false;
                 _free.Push(tracker);
             }
         }

@@ -38,6 +38,7 @@ internal sealed class SegmentedBufferTracker
     private long _messages;
     private long _messageSegments;
     private long _largestMessage;
+    private bool _isParked;
 
     public SegmentedBufferTracker(SegmentedBufferCounters counters)
     {
@@ -56,8 +57,22 @@ internal sealed class SegmentedBufferTracker
     /// </summary>
     public BufferSegment? SpareSegment { get; set; }
 
-    /// <summary>The thread whose spare slot holds this free tracker, or <see langword="null"/>; the sweep takes a dead thread's back.</summary>
+    /// <summary>
+    /// The thread whose spare slot the tracker was last parked in, kept after it is taken (see <see cref="IsParked"/>):
+    /// a tracker parks on the same thread message after message, and a reference written again costs a write barrier.
+    /// </summary>
     public Thread? ParkedOn { get; set; }
+
+    /// <summary>
+    /// Whether the tracker is free in <see cref="ParkedOn"/>'s spare slot now; the sweep takes a dead thread's back.
+    /// Written after <see cref="ParkedOn"/> and read before it, both ordered: a sweep that sees the tracker parked
+    /// sees the thread it is parked on, never the one before, which may have exited.
+    /// </summary>
+    public bool IsParked
+    {
+        get => Volatile.Read(ref _isParked);
+        set => Volatile.Write(ref _isParked, value);
+    }
 
     /// <summary>Whether a buffer holds the tracker now.</summary>
     public bool IsHeld => (Volatile.Read(ref _ticket) & 1) != 0;

@@ -169,6 +169,44 @@ public sealed class SegmentedTrackerTests
     }
 
     [Fact]
+    public void AWriterHoldingATrackerTakenFromAThreadThatExitedKeepsItWhenTheSweepTakesBackDeadThreadsSpares()
+    {
+        using var pool = new TieredMemoryPool();
+        SegmentedBufferWriter? held = null;
+        var thread = new Thread(() =>
+        {
+            // The first writer's dispose parks its tracker on this thread; the second takes it from there.
+            using (var first = new SegmentedBufferWriter(Options(pool)))
+            {
+                first.Write(new byte[10]);
+            }
+
+            held = new SegmentedBufferWriter(Options(pool));
+            held.Write(new byte[] { 1, 2, 3 });
+        });
+        thread.Start();
+        thread.Join();
+
+        // The sweep runs when statistics are read: the thread is gone, and its slot is empty.
+        Assert.Equal(1, pool.GetStatistics().Segmented.LiveBuffers);
+        for (int i = 0; i < 10; i++)
+        {
+            using var other = new SegmentedBufferWriter(Options(pool));
+            other.Write(new byte[] { 9 });
+            Assert.Equal(2, pool.GetStatistics().Segmented.LiveBuffers);
+        }
+
+        SegmentedBufferWriter writer = held!;
+        writer.Write(new byte[] { 4 });
+        Assert.Equal(new byte[] { 1, 2, 3, 4 }, writer.ToArray());
+        writer.Dispose();
+        SegmentedBufferStatistics done = pool.GetStatistics().Segmented;
+        Assert.Equal(0, done.LiveBuffers);
+        Assert.Equal(12, done.Messages);
+        Assert.Equal(0, done.Leaked);
+    }
+
+    [Fact]
     public void ADisposeLandingWhileReadsAndWritesRunOnAnotherThreadAlwaysReleasesTheStream()
     {
         // The guard is given back without a fence; a dispose that finds it taken pays for one, so no release is lost.
