@@ -31,7 +31,7 @@ public sealed partial class SegmentedMemoryStream
             offset = 0;
         }
 
-        _cursor = segment;
+        MoveCursorTo(segment);
         _position += count;
         return count;
     }
@@ -148,7 +148,17 @@ public sealed partial class SegmentedMemoryStream
             offset = 0;
         }
 
-        _cursor = segment;
+        MoveCursorTo(segment);
+    }
+
+    /// <summary>Moves the cursor to <paramref name="segment"/>; a sequential read or write mostly finds it there already.</summary>
+    private void MoveCursorTo(BufferSegment segment)
+    {
+        // Compared first: storing a reference costs a write barrier even when the field already holds it.
+        if (!ReferenceEquals(_cursor, segment))
+        {
+            _cursor = segment;
+        }
     }
 
     /// <summary>The segment that holds the byte at <paramref name="position"/> (below the length).</summary>
@@ -168,7 +178,7 @@ public sealed partial class SegmentedMemoryStream
             segment = segment.NextSegment!;
         }
 
-        _cursor = segment;
+        MoveCursorTo(segment);
         return segment;
     }
 
