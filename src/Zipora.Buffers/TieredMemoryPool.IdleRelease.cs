@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -22,15 +23,18 @@ public sealed partial class TieredMemoryPool
         Trim();
     }
 
-    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
-    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
+    /// <summary>
+    /// Called by the idle releaser's timer, four times per delay, and between those ticks when a cached region or a
+    /// mapping set aside to unmap is due (their returns are timestamped, so each goes back exactly one delay after it).
+    /// </summary>
+    long IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be
         // retired (counted as leaked, and made to check its blocks if a finalizer brings it back) before the block can
         // serve another renter.
         SegmentedCounters.Sweep();
         _quarantine.ReleaseDue();
-        _unmaps.ReleaseDue();
+        long unmapsDueAt = _unmaps.ReleaseDue();
         if (IsDisposed)
         {
             // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
@@ -42,12 +46,12 @@ public sealed partial class TieredMemoryPool
                 _idleReleaser.PauseIf(_nothingWaiting);
             }
 
-            return;
+            return unmapsDueAt;
         }
 
         if (!_releasesIdleMemory)
         {
-            return;
+            return unmapsDueAt;
         }
 
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
@@ -59,7 +63,7 @@ public sealed partial class TieredMemoryPool
             }
 
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
-            return;
+            return unmapsDueAt;
         }
 
         _small.ReleaseIdle(now, delayInTicks);
@@ -76,11 +80,14 @@ public sealed partial class TieredMemoryPool
         }
 
         // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:
-        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it.
+        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it (a
+        // tick asked for between the regular ones does not count: it may come moments after the last).
         long activity = statistics.Activity;
-        if (activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
+        if (_clock.LastTickCounted && activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
         {
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         }
+
+        return Math.Min(unmapsDueAt, Math.Min(_large.NextDueAt(), _huge.NextDueAt()));
     }
 }

@@ -36,12 +36,24 @@ internal sealed class DeferredUnmaps
 
     /// <summary>
     /// Gives a mapping back whose memory was last returned at tick <paramref name="returnedAt"/> of the idle clock:
-    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped later.
+    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped at the
+    /// first tick after the delay.
     /// </summary>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt)
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt) =>
+        Release(address, length, backing, new ReturnStamp(returnedAt, IsTimestamp: false));
+
+    /// <summary>
+    /// As <see cref="Release(nint, nuint, PageBacking, long)"/>, for memory last returned at timestamp
+    /// <paramref name="returnedAt"/> (see <see cref="IdleClock.Now"/>): unmapped exactly a delay after that, by a tick
+    /// the pool asks for (see <see cref="ReleaseDue"/>).
+    /// </summary>
+    public void ReleaseTimestamped(nint address, nuint length, PageBacking backing, long returnedAt) =>
+        Release(address, length, backing, new ReturnStamp(returnedAt, IsTimestamp: true));
+
+    private void Release(nint address, nuint length, PageBacking backing, ReturnStamp returnedAt)
     {
         bool counted = true;
-        if (_clock.HasWaitedOutDelay(returnedAt))
+        if (HasWaitedOutDelay(returnedAt, _clock.Now))
         {
             if (_pages.TryUnmap(address, length, backing, counted: true))
             {
@@ -63,17 +75,28 @@ internal sealed class DeferredUnmaps
     }
 
     /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
-    public void ReleaseDue()
+    /// <returns>
+    /// The timestamp at which the next mapping stamped with a timestamp will have waited out its delay, for the pool to
+    /// be ticked then; <see cref="long.MaxValue"/> when none waits (a refused one is retried at the regular ticks).
+    /// </returns>
+    public long ReleaseDue()
     {
         List<Mapping>? due = null;
+        long now = _clock.Now;
+        long nextDue = long.MaxValue;
         lock (_lock)
         {
             for (int i = _waiting.Count - 1; i >= 0; i--)
             {
-                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
+                ReturnStamp returnedAt = _waiting[i].ReturnedAt;
+                if (HasWaitedOutDelay(returnedAt, now))
                 {
                     (due ??= []).Add(_waiting[i]);
                     _waiting.RemoveAt(i);
+                }
+                else if (returnedAt.IsTimestamp)
+                {
+                    nextDue = Math.Min(nextDue, _clock.DueAt(returnedAt.Value));
                 }
             }
         }
@@ -94,7 +117,15 @@ internal sealed class DeferredUnmaps
                 }
             }
         }
+
+        return nextDue;
     }
 
-    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted);
+    private bool HasWaitedOutDelay(ReturnStamp returnedAt, long now) =>
+        returnedAt.IsTimestamp ? _clock.ReturnedLongEnough(returnedAt.Value, now) : _clock.HasWaitedOutDelay(returnedAt.Value);
+
+    /// <summary>When a mapping's memory was last returned: a tick of the idle clock (the slab tiers'), or a timestamp (the region tiers').</summary>
+    private readonly record struct ReturnStamp(long Value, bool IsTimestamp);
+
+    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, ReturnStamp ReturnedAt, bool Counted);
 }

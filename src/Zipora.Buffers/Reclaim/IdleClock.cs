@@ -32,6 +32,10 @@ internal sealed class IdleClock
     private static readonly TimeSpan s_maximumPeriod = TimeSpan.FromHours(1);
 
     private readonly TimeProvider _time;
+
+    // The delay in the time provider's timestamp units, for memory stamped with a timestamp (see ReturnedLongEnough);
+    // capped where a sum with a timestamp could overflow (a delay of centuries).
+    private readonly long _delayInTimestampUnits;
     private long _epoch;
     private long _lastTickAt;
 
@@ -46,6 +50,10 @@ internal sealed class IdleClock
 
         // Rounded up, so the delay in ticks never falls short of the delay.
         DelayInTicks = Math.Max(1, (Delay.Ticks / Period.Ticks) + (Delay.Ticks % Period.Ticks == 0 ? 0 : 1));
+
+        // Rounded up too, for the same reason.
+        double units = Math.Ceiling(Delay.Ticks * (double)time.TimestampFrequency / TimeSpan.TicksPerSecond);
+        _delayInTimestampUnits = (long)Math.Min(units, long.MaxValue / 4);
     }
 
     /// <summary>The delay memory must sit returned before the pool unmaps it (and, when enabled, before idle release).</summary>
@@ -58,6 +66,13 @@ internal sealed class IdleClock
     public long DelayInTicks { get; }
 
     public long Epoch => Volatile.Read(ref _epoch);
+
+    /// <summary>
+    /// The time provider's timestamp now: the stamp of memory that goes where a return is rare enough to pay a clock
+    /// read (a region into the shared cache, a mapping set aside to unmap), so that it can go back exactly one delay
+    /// after its return, not at the first tick after that (up to a period later).
+    /// </summary>
+    public long Now => _time.GetTimestamp();
 
     /// <summary>
     /// Whether the last <see cref="Advance"/> counted a tick. Read by the same tick's work: a use that work finds came
@@ -87,6 +102,19 @@ internal sealed class IdleClock
     /// <see cref="DelayInTicks"/> ticks have: the strict comparison is what makes the guarantee whole.
     /// </summary>
     public bool HasWaitedOutDelay(long stamp) => Epoch - stamp > DelayInTicks;
+
+    /// <summary>Whether memory returned at timestamp <paramref name="returnedAt"/> (see <see cref="Now"/>) has, at timestamp <paramref name="now"/>, been returned for the whole delay.</summary>
+    public bool ReturnedLongEnough(long returnedAt, long now) => now - returnedAt >= _delayInTimestampUnits;
+
+    /// <summary>The timestamp at which memory returned at timestamp <paramref name="returnedAt"/> has been returned for the whole delay.</summary>
+    public long DueAt(long returnedAt) => returnedAt + _delayInTimestampUnits;
+
+    /// <summary>
+    /// A return timestamp for memory whose return only a tick stamp records (a region parked in a thread's slot, whose
+    /// fast path reads no clock): one a whole delay ago if the tick stamp says the delay has passed, else
+    /// <paramref name="now"/>. Never earlier than the return was, so nothing waits less than the delay.
+    /// </summary>
+    public long TimestampOfTickStamp(long stamp, long now) => HasWaitedOutDelay(stamp) ? now - _delayInTimestampUnits : now;
 
     /// <summary>
     /// Whether something whose activity was last seen moving at tick <paramref name="quietSince"/> has, at tick

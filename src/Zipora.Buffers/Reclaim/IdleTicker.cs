@@ -29,6 +29,11 @@ namespace Zipora.Buffers;
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
 /// once: it leaves the queue while it ticks.
 /// </para>
+/// <para>
+/// A tick may ask for another before the next regular one (<see cref="IdleReleaser.AskedAt"/>: a cached region due
+/// one delay after its return); it is queued for that time, on the same grid, and the regular ticks stay where they
+/// were: only a tick that counted on the idle clock times the next regular one.
+/// </para>
 /// </remarks>
 internal sealed class IdleTicker
 {
@@ -86,7 +91,8 @@ internal sealed class IdleTicker
             }
 
             long now = Elapsed();
-            EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
+            releaser.RegularDueAt = now + releaser.PeriodTicks;
+            EnqueueUnsynchronized(releaser, releaser.RegularDueAt);
             ArmUnsynchronized(now);
         }
     }
@@ -142,7 +148,7 @@ internal sealed class IdleTicker
                     releaser.State = IdleReleaser.TickerState.Stopped;
                     if (releaser.Wanted)
                     {
-                        EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
+                        EnqueueUnsynchronized(releaser, NextDueUnsynchronized(releaser, now));
                     }
                 }
 
@@ -150,6 +156,26 @@ internal sealed class IdleTicker
                 ArmUnsynchronized(now);
             }
         }
+    }
+
+    /// <summary>When <paramref name="releaser"/>, just ticked, is due next: its next regular tick, or the earlier one its tick asked for.</summary>
+    private long NextDueUnsynchronized(IdleReleaser releaser, long now)
+    {
+        if (releaser.LastTickCounted || releaser.RegularDueAt <= now)
+        {
+            // A period from the end of the work of a tick that counted (see IdleClock.LastTickCounted).
+            releaser.RegularDueAt = now + releaser.PeriodTicks;
+        }
+
+        long asked = releaser.AskedAt;
+        if (asked == long.MaxValue)
+        {
+            return releaser.RegularDueAt;
+        }
+
+        // On the ticker's clock; a time already past is due now (the timer waits at least a millisecond).
+        long askedAt = now + Math.Max(0, _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
+        return Math.Min(releaser.RegularDueAt, askedAt);
     }
 
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
