@@ -173,14 +173,17 @@ internal sealed class IdleTicker
             return releaser.RegularDueAt;
         }
 
-        // On the ticker's clock; a time already past is due now (the timer waits at least a millisecond).
-        long askedAt = now + Math.Max(0, _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
+        // On the ticker's clock, and a grid step after this tick at the soonest: however returns fall (a delay of a
+        // few milliseconds under steady traffic asks again at every tick), a pool is ticked at most once per step.
+        long askedAt = now + Math.Max(GridOf(releaser), _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
         return Math.Min(releaser.RegularDueAt, askedAt);
     }
 
+    private static long GridOf(IdleReleaser releaser) => Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
     {
-        long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+        long grid = GridOf(releaser);
         dueAt = (dueAt + grid - 1) / grid * grid;
         releaser.State = IdleReleaser.TickerState.Queued;
         _due.Enqueue(releaser, dueAt);
