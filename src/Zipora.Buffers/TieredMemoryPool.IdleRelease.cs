@@ -29,12 +29,21 @@ public sealed partial class TieredMemoryPool
     /// </summary>
     long IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        ReleaseIdleNow(now, delayInTicks);
+
+        // Read after the tick's own work: a trim (the cap's, the pressure's, an adaptive region cache shrinking) may have
+        // set mappings aside that are due before the next regular tick.
+        return Math.Min(_unmaps.NextDueAt(), Math.Min(_large.NextDueAt(), _huge.NextDueAt()));
+    }
+
+    private void ReleaseIdleNow(long now, long delayInTicks)
+    {
         // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be
         // retired (counted as leaked, and made to check its blocks if a finalizer brings it back) before the block can
         // serve another renter.
         SegmentedCounters.Sweep();
         _quarantine.ReleaseDue();
-        long unmapsDueAt = _unmaps.ReleaseDue();
+        _unmaps.ReleaseDue();
         if (IsDisposed)
         {
             // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
@@ -46,12 +55,12 @@ public sealed partial class TieredMemoryPool
                 _idleReleaser.PauseIf(_nothingWaiting);
             }
 
-            return unmapsDueAt;
+            return;
         }
 
         if (!_releasesIdleMemory)
         {
-            return unmapsDueAt;
+            return;
         }
 
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
@@ -63,7 +72,7 @@ public sealed partial class TieredMemoryPool
             }
 
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
-            return unmapsDueAt;
+            return;
         }
 
         _small.ReleaseIdle(now, delayInTicks);
@@ -87,7 +96,5 @@ public sealed partial class TieredMemoryPool
         {
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         }
-
-        return Math.Min(unmapsDueAt, Math.Min(_large.NextDueAt(), _huge.NextDueAt()));
     }
 }

@@ -74,29 +74,42 @@ internal sealed class DeferredUnmaps
         Waiting?.Invoke();
     }
 
-    /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
-    /// <returns>
+    /// <summary>
     /// The timestamp at which the next mapping stamped with a timestamp will have waited out its delay, for the pool to
-    /// be ticked then; <see cref="long.MaxValue"/> when none waits (a refused one is retried at the regular ticks).
-    /// </returns>
-    public long ReleaseDue()
+    /// be ticked then; <see cref="long.MaxValue"/> when none waits (one due already, refused by the OS, is retried at
+    /// the regular ticks). Read at the end of a tick, after the trims that may have set mappings aside.
+    /// </summary>
+    public long NextDueAt()
     {
-        List<Mapping>? due = null;
         long now = _clock.Now;
         long nextDue = long.MaxValue;
         lock (_lock)
         {
+            foreach (Mapping mapping in _waiting)
+            {
+                if (mapping.ReturnedAt.IsTimestamp && !HasWaitedOutDelay(mapping.ReturnedAt, now))
+                {
+                    nextDue = Math.Min(nextDue, _clock.DueAt(mapping.ReturnedAt.Value));
+                }
+            }
+        }
+
+        return nextDue;
+    }
+
+    /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
+    public void ReleaseDue()
+    {
+        List<Mapping>? due = null;
+        long now = _clock.Now;
+        lock (_lock)
+        {
             for (int i = _waiting.Count - 1; i >= 0; i--)
             {
-                ReturnStamp returnedAt = _waiting[i].ReturnedAt;
-                if (HasWaitedOutDelay(returnedAt, now))
+                if (HasWaitedOutDelay(_waiting[i].ReturnedAt, now))
                 {
                     (due ??= []).Add(_waiting[i]);
                     _waiting.RemoveAt(i);
-                }
-                else if (returnedAt.IsTimestamp)
-                {
-                    nextDue = Math.Min(nextDue, _clock.DueAt(returnedAt.Value));
                 }
             }
         }
@@ -117,8 +130,6 @@ internal sealed class DeferredUnmaps
                 }
             }
         }
-
-        return nextDue;
     }
 
     private bool HasWaitedOutDelay(ReturnStamp returnedAt, long now) =>

@@ -175,8 +175,9 @@ internal sealed class IdleTicker
 
         // On the ticker's clock, and a grid step after this tick at the soonest: however returns fall (a delay of a
         // few milliseconds under steady traffic asks again at every tick), a pool is ticked at most once per step.
-        long askedAt = now + Math.Max(GridOf(releaser), _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
-        return Math.Min(releaser.RegularDueAt, askedAt);
+        // Compared before it is added: on a coarse clock, a due time centuries away would overflow the sum.
+        long wait = Math.Max(GridOf(releaser), _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
+        return wait >= releaser.RegularDueAt - now ? releaser.RegularDueAt : now + wait;
     }
 
     private static long GridOf(IdleReleaser releaser) => Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);

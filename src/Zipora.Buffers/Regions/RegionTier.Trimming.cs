@@ -70,14 +70,16 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// The timestamp at which the oldest cached region will have been returned for the whole delay, for the pool to be
-    /// ticked then (<see cref="long.MaxValue"/> with none cached): a region goes back one delay after its return, not
-    /// at the first tick after that.
+    /// ticked then: a region goes back one delay after its return, not at the first tick after that.
+    /// <see cref="long.MaxValue"/> with none cached, or when the oldest is due already: a tick that did not take it
+    /// (idle release off, memory pressure) would only ask again, and the regular ticks take what is due.
     /// </summary>
     public long NextDueAt()
     {
+        long now = _clock.Now;
         _gate.Enter();
         Region? oldest = _cache.Oldest;
-        long dueAt = oldest is null ? long.MaxValue : _clock.DueAt(oldest.ReturnedAt);
+        long dueAt = oldest is null || _clock.ReturnedLongEnough(oldest.ReturnedAt, now) ? long.MaxValue : _clock.DueAt(oldest.ReturnedAt);
         _gate.Exit();
         return dueAt;
     }

@@ -86,8 +86,8 @@ public sealed class TimestampedReleaseTests
         SafetyCases.Advance(time, (SafetyCases.IdleDelay / 2) - TimeSpan.FromMilliseconds(1));
         Assert.Equal(0, CountUnmapped(ranges));
 
-        // The regions from the shared cache were stamped at their return; those from the slots by the slot's tick, so
-        // theirs waits from the trim (the last moment their return can be placed) and goes later.
+        // The regions from the shared cache were stamped at their return; those from the slots only by the slot's tick,
+        // so theirs waits from the latest moment that tick allows (the start of the epoch after it) and goes later.
         SafetyCases.Advance(time, s_lateness);
         Assert.Equal(Cached(ranges).Count, CountUnmapped(ranges));
         Assert.Equal(Cached(ranges).Count, CountUnmapped(Cached(ranges)));

@@ -1,0 +1,352 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Attacks on timestamped region returns and asked ticks on a fake clock: a cap trim late in a region's delay, a thread
+/// exiting with a parked region late in its delay, a maximal delay on a coarse clock, a disposed pool's late return, a
+/// dropped pool whose regions ask for ticks, and irregular clock jumps with cross-thread returns. A region returned less
+/// than a delay ago must stay mapped, what is due must go within a grid step, and ticks must not storm.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class AttackRound6Tests
+{
+    private const int LargeSize = 100_000;
+    private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
+    private static readonly TimeSpan s_period = s_delay / IdleClock.TicksPerDelay;
+    private static readonly TimeSpan s_step = TimeSpan.FromMilliseconds(5);
+
+    // A grid step, plus the fake clock's step and a millisecond for the rounding.
+    private static readonly TimeSpan s_lateness = (s_period / 8) + s_step + TimeSpan.FromMilliseconds(1);
+
+    [Fact]
+    public void ARegionTrimmedByTheRetainedCapLateInItsDelayIsUnmappedOneDelayAfterItsReturn()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay, MaxRetainedBytes = 1024 * 1024 });
+        Step(time, s_period * 0.1);
+
+        // Two returned: the first goes to the shared cache (stamped now), the second parks in this thread's slot.
+        IMemoryOwner<byte> first = pool.Rent(LargeSize);
+        IMemoryOwner<byte> second = pool.Rent(LargeSize);
+        OwnerRange firstRange = SafetyCases.RangeOf(first);
+        first.Dispose();
+        second.Dispose();
+        DateTimeOffset returnedAt = time.GetUtcNow();
+
+        // Just before the fourth tick, a big return puts the pool over its cap: that tick trims everything, the first
+        // region a quarter period before its delay is over.
+        Step(time, (s_period * 3.95) - (s_period * 0.1));
+        pool.Rent(1_500_000).Dispose();
+        Step(time, returnedAt + s_delay - time.GetUtcNow() - TimeSpan.FromMilliseconds(1));
+        Assert.True(ProcessMappings.IsMappedNow(firstRange.Start, firstRange.Length), "unmapped before its delay");
+        long awaiting = pool.GetStatistics().BytesAwaitingRelease;
+        Assert.True(awaiting > 0, $"the cap trim did not set the regions aside: {pool.GetStatistics()}");
+
+        // Due a delay after its return: the cap trim's tick must ask for a tick then, not leave it to the next regular one.
+        Step(time, s_lateness);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            statistics.BytesAwaitingRelease < awaiting,
+            $"{(time.GetUtcNow() - returnedAt).TotalMilliseconds} ms after its return the cap-trimmed region still awaits its unmap (next regular tick at {s_period.TotalMilliseconds * 5} ms): {statistics}");
+    }
+
+    [Fact]
+    public void ARegionParkedByAThreadThatExitsLateInItsDelayGoesBackAtTheFirstTickAfterTheDelay()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        Step(time, s_period * 0.1);
+        using var parked = new ManualResetEventSlim();
+        using var exit = new ManualResetEventSlim();
+        var thread = new Thread(() =>
+        {
+            pool.Rent(LargeSize).Dispose();
+            parked.Set();
+            exit.Wait();
+        });
+        thread.Start();
+        parked.Wait();
+
+        // The thread exits just before the fourth tick; that tick retires its slot, and caches the region.
+        Step(time, (s_period * 3.9) - (s_period * 0.1));
+        exit.Set();
+        thread.Join();
+
+        // A slot stamps its park with a tick: a thread still alive has its slot emptied at the fifth tick (the first
+        // whose stamp has waited a whole delay), and the region is unmapped then. An exited thread must not make it wait
+        // a whole delay more.
+        Step(time, s_period + s_lateness);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            statistics.Large.BytesRetained == 0 && statistics.BytesAwaitingRelease == 0,
+            $"{time.GetUtcNow() - time.Start} after the start, {s_delay * 1.25} after the park, the region of an exited thread is still held: {statistics}");
+    }
+
+    [Fact]
+    public void AMaximalDelayOnACoarseClockIsNotTickedEveryMillisecond()
+    {
+        var time = new CoarseTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.MaxValue });
+        time.Fake.Advance(TimeSpan.FromSeconds(1));
+        IMemoryOwner<byte> first = pool.Rent(LargeSize);
+        pool.Rent(LargeSize).Dispose();
+        first.Dispose();
+
+        // The period is an hour (the longest); a region sits in the shared cache for good.
+        time.Fake.Advance(TimeSpan.FromHours(1));
+        int afterFirstTick = time.Firings;
+        Assert.InRange(afterFirstTick, 1, 2);
+        for (int i = 0; i < 200; i++)
+        {
+            time.Fake.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        // The next tick is due a grid step (an eighth of an hour) later at the soonest.
+        Assert.True(time.Firings - afterFirstTick <= 1, $"{time.Firings - afterFirstTick} timer firings in 200 ms after the first tick of a pool whose period is an hour");
+    }
+
+    [Fact]
+    public void ARegionReturnedToADisposedPoolIsUnmappedOneDelayLaterAndThePoolThenLeavesTheTicker()
+    {
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        IdleTicker ticker = IdleTicker.For(time);
+        IMemoryOwner<byte> late = pool.Rent(3_000_000);
+        OwnerRange range = SafetyCases.RangeOf(late);
+        pool.Dispose();
+        Step(time, s_delay * 1.5);
+        Assert.Equal(0, ticker.Scheduled);
+
+        // Returned at an odd moment: waits a whole delay from there, mapped all along, then goes within a grid step.
+        Step(time, s_period * 0.37);
+        late.Dispose();
+        DateTimeOffset returnedAt = time.GetUtcNow();
+        Assert.Equal(1, ticker.Scheduled);
+        Step(time, s_delay - TimeSpan.FromMilliseconds(1));
+        Assert.True(ProcessMappings.IsMappedNow(range.Start, range.Length), "a region returned to a disposed pool was unmapped before its delay");
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0);
+        Step(time, s_lateness);
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease == 0, $"{time.GetUtcNow() - returnedAt} after its return: {pool.GetStatistics()}");
+
+        // Nothing waits: the disposed pool pauses within a period, and stays out of the ticker.
+        Step(time, s_period * 2);
+        Assert.Equal(0, ticker.Scheduled);
+    }
+
+    [Fact]
+    public void APoolDroppedWithRegionsAskingForTicksLeavesTheTickerOnceTheyAreGone()
+    {
+        var time = new FakeTimeProvider();
+        IdleTicker ticker = IdleTicker.For(time);
+        List<OwnerRange> ranges = DropAPoolWithCachedRegions(time);
+        SafetyCases.CollectEverything();
+        Step(time, s_period * 1.5);
+        SafetyCases.CollectEverything();
+        foreach (OwnerRange range in ranges)
+        {
+            SafetyCases.AssertMappedAndWritable(range, "a region of a dropped pool, returned a period and a half ago");
+        }
+
+        Step(time, s_delay + s_period);
+        SafetyCases.CollectEverything();
+        Step(time, s_period * 2);
+        Assert.Equal(0, ticker.Scheduled);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static List<OwnerRange> DropAPoolWithCachedRegions(FakeTimeProvider time)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        Step(time, s_period * 0.6);
+        var owners = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 4; i++)
+        {
+            owners.Add(pool.Rent(i % 2 == 0 ? LargeSize : 3_000_000));
+        }
+
+        List<OwnerRange> ranges = owners.ConvertAll(SafetyCases.RangeOf);
+        owners.ForEach(static owner => owner.Dispose());
+        return ranges;
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void IrregularClockJumpsNeverUnmapARegionBeforeADelayAfterItsLastReturnAndEverythingIsAccounted(bool reuse, bool adaptive)
+    {
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay, ReuseOwners = reuse, AdaptiveCaches = adaptive, RegionCacheMaxCount = 3, HugeRegionCacheMaxCount = 1, MaxRetainedBytes = 6 * 1024 * 1024 });
+        var random = new Random(reuse ? 61 : 17);
+        var returns = new Dictionary<nint, (int Length, DateTimeOffset At)>();
+        var held = new List<IMemoryOwner<byte>>();
+        int[] sizes = [20_000, 100_000, 700_000, 2_500_000, 4_000_000];
+        for (int round = 0; round < 160; round++)
+        {
+            // Two short-lived threads rent and return; some of what they rent is handed back to this thread.
+            var handed = new ConcurrentQueue<IMemoryOwner<byte>>();
+            var threads = new Thread[2];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                int seed = random.Next();
+                threads[t] = new Thread(() => RentAndReturn(pool, new Random(seed), sizes, handed, returns, time));
+                threads[t].Start();
+            }
+
+            Array.ForEach(threads, static thread => thread.Join());
+            held.AddRange(handed);
+            if (held.Count > 6 || random.Next(4) == 0)
+            {
+                int index = random.Next(held.Count);
+                Return(held[index], returns, time);
+                held.RemoveAt(index);
+            }
+
+            if (random.Next(10) == 0)
+            {
+                pool.Trim();
+            }
+
+            JumpIrregularly(time, random, returns);
+            AssertRecentReturnsMapped(returns, time, $"round {round}");
+            AssertNoNegatives(pool.GetStatistics(), $"round {round}");
+        }
+
+        // Disposed with owners still out; they come back late, at odd moments, and must be mapped a delay after that.
+        pool.Dispose();
+        foreach (IMemoryOwner<byte> owner in held)
+        {
+            Step(time, TimeSpan.FromMilliseconds(random.Next(1, 4_000)));
+            Return(owner, returns, time);
+            AssertRecentReturnsMapped(returns, time, "after dispose");
+        }
+
+        Step(time, s_delay + s_lateness);
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        Assert.True(drained.BytesAwaitingRelease == 0 && drained.BytesInUse == 0 && drained.BytesRetained == 0, $"a delay after the last late return: {drained}");
+        Assert.True(drained.MmapCalls - drained.FallbackAllocations == drained.MunmapCalls, $"{drained.MmapCalls} mmaps, {drained.MunmapCalls} munmaps: {drained}");
+    }
+
+    private static void RentAndReturn(TieredMemoryPool pool, Random random, int[] sizes, ConcurrentQueue<IMemoryOwner<byte>> handed, Dictionary<nint, (int, DateTimeOffset)> returns, FakeTimeProvider time)
+    {
+        var mine = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 6; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(sizes[random.Next(sizes.Length)] - random.Next(64));
+            owner.Memory.Span[0] = 1;
+            if (random.Next(5) == 0)
+            {
+                handed.Enqueue(owner);
+                continue;
+            }
+
+            mine.Add(owner);
+        }
+
+        foreach (IMemoryOwner<byte> owner in mine)
+        {
+            lock (returns)
+            {
+                Return(owner, returns, time);
+            }
+        }
+    }
+
+    private static void Return(IMemoryOwner<byte> owner, Dictionary<nint, (int Length, DateTimeOffset At)> returns, FakeTimeProvider time)
+    {
+        OwnerRange range = SafetyCases.RangeOf(owner);
+        owner.Dispose();
+        returns[range.Start] = (range.Length, time.GetUtcNow());
+    }
+
+    /// <summary>Tiny steps, big jumps, and jumps that land exactly on (or a tick before) a return's due time.</summary>
+    private static void JumpIrregularly(FakeTimeProvider time, Random random, Dictionary<nint, (int Length, DateTimeOffset At)> returns)
+    {
+        switch (random.Next(5))
+        {
+            case 0:
+                time.Advance(TimeSpan.FromTicks(random.Next(1, 10_000)));
+                break;
+            case 1:
+                time.Advance(s_period * (random.NextDouble() * 6));
+                break;
+            case 2:
+                Step(time, TimeSpan.FromMilliseconds(random.Next(1, 3_000)));
+                break;
+            default:
+                DateTimeOffset? due = null;
+                foreach ((int _, DateTimeOffset at) in returns.Values)
+                {
+                    if (at + s_delay > time.GetUtcNow() && (due is null || at + s_delay < due))
+                    {
+                        due = at + s_delay;
+                    }
+                }
+
+                if (due is { } exact)
+                {
+                    time.SetUtcNow(exact - TimeSpan.FromTicks(random.Next(2)));
+                }
+
+                break;
+        }
+    }
+
+    private static void AssertRecentReturnsMapped(Dictionary<nint, (int Length, DateTimeOffset At)> returns, FakeTimeProvider time, string what)
+    {
+        foreach ((nint start, (int length, DateTimeOffset at)) in returns)
+        {
+            if (time.GetUtcNow() - at < s_delay && !ProcessMappings.IsMappedNow(start, length))
+            {
+                Assert.Fail($"{what}: a region returned {(time.GetUtcNow() - at).TotalMilliseconds} ms ago is unmapped ({ProcessMappings.Describe(start, length)})");
+            }
+        }
+    }
+
+    private static void AssertNoNegatives(TieredMemoryPoolStatistics statistics, string what)
+    {
+        Assert.True(statistics.BytesAwaitingRelease >= 0 && statistics.MunmapCalls >= 0, $"{what}: {statistics}");
+        foreach (TierStatistics tier in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
+        {
+            Assert.True(tier.BytesRetained >= 0 && tier.BytesInUse >= 0 && tier.CacheHits >= 0, $"{what}: {tier.Name} {statistics}");
+        }
+    }
+
+    /// <summary>Moves a fake clock on in steps of <see cref="s_step"/>, so every timer fires near its due time.</summary>
+    private static void Step(FakeTimeProvider time, TimeSpan by)
+    {
+        DateTimeOffset target = time.GetUtcNow() + by;
+        while (time.GetUtcNow() + s_step <= target)
+        {
+            time.Advance(s_step);
+        }
+
+        time.Advance(target - time.GetUtcNow());
+    }
+
+    /// <summary>A clock of millisecond timestamps (frequency 1000) on a fake clock; counts its timer's firings.</summary>
+    private sealed class CoarseTimeProvider : TimeProvider
+    {
+        private int _firings;
+
+        public FakeTimeProvider Fake { get; } = new();
+
+        public int Firings => Volatile.Read(ref _firings);
+
+        public override long TimestampFrequency => 1000;
+
+        public override long GetTimestamp() => Fake.GetUtcNow().Ticks / TimeSpan.TicksPerMillisecond;
+
+        public override DateTimeOffset GetUtcNow() => Fake.GetUtcNow();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            Fake.CreateTimer(s => { Interlocked.Increment(ref _firings); callback(s); }, state, dueTime, period);
+    }
+}
