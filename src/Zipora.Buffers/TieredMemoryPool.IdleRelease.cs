@@ -1,4 +1,3 @@
-using System;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -23,20 +22,8 @@ public sealed partial class TieredMemoryPool
         Trim();
     }
 
-    /// <summary>
-    /// Called by the idle releaser's timer, four times per delay, and between those ticks when a cached region or a
-    /// mapping set aside to unmap is due (their returns are timestamped, so each goes back exactly one delay after it).
-    /// </summary>
-    long IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
-    {
-        ReleaseIdleNow(now, delayInTicks);
-
-        // Read after the tick's own work: a trim (the cap's, the pressure's, an adaptive region cache shrinking) may have
-        // set mappings aside that are due before the next regular tick.
-        return Math.Min(_unmaps.NextDueAt(), Math.Min(_large.NextDueAt(), _huge.NextDueAt()));
-    }
-
-    private void ReleaseIdleNow(long now, long delayInTicks)
+    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be
         // retired (counted as leaked, and made to check its blocks if a finalizer brings it back) before the block can
@@ -89,10 +76,9 @@ public sealed partial class TieredMemoryPool
         }
 
         // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:
-        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it (a
-        // tick asked for between the regular ones does not count: it may come moments after the last).
+        // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it.
         long activity = statistics.Activity;
-        if (_clock.LastTickCounted && activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
+        if (activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
         {
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
         }

@@ -19,14 +19,14 @@ public sealed partial class TieredArrayPool
         DropCached(everyClass);
     }
 
-    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay; judged at the ticks only.</summary>
-    long IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
+    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
+    void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         if (!_registry.MayHaveCaches && Volatile.Read(ref _depotBytes) == 0)
         {
             // Nothing cached anywhere, so nothing to drop: an idle pool's tick costs two reads. The activity it skips
             // dating is dated at the first tick that looks again, which only makes the class seem used later.
-            return long.MaxValue;
+            return;
         }
 
         bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now);
@@ -34,8 +34,6 @@ public sealed partial class TieredArrayPool
         {
             DropCached(idle);
         }
-
-        return long.MaxValue;
     }
 
     /// <summary>

@@ -36,24 +36,12 @@ internal sealed class DeferredUnmaps
 
     /// <summary>
     /// Gives a mapping back whose memory was last returned at tick <paramref name="returnedAt"/> of the idle clock:
-    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped at the
-    /// first tick after the delay.
+    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped later.
     /// </summary>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt) =>
-        Release(address, length, backing, new ReturnStamp(returnedAt, IsTimestamp: false));
-
-    /// <summary>
-    /// As <see cref="Release(nint, nuint, PageBacking, long)"/>, for memory last returned at timestamp
-    /// <paramref name="returnedAt"/> (see <see cref="IdleClock.Now"/>): unmapped exactly a delay after that, by a tick
-    /// the pool asks for (see <see cref="ReleaseDue"/>).
-    /// </summary>
-    public void ReleaseTimestamped(nint address, nuint length, PageBacking backing, long returnedAt) =>
-        Release(address, length, backing, new ReturnStamp(returnedAt, IsTimestamp: true));
-
-    private void Release(nint address, nuint length, PageBacking backing, ReturnStamp returnedAt)
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt)
     {
         bool counted = true;
-        if (HasWaitedOutDelay(returnedAt, _clock.Now))
+        if (_clock.HasWaitedOutDelay(returnedAt))
         {
             if (_pages.TryUnmap(address, length, backing, counted: true))
             {
@@ -74,39 +62,15 @@ internal sealed class DeferredUnmaps
         Waiting?.Invoke();
     }
 
-    /// <summary>
-    /// The timestamp at which the next mapping stamped with a timestamp will have waited out its delay, for the pool to
-    /// be ticked then; <see cref="long.MaxValue"/> when none waits (one due already, refused by the OS, is retried at
-    /// the regular ticks). Read at the end of a tick, after the trims that may have set mappings aside.
-    /// </summary>
-    public long NextDueAt()
-    {
-        long now = _clock.Now;
-        long nextDue = long.MaxValue;
-        lock (_lock)
-        {
-            foreach (Mapping mapping in _waiting)
-            {
-                if (mapping.ReturnedAt.IsTimestamp && !HasWaitedOutDelay(mapping.ReturnedAt, now))
-                {
-                    nextDue = Math.Min(nextDue, _clock.DueAt(mapping.ReturnedAt.Value));
-                }
-            }
-        }
-
-        return nextDue;
-    }
-
     /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
     public void ReleaseDue()
     {
         List<Mapping>? due = null;
-        long now = _clock.Now;
         lock (_lock)
         {
             for (int i = _waiting.Count - 1; i >= 0; i--)
             {
-                if (HasWaitedOutDelay(_waiting[i].ReturnedAt, now))
+                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
                 {
                     (due ??= []).Add(_waiting[i]);
                     _waiting.RemoveAt(i);
@@ -132,11 +96,5 @@ internal sealed class DeferredUnmaps
         }
     }
 
-    private bool HasWaitedOutDelay(ReturnStamp returnedAt, long now) =>
-        returnedAt.IsTimestamp ? _clock.ReturnedLongEnough(returnedAt.Value, now) : _clock.HasWaitedOutDelay(returnedAt.Value);
-
-    /// <summary>When a mapping's memory was last returned: a tick of the idle clock (the slab tiers'), or a timestamp (the region tiers').</summary>
-    private readonly record struct ReturnStamp(long Value, bool IsTimestamp);
-
-    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, ReturnStamp ReturnedAt, bool Counted);
+    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted);
 }

@@ -16,9 +16,5 @@ internal interface IReclaimablePool
     /// Called at every tick of the idle clock: gives back what has been idle for more than <paramref name="delayInTicks"/>
     /// ticks. A disposed pool frees here what had to wait out its delay.
     /// </summary>
-    /// <returns>
-    /// The timestamp (<see cref="IdleClock.Now"/>) at which memory stamped with a timestamp will have waited out its
-    /// delay, if that is to be given back between the regular ticks; <see cref="long.MaxValue"/> otherwise.
-    /// </returns>
-    long ReleaseIdle(long now, long delayInTicks);
+    void ReleaseIdle(long now, long delayInTicks);
 }

@@ -51,18 +51,6 @@ internal sealed class IdleReleaser
     /// <summary>The clock's period, in <see cref="TimeSpan"/> ticks.</summary>
     internal long PeriodTicks { get; }
 
-    /// <summary>When the next regular tick is due on the ticker's clock; the ticker's alone, under its lock.</summary>
-    internal long RegularDueAt { get; set; }
-
-    /// <summary>
-    /// The timestamp the pool's last tick asked to be ticked at before the next regular tick (memory due between
-    /// them), or <see cref="long.MaxValue"/>; written by <see cref="Tick"/>, read by the ticker after it.
-    /// </summary>
-    internal long AskedAt { get; private set; } = long.MaxValue;
-
-    /// <summary>Whether the last <see cref="Tick"/> counted on the idle clock (a tick asked for between the regular ones does not).</summary>
-    internal bool LastTickCounted => _clock.LastTickCounted;
-
     /// <summary>Keeps the pool reachable from the releaser from now on (a disposed pool draining its memory).</summary>
     public void HoldStrongly(IReclaimablePool pool) => Volatile.Write(ref _heldStrongly, pool);
 
@@ -99,12 +87,11 @@ internal sealed class IdleReleaser
     /// <summary>Called by the ticker, never twice at once.</summary>
     internal void Tick()
     {
-        AskedAt = long.MaxValue;
         long now = _clock.Advance();
         IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);
         if (pool is not null || _pool.TryGetTarget(out pool))
         {
-            AskedAt = pool.ReleaseIdle(now, _clock.DelayInTicks);
+            pool.ReleaseIdle(now, _clock.DelayInTicks);
             return;
         }
 

@@ -29,11 +29,6 @@ namespace Zipora.Buffers;
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
 /// once: it leaves the queue while it ticks.
 /// </para>
-/// <para>
-/// A tick may ask for another before the next regular one (<see cref="IdleReleaser.AskedAt"/>: a cached region due
-/// one delay after its return); it is queued for that time, on the same grid, and the regular ticks stay where they
-/// were: only a tick that counted on the idle clock times the next regular one.
-/// </para>
 /// </remarks>
 internal sealed class IdleTicker
 {
@@ -91,8 +86,7 @@ internal sealed class IdleTicker
             }
 
             long now = Elapsed();
-            releaser.RegularDueAt = now + releaser.PeriodTicks;
-            EnqueueUnsynchronized(releaser, releaser.RegularDueAt);
+            EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
             ArmUnsynchronized(now);
         }
     }
@@ -148,7 +142,7 @@ internal sealed class IdleTicker
                     releaser.State = IdleReleaser.TickerState.Stopped;
                     if (releaser.Wanted)
                     {
-                        EnqueueUnsynchronized(releaser, NextDueUnsynchronized(releaser, now));
+                        EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
                     }
                 }
 
@@ -158,33 +152,9 @@ internal sealed class IdleTicker
         }
     }
 
-    /// <summary>When <paramref name="releaser"/>, just ticked, is due next: its next regular tick, or the earlier one its tick asked for.</summary>
-    private long NextDueUnsynchronized(IdleReleaser releaser, long now)
-    {
-        if (releaser.LastTickCounted || releaser.RegularDueAt <= now)
-        {
-            // A period from the end of the work of a tick that counted (see IdleClock.LastTickCounted).
-            releaser.RegularDueAt = now + releaser.PeriodTicks;
-        }
-
-        long asked = releaser.AskedAt;
-        if (asked == long.MaxValue)
-        {
-            return releaser.RegularDueAt;
-        }
-
-        // On the ticker's clock, and a grid step after this tick at the soonest: however returns fall (a delay of a
-        // few milliseconds under steady traffic asks again at every tick), a pool is ticked at most once per step.
-        // Compared before it is added: on a coarse clock, a due time centuries away would overflow the sum.
-        long wait = Math.Max(GridOf(releaser), _time.GetElapsedTime(_time.GetTimestamp(), asked).Ticks);
-        return wait >= releaser.RegularDueAt - now ? releaser.RegularDueAt : now + wait;
-    }
-
-    private static long GridOf(IdleReleaser releaser) => Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
-
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
     {
-        long grid = GridOf(releaser);
+        long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
         dueAt = (dueAt + grid - 1) / grid * grid;
         releaser.State = IdleReleaser.TickerState.Queued;
         _due.Enqueue(releaser, dueAt);

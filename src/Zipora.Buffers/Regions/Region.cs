@@ -42,9 +42,8 @@ internal sealed class Region : INativeMemoryReleaser
     public Region? SameSizeNewer;
 
     /// <summary>
-    /// The timestamp (<see cref="IdleClock.Now"/>) when the region was last returned, so that it goes back exactly one
-    /// delay later. A region parked in a thread's slot has it written as it leaves the slot unrented; until then the
-    /// slot's <see cref="RegionThreadCache.LastParkAt"/>, a tick of the idle clock, holds it.
+    /// The idle clock's tick when the region was last returned. A region parked in a thread's slot has it written as it
+    /// leaves the slot unrented; until then the slot's <see cref="RegionThreadCache.LastParkAt"/> holds it.
     /// </summary>
     public long ReturnedAt;
 

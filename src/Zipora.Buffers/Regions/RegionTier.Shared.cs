@@ -129,7 +129,7 @@ internal abstract partial class RegionTier
     /// <summary>Takes a returned region into the shared cache (or unmaps it, once the tier is disposed).</summary>
     private void ReturnShared(Region region)
     {
-        region.ReturnedAt = _clock.Now;
+        region.ReturnedAt = _clock.Epoch;
         ReleaseInUse(region, userReturn: true, keep: true);
     }
 

@@ -52,12 +52,11 @@ internal abstract partial class RegionTier
             EmptySlots(onlyUnused: true, closeForGood: false);
         }
 
-        long nowTimestamp = _clock.Now;
         while (true)
         {
             _gate.Enter();
             Region? oldest = _cache.Oldest;
-            Region? victim = oldest is not null && _clock.ReturnedLongEnough(oldest.ReturnedAt, nowTimestamp) ? _cache.TakeOldest() : null;
+            Region? victim = oldest is not null && _clock.HasWaitedOutDelay(oldest.ReturnedAt) ? _cache.TakeOldest() : null;
             _gate.Exit();
             if (victim is null)
             {
@@ -66,22 +65,6 @@ internal abstract partial class RegionTier
 
             Unmap(victim);
         }
-    }
-
-    /// <summary>
-    /// The timestamp at which the oldest cached region will have been returned for the whole delay, for the pool to be
-    /// ticked then: a region goes back one delay after its return, not at the first tick after that.
-    /// <see cref="long.MaxValue"/> with none cached, or when the oldest is due already: a tick that did not take it
-    /// (idle release off, memory pressure) would only ask again, and the regular ticks take what is due.
-    /// </summary>
-    public long NextDueAt()
-    {
-        long now = _clock.Now;
-        _gate.Enter();
-        Region? oldest = _cache.Oldest;
-        long dueAt = oldest is null || _clock.ReturnedLongEnough(oldest.ReturnedAt, now) ? long.MaxValue : _clock.DueAt(oldest.ReturnedAt);
-        _gate.Exit();
-        return dueAt;
     }
 
     public override void Dispose()
@@ -167,9 +150,8 @@ internal abstract partial class RegionTier
         Region? parked = cache.ParkedRegion;
         if (parked is not null)
         {
-            // Its return time is the slot's last park, which the fast path stamps with a tick only: the unmap waits
-            // from there (from now, unless that tick is a whole delay ago).
-            parked.ReturnedAt = _clock.TimestampOfTickStamp(cache.LastParkAt, _clock.Now);
+            // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
+            parked.ReturnedAt = cache.LastParkAt;
             cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
             emptied.Add(parked);
@@ -229,7 +211,7 @@ internal abstract partial class RegionTier
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        _unmaps.ReleaseTimestamped(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt);
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt);
         Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
     }
 }

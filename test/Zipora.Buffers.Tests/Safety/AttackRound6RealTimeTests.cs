@@ -8,10 +8,10 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attacks on timestamped region returns and asked ticks on the real clock: delays of a few milliseconds under
-/// cross-thread traffic with trims racing the asked ticks (an unmapped range is caught by msync before the delay since a
-/// moment before its return is over, which can only mean it went too early), and regions coming due every millisecond
-/// (the ticker must still fire at most eight times per period).
+/// Attacks on the idle release of regions on the real clock: delays of a few milliseconds under cross-thread traffic
+/// with trims racing the ticks (an unmapped range is caught by msync before the delay since a moment before its return
+/// is over, which can only mean it went too early), and regions coming due every millisecond (the ticker must still
+/// fire at most eight times per period).
 /// </summary>
 [Collection(nameof(HugepageTests))]
 public sealed class AttackRound6RealTimeTests

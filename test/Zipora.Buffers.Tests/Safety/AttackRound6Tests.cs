@@ -8,10 +8,11 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attacks on timestamped region returns and asked ticks on a fake clock: a cap trim late in a region's delay, a thread
-/// exiting with a parked region late in its delay, a maximal delay on a coarse clock, a disposed pool's late return, a
-/// dropped pool whose regions ask for ticks, and irregular clock jumps with cross-thread returns. A region returned less
-/// than a delay ago must stay mapped, what is due must go within a grid step, and ticks must not storm.
+/// Attacks on the idle release of regions on a fake clock (written against a timestamped release that was then taken
+/// back, see perf/RESULTS.md section 19): a thread exiting with a parked region late in its delay, a maximal delay on a
+/// coarse clock, a dropped pool, and irregular clock jumps with cross-thread returns, trims and evictions. A region
+/// returned less than a delay ago must stay mapped, what is due must go at the first tick after its delay, and ticks
+/// must not storm.
 /// </summary>
 [Collection(nameof(HugepageTests))]
 public sealed class AttackRound6Tests
@@ -23,38 +24,6 @@ public sealed class AttackRound6Tests
 
     // A grid step, plus the fake clock's step and a millisecond for the rounding.
     private static readonly TimeSpan s_lateness = (s_period / 8) + s_step + TimeSpan.FromMilliseconds(1);
-
-    [Fact]
-    public void ARegionTrimmedByTheRetainedCapLateInItsDelayIsUnmappedOneDelayAfterItsReturn()
-    {
-        var time = new FakeTimeProvider();
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay, MaxRetainedBytes = 1024 * 1024 });
-        Step(time, s_period * 0.1);
-
-        // Two returned: the first goes to the shared cache (stamped now), the second parks in this thread's slot.
-        IMemoryOwner<byte> first = pool.Rent(LargeSize);
-        IMemoryOwner<byte> second = pool.Rent(LargeSize);
-        OwnerRange firstRange = SafetyCases.RangeOf(first);
-        first.Dispose();
-        second.Dispose();
-        DateTimeOffset returnedAt = time.GetUtcNow();
-
-        // Just before the fourth tick, a big return puts the pool over its cap: that tick trims everything, the first
-        // region a quarter period before its delay is over.
-        Step(time, (s_period * 3.95) - (s_period * 0.1));
-        pool.Rent(1_500_000).Dispose();
-        Step(time, returnedAt + s_delay - time.GetUtcNow() - TimeSpan.FromMilliseconds(1));
-        Assert.True(ProcessMappings.IsMappedNow(firstRange.Start, firstRange.Length), "unmapped before its delay");
-        long awaiting = pool.GetStatistics().BytesAwaitingRelease;
-        Assert.True(awaiting > 0, $"the cap trim did not set the regions aside: {pool.GetStatistics()}");
-
-        // Due a delay after its return: the cap trim's tick must ask for a tick then, not leave it to the next regular one.
-        Step(time, s_lateness);
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.True(
-            statistics.BytesAwaitingRelease < awaiting,
-            $"{(time.GetUtcNow() - returnedAt).TotalMilliseconds} ms after its return the cap-trimmed region still awaits its unmap (next regular tick at {s_period.TotalMilliseconds * 5} ms): {statistics}");
-    }
 
     [Fact]
     public void ARegionParkedByAThreadThatExitsLateInItsDelayGoesBackAtTheFirstTickAfterTheDelay()
@@ -109,34 +78,6 @@ public sealed class AttackRound6Tests
 
         // The next tick is due a grid step (an eighth of an hour) later at the soonest.
         Assert.True(time.Firings - afterFirstTick <= 1, $"{time.Firings - afterFirstTick} timer firings in 200 ms after the first tick of a pool whose period is an hour");
-    }
-
-    [Fact]
-    public void ARegionReturnedToADisposedPoolIsUnmappedOneDelayLaterAndThePoolThenLeavesTheTicker()
-    {
-        var time = new FakeTimeProvider();
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
-        IdleTicker ticker = IdleTicker.For(time);
-        IMemoryOwner<byte> late = pool.Rent(3_000_000);
-        OwnerRange range = SafetyCases.RangeOf(late);
-        pool.Dispose();
-        Step(time, s_delay * 1.5);
-        Assert.Equal(0, ticker.Scheduled);
-
-        // Returned at an odd moment: waits a whole delay from there, mapped all along, then goes within a grid step.
-        Step(time, s_period * 0.37);
-        late.Dispose();
-        DateTimeOffset returnedAt = time.GetUtcNow();
-        Assert.Equal(1, ticker.Scheduled);
-        Step(time, s_delay - TimeSpan.FromMilliseconds(1));
-        Assert.True(ProcessMappings.IsMappedNow(range.Start, range.Length), "a region returned to a disposed pool was unmapped before its delay");
-        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0);
-        Step(time, s_lateness);
-        Assert.True(pool.GetStatistics().BytesAwaitingRelease == 0, $"{time.GetUtcNow() - returnedAt} after its return: {pool.GetStatistics()}");
-
-        // Nothing waits: the disposed pool pauses within a period, and stays out of the ticker.
-        Step(time, s_period * 2);
-        Assert.Equal(0, ticker.Scheduled);
     }
 
     [Fact]
@@ -228,9 +169,11 @@ public sealed class AttackRound6Tests
             AssertRecentReturnsMapped(returns, time, "after dispose");
         }
 
-        Step(time, s_delay + s_lateness);
+        // A late return wakes the disposed pool's paused ticks; its mapping goes once its tick stamp has waited a whole
+        // delay: by the fifth tick after the wake.
+        Step(time, s_delay + (s_period * 2));
         TieredMemoryPoolStatistics drained = pool.GetStatistics();
-        Assert.True(drained.BytesAwaitingRelease == 0 && drained.BytesInUse == 0 && drained.BytesRetained == 0, $"a delay after the last late return: {drained}");
+        Assert.True(drained.BytesAwaitingRelease == 0 && drained.BytesInUse == 0 && drained.BytesRetained == 0, $"a delay and two ticks after the last late return: {drained}");
         Assert.True(drained.MmapCalls - drained.FallbackAllocations == drained.MunmapCalls, $"{drained.MmapCalls} mmaps, {drained.MunmapCalls} munmaps: {drained}");
     }
 
