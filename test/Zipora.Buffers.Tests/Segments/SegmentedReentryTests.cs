@@ -49,7 +49,11 @@ public sealed class SegmentedReentryTests
             }
         }) { IsBackground = true };
         grower.Start();
-        for (int i = 0; i < 1_000_000 && message is null; i++)
+
+        // Until the two threads meet: on a loaded machine the other thread may not run for a while (a million tries
+        // were not always enough in a full suite on 2 cores).
+        var patience = System.Diagnostics.Stopwatch.StartNew();
+        while (message is null && patience.Elapsed < TimeSpan.FromSeconds(30))
         {
             try
             {
