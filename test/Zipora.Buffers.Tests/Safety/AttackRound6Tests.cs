@@ -22,7 +22,7 @@ public sealed class AttackRound6Tests
     private static readonly TimeSpan s_period = s_delay / IdleClock.TicksPerDelay;
     private static readonly TimeSpan s_step = TimeSpan.FromMilliseconds(5);
 
-    // A grid step, plus the fake clock's step and a millisecond for the rounding.
+    // A tick's lateness (the ticker rounds firings up to an eighth of a period), the fake clock's step and a millisecond.
     private static readonly TimeSpan s_lateness = (s_period / 8) + s_step + TimeSpan.FromMilliseconds(1);
 
     [Fact]
@@ -76,12 +76,12 @@ public sealed class AttackRound6Tests
             time.Fake.Advance(TimeSpan.FromMilliseconds(1));
         }
 
-        // The next tick is due a grid step (an eighth of an hour) later at the soonest.
+        // The next tick is a period (an hour) later: a region due long ago asks for no firing in between.
         Assert.True(time.Firings - afterFirstTick <= 1, $"{time.Firings - afterFirstTick} timer firings in 200 ms after the first tick of a pool whose period is an hour");
     }
 
     [Fact]
-    public void APoolDroppedWithRegionsAskingForTicksLeavesTheTickerOnceTheyAreGone()
+    public void APoolDroppedWithCachedRegionsKeepsThemMappedThroughTheirDelayThenLeavesTheTicker()
     {
         var time = new FakeTimeProvider();
         IdleTicker ticker = IdleTicker.For(time);
