@@ -520,21 +520,9 @@ public sealed class AttackRound5Tests
                         time.Advance(SafetyCases.IdleDelay / 4);
                         break;
                     default:
-                        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-                        foreach (TierStatistics tier in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
+                        if (SafetyCases.NegativeFigures(pool.GetStatistics()) is { } negative)
                         {
-                            if (tier.CacheHits < 0 || tier.BytesInUse < 0)
-                            {
-                                Failures.Enqueue($"{tier.Name}: negative figures while busy: {tier.CacheHits} hits, {tier.BytesInUse} bytes in use");
-                            }
-                        }
-
-                        foreach (SizeClassStatistics row in statistics.SizeHistogram)
-                        {
-                            if (row.BuffersInUse < 0 || row.Rents < 0)
-                            {
-                                Failures.Enqueue($"{row.Tier} {row.ClassSize} B: negative figures while busy: {row.Rents} rents, {row.BuffersInUse} in use");
-                            }
+                            Failures.Enqueue($"negative figures while busy: {negative}");
                         }
 
                         break;

@@ -241,6 +241,37 @@ public static class SafetyCases
         }
     }
 
+    /// <summary>
+    /// The figures of <paramref name="statistics"/> that are below zero, described, or <see langword="null"/> when none
+    /// is: read while the pool is busy, its counts may lag by a rent or a return, never go negative.
+    /// </summary>
+    public static string? NegativeFigures(TieredMemoryPoolStatistics statistics)
+    {
+        var negative = new List<string>();
+        if (statistics.BytesAwaitingRelease < 0 || statistics.MunmapCalls < 0)
+        {
+            negative.Add($"{statistics.BytesAwaitingRelease} bytes awaiting release, {statistics.MunmapCalls} munmaps");
+        }
+
+        foreach (TierStatistics tier in new[] { statistics.Small, statistics.Medium, statistics.Large, statistics.Huge })
+        {
+            if (tier.CacheHits < 0 || tier.BytesInUse < 0 || tier.BytesRetained < 0)
+            {
+                negative.Add($"{tier.Name}: {tier.CacheHits} hits, {tier.BytesInUse} bytes in use, {tier.BytesRetained} retained");
+            }
+        }
+
+        foreach (SizeClassStatistics row in statistics.SizeHistogram)
+        {
+            if (row.BuffersInUse < 0 || row.Rents < 0)
+            {
+                negative.Add($"{row.Tier} {row.ClassSize} B: {row.Rents} rents, {row.BuffersInUse} in use");
+            }
+        }
+
+        return negative.Count == 0 ? null : string.Join("; ", negative);
+    }
+
     /// <summary>Three full collections with the finalizers they queue: a dropped owner is finalized by the end.</summary>
     public static void CollectEverything()
     {
