@@ -120,7 +120,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         // delay before memory let go of may be unmapped.
         var clock = _clock = new IdleClock(options.IdleReleaseDelay, options.TimeProvider);
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
-        _quarantine = new LeakQuarantine(options.TimeProvider, clock.Delay);
+        _quarantine = new LeakQuarantine(clock);
         _unmaps = new DeferredUnmaps(_pages, clock);
         _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
         _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);

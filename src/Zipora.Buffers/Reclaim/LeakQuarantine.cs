@@ -11,23 +11,29 @@ namespace Zipora.Buffers;
 /// block is neither handed out, unmapped nor decommitted until a full idle delay after its finalizer ran.
 /// </summary>
 /// <remarks>
+/// <para>
 /// There is no way out before that: trims, caps, memory pressure and the pool's disposal all leave the quarantine
-/// alone. The delay is measured on the pool's <see cref="TimeProvider"/> from the moment the finalizer ran, not in
-/// ticks of the idle clock, so it is never cut short by where between two ticks the leak was found.
+/// alone.
+/// </para>
+/// <para>
+/// A block is stamped with the idle clock's tick, as a returned mapping is (<see cref="DeferredUnmaps"/>), and goes
+/// back once the stamp has waited out the delay (<see cref="IdleClock.HasWaitedOutDelay"/>, which waits the tick
+/// more that a stamp taken between two ticks needs, so the delay is never cut short). Not a timestamp: the finalizer
+/// thread must not read the pool's <see cref="TimeProvider"/>, which may run due timers on the reading thread (a
+/// fake clock's does), and so the pool's own tick, nested in this one's lock.
+/// </para>
 /// </remarks>
 internal sealed class LeakQuarantine
 {
     private readonly Lock _lock = new();
-    private readonly List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long Since)> _held = [];
-    private readonly TimeProvider _time;
-    private readonly TimeSpan _delay;
+    private readonly List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long FoundAt)> _held = [];
+    private readonly IdleClock _clock;
     private long _reclaimed;
     private long _bytes;
 
-    public LeakQuarantine(TimeProvider time, TimeSpan delay)
+    public LeakQuarantine(IdleClock clock)
     {
-        _time = time;
-        _delay = delay;
+        _clock = clock;
     }
 
     /// <summary>Called after a block enters the quarantine, so a paused timer (a disposed pool's) ticks again.</summary>
@@ -49,7 +55,7 @@ internal sealed class LeakQuarantine
         ZiporaBuffersEventSource.Log.BufferLeaked(tierName, buffer.Length);
         lock (_lock)
         {
-            _held.Add((buffer, tier, _time.GetTimestamp()));
+            _held.Add((buffer, tier, _clock.Epoch));
             _bytes += buffer.Length;
         }
 
@@ -59,12 +65,12 @@ internal sealed class LeakQuarantine
     /// <summary>Returns to their tiers the blocks held for a full delay; called at every tick of the idle clock.</summary>
     public void ReleaseDue()
     {
-        List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long Since)>? due = null;
+        List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long FoundAt)>? due = null;
         lock (_lock)
         {
             for (int i = _held.Count - 1; i >= 0; i--)
             {
-                if (_time.GetElapsedTime(_held[i].Since) >= _delay)
+                if (_clock.HasWaitedOutDelay(_held[i].FoundAt))
                 {
                     (due ??= []).Add(_held[i]);
                     _bytes -= _held[i].Buffer.Length;

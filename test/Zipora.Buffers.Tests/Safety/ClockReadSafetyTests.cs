@@ -12,7 +12,9 @@ namespace Zipora.Buffers.Tests;
 /// thread, inside a rent, a return, a trim or a statistics read, could so run its own idle tick in the middle of that
 /// call, under locks it holds: a timestamped release tried on 2026-12-03 did, and a tick nested in a thread-exit
 /// retirement retired the same slot twice and handed one region to two owners (RESULTS section 19). So a live pool
-/// reads its clock only in its timer's callback.
+/// reads its clock only in its timer's callback; a leaked buffer found on the finalizer thread is stamped with the
+/// idle clock's tick, not a timestamp. (Its ticker reads the clock when a pool is made and when a disposed pool's
+/// paused releaser wakes, under no lock of a pool.)
 /// </summary>
 public sealed class ClockReadSafetyTests
 {
@@ -28,9 +30,15 @@ public sealed class ClockReadSafetyTests
         time.StartCounting();
 
         // Rents and returns of every tier, on this thread and on threads that exit (their slots are retired), trims,
-        // statistics and ticks in between.
+        // statistics, leaks (found on the finalizer thread) and ticks in between.
         for (int round = 0; round < 20; round++)
         {
+            if (round % 4 == 1)
+            {
+                SafetyCases.Leak(pool, s_sizes[round % s_sizes.Length], count: 2);
+                SafetyCases.CollectEverything();
+            }
+
             RentAndReturn(pool, round);
             var thread = new Thread(() => RentAndReturn(pool, round));
             thread.Start();
@@ -44,6 +52,15 @@ public sealed class ClockReadSafetyTests
             time.Advance(SafetyCases.IdleDelay / 4);
         }
 
+        // Ticks enough for the last leak's quarantine to end, so its release is among the reads counted.
+        for (int tick = 0; tick < 2 * IdleClock.TicksPerDelay; tick++)
+        {
+            time.Advance(SafetyCases.IdleDelay / 4);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(statistics.LeaksReclaimed == 10, $"the 10 leaked buffers should have been reclaimed; {statistics.LeaksReclaimed} were");
+        Assert.True(statistics.BytesQuarantined == 0, $"every leaked buffer should have left the quarantine; {statistics.BytesQuarantined} bytes are still in it");
         Assert.True(time.ReadsInCallbacks > 0, "the pool's ticks should have read the clock");
         Assert.True(time.ReadsOutsideCallbacks == 0, $"the pool read its clock {time.ReadsOutsideCallbacks} times outside its timer's callback, first from:\n{time.FirstOutsideRead}");
     }
