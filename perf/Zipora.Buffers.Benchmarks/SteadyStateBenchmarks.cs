@@ -10,6 +10,9 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
 {
     private const int Operations = 1_000;
 
+    private MinimalNativePool _floorReused = null!;
+    private MinimalNativePool _floorOwnerPerRent = null!;
+
     [Params(64, 1024, 4096, 16384, 65536, 1048576, 4194304, 67108864)]
     public int Size { get; set; }
 
@@ -18,6 +21,17 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
 
     [Benchmark(OperationsPerInvoke = Operations)]
     public void TieredMemoryPoolReuseOwners() => RentWriteDispose(TieredReuseOwners);
+
+    /// <summary>
+    /// The floor in this benchmark: <see cref="MinimalNativePool"/> reusing its blocks' own managers, as
+    /// <see cref="TieredMemoryPoolOptions.ReuseOwners"/> does, called the same way as every pool here.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorReusedOwners() => RentWriteDispose(_floorReused);
+
+    /// <summary>The floor of the default mode: a fresh owner per rent, disposed with one atomic exchange.</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorOwnerPerRent() => RentWriteDispose(_floorOwnerPerRent);
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Operations)]
     public void MemoryPoolShared() => RentWriteDispose(MemoryPool<byte>.Shared);
@@ -73,6 +87,12 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
         }
 
         return last;
+    }
+
+    protected override void OnSetup()
+    {
+        _floorReused = new MinimalNativePool(Size, safeOwners: false);
+        _floorOwnerPerRent = new MinimalNativePool(Size, safeOwners: true);
     }
 
     private void RentWriteDispose(MemoryPool<byte> pool)
