@@ -160,7 +160,20 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// system calls. The work item revives the pool until its memory is drained, as the idle releaser holds any
     /// disposed pool that still has memory waiting; then nothing refers to it.
     /// </remarks>
-    ~TieredMemoryPool() => ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.Dispose(), this, preferLocal: false);
+    ~TieredMemoryPool() => ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.DisposeDropped(), this, preferLocal: false);
+
+    /// <summary>The finalizer's work item: nobody calls it to catch what it throws, so a failure is reported (see <see cref="BackgroundFailures"/>).</summary>
+    private void DisposeDropped()
+    {
+        try
+        {
+            Dispose();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("disposing a pool dropped without dispose", error);
+        }
+    }
 
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;

@@ -128,8 +128,19 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// </remarks>
     ~TieredArrayPool()
     {
-        Trim();
-        _registry.ReleaseSlot();
+        try
+        {
+            Trim();
+        }
+        catch (Exception error)
+        {
+            // On the finalizer thread, where an exception would end the process (see BackgroundFailures).
+            BackgroundFailures.Report("trimming an array pool dropped without dispose", error);
+        }
+        finally
+        {
+            _registry.ReleaseSlot();
+        }
     }
 
     /// <summary>The process-wide pool, with default options.</summary>

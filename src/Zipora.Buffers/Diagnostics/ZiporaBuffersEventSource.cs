@@ -4,8 +4,8 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers,
-/// double disposes, backend fallbacks, refused unmaps and trims under memory pressure. Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written
-/// when nobody listens.
+/// double disposes, backend fallbacks, refused unmaps, trims under memory pressure and background work that failed.
+/// Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written when nobody listens.
 /// </summary>
 [EventSource(Name = "Zipora-Buffers")]
 internal sealed class ZiporaBuffersEventSource : EventSource
@@ -73,6 +73,16 @@ internal sealed class ZiporaBuffersEventSource : EventSource
         if (IsEnabled())
         {
             WriteEvent(6, pool, usage, limit);
+        }
+    }
+
+    /// <summary>Work a pool runs on its own (a tick of the idle clock, a trim under memory pressure) threw; it was skipped.</summary>
+    [Event(7, Level = EventLevel.Error, Message = "The pools' background work ({0}) failed and was skipped; it runs again at its next turn. {1}")]
+    public void BackgroundWorkFailed(string work, string error)
+    {
+        if (IsEnabled())
+        {
+            WriteEvent(7, work, error);
         }
     }
 }

@@ -78,14 +78,27 @@ internal sealed class IdleReleaser
         {
             if (_paused)
             {
-                _paused = false;
+                // Paused until started: a start that throws (the pool's clock or timer did) leaves it for the next wake.
                 _ticker.Start(this);
+                _paused = false;
             }
         }
     }
 
-    /// <summary>Called by the ticker, never twice at once.</summary>
+    /// <summary>Called by the ticker, never twice at once; a tick that throws is reported and skipped (see <see cref="BackgroundFailures"/>).</summary>
     internal void Tick()
+    {
+        try
+        {
+            TickUnguarded();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("a tick of the idle clock", error);
+        }
+    }
+
+    private void TickUnguarded()
     {
         long now = _clock.Advance();
         IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);

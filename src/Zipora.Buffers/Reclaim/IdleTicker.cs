@@ -51,6 +51,9 @@ internal sealed class IdleTicker
     private long _armedFor = long.MaxValue;
     private int _ticking;
 
+    // The clock's last reading on the timer's callback, for a reading that throws.
+    private long _lastReading;
+
     private IdleTicker(TimeProvider time)
     {
         _time = time;
@@ -112,7 +115,7 @@ internal sealed class IdleTicker
         lock (_lock)
         {
             _armedFor = long.MaxValue;
-            long now = Elapsed();
+            long now = ElapsedOnTimer();
             while (_due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
                 _ = _due.Dequeue();
@@ -136,7 +139,7 @@ internal sealed class IdleTicker
             // the ticks, so the next is a whole period after the last one any of their clocks counted.
             lock (_lock)
             {
-                long now = Elapsed();
+                long now = ElapsedOnTimer();
                 foreach (IdleReleaser releaser in due)
                 {
                     releaser.State = IdleReleaser.TickerState.Stopped;
@@ -147,7 +150,7 @@ internal sealed class IdleTicker
                 }
 
                 _ticking -= due.Count;
-                ArmUnsynchronized(now);
+                ArmOnTimer(now);
             }
         }
     }
@@ -168,8 +171,22 @@ internal sealed class IdleTicker
             return;
         }
 
+        long armedBefore = _armedFor;
         _armedFor = dueAt;
-        TimeSpan dueTime = TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks));
+        try
+        {
+            ArmTimer(TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks)));
+        }
+        catch
+        {
+            // A timer that threw did not take the new time: the next call arms it again.
+            _armedFor = armedBefore;
+            throw;
+        }
+    }
+
+    private void ArmTimer(TimeSpan dueTime)
+    {
         if (_timer is not null)
         {
             _ = _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
@@ -195,4 +212,38 @@ internal sealed class IdleTicker
 
     /// <summary>Time since the ticker was made, in <see cref="TimeSpan"/> ticks.</summary>
     private long Elapsed() => _time.GetElapsedTime(_startedAt).Ticks;
+
+    /// <summary>
+    /// <see cref="Elapsed"/> on the timer's callback, where the clock (the pool's <see cref="TimeProvider"/>, the
+    /// user's) must not end the process by throwing: then the reading before it, so nothing new falls due and the
+    /// timer is armed a period on, to read the clock again (see <see cref="BackgroundFailures"/>).
+    /// </summary>
+    private long ElapsedOnTimer()
+    {
+        try
+        {
+            return _lastReading = Elapsed();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("reading the idle ticker's clock", error);
+            return _lastReading;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ArmUnsynchronized"/> on the timer's callback: a timer that refuses to change is reported, and left
+    /// unarmed for the next <see cref="Start"/> to arm.
+    /// </summary>
+    private void ArmOnTimer(long now)
+    {
+        try
+        {
+            ArmUnsynchronized(now);
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("arming the idle ticker's timer", error);
+        }
+    }
 }

@@ -78,8 +78,24 @@ internal sealed class MemoryPressureWatcher
         }
     }
 
-    /// <summary>Whether memory runs short and the last pass was long enough ago; marks a new pass when so.</summary>
+    /// <summary>
+    /// Whether memory runs short and the last pass was long enough ago; marks a new pass when so. False, reported, when
+    /// reading the pressure threw: this runs on the finalizer thread and a timer's callback.
+    /// </summary>
     private static bool IsPassDue()
+    {
+        try
+        {
+            return IsPassDueUnguarded();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("reading the memory pressure", error);
+            return false;
+        }
+    }
+
+    private static bool IsPassDueUnguarded()
     {
         long now = Environment.TickCount64;
         if (now - Volatile.Read(ref s_lastPass) < RestMilliseconds || !MemoryBudget.Current.IsUnderPressure())
@@ -95,7 +111,15 @@ internal sealed class MemoryPressureWatcher
     {
         foreach (IReclaimablePool pool in PoolMetrics.LivePools())
         {
-            pool.TrimUnderPressure();
+            try
+            {
+                pool.TrimUnderPressure();
+            }
+            catch (Exception error)
+            {
+                // On a timer's callback or a work item: one pool's failure neither ends the process nor spares the others.
+                BackgroundFailures.Report("a trim under memory pressure", error);
+            }
         }
     }
 }

@@ -1,0 +1,33 @@
+using System;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Work the pools run on their own that threw: a tick of the idle clock, its ticker's clock or timer, a trim under
+/// memory pressure, the disposal of a pool found unreachable, the wake of an idle releaser for a leaked block.
+/// </summary>
+/// <remarks>
+/// That work runs on a timer's callback, the finalizer thread or a thread-pool work item, where an exception nobody
+/// catches ends the process; none of it is the caller's, so no caller could catch it either. It is counted, reported
+/// as the <c>BackgroundWorkFailed</c> event of the <c>Zipora-Buffers</c> event source, and skipped: the tick, the
+/// trim or the wake runs again at its next turn (what it would have given back waits until then; nothing is given
+/// back early). Only these entry points catch; the work itself throws as it would anywhere.
+/// </remarks>
+internal static class BackgroundFailures
+{
+    private static long s_count;
+
+    /// <summary>Failures reported since the process started (the tests check that their storms leave it unchanged).</summary>
+    public static long Count => Interlocked.Read(ref s_count);
+
+    /// <summary>Counts and reports <paramref name="error"/>, thrown by the background <paramref name="work"/>.</summary>
+    public static void Report(string work, Exception error)
+    {
+        Interlocked.Increment(ref s_count);
+        if (ZiporaBuffersEventSource.Log.IsEnabled())
+        {
+            ZiporaBuffersEventSource.Log.BackgroundWorkFailed(work, error.ToString());
+        }
+    }
+}

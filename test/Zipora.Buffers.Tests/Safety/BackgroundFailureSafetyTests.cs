@@ -1,0 +1,98 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics.Tracing;
+using System.Linq;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+[CollectionDefinition(nameof(BackgroundFailureSafetyTests), DisableParallelization = true)]
+public sealed class BackgroundFailureSafetyTestsRunAlone;
+
+/// <summary>
+/// The pools' background work runs on a timer's callback, where an exception nobody catches ends the process. The
+/// clock it reads there is the user's <see cref="TimeProvider"/>: a clock that throws is reported as the
+/// <c>BackgroundWorkFailed</c> event and the work goes on when the clock does. Alone in its collection: it counts the
+/// process-wide failures, which no other test may add to meanwhile.
+/// </summary>
+[Collection(nameof(BackgroundFailureSafetyTests))]
+public sealed class BackgroundFailureSafetyTests
+{
+    [Fact]
+    public void AClockThatThrowsOnTheTimerNeitherEndsTheProcessNorStopsTheIdleReleaseOnceItWorksAgain()
+    {
+        var time = new BreakableClock();
+        using var listener = new FailureListener();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+        for (int i = 0; i < 4; i++)
+        {
+            using IMemoryOwner<byte> owner = pool.Rent(100_000);
+            owner.Memory.Span[0] = 1;
+        }
+
+        long retained = pool.GetStatistics().Large.BytesRetained;
+        Assert.True(retained > 0, "the returned region should be kept for reuse");
+        long failuresBefore = BackgroundFailures.Count;
+
+        // Every tick in three delays reads a clock that throws: on the old code the exception left the timer's
+        // callback (here it came out of Advance; on the system's timer it ends the process).
+        time.Broken = true;
+        Exception? escaped = Record.Exception(() => SafetyCases.Advance(time.Fake, 3 * SafetyCases.IdleDelay));
+        long failures = BackgroundFailures.Count - failuresBefore;
+        int fromThisClock = listener.Failures.Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
+        BackgroundFailureWatch.Provoked(fromThisClock);
+        Assert.True(escaped is null, $"an exception left the pool's timer callback: {escaped}");
+        Assert.True(fromThisClock >= 12, $"each of the 12 ticks should have reported its failure; {fromThisClock} were reported");
+        Assert.True(failures == fromThisClock, $"{failures - fromThisClock} background failures came from elsewhere: {string.Join("; ", listener.Failures)}");
+        Assert.Contains(listener.Failures, failure => failure.Work.Contains("clock", StringComparison.Ordinal));
+        Assert.Equal(retained, pool.GetStatistics().Large.BytesRetained);
+
+        // The clock works again: the ticks count from there, and the idle region goes back within the delay and a tick.
+        time.Broken = false;
+        SafetyCases.Advance(time.Fake, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        TieredMemoryPoolStatistics after = pool.GetStatistics();
+        Assert.True(after.Large.BytesRetained == 0, $"the idle region should have gone back once the clock worked again; {after.Large.BytesRetained} bytes are retained");
+        Assert.Equal(failuresBefore + failures, BackgroundFailures.Count);
+    }
+
+    /// <summary>A fake clock whose reads throw while <see cref="Broken"/>; its timers are the fake's, fired by <see cref="FakeTimeProvider.Advance"/>.</summary>
+    private sealed class BreakableClock : TimeProvider
+    {
+        public const string Message = "the test's clock is broken";
+
+        public FakeTimeProvider Fake { get; } = new();
+
+        public bool Broken { get; set; }
+
+        public override long TimestampFrequency => Fake.TimestampFrequency;
+
+        public override DateTimeOffset GetUtcNow() => Broken ? throw new InvalidOperationException(Message) : Fake.GetUtcNow();
+
+        public override long GetTimestamp() => Broken ? throw new InvalidOperationException(Message) : Fake.GetTimestamp();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => Fake.CreateTimer(callback, state, dueTime, period);
+    }
+
+    private sealed class FailureListener : EventListener
+    {
+        public ConcurrentQueue<(string Work, string Error)> Failures { get; } = new();
+
+        protected override void OnEventSourceCreated(EventSource eventSource)
+        {
+            if (eventSource.Name == "Zipora-Buffers")
+            {
+                EnableEvents(eventSource, EventLevel.Error);
+            }
+        }
+
+        protected override void OnEventWritten(EventWrittenEventArgs eventData)
+        {
+            if (eventData.EventName == "BackgroundWorkFailed" && eventData.Payload is { Count: 2 } payload)
+            {
+                Failures.Enqueue(((string)payload[0]!, (string)payload[1]!));
+            }
+        }
+    }
+}

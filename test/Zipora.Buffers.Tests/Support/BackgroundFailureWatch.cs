@@ -1,0 +1,29 @@
+using System;
+using System.Threading;
+
+[assembly: AssemblyFixture(typeof(Zipora.Buffers.Tests.BackgroundFailureWatch))]
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Fails the run when the pools' background work (ticks, trims under pressure, finalizers' work) threw anywhere in it
+/// except where a test provoked it: that work now reports a failure and goes on (<see cref="BackgroundFailures"/>),
+/// where it used to end the test process, so without this watch a bug on those paths would pass unseen.
+/// </summary>
+public sealed class BackgroundFailureWatch : IDisposable
+{
+    private static long s_provoked;
+    private readonly long _atStart = BackgroundFailures.Count;
+
+    /// <summary>Counts failures a test caused on purpose (it runs alone: its collection is not parallel).</summary>
+    public static void Provoked(long failures) => Interlocked.Add(ref s_provoked, failures);
+
+    public void Dispose()
+    {
+        long unexpected = BackgroundFailures.Count - _atStart - Interlocked.Read(ref s_provoked);
+        if (unexpected != 0)
+        {
+            throw new InvalidOperationException($"the pools' background work failed {unexpected} times in this run without a test provoking it; listen to the Zipora-Buffers event source's BackgroundWorkFailed events to see where");
+        }
+    }
+}
