@@ -5,11 +5,12 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// Work the pools run on their own that threw: a tick of the idle clock, its ticker's clock or timer, a trim under
-/// memory pressure, the disposal of a pool found unreachable, the wake of an idle releaser for a leaked block.
+/// memory pressure, the disposal of a pool found unreachable, the wake of a paused idle releaser.
 /// </summary>
 /// <remarks>
 /// That work runs on a timer's callback, the finalizer thread or a thread-pool work item, where an exception nobody
-/// catches ends the process; none of it is the caller's, so no caller could catch it either. It is counted, reported
+/// catches ends the process, or (a wake) inside a call that has nothing to do with it, such as an owner's dispose;
+/// none of it is the caller's, so no caller could handle it either. It is counted, reported
 /// as the <c>BackgroundWorkFailed</c> event of the <c>Zipora-Buffers</c> event source, and skipped: the tick, the
 /// trim or the wake runs again at its next turn (what it would have given back waits until then; nothing is given
 /// back early). Only these entry points catch; the work itself throws as it would anywhere.

@@ -72,15 +72,29 @@ internal sealed class IdleReleaser
     }
 
     /// <summary>Starts a paused releaser again, a period from now: something now waits for a tick.</summary>
+    /// <remarks>
+    /// Called where something has to wait (a late return to a disposed pool, the pool's dispose, a leaked block on the
+    /// finalizer thread), none of whose callers has anything to do with a failure to start: a start that throws (the
+    /// pool's clock or timer did) is reported as background work (<see cref="BackgroundFailures"/>) and leaves the
+    /// releaser paused for the next wake.
+    /// </remarks>
     public void Wake()
     {
         lock (_pauseLock)
         {
-            if (_paused)
+            if (!_paused)
             {
-                // Paused until started: a start that throws (the pool's clock or timer did) leaves it for the next wake.
+                return;
+            }
+
+            try
+            {
                 _ticker.Start(this);
                 _paused = false;
+            }
+            catch (Exception error)
+            {
+                BackgroundFailures.Report("waking the idle clock", error);
             }
         }
     }

@@ -59,16 +59,7 @@ internal sealed class LeakQuarantine
             _bytes += buffer.Length;
         }
 
-        try
-        {
-            Waiting?.Invoke();
-        }
-        catch (Exception error)
-        {
-            // On the finalizer thread: a wake that failed (the pool's clock or timer threw) is reported; the block
-            // waits for the next wake or tick.
-            BackgroundFailures.Report("waking the idle clock for a leaked block", error);
-        }
+        Waiting?.Invoke();
     }
 
     /// <summary>Returns to their tiers the blocks held for a full delay; called at every tick of the idle clock.</summary>
