@@ -1,10 +1,7 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Diagnostics.Tracing;
 using System.Globalization;
 using System.IO;
-using System.Linq;
 using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers.Tests;
@@ -53,14 +50,14 @@ public sealed unsafe class DiagnosticModeTests
     [Fact]
     public void ADoubleDisposeIsReportedWithBothStacksAndDoesNotCorruptThePool()
     {
-        using var listener = new DiagnosticListener();
+        using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.All });
         IMemoryOwner<byte> owner = pool.Rent(4096);
         DisposeOnce(owner);
         DisposeAgain(owner);
 
         Assert.Equal(1, pool.GetStatistics().DoubleDisposes);
-        string report = Assert.Single(listener.Messages, message => message.Contains("disposed twice", StringComparison.Ordinal));
+        string report = Assert.Single(listener.Lines, message => message.Contains("disposed twice", StringComparison.Ordinal));
         Assert.Contains(nameof(DisposeOnce), report, StringComparison.Ordinal);
         Assert.Contains(nameof(DisposeAgain), report, StringComparison.Ordinal);
         Assert.Contains(nameof(ADoubleDisposeIsReportedWithBothStacksAndDoesNotCorruptThePool), report, StringComparison.Ordinal);
@@ -73,7 +70,7 @@ public sealed unsafe class DiagnosticModeTests
     [Fact]
     public void ALeakedOwnerIsReportedWithTheStackThatRentedIt()
     {
-        using var listener = new DiagnosticListener();
+        using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.All });
         RentAndForget(pool);
         for (int i = 0; i < 3; i++)
@@ -84,7 +81,7 @@ public sealed unsafe class DiagnosticModeTests
 
         Assert.Equal(1, pool.GetStatistics().LeaksDetected);
         // The LeakDetected event carries the tier, the size and the renting stack.
-        string report = Assert.Single(listener.Messages, message => message.Contains(nameof(RentAndForget), StringComparison.Ordinal));
+        string report = Assert.Single(listener.Lines, message => message.Contains(nameof(RentAndForget), StringComparison.Ordinal));
         Assert.StartsWith("medium | 8192 | ", report, StringComparison.Ordinal);
     }
 
@@ -188,21 +185,5 @@ public sealed unsafe class DiagnosticModeTests
         }
 
         return "unmapped";
-    }
-
-    private sealed class DiagnosticListener : EventListener
-    {
-        public ConcurrentBag<string> Messages { get; } = [];
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Verbose);
-            }
-        }
-
-        protected override void OnEventWritten(EventWrittenEventArgs eventData) =>
-            Messages.Add(string.Join(" | ", eventData.Payload?.Select(value => value?.ToString()) ?? []));
     }
 }

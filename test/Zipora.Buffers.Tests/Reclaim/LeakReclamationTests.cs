@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Diagnostics.Tracing;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Time.Testing;
 
@@ -19,7 +18,7 @@ public sealed class LeakReclamationTests
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = TimeSpan.FromSeconds(10) });
         LeakOneBufferPerTier(pool);
-        CollectEverything();
+        SafetyCases.CollectEverything();
 
         TieredMemoryPoolStatistics quarantined = pool.GetStatistics();
         Assert.Equal(4, quarantined.LeaksReclaimed);
@@ -50,14 +49,15 @@ public sealed class LeakReclamationTests
     [Fact]
     public void ALeakIsReportedAsAnEvent()
     {
-        using var listener = new LeakListener();
+        using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = System.Threading.Timeout.InfiniteTimeSpan });
         LeakOneBufferPerTier(pool);
-        CollectEverything();
+        SafetyCases.CollectEverything();
         pool.Trim();
 
-        Assert.Contains(listener.Leaks, leak => leak == ("huge", 6 * 1024 * 1024));
-        Assert.Contains(listener.Leaks, leak => leak == ("medium", 8192));
+        (string Tier, int Bytes)[] leaks = [.. listener.Payloads("BufferLeaked").Select(payload => ((string)payload[0]!, (int)payload[1]!))];
+        Assert.Contains(leaks, leak => leak == ("huge", 6 * 1024 * 1024));
+        Assert.Contains(leaks, leak => leak == ("medium", 8192));
 
         // A trim does not shorten the quarantine: the leaked blocks are still held, and still count as in use.
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
@@ -71,36 +71,6 @@ public sealed class LeakReclamationTests
         foreach (int size in s_sizesAcrossTiers)
         {
             pool.Rent(size).Memory.Span.Fill(9);
-        }
-    }
-
-    private static void CollectEverything()
-    {
-        for (int i = 0; i < 3; i++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-        }
-    }
-
-    private sealed class LeakListener : EventListener
-    {
-        public ConcurrentBag<(string Tier, int Bytes)> Leaks { get; } = [];
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Verbose);
-            }
-        }
-
-        protected override void OnEventWritten(EventWrittenEventArgs eventData)
-        {
-            if (eventData.EventName == "BufferLeaked" && eventData.Payload is { Count: 2 } payload)
-            {
-                Leaks.Add(((string)payload[0]!, (int)payload[1]!));
-            }
         }
     }
 }

@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Diagnostics.Tracing;
+using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
@@ -24,7 +23,7 @@ public sealed class BackgroundFailureSafetyTests
     public void AClockThatThrowsOnTheTimerNeitherEndsTheProcessNorStopsTheIdleReleaseOnceItWorksAgain()
     {
         var time = new BreakableClock();
-        using var listener = new FailureListener();
+        using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
         for (int i = 0; i < 4; i++)
         {
@@ -41,12 +40,12 @@ public sealed class BackgroundFailureSafetyTests
         time.Broken = true;
         Exception? escaped = Record.Exception(() => SafetyCases.Advance(time.Fake, 3 * SafetyCases.IdleDelay));
         long failures = BackgroundFailures.Count - failuresBefore;
-        int fromThisClock = listener.Failures.Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
+        int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
         BackgroundFailureWatch.Provoked(fromThisClock);
         Assert.True(escaped is null, $"an exception left the pool's timer callback: {escaped}");
         Assert.True(fromThisClock >= 12, $"each of the 12 ticks should have reported its failure; {fromThisClock} were reported");
-        Assert.True(failures == fromThisClock, $"{failures - fromThisClock} background failures came from elsewhere: {string.Join("; ", listener.Failures)}");
-        Assert.Contains(listener.Failures, failure => failure.Work.Contains("clock", StringComparison.Ordinal));
+        Assert.True(failures == fromThisClock, $"{failures - fromThisClock} background failures came from elsewhere: {string.Join("; ", Failures(listener))}");
+        Assert.Contains(Failures(listener), failure => failure.Work.Contains("clock", StringComparison.Ordinal));
         Assert.Equal(retained, pool.GetStatistics().Large.BytesRetained);
 
         // The clock works again: the ticks count from there, and the idle region goes back within the delay and a tick.
@@ -61,7 +60,7 @@ public sealed class BackgroundFailureSafetyTests
     public void ALateReturnToADisposedPoolWhoseClockThrowsDoesNotThrowFromTheOwnersDisposeAndItsMemoryWaitsForTheNextWake()
     {
         var time = new BreakableClock();
-        using var listener = new FailureListener();
+        using var listener = new PoolEventRecorder();
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
         IMemoryOwner<byte> first = pool.Rent(100_000);
         IMemoryOwner<byte> second = pool.Rent(100_000);
@@ -77,7 +76,7 @@ public sealed class BackgroundFailureSafetyTests
         Exception? thrown = Record.Exception(first.Dispose);
         time.Broken = false;
         long failures = BackgroundFailures.Count - failuresBefore;
-        int fromThisClock = listener.Failures.Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
+        int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
         BackgroundFailureWatch.Provoked(fromThisClock);
         Assert.True(thrown is null, $"an owner's dispose threw because the pool's clock did: {thrown}");
         Assert.True(fromThisClock == 1 && failures == 1, $"the failed wake should have been reported once; {fromThisClock} from this clock, {failures} in all");
@@ -95,6 +94,9 @@ public sealed class BackgroundFailureSafetyTests
         Assert.False(ProcessMappings.IsMapped(firstRange.Start, firstRange.Length), "the first late return's region is still mapped after the next wake's delay");
     }
 
+    private static IEnumerable<(string Work, string Error)> Failures(PoolEventRecorder listener) =>
+        listener.Payloads("BackgroundWorkFailed").Select(payload => ((string)payload[0]!, (string)payload[1]!));
+
     /// <summary>A fake clock whose reads throw while <see cref="Broken"/>; its timers are the fake's, fired by <see cref="FakeTimeProvider.Advance"/>.</summary>
     private sealed class BreakableClock : TimeProvider
     {
@@ -111,26 +113,5 @@ public sealed class BackgroundFailureSafetyTests
         public override long GetTimestamp() => Broken ? throw new InvalidOperationException(Message) : Fake.GetTimestamp();
 
         public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => Fake.CreateTimer(callback, state, dueTime, period);
-    }
-
-    private sealed class FailureListener : EventListener
-    {
-        public ConcurrentQueue<(string Work, string Error)> Failures { get; } = new();
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Error);
-            }
-        }
-
-        protected override void OnEventWritten(EventWrittenEventArgs eventData)
-        {
-            if (eventData.EventName == "BackgroundWorkFailed" && eventData.Payload is { Count: 2 } payload)
-            {
-                Failures.Enqueue(((string)payload[0]!, (string)payload[1]!));
-            }
-        }
     }
 }

@@ -1,0 +1,30 @@
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics.Tracing;
+using System.Linq;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>Records every event the pools' event source (<c>Zipora-Buffers</c>) writes while it lives, in order.</summary>
+public sealed class PoolEventRecorder : EventListener
+{
+    // Initialized before the base constructor runs, which may already call OnEventSourceCreated.
+    private readonly ConcurrentQueue<(string Name, object?[] Payload)> _events = new();
+
+    /// <summary>The payloads of the events named <paramref name="name"/>, in the order they were written.</summary>
+    public IEnumerable<object?[]> Payloads(string name) => _events.Where(e => e.Name == name).Select(e => e.Payload);
+
+    /// <summary>Each event's payload joined into one line, for searching the text of a report.</summary>
+    public IEnumerable<string> Lines => _events.Select(e => string.Join(" | ", e.Payload.Select(value => value?.ToString())));
+
+    protected override void OnEventSourceCreated(EventSource eventSource)
+    {
+        if (eventSource.Name == "Zipora-Buffers")
+        {
+            EnableEvents(eventSource, EventLevel.Verbose);
+        }
+    }
+
+    protected override void OnEventWritten(EventWrittenEventArgs eventData) =>
+        _events.Enqueue((eventData.EventName ?? string.Empty, eventData.Payload?.ToArray() ?? []));
+}
