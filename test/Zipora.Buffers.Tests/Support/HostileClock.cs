@@ -1,0 +1,179 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A fake clock that misbehaves on demand: its timestamp reads throw (always, for the next few reads, every Nth
+/// read, or on any thread but the test's), its timers refuse a new due time, and the test can fire its timers' callbacks
+/// early, twice, or on two threads at once. Its time and its timers are otherwise the fake's, moved by
+/// <see cref="FakeTimeProvider.Advance"/> on the test's thread.
+/// </summary>
+internal sealed class HostileClock : TimeProvider
+{
+    /// <summary>What every exception this clock throws says.</summary>
+    public const string Message = "the hostile test clock refused";
+
+    private readonly List<HostileTimer> _timers = [];
+    private readonly Lock _lock = new();
+    private int _failingReads;
+    private int _failingChanges;
+    private int _failEveryNth;
+    private long _reads;
+    private int _testThread = -1;
+    private int _thrown;
+
+    public FakeTimeProvider Fake { get; } = new();
+
+    /// <summary>Every timestamp read throws while set.</summary>
+    public bool Broken { get; set; }
+
+    /// <summary>Exceptions thrown so far (reads and timer changes).</summary>
+    public int Thrown => Volatile.Read(ref _thrown);
+
+    public override long TimestampFrequency => Fake.TimestampFrequency;
+
+    /// <summary>The next <paramref name="count"/> timestamp reads throw.</summary>
+    public void FailNextReads(int count) => Volatile.Write(ref _failingReads, count);
+
+    /// <summary>The next <paramref name="count"/> calls of a timer's Change throw.</summary>
+    public void FailNextChanges(int count) => Volatile.Write(ref _failingChanges, count);
+
+    /// <summary>Every <paramref name="n"/>th timestamp read throws (0: none).</summary>
+    public void FailEveryNthRead(int n) => Volatile.Write(ref _failEveryNth, n);
+
+    /// <summary>Reads on any thread but the calling one throw (a finalizer's, a work item's), until <see cref="WorkEverywhere"/>.</summary>
+    public void FailOffThisThread() => Volatile.Write(ref _testThread, Environment.CurrentManagedThreadId);
+
+    /// <summary>Reads work on every thread again.</summary>
+    public void WorkEverywhere() => Volatile.Write(ref _testThread, -1);
+
+    /// <summary>Every misbehaviour off.</summary>
+    public void Heal()
+    {
+        Broken = false;
+        FailNextReads(0);
+        FailNextChanges(0);
+        FailEveryNthRead(0);
+        WorkEverywhere();
+    }
+
+    public override DateTimeOffset GetUtcNow() => Fake.GetUtcNow();
+
+    public override long GetTimestamp()
+    {
+        long read = Interlocked.Increment(ref _reads);
+        int testThread = Volatile.Read(ref _testThread);
+        int nth = Volatile.Read(ref _failEveryNth);
+        if (Broken
+            || (testThread != -1 && Environment.CurrentManagedThreadId != testThread)
+            || (nth > 0 && read % nth == 0)
+            || TakeOne(ref _failingReads))
+        {
+            Interlocked.Increment(ref _thrown);
+            throw new InvalidOperationException(Message + " a timestamp read");
+        }
+
+        return Fake.GetTimestamp();
+    }
+
+    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+    {
+        var timer = new HostileTimer(this, callback, state, Fake.CreateTimer(callback, state, dueTime, period));
+        lock (_lock)
+        {
+            _timers.Add(timer);
+        }
+
+        return timer;
+    }
+
+    /// <summary>Runs every timer's callback now on the calling thread, whether due or not: an early or a second firing.</summary>
+    public void FireEveryTimerNow()
+    {
+        foreach (HostileTimer timer in Timers())
+        {
+            timer.Fire();
+        }
+    }
+
+    /// <summary>Runs every timer's callback on <paramref name="threads"/> threads at once, and waits for them.</summary>
+    public void FireEveryTimerConcurrently(int threads)
+    {
+        HostileTimer[] timers = Timers();
+        using var go = new ManualResetEventSlim();
+        var workers = new Thread[threads];
+        Exception? escaped = null;
+        for (int i = 0; i < threads; i++)
+        {
+            workers[i] = new Thread(() =>
+            {
+                go.Wait();
+                foreach (HostileTimer timer in timers)
+                {
+                    Exception? error = Record.Exception(timer.Fire);
+                    if (error is not null)
+                    {
+                        Interlocked.CompareExchange(ref escaped, error, null);
+                    }
+                }
+            });
+            workers[i].Start();
+        }
+
+        go.Set();
+        foreach (Thread worker in workers)
+        {
+            Assert.True(worker.Join(TimeSpan.FromSeconds(30)), "a concurrent timer firing did not end within 30 s (deadlock?)");
+        }
+
+        Assert.True(escaped is null, $"an exception left a timer's callback fired concurrently: {escaped}");
+    }
+
+    private HostileTimer[] Timers()
+    {
+        lock (_lock)
+        {
+            return [.. _timers];
+        }
+    }
+
+    private bool TakeOne(ref int counter)
+    {
+        while (true)
+        {
+            int left = Volatile.Read(ref counter);
+            if (left <= 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref counter, left - 1, left) == left)
+            {
+                return true;
+            }
+        }
+    }
+
+    private sealed class HostileTimer(HostileClock clock, TimerCallback callback, object? state, ITimer inner) : ITimer
+    {
+        public void Fire() => callback(state);
+
+        public bool Change(TimeSpan dueTime, TimeSpan period)
+        {
+            if (clock.TakeOne(ref clock._failingChanges))
+            {
+                Interlocked.Increment(ref clock._thrown);
+                throw new InvalidOperationException(Message + " a timer's new due time");
+            }
+
+            return inner.Change(dueTime, period);
+        }
+
+        public void Dispose() => inner.Dispose();
+
+        public System.Threading.Tasks.ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
