@@ -51,7 +51,7 @@ internal sealed class IdleTicker
     private long _armedFor = long.MaxValue;
     private int _ticking;
 
-    // The clock's last reading on the timer's callback, for a reading that throws.
+    // The clock's last reading, for one that throws.
     private long _lastReading;
 
     private IdleTicker(TimeProvider time)
@@ -88,9 +88,11 @@ internal sealed class IdleTicker
                 return;
             }
 
-            long now = Elapsed();
+            // Called where nobody handles the clock's failure (a pool made, a late return waking a disposed pool):
+            // a clock that throws is reported, and the timer reads it again a period on.
+            bool clockRead = TryReadClock(out long now);
             EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
-            ArmUnsynchronized(now);
+            ArmUnsynchronized(now, clockRead);
         }
     }
 
@@ -112,11 +114,14 @@ internal sealed class IdleTicker
     private void OnTimer()
     {
         List<IdleReleaser> due = [];
+        bool clockRead;
         lock (_lock)
         {
             _armedFor = long.MaxValue;
-            long now = ElapsedOnTimer();
-            while (_due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
+
+            // A clock that threw tells nothing of what is due: nothing is ticked, and the timer reads it again a period on.
+            clockRead = TryReadClock(out long now);
+            while (clockRead && _due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
                 _ = _due.Dequeue();
                 releaser.State = IdleReleaser.TickerState.Ticking;
@@ -139,7 +144,8 @@ internal sealed class IdleTicker
             // the ticks, so the next is a whole period after the last one any of their clocks counted.
             lock (_lock)
             {
-                long now = ElapsedOnTimer();
+                // A reading now is all the arming needs: releasers left due by a clock that threw above fire at once.
+                clockRead = TryReadClock(out long now);
                 foreach (IdleReleaser releaser in due)
                 {
                     releaser.State = IdleReleaser.TickerState.Stopped;
@@ -150,7 +156,7 @@ internal sealed class IdleTicker
                 }
 
                 _ticking -= due.Count;
-                ArmOnTimer(now);
+                ArmUnsynchronized(now, clockRead);
             }
         }
     }
@@ -163,25 +169,72 @@ internal sealed class IdleTicker
         _due.Enqueue(releaser, dueAt);
     }
 
-    /// <summary>Arms the timer for the first due releaser unless it is armed for that time or earlier.</summary>
-    private void ArmUnsynchronized(long now)
+    /// <summary>
+    /// Arms the timer for the first due releaser unless it is armed for that time or earlier. Without a reading of the
+    /// clock (<paramref name="clockRead"/> false: it threw) no due time can be compared with now: an unarmed timer is
+    /// armed to read the clock again one period of the first releaser on, and marked armed before any due time, so
+    /// no start moves that retry later.
+    /// </summary>
+    private void ArmUnsynchronized(long now, bool clockRead)
     {
-        if (!_due.TryPeek(out _, out long dueAt) || dueAt >= _armedFor)
+        if (!_due.TryPeek(out IdleReleaser? first, out long dueAt))
         {
             return;
         }
 
-        long armedBefore = _armedFor;
-        _armedFor = dueAt;
+        if (!clockRead)
+        {
+            if (_armedFor == long.MaxValue)
+            {
+                ArmSafely(long.MinValue, TimeSpan.FromTicks(first.PeriodTicks));
+            }
+
+            return;
+        }
+
+        if (dueAt < _armedFor)
+        {
+            ArmSafely(dueAt, TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks)));
+        }
+    }
+
+    /// <summary>
+    /// Arms the timer to fire after <paramref name="wait"/> (due at <paramref name="armedFor"/>). The timer is the
+    /// pool's <see cref="TimeProvider"/>'s: one that refuses the new time is reported and replaced by a new one, for a
+    /// provider that failed once; if that fails too, the ticker is left unarmed for the next start.
+    /// </summary>
+    private void ArmSafely(long armedFor, TimeSpan wait)
+    {
+        _armedFor = armedFor;
         try
         {
-            ArmTimer(TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks)));
+            ArmTimer(wait);
+            return;
         }
-        catch
+        catch (Exception error)
         {
-            // A timer that threw did not take the new time: the next call arms it again.
-            _armedFor = armedBefore;
-            throw;
+            BackgroundFailures.Report("arming the idle ticker's timer", error);
+        }
+
+        ITimer? refused = _timer;
+        _timer = null;
+        try
+        {
+            refused?.Dispose();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("disposing the idle ticker's refused timer", error);
+        }
+
+        try
+        {
+            ArmTimer(wait);
+        }
+        catch (Exception error)
+        {
+            _armedFor = long.MaxValue;
+            BackgroundFailures.Report("making the idle ticker's timer anew", error);
         }
     }
 
@@ -214,36 +267,21 @@ internal sealed class IdleTicker
     private long Elapsed() => _time.GetElapsedTime(_startedAt).Ticks;
 
     /// <summary>
-    /// <see cref="Elapsed"/> on the timer's callback, where the clock (the pool's <see cref="TimeProvider"/>, the
-    /// user's) must not end the process by throwing: then the reading before it, so nothing new falls due and the
-    /// timer is armed a period on, to read the clock again (see <see cref="BackgroundFailures"/>).
+    /// Reads the clock into <paramref name="now"/>: false, reported, when the pool's <see cref="TimeProvider"/> (the
+    /// user's) threw, with the last reading in <paramref name="now"/> (see <see cref="BackgroundFailures"/>).
     /// </summary>
-    private long ElapsedOnTimer()
+    private bool TryReadClock(out long now)
     {
         try
         {
-            return _lastReading = Elapsed();
+            now = _lastReading = Elapsed();
+            return true;
         }
         catch (Exception error)
         {
             BackgroundFailures.Report("reading the idle ticker's clock", error);
-            return _lastReading;
-        }
-    }
-
-    /// <summary>
-    /// <see cref="ArmUnsynchronized"/> on the timer's callback: a timer that refuses to change is reported, and left
-    /// unarmed for the next <see cref="Start"/> to arm.
-    /// </summary>
-    private void ArmOnTimer(long now)
-    {
-        try
-        {
-            ArmUnsynchronized(now);
-        }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("arming the idle ticker's timer", error);
+            now = _lastReading;
+            return false;
         }
     }
 }

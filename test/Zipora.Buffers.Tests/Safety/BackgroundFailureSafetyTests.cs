@@ -56,44 +56,6 @@ public sealed class BackgroundFailureSafetyTests
         Assert.Equal(failuresBefore + failures, BackgroundFailures.Count);
     }
 
-    [Fact]
-    public void ALateReturnToADisposedPoolWhoseClockThrowsDoesNotThrowFromTheOwnersDisposeAndItsMemoryWaitsForTheNextWake()
-    {
-        var time = new BreakableClock();
-        using var listener = new PoolEventRecorder();
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
-        IMemoryOwner<byte> first = pool.Rent(100_000);
-        IMemoryOwner<byte> second = pool.Rent(100_000);
-        first.Memory.Span[0] = 1;
-        second.Memory.Span[0] = 2;
-        OwnerRange firstRange = SafetyCases.RangeOf(first);
-        pool.Dispose();
-
-        // Nothing waits: the disposed pool's releaser pauses. The first late return wakes it, with a clock that throws.
-        SafetyCases.Advance(time.Fake, SafetyCases.IdleDelay);
-        long failuresBefore = BackgroundFailures.Count;
-        time.Broken = true;
-        Exception? thrown = Record.Exception(first.Dispose);
-        time.Broken = false;
-        long failures = BackgroundFailures.Count - failuresBefore;
-        int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
-        BackgroundFailureWatch.Provoked(fromThisClock);
-        Assert.True(thrown is null, $"an owner's dispose threw because the pool's clock did: {thrown}");
-        Assert.True(fromThisClock == 1 && failures == 1, $"the failed wake should have been reported once; {fromThisClock} from this clock, {failures} in all");
-        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, "the late return's mapping should wait out its delay");
-
-        // No tick comes until the next wake, and the mapping stays mapped: never unmapped early for a failed wake.
-        SafetyCases.Advance(time.Fake, 2 * SafetyCases.IdleDelay);
-        Assert.True(ProcessMappings.IsMapped(firstRange.Start, firstRange.Length), "the late return's region was unmapped while its releaser was paused");
-
-        // The next late return wakes it: both mappings go a delay and a tick later.
-        second.Dispose();
-        SafetyCases.Advance(time.Fake, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
-        TieredMemoryPoolStatistics drained = pool.GetStatistics();
-        Assert.True(drained.BytesAwaitingRelease == 0, $"{drained.BytesAwaitingRelease} bytes still await release after the next wake");
-        Assert.False(ProcessMappings.IsMapped(firstRange.Start, firstRange.Length), "the first late return's region is still mapped after the next wake's delay");
-    }
-
     private static IEnumerable<(string Work, string Error)> Failures(PoolEventRecorder listener) =>
         listener.Payloads("BackgroundWorkFailed").Select(payload => ((string)payload[0]!, (string)payload[1]!));
 
