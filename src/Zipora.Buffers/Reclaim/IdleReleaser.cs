@@ -74,9 +74,9 @@ internal sealed class IdleReleaser
     /// <summary>Starts a paused releaser again, a period from now: something now waits for a tick.</summary>
     /// <remarks>
     /// Called where something has to wait (a late return to a disposed pool, the pool's dispose, a leaked block on the
-    /// finalizer thread), none of whose callers has anything to do with a failure to start: a start that throws (the
-    /// pool's clock or timer did) is reported as background work (<see cref="BackgroundFailures"/>) and leaves the
-    /// releaser paused for the next wake.
+    /// finalizer thread), none of whose callers has anything to do with a failure to start. The ticker deals with a
+    /// clock or timer that throws itself; anything else a start throws is reported as background work
+    /// (<see cref="BackgroundFailures"/>) and leaves the releaser paused for the next wake.
     /// </remarks>
     public void Wake()
     {

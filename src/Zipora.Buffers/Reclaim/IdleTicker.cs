@@ -29,6 +29,14 @@ namespace Zipora.Buffers;
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
 /// once: it leaves the queue while it ticks.
 /// </para>
+/// <para>
+/// The clock and the timer are the user's <see cref="TimeProvider"/>'s and may throw, where nobody can handle it (the
+/// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
+/// <see cref="BackgroundFailures"/>), ticks nothing, and has the timer read the clock again a period on; a timer that
+/// refuses a new due time is replaced by a new one. Either way ticking resumes by itself once the provider works, and
+/// nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
+/// not count.
+/// </para>
 /// </remarks>
 internal sealed class IdleTicker
 {
