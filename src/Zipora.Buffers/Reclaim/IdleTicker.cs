@@ -48,6 +48,10 @@ internal sealed class IdleTicker
     // millisecond early once; the firing finds nothing due and arms again.)
     private static readonly TimeSpan s_shortestWait = TimeSpan.FromMilliseconds(1);
 
+    // No honest wait is longer than a period, and none is above an hour (IdleClock's longest period): a longer one
+    // comes only from a clock that went back, and the system timer refuses waits above about 49.7 days.
+    private static readonly TimeSpan s_longestWait = TimeSpan.FromHours(2);
+
     // Due times are rounded up to an eighth of the releaser's period (see the remarks).
     private const long FiringsPerPeriod = 8;
 
@@ -202,7 +206,7 @@ internal sealed class IdleTicker
 
         if (dueAt < _armedFor)
         {
-            ArmSafely(dueAt, TimeSpan.FromTicks(Math.Max(dueAt - now, s_shortestWait.Ticks)));
+            ArmSafely(dueAt, TimeSpan.FromTicks(Math.Clamp(dueAt - now, s_shortestWait.Ticks, s_longestWait.Ticks)));
         }
     }
 
