@@ -85,7 +85,7 @@ public sealed class AttackRound6Tests
     {
         var time = new FakeTimeProvider();
         IdleTicker ticker = IdleTicker.For(time);
-        List<OwnerRange> ranges = DropAPoolWithCachedRegions(time);
+        List<OwnerRange> ranges = SafetyCases.DropAPoolWithCachedRegions(time, () => Step(time, s_period * 0.6));
         SafetyCases.CollectEverything();
         Step(time, s_period * 1.5);
         SafetyCases.CollectEverything();
@@ -98,22 +98,6 @@ public sealed class AttackRound6Tests
         SafetyCases.CollectEverything();
         Step(time, s_period * 2);
         Assert.Equal(0, ticker.Scheduled);
-    }
-
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static List<OwnerRange> DropAPoolWithCachedRegions(FakeTimeProvider time)
-    {
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
-        Step(time, s_period * 0.6);
-        var owners = new List<IMemoryOwner<byte>>();
-        for (int i = 0; i < 4; i++)
-        {
-            owners.Add(pool.Rent(i % 2 == 0 ? LargeSize : 3_000_000));
-        }
-
-        List<OwnerRange> ranges = owners.ConvertAll(SafetyCases.RangeOf);
-        owners.ForEach(static owner => owner.Dispose());
-        return ranges;
     }
 
     [Theory]

@@ -6,15 +6,12 @@ using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
-[CollectionDefinition(nameof(AttackRound7LivenessTests), DisableParallelization = true)]
-public sealed class AttackRound7LivenessTestsRunAlone;
-
 /// <summary>
 /// Attacks on "background work never ends the process" (BackgroundFailures): a failure is reported and skipped, and the
 /// work must go on at its next turn once the clock or timer works again. Each test provokes failures on purpose, so the
 /// collection runs alone and declares exactly the failures counted while it ran.
 /// </summary>
-[Collection(nameof(AttackRound7LivenessTests))]
+[Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class AttackRound7LivenessTests
 {
     private const int LargeSize = 100_000;
@@ -92,7 +89,7 @@ public sealed class AttackRound7LivenessTests
     {
         var clock = new HostileClock();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, clock);
-        List<IMemoryOwner<byte>> holder = RentAndDisposeThePool(pool, size);
+        List<IMemoryOwner<byte>> holder = SafetyCases.RentAndDisposeThePool(pool, size);
 
         // Two delays with nothing waiting: the disposed pool's releaser pauses.
         SafetyCases.Advance(clock.Fake, 2 * s_delay);
@@ -103,7 +100,7 @@ public sealed class AttackRound7LivenessTests
         // The leak's wake reads the clock on the finalizer thread, where (only there) it throws, once.
         long failuresBefore = BackgroundFailures.Count;
         clock.FailOffThisThread();
-        OwnerRange leaked = Leak(holder);
+        OwnerRange leaked = SafetyCases.LeakFrom(holder);
         SafetyCases.CollectEverything();
         clock.Heal();
         long failures = BackgroundFailures.Count - failuresBefore;
@@ -233,7 +230,7 @@ public sealed class AttackRound7LivenessTests
         }
 
         Assert.True(entered.IsSet, "the finalizer thread never ran the blocker");
-        ranges = DropAPoolWithCachedRegions(clock);
+        ranges = SafetyCases.DropAPoolWithCachedRegions(clock);
         GC.Collect();
         SafetyCases.Advance(clock.Fake, s_period);
         Assert.Equal(0, ticker.Scheduled);
@@ -263,38 +260,6 @@ public sealed class AttackRound7LivenessTests
                 arrays.Return(array);
             }
         }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static List<IMemoryOwner<byte>> RentAndDisposeThePool(TieredMemoryPool pool, int size)
-    {
-        IMemoryOwner<byte> owner = pool.Rent(size);
-        pool.Dispose();
-        return [owner];
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static OwnerRange Leak(List<IMemoryOwner<byte>> holder)
-    {
-        IMemoryOwner<byte> owner = holder[0];
-        holder.Clear();
-        owner.Memory.Span.Fill(0x5A);
-        return SafetyCases.RangeOf(owner);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static List<OwnerRange> DropAPoolWithCachedRegions(HostileClock clock)
-    {
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
-        var owners = new List<IMemoryOwner<byte>>();
-        for (int i = 0; i < 4; i++)
-        {
-            owners.Add(pool.Rent(i % 2 == 0 ? LargeSize : 3_000_000));
-        }
-
-        List<OwnerRange> ranges = owners.ConvertAll(SafetyCases.RangeOf);
-        owners.ForEach(static owner => owner.Dispose());
-        return ranges;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

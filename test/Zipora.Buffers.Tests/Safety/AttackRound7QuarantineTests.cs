@@ -11,7 +11,7 @@ namespace Zipora.Buffers.Tests;
 /// its finalizer ran on the fake clock, and leave the quarantine once the clock behaves. Runs in the liveness attack's
 /// collection: it provokes background failures and forces collections.
 /// </summary>
-[Collection(nameof(AttackRound7LivenessTests))]
+[Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class AttackRound7QuarantineTests
 {
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

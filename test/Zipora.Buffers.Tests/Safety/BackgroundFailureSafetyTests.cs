@@ -2,13 +2,8 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
-using System.Threading;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
-
-[CollectionDefinition(nameof(BackgroundFailureSafetyTests), DisableParallelization = true)]
-public sealed class BackgroundFailureSafetyTestsRunAlone;
 
 /// <summary>
 /// The pools' background work runs on a timer's callback, where an exception nobody catches ends the process. The
@@ -16,13 +11,13 @@ public sealed class BackgroundFailureSafetyTestsRunAlone;
 /// <c>BackgroundWorkFailed</c> event and the work goes on when the clock does. Alone in its collection: it counts the
 /// process-wide failures, which no other test may add to meanwhile.
 /// </summary>
-[Collection(nameof(BackgroundFailureSafetyTests))]
+[Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class BackgroundFailureSafetyTests
 {
     [Fact]
     public void AClockThatThrowsOnTheTimerNeitherEndsTheProcessNorStopsTheIdleReleaseOnceItWorksAgain()
     {
-        var time = new BreakableClock();
+        var time = new HostileClock();
         using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
         for (int i = 0; i < 4; i++)
@@ -40,7 +35,7 @@ public sealed class BackgroundFailureSafetyTests
         time.Broken = true;
         Exception? escaped = Record.Exception(() => SafetyCases.Advance(time.Fake, 3 * SafetyCases.IdleDelay));
         long failures = BackgroundFailures.Count - failuresBefore;
-        int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(BreakableClock.Message, StringComparison.Ordinal));
+        int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(HostileClock.Message, StringComparison.Ordinal));
         BackgroundFailureWatch.Provoked(fromThisClock);
         Assert.True(escaped is null, $"an exception left the pool's timer callback: {escaped}");
         Assert.True(fromThisClock >= 12, $"each of the 12 ticks should have reported its failure; {fromThisClock} were reported");
@@ -58,22 +53,4 @@ public sealed class BackgroundFailureSafetyTests
 
     private static IEnumerable<(string Work, string Error)> Failures(PoolEventRecorder listener) =>
         listener.Payloads("BackgroundWorkFailed").Select(payload => ((string)payload[0]!, (string)payload[1]!));
-
-    /// <summary>A fake clock whose reads throw while <see cref="Broken"/>; its timers are the fake's, fired by <see cref="FakeTimeProvider.Advance"/>.</summary>
-    private sealed class BreakableClock : TimeProvider
-    {
-        public const string Message = "the test's clock is broken";
-
-        public FakeTimeProvider Fake { get; } = new();
-
-        public bool Broken { get; set; }
-
-        public override long TimestampFrequency => Fake.TimestampFrequency;
-
-        public override DateTimeOffset GetUtcNow() => Broken ? throw new InvalidOperationException(Message) : Fake.GetUtcNow();
-
-        public override long GetTimestamp() => Broken ? throw new InvalidOperationException(Message) : Fake.GetTimestamp();
-
-        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => Fake.CreateTimer(callback, state, dueTime, period);
-    }
 }

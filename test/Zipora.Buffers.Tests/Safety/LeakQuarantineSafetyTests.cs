@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -183,9 +182,9 @@ public sealed class LeakQuarantineSafetyTests
     {
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
-        List<IMemoryOwner<byte>> holder = RentAndDisposeThePool(pool, size);
+        List<IMemoryOwner<byte>> holder = SafetyCases.RentAndDisposeThePool(pool, size);
         SafetyCases.Advance(time, TimeSpan.FromSeconds(secondsBeforeTheLeak));
-        OwnerRange leaked = Leak(holder);
+        OwnerRange leaked = SafetyCases.LeakFrom(holder);
         SafetyCases.CollectEverything();
         Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
 
@@ -198,25 +197,6 @@ public sealed class LeakQuarantineSafetyTests
         {
             Assert.False(ProcessMappings.IsMapped(leaked.Start, leaked.Length), $"the leaked block {leaked} of a disposed pool is still mapped three delays after its quarantine");
         }
-    }
-
-    /// <summary>Rents one buffer, then disposes the pool; the owner is held only by the list returned.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static List<IMemoryOwner<byte>> RentAndDisposeThePool(TieredMemoryPool pool, int size)
-    {
-        IMemoryOwner<byte> owner = pool.Rent(size);
-        pool.Dispose();
-        return [owner];
-    }
-
-    /// <summary>Takes the owner out of the list and drops it without dispose.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static OwnerRange Leak(List<IMemoryOwner<byte>> holder)
-    {
-        IMemoryOwner<byte> owner = holder[0];
-        holder.Clear();
-        owner.Memory.Span.Fill(0x5A);
-        return SafetyCases.RangeOf(owner);
     }
 
     /// <summary>Leaks one buffer and collects it; asserts its finalizer reclaimed it (the quarantine statistics are checked by the tests, after the safety checks).</summary>

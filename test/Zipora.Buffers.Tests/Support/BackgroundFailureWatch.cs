@@ -10,12 +10,19 @@ namespace Zipora.Buffers.Tests;
 /// except where a test provoked it: that work now reports a failure and goes on (<see cref="BackgroundFailures"/>),
 /// where it used to end the test process, so without this watch a bug on those paths would pass unseen.
 /// </summary>
+[CollectionDefinition(ProvokingTests, DisableParallelization = true)]
 public sealed class BackgroundFailureWatch : IDisposable
 {
+    /// <summary>
+    /// The collection of the tests that make background work fail on purpose: it runs alone, so the failures each of
+    /// them counts are its own.
+    /// </summary>
+    public const string ProvokingTests = "tests that make background work fail";
+
     private static long s_provoked;
     private readonly long _atStart = BackgroundFailures.Count;
 
-    /// <summary>Counts failures a test caused on purpose (it runs alone: its collection is not parallel).</summary>
+    /// <summary>Counts failures a test caused on purpose (it runs alone, in <see cref="ProvokingTests"/>).</summary>
     public static void Provoked(long failures) => Interlocked.Add(ref s_provoked, failures);
 
     public void Dispose()

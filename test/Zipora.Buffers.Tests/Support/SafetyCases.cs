@@ -231,6 +231,45 @@ public static class SafetyCases
         return RangeOf(owner);
     }
 
+    /// <summary>Rents one buffer, then disposes the pool; the owner is held only by the list returned.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static List<IMemoryOwner<byte>> RentAndDisposeThePool(TieredMemoryPool pool, int size)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        pool.Dispose();
+        return [owner];
+    }
+
+    /// <summary>Takes the owner out of <paramref name="holder"/> and drops it without dispose; returns where its memory was.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static OwnerRange LeakFrom(List<IMemoryOwner<byte>> holder)
+    {
+        IMemoryOwner<byte> owner = holder[0];
+        holder.Clear();
+        owner.Memory.Span.Fill(0x5A);
+        return RangeOf(owner);
+    }
+
+    /// <summary>
+    /// Makes a pool on <paramref name="time"/>, runs <paramref name="afterMaking"/>, rents and returns two 100 KB and two
+    /// 3 MB buffers (so its region caches hold them) and drops the pool; returns where the buffers were.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static List<OwnerRange> DropAPoolWithCachedRegions(TimeProvider time, Action? afterMaking = null)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = IdleDelay });
+        afterMaking?.Invoke();
+        var owners = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 4; i++)
+        {
+            owners.Add(pool.Rent(i % 2 == 0 ? 100_000 : 3_000_000));
+        }
+
+        List<OwnerRange> ranges = owners.ConvertAll(RangeOf);
+        owners.ForEach(static owner => owner.Dispose());
+        return ranges;
+    }
+
     /// <summary>Rents <paramref name="count"/> buffers and drops their owners without dispose.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static void Leak(TieredMemoryPool pool, int size, int count)
