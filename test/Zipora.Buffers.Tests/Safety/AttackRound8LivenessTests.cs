@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 
 namespace Zipora.Buffers.Tests;
 
@@ -167,6 +168,35 @@ public sealed class AttackRound8LivenessTests
         Assert.True(
             retained == 0,
             $"three delays after one failed clock read in another pool's wake (the clock worked since), the live pool with a 10 s delay ticked {pool.IdleTicks - ticks} times and retains {retained} region bytes: the wake armed the retry an hour on (the period of the hourly pool, first in the queue while the live one ticked) and marked it so that the tick's own re-arming could not move it");
+    }
+
+    [Fact]
+    public void ALeakedBlockOfADisposedPoolWhoseWakeFailedLeavesTheQuarantineOnceTheClockWorksThoughAPoolOfAnHoursPeriodSharesTheClock()
+    {
+        var clock = new HostileClock();
+        using var hourly = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_longDelay });
+        using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, clock);
+        List<IMemoryOwner<byte>> holder = SafetyCases.RentAndDisposeThePool(pool, LargeSize);
+        SafetyCases.Advance(clock.Fake, 3 * s_delay);
+        long ticksWhilePaused = pool.IdleTicks;
+
+        // The leak's wake reads the clock on the finalizer thread, where (only there) it throws, once.
+        long before = BackgroundFailures.Count;
+        clock.FailOffThisThread();
+        OwnerRange leaked = SafetyCases.LeakFrom(holder);
+        SafetyCases.CollectEverything();
+        clock.Heal();
+        long failures = BackgroundFailures.Count - before;
+        BackgroundFailureWatch.Provoked(failures);
+        Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
+        Assert.Equal(1, failures);
+
+        SafetyCases.Advance(clock.Fake, 5 * s_delay);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            statistics.BytesQuarantined == 0 && statistics.BytesAwaitingRelease == 0,
+            $"five delays after a leak whose wake failed once (the clock worked since), the disposed pool ticked {pool.IdleTicks - ticksWhilePaused} times and holds {statistics.BytesQuarantined} bytes in quarantine and {statistics.BytesAwaitingRelease} awaiting release (the leaked block {leaked}): its releaser waits for the timer armed for the hourly pool");
+        GC.KeepAlive(hourly);
     }
 
     private static void AdvanceByMilliseconds(HostileClock clock, TimeSpan by)
