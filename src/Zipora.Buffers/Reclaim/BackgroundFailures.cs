@@ -28,7 +28,23 @@ internal static class BackgroundFailures
         Interlocked.Increment(ref s_count);
         if (ZiporaBuffersEventSource.Log.IsEnabled())
         {
-            ZiporaBuffersEventSource.Log.BackgroundWorkFailed(work, error.ToString());
+            ZiporaBuffersEventSource.Log.BackgroundWorkFailed(work, Describe(error));
+        }
+    }
+
+    /// <summary>
+    /// The exception's text, or its type's name when its text cannot be had: an exception is the user's code (a
+    /// <see cref="TimeProvider"/>'s), and a report must not throw where the failure it reports was caught.
+    /// </summary>
+    private static string Describe(Exception error)
+    {
+        try
+        {
+            return error.ToString();
+        }
+        catch (Exception)
+        {
+            return $"{error.GetType().FullName} (its description threw)";
         }
     }
 }

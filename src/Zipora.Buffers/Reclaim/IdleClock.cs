@@ -66,11 +66,17 @@ internal sealed class IdleClock
     /// </summary>
     public bool LastTickCounted { get; private set; }
 
-    /// <summary>Counts a tick if a whole period has passed since the last one that counted; returns the epoch.</summary>
-    /// <remarks>Only the idle releaser's timer calls it, one tick at a time.</remarks>
-    public long Advance()
+    /// <summary>
+    /// Counts a tick if a whole period has passed since the last one that counted, at <paramref name="now"/> (a
+    /// timestamp of the pool's <see cref="TimeProvider"/>, read by the ticker when it fired); returns the epoch.
+    /// </summary>
+    /// <remarks>
+    /// Only the idle releaser's timer calls it, one tick at a time. The ticker reads the clock once per firing for
+    /// every releaser it ticks: 10,000 pools on one clock cost one read, and a clock that fails now and then fails a
+    /// firing, which the ticker reads again, not one pool's tick after another.
+    /// </remarks>
+    public long Advance(long now)
     {
-        long now = _time.GetTimestamp();
         LastTickCounted = _time.GetElapsedTime(_lastTickAt, now) >= Period;
         if (!LastTickCounted)
         {

@@ -100,11 +100,12 @@ internal sealed class IdleReleaser
     }
 
     /// <summary>Called by the ticker, never twice at once; a tick that throws is reported and skipped (see <see cref="BackgroundFailures"/>).</summary>
-    internal void Tick()
+    /// <param name="timestamp">The pool's clock, as the ticker read it when it fired.</param>
+    internal void Tick(long timestamp)
     {
         try
         {
-            TickUnguarded();
+            TickUnguarded(timestamp);
         }
         catch (Exception error)
         {
@@ -112,9 +113,9 @@ internal sealed class IdleReleaser
         }
     }
 
-    private void TickUnguarded()
+    private void TickUnguarded(long timestamp)
     {
-        long now = _clock.Advance();
+        long now = _clock.Advance(timestamp);
         IReclaimablePool? pool = Volatile.Read(ref _heldStrongly);
         if (pool is not null || _pool.TryGetTarget(out pool))
         {

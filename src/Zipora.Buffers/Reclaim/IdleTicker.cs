@@ -32,8 +32,8 @@ namespace Zipora.Buffers;
 /// <para>
 /// The clock and the timer are the user's <see cref="TimeProvider"/>'s and may throw, where nobody can handle it (the
 /// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
-/// <see cref="BackgroundFailures"/>), ticks nothing, and has the timer read the clock again a period on; a timer that
-/// refuses a new due time is replaced by a new one. Either way ticking resumes by itself once the provider works, and
+/// <see cref="BackgroundFailures"/>), ticks nothing, and has the timer read the clock again an eighth of the shortest
+/// period on; a timer that refuses a new due time is replaced by a new one. Either way ticking resumes by itself once the provider works, and
 /// nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
 /// not count.
 /// </para>
@@ -101,8 +101,8 @@ internal sealed class IdleTicker
             }
 
             // Called where nobody handles the clock's failure (a pool made, a late return waking a disposed pool):
-            // a clock that throws is reported, and the timer reads it again a period on.
-            bool clockRead = TryReadClock(out long now);
+            // a clock that throws is reported, and the timer reads it again soon (see ArmUnsynchronized).
+            bool clockRead = TryReadClock(out long now, out _);
             EnqueueUnsynchronized(releaser, now + releaser.PeriodTicks);
             ArmUnsynchronized(now, clockRead);
         }
@@ -127,12 +127,13 @@ internal sealed class IdleTicker
     {
         List<IdleReleaser> due = [];
         bool clockRead;
+        long timestamp;
         lock (_lock)
         {
             _armedFor = long.MaxValue;
 
-            // A clock that threw tells nothing of what is due: nothing is ticked, and the timer reads it again a period on.
-            clockRead = TryReadClock(out long now);
+            // A clock that threw tells nothing of what is due: nothing is ticked, and the timer reads it again soon.
+            clockRead = TryReadClock(out long now, out timestamp);
             while (clockRead && _due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
                 _ = _due.Dequeue();
@@ -147,7 +148,7 @@ internal sealed class IdleTicker
         {
             foreach (IdleReleaser releaser in due)
             {
-                releaser.Tick();
+                releaser.Tick(timestamp);
             }
         }
         finally
@@ -156,8 +157,10 @@ internal sealed class IdleTicker
             // the ticks, so the next is a whole period after the last one any of their clocks counted.
             lock (_lock)
             {
-                // A reading now is all the arming needs: releasers left due by a clock that threw above fire at once.
-                clockRead = TryReadClock(out long now);
+                // Armed from a reading only if both of the firing's reads worked: after a first read that threw, the
+                // releasers it left due wait for the retry step, so a clock failing every other read cannot make the
+                // timer fire again and again at once.
+                clockRead &= TryReadClock(out long now, out _);
                 foreach (IdleReleaser releaser in due)
                 {
                     releaser.State = IdleReleaser.TickerState.Stopped;
@@ -173,9 +176,12 @@ internal sealed class IdleTicker
         }
     }
 
+    /// <summary>The step due times are rounded up to: an eighth of the releaser's period (see the remarks).</summary>
+    private static long StepOf(IdleReleaser releaser) => Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
     {
-        long grid = Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
+        long grid = StepOf(releaser);
         dueAt = (dueAt + grid - 1) / grid * grid;
         releaser.State = IdleReleaser.TickerState.Queued;
         _due.Enqueue(releaser, dueAt);
@@ -183,31 +189,45 @@ internal sealed class IdleTicker
 
     /// <summary>
     /// Arms the timer for the first due releaser unless it is armed for that time or earlier. Without a reading of the
-    /// clock (<paramref name="clockRead"/> false: it threw) no due time can be compared with now: an unarmed timer is
-    /// armed to read the clock again one period of the first releaser on, and marked armed before any due time, so
-    /// no start moves that retry later.
+    /// clock (<paramref name="clockRead"/> false: it threw) no due time can be compared with now: the timer reads the
+    /// clock again after the shortest step of the queued releasers (an eighth of the shortest period), which delays
+    /// none of them by more than its own step, and is marked armed before any due time until then, so that no start
+    /// moves the retry later.
     /// </summary>
     private void ArmUnsynchronized(long now, bool clockRead)
     {
-        if (!_due.TryPeek(out IdleReleaser? first, out long dueAt))
+        if (!_due.TryPeek(out _, out long dueAt))
         {
             return;
         }
 
         if (!clockRead)
         {
-            if (_armedFor == long.MaxValue)
+            if (_armedFor != long.MinValue)
             {
-                ArmSafely(long.MinValue, TimeSpan.FromTicks(first.PeriodTicks));
+                ArmSafely(long.MinValue, ShortestStep());
             }
 
             return;
         }
 
-        if (dueAt < _armedFor)
+        // A retry's time is not known (it was armed without a reading): with one now, the timer is armed by it.
+        if (dueAt < _armedFor || _armedFor == long.MinValue)
         {
             ArmSafely(dueAt, TimeSpan.FromTicks(Math.Clamp(dueAt - now, s_shortestWait.Ticks, s_longestWait.Ticks)));
         }
+    }
+
+    /// <summary>The shortest step of the queued releasers (a failure's path: it looks at every one).</summary>
+    private TimeSpan ShortestStep()
+    {
+        long shortest = long.MaxValue;
+        foreach ((IdleReleaser releaser, long _) in _due.UnorderedItems)
+        {
+            shortest = Math.Min(shortest, StepOf(releaser));
+        }
+
+        return TimeSpan.FromTicks(Math.Clamp(shortest, s_shortestWait.Ticks, s_longestWait.Ticks));
     }
 
     /// <summary>
@@ -275,25 +295,31 @@ internal sealed class IdleTicker
         }
     }
 
-    /// <summary>Time since the ticker was made, in <see cref="TimeSpan"/> ticks.</summary>
-    private long Elapsed() => _time.GetElapsedTime(_startedAt).Ticks;
-
     /// <summary>
-    /// Reads the clock into <paramref name="now"/>: false, reported, when the pool's <see cref="TimeProvider"/> (the
-    /// user's) threw, with the last reading in <paramref name="now"/> (see <see cref="BackgroundFailures"/>).
+    /// Reads the clock: <paramref name="now"/> the time since the ticker was made, in <see cref="TimeSpan"/> ticks, and
+    /// <paramref name="timestamp"/> the provider's own timestamp, for the releasers' clocks. A read that throws is
+    /// reported (the pool's <see cref="TimeProvider"/> is the user's; see <see cref="BackgroundFailures"/>) and made
+    /// once more at once, so a clock that fails now and then cannot fall in step with the ticker's reads; false when
+    /// both threw, with the last reading in <paramref name="now"/>.
     /// </summary>
-    private bool TryReadClock(out long now)
+    private bool TryReadClock(out long now, out long timestamp)
     {
-        try
+        for (int attempt = 0; attempt < 2; attempt++)
         {
-            now = _lastReading = Elapsed();
-            return true;
+            try
+            {
+                timestamp = _time.GetTimestamp();
+                now = _lastReading = _time.GetElapsedTime(_startedAt, timestamp).Ticks;
+                return true;
+            }
+            catch (Exception error)
+            {
+                BackgroundFailures.Report("reading the idle ticker's clock", error);
+            }
         }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("reading the idle ticker's clock", error);
-            now = _lastReading;
-            return false;
-        }
+
+        now = _lastReading;
+        timestamp = 0;
+        return false;
     }
 }

@@ -19,19 +19,19 @@ public sealed class IdleClockTests
         var time = new FakeTimeProvider();
         var clock = new IdleClock(s_delay, time);
         time.Advance(s_period);
-        long foundAt = clock.Advance();
+        long foundAt = clock.Advance(time.GetTimestamp());
         Assert.True(clock.LastTickCounted);
 
         // The use came before this tick's clock reading; four counted ticks later a whole delay has passed since.
         for (int tick = 1; tick < 4; tick++)
         {
             time.Advance(s_period);
-            long now = clock.Advance();
+            long now = clock.Advance(time.GetTimestamp());
             Assert.False(clock.QuietLongEnough(now, foundAt, seenAtCountedTick: true), $"quiet after {tick} ticks");
         }
 
         time.Advance(s_period);
-        Assert.True(clock.QuietLongEnough(clock.Advance(), foundAt, seenAtCountedTick: true));
+        Assert.True(clock.QuietLongEnough(clock.Advance(time.GetTimestamp()), foundAt, seenAtCountedTick: true));
     }
 
     [Fact]
@@ -40,23 +40,23 @@ public sealed class IdleClockTests
         var time = new FakeTimeProvider();
         var clock = new IdleClock(s_delay, time);
         time.Advance(s_period);
-        _ = clock.Advance();
+        _ = clock.Advance(time.GetTimestamp());
 
         // A tick 99% of a period later does not count: it keeps epoch 1, and the use it finds may be that late. The
         // next tick comes a whole period after the last one that counted, so it counts, and so do the ones after it:
         // four of them span only 3.01 periods since the use.
         time.Advance(s_period * 0.99);
-        long foundAt = clock.Advance();
+        long foundAt = clock.Advance(time.GetTimestamp());
         Assert.False(clock.LastTickCounted);
         DateTimeOffset useAtTheLatest = time.GetUtcNow();
         time.Advance(s_period * 0.01);
 
-        long now = clock.Advance();
+        long now = clock.Advance(time.GetTimestamp());
         Assert.True(clock.LastTickCounted);
         while (!clock.QuietLongEnough(now, foundAt, seenAtCountedTick: false))
         {
             time.Advance(s_period);
-            now = clock.Advance();
+            now = clock.Advance(time.GetTimestamp());
             Assert.True(clock.LastTickCounted);
         }
 
