@@ -32,8 +32,9 @@ namespace Zipora.Buffers;
 /// <para>
 /// The clock and the timer are the user's <see cref="TimeProvider"/>'s and may throw, where nobody can handle it (the
 /// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
-/// <see cref="BackgroundFailures"/>), ticks nothing, and has the timer read the clock again an eighth of the shortest
-/// period on; a timer that refuses a new due time is replaced by a new one. Either way ticking resumes by itself once the provider works, and
+/// <see cref="BackgroundFailures"/>) and made once more at once; if that throws too, nothing is ticked and the timer
+/// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time is replaced by a new
+/// one. A firing reads the clock once for all the releasers it ticks. Either way ticking resumes by itself once the provider works, and
 /// nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
 /// not count.
 /// </para>
