@@ -50,6 +50,27 @@ internal sealed class HostileClock : TimeProvider
     /// <summary>Reads work on every thread again.</summary>
     public void WorkEverywhere() => Volatile.Write(ref _testThread, -1);
 
+    /// <summary>
+    /// Leaks the owner in <paramref name="holder"/> (rented from <paramref name="pool"/>, which is disposed and whose
+    /// releaser has paused) while reads fail off the test thread, so the leak's wake on the finalizer thread fails
+    /// (both of its attempts); then heals. Asserts the leak was reclaimed and declares the two failures.
+    /// </summary>
+    public OwnerRange LeakWhileTheWakeFailsOffThisThread(TieredMemoryPool pool, List<System.Buffers.IMemoryOwner<byte>> holder)
+    {
+        long before = BackgroundFailures.Count;
+        FailOffThisThread();
+        OwnerRange leaked = SafetyCases.LeakFrom(holder);
+        SafetyCases.CollectEverything();
+        Heal();
+        long failures = BackgroundFailures.Count - before;
+        BackgroundFailureWatch.Provoked(failures);
+        Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
+
+        // The wake reads the clock twice (a failed read is made once more at once); both fail off the test thread.
+        Assert.Equal(2, failures);
+        return leaked;
+    }
+
     /// <summary>Every misbehaviour off.</summary>
     public void Heal()
     {
