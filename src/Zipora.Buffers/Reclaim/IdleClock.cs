@@ -35,6 +35,9 @@ internal sealed class IdleClock
     private long _epoch;
     private long _lastTickAt;
 
+    // Set when the last counted tick's end could not be read: the next tick only takes its own time as the mark.
+    private bool _lastTickEndUnknown;
+
     /// <param name="delay">The idle delay: positive, or <see cref="Timeout.InfiniteTimeSpan"/> for <see cref="DefaultDelay"/>.</param>
     /// <param name="time">The clock that says whether a period has really passed between two ticks.</param>
     public IdleClock(TimeSpan delay, TimeProvider time)
@@ -77,6 +80,15 @@ internal sealed class IdleClock
     /// </remarks>
     public long Advance(long now)
     {
+        if (_lastTickEndUnknown)
+        {
+            // The last counted tick ended at an unknown time before now: now is the first mark known to be after it.
+            _lastTickEndUnknown = false;
+            _lastTickAt = now;
+            LastTickCounted = false;
+            return Epoch;
+        }
+
         LastTickCounted = _time.GetElapsedTime(_lastTickAt, now) >= Period;
         if (!LastTickCounted)
         {
@@ -85,6 +97,30 @@ internal sealed class IdleClock
 
         _lastTickAt = now;
         return Interlocked.Increment(ref _epoch);
+    }
+
+    /// <summary>
+    /// Marks when the firing that ran the last tick ended (<paramref name="endedAt"/>, a timestamp of the pool's clock
+    /// read after every tick of that firing; <see langword="null"/> when that read threw): the next tick counts only a
+    /// whole period after it. <see cref="Advance"/>'s timestamp was read before the firing's first tick, and the ticks
+    /// of other pools before this one's may take long; measured from that timestamp, two counted ticks could be less
+    /// than a period apart, and memory could be unmapped before its delay.
+    /// </summary>
+    public void MarkTickEnded(long? endedAt)
+    {
+        if (!LastTickCounted)
+        {
+            return;
+        }
+
+        if (endedAt is { } ended)
+        {
+            _lastTickAt = ended;
+        }
+        else
+        {
+            _lastTickEndUnknown = true;
+        }
     }
 
     /// <summary>

@@ -113,6 +113,9 @@ internal sealed class IdleReleaser
         }
     }
 
+    /// <summary>Called by the ticker after the firing that ticked this releaser (see <see cref="IdleClock.MarkTickEnded"/>).</summary>
+    internal void MarkTickEnded(long? endedAt) => _clock.MarkTickEnded(endedAt);
+
     private void TickUnguarded(long timestamp)
     {
         long now = _clock.Advance(timestamp);

@@ -34,7 +34,8 @@ namespace Zipora.Buffers;
 /// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
 /// <see cref="BackgroundFailures"/>) and made once more at once; if that throws too, nothing is ticked and the timer
 /// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time is replaced by a new
-/// one. A firing reads the clock once for all the releasers it ticks. Either way ticking resumes by itself once the provider works, and
+/// one. A firing reads the clock once for all the releasers it ticks, and again after them: each releaser's clock
+/// counts its next tick a whole period after that second reading, however long the ticks before its own took. Either way ticking resumes by itself once the provider works, and
 /// nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
 /// not count.
 /// </para>
@@ -161,9 +162,12 @@ internal sealed class IdleTicker
                 // Armed from a reading only if both of the firing's reads worked: after a first read that threw, the
                 // releasers it left due wait for the retry step, so a clock failing every other read cannot make the
                 // timer fire again and again at once.
-                clockRead &= TryReadClock(out long now, out _);
+                bool closingRead = TryReadClock(out long now, out long endedAt);
+                clockRead &= closingRead;
                 foreach (IdleReleaser releaser in due)
                 {
+                    // Its clock counts the next tick from here, after every tick of this firing, not from its start.
+                    releaser.MarkTickEnded(closingRead ? endedAt : null);
                     releaser.State = IdleReleaser.TickerState.Stopped;
                     if (releaser.Wanted)
                     {

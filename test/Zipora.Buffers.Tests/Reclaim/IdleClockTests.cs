@@ -63,4 +63,42 @@ public sealed class IdleClockTests
         Assert.True(time.GetUtcNow() - useAtTheLatest >= s_delay, $"judged quiet {time.GetUtcNow() - useAtTheLatest} after the use");
         Assert.Equal(foundAt + 5, now);
     }
+
+    [Fact]
+    public void ATickCountsAWholePeriodAfterTheFiringThatRanTheLastOneEndedNotAfterItsStart()
+    {
+        var time = new FakeTimeProvider();
+        var clock = new IdleClock(s_delay, time);
+        time.Advance(s_period);
+        long epoch = clock.Advance(time.GetTimestamp());
+        Assert.True(clock.LastTickCounted);
+
+        // Other pools' ticks in the same firing took most of a period before this one's ended.
+        time.Advance(s_period * 0.9);
+        clock.MarkTickEnded(time.GetTimestamp());
+        time.Advance(s_period * 0.2);
+        Assert.Equal(epoch, clock.Advance(time.GetTimestamp()));
+        Assert.False(clock.LastTickCounted, "a tick 1.1 periods after the last one's start but 0.2 after its end counted");
+
+        time.Advance(s_period * 0.8);
+        Assert.Equal(epoch + 1, clock.Advance(time.GetTimestamp()));
+    }
+
+    [Fact]
+    public void AfterATickWhoseEndCouldNotBeReadTheNextTickOnlyMarksTimeAndTheOneAfterAWholePeriodCounts()
+    {
+        var time = new FakeTimeProvider();
+        var clock = new IdleClock(s_delay, time);
+        time.Advance(s_period);
+        long epoch = clock.Advance(time.GetTimestamp());
+        clock.MarkTickEnded(null);
+
+        // Two periods later, but the last tick's end is unknown: this tick is the first mark known to follow it.
+        time.Advance(2 * s_period);
+        Assert.Equal(epoch, clock.Advance(time.GetTimestamp()));
+        Assert.False(clock.LastTickCounted);
+
+        time.Advance(s_period);
+        Assert.Equal(epoch + 1, clock.Advance(time.GetTimestamp()));
+    }
 }
