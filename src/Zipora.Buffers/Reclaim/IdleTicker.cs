@@ -35,9 +35,9 @@ namespace Zipora.Buffers;
 /// <see cref="BackgroundFailures"/>) and made once more at once; if that throws too, nothing is ticked and the timer
 /// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time is replaced by a new
 /// one. A firing reads the clock once for all the releasers it ticks, and again after them: each releaser's clock
-/// counts its next tick a whole period after that second reading, however long the ticks before its own took. Either way ticking resumes by itself once the provider works, and
-/// nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
-/// not count.
+/// counts its next tick a whole period after that second reading, however long the ticks before its own took. Either
+/// way ticking resumes by itself once the provider works, and nothing is given back early: a releaser ticked early by
+/// a stale reading is one its <see cref="IdleClock"/> does not count.
 /// </para>
 /// </remarks>
 internal sealed class IdleTicker
