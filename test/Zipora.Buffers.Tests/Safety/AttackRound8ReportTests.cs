@@ -17,7 +17,7 @@ public sealed class AttackRound8ReportTests
     [Fact]
     public void AClockFailureThatCannotBeDescribedDoesNotLeaveTheTimerCallbackWhileSomeoneListens()
     {
-        var clock = new UnprintableClock();
+        var clock = new HostileClock { Undescribable = true };
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
         using var recorder = new PoolEventRecorder();
         long before = BackgroundFailures.Count;
@@ -39,7 +39,7 @@ public sealed class AttackRound8ReportTests
     [Fact]
     public void ABufferReturnedToADisposedPoolWhileTheClockFailsIndescribablyUnderAListenerIsUnmappedOnceTheClockWorks()
     {
-        var clock = new UnprintableClock();
+        var clock = new HostileClock { Undescribable = true };
         var pool = new TieredMemoryPool(SafetyCases.Options(OwnerMode.Default, clock));
         IMemoryOwner<byte> owner = pool.Rent(LargeSize);
         OwnerRange range = SafetyCases.RangeOf(owner);

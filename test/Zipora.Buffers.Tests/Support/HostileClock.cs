@@ -30,6 +30,9 @@ internal sealed class HostileClock : TimeProvider
     /// <summary>Every timestamp read throws while set.</summary>
     public bool Broken { get; set; }
 
+    /// <summary>Failed timestamp reads throw an <see cref="UnprintableException"/>, whose description itself throws.</summary>
+    public bool Undescribable { get; init; }
+
     /// <summary>Exceptions thrown so far (reads and timer changes).</summary>
     public int Thrown => Volatile.Read(ref _thrown);
 
@@ -94,7 +97,7 @@ internal sealed class HostileClock : TimeProvider
             || TakeOne(ref _failingReads))
         {
             Interlocked.Increment(ref _thrown);
-            throw new InvalidOperationException(Message + " a timestamp read");
+            throw Undescribable ? new UnprintableException() : new InvalidOperationException(Message + " a timestamp read");
         }
 
         return Fake.GetTimestamp();
