@@ -33,8 +33,8 @@ namespace Zipora.Buffers;
 /// The clock and the timer are the user's <see cref="TimeProvider"/>'s and may throw, where nobody can handle it (the
 /// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
 /// <see cref="BackgroundFailures"/>) and made once more at once; if that throws too, nothing is ticked and the timer
-/// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time is replaced by a new
-/// one. A firing reads the clock once for all the releasers it ticks, and again after them: each releaser's clock
+/// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time (throws, or returns
+/// false) is replaced by a new one and disposed on another thread. A firing reads the clock once for all the releasers it ticks, and again after them: each releaser's clock
 /// counts its next tick a whole period after that second reading, however long the ticks before its own took. Either
 /// way ticking resumes by itself once the provider works, and nothing is given back early: a releaser ticked early by
 /// a stale reading is one its <see cref="IdleClock"/> does not count.
@@ -237,36 +237,31 @@ internal sealed class IdleTicker
 
     /// <summary>
     /// Arms the timer to fire after <paramref name="wait"/> (due at <paramref name="armedFor"/>). The timer is the
-    /// pool's <see cref="TimeProvider"/>'s: one that refuses the new time is reported and replaced by a new one, for a
-    /// provider that failed once; if that fails too, the ticker is left unarmed for the next start.
+    /// pool's <see cref="TimeProvider"/>'s: one that refuses the new time (throws, or returns false as a disposed timer
+    /// does) is reported and replaced by a new one, for a provider that failed once; if that fails too, the ticker is
+    /// left unarmed for the next start.
     /// </summary>
     private void ArmSafely(long armedFor, TimeSpan wait)
     {
         _armedFor = armedFor;
         try
         {
-            ArmTimer(wait);
-            return;
+            if (TryArmTimer(wait))
+            {
+                return;
+            }
+
+            BackgroundFailures.Report("arming the idle ticker's timer", new InvalidOperationException("The idle ticker's timer refused a new due time: ITimer.Change returned false."));
         }
         catch (Exception error)
         {
             BackgroundFailures.Report("arming the idle ticker's timer", error);
         }
 
-        ITimer? refused = _timer;
-        _timer = null;
+        RetireRefusedTimer();
         try
         {
-            refused?.Dispose();
-        }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("disposing the idle ticker's refused timer", error);
-        }
-
-        try
-        {
-            ArmTimer(wait);
+            _ = TryArmTimer(wait);
         }
         catch (Exception error)
         {
@@ -275,12 +270,39 @@ internal sealed class IdleTicker
         }
     }
 
-    private void ArmTimer(TimeSpan dueTime)
+    /// <summary>
+    /// Forgets the timer and disposes it on a thread-pool thread: this runs under the lock and often on the timer's own
+    /// callback, and a provider's timer may wait in its dispose for its callbacks to end, as
+    /// <see cref="Timer.Dispose(WaitHandle)"/> can; here it would wait for itself, or for a firing waiting for the lock.
+    /// </summary>
+    private void RetireRefusedTimer()
+    {
+        ITimer? refused = _timer;
+        _timer = null;
+        if (refused is not null)
+        {
+            _ = ThreadPool.UnsafeQueueUserWorkItem(static timer => DisposeRefused(timer), refused, preferLocal: false);
+        }
+    }
+
+    private static void DisposeRefused(ITimer refused)
+    {
+        try
+        {
+            refused.Dispose();
+        }
+        catch (Exception error)
+        {
+            BackgroundFailures.Report("disposing the idle ticker's refused timer", error);
+        }
+    }
+
+    /// <summary>False when the timer refused the new due time without throwing (<see cref="ITimer.Change"/> returned false).</summary>
+    private bool TryArmTimer(TimeSpan dueTime)
     {
         if (_timer is not null)
         {
-            _ = _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
-            return;
+            return _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
         }
 
         // The timer lives as long as the clock; it must not carry the first pool's execution context (its
@@ -290,6 +312,7 @@ internal sealed class IdleTicker
         try
         {
             _timer = _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan);
+            return true;
         }
         finally
         {

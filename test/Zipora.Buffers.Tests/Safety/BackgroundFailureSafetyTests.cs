@@ -35,6 +35,7 @@ public sealed class BackgroundFailureSafetyTests
         time.Broken = true;
         Exception? escaped = Record.Exception(() => SafetyCases.Advance(time.Fake, 3 * SafetyCases.IdleDelay));
         long failures = BackgroundFailures.Count - failuresBefore;
+        Assert.True(listener.WaitFor("BackgroundWorkFailed", failures, TimeSpan.FromSeconds(10)), $"{failures} background failures were counted but not all were written as events within 10 s");
         int fromThisClock = Failures(listener).Count(failure => failure.Error.Contains(HostileClock.Message, StringComparison.Ordinal));
         BackgroundFailureWatch.Provoked(fromThisClock);
         Assert.True(escaped is null, $"an exception left the pool's timer callback: {escaped}");

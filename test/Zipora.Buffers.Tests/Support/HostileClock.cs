@@ -7,8 +7,9 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// A fake clock that misbehaves on demand: its timestamp reads throw (always, for the next few reads, every Nth
-/// read, or on any thread but the test's), its timers refuse a new due time, and the test can fire its timers' callbacks
-/// early, twice, or on two threads at once. Its time and its timers are otherwise the fake's, moved by
+/// read, or on any thread but the test's), its timers refuse a new due time (throwing, or returning false) and may
+/// wait in their dispose for their callbacks to end, and the test can fire its timers' callbacks early, twice, or on
+/// two threads at once. Its time and its timers are otherwise the fake's, moved by
 /// <see cref="FakeTimeProvider.Advance"/> on the test's thread.
 /// </summary>
 internal sealed class HostileClock : TimeProvider
@@ -19,7 +20,11 @@ internal sealed class HostileClock : TimeProvider
     private readonly List<HostileTimer> _timers = [];
     private readonly Lock _lock = new();
     private int _failingReads;
+    private int _failingReadsThread = -1;
     private int _failingChanges;
+    private int _silentlyRefusedChanges;
+    private int _disposeWaitsTimedOut;
+    private int _timersDisposed;
     private int _failEveryNth;
     private long _reads;
     private int _testThread = -1;
@@ -33,16 +38,34 @@ internal sealed class HostileClock : TimeProvider
     /// <summary>Failed timestamp reads throw an <see cref="UnprintableException"/>, whose description itself throws.</summary>
     public bool Undescribable { get; init; }
 
+    /// <summary>
+    /// A timer's dispose waits for its callbacks running at the time to end, as <c>Timer.Dispose(WaitHandle)</c>
+    /// lets a caller wait (up to 5 s here; see <see cref="DisposeWaitsTimedOut"/>).
+    /// </summary>
+    public bool DisposeWaitsForCallbacks { get; init; }
+
+    /// <summary>Timer disposals that gave up waiting for a callback after 5 s: one disposed on its own callback waits for itself.</summary>
+    public int DisposeWaitsTimedOut => Volatile.Read(ref _disposeWaitsTimedOut);
+
+    /// <summary>Timers disposed so far.</summary>
+    public int TimersDisposed => Volatile.Read(ref _timersDisposed);
+
     /// <summary>Exceptions thrown so far (reads and timer changes).</summary>
     public int Thrown => Volatile.Read(ref _thrown);
 
     public override long TimestampFrequency => Fake.TimestampFrequency;
 
     /// <summary>The next <paramref name="count"/> timestamp reads throw.</summary>
-    public void FailNextReads(int count) => Volatile.Write(ref _failingReads, count);
+    public void FailNextReads(int count) => FailNextReads(count, onThread: -1);
+
+    /// <summary>The next <paramref name="count"/> timestamp reads made on the calling thread throw; other threads' work.</summary>
+    public void FailNextReadsOnThisThread(int count) => FailNextReads(count, Environment.CurrentManagedThreadId);
 
     /// <summary>The next <paramref name="count"/> calls of a timer's Change throw.</summary>
     public void FailNextChanges(int count) => Volatile.Write(ref _failingChanges, count);
+
+    /// <summary>The next <paramref name="count"/> calls of a timer's Change return false and change nothing, as a disposed timer's do.</summary>
+    public void RefuseNextChangesSilently(int count) => Volatile.Write(ref _silentlyRefusedChanges, count);
 
     /// <summary>Every <paramref name="n"/>th timestamp read throws (0: none).</summary>
     public void FailEveryNthRead(int n) => Volatile.Write(ref _failEveryNth, n);
@@ -80,6 +103,7 @@ internal sealed class HostileClock : TimeProvider
         Broken = false;
         FailNextReads(0);
         FailNextChanges(0);
+        RefuseNextChangesSilently(0);
         FailEveryNthRead(0);
         WorkEverywhere();
     }
@@ -94,7 +118,7 @@ internal sealed class HostileClock : TimeProvider
         if (Broken
             || (testThread != -1 && Environment.CurrentManagedThreadId != testThread)
             || (nth > 0 && read % nth == 0)
-            || TakeOne(ref _failingReads))
+            || (Volatile.Read(ref _failingReadsThread) is int onThread && (onThread == -1 || onThread == Environment.CurrentManagedThreadId) && TakeOne(ref _failingReads)))
         {
             Interlocked.Increment(ref _thrown);
             throw Undescribable ? new UnprintableException() : new InvalidOperationException(Message + " a timestamp read");
@@ -105,7 +129,8 @@ internal sealed class HostileClock : TimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
-        var timer = new HostileTimer(this, callback, state, Fake.CreateTimer(callback, state, dueTime, period));
+        var timer = new HostileTimer(this, callback, state);
+        timer.Inner = Fake.CreateTimer(static hostile => ((HostileTimer)hostile!).Fire(), timer, dueTime, period);
         lock (_lock)
         {
             _timers.Add(timer);
@@ -156,6 +181,12 @@ internal sealed class HostileClock : TimeProvider
         Assert.True(escaped is null, $"an exception left a timer's callback fired concurrently: {escaped}");
     }
 
+    private void FailNextReads(int count, int onThread)
+    {
+        Volatile.Write(ref _failingReadsThread, onThread);
+        Volatile.Write(ref _failingReads, count);
+    }
+
     private HostileTimer[] Timers()
     {
         lock (_lock)
@@ -181,9 +212,24 @@ internal sealed class HostileClock : TimeProvider
         }
     }
 
-    private sealed class HostileTimer(HostileClock clock, TimerCallback callback, object? state, ITimer inner) : ITimer
+    private sealed class HostileTimer(HostileClock clock, TimerCallback callback, object? state) : ITimer
     {
-        public void Fire() => callback(state);
+        private int _running;
+
+        public ITimer Inner { get; set; } = null!;
+
+        public void Fire()
+        {
+            Interlocked.Increment(ref _running);
+            try
+            {
+                callback(state);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _running);
+            }
+        }
 
         public bool Change(TimeSpan dueTime, TimeSpan period)
         {
@@ -193,11 +239,24 @@ internal sealed class HostileClock : TimeProvider
                 throw new InvalidOperationException(Message + " a timer's new due time");
             }
 
-            return inner.Change(dueTime, period);
+            return !clock.TakeOne(ref clock._silentlyRefusedChanges) && Inner.Change(dueTime, period);
         }
 
-        public void Dispose() => inner.Dispose();
+        public void Dispose()
+        {
+            if (clock.DisposeWaitsForCallbacks && !SpinWait.SpinUntil(() => Volatile.Read(ref _running) == 0, TimeSpan.FromSeconds(5)))
+            {
+                Interlocked.Increment(ref clock._disposeWaitsTimedOut);
+            }
 
-        public System.Threading.Tasks.ValueTask DisposeAsync() => inner.DisposeAsync();
+            Inner.Dispose();
+            Interlocked.Increment(ref clock._timersDisposed);
+        }
+
+        public System.Threading.Tasks.ValueTask DisposeAsync()
+        {
+            Dispose();
+            return default;
+        }
     }
 }
