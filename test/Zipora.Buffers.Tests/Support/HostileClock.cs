@@ -23,6 +23,8 @@ internal sealed class HostileClock : TimeProvider
     private int _failingReadsThread = -1;
     private int _failingChanges;
     private int _silentlyRefusedChanges;
+    private int _failingCreates;
+    private int _timersMade;
     private int _disposeWaitsTimedOut;
     private int _timersDisposed;
     private int _failEveryNth;
@@ -47,6 +49,12 @@ internal sealed class HostileClock : TimeProvider
     /// <summary>Timer disposals that gave up waiting for a callback after 5 s: one disposed on its own callback waits for itself.</summary>
     public int DisposeWaitsTimedOut => Volatile.Read(ref _disposeWaitsTimedOut);
 
+    /// <summary>A timer's dispose throws (after disposing the fake timer underneath).</summary>
+    public bool DisposeThrows { get; init; }
+
+    /// <summary>Timers made so far (those whose making threw are not counted).</summary>
+    public int TimersMade => Volatile.Read(ref _timersMade);
+
     /// <summary>Timers disposed so far.</summary>
     public int TimersDisposed => Volatile.Read(ref _timersDisposed);
 
@@ -66,6 +74,9 @@ internal sealed class HostileClock : TimeProvider
 
     /// <summary>The next <paramref name="count"/> calls of a timer's Change return false and change nothing, as a disposed timer's do.</summary>
     public void RefuseNextChangesSilently(int count) => Volatile.Write(ref _silentlyRefusedChanges, count);
+
+    /// <summary>The next <paramref name="count"/> calls of <see cref="CreateTimer"/> throw.</summary>
+    public void FailNextCreates(int count) => Volatile.Write(ref _failingCreates, count);
 
     /// <summary>Every <paramref name="n"/>th timestamp read throws (0: none).</summary>
     public void FailEveryNthRead(int n) => Volatile.Write(ref _failEveryNth, n);
@@ -104,6 +115,7 @@ internal sealed class HostileClock : TimeProvider
         FailNextReads(0);
         FailNextChanges(0);
         RefuseNextChangesSilently(0);
+        FailNextCreates(0);
         FailEveryNthRead(0);
         WorkEverywhere();
     }
@@ -129,6 +141,13 @@ internal sealed class HostileClock : TimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        if (TakeOne(ref _failingCreates))
+        {
+            Interlocked.Increment(ref _thrown);
+            throw new InvalidOperationException(Message + " a new timer");
+        }
+
+        Interlocked.Increment(ref _timersMade);
         var timer = new HostileTimer(this, callback, state);
         timer.Inner = Fake.CreateTimer(static hostile => ((HostileTimer)hostile!).Fire(), timer, dueTime, period);
         lock (_lock)
@@ -251,6 +270,10 @@ internal sealed class HostileClock : TimeProvider
 
             Inner.Dispose();
             Interlocked.Increment(ref clock._timersDisposed);
+            if (clock.DisposeThrows)
+            {
+                throw new InvalidOperationException(Message + " a timer's dispose");
+            }
         }
 
         public System.Threading.Tasks.ValueTask DisposeAsync()
