@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -22,13 +23,14 @@ namespace Zipora.Buffers;
 /// pool's locks (the idle ticker's, shared by every pool on one clock; a releaser's; a slab heap's), and an
 /// <see cref="System.Diagnostics.Tracing.EventListener"/> runs its code on the thread that writes the event. One that
 /// waited there for another thread needing those locks would deadlock the pools, and one that called back into a pool
-/// would run in the middle of the ticker's work. Describing the exception (its <c>ToString</c>, the user's code) moves
-/// with it. Reports keep their order.
+/// would run in the middle of the ticker's work. The exception's stack trace is taken as it is reported (a provider
+/// that throws one instance again rewrites it); its message, the user's code, is read when the event is written.
+/// Reports keep their order.
 /// </para>
 /// </remarks>
 internal static class BackgroundFailures
 {
-    private static readonly ConcurrentQueue<(string Work, Exception Error)> s_unpublished = new();
+    private static readonly ConcurrentQueue<(string Work, Exception Error, string StackTrace)> s_unpublished = new();
     private static long s_count;
 
     // 1 while a work item is queued or writing s_unpublished's reports: one at a time, so they keep their order.
@@ -46,7 +48,7 @@ internal static class BackgroundFailures
             return;
         }
 
-        s_unpublished.Enqueue((work, error));
+        s_unpublished.Enqueue((work, error, StackTraceOf(error)));
         if (Interlocked.Exchange(ref s_publishing, 1) == 0)
         {
             _ = ThreadPool.UnsafeQueueUserWorkItem(static _ => PublishAll(), (object?)null, preferLocal: false);
@@ -57,15 +59,16 @@ internal static class BackgroundFailures
     {
         while (true)
         {
-            while (s_unpublished.TryDequeue(out (string Work, Exception Error) report))
+            while (s_unpublished.TryDequeue(out (string Work, Exception Error, string StackTrace) report))
             {
                 // EventSource keeps a listener's exception to itself (it is not made with ThrowOnEventWriteErrors).
-                ZiporaBuffersEventSource.Log.BackgroundWorkFailed(report.Work, Describe(report.Error));
+                ZiporaBuffersEventSource.Log.BackgroundWorkFailed(report.Work, Describe(report.Error, report.StackTrace));
             }
 
             // A report enqueued after the last dequeue but before this store found the flag set and queued nothing:
-            // look again, unless a new work item has taken over since.
-            Volatile.Write(ref s_publishing, 0);
+            // look again, unless a new work item has taken over since. A full fence: the read of the queue below must
+            // not pass the store, or that report would wait for the next failure.
+            _ = Interlocked.Exchange(ref s_publishing, 0);
             if (s_unpublished.IsEmpty || Interlocked.Exchange(ref s_publishing, 1) != 0)
             {
                 return;
@@ -73,19 +76,35 @@ internal static class BackgroundFailures
         }
     }
 
-    /// <summary>
-    /// The exception's text, or its type's name when its text cannot be had: an exception is the user's code (a
-    /// <see cref="TimeProvider"/>'s), and a report must not throw where the failure it reports was caught.
-    /// </summary>
-    private static string Describe(Exception error)
+    /// <summary>The stack trace <paramref name="error"/> holds now, read without running any of its code.</summary>
+    private static string StackTraceOf(Exception error)
     {
         try
         {
-            return error.ToString();
+            return new StackTrace(error, fNeedFileInfo: false).ToString();
         }
         catch (Exception)
         {
-            return $"{error.GetType().FullName} (its description threw)";
+            return "(its stack trace could not be read)";
         }
+    }
+
+    /// <summary>
+    /// The exception's type and message, and the stack trace it had when reported. Its message may be the user's code
+    /// (a <see cref="TimeProvider"/>'s exception) and a report must not throw: one that cannot be had is said so.
+    /// </summary>
+    private static string Describe(Exception error, string stackTrace)
+    {
+        string message;
+        try
+        {
+            message = error.Message;
+        }
+        catch (Exception)
+        {
+            message = "(its message threw)";
+        }
+
+        return $"{error.GetType().FullName}: {message}{Environment.NewLine}{stackTrace}";
     }
 }

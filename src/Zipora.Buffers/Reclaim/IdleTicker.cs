@@ -62,6 +62,9 @@ internal sealed class IdleTicker
     private readonly Lock _lock = new();
     private readonly PriorityQueue<IdleReleaser, long> _due = new();
     private ITimer? _timer;
+
+    // The system's timer that tries again to make _timer when the provider would not (see ScheduleRearm).
+    private Timer? _rearm;
     private long _armedFor = long.MaxValue;
     private int _ticking;
 
@@ -259,14 +262,57 @@ internal sealed class IdleTicker
         }
 
         RetireRefusedTimer();
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            try
+            {
+                _ = TryArmTimer(wait);
+                return;
+            }
+            catch (Exception error)
+            {
+                BackgroundFailures.Report("making the idle ticker's timer anew", error);
+            }
+        }
+
+        // No timer: nothing would ever tick or arm again, so the system's own timer tries again later.
+        _armedFor = long.MaxValue;
+        ScheduleRearm();
+    }
+
+    /// <summary>
+    /// Tries again, on a timer of the system's (the provider's would not be made), to make the provider's timer, a
+    /// step of the shortest queued period from now but at most a second of real time on: the provider may be a fake
+    /// clock that real time does not move. Called under the lock.
+    /// </summary>
+    private void ScheduleRearm()
+    {
+        TimeSpan retry = TimeSpan.FromTicks(Math.Min(ShortestStep().Ticks, TimeSpan.TicksPerSecond));
+        bool suppress = !ExecutionContext.IsFlowSuppressed();
+        AsyncFlowControl flow = suppress ? ExecutionContext.SuppressFlow() : default;
         try
         {
-            _ = TryArmTimer(wait);
+            _rearm ??= new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite);
+            _ = _rearm.Change(retry, Timeout.InfiniteTimeSpan);
         }
-        catch (Exception error)
+        finally
         {
-            _armedFor = long.MaxValue;
-            BackgroundFailures.Report("making the idle ticker's timer anew", error);
+            if (suppress)
+            {
+                flow.Undo();
+            }
+        }
+    }
+
+    /// <summary>Makes the provider's timer that a refusal left unmade; it reads the clock itself when it fires.</summary>
+    private void Rearm()
+    {
+        lock (_lock)
+        {
+            if (_timer is null && _due.Count > 0)
+            {
+                ArmSafely(long.MinValue, ShortestStep());
+            }
         }
     }
 
