@@ -131,6 +131,13 @@ internal sealed class IdleClock
     public bool HasWaitedOutDelay(long stamp) => Epoch - stamp > DelayInTicks;
 
     /// <summary>
+    /// Whether memory last returned at tick <paramref name="stamp"/> will have waited out the delay at the next tick:
+    /// returned between three quarters of a delay and a delay ago (plus the ticks' lateness). Its pages may go now, so
+    /// that resident memory is back within the delay; the mapping waits for <see cref="HasWaitedOutDelay"/>.
+    /// </summary>
+    public bool WaitsOutDelayByNextTick(long stamp) => Epoch - stamp >= DelayInTicks;
+
+    /// <summary>
     /// Whether something whose activity was last seen moving at tick <paramref name="quietSince"/> has, at tick
     /// <paramref name="now"/>, stayed unused for the delay. Seen at a tick that counted
     /// (<paramref name="seenAtCountedTick"/>), its last use came before that tick's work, and each later tick is a

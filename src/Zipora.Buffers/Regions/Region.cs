@@ -47,6 +47,15 @@ internal sealed class Region : INativeMemoryReleaser
     /// </summary>
     public long ReturnedAt;
 
+    /// <summary>
+    /// Set under the tier's gate while the idle release drops the cached region's pages outside it: the cache neither
+    /// hands it out nor evicts it meanwhile (see <see cref="RegionCache.TakeNewest"/>).
+    /// </summary>
+    public bool DroppingPages;
+
+    /// <summary>Whether the region's pages were dropped since it was last handed out (they are not advised twice).</summary>
+    public bool PagesDropped;
+
     /// <summary>The region that <paramref name="buffer"/>, one of a region tier's buffers, hands out.</summary>
     public static Region Of(NativeMemoryManager buffer) => (Region)buffer.Releaser!;
 

@@ -69,25 +69,38 @@ internal sealed class RegionCache
     /// <summary>Regions of size class <paramref name="classIndex"/> kept.</summary>
     public int CountOf(int classIndex) => _countByClass[classIndex];
 
-    /// <summary>Takes the most recently returned region of size class <paramref name="classIndex"/>, if any.</summary>
+    /// <summary>
+    /// Takes the most recently returned region of size class <paramref name="classIndex"/>, if any. None while that
+    /// region's pages are being dropped: the idle release drops the oldest regions', so the class has no other then
+    /// that has not waited as long (the rent maps a new one, for the few milliseconds it lasts).
+    /// </summary>
     public Region? TakeNewest(int classIndex)
     {
         Region? region = _newestByClass[classIndex];
-        if (region is not null)
+        if (region is null || region.DroppingPages)
         {
-            Unlink(region);
+            return null;
         }
 
+        Unlink(region);
         return region;
     }
 
     /// <summary>The least recently returned region, left in place.</summary>
     public Region? Oldest => _oldest;
 
-    /// <summary>Takes the least recently returned region, if any.</summary>
+    /// <summary>
+    /// Takes the least recently returned region whose pages are not being dropped, if any: those stay until the
+    /// advice is over (they are the oldest, so this looks past a few at most, and only while a tick drops pages).
+    /// </summary>
     public Region? TakeOldest()
     {
         Region? region = _oldest;
+        while (region is not null && region.DroppingPages)
+        {
+            region = region.Newer;
+        }
+
         if (region is not null)
         {
             Unlink(region);

@@ -25,6 +25,7 @@ internal abstract partial class RegionTier
         Region? region = _cache.TakeNewest(classIndex);
         if (region is not null)
         {
+            region.PagesDropped = false;
             CountRentUnsynchronized(classIndex);
             _hits++;
             _bytesRequested += size;

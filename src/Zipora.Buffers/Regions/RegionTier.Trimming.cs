@@ -9,6 +9,9 @@ internal abstract partial class RegionTier
 {
     private readonly Lock _trimLock = new();
 
+    // The cached regions whose pages the idle release is dropping: the idle releaser's alone (one tick at a time).
+    private readonly List<Region> _droppingPages = [];
+
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;
 
@@ -20,7 +23,8 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), empties
-    /// the slots unused for a whole delay, then unmaps, oldest first, the cached regions returned a full delay ago.
+    /// the slots unused for a whole delay, then unmaps, oldest first, the cached regions returned a full delay ago, and
+    /// drops the pages of those that will have been by the next tick.
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
@@ -60,11 +64,13 @@ internal abstract partial class RegionTier
             _gate.Exit();
             if (victim is null)
             {
-                return;
+                break;
             }
 
             Unmap(victim);
         }
+
+        DropPagesDueAtNextTick();
     }
 
     public override void Dispose()
@@ -201,6 +207,56 @@ internal abstract partial class RegionTier
             }
 
             Unmap(victim);
+        }
+    }
+
+    /// <summary>
+    /// Drops the pages of the cached regions that the next tick will unmap (returned three quarters of a delay to a
+    /// delay ago): without it, a burst's regions stayed resident until that tick, up to a quarter delay past the delay.
+    /// They stay cached, so a rent meanwhile still reuses one (on fresh zero pages), and the unmap still waits for the
+    /// whole delay, for a stale write into a region just returned. Marked under the gate while advised outside it, so
+    /// the cache neither hands them out nor evicts them then: the advice never falls on memory someone else holds.
+    /// </summary>
+    private void DropPagesDueAtNextTick()
+    {
+        _gate.Enter();
+        for (Region? region = _cache.Oldest; region is not null && _clock.WaitsOutDelayByNextTick(region.ReturnedAt); region = region.Newer)
+        {
+            if (!region.PagesDropped)
+            {
+                region.DroppingPages = true;
+                _droppingPages.Add(region);
+            }
+        }
+
+        _gate.Exit();
+        if (_droppingPages.Count == 0)
+        {
+            return;
+        }
+
+        foreach (Region region in _droppingPages)
+        {
+            // A refused advice leaves the pages resident until the unmap at the next tick; nothing is counted for it.
+            region.PagesDropped = Pages.TryAdvise(region.MappingAddress, region.MappedLength, Pages.IdlePageAdvice, region.Backing);
+        }
+
+        _gate.Enter();
+        foreach (Region region in _droppingPages)
+        {
+            region.DroppingPages = false;
+        }
+
+        bool disposed = _disposed;
+        bool overLimit = _cache.IsOverLimit;
+        _gate.Exit();
+        _droppingPages.Clear();
+
+        // A disposal or a return over the limits meanwhile passed these regions by. (So did a trim: they stay cached
+        // until the next tick unmaps them, their pages gone already.)
+        if (disposed || overLimit)
+        {
+            UnmapCached(stopWhenWithinLimits: !disposed);
         }
     }
 

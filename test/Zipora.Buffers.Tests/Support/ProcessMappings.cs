@@ -123,6 +123,34 @@ internal static partial class ProcessMappings
         return mappings;
     }
 
+    /// <summary>
+    /// Pages of [<paramref name="address"/>, +<paramref name="length"/>) resident now, from <c>mincore</c> (page-aligned
+    /// address, mapped range): what the OS holds of one region, apart from the rest of the process.
+    /// </summary>
+    public static unsafe int ResidentPages(nint address, long length)
+    {
+        long pageSize = Environment.SystemPageSize;
+        byte[] residency = new byte[(length + pageSize - 1) / pageSize];
+        fixed (byte* vector = residency)
+        {
+            if (mincore(address, (nuint)length, vector) != 0)
+            {
+                throw new InvalidOperationException($"mincore failed for {Describe(address, length)}: errno {Marshal.GetLastSystemError()}");
+            }
+        }
+
+        int resident = 0;
+        foreach (byte page in residency)
+        {
+            resident += page & 1;
+        }
+
+        return resident;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int mincore(nint address, nuint length, byte* vector);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int msync(nint address, nuint length, int flags);
 
