@@ -13,4 +13,13 @@ internal struct ClassCounts
 
     /// <summary>Buffers held for reuse, in the thread caches and the depot.</summary>
     public long Cached;
+
+    /// <summary>
+    /// Raises the hits to the rents the returns imply. The threads' counters are read one after another while they
+    /// run: a buffer rented on a thread already read and returned on one read later shows as a return without its
+    /// rent, and a return is counted just after its buffer enters the stack the hits are derived from; so under
+    /// cross-thread traffic a class's hits and buffers in use fell below zero. Every return had its rent, so the rents
+    /// are at least the returns; when the pool is quiet the counts are exact and this changes nothing.
+    /// </summary>
+    public void CountTheRentsOfEveryReturn() => Hits = System.Math.Max(System.Math.Max(Hits, 0), Returns - Misses);
 }

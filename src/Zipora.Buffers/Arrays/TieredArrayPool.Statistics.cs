@@ -54,6 +54,8 @@ public sealed partial class TieredArrayPool
                     counts.Returns += Volatile.Read(ref cache.StackOf(classIndex).Returns);
                     counts.Cached += cache.HeldOf(classIndex);
                 }
+
+                counts.CountTheRentsOfEveryReturn();
             }
 
             threads = _registry.Caches.Length;

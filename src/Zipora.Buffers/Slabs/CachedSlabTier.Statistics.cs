@@ -94,6 +94,8 @@ internal abstract partial class CachedSlabTier<TClasses>
                     counts.Returns += returns;
                     counts.Cached += count;
                 }
+
+                counts.CountTheRentsOfEveryReturn();
             }
         }
 
