@@ -34,9 +34,9 @@ if (args.Contains("--segmented-memory"))
     return;
 }
 
-if (args is ["--segmented-memory-child", string peer])
+if (args is ["--segmented-memory-child", string peer, ..] && args.Length <= 3)
 {
-    SegmentedMemoryReport.RunChild(peer);
+    SegmentedMemoryReport.RunChild(peer, afterABurst: args is [_, _, "--after-a-burst"]);
     return;
 }
 

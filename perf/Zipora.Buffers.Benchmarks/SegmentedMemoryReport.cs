@@ -16,7 +16,10 @@ namespace Zipora.Buffers.Benchmarks;
 /// too): at the peak, then after the messages are let go of, at one, one and a quarter, one and a
 /// half and two idle delays (2 s here, the tiered pool's <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/> in this
 /// report; the pool ticks every quarter delay and gives back what has been idle a whole delay), and after a full,
-/// compacting collection. <c>--segmented-memory</c> prints the table; it starts itself with <c>--segmented-memory-child</c>.
+/// compacting collection. A second table measures a second burst, above the process after a first one (let go of,
+/// given back, collected): a server's state once it has served a burst, with the code and runtime pages a first burst
+/// brings in for good already in its baseline. <c>--segmented-memory</c> prints the tables; it starts itself with
+/// <c>--segmented-memory-child</c>.
 /// </summary>
 public static class SegmentedMemoryReport
 {
@@ -32,12 +35,21 @@ public static class SegmentedMemoryReport
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (string peer in s_peers)
         {
-            Console.WriteLine($"| {peer} | {MeasureInChild(peer)} |");
+            Console.WriteLine($"| {peer} | {MeasureInChild(peer, afterABurst: false)} |");
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("A second burst, above the process after a first one:");
+        Console.WriteLine("| peer | cold baseline | baseline after a burst | peak | 1 delay later | 1.25 delays | 1.5 delays | 2 delays | then a full collection |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (string peer in s_peers)
+        {
+            Console.WriteLine($"| {peer} | {MeasureInChild(peer, afterABurst: true)} |");
         }
     }
 
-    /// <summary>The child: one peer; prints its row's cells.</summary>
-    public static void RunChild(string peer)
+    /// <summary>The child: one peer, after one message or (<paramref name="afterABurst"/>) a whole burst; prints its row's cells.</summary>
+    public static void RunChild(string peer, bool afterABurst)
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_idleDelay });
         var recyclable = new RecyclableMemoryStreamManager();
@@ -65,9 +77,32 @@ public static class SegmentedMemoryReport
         }
 
         warmUp.Dispose();
+        if (afterABurst)
+        {
+            Burst(create, chunk);
+        }
+
         Thread.Sleep(s_idleDelay * 1.5);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         long baseline = ReportProcess.ResidentBytes();
+        long peak = Burst(create, chunk);
+        var released = Stopwatch.StartNew();
+        var cells = new List<string> { Megabytes(coldBaseline), Megabytes(baseline), "+" + Megabytes(peak - baseline) };
+        foreach (double delays in new[] { 1.0, 1.25, 1.5, 2.0 })
+        {
+            TimeSpan wait = (s_idleDelay * delays) - released.Elapsed;
+            Thread.Sleep(wait > TimeSpan.Zero ? wait : TimeSpan.Zero);
+            cells.Add("+" + Megabytes(ReportProcess.ResidentBytes() - baseline));
+        }
+
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        cells.Add("+" + Megabytes(ReportProcess.ResidentBytes() - baseline));
+        Console.WriteLine(string.Join(" | ", cells));
+    }
+
+    /// <summary>Writes the burst's messages, all alive at once, then lets them go; returns the resident memory at the peak.</summary>
+    private static long Burst(Func<IDisposable> create, byte[] chunk)
+    {
         var messages = new List<IDisposable>(Messages);
         for (int message = 0; message < Messages; message++)
         {
@@ -82,19 +117,7 @@ public static class SegmentedMemoryReport
 
         long peak = ReportProcess.ResidentBytes();
         messages.ForEach(static buffer => buffer.Dispose());
-        messages.Clear();
-        var released = Stopwatch.StartNew();
-        var cells = new List<string> { Megabytes(coldBaseline), Megabytes(baseline), "+" + Megabytes(peak - baseline) };
-        foreach (double delays in new[] { 1.0, 1.25, 1.5, 2.0 })
-        {
-            TimeSpan wait = (s_idleDelay * delays) - released.Elapsed;
-            Thread.Sleep(wait > TimeSpan.Zero ? wait : TimeSpan.Zero);
-            cells.Add("+" + Megabytes(ReportProcess.ResidentBytes() - baseline));
-        }
-
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        cells.Add("+" + Megabytes(ReportProcess.ResidentBytes() - baseline));
-        Console.WriteLine(string.Join(" | ", cells));
+        return peak;
     }
 
     private static void Write(IDisposable buffer, byte[] chunk)
@@ -112,7 +135,9 @@ public static class SegmentedMemoryReport
         }
     }
 
-    private static string MeasureInChild(string peer) => ReportProcess.RunSelf(7, "--segmented-memory-child", peer);
+    private static string MeasureInChild(string peer, bool afterABurst) => afterABurst
+        ? ReportProcess.RunSelf(7, "--segmented-memory-child", peer, "--after-a-burst")
+        : ReportProcess.RunSelf(7, "--segmented-memory-child", peer);
 
     private static string Megabytes(long bytes) => (bytes / (1024.0 * 1024)).ToString("F0", CultureInfo.InvariantCulture) + " MB";
 

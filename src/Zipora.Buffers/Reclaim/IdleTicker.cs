@@ -18,12 +18,14 @@ namespace Zipora.Buffers;
 /// </para>
 /// <para>
 /// A releaser is due one period after it started or last ticked, measured when that tick ended, rounded up to the
-/// next eighth of its period on the ticker's clock. Its <see cref="IdleClock"/> counts a tick only a whole period
+/// next 32nd of its period on the ticker's clock. Its <see cref="IdleClock"/> counts a tick only a whole period
 /// after the last one it counted; a periodic timer, which fires its next tick early after a late one, had half its
 /// ticks refused that way on a busy machine, and here none is. The rounding lets pools of one period created at
-/// different moments share their firings (10,000 pools with the default delay cost at most 8 firings per period,
-/// not 10,000), for at most an eighth of a period of lateness. On a fake clock that stops on each due time, the
-/// ticks fall a whole number of periods after the first, as a periodic timer's would.
+/// different moments share their firings (10,000 pools with the default delay cost at most 32 firings per period,
+/// not 10,000). Each tick is late by up to that step (a tick ends after its grid point, so the next whole period ends
+/// after the next one): with an eighth, four ticks came half a period late, and a region's pages, dropped at the
+/// fourth tick after its return, outlived the delay. On a fake clock that stops on each due time, the ticks fall a
+/// whole number of periods after the first, as a periodic timer's would.
 /// </para>
 /// <para>
 /// Ticks run one after another on the timer's callback, outside the lock, and a releaser is never ticked twice at
@@ -54,8 +56,11 @@ internal sealed class IdleTicker
     // comes only from a clock that went back, and the system timer refuses waits above about 49.7 days.
     private static readonly TimeSpan s_longestWait = TimeSpan.FromHours(2);
 
-    // Due times are rounded up to an eighth of the releaser's period (see the remarks).
-    private const long FiringsPerPeriod = 8;
+    // Due times are rounded up to a 32nd of the releaser's period (see the remarks).
+    private const long FiringsPerPeriod = 32;
+
+    // A clock that threw is read again an eighth of the shortest period on: a broken provider costs a few reports a period.
+    private const long RetriesPerPeriod = 8;
 
     private readonly TimeProvider _time;
     private readonly long _startedAt;
@@ -184,7 +189,7 @@ internal sealed class IdleTicker
         }
     }
 
-    /// <summary>The step due times are rounded up to: an eighth of the releaser's period (see the remarks).</summary>
+    /// <summary>The step due times are rounded up to: a 32nd of the releaser's period (see the remarks).</summary>
     private static long StepOf(IdleReleaser releaser) => Math.Max(1, releaser.PeriodTicks / FiringsPerPeriod);
 
     private void EnqueueUnsynchronized(IdleReleaser releaser, long dueAt)
@@ -198,8 +203,7 @@ internal sealed class IdleTicker
     /// <summary>
     /// Arms the timer for the first due releaser unless it is armed for that time or earlier. Without a reading of the
     /// clock (<paramref name="clockRead"/> false: it threw) no due time can be compared with now: the timer reads the
-    /// clock again after the shortest step of the queued releasers (an eighth of the shortest period), which delays
-    /// none of them by more than its own step, and is marked armed before any due time until then, so that no start
+    /// clock again after the shortest retry step of the queued releasers (an eighth of the shortest period), and is marked armed before any due time until then, so that no start
     /// moves the retry later.
     /// </summary>
     private void ArmUnsynchronized(long now, bool clockRead)
@@ -213,7 +217,7 @@ internal sealed class IdleTicker
         {
             if (_armedFor != long.MinValue)
             {
-                ArmSafely(long.MinValue, ShortestStep());
+                ArmSafely(long.MinValue, ShortestRetryStep());
             }
 
             return;
@@ -226,13 +230,13 @@ internal sealed class IdleTicker
         }
     }
 
-    /// <summary>The shortest step of the queued releasers (a failure's path: it looks at every one).</summary>
-    private TimeSpan ShortestStep()
+    /// <summary>An eighth of the shortest queued period, for retries (a failure's path: it looks at every releaser).</summary>
+    private TimeSpan ShortestRetryStep()
     {
         long shortest = long.MaxValue;
         foreach ((IdleReleaser releaser, long _) in _due.UnorderedItems)
         {
-            shortest = Math.Min(shortest, StepOf(releaser));
+            shortest = Math.Min(shortest, Math.Max(1, releaser.PeriodTicks / RetriesPerPeriod));
         }
 
         return TimeSpan.FromTicks(Math.Clamp(shortest, s_shortestWait.Ticks, s_longestWait.Ticks));
@@ -287,7 +291,7 @@ internal sealed class IdleTicker
     /// </summary>
     private void ScheduleRearm()
     {
-        TimeSpan retry = TimeSpan.FromTicks(Math.Min(ShortestStep().Ticks, TimeSpan.TicksPerSecond));
+        TimeSpan retry = TimeSpan.FromTicks(Math.Min(ShortestRetryStep().Ticks, TimeSpan.TicksPerSecond));
         bool suppress = !ExecutionContext.IsFlowSuppressed();
         AsyncFlowControl flow = suppress ? ExecutionContext.SuppressFlow() : default;
         try
@@ -311,7 +315,7 @@ internal sealed class IdleTicker
         {
             if (_timer is null && _due.Count > 0)
             {
-                ArmSafely(long.MinValue, ShortestStep());
+                ArmSafely(long.MinValue, ShortestRetryStep());
             }
         }
     }
