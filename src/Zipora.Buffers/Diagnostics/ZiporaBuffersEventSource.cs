@@ -6,6 +6,8 @@ namespace Zipora.Buffers;
 /// Events of the pool, for <c>dotnet-trace</c>, PerfView or an <see cref="EventListener"/>: leaked buffers,
 /// double disposes, backend fallbacks, refused unmaps, trims under memory pressure and background work that failed.
 /// Every call site checks <see cref="EventSource.IsEnabled()"/>, so nothing is formatted or written when nobody listens.
+/// <c>BackgroundWorkFailed</c> and <c>UnmapRefused</c>, which arise under the pools' locks, are written from a
+/// thread-pool work item (see <see cref="EventsOffTheCaller"/>): a listener's code never runs inside the pool's work.
 /// </summary>
 [EventSource(Name = "Zipora-Buffers")]
 internal sealed class ZiporaBuffersEventSource : EventSource

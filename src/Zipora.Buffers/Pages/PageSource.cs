@@ -138,7 +138,11 @@ internal sealed class PageSource
         if (!owner.Unmap(address, length))
         {
             Interlocked.Increment(ref _unmapFailures);
-            ZiporaBuffersEventSource.Log.UnmapRefused((long)length);
+            if (ZiporaBuffersEventSource.Log.IsEnabled())
+            {
+                // Often under a slab heap's lock: written off this thread (see EventsOffTheCaller).
+                EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.UnmapRefused((long)length));
+            }
             return false;
         }
 

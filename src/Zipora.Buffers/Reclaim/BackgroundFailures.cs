@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading;
 
@@ -19,22 +18,14 @@ namespace Zipora.Buffers;
 /// back early). Only these entry points catch; the work itself throws as it would anywhere.
 /// </para>
 /// <para>
-/// The event is written from a thread-pool work item, never on the failing thread: a failure is caught under the
-/// pool's locks (the idle ticker's, shared by every pool on one clock; a releaser's; a slab heap's), and an
-/// <see cref="System.Diagnostics.Tracing.EventListener"/> runs its code on the thread that writes the event. One that
-/// waited there for another thread needing those locks would deadlock the pools, and one that called back into a pool
-/// would run in the middle of the ticker's work. The exception's stack trace is taken as it is reported (a provider
-/// that throws one instance again rewrites it); its message, the user's code, is read when the event is written.
-/// Reports keep their order.
+/// The event is written off the failing thread (see <see cref="EventsOffTheCaller"/>): a failure is caught under the
+/// pools' locks. The exception's stack trace is taken as it is reported (a provider that throws one instance again
+/// rewrites it); its message, the user's code, is read when the event is written.
 /// </para>
 /// </remarks>
 internal static class BackgroundFailures
 {
-    private static readonly ConcurrentQueue<(string Work, Exception Error, string StackTrace)> s_unpublished = new();
     private static long s_count;
-
-    // 1 while a work item is queued or writing s_unpublished's reports: one at a time, so they keep their order.
-    private static int s_publishing;
 
     /// <summary>Failures reported since the process started (the tests check that their storms leave it unchanged).</summary>
     public static long Count => Interlocked.Read(ref s_count);
@@ -43,36 +34,10 @@ internal static class BackgroundFailures
     public static void Report(string work, Exception error)
     {
         Interlocked.Increment(ref s_count);
-        if (!ZiporaBuffersEventSource.Log.IsEnabled())
+        if (ZiporaBuffersEventSource.Log.IsEnabled())
         {
-            return;
-        }
-
-        s_unpublished.Enqueue((work, error, StackTraceOf(error)));
-        if (Interlocked.Exchange(ref s_publishing, 1) == 0)
-        {
-            _ = ThreadPool.UnsafeQueueUserWorkItem(static _ => PublishAll(), (object?)null, preferLocal: false);
-        }
-    }
-
-    private static void PublishAll()
-    {
-        while (true)
-        {
-            while (s_unpublished.TryDequeue(out (string Work, Exception Error, string StackTrace) report))
-            {
-                // EventSource keeps a listener's exception to itself (it is not made with ThrowOnEventWriteErrors).
-                ZiporaBuffersEventSource.Log.BackgroundWorkFailed(report.Work, Describe(report.Error, report.StackTrace));
-            }
-
-            // A report enqueued after the last dequeue but before this store found the flag set and queued nothing:
-            // look again, unless a new work item has taken over since. A full fence: the read of the queue below must
-            // not pass the store, or that report would wait for the next failure.
-            _ = Interlocked.Exchange(ref s_publishing, 0);
-            if (s_unpublished.IsEmpty || Interlocked.Exchange(ref s_publishing, 1) != 0)
-            {
-                return;
-            }
+            string stackTrace = StackTraceOf(error);
+            EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.BackgroundWorkFailed(work, Describe(error, stackTrace)));
         }
     }
 

@@ -1,14 +1,16 @@
 using System;
+using System.Buffers;
 using System.Diagnostics.Tracing;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// A background failure is caught under the idle ticker's lock, which every pool on one clock shares. An
-/// <see cref="EventListener"/> runs on the thread that writes an event: one that waits there for another thread (one
-/// making a pool on the same clock, which takes that lock) must not deadlock the pools. Runs alone: it provokes
-/// background failures and listens to the pools' event source.
+/// A background failure is caught under the idle ticker's lock, which every pool on one clock shares, and an unmap the
+/// OS refuses under a slab heap's lock. An <see cref="EventListener"/> runs on the thread that writes an event: one
+/// that waits there for another thread needing that lock (making a pool on the same clock, renting from the same
+/// tier) must not deadlock the pools. Runs alone: it provokes background failures and listens to the pools' event
+/// source.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class BlockingListenerSafetyTests
@@ -19,7 +21,7 @@ public sealed class BlockingListenerSafetyTests
         var clock = new HostileClock();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = SafetyCases.IdleDelay });
         long before = BackgroundFailures.Count;
-        using var listener = new WaitingListener(clock);
+        using var listener = new WaitingListener("BackgroundWorkFailed", () => new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = SafetyCases.IdleDelay }).Dispose());
         Exception? escaped;
         try
         {
@@ -32,36 +34,69 @@ public sealed class BlockingListenerSafetyTests
         finally
         {
             clock.Heal();
-            listener.PoolMade.Wait(TimeSpan.FromSeconds(30));
+            listener.OtherThreadDone.Wait(TimeSpan.FromSeconds(30));
             BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
         }
 
         Assert.True(escaped is null, $"an exception left the idle ticker's timer callback: {escaped}");
-        Assert.True(listener.MakerFailed is null, $"making a pool on the listener's thread threw: {listener.MakerFailed}");
-        Assert.True(listener.PoolMadeInTime, "a pool made on another thread while a listener of a BackgroundWorkFailed event waited for it was not made within 5 s: the event was written under the idle ticker's lock, which the new pool needs");
+        Assert.True(listener.OtherThreadFailed is null, $"making a pool on the listener's behalf threw: {listener.OtherThreadFailed}");
+        Assert.True(listener.OtherThreadDoneInTime, "a pool made on another thread while a listener of a BackgroundWorkFailed event waited for it was not made within 5 s: the event was written under the idle ticker's lock, which the new pool needs");
+    }
+
+    [Fact]
+    public void AListenerOfARefusedUnmapThatWaitsForARentFromTheSameTierOnAnotherThreadDoesNotDeadlockThePool()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var allocator = new ScriptedPageAllocator { RefuseUnmap = true };
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, AdaptiveCaches = false });
+        RentAndReturn(pool, 8192);
+
+        // Traffic of another class keeps the tier from going idle, so the 8 KB slab is still there two delays on, when a
+        // trim gives it back: returned over a delay ago, it is unmapped at once, under the slab heap's lock.
+        for (int tick = 0; tick < 8; tick++)
+        {
+            RentAndReturn(pool, 4096);
+            time.Advance(SafetyCases.IdleDelay / 4);
+        }
+
+        // A fresh thread renting a class the tier never carved goes to that slab heap.
+        using var listener = new WaitingListener("UnmapRefused", () => pool.Rent(2048).Dispose());
+        pool.Trim();
+        Assert.True(listener.Waited.Wait(TimeSpan.FromSeconds(30)), $"no UnmapRefused event reached the listener within 30 s ({pool.GetStatistics().UnmapFailures} unmaps refused)");
+        Assert.True(listener.OtherThreadDone.Wait(TimeSpan.FromSeconds(30)), "the rent on the listener's behalf never ended");
+
+        Assert.True(listener.OtherThreadFailed is null, $"renting on the listener's behalf threw: {listener.OtherThreadFailed}");
+        Assert.True(listener.OtherThreadDoneInTime, "a rent on another thread while a listener of an UnmapRefused event waited for it did not end within 5 s: the event was written under the slab heap's lock, which the rent needs");
+        allocator.RefuseUnmap = false;
+    }
+
+    private static void RentAndReturn(TieredMemoryPool pool, int size)
+    {
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        owner.Memory.Span[0] = 1;
     }
 
     /// <summary>
-    /// At the first <c>BackgroundWorkFailed</c> event, makes a pool on the clock on another thread and waits up to 5 s for
-    /// it, then throws, as a careless listener might (the event source keeps that to itself).
+    /// At the first event named <c>eventName</c>, runs <c>onOtherThread</c> on another thread and waits up to 5 s for it,
+    /// then throws, as a careless listener might (the event source keeps that to itself).
     /// </summary>
-    private sealed class WaitingListener(HostileClock clock) : EventListener
+    private sealed class WaitingListener(string eventName, Action onOtherThread) : EventListener
     {
         private int _seen;
 
         public ManualResetEventSlim Waited { get; } = new();
 
-        public ManualResetEventSlim PoolMade { get; } = new();
+        public ManualResetEventSlim OtherThreadDone { get; } = new();
 
-        public bool PoolMadeInTime { get; private set; }
+        public bool OtherThreadDoneInTime { get; private set; }
 
-        public Exception? MakerFailed { get; private set; }
+        public Exception? OtherThreadFailed { get; private set; }
 
         public override void Dispose()
         {
             base.Dispose();
             Waited.Dispose();
-            PoolMade.Dispose();
+            OtherThreadDone.Dispose();
         }
 
         protected override void OnEventSourceCreated(EventSource eventSource)
@@ -74,18 +109,18 @@ public sealed class BlockingListenerSafetyTests
 
         protected override void OnEventWritten(EventWrittenEventArgs eventData)
         {
-            if (eventData.EventName != "BackgroundWorkFailed" || Interlocked.Exchange(ref _seen, 1) != 0)
+            if (eventData.EventName != eventName || Interlocked.Exchange(ref _seen, 1) != 0)
             {
                 return;
             }
 
-            var maker = new Thread(() =>
+            var other = new Thread(() =>
             {
-                MakerFailed = Record.Exception(() => new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = SafetyCases.IdleDelay }).Dispose());
-                PoolMade.Set();
+                OtherThreadFailed = Record.Exception(onOtherThread);
+                OtherThreadDone.Set();
             });
-            maker.Start();
-            PoolMadeInTime = PoolMade.Wait(TimeSpan.FromSeconds(5));
+            other.Start();
+            OtherThreadDoneInTime = OtherThreadDone.Wait(TimeSpan.FromSeconds(5));
             Waited.Set();
             throw new InvalidOperationException("a listener that throws");
         }

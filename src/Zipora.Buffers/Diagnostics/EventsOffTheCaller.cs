@@ -1,0 +1,55 @@
+using System;
+using System.Collections.Concurrent;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// Writes the pools' events that arise under their locks from a thread-pool work item, in order, one at a time.
+/// </summary>
+/// <remarks>
+/// An <see cref="System.Diagnostics.Tracing.EventListener"/> runs its code on the thread that writes an event. Written
+/// where it arises (a background failure under the idle ticker's lock, which every pool on a clock shares; an unmap the
+/// OS refused under a slab heap's lock), a listener that waited for another thread needing that lock deadlocked the
+/// pools, and one that rented from the pool on its own thread ran inside the pool's half-done work (the locks are
+/// re-entrant). Only the writing moves: what is counted is counted at once, by the caller.
+/// </remarks>
+internal static class EventsOffTheCaller
+{
+    private static readonly ConcurrentQueue<Action> s_unwritten = new();
+
+    // 1 while a work item is queued or writing s_unwritten's events: one at a time, so they keep their order.
+    private static int s_writing;
+
+    /// <summary>Has <paramref name="write"/> run on a thread-pool thread, after every event posted before it.</summary>
+    public static void Post(Action write)
+    {
+        s_unwritten.Enqueue(write);
+        if (Interlocked.Exchange(ref s_writing, 1) == 0)
+        {
+            _ = ThreadPool.UnsafeQueueUserWorkItem(static _ => WriteAll(), (object?)null, preferLocal: false);
+        }
+    }
+
+    private static void WriteAll()
+    {
+        while (true)
+        {
+            while (s_unwritten.TryDequeue(out Action? write))
+            {
+                // Writes only to the event source, which keeps a listener's exception to itself (it is not made with
+                // ThrowOnEventWriteErrors); the events' texts are built so that they cannot throw.
+                write();
+            }
+
+            // An event posted after the last dequeue but before this store found the flag set and queued nothing: look
+            // again, unless a new work item has taken over since. A full fence: the read of the queue below must not
+            // pass the store, or that event would wait for the next one.
+            _ = Interlocked.Exchange(ref s_writing, 0);
+            if (s_unwritten.IsEmpty || Interlocked.Exchange(ref s_writing, 1) != 0)
+            {
+                return;
+            }
+        }
+    }
+}
