@@ -286,6 +286,50 @@ public sealed partial class AttackRound11Tests
         Assert.True(resident == 0, $"the region parked in the returning thread's slot {parked}, idle as long as the cached one, still has {resident} pages resident at the tick that dropped the cached one's: DropPagesDueAtNextTick walks only the shared cache, and the slot gives its region back only at the next tick (EmptySlots(onlyUnused) with HasWaitedOutDelay(LastParkAt)), a quarter delay past the delay");
     }
 
+    [Fact]
+    public void ARegionCachedFromAnExitedThreadsSlotHasItsPagesDroppedByTheFourthTickAfterItsReturn()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "residency is read with mincore (Linux)");
+        var time = new FakeTimeProvider();
+        TimeSpan period = Delay / 4;
+        using var pool = new TieredMemoryPool(SafetyCases.Options(OwnerMode.Default, time));
+
+        // Epoch 1: a region parked in a thread's slot, and one returned to the shared cache (the control); a third
+        // rented now (so no rent takes a cached one) is returned at epoch 2.
+        SafetyCases.Advance(time, period * 1.1);
+        List<IMemoryOwner<byte>> control = RentFilled(pool, LargeSize, 1, 0x11);
+        List<IMemoryOwner<byte>> later = RentFilled(pool, LargeSize, 1, 0x33);
+        OwnerRange controlRange = SafetyCases.RangeOf(control[0]);
+        OwnerRange parked = default;
+        using var parkedNow = new ManualResetEventSlim();
+        using var exit = new ManualResetEventSlim();
+        var owner = new Thread(() =>
+        {
+            List<IMemoryOwner<byte>> mine = RentFilled(pool, LargeSize, 1, 0x22);
+            parked = SafetyCases.RangeOf(mine[0]);
+            mine[0].Dispose();
+            parkedNow.Set();
+            exit.Wait(TimeSpan.FromSeconds(10));
+        });
+        owner.Start();
+        Assert.True(parkedNow.Wait(TimeSpan.FromSeconds(5)), "the slot's owner never parked its region");
+        ReturnToSharedCache(control);
+
+        // Epoch 2: a later return to the shared cache; then the slot's thread exits, and tick 3 caches its region
+        // (stamped at epoch 1) behind the later one.
+        SafetyCases.Advance(time, period);
+        ReturnToSharedCache(later);
+        exit.Set();
+        owner.Join();
+
+        // Tick 5, 0.975 delays after both epoch-1 returns: it drops the pages of every region returned at epoch 1.
+        SafetyCases.Advance(time, (period * 2.9) + TimeSpan.FromMilliseconds(1));
+        Assert.Equal(5, pool.IdleTicks);
+        Assert.True(ProcessMappings.ResidentPages(controlRange.Start, controlRange.Length) == 0, $"the control region {controlRange} kept its pages past the fourth tick after its return: the test proves nothing");
+        int resident = ProcessMappings.ResidentPages(parked.Start, parked.Length);
+        Assert.True(resident == 0, $"the region {parked} returned at the same epoch but cached from an exited thread's slot still has {resident} pages resident at the fourth tick after its return: RetireUnsynchronized -> ReleaseInUse adds it at the newest end of the cache with its old stamp (LastParkAt), behind a region returned later, and DropPagesDueAtNextTick (like ReleaseIdle's unmap loop) stops at the first region not due, so it is dropped (and unmapped) a tick late");
+    }
+
     /// <summary>The bytes one region of <paramref name="size"/> maps, read from a pool of its own.</summary>
     private static long MappedLengthOf(int size)
     {
