@@ -177,6 +177,12 @@ internal sealed class PageSource
         return true;
     }
 
+    /// <summary>
+    /// Stops counting against the limit a region let go of whose pages were dropped already, as
+    /// <see cref="TryDropPages"/> does when it drops them.
+    /// </summary>
+    public void StopCountingDropped(nuint length) => Interlocked.Add(ref _mappedBytes, -(long)length);
+
     /// <summary>Records that a region of this backing now exists (for <see cref="HugepageBytes"/>).</summary>
     public void RecordMapped(nuint length, PageBacking backing)
     {

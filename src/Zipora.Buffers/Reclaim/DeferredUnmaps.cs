@@ -36,9 +36,10 @@ internal sealed class DeferredUnmaps
 
     /// <summary>
     /// Gives a mapping back whose memory was last returned at tick <paramref name="returnedAt"/> of the idle clock:
-    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now and it is unmapped later.
+    /// unmapped now when that was a full delay ago, otherwise its pages are dropped now (unless
+    /// <paramref name="pagesDropped"/>: the idle release dropped them while it was cached) and it is unmapped later.
     /// </summary>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt)
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false)
     {
         bool counted = true;
         if (_clock.HasWaitedOutDelay(returnedAt))
@@ -47,6 +48,11 @@ internal sealed class DeferredUnmaps
             {
                 return;
             }
+        }
+        else if (pagesDropped)
+        {
+            _pages.StopCountingDropped(length);
+            counted = false;
         }
         else
         {

@@ -133,9 +133,11 @@ internal sealed class IdleClock
     /// <summary>
     /// Whether memory last returned at tick <paramref name="stamp"/> will have waited out the delay at the next tick:
     /// returned between three quarters of a delay and a delay ago (plus the ticks' lateness). Its pages may go now, so
-    /// that resident memory is back within the delay; the mapping waits for <see cref="HasWaitedOutDelay"/>.
+    /// that resident memory is back within the delay; the mapping waits for <see cref="HasWaitedOutDelay"/>. Never for
+    /// a delay of fewer than <see cref="TicksPerDelay"/> ticks (under 40 ms, where the period stops shrinking): a tick
+    /// early would be half the delay or more.
     /// </summary>
-    public bool WaitsOutDelayByNextTick(long stamp) => Epoch - stamp >= DelayInTicks;
+    public bool WaitsOutDelayByNextTick(long stamp) => DelayInTicks >= TicksPerDelay && Epoch - stamp >= DelayInTicks;
 
     /// <summary>
     /// Whether something whose activity was last seen moving at tick <paramref name="quietSince"/> has, at tick

@@ -48,10 +48,13 @@ internal sealed class Region : INativeMemoryReleaser
     public long ReturnedAt;
 
     /// <summary>
-    /// Set under the tier's gate while the idle release drops the cached region's pages outside it: the cache neither
-    /// hands it out nor evicts it meanwhile (see <see cref="RegionCache.TakeNewest"/>).
+    /// Set under the tier's gate while the idle release drops the cached region's pages outside it (one region at a
+    /// time): the cache neither hands it out nor evicts it meanwhile (see <see cref="RegionCache.TakeNewest"/>).
     /// </summary>
     public bool DroppingPages;
+
+    /// <summary>Whether the region is in its tier's cache now (written by the cache, under the tier's gate).</summary>
+    public bool IsCached;
 
     /// <summary>Whether the region's pages were dropped since it was last handed out (they are not advised twice).</summary>
     public bool PagesDropped;

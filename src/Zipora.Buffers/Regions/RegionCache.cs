@@ -70,19 +70,23 @@ internal sealed class RegionCache
     public int CountOf(int classIndex) => _countByClass[classIndex];
 
     /// <summary>
-    /// Takes the most recently returned region of size class <paramref name="classIndex"/>, if any. None while that
-    /// region's pages are being dropped: the idle release drops the oldest regions', so the class has no other then
-    /// that has not waited as long (the rent maps a new one, for the few milliseconds it lasts).
+    /// Takes the most recently returned region of size class <paramref name="classIndex"/>, if any. The idle release
+    /// drops one cached region's pages at a time, outside the lock: when that is the newest of the class, the next
+    /// newest is taken instead, so a rent still reuses a cached region (under a byte cap, mapping anew might fail).
     /// </summary>
     public Region? TakeNewest(int classIndex)
     {
         Region? region = _newestByClass[classIndex];
-        if (region is null || region.DroppingPages)
+        if (region is not null && region.DroppingPages)
         {
-            return null;
+            region = region.SameSizeOlder;
         }
 
-        Unlink(region);
+        if (region is not null)
+        {
+            Unlink(region);
+        }
+
         return region;
     }
 
@@ -90,13 +94,13 @@ internal sealed class RegionCache
     public Region? Oldest => _oldest;
 
     /// <summary>
-    /// Takes the least recently returned region whose pages are not being dropped, if any: those stay until the
-    /// advice is over (they are the oldest, so this looks past a few at most, and only while a tick drops pages).
+    /// Takes the least recently returned region whose pages are not being dropped, if any: that one stays until the
+    /// advice is over (the idle release then lets it go if a trim wanted it meanwhile).
     /// </summary>
     public Region? TakeOldest()
     {
         Region? region = _oldest;
-        while (region is not null && region.DroppingPages)
+        if (region is not null && region.DroppingPages)
         {
             region = region.Newer;
         }
@@ -109,9 +113,17 @@ internal sealed class RegionCache
         return region;
     }
 
+    /// <summary>Takes <paramref name="region"/>, which is cached, out of the cache.</summary>
+    public void Take(Region region)
+    {
+        Debug.Assert(region.IsCached, "only a cached region is taken");
+        Unlink(region);
+    }
+
     public void Add(Region region)
     {
-        Debug.Assert(region.Older is null && region.Newer is null, "a region is cached once");
+        Debug.Assert(!region.IsCached, "a region is cached once");
+        region.IsCached = true;
         region.Older = _newest;
         if (_newest is not null)
         {
@@ -169,6 +181,7 @@ internal sealed class RegionCache
         }
 
         region.Older = region.Newer = region.SameSizeOlder = region.SameSizeNewer = null;
+        region.IsCached = false;
         _countByClass[region.ClassIndex]--;
         Count--;
         Bytes -= (long)region.MappedLength;

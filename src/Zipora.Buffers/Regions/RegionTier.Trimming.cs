@@ -1,4 +1,3 @@
-using System;
 using System.Collections.Generic;
 using System.Threading;
 
@@ -9,68 +8,19 @@ internal abstract partial class RegionTier
 {
     private readonly Lock _trimLock = new();
 
-    // The cached regions whose pages the idle release is dropping: the idle releaser's alone (one tick at a time).
-    private readonly List<Region> _droppingPages = [];
-
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;
 
+    // Trims so far (under the gate): the idle release lets a region go after dropping its pages if one came meanwhile.
+    private long _trims;
+
     public override void Trim()
     {
+        _gate.Enter();
+        _trims++;
+        _gate.Exit();
         EmptySlots(onlyUnused: false, closeForGood: false);
         UnmapCached(stopWhenWithinLimits: false);
-    }
-
-    /// <summary>
-    /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), empties
-    /// the slots unused for a whole delay, then unmaps, oldest first, the cached regions returned a full delay ago, and
-    /// drops the pages of those that will have been by the next tick.
-    /// </summary>
-    public override void ReleaseIdle(long now, long delayInTicks)
-    {
-        // Only the idle releaser's timer calls this, one tick at a time.
-        if (now - _windowStart >= delayInTicks)
-        {
-            _windowStart = now;
-            _gate.Enter();
-            int lastPeakSum = _classPeakSum;
-            _classPeakSum = 0;
-            for (int classIndex = 0; classIndex < _peakByClass.Length; classIndex++)
-            {
-                _lastPeakByClass[classIndex] = _peakByClass[classIndex];
-                _peakByClass[classIndex] = _inUseByClass[classIndex];
-                _classPeakSum += _peakByClass[classIndex];
-            }
-
-            if (_adaptive)
-            {
-                _cache.MaxCount = Math.Max(_configuredMaxCount, Math.Max(lastPeakSum, _classPeakSum));
-            }
-
-            _gate.Exit();
-            UnmapCached(stopWhenWithinLimits: true);
-        }
-
-        if (SomeSlotIsUnused())
-        {
-            EmptySlots(onlyUnused: true, closeForGood: false);
-        }
-
-        while (true)
-        {
-            _gate.Enter();
-            Region? oldest = _cache.Oldest;
-            Region? victim = oldest is not null && _clock.HasWaitedOutDelay(oldest.ReturnedAt) ? _cache.TakeOldest() : null;
-            _gate.Exit();
-            if (victim is null)
-            {
-                break;
-            }
-
-            Unmap(victim);
-        }
-
-        DropPagesDueAtNextTick();
     }
 
     public override void Dispose()
@@ -99,7 +49,7 @@ internal abstract partial class RegionTier
             _registry.RetireExitedUnsynchronized();
             foreach (RegionThreadCache cache in _registry.Caches)
             {
-                if (Volatile.Read(ref cache.ReservedBytes) > 0 && _clock.HasWaitedOutDelay(Volatile.Read(ref cache.LastParkAt)))
+                if (Volatile.Read(ref cache.ReservedBytes) > 0 && IsIdleSlot(Volatile.Read(ref cache.LastParkAt)))
                 {
                     return true;
                 }
@@ -110,8 +60,8 @@ internal abstract partial class RegionTier
     }
 
     /// <summary>
-    /// Closes the slots, unmaps the regions parked in them (all, or those of slots unused for a whole delay) and gives
-    /// back their reservations; reopens them unless the tier is being disposed.
+    /// Closes the slots, takes the regions parked in them (all, or those of slots unused for a delay but its last tick)
+    /// and gives back their reservations; reopens them unless the tier is being disposed.
     /// </summary>
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
@@ -126,7 +76,7 @@ internal abstract partial class RegionTier
             _cachesClosed = true;
             HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), static (cache, state) =>
             {
-                if (!state.OnlyUnused || state.Tier._clock.HasWaitedOutDelay(cache.LastParkAt))
+                if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
                 {
                     state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
                 }
@@ -143,12 +93,17 @@ internal abstract partial class RegionTier
             }
         }
 
-        // Unmapped, not cached: these slots went unused for a delay, or a trim or disposal wants all idle memory gone.
+        // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a delay.
+        // A slot unused for all but the last tick of it is emptied a tick early into the cache, where this tick drops
+        // its region's pages with the cached ones of its age (it is unmapped at the next).
         foreach (Region region in emptied)
         {
-            ReleaseInUse(region, userReturn: false, keep: false);
+            ReleaseInUse(region, userReturn: false, keep: onlyUnused && !_clock.HasWaitedOutDelay(region.ReturnedAt));
         }
     }
+
+    /// <summary>Whether a slot last parked in at tick <paramref name="lastParkAt"/> is idle enough to empty: see <see cref="EmptySlots"/>.</summary>
+    private bool IsIdleSlot(long lastParkAt) => _clock.HasWaitedOutDelay(lastParkAt) || _clock.WaitsOutDelayByNextTick(lastParkAt);
 
     /// <summary>Takes a slot's region into <paramref name="emptied"/> and gives back its reservation. The owner is kept out or has exited.</summary>
     private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied)
@@ -211,63 +166,13 @@ internal abstract partial class RegionTier
     }
 
     /// <summary>
-    /// Drops the pages of the cached regions that the next tick will unmap (returned three quarters of a delay to a
-    /// delay ago): without it, a burst's regions stayed resident until that tick, up to a quarter delay past the delay.
-    /// They stay cached, so a rent meanwhile still reuses one (on fresh zero pages), and the unmap still waits for the
-    /// whole delay, for a stale write into a region just returned. Marked under the gate while advised outside it, so
-    /// the cache neither hands them out nor evicts them then: the advice never falls on memory someone else holds.
-    /// </summary>
-    private void DropPagesDueAtNextTick()
-    {
-        _gate.Enter();
-        for (Region? region = _cache.Oldest; region is not null && _clock.WaitsOutDelayByNextTick(region.ReturnedAt); region = region.Newer)
-        {
-            if (!region.PagesDropped)
-            {
-                region.DroppingPages = true;
-                _droppingPages.Add(region);
-            }
-        }
-
-        _gate.Exit();
-        if (_droppingPages.Count == 0)
-        {
-            return;
-        }
-
-        foreach (Region region in _droppingPages)
-        {
-            // A refused advice leaves the pages resident until the unmap at the next tick; nothing is counted for it.
-            region.PagesDropped = Pages.TryAdvise(region.MappingAddress, region.MappedLength, Pages.IdlePageAdvice, region.Backing);
-        }
-
-        _gate.Enter();
-        foreach (Region region in _droppingPages)
-        {
-            region.DroppingPages = false;
-        }
-
-        bool disposed = _disposed;
-        bool overLimit = _cache.IsOverLimit;
-        _gate.Exit();
-        _droppingPages.Clear();
-
-        // A disposal or a return over the limits meanwhile passed these regions by. (So did a trim: they stay cached
-        // until the next tick unmaps them, their pages gone already.)
-        if (disposed || overLimit)
-        {
-            UnmapCached(stopWhenWithinLimits: !disposed);
-        }
-    }
-
-    /// <summary>
     /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
     /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>).
     /// </summary>
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt);
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped);
         Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
     }
 }
