@@ -234,9 +234,6 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     internal bool IsReturned => _state == StateReturned;
 
     /// <summary>Hands a returned block out again.</summary>
-    /// <remarks>Inlined by demand: every tier's fast path ends in it, and the JIT's budget for the frame that holds the
-    /// small and region paths together ran out before it, leaving a call on the small path.</remarks>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Reactivate()
     {
         Debug.Assert(_state == StateReturned, "only a returned block can be handed out again");

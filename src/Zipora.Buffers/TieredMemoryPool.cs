@@ -220,9 +220,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         }
         else if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
         {
-            // One tier's fast path inlined for both: the large and huge tiers share it, so the frame holds one copy.
-            RegionTier tier = minBufferSize <= _hugepageThreshold ? _large : _huge;
-            block = tier.Rent(minBufferSize);
+            block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
         }
         else
         {
