@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
@@ -12,7 +11,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class AttackRound10Tests
 {
-    private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
 
     [Theory]
@@ -22,7 +20,7 @@ public sealed class AttackRound10Tests
     {
         var clock = new HostileClock();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         long before = BackgroundFailures.Count;
         try
         {
@@ -60,7 +58,7 @@ public sealed class AttackRound10Tests
     {
         var clock = new HostileClock();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         long before = BackgroundFailures.Count;
         try
         {
@@ -81,7 +79,7 @@ public sealed class AttackRound10Tests
         bool allButOneDisposed = SpinWait.SpinUntil(() => clock.TimersMade - clock.TimersDisposed == 1, TimeSpan.FromSeconds(30));
         Assert.True(allButOneDisposed, $"{clock.TimersMade} timers made and {clock.TimersDisposed} disposed after {failures} refusals: a refused timer was leaked (or disposed twice)");
 
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         SafetyCases.Advance(clock.Fake, 3 * s_delay);
         long retained = pool.GetStatistics().Large.BytesRetained;
         Assert.True(retained == 0, $"after the provider healed, a region returned three delays ago is still retained ({retained} bytes): the ticker no longer ticks");
@@ -94,7 +92,7 @@ public sealed class AttackRound10Tests
         var clock = new HostileClock { DisposeThrows = true };
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
         using var recorder = new PoolEventRecorder();
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         long before = BackgroundFailures.Count;
         Exception? escaped;
         try
@@ -149,7 +147,7 @@ public sealed class AttackRound10Tests
         // The region's delay runs from here; every timer, retired or not, fires on four threads at once, again and
         // again, while the clock creeps to just before the delay's end.
         DateTimeOffset returnedAt = clock.Fake.GetUtcNow();
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         const int Steps = 40;
         for (int step = 1; step < Steps; step++)
         {
@@ -163,15 +161,5 @@ public sealed class AttackRound10Tests
         SafetyCases.Advance(clock.Fake, 3 * s_delay);
         Assert.True(pool.GetStatistics().Large.BytesRetained == 0, "three delays after its return the region is still retained: the extra firings stopped the ticks");
         Assert.Equal(failures, BackgroundFailures.Count - before);
-    }
-
-    private static void ReturnOneRegion(TieredMemoryPool pool)
-    {
-        using (IMemoryOwner<byte> owner = pool.Rent(LargeSize))
-        {
-            owner.Memory.Span[0] = 1;
-        }
-
-        Assert.True(pool.GetStatistics().Large.BytesRetained > 0, "the returned region should be kept for reuse");
     }
 }

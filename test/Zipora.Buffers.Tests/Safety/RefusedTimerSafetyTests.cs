@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
@@ -12,7 +11,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(BackgroundFailureWatch.ProvokingTests)]
 public sealed class RefusedTimerSafetyTests
 {
-    private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
 
     [Fact]
@@ -20,7 +18,7 @@ public sealed class RefusedTimerSafetyTests
     {
         var clock = new HostileClock();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         long before = BackgroundFailures.Count;
 
         // The first firing re-arms the timer with Change, which returns false and changes nothing.
@@ -40,7 +38,7 @@ public sealed class RefusedTimerSafetyTests
     {
         var clock = new HostileClock { DisposeWaitsForCallbacks = true };
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = clock, IdleReleaseDelay = s_delay });
-        ReturnOneRegion(pool);
+        SafetyCases.ReturnOneLargeRegion(pool);
         long before = BackgroundFailures.Count;
 
         // The first firing's Change throws: the ticker replaces the timer and disposes the refused one.
@@ -58,15 +56,5 @@ public sealed class RefusedTimerSafetyTests
         SafetyCases.Advance(clock.Fake, 3 * s_delay);
         long retained = pool.GetStatistics().Large.BytesRetained;
         Assert.True(retained == 0, $"the replacement timer did not tick the pool: {retained} bytes still retained three delays on");
-    }
-
-    private static void ReturnOneRegion(TieredMemoryPool pool)
-    {
-        using (IMemoryOwner<byte> owner = pool.Rent(LargeSize))
-        {
-            owner.Memory.Span[0] = 1;
-        }
-
-        Assert.True(pool.GetStatistics().Large.BytesRetained > 0, "the returned region should be kept for reuse");
     }
 }

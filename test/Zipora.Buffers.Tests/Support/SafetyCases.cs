@@ -270,6 +270,17 @@ public static class SafetyCases
         return ranges;
     }
 
+    /// <summary>Rents a large buffer, writes to it and returns it: the pool then keeps one idle region for reuse.</summary>
+    public static void ReturnOneLargeRegion(TieredMemoryPool pool)
+    {
+        using (IMemoryOwner<byte> owner = pool.Rent(100_000))
+        {
+            owner.Memory.Span[0] = 1;
+        }
+
+        Assert.True(pool.GetStatistics().Large.BytesRetained > 0, "the returned region should be kept for reuse");
+    }
+
     /// <summary>Rents <paramref name="count"/> buffers and drops their owners without dispose.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static void Leak(TieredMemoryPool pool, int size, int count)
