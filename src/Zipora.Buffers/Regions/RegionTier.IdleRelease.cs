@@ -90,7 +90,8 @@ internal abstract partial class RegionTier
     /// <remarks>
     /// One region at a time is marked under the gate while it is advised outside it, so that the cache neither hands
     /// it out nor evicts it then: the advice never falls on memory someone else holds, and a rent or an eviction finds
-    /// the region beside it. A trim or a disposal that came meanwhile passed it by: it is let go of right after.
+    /// the region beside it. A trim or a disposal that emptied the cache meanwhile passed it by: it is let go of right
+    /// after.
     /// </remarks>
     private void DropPagesDueAtNextTick()
     {
@@ -118,7 +119,7 @@ internal abstract partial class RegionTier
         _gate.Enter();
         bool due = region.IsCached && !region.PagesDropped && _clock.WaitsOutDelayByNextTick(region.ReturnedAt);
         region.DroppingPages = due;
-        long trims = _trims;
+        long emptyings = _cacheEmptyings;
         _gate.Exit();
         if (!due)
         {
@@ -131,7 +132,7 @@ internal abstract partial class RegionTier
         _gate.Enter();
         region.DroppingPages = false;
         region.PagesDropped = dropped;
-        bool letGo = _disposed || _trims != trims;
+        bool letGo = _disposed || _cacheEmptyings != emptyings;
         if (letGo)
         {
             _cache.Take(region);

@@ -11,14 +11,12 @@ internal abstract partial class RegionTier
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;
 
-    // Trims so far (under the gate): the idle release lets a region go after dropping its pages if one came meanwhile.
-    private long _trims;
+    // Emptyings of the whole cache so far (trims, disposal; counted under the gate as each ends): the idle release
+    // lets a region go right after dropping its pages if one ended meanwhile, since it passed the region by.
+    private long _cacheEmptyings;
 
     public override void Trim()
     {
-        _gate.Enter();
-        _trims++;
-        _gate.Exit();
         EmptySlots(onlyUnused: false, closeForGood: false);
         UnmapCached(stopWhenWithinLimits: false);
     }
@@ -154,6 +152,11 @@ internal abstract partial class RegionTier
         {
             _gate.Enter();
             Region? victim = stopWhenWithinLimits && !_cache.IsOverLimit ? null : _cache.TakeOldest();
+            if (victim is null && !stopWhenWithinLimits)
+            {
+                _cacheEmptyings++;
+            }
+
             _gate.Exit();
 
             if (victim is null)
