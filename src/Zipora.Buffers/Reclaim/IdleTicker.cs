@@ -36,10 +36,11 @@ namespace Zipora.Buffers;
 /// timer's callback; a start made for a pool being made or a late return). A reading that throws is reported (see
 /// <see cref="BackgroundFailures"/>) and made once more at once; if that throws too, nothing is ticked and the timer
 /// reads the clock again an eighth of the shortest period on. A timer that refuses a new due time (throws, or returns
-/// false) is replaced by a new one and disposed on another thread. A firing reads the clock once for all the releasers it ticks, and again after them: each releaser's clock
-/// counts its next tick a whole period after that second reading, however long the ticks before its own took. Either
-/// way ticking resumes by itself once the provider works, and nothing is given back early: a releaser ticked early by
-/// a stale reading is one its <see cref="IdleClock"/> does not count.
+/// false) is replaced by a new one and disposed on another thread. A firing reads the clock once for all the releasers
+/// it ticks, and again after them: each releaser's clock counts its next tick a whole period after that second
+/// reading, however long the ticks before its own took. Either way ticking resumes by itself once the provider works,
+/// and nothing is given back early: a releaser ticked early by a stale reading is one its <see cref="IdleClock"/> does
+/// not count.
 /// </para>
 /// </remarks>
 internal sealed class IdleTicker
@@ -203,8 +204,8 @@ internal sealed class IdleTicker
     /// <summary>
     /// Arms the timer for the first due releaser unless it is armed for that time or earlier. Without a reading of the
     /// clock (<paramref name="clockRead"/> false: it threw) no due time can be compared with now: the timer reads the
-    /// clock again after the shortest retry step of the queued releasers (an eighth of the shortest period), and is marked armed before any due time until then, so that no start
-    /// moves the retry later.
+    /// clock again after the shortest retry step of the queued releasers (an eighth of the shortest period), and is
+    /// marked armed before any due time until then, so that no start moves the retry later.
     /// </summary>
     private void ArmUnsynchronized(long now, bool clockRead)
     {
@@ -245,8 +246,8 @@ internal sealed class IdleTicker
     /// <summary>
     /// Arms the timer to fire after <paramref name="wait"/> (due at <paramref name="armedFor"/>). The timer is the
     /// pool's <see cref="TimeProvider"/>'s: one that refuses the new time (throws, or returns false as a disposed timer
-    /// does) is reported and replaced by a new one, for a provider that failed once; if that fails too, the ticker is
-    /// left unarmed for the next start.
+    /// does) is reported and replaced by a new one, made once more at once if that throws, for a provider that failed
+    /// once; if both throw, the system's timer tries again (see <see cref="ScheduleRearm"/>).
     /// </summary>
     private void ArmSafely(long armedFor, TimeSpan wait)
     {
@@ -292,20 +293,8 @@ internal sealed class IdleTicker
     private void ScheduleRearm()
     {
         TimeSpan retry = TimeSpan.FromTicks(Math.Min(ShortestRetryStep().Ticks, TimeSpan.TicksPerSecond));
-        bool suppress = !ExecutionContext.IsFlowSuppressed();
-        AsyncFlowControl flow = suppress ? ExecutionContext.SuppressFlow() : default;
-        try
-        {
-            _rearm ??= new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite);
-            _ = _rearm.Change(retry, Timeout.InfiniteTimeSpan);
-        }
-        finally
-        {
-            if (suppress)
-            {
-                flow.Undo();
-            }
-        }
+        _rearm ??= WithoutExecutionContext(() => new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite));
+        _ = _rearm.Change(retry, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Makes the provider's timer that a refusal left unmade; it reads the clock itself when it fires.</summary>
@@ -355,21 +344,25 @@ internal sealed class IdleTicker
             return _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
         }
 
-        // The timer lives as long as the clock; it must not carry the first pool's execution context (its
-        // AsyncLocals) into every tick of every pool.
-        bool suppress = !ExecutionContext.IsFlowSuppressed();
-        AsyncFlowControl flow = suppress ? ExecutionContext.SuppressFlow() : default;
-        try
+        _timer = WithoutExecutionContext(() => _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan));
+        return true;
+    }
+
+    /// <summary>
+    /// Makes a timer without the calling thread's execution context: the ticker's timers live as long as the clock,
+    /// and must not carry the first pool's (its AsyncLocals) into every tick of every pool. A timer takes the context
+    /// when it is made; changing its due time later takes none.
+    /// </summary>
+    private static T WithoutExecutionContext<T>(Func<T> make)
+    {
+        if (ExecutionContext.IsFlowSuppressed())
         {
-            _timer = _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan);
-            return true;
+            return make();
         }
-        finally
+
+        using (ExecutionContext.SuppressFlow())
         {
-            if (suppress)
-            {
-                flow.Undo();
-            }
+            return make();
         }
     }
 
