@@ -185,7 +185,7 @@ public sealed class AttackRound10ReportTests
     private static void ThrowFromTheTimerChange(Exception cached) => throw cached;
 
     /// <summary>Records the <c>BackgroundWorkFailed</c> events whose work starts with a prefix; may hold the publisher on one.</summary>
-    private sealed class ReportListener(string prefix, string? blockOn = null) : EventListener
+    private sealed class ReportListener(string prefix, string? blockOn = null) : PoolEventListener
     {
         private readonly ConcurrentQueue<(string Work, string Error)> _reports = new();
         private long _seen;
@@ -202,14 +202,6 @@ public sealed class AttackRound10ReportTests
         {
             Release.Set();
             base.Dispose();
-        }
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Verbose);
-            }
         }
 
         protected override void OnEventWritten(EventWrittenEventArgs eventData)
@@ -230,19 +222,11 @@ public sealed class AttackRound10ReportTests
     }
 
     /// <summary>Throws on every <c>BackgroundWorkFailed</c> event, or disposes itself on its first.</summary>
-    private sealed class RudeListener(bool disposeItself) : EventListener
+    private sealed class RudeListener(bool disposeItself) : PoolEventListener
     {
         private long _seen;
 
         public long Seen => Interlocked.Read(ref _seen);
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Verbose);
-            }
-        }
 
         protected override void OnEventWritten(EventWrittenEventArgs eventData)
         {

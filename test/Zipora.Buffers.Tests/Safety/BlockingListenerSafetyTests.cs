@@ -80,7 +80,7 @@ public sealed class BlockingListenerSafetyTests
     /// At the first event named <c>eventName</c>, runs <c>onOtherThread</c> on another thread and waits up to 5 s for it,
     /// then throws, as a careless listener might (the event source keeps that to itself).
     /// </summary>
-    private sealed class WaitingListener(string eventName, Action onOtherThread) : EventListener
+    private sealed class WaitingListener(string eventName, Action onOtherThread) : PoolEventListener
     {
         private int _seen;
 
@@ -97,14 +97,6 @@ public sealed class BlockingListenerSafetyTests
             base.Dispose();
             Waited.Dispose();
             OtherThreadDone.Dispose();
-        }
-
-        protected override void OnEventSourceCreated(EventSource eventSource)
-        {
-            if (eventSource.Name == "Zipora-Buffers")
-            {
-                EnableEvents(eventSource, EventLevel.Verbose);
-            }
         }
 
         protected override void OnEventWritten(EventWrittenEventArgs eventData)

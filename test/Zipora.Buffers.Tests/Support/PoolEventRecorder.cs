@@ -8,7 +8,7 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>Records every event the pools' event source (<c>Zipora-Buffers</c>) writes while it lives, in order.</summary>
-public sealed class PoolEventRecorder : EventListener
+public sealed class PoolEventRecorder : PoolEventListener
 {
     // Initialized before the base constructor runs, which may already call OnEventSourceCreated.
     private readonly ConcurrentQueue<(string Name, object?[] Payload)> _events = new();
@@ -25,14 +25,6 @@ public sealed class PoolEventRecorder : EventListener
 
     /// <summary>Each event's payload joined into one line, for searching the text of a report.</summary>
     public IEnumerable<string> Lines => _events.Select(e => string.Join(" | ", e.Payload.Select(value => value?.ToString())));
-
-    protected override void OnEventSourceCreated(EventSource eventSource)
-    {
-        if (eventSource.Name == "Zipora-Buffers")
-        {
-            EnableEvents(eventSource, EventLevel.Verbose);
-        }
-    }
 
     protected override void OnEventWritten(EventWrittenEventArgs eventData) =>
         _events.Enqueue((eventData.EventName ?? string.Empty, eventData.Payload?.ToArray() ?? []));
