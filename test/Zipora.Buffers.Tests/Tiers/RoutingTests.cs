@@ -38,6 +38,67 @@ public sealed class RoutingTests
         }
     }
 
+    /// <summary>Pools whose limits cut the tiers at other places: MaxBufferSize inside each tier, at int.MaxValue, and thresholds moved.</summary>
+    public static TheoryData<int, int, int, bool> Limits
+    {
+        get
+        {
+            var limits = new TheoryData<int, int, int, bool>();
+            foreach (bool reuseOwners in new[] { false, true })
+            {
+                limits.Add(1024 * 1024 * 1024, 16 * 1024, 2 * 1024 * 1024, reuseOwners);
+                limits.Add(int.MaxValue, 16 * 1024, 2 * 1024 * 1024, reuseOwners);
+                limits.Add(10_000, 16 * 1024, 2 * 1024 * 1024, reuseOwners);
+                limits.Add(100_000, 16 * 1024, 2 * 1024 * 1024, reuseOwners);
+                limits.Add(5_000_000, 16 * 1024, 2 * 1024 * 1024, reuseOwners);
+                limits.Add(20_000, 4096, 8192, reuseOwners);
+                limits.Add(3_000_000, 1024 * 1024, 2 * 1024 * 1024, reuseOwners);
+            }
+
+            return limits;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Limits))]
+    public void EverySizeUpToMaxBufferSizeReachesItsTierAndEveryOtherSizeIsRefused(int maxBufferSize, int mmapThreshold, int hugepageThreshold, bool reuseOwners)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            MaxBufferSize = maxBufferSize,
+            MmapThreshold = mmapThreshold,
+            HugepageThreshold = hugepageThreshold,
+            ReuseOwners = reuseOwners,
+        });
+
+        // The edges of every tier, and of the limit: a range check off by one on any fast path shows at one of them.
+        int[] edges = [1, 1023, 1024, mmapThreshold, mmapThreshold + 1, hugepageThreshold, hugepageThreshold + 1, 3_000_000, maxBufferSize];
+        var expectedRents = new long[4];
+        foreach (int size in edges)
+        {
+            if (size > maxBufferSize || (size > 3_000_000 && size != maxBufferSize) || size > 64 * 1024 * 1024)
+            {
+                continue;
+            }
+
+            int tier = size < 1024 ? 0 : size <= mmapThreshold ? 1 : size <= hugepageThreshold ? 2 : 3;
+            using IMemoryOwner<byte> owner = pool.Rent(size);
+            Assert.True(owner.Memory.Length >= size, $"Rent({size}) gave {owner.Memory.Length} bytes");
+            owner.Memory.Span[size - 1] = 1;
+            expectedRents[tier]++;
+        }
+
+        foreach (int size in new[] { maxBufferSize == int.MaxValue ? -2 : maxBufferSize + 1, -2, int.MinValue, int.MinValue + 1, int.MinValue + 2048 })
+        {
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => pool.Rent(size));
+            Assert.Equal("minBufferSize", error.ParamName);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(expectedRents, new[] { statistics.Small.Rents, statistics.Medium.Rents, statistics.Large.Rents, statistics.Huge.Rents });
+        Assert.Equal(0, statistics.Small.BytesInUse + statistics.Medium.BytesInUse + statistics.Large.BytesInUse + statistics.Huge.BytesInUse);
+    }
+
     [Theory]
     [InlineData(1, 16)]
     [InlineData(33, 16)]
