@@ -17,7 +17,40 @@ internal sealed class SizeClassDepot<T>
     private int _count;
     private bool _closed;
 
+    // Buffers of the class that exist, as their makers reserved them (see ReserveOne): the array always has room for
+    // all of them, so a put never grows it.
+    private int _reserved;
+
     public int Count => Volatile.Read(ref _count);
+
+    /// <summary>
+    /// Makes room for one more buffer of the class, before it is made. A tier that reserves every buffer it makes
+    /// (and gives the room back with <see cref="Unreserve"/> when they are gone) has puts that never allocate: a
+    /// return, which runs with the thread's cache marked busy, then cannot fail for want of managed memory and leave
+    /// it marked, which would keep every later trim waiting for ever.
+    /// </summary>
+    /// <exception cref="OutOfMemoryException">No managed memory for a larger array: nothing was reserved.</exception>
+    public void ReserveOne()
+    {
+        lock (_lock)
+        {
+            if (_reserved == _items.Length)
+            {
+                Array.Resize(ref _items, _items.Length * 2);
+            }
+
+            _reserved++;
+        }
+    }
+
+    /// <summary>Gives back the room of <paramref name="count"/> buffers that no longer exist (or were never made).</summary>
+    public void Unreserve(int count)
+    {
+        lock (_lock)
+        {
+            _reserved -= count;
+        }
+    }
 
     /// <summary>Moves up to <paramref name="max"/> buffers onto the top of a thread's stack; returns how many moved.</summary>
     public int TakeInto(Span<T> stack, ref int stackCount, int max)
@@ -96,8 +129,9 @@ internal sealed class SizeClassDepot<T>
 
     private void EnsureRoomUnsynchronized(int extra)
     {
-        // The depot only grows while the tier creates new buffers (it never holds more buffers than were created),
-        // so the steady state never reallocates.
+        // Never for a tier that reserves its buffers (the native tiers: their returns must not allocate). The array
+        // pool's depots grow here while it makes new arrays: a depot never holds more than were made, so the steady
+        // state never reallocates.
         if (_count + extra > _items.Length)
         {
             Array.Resize(ref _items, Math.Max(_items.Length * 2, _count + extra));

@@ -58,12 +58,13 @@ internal abstract partial class RegionTier
     /// </summary>
     private void UnmapWaitedOut()
     {
+        MakeRoomForTheCache(_waitedOut);
         _gate.Enter();
         for (Region? region = _cache.Oldest; region is not null; region = region.Newer)
         {
-            if (_clock.HasWaitedOutDelay(region.ReturnedAt))
+            if (_clock.HasWaitedOutDelay(region.ReturnedAt) && !AddIfRoom(_waitedOut, region))
             {
-                _waitedOut.Add(region);
+                break;
             }
         }
 
@@ -95,12 +96,13 @@ internal abstract partial class RegionTier
     /// </remarks>
     private void DropPagesDueAtNextTick()
     {
+        MakeRoomForTheCache(_dueAtNextTick);
         _gate.Enter();
         for (Region? region = _cache.Oldest; region is not null; region = region.Newer)
         {
-            if (!region.PagesDropped && _clock.WaitsOutDelayByNextTick(region.ReturnedAt))
+            if (!region.PagesDropped && _clock.WaitsOutDelayByNextTick(region.ReturnedAt) && !AddIfRoom(_dueAtNextTick, region))
             {
-                _dueAtNextTick.Add(region);
+                break;
             }
         }
 
@@ -111,6 +113,25 @@ internal abstract partial class RegionTier
         }
 
         _dueAtNextTick.Clear();
+    }
+
+    /// <summary>
+    /// Gives <paramref name="list"/> room for every region cached now (and a few returned meanwhile), before the gate:
+    /// nothing allocates while the gate is held. An <see cref="OutOfMemoryException"/> there (a process at its GC
+    /// heap limit) would leave it taken, and every later rent and return of the tier spinning for ever.
+    /// </summary>
+    private void MakeRoomForTheCache(List<Region> list) => list.EnsureCapacity(_cache.Count + 16);
+
+    /// <summary>Adds <paramref name="region"/> if <paramref name="list"/> has room; a region that finds none waits for the next tick.</summary>
+    private static bool AddIfRoom(List<Region> list, Region region)
+    {
+        if (list.Count == list.Capacity)
+        {
+            return false;
+        }
+
+        list.Add(region);
+        return true;
     }
 
     private void DropPagesOf(Region region)

@@ -47,24 +47,33 @@ internal abstract partial class RegionTier
             slotBytesRented += slots.HitsByClass[classIndex] * BufferLength(classIndex);
         }
 
+        // Read under the gate, the statistics made after it: nothing allocates while the gate is held (see MakeRoomForTheCache).
         _gate.Enter();
+        long hits = _hits;
+        long misses = _misses;
+        long returns = _returns;
+        long bytesInUse = _bytesInUse;
+        long cachedBytes = _cache.Bytes;
+        long bytesRented = _bytesRented;
+        long bytesRequested = _bytesRequested;
+        long bytesAllocated = _bytesAllocated;
+        _gate.Exit();
         var statistics = new TierStatistics
         {
             Name = _name,
-            Rents = _hits + _misses + slotHits,
-            Returns = _returns + slots.Parks,
-            CacheHits = _hits + slotHits,
-            CacheMisses = _misses,
+            Rents = hits + misses + slotHits,
+            Returns = returns + slots.Parks,
+            CacheHits = hits + slotHits,
+            CacheMisses = misses,
             // The slots were read before the gate: a trim that took a parked region in between has since taken it out
             // of the shared count too, and the difference would go below zero for a moment.
-            BytesInUse = Math.Max(0, _bytesInUse - slots.ParkedBufferBytes),
-            BytesRetained = _cache.Bytes + slots.ParkedMappedBytes,
-            BytesRented = _bytesRented + slotBytesRented,
-            BytesRequested = _bytesRequested + slots.RequestedBytes,
-            BytesAllocated = _bytesAllocated,
+            BytesInUse = Math.Max(0, bytesInUse - slots.ParkedBufferBytes),
+            BytesRetained = cachedBytes + slots.ParkedMappedBytes,
+            BytesRented = bytesRented + slotBytesRented,
+            BytesRequested = bytesRequested + slots.RequestedBytes,
+            BytesAllocated = bytesAllocated,
             BytesEvicted = Volatile.Read(ref _bytesEvicted),
         };
-        _gate.Exit();
         return statistics;
     }
 

@@ -64,39 +64,50 @@ internal abstract partial class RegionTier
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
         var emptied = new List<Region>();
-        lock (_trimLock)
+        try
         {
-            if (_slotsClosedForGood)
+            lock (_trimLock)
             {
-                return;
-            }
-
-            _cachesClosed = true;
-            HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), static (cache, state) =>
-            {
-                if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
+                if (_slotsClosedForGood)
                 {
-                    state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
+                    return;
                 }
-            });
 
-            if (closeForGood)
-            {
-                _slotsClosedForGood = true;
-                _registry.ReleaseSlot();
-            }
-            else
-            {
-                _cachesClosed = false;
+                _cachesClosed = true;
+                try
+                {
+                    HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), static (cache, state) =>
+                    {
+                        if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
+                        {
+                            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
+                        }
+                    });
+                }
+                finally
+                {
+                    // Reopened also when the emptying failed (a process out of managed memory): left closed, every rent
+                    // and return would pass the slots by for good.
+                    _cachesClosed = closeForGood;
+                }
+
+                if (closeForGood)
+                {
+                    _slotsClosedForGood = true;
+                    _registry.ReleaseSlot();
+                }
             }
         }
-
-        // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a delay.
-        // A slot unused for all but the last tick of it is emptied a tick early into the cache, where this tick drops
-        // its region's pages with the cached ones of its age (it is unmapped at the next).
-        foreach (Region region in emptied)
+        finally
         {
-            ReleaseInUse(region, userReturn: false, keep: onlyUnused && !_clock.HasWaitedOutDelay(region.ReturnedAt));
+            // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a
+            // delay. A slot unused for all but the last tick of it is emptied a tick early into the cache, where this
+            // tick drops its region's pages with the cached ones of its age (it is unmapped at the next). Also after a
+            // failed emptying: the regions taken out of their slots before it are not lost.
+            foreach (Region region in emptied)
+            {
+                ReleaseInUse(region, userReturn: false, keep: onlyUnused && !_clock.HasWaitedOutDelay(region.ReturnedAt));
+            }
         }
     }
 
@@ -109,11 +120,13 @@ internal abstract partial class RegionTier
         Region? parked = cache.ParkedRegion;
         if (parked is not null)
         {
+            // Listed before the slot lets go of it: a list that cannot grow leaves the region parked, not lost.
+            emptied.Add(parked);
+
             // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
             parked.ReturnedAt = cache.LastParkAt;
             cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
-            emptied.Add(parked);
         }
 
         if (cache.ReservedBytes > 0)

@@ -86,7 +86,20 @@ internal abstract partial class CachedSlabTier<TClasses>
 
         // Called with the thread's cache released: mapping a slab may trim the pool, and a trim waits for every cache.
         // Counted only once the block exists: a rent refused at the pool's limit asked for nothing.
-        NativeMemoryManager carved = _heap.Carve(classIndex, TClasses.ClassSize(classIndex), TClasses.SlabBytes(classIndex), TClasses.Name);
+        // Room in the class's depot first, for the block to be made: a return then never allocates (see ReserveOne).
+        SizeClassDepot<NativeMemoryManager> depot = _depots[classIndex];
+        depot.ReserveOne();
+        NativeMemoryManager carved;
+        try
+        {
+            carved = _heap.Carve(classIndex, TClasses.ClassSize(classIndex), TClasses.SlabBytes(classIndex), TClasses.Name);
+        }
+        catch
+        {
+            depot.Unreserve(1);
+            throw;
+        }
+
         stack.Misses++;
         stack.RequestedBytes += size;
         return carved;

@@ -73,22 +73,29 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
 
             var free = new List<NativeMemoryManager>();
-            CloseAndEmptyCaches(free, classes);
-            for (int classIndex = 0; classIndex < _depots.Length; classIndex++)
+            try
             {
-                if (classes?[classIndex] ?? true)
+                CloseAndEmptyCaches(free, classes);
+                for (int classIndex = 0; classIndex < _depots.Length; classIndex++)
                 {
-                    _depots[classIndex].DrainInto(free, close: false);
+                    if (classes?[classIndex] ?? true)
+                    {
+                        _depots[classIndex].DrainInto(free, close: false);
+                    }
+                }
+
+                long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
+                foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes, rentedByClass))
+                {
+                    _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
                 }
             }
-
-            long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
-            foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes, rentedByClass))
+            finally
             {
-                _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
+                // Reopened also when the trim failed (a process out of managed memory): left closed, every rent and
+                // return would pass the thread caches by for good.
+                _cachesClosed = false;
             }
-
-            _cachesClosed = false;
         }
     }
 

@@ -18,6 +18,7 @@ internal sealed class SlabHeap
     private readonly DeferredUnmaps _unmaps;
     private readonly IdleClock _clock;
     private readonly INativeMemoryReleaser _releaser;
+    private readonly Action<int, int> _blocksGone;
     private readonly Slab?[] _currentByClass;
 
     // Slabs mapped by a thread that lost a race to map one for its class (two threads found the class's slab full at
@@ -42,8 +43,15 @@ internal sealed class SlabHeap
     // statistics never wait for a trim.
     private long[] _figures;
 
-    public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount)
+    /// <param name="pages">Where slabs come from.</param>
+    /// <param name="unmaps">Where slabs let go of wait out the idle delay.</param>
+    /// <param name="clock">The idle clock, which dates slabs let go of.</param>
+    /// <param name="releaser">Takes the blocks back on dispose.</param>
+    /// <param name="classCount">How many size classes the slabs are cut for.</param>
+    /// <param name="blocksGone">Told, under the heap's lock, how many blocks of which class went with a slab let go of.</param>
+    public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount, Action<int, int> blocksGone)
     {
+        _blocksGone = blocksGone;
         _pages = pages;
         _unmaps = unmaps;
         _clock = clock;
@@ -366,6 +374,7 @@ internal sealed class SlabHeap
         }
 
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
+        _blocksGone(slab.ClassIndex, slab.Carved);
         _reservedBytes -= (long)slab.Length;
         _unmappedBytes += (long)slab.Length;
         _uncarvedBytes -= slab.UncarvedBytes;
