@@ -39,13 +39,23 @@ internal sealed class MemoryPressureWatcher
             return;
         }
 
-        if (IsPassDue())
+        // Nothing may leave a finalizer: an exception there ends the process. Out of managed memory (a process at its
+        // GC heap limit, which is when this matters most), the pass is skipped and this sentinel stays registered in
+        // place of a new one (re-registering allocates nothing), so the watch goes on.
+        try
         {
-            // Not on the finalizer thread: trimming takes locks and makes system calls.
-            ThreadPool.UnsafeQueueUserWorkItem(static _ => TrimEveryPool(), (object?)null, preferLocal: false);
-        }
+            if (IsPassDue())
+            {
+                // Not on the finalizer thread: trimming takes locks and makes system calls.
+                ThreadPool.UnsafeQueueUserWorkItem(static _ => TrimEveryPool(), (object?)null, preferLocal: false);
+            }
 
-        _ = new MemoryPressureWatcher();
+            _ = new MemoryPressureWatcher();
+        }
+        catch (OutOfMemoryException)
+        {
+            GC.ReRegisterForFinalize(this);
+        }
     }
 
     /// <summary>

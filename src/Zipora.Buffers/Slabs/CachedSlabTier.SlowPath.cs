@@ -108,7 +108,21 @@ internal abstract partial class CachedSlabTier<TClasses>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
-        ThreadCache? cache = FindThreadCache() ?? CreateThreadCache();
+        ThreadCache? cache = FindThreadCache();
+        if (cache is null && !TryCreateThreadCacheToReturnInto(out cache))
+        {
+            // A thread whose first touch of the tier is a return could not make its cache: the block goes straight to
+            // the depot, whose room was reserved when it was made, counted as a return of a thread that left.
+            Interlocked.Increment(ref _retiredReturns[classIndex]);
+            if (_depots[classIndex].TryPut(buffer))
+            {
+                return;
+            }
+
+            _heap.ReleaseAfterDispose(buffer);
+            return;
+        }
+
         if (cache is not null)
         {
             ref ClassStack stack = ref cache.StackOf(classIndex);
@@ -168,6 +182,25 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
 
         return cache;
+    }
+
+    /// <summary>
+    /// <see cref="CreateThreadCache"/> for a return; <see langword="false"/> when the process is out of managed memory.
+    /// The owner's dispose has already marked the block returned, so a return that threw would lose it for good
+    /// (neither a second dispose nor its finalizer would give it back).
+    /// </summary>
+    private bool TryCreateThreadCacheToReturnInto(out ThreadCache? cache)
+    {
+        try
+        {
+            cache = CreateThreadCache();
+            return true;
+        }
+        catch (OutOfMemoryException)
+        {
+            cache = null;
+            return false;
+        }
     }
 
     /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> when the tier is disposed.</summary>
