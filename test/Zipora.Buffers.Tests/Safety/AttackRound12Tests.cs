@@ -212,50 +212,6 @@ public sealed partial class AttackRound12Tests
         return filler;
     }
 
-    [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    public void ReturnsThatMeetATrimOnTheDepotsLockAllocateNothing(int maxBuffers)
-    {
-        // A trim under memory pressure (MemoryPressureWatcher, on a pool thread) can meet a return on a depot's lock,
-        // which the return takes with its thread's cache marked busy (ThreadCacheMaxBuffers 0: every return; 1: every
-        // overflow). A contended System.Threading.Lock makes its wait event on the first wait.
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ThreadCacheMaxBuffers = maxBuffers, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        using var stop = new CancellationTokenSource();
-        var trimmer = new Thread(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                pool.Trim();
-            }
-        });
-        trimmer.Start();
-        long worst = 0;
-        int round = 0;
-        try
-        {
-            var watch = Stopwatch.StartNew();
-            for (; watch.Elapsed < TimeSpan.FromSeconds(3) && worst == 0; round++)
-            {
-                List<IMemoryOwner<byte>> owners = Rent(pool, 64, 500);
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                foreach (IMemoryOwner<byte> owner in owners)
-                {
-                    owner.Dispose();
-                }
-
-                worst = Math.Max(worst, GC.GetAllocatedBytesForCurrentThread() - before);
-            }
-        }
-        finally
-        {
-            stop.Cancel();
-            trimmer.Join();
-        }
-
-        Assert.True(worst == 0, $"returning 500 buffers of 64 bytes while another thread trims allocated {worst} bytes (round {round}; ThreadCacheMaxBuffers {maxBuffers}): an OutOfMemoryException there would leave the thread's cache marked busy, and every later trim waiting for it");
-    }
-
     [Fact]
     public void TwoThreadsReturningIntoOneDepotAtOnceAllocateNothing()
     {
