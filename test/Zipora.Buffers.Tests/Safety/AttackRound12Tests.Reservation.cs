@@ -51,10 +51,7 @@ public sealed partial class AttackRound12Tests
         Array.ForEach(returners, static thread => thread.Join());
         AssertReservationMatches(pool, expectedExisting: all.Count, "after the returns");
 
-        pool.Trim();
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.Small.BytesRetained + statistics.Medium.BytesRetained);
-        AssertReservationMatches(pool, expectedExisting: 0, "after a trim freed every slab");
+        AssertATrimFreesEverySlabAndItsRoom(pool, "after a trim freed every slab");
     }
 
     [Fact]
@@ -163,10 +160,7 @@ public sealed partial class AttackRound12Tests
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        pool.Trim();
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.Small.BytesRetained + statistics.Medium.BytesRetained);
-        AssertReservationMatches(pool, expectedExisting: 0, "after the quarantined blocks came back and a trim freed every slab");
+        AssertATrimFreesEverySlabAndItsRoom(pool, "after the quarantined blocks came back and a trim freed every slab");
     }
 
     [Fact]

@@ -95,4 +95,13 @@ public sealed partial class AttackRound12Tests
             Assert.True(expected == total, $"{when}: the slab tiers' depots reserve {total} places for {expected} blocks that exist");
         }
     }
+
+    /// <summary>Trims: with no block rented, every slab goes, and the room reserved for its blocks with it.</summary>
+    private static void AssertATrimFreesEverySlabAndItsRoom(TieredMemoryPool pool, string when)
+    {
+        pool.Trim();
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.Small.BytesRetained + statistics.Medium.BytesRetained);
+        AssertReservationMatches(pool, expectedExisting: 0, when);
+    }
 }
