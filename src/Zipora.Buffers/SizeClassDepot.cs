@@ -12,9 +12,9 @@ namespace Zipora.Buffers;
 internal sealed class SizeClassDepot<T>
     where T : class
 {
-    // A monitor, not a System.Threading.Lock: a Lock makes its wait event (56 bytes of managed memory) the first time
-    // two threads meet on it, and a return takes this lock with its thread's cache marked busy, where nothing may
-    // allocate (see ReserveOne). A monitor's contention state lives outside the managed heap.
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates managed memory for its wait (56-368 bytes
+    // measured), and a return takes this lock with its thread's cache marked busy, where nothing may allocate (see
+    // ReserveOne). A contended monitor allocated none (20,000 contended entries on two threads).
     private readonly object _lock = new();
     private T[] _items = new T[16];
     private int _count;
