@@ -37,7 +37,7 @@ public sealed partial class AttackRound12Tests
         SafetyCases.AssertDisjoint(all, "buffers rented by eight threads carving at once");
 
         // A fresh pool with nothing returned: every block rented was carved, and reserved once.
-        AssertReservationMatches(pool, expectedExisting: all.Count, "after eight threads carved");
+        DepotReservation.AssertMatches(pool, expectedExisting: all.Count, "after eight threads carved");
 
         // Returned on other threads than their renters', which then exit: their caches go to the depots.
         Thread[] returners = [.. Enumerable.Range(0, Threads).Select(t => new Thread(() =>
@@ -49,9 +49,9 @@ public sealed partial class AttackRound12Tests
         }))];
         Array.ForEach(returners, static thread => thread.Start());
         Array.ForEach(returners, static thread => thread.Join());
-        AssertReservationMatches(pool, expectedExisting: all.Count, "after the returns");
+        DepotReservation.AssertMatches(pool, expectedExisting: all.Count, "after the returns");
 
-        AssertATrimFreesEverySlabAndItsRoom(pool, "after a trim freed every slab");
+        DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, "after a trim freed every slab");
     }
 
     [Fact]
@@ -73,8 +73,8 @@ public sealed partial class AttackRound12Tests
         }
 
         Assert.True(refused > 0, $"the 1 MB cap never refused a rent ({owners.Count} rented)");
-        AssertReservationMatches(pool, expectedExisting: owners.Count, $"after {refused} refused rents");
-        int longestBefore = DepotArrayLength(pool, "_medium", 4096);
+        DepotReservation.AssertMatches(pool, expectedExisting: owners.Count, $"after {refused} refused rents");
+        int longestBefore = DepotReservation.DepotArrayLength(pool, "_medium", 4096);
 
         // More refusals: each reserves then gives back, and must not grow the depot either.
         for (int i = 0; i < 1_000; i++)
@@ -89,11 +89,11 @@ public sealed partial class AttackRound12Tests
             }
         }
 
-        AssertReservationMatches(pool, expectedExisting: owners.Count, $"after {refused} refused rents");
-        Assert.Equal(longestBefore, DepotArrayLength(pool, "_medium", 4096));
+        DepotReservation.AssertMatches(pool, expectedExisting: owners.Count, $"after {refused} refused rents");
+        Assert.Equal(longestBefore, DepotReservation.DepotArrayLength(pool, "_medium", 4096));
         owners.ForEach(static owner => owner.Dispose());
         pool.Trim();
-        AssertReservationMatches(pool, expectedExisting: 0, "after a trim freed every slab");
+        DepotReservation.AssertMatches(pool, expectedExisting: 0, "after a trim freed every slab");
     }
 
     [Theory]
@@ -102,8 +102,8 @@ public sealed partial class AttackRound12Tests
     public void ReturnsAfterThePoolWasDisposedBringTheReservationToZeroAndNeverBelow(bool reuseOwners)
     {
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        List<IMemoryOwner<byte>> small = Rent(pool, 64, 2_000);
-        List<IMemoryOwner<byte>> medium = Rent(pool, 4096, 500);
+        List<IMemoryOwner<byte>> small = DepotReservation.Rent(pool, 64, 2_000);
+        List<IMemoryOwner<byte>> medium = DepotReservation.Rent(pool, 4096, 500);
 
         // Half back before the disposal, on this thread and on another that then exits.
         small.GetRange(0, 500).ForEach(static owner => owner.Dispose());
@@ -112,20 +112,20 @@ public sealed partial class AttackRound12Tests
         other.Join();
         medium.GetRange(0, 250).ForEach(static owner => owner.Dispose());
         int existing = 2_500;
-        AssertReservationMatches(pool, expectedExisting: existing, "before the disposal");
+        DepotReservation.AssertMatches(pool, expectedExisting: existing, "before the disposal");
 
         pool.Dispose();
-        AssertReservationNeverNegative(pool, "right after the disposal");
+        DepotReservation.AssertNeverNegative(pool, "right after the disposal");
 
         // The rest come back late, one slab emptying at a time; a second dispose of each is a no-op.
         foreach (IMemoryOwner<byte> owner in small.GetRange(1_000, 1_000).Concat(medium.GetRange(250, 250)))
         {
             owner.Dispose();
             owner.Dispose();
-            AssertReservationNeverNegative(pool, "during the late returns");
+            DepotReservation.AssertNeverNegative(pool, "during the late returns");
         }
 
-        AssertReservationMatches(pool, expectedExisting: 0, "once every block came back to the disposed pool");
+        DepotReservation.AssertMatches(pool, expectedExisting: 0, "once every block came back to the disposed pool");
     }
 
     [Theory]
@@ -135,40 +135,34 @@ public sealed partial class AttackRound12Tests
     {
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
-        List<IMemoryOwner<byte>> kept = Rent(pool, 64, 300);
-        kept.AddRange(Rent(pool, 4096, 100));
+        List<IMemoryOwner<byte>> kept = DepotReservation.Rent(pool, 64, 300);
+        kept.AddRange(DepotReservation.Rent(pool, 4096, 100));
         SafetyCases.Leak(pool, 64, 200);
         SafetyCases.Leak(pool, 4096, 50);
         SafetyCases.CollectEverything();
         Assert.Equal(250, pool.GetStatistics().LeaksReclaimed);
-        AssertReservationMatches(pool, expectedExisting: 650, "with 250 leaked blocks in quarantine");
+        DepotReservation.AssertMatches(pool, expectedExisting: 650, "with 250 leaked blocks in quarantine");
 
         // A trim in quarantine frees no slab with a quarantined block: their room stays reserved.
         kept.ForEach(static owner => owner.Dispose());
         pool.Trim();
-        AssertReservationNeverNegative(pool, "after a trim with blocks in quarantine");
+        DepotReservation.AssertNeverNegative(pool, "after a trim with blocks in quarantine");
 
         // The quarantine lets them go after a delay; then the returns allocate nothing and a trim frees every slab.
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         Assert.Equal(0, pool.GetStatistics().BytesQuarantined);
-        List<IMemoryOwner<byte>> again = Rent(pool, 64, 650);
+        List<IMemoryOwner<byte>> again = DepotReservation.Rent(pool, 64, 650);
         SafetyCases.AssertDisjoint(again, "small buffers rented after the quarantine let go");
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        foreach (IMemoryOwner<byte> owner in again)
-        {
-            owner.Dispose();
-        }
-
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        AssertATrimFreesEverySlabAndItsRoom(pool, "after the quarantined blocks came back and a trim freed every slab");
+        Assert.Equal(0, DepotReservation.BytesAllocatedReturning(again));
+        DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, "after the quarantined blocks came back and a trim freed every slab");
     }
 
     [Fact]
     public void DisposingReusedOwnersTwiceNeitherHandsABlockOutTwiceNorGrowsTheDepot()
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = true, ThreadCacheMaxBuffers = 0, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        List<IMemoryOwner<byte>> owners = Rent(pool, 4096, 200);
-        int length = DepotArrayLength(pool, "_medium", 4096);
+        List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, 4096, 200);
+        int length = DepotReservation.DepotArrayLength(pool, "_medium", 4096);
         long before = GC.GetAllocatedBytesForCurrentThread();
         foreach (IMemoryOwner<byte> owner in owners)
         {
@@ -177,10 +171,10 @@ public sealed partial class AttackRound12Tests
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        Assert.Equal(length, DepotArrayLength(pool, "_medium", 4096));
-        List<IMemoryOwner<byte>> again = Rent(pool, 4096, 400);
+        Assert.Equal(length, DepotReservation.DepotArrayLength(pool, "_medium", 4096));
+        List<IMemoryOwner<byte>> again = DepotReservation.Rent(pool, 4096, 400);
         SafetyCases.AssertDisjoint(again, "buffers rented after every owner was disposed twice");
-        AssertReservationMatches(pool, expectedExisting: 400, "after the double disposes");
+        DepotReservation.AssertMatches(pool, expectedExisting: 400, "after the double disposes");
         again.ForEach(static owner => owner.Dispose());
     }
 
@@ -190,21 +184,21 @@ public sealed partial class AttackRound12Tests
         // Adaptive caches: a class idle for a delay is trimmed alone while another class's blocks stay rented.
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = true, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
-        List<IMemoryOwner<byte>> idle = Rent(pool, 64, 2_000);
-        List<IMemoryOwner<byte>> held = Rent(pool, 4096, 300);
+        List<IMemoryOwner<byte>> idle = DepotReservation.Rent(pool, 64, 2_000);
+        List<IMemoryOwner<byte>> held = DepotReservation.Rent(pool, 4096, 300);
         foreach (IMemoryOwner<byte> owner in idle)
         {
             owner.Dispose();
         }
 
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
-        AssertReservationNeverNegative(pool, "after the idle class was given back");
+        DepotReservation.AssertNeverNegative(pool, "after the idle class was given back");
         Assert.Equal(0, pool.GetStatistics().Small.BytesRetained);
-        Assert.Equal(0, ReservedIn(pool, "_small"));
-        Assert.Equal(300, ReservedIn(pool, "_medium"));
+        Assert.Equal(0, DepotReservation.ReservedIn(pool, "_small"));
+        Assert.Equal(300, DepotReservation.ReservedIn(pool, "_medium"));
 
         // The held blocks are still theirs alone, and their returns find room.
-        List<IMemoryOwner<byte>> more = Rent(pool, 4096, 300);
+        List<IMemoryOwner<byte>> more = DepotReservation.Rent(pool, 4096, 300);
         SafetyCases.AssertDisjoint(held.Concat(more), "medium buffers held through the idle trims and rented after");
         long before = GC.GetAllocatedBytesForCurrentThread();
         foreach (IMemoryOwner<byte> owner in held.Concat(more))
@@ -216,7 +210,7 @@ public sealed partial class AttackRound12Tests
         Assert.True(allocated < 1_024, $"returning 600 medium buffers allocated {allocated} bytes (beyond the enumerator)");
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         pool.Trim();
-        AssertReservationMatches(pool, expectedExisting: 0, "once every class was idle and trimmed");
+        DepotReservation.AssertMatches(pool, expectedExisting: 0, "once every class was idle and trimmed");
     }
 
     [Fact]
@@ -266,7 +260,7 @@ public sealed partial class AttackRound12Tests
         for (int i = 0; i < 300 && failure is null; i++)
         {
             pool.Trim();
-            AssertReservationNeverNegative(pool, $"during trim {i}");
+            DepotReservation.AssertNeverNegative(pool, $"during trim {i}");
             Thread.Sleep(1);
         }
 
@@ -277,7 +271,7 @@ public sealed partial class AttackRound12Tests
         pool.Trim();
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.Equal(0, statistics.Small.BytesRetained + statistics.Medium.BytesRetained);
-        AssertReservationMatches(pool, expectedExisting: 0, "after the storm and a last trim");
+        DepotReservation.AssertMatches(pool, expectedExisting: 0, "after the storm and a last trim");
     }
 
     [Fact]
@@ -287,7 +281,7 @@ public sealed partial class AttackRound12Tests
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, RegionCacheMaxCount = 256 });
 
         // Many more cached regions than the lists' first room.
-        List<IMemoryOwner<byte>> owners = Rent(pool, 100_000, 200);
+        List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, 100_000, 200);
         owners.ForEach(static owner => owner.Dispose());
         long cached = pool.GetStatistics().Large.BytesRetained;
         Assert.True(cached >= 200L * 100_000, $"200 returned regions of 100 KB left {cached} bytes cached");
@@ -303,7 +297,7 @@ public sealed partial class AttackRound12Tests
         {
             while (!stop.IsCancellationRequested)
             {
-                List<IMemoryOwner<byte>> burst = Rent(pool, 100_000, 24);
+                List<IMemoryOwner<byte>> burst = DepotReservation.Rent(pool, 100_000, 24);
                 burst.ForEach(static owner => owner.Dispose());
             }
         }))];

@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
-using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Threading;
 
@@ -18,8 +17,6 @@ namespace Zipora.Buffers.Tests;
 /// </summary>
 public sealed partial class AttackRound12Tests
 {
-    private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
-
     public static TheoryData<int, int, bool, OwnerMode> SizesCacheOptionsAndModes
     {
         get
@@ -70,18 +67,12 @@ public sealed partial class AttackRound12Tests
         // Growing bursts: each carves blocks past the last one's, whose returns must find room reserved too.
         foreach (int count in new[] { 100, 1_000, 3_000 })
         {
-            List<IMemoryOwner<byte>> owners = Rent(pool, size, count);
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            foreach (IMemoryOwner<byte> owner in owners)
-            {
-                owner.Dispose();
-            }
-
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, size, count);
+            long allocated = DepotReservation.BytesAllocatedReturning(owners);
             Assert.True(allocated == 0, $"returning {count} buffers of {size} bytes (ThreadCacheMaxBuffers {maxBuffers}, adaptive {adaptive}, {mode}) allocated {allocated} bytes");
         }
 
-        AssertReservationMatches(pool, expectedExisting: null, "after the bursts");
+        DepotReservation.AssertMatches(pool, expectedExisting: null, "after the bursts");
     }
 
     [Theory]
@@ -89,19 +80,13 @@ public sealed partial class AttackRound12Tests
     public void ReturnsOnAnotherThreadThatAlreadyUsedThePoolAllocateNothing(int size, bool reuseOwners)
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        List<IMemoryOwner<byte>> owners = Rent(pool, size, 3_000);
+        List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, size, 3_000);
         long allocated = -1;
         var returner = new Thread(() =>
         {
             // The returning thread has its caches already: only the returns are measured.
             pool.Rent(size).Dispose();
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            foreach (IMemoryOwner<byte> owner in owners)
-            {
-                owner.Dispose();
-            }
-
-            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            allocated = DepotReservation.BytesAllocatedReturning(owners);
         });
         returner.Start();
         returner.Join();
@@ -225,15 +210,9 @@ public sealed partial class AttackRound12Tests
         {
             for (int round = 0; round < 200; round++)
             {
-                List<IMemoryOwner<byte>> owners = Rent(pool, 64, 200);
+                List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, 64, 200);
                 start.SignalAndWait();
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                foreach (IMemoryOwner<byte> owner in owners)
-                {
-                    owner.Dispose();
-                }
-
-                worst[t] = Math.Max(worst[t], GC.GetAllocatedBytesForCurrentThread() - before);
+                worst[t] = Math.Max(worst[t], DepotReservation.BytesAllocatedReturning(owners));
             }
         }))];
         Array.ForEach(threads, static thread => thread.Start());

@@ -1,7 +1,4 @@
 using System;
-using System.Buffers;
-using System.Collections.Generic;
-using System.Reflection;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
@@ -44,19 +41,7 @@ public sealed class OutOfMemorySafetyTests
         // Twice: the first burst makes the blocks; the second reuses them through the depots they overflowed into.
         for (int round = 0; round < 2; round++)
         {
-            var owners = new List<IMemoryOwner<byte>>(count);
-            for (int i = 0; i < count; i++)
-            {
-                owners.Add(pool.Rent(size));
-            }
-
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            foreach (IMemoryOwner<byte> owner in owners)
-            {
-                owner.Dispose();
-            }
-
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            long allocated = DepotReservation.BytesAllocatedReturning(DepotReservation.Rent(pool, size, count));
             Assert.True(allocated == 0, $"returning {count} buffers of {size} bytes (round {round + 1}) allocated {allocated} bytes");
         }
     }
@@ -69,38 +54,12 @@ public sealed class OutOfMemorySafetyTests
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
         for (int round = 0; round < 5; round++)
         {
-            var owners = new List<IMemoryOwner<byte>>(2_000);
-            for (int i = 0; i < owners.Capacity; i++)
-            {
-                owners.Add(pool.Rent(4096));
-            }
-
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            foreach (IMemoryOwner<byte> owner in owners)
-            {
-                owner.Dispose();
-            }
-
-            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(0, DepotReservation.BytesAllocatedReturning(DepotReservation.Rent(pool, 4096, 2_000)));
             pool.Trim();
             Assert.Equal(0, pool.GetStatistics().Medium.BytesRetained);
 
             // Every slab went with the trim, and the room of its blocks with it.
-            Assert.Equal(0, ReservedInMediumDepots(pool));
+            Assert.Equal(0, DepotReservation.ReservedIn(pool, "_medium"));
         }
-    }
-
-    private static int ReservedInMediumDepots(TieredMemoryPool pool)
-    {
-        const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
-        object medium = typeof(TieredMemoryPool).GetField("_medium", Private)!.GetValue(pool)!;
-        var depots = (Array)medium.GetType().BaseType!.GetField("_depots", Private)!.GetValue(medium)!;
-        int reserved = 0;
-        foreach (object depot in depots)
-        {
-            reserved += (int)depot.GetType().GetField("_reserved", Private)!.GetValue(depot)!;
-        }
-
-        return reserved;
     }
 }
