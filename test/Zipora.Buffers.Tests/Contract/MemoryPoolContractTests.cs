@@ -14,9 +14,6 @@ public abstract class MemoryPoolContractTests
     /// <summary>One size per tier, plus the tier boundaries.</summary>
     public static TheoryData<int> SizesAcrossTiers => new() { 1, 100, 1023, 1024, 1025, 4096, 16384, 16385, 100_000, 2 * 1024 * 1024, (2 * 1024 * 1024) + 1, 5_000_000 };
 
-    // The GC hands a thread its allocation space in chunks of this many bytes.
-    private const long AllocationQuantum = 8 * 1024;
-
     protected abstract TieredMemoryPoolOptions CreateOptions();
 
     /// <summary>True when the pooled manager itself is handed out again and again (<see cref="TieredMemoryPoolOptions.ReuseOwners"/>).</summary>
@@ -206,31 +203,7 @@ public abstract class MemoryPoolContractTests
 
         using TieredMemoryPool pool = CreatePool();
 
-        // Warm up past tiered compilation (methods move to tier 1 after 30 calls and a 100 ms delay), whose
-        // one-off bookkeeping would otherwise be counted against the steady state.
-        for (int round = 0; round < 3; round++)
-        {
-            for (int i = 0; i < 1_000; i++)
-            {
-                pool.Rent(size).Dispose();
-            }
-
-            System.Threading.Thread.Sleep(150);
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++)
-        {
-            IMemoryOwner<byte> owner = pool.Rent(size);
-            owner.Memory.Span[0] = (byte)i;
-            owner.Dispose();
-        }
-
-        // The thread's count may take in one allocation quantum that was never used (8 KB less the smallest object:
-        // a CI run saw 8,168 B over, once, under the parallel suite; dotnet/coreclr#10207 reports the counter off at
-        // random). That is all the slack: any allocation per rent, 24 B or more, adds at least 240,000 B here.
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.InRange(allocated, BytesAllocatedPerRent * 10_000, (BytesAllocatedPerRent * 10_000) + AllocationQuantum);
+        Assert.Equal(BytesAllocatedPerRent * 10_000, SteadyRents.BytesAllocated(pool, size, 10_000));
     }
 
     [Theory]

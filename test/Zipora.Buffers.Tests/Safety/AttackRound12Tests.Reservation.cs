@@ -163,14 +163,15 @@ public sealed partial class AttackRound12Tests
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = true, ThreadCacheMaxBuffers = 0, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
         List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, 4096, 200);
         int length = DepotReservation.DepotArrayLength(pool, "_medium", 4096);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        foreach (IMemoryOwner<byte> owner in owners)
+        long allocated = ThreadAllocations.During(() =>
         {
-            owner.Dispose();
-            owner.Dispose();
-        }
-
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            foreach (IMemoryOwner<byte> owner in owners)
+            {
+                owner.Dispose();
+                owner.Dispose();
+            }
+        });
+        Assert.Equal(0, allocated);
         Assert.Equal(length, DepotReservation.DepotArrayLength(pool, "_medium", 4096));
         List<IMemoryOwner<byte>> again = DepotReservation.Rent(pool, 4096, 400);
         SafetyCases.AssertDisjoint(again, "buffers rented after every owner was disposed twice");
@@ -200,13 +201,13 @@ public sealed partial class AttackRound12Tests
         // The held blocks are still theirs alone, and their returns find room.
         List<IMemoryOwner<byte>> more = DepotReservation.Rent(pool, 4096, 300);
         SafetyCases.AssertDisjoint(held.Concat(more), "medium buffers held through the idle trims and rented after");
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        foreach (IMemoryOwner<byte> owner in held.Concat(more))
+        long allocated = ThreadAllocations.During(() =>
         {
-            owner.Dispose();
-        }
-
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            foreach (IMemoryOwner<byte> owner in held.Concat(more))
+            {
+                owner.Dispose();
+            }
+        });
         Assert.True(allocated < 1_024, $"returning 600 medium buffers allocated {allocated} bytes (beyond the enumerator)");
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         pool.Trim();

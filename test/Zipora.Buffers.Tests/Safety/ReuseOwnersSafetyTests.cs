@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -20,27 +19,7 @@ public sealed class ReuseOwnersSafetyTests
     {
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.ReuseOwners);
 
-        // Warm up past tiered compilation (methods move to tier 1 after 30 calls and a 100 ms delay), whose one-off
-        // bookkeeping would otherwise be counted against the steady state.
-        for (int round = 0; round < 3; round++)
-        {
-            for (int i = 0; i < 1_000; i++)
-            {
-                pool.Rent(size).Dispose();
-            }
-
-            Thread.Sleep(150);
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5_000; i++)
-        {
-            IMemoryOwner<byte> owner = pool.Rent(size);
-            owner.Memory.Span[0] = (byte)i;
-            owner.Dispose();
-        }
-
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, SteadyRents.BytesAllocated(pool, size, 5_000));
     }
 
     [Theory]

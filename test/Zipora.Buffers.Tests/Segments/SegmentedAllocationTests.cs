@@ -43,13 +43,13 @@ public sealed class SegmentedAllocationTests
         for (int round = 1; ; round++)
         {
             long missesBefore = Misses(pool.GetStatistics());
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < Messages; i++)
+            long allocated = ThreadAllocations.During(() =>
             {
-                message(options, chunk, readBack);
-            }
-
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                for (int i = 0; i < Messages; i++)
+                {
+                    message(options, chunk, readBack);
+                }
+            });
             TieredMemoryPoolStatistics statistics = pool.GetStatistics();
             long misses = Misses(statistics) - missesBefore;
             TestContext.Current.TestOutputHelper?.WriteLine($"round {round}: buffer object {bufferSize} B; {Messages} messages allocated {allocated} B, {misses} cache misses");
@@ -69,10 +69,9 @@ public sealed class SegmentedAllocationTests
     /// <summary>The bytes one <c>new</c> allocates, measured alone (the object is disposed outside the measurement).</summary>
     private static long SizeOfOne(Func<IDisposable> create)
     {
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        IDisposable created = create();
-        long size = GC.GetAllocatedBytesForCurrentThread() - before;
-        created.Dispose();
+        IDisposable? created = null;
+        long size = ThreadAllocations.During(() => created = create());
+        created!.Dispose();
         Assert.InRange(size, 24, 256);
         return size;
     }

@@ -27,16 +27,13 @@ internal static class DepotReservation
     }
 
     /// <summary>Disposes every owner in <paramref name="owners"/>; the managed bytes those disposes allocated on this thread.</summary>
-    public static long BytesAllocatedReturning(List<IMemoryOwner<byte>> owners)
+    public static long BytesAllocatedReturning(List<IMemoryOwner<byte>> owners) => ThreadAllocations.During(() =>
     {
-        long before = GC.GetAllocatedBytesForCurrentThread();
         foreach (IMemoryOwner<byte> owner in owners)
         {
             owner.Dispose();
         }
-
-        return GC.GetAllocatedBytesForCurrentThread() - before;
-    }
+    });
 
     /// <summary>The places the depots of a slab tier (<c>"_small"</c> or <c>"_medium"</c>) have reserved, over every class.</summary>
     public static int ReservedIn(TieredMemoryPool pool, string tierField)
