@@ -118,12 +118,16 @@ internal sealed class SizeClassDepot<T>
         }
     }
 
-    /// <summary>Moves every buffer into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no buffer after this.</summary>
+    /// <summary>
+    /// Moves every buffer into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no buffer after
+    /// this. Out of managed memory for <paramref name="into"/>'s room, it throws with every buffer still here.
+    /// </summary>
     public void DrainInto(List<T> into, bool close)
     {
         lock (_lock)
         {
-            into.AddRange(new ArraySegment<T>(_items, 0, _count));
+            into.EnsureCapacity(into.Count + _count);
+            into.AddRange(_items.AsSpan(0, _count));
             Array.Clear(_items, 0, _count);
             _count = 0;
             _closed |= close;

@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Threading;
 
 namespace Zipora.Buffers.Native;
 
@@ -25,10 +24,14 @@ internal static class MappingLedger
     public static readonly bool IsEnabled =
         AppContext.TryGetSwitch("Zipora.Buffers.Native.VerifyMappings", out bool enabled) && enabled;
 
-    private static readonly Lock s_lock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock makes its wait event on the managed heap, and a mapping
+    // is recorded right after mmap, where a test running the process out of managed memory would lose it.
+    private static readonly object s_lock = new();
 
-    // Live mappings by start address; ranges never overlap.
-    private static readonly SortedList<nuint, nuint> s_lengthByStart = [];
+    // Live mappings by start address; ranges never overlap. Made with room for far more live mappings than a test has,
+    // so recording one right after mmap never allocates: a test that runs the process out of managed memory would
+    // otherwise lose the mapping the ledger failed to record (a leak of the check, not of the pools).
+    private static readonly SortedList<nuint, nuint> s_lengthByStart = new(IsEnabled ? 1 << 16 : 0);
 
     /// <summary>Records a range the kernel just mapped; it must not overlap one already recorded.</summary>
     public static void Mapped(nint address, nuint length)

@@ -58,7 +58,9 @@ public abstract class PageAllocator
             throw new ArgumentOutOfRangeException(nameof(alignment), alignment, "The alignment must be a power of two.");
         }
 
-        if (!Enum.IsDefined(kind))
+        // Not Enum.IsDefined: it may make the type's reflection cache again after a collection, and a map must not
+        // allocate where the process may be out of managed memory (the pool maps when its caches are empty).
+        if ((uint)kind > (uint)PageKind.HugeTlb1GB)
         {
             throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown page kind.");
         }

@@ -20,6 +20,13 @@ internal static class EventsOffTheCaller
 
     // 1 while a work item is queued or writing s_unwritten's events: one at a time, so they keep their order.
     private static int s_writing;
+    private static long s_lost;
+
+    /// <summary>Events that could not be posted for want of managed memory.</summary>
+    public static long Lost => Interlocked.Read(ref s_lost);
+
+    /// <summary>Counts an event its poster could not post (out of managed memory).</summary>
+    public static void CountLost() => Interlocked.Increment(ref s_lost);
 
     /// <summary>Has <paramref name="write"/> run on a thread-pool thread, after every event posted before it.</summary>
     public static void Post(Action write)

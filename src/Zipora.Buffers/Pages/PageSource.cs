@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -38,7 +39,7 @@ internal sealed class PageSource
     }
 
     /// <summary>Frees the pool's idle memory; called when a mapping would cross the limit.</summary>
-    public System.Action? ReleaseIdleMemory { get; set; }
+    public Action? ReleaseIdleMemory { get; set; }
 
     /// <summary>How idle pages that stay mapped are given back.</summary>
     public PageAdvice IdlePageAdvice { get; }
@@ -86,13 +87,19 @@ internal sealed class PageSource
 
         CountFallback(FallbackStep.OSRefusedToPortable);
         Interlocked.Increment(ref _mapCalls);
-        if (_fallback.TryMap(length, alignment, PageKind.Normal, out address))
+        bool mapped = false;
+        try
         {
-            return true;
+            mapped = _fallback.TryMap(length, alignment, PageKind.Normal, out address);
+            return mapped;
         }
-
-        Interlocked.Add(ref _mappedBytes, -(long)length);
-        return false;
+        finally
+        {
+            if (!mapped)
+            {
+                Interlocked.Add(ref _mappedBytes, -(long)length);
+            }
+        }
     }
 
     /// <summary>Maps pages of the given kind with no fallback (the caller decides what comes next).</summary>
@@ -105,13 +112,20 @@ internal sealed class PageSource
         }
 
         Interlocked.Increment(ref _mapCalls);
-        if (_allocator.TryMap(length, alignment, kind, out address))
+        bool mapped = false;
+        try
         {
-            return true;
+            mapped = _allocator.TryMap(length, alignment, kind, out address);
+            return mapped;
         }
-
-        Interlocked.Add(ref _mappedBytes, -(long)length);
-        return false;
+        finally
+        {
+            // Refused, or thrown (a custom allocator's exception): the reserved bytes go back to the limit.
+            if (!mapped)
+            {
+                Interlocked.Add(ref _mappedBytes, -(long)length);
+            }
+        }
     }
 
     /// <summary>Passes a hint to the allocator that mapped the range: never to the OS for memory the portable fallback took from the C heap.</summary>
@@ -140,9 +154,9 @@ internal sealed class PageSource
             Interlocked.Increment(ref _unmapFailures);
             if (ZiporaBuffersEventSource.Log.IsEnabled())
             {
-                // Often under a slab heap's lock: written off this thread (see EventsOffTheCaller).
-                EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.UnmapRefused((long)length));
+                ReportUnmapRefused(length);
             }
+
             return false;
         }
 
@@ -158,6 +172,23 @@ internal sealed class PageSource
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Has the refusal written as an event, off this thread (often under a slab heap's lock, see
+    /// <see cref="EventsOffTheCaller"/>). Never throws: out of managed memory only the event is lost (the refusal is
+    /// counted), and the mapping stays its caller's to list and try again.
+    /// </summary>
+    private static void ReportUnmapRefused(nuint length)
+    {
+        try
+        {
+            EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.UnmapRefused((long)length));
+        }
+        catch (OutOfMemoryException)
+        {
+            EventsOffTheCaller.CountLost();
+        }
     }
 
     /// <summary>

@@ -31,13 +31,26 @@ internal static class BackgroundFailures
     public static long Count => Interlocked.Read(ref s_count);
 
     /// <summary>Counts <paramref name="error"/>, thrown by the background <paramref name="work"/>, and has it written as an event.</summary>
+    /// <remarks>
+    /// Never throws, as it runs where nothing may (a finalizer, a timer's callback): out of managed memory, where the
+    /// work most often fails, the failure is counted and only its event is lost.
+    /// </remarks>
     public static void Report(string work, Exception error)
     {
         Interlocked.Increment(ref s_count);
-        if (ZiporaBuffersEventSource.Log.IsEnabled())
+        if (!ZiporaBuffersEventSource.Log.IsEnabled())
+        {
+            return;
+        }
+
+        try
         {
             string stackTrace = StackTraceOf(error);
             EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.BackgroundWorkFailed(work, Describe(error, stackTrace)));
+        }
+        catch (OutOfMemoryException)
+        {
+            EventsOffTheCaller.CountLost();
         }
     }
 

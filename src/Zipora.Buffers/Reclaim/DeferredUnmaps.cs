@@ -15,6 +15,11 @@ internal sealed class DeferredUnmaps
 {
     private readonly Lock _lock = new();
     private readonly List<Mapping> _waiting = [];
+
+    // Mappings between a Release's two steps, or taken off the list by ReleaseDue and not yet unmapped: the list
+    // keeps room for each of them (its capacity >= its count plus this, under the lock), so none that must go on it
+    // makes it grow.
+    private int _placesHeld;
     private readonly PageSource _pages;
     private readonly IdleClock _clock;
     private long _bytes;
@@ -39,15 +44,23 @@ internal sealed class DeferredUnmaps
     /// unmapped now when that was a full delay ago, otherwise its pages are dropped now (unless
     /// <paramref name="pagesDropped"/>: the idle release dropped them while it was cached) and it is unmapped later.
     /// </summary>
+    /// <exception cref="OutOfMemoryException">
+    /// No managed memory for the list's room: thrown before anything was done, so the caller still holds the mapping.
+    /// </exception>
     public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false)
     {
+        // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
+        lock (_lock)
+        {
+            _waiting.EnsureCapacity(_waiting.Count + _placesHeld + 1);
+            _placesHeld++;
+        }
+
         bool counted = true;
+        bool unmapped = false;
         if (_clock.HasWaitedOutDelay(returnedAt))
         {
-            if (_pages.TryUnmap(address, length, backing, counted: true))
-            {
-                return;
-            }
+            unmapped = _pages.TryUnmap(address, length, backing, counted: true);
         }
         else if (pagesDropped)
         {
@@ -61,6 +74,12 @@ internal sealed class DeferredUnmaps
 
         lock (_lock)
         {
+            _placesHeld--;
+            if (unmapped)
+            {
+                return;
+            }
+
             _waiting.Add(new Mapping(address, length, backing, returnedAt, counted));
             _bytes += (long)length;
         }
@@ -69,27 +88,20 @@ internal sealed class DeferredUnmaps
     }
 
     /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>
+    /// <remarks>
+    /// One mapping at a time, each taken off the list under the lock and unmapped outside it, allocating nothing: out
+    /// of managed memory, no mapping can be off the list and not unmapped. A refused one goes back at the end, past
+    /// this pass, for the next tick.
+    /// </remarks>
     public void ReleaseDue()
     {
-        List<Mapping>? due = null;
-        lock (_lock)
-        {
-            for (int i = _waiting.Count - 1; i >= 0; i--)
-            {
-                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
-                {
-                    (due ??= []).Add(_waiting[i]);
-                    _waiting.RemoveAt(i);
-                }
-            }
-        }
-
-        // System calls outside the lock; a refused one goes back on the list for the next tick.
-        foreach (Mapping mapping in due ?? [])
+        int below = int.MaxValue;
+        while (TakeDue(ref below, out Mapping mapping))
         {
             bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
             lock (_lock)
             {
+                _placesHeld--;
                 if (unmapped)
                 {
                     _bytes -= (long)mapping.Length;
@@ -100,6 +112,28 @@ internal sealed class DeferredUnmaps
                 }
             }
         }
+    }
+
+    /// <summary>Takes off the list the last mapping due below index <paramref name="below"/>, and lowers it to where that was.</summary>
+    private bool TakeDue(ref int below, out Mapping mapping)
+    {
+        lock (_lock)
+        {
+            for (int i = Math.Min(below, _waiting.Count) - 1; i >= 0; i--)
+            {
+                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
+                {
+                    mapping = _waiting[i];
+                    _waiting.RemoveAt(i);
+                    _placesHeld++;
+                    below = i;
+                    return true;
+                }
+            }
+        }
+
+        mapping = default;
+        return false;
     }
 
     private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted);

@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -69,6 +70,11 @@ internal sealed class MemoryPressureWatcher
             return;
         }
 
+        // The types the background work reports through are made now, while a pool is being made: made first by a
+        // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and a
+        // type whose initializer failed throws at every later use, for good.
+        RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(EventsOffTheCaller).TypeHandle);
         _ = new MemoryPressureWatcher();
         if (MemoryBudget.Current.HasCgroupLimit)
         {

@@ -1,3 +1,4 @@
+using System;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
@@ -185,7 +186,18 @@ internal abstract partial class RegionTier
         // Guarded: the buffer ends where the trailing guard page starts, so a one-byte overrun faults whatever the
         // class size (a class that is not a whole number of pages leaves its slack before the buffer instead).
         nint bufferAddress = _guardPages ? address + (nint)(mappedLength - PageAllocator.PageSize) - BufferLength(classIndex) : address;
-        var region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
+        Region region;
+        try
+        {
+            region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Out of managed memory for its objects: the mapping was never handed out, so it goes at once.
+            _ = Pages.TryUnmap(address, mappedLength, backing, counted: true);
+            throw;
+        }
+
         _gate.Enter();
         CountRentUnsynchronized(classIndex);
         _misses++;

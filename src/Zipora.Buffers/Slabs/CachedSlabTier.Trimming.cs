@@ -73,6 +73,7 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
 
             var free = new List<NativeMemoryManager>();
+            List<NativeMemoryManager>? kept = null;
             try
             {
                 CloseAndEmptyCaches(free, classes);
@@ -85,17 +86,26 @@ internal abstract partial class CachedSlabTier<TClasses>
                 }
 
                 long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
-                foreach (NativeMemoryManager buffer in _heap.TrimFree(free, returnedBy, classes, rentedByClass))
-                {
-                    _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
-                }
+                kept = new List<NativeMemoryManager>(free.Count);
+                _heap.TrimFree(free, returnedBy, classes, rentedByClass, kept);
             }
             finally
             {
-                // Reopened also when the trim failed (a process out of managed memory): left closed, every rent and
-                // return would pass the thread caches by for good.
+                // Also when the trim failed (a process out of managed memory): the blocks taken out that are still the
+                // tier's go to the depots (whose room is reserved: no allocation; once the heap has begun, it says
+                // which they are), and the caches reopen (left closed, every rent and return would pass them by).
+                GiveBack(kept ?? free);
                 _cachesClosed = false;
             }
+        }
+    }
+
+    /// <summary>Puts free blocks a trim took out back in their classes' depots.</summary>
+    private void GiveBack(List<NativeMemoryManager> blocks)
+    {
+        foreach (NativeMemoryManager buffer in blocks)
+        {
+            _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
         }
     }
 
@@ -120,11 +130,12 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
 
             ref ClassStack stack = ref cache.StackOf(classIndex);
+
+            // Room first: out of managed memory, the stack keeps its blocks, as it holds them (none may be both here
+            // and there, and a stack left compacted would lose one at its next compaction).
+            into.EnsureCapacity(into.Count + stack.Count);
             stack.Compact();
-            foreach (NativeMemoryManager buffer in stack.Items.AsSpan(0, stack.Count))
-            {
-                into.Add(buffer);
-            }
+            into.AddRange(stack.Items.AsSpan(0, stack.Count));
 
             stack.Items.AsSpan().Clear();
             stack.Drained += stack.Count;

@@ -10,8 +10,11 @@ namespace Zipora.Buffers;
 /// disposed frees each slab once all of its blocks are back. A slab is given back through <see cref="DeferredUnmaps"/>,
 /// so one whose blocks were returned less than an idle delay ago only has its pages dropped until the delay is over.
 /// </summary>
-/// <remarks>Only the slow paths come here (a cache miss, the pool's disposal), so one lock is enough.</remarks>
-internal sealed class SlabHeap
+/// <remarks>
+/// Only the slow paths come here (a cache miss, the pool's disposal), so one lock is enough. Trims are in
+/// <c>SlabHeap.Trimming.cs</c>.
+/// </remarks>
+internal sealed partial class SlabHeap
 {
     private readonly Lock _lock = new();
     private readonly PageSource _pages;
@@ -117,12 +120,14 @@ internal sealed class SlabHeap
 
                 if (slab is not null)
                 {
-                    nint address = slab.NextBlockAddress;
+                    // The manager first: out of managed memory, the slab has not counted a block that does not exist
+                    // (a slab counting one would never look all free again, and never be let go of).
+                    NativeMemoryManager block = _pages.CreateManager(slab.NextBlockAddress, blockSize, _releaser, slab.Backing);
                     slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
                     long uncarved = slab.UncarvedBytes;
                     slab.Carved++;
                     _uncarvedBytes -= uncarved - slab.UncarvedBytes;
-                    return _pages.CreateManager(address, blockSize, _releaser, slab.Backing);
+                    return block;
                 }
             }
 
@@ -133,7 +138,21 @@ internal sealed class SlabHeap
                 ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
             }
 
-            AddSlab(new Slab(classIndex, slabAddress, (nuint)slabBytes, blockSize, backing));
+            AddSlabOrUnmap(classIndex, slabAddress, (nuint)slabBytes, blockSize, backing);
+        }
+    }
+
+    /// <summary>Adds a slab just mapped; out of managed memory for its bookkeeping, unmaps it (nothing was ever in it) and throws.</summary>
+    private void AddSlabOrUnmap(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
+    {
+        try
+        {
+            AddSlab(new Slab(classIndex, address, length, blockSize, backing));
+        }
+        catch (OutOfMemoryException)
+        {
+            _ = _pages.TryUnmap(address, length, backing, counted: true);
+            throw;
         }
     }
 
@@ -177,84 +196,6 @@ internal sealed class SlabHeap
         }
     }
 
-    /// <summary>
-    /// Gives idle memory back, given every free block of the chosen classes (the caller keeps them from being handed
-    /// out meanwhile): lets go of each slab whose blocks are all free, and drops the pages of the other slabs that hold
-    /// only free blocks (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages). A page dropped
-    /// before and not used since is left alone; a page that shares a live block is measured as fragmentation.
-    /// </summary>
-    /// <param name="free">Every free block of the chosen classes.</param>
-    /// <param name="returnedAtByClass">
-    /// Per size class, the tick of the idle clock by which its free blocks were all returned: a slab is unmapped at
-    /// once only when that was a full delay ago, otherwise it is unmapped when the delay has passed.
-    /// </param>
-    /// <param name="classes">The classes whose free blocks are all in <paramref name="free"/>; <see langword="null"/> for all.</param>
-    /// <param name="rentedBytesByClass">Per class, the bytes the tier has rented so far (see <see cref="NotRetained"/>).</param>
-    /// <returns>The free blocks that are still the tier's, to go back to the caches.</returns>
-    public List<NativeMemoryManager> TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass, bool[]? classes, long[] rentedBytesByClass)
-    {
-        lock (_lock)
-        {
-            if (_disposing)
-            {
-                return free;
-            }
-
-            // A block disposed twice under ReuseOwners can sit in the caches twice. Counted once, it cannot make a
-            // slab with a block still rented look free (unmapping a live block), and only one copy goes back.
-            var distinct = new HashSet<NativeMemoryManager>(free, ReferenceEqualityComparer.Instance);
-            if (distinct.Count != free.Count)
-            {
-                free = [.. distinct];
-            }
-
-            NativeMemoryManager[] bySlab = GroupBySlabUnsynchronized(free, out int[] firstBySlab);
-            long[] figures = (long[])_figures.Clone();
-            for (int classIndex = 0; classIndex < _classCount; classIndex++)
-            {
-                if (classes?[classIndex] ?? true)
-                {
-                    figures[classIndex] = 0;
-                    figures[_classCount + classIndex] = 0;
-                    figures[(2 * _classCount) + classIndex] = rentedBytesByClass[classIndex];
-                }
-            }
-
-            // From the last slab down, so taking one out does not move those still to come.
-            var kept = new List<NativeMemoryManager>(free.Count);
-            long advised = 0;
-            for (int index = _slabs.Count - 1; index >= 0; index--)
-            {
-                Slab slab = _slabs[index];
-                var blocks = new ReadOnlySpan<NativeMemoryManager>(bySlab, firstBySlab[index], firstBySlab[index + 1] - firstBySlab[index]);
-                if (blocks.Length == slab.Carved)
-                {
-                    foreach (NativeMemoryManager buffer in blocks)
-                    {
-                        buffer.MarkReleased();
-                    }
-
-                    UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
-                }
-                else
-                {
-                    kept.AddRange(blocks);
-                    if (classes?[slab.ClassIndex] ?? true)
-                    {
-                        SlabSweep sweep = _sweeper.Sweep(slab, blocks);
-                        figures[slab.ClassIndex] += sweep.Dropped;
-                        figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
-                        advised += sweep.Advised;
-                    }
-                }
-            }
-
-            Interlocked.Add(ref _decommittedBytes, advised);
-            Volatile.Write(ref _figures, figures);
-            return kept;
-        }
-    }
-
     /// <summary>Takes back a block that was rented when the pool was disposed; frees its slab with the last one.</summary>
     public void ReleaseAfterDispose(NativeMemoryManager buffer)
     {
@@ -294,6 +235,10 @@ internal sealed class SlabHeap
                 ThrowHelper.ThrowPoolDisposed();
             }
 
+            // Room in both lists first: out of managed memory, the slab is in neither (the caller unmaps it).
+            _slabs.EnsureCapacity(_slabs.Count + 1);
+            _spareSlabs.EnsureCapacity(_spareSlabs.Count + 1);
+
             // Kept sorted by address so a block's slab is a binary search away.
             int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
             _slabs.Insert(~index, slab);
@@ -330,39 +275,12 @@ internal sealed class SlabHeap
         return null;
     }
 
-    /// <summary>
-    /// The free blocks ordered by slab: those of slab <c>i</c> are at [<paramref name="firstBySlab"/>[i],
-    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block).
-    /// </summary>
-    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out int[] firstBySlab)
-    {
-        int[] slabOf = new int[free.Count];
-        firstBySlab = new int[_slabs.Count + 1];
-        for (int i = 0; i < free.Count; i++)
-        {
-            slabOf[i] = FindSlabUnsynchronized(free[i].Address);
-            firstBySlab[slabOf[i] + 1]++;
-        }
-
-        for (int index = 0; index < _slabs.Count; index++)
-        {
-            firstBySlab[index + 1] += firstBySlab[index];
-        }
-
-        var bySlab = new NativeMemoryManager[free.Count];
-        int[] next = (int[])firstBySlab.Clone();
-        for (int i = 0; i < free.Count; i++)
-        {
-            bySlab[next[slabOf[i]]++] = free[i];
-        }
-
-        return bySlab;
-    }
-
     /// <summary>Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>.</summary>
     private void UnmapUnsynchronized(int index, long returnedAt)
     {
+        // Given back first: out of managed memory that throws before anything changed, the slab still the heap's.
         Slab slab = _slabs[index];
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
@@ -373,7 +291,6 @@ internal sealed class SlabHeap
             _ = _spareSlabs.Remove(slab);
         }
 
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
         _blocksGone(slab.ClassIndex, slab.Carved);
         _reservedBytes -= (long)slab.Length;
         _unmappedBytes += (long)slab.Length;

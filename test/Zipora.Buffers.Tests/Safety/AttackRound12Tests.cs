@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
-using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
@@ -95,23 +94,8 @@ public sealed partial class AttackRound12Tests
     public void AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack()
     {
         // In a process of its own under a GC heap hard limit (a container's), filled to the limit.
-        if (!IsolatedProcess.IsChildFor(typeof(AttackRound12Tests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack)))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound12Tests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack), 0x10000000))
         {
-            string name = $"{typeof(AttackRound12Tests).FullName}.{nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack)}";
-            var start = new ProcessStartInfo("dotnet")
-            {
-                ArgumentList = { typeof(AttackRound12Tests).Assembly.Location, "-method", name, "-parallel", "none", "-noColor" },
-            };
-            start.Environment["ZIPORA_TESTS_ISOLATED"] = name;
-            start.Environment["DOTNET_GCHeapHardLimit"] = "0x10000000";
-            start.Environment["DOTNET_gcServer"] = "0";
-            (int exitCode, string output) = ChildProcess.Run(start, TimeSpan.FromMinutes(3));
-            // The test passed if its summary says so. The runner's own threads share the full heap for a moment and
-            // may then fail with a fatal OutOfMemoryException of their own, which ends the child with exit code 2 after
-            // the summary; any other exit code, or any other fatal error, fails the test.
-            bool passed = output.Contains("Total: 1, Errors: 0, Failed: 0", StringComparison.Ordinal);
-            bool runnerRanOutOfMemory = exitCode == 2 && output.Contains("[FATAL ERROR] System.OutOfMemoryException", StringComparison.Ordinal);
-            Assert.True(passed && (exitCode == 0 || runnerRanOutOfMemory), $"in its own process (exit code {exitCode}):\n{output}");
             return;
         }
 
@@ -140,7 +124,7 @@ public sealed partial class AttackRound12Tests
             List<byte[]>? filler = null;
             try
             {
-                filler = FillTheHeap();
+                filler = HeapFiller.Fill();
                 held = filler.Count;
             }
             catch (OutOfMemoryException error)
@@ -172,27 +156,6 @@ public sealed partial class AttackRound12Tests
         pool.Trim();
         TierStatistics afterTrim = pool.GetStatistics().Small;
         Assert.True(failed is null, $"the return on a fresh thread at the heap limit (filled with {held} arrays) threw {failed?.GetType().Name}: its block is lost: after it the small tier counts {small.BuffersInUse} buffer(s) in use with every owner disposed ({rentsBefore} rents), a second dispose does nothing, and a trim leaves {afterTrim.BytesRetained} bytes retained and {afterTrim.BuffersInUse} in use; thrown: {failed}");
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static List<byte[]> FillTheHeap()
-    {
-        var filler = new List<byte[]>(400_000);
-        foreach (int size in new[] { 1 << 20, 64 * 1024, 4096, 512, 64, 24 })
-        {
-            try
-            {
-                while (filler.Count < filler.Capacity)
-                {
-                    filler.Add(new byte[size]);
-                }
-            }
-            catch (OutOfMemoryException)
-            {
-            }
-        }
-
-        return filler;
     }
 
     [Theory]

@@ -57,6 +57,39 @@ internal static partial class IsolatedProcess
         return ChildProcess.Run(start, TimeSpan.FromMinutes(5));
     }
 
+    /// <summary>
+    /// <see cref="RunsElsewhere"/> for a test that fills its process's GC heap: the child runs under a GC heap hard
+    /// limit of <paramref name="heapHardLimit"/> bytes (a container's, where the runtime takes 75% of the memory
+    /// limit), with workstation GC.
+    /// </summary>
+    /// <remarks>
+    /// The test passed if the child's summary says so. The runner's own threads share the full heap for a moment and
+    /// may then fail with a fatal <see cref="OutOfMemoryException"/> of their own, which ends the child with exit code
+    /// 2 after the summary; any other exit code, or any other fatal error, fails the test.
+    /// </remarks>
+    public static bool RunsElsewhereAtHeapLimit(Type testClass, string method, long heapHardLimit)
+    {
+        if (IsChildFor(testClass, method))
+        {
+            return false;
+        }
+
+        string name = NameOf(testClass, method);
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor" },
+        };
+        start.Environment[Variable] = name;
+        start.Environment["DOTNET_GCHeapHardLimit"] = $"0x{heapHardLimit:x}";
+        start.Environment["DOTNET_gcServer"] = "0";
+        (int exitCode, string output) = ChildProcess.Run(start, TimeSpan.FromMinutes(3));
+        TestContext.Current.TestOutputHelper?.WriteLine(output);
+        bool passed = output.Contains("Total: 1, Errors: 0, Failed: 0", StringComparison.Ordinal);
+        bool runnerRanOutOfMemory = exitCode == 2 && output.Contains("[FATAL ERROR] System.OutOfMemoryException", StringComparison.Ordinal);
+        Assert.True(passed && (exitCode == 0 || runnerRanOutOfMemory), $"in its own process (exit code {exitCode}):\n{output}");
+        return true;
+    }
+
     private static string NameOf(Type testClass, string method) => $"{testClass.FullName}.{method}";
 
     [GeneratedRegex(@"Total: (?<total>\d+), Errors: (?<errors>\d+), Failed: (?<failed>\d+), Skipped: (?<skipped>\d+)")]

@@ -1,0 +1,150 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers;
+
+/// <summary>A slab heap's trims: letting go of the slabs whose blocks are all free, dropping the pages of the others.</summary>
+internal sealed partial class SlabHeap
+{
+    /// <summary>
+    /// Gives idle memory back, given every free block of the chosen classes (the caller keeps them from being handed
+    /// out meanwhile): lets go of each slab whose blocks are all free, and drops the pages of the other slabs that hold
+    /// only free blocks (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages). A page dropped
+    /// before and not used since is left alone; a page that shares a live block is measured as fragmentation.
+    /// </summary>
+    /// <param name="free">Every free block of the chosen classes.</param>
+    /// <param name="returnedAtByClass">
+    /// Per size class, the tick of the idle clock by which its free blocks were all returned: a slab is unmapped at
+    /// once only when that was a full delay ago, otherwise it is unmapped when the delay has passed.
+    /// </param>
+    /// <param name="classes">The classes whose free blocks are all in <paramref name="free"/>; <see langword="null"/> for all.</param>
+    /// <param name="rentedBytesByClass">Per class, the bytes the tier has rented so far (see <see cref="NotRetained"/>).</param>
+    /// <param name="kept">
+    /// Empty, with room for every block of <paramref name="free"/>: receives the free blocks that are still the tier's,
+    /// to go back to the caches. Also when this throws (out of managed memory): every block not let go of with its slab
+    /// by then is in it, so a failed trim loses none.
+    /// </param>
+    public void TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass, bool[]? classes, long[] rentedBytesByClass, List<NativeMemoryManager> kept)
+    {
+        lock (_lock)
+        {
+            if (_disposing)
+            {
+                kept.AddRange(free);
+                return;
+            }
+
+            // Everything this needs is allocated before the first slab is let go of: until then a failure hands back
+            // every block as it came.
+            NativeMemoryManager[] bySlab;
+            int[] firstBySlab;
+            long[] figures;
+            try
+            {
+                // A block disposed twice under ReuseOwners can sit in the caches twice. Counted once, it cannot make a
+                // slab with a block still rented look free (unmapping a live block), and only one copy goes back.
+                var distinct = new HashSet<NativeMemoryManager>(free, ReferenceEqualityComparer.Instance);
+                if (distinct.Count != free.Count)
+                {
+                    free = [.. distinct];
+                }
+
+                bySlab = GroupBySlabUnsynchronized(free, out firstBySlab);
+                figures = (long[])_figures.Clone();
+            }
+            catch
+            {
+                kept.AddRange(free);
+                throw;
+            }
+
+            for (int classIndex = 0; classIndex < _classCount; classIndex++)
+            {
+                if (classes?[classIndex] ?? true)
+                {
+                    figures[classIndex] = 0;
+                    figures[_classCount + classIndex] = 0;
+                    figures[(2 * _classCount) + classIndex] = rentedBytesByClass[classIndex];
+                }
+            }
+
+            // From the last slab down, so taking one out does not move those still to come. The slabs from
+            // `handled` up are done with: their blocks let go of or kept.
+            int handled = _slabs.Count;
+            long advised = 0;
+            try
+            {
+                for (int index = _slabs.Count - 1; index >= 0; index--)
+                {
+                    Slab slab = _slabs[index];
+                    var blocks = new ReadOnlySpan<NativeMemoryManager>(bySlab, firstBySlab[index], firstBySlab[index + 1] - firstBySlab[index]);
+                    if (blocks.Length == slab.Carved)
+                    {
+                        // Let go of first: if that fails, the slab and its blocks are as they were.
+                        UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
+                        foreach (NativeMemoryManager buffer in blocks)
+                        {
+                            buffer.MarkReleased();
+                        }
+
+                        handled = index;
+                    }
+                    else
+                    {
+                        kept.AddRange(blocks);
+                        handled = index;
+                        if (classes?[slab.ClassIndex] ?? true)
+                        {
+                            SlabSweep sweep = _sweeper.Sweep(slab, blocks);
+                            figures[slab.ClassIndex] += sweep.Dropped;
+                            figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
+                            advised += sweep.Advised;
+                        }
+                    }
+                }
+
+                Volatile.Write(ref _figures, figures);
+            }
+            catch
+            {
+                kept.AddRange(bySlab.AsSpan(0, firstBySlab[handled]));
+                throw;
+            }
+            finally
+            {
+                Interlocked.Add(ref _decommittedBytes, advised);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The free blocks ordered by slab: those of slab <c>i</c> are at [<paramref name="firstBySlab"/>[i],
+    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block).
+    /// </summary>
+    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out int[] firstBySlab)
+    {
+        int[] slabOf = new int[free.Count];
+        firstBySlab = new int[_slabs.Count + 1];
+        for (int i = 0; i < free.Count; i++)
+        {
+            slabOf[i] = FindSlabUnsynchronized(free[i].Address);
+            firstBySlab[slabOf[i] + 1]++;
+        }
+
+        for (int index = 0; index < _slabs.Count; index++)
+        {
+            firstBySlab[index + 1] += firstBySlab[index];
+        }
+
+        var bySlab = new NativeMemoryManager[free.Count];
+        int[] next = (int[])firstBySlab.Clone();
+        for (int i = 0; i < free.Count; i++)
+        {
+            bySlab[next[slabOf[i]]++] = free[i];
+        }
+
+        return bySlab;
+    }
+}

@@ -1,0 +1,185 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A trim runs where managed memory runs short: memory pressure is what asks for it, and in a container at its GC heap
+/// limit any allocation of the trim (the list of the blocks it takes out of the caches, their sort by slab, the room
+/// for a mapping that waits out its delay) can throw. A trim that throws partway gives back every block it took out or
+/// had not let go of with its slab, and a rent that throws after it mapped memory unmaps it: nothing lost, nothing
+/// leaked, whichever allocation it was.
+/// </summary>
+public sealed class FailedTrimSafetyTests
+{
+    // How far the sweep goes: from a heap with no room at all to one where every trim of the round's state fits.
+    private const int MostHeadroom = 384 * 1024;
+    private const int HeadroomStep = 4096;
+    private const int RegionSize = 100_000;
+    private const int ReservePiece = 16 * 1024;
+    private const int RegionRentedAtTheLimit = 1_000_000;
+
+    [Fact]
+    public void TrimsAndRentsThatRunOutOfManagedMemoryPartwayLoseNoBlockAndLeakNoMapping()
+    {
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FailedTrimSafetyTests), nameof(TrimsAndRentsThatRunOutOfManagedMemoryPartwayLoseNoBlockAndLeakNoMapping), 0x10000000))
+        {
+            return;
+        }
+
+        var filler = new List<byte[]>(400_000);
+        long backgroundFailures = BackgroundFailures.Count;
+        foreach (bool reuseOwners in new[] { false, true })
+        {
+            var time = new FakeTimeProvider();
+            using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+            Sweep sweep = SweepTheHeadroom(pool, time, filler);
+
+            // Whatever else ran out of memory meanwhile (the pools' ticks and pressure trims) was this test's doing.
+            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+            backgroundFailures = BackgroundFailures.Count;
+            Assert.True(sweep.Unexpected is null, $"ReuseOwners {reuseOwners}: {sweep.Unexpected}");
+
+            // Every block that went out must come back: in the default mode a rent whose owner could not be made
+            // leaked its block, which the leak reclaim brings back after its quarantine. (Aggressive: the heap the
+            // sweep filled again and again is given back, so what follows has room under the limit.)
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+            pool.Trim();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+            TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+            string what = $"ReuseOwners {reuseOwners}, after {sweep.Rounds} rounds ({sweep.TrimsFailed} trims and {sweep.RentsFailed} rents out of memory, {sweep.TrimsDone} trims done)";
+            TestContext.Current.TestOutputHelper?.WriteLine($"{what}; events lost for want of memory so far: {EventsOffTheCaller.Lost}");
+            Assert.True(sweep.TrimsFailed > 0 && sweep.TrimsDone > 0, $"{what}: the sweep did not cross from failing trims to finished ones");
+            Assert.True(statistics.BytesInUse == 0, $"{what}: {statistics.BytesInUse} bytes still counted in use with every owner disposed: a failed trim or rent lost blocks\n{statistics}");
+            DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, what);
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+            statistics = pool.GetStatistics();
+            Assert.True(statistics.MmapCalls == statistics.MunmapCalls, $"{what}: {statistics.MmapCalls} mappings made and {statistics.MunmapCalls} unmapped with nothing rented and everything trimmed: a mapping leaked\n{statistics}");
+
+            // And no block was left in two places: everything rented now is disjoint.
+            var owners = new List<IMemoryOwner<byte>>();
+            foreach (int size in new[] { 64, 4096, 16384, RegionSize })
+            {
+                owners.AddRange(DepotReservation.Rent(pool, size, 200));
+            }
+
+            SafetyCases.AssertDisjoint(owners, what);
+            owners.ForEach(static owner => owner.Dispose());
+        }
+    }
+
+    /// <summary>
+    /// On a thread of its own, which fills the heap (so its own allocation context is spent too): rounds of cached
+    /// blocks in three slab classes and a region, each trimmed and rented from with a little more of the heap free
+    /// than the round before.
+    /// </summary>
+    private static Sweep SweepTheHeadroom(TieredMemoryPool pool, FakeTimeProvider time, List<byte[]> filler)
+    {
+        var sweep = new Sweep();
+        var worker = new Thread(() =>
+        {
+            try
+            {
+                // Every path compiled and every lazy object made while there is room.
+                FillTheCaches(pool, out List<IMemoryOwner<byte>> warm);
+                pool.Trim();
+                warm.ForEach(static owner => owner.Dispose());
+                pool.Trim();
+
+                for (int headroom = 0; headroom <= MostHeadroom; headroom += HeadroomStep, sweep.Rounds++)
+                {
+                    // The round's state, then a heap filled but for `headroom` bytes in one place: the reserve is
+                    // allocated before the filler, in pieces the small object heap takes, and let go of after it;
+                    // the round's garbage is collected before, so the headroom is all the room there is.
+                    FillTheCaches(pool, out List<IMemoryOwner<byte>> held);
+                    List<byte[]> reserve = Reserve(headroom);
+                    GC.Collect();
+                    HeapFiller.Fill(filler, largest: 4096, smallest: 24);
+                    reserve.Clear();
+
+                    // Rents that must map (the round before trimmed everything): a region, and a slab of a class.
+                    IMemoryOwner<byte>? region = TryRent(pool, RegionRentedAtTheLimit, sweep);
+                    IMemoryOwner<byte>? small = TryRent(pool, 300, sweep);
+                    try
+                    {
+                        pool.Trim();
+                        sweep.TrimsDone++;
+                    }
+                    catch (OutOfMemoryException)
+                    {
+                        sweep.TrimsFailed++;
+                    }
+
+                    // Let go of in place: a method this long runs unoptimized for a while, where a local stays alive
+                    // to the method's end; the list itself is kept for the next round.
+                    filler.Clear();
+                    GC.Collect();
+                    held.ForEach(static owner => owner.Dispose());
+                    region?.Dispose();
+                    small?.Dispose();
+                    pool.Trim();
+
+                    // A delay a round, so the slabs and regions each round lets go of are unmapped as they would be.
+                    SafetyCases.Advance(time, SafetyCases.IdleDelay);
+                }
+            }
+            catch (Exception error)
+            {
+                sweep.Unexpected = error;
+            }
+        });
+        worker.Start();
+        worker.Join();
+        return sweep;
+    }
+
+    /// <summary>Rents and returns blocks of three slab classes and a region, keeping one of each slab class rented (its slab stays, partly free).</summary>
+    private static void FillTheCaches(TieredMemoryPool pool, out List<IMemoryOwner<byte>> held)
+    {
+        held = [pool.Rent(64), pool.Rent(4096), pool.Rent(16384)];
+        foreach ((int size, int count) in new[] { (64, 600), (4096, 300), (16384, 60), (RegionSize, 2) })
+        {
+            List<IMemoryOwner<byte>> burst = DepotReservation.Rent(pool, size, count);
+            burst.ForEach(static owner => owner.Dispose());
+        }
+    }
+
+    private static IMemoryOwner<byte>? TryRent(TieredMemoryPool pool, int size, Sweep sweep)
+    {
+        try
+        {
+            return pool.Rent(size);
+        }
+        catch (OutOfMemoryException)
+        {
+            sweep.RentsFailed++;
+            return null;
+        }
+    }
+
+    /// <summary>Arrays of 16 KB or less, allocated one after another, that together take <paramref name="bytes"/>.</summary>
+    private static List<byte[]> Reserve(int bytes)
+    {
+        var reserve = new List<byte[]>((bytes / ReservePiece) + 1);
+        for (int left = bytes; left > 0; left -= ReservePiece)
+        {
+            reserve.Add(new byte[Math.Min(left, ReservePiece)]);
+        }
+
+        return reserve;
+    }
+
+    private sealed class Sweep
+    {
+        public int Rounds;
+        public int TrimsDone;
+        public int TrimsFailed;
+        public int RentsFailed;
+        public Exception? Unexpected;
+    }
+}

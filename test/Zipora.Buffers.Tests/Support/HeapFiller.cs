@@ -1,0 +1,56 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>Fills a process's GC heap to its hard limit, for tests that run out of managed memory on purpose.</summary>
+internal static class HeapFiller
+{
+    /// <summary>
+    /// Allocates arrays from <paramref name="largest"/> down to <paramref name="smallest"/> bytes (of 1 MB, 64 KB, 4 KB,
+    /// 512, 64 and 24) until none more fits, and holds them: the calling thread's allocation context is spent too, so
+    /// its next allocation of any size throws. Arrays under 85,000 bytes fill the small object heap, where dropping
+    /// some makes room for small allocations again.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static List<byte[]> Fill(int largest = 1 << 20, int smallest = 24)
+    {
+        var filler = new List<byte[]>(400_000);
+        Fill(filler, largest, smallest);
+        return filler;
+    }
+
+    /// <summary>
+    /// <see cref="Fill(int, int)"/> into a list made earlier (up to its capacity), for a test that fills the heap again
+    /// and again: a list made anew each time may itself no longer fit.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Fill(List<byte[]> filler, int largest, int smallest)
+    {
+        foreach (int size in new[] { 1 << 20, 64 * 1024, 4096, 512, 64, 24 })
+        {
+            if (size > largest)
+            {
+                continue;
+            }
+
+            if (size < smallest)
+            {
+                break;
+            }
+
+            try
+            {
+                while (filler.Count < filler.Capacity)
+                {
+                    filler.Add(new byte[size]);
+                }
+            }
+            catch (OutOfMemoryException)
+            {
+                // This size no longer fits: the next, smaller one fills the gaps it left.
+            }
+        }
+    }
+}
