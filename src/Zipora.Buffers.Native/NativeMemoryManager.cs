@@ -121,7 +121,18 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
 
         _state = StateReturned;
         _generation++;
-        _releaser.Reclaim(this);
+        try
+        {
+            _releaser.Reclaim(this);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Nothing may leave a finalizer. Out of managed memory (a process at its GC heap limit) the quarantine took
+            // nothing (it lists the block first): the block stays the leaked rent's, still registered above, and is
+            // found again at a later collection.
+            _generation--;
+            _state = StateLive;
+        }
     }
 
     /// <summary>Start of the block.</summary>

@@ -160,7 +160,19 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// system calls. The work item revives the pool until its memory is drained, as the idle releaser holds any
     /// disposed pool that still has memory waiting; then nothing refers to it.
     /// </remarks>
-    ~TieredMemoryPool() => ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.DisposeDropped(), this, preferLocal: false);
+    ~TieredMemoryPool()
+    {
+        try
+        {
+            _ = ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.DisposeDropped(), this, preferLocal: false);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Nothing may leave a finalizer. Out of managed memory for the work item, the pool waits for a later
+            // collection to try again.
+            GC.ReRegisterForFinalize(this);
+        }
+    }
 
     /// <summary>The finalizer's work item: nobody calls it to catch what it throws, so a failure is reported (see <see cref="BackgroundFailures"/>).</summary>
     private void DisposeDropped()

@@ -45,8 +45,16 @@ internal static class EventsOffTheCaller
             while (s_unwritten.TryDequeue(out Action? write))
             {
                 // Writes only to the event source, which keeps a listener's exception to itself (it is not made with
-                // ThrowOnEventWriteErrors); the events' texts are built so that they cannot throw.
-                write();
+                // ThrowOnEventWriteErrors); the events' texts are built so that they cannot throw, but out of managed
+                // memory an event is lost (counted) rather than thrown out of this work item, which ends the process.
+                try
+                {
+                    write();
+                }
+                catch (OutOfMemoryException)
+                {
+                    CountLost();
+                }
             }
 
             // An event posted after the last dequeue but before this store found the flag set and queued nothing: look

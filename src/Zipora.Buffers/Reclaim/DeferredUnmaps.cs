@@ -16,9 +16,9 @@ internal sealed class DeferredUnmaps
     private readonly Lock _lock = new();
     private readonly List<Mapping> _waiting = [];
 
-    // Mappings between a Release's two steps, or taken off the list by ReleaseDue and not yet unmapped: the list
-    // keeps room for each of them (its capacity >= its count plus this, under the lock), so none that must go on it
-    // makes it grow.
+    // Places held for mappings not on the list: reserved by a region as it is mapped, between a Release's two steps,
+    // or taken off the list by ReleaseDue and not yet unmapped. The list keeps room for each of them (its capacity >=
+    // its count plus this, under the lock), so none that must go on it makes it grow.
     private int _placesHeld;
     private readonly PageSource _pages;
     private readonly IdleClock _clock;
@@ -44,16 +44,20 @@ internal sealed class DeferredUnmaps
     /// unmapped now when that was a full delay ago, otherwise its pages are dropped now (unless
     /// <paramref name="pagesDropped"/>: the idle release dropped them while it was cached) and it is unmapped later.
     /// </summary>
+    /// <remarks>
+    /// With <c>placeReserved</c> the caller reserved the mapping's place when it was mapped (<see cref="ReservePlace"/>),
+    /// and this allocates nothing.
+    /// </remarks>
     /// <exception cref="OutOfMemoryException">
-    /// No managed memory for the list's room: thrown before anything was done, so the caller still holds the mapping.
+    /// No managed memory for the list's room (the place not reserved): thrown before anything was done, so the caller
+    /// still holds the mapping.
     /// </exception>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false)
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false)
     {
         // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
-        lock (_lock)
+        if (!placeReserved)
         {
-            _waiting.EnsureCapacity(_waiting.Count + _placesHeld + 1);
-            _placesHeld++;
+            ReservePlace();
         }
 
         bool counted = true;
@@ -85,6 +89,29 @@ internal sealed class DeferredUnmaps
         }
 
         Waiting?.Invoke();
+    }
+
+    /// <summary>
+    /// Makes room on the list for a mapping to be released later with its place reserved, so that release allocates
+    /// nothing; <see cref="CancelPlace"/> gives the room back when the mapping never comes.
+    /// </summary>
+    /// <exception cref="OutOfMemoryException">No managed memory for the room: nothing was reserved.</exception>
+    public void ReservePlace()
+    {
+        lock (_lock)
+        {
+            _waiting.EnsureCapacity(_waiting.Count + _placesHeld + 1);
+            _placesHeld++;
+        }
+    }
+
+    /// <summary>Gives back a place reserved for a mapping that was never made.</summary>
+    public void CancelPlace()
+    {
+        lock (_lock)
+        {
+            _placesHeld--;
+        }
     }
 
     /// <summary>Unmaps what has waited out its delay, and retries what the OS refused; called at every tick.</summary>

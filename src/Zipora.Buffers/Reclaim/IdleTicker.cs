@@ -43,7 +43,7 @@ namespace Zipora.Buffers;
 /// not count.
 /// </para>
 /// </remarks>
-internal sealed class IdleTicker
+internal sealed partial class IdleTicker
 {
     private static readonly IdleTicker s_system = new(TimeProvider.System);
     private static readonly ConditionalWeakTable<TimeProvider, IdleTicker> s_byClock = [];
@@ -70,7 +70,9 @@ internal sealed class IdleTicker
     private ITimer? _timer;
 
     // The system's timer that tries again to make _timer when the provider would not (see ScheduleRearm).
-    private Timer? _rearm;
+    // Made with the ticker, so a retry never needs managed memory (arming one is the last resort of a firing that ran
+    // out of it).
+    private readonly Timer _rearm;
     private long _armedFor = long.MaxValue;
     private int _ticking;
 
@@ -81,6 +83,7 @@ internal sealed class IdleTicker
     {
         _time = time;
         _startedAt = time.GetTimestamp();
+        _rearm = WithoutExecutionContext(() => new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite));
     }
 
     /// <summary>Releasers queued or ticking now (tests see that dropped pools leave nothing behind).</summary>
@@ -134,9 +137,27 @@ internal sealed class IdleTicker
         }
     }
 
+    /// <summary>
+    /// The timer's callback, where an exception ends the process. Out of managed memory (a process at its GC heap
+    /// limit) the firing is reported and a retry armed (see <see cref="RetryAfterFailedFiring"/>); the firing's own
+    /// list is made before a releaser leaves the queue, so none is lost.
+    /// </summary>
     private void OnTimer()
     {
-        List<IdleReleaser> due = [];
+        try
+        {
+            Fire();
+        }
+        catch (OutOfMemoryException error)
+        {
+            BackgroundFailures.Report("a firing of the idle ticker", error);
+            RetryAfterFailedFiring();
+        }
+    }
+
+    private void Fire()
+    {
+        List<IdleReleaser> due;
         bool clockRead;
         long timestamp;
         lock (_lock)
@@ -145,6 +166,7 @@ internal sealed class IdleTicker
 
             // A clock that threw tells nothing of what is due: nothing is ticked, and the timer reads it again soon.
             clockRead = TryReadClock(out long now, out timestamp);
+            due = new List<IdleReleaser>(clockRead ? _due.Count : 0);
             while (clockRead && _due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
                 _ = _due.Dequeue();
@@ -228,141 +250,6 @@ internal sealed class IdleTicker
         if (dueAt < _armedFor || _armedFor == long.MinValue)
         {
             ArmSafely(dueAt, TimeSpan.FromTicks(Math.Clamp(dueAt - now, s_shortestWait.Ticks, s_longestWait.Ticks)));
-        }
-    }
-
-    /// <summary>An eighth of the shortest queued period, for retries (a failure's path: it looks at every releaser).</summary>
-    private TimeSpan ShortestRetryStep()
-    {
-        long shortest = long.MaxValue;
-        foreach ((IdleReleaser releaser, long _) in _due.UnorderedItems)
-        {
-            shortest = Math.Min(shortest, Math.Max(1, releaser.PeriodTicks / RetriesPerPeriod));
-        }
-
-        return TimeSpan.FromTicks(Math.Clamp(shortest, s_shortestWait.Ticks, s_longestWait.Ticks));
-    }
-
-    /// <summary>
-    /// Arms the timer to fire after <paramref name="wait"/> (due at <paramref name="armedFor"/>). The timer is the
-    /// pool's <see cref="TimeProvider"/>'s: one that refuses the new time (throws, or returns false as a disposed timer
-    /// does) is reported and replaced by a new one, made once more at once if that throws, for a provider that failed
-    /// once; if both throw, the system's timer tries again (see <see cref="ScheduleRearm"/>).
-    /// </summary>
-    private void ArmSafely(long armedFor, TimeSpan wait)
-    {
-        _armedFor = armedFor;
-        try
-        {
-            if (TryArmTimer(wait))
-            {
-                return;
-            }
-
-            BackgroundFailures.Report("arming the idle ticker's timer", new InvalidOperationException("The idle ticker's timer refused a new due time: ITimer.Change returned false."));
-        }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("arming the idle ticker's timer", error);
-        }
-
-        RetireRefusedTimer();
-        for (int attempt = 0; attempt < 2; attempt++)
-        {
-            try
-            {
-                _ = TryArmTimer(wait);
-                return;
-            }
-            catch (Exception error)
-            {
-                BackgroundFailures.Report("making the idle ticker's timer anew", error);
-            }
-        }
-
-        // No timer: nothing would ever tick or arm again, so the system's own timer tries again later.
-        _armedFor = long.MaxValue;
-        ScheduleRearm();
-    }
-
-    /// <summary>
-    /// Tries again, on a timer of the system's (the provider's would not be made), to make the provider's timer, a
-    /// step of the shortest queued period from now but at most a second of real time on: the provider may be a fake
-    /// clock that real time does not move. Called under the lock.
-    /// </summary>
-    private void ScheduleRearm()
-    {
-        TimeSpan retry = TimeSpan.FromTicks(Math.Min(ShortestRetryStep().Ticks, TimeSpan.TicksPerSecond));
-        _rearm ??= WithoutExecutionContext(() => new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite));
-        _ = _rearm.Change(retry, Timeout.InfiniteTimeSpan);
-    }
-
-    /// <summary>Makes the provider's timer that a refusal left unmade; it reads the clock itself when it fires.</summary>
-    private void Rearm()
-    {
-        lock (_lock)
-        {
-            if (_timer is null && _due.Count > 0)
-            {
-                ArmSafely(long.MinValue, ShortestRetryStep());
-            }
-        }
-    }
-
-    /// <summary>
-    /// Forgets the timer and disposes it on a thread-pool thread: this runs under the lock and often on the timer's own
-    /// callback, and a provider's timer may wait in its dispose for its callbacks to end, as
-    /// <see cref="Timer.Dispose(WaitHandle)"/> can; here it would wait for itself, or for a firing waiting for the lock.
-    /// </summary>
-    private void RetireRefusedTimer()
-    {
-        ITimer? refused = _timer;
-        _timer = null;
-        if (refused is not null)
-        {
-            _ = ThreadPool.UnsafeQueueUserWorkItem(static timer => DisposeRefused(timer), refused, preferLocal: false);
-        }
-    }
-
-    private static void DisposeRefused(ITimer refused)
-    {
-        try
-        {
-            refused.Dispose();
-        }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("disposing the idle ticker's refused timer", error);
-        }
-    }
-
-    /// <summary>False when the timer refused the new due time without throwing (<see cref="ITimer.Change"/> returned false).</summary>
-    private bool TryArmTimer(TimeSpan dueTime)
-    {
-        if (_timer is not null)
-        {
-            return _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
-        }
-
-        _timer = WithoutExecutionContext(() => _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan));
-        return true;
-    }
-
-    /// <summary>
-    /// Makes a timer without the calling thread's execution context: the ticker's timers live as long as the clock,
-    /// and must not carry the first pool's (its AsyncLocals) into every tick of every pool. A timer takes the context
-    /// when it is made; changing its due time later takes none.
-    /// </summary>
-    private static T WithoutExecutionContext<T>(Func<T> make)
-    {
-        if (ExecutionContext.IsFlowSuppressed())
-        {
-            return make();
-        }
-
-        using (ExecutionContext.SuppressFlow())
-        {
-            return make();
         }
     }
 

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics.CodeAnalysis;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -49,40 +50,62 @@ internal sealed class LeakQuarantine
     public long Bytes => Volatile.Read(ref _bytes);
 
     /// <summary>Called on the finalizer thread for a leaked block of <paramref name="tier"/>.</summary>
+    /// <exception cref="OutOfMemoryException">No managed memory for the list: thrown before anything was held or counted.</exception>
     public void Add(NativeMemoryManager buffer, INativeMemoryReleaser tier, string tierName)
     {
-        Interlocked.Increment(ref _reclaimed);
-        ZiporaBuffersEventSource.Log.BufferLeaked(tierName, buffer.Length);
         lock (_lock)
         {
             _held.Add((buffer, tier, _clock.Epoch));
             _bytes += buffer.Length;
         }
 
-        Waiting?.Invoke();
+        Interlocked.Increment(ref _reclaimed);
+        try
+        {
+            ZiporaBuffersEventSource.Log.BufferLeaked(tierName, buffer.Length);
+            Waiting?.Invoke();
+        }
+        catch (OutOfMemoryException)
+        {
+            // The block is held and counted. Out of managed memory only its event, or the wake of a disposed pool's
+            // paused timer, is lost (the next late return or leak wakes it).
+            EventsOffTheCaller.CountLost();
+        }
     }
 
     /// <summary>Returns to their tiers the blocks held for a full delay; called at every tick of the idle clock.</summary>
+    /// <remarks>
+    /// One block at a time, taken off the list under the lock and returned outside it (a tier's return path may take
+    /// its own locks), allocating nothing: out of managed memory, no block can be off the list and not returned.
+    /// </remarks>
     public void ReleaseDue()
     {
-        List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long FoundAt)>? due = null;
+        int below = int.MaxValue;
+        while (TakeDue(ref below, out NativeMemoryManager? buffer, out INativeMemoryReleaser? tier))
+        {
+            tier.Release(buffer);
+        }
+    }
+
+    private bool TakeDue(ref int below, [NotNullWhen(true)] out NativeMemoryManager? buffer, [NotNullWhen(true)] out INativeMemoryReleaser? tier)
+    {
         lock (_lock)
         {
-            for (int i = _held.Count - 1; i >= 0; i--)
+            for (int i = Math.Min(below, _held.Count) - 1; i >= 0; i--)
             {
                 if (_clock.HasWaitedOutDelay(_held[i].FoundAt))
                 {
-                    (due ??= []).Add(_held[i]);
-                    _bytes -= _held[i].Buffer.Length;
+                    (buffer, tier, _) = _held[i];
+                    _bytes -= buffer.Length;
                     _held.RemoveAt(i);
+                    below = i;
+                    return true;
                 }
             }
         }
 
-        // Outside the lock: a tier's return path may take its own locks.
-        foreach ((NativeMemoryManager buffer, INativeMemoryReleaser tier, _) in due ?? [])
-        {
-            tier.Release(buffer);
-        }
+        buffer = null;
+        tier = null;
+        return false;
     }
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
 
@@ -73,8 +74,12 @@ internal sealed class MemoryPressureWatcher
         // The types the background work reports through are made now, while a pool is being made: made first by a
         // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and a
         // type whose initializer failed throws at every later use, for good.
+        // (Their statics too: a type's statics are allocated at its first use, and BackgroundFailures is first used by
+        // the first failure, in a crash report's words from a timer callback at the heap limit.)
         RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
         RuntimeHelpers.RunClassConstructor(typeof(EventsOffTheCaller).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(BackgroundFailures).TypeHandle);
+        _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
         _ = new MemoryPressureWatcher();
         if (MemoryBudget.Current.HasCgroupLimit)
         {
@@ -125,7 +130,20 @@ internal sealed class MemoryPressureWatcher
 
     private static void TrimEveryPool()
     {
-        foreach (IReclaimablePool pool in PoolMetrics.LivePools())
+        // On a timer's callback or a work item, where an exception ends the process; the list is made when memory runs
+        // short, so out of it the pass is reported and skipped (the next one tries again).
+        List<IReclaimablePool> pools;
+        try
+        {
+            pools = PoolMetrics.LivePools();
+        }
+        catch (OutOfMemoryException error)
+        {
+            BackgroundFailures.Report("listing the pools to trim under memory pressure", error);
+            return;
+        }
+
+        foreach (IReclaimablePool pool in pools)
         {
             try
             {

@@ -172,6 +172,34 @@ internal abstract partial class RegionTier
     [MethodImpl(MethodImplOptions.NoInlining)]
     private NativeMemoryManager RentMiss(int classIndex, int size)
     {
+        // Each region holds a place on the list of mappings waiting out their delay from the moment it is mapped, so
+        // letting it go never needs managed memory (a return past the caps lets one go, inside an owner's dispose).
+        _unmaps.ReservePlace();
+        Region region;
+        try
+        {
+            region = MapRegion(classIndex);
+        }
+        catch
+        {
+            _unmaps.CancelPlace();
+            throw;
+        }
+
+        _gate.Enter();
+        CountRentUnsynchronized(classIndex);
+        _misses++;
+        _bytesRequested += size;
+        _bytesInUse += region.Buffer.Length;
+        _bytesRented += region.Buffer.Length;
+        _bytesAllocated += (long)region.MappedLength;
+        _gate.Exit();
+
+        return region.Buffer;
+    }
+
+    private Region MapRegion(int classIndex)
+    {
         if (!TryMap(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
         {
             // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
@@ -186,10 +214,9 @@ internal abstract partial class RegionTier
         // Guarded: the buffer ends where the trailing guard page starts, so a one-byte overrun faults whatever the
         // class size (a class that is not a whole number of pages leaves its slack before the buffer instead).
         nint bufferAddress = _guardPages ? address + (nint)(mappedLength - PageAllocator.PageSize) - BufferLength(classIndex) : address;
-        Region region;
         try
         {
-            region = new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
+            return new Region(this, Pages, classIndex, address, mappedLength, bufferAddress, BufferLength(classIndex), backing);
         }
         catch (OutOfMemoryException)
         {
@@ -197,17 +224,6 @@ internal abstract partial class RegionTier
             _ = Pages.TryUnmap(address, mappedLength, backing, counted: true);
             throw;
         }
-
-        _gate.Enter();
-        CountRentUnsynchronized(classIndex);
-        _misses++;
-        _bytesRequested += size;
-        _bytesInUse += region.Buffer.Length;
-        _bytesRented += region.Buffer.Length;
-        _bytesAllocated += (long)region.MappedLength;
-        _gate.Exit();
-
-        return region.Buffer;
     }
 
     /// <summary>Counts a rent of class <paramref name="classIndex"/> and raises the high-water marks. Caller holds the gate.</summary>

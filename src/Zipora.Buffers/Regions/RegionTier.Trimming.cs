@@ -183,12 +183,13 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
-    /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>).
+    /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>, on
+    /// the place the region reserved there when it was mapped: this allocates nothing).
     /// </summary>
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped);
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true);
         Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
     }
 }

@@ -14,6 +14,7 @@ namespace Zipora.Buffers.Tests;
 /// reservation that drifts or goes below zero (threads carving at once, refused rents, late returns after disposal,
 /// leaked blocks reclaimed through the quarantine, double disposes), and for a block handed to two owners.
 /// </summary>
+[Collection(HeapFiller.AtTheHeapLimit)]
 public sealed partial class AttackRound12Tests
 {
     public static TheoryData<int, int, bool, OwnerMode> SizesCacheOptionsAndModes

@@ -13,6 +13,7 @@ namespace Zipora.Buffers.Tests;
 /// had not let go of with its slab, and a rent that throws after it mapped memory unmaps it: nothing lost, nothing
 /// leaked, whichever allocation it was.
 /// </summary>
+[Collection(HeapFiller.AtTheHeapLimit)]
 public sealed class FailedTrimSafetyTests
 {
     // How far the sweep goes: from a heap with no room at all to one where every trim of the round's state fits.

@@ -5,8 +5,21 @@ using System.Runtime.CompilerServices;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>Fills a process's GC heap to its hard limit, for tests that run out of managed memory on purpose.</summary>
-internal static class HeapFiller
+/// <remarks>
+/// Those tests run their body in a child process under a GC heap hard limit, and in a collection of their own that runs
+/// alone (<see cref="AtTheHeapLimit"/>): a child starved of CPU by the parallel suite spends longer at the limit, where
+/// the runtime's own work (a thread-pool thread, a timer) can run out of memory too, outside the pool.
+/// </remarks>
+[CollectionDefinition(AtTheHeapLimit, DisableParallelization = true)]
+public sealed class HeapFiller
 {
+    /// <summary>The collection of the tests that fill a child process's heap.</summary>
+    public const string AtTheHeapLimit = "tests at the GC heap limit";
+
+    private HeapFiller()
+    {
+    }
+
     /// <summary>
     /// Allocates arrays from <paramref name="largest"/> down to <paramref name="smallest"/> bytes (of 1 MB, 64 KB, 4 KB,
     /// 512, 64 and 24) until none more fits, and holds them: the calling thread's allocation context is spent too, so
