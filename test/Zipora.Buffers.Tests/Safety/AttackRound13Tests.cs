@@ -19,7 +19,6 @@ public sealed partial class AttackRound13Tests
 {
     private const long HeapLimit = 0x10000000;
     private const int RegionSize = 100_000;
-    private const int ReservePiece = 16 * 1024;
 
     // Regions returned each round: the waiting list grows at the 1st, 5th, 9th, 17th and 33rd that is let go of.
     private const int CachedRegions = 40;
@@ -88,7 +87,7 @@ public sealed partial class AttackRound13Tests
             owners.Clear();
             if (headroom >= 0)
             {
-                List<byte[]> reserve = Reserve(headroom);
+                List<byte[]> reserve = HeapFiller.Reserve(headroom);
                 GC.Collect();
                 HeapFiller.Fill(filler, largest: 4096, smallest: 24);
                 reserve.Clear();
@@ -135,18 +134,6 @@ public sealed partial class AttackRound13Tests
         {
             pool.Dispose();
         }
-    }
-
-    /// <summary>Arrays of 16 KB or less, allocated one after another, that together take <paramref name="bytes"/>.</summary>
-    private static List<byte[]> Reserve(int bytes)
-    {
-        var reserve = new List<byte[]>((bytes / ReservePiece) + 1);
-        for (int left = bytes; left > 0; left -= ReservePiece)
-        {
-            reserve.Add(new byte[Math.Min(left, ReservePiece)]);
-        }
-
-        return reserve;
     }
 
     private sealed class FreshPoolSweep

@@ -20,7 +20,6 @@ public sealed class FailedTrimSafetyTests
     private const int MostHeadroom = 384 * 1024;
     private const int HeadroomStep = 4096;
     private const int RegionSize = 100_000;
-    private const int ReservePiece = 16 * 1024;
     private const int RegionRentedAtTheLimit = 1_000_000;
 
     [Fact]
@@ -98,7 +97,7 @@ public sealed class FailedTrimSafetyTests
                     // allocated before the filler, in pieces the small object heap takes, and let go of after it;
                     // the round's garbage is collected before, so the headroom is all the room there is.
                     FillTheCaches(pool, out List<IMemoryOwner<byte>> held);
-                    List<byte[]> reserve = Reserve(headroom);
+                    List<byte[]> reserve = HeapFiller.Reserve(headroom);
                     GC.Collect();
                     HeapFiller.Fill(filler, largest: 4096, smallest: 24);
                     reserve.Clear();
@@ -161,18 +160,6 @@ public sealed class FailedTrimSafetyTests
             sweep.RentsFailed++;
             return null;
         }
-    }
-
-    /// <summary>Arrays of 16 KB or less, allocated one after another, that together take <paramref name="bytes"/>.</summary>
-    private static List<byte[]> Reserve(int bytes)
-    {
-        var reserve = new List<byte[]>((bytes / ReservePiece) + 1);
-        for (int left = bytes; left > 0; left -= ReservePiece)
-        {
-            reserve.Add(new byte[Math.Min(left, ReservePiece)]);
-        }
-
-        return reserve;
     }
 
     private sealed class Sweep

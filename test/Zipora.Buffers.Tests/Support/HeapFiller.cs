@@ -16,8 +16,26 @@ public sealed class HeapFiller
     /// <summary>The collection of the tests that fill a child process's heap.</summary>
     public const string AtTheHeapLimit = "tests at the GC heap limit";
 
+    // The pieces of a reserve: under the large object heap's threshold, so what a reserve frees is small object heap.
+    private const int ReservePiece = 16 * 1024;
+
     private HeapFiller()
     {
+    }
+
+    /// <summary>
+    /// Arrays of 16 KB or less, allocated one after another, that together take <paramref name="bytes"/>: allocated
+    /// before <see cref="Fill(List{byte[]}, int, int)"/> and let go of after it, they leave that much room in one place.
+    /// </summary>
+    public static List<byte[]> Reserve(int bytes)
+    {
+        var reserve = new List<byte[]>((bytes / ReservePiece) + 1);
+        for (int left = bytes; left > 0; left -= ReservePiece)
+        {
+            reserve.Add(new byte[Math.Min(left, ReservePiece)]);
+        }
+
+        return reserve;
     }
 
     /// <summary>
