@@ -13,8 +13,9 @@ namespace Zipora.Buffers;
 /// <remarks>Only slow paths come here (trims, evictions, the pool's disposal), so one lock is enough.</remarks>
 internal sealed class DeferredUnmaps
 {
-    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and
-    // a region let go of inside an owner's dispose takes it, where running out of managed memory must not throw (a monitor's contention allocates nothing).
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a region
+    // let go of inside an owner's dispose takes it, where running out of managed memory must not throw (a monitor's
+    // contention allocates nothing).
     private readonly object _lock = new();
     private readonly List<Mapping> _waiting = [];
 

@@ -19,8 +19,9 @@ internal sealed class IdleReleaser
     private readonly WeakReference<IReclaimablePool> _pool;
     private readonly IdleClock _clock;
     private readonly IdleTicker _ticker;
-    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and
-    // a late return's wake takes it inside an owner's dispose, where running out of managed memory must not throw (a monitor's contention allocates nothing).
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a late
+    // return's wake takes it inside an owner's dispose, where running out of managed memory must not throw (a monitor's
+    // contention allocates nothing).
     private readonly object _pauseLock = new();
     private IReclaimablePool? _heldStrongly;
     private bool _paused;

@@ -65,8 +65,9 @@ internal sealed partial class IdleTicker
 
     private readonly TimeProvider _time;
     private readonly long _startedAt;
-    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and
-    // the ticker's firing takes it where an exception ends the process (a timer's callback, its catch), where running out of managed memory must not throw (a monitor's contention allocates nothing).
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
+    // ticker's firing takes it where an exception ends the process (a timer's callback, its catch), where running out of
+    // managed memory must not throw (a monitor's contention allocates nothing).
     private readonly object _lock = new();
     private readonly PriorityQueue<IdleReleaser, long> _due = new();
     private ITimer? _timer;

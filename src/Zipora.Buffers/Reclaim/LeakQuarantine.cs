@@ -26,8 +26,9 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal sealed class LeakQuarantine
 {
-    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and
-    // the finalizer thread takes it, where running out of managed memory must not throw (a monitor's contention allocates nothing).
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
+    // finalizer thread takes it, where running out of managed memory must not throw (a monitor's contention allocates
+    // nothing).
     private readonly object _lock = new();
     private readonly List<(NativeMemoryManager Buffer, INativeMemoryReleaser Tier, long FoundAt)> _held = [];
     private readonly IdleClock _clock;

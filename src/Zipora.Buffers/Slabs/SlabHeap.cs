@@ -16,8 +16,9 @@ namespace Zipora.Buffers;
 /// </remarks>
 internal sealed partial class SlabHeap
 {
-    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and
-    // a return after the pool's disposal takes it inside an owner's dispose, where running out of managed memory must not throw (a monitor's contention allocates nothing).
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a return
+    // after the pool's disposal takes it inside an owner's dispose, where running out of managed memory must not throw (a
+    // monitor's contention allocates nothing).
     private readonly object _lock = new();
     private readonly PageSource _pages;
     private readonly DeferredUnmaps _unmaps;
