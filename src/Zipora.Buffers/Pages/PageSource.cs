@@ -86,20 +86,7 @@ internal sealed class PageSource
         }
 
         CountFallback(FallbackStep.OSRefusedToPortable);
-        Interlocked.Increment(ref _mapCalls);
-        bool mapped = false;
-        try
-        {
-            mapped = _fallback.TryMap(length, alignment, PageKind.Normal, out address);
-            return mapped;
-        }
-        finally
-        {
-            if (!mapped)
-            {
-                Interlocked.Add(ref _mappedBytes, -(long)length);
-            }
-        }
+        return TryMapReserved(_fallback, length, alignment, PageKind.Normal, out address);
     }
 
     /// <summary>Maps pages of the given kind with no fallback (the caller decides what comes next).</summary>
@@ -111,11 +98,17 @@ internal sealed class PageSource
             return false;
         }
 
+        return TryMapReserved(_allocator, length, alignment, kind, out address);
+    }
+
+    /// <summary>Maps with <paramref name="allocator"/> bytes already reserved against the limit; gives them back when it does not map.</summary>
+    private bool TryMapReserved(PageAllocator allocator, nuint length, nuint alignment, PageKind kind, out nint address)
+    {
         Interlocked.Increment(ref _mapCalls);
         bool mapped = false;
         try
         {
-            mapped = _allocator.TryMap(length, alignment, kind, out address);
+            mapped = allocator.TryMap(length, alignment, kind, out address);
             return mapped;
         }
         finally

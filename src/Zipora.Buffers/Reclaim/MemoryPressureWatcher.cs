@@ -73,12 +73,9 @@ internal sealed class MemoryPressureWatcher
 
         // The types the background work reports through are made now, while a pool is being made: made first by a
         // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and a
-        // type whose initializer failed throws at every later use, for good.
-        // (Their statics too: a type's statics are allocated at its first use, and BackgroundFailures is first used by
-        // the first failure, in a crash report's words from a timer callback at the heap limit.)
+        // type whose initializer failed throws at every later use, for good. Reading a static field makes a type's
+        // statics (BackgroundFailures' were first made by the first failure, in a timer's callback at the limit).
         RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(EventsOffTheCaller).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(BackgroundFailures).TypeHandle);
         _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
         _ = new MemoryPressureWatcher();
         if (MemoryBudget.Current.HasCgroupLimit)
