@@ -161,6 +161,7 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
 
     /// <inheritdoc />
     /// <exception cref="ObjectDisposedException">The manager was disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override Span<byte> GetSpan()
     {
         // Runs on every Memory<byte>.Span: one compare and a span over fixed fields.
@@ -245,6 +246,7 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     internal bool IsReturned => _state == StateReturned;
 
     /// <summary>Hands a returned block out again.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Reactivate()
     {
         Debug.Assert(_state == StateReturned, "only a returned block can be handed out again");
