@@ -29,12 +29,24 @@ internal static class EventsOffTheCaller
     public static void CountLost() => Interlocked.Increment(ref s_lost);
 
     /// <summary>Has <paramref name="write"/> run on a thread-pool thread, after every event posted before it.</summary>
+    /// <exception cref="OutOfMemoryException">The event could not be queued; nothing changed.</exception>
     public static void Post(Action write)
     {
         s_unwritten.Enqueue(write);
-        if (Interlocked.Exchange(ref s_writing, 1) == 0)
+        if (Interlocked.Exchange(ref s_writing, 1) != 0)
+        {
+            return;
+        }
+
+        try
         {
             _ = ThreadPool.UnsafeQueueUserWorkItem(static _ => WriteAll(), (object?)null, preferLocal: false);
+        }
+        catch (OutOfMemoryException)
+        {
+            // The work item could not be made: left set, the flag would keep every later post from queueing one, and
+            // no event would be written again. The event stays queued, written by the next post's work item.
+            Volatile.Write(ref s_writing, 0);
         }
     }
 

@@ -174,15 +174,24 @@ internal sealed class PageSource
     /// </summary>
     private static void ReportUnmapRefused(nuint length)
     {
+        if (!ZiporaBuffersEventSource.Log.IsEnabled())
+        {
+            return;
+        }
+
         try
         {
-            EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.UnmapRefused((long)length));
+            PostUnmapRefused((long)length);
         }
         catch (OutOfMemoryException)
         {
             EventsOffTheCaller.CountLost();
         }
     }
+
+    // A method of its own so that the closure over the length is made inside the guard above, not at its entry (see
+    // BackgroundFailures.PostEvent).
+    private static void PostUnmapRefused(long length) => EventsOffTheCaller.Post(() => ZiporaBuffersEventSource.Log.UnmapRefused(length));
 
     /// <summary>
     /// Drops the pages of a region the pool has let go of but may not unmap yet: resident memory falls now, and a

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
+using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -36,6 +37,23 @@ public sealed class HeapFiller
         }
 
         return reserve;
+    }
+
+    /// <summary>
+    /// Lets a thread that queued thread-pool work end while there is room, and waits for its finalizers: the runtime's
+    /// finalizer of a dead thread's work-queue locals makes a generic static the first time it runs, and at the heap
+    /// limit that ends the process ("Out of memory.", <c>ThreadPoolWorkQueueThreadLocals.Finalize</c> in the crash
+    /// report), whatever the test does. Call before <see cref="Fill(int, int)"/> in a test whose threads queue work.
+    /// </summary>
+    public static void LetTheRuntimeFinalizeAThreadPoolUser()
+    {
+        using var done = new ManualResetEventSlim();
+        var user = new Thread(() => ThreadPool.UnsafeQueueUserWorkItem(static done => done.Set(), done, preferLocal: true));
+        user.Start();
+        user.Join();
+        done.Wait();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
     }
 
     /// <summary>
