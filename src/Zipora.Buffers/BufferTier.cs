@@ -17,7 +17,9 @@ internal abstract class BufferTier
 
     /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them
-    /// their memory is freed instead of cached. Called once, by the pool.
+    /// their memory is freed instead of cached. Called by the pool, again after it threw (out of managed memory): a
+    /// later call finishes what a failed one left, with no buffer lost meanwhile, and a call after one finished does
+    /// nothing.
     /// </summary>
     public abstract void Dispose();
 }

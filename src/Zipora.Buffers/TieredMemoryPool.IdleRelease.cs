@@ -33,6 +33,13 @@ public sealed partial class TieredMemoryPool
         _unmaps.ReleaseDue();
         if (IsDisposed)
         {
+            // A dispose that ran out of managed memory partway, and that nobody called again: each tick tries to finish
+            // it (a failure is reported as this tick's, and the next tries again).
+            if (Volatile.Read(ref _disposed) == DisposeUnfinished)
+            {
+                Dispose();
+            }
+
             // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
 

@@ -150,43 +150,6 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         GC.ReRegisterForFinalize(this);
     }
 
-    /// <summary>
-    /// Disposes a pool dropped without <see cref="MemoryPool{T}.Dispose()"/>, so its native memory goes back to the OS
-    /// as a disposed pool's does: buffers still rented stay valid and are freed when returned, memory returned less
-    /// than one delay ago and leaked blocks in quarantine wait out their delay.
-    /// </summary>
-    /// <remarks>
-    /// Not on the finalizer thread: disposing takes the tiers' locks, waits for threads to leave their caches and makes
-    /// system calls. The work item revives the pool until its memory is drained, as the idle releaser holds any
-    /// disposed pool that still has memory waiting; then nothing refers to it.
-    /// </remarks>
-    ~TieredMemoryPool()
-    {
-        try
-        {
-            _ = ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.DisposeDropped(), this, preferLocal: false);
-        }
-        catch (OutOfMemoryException)
-        {
-            // Nothing may leave a finalizer. Out of managed memory for the work item, the pool waits for a later
-            // collection to try again.
-            GC.ReRegisterForFinalize(this);
-        }
-    }
-
-    /// <summary>The finalizer's work item: nobody calls it to catch what it throws, so a failure is reported (see <see cref="BackgroundFailures"/>).</summary>
-    private void DisposeDropped()
-    {
-        try
-        {
-            Dispose();
-        }
-        catch (Exception error)
-        {
-            BackgroundFailures.Report("disposing a pool dropped without dispose", error);
-        }
-    }
-
     /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;
 
@@ -313,34 +276,6 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
 
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
     internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
-
-    /// <summary>
-    /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
-    /// their memory is freed instead of cached. Memory returned less than one idle delay ago has its pages dropped now
-    /// and is unmapped when the delay is over, and leaked blocks wait out their quarantine untouched: the pool's
-    /// timer lives on until then. Does nothing for <see cref="Shared"/>. A pool dropped without it is disposed by its
-    /// finalizer.
-    /// </summary>
-    protected override void Dispose(bool disposing)
-    {
-        if (ReferenceEquals(this, s_shared) || Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        _idleReleaser.HoldStrongly(this);
-        PoolMetrics.Forget(this);
-        _small.Dispose();
-        _medium.Dispose();
-        _large.Dispose();
-        _huge.Dispose();
-        _drainingAfterDispose = true;
-
-        // A releaser that paused because it found the pool collected (before this work item held it) stays paused
-        // unless woken: memory waiting in the quarantine since then (a leaked block reclaimed in between) would never
-        // be ticked out. Waking a running releaser does nothing; a woken one pauses again at its next tick if nothing waits.
-        _idleReleaser.Wake();
-    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private IMemoryOwner<byte> RentOther(int size)

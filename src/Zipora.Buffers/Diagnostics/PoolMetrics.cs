@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics.Metrics;
-using System.Threading;
 
 namespace Zipora.Buffers;
 
@@ -20,7 +19,9 @@ internal static class PoolMetrics
     // The tier tag of the segmented writers' and streams' instruments: they span the tiers their segments come from.
     public const string SegmentedTier = "segmented";
 
-    private static readonly Lock s_lock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a pool's
+    // dispose takes it, where running out of managed memory must not stop it (a monitor's contention allocates nothing).
+    private static readonly object s_lock = new();
     private static readonly List<WeakReference<TieredMemoryPool>> s_pools = [];
     private static readonly List<WeakReference<TieredArrayPool>> s_arrayPools = [];
     private static readonly Meter s_meter = CreateMeter();
@@ -49,7 +50,14 @@ internal static class PoolMetrics
     {
         lock (s_lock)
         {
-            s_pools.RemoveAll(entry => !entry.TryGetTarget(out TieredMemoryPool? target) || ReferenceEquals(target, pool));
+            // No predicate: a lambda that captures the pool is allocated, and a pool's dispose may run at the GC heap limit.
+            for (int i = s_pools.Count - 1; i >= 0; i--)
+            {
+                if (!s_pools[i].TryGetTarget(out TieredMemoryPool? target) || ReferenceEquals(target, pool))
+                {
+                    s_pools.RemoveAt(i);
+                }
+            }
         }
     }
 

@@ -6,7 +6,9 @@ namespace Zipora.Buffers;
 /// <summary>The region tier's trims, idle release and disposal: emptying the threads' slots safely while their owners run.</summary>
 internal abstract partial class RegionTier
 {
-    private readonly Lock _trimLock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
+    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop it.
+    private readonly object _trimLock = new();
 
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;

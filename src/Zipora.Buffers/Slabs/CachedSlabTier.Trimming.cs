@@ -8,8 +8,14 @@ namespace Zipora.Buffers;
 /// <summary>A cached slab tier's trims, idle release and disposal: emptying the thread caches safely while their owners run.</summary>
 internal abstract partial class CachedSlabTier<TClasses>
 {
-    private readonly Lock _trimLock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
+    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop it.
+    private readonly object _trimLock = new();
     private volatile bool _disposed;
+
+    // Set once a dispose ran to its end, under the trim lock: one that threw partway (out of managed memory) left the
+    // blocks it had not taken where the next finds them.
+    private bool _disposeFinished;
 
     // Adaptive: each class is judged idle on its own, so a class that went cold is given back while the others stay
     // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet).
@@ -47,16 +53,36 @@ internal abstract partial class CachedSlabTier<TClasses>
     {
         lock (_trimLock)
         {
-            _disposed = true;
-            var cached = new List<NativeMemoryManager>();
-            CloseAndEmptyCaches(cached);
-            foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+            if (_disposeFinished)
             {
-                depot.DrainInto(cached, close: true);
+                return;
             }
 
-            _heap.ReleaseCached(cached);
+            // Rents stop first: they pass the caches by from here, and a rent that does sees the tier disposed.
+            _disposed = true;
+            _cachesClosed = true;
+
+            // Room for every block there is (the heap carves no more), before one moves: out of managed memory this
+            // throws with every block where it was, and the next dispose starts again here.
+            var cached = new List<NativeMemoryManager>(_heap.StopCarving());
+            try
+            {
+                CloseAndEmptyCaches(cached);
+                foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+                {
+                    depot.DrainInto(cached, close: true);
+                }
+            }
+            finally
+            {
+                // Also when the draining failed (the room holds every block once; only a block in two caches, a caller's
+                // stale dispose, can need more): the blocks taken out go with their slabs, the next dispose takes the
+                // rest. This allocates nothing.
+                _heap.ReleaseCached(cached);
+            }
+
             _registry.ReleaseSlot();
+            _disposeFinished = true;
         }
     }
 

@@ -145,40 +145,89 @@ internal sealed partial class SlabHeap
         }
     }
 
-    /// <summary>Adds a slab just mapped; out of managed memory for its bookkeeping, unmaps it (nothing was ever in it) and throws.</summary>
+    /// <summary>
+    /// Adds a slab just mapped, with its place on the list of mappings that wait out their delay (so letting it go
+    /// allocates nothing: a return after the pool's disposal lets its slab go inside an owner's dispose); out of managed
+    /// memory for either, unmaps it (nothing was ever in it) and throws.
+    /// </summary>
     private void AddSlabOrUnmap(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
     {
+        bool placed = false;
         try
         {
+            _unmaps.ReservePlace();
+            placed = true;
             AddSlab(new Slab(classIndex, address, length, blockSize, backing));
         }
         catch (OutOfMemoryException)
         {
+            if (placed)
+            {
+                _unmaps.CancelPlace();
+            }
+
             _ = _pages.TryUnmap(address, length, backing, counted: true);
             throw;
         }
     }
 
     /// <summary>
-    /// Called once by the disposing tier with every block it held in its caches: frees the slabs that have no block
-    /// rented, and remembers how many blocks each other slab still waits for.
+    /// The disposing tier's first step: no block is carved from here on. Returns how many blocks there are, and has
+    /// room made for each to come back before the tier's caches are accounted (<see cref="ReleaseAfterDispose"/> then
+    /// allocates nothing).
+    /// </summary>
+    /// <exception cref="OutOfMemoryException">No managed memory for the room: nothing changed.</exception>
+    public int StopCarving()
+    {
+        lock (_lock)
+        {
+            int blocks = 0;
+            foreach (Slab slab in _slabs)
+            {
+                blocks += slab.Carved;
+            }
+
+            _returnedBeforeAccounting.EnsureCapacity(blocks);
+
+            // The free blocks are released with their slabs or, in slabs still in use, for good: none is dropped or
+            // fragmented from now on.
+            Volatile.Write(ref _figures, new long[3 * _classCount]);
+            _disposing = true;
+            return blocks;
+        }
+    }
+
+    /// <summary>
+    /// Called by the disposing tier, after <see cref="StopCarving"/>, with the blocks it took out of its caches: the
+    /// first call remembers how many blocks each slab waits for (all it carved), and every call releases the blocks
+    /// given and frees the slabs that wait for none. A dispose that stopped partway (out of managed memory) calls it
+    /// again with the blocks it took out then. Allocates nothing.
     /// </summary>
     public void ReleaseCached(List<NativeMemoryManager> cached)
     {
         lock (_lock)
         {
-            _disposing = true;
-            foreach (Slab slab in _slabs)
+            if (!_accounted)
             {
-                slab.Outstanding = slab.Carved;
+                foreach (Slab slab in _slabs)
+                {
+                    slab.Outstanding = slab.Carved;
+                }
+
+                _accounted = true;
+                foreach (NativeMemoryManager buffer in _returnedBeforeAccounting)
+                {
+                    _ = ReleaseBlockUnsynchronized(buffer);
+                }
+
+                _returnedBeforeAccounting.Clear();
+                Array.Clear(_currentByClass);
+                _spareSlabs.Clear();
             }
 
-            cached.AddRange(_returnedBeforeAccounting);
-            _returnedBeforeAccounting.Clear();
-            _accounted = true;
             foreach (NativeMemoryManager buffer in cached)
             {
-                ReleaseBlockUnsynchronized(buffer);
+                _ = ReleaseBlockUnsynchronized(buffer);
             }
 
             // Slabs with no block rented have nothing to wait for but the delay of their last returns, which are not
@@ -190,12 +239,6 @@ internal sealed partial class SlabHeap
                     UnmapUnsynchronized(i, _clock.Epoch);
                 }
             }
-
-            Array.Clear(_currentByClass);
-            _spareSlabs.Clear();
-
-            // The cached blocks are released with their slabs or, in slabs still in use, for good.
-            Volatile.Write(ref _figures, new long[3 * _classCount]);
         }
     }
 
@@ -206,7 +249,7 @@ internal sealed partial class SlabHeap
         {
             if (!_accounted)
             {
-                // The tier is still collecting its caches: count this block with them.
+                // The tier is still collecting its caches: count this block with them (in the room StopCarving made).
                 _returnedBeforeAccounting.Add(buffer);
                 return;
             }
@@ -234,7 +277,7 @@ internal sealed partial class SlabHeap
             if (_disposing)
             {
                 // Disposed while mapping: the slab was never used, so nothing can be writing to it.
-                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned);
+                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned, placeReserved: true);
                 ThrowHelper.ThrowPoolDisposed();
             }
 
@@ -281,9 +324,9 @@ internal sealed partial class SlabHeap
     /// <summary>Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>.</summary>
     private void UnmapUnsynchronized(int index, long returnedAt)
     {
-        // Given back first: out of managed memory that throws before anything changed, the slab still the heap's.
+        // Given back first, on the place the slab reserved when it was mapped: this allocates nothing.
         Slab slab = _slabs[index];
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {

@@ -41,7 +41,12 @@ internal sealed class ThreadCacheRegistry<TCache>
     public long Id { get; } = Interlocked.Increment(ref s_lastId);
 
     /// <summary>Held while walking <see cref="Caches"/>, registering or retiring.</summary>
-    public Lock Lock { get; } = new();
+    /// <remarks>
+    /// A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a
+    /// pool's dispose takes it to empty the caches and give the slot back, where running out of managed memory must
+    /// not stop it (a monitor's contention allocates nothing).
+    /// </remarks>
+    public object Lock { get; } = new();
 
     /// <summary>
     /// Whether any cache is registered, read without the lock: a cache registered meanwhile is seen at the next look.

@@ -1,5 +1,4 @@
 using System.Collections.Generic;
-using System.Threading;
 
 namespace Zipora.Buffers;
 
@@ -10,7 +9,9 @@ namespace Zipora.Buffers;
 /// </summary>
 internal static class ThreadCacheSlots
 {
-    private static readonly Lock s_lock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a slot
+    // is given back inside a pool's dispose, where running out of managed memory must not stop it.
+    private static readonly object s_lock = new();
     private static readonly Stack<int> s_free = new();
     private static int s_next;
 
@@ -18,7 +19,14 @@ internal static class ThreadCacheSlots
     {
         lock (s_lock)
         {
-            return s_free.Count > 0 ? s_free.Pop() : s_next++;
+            if (s_free.Count > 0)
+            {
+                return s_free.Pop();
+            }
+
+            // Room on the free list for every slot handed out, made as each is: giving one back then allocates nothing.
+            s_free.EnsureCapacity(s_next + 1);
+            return s_next++;
         }
     }
 
