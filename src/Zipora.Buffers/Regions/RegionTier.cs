@@ -105,7 +105,20 @@ internal abstract partial class RegionTier : BufferTier
     /// <summary>Takes a region back from its owner, on whatever thread disposed it; <paramref name="buffer"/> is its buffer.</summary>
     public void Return(Region region, NativeMemoryManager buffer)
     {
-        RegionThreadCache? cache = FindThreadCache();
+        RegionThreadCache? cache;
+        try
+        {
+            // A thread's first touch of the tier's thread-statics is the runtime's allocation of them (224 bytes
+            // measured): out of managed memory it throws, after the owner marked the block returned. The shared cache
+            // takes the region without them, and allocates nothing.
+            cache = FindThreadCache();
+        }
+        catch (OutOfMemoryException)
+        {
+            ReturnShared(region);
+            return;
+        }
+
         if (cache is not null)
         {
             Volatile.Write(ref cache.InUse, 1);

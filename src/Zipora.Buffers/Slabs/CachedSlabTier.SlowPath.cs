@@ -108,18 +108,9 @@ internal abstract partial class CachedSlabTier<TClasses>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
-        ThreadCache? cache = FindThreadCache();
-        if (cache is null && !TryCreateThreadCacheToReturnInto(out cache))
+        if (!TryFindThreadCacheToReturnInto(out ThreadCache? cache))
         {
-            // A thread whose first touch of the tier is a return could not make its cache: the block goes straight to
-            // the depot, whose room was reserved when it was made, counted as a return of a thread that left.
-            Interlocked.Increment(ref _retiredReturns[classIndex]);
-            if (_depots[classIndex].TryPut(buffer))
-            {
-                return;
-            }
-
-            _heap.ReleaseAfterDispose(buffer);
+            ReleaseWithoutCache(buffer, classIndex);
             return;
         }
 
@@ -185,21 +176,37 @@ internal abstract partial class CachedSlabTier<TClasses>
     }
 
     /// <summary>
-    /// <see cref="CreateThreadCache"/> for a return; <see langword="false"/> when the process is out of managed memory.
-    /// The owner's dispose has already marked the block returned, so a return that threw would lose it for good
-    /// (neither a second dispose nor its finalizer would give it back).
+    /// This thread's cache for a return, made if it has none (<see langword="null"/> once the tier is disposed);
+    /// <see langword="false"/> when the process is out of managed memory for it, or for the registry's thread-statics
+    /// on the thread's first touch. The owner's dispose has already marked the block returned, so a return that threw
+    /// would lose it for good (neither a second dispose nor its finalizer would give it back).
     /// </summary>
-    private bool TryCreateThreadCacheToReturnInto(out ThreadCache? cache)
+    private bool TryFindThreadCacheToReturnInto(out ThreadCache? cache)
     {
         try
         {
-            cache = CreateThreadCache();
+            cache = FindThreadCache() ?? CreateThreadCache();
             return true;
         }
         catch (OutOfMemoryException)
         {
             cache = null;
             return false;
+        }
+    }
+
+    /// <summary>
+    /// A return on a thread without a cache of the tier, which it cannot make or reach (out of managed memory): the
+    /// block goes straight to the depot, whose room was reserved when it was made, counted as a return of a thread
+    /// that left; once the tier is disposed, with its slab. Allocates nothing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReleaseWithoutCache(NativeMemoryManager buffer, int classIndex)
+    {
+        Interlocked.Increment(ref _retiredReturns[classIndex]);
+        if (!_depots[classIndex].TryPut(buffer))
+        {
+            _heap.ReleaseAfterDispose(buffer);
         }
     }
 

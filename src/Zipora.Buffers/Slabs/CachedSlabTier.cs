@@ -111,7 +111,19 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
     public void Release(NativeMemoryManager buffer)
     {
         int classIndex = TClasses.ClassIndexOfBlock(buffer.Length);
-        ThreadCache? cache = TClasses.LastCache;
+        ThreadCache? cache;
+        try
+        {
+            // A thread's first touch of the tier's thread-statics is the runtime's allocation of them (224 bytes
+            // measured): out of managed memory it throws, after the owner marked the block returned.
+            cache = TClasses.LastCache;
+        }
+        catch (OutOfMemoryException)
+        {
+            ReleaseWithoutCache(buffer, classIndex);
+            return;
+        }
+
         if (cache is not null && cache.RegistryId == _cacheId)
         {
             Volatile.Write(ref cache.InUse, 1);
