@@ -10,6 +10,20 @@ namespace Zipora.Buffers.Tests;
 public sealed partial class ArrayPoolAttackTests
 {
     [Fact]
+    public void ForeignArraysLongerThanTheMaximumReturnedNeverDriveTheStatisticsNegative()
+    {
+        // The contract accepts (and drops) any array longer than the pooled maximum; a class-length array never
+        // rented is counted with a rent (its returns raise the rents), so the longer ones must not go below zero either.
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { MaxArrayLength = 4096, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        pool.Return(new byte[4097]);
+        pool.Return(new byte[1 << 20]);
+
+        TieredArrayPoolStatistics statistics = pool.GetStatistics();
+        AssertNoNegativeFigure(statistics);
+        Assert.Equal(0, statistics.BytesInUse);
+    }
+
+    [Fact]
     public void TheMeterReportsWhatTheStatisticsSayForTheArrayTierAfterAStorm()
     {
         string owner = $"attack-{Guid.NewGuid():N}";
