@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -10,18 +11,25 @@ public sealed partial class TieredArrayPool
     {
         ClassTotals totals = ClassTotals.Of(CountByClass(out int threads));
 
-        long unpooledRents = Volatile.Read(ref _unpooledRents);
-        long unpooledBytes = Volatile.Read(ref _unpooledBytesRented);
+        // Any array longer than the maximum is accepted back, rented here or not, and a return read here may be one
+        // whose rent was read before it happened: as for the classes (ClassCounts.CountTheRentsOfEveryReturn), every
+        // return had its rent, so the rents are raised to the returns and no figure falls below zero. The returns are
+        // read first, so a rent and return racing this read only make the rents larger. Exact when callers return only
+        // what they rented and the pool is quiet.
+        long unpooledReturns = Volatile.Read(ref _unpooledReturns);
+        long unpooledBytesReturned = Volatile.Read(ref _unpooledBytesReturned);
+        long unpooledRents = Math.Max(Volatile.Read(ref _unpooledRents), unpooledReturns);
+        long unpooledBytes = Math.Max(Volatile.Read(ref _unpooledBytesRented), unpooledBytesReturned);
         return new TieredArrayPoolStatistics
         {
             Arrays = new TierStatistics
             {
                 Name = "array",
                 Rents = totals.Hits + totals.Misses + unpooledRents,
-                Returns = totals.Returns + Volatile.Read(ref _unpooledReturns),
+                Returns = totals.Returns + unpooledReturns,
                 CacheHits = totals.Hits,
                 CacheMisses = totals.Misses + unpooledRents,
-                BytesInUse = totals.BytesInUse + unpooledBytes - Volatile.Read(ref _unpooledBytesReturned),
+                BytesInUse = totals.BytesInUse + unpooledBytes - unpooledBytesReturned,
                 BytesRetained = totals.BytesCached,
                 BytesRented = totals.BytesRented + unpooledBytes,
                 BytesAllocated = totals.BytesAllocated + unpooledBytes,
