@@ -76,6 +76,19 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
     /// <summary>The arrays of a class the cache holds: those in its slots, less those a trim abandoned with them.</summary>
     public int HeldOf(int classIndex) => Volatile.Read(ref StackOf(classIndex).Count) - Volatile.Read(ref TrimmedCount[classIndex]);
 
+    /// <summary>
+    /// The arrays of a class the cache holds: none while a trim has abandoned its slots. Then
+    /// <paramref name="unsettled"/> is what rents and returns racing the trim took from (negative) or put into those
+    /// slots, which the owner settles into the evicted bytes when it next reaches the class; 0 otherwise.
+    /// </summary>
+    public int CachedOf(int classIndex, out int unsettled)
+    {
+        bool abandoned = Volatile.Read(ref StackOf(classIndex).Items) == NoStack;
+        int held = HeldOf(classIndex);
+        unsettled = abandoned ? held : 0;
+        return abandoned ? 0 : held;
+    }
+
     /// <summary>The rents of a class on this thread that found an array (see <see cref="NetTransfers"/>).</summary>
     public long HitsOf(int classIndex) =>
         Volatile.Read(ref StackOf(classIndex).Returns) - HeldOf(classIndex) + Volatile.Read(ref NetTransfers[classIndex])

@@ -127,15 +127,16 @@ public sealed partial class TieredArrayPool
 
         // The count a trim saw went to the evicted bytes; whatever rents and returns racing it did to the abandoned
         // slots since is settled here. Both counts are cleared before the new slots are published, which the trim
-        // reads first.
+        // reads first. The evicted bytes take the difference only once the new slots are published: until then the
+        // statistics count it from the abandoned stack (see CountByClass), and never both.
         ref int trimmedCount = ref cache.TrimmedCount[classIndex];
         long racing = stack.Count - trimmedCount;
         cache.TrimCorrection[classIndex] += racing;
-        Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);
         stack.Count = 0;
         Volatile.Write(ref trimmedCount, 0);
         slots = new byte[_capacities[classIndex]][];
         Volatile.Write(ref stack.Items, slots);
+        Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);
         return slots;
     }
 

@@ -9,7 +9,7 @@ public sealed partial class TieredArrayPool
     /// <summary>A snapshot of what the pool has done and holds.</summary>
     public TieredArrayPoolStatistics GetStatistics()
     {
-        ClassTotals totals = ClassTotals.Of(CountByClass(out int threads));
+        ClassTotals totals = ClassTotals.Of(CountByClass(out int threads, out long evictedBytes));
 
         // Any array longer than the maximum is accepted back, rented here or not, and a return read here may be one
         // whose rent was read before it happened: as for the classes (ClassCounts.CountTheRentsOfEveryReturn), every
@@ -33,20 +33,29 @@ public sealed partial class TieredArrayPool
                 BytesRetained = totals.BytesCached,
                 BytesRented = totals.BytesRented + unpooledBytes,
                 BytesAllocated = totals.BytesAllocated + unpooledBytes,
-                BytesEvicted = Volatile.Read(ref _evictedBytes),
+                BytesEvicted = evictedBytes,
             },
             UnpooledRents = unpooledRents,
             ThreadCaches = threads,
         };
     }
 
-    /// <summary>Every thread's counters and cached arrays, summed per class; <paramref name="threads"/> is the number of caches.</summary>
-    private ClassCounts[] CountByClass(out int threads)
+    /// <summary>
+    /// Every thread's counters and cached arrays, summed per class; <paramref name="threads"/> is the number of caches,
+    /// <paramref name="evictedBytes"/> the bytes dropped, with those that operations racing a trim put into the slots it
+    /// abandoned (or took out of them) and that their threads have not settled yet.
+    /// </summary>
+    private ClassCounts[] CountByClass(out int threads, out long evictedBytes)
     {
         var byClass = new ClassCounts[_classLengths.Length];
         lock (_registry.Lock)
         {
             _registry.RetireExitedUnsynchronized();
+
+            // Read before the stacks, under the lock: a trim adds what it abandons under this lock, and an owner adds
+            // what it settles only after it installed fresh slots (see SlotsOf), so an abandoned stack read below has
+            // not been settled into this figure, and the sum never counts its difference twice nor goes below zero.
+            evictedBytes = Volatile.Read(ref _evictedBytes);
             for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
             {
                 ref ClassCounts counts = ref byClass[classIndex];
@@ -60,7 +69,8 @@ public sealed partial class TieredArrayPool
                     counts.Hits += cache.HitsOf(classIndex);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
                     counts.Returns += Volatile.Read(ref cache.StackOf(classIndex).Returns);
-                    counts.Cached += cache.HeldOf(classIndex);
+                    counts.Cached += cache.CachedOf(classIndex, out int unsettled);
+                    evictedBytes += (long)unsettled * counts.Size;
                 }
 
                 counts.CountTheRentsOfEveryReturn();

@@ -29,7 +29,7 @@ public sealed partial class TieredArrayPool
             return;
         }
 
-        bool[]? idle = _idleness.IdleClasses(CountByClass(out _), now);
+        bool[]? idle = _idleness.IdleClasses(CountByClass(out _, out _), now);
         if (idle is not null)
         {
             DropCached(idle);
@@ -58,6 +58,10 @@ public sealed partial class TieredArrayPool
                         }
                     }
                 }
+
+                // Counted under the registry's lock, with the abandoning: statistics read there see the stacks and
+                // this figure change together (see CountByClass).
+                Interlocked.Add(ref _evictedBytes, dropped);
             }
 
             var drained = new List<byte[]>();
@@ -76,7 +80,7 @@ public sealed partial class TieredArrayPool
             }
 
             Interlocked.Add(ref _depotBytes, -depotBytes);
-            Interlocked.Add(ref _evictedBytes, dropped + depotBytes);
+            Interlocked.Add(ref _evictedBytes, depotBytes);
         }
     }
 

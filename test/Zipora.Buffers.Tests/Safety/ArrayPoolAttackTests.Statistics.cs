@@ -101,9 +101,11 @@ public sealed partial class ArrayPoolAttackTests
 
             pool.Trim();
             TieredArrayPoolStatistics statistics = pool.GetStatistics();
-            if (statistics.BytesRetained != 0 || statistics.Arrays.BytesInUse < 0)
+            TierStatistics arrays = statistics.Arrays;
+            if (statistics.BytesRetained != 0 || arrays.BytesInUse < 0 || arrays.BytesEvicted < 0
+                || arrays.BytesAllocated != arrays.BytesInUse + arrays.BytesRetained + arrays.BytesEvicted)
             {
-                failures.Add($"round {round}: after a trim with every thread parked, {statistics.BytesRetained} bytes retained, {statistics.Arrays.BytesEvicted} evicted");
+                failures.Add($"round {round}: after a trim with every thread parked, {arrays.BytesRetained} bytes retained, {arrays.BytesEvicted} evicted, {arrays.BytesInUse} in use, {arrays.BytesAllocated} allocated");
             }
 
             rounds++;
