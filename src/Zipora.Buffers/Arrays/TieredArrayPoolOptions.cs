@@ -16,8 +16,15 @@ public sealed class TieredArrayPoolOptions
     /// </summary>
     public int MaxArrayLength { get; set; } = ArraySizeClasses.MaxLength;
 
-    /// <summary>Most arrays of one size class a thread keeps for itself; 0 turns per-thread caching off. Default 128.</summary>
+    /// <summary>
+    /// Most arrays of one size class a thread keeps for itself, from 0 (per-thread caching off) to 65,536; default 128.
+    /// A thread's stack of a class gets its slots whole on the class's first use (8 bytes per array it may hold), so a
+    /// count meant as "no limit" would cost every thread up to a gigabyte per class before it cached anything.
+    /// </summary>
     public int ThreadCacheMaxArrays { get; set; } = 128;
+
+    /// <summary>The largest <see cref="ThreadCacheMaxArrays"/>: 512 KB of slots per class a thread uses, at most.</summary>
+    internal const int MaxThreadCacheArrays = 1 << 16;
 
     /// <summary>
     /// Most bytes of one size class a thread keeps for itself; a class longer than this keeps one array per thread (as
@@ -70,7 +77,11 @@ public sealed class TieredArrayPoolOptions
             throw new ArgumentNullException(nameof(TimeProvider), "TieredArrayPoolOptions.TimeProvider must not be null.");
         }
 
-        RequireNotNegative(ThreadCacheMaxArrays, nameof(ThreadCacheMaxArrays));
+        if (ThreadCacheMaxArrays is < 0 or > MaxThreadCacheArrays)
+        {
+            throw Invalid(nameof(ThreadCacheMaxArrays), $"must be from 0 to {MaxThreadCacheArrays}, but is {ThreadCacheMaxArrays}.");
+        }
+
         RequireNotNegative(ThreadCacheMaxBytesPerClass, nameof(ThreadCacheMaxBytesPerClass));
         RequireNotNegative(SharedCacheMaxBytes, nameof(SharedCacheMaxBytes));
         RequireNotNegative(PinnedThreshold, nameof(PinnedThreshold));

@@ -10,6 +10,8 @@ public sealed partial class ArrayPoolAttackTests
     [InlineData(int.MaxValue, int.MaxValue, 16)]
     [InlineData(int.MaxValue, int.MaxValue, 4096)]
     [InlineData(int.MaxValue, 4 * 1024 * 1024, 16)]
+    [InlineData(65_537, int.MaxValue, 16)]
+    [InlineData(65_536, int.MaxValue, 16)]
     public void ACountOfCachedArraysTooLargeToMeanAnythingIsRefusedByNameOrCostsTheFirstRentNoMoreThanAFewMegabytes(int threadCacheMaxArrays, int threadCacheMaxBytesPerClass, int length)
     {
         // "No limit" written as int.MaxValue: a thread's stack of a class is allocated whole on the class's first rent,

@@ -177,6 +177,8 @@ public sealed partial class ArrayPoolAttackTests
         { nameof(TieredArrayPoolOptions.MaxArrayLength), options => options.MaxArrayLength = Array.MaxLength },
         { nameof(TieredArrayPoolOptions.MaxArrayLength), options => options.MaxArrayLength = int.MaxValue },
         { nameof(TieredArrayPoolOptions.ThreadCacheMaxArrays), options => options.ThreadCacheMaxArrays = -1 },
+        { nameof(TieredArrayPoolOptions.ThreadCacheMaxArrays), options => options.ThreadCacheMaxArrays = 65_537 },
+        { nameof(TieredArrayPoolOptions.ThreadCacheMaxArrays), options => options.ThreadCacheMaxArrays = int.MaxValue },
         { nameof(TieredArrayPoolOptions.ThreadCacheMaxBytesPerClass), options => options.ThreadCacheMaxBytesPerClass = int.MinValue },
         { nameof(TieredArrayPoolOptions.SharedCacheMaxBytes), options => options.SharedCacheMaxBytes = -1 },
         { nameof(TieredArrayPoolOptions.PinnedThreshold), options => options.PinnedThreshold = -16 },
@@ -206,6 +208,7 @@ public sealed partial class ArrayPoolAttackTests
         {
             new TieredArrayPoolOptions { ThreadCacheMaxArrays = 0, ThreadCacheMaxBytesPerClass = 0, SharedCacheMaxBytes = 0, PinnedThreshold = 0 },
             new TieredArrayPoolOptions { ThreadCacheMaxArrays = 1, ThreadCacheMaxBytesPerClass = 1, SharedCacheMaxBytes = long.MaxValue, PinnedThreshold = int.MaxValue },
+            new TieredArrayPoolOptions { ThreadCacheMaxArrays = 65_536, ThreadCacheMaxBytesPerClass = int.MaxValue },
             new TieredArrayPoolOptions { IdleReleaseDelay = TimeSpan.FromTicks(1) },
             new TieredArrayPoolOptions { IdleReleaseDelay = TimeSpan.MaxValue },
         })
