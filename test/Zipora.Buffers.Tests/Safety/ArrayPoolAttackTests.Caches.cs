@@ -103,6 +103,82 @@ public sealed partial class ArrayPoolAttackTests
     }
 
     [Fact]
+    public void IdleReleaseTakesTheQuietClassFromAParkedThreadAndTheDepotButNeverTheClassABusyThreadUses()
+    {
+        var time = new FakeTimeProvider();
+        TimeSpan delay = TimeSpan.FromSeconds(1);
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { ThreadCacheMaxArrays = 4, IdleReleaseDelay = delay, TimeProvider = time });
+        using var park = new ManualResetEventSlim();
+        using var quietFilled = new ManualResetEventSlim();
+        long busyRounds = 0;
+        long overwritten = 0;
+        int stop = 0;
+
+        // The quiet class: eight 8 KB arrays on a thread that then parks (four in its stack, the rest in the depot).
+        var quiet = new Thread(() =>
+        {
+            var held = new List<byte[]>();
+            for (int i = 0; i < 8; i++)
+            {
+                held.Add(pool.Rent(8192));
+            }
+
+            held.ForEach(array => pool.Return(array));
+            quietFilled.Set();
+            park.Wait();
+        });
+
+        // The busy class: rented and returned in bursts of three, at full speed, on another thread.
+        var busy = new Thread(() =>
+        {
+            var random = new Random(3);
+            while (Volatile.Read(ref stop) == 0)
+            {
+                byte[] first = pool.Rent(1024);
+                byte[] second = pool.Rent(1024);
+                byte[] third = pool.Rent(1024);
+                long stamp = random.NextInt64();
+                Stamp(first, stamp);
+                Stamp(second, stamp + 1);
+                Stamp(third, stamp + 2);
+                if (!HasStamp(first, stamp) || !HasStamp(second, stamp + 1) || !HasStamp(third, stamp + 2))
+                {
+                    Interlocked.Increment(ref overwritten);
+                }
+
+                pool.Return(third);
+                pool.Return(second);
+                pool.Return(first);
+                Interlocked.Increment(ref busyRounds);
+            }
+        });
+        quiet.IsBackground = true;
+        busy.IsBackground = true;
+        quiet.Start();
+        quietFilled.Wait();
+        busy.Start();
+
+        // A tick only once the busy thread has moved since the last one: its class is never quiet for a delay.
+        for (int tick = 0; tick < 24; tick++)
+        {
+            long seen = Volatile.Read(ref busyRounds);
+            Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref busyRounds) > seen + 1, TimeSpan.FromSeconds(30)), "the busy thread stopped");
+            time.Advance(delay / 4);
+        }
+
+        Volatile.Write(ref stop, 1);
+        busy.Join();
+        TieredArrayPoolStatistics statistics = pool.GetStatistics();
+        park.Set();
+        quiet.Join();
+
+        Assert.Equal(0, Interlocked.Read(ref overwritten));
+        Assert.Equal(3 * 1024, statistics.BytesRetained);
+        Assert.Equal(8 + 3, statistics.Arrays.CacheMisses);
+        Assert.Equal(8 * 8192, statistics.Arrays.BytesEvicted);
+    }
+
+    [Fact]
     public void APoolDroppedWithArraysInAParkedThreadsCacheTheDepotAndAnExitedThreadsCacheLeavesNothingReachable()
     {
         using var park = new ManualResetEventSlim();
