@@ -24,6 +24,34 @@ public sealed partial class ArrayPoolAttackTests
     }
 
     [Fact]
+    public void AnArrayDroppedOnReturnCountsAsEvictedWhetherItIsOfAClassOrLongerThanTheMaximum()
+    {
+        // No thread cache and no depot: a class array returned is dropped, and counted as evicted.
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions
+        {
+            MaxArrayLength = 4096,
+            ThreadCacheMaxArrays = 0,
+            SharedCacheMaxBytes = 0,
+            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
+        });
+        pool.Return(pool.Rent(100));
+        Assert.Equal(128, pool.GetStatistics().Arrays.BytesEvicted);
+
+        // An array longer than the maximum is dropped on return too.
+        byte[] returned = pool.Rent(10_000);
+        byte[] kept = pool.Rent(5000);
+        pool.Return(returned);
+
+        TierStatistics arrays = pool.GetStatistics().Arrays;
+        Assert.Equal(128 + 10_000 + 5000, arrays.BytesAllocated);
+        Assert.Equal(5000, arrays.BytesInUse);
+        Assert.Equal(0, arrays.BytesRetained);
+        Assert.Equal(128 + 10_000, arrays.BytesEvicted);
+        Assert.Equal(arrays.BytesAllocated, arrays.BytesInUse + arrays.BytesRetained + arrays.BytesEvicted);
+        pool.Return(kept);
+    }
+
+    [Fact]
     public void AfterAStormOfTrimsAndOneMoreTrimWithTheThreadsParkedNothingIsRetainedAndNoFigureIsNegative()
     {
         // A trim abandons a thread's slots while the thread may be in a rent or a return on them; the thread settles
