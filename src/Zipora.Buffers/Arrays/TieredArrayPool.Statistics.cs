@@ -33,7 +33,8 @@ public sealed partial class TieredArrayPool
                 BytesRetained = totals.BytesCached,
                 BytesRented = totals.BytesRented + unpooledBytes,
                 BytesAllocated = totals.BytesAllocated + unpooledBytes,
-                BytesEvicted = evictedBytes,
+                // A long array is dropped on return, as a class array past the depot's cap is: evicted.
+                BytesEvicted = evictedBytes + unpooledBytesReturned,
             },
             UnpooledRents = unpooledRents,
             ThreadCaches = threads,

@@ -68,6 +68,7 @@ public sealed partial class ArrayPoolAttackTests
                 live.ForEach(entry => inUse += entry.Array.Length);
                 Assert.Equal(inUse, statistics.BytesInUse);
                 Assert.Equal(statistics.Arrays.Rents, statistics.Arrays.Returns + live.Count);
+                Assert.Equal(statistics.Arrays.BytesAllocated, statistics.BytesInUse + statistics.BytesRetained + statistics.Arrays.BytesEvicted);
             }
         }
     }
