@@ -151,6 +151,73 @@ public sealed partial class ArrayPoolAttackTests
     }
 
     [Fact]
+    public void StatisticsReadWhileTrimsRaceRentsAndReturnsNeverShowANegativeFigure()
+    {
+        var pool = new TieredArrayPool(new TieredArrayPoolOptions { ThreadCacheMaxArrays = 4, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        int stop = 0;
+        string? negative = null;
+        var threads = new List<Thread>();
+        for (int w = 0; w < 2; w++)
+        {
+            int seed = w;
+            threads.Add(new Thread(() =>
+            {
+                var random = new Random(seed);
+                var held = new List<byte[]>();
+                while (Volatile.Read(ref stop) == 0)
+                {
+                    held.Add(pool.Rent(16 << random.Next(6)));
+                    if (held.Count > 6 || random.Next(3) == 0)
+                    {
+                        int index = random.Next(held.Count);
+                        pool.Return(held[index]);
+                        held.RemoveAt(index);
+                    }
+                }
+
+                held.ForEach(array => pool.Return(array));
+            }));
+        }
+
+        threads.Add(new Thread(() =>
+        {
+            while (Volatile.Read(ref stop) == 0)
+            {
+                pool.Trim();
+            }
+        }));
+        foreach (Thread thread in threads)
+        {
+            thread.Start();
+        }
+
+        int reads = 0;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (watch.ElapsedMilliseconds < 1000 && negative is null)
+        {
+            TieredArrayPoolStatistics statistics = pool.GetStatistics();
+            TierStatistics arrays = statistics.Arrays;
+            if (arrays.BytesRetained < 0 || arrays.BytesEvicted < 0 || arrays.BytesInUse < 0 || arrays.CacheHits < 0 || arrays.Rents < arrays.Returns)
+            {
+                negative = statistics.ToString() + $", evicted {arrays.BytesEvicted}";
+            }
+
+            reads++;
+        }
+
+        Volatile.Write(ref stop, 1);
+        foreach (Thread thread in threads)
+        {
+            thread.Join();
+        }
+
+        Assert.True(negative is null, $"read {reads}: {negative}");
+        TierStatistics quiet = pool.GetStatistics().Arrays;
+        Assert.Equal(0, quiet.BytesInUse);
+        Assert.Equal(quiet.BytesAllocated, quiet.BytesRetained + quiet.BytesEvicted);
+    }
+
+    [Fact]
     public void TheMeterReportsWhatTheStatisticsSayForTheArrayTierAfterAStorm()
     {
         string owner = $"attack-{Guid.NewGuid():N}";
