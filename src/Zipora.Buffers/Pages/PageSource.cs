@@ -174,11 +174,6 @@ internal sealed class PageSource
     /// </summary>
     private static void ReportUnmapRefused(nuint length)
     {
-        if (!ZiporaBuffersEventSource.Log.IsEnabled())
-        {
-            return;
-        }
-
         try
         {
             PostUnmapRefused((long)length);

@@ -43,7 +43,8 @@ public sealed class HeapFiller
     /// Lets a thread that queued thread-pool work end while there is room, and waits for its finalizers: the runtime's
     /// finalizer of a dead thread's work-queue locals makes a generic static the first time it runs, and at the heap
     /// limit that ends the process ("Out of memory.", <c>ThreadPoolWorkQueueThreadLocals.Finalize</c> in the crash
-    /// report), whatever the test does. Call before <see cref="Fill(int, int)"/> in a test whose threads queue work.
+    /// report), whatever the test does. Every child of <see cref="IsolatedProcess.RunsElsewhereAtHeapLimit"/> calls it
+    /// before its test.
     /// </summary>
     public static void LetTheRuntimeFinalizeAThreadPoolUser()
     {
