@@ -95,7 +95,7 @@ public sealed partial class AttackRound12Tests
     public void AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack()
     {
         // In a process of its own under a GC heap hard limit (a container's), filled to the limit.
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound12Tests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack), 0x10000000))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound12Tests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack)))
         {
             return;
         }

@@ -17,7 +17,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(HeapFiller.AtTheHeapLimit)]
 public sealed partial class AttackRound13Tests
 {
-    private const long HeapLimit = 0x10000000;
     private const int RegionSize = 100_000;
 
     // Regions returned each round: the waiting list grows at the 1st, 5th, 9th, 17th and 33rd that is let go of.
@@ -27,7 +26,7 @@ public sealed partial class AttackRound13Tests
     [Fact]
     public void RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound13Tests), nameof(RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion), HeapLimit))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound13Tests), nameof(RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion)))
         {
             return;
         }
@@ -87,10 +86,7 @@ public sealed partial class AttackRound13Tests
             owners.Clear();
             if (headroom >= 0)
             {
-                List<byte[]> reserve = HeapFiller.Reserve(headroom);
-                GC.Collect();
-                HeapFiller.Fill(filler, largest: 4096, smallest: 24);
-                reserve.Clear();
+                HeapFiller.FillLeaving(filler, headroom);
             }
 
             // Failed: thrown here, or in background work it ran (a tick reports what it threw and goes on).

@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Concurrent;
-using System.Collections.Generic;
 using System.Diagnostics.Tracing;
 using System.Threading;
 
@@ -14,7 +13,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(HeapFiller.AtTheHeapLimit)]
 public sealed class BackgroundReportSafetyTests
 {
-    private const long HeapLimit = 0x10000000;
     private const int ReportsAtTheLimit = 2_000;
 
     /// <summary>
@@ -50,7 +48,7 @@ public sealed class BackgroundReportSafetyTests
     [Fact]
     public void ReportsAtTheHeapLimitNeverThrowAndEventsFlowAgainAfterIt()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(BackgroundReportSafetyTests), nameof(ReportsAtTheHeapLimitNeverThrowAndEventsFlowAgainAfterIt), HeapLimit))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(BackgroundReportSafetyTests), nameof(ReportsAtTheHeapLimitNeverThrowAndEventsFlowAgainAfterIt)))
         {
             return;
         }
@@ -63,26 +61,13 @@ public sealed class BackgroundReportSafetyTests
 
         Exception? thrown = null;
         int reported = 0;
-        var worker = new Thread(() =>
+        var worker = new Thread(() => thrown = HeapFiller.OutOfMemoryFrom(() =>
         {
-            var filler = new List<byte[]>(400_000);
-            GC.Collect();
-            HeapFiller.Fill(filler, largest: 4096, smallest: 24);
-            try
+            for (; reported < ReportsAtTheLimit; reported++)
             {
-                for (; reported < ReportsAtTheLimit; reported++)
-                {
-                    BackgroundFailures.Report("a report at the heap limit", error);
-                }
+                BackgroundFailures.Report("a report at the heap limit", error);
             }
-            catch (OutOfMemoryException caught)
-            {
-                thrown = caught;
-            }
-
-            filler.Clear();
-            GC.Collect();
-        });
+        }));
         worker.Start();
         worker.Join();
 

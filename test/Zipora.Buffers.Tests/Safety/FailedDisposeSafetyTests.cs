@@ -24,7 +24,7 @@ public sealed class FailedDisposeSafetyTests
     [Fact]
     public void ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByTheCallersRetry()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FailedDisposeSafetyTests), nameof(ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByTheCallersRetry), 0x10000000))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FailedDisposeSafetyTests), nameof(ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByTheCallersRetry)))
         {
             return;
         }
@@ -35,7 +35,7 @@ public sealed class FailedDisposeSafetyTests
     [Fact]
     public void ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByThePoolsTimer()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FailedDisposeSafetyTests), nameof(ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByThePoolsTimer), 0x10000000))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FailedDisposeSafetyTests), nameof(ADisposeThatRunsOutOfManagedMemoryPartwayIsFinishedByThePoolsTimer)))
         {
             return;
         }
@@ -100,10 +100,7 @@ public sealed class FailedDisposeSafetyTests
         OutOfMemoryException? thrown = null;
         if (counted)
         {
-            List<byte[]> reserve = HeapFiller.Reserve(headroom);
-            GC.Collect();
-            HeapFiller.Fill(filler, largest: 4096, smallest: 24);
-            reserve.Clear();
+            HeapFiller.FillLeaving(filler, headroom);
         }
 
         try

@@ -21,7 +21,7 @@ public sealed class FirstTouchReturnSafetyTests
     [Fact]
     public void AReturnThatIsItsThreadsFirstTouchOfTheTierAtTheHeapLimitKeepsTheBlock()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FirstTouchReturnSafetyTests), nameof(AReturnThatIsItsThreadsFirstTouchOfTheTierAtTheHeapLimitKeepsTheBlock), 0x10000000))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(FirstTouchReturnSafetyTests), nameof(AReturnThatIsItsThreadsFirstTouchOfTheTierAtTheHeapLimitKeepsTheBlock)))
         {
             return;
         }

@@ -40,6 +40,46 @@ public sealed class HeapFiller
     }
 
     /// <summary>
+    /// Fills the heap into <paramref name="filler"/> with arrays of 4 KB down to 24 bytes, but for
+    /// <paramref name="headroom"/> bytes in one place: a <see cref="Reserve"/> allocated first, the garbage collected,
+    /// then the fill, then the reserve let go of. So the headroom is all the room there is.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void FillLeaving(List<byte[]> filler, int headroom)
+    {
+        List<byte[]> reserve = Reserve(headroom);
+        GC.Collect();
+        Fill(filler, largest: 4096, smallest: 24);
+        reserve.Clear();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="atTheLimit"/> with the heap full (arrays of 4 KB down to 24 bytes, the calling thread's
+    /// allocation context spent), then lets the heap go; returns what it threw for want of memory, if anything. No
+    /// reserve is made: even an empty one is garbage a failing allocation's collection would find room in.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static OutOfMemoryException? OutOfMemoryFrom(Action atTheLimit)
+    {
+        var filler = new List<byte[]>(400_000);
+        GC.Collect();
+        Fill(filler, largest: 4096, smallest: 24);
+        OutOfMemoryException? thrown = null;
+        try
+        {
+            atTheLimit();
+        }
+        catch (OutOfMemoryException error)
+        {
+            thrown = error;
+        }
+
+        filler.Clear();
+        GC.Collect();
+        return thrown;
+    }
+
+    /// <summary>
     /// Lets a thread that queued thread-pool work end while there is room, and waits for its finalizers: the runtime's
     /// finalizer of a dead thread's work-queue locals makes a generic static the first time it runs, and at the heap
     /// limit that ends the process ("Out of memory.", <c>ThreadPoolWorkQueueThreadLocals.Finalize</c> in the crash

@@ -19,6 +19,9 @@ internal static partial class IsolatedProcess
 {
     private const string Variable = "ZIPORA_TESTS_ISOLATED";
 
+    /// <summary>The GC heap hard limit of the children that fill their heap: 256 MB, as in a container with about 340 MB.</summary>
+    public const long ContainerHeapLimit = 0x10000000;
+
     public static bool RunsElsewhere(Type testClass, string method)
     {
         if (IsChildFor(testClass, method))
@@ -77,7 +80,7 @@ internal static partial class IsolatedProcess
     /// room before the test (<see cref="HeapFiller.LetTheRuntimeFinalizeAThreadPoolUser"/>).
     /// </para>
     /// </remarks>
-    public static bool RunsElsewhereAtHeapLimit(Type testClass, string method, long heapHardLimit)
+    public static bool RunsElsewhereAtHeapLimit(Type testClass, string method, long heapHardLimit = ContainerHeapLimit)
     {
         if (IsChildFor(testClass, method))
         {
