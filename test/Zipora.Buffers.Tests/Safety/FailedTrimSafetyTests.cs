@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
@@ -35,8 +36,9 @@ public sealed class FailedTrimSafetyTests
         foreach (bool reuseOwners in new[] { false, true })
         {
             var time = new FakeTimeProvider();
-            using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
-            Sweep sweep = SweepTheHeadroom(pool, time, filler);
+            var mappings = new LiveMappingsAllocator();
+            using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, PageAllocator = mappings });
+            Sweep sweep = SweepTheHeadroom(pool, time, filler, mappings);
 
             // Whatever else ran out of memory meanwhile (the pools' ticks and pressure trims) was this test's doing.
             BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
@@ -59,6 +61,8 @@ public sealed class FailedTrimSafetyTests
             DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, what);
             SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
             statistics = pool.GetStatistics();
+            (nint Address, nuint Length, long MappedAt, int Tag)[] live = mappings.Live();
+            Assert.True(live.Length == 0, $"{what}: {live.Length} mappings still mapped with nothing rented and everything trimmed: {string.Join(", ", live.Select(m => $"0x{m.Address:x} ({m.Length} bytes, map {m.MappedAt}, round {m.Tag}: {sweep.Outcome(m.Tag)})"))}\n{statistics}");
             Assert.True(statistics.MmapCalls == statistics.MunmapCalls, $"{what}: {statistics.MmapCalls} mappings made and {statistics.MunmapCalls} unmapped with nothing rented and everything trimmed: a mapping leaked\n{statistics}");
 
             // And no block was left in two places: everything rented now is disjoint.
@@ -78,7 +82,7 @@ public sealed class FailedTrimSafetyTests
     /// blocks in three slab classes and a region, each trimmed and rented from with a little more of the heap free
     /// than the round before.
     /// </summary>
-    private static Sweep SweepTheHeadroom(TieredMemoryPool pool, FakeTimeProvider time, List<byte[]> filler)
+    private static Sweep SweepTheHeadroom(TieredMemoryPool pool, FakeTimeProvider time, List<byte[]> filler, LiveMappingsAllocator mappings)
     {
         var sweep = new Sweep();
         var worker = new Thread(() =>
@@ -93,6 +97,7 @@ public sealed class FailedTrimSafetyTests
 
                 for (int headroom = 0; headroom <= MostHeadroom; headroom += HeadroomStep, sweep.Rounds++)
                 {
+                    mappings.Tag = sweep.Rounds;
                     // The round's state, then a heap filled but for `headroom` bytes in one place: the reserve is
                     // allocated before the filler, in pieces the small object heap takes, and let go of after it;
                     // the round's garbage is collected before, so the headroom is all the room there is.
@@ -102,6 +107,7 @@ public sealed class FailedTrimSafetyTests
                     // Rents that must map (the round before trimmed everything): a region, and a slab of a class.
                     IMemoryOwner<byte>? region = TryRent(pool, RegionRentedAtTheLimit, sweep);
                     IMemoryOwner<byte>? small = TryRent(pool, 300, sweep);
+                    sweep.Outcomes[sweep.Rounds] = (region is null ? 1 : 0) | (small is null ? 2 : 0);
                     try
                     {
                         pool.Trim();
@@ -110,6 +116,7 @@ public sealed class FailedTrimSafetyTests
                     catch (OutOfMemoryException)
                     {
                         sweep.TrimsFailed++;
+                        sweep.Outcomes[sweep.Rounds] |= 4;
                     }
 
                     // Let go of in place: a method this long runs unoptimized for a while, where a local stays alive
@@ -166,5 +173,10 @@ public sealed class FailedTrimSafetyTests
         public int TrimsFailed;
         public int RentsFailed;
         public Exception? Unexpected;
+
+        // What went out of memory in each round: 1 the region's rent, 2 the small rent, 4 the trim.
+        public readonly int[] Outcomes = new int[(MostHeadroom / HeadroomStep) + 2];
+
+        public string Outcome(int round) => round < Outcomes.Length ? $"region {((Outcomes[round] & 1) != 0 ? "refused" : "rented")}, small {((Outcomes[round] & 2) != 0 ? "refused" : "rented")}, trim {((Outcomes[round] & 4) != 0 ? "failed" : "done")}" : "warm-up";
     }
 }

@@ -98,6 +98,45 @@ public sealed class HeapFiller
     }
 
     /// <summary>
+    /// Has the thread pool make, while there is room, as many workers as it runs at once (its minimum, the thread goal
+    /// when the gate thread's starvation detection is off), and waits until it has: the children of
+    /// <see cref="IsolatedProcess.RunsElsewhereAtHeapLimit"/> keep every worker made
+    /// (<c>DOTNET_ThreadPool_ThreadsToKeepAlive=-1</c>), so work queued at the limit wakes one of them. An idle worker
+    /// otherwise ends after 20 seconds, and the next work item queued makes a thread: queued by the runtime's timer
+    /// thread (a timer due), that ends the process at the limit ("Out of memory.", <c>CreateWorkerThread</c> under
+    /// <c>TimerQueue.TimerThread</c> in the crash report of a child that had run for 50 seconds under CPU load).
+    /// </summary>
+    public static void StartTheThreadPoolsWorkers()
+    {
+        // Work items held until the pool has its minimum of threads: each one queued while the others are held makes
+        // a worker (up to the goal). The test itself may run on a worker, which counts; so the items are queued one
+        // at a time until the count is reached, not a fixed number of them at once (that would wait for ever).
+        ThreadPool.GetMinThreads(out int workers, out _);
+        var release = new ManualResetEventSlim();
+        var finished = new CountdownEvent(1);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (ThreadPool.ThreadCount < workers && DateTime.UtcNow < deadline)
+        {
+            int before = ThreadPool.ThreadCount;
+            finished.AddCount();
+            ThreadPool.UnsafeQueueUserWorkItem(
+                _ =>
+                {
+                    release.Wait();
+                    finished.Signal();
+                },
+                null);
+            SpinWait.SpinUntil(() => ThreadPool.ThreadCount > before, TimeSpan.FromSeconds(1));
+        }
+
+        int made = ThreadPool.ThreadCount;
+        release.Set();
+        finished.Signal();
+        finished.Wait();
+        Assert.True(made >= workers, $"the thread pool made {made} workers in 30 seconds, fewer than its minimum of {workers}");
+    }
+
+    /// <summary>
     /// Allocates arrays from <paramref name="largest"/> down to <paramref name="smallest"/> bytes (of 1 MB, 64 KB, 4 KB,
     /// 512, 64 and 24) until none more fits, and holds them: the calling thread's allocation context is spent too, so
     /// its next allocation of any size throws. Arrays under 85,000 bytes fill the small object heap, where dropping

@@ -77,7 +77,9 @@ internal static partial class IsolatedProcess
     /// a second (<c>PortableThreadPool.GateThread</c>, <c>CreateWorkerThread</c>), and the finalizer of a dead thread's
     /// work-queue locals, which makes a generic static the first time it runs. The child runs with the gate thread's
     /// starvation detection off (workers are still started as work is queued) and has that finalizer run once with
-    /// room before the test (<see cref="HeapFiller.LetTheRuntimeFinalizeAThreadPoolUser"/>).
+    /// room before the test (<see cref="HeapFiller.LetTheRuntimeFinalizeAThreadPoolUser"/>). A third: the runtime's
+    /// timer thread making a worker for a timer's callback when the idle ones had ended; the child keeps every worker
+    /// it makes and makes them with room (<see cref="HeapFiller.StartTheThreadPoolsWorkers"/>).
     /// </para>
     /// </remarks>
     public static bool RunsElsewhereAtHeapLimit(Type testClass, string method, long heapHardLimit = ContainerHeapLimit)
@@ -85,6 +87,7 @@ internal static partial class IsolatedProcess
         if (IsChildFor(testClass, method))
         {
             HeapFiller.LetTheRuntimeFinalizeAThreadPoolUser();
+            HeapFiller.StartTheThreadPoolsWorkers();
             return false;
         }
 
@@ -97,6 +100,7 @@ internal static partial class IsolatedProcess
         start.Environment["DOTNET_GCHeapHardLimit"] = $"0x{heapHardLimit:x}";
         start.Environment["DOTNET_gcServer"] = "0";
         start.Environment["DOTNET_ThreadPool_DisableStarvationDetection"] = "1";
+        start.Environment["DOTNET_ThreadPool_ThreadsToKeepAlive"] = "-1";
         (int exitCode, string output) = ChildProcess.Run(start, TimeSpan.FromMinutes(3));
         TestContext.Current.TestOutputHelper?.WriteLine(output);
         bool passed = output.Contains("Total: 1, Errors: 0, Failed: 0", StringComparison.Ordinal);

@@ -1,0 +1,104 @@
+using System.Threading;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The OS layer, keeping a list of the mappings it made and has not unmapped: what is mapped seen from outside the
+/// pool, not through its counters. The list is made up front and a map or unmap allocates nothing, so it serves tests
+/// at the GC heap limit.
+/// </summary>
+internal sealed class LiveMappingsAllocator : PageAllocator
+{
+    private readonly PageAllocator _inner = Default;
+    // A monitor, not a Lock: a contended Lock allocates, and this must not at the heap limit.
+    private readonly object _lock = new();
+    private readonly nint[] _addresses;
+    private readonly nuint[] _lengths;
+    private readonly long[] _mappedAt;
+    private readonly int[] _tags;
+    private long _maps;
+
+    public LiveMappingsAllocator(int mostLive = 65_536)
+    {
+        _addresses = new nint[mostLive];
+        _lengths = new nuint[mostLive];
+        _mappedAt = new long[mostLive];
+        _tags = new int[mostLive];
+    }
+
+    /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
+    public int Tag { get; set; }
+
+    public override string Name => _inner.Name;
+
+    public override bool SupportsAdvice => _inner.SupportsAdvice;
+
+    /// <summary>Mappings made and not unmapped, as (address, length, which map of this allocator made it counting from 1, the tag then).</summary>
+    public (nint Address, nuint Length, long MappedAt, int Tag)[] Live()
+    {
+        lock (_lock)
+        {
+            var live = new System.Collections.Generic.List<(nint, nuint, long, int)>();
+            for (int i = 0; i < _addresses.Length; i++)
+            {
+                if (_addresses[i] != 0)
+                {
+                    live.Add((_addresses[i], _lengths[i], _mappedAt[i], _tags[i]));
+                }
+            }
+
+            return [.. live];
+        }
+    }
+
+    protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        if (!_inner.TryMap(length, alignment, kind, out address))
+        {
+            return false;
+        }
+
+        lock (_lock)
+        {
+            int free = System.Array.IndexOf(_addresses, 0);
+            if (free < 0)
+            {
+                Assert.Fail("more mappings live than the list holds");
+            }
+
+            _addresses[free] = address;
+            _lengths[free] = length;
+            _mappedAt[free] = Interlocked.Increment(ref _maps);
+            _tags[free] = Tag;
+        }
+
+        return true;
+    }
+
+    public override bool Unmap(nint address, nuint length)
+    {
+        if (!_inner.Unmap(address, length))
+        {
+            return false;
+        }
+
+        lock (_lock)
+        {
+            int at = System.Array.IndexOf(_addresses, address);
+            if (at < 0 || _lengths[at] != length)
+            {
+                // The message is made only here: the check runs at the heap limit, where making it would throw.
+                Assert.Fail($"unmapped 0x{address:x} ({length} bytes), which is not a whole mapping of this allocator");
+            }
+
+            _addresses[at] = 0;
+        }
+
+        return true;
+    }
+
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice) => _inner.TryAdvise(address, length, advice);
+
+    public override bool TryProtect(nint address, nuint length, PageProtection protection) => _inner.TryProtect(address, length, protection);
+}
