@@ -68,25 +68,32 @@ internal sealed class ThreadCacheRegistry<TCache>
     }
 
     /// <summary>Retires the caches of exited threads, then registers <paramref name="cache"/> as the calling thread's. Caller holds <see cref="Lock"/>.</summary>
+    /// <remarks>
+    /// Everything it allocates (the thread's table, the list's room) is made before the cache is registered: out of
+    /// managed memory it throws with nothing registered, never with a cache counted that its thread cannot find.
+    /// </remarks>
     public void AddForThisThreadUnsynchronized(TCache cache)
     {
         RetireExitedUnsynchronized();
+
+        // Not published once released (counted and emptied with the others): the slot may be another registry's now.
+        TCache?[]? caches = null;
+        if (!_released)
+        {
+            caches = t_caches;
+            if (caches is null || caches.Length <= _slot)
+            {
+                Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
+                t_caches = caches;
+            }
+        }
+
         cache.RegistryId = Id;
         _caches.Add(cache);
-        if (_released)
+        if (caches is not null)
         {
-            // Counted and emptied with the others, but not published: the slot may be another registry's now.
-            return;
+            caches[_slot] = cache;
         }
-
-        TCache?[]? caches = t_caches;
-        if (caches is null || caches.Length <= _slot)
-        {
-            Array.Resize(ref caches, Math.Max(_slot + 1, (caches?.Length ?? 2) * 2));
-            t_caches = caches;
-        }
-
-        caches[_slot] = cache;
     }
 
     /// <summary>Hands every cache whose thread has exited to the retire callback and forgets it. Caller holds <see cref="Lock"/>.</summary>
