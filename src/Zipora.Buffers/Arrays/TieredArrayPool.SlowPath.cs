@@ -69,8 +69,9 @@ public sealed partial class TieredArrayPool
 
         if (array is null)
         {
-            cache.Misses[classIndex]++;
+            // Counted once made: a rent that throws for want of memory hands out nothing and counts nothing.
             array = Allocate(_classLengths[classIndex]);
+            cache.Misses[classIndex]++;
         }
 
         return array;
@@ -79,10 +80,23 @@ public sealed partial class TieredArrayPool
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReturnSlow(byte[] array, int classIndex)
     {
-        ArrayThreadCache cache = FindThreadCache() ?? CreateThreadCache();
+        ArrayThreadCache cache;
+        byte[][] slots;
+        try
+        {
+            // The thread's cache and the class's slots, made at the thread's first return of the class: out of managed
+            // memory for them (or for the registry's thread-statics) the return goes past the cache, and throws nothing.
+            cache = FindThreadCache() ?? CreateThreadCache();
+            slots = SlotsOf(cache, classIndex);
+        }
+        catch (OutOfMemoryException)
+        {
+            ReturnPastTheCache(array, classIndex);
+            return;
+        }
+
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
         stack.Returns++;
-        byte[][] slots = SlotsOf(cache, classIndex);
         if (stack.TryPush(slots, array))
         {
             return;
@@ -125,6 +139,9 @@ public sealed partial class TieredArrayPool
             return slots;
         }
 
+        // Made before anything is settled: out of managed memory this throws with the counts as they were.
+        byte[][] fresh = new byte[_capacities[classIndex]][];
+
         // The count a trim saw went to the evicted bytes; whatever rents and returns racing it did to the abandoned
         // slots since is settled here. Both counts are cleared before the new slots are published, which the trim
         // reads first. The evicted bytes take the difference only once the new slots are published: until then the
@@ -134,10 +151,9 @@ public sealed partial class TieredArrayPool
         cache.TrimCorrection[classIndex] += racing;
         stack.Count = 0;
         Volatile.Write(ref trimmedCount, 0);
-        slots = new byte[_capacities[classIndex]][];
-        Volatile.Write(ref stack.Items, slots);
+        Volatile.Write(ref stack.Items, fresh);
         Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);
-        return slots;
+        return fresh;
     }
 
     private byte[] Allocate(int length) => GC.AllocateUninitializedArray<byte>(length, pinned: length >= _pinnedThreshold);
@@ -153,26 +169,58 @@ public sealed partial class TieredArrayPool
         return array;
     }
 
+    /// <summary>
+    /// A return that could not reach its thread's cache for want of managed memory (the thread's first touch of the
+    /// pool's thread-statics, its cache, the class's slots): the array goes to the depot, or is dropped for the GC,
+    /// counted as a return of a thread that left. Throws nothing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReturnPastTheCache(byte[] array, int classIndex)
+    {
+        // Interlocked: the retire of an exited thread's cache adds to the same figure, under the registry's lock.
+        Interlocked.Increment(ref _retiredReturns[classIndex]);
+        PutInDepot(array, classIndex);
+    }
+
+    /// <summary>Puts an array in the depot, or drops it (counted evicted) when the depots are full or out of managed memory to grow. Throws nothing.</summary>
     private void PutInDepot(byte[] array, int classIndex)
     {
         if (TryReserveDepotBytes(array.Length))
         {
-            _ = _depots[classIndex].TryPut(array);
+            try
+            {
+                _ = _depots[classIndex].TryPut(array);
+                return;
+            }
+            catch (OutOfMemoryException)
+            {
+                // The depot's array could not grow (it grows as the pool makes arrays): the array is dropped instead.
+                Interlocked.Add(ref _depotBytes, -array.Length);
+            }
         }
-        else
-        {
-            Interlocked.Add(ref _evictedBytes, array.Length);
-        }
+
+        Interlocked.Add(ref _evictedBytes, array.Length);
     }
 
-    /// <summary>Moves the <paramref name="moved"/> oldest arrays of a stack to the depot, or drops them when the depots are full.</summary>
+    /// <summary>
+    /// Moves the <paramref name="moved"/> oldest arrays of a stack to the depot, or drops them (counted evicted) when
+    /// the depots are full or out of managed memory to grow. Throws nothing.
+    /// </summary>
     private void MoveToDepot(Span<byte[]> stack, ref int count, int classIndex, int moved)
     {
         long bytes = (long)moved * _classLengths[classIndex];
         if (TryReserveDepotBytes(bytes))
         {
-            _depots[classIndex].PutFrom(stack, ref count, moved);
-            return;
+            try
+            {
+                _depots[classIndex].PutFrom(stack, ref count, moved);
+                return;
+            }
+            catch (OutOfMemoryException)
+            {
+                // The depot's array could not grow, before anything moved: the arrays are dropped instead.
+                Interlocked.Add(ref _depotBytes, -bytes);
+            }
         }
 
         int kept = count - moved;

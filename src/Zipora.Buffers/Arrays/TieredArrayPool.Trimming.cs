@@ -116,7 +116,8 @@ public sealed partial class TieredArrayPool
             ref ArrayClassStack stack = ref cache.StackOf(classIndex);
             _retiredHits[classIndex] += cache.HitsOf(classIndex);
             _retiredMisses[classIndex] += cache.Misses[classIndex];
-            _retiredReturns[classIndex] += stack.Returns;
+            // Interlocked: a return that could not reach its cache adds to it without the lock (see ReturnPastTheCache).
+            Interlocked.Add(ref _retiredReturns[classIndex], stack.Returns);
             int held = cache.HeldOf(classIndex);
             byte[][] slots = stack.Items;
             if (slots != ArrayThreadCache.NoStack && held > 0)
