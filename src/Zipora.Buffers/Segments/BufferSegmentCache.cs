@@ -1,5 +1,4 @@
 using System;
-using System.Threading;
 
 namespace Zipora.Buffers;
 
@@ -30,7 +29,9 @@ internal static class BufferSegmentCache
     private static SegmentStack? t_stack;
 #pragma warning restore IDE1006
 
-    private static readonly Lock s_lock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a
+    // segment goes back here inside a buffer's dispose, where running out of managed memory must not stop it.
+    private static readonly object s_lock = new();
     private static readonly BufferSegment[] s_shared = new BufferSegment[SharedCapacity];
     private static int s_sharedCount;
 
@@ -54,10 +55,22 @@ internal static class BufferSegmentCache
         return RentSlow();
     }
 
-    /// <summary>Keeps an empty segment (one whose block was released) for the next rent.</summary>
+    /// <summary>Keeps an empty segment (one whose block was released) for the next rent. Throws nothing.</summary>
     public static void Return(BufferSegment segment)
     {
-        SegmentStack? stack = t_stack;
+        SegmentStack? stack;
+        try
+        {
+            // A thread's first touch of the thread-statics is the runtime's allocation of them: out of managed memory it
+            // throws, inside a buffer's release, which must go on giving its blocks back.
+            stack = t_stack;
+        }
+        catch (OutOfMemoryException)
+        {
+            ReturnShared(segment);
+            return;
+        }
+
         if (stack is not null)
         {
             BufferSegment[] segments = stack.Items;
@@ -94,7 +107,20 @@ internal static class BufferSegmentCache
 
     private static void ReturnSlow(BufferSegment segment)
     {
-        SegmentStack stack = t_stack ??= new SegmentStack(ThreadCapacity);
+        SegmentStack? stack = t_stack;
+        if (stack is null)
+        {
+            try
+            {
+                stack = t_stack = new SegmentStack(ThreadCapacity);
+            }
+            catch (OutOfMemoryException)
+            {
+                ReturnShared(segment);
+                return;
+            }
+        }
+
         BufferSegment[] segments = stack.Items;
         int count = stack.Count;
         if (count < segments.Length)
@@ -121,5 +147,20 @@ internal static class BufferSegmentCache
         Array.Clear(segments, count - Batch, Batch);
         segments[count - Batch] = segment;
         stack.Count = count - Batch + 1;
+    }
+
+    /// <summary>
+    /// A return that cannot reach its thread's stack for want of managed memory: the segment goes to the shared stack,
+    /// or to the GC when that is full (it holds no block). Allocates nothing.
+    /// </summary>
+    private static void ReturnShared(BufferSegment segment)
+    {
+        lock (s_lock)
+        {
+            if (s_sharedCount < s_shared.Length)
+            {
+                s_shared[s_sharedCount++] = segment;
+            }
+        }
     }
 }

@@ -94,8 +94,10 @@ internal partial struct SegmentChain
     /// </summary>
     public BufferSegment AppendUnsynchronized(int minimumSize)
     {
-        IMemoryOwner<byte> owner = RentOwner(minimumSize);
+        // The segment object first: out of managed memory for it (or for the thread-statics of the segment cache) the
+        // rent throws before a block is taken, which would otherwise be held by nothing until its finalizer ran.
         BufferSegment segment = RentSegment();
+        IMemoryOwner<byte> owner = RentOwner(minimumSize);
         segment.Attach(owner, EndIndex);
         int capacity = segment.Capacity;
         _tracker?.AddBytesHeld(capacity);

@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
-using System.Threading;
 
 namespace Zipora.Buffers;
 
@@ -28,7 +27,9 @@ internal sealed class SegmentedBufferCounters
     private static SpareTrackerSlot? t_spare;
 #pragma warning restore IDE1006
 
-    private readonly Lock _lock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and a
+    // tracker comes back here inside a buffer's dispose, where running out of managed memory must not stop it.
+    private readonly object _lock = new();
     private readonly List<SegmentedBufferTracker> _trackers = [];
     private readonly Stack<SegmentedBufferTracker> _free = new();
     private int _sweepAt = FirstSweepAt;
@@ -59,10 +60,23 @@ internal sealed class SegmentedBufferCounters
         return spare;
     }
 
-    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer, for the next buffer.</summary>
+    /// <summary>Keeps <paramref name="tracker"/>, just given back by its buffer, for the next buffer. Throws nothing.</summary>
     public static void Return(SegmentedBufferTracker tracker)
     {
-        SpareTrackerSlot slot = t_spare ??= new SpareTrackerSlot();
+        SpareTrackerSlot slot;
+        try
+        {
+            // A thread's first touch of the thread-statics is the runtime's allocation of them, and its first return the
+            // slot's: out of managed memory either throws, inside a buffer's dispose, after the tracker was given back
+            // (lost for good had it thrown). The shared list takes it without allocating.
+            slot = t_spare ??= new SpareTrackerSlot();
+        }
+        catch (OutOfMemoryException)
+        {
+            tracker.Counters.ReturnShared(tracker);
+            return;
+        }
+
         if (slot.Tracker is null)
         {
             if (tracker.ParkedOn != slot.Thread)
@@ -142,12 +156,16 @@ internal sealed class SegmentedBufferCounters
                 }
             }
 
+            // Room on the free list for every tracker there is, made as each is: a tracker given back then allocates
+            // nothing (see ReturnShared). The free list never holds more than the list of trackers.
+            _free.EnsureCapacity(_trackers.Count + 1);
             tracker = new SegmentedBufferTracker(this);
             _trackers.Add(tracker);
             return tracker;
         }
     }
 
+    /// <summary>Puts a tracker on the free list, whose room was made with the tracker: allocates nothing.</summary>
     private void ReturnShared(SegmentedBufferTracker tracker)
     {
         lock (_lock)
