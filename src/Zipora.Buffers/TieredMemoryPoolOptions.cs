@@ -74,7 +74,9 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>
     /// Most buffers of one small or medium size class a thread keeps for itself (within <see cref="ThreadCacheMaxBytes"/>);
     /// 0 turns per-thread caching off. Default 128, as <see cref="TieredArrayPoolOptions.ThreadCacheMaxArrays"/>: a
-    /// burst of 100 buffers of 1 or 4 KB then stays in the thread's cache.
+    /// burst of 100 buffers of 1 or 4 KB then stays in the thread's cache. A thread's stack of a class starts with room
+    /// for 128 buffers (8 bytes each) and grows as the thread's rents need more, so a large limit costs a thread only as
+    /// its cache fills; buffers returned on a thread that did not rent them go to the shared depot past that room.
     /// </summary>
     public int ThreadCacheMaxBuffers { get; set; } = 128;
 

@@ -25,11 +25,21 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
 
         ref ClassStack stack = ref cache.StackOf(classIndex);
+
+        // Made before the handshake: nothing may allocate while the cache is marked busy (see SizeClassDepot.ReserveOne).
+        NativeMemoryManager[]? longer = LongerSlotsForARent(ref stack);
         Volatile.Write(ref cache.InUse, 1);
         if (_cachesClosed)
         {
             Volatile.Write(ref cache.InUse, 0);
             return RentBypassingCache(ref stack, classIndex, size);
+        }
+
+        // Inside the handshake, so a trim finds every block in the old slots or in the new. One that ran since the
+        // array was made left shorter slots: the longer ones still hold all they do.
+        if (longer is not null && longer.Length > stack.Items.Length)
+        {
+            stack.GrowInto(longer);
         }
 
         NativeMemoryManager? block = null;
@@ -40,9 +50,10 @@ internal abstract partial class CachedSlabTier<TClasses>
                 GrowAfterRunningEmpty(ref stack, classIndex);
             }
 
-            // Refill half the stack at once, so the depot's lock is paid once per batch.
+            // Refill half the stack at once (as much as its slots hold), so the depot's lock is paid once per batch.
             // Into slots 0 up of the empty stack; then slot 0's block is made the newest.
-            stack.NetTransfers += _depots[classIndex].TakeInto(cache.Slots(classIndex), ref stack.Count, Math.Max(1, stack.Capacity / 2));
+            int batch = Math.Min(Math.Max(1, stack.Capacity / 2), stack.PushLimit);
+            stack.NetTransfers += _depots[classIndex].TakeInto(cache.Slots(classIndex), ref stack.Count, batch);
             stack.Settle();
         }
 
@@ -129,11 +140,12 @@ internal abstract partial class CachedSlabTier<TClasses>
                 }
                 else if (!stack.TryPush(buffer))
                 {
-                    // Full: keep the warmest half of the capacity here and move the rest to the depot for other
-                    // threads. The capacity may shrink first; the slots are cut to it after the move.
-                    int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Count;
-                    MoveOldestToDepot(ref stack, classIndex, stack.Count - (capacity / 2));
-                    stack.Capacity = capacity;
+                    // Full: keep the warmest half of what the stack may hold here and move the rest to the depot for
+                    // other threads. The capacity may shrink first, and is set after the move. Slots shorter than the
+                    // capacity do not grow here: a return must not allocate; this thread's rents grow them.
+                    int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Capacity;
+                    MoveOldestToDepot(ref stack, classIndex, stack.Count - (Math.Min(capacity, stack.Items.Length) / 2));
+                    stack.SetCapacity(capacity);
                     _ = stack.TryPush(buffer);
                 }
 
@@ -254,6 +266,34 @@ internal abstract partial class CachedSlabTier<TClasses>
         stack.Settle();
     }
 
+    /// <summary>
+    /// Longer slots for a stack whose slots this thread's rents have outrun, or <see langword="null"/>: the blocks the
+    /// thread took in (carved, or moved from the depot), less those it moved out and trims took, with this rent's, are
+    /// in its hands or in the stack, and would not all fit back. Read before the handshake, where a trim may be emptying
+    /// the stack: the figures only size the array. Doubles at least, within the capacity, so a burst grows the slots a
+    /// few times at most. Out of managed memory, none: the stack then moves blocks to the depot sooner, as a smaller
+    /// cache would.
+    /// </summary>
+    private static NativeMemoryManager[]? LongerSlotsForARent(ref ClassStack stack)
+    {
+        int slots = stack.Items.Length;
+        int capacity = stack.Capacity;
+        long held = stack.NetTransfers + stack.Misses - stack.Drained + 1;
+        if (slots >= capacity || held <= slots)
+        {
+            return null;
+        }
+
+        try
+        {
+            return new NativeMemoryManager[(int)Math.Min(capacity, Math.Max(held, 2L * slots))];
+        }
+        catch (OutOfMemoryException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Where an adaptive class's capacity starts: a quarter of its limit.</summary>
     private static int InitialCapacity(int max) => max == 0 ? 0 : Math.Max(1, max / 4);
 
@@ -264,7 +304,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     private void GrowAfterRunningEmpty(ref ClassStack stack, int classIndex)
     {
         stack.Overflows = 0;
-        stack.Capacity = Math.Min(_capacities[classIndex], stack.Capacity + Math.Max(1, stack.Capacity / 2));
+        stack.SetCapacity(Math.Min(_capacities[classIndex], stack.Capacity + Math.Max(1, stack.Capacity / 2)));
     }
 
     /// <summary>A class that keeps overflowing holds more than its thread uses: the capacity shrunk by a quarter, or as it is.</summary>

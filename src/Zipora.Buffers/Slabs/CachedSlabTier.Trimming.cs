@@ -157,18 +157,31 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             ref ClassStack stack = ref cache.StackOf(classIndex);
 
-            // Room first: out of managed memory, the stack keeps its blocks, as it holds them (none may be both here
-            // and there, and a stack left compacted would lose one at its next compaction).
+            // Room first, and the short slots that replace grown ones: out of managed memory, the stack keeps its
+            // blocks, as it holds them (none may be both here and there, and a stack left compacted would lose one at
+            // its next compaction). A disposed tier's stacks are never used again: their slots go, for none.
             into.EnsureCapacity(into.Count + stack.Count);
+            NativeMemoryManager[]? shorter = _disposed ? ClassStack.NoSlots
+                : stack.Items.Length > ClassStack.InitialSlots ? ThreadCache.InitialSlotsFor(_capacities[classIndex])
+                : null;
             stack.Compact();
             into.AddRange(stack.Items.AsSpan(0, stack.Count));
 
-            stack.Items.AsSpan().Clear();
+            if (shorter is null)
+            {
+                stack.Items.AsSpan().Clear();
+            }
+            else
+            {
+                // The grown slots go to the GC, with the references to blocks now in the list: nothing reaches them.
+                stack.Items = shorter;
+            }
+
             stack.Drained += stack.Count;
             stack.Count = 0;
 
             // A class given back starts over small, as it would on a new thread.
-            stack.Capacity = _initialCapacities[classIndex];
+            stack.SetCapacity(_disposed ? 0 : _initialCapacities[classIndex]);
             stack.Overflows = 0;
         }
     }

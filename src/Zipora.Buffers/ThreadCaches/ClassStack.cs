@@ -1,3 +1,5 @@
+using System;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Zipora.Buffers.Native;
@@ -29,9 +31,22 @@ namespace Zipora.Buffers;
 /// rents past a closed cache outside the handshake, so the trim's own count is <see cref="Drained"/>. The statistics
 /// read it racily: exact when the pool is quiet, off by the operation in flight while it is busy.
 /// </para>
+/// <para>
+/// The slots are made short (<see cref="InitialSlots"/> at most) and grow with the owner's rents, not with the
+/// capacity: a capacity set to millions would otherwise cost every thread megabytes of slots on its first rent. They
+/// grow only on a rent's slow path, never on a return, which must not allocate (see
+/// <see cref="SizeClassDepot{T}.ReserveOne"/>); the larger array is made before the handshake, and the blocks move
+/// into it inside, where no trim can take them meanwhile. A trim gives grown slots back with the blocks.
+/// </para>
 /// </remarks>
 internal struct ClassStack
 {
+    /// <summary>
+    /// The most slots a stack starts with: the default <see cref="TieredMemoryPoolOptions.ThreadCacheMaxBuffers"/>, so
+    /// with the default options every stack has its whole capacity from the start (1 KB of slots per class at most).
+    /// </summary>
+    public const int InitialSlots = 128;
+
     /// <summary>The slots of a class not cached per thread: one, never filled (its capacity is 0).</summary>
     public static readonly NativeMemoryManager[] NoSlots = new NativeMemoryManager[1];
 
@@ -40,7 +55,7 @@ internal struct ClassStack
 
     /// <summary>
     /// The older blocks from slot 1 up: slots 1 to <see cref="Count"/> - 1 while <see cref="Newest"/> holds a block, 1 to
-    /// <see cref="Count"/> while it is empty. As many slots as the class may ever hold on a thread;
+    /// <see cref="Count"/> while it is empty. Fewer slots than the capacity at first, made longer by <see cref="GrowInto"/>;
     /// <see cref="NoSlots"/> when the class is not cached per thread.
     /// </summary>
     public NativeMemoryManager[] Items;
@@ -48,8 +63,15 @@ internal struct ClassStack
     /// <summary>How many blocks the stack holds, <see cref="Newest"/> included.</summary>
     public int Count;
 
-    /// <summary>How many blocks the stack may hold now, at most the length of <see cref="Items"/>: adaptive caches move it.</summary>
+    /// <summary>How many blocks the stack may hold now: adaptive caches move it. May exceed the slots until they grow.</summary>
     public int Capacity;
+
+    /// <summary>
+    /// How many blocks a push may put in the stack: <see cref="Capacity"/>, or the length of <see cref="Items"/> while
+    /// that is shorter. The fast push compares against it alone, so a stack whose slots have not grown yet costs it
+    /// nothing; <see cref="SetCapacity"/> and <see cref="GrowInto"/> keep it in step.
+    /// </summary>
+    public int PushLimit;
 
     /// <summary>Blocks of the class returned on this thread, wherever they went.</summary>
     public long Returns;
@@ -112,7 +134,7 @@ internal struct ClassStack
     public bool TryPush(NativeMemoryManager block)
     {
         int held = Count;
-        if ((uint)held >= (uint)Capacity)
+        if ((uint)held >= (uint)PushLimit)
         {
             return false;
         }
@@ -120,7 +142,7 @@ internal struct ClassStack
         NativeMemoryManager? newest = Newest;
         if (newest is not null)
         {
-            // Slot held is free and in bounds: the older blocks fill 1 to held - 1, and held is below the capacity,
+            // Slot held is free and in bounds: the older blocks fill 1 to held - 1, and held is below the push limit,
             // which never exceeds the slots. Through a reference, the store skips the bounds and covariance checks.
             Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Items), held) = newest;
         }
@@ -128,6 +150,28 @@ internal struct ClassStack
         Newest = block;
         Count = held + 1;
         return true;
+    }
+
+    /// <summary>Sets the capacity, and the push limit with it: the capacity, within the slots there are.</summary>
+    public void SetCapacity(int capacity)
+    {
+        Debug.Assert(capacity == 0 || Items != NoSlots, "a cached class has slots of its own");
+        Capacity = capacity;
+        PushLimit = Math.Min(capacity, Items.Length);
+    }
+
+    /// <summary>
+    /// Moves the blocks into <paramref name="slots"/>, longer than <see cref="Items"/>, each at its index, and takes
+    /// them as the stack's slots. The owner, inside its handshake: a trim never sees the stack half moved.
+    /// </summary>
+    public void GrowInto(NativeMemoryManager[] slots)
+    {
+        Debug.Assert(slots.Length > Items.Length, "slots only grow");
+
+        // The old slots go to the GC with the stack's references to blocks still in them: nothing reaches them now.
+        Items.AsSpan().CopyTo(slots);
+        Items = slots;
+        PushLimit = Math.Min(Capacity, slots.Length);
     }
 
     /// <summary>

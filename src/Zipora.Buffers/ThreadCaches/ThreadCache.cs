@@ -15,27 +15,31 @@ internal sealed class ThreadCache : HandshakeCache
 {
     private ClassStacks _stacks;
 
-    /// <param name="maxCapacities">The most blocks each class may ever hold: they size the stacks.</param>
+    /// <param name="maxCapacities">The most blocks each class may ever hold: the slots start at this or <see cref="ClassStack.InitialSlots"/>, the fewer.</param>
     /// <param name="capacities">Where each class's capacity starts.</param>
     public ThreadCache(ReadOnlySpan<int> maxCapacities, ReadOnlySpan<int> capacities)
     {
         for (int classIndex = 0; classIndex < maxCapacities.Length; classIndex++)
         {
             ref ClassStack stack = ref StackOf(classIndex);
-            stack.Items = maxCapacities[classIndex] == 0 ? ClassStack.NoSlots : new NativeMemoryManager[maxCapacities[classIndex]];
-            stack.Capacity = capacities[classIndex];
+            stack.Items = InitialSlotsFor(maxCapacities[classIndex]);
+            stack.SetCapacity(capacities[classIndex]);
         }
     }
+
+    /// <summary>The slots a stack of a class that may hold <paramref name="maxCapacity"/> blocks starts with, and starts over with after a trim.</summary>
+    public static NativeMemoryManager[] InitialSlotsFor(int maxCapacity) =>
+        maxCapacity == 0 ? ClassStack.NoSlots : new NativeMemoryManager[Math.Min(maxCapacity, ClassStack.InitialSlots)];
 
     /// <summary>The stack of a class; <paramref name="classIndex"/> must be below the tier's class count, which its size checks prove.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref ClassStack StackOf(int classIndex) =>
         ref Unsafe.Add(ref Unsafe.As<ClassStacks, ClassStack>(ref _stacks), classIndex);
 
-    /// <summary>The slots of class <paramref name="classIndex"/> up to its current capacity, free ones included.</summary>
+    /// <summary>The slots of class <paramref name="classIndex"/> up to its push limit, free ones included.</summary>
     public Span<NativeMemoryManager> Slots(int classIndex)
     {
         ref ClassStack stack = ref StackOf(classIndex);
-        return stack.Items.AsSpan(0, stack.Capacity);
+        return stack.Items.AsSpan(0, stack.PushLimit);
     }
 }

@@ -50,11 +50,12 @@ internal static class DepotReservation
     /// <summary>The length of the array of the depot of the class of <paramref name="size"/> in a slab tier.</summary>
     public static int DepotArrayLength(TieredMemoryPool pool, string tierField, int size)
     {
-        string classes = tierField == "_small" ? "Zipora.Buffers.SmallClasses" : "Zipora.Buffers.MediumClasses";
-        int classIndex = (int)typeof(TieredMemoryPool).Assembly.GetType(classes)!
-            .GetMethod("ClassIndexOfRequest", BindingFlags.Public | BindingFlags.Static)!.Invoke(null, [size])!;
-        return ArrayLength(Depots(pool, tierField).GetValue(classIndex)!);
+        return ArrayLength(Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!);
     }
+
+    /// <summary>The blocks the depot of the class of <paramref name="size"/> in a slab tier holds.</summary>
+    public static int HeldIn(TieredMemoryPool pool, string tierField, int size) =>
+        Field(Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!, "_count");
 
     /// <summary>Every depot's reservation is at least zero.</summary>
     public static void AssertNeverNegative(TieredMemoryPool pool, string when)
@@ -104,6 +105,13 @@ internal static class DepotReservation
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.Equal(0, statistics.Small.BytesRetained + statistics.Medium.BytesRetained);
         AssertMatches(pool, expectedExisting: 0, when);
+    }
+
+    private static int ClassIndexOf(string tierField, int size)
+    {
+        string classes = tierField == "_small" ? "Zipora.Buffers.SmallClasses" : "Zipora.Buffers.MediumClasses";
+        return (int)typeof(TieredMemoryPool).Assembly.GetType(classes)!
+            .GetMethod("ClassIndexOfRequest", BindingFlags.Public | BindingFlags.Static)!.Invoke(null, [size])!;
     }
 
     private static Array Depots(TieredMemoryPool pool, string tierField)

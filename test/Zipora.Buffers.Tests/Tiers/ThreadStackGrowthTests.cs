@@ -1,0 +1,128 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The slab tiers' thread stacks start with short slots and grow with the thread's rents: a thread's first rent costs
+/// the same few kilobytes whatever the cache limits, and a thread that fills a large cache still gets all of it.
+/// </summary>
+public sealed class ThreadStackGrowthTests
+{
+    // A thread's first rents of a small, a medium and a large buffer: both slab tiers' caches and a region slot.
+    private static readonly int[] s_firstSizes = [64, 4096, 64 * 1024];
+
+    [Fact]
+    public void AThreadsFirstRentsAllocateAFewKilobytesEvenWithTheThreadCacheLimitsAtTheirMaximum()
+    {
+        long byDefault = FirstRentsOnAFreshThread(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        long atMaximum = FirstRentsOnAFreshThread(new TieredMemoryPoolOptions
+        {
+            ThreadCacheMaxBuffers = int.MaxValue,
+            ThreadCacheMaxBytes = int.MaxValue,
+            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
+        });
+
+        // Every stack starts with at most 128 slots (1 KB), the default limit: the five medium classes of the default
+        // mmap threshold hold 640 at most, against 434 with the default limits. The slots of every class at its limit
+        // came to 6.5 MB.
+        Assert.True(atMaximum <= byDefault + (5 * 1024), $"a fresh thread's first rents allocated {atMaximum} bytes with the thread cache limits at int.MaxValue, {byDefault} with the defaults");
+        Assert.True(atMaximum < 32 * 1024, $"a fresh thread's first rents allocated {atMaximum} bytes with the thread cache limits at int.MaxValue");
+    }
+
+    [Fact]
+    public void AThreadThatFillsALargeCacheKeepsEveryBlockReusesThemWithoutMappingAndATrimTakesThemAll()
+    {
+        const int Size = 1024;
+        const int Blocks = 20_000;
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            ThreadCacheMaxBuffers = 100_000,
+            ThreadCacheMaxBytes = int.MaxValue,
+            AdaptiveCaches = false,
+            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
+        });
+
+        for (int round = 0; round < 2; round++)
+        {
+            // Every block comes back into this thread's stack, grown by the rents to hold them: none reaches the depot.
+            BurstKeepsEveryBlockOnTheThread(pool, Size, Blocks, $"round {round + 1}");
+            long maps = pool.GetStatistics().MmapCalls;
+            BurstKeepsEveryBlockOnTheThread(pool, Size, Blocks, $"round {round + 1}, reused");
+            TieredMemoryPoolStatistics reused = pool.GetStatistics();
+            Assert.Equal(maps, reused.MmapCalls);
+
+            // The trim takes every block from the live thread's stack and frees every slab; the stack grows again after.
+            DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, $"round {round + 1}: a trim after {Blocks} blocks filled a thread's stack");
+            Assert.Equal(0, pool.GetStatistics().Medium.BuffersInUse);
+        }
+    }
+
+    [Fact]
+    public void SlotsThatGrowWhileTheStackHoldsBlocksKeepEveryBlock()
+    {
+        const int Size = 1024;
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            ThreadCacheMaxBuffers = 100_000,
+            ThreadCacheMaxBytes = int.MaxValue,
+            AdaptiveCaches = false,
+            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
+        });
+        using var other = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+
+        // 128 blocks fill the stack's first slots exactly. A rent from another pool makes the next rent of this one
+        // take the slow path with the stack full: the thread's 129th block grows the slots, the 128 moving across.
+        DepotReservation.Rent(pool, Size, 128).ForEach(static owner => owner.Dispose());
+        other.Rent(Size).Dispose();
+        long maps = pool.GetStatistics().MmapCalls;
+        List<IMemoryOwner<byte>> again = DepotReservation.Rent(pool, Size, 128);
+        SafetyCases.AssertDisjoint(again, "the blocks rented back after the slots grew");
+
+        TierStatistics medium = pool.GetStatistics().Medium;
+        Assert.Equal(128, medium.CacheHits);
+        Assert.Equal(maps, pool.GetStatistics().MmapCalls);
+        again.ForEach(static owner => owner.Dispose());
+        Assert.Equal(0, DepotReservation.HeldIn(pool, "_medium", Size));
+        DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, "after the slots grew under 128 blocks");
+    }
+
+    /// <summary>Rents <paramref name="blocks"/> buffers at once, returns them, and checks that the depot took none.</summary>
+    private static void BurstKeepsEveryBlockOnTheThread(TieredMemoryPool pool, int size, int blocks, string when)
+    {
+        List<IMemoryOwner<byte>> owners = DepotReservation.Rent(pool, size, blocks);
+        SafetyCases.AssertDisjoint(owners, when);
+        owners.ForEach(static owner => owner.Dispose());
+        Assert.Equal(0, DepotReservation.HeldIn(pool, "_medium", size));
+        Assert.Equal(blocks, pool.GetStatistics().Medium.BytesRetained / size);
+    }
+
+    /// <summary>The managed bytes a fresh thread's first rent and dispose of each of <see cref="s_firstSizes"/> allocate.</summary>
+    private static long FirstRentsOnAFreshThread(TieredMemoryPoolOptions options)
+    {
+        using var pool = new TieredMemoryPool(options);
+
+        // Once on another fresh thread first, so the paths are compiled and the counts are of the thread's first rents alone.
+        _ = OnAFreshThread(() => RentAndDisposeEach(pool));
+        return OnAFreshThread(() => RentAndDisposeEach(pool));
+    }
+
+    private static void RentAndDisposeEach(TieredMemoryPool pool)
+    {
+        foreach (int size in s_firstSizes)
+        {
+            pool.Rent(size).Dispose();
+        }
+    }
+
+    private static long OnAFreshThread(Action action)
+    {
+        long allocated = -1;
+        var thread = new Thread(() => allocated = ThreadAllocations.During(action));
+        thread.Start();
+        thread.Join();
+        return allocated;
+    }
+}
