@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Threading;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
@@ -87,6 +88,69 @@ public sealed class ThreadStackGrowthTests
         again.ForEach(static owner => owner.Dispose());
         Assert.Equal(0, DepotReservation.HeldIn(pool, "_medium", Size));
         DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, "after the slots grew under 128 blocks");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AGrownStackIsHandedOnWholeWhenItsThreadExitsAndGivenBackWholeWhenItGoesIdle(bool threadExits)
+    {
+        const int Size = 1024;
+        const int Blocks = 5_000;
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            ThreadCacheMaxBuffers = 100_000,
+            ThreadCacheMaxBytes = int.MaxValue,
+            TimeProvider = time,
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+        });
+        using var filled = new ManualResetEventSlim();
+        using var finish = new ManualResetEventSlim();
+        Exception? failure = null;
+        var holder = new Thread(() =>
+        {
+            try
+            {
+                BurstKeepsEveryBlockOnTheThread(pool, Size, Blocks, "the holder's burst");
+                filled.Set();
+                if (!threadExits)
+                {
+                    // The stack works on, and grows again, after the idle release took its blocks and its slots.
+                    finish.Wait();
+                    BurstKeepsEveryBlockOnTheThread(pool, Size, Blocks, "the holder's burst after the idle release");
+                }
+            }
+            catch (Exception error)
+            {
+                failure = error;
+                filled.Set();
+            }
+        });
+        holder.Start();
+        filled.Wait();
+        long maps = pool.GetStatistics().MmapCalls;
+        if (threadExits)
+        {
+            // The exited thread's blocks go to the depot: this thread rents every one back without a mapping.
+            holder.Join();
+            List<IMemoryOwner<byte>> again = DepotReservation.Rent(pool, Size, Blocks);
+            Assert.Equal(maps, pool.GetStatistics().MmapCalls);
+            Assert.Equal(Blocks, pool.GetStatistics().Medium.CacheHits);
+            again.ForEach(static owner => owner.Dispose());
+        }
+        else
+        {
+            // A quiet tier trims itself within 1.25 delays plus the tick that notices the quiet.
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+            Assert.Equal(0, pool.GetStatistics().Medium.BytesRetained);
+            finish.Set();
+            holder.Join();
+        }
+
+        Assert.Null(failure);
+        Assert.Equal(0, pool.GetStatistics().Medium.BuffersInUse);
+        DepotReservation.AssertATrimFreesEverySlabAndItsRoom(pool, threadExits ? "after the thread exited" : "after the idle release and a second burst");
     }
 
     /// <summary>Rents <paramref name="blocks"/> buffers at once, returns them, and checks that the depot took none.</summary>
