@@ -168,9 +168,17 @@ public sealed class ThreadStackGrowthTests
     {
         using var pool = new TieredMemoryPool(options);
 
-        // Once on another fresh thread first, so the paths are compiled and the counts are of the thread's first rents alone.
+        // Once on another fresh thread first, so the paths are compiled and the counts are of the thread's first rents
+        // alone; then the least of three fresh threads: in the suite, tests running beside this one listen to the
+        // pools' events or grow shared tables, which a thread pays for now and then (185,816 bytes seen once).
         _ = OnAFreshThread(() => RentAndDisposeEach(pool));
-        return OnAFreshThread(() => RentAndDisposeEach(pool));
+        long least = long.MaxValue;
+        for (int thread = 0; thread < 3; thread++)
+        {
+            least = Math.Min(least, OnAFreshThread(() => RentAndDisposeEach(pool)));
+        }
+
+        return least;
     }
 
     private static void RentAndDisposeEach(TieredMemoryPool pool)
