@@ -106,7 +106,7 @@ public sealed class ArrayPoolHeapLimitSafetyTests
     private static Exception? ReturnAsFirstTouch(TieredArrayPool pool, int length, List<byte[]>? filler)
     {
         byte[] array = pool.Rent(length);
-        return OnAFreshThread(withRoom: null, atTheLimit: () => pool.Return(array), filler);
+        return HeapFiller.ThrownOnAFreshThread(withRoom: null, atTheLimit: () => pool.Return(array), filler);
     }
 
     /// <summary>
@@ -117,14 +117,14 @@ public sealed class ArrayPoolHeapLimitSafetyTests
     {
         var other = new TieredArrayPool(new TieredArrayPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
         byte[] array = pool.Rent(length);
-        return OnAFreshThread(withRoom: () => other.Return(other.Rent(length)), atTheLimit: () => pool.Return(array), filler);
+        return HeapFiller.ThrownOnAFreshThread(withRoom: () => other.Return(other.Rent(length)), atTheLimit: () => pool.Return(array), filler);
     }
 
     /// <summary>A return on a thread whose cache of the pool has no slots for the array's class yet.</summary>
     private static Exception? ReturnOfANewClass(TieredArrayPool pool, int length, List<byte[]>? filler)
     {
         byte[] array = pool.Rent(length);
-        return OnAFreshThread(withRoom: () => pool.Return(pool.Rent(length * 2)), atTheLimit: () => pool.Return(array), filler);
+        return HeapFiller.ThrownOnAFreshThread(withRoom: () => pool.Return(pool.Rent(length * 2)), atTheLimit: () => pool.Return(array), filler);
     }
 
     /// <summary>
@@ -135,7 +135,7 @@ public sealed class ArrayPoolHeapLimitSafetyTests
     {
         byte[]? held = null;
         byte[]? rentedAtTheLimit = null;
-        Exception? thrown = OnAFreshThread(
+        Exception? thrown = HeapFiller.ThrownOnAFreshThread(
             withRoom: () => held = pool.Rent(length),
             atTheLimit: () =>
             {
@@ -164,7 +164,7 @@ public sealed class ArrayPoolHeapLimitSafetyTests
     private static Exception? ReturnsPastTheDepotsRoom(TieredArrayPool pool, int length, List<byte[]>? filler)
     {
         var arrays = new byte[ArraysPastTheDepotsRoom][];
-        return OnAFreshThread(
+        return HeapFiller.ThrownOnAFreshThread(
             withRoom: () =>
             {
                 for (int i = 0; i < arrays.Length; i++)
@@ -180,36 +180,5 @@ public sealed class ArrayPoolHeapLimitSafetyTests
                 }
             },
             filler);
-    }
-
-    /// <summary>
-    /// Runs <paramref name="withRoom"/> on a thread that does nothing else, then fills the heap itself (its own
-    /// allocation context is spent too) into <paramref name="filler"/>, unless that is null, and runs
-    /// <paramref name="atTheLimit"/>; what it threw for want of memory.
-    /// </summary>
-    private static Exception? OnAFreshThread(Action? withRoom, Action atTheLimit, List<byte[]>? filler)
-    {
-        Exception? thrown = null;
-        var thread = new Thread(() =>
-        {
-            // With room: an exception here ends the process, and fails the test.
-            withRoom?.Invoke();
-            if (filler is not null)
-            {
-                HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-            }
-
-            try
-            {
-                atTheLimit();
-            }
-            catch (OutOfMemoryException error)
-            {
-                thrown = error;
-            }
-        });
-        thread.Start();
-        thread.Join();
-        return thrown;
     }
 }

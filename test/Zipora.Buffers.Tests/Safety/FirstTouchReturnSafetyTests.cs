@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -42,10 +41,10 @@ public sealed class FirstTouchReturnSafetyTests
                 string what = $"{size} bytes, ReuseOwners {reuseOwners}";
 
                 // The path compiled on another fresh thread first, with room, so only the heap limit differs.
-                ReturnOnAFreshThread(pool.Rent(size), filler: null);
+                HeapFiller.ThrownOnAFreshThread(withRoom: null, pool.Rent(size).Dispose, filler: null);
                 for (int round = 0; round < RoundsPerCase; round++, rounds++)
                 {
-                    Exception? error = ReturnOnAFreshThread(pool.Rent(size), filler);
+                    Exception? error = HeapFiller.ThrownOnAFreshThread(withRoom: null, pool.Rent(size).Dispose, filler);
                     filler.Clear();
                     GC.Collect();
                     if (error is not null)
@@ -84,33 +83,5 @@ public sealed class FirstTouchReturnSafetyTests
         BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
         TestContext.Current.TestOutputHelper?.WriteLine($"{rounds} returns at the heap limit, {thrown} threw");
         Assert.True(failures.Count == 0, $"{rounds} returns at the heap limit, {thrown} threw:\n{string.Join('\n', failures)}");
-    }
-
-    /// <summary>
-    /// Disposes <paramref name="owner"/> on a thread that does nothing else, after it filled the heap itself (its own
-    /// allocation context is spent too) into <paramref name="filler"/>, unless that is null; what the dispose threw.
-    /// </summary>
-    private static Exception? ReturnOnAFreshThread(IMemoryOwner<byte> owner, List<byte[]>? filler)
-    {
-        Exception? thrown = null;
-        var returner = new Thread(() =>
-        {
-            if (filler is not null)
-            {
-                HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-            }
-
-            try
-            {
-                owner.Dispose();
-            }
-            catch (OutOfMemoryException error)
-            {
-                thrown = error;
-            }
-        });
-        returner.Start();
-        returner.Join();
-        return thrown;
     }
 }

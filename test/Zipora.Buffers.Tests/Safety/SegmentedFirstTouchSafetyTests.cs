@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using System.Reflection;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -56,12 +55,12 @@ public sealed class SegmentedFirstTouchSafetyTests
 
                 // The path compiled on another fresh thread first, with room, so only the heap limit differs.
                 IDisposable warmUp = create(options);
-                Assert.True(OnAFreshThread(() => atTheLimit(warmUp), filler: null) is null, $"{what}: threw with room");
+                Assert.True(HeapFiller.ThrownOnAFreshThread(withRoom: null, () => atTheLimit(warmUp), filler: null) is null, $"{what}: threw with room");
                 warmUp.Dispose();
                 for (int round = 0; round < RoundsPerCase; round++, rounds++)
                 {
                     IDisposable buffer = create(options);
-                    Exception? error = OnAFreshThread(() => atTheLimit(buffer), filler);
+                    Exception? error = HeapFiller.ThrownOnAFreshThread(withRoom: null, () => atTheLimit(buffer), filler);
                     filler.Clear();
                     GC.Collect();
                     if (error is not null)
@@ -143,34 +142,5 @@ public sealed class SegmentedFirstTouchSafetyTests
         }
 
         return stream;
-    }
-
-    /// <summary>
-    /// Runs <paramref name="atTheLimit"/> on a thread that does nothing else, after it filled the heap itself (its own
-    /// allocation context is spent too) into <paramref name="filler"/>, unless that is null; what it threw.
-    /// </summary>
-    private static Exception? OnAFreshThread(Action atTheLimit, List<byte[]>? filler)
-    {
-        Exception? thrown = null;
-        var thread = new Thread(() =>
-        {
-            if (filler is not null)
-            {
-                HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-            }
-
-            try
-            {
-                atTheLimit();
-            }
-            catch (Exception error)
-            {
-                // Out of memory, or several segments' errors in one (an AggregateException): reported, not let end the process.
-                thrown = error;
-            }
-        });
-        thread.Start();
-        thread.Join();
-        return thrown;
     }
 }

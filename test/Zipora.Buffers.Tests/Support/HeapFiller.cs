@@ -80,6 +80,41 @@ public sealed class HeapFiller
     }
 
     /// <summary>
+    /// Runs <paramref name="withRoom"/>, then fills the heap into <paramref name="filler"/> (unless that is null) and
+    /// runs <paramref name="atTheLimit"/>, on a thread that does nothing else, so its own allocation context is spent
+    /// too and its thread statics are touched first by the test's calls; what <paramref name="atTheLimit"/> threw.
+    /// </summary>
+    /// <remarks>
+    /// Anything it throws is caught and handed back for the test to judge (an exception left on that thread would end
+    /// the process): out of memory, or several segments' errors in one <see cref="AggregateException"/>.
+    /// </remarks>
+    public static Exception? ThrownOnAFreshThread(Action? withRoom, Action atTheLimit, List<byte[]>? filler)
+    {
+        Exception? thrown = null;
+        var thread = new Thread(() =>
+        {
+            // With room: an exception here ends the process, and fails the test.
+            withRoom?.Invoke();
+            if (filler is not null)
+            {
+                Fill(filler, largest: 1 << 20, smallest: 24);
+            }
+
+            try
+            {
+                atTheLimit();
+            }
+            catch (Exception error)
+            {
+                thrown = error;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        return thrown;
+    }
+
+    /// <summary>
     /// Lets a thread that queued thread-pool work end while there is room, and waits for its finalizers: the runtime's
     /// finalizer of a dead thread's work-queue locals makes a generic static the first time it runs, and at the heap
     /// limit that ends the process ("Out of memory.", <c>ThreadPoolWorkQueueThreadLocals.Finalize</c> in the crash
