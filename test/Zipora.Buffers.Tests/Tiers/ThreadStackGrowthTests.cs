@@ -45,13 +45,7 @@ public sealed class ThreadStackGrowthTests
     {
         const int Size = 1024;
         const int Blocks = 20_000;
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-        {
-            ThreadCacheMaxBuffers = 100_000,
-            ThreadCacheMaxBytes = int.MaxValue,
-            AdaptiveCaches = false,
-            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
-        });
+        using TieredMemoryPool pool = PoolWithALargeFixedCache();
 
         for (int round = 0; round < 2; round++)
         {
@@ -72,13 +66,7 @@ public sealed class ThreadStackGrowthTests
     public void SlotsThatGrowWhileTheStackHoldsBlocksKeepEveryBlock()
     {
         const int Size = 1024;
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-        {
-            ThreadCacheMaxBuffers = 100_000,
-            ThreadCacheMaxBytes = int.MaxValue,
-            AdaptiveCaches = false,
-            IdleReleaseDelay = Timeout.InfiniteTimeSpan,
-        });
+        using TieredMemoryPool pool = PoolWithALargeFixedCache();
         using var other = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan });
 
         // 128 blocks fill the stack's first slots exactly. A rent from another pool makes the next rent of this one
@@ -171,6 +159,15 @@ public sealed class ThreadStackGrowthTests
     }
 
     /// <summary>The managed bytes a fresh thread's first rent and dispose of each of <see cref="s_firstSizes"/> allocate.</summary>
+    /// <summary>A pool whose threads may keep 100,000 blocks of a class, at a fixed capacity (not adaptive), never released idle.</summary>
+    private static TieredMemoryPool PoolWithALargeFixedCache() => new(new TieredMemoryPoolOptions
+    {
+        ThreadCacheMaxBuffers = 100_000,
+        ThreadCacheMaxBytes = int.MaxValue,
+        AdaptiveCaches = false,
+        IdleReleaseDelay = Timeout.InfiniteTimeSpan,
+    });
+
     private static long FirstRentsOnAFreshThread(TieredMemoryPoolOptions options)
     {
         using var pool = new TieredMemoryPool(options);
