@@ -122,14 +122,38 @@ internal sealed class PageSource
     }
 
     /// <summary>Passes a hint to the allocator that mapped the range: never to the OS for memory the portable fallback took from the C heap.</summary>
-    public bool TryAdvise(nint address, nuint length, PageAdvice advice, PageBacking backing) => AllocatorOf(backing).TryAdvise(address, length, advice);
+    public bool TryAdvise(nint address, nuint length, PageAdvice advice, PageBacking backing) => AdviseOrRefuse(AllocatorOf(backing), address, length, advice);
 
     /// <summary>
     /// Changes the protection through the allocator that mapped the range. Memory the portable fallback took from the
     /// C heap is never protected: the heap's own bookkeeping lives beside it, and an inaccessible page there would
     /// crash the process at the next <c>malloc</c>.
     /// </summary>
-    public bool TryProtect(nint address, nuint length, PageProtection protection, PageBacking backing) => AllocatorOf(backing).TryProtect(address, length, protection);
+    public bool TryProtect(nint address, nuint length, PageProtection protection, PageBacking backing)
+    {
+        try
+        {
+            return AllocatorOf(backing).TryProtect(address, length, protection);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Refused, as UnmapOrRefuse explains: a guard page not set degrades diagnostics and loses nothing.
+            return false;
+        }
+    }
+
+    /// <summary>A hint through <paramref name="owner"/>; out of managed memory it was not taken (see <see cref="UnmapOrRefuse"/>).</summary>
+    private static bool AdviseOrRefuse(PageAllocator owner, nint address, nuint length, PageAdvice advice)
+    {
+        try
+        {
+            return owner.TryAdvise(address, length, advice);
+        }
+        catch (OutOfMemoryException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>
     /// Unmaps a region with the allocator that mapped it. Nothing is counted as freed unless the OS accepted: a
@@ -141,8 +165,7 @@ internal sealed class PageSource
     /// <param name="counted">Whether the region still counts against the limit (false once its pages were dropped).</param>
     public bool TryUnmap(nint address, nuint length, PageBacking backing, bool counted)
     {
-        PageAllocator owner = AllocatorOf(backing);
-        if (!owner.Unmap(address, length))
+        if (!UnmapOrRefuse(AllocatorOf(backing), address, length))
         {
             Interlocked.Increment(ref _unmapFailures);
             if (ZiporaBuffersEventSource.Log.IsEnabled())
@@ -165,6 +188,26 @@ internal sealed class PageSource
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Out of managed memory, an allocator call did nothing (a custom allocator's allocation failed, or the runtime's
+    /// own work at the call did: a method's first call or a tiering step may allocate, and at the GC heap limit any
+    /// call can throw so, seen in a container's tests): for unmaps, advice and protection that is a
+    /// refusal like the OS's, which every caller handles (a mapping stays mapped and counted, and is tried again),
+    /// where an exception would lose the mapping on its way out. Any other exception is an allocator's bug and
+    /// goes to the caller.
+    /// </summary>
+    private static bool UnmapOrRefuse(PageAllocator owner, nint address, nuint length)
+    {
+        try
+        {
+            return owner.Unmap(address, length);
+        }
+        catch (OutOfMemoryException)
+        {
+            return false;
+        }
     }
 
     /// <summary>
@@ -195,8 +238,7 @@ internal sealed class PageSource
     /// </summary>
     public bool TryDropPages(nint address, nuint length, PageBacking backing)
     {
-        PageAllocator owner = AllocatorOf(backing);
-        if (!owner.TryAdvise(address, length, PageAdvice.DontNeed))
+        if (!AdviseOrRefuse(AllocatorOf(backing), address, length, PageAdvice.DontNeed))
         {
             return false;
         }

@@ -175,17 +175,7 @@ internal abstract partial class RegionTier
         // Each region holds a place on the list of mappings waiting out their delay from the moment it is mapped, so
         // letting it go never needs managed memory (a return past the caps lets one go, inside an owner's dispose).
         _unmaps.ReservePlace();
-        Region region;
-        try
-        {
-            region = MapRegion(classIndex);
-        }
-        catch
-        {
-            _unmaps.CancelPlace();
-            throw;
-        }
-
+        Region region = MapRegion(classIndex);
         _gate.Enter();
         CountRentUnsynchronized(classIndex);
         _misses++;
@@ -198,16 +188,28 @@ internal abstract partial class RegionTier
         return region.Buffer;
     }
 
+    /// <summary>Maps a region of the class on the place the caller reserved for it; on any failure the place is given back or taken by the mapping.</summary>
     private Region MapRegion(int classIndex)
     {
-        if (!TryMap(classIndex, out nint address, out nuint mappedLength, out PageBacking backing))
+        nint address;
+        nuint mappedLength;
+        PageBacking backing;
+        try
         {
-            // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
-            Trim();
             if (!TryMap(classIndex, out address, out mappedLength, out backing))
             {
-                ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
+                // Cached regions of other lengths may be what the OS is missing: give them all back and try once more.
+                Trim();
+                if (!TryMap(classIndex, out address, out mappedLength, out backing))
+                {
+                    ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
+                }
             }
+        }
+        catch
+        {
+            _unmaps.CancelPlace();
+            throw;
         }
 
         Pages.RecordMapped(mappedLength, backing);
@@ -220,8 +222,9 @@ internal abstract partial class RegionTier
         }
         catch (OutOfMemoryException)
         {
-            // Out of managed memory for its objects: the mapping was never handed out, so it goes at once.
-            _ = Pages.TryUnmap(address, mappedLength, backing, counted: true);
+            // Out of managed memory for its objects: the mapping was never handed out, so it goes at once, on its
+            // place (an unmap the OS refuses waits there to be tried again, and is never lost or left counted).
+            _unmaps.Release(address, mappedLength, backing, IdleClock.NeverReturned, placeReserved: true);
             throw;
         }
     }

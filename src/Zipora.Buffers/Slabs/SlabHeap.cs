@@ -134,39 +134,43 @@ internal sealed partial class SlabHeap
                 }
             }
 
-            // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
-            // this lock. Two threads may both map a slab for the class; the one that comes second is kept as a spare.
-            if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out nint slabAddress, out PageBacking backing))
-            {
-                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
-            }
-
-            AddSlabOrUnmap(classIndex, slabAddress, (nuint)slabBytes, blockSize, backing);
+            MapSlab(classIndex, blockSize, slabBytes, tierName);
         }
     }
 
     /// <summary>
-    /// Adds a slab just mapped, with its place on the list of mappings that wait out their delay (so letting it go
-    /// allocates nothing: a return after the pool's disposal lets its slab go inside an owner's dispose); out of managed
-    /// memory for either, unmaps it (nothing was ever in it) and throws.
+    /// Maps a slab for the class and adds it, with its place on the list of mappings that wait out their delay taken
+    /// first (so letting it go allocates nothing: a return after the pool's disposal lets its slab go inside an owner's
+    /// dispose). Out of managed memory for the slab's objects, the mapping goes back on that place (nothing was ever in
+    /// it), where an unmap the OS refuses is tried again.
     /// </summary>
-    private void AddSlabOrUnmap(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
+    private void MapSlab(int classIndex, int blockSize, int slabBytes, string tierName)
     {
-        bool placed = false;
+        _unmaps.ReservePlace();
+        nint address;
+        PageBacking backing;
         try
         {
-            _unmaps.ReservePlace();
-            placed = true;
-            AddSlab(new Slab(classIndex, address, length, blockSize, backing));
+            // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
+            // this lock. Two threads may both map a slab for the class; the one that comes second is kept as a spare.
+            if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out address, out backing))
+            {
+                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
+            }
+        }
+        catch
+        {
+            _unmaps.CancelPlace();
+            throw;
+        }
+
+        try
+        {
+            AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
         }
         catch (OutOfMemoryException)
         {
-            if (placed)
-            {
-                _unmaps.CancelPlace();
-            }
-
-            _ = _pages.TryUnmap(address, length, backing, counted: true);
+            _unmaps.Release(address, (nuint)slabBytes, backing, IdleClock.NeverReturned, placeReserved: true);
             throw;
         }
     }

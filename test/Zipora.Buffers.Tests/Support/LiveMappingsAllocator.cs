@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -26,6 +27,17 @@ internal sealed class LiveMappingsAllocator : PageAllocator
         _mappedAt = new long[mostLive];
         _tags = new int[mostLive];
     }
+
+    // Made up front: at the heap limit a new exception could not be.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown from a call at the heap limit.")]
+    private static readonly OutOfMemoryException s_outOfMemory = new("LiveMappingsAllocator: a call made while the test has every call run out of managed memory");
+
+    /// <summary>
+    /// While set, unmaps, advice and protection throw <see cref="OutOfMemoryException"/> before doing anything, as any
+    /// call can when the process is at its GC heap limit (the runtime allocates at a method's first calls and at its
+    /// tiering steps): what the pool does with a mapping whose unmap never happened.
+    /// </summary>
+    public bool CallsRunOutOfMemory { get; set; }
 
     /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
     public int Tag { get; set; }
@@ -78,6 +90,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
 
     public override bool Unmap(nint address, nuint length)
     {
+        ThrowIfOutOfMemory();
         if (!_inner.Unmap(address, length))
         {
             return false;
@@ -98,7 +111,23 @@ internal sealed class LiveMappingsAllocator : PageAllocator
         return true;
     }
 
-    public override bool TryAdvise(nint address, nuint length, PageAdvice advice) => _inner.TryAdvise(address, length, advice);
+    public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
+    {
+        ThrowIfOutOfMemory();
+        return _inner.TryAdvise(address, length, advice);
+    }
 
-    public override bool TryProtect(nint address, nuint length, PageProtection protection) => _inner.TryProtect(address, length, protection);
+    public override bool TryProtect(nint address, nuint length, PageProtection protection)
+    {
+        ThrowIfOutOfMemory();
+        return _inner.TryProtect(address, length, protection);
+    }
+
+    private void ThrowIfOutOfMemory()
+    {
+        if (CallsRunOutOfMemory)
+        {
+            throw s_outOfMemory;
+        }
+    }
 }

@@ -28,4 +28,14 @@ internal static class ThreadAllocations
         action();
         return GC.GetAllocatedBytesForCurrentThread() - before;
     }
+
+    /// <summary>The bytes <paramref name="action"/> allocated on a thread started for it: a thread with no caches yet.</summary>
+    public static long OnAFreshThread(Action action)
+    {
+        long allocated = -1;
+        var thread = new System.Threading.Thread(() => allocated = During(action));
+        thread.Start();
+        thread.Join();
+        return allocated;
+    }
 }

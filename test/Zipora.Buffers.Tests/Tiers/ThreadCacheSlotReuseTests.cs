@@ -1,11 +1,13 @@
+using System.Collections.Generic;
 using System.Reflection;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// The process's table of thread-cache slots (one per tier of each live pool) does not grow with the pools ever made.
-/// It counts the slots handed out while the test runs, so it runs in a process of its own.
+/// The process's table of thread-cache slots (one per tier of each live pool) does not grow with the pools ever made,
+/// and a new pool takes the lowest free slots, so a thread's table of caches is as long as the pools alive now need.
+/// The tests count the slots handed out and what a thread allocates, so each runs in a process of its own.
 /// </summary>
 [Collection(nameof(HugepageTests))]
 public sealed class ThreadCacheSlotReuseTests
@@ -35,5 +37,46 @@ public sealed class ThreadCacheSlotReuseTests
         TestContext.Current.TestOutputHelper?.WriteLine($"slots handed out: {added}");
         // A run hands out 8: the four tiers of two pools at once, while one is disposed and the next made.
         Assert.InRange(added, 0, 8);
+    }
+
+    [Fact]
+    public void AFreshThreadsFirstRentsCostNoMoreAfterManyPoolsWereAliveAtOnceAndDisposed()
+    {
+        if (IsolatedProcess.RunsElsewhere(GetType(), nameof(AFreshThreadsFirstRentsCostNoMoreAfterManyPoolsWereAliveAtOnceAndDisposed)))
+        {
+            return;
+        }
+
+        var options = new TieredMemoryPoolOptions { EnableHugepages = false, IdleReleaseDelay = Timeout.InfiniteTimeSpan };
+        long alone = FirstRentsOfAPool(options);
+
+        // 2,000 pools alive at once hold 8,000 slots; disposed in the order they were made, they leave every slot free.
+        // A thread's table of caches is as long as the highest slot of the pool it rents from: had the next pool taken
+        // the slots given back last, its new threads would make tables 8,000 long (64 KB for each cache type).
+        var burst = new List<TieredMemoryPool>();
+        for (int i = 0; i < 2_000; i++)
+        {
+            burst.Add(new TieredMemoryPool(options));
+        }
+
+        burst.ForEach(static pool => pool.Dispose());
+        long afterTheBurst = FirstRentsOfAPool(options);
+        TestContext.Current.TestOutputHelper?.WriteLine($"a fresh thread's first rents: {alone} bytes before the burst of pools, {afterTheBurst} after it");
+        Assert.True(afterTheBurst <= alone + 1024, $"a fresh thread's first rents allocated {afterTheBurst} bytes after 2,000 pools were alive at once and disposed, {alone} before");
+    }
+
+    /// <summary>What a fresh thread's first rents of a small, a medium and a large buffer allocate, in a new pool (the paths compiled first).</summary>
+    private static long FirstRentsOfAPool(TieredMemoryPoolOptions options)
+    {
+        using var pool = new TieredMemoryPool(options);
+        _ = ThreadAllocations.OnAFreshThread(() => RentEachTier(pool));
+        return ThreadAllocations.OnAFreshThread(() => RentEachTier(pool));
+    }
+
+    private static void RentEachTier(TieredMemoryPool pool)
+    {
+        pool.Rent(64).Dispose();
+        pool.Rent(4096).Dispose();
+        pool.Rent(64 * 1024).Dispose();
     }
 }

@@ -174,11 +174,11 @@ public sealed class ThreadStackGrowthTests
 
         // Once on another fresh thread first, so the paths are compiled and the counts are of the thread's first rents
         // alone; then the least of three fresh threads, so one thread's share of what other tests do meanwhile is left out.
-        _ = OnAFreshThread(() => RentAndDisposeEach(pool));
+        _ = ThreadAllocations.OnAFreshThread(() => RentAndDisposeEach(pool));
         long least = long.MaxValue;
         for (int thread = 0; thread < 3; thread++)
         {
-            least = Math.Min(least, OnAFreshThread(() => RentAndDisposeEach(pool)));
+            least = Math.Min(least, ThreadAllocations.OnAFreshThread(() => RentAndDisposeEach(pool)));
         }
 
         return least;
@@ -190,14 +190,5 @@ public sealed class ThreadStackGrowthTests
         {
             pool.Rent(size).Dispose();
         }
-    }
-
-    private static long OnAFreshThread(Action action)
-    {
-        long allocated = -1;
-        var thread = new Thread(() => allocated = ThreadAllocations.During(action));
-        thread.Start();
-        thread.Join();
-        return allocated;
     }
 }
