@@ -41,23 +41,32 @@ internal sealed class UnixPageAllocator : PageAllocator
         }
 
         nint aligned = (nint)(((nuint)raw + alignment - 1) & ~(alignment - 1));
-        nuint head = (nuint)(aligned - raw);
-        nuint tail = padded - head - length;
         nint kept = raw;
         nuint keptLength = padded;
-        if (head != 0)
+        try
         {
-            if (!TryMunmap(raw, head))
+            nuint head = (nuint)(aligned - raw);
+            nuint tail = padded - head - length;
+            if (head != 0)
+            {
+                if (!TryMunmap(raw, head))
+                {
+                    return GiveBackWhole(kept, keptLength);
+                }
+
+                kept = aligned;
+                keptLength -= head;
+            }
+
+            if (tail != 0 && !TryMunmap(aligned + (nint)length, tail))
             {
                 return GiveBackWhole(kept, keptLength);
             }
-
-            kept = aligned;
-            keptLength -= head;
         }
-
-        if (tail != 0 && !TryMunmap(aligned + (nint)length, tail))
+        catch (OutOfMemoryException)
         {
+            // The cut was never made: at the GC heap limit any call can throw before it runs (the runtime allocates at
+            // a method's first calls and its tiering steps). What is still mapped goes back whole, as for a refusal.
             return GiveBackWhole(kept, keptLength);
         }
 

@@ -72,7 +72,7 @@ public sealed class SlabPageDropSafetyTests
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(mode, time);
         var storm = new PageDropStormSafetyTests.PatternStorm(pool, time, disposeTwice: mode != OwnerMode.ReuseOwners) { LeakPercent = 4 };
-        storm.Run(workers: 3, TimeSpan.FromMilliseconds(500));
+        storm.Run(workers: 3, TimeSpan.FromMilliseconds(500), ranEnough: () => storm.Leaks > 20);
 
         Assert.True(storm.Failures.IsEmpty, string.Join(Environment.NewLine, storm.Failures));
         Assert.True(storm.Leaks > 20, $"only {storm.Leaks} owners leaked");
