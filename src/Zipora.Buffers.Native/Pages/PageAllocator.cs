@@ -89,6 +89,11 @@ public abstract class PageAllocator
     }
 
     /// <summary>Gives a mapping from <see cref="TryMap"/> back to the OS.</summary>
+    /// <remarks>
+    /// An override that throws must have unmapped nothing: the pool takes an <see cref="OutOfMemoryException"/> (which
+    /// any call can meet at the GC heap limit) as a refusal, keeps the mapping and tries again later, and a range
+    /// unmapped already may belong to another mapping by then.
+    /// </remarks>
     /// <param name="address">Start of the mapping.</param>
     /// <param name="length">The length it was mapped with.</param>
     /// <returns>Whether the OS accepted.</returns>
