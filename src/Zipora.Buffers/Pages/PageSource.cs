@@ -269,7 +269,23 @@ internal sealed class PageSource
         int bit = 1 << (int)step;
         if ((Interlocked.Or(ref _reportedSteps, bit) & bit) == 0)
         {
+            ReportFallback(step);
+        }
+    }
+
+    /// <summary>
+    /// Writes the first fallback of a kind as an event. Never throws: the huge tier counts a refused hugepage hint after
+    /// its mapping is made, where an exception would lose the mapping; out of managed memory only the event is lost.
+    /// </summary>
+    private static void ReportFallback(FallbackStep step)
+    {
+        try
+        {
             ZiporaBuffersEventSource.Log.BackendFallback(step.ToString());
+        }
+        catch (OutOfMemoryException)
+        {
+            EventsOffTheCaller.CountLost();
         }
     }
 

@@ -164,14 +164,21 @@ internal sealed partial class SlabHeap
             throw;
         }
 
+        bool added;
         try
         {
-            AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
+            added = AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
         }
         catch (OutOfMemoryException)
         {
             _unmaps.Release(address, (nuint)slabBytes, backing, IdleClock.NeverReturned, placeReserved: true);
             throw;
+        }
+
+        // Outside the handler: the exception's own allocation may run out of memory, and the slab is given back already.
+        if (!added)
+        {
+            ThrowHelper.ThrowPoolDisposed();
         }
     }
 
@@ -274,7 +281,8 @@ internal sealed partial class SlabHeap
         return index;
     }
 
-    private void AddSlab(Slab slab)
+    /// <summary>Adds a slab just mapped, on the place reserved for it; gives it back instead and returns false when the heap is disposing.</summary>
+    private bool AddSlab(Slab slab)
     {
         lock (_lock)
         {
@@ -282,7 +290,7 @@ internal sealed partial class SlabHeap
             {
                 // Disposed while mapping: the slab was never used, so nothing can be writing to it.
                 _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned, placeReserved: true);
-                ThrowHelper.ThrowPoolDisposed();
+                return false;
             }
 
             // Room in both lists first: out of managed memory, the slab is in neither (the caller unmaps it).
@@ -305,6 +313,8 @@ internal sealed partial class SlabHeap
                 _spareSlabs.Add(slab);
             }
         }
+
+        return true;
     }
 
     /// <summary>Makes a spare slab of the class its current one, if there is a spare; the caller holds the lock.</summary>

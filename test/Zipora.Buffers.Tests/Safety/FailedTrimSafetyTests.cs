@@ -138,6 +138,7 @@ public sealed class FailedTrimSafetyTests
             }
             catch (Exception error)
             {
+                mappings.CallsRunOutOfMemory = false;
                 sweep.Unexpected = error;
             }
         });

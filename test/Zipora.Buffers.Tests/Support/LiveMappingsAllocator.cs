@@ -28,9 +28,10 @@ internal sealed class LiveMappingsAllocator : PageAllocator
         _tags = new int[mostLive];
     }
 
-    // Made up front: at the heap limit a new exception could not be.
+    // Made with the allocator, where there is room: at the heap limit a new exception could not be, and nor could a
+    // static one made at its first use (its type initializer would fail for good, as it did in CI).
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown from a call at the heap limit.")]
-    private static readonly OutOfMemoryException s_outOfMemory = new("LiveMappingsAllocator: a call made while the test has every call run out of managed memory");
+    private readonly OutOfMemoryException _outOfMemory = new("LiveMappingsAllocator: a call made while the test has every call run out of managed memory");
 
     /// <summary>
     /// While set, unmaps, advice and protection throw <see cref="OutOfMemoryException"/> before doing anything, as any
@@ -38,6 +39,9 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// tiering steps): what the pool does with a mapping whose unmap never happened.
     /// </summary>
     public bool CallsRunOutOfMemory { get; set; }
+
+    /// <summary>Runs after each mapping is made and listed, before the pool sees it (a test disposes the pool there, say).</summary>
+    public Action? AfterMap { get; set; }
 
     /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
     public int Tag { get; set; }
@@ -85,6 +89,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
             _tags[free] = Tag;
         }
 
+        AfterMap?.Invoke();
         return true;
     }
 
@@ -127,7 +132,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     {
         if (CallsRunOutOfMemory)
         {
-            throw s_outOfMemory;
+            throw _outOfMemory;
         }
     }
 }

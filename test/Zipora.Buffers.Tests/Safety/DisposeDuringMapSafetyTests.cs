@@ -1,0 +1,38 @@
+using System;
+using System.Linq;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A pool disposed on another thread while a rent maps a fresh slab or region: the rent fails with
+/// <see cref="ObjectDisposedException"/> or serves a buffer, and the mapping is given back exactly once (the allocator
+/// fails the test on an unmap of a range it does not hold), whichever way it went.
+/// </summary>
+public sealed class DisposeDuringMapSafetyTests
+{
+    [Theory]
+    [MemberData(nameof(SafetyCases.TiersInBothOwnerModes), MemberType = typeof(SafetyCases))]
+    public void ARentWhosePoolIsDisposedWhileItMapsGivesTheMappingBackOnce(int size, OwnerMode mode)
+    {
+        var time = new FakeTimeProvider();
+        var mappings = new LiveMappingsAllocator();
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        options.PageAllocator = mappings;
+        var pool = new TieredMemoryPool(options);
+        mappings.AfterMap = () =>
+        {
+            mappings.AfterMap = null;
+            pool.Dispose();
+        };
+
+        Exception? refused = Record.Exception(() => pool.Rent(size).Dispose());
+        Assert.True(refused is null or ObjectDisposedException, $"{size} B, {mode}: the rent threw {refused}");
+        Assert.Null(mappings.AfterMap);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        (nint Address, nuint Length, long MappedAt, int Tag)[] live = mappings.Live();
+        Assert.True(live.Length == 0, $"{size} B, {mode}: {live.Length} mappings left after a rent raced the pool's disposal ({(refused is null ? "served" : "refused")}): {string.Join(", ", live.Select(static m => $"0x{m.Address:x} ({m.Length} bytes)"))}\n{statistics}");
+        Assert.True(statistics.MmapCalls == statistics.MunmapCalls, $"{size} B, {mode}: {statistics.MmapCalls} mappings made, {statistics.MunmapCalls} unmapped\n{statistics}");
+    }
+}
