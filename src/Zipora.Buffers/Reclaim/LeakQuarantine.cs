@@ -100,7 +100,11 @@ internal sealed class LeakQuarantine
                 {
                     (buffer, tier, _) = _held[i];
                     _bytes -= buffer.Length;
-                    _held.RemoveAt(i);
+
+                    // The last block takes its slot (looked at already in this pass): no move of every block after it.
+                    int last = _held.Count - 1;
+                    _held[i] = _held[last];
+                    _held.RemoveAt(last);
                     below = i;
                     return true;
                 }
