@@ -21,9 +21,7 @@ public sealed class AllocatorCallOutOfMemorySafetyTests
     {
         var time = new FakeTimeProvider();
         var mappings = new LiveMappingsAllocator();
-        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
-        options.PageAllocator = mappings;
-        using var pool = new TieredMemoryPool(options);
+        using var pool = new TieredMemoryPool(mappings.PoolOptions(mode, time));
         long backgroundFailures = BackgroundFailures.Count;
         string what = $"{size} B, {mode}";
 
@@ -58,9 +56,7 @@ public sealed class AllocatorCallOutOfMemorySafetyTests
     {
         var time = new FakeTimeProvider();
         var mappings = new LiveMappingsAllocator();
-        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.DiagnosticsAll, time);
-        options.PageAllocator = mappings;
-        using (var pool = new TieredMemoryPool(options))
+        using (var pool = new TieredMemoryPool(mappings.PoolOptions(OwnerMode.DiagnosticsAll, time)))
         {
             // Diagnostic mode guards each region with protected pages; a huge region asks for transparent hugepages.
             mappings.CallsRunOutOfMemory = true;

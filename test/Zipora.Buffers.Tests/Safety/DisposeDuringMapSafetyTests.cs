@@ -17,9 +17,7 @@ public sealed class DisposeDuringMapSafetyTests
     {
         var time = new FakeTimeProvider();
         var mappings = new LiveMappingsAllocator();
-        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
-        options.PageAllocator = mappings;
-        var pool = new TieredMemoryPool(options);
+        var pool = new TieredMemoryPool(mappings.PoolOptions(mode, time));
         mappings.AfterMap = () =>
         {
             mappings.AfterMap = null;

@@ -40,6 +40,14 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// </summary>
     public bool CallsRunOutOfMemory { get; set; }
 
+    /// <summary>The options of a safety pool in <paramref name="mode"/> on <paramref name="time"/>, mapping through this allocator.</summary>
+    public TieredMemoryPoolOptions PoolOptions(OwnerMode mode, TimeProvider time)
+    {
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        options.PageAllocator = this;
+        return options;
+    }
+
     /// <summary>Runs after each mapping is made and listed, before the pool sees it (a test disposes the pool there, say).</summary>
     public Action? AfterMap { get; set; }
 
