@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -74,6 +75,13 @@ internal sealed class LiveMappingsAllocator : PageAllocator
 
             return [.. live];
         }
+    }
+
+    /// <summary>Fails the test, naming each mapping, unless every mapping made was unmapped; <paramref name="what"/> says after what.</summary>
+    public void AssertNoneLive(string what)
+    {
+        (nint Address, nuint Length, long MappedAt, int Tag)[] live = Live();
+        Assert.True(live.Length == 0, $"{what}: {live.Length} mappings still mapped: {string.Join(", ", live.Select(static m => $"0x{m.Address:x} ({m.Length} bytes, map {m.MappedAt})"))}");
     }
 
     protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
