@@ -26,9 +26,17 @@ namespace Zipora.Buffers;
 internal static class BackgroundFailures
 {
     private static long s_count;
+    private static string? s_lastWork;
+    private static Exception? s_lastError;
 
     /// <summary>Failures reported since the process started (the tests check that their storms leave it unchanged).</summary>
     public static long Count => Interlocked.Read(ref s_count);
+
+    /// <summary>
+    /// The work that failed last and what it threw, kept without allocating (a failure at the GC heap limit must still
+    /// be told), so that a failure nobody listened for can be named after the fact.
+    /// </summary>
+    public static (string? Work, Exception? Error) Last => (Volatile.Read(ref s_lastWork), Volatile.Read(ref s_lastError));
 
     /// <summary>Counts <paramref name="error"/>, thrown by the background <paramref name="work"/>, and has it written as an event.</summary>
     /// <remarks>
@@ -37,6 +45,8 @@ internal static class BackgroundFailures
     /// </remarks>
     public static void Report(string work, Exception error)
     {
+        Volatile.Write(ref s_lastWork, work);
+        Volatile.Write(ref s_lastError, error);
         Interlocked.Increment(ref s_count);
         if (!ZiporaBuffersEventSource.Log.IsEnabled())
         {

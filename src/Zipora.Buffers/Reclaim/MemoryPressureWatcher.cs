@@ -30,6 +30,10 @@ internal sealed class MemoryPressureWatcher
     private static ITimer? s_cgroupTimer;
     private static long s_lastPass = long.MinValue / 2;
 
+    // Passes queued or running: a pass that failed at the GC heap limit is counted when it is caught, which may be
+    // well after the moment it threw (tests wait for this to fall to zero before they count what they provoked).
+    private static int s_passesInFlight;
+
     private MemoryPressureWatcher()
     {
     }
@@ -49,7 +53,7 @@ internal sealed class MemoryPressureWatcher
             if (IsPassDue())
             {
                 // Not on the finalizer thread: trimming takes locks and makes system calls.
-                ThreadPool.UnsafeQueueUserWorkItem(static _ => TrimEveryPool(), (object?)null, preferLocal: false);
+                QueuePass();
             }
 
             _ = new MemoryPressureWatcher();
@@ -88,11 +92,41 @@ internal sealed class MemoryPressureWatcher
     /// <summary>Whether the cgroup's charge is being read on the timer (tests and reports).</summary>
     internal static bool IsWatchingCgroup => Volatile.Read(ref s_cgroupTimer) is not null;
 
+    /// <summary>Whether a trim pass is queued or running (tests wait for the work they set off).</summary>
+    internal static bool IsPassInFlight => Volatile.Read(ref s_passesInFlight) != 0;
+
+    private static void QueuePass()
+    {
+        Interlocked.Increment(ref s_passesInFlight);
+        try
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static _ => TrimEveryPoolCounted(), (object?)null, preferLocal: false);
+        }
+        catch (OutOfMemoryException)
+        {
+            Interlocked.Decrement(ref s_passesInFlight);
+            throw;
+        }
+    }
+
     private static void TrimEveryPoolIfDue()
     {
         if (IsPassDue())
         {
+            Interlocked.Increment(ref s_passesInFlight);
+            TrimEveryPoolCounted();
+        }
+    }
+
+    private static void TrimEveryPoolCounted()
+    {
+        try
+        {
             TrimEveryPool();
+        }
+        finally
+        {
+            Interlocked.Decrement(ref s_passesInFlight);
         }
     }
 

@@ -150,7 +150,7 @@ public sealed partial class AttackRound12Tests
         GC.Collect();
 
         // Whatever else ran out of memory meanwhile (the pools' timers) was this test's doing.
-        BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+        BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         Assert.True(fillFailed is null, $"the test itself ran out of memory: {fillFailed}");
         TierStatistics small = pool.GetStatistics().Small;
         owner.Dispose();

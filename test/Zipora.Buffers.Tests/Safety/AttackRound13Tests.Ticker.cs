@@ -42,7 +42,7 @@ public sealed partial class AttackRound13Tests
         });
         worker.Start();
         worker.Join();
-        BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+        BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         Assert.True(thrown is null, $"an OutOfMemoryException left the idle ticker's timer callback at the heap limit (on the system clock an unhandled exception on a thread-pool thread, which ends the process): {thrown}");
     }
 }

@@ -69,7 +69,7 @@ public sealed partial class AttackRound13Tests
         });
         worker.Start();
         worker.Join();
-        BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+        BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         string what = $"{sweep.Rounds} rounds, {sweep.Failed} out of memory at the limit, {sweep.Done} done";
         TestContext.Current.TestOutputHelper?.WriteLine(what);
         Assert.True(sweep.Unexpected is null, $"{what}: {sweep.Unexpected}");

@@ -123,7 +123,7 @@ public sealed class AttackRound7LivenessTests
         clock.Broken = true;
         Exception? fromDispose = Record.Exception(owner.Dispose);
         clock.Heal();
-        BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
+        BackgroundFailureWatch.ProvokedSince(before);
         Assert.True(fromDispose is null, $"the owner's Dispose threw because the pool's clock did: {fromDispose}");
         Assert.True(
             ProcessMappings.IsMapped(range.Start, range.Length),
@@ -202,7 +202,7 @@ public sealed class AttackRound7LivenessTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - failuresBefore);
+            BackgroundFailureWatch.ProvokedSince(failuresBefore);
         }
 
         Assert.True(clock.Thrown > 0, "the clock never threw");

@@ -71,7 +71,7 @@ public sealed class AttackRound7QuarantineTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - failuresBefore);
+            BackgroundFailureWatch.ProvokedSince(failuresBefore);
         }
 
         // The attack ran: the pool kept ticking through it, and a throwing clock was reported.

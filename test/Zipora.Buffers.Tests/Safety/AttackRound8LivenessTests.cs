@@ -110,7 +110,7 @@ public sealed class AttackRound8LivenessTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
+            BackgroundFailureWatch.ProvokedSince(before);
         }
 
         Assert.True(escaped is null, $"an exception left the timer's callback: {escaped}");

@@ -30,7 +30,7 @@ public sealed class AttackRound8ReportTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
+            BackgroundFailureWatch.ProvokedSince(before);
         }
 
         Assert.True(escaped is null, $"an exception left the idle ticker's timer callback (on a real timer, the process ends) because the clock's exception could not be described for the BackgroundWorkFailed event: {escaped}");
@@ -56,7 +56,7 @@ public sealed class AttackRound8ReportTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
+            BackgroundFailureWatch.ProvokedSince(before);
         }
 
         Assert.True(fromDispose is null, $"a late return's Dispose threw because the pool's clock failed with an exception that could not be described for the BackgroundWorkFailed event: {fromDispose}");

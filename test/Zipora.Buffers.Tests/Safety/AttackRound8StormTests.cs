@@ -75,7 +75,7 @@ public sealed class AttackRound8StormTests
         finally
         {
             clock.Heal();
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - before);
+            BackgroundFailureWatch.ProvokedSince(before);
         }
 
         Assert.True(clock.Thrown > 0, "the clock never threw");

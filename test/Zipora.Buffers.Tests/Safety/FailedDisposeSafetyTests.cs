@@ -50,7 +50,7 @@ public sealed class FailedDisposeSafetyTests
 
         // Whatever else ran out of memory meanwhile (the pools' ticks, which also finish a dispose nobody retried) was
         // this test's doing.
-        BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+        BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         string what = $"retry {retry}, {sweep.Rounds} rounds, {sweep.DisposesFailed} disposes out of memory, {sweep.RentsBetween} rents served between a failed dispose and its end";
         TestContext.Current.TestOutputHelper?.WriteLine($"{what}; thrown from:\n{string.Join('\n', sweep.ThrownFrom)}");
         Assert.True(sweep.Unexpected is null, $"{what}: {sweep.Unexpected}");

@@ -43,7 +43,7 @@ public sealed class FailedTrimSafetyTests
             Sweep sweep = SweepTheHeadroom(pool, time, filler, mappings);
 
             // Whatever else ran out of memory meanwhile (the pools' ticks and pressure trims) was this test's doing.
-            BackgroundFailureWatch.Provoked(BackgroundFailures.Count - backgroundFailures);
+            BackgroundFailureWatch.ProvokedSince(backgroundFailures);
             backgroundFailures = BackgroundFailures.Count;
             Assert.True(sweep.Unexpected is null, $"ReuseOwners {reuseOwners}: {sweep.Unexpected}");
 

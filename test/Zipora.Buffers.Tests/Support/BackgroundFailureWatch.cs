@@ -25,12 +25,24 @@ public sealed class BackgroundFailureWatch : IDisposable
     /// <summary>Counts failures a test caused on purpose (it runs alone, in <see cref="ProvokingTests"/>).</summary>
     public static void Provoked(long failures) => Interlocked.Add(ref s_provoked, failures);
 
+    /// <summary>
+    /// Counts every failure reported since the count was <paramref name="countBefore"/> as provoked, once the background
+    /// work the test set off has finished (<see cref="BackgroundWork.WaitUntilQuiet"/>): a failure is counted when it is
+    /// caught, which a descheduled thread may do after the test ends.
+    /// </summary>
+    public static void ProvokedSince(long countBefore)
+    {
+        BackgroundWork.WaitUntilQuiet();
+        Provoked(BackgroundFailures.Count - countBefore);
+    }
+
     public void Dispose()
     {
         long unexpected = BackgroundFailures.Count - _atStart - Interlocked.Read(ref s_provoked);
         if (unexpected != 0)
         {
-            throw new InvalidOperationException($"the pools' background work failed {unexpected} times in this run without a test provoking it; listen to the Zipora-Buffers event source's BackgroundWorkFailed events to see where");
+            (string? work, Exception? error) = BackgroundFailures.Last;
+            throw new InvalidOperationException($"the pools' background work failed {unexpected} times in this run without a test provoking it; the last failure was {work}: {error}", error);
         }
     }
 }
