@@ -30,13 +30,18 @@ public class OwnerModeBenchmarks
     private MemoryPool<byte> _kestrel = null!;
     private MinimalNativePool _floorReused = null!;
     private MinimalNativePool _floorSafe = null!;
+    private MinimalSafeNativePool _floorReusedSafely = null!;
     private IMemoryOwner<byte>? _atomicTarget;
 
-    /// <summary>How many buffers are held at once: one (steady) or a burst of 100.</summary>
+    /// <summary>
+    /// How many buffers are held at once: one (steady) or a burst of 100; or one at a time with the memory left
+    /// untouched (rent and dispose only: the pool's own overhead, issue 15's first goal).
+    /// </summary>
     public enum Pattern
     {
         Steady,
         Burst,
+        Untouched,
     }
 
     [ParamsAllValues]
@@ -50,6 +55,7 @@ public class OwnerModeBenchmarks
         _kestrel = Peers.CreateKestrelPool();
         _floorReused = new MinimalNativePool(BufferSize, safeOwners: false);
         _floorSafe = new MinimalNativePool(BufferSize, safeOwners: true);
+        _floorReusedSafely = new MinimalSafeNativePool(BufferSize);
     }
 
     [GlobalCleanup]
@@ -81,6 +87,13 @@ public class OwnerModeBenchmarks
     public void FloorSafeOwners() => RentWriteReturn(_floorSafe);
 
     /// <summary>
+    /// Floor experiment: the reused managers with what <see cref="TieredMemoryPoolOptions.ReuseOwners"/> promises on its
+    /// fast path (a stale dispose refused, trims that can take a live thread's blocks, more than one pool).
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorReusedOwnersKeepingThePromises() => RentWriteReturn(_floorReusedSafely);
+
+    /// <summary>
     /// Floor experiment: <see cref="MemoryPool{T}.Shared"/> plus the one atomic exchange per dispose that would make
     /// its racing disposes harmless, which it does not pay today: the least a race-safe Shared would cost.
     /// </summary>
@@ -92,12 +105,16 @@ public class OwnerModeBenchmarks
     public void ArrayPoolShared()
     {
         ArrayPool<byte> pool = ArrayPool<byte>.Shared;
-        if (Workload == Pattern.Steady)
+        if (Workload != Pattern.Burst)
         {
             for (int i = 0; i < Operations; i++)
             {
                 byte[] array = pool.Rent(BufferSize);
-                array[0] = 1;
+                if (Workload == Pattern.Steady)
+                {
+                    array[0] = 1;
+                }
+
                 pool.Return(array);
             }
 
@@ -130,6 +147,16 @@ public class OwnerModeBenchmarks
                 IMemoryOwner<byte> owner = pool.Rent(BufferSize);
                 owner.Memory.Span[0] = 1;
                 Dispose(owner, disposeThroughAnAtomic);
+            }
+
+            return;
+        }
+
+        if (Workload == Pattern.Untouched)
+        {
+            for (int i = 0; i < Operations; i++)
+            {
+                Dispose(pool.Rent(BufferSize), disposeThroughAnAtomic);
             }
 
             return;

@@ -62,9 +62,9 @@ if (args.Contains("--segmented-cpu"))
     return;
 }
 
-if (args is ["--steady-cpu-child", string steadyPool, string steadySize])
+if (args is ["--steady-cpu-child", string steadyPool, string steadySize, ..])
 {
-    SteadyCpuTimeReport.RunChild(steadyPool, int.Parse(steadySize, System.Globalization.CultureInfo.InvariantCulture));
+    SteadyCpuTimeReport.RunChild(steadyPool, int.Parse(steadySize, System.Globalization.CultureInfo.InvariantCulture), untouched: args is [.., "untouched"]);
     return;
 }
 

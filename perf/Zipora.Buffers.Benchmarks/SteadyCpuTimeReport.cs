@@ -13,6 +13,8 @@ namespace Zipora.Buffers.Benchmarks;
 /// while the CPU time a thread spent on the loop barely moves. Each case runs in a process of its own (so the virtual
 /// call site sees one pool, as in BenchmarkDotNet), and the best of 22 rounds of a million operations is reported,
 /// best of three processes per case; the floors are <see cref="MinimalNativePool"/>'s two modes, timed the same way.
+/// A second table times rent and dispose alone at 4 KB (the memory untouched: issue 15's first goal) against the floor
+/// and <see cref="MinimalSafeNativePool"/>, the floor keeping the promises the reusing mode keeps on its fast path.
 /// The array pools' rent, write, return (<see cref="ArrayPoolBenchmarks"/>'s single pair) is timed the same way, in
 /// five processes per case, the pools' processes alternating: the best process of each pool is compared, since the
 /// machine's other tenants only ever add time, and one process's code placement alone moves a 10 ns case by several
@@ -27,6 +29,8 @@ public static partial class SteadyCpuTimeReport
 
     private static readonly int[] s_sizes = [64, 500, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
     private static readonly string[] s_pools = ["Shared", "TieredMemoryPool", "TieredMemoryPoolReuseOwners", "FloorReusedOwners", "FloorOwnerPerRent"];
+    private static readonly string[] s_untouchedPools = ["Shared", "TieredMemoryPoolReuseOwners", "FloorSafeReusedOwners", "FloorReusedOwners"];
+    private const int UntouchedSize = 4096;
     private static readonly int[] s_arraySizes = [16, 64, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20, 64 << 20];
     private static readonly string[] s_arrayPools = ["ArrayPool.Shared", "TieredArrayPool"];
     private const int ArrayProcesses = 5;
@@ -44,6 +48,12 @@ public static partial class SteadyCpuTimeReport
         }
 
         Console.WriteLine();
+        Console.WriteLine("| 4 KB, memory untouched | `Shared` ns | `ReuseOwners` ns | × `Shared` | floor keeping the promises ns | × `Shared` | floor ns | × `Shared` |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        double[] untouched = [.. MeasureAlternating(s_untouchedPools, UntouchedSize, PoolProcesses, "untouched").Select(static values => values[0])];
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| rent + dispose | {untouched[0]:F2} | {untouched[1]:F2} | {untouched[1] / untouched[0]:F2} | {untouched[2]:F2} | {untouched[2] / untouched[0]:F2} | {untouched[3]:F2} | {untouched[3] / untouched[0]:F2} |"));
+
+        Console.WriteLine();
         Console.WriteLine("| size | `ArrayPool.Shared` ns, each process | `TieredArrayPool` ns, each process | ratio of the best |");
         Console.WriteLine("|---|---|---|---|");
         foreach (int size in s_arraySizes)
@@ -57,14 +67,14 @@ public static partial class SteadyCpuTimeReport
     /// Per pool, the best ns per operation of each of <paramref name="processes"/> child processes (sorted), the pools'
     /// processes alternating so a slow spell of the machine falls on both.
     /// </summary>
-    private static double[][] MeasureAlternating(string[] pools, int size, int processes)
+    private static double[][] MeasureAlternating(string[] pools, int size, int processes, string workload = "write")
     {
         double[][] ns = [.. pools.Select(_ => new double[processes])];
         for (int i = 0; i < processes; i++)
         {
             for (int pool = 0; pool < pools.Length; pool++)
             {
-                string row = ReportProcess.RunSelf(1, "--steady-cpu-child", pools[pool], size.ToString(CultureInfo.InvariantCulture));
+                string row = ReportProcess.RunSelf(1, "--steady-cpu-child", pools[pool], size.ToString(CultureInfo.InvariantCulture), workload);
                 ns[pool][i] = double.TryParse(row, CultureInfo.InvariantCulture, out double value) ? value : double.NaN;
             }
         }
@@ -79,8 +89,11 @@ public static partial class SteadyCpuTimeReport
 
     private static string Joined(double[] values) => string.Join(", ", values.Select(static v => v.ToString("F2", CultureInfo.InvariantCulture)));
 
-    /// <summary>Measures one pool at one size and prints the best ns per operation.</summary>
-    public static void RunChild(string pool, int size)
+    /// <summary>
+    /// Measures one pool at one size and prints the best ns per operation; <paramref name="untouched"/> leaves the
+    /// memory alone (rent and dispose only: the pool's own overhead, issue 15's first goal).
+    /// </summary>
+    public static void RunChild(string pool, int size, bool untouched)
     {
         if (pool.Contains("Array", StringComparison.Ordinal))
         {
@@ -95,9 +108,11 @@ public static partial class SteadyCpuTimeReport
             "TieredMemoryPool" => Peers.CreateTieredPool(),
             "FloorReusedOwners" => new MinimalNativePool(size, safeOwners: false),
             "FloorOwnerPerRent" => new MinimalNativePool(size, safeOwners: true),
+            "FloorSafeReusedOwners" => new MinimalSafeNativePool(size),
             _ => Peers.CreateTieredPoolReusingOwners(),
         };
-        Console.WriteLine(BestOfRounds(() => Loop(measured, size)).ToString("F2", CultureInfo.InvariantCulture));
+        Action loop = untouched ? () => UntouchedLoop(measured, size) : () => Loop(measured, size);
+        Console.WriteLine(BestOfRounds(loop).ToString("F2", CultureInfo.InvariantCulture));
     }
 
     /// <summary>The best ns per operation of the rounds after the warm-up ones.</summary>
@@ -150,6 +165,18 @@ public static partial class SteadyCpuTimeReport
         owner.Memory.Span[0] = 1;
         owner.Dispose();
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void UntouchedLoop(MemoryPool<byte> pool, int size)
+    {
+        for (int i = 0; i < Operations; i++)
+        {
+            RentDispose(pool, size);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RentDispose(MemoryPool<byte> pool, int size) => pool.Rent(size).Dispose();
 
     internal static unsafe long ThreadCpuNanoseconds()
     {
