@@ -163,7 +163,9 @@ internal partial struct SegmentChain
         }
 
         _tail = last;
-        List<Exception>? errors = null;
+        Exception? firstError = null;
+        List<Exception>? laterErrors = null;
+        int unrecorded = 0;
         while (next is not null)
         {
             BufferSegment current = next;
@@ -174,13 +176,22 @@ internal partial struct SegmentChain
             }
             catch (Exception error)
             {
-                (errors ??= []).Add(error);
+                // The first error is kept without allocating: at the GC heap limit a list made here would throw out of
+                // this handler and leave every later segment's block held for good.
+                if (firstError is null)
+                {
+                    firstError = error;
+                }
+                else if (!TryRecord(ref laterErrors, error))
+                {
+                    unrecorded++;
+                }
             }
         }
 
-        if (errors is not null)
+        if (firstError is not null)
         {
-            SegmentThrowHelper.ThrowOwnersFailedToDispose(errors);
+            SegmentThrowHelper.ThrowOwnersFailedToDispose(firstError, laterErrors, unrecorded);
         }
     }
 
@@ -239,6 +250,21 @@ internal partial struct SegmentChain
         }
 
         return count;
+    }
+
+    /// <summary>Adds <paramref name="error"/> to <paramref name="errors"/>; false when there was no managed memory to.</summary>
+    private static bool TryRecord(ref List<Exception>? errors, Exception error)
+    {
+        try
+        {
+            (errors ??= []).Add(error);
+            return true;
+        }
+        catch (OutOfMemoryException)
+        {
+            // Counted instead, and named in the exception thrown once every segment is released.
+            return false;
+        }
     }
 
     private void Release(BufferSegment segment)

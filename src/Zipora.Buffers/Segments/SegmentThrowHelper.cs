@@ -27,14 +27,18 @@ internal static class SegmentThrowHelper
     }
 
     [DoesNotReturn]
-    public static void ThrowOwnersFailedToDispose(List<Exception> errors)
+    public static void ThrowOwnersFailedToDispose(Exception firstError, List<Exception>? laterErrors, int unrecorded)
     {
-        if (errors.Count == 1)
+        if (laterErrors is null && unrecorded == 0)
         {
-            ExceptionDispatchInfo.Throw(errors[0]);
+            ExceptionDispatchInfo.Throw(firstError);
         }
 
-        throw new AggregateException("Owners of several segments threw on dispose; every other segment was given back.", errors);
+        List<Exception> errors = [firstError, .. laterErrors ?? []];
+        string message = unrecorded == 0
+            ? "Owners of several segments threw on dispose; every other segment was given back."
+            : $"Owners of several segments threw on dispose; every other segment was given back. {unrecorded} more threw while managed memory ran out, and their exceptions could not be kept.";
+        throw new AggregateException(message, errors);
     }
 
     /// <summary>An option of <see cref="SegmentedBufferOptions"/> out of range: named as the parameter, with what it must be.</summary>
