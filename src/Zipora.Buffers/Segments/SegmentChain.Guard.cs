@@ -125,16 +125,6 @@ internal partial struct SegmentChain
         }
     }
 
-    /// <summary>
-    /// Gives the guard back, then throws <see cref="System.ObjectDisposedException"/> if a dispose came meanwhile: for
-    /// a call that hands out memory, which must not hand out a segment that went back as it left.
-    /// </summary>
-    public void ExitOrThrowIfDisposed(string typeName)
-    {
-        Exit();
-        ThrowIfDisposed(typeName);
-    }
-
     /// <summary>Gives the guard back; if a dispose came meanwhile, does its work now.</summary>
     /// <remarks>
     /// A plain release, no interlocked instruction (one per call is the guard's whole cost): a dispose that finds the

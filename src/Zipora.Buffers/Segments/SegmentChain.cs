@@ -135,17 +135,13 @@ internal partial struct SegmentChain
     /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
     public void RestartGrowth() => _nextSegmentSize = _settings.InitialSegmentSize;
 
-    /// <summary>Lets go of the head segment (the next one becomes the head).</summary>
-    public void ReleaseHeadUnsynchronized()
+    /// <summary>Lets go of every segment before <paramref name="newHead"/>, which becomes the head.</summary>
+    /// <remarks>A block whose owner throws on dispose (another pool's) does not keep the others: each is let go of, then the error is thrown.</remarks>
+    public void ReleaseBeforeUnsynchronized(BufferSegment newHead)
     {
-        BufferSegment head = _head!;
-        _head = head.NextSegment;
-        if (_head is null)
-        {
-            _tail = null;
-        }
-
-        Release(head);
+        BufferSegment? first = _head;
+        _head = newHead;
+        ReleaseEach(first, newHead);
     }
 
     /// <summary>Lets go of every segment after <paramref name="last"/> (every segment for <see langword="null"/>); it becomes the tail.</summary>
@@ -163,10 +159,20 @@ internal partial struct SegmentChain
         }
 
         _tail = last;
+        ReleaseEach(next, stopAt: null);
+    }
+
+    /// <summary>
+    /// Lets go of <paramref name="first"/> and the segments after it up to <paramref name="stopAt"/> (not included),
+    /// already unlinked from the chain; every one of them, then the errors their owners threw.
+    /// </summary>
+    private void ReleaseEach(BufferSegment? first, BufferSegment? stopAt)
+    {
+        BufferSegment? next = first;
         Exception? firstError = null;
         List<Exception>? laterErrors = null;
         int unrecorded = 0;
-        while (next is not null)
+        while (next is not null && next != stopAt)
         {
             BufferSegment current = next;
             next = current.NextSegment;

@@ -142,8 +142,17 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
         _chain.EnterForOwnWork(TypeName);
-        ReadOnlySequence<byte> data = DataUnsynchronized();
-        _chain.ExitOrThrowIfDisposed(TypeName);
+        ReadOnlySequence<byte> data;
+        try
+        {
+            data = DataUnsynchronized();
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+
+        _chain.ThrowIfDisposed(TypeName);
         return data;
     }
 
@@ -201,15 +210,22 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
             // The running index restarts at each reset, so the end index is every byte written since, consumed or not.
             long messageLength = _chain.EndIndex;
             BufferSegment? head = _chain.Head;
-            _chain.ReleaseAfterUnsynchronized(head);
-            if (head is not null)
+            try
             {
-                head.MoveTo(0);
-                head.End = 0;
+                _chain.ReleaseAfterUnsynchronized(head);
             }
+            finally
+            {
+                // Emptied whether or not an owner of another pool threw on dispose: the writer is a new one either way.
+                if (head is not null)
+                {
+                    head.MoveTo(0);
+                    head.End = 0;
+                }
 
-            _chain.EndMessage(messageLength);
-            _headStart = 0;
+                _chain.EndMessage(messageLength);
+                _headStart = 0;
+            }
         }
         finally
         {
@@ -220,29 +236,38 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
     public void Dispose() => _chain.Dispose();
 
+    /// <remarks>
+    /// The new head and its start are found and set first, and the segments before it let go of last: an owner that
+    /// throws on dispose (another pool's) then leaves the whole count consumed, and every other segment given back.
+    /// </remarks>
     private void ConsumeUnsynchronized(long count)
     {
-        BufferSegment? head = _chain.Head;
-        while (head is not null)
+        BufferSegment? oldHead = _chain.Head;
+        if (oldHead is null)
         {
-            int unconsumed = head.End - _headStart;
-            if (count < unconsumed || ReferenceEquals(head, _chain.Tail))
-            {
-                _headStart += (int)count;
-                break;
-            }
-
-            count -= unconsumed;
-            _chain.ReleaseHeadUnsynchronized();
-            _headStart = 0;
-            head = _chain.Head;
+            return;
         }
 
-        if (head is not null && _headStart == head.End && ReferenceEquals(head, _chain.Tail))
+        BufferSegment head = oldHead;
+        int start = _headStart;
+        while (count >= head.End - start && !ReferenceEquals(head, _chain.Tail))
+        {
+            count -= head.End - start;
+            head = head.NextSegment!;
+            start = 0;
+        }
+
+        _headStart = start + (int)count;
+        if (_headStart == head.End && ReferenceEquals(head, _chain.Tail))
         {
             // Everything consumed: what comes next is a new message, and grows from the initial size again, so a queue
             // of small messages does not walk its segments up to the largest size.
             _chain.RestartGrowth();
+        }
+
+        if (!ReferenceEquals(head, oldHead))
+        {
+            _chain.ReleaseBeforeUnsynchronized(head);
         }
     }
 

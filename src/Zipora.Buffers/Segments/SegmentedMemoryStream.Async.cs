@@ -81,10 +81,15 @@ public sealed partial class SegmentedMemoryStream
         ValidateCopyToArguments(destination, bufferSize);
         if (ReferenceEquals(destination, this))
         {
-            // As MemoryStream does: the rest is appended after the end. Copied out first, since writing it grows the
-            // very segments being read.
+            // As MemoryStream does: the rest is appended after the end, and nothing is written when there is none (a
+            // write of nothing past the end would fill the gap with zeros). Copied out first, since writing it grows
+            // the very segments being read.
             byte[] rest = RestToArray();
-            Write(rest);
+            if (rest.Length != 0)
+            {
+                Write(rest);
+            }
+
             return;
         }
 
@@ -117,7 +122,7 @@ public sealed partial class SegmentedMemoryStream
         if (ReferenceEquals(destination, this))
         {
             byte[] rest = RestToArray();
-            return WriteAsync(rest, cancellationToken).AsTask();
+            return rest.Length == 0 ? Task.CompletedTask : WriteAsync(rest, cancellationToken).AsTask();
         }
 
         _chain.Enter(TypeName);

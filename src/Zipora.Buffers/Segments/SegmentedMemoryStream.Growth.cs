@@ -122,11 +122,17 @@ public sealed partial class SegmentedMemoryStream
 
         BufferSegment last = Locate(length - 1);
         last.End = (int)(length - last.RunningIndex);
-        _chain.ReleaseAfterUnsynchronized(last);
-
-        // The search above may have indexed the segments just let go of.
-        _cursor = null;
-        _indexCount = 0;
+        try
+        {
+            _chain.ReleaseAfterUnsynchronized(last);
+        }
+        finally
+        {
+            // The search above may have indexed the segments just let go of, which may serve another buffer now, also
+            // when an owner of another pool threw on dispose.
+            _cursor = null;
+            _indexCount = 0;
+        }
     }
 
     /// <summary>Copies <paramref name="data"/> over the bytes held from <paramref name="position"/> on (all within the length).</summary>

@@ -256,6 +256,8 @@ public sealed partial class SegmentedMemoryStream : Stream
             }
             else if (value < length)
             {
+                // Before the segments go back, whose owners (another pool's) may throw: shortened is shortened.
+                _position = Math.Min(_position, value);
                 TruncateUnsynchronized(value);
             }
 
@@ -280,8 +282,17 @@ public sealed partial class SegmentedMemoryStream : Stream
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
         _chain.EnterForOwnWork(TypeName);
-        ReadOnlySequence<byte> contents = ContentsUnsynchronized();
-        _chain.ExitOrThrowIfDisposed(TypeName);
+        ReadOnlySequence<byte> contents;
+        try
+        {
+            contents = ContentsUnsynchronized();
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+
+        _chain.ThrowIfDisposed(TypeName);
         return contents;
     }
 

@@ -1,0 +1,143 @@
+using System;
+using System.Buffers;
+using System.IO;
+using System.Linq;
+using System.Threading.Tasks;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A call that gives segments back while an owner of another pool throws on dispose finishes its own work first: the
+/// count consumed, the writer emptied, the stream shortened with its position and search state, then the error. Found
+/// by a hostile review: a consume left the next segment with the old head's offset (a negative length, a sequence that
+/// could not be made, a writer jammed for good and its segments never given back).
+/// </summary>
+public sealed partial class SegmentAttackTests
+{
+    private const int SmallSegment = 16;
+
+    [Theory]
+    [InlineData(21, 12, 4)] // Ends exactly at the first segment's end: the head goes, the next starts at 0.
+    [InlineData(21, 10, 9)] // Crosses into the second segment.
+    [InlineData(40, 0, 35)] // Crosses two segments in one call.
+    public void AConsumeWhoseReleasedOwnerThrowsStillConsumesExactlyTheCount(int written, int firstConsume, int secondConsume)
+    {
+        // The first segment's owner refuses; the first consume stays within it.
+        var pool = new CountingPool { ThrowOnDisposeOf = 0 };
+        byte[] data = [.. Enumerable.Range(1, written).Select(static value => (byte)value)];
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment });
+        writer.Write(data);
+        writer.Consume(firstConsume);
+        Assert.Throws<InvalidOperationException>(() => writer.Consume(secondConsume));
+
+        int consumed = firstConsume + secondConsume;
+        Assert.Equal(written - consumed, writer.Length);
+        Assert.Equal(data[consumed..], writer.GetReadOnlySequence().ToArray());
+        Assert.Equal(data[consumed..], writer.ToArray());
+
+        // Not jammed: it writes and reads on.
+        writer.Write<byte>([200, 201]);
+        Assert.Equal([.. data[consumed..], 200, 201], writer.ToArray());
+        writer.Dispose();
+
+        // Only the owner that refused is still out.
+        Assert.Equal(1, pool.Outstanding);
+    }
+
+    [Fact]
+    public void AResetWhoseReleasedOwnerThrowsStillEmptiesTheWriter()
+    {
+        var pool = new CountingPool { ThrowOnDisposeOf = 1 };
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment });
+        writer.Write(Filled(40, 7));
+
+        Assert.Throws<InvalidOperationException>(writer.Reset);
+
+        Assert.Equal(0, writer.Length);
+        writer.Write<byte>([1, 2, 3]);
+        Assert.Equal([1, 2, 3], writer.ToArray());
+        writer.Dispose();
+        Assert.Equal(1, pool.Outstanding);
+    }
+
+    [Fact]
+    public void AStreamShortenedWhileAReleasedOwnerThrowsKeepsItsPositionAndNeverWritesIntoAnotherBuffersSegment()
+    {
+        var pool = new CountingPool { ThrowOnDisposeOf = 2 };
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment };
+        var stream = new SegmentedMemoryStream(options);
+        var model = new MemoryStream();
+        foreach (Stream each in new Stream[] { stream, model })
+        {
+            each.Write(Filled(64, 1));
+
+            // The cursor and the index now point into the fourth segment, which the shortening gives back.
+            each.Position = 60;
+            _ = each.ReadByte();
+            each.Position = 5;
+            _ = each.ReadByte();
+        }
+
+        stream.Position = 60;
+        model.Position = 60;
+        Assert.Throws<InvalidOperationException>(() => stream.SetLength(20));
+        model.SetLength(20);
+        Assert.Equal(model.Length, stream.Length);
+        Assert.Equal(model.Position, stream.Position);
+
+        // A second buffer takes the segment objects just given back; the stream's writes must stay its own.
+        using var other = new SegmentedMemoryStream(options);
+        other.Write(Filled(48, 9));
+        foreach (Stream each in new Stream[] { stream, model })
+        {
+            each.Write(Filled(30, 3));
+            each.Position = 50;
+            each.WriteByte(4);
+        }
+
+        Assert.Equal(model.ToArray(), ReadAll(stream));
+        Assert.Equal(Filled(48, 9), ReadAll(other));
+        stream.Dispose();
+        other.Dispose();
+        Assert.Equal(1, pool.Outstanding);
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(long.MaxValue)]
+    public async Task ACopyOfNothingIntoTheStreamItselfWritesNothingAsMemoryStreamDoes(long position)
+    {
+        foreach (bool asynchronous in new[] { false, true })
+        {
+            using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions());
+            using var model = new MemoryStream();
+            foreach (Stream each in new Stream[] { stream, model })
+            {
+                each.Position = Math.Min(position, int.MaxValue); // MemoryStream's positions stop at int.MaxValue.
+            }
+
+            stream.Position = position;
+            if (asynchronous)
+            {
+                await stream.CopyToAsync(stream, TestContext.Current.CancellationToken);
+                await model.CopyToAsync(model, TestContext.Current.CancellationToken);
+            }
+            else
+            {
+                stream.CopyTo(stream);
+                model.CopyTo(model);
+            }
+
+            Assert.Equal(model.Length, stream.Length);
+            Assert.Equal(position, stream.Position);
+        }
+    }
+
+    private static byte[] ReadAll(Stream stream)
+    {
+        stream.Position = 0;
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+}
