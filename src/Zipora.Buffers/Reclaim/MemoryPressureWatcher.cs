@@ -92,8 +92,8 @@ internal sealed class MemoryPressureWatcher
     /// <summary>Whether the cgroup's charge is being read on the timer (tests and reports).</summary>
     internal static bool IsWatchingCgroup => Volatile.Read(ref s_cgroupTimer) is not null;
 
-    /// <summary>Whether a trim pass is queued or running (tests wait for the work they set off).</summary>
-    internal static bool IsPassInFlight => Volatile.Read(ref s_passesInFlight) != 0;
+    /// <summary>Whether a trim pass is queued or running, or the cgroup's timer is reading the pressure (tests wait for the work they set off).</summary>
+    internal static bool IsPassInFlight => Volatile.Read(ref s_passesInFlight) > 0;
 
     private static void QueuePass()
     {
@@ -104,17 +104,27 @@ internal sealed class MemoryPressureWatcher
         }
         catch (OutOfMemoryException)
         {
-            Interlocked.Decrement(ref s_passesInFlight);
+            // The item may have been queued before the runtime ran out (starting a thread for it): then the pass runs
+            // and counts itself out as well, and the count must not go below zero for it.
+            PassLeft();
             throw;
         }
     }
 
     private static void TrimEveryPoolIfDue()
     {
-        if (IsPassDue())
+        // Counted from before the pressure is read, which allocates and may fail: the read is part of the pass.
+        Interlocked.Increment(ref s_passesInFlight);
+        try
         {
-            Interlocked.Increment(ref s_passesInFlight);
-            TrimEveryPoolCounted();
+            if (IsPassDue())
+            {
+                TrimEveryPool();
+            }
+        }
+        finally
+        {
+            PassLeft();
         }
     }
 
@@ -126,8 +136,18 @@ internal sealed class MemoryPressureWatcher
         }
         finally
         {
-            Interlocked.Decrement(ref s_passesInFlight);
+            PassLeft();
         }
+    }
+
+    private static void PassLeft()
+    {
+        int count;
+        do
+        {
+            count = Volatile.Read(ref s_passesInFlight);
+        }
+        while (count > 0 && Interlocked.CompareExchange(ref s_passesInFlight, count - 1, count) != count);
     }
 
     /// <summary>

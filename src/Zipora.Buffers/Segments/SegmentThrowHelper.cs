@@ -34,11 +34,23 @@ internal static class SegmentThrowHelper
             ExceptionDispatchInfo.Throw(firstError);
         }
 
-        List<Exception> errors = [firstError, .. laterErrors ?? []];
-        string message = unrecorded == 0
-            ? "Owners of several segments threw on dispose; every other segment was given back."
-            : $"Owners of several segments threw on dispose; every other segment was given back. {unrecorded} more threw while managed memory ran out, and their exceptions could not be kept.";
-        throw new AggregateException(message, errors);
+        AggregateException together;
+        try
+        {
+            List<Exception> errors = [firstError, .. laterErrors ?? []];
+            string message = unrecorded == 0
+                ? "Owners of several segments threw on dispose; every other segment was given back."
+                : $"Owners of several segments threw on dispose; every other segment was given back. {unrecorded} more threw while managed memory ran out, and their exceptions could not be kept.";
+            together = new AggregateException(message, errors);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Out of managed memory for the whole list: the first owner's error, which needs none, rather than none.
+            ExceptionDispatchInfo.Throw(firstError);
+            throw;
+        }
+
+        throw together;
     }
 
     /// <summary>An option of <see cref="SegmentedBufferOptions"/> out of range: named as the parameter, with what it must be.</summary>

@@ -340,13 +340,23 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <summary>Returns every segment to the pool; a second call, from any thread, does nothing.</summary>
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
+        try
         {
-            _chain.Dispose();
-            _cursor = null;
+            if (disposing)
+            {
+                _chain.Dispose();
+            }
         }
+        finally
+        {
+            // Also when an owner of another pool threw on dispose: the cursor's segment may serve another buffer now.
+            if (disposing)
+            {
+                _cursor = null;
+            }
 
-        base.Dispose(disposing);
+            base.Dispose(disposing);
+        }
     }
 
     /// <summary>The contents as a sequence over the segments; the caller holds the guard.</summary>

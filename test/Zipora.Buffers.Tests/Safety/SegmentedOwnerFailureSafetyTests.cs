@@ -74,6 +74,11 @@ public sealed class SegmentedOwnerFailureSafetyTests
             {
                 failures.Add($"{name}: a second dispose threw {again.GetType().Name}");
             }
+
+            if (pool.DoubleDisposes != 0)
+            {
+                failures.Add($"{name}: {pool.DoubleDisposes} owners were disposed twice");
+            }
         }
 
         Assert.True(failures.Count == 0, string.Join('\n', failures));
@@ -99,8 +104,12 @@ public sealed class SegmentedOwnerFailureSafetyTests
     {
         private int _rents;
         private int _outstanding;
+        private int _doubleDisposes;
 
         public int Outstanding => Volatile.Read(ref _outstanding);
+
+        /// <summary>Owners disposed a second time: a segment given back twice.</summary>
+        public int DoubleDisposes => Volatile.Read(ref _doubleDisposes);
 
         public bool FillsTheHeapAtEachRefusal { get; set; }
 
@@ -136,6 +145,7 @@ public sealed class SegmentedOwnerFailureSafetyTests
             {
                 if (Interlocked.Exchange(ref _disposed, 1) != 0)
                 {
+                    Interlocked.Increment(ref pool._doubleDisposes);
                     return;
                 }
 

@@ -40,8 +40,9 @@ public sealed partial class SegmentAttackTests
         Assert.Equal([.. data[consumed..], 200, 201], writer.ToArray());
         writer.Dispose();
 
-        // Only the owner that refused is still out.
+        // Only the owner that refused is still out, and no other was given back twice.
         Assert.Equal(1, pool.Outstanding);
+        Assert.Equal(0, pool.DoubleDisposes);
     }
 
     [Fact]
@@ -58,48 +59,51 @@ public sealed partial class SegmentAttackTests
         Assert.Equal([1, 2, 3], writer.ToArray());
         writer.Dispose();
         Assert.Equal(1, pool.Outstanding);
+        Assert.Equal(0, pool.DoubleDisposes);
     }
 
     [Fact]
     public void AStreamShortenedWhileAReleasedOwnerThrowsKeepsItsPositionAndNeverWritesIntoAnotherBuffersSegment()
     {
-        var pool = new CountingPool { ThrowOnDisposeOf = 2 };
+        var pool = new CountingPool { ThrowOnDisposeOf = 4 };
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment };
         var stream = new SegmentedMemoryStream(options);
         var model = new MemoryStream();
         foreach (Stream each in new Stream[] { stream, model })
         {
-            each.Write(Filled(64, 1));
+            each.Write(Filled(96, 1));
 
-            // The cursor and the index now point into the fourth segment, which the shortening gives back.
-            each.Position = 60;
+            // A read behind the cursor builds the index of segments, which the shortening then cuts.
+            each.Position = 90;
             _ = each.ReadByte();
             each.Position = 5;
             _ = each.ReadByte();
+            each.Position = 60;
         }
 
-        stream.Position = 60;
-        model.Position = 60;
-        Assert.Throws<InvalidOperationException>(() => stream.SetLength(20));
-        model.SetLength(20);
+        Assert.Throws<InvalidOperationException>(() => stream.SetLength(40));
+        model.SetLength(40);
         Assert.Equal(model.Length, stream.Length);
         Assert.Equal(model.Position, stream.Position);
 
-        // A second buffer takes the segment objects just given back; the stream's writes must stay its own.
+        // A second buffer takes the segment objects just given back; writes into what is left (no growth, which would
+        // forget the index anyway) must find the stream's own segments.
         using var other = new SegmentedMemoryStream(options);
-        other.Write(Filled(48, 9));
+        other.Write(Filled(32, 9));
         foreach (Stream each in new Stream[] { stream, model })
         {
-            each.Write(Filled(30, 3));
-            each.Position = 50;
-            each.WriteByte(4);
+            each.Position = 20;
+            each.WriteByte(7);
+            each.Position = 35;
+            each.WriteByte(8);
         }
 
+        Assert.Equal(Filled(32, 9), ReadAll(other));
         Assert.Equal(model.ToArray(), ReadAll(stream));
-        Assert.Equal(Filled(48, 9), ReadAll(other));
         stream.Dispose();
         other.Dispose();
         Assert.Equal(1, pool.Outstanding);
+        Assert.Equal(0, pool.DoubleDisposes);
     }
 
     [Theory]
