@@ -153,13 +153,8 @@ internal sealed class DeferredUnmaps
             {
                 if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
                 {
-                    // The last mapping takes its slot: looked at already in this pass (or come back refused in it), it
-                    // is not looked at again. A RemoveAt here moved every mapping after it, each time: with many
-                    // mappings still waiting behind the due ones, a tick cost minutes (742,656 in a benchmark).
-                    mapping = _waiting[i];
-                    int last = _waiting.Count - 1;
-                    _waiting[i] = _waiting[last];
-                    _waiting.RemoveAt(last);
+                    // The last mapping takes its slot: looked at already in this pass (or come back refused in it).
+                    mapping = _waiting.TakeAt(i);
                     _placesHeld++;
                     below = i;
                     return true;

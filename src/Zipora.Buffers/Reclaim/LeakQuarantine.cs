@@ -98,13 +98,9 @@ internal sealed class LeakQuarantine
             {
                 if (_clock.HasWaitedOutDelay(_held[i].FoundAt))
                 {
-                    (buffer, tier, _) = _held[i];
+                    // The last block takes its slot (looked at already in this pass).
+                    (buffer, tier, _) = _held.TakeAt(i);
                     _bytes -= buffer.Length;
-
-                    // The last block takes its slot (looked at already in this pass): no move of every block after it.
-                    int last = _held.Count - 1;
-                    _held[i] = _held[last];
-                    _held.RemoveAt(last);
                     below = i;
                     return true;
                 }

@@ -132,6 +132,23 @@ internal partial struct SegmentChain
         return tail;
     }
 
+    /// <summary>
+    /// The data from <paramref name="headStart"/> in the head to the tail's end, as a sequence over the segments, without
+    /// copying; the caller holds the guard.
+    /// </summary>
+    public readonly ReadOnlySequence<byte> SequenceFromUnsynchronized(int headStart)
+    {
+        BufferSegment? head = _head;
+        if (head is null)
+        {
+            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
+            return default;
+        }
+
+        BufferSegment tail = _tail!;
+        return new ReadOnlySequence<byte>(head, headStart, tail, tail.End);
+    }
+
     /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
     public void RestartGrowth() => _nextSegmentSize = _settings.InitialSegmentSize;
 

@@ -282,18 +282,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>The unconsumed data as a sequence over the segments; the caller holds the guard.</summary>
-    private ReadOnlySequence<byte> DataUnsynchronized()
-    {
-        BufferSegment? head = _chain.Head;
-        if (head is null)
-        {
-            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
-            return default;
-        }
-
-        BufferSegment tail = _chain.Tail!;
-        return new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
-    }
+    private ReadOnlySequence<byte> DataUnsynchronized() => _chain.SequenceFromUnsynchronized(_headStart);
 
     /// <summary>The unconsumed bytes before <paramref name="consumed"/>; the caller holds the guard.</summary>
     private long CountBeforeUnsynchronized(SequencePosition consumed)

@@ -360,18 +360,7 @@ public sealed partial class SegmentedMemoryStream : Stream
     }
 
     /// <summary>The contents as a sequence over the segments; the caller holds the guard.</summary>
-    private ReadOnlySequence<byte> ContentsUnsynchronized()
-    {
-        BufferSegment? head = _chain.Head;
-        if (head is null)
-        {
-            // Not ReadOnlySequence<byte>.Empty, whose positions are an array's: default's hold no object.
-            return default;
-        }
-
-        BufferSegment tail = _chain.Tail!;
-        return new ReadOnlySequence<byte>(head, 0, tail, tail.End);
-    }
+    private ReadOnlySequence<byte> ContentsUnsynchronized() => _chain.SequenceFromUnsynchronized(0);
 
     private static long InvalidOrigin(SeekOrigin origin)
     {
