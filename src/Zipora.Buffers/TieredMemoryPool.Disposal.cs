@@ -113,29 +113,30 @@ public sealed partial class TieredMemoryPool
 
     /// <summary>
     /// Disposes every tier, each also when one before it threw (out of managed memory): a failure leaves its tier whole
-    /// for the next dispose, and keeps no other tier's memory mapped until then. A tier disposed already does nothing.
+    /// for the next dispose, and keeps no other tier's memory mapped until then. A tier disposed already does nothing,
+    /// and one not made (a constructor that failed partway) is passed by.
     /// </summary>
     private void DisposeTiers()
     {
         try
         {
-            _small.Dispose();
+            _small?.Dispose();
         }
         finally
         {
             try
             {
-                _medium.Dispose();
+                _medium?.Dispose();
             }
             finally
             {
                 try
                 {
-                    _large.Dispose();
+                    _large?.Dispose();
                 }
                 finally
                 {
-                    _huge.Dispose();
+                    _huge?.Dispose();
                 }
             }
         }

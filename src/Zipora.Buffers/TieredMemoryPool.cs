@@ -36,7 +36,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The size <see cref="Rent"/> gives for <c>-1</c>, as <see cref="MemoryPool{T}.Shared"/> does.</summary>
     public const int DefaultBufferSize = 4096;
 
-    private static readonly TieredMemoryPool s_shared = new();
+    /// <summary>The name of <see cref="Shared"/>: its metrics never merge with a pool left at the default name.</summary>
+    public const string SharedName = "shared";
+
+    private static readonly TieredMemoryPool s_shared = new(new TieredMemoryPoolOptions { Name = SharedName });
 
     private readonly SmallTier _small;
     private readonly MediumTier _medium;
@@ -122,35 +125,50 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
         _quarantine = new LeakQuarantine(clock);
         _unmaps = new DeferredUnmaps(_pages, clock);
-        _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
-        _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
-        _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
-        _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
-        _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);
-        _quarantine.Waiting = _unmaps.Waiting = _idleReleaser.Wake;
-        _nothingWaiting = () => _quarantine.IsEmpty && _unmaps.IsEmpty;
-
-        Name = options.Name;
-
-        // The tiers, not the pool: every rented block reaches the page source through its tier, and must not keep
-        // a dropped pool reachable (the pool's finalizer is what gives its memory back).
-        SmallTier small = _small;
-        MediumTier medium = _medium;
-        LargeTier large = _large;
-        HugeTier huge = _huge;
-        _pages.ReleaseIdleMemory = () =>
+        try
         {
-            small.Trim();
-            medium.Trim();
-            large.Trim();
-            huge.Trim();
-        };
-        PoolMetrics.Register(this);
-        MemoryPressureWatcher.Start();
+            _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
+            _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
+            _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
+            _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
+            _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);
+            _quarantine.Waiting = _unmaps.Waiting = _idleReleaser.Wake;
+            _nothingWaiting = () => _quarantine.IsEmpty && _unmaps.IsEmpty;
+
+            Name = options.Name;
+
+            // The tiers, not the pool: every rented block reaches the page source through its tier, and must not keep
+            // a dropped pool reachable (the pool's finalizer is what gives its memory back).
+            SmallTier small = _small;
+            MediumTier medium = _medium;
+            LargeTier large = _large;
+            HugeTier huge = _huge;
+            _pages.ReleaseIdleMemory = () =>
+            {
+                small.Trim();
+                medium.Trim();
+                large.Trim();
+                huge.Trim();
+            };
+            PoolMetrics.Register(this);
+            MemoryPressureWatcher.Start();
+        }
+        catch
+        {
+            // Each tier holds a slot of every thread's cache table from its making: a pool that fails to be made (a
+            // clock that throws, no managed memory left) gives them back, or every later thread's table stays as
+            // long as the highest slot ever taken. The tiers hold nothing else yet. The pool counts as disposed for a
+            // releaser already started, which ticks it until it is collected, and is forgotten by the meter.
+            Volatile.Write(ref _disposed, Disposed);
+            DisposeTiers();
+            PoolMetrics.Forget(this);
+            throw;
+        }
+
         GC.ReRegisterForFinalize(this);
     }
 
-    /// <summary>The process-wide pool, with default options. Disposing it does nothing.</summary>
+    /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>). Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;
 
     /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredMemoryPoolOptions.Name"/>).</summary>

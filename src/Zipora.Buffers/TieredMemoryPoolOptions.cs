@@ -20,7 +20,11 @@ public sealed class TieredMemoryPoolOptions
     private long? _regionCacheMaxBytes;
     private long? _hugeRegionCacheMaxBytes;
 
-    /// <summary>The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>default</c>.</summary>
+    /// <summary>
+    /// The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>default</c>
+    /// (<see cref="TieredMemoryPool.Shared"/> is <c>shared</c>). Pools of one name report as one: their figures are
+    /// summed, and their peaks report the largest.
+    /// </summary>
     public string Name { get; set; } = "default";
 
     /// <summary>Requests above this size come from mmap-backed regions (the large tier). A power of two from 4 KB to 1 MB; default 16 KB.</summary>
@@ -133,7 +137,7 @@ public sealed class TieredMemoryPoolOptions
     /// </summary>
     public DiagnosticLevel Diagnostics { get; set; } = DiagnosticLevel.Off;
 
-    /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack is captured for one rent in this many; default 128.</summary>
+    /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack is captured for one rent in this many (the first, then every this many): 1 captures every rent; default 128.</summary>
     public int DiagnosticSampleRate { get; set; } = 128;
 
     /// <summary>

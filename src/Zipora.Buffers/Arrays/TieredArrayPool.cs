@@ -25,7 +25,10 @@ namespace Zipora.Buffers;
 /// </remarks>
 public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 {
-    private static readonly TieredArrayPool s_shared = new();
+    /// <summary>The name of <see cref="Shared"/>: its metrics never merge with a pool left at the default name.</summary>
+    public const string SharedName = "shared";
+
+    private static readonly TieredArrayPool s_shared = new(new TieredArrayPoolOptions { Name = SharedName });
 
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
     // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
@@ -103,17 +106,29 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _idleness = new ClassIdleness(classCount, clock);
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
+        Name = options.Name;
         _registry = new ThreadCacheRegistry<ArrayThreadCache>(RetireUnsynchronized);
         _cacheId = _registry.Id;
-        Name = options.Name;
-        if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
+        try
         {
-            // Kept by the clock's shared ticker, and holding this pool weakly: an array pool is never disposed.
-            _ = new IdleReleaser(this, clock, options.TimeProvider);
+            if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
+            {
+                // Kept by the clock's shared ticker, and holding this pool weakly: an array pool is never disposed.
+                _ = new IdleReleaser(this, clock, options.TimeProvider);
+            }
+
+            PoolMetrics.Register(this);
+            MemoryPressureWatcher.Start();
+        }
+        catch
+        {
+            // The registry holds a slot of every thread's cache table (see TieredMemoryPool's constructor): a pool that
+            // fails to be made (a clock that throws, no managed memory left) gives it back.
+            _registry.ReleaseSlot();
+            PoolMetrics.Forget(this);
+            throw;
         }
 
-        PoolMetrics.Register(this);
-        MemoryPressureWatcher.Start();
         GC.ReRegisterForFinalize(this);
     }
 
@@ -143,7 +158,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         }
     }
 
-    /// <summary>The process-wide pool, with default options.</summary>
+    /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>).</summary>
     public static new TieredArrayPool Shared => s_shared;
 
     /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredArrayPoolOptions.Name"/>).</summary>

@@ -7,7 +7,10 @@ namespace Zipora.Buffers;
 /// <remarks>Values are checked when the pool is built; an invalid one throws <see cref="ArgumentException"/> naming the option.</remarks>
 public sealed class TieredArrayPoolOptions
 {
-    /// <summary>The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>arrays</c>.</summary>
+    /// <summary>
+    /// The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>arrays</c>
+    /// (<see cref="TieredArrayPool.Shared"/> is <c>shared</c>). Pools of one name report as one: their figures are summed.
+    /// </summary>
     public string Name { get; set; } = "arrays";
 
     /// <summary>

@@ -76,11 +76,19 @@ internal static class PoolAdvice
             .Where(row => row.Tier == "large" && row.ClassSize <= 2L * options.MmapThreshold)
             .Sum(row => row.Rents);
         double share = (double)nearThreshold / largeRents;
-        if (share >= 0.5)
+        if (share < 0.5)
         {
-            advice.Add(Format(
-                $"{share:P0} of the large tier's {largeRents} rents are between {options.MmapThreshold / 1024} and {options.MmapThreshold / 512} KB: MmapThreshold = {2 * options.MmapThreshold} would serve them from the medium tier's per-thread caches (no lock, no mmap)."));
+            return;
         }
+
+        // The advice must make a pool: the hugepage threshold stays above the mmap threshold, so where it is next above,
+        // it moves up with it (what lies between them then goes to the large tier's regions instead of the huge tier's).
+        int mmapThreshold = 2 * options.MmapThreshold;
+        string hugepageThreshold = options.HugepageThreshold > mmapThreshold
+            ? string.Empty
+            : $" with HugepageThreshold = {2 * mmapThreshold} (it must stay above MmapThreshold)";
+        advice.Add(Format(
+            $"{share:P0} of the large tier's {largeRents} rents are between {options.MmapThreshold / 1024} and {options.MmapThreshold / 512} KB: MmapThreshold = {mmapThreshold}{hugepageThreshold} would serve them from the medium tier's per-thread caches (no lock, no mmap)."));
     }
 
     private static void AdviseOnUncarvedSlabs(TieredMemoryPoolStatistics statistics, List<string> advice)

@@ -52,7 +52,8 @@ internal sealed class PoolDiagnostics
     public DiagnosticOwner Track(NativeMemoryManager block, string tier)
     {
         long rent = Interlocked.Increment(ref _rents);
-        bool capture = _level == DiagnosticLevel.All || rent % _sampleRate == 1;
+        // The first rent and every _sampleRate-th after it: with a rate of 1, every rent.
+        bool capture = _level == DiagnosticLevel.All || (rent - 1) % _sampleRate == 0;
         return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(1, fNeedFileInfo: true) : null);
     }
 

@@ -16,6 +16,9 @@ internal static class PoolMetrics
     public const string OwnerTag = "zipora.buffers.owner";
     public const string ClassSizeTag = "zipora.buffers.class_size";
 
+    // The pool's name on the factory owners' rents, whose owner tag is the factory owner (such as kestrel).
+    public const string PoolTag = "zipora.buffers.pool";
+
     // The tier tag of the segmented writers' and streams' instruments: they span the tiers their segments come from.
     public const string SegmentedTier = "segmented";
 
@@ -45,17 +48,23 @@ internal static class PoolMetrics
         }
     }
 
-    /// <summary>Forgets a disposed pool at once.</summary>
-    public static void Forget(TieredMemoryPool pool)
+    /// <summary>Forgets a disposed pool, or one whose constructor failed, at once.</summary>
+    public static void Forget(TieredMemoryPool pool) => Forget(s_pools, pool);
+
+    /// <summary>Forgets an array pool whose constructor failed, at once.</summary>
+    public static void Forget(TieredArrayPool pool) => Forget(s_arrayPools, pool);
+
+    private static void Forget<TPool>(List<WeakReference<TPool>> pools, TPool pool)
+        where TPool : class
     {
         lock (s_lock)
         {
             // No predicate: a lambda that captures the pool is allocated, and a pool's dispose may run at the GC heap limit.
-            for (int i = s_pools.Count - 1; i >= 0; i--)
+            for (int i = pools.Count - 1; i >= 0; i--)
             {
-                if (!s_pools[i].TryGetTarget(out TieredMemoryPool? target) || ReferenceEquals(target, pool))
+                if (!pools[i].TryGetTarget(out TPool? target) || ReferenceEquals(target, pool))
                 {
-                    s_pools.RemoveAt(i);
+                    pools.RemoveAt(i);
                 }
             }
         }
@@ -98,26 +107,26 @@ internal static class PoolMetrics
     private static Meter CreateMeter()
     {
         var meter = new Meter(MeterName);
-        meter.CreateObservableCounter("zipora.buffers.rented", () => PerTier(static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
-        meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier(static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => PerTier(static tier => tier.BytesFragmented), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => PerTier(static tier => tier.BytesUncarved), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
-        meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier(static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
-        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier(static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
-        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => PerTier(static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
-        meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool(static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
-        meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
-        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
-        meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass(static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), "{buffer}", "Segmented writers and streams created and not yet disposed.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier), "By", "Bytes of the segments live segmented writers and streams hold.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
-        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier), "By", "The most bytes one segmented message held.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
+        meter.CreateObservableCounter("zipora.buffers.rented", () => Merged(PerTier(static tier => tier.BytesRented), largest: false), "By", "Bytes handed out, summed over every rent.");
+        meter.CreateObservableCounter("zipora.buffers.allocated", () => Merged(PerTier(static tier => tier.BytesAllocated), largest: false), "By", "Bytes mapped from the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => Merged(PerTier(static tier => tier.BytesRetained), largest: false), "By", "Bytes held for reuse and not handed out.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => Merged(PerTier(static tier => tier.BytesFragmented), largest: false), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => Merged(PerTier(static tier => tier.BytesUncarved), largest: false), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
+        meter.CreateObservableCounter("zipora.buffers.evicted", () => Merged(PerTier(static tier => tier.BytesEvicted), largest: false), "By", "Bytes given back to the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => Merged(PerTier(static tier => tier.BytesInUse), largest: false), "By", "Bytes of buffers currently handed out.");
+        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => Merged(PerTier(static tier => tier.CacheHits), largest: false), "{rent}", "Rents served from memory the pool already held.");
+        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => Merged(PerTier(static tier => tier.CacheMisses), largest: false), "{rent}", "Rents that needed fresh memory.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => Merged(PerPool(static statistics => statistics.HugepageBytes, "huge"), largest: false), "By", "Bytes mapped with hugepages.");
+        meter.CreateObservableCounter("zipora.buffers.leaks", () => Merged(PerPool(static statistics => statistics.LeaksReclaimed, "all"), largest: false), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        meter.CreateObservableCounter("zipora.buffers.owner.rents", () => Merged(ByOwner(), largest: false), "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
+        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => Merged(ByClass(static row => row.HighWaterMark), largest: true), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
+        meter.CreateObservableCounter("zipora.buffers.class.rents", () => Merged(ByClass(static row => row.Rents), largest: false), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => Merged(PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), largest: false), "{buffer}", "Segmented writers and streams created and not yet disposed.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => Merged(PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier), largest: false), "By", "Bytes of the segments live segmented writers and streams hold.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => Merged(PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier), largest: false), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => Merged(PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier), largest: false), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
+        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => Merged(PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier), largest: true), "By", "The most bytes one segmented message held.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => Merged(PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier), largest: false), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
         return meter;
     }
 
@@ -147,13 +156,40 @@ internal static class PoolMetrics
 
     private static IEnumerable<Measurement<long>> ByOwner()
     {
-        foreach ((_, TieredMemoryPoolStatistics statistics) in Snapshots())
+        foreach ((TieredMemoryPool pool, TieredMemoryPoolStatistics statistics) in Snapshots())
         {
             foreach (KeyValuePair<string, long> owner in statistics.RentsByOwner)
             {
-                yield return new Measurement<long>(owner.Value, new(TierTag, "all"), new(OwnerTag, owner.Key));
+                yield return new Measurement<long>(owner.Value, new(TierTag, "all"), new(OwnerTag, owner.Key), new(PoolTag, pool.Name));
             }
         }
+    }
+
+    /// <summary>
+    /// One measurement per set of tags: pools of one name would otherwise report two points of one series in one
+    /// observation, of which an exporter keeps one. Their figures are summed, or for a gauge of a peak
+    /// (<paramref name="largest"/>) the largest is kept.
+    /// </summary>
+    private static List<Measurement<long>> Merged(IEnumerable<Measurement<long>> measurements, bool largest)
+    {
+        var merged = new List<Measurement<long>>();
+        var indexByTags = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (Measurement<long> measurement in measurements)
+        {
+            string tags = string.Join('\n', measurement.Tags.ToArray());
+            if (indexByTags.TryGetValue(tags, out int index))
+            {
+                long value = largest ? Math.Max(merged[index].Value, measurement.Value) : merged[index].Value + measurement.Value;
+                merged[index] = new Measurement<long>(value, merged[index].Tags);
+            }
+            else
+            {
+                indexByTags.Add(tags, merged.Count);
+                merged.Add(measurement);
+            }
+        }
+
+        return merged;
     }
 
     private static IEnumerable<Measurement<long>> ByClass(Func<SizeClassStatistics, long> value)

@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -18,18 +19,25 @@ public static class TieredMemoryPoolServiceCollectionExtensions
     /// <param name="services">The service collection.</param>
     /// <param name="configure">
     /// Adjusts the options, which start with <see cref="TieredMemoryPoolOptions.UsePinnedArrays"/> on because Kestrel's
-    /// socket transport needs array-backed buffers; invalid values throw <see cref="ArgumentException"/> when the pool
-    /// is first resolved.
+    /// socket transport needs array-backed buffers: the only default this call sets, once, and ahead of every other
+    /// configuration of the options, so a value the application sets (before or after this call, in code or bound
+    /// from configuration) wins. Invalid values throw <see cref="ArgumentException"/> when the pool is first resolved.
     /// </param>
     /// <returns><paramref name="services"/>, for chaining.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
     public static IServiceCollection AddTieredMemoryPool(this IServiceCollection services, Action<TieredMemoryPoolOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
+        OptionsBuilder<TieredMemoryPoolOptions> options = services.AddOptions<TieredMemoryPoolOptions>();
+
         // Kestrel's socket transport sends multi-segment responses through SocketAsyncEventArgs.BufferList, which
         // takes arrays only: the pool behind Kestrel must hand out array-backed buffers, pinned so they never move.
-        OptionsBuilder<TieredMemoryPoolOptions> options = services.AddOptions<TieredMemoryPoolOptions>()
-            .Configure(static defaults => defaults.UsePinnedArrays = true);
+        // A default, so first: options configured before this call, or by an earlier call, are applied after it.
+        if (!services.Any(static service => service.ImplementationType == typeof(PinnedArraysByDefault)))
+        {
+            services.Insert(0, ServiceDescriptor.Singleton<IConfigureOptions<TieredMemoryPoolOptions>, PinnedArraysByDefault>());
+        }
+
         if (configure is not null)
         {
             options.Configure(configure);

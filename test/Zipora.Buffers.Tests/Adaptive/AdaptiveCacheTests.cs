@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.Linq;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
@@ -262,6 +264,35 @@ public sealed class AdaptiveCacheTests
         }
 
         Assert.Contains(pool.GetAdvice(), hint => hint.Contains("MmapThreshold = 32768", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(16 * 1024, 2 * 1024 * 1024, 20_000)]
+    [InlineData(4096, 8192, 5000)]
+    [InlineData(512 * 1024, 1024 * 1024, 600_000)]
+    public void TheSettingsTheMmapThresholdAdviceNamesMakeAPoolTogether(int mmapThreshold, int hugepageThreshold, int size)
+    {
+        var options = new TieredMemoryPoolOptions { MmapThreshold = mmapThreshold, HugepageThreshold = hugepageThreshold, EnableHugepages = false };
+        string advice;
+        using (var pool = new TieredMemoryPool(options))
+        {
+            for (int i = 0; i < 600; i++)
+            {
+                pool.Rent(size).Dispose();
+            }
+
+            advice = Assert.Single(pool.GetAdvice(), static hint => hint.Contains("MmapThreshold = ", StringComparison.Ordinal));
+        }
+
+        // Every "Setting = value" the advice names, applied together, as a reader would.
+        foreach (Match setting in Regex.Matches(advice, @"(?<name>[A-Za-z]+) = (?<value>\d+)"))
+        {
+            typeof(TieredMemoryPoolOptions).GetProperty(setting.Groups["name"].Value)!.SetValue(options, int.Parse(setting.Groups["value"].Value, CultureInfo.InvariantCulture));
+        }
+
+        Assert.Equal(2 * mmapThreshold, options.MmapThreshold);
+        Exception? refused = Record.Exception(() => new TieredMemoryPool(options).Dispose());
+        Assert.True(refused is null, $"the advice \"{advice}\" makes no pool: {refused?.Message}");
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers.Tests;
@@ -65,6 +66,27 @@ public sealed unsafe class DiagnosticModeTests
         using IMemoryOwner<byte> a = pool.Rent(4096);
         using IMemoryOwner<byte> b = pool.Rent(4096);
         Assert.False(a.Memory.Span.Overlaps(b.Memory.Span));
+    }
+
+    [Theory]
+    [InlineData(1, 7)]
+    [InlineData(3, 3)]
+    [InlineData(128, 1)]
+    public void SampledModeCapturesTheFirstRentsStackAndOneInEverySampleRateAfterIt(int sampleRate, int captured)
+    {
+        using var listener = new PoolEventRecorder();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.Sampled, DiagnosticSampleRate = sampleRate });
+        for (int rent = 0; rent < 7; rent++)
+        {
+            IMemoryOwner<byte> owner = RentHere(pool);
+            DisposeOnce(owner);
+            DisposeAgain(owner);
+        }
+
+        Assert.Equal(7, pool.GetStatistics().DoubleDisposes);
+        string[] reports = [.. listener.Lines.Where(static line => line.Contains("disposed twice", StringComparison.Ordinal))];
+        Assert.Equal(7, reports.Length);
+        Assert.Equal(captured, reports.Count(static report => report.Contains(nameof(RentHere), StringComparison.Ordinal)));
     }
 
     [Fact]
@@ -160,6 +182,9 @@ public sealed unsafe class DiagnosticModeTests
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void DisposeAgain(IMemoryOwner<byte> owner) => owner.Dispose();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static IMemoryOwner<byte> RentHere(TieredMemoryPool pool) => pool.Rent(4096);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void RentAndForget(TieredMemoryPool pool) => pool.Rent(8192).Memory.Span.Fill(1);

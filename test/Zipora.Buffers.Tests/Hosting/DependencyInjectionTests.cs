@@ -70,8 +70,46 @@ public sealed class DependencyInjectionTests
     }
 
     [Fact]
+    public void TheDefaultIsPinnedArraysRegisteredOnceWhateverTheNumberOfCalls()
+    {
+        var services = new ServiceCollection();
+        services.AddTieredMemoryPool();
+        services.AddTieredMemoryPool();
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        Assert.True(provider.GetRequiredService<IOptions<TieredMemoryPoolOptions>>().Value.UsePinnedArrays);
+        Assert.Equal("pinned-arrays", provider.GetRequiredService<TieredMemoryPool>().GetStatistics().Backend);
+        Assert.Single(services, static service => service.ImplementationType == typeof(PinnedArraysByDefault));
+    }
+
+    [Fact]
+    public void AnExplicitUsePinnedArraysWinsOverTheDefaultWhenALaterCallAddsThePoolAgain()
+    {
+        var services = new ServiceCollection();
+        services.AddTieredMemoryPool(options => options.UsePinnedArrays = false);
+        services.AddTieredMemoryPool();
+        AssertNotPinnedArrays(services);
+    }
+
+    [Fact]
+    public void OptionsConfiguredBeforeTheCallWinOverItsDefault()
+    {
+        var services = new ServiceCollection();
+        services.Configure<TieredMemoryPoolOptions>(options => options.UsePinnedArrays = false);
+        services.AddTieredMemoryPool();
+        AssertNotPinnedArrays(services);
+    }
+
+    [Fact]
     public void NullServicesThrow() =>
         Assert.Throws<ArgumentNullException>(() => TieredMemoryPoolServiceCollectionExtensions.AddTieredMemoryPool(null!));
+
+    private static void AssertNotPinnedArrays(ServiceCollection services)
+    {
+        using ServiceProvider provider = services.BuildServiceProvider();
+        Assert.False(provider.GetRequiredService<IOptions<TieredMemoryPoolOptions>>().Value.UsePinnedArrays);
+        Assert.NotEqual("pinned-arrays", provider.GetRequiredService<TieredMemoryPool>().GetStatistics().Backend);
+    }
 
     private sealed class StandInFactory : IMemoryPoolFactory<byte>
     {

@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -87,6 +88,62 @@ public sealed class MetricsTests
         pool.Dispose();
         collector.RecordObservableInstruments();
         Assert.DoesNotContain(collector.GetMeasurementSnapshot(), measurement => Equals(measurement.Tags[PoolMetrics.OwnerTag], owner));
+    }
+
+    [Fact]
+    public void PoolsOfOneNameReportOneSeriesWithTheirFiguresSummedAndTheirPeaksTheLargest()
+    {
+        string owner = $"metrics-{Guid.NewGuid():N}";
+        using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
+        using var inUse = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.in_use");
+        using var largest = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.segmented.largest");
+        using IMemoryOwner<byte> a = first.Rent(4096);
+        using IMemoryOwner<byte> b = second.Rent(4096);
+        using IMemoryOwner<byte> c = second.Rent(4096);
+
+        inUse.RecordObservableInstruments();
+        CollectedMeasurement<long>[] medium = [.. inUse.GetMeasurementSnapshot().Where(m => Equals(m.Tags[PoolMetrics.OwnerTag], owner) && Equals(m.Tags[PoolMetrics.TierTag], "medium"))];
+        Assert.Equal(3 * 4096, Assert.Single(medium).Value);
+
+        foreach ((TieredMemoryPool pool, int length) in new[] { (first, 10_000), (second, 3000) })
+        {
+            using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
+            writer.Write(new byte[length]);
+        }
+
+        largest.RecordObservableInstruments();
+        Assert.Equal(10_000, Assert.Single(largest.GetMeasurementSnapshot(), m => Equals(m.Tags[PoolMetrics.OwnerTag], owner)).Value);
+    }
+
+    [Fact]
+    public void TheSharedPoolsAreNotNamedAsAPoolLeftAtTheDefaultName()
+    {
+        Assert.NotEqual(new TieredMemoryPoolOptions().Name, TieredMemoryPool.Shared.Name);
+        Assert.NotEqual(new TieredArrayPoolOptions().Name, TieredArrayPool.Shared.Name);
+        Assert.Equal(TieredMemoryPool.SharedName, TieredMemoryPool.Shared.Name);
+        Assert.Equal(TieredArrayPool.SharedName, TieredArrayPool.Shared.Name);
+    }
+
+    [Fact]
+    public void AFactoryOwnersRentsAreToldApartByThePoolTheyCameFrom()
+    {
+        string factoryOwner = $"kestrel-{Guid.NewGuid():N}";
+        using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = "first-" + factoryOwner });
+        using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = "second-" + factoryOwner });
+        using var rents = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.owner.rents");
+        new TieredMemoryPoolFactory(first).Create(new MemoryPoolOptions { Owner = factoryOwner }).Rent(100).Dispose();
+        MemoryPool<byte> secondView = new TieredMemoryPoolFactory(second).Create(new MemoryPoolOptions { Owner = factoryOwner });
+        secondView.Rent(100).Dispose();
+        secondView.Rent(100).Dispose();
+
+        rents.RecordObservableInstruments();
+        Dictionary<string, long> byPool = rents.GetMeasurementSnapshot()
+            .Where(m => Equals(m.Tags[PoolMetrics.OwnerTag], factoryOwner))
+            .ToDictionary(static m => (string)m.Tags[PoolMetrics.PoolTag]!, static m => m.Value);
+        Assert.Equal(1, byPool["first-" + factoryOwner]);
+        Assert.Equal(2, byPool["second-" + factoryOwner]);
+        Assert.Equal(2, byPool.Count);
     }
 
     private static Dictionary<string, long> LatestByTier(MetricCollector<long> collector, string owner)
