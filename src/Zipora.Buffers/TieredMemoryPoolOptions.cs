@@ -117,7 +117,9 @@ public sealed class TieredMemoryPoolOptions
     /// How long memory must sit unused before the pool gives it back to the OS in the background: cached regions
     /// returned that long ago are unmapped, and a slab tier that rented nothing for that long drops its free pages.
     /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> turns the background release off (<see cref="TieredMemoryPool.Trim"/>
-    /// still works). Default 10 seconds.
+    /// still works). Default 10 seconds. The pool's timer ticks four times per delay, and at most every 10 ms; a tick
+    /// of an idle pool costs about half a millisecond of CPU (measured: mostly the timer waking a thread-pool thread),
+    /// so the default costs an idle process 0.02% of a core and delays under 40 ms about 5%.
     /// </summary>
     public TimeSpan IdleReleaseDelay { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -127,7 +129,10 @@ public sealed class TieredMemoryPoolOptions
     /// </summary>
     public bool UseLazyFree { get; set; }
 
-    /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
+    /// <summary>
+    /// The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Its
+    /// <see cref="TimeProvider.TimestampFrequency"/> must be positive. Default <see cref="TimeProvider.System"/>.
+    /// </summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>
@@ -217,10 +222,7 @@ public sealed class TieredMemoryPoolOptions
             throw Invalid(nameof(Name), "must not be empty.");
         }
 
-        if (TimeProvider is null)
-        {
-            throw new ArgumentNullException(nameof(TimeProvider), "TieredMemoryPoolOptions.TimeProvider must not be null.");
-        }
+        OptionChecks.RequireClock(TimeProvider, nameof(TieredMemoryPoolOptions), nameof(TimeProvider));
 
         if (!Enum.IsDefined(Diagnostics))
         {

@@ -47,11 +47,15 @@ public sealed class TieredArrayPoolOptions
     /// <summary>
     /// How long a size class must go without a rent or return before the pool drops its cached arrays, from every
     /// thread's cache and the depots; <see cref="Timeout.InfiniteTimeSpan"/> turns it off (<see cref="TieredArrayPool.Trim"/>
-    /// still works). Default 10 seconds.
+    /// still works). Default 10 seconds. The timer ticks four times per delay, and at most every 10 ms (see
+    /// <see cref="TieredMemoryPoolOptions.IdleReleaseDelay"/> for what a tick costs).
     /// </summary>
     public TimeSpan IdleReleaseDelay { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Default <see cref="TimeProvider.System"/>.</summary>
+    /// <summary>
+    /// The clock behind <see cref="IdleReleaseDelay"/>; replace it to test idle release without waiting. Its
+    /// <see cref="TimeProvider.TimestampFrequency"/> must be positive. Default <see cref="TimeProvider.System"/>.
+    /// </summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>Copies the settings, so a pool is not changed by later edits of the options object.</summary>
@@ -75,10 +79,7 @@ public sealed class TieredArrayPoolOptions
             throw Invalid(nameof(Name), "must not be empty.");
         }
 
-        if (TimeProvider is null)
-        {
-            throw new ArgumentNullException(nameof(TimeProvider), "TieredArrayPoolOptions.TimeProvider must not be null.");
-        }
+        OptionChecks.RequireClock(TimeProvider, nameof(TieredArrayPoolOptions), nameof(TimeProvider));
 
         if (ThreadCacheMaxArrays is < 0 or > MaxThreadCacheArrays)
         {

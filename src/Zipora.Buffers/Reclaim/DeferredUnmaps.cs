@@ -49,13 +49,14 @@ internal sealed class DeferredUnmaps
     /// </summary>
     /// <remarks>
     /// With <c>placeReserved</c> the caller reserved the mapping's place when it was mapped (<see cref="ReservePlace"/>),
-    /// and this allocates nothing.
+    /// and this allocates nothing. A caller under a lock of its own passes <c>wakeLater</c> and calls
+    /// <see cref="WakeIfWaiting"/> once it has let go of the lock (see there).
     /// </remarks>
     /// <exception cref="OutOfMemoryException">
     /// No managed memory for the list's room (the place not reserved): thrown before anything was done, so the caller
     /// still holds the mapping.
     /// </exception>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false)
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false)
     {
         // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
         if (!placeReserved)
@@ -91,7 +92,24 @@ internal sealed class DeferredUnmaps
             _bytes += (long)length;
         }
 
-        Waiting?.Invoke();
+        if (!wakeLater)
+        {
+            Waiting?.Invoke();
+        }
+    }
+
+    /// <summary>
+    /// Wakes a paused timer when something waits: for a caller that released under a lock of its own. A wake of a
+    /// paused timer reads the pool's clock, and a clock may run timers as it is read (<c>FakeTimeProvider</c> with
+    /// <c>AutoAdvanceAmount</c>): under the caller's lock, one that returned another block of the pool entered it again
+    /// halfway through taking a slab out of its list, and the list lost the wrong slab.
+    /// </summary>
+    public void WakeIfWaiting()
+    {
+        if (!IsEmpty)
+        {
+            Waiting?.Invoke();
+        }
     }
 
     /// <summary>

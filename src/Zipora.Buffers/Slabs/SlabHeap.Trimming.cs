@@ -117,6 +117,8 @@ internal sealed partial class SlabHeap
                 Interlocked.Add(ref _decommittedBytes, advised);
             }
         }
+
+        _unmaps.WakeIfWaiting();
     }
 
     /// <summary>

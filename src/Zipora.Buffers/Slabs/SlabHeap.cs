@@ -178,6 +178,7 @@ internal sealed partial class SlabHeap
         // Outside the handler: the exception's own allocation may run out of memory, and the slab is given back already.
         if (!added)
         {
+            _unmaps.WakeIfWaiting();
             ThrowHelper.ThrowPoolDisposed();
         }
     }
@@ -251,6 +252,8 @@ internal sealed partial class SlabHeap
                 }
             }
         }
+
+        _unmaps.WakeIfWaiting();
     }
 
     /// <summary>Takes back a block that was rented when the pool was disposed; frees its slab with the last one.</summary>
@@ -266,11 +269,16 @@ internal sealed partial class SlabHeap
             }
 
             int index = ReleaseBlockUnsynchronized(buffer);
-            if (_slabs[index].Outstanding == 0)
+            if (_slabs[index].Outstanding != 0)
             {
-                UnmapUnsynchronized(index, _clock.Epoch);
+                return;
             }
+
+            UnmapUnsynchronized(index, _clock.Epoch);
         }
+
+        // Out of the lock (see DeferredUnmaps.WakeIfWaiting): a late return is what wakes a disposed pool's timer.
+        _unmaps.WakeIfWaiting();
     }
 
     private int ReleaseBlockUnsynchronized(NativeMemoryManager buffer)
@@ -289,7 +297,7 @@ internal sealed partial class SlabHeap
             if (_disposing)
             {
                 // Disposed while mapping: the slab was never used, so nothing can be writing to it.
-                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned, placeReserved: true);
+                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned, placeReserved: true, wakeLater: true);
                 return false;
             }
 
@@ -335,12 +343,15 @@ internal sealed partial class SlabHeap
         return null;
     }
 
-    /// <summary>Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>.</summary>
+    /// <summary>
+    /// Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>;
+    /// the caller wakes the timer once out of the lock (<see cref="DeferredUnmaps.WakeIfWaiting"/>).
+    /// </summary>
     private void UnmapUnsynchronized(int index, long returnedAt)
     {
         // Given back first, on the place the slab reserved when it was mapped: this allocates nothing.
         Slab slab = _slabs[index];
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
