@@ -107,26 +107,26 @@ internal static class PoolMetrics
     private static Meter CreateMeter()
     {
         var meter = new Meter(MeterName);
-        meter.CreateObservableCounter("zipora.buffers.rented", () => Merged(PerTier(static tier => tier.BytesRented), largest: false), "By", "Bytes handed out, summed over every rent.");
-        meter.CreateObservableCounter("zipora.buffers.allocated", () => Merged(PerTier(static tier => tier.BytesAllocated), largest: false), "By", "Bytes mapped from the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => Merged(PerTier(static tier => tier.BytesRetained), largest: false), "By", "Bytes held for reuse and not handed out.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => Merged(PerTier(static tier => tier.BytesFragmented), largest: false), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => Merged(PerTier(static tier => tier.BytesUncarved), largest: false), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
-        meter.CreateObservableCounter("zipora.buffers.evicted", () => Merged(PerTier(static tier => tier.BytesEvicted), largest: false), "By", "Bytes given back to the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => Merged(PerTier(static tier => tier.BytesInUse), largest: false), "By", "Bytes of buffers currently handed out.");
-        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => Merged(PerTier(static tier => tier.CacheHits), largest: false), "{rent}", "Rents served from memory the pool already held.");
-        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => Merged(PerTier(static tier => tier.CacheMisses), largest: false), "{rent}", "Rents that needed fresh memory.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => Merged(PerPool(static statistics => statistics.HugepageBytes, "huge"), largest: false), "By", "Bytes mapped with hugepages.");
-        meter.CreateObservableCounter("zipora.buffers.leaks", () => Merged(PerPool(static statistics => statistics.LeaksReclaimed, "all"), largest: false), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
-        meter.CreateObservableCounter("zipora.buffers.owner.rents", () => Merged(ByOwner(), largest: false), "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
-        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => Merged(ByClass(static row => row.HighWaterMark), largest: true), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
-        meter.CreateObservableCounter("zipora.buffers.class.rents", () => Merged(ByClass(static row => row.Rents), largest: false), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => Merged(PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), largest: false), "{buffer}", "Segmented writers and streams created and not yet disposed.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => Merged(PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier), largest: false), "By", "Bytes of the segments live segmented writers and streams hold.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => Merged(PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier), largest: false), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => Merged(PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier), largest: false), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
-        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => Merged(PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier), largest: true), "By", "The most bytes one segmented message held.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => Merged(PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier), largest: false), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
+        meter.CreateObservableCounter("zipora.buffers.rented", () => Summed(PerTier(static tier => tier.BytesRented)), "By", "Bytes handed out, summed over every rent.");
+        meter.CreateObservableCounter("zipora.buffers.allocated", () => Summed(PerTier(static tier => tier.BytesAllocated)), "By", "Bytes mapped from the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => Summed(PerTier(static tier => tier.BytesRetained)), "By", "Bytes held for reuse and not handed out.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => Summed(PerTier(static tier => tier.BytesFragmented)), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => Summed(PerTier(static tier => tier.BytesUncarved)), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
+        meter.CreateObservableCounter("zipora.buffers.evicted", () => Summed(PerTier(static tier => tier.BytesEvicted)), "By", "Bytes given back to the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => Summed(PerTier(static tier => tier.BytesInUse)), "By", "Bytes of buffers currently handed out.");
+        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => Summed(PerTier(static tier => tier.CacheHits)), "{rent}", "Rents served from memory the pool already held.");
+        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => Summed(PerTier(static tier => tier.CacheMisses)), "{rent}", "Rents that needed fresh memory.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => Summed(PerPool(static statistics => statistics.HugepageBytes, "huge")), "By", "Bytes mapped with hugepages.");
+        meter.CreateObservableCounter("zipora.buffers.leaks", () => Summed(PerPool(static statistics => statistics.LeaksReclaimed, "all")), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        meter.CreateObservableCounter("zipora.buffers.owner.rents", () => Summed(ByOwner()), "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
+        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => Largest(ByClass(static row => row.HighWaterMark)), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
+        meter.CreateObservableCounter("zipora.buffers.class.rents", () => Summed(ByClass(static row => row.Rents)), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => Summed(PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier)), "{buffer}", "Segmented writers and streams created and not yet disposed.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => Summed(PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier)), "By", "Bytes of the segments live segmented writers and streams hold.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => Summed(PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier)), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => Summed(PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier)), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
+        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => Largest(PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier)), "By", "The most bytes one segmented message held.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => Summed(PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier)), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
         return meter;
     }
 
@@ -164,6 +164,12 @@ internal static class PoolMetrics
             }
         }
     }
+
+    /// <summary>The measurements of pools of one name summed into one per set of tags (see <see cref="Merged"/>).</summary>
+    private static List<Measurement<long>> Summed(IEnumerable<Measurement<long>> measurements) => Merged(measurements, largest: false);
+
+    /// <summary>The largest of the measurements of pools of one name, per set of tags: for gauges of a peak (see <see cref="Merged"/>).</summary>
+    private static List<Measurement<long>> Largest(IEnumerable<Measurement<long>> measurements) => Merged(measurements, largest: true);
 
     /// <summary>
     /// One measurement per set of tags: pools of one name would otherwise report two points of one series in one
