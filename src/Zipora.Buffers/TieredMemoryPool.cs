@@ -36,7 +36,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The size <see cref="Rent"/> gives for <c>-1</c>, as <see cref="MemoryPool{T}.Shared"/> does.</summary>
     public const int DefaultBufferSize = 4096;
 
-    /// <summary>The name of <see cref="Shared"/>: its metrics never merge with a pool left at the default name.</summary>
+    /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
     private static readonly TieredMemoryPool s_shared = new(new TieredMemoryPoolOptions { Name = SharedName });
@@ -171,7 +171,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>). Disposing it does nothing.</summary>
     public static new TieredMemoryPool Shared => s_shared;
 
-    /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredMemoryPoolOptions.Name"/>).</summary>
+    /// <summary>The pool's name: the owner tag of its metrics, numbered when another live pool has it (<see cref="TieredMemoryPoolOptions.Name"/>).</summary>
     public string Name { get; }
 
     /// <summary>The largest buffer <see cref="Rent"/> accepts.</summary>

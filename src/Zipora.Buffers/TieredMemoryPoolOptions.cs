@@ -22,8 +22,8 @@ public sealed class TieredMemoryPoolOptions
 
     /// <summary>
     /// The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>default</c>
-    /// (<see cref="TieredMemoryPool.Shared"/> is <c>shared</c>). Pools of one name report as one: their figures are
-    /// summed, and their peaks report the largest.
+    /// (<see cref="TieredMemoryPool.Shared"/> is <c>shared</c>). A pool made while another live pool reports under its
+    /// name reports as <c>name#2</c> (the lowest number free), so each series is one pool's.
     /// </summary>
     public string Name { get; set; } = "default";
 

@@ -25,7 +25,7 @@ namespace Zipora.Buffers;
 /// </remarks>
 public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 {
-    /// <summary>The name of <see cref="Shared"/>: its metrics never merge with a pool left at the default name.</summary>
+    /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
     private static readonly TieredArrayPool s_shared = new(new TieredArrayPoolOptions { Name = SharedName });
@@ -161,7 +161,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>).</summary>
     public static new TieredArrayPool Shared => s_shared;
 
-    /// <summary>The pool's name: the owner tag of its metrics (<see cref="TieredArrayPoolOptions.Name"/>).</summary>
+    /// <summary>The pool's name: the owner tag of its metrics, numbered when another live pool has it (<see cref="TieredArrayPoolOptions.Name"/>).</summary>
     public string Name { get; }
 
     /// <summary>The longest pooled array: <see cref="TieredArrayPoolOptions.MaxArrayLength"/> rounded up to its size class.</summary>

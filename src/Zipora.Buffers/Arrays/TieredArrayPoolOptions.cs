@@ -9,7 +9,8 @@ public sealed class TieredArrayPoolOptions
 {
     /// <summary>
     /// The owner tag (<c>zipora.buffers.owner</c>) of this pool's metrics; default <c>arrays</c>
-    /// (<see cref="TieredArrayPool.Shared"/> is <c>shared</c>). Pools of one name report as one: their figures are summed.
+    /// (<see cref="TieredArrayPool.Shared"/> is <c>shared</c>). A pool made while another live array pool reports under
+    /// its name reports as <c>name#2</c> (the lowest number free), so each series is one pool's.
     /// </summary>
     public string Name { get; set; } = "arrays";
 

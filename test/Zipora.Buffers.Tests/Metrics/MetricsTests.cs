@@ -91,29 +91,28 @@ public sealed class MetricsTests
     }
 
     [Fact]
-    public void PoolsOfOneNameReportOneSeriesWithTheirFiguresSummedAndTheirPeaksTheLargest()
+    public void APoolMadeWhileAnotherOfItsNameLivesReportsSeriesOfItsOwnUnderItsNameNumbered()
     {
-        string owner = $"metrics-{Guid.NewGuid():N}";
-        using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
-        using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = owner });
-        using var inUse = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.in_use");
-        using var largest = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.segmented.largest");
-        using IMemoryOwner<byte> a = first.Rent(4096);
-        using IMemoryOwner<byte> b = second.Rent(4096);
-        using IMemoryOwner<byte> c = second.Rent(4096);
+        string name = $"metrics-{Guid.NewGuid():N}";
+        var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var rented = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.rented");
+        first.Rent(4096).Dispose();
+        second.Rent(4096).Dispose();
+        second.Rent(4096).Dispose();
 
-        inUse.RecordObservableInstruments();
-        CollectedMeasurement<long>[] medium = [.. inUse.GetMeasurementSnapshot().Where(m => Equals(m.Tags[PoolMetrics.OwnerTag], owner) && Equals(m.Tags[PoolMetrics.TierTag], "medium"))];
-        Assert.Equal(3 * 4096, Assert.Single(medium).Value);
+        rented.RecordObservableInstruments();
+        Assert.Equal(4096, LatestByTier(rented, name)["medium"]);
+        Assert.Equal(2 * 4096, LatestByTier(rented, name + "#2")["medium"]);
 
-        foreach ((TieredMemoryPool pool, int length) in new[] { (first, 10_000), (second, 3000) })
-        {
-            using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
-            writer.Write(new byte[length]);
-        }
-
-        largest.RecordObservableInstruments();
-        Assert.Equal(10_000, Assert.Single(largest.GetMeasurementSnapshot(), m => Equals(m.Tags[PoolMetrics.OwnerTag], owner)).Value);
+        // The first pool's series ends with it; the second's goes on, never lower. A pool made now takes the name free again.
+        first.Dispose();
+        using var third = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        rented.Clear();
+        rented.RecordObservableInstruments();
+        Assert.Equal(0, LatestByTier(rented, name)["medium"]);
+        Assert.Equal(2 * 4096, LatestByTier(rented, name + "#2")["medium"]);
+        Assert.Single(rented.GetMeasurementSnapshot(), m => Equals(m.Tags[PoolMetrics.OwnerTag], name + "#2") && Equals(m.Tags[PoolMetrics.TierTag], "medium"));
     }
 
     [Fact]
