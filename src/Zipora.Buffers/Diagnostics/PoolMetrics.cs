@@ -115,28 +115,47 @@ internal static class PoolMetrics
     private static string UnusedOwnerUnsynchronized<TPool>(List<(WeakReference<TPool> Pool, string Owner)> pools, string name)
         where TPool : class
     {
-        HashSet<string>? taken = null;
+        // The numbers taken, 1 standing for the name itself: one pass, and one string made, however many share the name.
+        HashSet<int>? taken = null;
         foreach ((WeakReference<TPool> pool, string owner) in pools)
         {
-            if (owner.StartsWith(name, StringComparison.Ordinal) && pool.TryGetTarget(out _))
+            if (NumberOf(owner, name) is int number && pool.TryGetTarget(out _))
             {
-                (taken ??= new HashSet<string>(StringComparer.Ordinal)).Add(owner);
+                (taken ??= []).Add(number);
             }
         }
 
-        if (taken is null || !taken.Contains(name))
+        if (taken is null || !taken.Contains(1))
         {
             return name;
         }
 
-        for (int number = 2; ; number++)
+        int free = 2;
+        while (taken.Contains(free))
         {
-            string numbered = string.Create(CultureInfo.InvariantCulture, $"{name}#{number}");
-            if (!taken.Contains(numbered))
-            {
-                return numbered;
-            }
+            free++;
         }
+
+        return string.Create(CultureInfo.InvariantCulture, $"{name}#{free}");
+    }
+
+    /// <summary>1 for <paramref name="name"/> itself, <c>n</c> for <c>name#n</c>, otherwise none.</summary>
+    private static int? NumberOf(string owner, string name)
+    {
+        if (!owner.StartsWith(name, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        if (owner.Length == name.Length)
+        {
+            return 1;
+        }
+
+        ReadOnlySpan<char> suffix = owner.AsSpan(name.Length);
+        return suffix.Length > 1 && suffix[0] == '#' && int.TryParse(suffix[1..], NumberStyles.None, CultureInfo.InvariantCulture, out int number) && number >= 2
+            ? number
+            : null;
     }
 
     private static Meter CreateMeter()

@@ -116,6 +116,21 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public void ANumberedNameSkipsANameAnotherPoolWasGiven()
+    {
+        string name = $"metrics-{Guid.NewGuid():N}";
+        using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var namedLikeASecond = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name + "#2" });
+        using var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var rented = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.rented");
+        second.Rent(4096).Dispose();
+
+        rented.RecordObservableInstruments();
+        Assert.Equal(4096, LatestByTier(rented, name + "#3")["medium"]);
+        Assert.Equal(0, LatestByTier(rented, name + "#2")["medium"]);
+    }
+
+    [Fact]
     public void TheSharedPoolsAreNotNamedAsAPoolLeftAtTheDefaultName()
     {
         Assert.NotEqual(new TieredMemoryPoolOptions().Name, TieredMemoryPool.Shared.Name);
