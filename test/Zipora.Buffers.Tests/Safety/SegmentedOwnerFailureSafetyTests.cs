@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
-using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -38,7 +37,11 @@ public sealed class SegmentedOwnerFailureSafetyTests
         {
             // Every other owner refuses: six errors, the first kept, the next five each needing the list. At the limit,
             // each refusal first fills what the heap has left, so every error is caught with the heap full.
-            var pool = new RefusingPool(static index => index % 2 == 0, () => HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24));
+            var pool = new MisbehavingPool
+            {
+                Refuses = static index => index % Segments % 2 == 0,
+                Refusal = static index => new IOException($"Owner {index} refuses to be disposed."),
+            };
             var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize };
 
             // The path compiled on a fresh thread first, with room, so only the heap limit differs.
@@ -50,9 +53,9 @@ public sealed class SegmentedOwnerFailureSafetyTests
 
             int outstandingBefore = pool.Outstanding;
             IDisposable buffer = create(options);
-            pool.FillsTheHeapAtEachRefusal = true;
+            pool.BeforeRefusal = () => HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
             Exception? atTheLimit = HeapFiller.ThrownOnAFreshThread(withRoom: null, buffer.Dispose, filler);
-            pool.FillsTheHeapAtEachRefusal = false;
+            pool.BeforeRefusal = null;
             filler.Clear();
             GC.Collect();
 
@@ -94,69 +97,5 @@ public sealed class SegmentedOwnerFailureSafetyTests
     {
         stream.Write(new byte[Segments * SegmentSize]);
         return stream;
-    }
-
-    /// <summary>
-    /// Another pool: managed arrays, counted out and back; the owners <c>refuses</c> picks throw on dispose, after
-    /// filling the heap while <see cref="FillsTheHeapAtEachRefusal"/>.
-    /// </summary>
-    private sealed class RefusingPool(Func<int, bool> refuses, Action fillTheHeap) : MemoryPool<byte>
-    {
-        private int _rents;
-        private int _outstanding;
-        private int _doubleDisposes;
-
-        public int Outstanding => Volatile.Read(ref _outstanding);
-
-        /// <summary>Owners disposed a second time: a segment given back twice.</summary>
-        public int DoubleDisposes => Volatile.Read(ref _doubleDisposes);
-
-        public bool FillsTheHeapAtEachRefusal { get; set; }
-
-        public void BeforeRefusal()
-        {
-            if (FillsTheHeapAtEachRefusal)
-            {
-                fillTheHeap();
-            }
-        }
-
-        public override int MaxBufferSize => 1 << 20;
-
-        public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
-        {
-            int index = _rents++;
-            Interlocked.Increment(ref _outstanding);
-            return new Owner(this, new byte[Math.Max(minBufferSize, 1)], refuses(index % Segments) ? new IOException($"Owner {index} refuses to be disposed.") : null);
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-        }
-
-        /// <summary>Its exception is made with it: one made at the heap limit would be the runtime's out-of-memory instead.</summary>
-        private sealed class Owner(RefusingPool pool, byte[] array, Exception? refusal) : IMemoryOwner<byte>
-        {
-            private int _disposed;
-
-            public Memory<byte> Memory => array;
-
-            public void Dispose()
-            {
-                if (Interlocked.Exchange(ref _disposed, 1) != 0)
-                {
-                    Interlocked.Increment(ref pool._doubleDisposes);
-                    return;
-                }
-
-                if (refusal is not null)
-                {
-                    pool.BeforeRefusal();
-                    throw refusal;
-                }
-
-                Interlocked.Decrement(ref pool._outstanding);
-            }
-        }
     }
 }

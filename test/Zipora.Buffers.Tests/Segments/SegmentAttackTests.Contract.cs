@@ -92,7 +92,7 @@ public sealed partial class SegmentAttackTests
     [Fact]
     public void AnOwnerWhoseDisposeThrowsDoesNotStrandTheWritersOtherSegments()
     {
-        var pool = new CountingPool { ThrowOnDisposeOf = 0 };
+        var pool = new MisbehavingPool { Refuses = static index => index == 0 };
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 1024 });
         writer.Write(new byte[10 * 1024]);
         Assert.Equal(10, pool.Outstanding);
@@ -275,7 +275,7 @@ public sealed partial class SegmentAttackTests
     [Fact]
     public void APoolThatGivesLessThanAskedLeavesTheStreamAndWriterAsTheyWere()
     {
-        var pool = new CountingPool { ShortBy = 60, ShortFrom = 2 };
+        var pool = new MisbehavingPool { ShortBy = 60, ShortFrom = 2 };
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 100, MaxSegmentSize = 100 };
         using (var stream = new SegmentedMemoryStream(options))
         {

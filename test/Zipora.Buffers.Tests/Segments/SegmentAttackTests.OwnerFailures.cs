@@ -23,7 +23,7 @@ public sealed partial class SegmentAttackTests
     public void AConsumeWhoseReleasedOwnerThrowsStillConsumesExactlyTheCount(int written, int firstConsume, int secondConsume)
     {
         // The first segment's owner refuses; the first consume stays within it.
-        var pool = new CountingPool { ThrowOnDisposeOf = 0 };
+        var pool = new MisbehavingPool { Refuses = static index => index == 0 };
         byte[] data = [.. Enumerable.Range(1, written).Select(static value => (byte)value)];
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment });
         writer.Write(data);
@@ -48,7 +48,7 @@ public sealed partial class SegmentAttackTests
     [Fact]
     public void AResetWhoseReleasedOwnerThrowsStillEmptiesTheWriter()
     {
-        var pool = new CountingPool { ThrowOnDisposeOf = 1 };
+        var pool = new MisbehavingPool { Refuses = static index => index == 1 };
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment });
         writer.Write(Filled(40, 7));
 
@@ -65,7 +65,7 @@ public sealed partial class SegmentAttackTests
     [Fact]
     public void AStreamShortenedWhileAReleasedOwnerThrowsKeepsItsPositionAndNeverWritesIntoAnotherBuffersSegment()
     {
-        var pool = new CountingPool { ThrowOnDisposeOf = 4 };
+        var pool = new MisbehavingPool { Refuses = static index => index == 4 };
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SmallSegment, MaxSegmentSize = SmallSegment };
         var stream = new SegmentedMemoryStream(options);
         var model = new MemoryStream();
