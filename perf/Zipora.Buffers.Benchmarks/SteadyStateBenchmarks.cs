@@ -12,6 +12,7 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
 
     private MinimalNativePool _floorReused = null!;
     private MinimalNativePool _floorOwnerPerRent = null!;
+    private MinimalSafeNativePool _floorKeepingThePromises = null!;
 
     [Params(64, 1024, 4096, 16384, 65536, 1048576, 4194304, 67108864)]
     public int Size { get; set; }
@@ -28,6 +29,13 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
     /// </summary>
     [Benchmark(OperationsPerInvoke = Operations)]
     public void FloorReusedOwners() => RentWriteDispose(_floorReused);
+
+    /// <summary>
+    /// The floor of a pool that keeps <see cref="TieredMemoryPoolOptions.ReuseOwners"/>' promises on its fast path (a
+    /// stale dispose refused, a trim handshake, the thread's stack naming its pool), and does nothing else.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorReusedOwnersKeepingThePromises() => RentWriteDispose(_floorKeepingThePromises);
 
     /// <summary>The floor of the default mode: a fresh owner per rent, disposed with one atomic exchange.</summary>
     [Benchmark(OperationsPerInvoke = Operations)]
@@ -93,6 +101,7 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
     {
         _floorReused = new MinimalNativePool(Size, safeOwners: false);
         _floorOwnerPerRent = new MinimalNativePool(Size, safeOwners: true);
+        _floorKeepingThePromises = new MinimalSafeNativePool(Size);
     }
 
     private void RentWriteDispose(MemoryPool<byte> pool)
