@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 
@@ -62,7 +61,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     private readonly DeferredUnmaps _unmaps;
     private readonly PoolDiagnostics? _diagnostics;
     private readonly TieredMemoryPoolOptions _options;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, OwnerCounter> _owners = new(StringComparer.Ordinal);
+    private readonly OwnerCounters _owners = new();
 
     // How many sizes from 1 KB up take the inlined medium path: all medium sizes normally, none in diagnostic mode,
     // which sends every rent through RentOther to be wrapped. This keeps the diagnostic check off the fast path.
@@ -243,7 +242,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         RetainedBytesCap = _options.MaxRetainedBytes,
         PressureTrims = Volatile.Read(ref _pressureTrims),
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
-        RentsByOwner = _owners.ToDictionary(static pair => pair.Key, static pair => pair.Value.Rents, StringComparer.Ordinal),
+        RentsByOwner = _owners.Snapshot(),
         LeaksDetected = _diagnostics?.Leaks ?? 0,
         SizeHistogram = SizeHistogram(),
         Segmented = SegmentedCounters.Snapshot(),
@@ -293,7 +292,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     internal int ThreadCacheCapacity(int size) => _medium.CapacityOnThisThread(size);
 
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
-    internal OwnerCounter CounterFor(string owner) => _owners.GetOrAdd(owner, static _ => new OwnerCounter());
+    internal OwnerCounter CounterFor(string owner) => _owners.CounterFor(owner);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private IMemoryOwner<byte> RentOther(int size)

@@ -67,7 +67,11 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Diagnostic mode: owners garbage collected without dispose (each reported as an event with the renting stack).</summary>
     public long LeaksDetected { get; init; }
 
-    /// <summary>Rents made through the pools <see cref="TieredMemoryPoolFactory"/> created, by the owner they were created for (such as <c>kestrel</c>).</summary>
+    /// <summary>
+    /// Rents made through the pools <see cref="TieredMemoryPoolFactory"/> created, by the owner they were created for
+    /// (such as <c>kestrel</c>). The first 64 owner names are counted apart; the views of every later name count under
+    /// <c>(other owners)</c>, so names made per connection or per request neither grow the pool nor the meter's series.
+    /// </summary>
     public IReadOnlyDictionary<string, long> RentsByOwner { get; init; } = new Dictionary<string, long>();
 
     /// <summary>

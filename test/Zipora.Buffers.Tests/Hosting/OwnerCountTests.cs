@@ -1,0 +1,94 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The factory's views count their rents by owner name, for the statistics and the meter: a caller that names a view
+/// per connection or per request must not grow the pool (or the meter's series) by one counter per name for good.
+/// </summary>
+public sealed class OwnerCountTests
+{
+    private const int NamesMade = 10_000;
+
+    [Fact]
+    public void ViewsOfManyOwnerNamesAreCountedUnderSixtyFourNamesAndTheOthersAndNoRentIsLost()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = $"owners-{Guid.NewGuid():N}" });
+        var factory = new TieredMemoryPoolFactory(pool);
+        for (int i = 0; i < NamesMade; i++)
+        {
+            using MemoryPool<byte> view = factory.Create(new MemoryPoolOptions { Owner = $"connection-{i}" });
+            view.Rent(100).Dispose();
+            if (i < 3)
+            {
+                view.Rent(100).Dispose();
+            }
+        }
+
+        IReadOnlyDictionary<string, long> byOwner = pool.GetStatistics().RentsByOwner;
+        Assert.Equal(OwnerCounters.MaxOwners + 1, byOwner.Count);
+        Assert.Equal(2, byOwner["connection-0"]);
+        Assert.Equal(1, byOwner[$"connection-{OwnerCounters.MaxOwners - 1}"]);
+        Assert.False(byOwner.ContainsKey($"connection-{OwnerCounters.MaxOwners}"));
+        Assert.Equal(NamesMade - OwnerCounters.MaxOwners, byOwner[OwnerCounters.OtherOwners]);
+        Assert.Equal(NamesMade + 3, byOwner.Values.Sum());
+    }
+
+    [Fact]
+    public void AnOwnerCountedApartKeepsItsOwnCountAfterTheCapIsReached()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = $"owners-{Guid.NewGuid():N}" });
+        var factory = new TieredMemoryPoolFactory(pool);
+        MemoryPool<byte> kestrel = factory.Create(new MemoryPoolOptions { Owner = "kestrel" });
+        for (int i = 0; i < OwnerCounters.MaxOwners * 2; i++)
+        {
+            factory.Create(new MemoryPoolOptions { Owner = $"request-{i}" }).Rent(100).Dispose();
+        }
+
+        factory.Create(new MemoryPoolOptions { Owner = "kestrel" }).Rent(100).Dispose();
+        kestrel.Rent(100).Dispose();
+
+        Assert.Equal(2, pool.GetStatistics().RentsByOwner["kestrel"]);
+    }
+
+    [Fact]
+    public void TheMetersOwnerSeriesStayBoundedWhateverTheNumberOfOwnerNames()
+    {
+        string name = $"owners-{Guid.NewGuid():N}";
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var rents = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.owner.rents");
+        var factory = new TieredMemoryPoolFactory(pool);
+        for (int i = 0; i < NamesMade; i++)
+        {
+            factory.Create(new MemoryPoolOptions { Owner = $"request-{i}" }).Rent(100).Dispose();
+        }
+
+        rents.RecordObservableInstruments();
+        List<CollectedMeasurement<long>> ours = [.. rents.GetMeasurementSnapshot().Where(m => Equals(m.Tags[PoolMetrics.PoolTag], name))];
+        Assert.Equal(OwnerCounters.MaxOwners + 1, ours.Count);
+        Assert.Equal(NamesMade, ours.Sum(static m => m.Value));
+    }
+
+    [Fact]
+    public void AnOwnerNamedLikeTheOthersSharesTheirCountAndNothingIsLost()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = $"owners-{Guid.NewGuid():N}" });
+        var factory = new TieredMemoryPoolFactory(pool);
+        factory.Create(new MemoryPoolOptions { Owner = OwnerCounters.OtherOwners }).Rent(100).Dispose();
+        for (int i = 0; i < OwnerCounters.MaxOwners + 5; i++)
+        {
+            factory.Create(new MemoryPoolOptions { Owner = $"request-{i}" }).Rent(100).Dispose();
+        }
+
+        IReadOnlyDictionary<string, long> byOwner = pool.GetStatistics().RentsByOwner;
+        // The named owner took one of the 64 places, so 63 of the request names are counted apart and 6 go past the cap.
+        Assert.Equal(OwnerCounters.MaxOwners + 6, byOwner.Values.Sum());
+        Assert.Equal(1 + 6, byOwner[OwnerCounters.OtherOwners]);
+        Assert.Equal(OwnerCounters.MaxOwners, byOwner.Count);
+    }
+}
