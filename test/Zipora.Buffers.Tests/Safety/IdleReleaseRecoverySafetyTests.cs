@@ -12,7 +12,7 @@ namespace Zipora.Buffers.Tests;
 /// collection runs alone and declares exactly the failures counted while it ran.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound7LivenessTests
+public sealed class IdleReleaseRecoverySafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

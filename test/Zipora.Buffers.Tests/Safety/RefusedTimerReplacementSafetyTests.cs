@@ -4,12 +4,12 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 10 on the idle ticker's refused timers (commit eb9938e): a timer whose Change returns false or throws
+/// The idle ticker's refused timers (attack round 10, on commit eb9938e): a timer whose Change returns false or throws
 /// is replaced by a new one and disposed on a thread-pool thread. The replacement may fail, the disposal may throw,
 /// and the retired timers may keep firing. Runs alone: it provokes background failures.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound10Tests
+public sealed class RefusedTimerReplacementSafetyTests
 {
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
 

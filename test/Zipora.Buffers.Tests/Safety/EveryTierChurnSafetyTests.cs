@@ -16,7 +16,7 @@ namespace Zipora.Buffers.Tests;
 /// trim must account for every byte.
 /// </summary>
 [Collection(nameof(HugepageTests))]
-public sealed class AttackRound5Tests
+public sealed class EveryTierChurnSafetyTests
 {
     private static readonly int[] s_regionSizes = [20_000, 40_000, 100_000, 200_000, 1_000_000, 2_500_000, 5_000_000];
 
@@ -62,7 +62,7 @@ public sealed class AttackRound5Tests
     {
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(Options(time, maxBuffers, adaptive, reuse));
-        var storm = new AttackRound5Storm(pool, time);
+        var storm = new EveryTierChurnStorm(pool, time);
         storm.Run(TimeSpan.FromMilliseconds(700), workers: 2);
         Assert.True(storm.Failures.IsEmpty, string.Join(Environment.NewLine, storm.Failures));
         Assert.True(storm.Rents > 2_000, $"only {storm.Rents} rents");

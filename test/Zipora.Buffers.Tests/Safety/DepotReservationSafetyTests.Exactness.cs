@@ -7,8 +7,8 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Attack round 12: the reservation stays exact, and no block goes to two owners, whatever makes and frees blocks.</summary>
-public sealed partial class AttackRound12Tests
+/// <summary>The reservation stays exact, and no block goes to two owners, whatever makes and frees blocks.</summary>
+public sealed partial class DepotReservationSafetyTests
 {
     [Fact]
     public void ManyThreadsCarvingAtOnceHandOutDistinctBlocksAndReserveExactlyThoseMade()

@@ -4,12 +4,12 @@ using System.Buffers;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 8 on the report of a background failure itself: the exception comes from the user's clock, and
-/// describing it for the event source is the user's code too. Runs alone: it provokes background failures and listens
-/// to the pools' event source.
+/// The report of a background failure that cannot be described (attack round 8): the exception comes from the user's
+/// clock, and describing it for the event source is the user's code too. Runs alone: it provokes background failures
+/// and listens to the pools' event source.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound8ReportTests
+public sealed class UndescribableClockFailureSafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

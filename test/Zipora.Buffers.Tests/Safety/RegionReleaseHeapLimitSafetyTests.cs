@@ -8,14 +8,15 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 13, on commit c8e4785 (trims and rents that run out of managed memory partway): the paths it left,
-/// the region tiers' trims, evictions and idle release, at a child process's GC heap limit. Each round is a fresh
+/// Letting regions go at a child process's GC heap limit (attack round 13, on commit c8e4785, whose trims and rents
+/// run out of managed memory partway): the paths that commit left,
+/// the region tiers' trims, evictions and idle release, and the idle ticker's timer. Each round is a fresh
 /// pool, which has never given a mapping back, so its waiting list (<see cref="DeferredUnmaps"/>) has no room yet:
 /// the first region let go of is the first to need it (an array of four mappings), and at the heap limit that
 /// allocation throws after the region was taken out of the cache and its manager marked released.
 /// </summary>
 [Collection(HeapFiller.AtTheHeapLimit)]
-public sealed partial class AttackRound13Tests
+public sealed partial class RegionReleaseHeapLimitSafetyTests
 {
     private const int RegionSize = 100_000;
 
@@ -26,7 +27,7 @@ public sealed partial class AttackRound13Tests
     [Fact]
     public void RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound13Tests), nameof(RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion)))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(RegionReleaseHeapLimitSafetyTests), nameof(RegionTrimThatRunsOutOfManagedMemoryLosesNoRegion)))
         {
             return;
         }

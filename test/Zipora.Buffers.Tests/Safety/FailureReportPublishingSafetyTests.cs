@@ -10,14 +10,14 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 10 on how background failures are published (commit eb9938e): counted on the failing thread, written
+/// How background failures are published (attack round 10, on commit eb9938e): counted on the failing thread, written
 /// as <c>BackgroundWorkFailed</c> events later from one thread-pool work item at a time. The reports must all come out,
 /// once each, in order, unstranded, and say what was thrown when it was thrown. The reports here are made directly
 /// (work names starting "attack10"), so leftovers of other tests cannot be mistaken for them. Runs alone: it provokes
 /// background failures and listens to the pools' event source.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound10ReportTests
+public sealed class FailureReportPublishingSafetyTests
 {
     [Fact]
     public void ReportsMadeOnManyThreadsAtOnceAreAllWrittenOnceEachInEachThreadsOrder()

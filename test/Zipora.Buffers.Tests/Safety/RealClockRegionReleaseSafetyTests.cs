@@ -14,7 +14,7 @@ namespace Zipora.Buffers.Tests;
 /// fire at most eight times per period).
 /// </summary>
 [Collection(nameof(HugepageTests))]
-public sealed class AttackRound6RealTimeTests
+public sealed class RealClockRegionReleaseSafetyTests
 {
     [Theory]
     [InlineData(1)]

@@ -5,12 +5,12 @@ using System.Collections.Generic;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 8 on the idle ticker's failure handling: a start whose clock read throws, on a clock shared with a pool
-/// of a longer period, and a firing whose two reads fail in turn. The clock works again right after each failure; the
-/// pools on it must tick within about their own delay.
+/// The idle ticker's retry after a failed clock read (attack round 8): a start whose clock read throws, on a clock
+/// shared with a pool of a longer period, and a firing whose two reads fail in turn. The clock works again right after
+/// each failure; the pools on it must tick within about their own delay.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound8LivenessTests
+public sealed class FailedClockReadRetrySafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

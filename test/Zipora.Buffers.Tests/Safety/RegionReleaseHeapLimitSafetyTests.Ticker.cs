@@ -7,8 +7,8 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Attack round 13: the idle ticker's timer firing at the GC heap limit.</summary>
-public sealed partial class AttackRound13Tests
+/// <summary>The idle ticker's timer firing at the GC heap limit.</summary>
+public sealed partial class RegionReleaseHeapLimitSafetyTests
 {
     /// <summary>
     /// The ticker's timer callback (IdleTicker.OnTimer) run with the heap full must not throw: for the system clock,
@@ -20,7 +20,7 @@ public sealed partial class AttackRound13Tests
     [Fact]
     public void TimerCallbackAtTheHeapLimitDoesNotThrow()
     {
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound13Tests), nameof(TimerCallbackAtTheHeapLimitDoesNotThrow)))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(RegionReleaseHeapLimitSafetyTests), nameof(TimerCallbackAtTheHeapLimitDoesNotThrow)))
         {
             return;
         }

@@ -8,14 +8,14 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 12 on the depots' reservation (commit c6e36ec): each slab block is reserved a place in its class's
+/// The depots' reservation (attack round 12, on commit c6e36ec): each slab block is reserved a place in its class's
 /// depot before it is carved and the place is given back with its slab, so a return never grows a depot, never
 /// allocates. These tests look for returns that still allocate (other cache options, other threads), for a
 /// reservation that drifts or goes below zero (threads carving at once, refused rents, late returns after disposal,
 /// leaked blocks reclaimed through the quarantine, double disposes), and for a block handed to two owners.
 /// </summary>
 [Collection(HeapFiller.AtTheHeapLimit)]
-public sealed partial class AttackRound12Tests
+public sealed partial class DepotReservationSafetyTests
 {
     public static TheoryData<int, int, bool, OwnerMode> SizesCacheOptionsAndModes
     {
@@ -95,7 +95,7 @@ public sealed partial class AttackRound12Tests
     public void AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack()
     {
         // In a process of its own under a GC heap hard limit (a container's), filled to the limit.
-        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(AttackRound12Tests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack)))
+        if (IsolatedProcess.RunsElsewhereAtHeapLimit(typeof(DepotReservationSafetyTests), nameof(AFreshThreadsReturnAtTheGcHeapLimitStillGivesTheBlockBack)))
         {
             return;
         }

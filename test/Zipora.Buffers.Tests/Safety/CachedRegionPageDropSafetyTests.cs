@@ -5,17 +5,17 @@ using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
-using static Zipora.Buffers.Tests.AttackRound11;
+using static Zipora.Buffers.Tests.CachedRegionPageDropCases;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 11 on the idle page drop of cached regions (commits e734ad0, d6a8954): the tick before the unmap marks
-/// the due regions under the tier's gate, advises them outside it, and clears the marks. These tests hold the tick
-/// inside the advice (<see cref="PausingAdviceAllocator"/>) and act in the window: rents, returns over the limits,
+/// The idle page drop of cached regions (attack round 11, on commits e734ad0 and d6a8954): the tick before the unmap
+/// marks the due regions under the tier's gate, advises them outside it, and clears the marks. These tests hold the
+/// tick inside the advice (<see cref="PausingAdviceAllocator"/>) and act in the window: rents, returns over the limits,
 /// trims, statistics, disposal, a byte cap.
 /// </summary>
-public sealed partial class AttackRound11Tests
+public sealed partial class CachedRegionPageDropSafetyTests
 {
     private const int Cached = 4;
 

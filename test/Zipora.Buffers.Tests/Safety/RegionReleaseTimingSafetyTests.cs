@@ -15,7 +15,7 @@ namespace Zipora.Buffers.Tests;
 /// must not storm.
 /// </summary>
 [Collection(nameof(HugepageTests))]
-public sealed class AttackRound6Tests
+public sealed class RegionReleaseTimingSafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

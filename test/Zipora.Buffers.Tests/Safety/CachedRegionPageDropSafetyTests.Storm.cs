@@ -5,16 +5,16 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
-using static Zipora.Buffers.Tests.AttackRound11;
+using static Zipora.Buffers.Tests.CachedRegionPageDropCases;
 
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 11's storm: short-lived threads rent regions past their slots, stamp them and check the stamps while
+/// The page drop's storm: short-lived threads rent regions past their slots, stamp them and check the stamps while
 /// the clock ticks (each fourth tick after a return drops the cached regions' pages), trims, returns over a small cache
 /// limit and statistics reads race them, in every backend mode, with MADV_DONTNEED and MADV_FREE.
 /// </summary>
-public sealed partial class AttackRound11Tests
+public sealed partial class CachedRegionPageDropSafetyTests
 {
     public static TheoryData<int, OwnerMode, bool> Cases()
     {

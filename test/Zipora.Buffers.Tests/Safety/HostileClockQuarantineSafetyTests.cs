@@ -8,11 +8,11 @@ namespace Zipora.Buffers.Tests;
 /// Attacks on the leak quarantine stamped with the idle clock's tick: on a clock whose reads throw now and then, whose
 /// timers fire early, twice or on two threads at once, or which jumps on irregularly, a leaked block of every tier and
 /// both owner modes must stay quarantined (not handed out, still mapped, its contents intact) until a full delay after
-/// its finalizer ran on the fake clock, and leave the quarantine once the clock behaves. Runs in the liveness attack's
-/// collection: it provokes background failures and forces collections.
+/// its finalizer ran on the fake clock, and leave the quarantine once the clock behaves. Runs in the collection of the
+/// tests that provoke background failures: it provokes background failures and forces collections.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound7QuarantineTests
+public sealed class HostileClockQuarantineSafetyTests
 {
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
 

@@ -5,12 +5,13 @@ using System.Collections.Generic;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 8: many pools made, used, disposed and dropped on one clock that fails its reads now and then, refuses
-/// new due times in bursts and fires its timers early and on several threads at once, while the ticker replaces its
-/// timer. Once the clock heals, every pool on it must tick again by itself and give back what waits.
+/// Pools churned on a hostile clock (attack round 8): many pools made, used, disposed and dropped on one clock that
+/// fails its reads now and then, refuses new due times in bursts and fires its timers early and on several threads at
+/// once, while the ticker replaces its timer. Once the clock heals, every pool on it must tick again by itself and give
+/// back what waits.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound8StormTests
+public sealed class HostileClockPoolChurnSafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;

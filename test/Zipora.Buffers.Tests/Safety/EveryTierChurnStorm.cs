@@ -9,10 +9,11 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// <see cref="AttackRound5Tests"/>' storm: short-lived threads rent every tier, stamp each owner, hand owners to each
-/// other and dispose them after checking their stamps, while a chaos thread trims, ticks and reads the statistics.
+/// <see cref="EveryTierChurnSafetyTests"/>' storm: short-lived threads rent every tier, stamp each owner, hand owners
+/// to each other and dispose them after checking their stamps, while a chaos thread trims, ticks and reads the
+/// statistics.
 /// </summary>
-internal sealed class AttackRound5Storm(TieredMemoryPool pool, FakeTimeProvider time)
+internal sealed class EveryTierChurnStorm(TieredMemoryPool pool, FakeTimeProvider time)
 {
     private readonly Lock _liveLock = new();
     private readonly Dictionary<long, OwnerRange> _live = [];
@@ -126,7 +127,7 @@ internal sealed class AttackRound5Storm(TieredMemoryPool pool, FakeTimeProvider 
 
     private void Rent(Random random, List<(IMemoryOwner<byte> Owner, long Stamp)> held)
     {
-        int size = AttackRound5Tests.RandomSize(random);
+        int size = EveryTierChurnSafetyTests.RandomSize(random);
         IMemoryOwner<byte> owner = pool.Rent(size);
         Interlocked.Increment(ref _rents);
         if (owner.Memory.Length < size)

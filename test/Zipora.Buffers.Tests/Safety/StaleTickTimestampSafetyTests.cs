@@ -6,16 +6,16 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attack round 9 on the ticker's one reading per firing: every releaser of a firing is ticked with the timestamp read
+/// The ticker's one reading per firing (attack round 9): every releaser of a firing is ticked with the timestamp read
 /// when the firing began, however long the ticks before it took, and its <see cref="IdleClock"/> records that stale
-/// timestamp as the time of the tick it counts. The clock's guard ("a tick counts only a whole period after the last one
-/// that counted") is then measured from a moment before the tick really happened; when the ticker's own schedule is
+/// timestamp as the time of the tick it counts. The clock's guard ("a tick counts only a whole period after the last
+/// one that counted") is then measured from a moment before the tick really happened; when the ticker's own schedule is
 /// also off (the firing's closing reads throw, so the releasers are queued from the firing's first reading), the next
 /// tick counts well under a period after the last one really ran, and a region returned just before that stale tick is
 /// unmapped before a full delay.
 /// </summary>
 [Collection(BackgroundFailureWatch.ProvokingTests)]
-public sealed class AttackRound9StaleTimestampTests
+public sealed class StaleTickTimestampSafetyTests
 {
     private const int LargeSize = 100_000;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
