@@ -4,7 +4,7 @@ using System.IO;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>The model test's calls and their outcomes, and a destination that calls back into its source.</summary>
-public sealed partial class SegmentAttackRound2Tests
+public sealed partial class SegmentedSingleThreadUseSafetyTests
 {
     private static (object? Result, Type? Error) Run(Stream s, int op, int n, long where, SeekOrigin origin, byte[] data)
     {

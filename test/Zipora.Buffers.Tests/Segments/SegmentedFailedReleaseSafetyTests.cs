@@ -3,6 +3,7 @@ using System.Buffers;
 using System.IO;
 using System.Linq;
 using System.Threading.Tasks;
+using static Zipora.Buffers.Tests.SegmentedBuffers;
 
 namespace Zipora.Buffers.Tests;
 
@@ -10,9 +11,10 @@ namespace Zipora.Buffers.Tests;
 /// A call that gives segments back while an owner of another pool throws on dispose finishes its own work first: the
 /// count consumed, the writer emptied, the stream shortened with its position and search state, then the error. Found
 /// by a hostile review: a consume left the next segment with the old head's offset (a negative length, a sequence that
-/// could not be made, a writer jammed for good and its segments never given back).
+/// could not be made, a writer jammed for good and its segments never given back). Also: a copy of nothing into the
+/// stream itself writes nothing, as MemoryStream's does.
 /// </summary>
-public sealed partial class SegmentAttackTests
+public sealed class SegmentedFailedReleaseSafetyTests
 {
     private const int SmallSegment = 16;
 

@@ -9,11 +9,12 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Round 2 on the leak path: the generation check covers a late dispose, not a late use; a dispose deferred to a copy
-/// that never completes. Forces full collections, so it runs alone.
+/// A late use on the leak path (the generation check of <see cref="SegmentedLateDisposeSafetyTests"/> covers a late
+/// dispose, not a late use): a write from a finalizer after the pool reclaimed the block, and a dispose deferred to a
+/// copy that never completes. Forces full collections, so it runs alone.
 /// </summary>
 [Collection(nameof(HugepageTests))]
-public sealed class SegmentAttackRound2LeakTests
+public sealed class SegmentedLateUseSafetyTests
 {
     [Fact]
     public void AWriterWrittenByAnotherObjectsFinalizerAfterThePoolReclaimedItsBlockNeverWritesIntoTheNewRentersBlock()
@@ -23,7 +24,7 @@ public sealed class SegmentAttackRound2LeakTests
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.Default, time);
         nint address = DropALateWriter(pool);
 
-        (IMemoryOwner<byte> innocent, System.Collections.Generic.List<IMemoryOwner<byte>> others) = SegmentAttackLeakTests.ReclaimAndRentAgain(pool, time, address);
+        (IMemoryOwner<byte> innocent, System.Collections.Generic.List<IMemoryOwner<byte>> others) = SegmentedLateDisposeSafetyTests.ReclaimAndRentAgain(pool, time, address);
 
         LateWriter.Armed = true;
         GC.Collect();
@@ -94,7 +95,7 @@ public sealed class SegmentAttackRound2LeakTests
     {
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 });
         writer.Write(new byte[100]);
-        nint address = SegmentAttackTests.AddressOf(writer.GetReadOnlySequence().First);
+        nint address = SegmentedBuffers.AddressOf(writer.GetReadOnlySequence().First);
         _ = new LateWriter(writer);
         return address;
     }
@@ -128,7 +129,7 @@ public sealed class SegmentAttackRound2LeakTests
             Ran = true;
             try
             {
-                writer.Write(SegmentAttackTests.Filled(1000, 0x5A));
+                writer.Write(SegmentedBuffers.Filled(1000, 0x5A));
             }
             catch (Exception error)
             {

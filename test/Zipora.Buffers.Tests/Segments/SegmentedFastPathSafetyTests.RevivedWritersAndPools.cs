@@ -9,8 +9,11 @@ using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Round 3, continued: revived writers, and the helpers (a foreign arena pool that never reuses a block).</summary>
-public sealed unsafe partial class SegmentAttackRound3Tests
+/// <summary>
+/// Revived writers on the fast path, and the pools the tests write into (among them a foreign arena pool that never
+/// reuses a block).
+/// </summary>
+public sealed unsafe partial class SegmentedFastPathSafetyTests
 {
     // ---------------------------------------------------------------------------------------------------------------
     // Revived writers and the tracker's plain give-back.

@@ -9,8 +9,11 @@ using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Round 3, continued: small MaxLength and hints, foreign pools, options changed while buffers are made.</summary>
-public sealed unsafe partial class SegmentAttackRound3Tests
+/// <summary>
+/// The fast path's bounds and settings: small MaxLength and hints, foreign pools, options changed while buffers are
+/// made.
+/// </summary>
+public sealed unsafe partial class SegmentedFastPathSafetyTests
 {
     // ---------------------------------------------------------------------------------------------------------------
     // MaxLength small, hint 0, huge hints.

@@ -6,11 +6,12 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Attacks on the leak path: a writer or stream whose own finalizer ran and that is then disposed (by the finalizer of
-/// an object that held it: finalization order is not defined). Forces full collections, so it runs alone.
+/// A late dispose on the leak path: a writer or stream whose own finalizer ran and that is then disposed (by the
+/// finalizer of an object that held it: finalization order is not defined) keeps the counts at zero and never gives
+/// back a block the pool reclaimed and rented again. Forces full collections, so it runs alone.
 /// </summary>
 [Collection(nameof(HugepageTests))]
-public sealed class SegmentAttackLeakTests
+public sealed class SegmentedLateDisposeSafetyTests
 {
     private const int Pairs = 40;
 
@@ -90,7 +91,7 @@ public sealed class SegmentAttackLeakTests
     {
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096, MaxSegmentSize = 4096 });
         writer.Write(new byte[100]);
-        nint address = SegmentAttackTests.AddressOf(writer.GetReadOnlySequence().First);
+        nint address = SegmentedBuffers.AddressOf(writer.GetReadOnlySequence().First);
         _ = new LateDisposer(writer);
         return address;
     }
@@ -146,7 +147,7 @@ public sealed class SegmentAttackLeakTests
         for (int i = 0; i < 256 && innocent is null; i++)
         {
             IMemoryOwner<byte> owner = pool.Rent(4096);
-            if (SegmentAttackTests.AddressOf(owner.Memory) == address)
+            if (SegmentedBuffers.AddressOf(owner.Memory) == address)
             {
                 innocent = owner;
             }
@@ -209,7 +210,7 @@ public sealed class SegmentAttackLeakTests
                 IMemoryOwner<byte> owner = Pool.Rent(4096);
                 Rented.Add(owner);
                 RentedBytes += owner.Memory.Length;
-                GotTheBlock |= SegmentAttackTests.AddressOf(owner.Memory) == Target;
+                GotTheBlock |= SegmentedBuffers.AddressOf(owner.Memory) == Target;
             }
         }
     }

@@ -7,8 +7,8 @@ using System.IO;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Round 4, the stream: its copies build spans from the block's address (a pool block) or its memory (any other owner).</summary>
-public sealed partial class SegmentAttackRound4Tests
+/// <summary>The stream: its copies build spans from the block's address (a pool block) or its memory (any other owner).</summary>
+public sealed partial class SegmentedBufferIsolationSafetyTests
 {
     [Fact]
     public void ADisposeRacingStreamWritesPastTheEndShrinksAndAsyncCopiesOnlyThrowsDisposedAndBalances()

@@ -10,11 +10,12 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Round 4 of the attack on the segmented buffers: the segment object kept with the buffer's tracker (and the
-/// tracker moving between threads, thread slots, pools and the sweep), and the stream's spans built from the block's
-/// address. Every live buffer is checked to hold only its own bytes in segment objects and blocks no other holds.
+/// Each segmented buffer holds only its own segments and blocks: the segment object kept with the buffer's tracker
+/// (and the tracker moving between threads, thread slots, pools and the sweep), and the stream's spans built from the
+/// block's address. Every live buffer is checked to hold only its own bytes in segment objects and blocks no other
+/// holds.
 /// </summary>
-public sealed partial class SegmentAttackRound4Tests
+public sealed partial class SegmentedBufferIsolationSafetyTests
 {
     // Segment objects and blocks held by live writers right now, with the id of the writer holding each.
     private readonly ConcurrentDictionary<BufferSegment, byte> _segments = new(ReferenceEqualityComparer.Instance);

@@ -10,11 +10,11 @@ using System.Threading;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Round 3 of the attack on the segmented writer: GetSpan/GetMemory reading the tail without the guard (a call
-/// count in the guard), the span from the block's address, the tracker given back with a plain store, TryDetach
-/// without an exchange, and the options' cached settings. Each test states the promise it checks.
+/// The segmented writer's fast path: GetSpan/GetMemory reading the tail without the guard (a call count in the
+/// guard), the span from the block's address, the tracker given back with a plain store, TryDetach without an
+/// exchange, and the options' cached settings. Each test states the promise it checks.
 /// </summary>
-public sealed unsafe partial class SegmentAttackRound3Tests
+public sealed unsafe partial class SegmentedFastPathSafetyTests
 {
     // ---------------------------------------------------------------------------------------------------------------
     // Dispose racing the unguarded GetSpan/GetMemory (and the guarded calls).

@@ -9,8 +9,11 @@ using System.Threading.Tasks;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Round 4's helpers: the registry of what live writers hold, revived writers with a spare, a foreign pool.</summary>
-public sealed partial class SegmentAttackRound4Tests
+/// <summary>
+/// The registry of what live writers hold, and the other helpers: revived writers with a spare, a foreign pool, a
+/// destination that completes later.
+/// </summary>
+public sealed partial class SegmentedBufferIsolationSafetyTests
 {
     private void HoldAFreshWriterAcross(Barrier both, SegmentedBufferOptions options, byte id)
     {

@@ -2,15 +2,23 @@ using System;
 using System.Buffers;
 using System.IO;
 using System.Threading;
+using static Zipora.Buffers.Tests.SegmentedBuffers;
 
 // Synchronous waits on purpose: the cancelled-token checks read a ValueTask's state once.
 #pragma warning disable xUnit1031, CA2012
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>Stale positions, the counts, a throwing owner, and the contract edge cases a misuse must not break.</summary>
-public sealed partial class SegmentAttackTests
+/// <summary>
+/// The segmented writer's and stream's documented contract at its edges: stale positions, the message counts, a
+/// throwing owner, hints, maximal lengths, a pool that gives less than asked, a writer outliving its pool, and the
+/// other edge cases a misuse must not break.
+/// </summary>
+public sealed class SegmentedContractEdgeSafetyTests
 {
+    private const byte Mine = 0x5A;
+    private const byte Theirs = 0xBB;
+
     // ---------------------------------------------------------------------------------------------------------------
     // Stale positions: AdvanceTo documents ArgumentOutOfRangeException for "a position not in the unconsumed data".
     // ---------------------------------------------------------------------------------------------------------------

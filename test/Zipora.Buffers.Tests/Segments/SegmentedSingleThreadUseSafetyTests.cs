@@ -8,11 +8,12 @@ using System.IO;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// Round 2 of the attack on the segmented writer and stream: the fixes of round 1 (the guard, the generation check,
-/// the leak count, the tail no longer rewound, the 2 GB MaxLength). Each test states the promise it checks; a failing
-/// one is a bug report.
+/// The segmented writer and stream used on one thread as documented, against the fixes of the first review (the guard,
+/// the generation check, the leak count, the tail no longer rewound, the 2 GB MaxLength): re-entrant copies, a failing
+/// GetMemory after a sequence was taken, stale positions, queues of small messages, walks that must stay linear, and
+/// random call sequences against MemoryStream. Each test states the promise it checks; a failing one is a bug report.
 /// </summary>
-public sealed partial class SegmentAttackRound2Tests
+public sealed partial class SegmentedSingleThreadUseSafetyTests
 {
     private const byte Mine = 0x5A;
 
@@ -24,7 +25,7 @@ public sealed partial class SegmentAttackRound2Tests
     [Fact]
     public void AStreamCopiedIntoItselfDoesAsMemoryStreamDoesInsteadOfClaimingTwoThreads()
     {
-        byte[] data = SegmentAttackTests.Filled(100, Mine);
+        byte[] data = SegmentedBuffers.Filled(100, Mine);
         using var model = new MemoryStream();
         model.Write(data);
         model.Position = 40;
@@ -44,7 +45,7 @@ public sealed partial class SegmentAttackRound2Tests
     public void AStreamReadBackByItsCopyDestinationOnTheSameThreadIsNotToldItIsUsedByTwoThreads()
     {
         // A destination that checks what it is given against the source (a verifying tee): one thread throughout.
-        byte[] data = SegmentAttackTests.Filled(100, Mine);
+        byte[] data = SegmentedBuffers.Filled(100, Mine);
         using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { InitialSegmentSize = 16, MaxSegmentSize = 64 });
         stream.Write(data);
         stream.Position = 0;
@@ -68,7 +69,7 @@ public sealed partial class SegmentAttackRound2Tests
         var pool = new TieredMemoryPool();
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16, MaxSegmentSize = 16 };
         using var writer = new SegmentedBufferWriter(options);
-        byte[] data = SegmentAttackTests.Filled(16, Mine);
+        byte[] data = SegmentedBuffers.Filled(16, Mine);
         writer.Write(data);
 
         // The tail is full: "any" memory appends an empty segment, which the sequence then ends in.
@@ -85,7 +86,7 @@ public sealed partial class SegmentAttackRound2Tests
         // Another writer on this thread takes the segment object the failed call let go of, behind one of its own.
         using var otherPool = new TieredMemoryPool();
         using var other = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = otherPool, InitialSegmentSize = 16, MaxSegmentSize = 16 });
-        other.Write(SegmentAttackTests.Filled(48, 0xBB));
+        other.Write(SegmentedBuffers.Filled(48, 0xBB));
 
         long length = -1;
         byte[]? read = null;
@@ -121,14 +122,14 @@ public sealed partial class SegmentAttackRound2Tests
         writer.Write(first);
         SequencePosition stale = writer.GetReadOnlySequence().GetPosition(8);
         writer.Consume(16);
-        writer.Write(SegmentAttackTests.Filled(16, 0xEE));
+        writer.Write(SegmentedBuffers.Filled(16, 0xEE));
         Assert.Equal(32, writer.Length);
 
         Exception? error = Record.Exception(() => writer.AdvanceTo(stale));
         Assert.True(error is null or ArgumentOutOfRangeException, error?.ToString());
         long left = writer.Length;
         Assert.InRange(left, 0, 32);
-        byte[] expected = [.. first[16..], .. SegmentAttackTests.Filled(16, 0xEE)];
+        byte[] expected = [.. first[16..], .. SegmentedBuffers.Filled(16, 0xEE)];
         Assert.Equal(expected[(int)(32 - left)..], writer.ToArray());
         Assert.Equal(pool.GetStatistics().Segmented.BytesHeld, pool.GetStatistics().BytesInUse);
     }
@@ -143,7 +144,7 @@ public sealed partial class SegmentAttackRound2Tests
     {
         using var pool = new TieredMemoryPool();
         using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
-        byte[] message = SegmentAttackTests.Filled(100, Mine);
+        byte[] message = SegmentedBuffers.Filled(100, Mine);
         long most = 0;
         long rents = 0;
         long segmentsSeen = 0;
