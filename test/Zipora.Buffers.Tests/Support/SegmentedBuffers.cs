@@ -5,7 +5,10 @@ using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>What the segmented buffers' tests share: threads to race on, the pool's balance, a model step, and revived writers.</summary>
+/// <summary>
+/// What the segmented buffers' tests share: threads to race on, filled arrays and block addresses, the pool's balance,
+/// a model step, and revived writers.
+/// </summary>
 internal static class SegmentedBuffers
 {
     /// <summary>A background thread running <paramref name="work"/>, started.</summary>
@@ -14,6 +17,21 @@ internal static class SegmentedBuffers
         var thread = new Thread(() => work()) { IsBackground = true };
         thread.Start();
         return thread;
+    }
+
+    /// <summary>A new array of <paramref name="length"/> bytes, each <paramref name="value"/>.</summary>
+    public static byte[] Filled(int length, byte value)
+    {
+        byte[] array = new byte[length];
+        array.AsSpan().Fill(value);
+        return array;
+    }
+
+    /// <summary>The address of the first byte of <paramref name="memory"/> (pinned for the moment it is read).</summary>
+    public static unsafe nint AddressOf(ReadOnlyMemory<byte> memory)
+    {
+        using MemoryHandle handle = memory.Pin();
+        return (nint)handle.Pointer;
     }
 
     /// <summary>Every block rented went back once, nothing is in use, and no buffer is live or holds bytes.</summary>
