@@ -11,6 +11,10 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Smallest buffer the pool will hand out as a maximum; the default request size (4096) must fit.</summary>
     internal const int MinimumMaxBufferSize = TieredMemoryPool.DefaultBufferSize;
 
+    // With pinned arrays a buffer is one array of its size class plus 2 MB of alignment slack, which must fit in
+    // Array.MaxLength: every request above 1.75 GiB falls in the 2 GiB class, which never fits.
+    internal const int MaxPinnedArrayBufferSize = 7 << 28;
+
     // The caps' defaults outside a memory limit; unset caps are sized to the limit (ApplyMemoryBudget).
     private const long DefaultMaxRetainedBytes = 512L * 1024 * 1024;
     private const long DefaultRegionCacheMaxBytes = 64L * 1024 * 1024;
@@ -36,7 +40,10 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>Whether the huge tier asks for reserved hugepages and transparent hugepages; default <see langword="true"/>.</summary>
     public bool EnableHugepages { get; set; } = true;
 
-    /// <summary>The largest request the pool accepts, at least 4096; default 1 GiB.</summary>
+    /// <summary>
+    /// The largest request the pool accepts, at least 4096; default 1 GiB. With <see cref="UsePinnedArrays"/>, at most
+    /// 1.75 GiB (1,879,048,192 bytes): a larger buffer would need one array longer than <see cref="Array.MaxLength"/>.
+    /// </summary>
     public int MaxBufferSize { get; set; } = 1024 * 1024 * 1024;
 
     /// <summary>
@@ -210,6 +217,11 @@ public sealed class TieredMemoryPoolOptions
         if (MaxBufferSize < MinimumMaxBufferSize)
         {
             throw Invalid(nameof(MaxBufferSize), $"must be at least {MinimumMaxBufferSize} bytes (the default buffer size), but is {MaxBufferSize}.");
+        }
+
+        if (UsePinnedArrays && MaxBufferSize > MaxPinnedArrayBufferSize)
+        {
+            throw Invalid(nameof(MaxBufferSize), $"must be at most {MaxPinnedArrayBufferSize} bytes (1.75 GiB) with UsePinnedArrays, whose larger buffers would need an array longer than Array.MaxLength, but is {MaxBufferSize}.");
         }
 
         if (IdleReleaseDelay <= TimeSpan.Zero && IdleReleaseDelay != System.Threading.Timeout.InfiniteTimeSpan)

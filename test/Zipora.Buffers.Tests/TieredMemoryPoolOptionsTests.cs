@@ -16,6 +16,8 @@ public sealed class TieredMemoryPoolOptionsTests
         { nameof(TieredMemoryPoolOptions.HugepageThreshold), o => o.HugepageThreshold = 3 * 1024 * 1024 },
         { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => o.MaxBufferSize = 4095 },
         { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => o.MaxBufferSize = -1 },
+        { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => { o.UsePinnedArrays = true; o.MaxBufferSize = int.MaxValue; } },
+        { nameof(TieredMemoryPoolOptions.MaxBufferSize), o => { o.UsePinnedArrays = true; o.MaxBufferSize = TieredMemoryPoolOptions.MaxPinnedArrayBufferSize + 1; } },
         { nameof(TieredMemoryPoolOptions.RegionCacheMaxCount), o => o.RegionCacheMaxCount = -1 },
         { nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), o => o.RegionCacheMaxBytes = -1 },
         { nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxCount), o => o.HugeRegionCacheMaxCount = -1 },
@@ -39,6 +41,7 @@ public sealed class TieredMemoryPoolOptionsTests
         { "smallest thresholds", o => { o.MmapThreshold = 4096; o.HugepageThreshold = 8192; } },
         { "largest thresholds", o => { o.MmapThreshold = 1024 * 1024; o.HugepageThreshold = 1024 * 1024 * 1024; } },
         { "largest buffer", o => o.MaxBufferSize = int.MaxValue },
+        { "largest pinned-array buffer", o => { o.UsePinnedArrays = true; o.MaxBufferSize = TieredMemoryPoolOptions.MaxPinnedArrayBufferSize; } },
         { "shortest delay", o => o.IdleReleaseDelay = TimeSpan.FromTicks(1) },
         { "rarest sampling", o => { o.Diagnostics = DiagnosticLevel.Sampled; o.DiagnosticSampleRate = int.MaxValue; } },
         { "adaptive off", o => o.AdaptiveCaches = false },
@@ -73,6 +76,24 @@ public sealed class TieredMemoryPoolOptionsTests
         var error = Assert.ThrowsAny<ArgumentException>(() => new TieredMemoryPool(options));
         Assert.Equal(option, error.ParamName);
         Assert.Contains(option, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void APinnedArrayPoolServesTheLargestBufferItAccepts()
+    {
+        // Every size it advertises can be rented: above 1.75 GiB one array would exceed Array.MaxLength, so such a
+        // MaxBufferSize is refused when the pool is made, not by every rent of it later.
+        const int largest = TieredMemoryPoolOptions.MaxPinnedArrayBufferSize;
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, MaxBufferSize = largest });
+        Assert.Equal(largest, pool.MaxBufferSize);
+        using (System.Buffers.IMemoryOwner<byte> owner = pool.Rent(largest))
+        {
+            owner.Memory.Span[largest - 1] = 1;
+            Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray<byte>(owner.Memory, out _));
+        }
+
+        pool.Trim();
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
     }
 
     [Fact]

@@ -67,7 +67,7 @@ internal static class BackgroundFailures
     /// <remarks>
     /// A method of its own because the lambda captures the parameters: the compiler makes the closure at the entry of
     /// the method whose parameters it captures. In <see cref="Report"/> that was before its guard, and at the GC heap
-    /// limit the report itself threw out of a timer's callback (attack round 13's timer test, one run in two under load).
+    /// limit the report itself threw out of a timer's callback (RegionReleaseHeapLimitSafetyTests' timer test, one run in two under load).
     /// </remarks>
     private static void PostEvent(string work, Exception error)
     {
