@@ -14,6 +14,10 @@ internal static class SegmentThrowHelper
         throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, and it can no longer be used.");
 
     [DoesNotReturn]
+    public static void ThrowToArrayAfterDispose(string type) =>
+        throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, so ToArray has nothing to copy (unlike MemoryStream's after Close). Take the bytes before disposing it, and give a stream that wraps it and closes it (GZipStream, StreamWriter, BinaryWriter) leaveOpen: true.");
+
+    [DoesNotReturn]
     public static void ThrowDisposedOrConcurrent(string type, bool disposed, bool sameThread)
     {
         if (disposed)

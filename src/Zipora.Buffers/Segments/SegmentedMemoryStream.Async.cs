@@ -129,12 +129,22 @@ public sealed partial class SegmentedMemoryStream
         return CopyToAsyncCore(RestUnsynchronized(), destination, cancellationToken);
     }
 
-    /// <summary>Writes the whole contents to <paramref name="stream"/>, each segment's memory directly, whatever the position (which does not move).</summary>
+    /// <summary>
+    /// Writes the whole contents to <paramref name="stream"/>, each segment's memory directly, whatever the position
+    /// (which does not move). Written to this stream itself, the contents are written at its position, as
+    /// MemoryStream's are (through a copy, since the write may grow the segments being read).
+    /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="stream"/> is <see langword="null"/>.</exception>
     /// <exception cref="ObjectDisposedException">This stream was disposed.</exception>
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        if (ReferenceEquals(stream, this))
+        {
+            Write(ToArray());
+            return;
+        }
+
         _chain.Enter(TypeName);
         try
         {

@@ -1,4 +1,6 @@
 using System;
+using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers;
 
@@ -16,6 +18,11 @@ public sealed partial class SegmentedMemoryStream
         int count = (int)Math.Min(buffer.Length, available);
         BufferSegment segment = Locate(_position);
         int offset = (int)(_position - segment.RunningIndex);
+        if (segment.End - offset < count && OverlapsParts(buffer[..count], segment, offset, count))
+        {
+            return ReadThroughCopy(buffer[..count]);
+        }
+
         int copied = 0;
         while (true)
         {
@@ -36,6 +43,50 @@ public sealed partial class SegmentedMemoryStream
         return count;
     }
 
+    /// <summary>
+    /// A read into memory of this stream's own (a view of <see cref="GetReadOnlySequence"/> or of
+    /// <see cref="TryGetSingleSegment"/>'s memory made writable) that spans segments: a part copied early could overwrite a
+    /// source part copied later, so the bytes go through a copy and arrive as from one memmove, as MemoryStream's do.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int ReadThroughCopy(Span<byte> buffer)
+    {
+        byte[] copy = ArrayPool<byte>.Shared.Rent(buffer.Length);
+        try
+        {
+            int count = ReadUnsynchronized(copy.AsSpan(0, buffer.Length));
+            copy.AsSpan(0, count).CopyTo(buffer);
+            return count;
+        }
+        finally
+        {
+            // The copy held this stream's bytes: nobody else's to read.
+            ArrayPool<byte>.Shared.Return(copy, clearArray: true);
+        }
+    }
+
+    /// <summary>Whether <paramref name="memory"/> overlaps any of the <paramref name="count"/> bytes held from <paramref name="offset"/> of <paramref name="segment"/> on.</summary>
+    private static bool OverlapsParts(ReadOnlySpan<byte> memory, BufferSegment segment, int offset, int count)
+    {
+        while (true)
+        {
+            int part = Math.Min(segment.End - offset, count);
+            if (memory.Overlaps(segment.AvailableSpan.Slice(offset, part)))
+            {
+                return true;
+            }
+
+            count -= part;
+            if (count == 0)
+            {
+                return false;
+            }
+
+            segment = segment.NextSegment!;
+            offset = 0;
+        }
+    }
+
     private void WriteSlowUnsynchronized(ReadOnlySpan<byte> buffer)
     {
         if (_position > MaxLength - buffer.Length)
@@ -45,6 +96,13 @@ public sealed partial class SegmentedMemoryStream
 
         long length = _chain.EndIndex;
         long end = _position + buffer.Length;
+        int overwritten = (int)Math.Clamp(length - _position, 0, buffer.Length);
+        if (overwritten != 0 && SourceOverlapsTheBytesItOverwrites(buffer[..overwritten]))
+        {
+            WriteThroughCopy(buffer);
+            return;
+        }
+
         if (end > length)
         {
             // The part past the end is appended first (with zeros before it when the position is past the end): it
@@ -60,6 +118,36 @@ public sealed partial class SegmentedMemoryStream
         }
 
         _position = end;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="source"/>, to be written over the bytes from the position on, lies in this stream's own
+    /// memory across the segments it overwrites (a view of <see cref="GetReadOnlySequence"/>, or of
+    /// <see cref="TryGetSingleSegment"/>'s memory, written back moved): copied part by part, an early part would overwrite
+    /// source bytes a later part still has to read. Within one segment the copy is a memmove, which needs no help.
+    /// </summary>
+    private bool SourceOverlapsTheBytesItOverwrites(ReadOnlySpan<byte> source)
+    {
+        BufferSegment segment = Locate(_position);
+        int offset = (int)(_position - segment.RunningIndex);
+        return segment.End - offset < source.Length && OverlapsParts(source, segment, offset, source.Length);
+    }
+
+    /// <summary>Writes <paramref name="buffer"/> from a copy, taken before anything changes: as one memmove would, as MemoryStream's write does.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WriteThroughCopy(ReadOnlySpan<byte> buffer)
+    {
+        byte[] copy = ArrayPool<byte>.Shared.Rent(buffer.Length);
+        try
+        {
+            buffer.CopyTo(copy);
+            WriteSlowUnsynchronized(copy.AsSpan(0, buffer.Length));
+        }
+        finally
+        {
+            // The copy held this stream's bytes: nobody else's to read.
+            ArrayPool<byte>.Shared.Return(copy, clearArray: true);
+        }
     }
 
     /// <summary>Appends <paramref name="zeros"/> zero bytes, then <paramref name="data"/>; on failure, shortens the stream back.</summary>

@@ -318,9 +318,18 @@ public sealed partial class SegmentedMemoryStream : Stream
 
     /// <summary>The contents in a new array, whatever the position.</summary>
     /// <exception cref="InvalidOperationException">The stream is longer than an array can be.</exception>
-    /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">
+    /// The stream was disposed (unlike <see cref="MemoryStream.ToArray"/> after <see cref="Stream.Close"/>: its segments
+    /// went back to the pool). A stream that wraps this one and closes it needs <c>leaveOpen: true</c>.
+    /// </exception>
     public byte[] ToArray()
     {
+        if (_chain.IsDisposed)
+        {
+            // Named apart: MemoryStream's ToArray works after Close, and a wrapping stream's close is the usual cause.
+            SegmentThrowHelper.ThrowToArrayAfterDispose(TypeName);
+        }
+
         _chain.EnterForOwnWork(TypeName);
         try
         {
