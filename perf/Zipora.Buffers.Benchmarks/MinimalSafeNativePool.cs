@@ -12,7 +12,9 @@ namespace Zipora.Buffers.Benchmarks;
 /// trim may take a live thread's blocks (a flag the thread raises around its stack and a flag the trim closes the
 /// stacks with), and a process holds more than one pool (the thread's stack names its pool). One size, one thread-static
 /// stack with its newest block in a slot of its own, no size classes, no statistics, nothing given back. Not a pool
-/// anyone should use: there is no trim, only what a trim would cost the fast path.
+/// anyone should use: there is no trim, only what a trim would cost the fast path. With <c>ownerPerRent</c> it is the
+/// floor of the tiered pool's default mode instead: the same, plus a fresh owner per rent disposed with one atomic
+/// exchange, which is what makes a stale or racing dispose harmless after the block was rented again.
 /// </summary>
 public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
 {
@@ -31,7 +33,13 @@ public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
     private volatile bool _stacksClosed;
 #pragma warning restore CS0649
 
-    public MinimalSafeNativePool(int size) => _size = size;
+    private readonly bool _ownerPerRent;
+
+    public MinimalSafeNativePool(int size, bool ownerPerRent = false)
+    {
+        _size = size;
+        _ownerPerRent = ownerPerRent;
+    }
 
     public override int MaxBufferSize => _size;
 
@@ -39,7 +47,7 @@ public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
     {
         Block block = Pop() ?? new Block((byte*)NativeMemory.AlignedAlloc((nuint)_size, 64), _size, this);
         block.Live = true;
-        return block;
+        return _ownerPerRent ? new Owner(block) : block;
     }
 
     protected override void Dispose(bool disposing)
@@ -123,6 +131,23 @@ public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
                 pool.Push(this);
             }
         }
+
+        protected override void Dispose(bool disposing) => Dispose();
+    }
+
+    private sealed class Owner(Block block) : MemoryManager<byte>, IDisposable
+    {
+        private Block? _block = block;
+
+        public override Span<byte> GetSpan() => (_block ?? throw new ObjectDisposedException(nameof(Owner))).GetSpan();
+
+        public override MemoryHandle Pin(int elementIndex = 0) => default;
+
+        public override void Unpin()
+        {
+        }
+
+        public void Dispose() => Interlocked.Exchange(ref _block, null)?.Dispose();
 
         protected override void Dispose(bool disposing) => Dispose();
     }

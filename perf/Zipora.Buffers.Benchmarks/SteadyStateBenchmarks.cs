@@ -13,6 +13,7 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
     private MinimalNativePool _floorReused = null!;
     private MinimalNativePool _floorOwnerPerRent = null!;
     private MinimalSafeNativePool _floorKeepingThePromises = null!;
+    private MinimalSafeNativePool _floorKeepingThePromisesOwnerPerRent = null!;
 
     [Params(64, 1024, 4096, 16384, 65536, 1048576, 4194304, 67108864)]
     public int Size { get; set; }
@@ -36,6 +37,10 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
     /// </summary>
     [Benchmark(OperationsPerInvoke = Operations)]
     public void FloorReusedOwnersKeepingThePromises() => RentWriteDispose(_floorKeepingThePromises);
+
+    /// <summary>The default mode's floor keeping its promises: the one above with a fresh owner per rent, disposed with one atomic exchange.</summary>
+    [Benchmark(OperationsPerInvoke = Operations)]
+    public void FloorOwnerPerRentKeepingThePromises() => RentWriteDispose(_floorKeepingThePromisesOwnerPerRent);
 
     /// <summary>The floor of the default mode: a fresh owner per rent, disposed with one atomic exchange.</summary>
     [Benchmark(OperationsPerInvoke = Operations)]
@@ -102,6 +107,7 @@ public unsafe class SteadyStateBenchmarks : PeerPoolBenchmarks
         _floorReused = new MinimalNativePool(Size, safeOwners: false);
         _floorOwnerPerRent = new MinimalNativePool(Size, safeOwners: true);
         _floorKeepingThePromises = new MinimalSafeNativePool(Size);
+        _floorKeepingThePromisesOwnerPerRent = new MinimalSafeNativePool(Size, ownerPerRent: true);
     }
 
     private void RentWriteDispose(MemoryPool<byte> pool)
