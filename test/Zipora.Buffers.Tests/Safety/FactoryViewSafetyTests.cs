@@ -1,5 +1,8 @@
 using System;
 using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Threading;
 using Microsoft.AspNetCore.Connections;
 
 namespace Zipora.Buffers.Tests;
@@ -40,6 +43,79 @@ public sealed class FactoryViewSafetyTests
         Assert.Equal(returnsBefore + 1, Returns(statistics));
         Assert.Equal(0, statistics.BytesInUse);
         Assert.Equal(1, statistics.RentsByOwner["kestrel"]);
+    }
+
+    /// <summary>
+    /// Three threads rent through a view of every tier while the view and its pool are disposed, in both orders: no
+    /// rent begun after either dispose succeeds, every rent that did is counted for the owner, and all come back.
+    /// </summary>
+    [Fact]
+    public void RentsRacingTheViewsAndThePoolsDisposeNeverSucceedAfterItAndAreAllCountedAndReturned()
+    {
+        int succeededAfterDispose = 0;
+        long succeeded = 0;
+        long counted = 0;
+        int[] sizes = [100, 4096, 100_000, 3_000_000];
+        for (int round = 0; round < 200; round++)
+        {
+            var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = Timeout.InfiniteTimeSpan, EnableHugepages = false });
+            MemoryPool<byte> view = new TieredMemoryPoolFactory(pool).Create(new MemoryPoolOptions { Owner = "racing" });
+            int disposed = 0;
+            var owners = new ConcurrentQueue<IMemoryOwner<byte>>();
+            var threads = new List<Thread>();
+            for (int t = 0; t < 3; t++)
+            {
+                int size = sizes[(round + t) % sizes.Length];
+                threads.Add(new Thread(() =>
+                {
+                    while (true)
+                    {
+                        bool afterDispose = Volatile.Read(ref disposed) != 0;
+                        try
+                        {
+                            owners.Enqueue(view.Rent(size));
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                            return;
+                        }
+
+                        Interlocked.Increment(ref succeeded);
+                        if (afterDispose)
+                        {
+                            Interlocked.Increment(ref succeededAfterDispose);
+                        }
+                    }
+                }));
+            }
+
+            threads.ForEach(static t => t.Start());
+            Thread.SpinWait(2000 * (round % 7));
+            if (round % 2 == 0)
+            {
+                pool.Dispose();
+                Volatile.Write(ref disposed, 1);
+                view.Dispose();
+            }
+            else
+            {
+                view.Dispose();
+                Volatile.Write(ref disposed, 1);
+                pool.Dispose();
+            }
+
+            threads.ForEach(static t => t.Join());
+            counted += pool.GetStatistics().RentsByOwner.GetValueOrDefault("racing");
+            while (owners.TryDequeue(out IMemoryOwner<byte>? owner))
+            {
+                owner.Dispose();
+            }
+
+            Assert.Equal(0, pool.GetStatistics().BytesInUse);
+        }
+
+        Assert.Equal(0, succeededAfterDispose);
+        Assert.Equal(succeeded, counted);
     }
 
     private static long Returns(TieredMemoryPoolStatistics statistics) =>
