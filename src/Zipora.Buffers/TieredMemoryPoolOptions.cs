@@ -221,7 +221,7 @@ public sealed class TieredMemoryPoolOptions
 
         if (UsePinnedArrays && MaxBufferSize > MaxPinnedArrayBufferSize)
         {
-            throw Invalid(nameof(MaxBufferSize), $"must be at most {MaxPinnedArrayBufferSize} bytes (1.75 GiB) with UsePinnedArrays, whose larger buffers would need an array longer than Array.MaxLength, but is {MaxBufferSize}.");
+            throw Invalid(nameof(MaxBufferSize), $"must be at most {MaxPinnedArrayBufferSize} bytes (1.75 GiB) with UsePinnedArrays (which AddTieredMemoryPool turns on), whose larger buffers would need an array longer than Array.MaxLength, but is {MaxBufferSize}.");
         }
 
         if (IdleReleaseDelay <= TimeSpan.Zero && IdleReleaseDelay != System.Threading.Timeout.InfiniteTimeSpan)

@@ -70,7 +70,8 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>
     /// Rents made through the pools <see cref="TieredMemoryPoolFactory"/> created, by the owner they were created for
     /// (such as <c>kestrel</c>). The first 64 owner names are counted apart; the views of every later name count under
-    /// <c>(other owners)</c>, so names made per connection or per request neither grow the pool nor the meter's series.
+    /// <c>(other owners)</c>, so names made per connection or per request neither grow the pool nor the meter's series
+    /// (an owner that is itself named <c>(other owners)</c> shares that count).
     /// </summary>
     public IReadOnlyDictionary<string, long> RentsByOwner { get; init; } = new Dictionary<string, long>();
 

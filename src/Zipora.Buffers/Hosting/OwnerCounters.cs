@@ -34,7 +34,15 @@ internal sealed class OwnerCounters
             return counter;
         }
 
-        // Views are made rarely (Kestrel: once per I/O queue and listener), so a lock keeps the cap exact.
+        if (Volatile.Read(ref _others) is { } others)
+        {
+            // The names are full for good (none is ever removed): an app making a view per request past the cap must
+            // not queue on the lock below for each one.
+            return others;
+        }
+
+        // Views of new names are made rarely before the cap (Kestrel: once per I/O queue and listener), so a lock
+        // keeps the cap exact.
         lock (_adding)
         {
             if (_byOwner.TryGetValue(owner, out counter))
@@ -49,7 +57,12 @@ internal sealed class OwnerCounters
                 return counter;
             }
 
-            return _others ??= new OwnerCounter();
+            if (_others is null)
+            {
+                Volatile.Write(ref _others, new OwnerCounter());
+            }
+
+            return _others;
         }
     }
 

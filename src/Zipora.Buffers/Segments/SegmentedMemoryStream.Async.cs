@@ -81,15 +81,7 @@ public sealed partial class SegmentedMemoryStream
         ValidateCopyToArguments(destination, bufferSize);
         if (ReferenceEquals(destination, this))
         {
-            // As MemoryStream does: the rest is appended after the end, and nothing is written when there is none (a
-            // write of nothing past the end would fill the gap with zeros). Copied out first, since writing it grows
-            // the very segments being read.
-            byte[] rest = RestToArray();
-            if (rest.Length != 0)
-            {
-                Write(rest);
-            }
-
+            AppendRestToItself();
             return;
         }
 
@@ -121,8 +113,16 @@ public sealed partial class SegmentedMemoryStream
 
         if (ReferenceEquals(destination, this))
         {
-            byte[] rest = RestToArray();
-            return rest.Length == 0 ? Task.CompletedTask : WriteAsync(rest, cancellationToken).AsTask();
+            try
+            {
+                AppendRestToItself();
+                return Task.CompletedTask;
+            }
+            catch (Exception exception)
+            {
+                // The asynchronous contract: the error travels in the task.
+                return Task.FromException(exception);
+            }
         }
 
         _chain.Enter(TypeName);
@@ -141,6 +141,7 @@ public sealed partial class SegmentedMemoryStream
         ArgumentNullException.ThrowIfNull(stream);
         if (ReferenceEquals(stream, this))
         {
+            _chain.ThrowIfDisposed(TypeName);
             Write(ToArray());
             return;
         }
@@ -177,15 +178,36 @@ public sealed partial class SegmentedMemoryStream
         return _position >= contents.Length ? ReadOnlySequence<byte>.Empty : contents.Slice(_position);
     }
 
-    /// <summary>The bytes from the position to the end, in a new array; the position moves to the end.</summary>
-    private byte[] RestToArray()
+    /// <summary>
+    /// <c>CopyTo</c> with this stream as its destination, as MemoryStream does it: the bytes from the position to the end
+    /// are appended after the end, through a copy (writing them grows the very segments they are read from), and the
+    /// position ends after them; nothing is written when there are none (a write of nothing past the end would fill
+    /// the gap with zeros). A write that fails (past <see cref="MaxLength"/>, out of memory) leaves the stream as it
+    /// was, its position included, as every failed write does.
+    /// </summary>
+    private void AppendRestToItself()
     {
-        _chain.Enter(TypeName);
+        _chain.EnterForOwnWork(TypeName);
         try
         {
-            byte[] rest = RestUnsynchronized().ToArrayChecked();
-            _position += rest.Length;
-            return rest;
+            long position = _position;
+            ReadOnlySequence<byte> rest = RestUnsynchronized();
+            if (rest.IsEmpty)
+            {
+                return;
+            }
+
+            byte[] copy = rest.ToArrayChecked();
+            _position = _chain.EndIndex;
+            try
+            {
+                WriteSlowUnsynchronized(copy);
+            }
+            catch
+            {
+                _position = position;
+                throw;
+            }
         }
         finally
         {
