@@ -19,8 +19,9 @@ public sealed class SegmentedBufferOptions
     internal static readonly SegmentedBufferOptions Default = new();
 
     private MemoryPool<byte>? _pool;
-    private int _initialSegmentSize = DefaultInitialSegmentSize;
-    private int _maxSegmentSize = DefaultMaxSegmentSize;
+    // Null until set: a default gives way to a pool whose MaxBufferSize is smaller, a value set is validated against it.
+    private int? _initialSegmentSize;
+    private int? _maxSegmentSize;
     private long _maxLength = DefaultMaxLength;
 
     // Counts the changes, so a settings copy made before one is made again (see Settings).
@@ -39,21 +40,26 @@ public sealed class SegmentedBufferOptions
         set => Changed(ref _pool, value);
     }
 
-    /// <summary>The first segment's size when the first request asks for less (default 4 KB); from 1 to <see cref="MaxSegmentSize"/>.</summary>
+    /// <summary>
+    /// The first segment's size when the first request asks for less (default 4 KB, or the largest segment when that is
+    /// smaller); from 1 to <see cref="MaxSegmentSize"/>.
+    /// </summary>
     public int InitialSegmentSize
     {
-        get => _initialSegmentSize;
+        get => _initialSegmentSize ?? DefaultInitialSegmentSize;
         set => Changed(ref _initialSegmentSize, value);
     }
 
     /// <summary>
     /// The largest segment the growth reaches (default 128 KB): each segment asks for twice the last one's size, up to
     /// this. A request for a larger buffer (<see cref="SegmentedBufferWriter.GetMemory"/> with a larger hint) still gets
-    /// one segment at least that large, up to the pool's <see cref="MemoryPool{T}.MaxBufferSize"/>.
+    /// one segment at least that large, up to the pool's <see cref="MemoryPool{T}.MaxBufferSize"/>. Left unset, it is
+    /// capped at that <see cref="MemoryPool{T}.MaxBufferSize"/> (a pool of 4 KB blocks, such as Kestrel's, gets 4 KB
+    /// segments); a value set above it is refused when a writer or stream is made.
     /// </summary>
     public int MaxSegmentSize
     {
-        get => _maxSegmentSize;
+        get => _maxSegmentSize ?? DefaultMaxSegmentSize;
         set => Changed(ref _maxSegmentSize, value);
     }
 

@@ -1,3 +1,4 @@
+using System;
 using System.Buffers;
 
 namespace Zipora.Buffers;
@@ -9,11 +10,17 @@ namespace Zipora.Buffers;
 /// </summary>
 internal sealed class SegmentedBufferSettings
 {
-    /// <summary>Checks the options' values, each read once by the caller, and keeps them.</summary>
+    /// <summary>
+    /// Checks the options' values, each read once by the caller, and keeps them; a segment size left unset
+    /// (<see langword="null"/>) takes its default, capped at what the pool can give.
+    /// </summary>
     /// <exception cref="System.ArgumentOutOfRangeException">An option is out of range; the exception names it and says what it must be.</exception>
-    public SegmentedBufferSettings(MemoryPool<byte> pool, int initialSegmentSize, int maxSegmentSize, long maxLength, int version)
+    public SegmentedBufferSettings(MemoryPool<byte> pool, int? initialSegmentSizeSet, int? maxSegmentSizeSet, long maxLength, int version)
     {
         int maxBufferSize = pool.MaxBufferSize;
+        int maxSegmentSize = maxSegmentSizeSet
+            ?? (maxBufferSize > 0 ? Math.Min(SegmentedBufferOptions.DefaultMaxSegmentSize, maxBufferSize) : SegmentedBufferOptions.DefaultMaxSegmentSize);
+        int initialSegmentSize = initialSegmentSizeSet ?? Math.Min(SegmentedBufferOptions.DefaultInitialSegmentSize, maxSegmentSize);
         if (maxSegmentSize < 1 || (maxBufferSize > 0 && maxSegmentSize > maxBufferSize))
         {
             SegmentThrowHelper.ThrowOptionOutOfRange(nameof(SegmentedBufferOptions.MaxSegmentSize), maxSegmentSize, $"from 1 to the pool's MaxBufferSize ({maxBufferSize})");
