@@ -66,6 +66,12 @@ public sealed class EchoServer : IAsyncDisposable
             {
                 return;
             }
+            catch (SocketException) when (_stopping.IsCancellationRequested)
+            {
+                // Stopping: the listener's dispose can abort the pending accept before the token cancels it, which
+                // surfaces as "operation canceled/aborted" from the socket instead of an OperationCanceledException.
+                return;
+            }
 
             Task serving = ServeAsync(connection);
             _connections[serving] = true;
