@@ -4,6 +4,7 @@ using System.IO;
 using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
+using static Zipora.Buffers.Tests.PositionPattern;
 
 namespace Zipora.Buffers.Tests;
 
@@ -366,28 +367,5 @@ public sealed class PipeHostileUseTests
         {
             throw new InvalidDataException($"pipe {seed}: read {read} of {total}");
         }
-    }
-
-    private static byte Expected(long position) => (byte)(position ^ (position >> 8) ^ (position >> 17));
-
-    private static void Fill(Span<byte> span, long position)
-    {
-        for (int i = 0; i < span.Length; i++)
-        {
-            span[i] = Expected(position + i);
-        }
-    }
-
-    private static bool Matches(ReadOnlySpan<byte> span, long position)
-    {
-        for (int i = 0; i < span.Length; i++)
-        {
-            if (span[i] != Expected(position + i))
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 }

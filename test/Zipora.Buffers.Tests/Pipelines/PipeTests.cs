@@ -1,6 +1,7 @@
 using System;
 using System.IO.Pipelines;
 using System.Threading.Tasks;
+using static Zipora.Buffers.Tests.PositionPattern;
 
 namespace Zipora.Buffers.Tests;
 
@@ -78,29 +79,5 @@ public sealed class PipeTests
         pipe.Writer.Complete();
         pipe.Reader.Complete();
         Assert.Equal(0, pool.GetStatistics().BytesInUse);
-    }
-
-    /// <summary>The byte at absolute position p of the stream: cheap to compute and different across nearby positions and segments.</summary>
-    private static byte Expected(long position) => (byte)(position ^ (position >> 8) ^ (position >> 17));
-
-    private static void Fill(Span<byte> span, long position)
-    {
-        for (int i = 0; i < span.Length; i++)
-        {
-            span[i] = Expected(position + i);
-        }
-    }
-
-    private static bool Matches(ReadOnlySpan<byte> span, long position)
-    {
-        for (int i = 0; i < span.Length; i++)
-        {
-            if (span[i] != Expected(position + i))
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 }
