@@ -113,7 +113,7 @@ public sealed class RefusedTimerReplacementSafetyTests
         Assert.True(reported, $"the refused timer's dispose threw and was not reported within 30 s ({failures} failures counted, {clock.TimersDisposed} timers disposed)");
         Assert.Equal(2, failures);
         Assert.True(
-            recorder.WaitFor("BackgroundWorkFailed", 2, TimeSpan.FromSeconds(30)),
+            recorder.WaitFor("BackgroundWorkFailed", clock.Signature, 2, TimeSpan.FromSeconds(30)),
             "the two failures (the Change, the refused timer's dispose) were not both written as BackgroundWorkFailed events within 30 s");
         Assert.Contains(recorder.Lines, line => line.Contains("disposing the idle ticker's refused timer", StringComparison.Ordinal) && line.Contains("a timer's dispose", StringComparison.Ordinal));
 

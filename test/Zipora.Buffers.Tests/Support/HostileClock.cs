@@ -17,6 +17,8 @@ internal sealed class HostileClock : TimeProvider
     /// <summary>What every exception this clock throws says.</summary>
     public const string Message = "the hostile test clock refused";
 
+    private static int s_clocksMade;
+
     private readonly List<HostileTimer> _timers = [];
     private readonly Lock _lock = new();
     private int _failingReads;
@@ -33,6 +35,13 @@ internal sealed class HostileClock : TimeProvider
     private int _thrown;
 
     public FakeTimeProvider Fake { get; } = new();
+
+    /// <summary>
+    /// Ends the text of every exception this clock throws, and of no other clock's: a test counts the failures its own
+    /// clock caused among the events a listener records, where an event an earlier test's clock caused may still be
+    /// written late (events are written from a work item).
+    /// </summary>
+    public string Signature { get; } = $"(hostile clock {Interlocked.Increment(ref s_clocksMade)})";
 
     /// <summary>Every timestamp read throws while set.</summary>
     public bool Broken { get; set; }
@@ -133,7 +142,7 @@ internal sealed class HostileClock : TimeProvider
             || (Volatile.Read(ref _failingReadsThread) is int onThread && (onThread == -1 || onThread == Environment.CurrentManagedThreadId) && TakeOne(ref _failingReads)))
         {
             Interlocked.Increment(ref _thrown);
-            throw Undescribable ? new UnprintableException() : new InvalidOperationException(Message + " a timestamp read");
+            throw Undescribable ? new UnprintableException() : new InvalidOperationException($"{Message} a timestamp read {Signature}");
         }
 
         return Fake.GetTimestamp();
@@ -144,7 +153,7 @@ internal sealed class HostileClock : TimeProvider
         if (TakeOne(ref _failingCreates))
         {
             Interlocked.Increment(ref _thrown);
-            throw new InvalidOperationException(Message + " a new timer");
+            throw new InvalidOperationException($"{Message} a new timer {Signature}");
         }
 
         Interlocked.Increment(ref _timersMade);
@@ -255,7 +264,7 @@ internal sealed class HostileClock : TimeProvider
             if (clock.TakeOne(ref clock._failingChanges))
             {
                 Interlocked.Increment(ref clock._thrown);
-                throw new InvalidOperationException(Message + " a timer's new due time");
+                throw new InvalidOperationException($"{Message} a timer's new due time {clock.Signature}");
             }
 
             return !clock.TakeOne(ref clock._silentlyRefusedChanges) && Inner.Change(dueTime, period);
@@ -272,7 +281,7 @@ internal sealed class HostileClock : TimeProvider
             Interlocked.Increment(ref clock._timersDisposed);
             if (clock.DisposeThrows)
             {
-                throw new InvalidOperationException(Message + " a timer's dispose");
+                throw new InvalidOperationException($"{Message} a timer's dispose {clock.Signature}");
             }
         }
 
