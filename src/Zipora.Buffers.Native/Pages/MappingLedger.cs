@@ -48,8 +48,11 @@ internal static class MappingLedger
         }
     }
 
-    /// <summary>Checks a range about to be unmapped, and forgets it (splitting the mapping it was cut from).</summary>
-    public static void Unmapping(nint address, nuint length)
+    /// <summary>
+    /// Checks a range about to be unmapped, and forgets it (splitting the mapping it was cut from); returns that
+    /// mapping's bounds, for <see cref="UnmapRefused"/> to join it again.
+    /// </summary>
+    public static (nuint Start, nuint End) Unmapping(nint address, nuint length)
     {
         lock (s_lock)
         {
@@ -67,11 +70,38 @@ internal static class MappingLedger
             {
                 s_lengthByStart.Add(cutEnd, end - cutEnd);
             }
+
+            return (start, end);
         }
     }
 
-    /// <summary>Records that an unmap checked by <see cref="Unmapping"/> was refused: the range is still mapped.</summary>
-    public static void UnmapRefused(nint address, nuint length) => Mapped(address, length);
+    /// <summary>
+    /// Records that an unmap checked by <see cref="Unmapping"/> was refused: the range is still mapped, and still one
+    /// mapping with what is left of the mapping it was cut from (<paramref name="cutFrom"/>), as it is in the kernel,
+    /// so that giving the whole back after a refused cut is checked as one unmap.
+    /// </summary>
+    public static void UnmapRefused(nint address, nuint length, (nuint Start, nuint End) cutFrom)
+    {
+        lock (s_lock)
+        {
+            nuint start = (nuint)address;
+            nuint end = start + length;
+            int before = FloorIndex(start - 1);
+            if (start > cutFrom.Start && before >= 0 && End(before) == start && s_lengthByStart.Keys[before] >= cutFrom.Start)
+            {
+                start = s_lengthByStart.Keys[before];
+                s_lengthByStart.RemoveAt(before);
+            }
+
+            if (end < cutFrom.End && s_lengthByStart.TryGetValue(end, out nuint afterLength) && end + afterLength <= cutFrom.End)
+            {
+                _ = s_lengthByStart.Remove(end);
+                end += afterLength;
+            }
+
+            Mapped((nint)start, end - start);
+        }
+    }
 
     /// <summary>Checks a range about to have its pages advised or protected.</summary>
     public static void Touching(nint address, nuint length, string call)

@@ -5,6 +5,25 @@ namespace Zipora.Buffers.Native;
 /// <summary>Anonymous private mappings through <c>mmap</c>, with hugetlb pages and <c>madvise</c> on Linux.</summary>
 internal sealed class UnixPageAllocator : PageAllocator
 {
+    private readonly Func<nint, nuint, bool> _munmap;
+    private readonly Func<nint, nuint, bool> _unmapStray;
+
+    /// <summary>An allocator calling the kernel's <c>munmap</c>.</summary>
+    public UnixPageAllocator()
+        : this(static (address, length) => Libc.Munmap(address, length) == 0)
+    {
+    }
+
+    /// <summary>An allocator whose unmaps call <paramref name="munmap"/>: tests refuse one as the kernel does at <c>vm.max_map_count</c>.</summary>
+    internal UnixPageAllocator(Func<nint, nuint, bool> munmap)
+    {
+        _munmap = munmap;
+        _unmapStray = TryMunmap;
+    }
+
+    /// <summary>What this allocator mapped and could neither hand out nor unmap, tried again at its next map or unmap.</summary>
+    internal StrayMappings Strays { get; } = new();
+
     public override string Name => "mmap";
 
     public override bool SupportsHugeTlb => OperatingSystem.IsLinux();
@@ -14,6 +33,7 @@ internal sealed class UnixPageAllocator : PageAllocator
     protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         address = 0;
+        UnmapStrays();
         int flags = Libc.MapPrivate | Libc.MapAnonymous;
         if (kind != PageKind.Normal)
         {
@@ -76,18 +96,52 @@ internal sealed class UnixPageAllocator : PageAllocator
 
     /// <summary>
     /// Cutting an end off a mapping splits it in two, which the kernel refuses at <c>vm.max_map_count</c>: then the
-    /// rest is unmapped whole (no split, so no new map entry is needed) and the map reported as refused, so no
-    /// stray pages are left mapped behind the pool's back.
+    /// rest is unmapped whole and the map reported as refused, so that the caller can fall back.
     /// </summary>
-    private static bool GiveBackWhole(nint address, nuint length)
+    /// <remarks>
+    /// Unmapping it whole needs no new map entry unless the kernel merged the new mapping with a neighbour on each
+    /// side, when it fails too: then the rest is kept among the <see cref="Strays"/> and unmapped at a later call,
+    /// rather than left mapped with nothing pointing at it.
+    /// </remarks>
+    private bool GiveBackWhole(nint address, nuint length)
     {
-        // An unmap of a whole mapping removes an entry and does not fail for want of map entries; should it fail
-        // anyway, the range stays mapped and unreferenced, and the caller still sees a refusal it can handle.
-        _ = TryMunmap(address, length);
+        if (!TryMunmap(address, length))
+        {
+            Strays.Add(address, length);
+        }
+
         return false;
     }
 
-    public override bool Unmap(nint address, nuint length) => TryMunmap(address, length);
+    public override bool Unmap(nint address, nuint length)
+    {
+        if (!TryMunmap(address, length))
+        {
+            return false;
+        }
+
+        // A map entry was freed: a stray refused for want of one may go now.
+        UnmapStrays();
+        return true;
+    }
+
+    private void UnmapStrays()
+    {
+        if (Strays.IsEmpty)
+        {
+            return;
+        }
+
+        try
+        {
+            Strays.TryUnmapAll(_unmapStray);
+        }
+        catch (OutOfMemoryException)
+        {
+            // At the GC heap limit a call made for the first time can throw before it runs. The strays stay for the
+            // next call, and the map or unmap the caller asked for goes on: an Unmap that has unmapped must not throw.
+        }
+    }
 
     public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
     {
@@ -147,20 +201,20 @@ internal sealed class UnixPageAllocator : PageAllocator
         return true;
     }
 
-    private static bool TryMunmap(nint address, nuint length)
+    private bool TryMunmap(nint address, nuint length)
     {
         if (!MappingLedger.IsEnabled)
         {
-            return Libc.Munmap(address, length) == 0;
+            return _munmap(address, length);
         }
 
-        MappingLedger.Unmapping(address, length);
-        if (Libc.Munmap(address, length) == 0)
+        (nuint Start, nuint End) cutFrom = MappingLedger.Unmapping(address, length);
+        if (_munmap(address, length))
         {
             return true;
         }
 
-        MappingLedger.UnmapRefused(address, length);
+        MappingLedger.UnmapRefused(address, length, cutFrom);
         return false;
     }
 }
