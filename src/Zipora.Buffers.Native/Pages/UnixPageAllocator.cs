@@ -105,7 +105,18 @@ internal sealed class UnixPageAllocator : PageAllocator
     /// </remarks>
     private bool GiveBackWhole(nint address, nuint length)
     {
-        if (!TryMunmap(address, length))
+        bool unmapped;
+        try
+        {
+            unmapped = TryMunmap(address, length);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Thrown before the unmap ran (a first call at the GC heap limit): the range is still mapped.
+            unmapped = false;
+        }
+
+        if (!unmapped)
         {
             Strays.Add(address, length);
         }
@@ -209,12 +220,19 @@ internal sealed class UnixPageAllocator : PageAllocator
         }
 
         (nuint Start, nuint End) cutFrom = MappingLedger.Unmapping(address, length);
-        if (_munmap(address, length))
+        bool unmapped = false;
+        try
         {
-            return true;
+            unmapped = _munmap(address, length);
+            return unmapped;
         }
-
-        MappingLedger.UnmapRefused(address, length, cutFrom);
-        return false;
+        finally
+        {
+            // Refused, or thrown before it ran: the range is still mapped.
+            if (!unmapped)
+            {
+                MappingLedger.UnmapRefused(address, length, cutFrom);
+            }
+        }
     }
 }

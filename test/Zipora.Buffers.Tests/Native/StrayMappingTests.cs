@@ -85,6 +85,28 @@ public sealed class StrayMappingTests
     }
 
     [Fact]
+    public void AGiveBackThatThrowsForWantOfManagedMemoryKeepsTheRangeAsAStray()
+    {
+        Skip.Unless(ProcessMappings.CanRead && OperatingSystem.IsLinux(), "needs Linux's mmap and /proc/self/maps");
+        var kernel = new ScriptedMunmap();
+        var allocator = new UnixPageAllocator(kernel.Munmap);
+
+        // The cut is refused, and the call that gives the mapping back whole throws before it runs, as a first call
+        // can at the GC heap limit.
+        kernel.RefuseNext = 1;
+        kernel.ThrowNext = 1;
+        Assert.False(allocator.TryMap(Length, Alignment, PageKind.Normal, out _));
+        (nint strayStart, nuint strayLength) = kernel.Thrown[0];
+        Assert.Equal((long)strayLength, allocator.Strays.Bytes);
+        Assert.True(ProcessMappings.IsMapped(strayStart, (long)strayLength), $"the stray should still be mapped: {ProcessMappings.Describe(strayStart, (long)strayLength)}");
+
+        Assert.True(allocator.TryMap(Length, PageAllocator.PageSize, PageKind.Normal, out nint next));
+        Assert.Equal(0, allocator.Strays.Bytes);
+        Assert.Contains((strayStart, strayLength), kernel.Accepted);
+        Assert.True(allocator.Unmap(next, Length));
+    }
+
+    [Fact]
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown from a call at the heap limit.")]
     public void AStrayRefusedAgainStaysAndOneThatThrowsKeepsItAndTheRest()
     {
@@ -129,12 +151,20 @@ public sealed class StrayMappingTests
         Assert.Equal(3 * 4096L, strays.AbandonedBytes);
     }
 
-    /// <summary>The kernel's <c>munmap</c>, which refuses on demand as it does at <c>vm.max_map_count</c> and records every call.</summary>
+    /// <summary>
+    /// The kernel's <c>munmap</c>, which refuses on demand as it does at <c>vm.max_map_count</c>, or throws before it
+    /// runs as a first call can at the GC heap limit, and records every call.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown from a call at the heap limit.")]
     private sealed class ScriptedMunmap
     {
         public int AcceptFirst { get; set; }
 
         public int RefuseNext { get; set; }
+
+        public int ThrowNext { get; set; }
+
+        public List<(nint Address, nuint Length)> Thrown { get; } = [];
 
         public List<(nint Address, nuint Length)> Accepted { get; } = [];
 
@@ -151,6 +181,12 @@ public sealed class StrayMappingTests
                 RefuseNext--;
                 Refused.Add((address, length));
                 return false;
+            }
+            else if (ThrowNext > 0)
+            {
+                ThrowNext--;
+                Thrown.Add((address, length));
+                throw new OutOfMemoryException("the scripted munmap ran out of managed memory before the call");
             }
 
             bool done = Libc.Munmap(address, length) == 0;
