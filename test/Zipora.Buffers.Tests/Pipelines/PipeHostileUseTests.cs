@@ -58,22 +58,7 @@ public sealed class PipeHostileUseTests
         }
 
         await pipe.Writer.CompleteAsync();
-        long read = 0;
-        while (true)
-        {
-            ReadResult result = await pipe.Reader.ReadAsync(TestContext.Current.CancellationToken);
-            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
-            {
-                Assert.True(Matches(segment.Span, read), $"wrong byte at {read}");
-                read += segment.Length;
-            }
-
-            pipe.Reader.AdvanceTo(result.Buffer.End);
-            if (result.IsCompleted)
-            {
-                break;
-            }
-        }
+        long read = await ReadToEndCheckingAsync(pipe.Reader);
 
         await pipe.Reader.CompleteAsync();
         Assert.Equal(total, read);
@@ -272,22 +257,7 @@ public sealed class PipeHostileUseTests
             stream.Position = 0;
 
             PipeReader reader = PipeReader.Create(stream, new StreamPipeReaderOptions(pool: pool, bufferSize: bufferSize, minimumReadSize: minimumReadSize, leaveOpen: true));
-            long read = 0;
-            while (true)
-            {
-                ReadResult result = await reader.ReadAsync(TestContext.Current.CancellationToken);
-                foreach (ReadOnlyMemory<byte> segment in result.Buffer)
-                {
-                    Assert.True(Matches(segment.Span, read), $"wrong byte at {read}");
-                    read += segment.Length;
-                }
-
-                reader.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted)
-                {
-                    break;
-                }
-            }
+            long read = await ReadToEndCheckingAsync(reader);
 
             await reader.CompleteAsync();
             Assert.Equal(total, read);

@@ -34,22 +34,7 @@ public sealed class PipeTests
             await pipe.Writer.CompleteAsync();
         });
 
-        long read = 0;
-        while (true)
-        {
-            ReadResult result = await pipe.Reader.ReadAsync(TestContext.Current.CancellationToken);
-            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
-            {
-                Assert.True(Matches(segment.Span, read), $"wrong byte in the segment at {read}");
-                read += segment.Length;
-            }
-
-            pipe.Reader.AdvanceTo(result.Buffer.End);
-            if (result.IsCompleted)
-            {
-                break;
-            }
-        }
+        long read = await ReadToEndCheckingAsync(pipe.Reader);
 
         await writing;
         await pipe.Reader.CompleteAsync();

@@ -1,4 +1,6 @@
 using System;
+using System.IO.Pipelines;
+using System.Threading.Tasks;
 
 namespace Zipora.Buffers.Tests;
 
@@ -32,5 +34,29 @@ internal static class PositionPattern
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="reader"/> to its end, checking that every segment holds the stream's bytes at its position,
+    /// and returns how many bytes were read (the reader is left for the caller to complete).
+    /// </summary>
+    public static async Task<long> ReadToEndCheckingAsync(PipeReader reader)
+    {
+        long read = 0;
+        while (true)
+        {
+            ReadResult result = await reader.ReadAsync(TestContext.Current.CancellationToken);
+            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
+            {
+                Assert.True(Matches(segment.Span, read), $"wrong byte in the segment at {read}");
+                read += segment.Length;
+            }
+
+            reader.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return read;
+            }
+        }
     }
 }
