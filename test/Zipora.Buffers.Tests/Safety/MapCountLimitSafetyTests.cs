@@ -14,7 +14,13 @@ namespace Zipora.Buffers.Tests;
 /// </summary>
 public sealed class MapCountLimitSafetyTests
 {
-    private static readonly int[] s_margins = [0, 1, 2, 5, 20];
+    private const int LargeSize = 100_000;
+    private const int RegionsRented = 8;
+
+    // The 112 KB class of a 100,000-byte rent, mapped whole.
+    private const int LargeRegionBytes = 114_688;
+
+    private static readonly int[] s_margins = [-1, 0, 1, 2, 5, 20];
 
     /// <summary>
     /// What the runtime itself needs to live at the limit: its write-xor-execute double mapping fails to release a
@@ -50,67 +56,175 @@ public sealed class MapCountLimitSafetyTests
         {
             var pool = new TieredMemoryPool(allocator.PoolOptions(mode, time));
             var live = new List<IMemoryOwner<byte>>();
-            var stamps = new List<long>();
-            var outcomes = new List<string>();
+            var refusals = new List<string>();
+            int rents = 0;
             foreach (int margin in s_margins)
             {
-                int held = atLimit ? hog.LeaveOnly(margin) : 0;
                 foreach (int size in SafetyCases.OneSizePerTier)
                 {
                     for (int i = 0; i < 3; i++)
                     {
-                        try
+                        rents++;
+                        IMemoryOwner<byte>? owner = null;
+                        Exception? refused = null;
+                        Action rent = () => refused = Record.Exception(() => owner = pool.Rent(size));
+                        if (atLimit)
                         {
-                            IMemoryOwner<byte> owner = pool.Rent(size);
-                            live.Add(owner);
-                            stamps.Add(live.Count);
-                            SafetyCases.Stamp(owner, live.Count, $"margin {margin}");
-                            outcomes.Add($"m{margin}/{size}:ok");
+                            hog.AtMargin(margin, rent);
                         }
-                        catch (OutOfMemoryException refused)
+                        else
                         {
-                            outcomes.Add($"m{margin}/{size}:{refused.GetType().Name}");
+                            rent();
                         }
+
+                        if (refused is not null)
+                        {
+                            Assert.True(refused is InsufficientMemoryException && refused.Message.Contains(TierOf(size), StringComparison.Ordinal), $"{mode}, margin {margin}, {size} bytes: a refused rent should throw InsufficientMemoryException naming the {TierOf(size)} tier, not {refused}");
+                            refusals.Add($"{size}@{margin}");
+                            continue;
+                        }
+
+                        live.Add(owner!);
+                        SafetyCases.Stamp(owner!, live.Count, $"{mode} at margin {margin}");
                     }
                 }
 
                 SafetyCases.AssertDisjoint(live, $"{mode} at margin {margin}");
-                SafetyCases.AssertStamps(live, stamps, $"{mode} at margin {margin}");
-                TestContext.Current.SendDiagnosticMessage($"{mode} margin {margin}: hog {held} entries; {string.Join(' ', outcomes)}; {pool.GetStatistics().UnmapFailures} unmaps refused");
-                outcomes.Clear();
+                SafetyCases.AssertStamps(live, [.. Enumerable.Range(1, live.Count).Select(static i => (long)i)], $"{mode} at margin {margin}");
             }
 
-            // Half go back and the pool is trimmed and ticked at the limit.
+            // Half go back, and the pool is trimmed and ticked at the limit.
+            Action letHalfGo = () =>
+            {
+                for (int i = 0; i < live.Count; i += 2)
+                {
+                    live[i].Dispose();
+                }
+
+                pool.Trim();
+                SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+                pool.Trim();
+                SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+            };
             if (atLimit)
             {
-                hog.LeaveOnly(0);
+                hog.AtMargin(0, letHalfGo);
             }
-
-            for (int i = 0; i < live.Count; i += 2)
+            else
             {
-                live[i].Dispose();
+                letHalfGo();
             }
 
-            pool.Trim();
-            SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
-            pool.Trim();
-            SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
             TieredMemoryPoolStatistics trimmed = pool.GetStatistics();
-            TestContext.Current.SendDiagnosticMessage($"{mode} at the limit after trims: {trimmed.UnmapFailures} unmaps refused, {trimmed.BytesAwaitingRelease} bytes awaiting release, strays {Strays.Bytes}, {trimmed.MmapCalls} maps, {trimmed.MunmapCalls} unmaps, {trimmed.FallbackAllocations} fallbacks");
-
-            List<IMemoryOwner<byte>> kept = [.. live.Where((_, i) => i % 2 == 1)];
+            List<IMemoryOwner<byte>> kept = [.. live.Where(static (_, i) => i % 2 == 1)];
             SafetyCases.AssertDisjoint(kept, $"{mode} after trims at the limit");
-            SafetyCases.AssertStamps(kept, [.. stamps.Where((_, i) => i % 2 == 1)], $"{mode} after trims at the limit");
-            kept.ForEach(static owner => owner.Dispose());
-            pool.Dispose();
-            hog.GiveBack(int.MaxValue);
+            SafetyCases.AssertStamps(kept, [.. Enumerable.Range(1, live.Count).Where(static i => i % 2 == 0).Select(static i => (long)i)], $"{mode} after trims at the limit");
+
+            // The rest go back and the pool is disposed at the limit; once entries are free, everything goes.
+            Action disposeAll = () =>
+            {
+                kept.ForEach(static owner => owner.Dispose());
+                pool.Dispose();
+            };
+            if (atLimit)
+            {
+                hog.AtMargin(0, disposeAll);
+                hog.GiveBack(int.MaxValue);
+            }
+            else
+            {
+                disposeAll();
+            }
+
             SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
             TieredMemoryPoolStatistics drained = pool.GetStatistics();
-            TestContext.Current.SendDiagnosticMessage($"{mode} drained: {drained.UnmapFailures} unmaps refused, {drained.MmapCalls} maps, {drained.MunmapCalls} unmaps, {drained.FallbackAllocations} fallbacks, strays {Strays.Bytes}");
             allocator.AssertNoneLive($"{mode}: the pool disposed and drained once entries were free");
-            Assert.Equal(0, Strays.Bytes);
-            Assert.Equal(0, Strays.AbandonedBytes);
+            Assert.True(Strays.Bytes == 0 && Strays.AbandonedBytes == 0, $"{mode}: strays left: {Strays.Bytes} bytes kept, {Strays.AbandonedBytes} abandoned");
+            TestContext.Current.SendDiagnosticMessage($"{mode}{(atLimit ? " at the limit" : string.Empty)}: {rents} rents, refused {string.Join(' ', refusals)}; after trims {trimmed.UnmapFailures} unmaps refused, {trimmed.BytesAwaitingRelease} bytes awaiting; drained {drained.UnmapFailures} refused, {drained.MmapCalls} map calls, {drained.MunmapCalls} unmaps, {drained.FallbackAllocations} fallbacks");
         }
+    }
+
+    private static string TierOf(int size) => size switch
+    {
+        <= 1024 => "small",
+        <= 16 * 1024 => "medium",
+        <= 2 * 1024 * 1024 => "large",
+        _ => "huge",
+    };
+
+    [Fact]
+    public void ARegionTheKernelRefusesToUnmapAtTheLimitStaysMappedCountedAndGoesOnceEntriesAreFree()
+    {
+        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and vm.max_map_count");
+        if (IsolatedProcess.RunsElsewhere(typeof(MapCountLimitSafetyTests), nameof(ARegionTheKernelRefusesToUnmapAtTheLimitStaysMappedCountedAndGoesOnceEntriesAreFree), s_runtimeAtTheLimit))
+        {
+            return;
+        }
+
+        using var hog = new MapEntryHog();
+        RefusedRegionUnmap(hog, atLimit: false);
+        TieredMemoryPoolStatistics refused = RefusedRegionUnmap(hog, atLimit: true);
+        TestContext.Current.SendDiagnosticMessage($"region unmap at the limit: {refused.UnmapFailures} refused, {refused.MunmapCalls} unmaps, {refused.MmapCalls} maps");
+    }
+
+    /// <summary>
+    /// Large regions, one of them merged into one map entry with its neighbours on both sides; it goes back and is trimmed at the limit, where
+    /// unmapping it would split the entry. Returns the statistics once everything was given back.
+    /// </summary>
+    private static TieredMemoryPoolStatistics RefusedRegionUnmap(MapEntryHog hog, bool atLimit)
+    {
+        var allocator = new LiveMappingsAllocator();
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(allocator.PoolOptions(OwnerMode.Default, time));
+        var owners = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < RegionsRented; i++)
+        {
+            owners.Add(pool.Rent(LargeSize));
+            SafetyCases.Stamp(owners[i], i + 1, "a region");
+        }
+
+        // One whose neighbours the kernel merged it with on both sides (the first few land in holes between others').
+        int inside = owners.FindIndex(static owner => MapEntryHog.IsInsideOneEntry(OwnerAddress.Of(owner), LargeRegionBytes));
+        Assert.True(inside >= 0, $"of {RegionsRented} regions none shares one map entry with neighbours on both sides");
+        nint middle = OwnerAddress.Of(owners[inside]);
+        Action trim = () =>
+        {
+            owners[inside].Dispose();
+            pool.Trim();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        };
+        if (atLimit)
+        {
+            hog.AtMargin(0, trim);
+        }
+        else
+        {
+            trim();
+        }
+
+        TieredMemoryPoolStatistics trimmed = pool.GetStatistics();
+        if (atLimit)
+        {
+            Assert.True(trimmed.UnmapFailures >= 1, $"unmapping from the middle of a map entry at the limit should be refused and counted: {trimmed}");
+            Assert.True(trimmed.BytesAwaitingRelease >= LargeRegionBytes, $"a refused unmap stays counted as awaiting release: {trimmed}");
+            Assert.True(ProcessMappings.IsMappedNow(middle, LargeRegionBytes), "a region whose unmap was refused is still mapped");
+            hog.GiveBack(int.MaxValue);
+        }
+
+        owners.RemoveAt(inside);
+        SafetyCases.AssertDisjoint(owners, "the regions beside one whose unmap was refused");
+        SafetyCases.AssertStamps(owners, [.. Enumerable.Range(1, RegionsRented).Where(i => i != inside + 1).Select(static i => (long)i)], "the regions beside one whose unmap was refused");
+        SafetyCases.Advance(time, SafetyCases.IdleDelay);
+        TieredMemoryPoolStatistics retried = pool.GetStatistics();
+        Assert.True(retried.BytesAwaitingRelease == 0, $"once entries are free the next tick unmaps what was refused: {retried}");
+        Assert.False(ProcessMappings.IsMappedNow(middle, LargeRegionBytes), $"the region should be unmapped: {ProcessMappings.Describe(middle, LargeRegionBytes)}");
+        owners.ForEach(static owner => owner.Dispose());
+        pool.Dispose();
+        SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
+        allocator.AssertNoneLive("the pool disposed and drained");
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        Assert.True(drained.MunmapCalls == RegionsRented && drained.UnmapFailures == trimmed.UnmapFailures, $"{RegionsRented} regions, each unmapped once, no refusal after entries were free: {drained}");
+        return drained;
     }
 
     private static StrayMappings Strays => ((UnixPageAllocator)PageAllocator.Default).Strays;

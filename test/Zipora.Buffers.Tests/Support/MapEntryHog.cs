@@ -29,10 +29,12 @@ internal sealed class MapEntryHog : IDisposable
 {
     private const int MapNoReserve = 0x4000;
     private const int ENOMEM = 12;
+    private const int ProtExec = 4;
     private readonly nint _base;
     private readonly int _pages;
     private readonly nint _page = Environment.SystemPageSize;
     private int _cuts;
+    private nint _beyond;
 
     /// <summary>A hog of <paramref name="pages"/> pages: room for that many entries, less two.</summary>
     public MapEntryHog(int pages = 72_000)
@@ -52,6 +54,30 @@ internal sealed class MapEntryHog : IDisposable
     /// <summary>The lines of <c>/proc/self/maps</c> (allocates: read it away from the limit).</summary>
     public static int EntriesNow() => File.ReadLines("/proc/self/maps").Count();
 
+    /// <summary>
+    /// Whether [<paramref name="address"/>, +<paramref name="length"/>) lies strictly inside one entry of
+    /// <c>/proc/self/maps</c>, with more of the entry on each side: unmapping it splits the entry, which the kernel
+    /// refuses at the limit. Allocates: read it away from the limit.
+    /// </summary>
+    public static bool IsInsideOneEntry(nint address, long length)
+    {
+        ulong start = (ulong)address;
+        ulong end = start + (ulong)length;
+        foreach (string line in File.ReadLines("/proc/self/maps"))
+        {
+            int dash = line.IndexOf('-', StringComparison.Ordinal);
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            ulong from = ulong.Parse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            ulong to = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            if (from <= start && start < to)
+            {
+                return from < start && end < to;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Entries the hog holds beyond its own two.</summary>
     public int Cuts => _cuts;
 
@@ -61,10 +87,25 @@ internal sealed class MapEntryHog : IDisposable
     /// Cuts until the kernel refuses another entry, then undoes <paramref name="left"/> cuts: the process is then
     /// <paramref name="left"/> entries short of the limit, until something else maps. Returns the entries the hog holds.
     /// </summary>
+    /// <remarks>
+    /// At the limit the kernel still makes one mapping (<c>mmap</c> refuses only above it, where a split refuses at
+    /// it): <paramref name="left"/> = -1 makes that one too, a page no neighbour merges with, so that every
+    /// <c>mmap</c> is refused, merged or not.
+    /// </remarks>
     public int LeaveOnly(int left)
     {
+        ReleaseBeyond();
         while (TryCut())
         {
+        }
+
+        if (left < 0)
+        {
+            _beyond = Libc.Mmap(0, (nuint)_page, Libc.ProtRead | ProtExec, Libc.MapPrivate | Libc.MapAnonymous | MapNoReserve, -1, 0);
+            Assert.True(_beyond != Libc.MapFailed, $"the kernel refused the one mapping it allows at the limit: errno {Marshal.GetLastPInvokeError()}");
+            nint another = Libc.Mmap(0, (nuint)_page, Libc.ProtRead | ProtExec, Libc.MapPrivate | Libc.MapAnonymous | MapNoReserve, -1, 0);
+            Assert.True(another == Libc.MapFailed, "past the limit the kernel should refuse any mapping");
+            return _cuts + 1;
         }
 
         for (int i = 0; i < left && _cuts > 0; i++)
@@ -75,9 +116,33 @@ internal sealed class MapEntryHog : IDisposable
         return _cuts;
     }
 
+    /// <summary>
+    /// Runs <paramref name="call"/> with the process <paramref name="margin"/> entries short of the limit (see
+    /// <see cref="LeaveOnly"/>), then gives <see cref="Headroom"/> entries back: only the pool's call runs at the
+    /// limit, not the test's checks, its messages and the runtime's work between them (the runtime itself ends the
+    /// process when it cannot commit a page for its own use, seen as a fatal "Out of memory." and an uncaught
+    /// PAL_SEHException on a thread-pool worker).
+    /// </summary>
+    public void AtMargin(int margin, Action call)
+    {
+        LeaveOnly(margin);
+        try
+        {
+            call();
+        }
+        finally
+        {
+            GiveBack(Headroom);
+        }
+    }
+
+    /// <summary>Entries left free between calls made <see cref="AtMargin"/>.</summary>
+    public const int Headroom = 500;
+
     /// <summary>Gives back <paramref name="entries"/> entries (all of them with <see cref="int.MaxValue"/>).</summary>
     public void GiveBack(int entries)
     {
+        ReleaseBeyond();
         for (int i = 0; i < entries && _cuts > 0; i++)
         {
             Uncut();
@@ -114,10 +179,20 @@ internal sealed class MapEntryHog : IDisposable
         return Libc.Mprotect(from, (nuint)(SentinelPage - from), protection) == 0 ? 0 : Marshal.GetLastPInvokeError();
     }
 
+    private void ReleaseBeyond()
+    {
+        if (_beyond != 0)
+        {
+            Assert.True(Libc.Munmap(_beyond, (nuint)_page) == 0, $"unmapping the page past the limit: errno {Marshal.GetLastPInvokeError()}");
+            _beyond = 0;
+        }
+    }
+
     private static int ProtectionAfter(int cut) => cut % 2 == 0 ? Libc.ProtNone : Libc.ProtRead;
 
     public void Dispose()
     {
+        ReleaseBeyond();
         if (Libc.Munmap(_base, (nuint)(_pages * _page)) != 0)
         {
             // Unmapping the whole hog splits nothing, so the kernel never refuses it; if it did, the test must hear.
