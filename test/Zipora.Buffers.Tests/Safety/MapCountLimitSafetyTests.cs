@@ -16,6 +16,8 @@ public sealed class MapCountLimitSafetyTests
 {
     private const int LargeSize = 100_000;
     private const int RegionsRented = 8;
+    private const int HugeSize = 3_000_000;
+    private const int AwayFromTheLimit = int.MaxValue;
 
     // The 112 KB class of a 100,000-byte rent, mapped whole.
     private const int LargeRegionBytes = 114_688;
@@ -226,6 +228,71 @@ public sealed class MapCountLimitSafetyTests
         Assert.True(drained.MunmapCalls == RegionsRented && drained.UnmapFailures == trimmed.UnmapFailures, $"{RegionsRented} regions, each unmapped once, no refusal after entries were free: {drained}");
         return drained;
     }
+
+    [Fact]
+    public void AHugeBufferRentedAtTheLimitIsGivenBackToTheOSOnceItsOwnerAndThePoolAreDone()
+    {
+        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and vm.max_map_count");
+        if (IsolatedProcess.RunsElsewhere(typeof(MapCountLimitSafetyTests), nameof(AHugeBufferRentedAtTheLimitIsGivenBackToTheOSOnceItsOwnerAndThePoolAreDone), s_runtimeAtTheLimit))
+        {
+            return;
+        }
+
+        using var hog = new MapEntryHog();
+        // Once away from the limit, so that every method the pass runs is compiled before the process is at it.
+        HugeRentAtTheLimit(hog, margin: AwayFromTheLimit);
+        foreach (int margin in new[] { -1, 0, 1 })
+        {
+            HugeRentAtTheLimit(hog, margin);
+        }
+    }
+
+    /// <summary>
+    /// Rents and fills a huge buffer with the process <paramref name="margin"/> entries short of the limit, returns it
+    /// and disposes the pool there; once entries are free and the pool has drained, its pages must be gone from the
+    /// process: neither mapped nor resident.
+    /// </summary>
+    private static void HugeRentAtTheLimit(MapEntryHog hog, int margin)
+    {
+        var allocator = new LiveMappingsAllocator();
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(allocator.PoolOptions(OwnerMode.Default, time));
+        Action<Action> atMargin = margin == AwayFromTheLimit ? static call => call() : call => hog.AtMargin(margin, call);
+        IMemoryOwner<byte>? owner = null;
+        Exception? refused = null;
+        atMargin(() => refused = Record.Exception(() => owner = pool.Rent(HugeSize)));
+        if (refused is not null)
+        {
+            Assert.True(refused is InsufficientMemoryException && refused.Message.Contains("huge", StringComparison.Ordinal), $"margin {margin}: a refused huge rent should throw InsufficientMemoryException naming the huge tier, not {refused}");
+            TestContext.Current.SendDiagnosticMessage($"huge rent at margin {margin}: refused ({refused.Message})");
+            pool.Dispose();
+            allocator.AssertNoneLive($"margin {margin}, the rent refused");
+            return;
+        }
+
+        OwnerRange range = SafetyCases.RangeOf(owner!);
+        owner!.Memory.Span.Fill(0x5A);
+        long fallbacks = pool.GetStatistics().FallbackAllocations;
+        bool native = allocator.Live().Any(mapping => mapping.Address <= range.Start && range.End <= mapping.Address + (nint)mapping.Length);
+        atMargin(() =>
+        {
+            owner.Dispose();
+            pool.Dispose();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        });
+        hog.GiveBack(int.MaxValue);
+        SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
+        allocator.AssertNoneLive($"margin {margin}");
+        _ = MallocTrim(0);
+        bool mapped = ProcessMappings.IsMappedNow(range.Start, range.Length);
+        int resident = mapped ? ProcessMappings.ResidentPages(range.Start & ~(nint)(PageAllocator.PageSize - 1), range.Length) : 0;
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        TestContext.Current.SendDiagnosticMessage($"huge rent at margin {margin}: {(native ? "mmap" : "portable fallback")}, {fallbacks} fallbacks; afterwards mapped {mapped}, {resident} pages resident; {drained.MunmapCalls} unmaps, {drained.UnmapFailures} refused");
+        Assert.True(resident == 0, $"margin {margin}: the {(native ? "mapped" : "portable fallback's")} huge buffer {range} was given back ({drained.MunmapCalls} unmaps counted, nothing awaiting release) but {resident} of its pages are still resident: {ProcessMappings.Describe(range.Start, range.Length)}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
 
     private static StrayMappings Strays => ((UnixPageAllocator)PageAllocator.Default).Strays;
 }
