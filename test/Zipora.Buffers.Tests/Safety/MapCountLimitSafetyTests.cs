@@ -35,7 +35,7 @@ public sealed class MapCountLimitSafetyTests
     [Fact]
     public void EveryTierRentsOrRefusesAtEachMarginAndGivesEverythingBackOnceEntriesAreFree()
     {
-        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and vm.max_map_count");
+        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and a vm.max_map_count of at most 2^20");
         if (IsolatedProcess.RunsElsewhere(typeof(MapCountLimitSafetyTests), nameof(EveryTierRentsOrRefusesAtEachMarginAndGivesEverythingBackOnceEntriesAreFree), s_runtimeAtTheLimit))
         {
             return;
@@ -157,7 +157,7 @@ public sealed class MapCountLimitSafetyTests
     [Fact]
     public void ARegionTheKernelRefusesToUnmapAtTheLimitStaysMappedCountedAndGoesOnceEntriesAreFree()
     {
-        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and vm.max_map_count");
+        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and a vm.max_map_count of at most 2^20");
         if (IsolatedProcess.RunsElsewhere(typeof(MapCountLimitSafetyTests), nameof(ARegionTheKernelRefusesToUnmapAtTheLimitStaysMappedCountedAndGoesOnceEntriesAreFree), s_runtimeAtTheLimit))
         {
             return;
@@ -232,7 +232,7 @@ public sealed class MapCountLimitSafetyTests
     [Fact]
     public void AHugeBufferRentedAtTheLimitIsGivenBackToTheOSOnceItsOwnerAndThePoolAreDone()
     {
-        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and vm.max_map_count");
+        Skip.Unless(MapEntryHog.CanRun, "needs Linux's /proc/self/maps and a vm.max_map_count of at most 2^20");
         if (IsolatedProcess.RunsElsewhere(typeof(MapCountLimitSafetyTests), nameof(AHugeBufferRentedAtTheLimitIsGivenBackToTheOSOnceItsOwnerAndThePoolAreDone), s_runtimeAtTheLimit))
         {
             return;

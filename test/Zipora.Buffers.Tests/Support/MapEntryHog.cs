@@ -36,8 +36,17 @@ internal sealed class MapEntryHog : IDisposable
     private int _cuts;
     private nint _beyond;
 
+    /// <summary>The most entries a hog is made to take: a limit raised above it (some distributions set 2^31) is skipped.</summary>
+    public const int MostEntries = 1 << 20;
+
+    /// <summary>A hog with room for every entry the limit allows and some to spare.</summary>
+    public MapEntryHog()
+        : this(MaxMapCount + 2_000)
+    {
+    }
+
     /// <summary>A hog of <paramref name="pages"/> pages: room for that many entries, less two.</summary>
-    public MapEntryHog(int pages = 72_000)
+    public MapEntryHog(int pages)
     {
         _pages = pages;
         _base = Libc.Mmap(0, (nuint)(pages * _page), Libc.ProtNone, Libc.MapPrivate | Libc.MapAnonymous | MapNoReserve, -1, 0);
@@ -46,7 +55,8 @@ internal sealed class MapEntryHog : IDisposable
     }
 
     /// <summary>Whether the hog can work here: Linux, with its mappings and its limit readable.</summary>
-    public static bool CanRun => OperatingSystem.IsLinux() && ProcessMappings.CanRead && File.Exists("/proc/sys/vm/max_map_count");
+    /// <remarks>The limit must be at most <see cref="MostEntries"/>: cutting a page at a time up to a far higher one would take minutes.</remarks>
+    public static bool CanRun => OperatingSystem.IsLinux() && ProcessMappings.CanRead && File.Exists("/proc/sys/vm/max_map_count") && MaxMapCount <= MostEntries;
 
     /// <summary>The kernel's limit on a process's map entries, <c>vm.max_map_count</c>.</summary>
     public static int MaxMapCount => int.Parse(File.ReadAllText("/proc/sys/vm/max_map_count").Trim(), System.Globalization.CultureInfo.InvariantCulture);
