@@ -22,7 +22,10 @@ internal static partial class IsolatedProcess
     /// <summary>The GC heap hard limit of the children that fill their heap: 256 MB, as in a container with about 340 MB.</summary>
     public const long ContainerHeapLimit = 0x10000000;
 
-    public static bool RunsElsewhere(Type testClass, string method)
+    /// <param name="testClass">The test's class.</param>
+    /// <param name="method">The test method.</param>
+    /// <param name="environment">Variables the child runs with besides the marker (a runtime knob the test needs, say).</param>
+    public static bool RunsElsewhere(Type testClass, string method, params (string Name, string Value)[] environment)
     {
         if (IsChildFor(testClass, method))
         {
@@ -30,7 +33,7 @@ internal static partial class IsolatedProcess
         }
 
         string name = NameOf(testClass, method);
-        (int exitCode, string output) = Run(testClass, method);
+        (int exitCode, string output) = Run(testClass, method, environment);
         TestContext.Current.TestOutputHelper?.WriteLine(output);
         Match summary = Summary().Match(output);
         Assert.True(summary.Success, $"{name} printed no summary in its own process (exit code {exitCode}):\n{output}");
@@ -49,7 +52,7 @@ internal static partial class IsolatedProcess
         Environment.GetEnvironmentVariable(Variable) == NameOf(testClass, method);
 
     /// <summary>Runs <paramref name="method"/> alone in a child process; its exit code and everything it printed.</summary>
-    public static (int ExitCode, string Output) Run(Type testClass, string method)
+    public static (int ExitCode, string Output) Run(Type testClass, string method, params (string Name, string Value)[] environment)
     {
         string name = NameOf(testClass, method);
         var start = new ProcessStartInfo("dotnet")
@@ -57,6 +60,11 @@ internal static partial class IsolatedProcess
             ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor", "-diagnostics" },
         };
         start.Environment[Variable] = name;
+        foreach ((string variable, string value) in environment)
+        {
+            start.Environment[variable] = value;
+        }
+
         return ChildProcess.Run(start, TimeSpan.FromMinutes(5));
     }
 
