@@ -95,5 +95,50 @@ public sealed class LockedMemoryLimitSafetyTests
         TieredMemoryPoolStatistics drained = pool.GetStatistics();
         Assert.True(drained.UnmapFailures == 0, $"{drained.UnmapFailures} unmaps refused under the limit: {drained}");
         allocator.AssertNoneLive($"the pool disposed and drained after renting past the locked memory limit ({summary})");
+        ProcessLimits.RestoreLockedMemoryLimit();
+    }
+
+    /// <summary>
+    /// A pool's first dispose used to read the shared pool's static field, so the shared pool was built right then,
+    /// with a real timer whose thread could not be started here (its stack is a new mapping past the limit): the type
+    /// initializer failed, and every dispose of every pool in the process threw <see cref="TypeInitializationException"/>
+    /// from then on, the pool's own ticks included, so none was ever drained.
+    /// </summary>
+    [Fact]
+    public void ADisposeWhereNoThreadCanStartNeitherThrowsNorBreaksEveryLaterDisposeInTheProcess()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryLimitSafetyTests), nameof(ADisposeWhereNoThreadCanStartNeitherThrowsNorBreaksEveryLaterDisposeInTheProcess), s_noDoubleMappedCode))
+        {
+            return;
+        }
+
+        Skip.Unless(ProcessLimits.Supported, "mlockall, setrlimit and capset are Linux's (capset numbered for x64)");
+        int error = ProcessLimits.LockFuture();
+        Skip.Unless(error == 0, $"mlockall(MCL_FUTURE) refused with errno {error}");
+        error = ProcessLimits.LimitLockedMemory((ulong)(ProcessLimits.Status("VmLck") + (512 * 1024)));
+        Assert.True(error == 0, $"setrlimit(RLIMIT_MEMLOCK) failed with errno {error}");
+        error = ProcessLimits.DropIpcLockOnThisThread();
+        Skip.Unless(error == 0, $"capset could not drop CAP_IPC_LOCK (errno {error}): the limit would not apply");
+
+        var time = new FakeTimeProvider();
+        var allocator = new LiveMappingsAllocator();
+        for (int round = 0; round < 3; round++)
+        {
+            var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = s_delay });
+            using (IMemoryOwner<byte> owner = pool.Rent(100))
+            {
+                owner.Memory.Span.Fill(1);
+            }
+
+            Exception? thrown = Record.Exception(pool.Dispose);
+            Assert.True(thrown is null, $"dispose {round} of a pool on a fake clock threw where no thread can start: {thrown}");
+            SafetyCases.Advance(time, s_delay * 2);
+            TieredMemoryPoolStatistics drained = pool.GetStatistics();
+            Assert.True(drained.BytesInUse == 0 && drained.BytesAwaitingRelease == 0, $"pool {round} not drained two delays after its dispose: {drained}");
+        }
+
+        allocator.AssertNoneLive("three pools disposed where no thread can start, two delays later");
+
+        ProcessLimits.RestoreLockedMemoryLimit();
     }
 }

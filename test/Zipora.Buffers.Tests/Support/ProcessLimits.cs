@@ -40,11 +40,24 @@ internal static partial class ProcessLimits
 
     public static bool TransparentHugepagesDisabled => prctl(PrGetThpDisable, 0, 0, 0, 0) == 1;
 
-    /// <summary>Sets both limits of RLIMIT_MEMLOCK; the errno on failure.</summary>
+    /// <summary>Lowers the soft limit of RLIMIT_MEMLOCK (the hard one stays, so <see cref="RestoreLockedMemoryLimit"/> can raise it again); the errno on failure.</summary>
     public static int LimitLockedMemory(ulong bytes)
     {
-        var limit = new RLimit { Current = bytes, Maximum = bytes };
+        if (getrlimit(RlimitMemlock, out RLimit limit) != 0)
+        {
+            return Marshal.GetLastPInvokeError();
+        }
+
+        limit.Current = Math.Min(bytes, limit.Maximum);
         return setrlimit(RlimitMemlock, ref limit) == 0 ? 0 : Marshal.GetLastPInvokeError();
+    }
+
+    /// <summary>Raises the soft limit of RLIMIT_MEMLOCK back to the hard one (no privilege needed), so the test runner can finish.</summary>
+    public static void RestoreLockedMemoryLimit()
+    {
+        Assert.True(getrlimit(RlimitMemlock, out RLimit limit) == 0, $"getrlimit failed with errno {Marshal.GetLastPInvokeError()}");
+        limit.Current = limit.Maximum;
+        Assert.True(setrlimit(RlimitMemlock, ref limit) == 0, $"setrlimit failed with errno {Marshal.GetLastPInvokeError()}");
     }
 
     /// <summary>
@@ -151,6 +164,9 @@ internal static partial class ProcessLimits
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int getrlimit(int resource, out RLimit limit);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int setrlimit(int resource, ref RLimit limit);
