@@ -26,7 +26,7 @@ public sealed class DisabledTransparentHugepageSafetyTests
         Skip.Unless(ProcessLimits.Supported, "prctl and /proc/self/smaps are Linux's");
 
         // First the control: on this machine, before the prctl, the huge tier's ranges do get transparent hugepages.
-        (long controlClaimed, long controlHuge) = RentFillAndMeasure(3);
+        (long controlClaimed, long controlHuge, _) = RentFillAndMeasure(3);
         Skip.Unless(controlClaimed > 0 && controlHuge > 0, $"no transparent hugepages here even before the prctl (HugepageBytes {controlClaimed}, AnonHugePages {controlHuge})");
 
         int error = ProcessLimits.DisableTransparentHugepages();
@@ -34,15 +34,16 @@ public sealed class DisabledTransparentHugepageSafetyTests
         Assert.True(ProcessLimits.TransparentHugepagesDisabled, "PR_GET_THP_DISABLE should say 1 after PR_SET_THP_DISABLE");
         Assert.Equal(0, ProcessLimits.Status("THP_enabled"));
 
-        (long claimed, long huge) = RentFillAndMeasure(3);
+        (long claimed, long huge, long fallbacks) = RentFillAndMeasure(3);
         Assert.True(huge == 0, $"the kernel gave {huge} bytes of transparent hugepages to a process that disabled them");
         Assert.True(
             claimed == 0,
             $"with transparent hugepages disabled for the process, HugepageBytes says {claimed} bytes while AnonHugePages of the huge tier's ranges is {huge} (before the prctl: {controlClaimed} said, {controlHuge} measured)");
+        Assert.True(fallbacks > 0, "a huge region that gets base pages where hugepages were asked for is a step down, counted in FallbackAllocations");
     }
 
-    /// <summary>Rents <paramref name="count"/> huge buffers and fills them; what the pool says is hugepage-backed and what smaps says.</summary>
-    private static (long Claimed, long AnonHuge) RentFillAndMeasure(int count)
+    /// <summary>Rents <paramref name="count"/> huge buffers and fills them; what the pool says is hugepage-backed, what smaps says, and the fallbacks counted.</summary>
+    private static (long Claimed, long AnonHuge, long Fallbacks) RentFillAndMeasure(int count)
     {
         using var pool = new TieredMemoryPool();
         List<IMemoryOwner<byte>> owners = Enumerable.Range(0, count).Select(_ => pool.Rent(SixMegabytes)).ToList();
@@ -53,8 +54,8 @@ public sealed class DisabledTransparentHugepageSafetyTests
             huge += ProcessLimits.SmapsOf(OwnerAddress.Of(owner), owner.Memory.Length).AnonHuge;
         }
 
-        long claimed = pool.GetStatistics().HugepageBytes;
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         owners.ForEach(owner => owner.Dispose());
-        return (claimed, huge);
+        return (statistics.HugepageBytes, huge, statistics.FallbackAllocations);
     }
 }
