@@ -3,6 +3,7 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -19,14 +20,78 @@ public sealed class LockedMemoryAdviceSafetyTests
     private const int SmallSize = 100;
     private const int LargeSize = 100_000;
     private const int HugeSize = 3_000_000;
-    private const long Megabyte = 1024 * 1024;
+    internal const long Megabyte = 1024 * 1024;
     private static readonly TimeSpan s_delay = SafetyCases.IdleDelay;
     private static readonly TimeSpan s_period = SafetyCases.IdleDelay / 4;
 
     [Fact]
-    public void UnderMlockallARefusedPageDropIsStillCountedAsCommittedAndNothingIsClaimedGivenBackBeforeItsUnmap()
+    public void UnderMlockallEveryTierRentsReturnsTrimsIdlesAndDisposesWithoutLosingAByteAndLeavesNoMappingBehind()
     {
-        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryAdviceSafetyTests), nameof(UnderMlockallARefusedPageDropIsStillCountedAsCommittedAndNothingIsClaimedGivenBackBeforeItsUnmap)))
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryAdviceSafetyTests), nameof(UnderMlockallEveryTierRentsReturnsTrimsIdlesAndDisposesWithoutLosingAByteAndLeavesNoMappingBehind)))
+        {
+            return;
+        }
+
+        LockOrSkip();
+        var allocator = new LiveMappingsAllocator();
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = s_delay });
+        long rssStart = ProcessLimits.RssAnon;
+        long peak = 0;
+        var kept = new List<IMemoryOwner<byte>>();
+        var stamps = new List<long>();
+        for (int round = 0; round < 3; round++)
+        {
+            foreach ((int size, int count) in new[] { (SmallSize, 2000), (MediumSize, 500), (LargeSize, 20), (HugeSize, 3) })
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    IMemoryOwner<byte> owner = pool.Rent(size);
+                    long stamp = (round * 1_000_000L) + (size * 10L) + i;
+                    SafetyCases.Stamp(owner, stamp, "a rent under mlockall");
+                    if (i % 2 == 0)
+                    {
+                        kept.Add(owner);
+                        stamps.Add(stamp);
+                    }
+                    else
+                    {
+                        owner.Dispose();
+                    }
+                }
+            }
+
+            TieredMemoryPoolStatistics held = pool.GetStatistics();
+            peak = Math.Max(peak, held.BytesInUse + held.BytesRetained + held.BytesFragmented + held.BytesUncarved + held.BytesAwaitingRelease);
+
+            // Every way the pool gives memory back, each refused by the kernel for the locked pages.
+            pool.Trim();
+            ((IReclaimablePool)pool).TrimUnderPressure();
+            SafetyCases.Advance(time, s_period * 3);
+            SafetyCases.AssertDisjoint(kept, $"rents held under mlockall, round {round}");
+            SafetyCases.AssertStamps(kept, stamps, $"rents held through trims and ticks under mlockall, round {round}");
+            Assert.Null(SafetyCases.NegativeFigures(pool.GetStatistics()));
+        }
+
+        long rssHeld = ProcessLimits.RssAnon;
+        Report("every tier, held and returned, trimmed and ticked", pool.GetStatistics(), rssHeld);
+        kept.ForEach(owner => owner.Dispose());
+        pool.Dispose();
+        SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        long rssDrained = ProcessLimits.RssAnon;
+        Report("every tier, disposed and drained", drained, rssDrained);
+        Assert.True(drained.UnmapFailures == 0, $"munmap of locked memory should work, yet {drained.UnmapFailures} were refused");
+        allocator.AssertNoneLive("a pool disposed and drained under mlockall");
+        Assert.True(
+            rssHeld - rssDrained >= peak * 8 / 10,
+            $"the pool held up to {peak} bytes and unmapped all of it, but resident memory fell only from {rssHeld} to {rssDrained} (started at {rssStart})");
+    }
+
+    [Fact]
+    public void UnderMlockallARegionLetGoOfWithinItsDelayIsNotCountedAsEvictedUntilItsUnmapGivesItBack()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryAdviceSafetyTests), nameof(UnderMlockallARegionLetGoOfWithinItsDelayIsNotCountedAsEvictedUntilItsUnmapGivesItBack)))
         {
             return;
         }
@@ -35,87 +100,90 @@ public sealed class LockedMemoryAdviceSafetyTests
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
         List<OwnerRange> regions = RentFillAndReturn(pool, LargeSize, 24).Concat(RentFillAndReturn(pool, HugeSize, 4)).ToList();
-        long regionBytes = RegionTierBytes(pool.GetStatistics());
         TieredMemoryPoolStatistics before = pool.GetStatistics();
+        long regionBytes = before.Large.BytesRetained + before.Huge.BytesRetained;
         long residentBefore = ResidentOf(regions);
+        Report("regions returned", before, residentBefore);
 
-        // Returned a moment ago: a trim lets them go, drops their pages (refused: locked) and defers the unmap.
+        // Returned a moment ago: a trim lets them go, drops their pages (refused: locked) and leaves the unmap for later.
         pool.Trim();
         TieredMemoryPoolStatistics trimmed = pool.GetStatistics();
         long residentTrimmed = ResidentOf(regions);
-        Report("regions before trim", before, residentBefore);
-        Report("regions after trim", trimmed, residentTrimmed);
+        Report("regions trimmed", trimmed, residentTrimmed);
         Assert.True(residentTrimmed >= residentBefore - Megabyte, $"a trim under mlockall dropped {residentBefore - residentTrimmed} resident bytes of locked regions: the kernel should have refused");
-        long claimedEvicted = Evicted(trimmed, regionTiers: true) - Evicted(before, regionTiers: true);
-        long reallyGone = residentBefore - residentTrimmed;
+        Assert.True(trimmed.BytesAwaitingRelease == regionBytes, $"the {regionBytes} bytes let go of should await their unmap: {trimmed.BytesAwaitingRelease}");
+        long claimed = Evicted(trimmed, regionTiers: true) - Evicted(before, regionTiers: true);
         Assert.True(
-            claimedEvicted <= reallyGone + Megabyte,
-            $"the region tiers claim {claimedEvicted} bytes given back to the OS (BytesEvicted) while the kernel refused the page drop: {residentTrimmed} of their {regionBytes} bytes are still resident, {trimmed.BytesAwaitingRelease} bytes 'awaiting release, pages dropped'");
+            claimed <= residentBefore - residentTrimmed + Megabyte,
+            $"the region tiers claim {claimed} bytes given back to the OS (BytesEvicted) while the kernel refused the page drop: {residentTrimmed} of their {regionBytes} bytes are still resident");
 
-        // A delay later the deferred unmap runs (munmap of a locked page works): now the memory is really gone.
+        // A delay later the deferred unmap runs (munmap of locked pages works): now the memory is gone, and counted so.
         SafetyCases.Advance(time, s_delay + s_period);
         TieredMemoryPoolStatistics released = pool.GetStatistics();
         long residentReleased = ResidentOf(regions);
-        Report("regions a delay after trim", released, residentReleased);
-        Assert.Equal(0, released.BytesAwaitingRelease);
-        Assert.Equal(0, released.UnmapFailures);
+        Report("regions a delay after the trim", released, residentReleased);
+        Assert.True(released.BytesAwaitingRelease == 0 && released.UnmapFailures == 0, $"the regions should be unmapped a delay after the trim: {released}");
         Assert.True(residentReleased == 0, $"{residentReleased} bytes of the regions are still resident after their unmap");
+        Assert.True(
+            Evicted(released, regionTiers: true) - Evicted(before, regionTiers: true) == regionBytes,
+            $"the {regionBytes} bytes unmapped should be counted as evicted once: {Evicted(released, regionTiers: true) - Evicted(before, regionTiers: true)}");
     }
 
     [Fact]
-    public void UnderMlockallSlabPagesWhoseDropWasRefusedStayRetainedAndGoAtTheFirstTickAfterMunlockall()
+    public void UnderMlockallOnTheRealClockWithAShortDelayEveryTierDrainsWithoutRefusedUnmapsAndResidentMemoryFalls()
     {
-        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryAdviceSafetyTests), nameof(UnderMlockallSlabPagesWhoseDropWasRefusedStayRetainedAndGoAtTheFirstTickAfterMunlockall)))
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedMemoryAdviceSafetyTests), nameof(UnderMlockallOnTheRealClockWithAShortDelayEveryTierDrainsWithoutRefusedUnmapsAndResidentMemoryFalls)))
         {
             return;
         }
 
         LockOrSkip();
-        var time = new FakeTimeProvider();
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
 
-        // One block of every 16 kept: every slab stays mapped, and its free pages can only be dropped, never unmapped.
-        (List<IMemoryOwner<byte>> keptMedium, long freeMedium) = RentKeepingOneIn(pool, MediumSize, 8192, 16);
-        (List<IMemoryOwner<byte>> keptSmall, long freeSmall) = RentKeepingOneIn(pool, SmallSize, 65536, 512);
-        long rssBefore = ProcessLimits.RssAnon;
-        TieredMemoryPoolStatistics before = pool.GetStatistics();
-        Report("slabs before", before, rssBefore);
-
-        // Two delays of ticks: the tiers' idle release and a trim both try to drop the free pages; the kernel refuses.
-        SafetyCases.Advance(time, 2 * s_delay);
-        pool.Trim();
-        ((IReclaimablePool)pool).TrimUnderPressure();
-        TieredMemoryPoolStatistics locked = pool.GetStatistics();
-        long rssLocked = ProcessLimits.RssAnon;
-        Report("slabs locked, 2 delays + trim", locked, rssLocked);
-        Assert.True(rssLocked > rssBefore - (4 * Megabyte), $"resident memory fell from {rssBefore} to {rssLocked} though every page is locked");
-        long held = SlabHeld(locked);
-        Assert.True(
-            held >= (freeMedium + freeSmall) * 9 / 10,
-            $"the slab tiers count {held} bytes retained or fragmented, but {freeMedium + freeSmall} bytes of free blocks are still committed (the kernel refused to drop them): medium {locked.Medium}, small {locked.Small}");
-        Assert.True(
-            Evicted(locked, regionTiers: false) - Evicted(before, regionTiers: false) <= Megabyte,
-            $"the slab tiers claim {Evicted(locked, regionTiers: false) - Evicted(before, regionTiers: false)} bytes given back while resident memory went from {rssBefore} to {rssLocked}");
-
-        // Unlocked: the next tick may drop them, and then resident memory must fall by what the statistics stop counting.
-        ProcessLimits.UnlockAll();
-        SafetyCases.Advance(time, s_period);
-        TieredMemoryPoolStatistics unlocked = pool.GetStatistics();
-        long rssUnlocked = ProcessLimits.RssAnon;
-        Report("slabs a tick after munlockall", unlocked, rssUnlocked);
-        long stoppedCounting = held - SlabHeld(unlocked);
-        Assert.True(
-            rssLocked - rssUnlocked >= stoppedCounting - (4 * Megabyte),
-            $"the slab tiers stopped counting {stoppedCounting} bytes but resident memory fell only {rssLocked - rssUnlocked}");
-        Assert.True(
-            SlabHeld(unlocked) <= held / 10,
-            $"a tick after munlockall the slab tiers still hold {SlabHeld(unlocked)} of {held} bytes of free blocks committed (resident {rssLocked} -> {rssUnlocked}); the refused drop was never tried again");
-        GC.KeepAlive(keptMedium);
-        GC.KeepAlive(keptSmall);
-        keptMedium.Concat(keptSmall).ToList().ForEach(owner => owner.Dispose());
+        // A first round makes the runtime's timer thread and workers, whose stacks (resident at once under mlockall)
+        // would otherwise land in the ranges the measured round's pool unmaps, and read as its memory still resident.
+        for (int round = 0; round < 2; round++)
+        {
+            var allocator = new LiveMappingsAllocator();
+            RentIdleAndDispose(allocator, measure: round == 1);
+        }
     }
 
-    private static void LockOrSkip()
+    private static void RentIdleAndDispose(LiveMappingsAllocator allocator, bool measure)
+    {
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, IdleReleaseDelay = TimeSpan.FromMilliseconds(100) });
+        var ranges = new List<OwnerRange>();
+        foreach ((int size, int count) in new[] { (SmallSize, 4000), (MediumSize, 1000), (LargeSize, 40), (HugeSize, 4) })
+        {
+            ranges.AddRange(RentFillAndReturn(pool, size, count));
+        }
+
+        TieredMemoryPoolStatistics returned = pool.GetStatistics();
+        long residentReturned = ResidentOf(ranges);
+        Report("real clock, every tier returned", returned, residentReturned);
+
+        // A few delays of real ticks: the slab tiers go idle and unmap their wholly free slabs, the regions go too.
+        Thread.Sleep(600);
+        ((IReclaimablePool)pool).TrimUnderPressure();
+        TieredMemoryPoolStatistics idle = pool.GetStatistics();
+        long residentIdle = ResidentOf(ranges);
+        Report("real clock, 600 ms idle", idle, residentIdle);
+        if (!measure)
+        {
+            pool.Dispose();
+            Thread.Sleep(300);
+            return;
+        }
+
+        Assert.True(idle.BytesRetained + idle.BytesFragmented == 0, $"nothing is rented, so every slab and region should be unmapped after six delays: {idle}");
+        Assert.True(residentIdle <= residentReturned / 10, $"the pool says it holds nothing, but {residentIdle} of the {residentReturned} resident bytes of its buffers are still resident: {string.Join("; ", ranges.Where(range => ResidentOf([range]) > 0).Take(5).Select(range => ProcessMappings.Describe(range.Start, range.Length)))}");
+        pool.Dispose();
+        Thread.Sleep(300);
+        TieredMemoryPoolStatistics drained = pool.GetStatistics();
+        Assert.True(drained.BytesAwaitingRelease == 0 && drained.UnmapFailures == 0, $"disposed and 3 delays later: {drained}");
+        allocator.AssertNoneLive("a pool on the real clock disposed under mlockall, three delays later");
+    }
+
+    internal static void LockOrSkip()
     {
         Skip.Unless(ProcessLimits.Supported, "mlockall and /proc/self/status are Linux's; the capability calls are numbered for x64");
         int error = ProcessLimits.LockAll();
@@ -131,57 +199,40 @@ public sealed class LockedMemoryAdviceSafetyTests
         return ranges;
     }
 
-    /// <summary>Rents <paramref name="count"/> blocks, fills them, keeps one in every <paramref name="oneIn"/> and returns the rest; the bytes returned.</summary>
-    private static (List<IMemoryOwner<byte>> Kept, long FreeBytes) RentKeepingOneIn(TieredMemoryPool pool, int size, int count, int oneIn)
+    /// <summary>
+    /// Resident bytes of the pages the ranges cover, each page once, from <c>mincore</c>: what the kernel holds of the
+    /// pool's memory apart from the rest of the process (under <c>mlockall</c> every new thread's stack is resident
+    /// too, which <c>RssAnon</c> would mix in). A page no longer mapped holds nothing.
+    /// </summary>
+    internal static long ResidentOf(IEnumerable<OwnerRange> ranges)
     {
-        var owners = Enumerable.Range(0, count).Select(_ => pool.Rent(size)).ToList();
-        owners.ForEach(owner => owner.Memory.Span.Fill(0xCD));
-        var kept = new List<IMemoryOwner<byte>>();
-        long freeBytes = 0;
-        for (int i = 0; i < owners.Count; i++)
+        nint pageSize = Environment.SystemPageSize;
+        var pages = new HashSet<nint>();
+        foreach (OwnerRange range in ranges)
         {
-            if (i % oneIn == 0)
+            for (nint page = range.Start & ~(pageSize - 1); page < range.End; page += pageSize)
             {
-                kept.Add(owners[i]);
-            }
-            else
-            {
-                freeBytes += owners[i].Memory.Length;
-                owners[i].Dispose();
+                pages.Add(page);
             }
         }
 
-        return (kept, freeBytes);
-    }
-
-    /// <summary>Resident bytes of the mappings that hold the ranges, each mapping counted once.</summary>
-    private static long ResidentOf(List<OwnerRange> ranges)
-    {
         long resident = 0;
-        var seen = new HashSet<nint>();
-        foreach (OwnerRange range in ranges)
+        foreach (nint page in pages)
         {
-            nint page = range.Start & ~(nint)(Environment.SystemPageSize - 1);
-            if (seen.Add(page))
+            if (ProcessMappings.IsMappedNow(page, pageSize))
             {
-                resident += ProcessLimits.SmapsOf(range.Start, range.Length).Rss;
+                resident += ProcessMappings.ResidentPages(page, pageSize) * (long)pageSize;
             }
         }
 
         return resident;
     }
 
-    private static long RegionTierBytes(TieredMemoryPoolStatistics statistics) =>
-        statistics.Large.BytesRetained + statistics.Huge.BytesRetained + statistics.Large.BytesInUse + statistics.Huge.BytesInUse;
-
-    private static long SlabHeld(TieredMemoryPoolStatistics statistics) =>
-        statistics.Small.BytesRetained + statistics.Small.BytesFragmented + statistics.Medium.BytesRetained + statistics.Medium.BytesFragmented;
-
-    private static long Evicted(TieredMemoryPoolStatistics statistics, bool regionTiers) => regionTiers
+    internal static long Evicted(TieredMemoryPoolStatistics statistics, bool regionTiers) => regionTiers
         ? statistics.Large.BytesEvicted + statistics.Huge.BytesEvicted
         : statistics.Small.BytesEvicted + statistics.Medium.BytesEvicted;
 
-    private static void Report(string moment, TieredMemoryPoolStatistics statistics, long resident)
+    internal static void Report(string moment, TieredMemoryPoolStatistics statistics, long resident)
     {
         string line = string.Create(
             CultureInfo.InvariantCulture,

@@ -1,0 +1,115 @@
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Small and medium slabs kept mapped by one rented block each, in a process under <c>mlockall</c>: the kernel
+/// refuses to drop the pages of their free blocks, and the statistics must keep counting those bytes as committed
+/// (<c>BytesRetained</c>, <c>BytesFragmented</c>) and claim none of them given back (<c>BytesEvicted</c>), as
+/// <c>RssAnon</c> shows. Once the process unlocks, the pool's idle release should give them back.
+/// </summary>
+public sealed class LockedSlabPageDropSafetyTests
+{
+    private const int MediumSize = 4096;
+    private const int SmallSize = 100;
+    private const long Megabyte = LockedMemoryAdviceSafetyTests.Megabyte;
+    private static readonly System.TimeSpan s_delay = SafetyCases.IdleDelay;
+    private static readonly System.TimeSpan s_period = SafetyCases.IdleDelay / 4;
+
+    [Fact]
+    public void UnderMlockallSlabPagesWhoseDropWasRefusedStayCountedAsCommittedAndNoneAsGivenBack()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedSlabPageDropSafetyTests), nameof(UnderMlockallSlabPagesWhoseDropWasRefusedStayCountedAsCommittedAndNoneAsGivenBack)))
+        {
+            return;
+        }
+
+        (TieredMemoryPool pool, FakeTimeProvider _, List<IMemoryOwner<byte>> kept, long free, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall();
+        Assert.True(held >= free * 9 / 10, $"the slab tiers count {held} bytes retained or fragmented, but {free} bytes of free blocks are still committed (the kernel refused to drop them)");
+        kept.ForEach(owner => owner.Dispose());
+        pool.Dispose();
+        Assert.True(rssLocked > 0, "RssAnon read");
+    }
+
+    [Fact]
+    public void SlabPagesWhoseDropWasRefusedUnderMlockallGoBackAtTheFirstIdleDelayAfterMunlockall()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedSlabPageDropSafetyTests), nameof(SlabPagesWhoseDropWasRefusedUnderMlockallGoBackAtTheFirstIdleDelayAfterMunlockall)))
+        {
+            return;
+        }
+
+        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall();
+
+        // Unlocked, and no rent or return since: the idle release gives idle memory back within a delay and a quarter.
+        ProcessLimits.UnlockAll();
+        SafetyCases.Advance(time, s_delay + s_period);
+        TieredMemoryPoolStatistics unlocked = pool.GetStatistics();
+        long rssUnlocked = ProcessLimits.RssAnon;
+        LockedMemoryAdviceSafetyTests.Report("slabs a delay and a tick after munlockall", unlocked, rssUnlocked);
+        long stoppedCounting = held - SlabHeld(unlocked);
+        Assert.True(rssLocked - rssUnlocked >= stoppedCounting - (4 * Megabyte), $"the slab tiers stopped counting {stoppedCounting} bytes but resident memory fell only {rssLocked - rssUnlocked}");
+        Assert.True(
+            SlabHeld(unlocked) <= held / 10,
+            $"idle a delay after munlockall, the slab tiers still hold {SlabHeld(unlocked)} of {held} bytes of free blocks committed (RssAnon {rssLocked} -> {rssUnlocked}): the drop the kernel refused is never tried again");
+        kept.ForEach(owner => owner.Dispose());
+        pool.Dispose();
+    }
+
+    /// <summary>
+    /// Locks the process, rents 32 MB of medium and 6 MB of small blocks keeping one in every slab, then has two delays
+    /// of ticks, a trim and a pressure trim try to drop the free pages; checks resident memory did not fall, nor
+    /// BytesEvicted rise.
+    /// </summary>
+    private static (TieredMemoryPool Pool, FakeTimeProvider Time, List<IMemoryOwner<byte>> Kept, long FreeBytes, long Held, long RssLocked) PinnedSlabsTrimmedUnderMlockall()
+    {
+        LockedMemoryAdviceSafetyTests.LockOrSkip();
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        (List<IMemoryOwner<byte>> keptMedium, long freeMedium) = RentKeepingOneIn(pool, MediumSize, 8192, 16);
+        (List<IMemoryOwner<byte>> keptSmall, long freeSmall) = RentKeepingOneIn(pool, SmallSize, 65536, 512);
+        long rssBefore = ProcessLimits.RssAnon;
+        TieredMemoryPoolStatistics before = pool.GetStatistics();
+        LockedMemoryAdviceSafetyTests.Report("slabs, one block of each kept", before, rssBefore);
+
+        SafetyCases.Advance(time, 2 * s_delay);
+        pool.Trim();
+        ((IReclaimablePool)pool).TrimUnderPressure();
+        TieredMemoryPoolStatistics locked = pool.GetStatistics();
+        long rssLocked = ProcessLimits.RssAnon;
+        LockedMemoryAdviceSafetyTests.Report("slabs locked, two delays of ticks and two trims later", locked, rssLocked);
+        Assert.True(rssLocked > rssBefore - (4 * Megabyte), $"resident memory fell from {rssBefore} to {rssLocked} though every page is locked");
+        long claimed = LockedMemoryAdviceSafetyTests.Evicted(locked, regionTiers: false) - LockedMemoryAdviceSafetyTests.Evicted(before, regionTiers: false);
+        Assert.True(claimed <= Megabyte, $"the slab tiers claim {claimed} bytes given back while resident memory went from {rssBefore} to {rssLocked}");
+        return (pool, time, keptMedium.Concat(keptSmall).ToList(), freeMedium + freeSmall, SlabHeld(locked), rssLocked);
+    }
+
+    /// <summary>Rents <paramref name="count"/> blocks, fills them, keeps one in every <paramref name="oneIn"/> and returns the rest; the bytes returned.</summary>
+    private static (List<IMemoryOwner<byte>> Kept, long FreeBytes) RentKeepingOneIn(TieredMemoryPool pool, int size, int count, int oneIn)
+    {
+        var owners = Enumerable.Range(0, count).Select(_ => pool.Rent(size)).ToList();
+        owners.ForEach(owner => owner.Memory.Span.Fill(0xCD));
+        var kept = new List<IMemoryOwner<byte>>();
+        long freeBytes = 0;
+        for (int i = 0; i < owners.Count; i++)
+        {
+            if (i % oneIn == 0)
+            {
+                kept.Add(owners[i]);
+            }
+            else
+            {
+                freeBytes += owners[i].Memory.Length;
+                owners[i].Dispose();
+            }
+        }
+
+        return (kept, freeBytes);
+    }
+
+    private static long SlabHeld(TieredMemoryPoolStatistics statistics) =>
+        statistics.Small.BytesRetained + statistics.Small.BytesFragmented + statistics.Medium.BytesRetained + statistics.Medium.BytesFragmented;
+}
