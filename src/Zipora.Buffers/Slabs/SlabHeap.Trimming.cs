@@ -74,6 +74,7 @@ internal sealed partial class SlabHeap
             // `handled` up are done with: their blocks let go of or kept.
             int handled = _slabs.Count;
             long advised = 0;
+            long refused = 0;
             try
             {
                 for (int index = _slabs.Count - 1; index >= 0; index--)
@@ -101,6 +102,7 @@ internal sealed partial class SlabHeap
                             figures[slab.ClassIndex] += sweep.Dropped;
                             figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
                             advised += sweep.Advised;
+                            refused += sweep.Refused;
                         }
                     }
                 }
@@ -115,6 +117,7 @@ internal sealed partial class SlabHeap
             finally
             {
                 Interlocked.Add(ref _decommittedBytes, advised);
+                Interlocked.Add(ref _refusedDropBytes, refused);
             }
         }
 
