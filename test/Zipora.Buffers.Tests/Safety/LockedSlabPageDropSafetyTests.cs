@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
 using Microsoft.Extensions.Time.Testing;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -27,7 +28,7 @@ public sealed class LockedSlabPageDropSafetyTests
             return;
         }
 
-        (TieredMemoryPool pool, FakeTimeProvider _, List<IMemoryOwner<byte>> kept, long free, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall();
+        (TieredMemoryPool pool, FakeTimeProvider _, List<IMemoryOwner<byte>> kept, long free, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default);
         Assert.True(held >= free * 9 / 10, $"the slab tiers count {held} bytes retained or fragmented, but {free} bytes of free blocks are still committed (the kernel refused to drop them)");
         kept.ForEach(owner => owner.Dispose());
         pool.Dispose();
@@ -42,7 +43,7 @@ public sealed class LockedSlabPageDropSafetyTests
             return;
         }
 
-        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall();
+        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default);
 
         // Unlocked, and no rent or return since: the idle release gives idle memory back within a delay and a quarter.
         ProcessLimits.UnlockAll();
@@ -59,16 +60,43 @@ public sealed class LockedSlabPageDropSafetyTests
         pool.Dispose();
     }
 
+    [Fact]
+    public void AnIdlePoolWhoseDropsTheKernelKeepsRefusingTriesAgainOncePerDelayNotAtEveryTick()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedSlabPageDropSafetyTests), nameof(AnIdlePoolWhoseDropsTheKernelKeepsRefusingTriesAgainOncePerDelayNotAtEveryTick)))
+        {
+            return;
+        }
+
+        var allocator = new AdviceCountingAllocator();
+        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long _) = PinnedSlabsTrimmedUnderMlockall(allocator);
+
+        // Each of the two trims above asked once per run of free pages: that is what one trim costs.
+        SafetyCases.Advance(time, s_delay);
+        long perTrim = allocator.Refused;
+        SafetyCases.Advance(time, 4 * s_delay);
+        long later = allocator.Refused - perTrim;
+        TestContext.Current.TestOutputHelper?.WriteLine($"refused page drops: {perTrim} in the first delay (two trims and the first idle release), {later} in the four delays after");
+        TieredMemoryPoolStatistics locked = pool.GetStatistics();
+        Assert.True(SlabHeld(locked) >= held * 9 / 10, $"still locked, the slab tiers should still count what the kernel refused to drop: {SlabHeld(locked)} of {held}");
+        Assert.True(perTrim > 0, "the kernel should have refused the drops of locked pages");
+        Assert.True(
+            later <= 2 * perTrim,
+            $"idle for four delays (16 ticks) with the drops refused, the pool asked {later} more times, {(double)later / perTrim:F1} times the {perTrim} refusals of the first two trims and the first retry: it should try once per delay at most");
+        kept.ForEach(owner => owner.Dispose());
+        pool.Dispose();
+    }
+
     /// <summary>
     /// Locks the process, rents 32 MB of medium and 6 MB of small blocks keeping one in every slab, then has two delays
     /// of ticks, a trim and a pressure trim try to drop the free pages; checks resident memory did not fall, nor
     /// BytesEvicted rise.
     /// </summary>
-    private static (TieredMemoryPool Pool, FakeTimeProvider Time, List<IMemoryOwner<byte>> Kept, long FreeBytes, long Held, long RssLocked) PinnedSlabsTrimmedUnderMlockall()
+    private static (TieredMemoryPool Pool, FakeTimeProvider Time, List<IMemoryOwner<byte>> Kept, long FreeBytes, long Held, long RssLocked) PinnedSlabsTrimmedUnderMlockall(PageAllocator allocator)
     {
         LockedMemoryAdviceSafetyTests.LockOrSkip();
         var time = new FakeTimeProvider();
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = s_delay });
         (List<IMemoryOwner<byte>> keptMedium, long freeMedium) = RentKeepingOneIn(pool, MediumSize, 8192, 16);
         (List<IMemoryOwner<byte>> keptSmall, long freeSmall) = RentKeepingOneIn(pool, SmallSize, 65536, 512);
         long rssBefore = ProcessLimits.RssAnon;
