@@ -88,8 +88,6 @@ internal abstract partial class CachedSlabTier<TClasses>
 
     public override void Trim() => TrimClasses(null);
 
-    protected override long RefusedDropBytes => _heap.RefusedDropBytes;
-
     /// <summary>Gives back the free blocks of the chosen classes (all when <paramref name="classes"/> is null).</summary>
     private void TrimClasses(bool[]? classes)
     {

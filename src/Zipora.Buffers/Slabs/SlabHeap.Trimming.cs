@@ -74,7 +74,6 @@ internal sealed partial class SlabHeap
             // `handled` up are done with: their blocks let go of or kept.
             int handled = _slabs.Count;
             long advised = 0;
-            long refused = 0;
             try
             {
                 for (int index = _slabs.Count - 1; index >= 0; index--)
@@ -102,7 +101,6 @@ internal sealed partial class SlabHeap
                             figures[slab.ClassIndex] += sweep.Dropped;
                             figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
                             advised += sweep.Advised;
-                            refused += sweep.Refused;
                         }
                     }
                 }
@@ -117,7 +115,6 @@ internal sealed partial class SlabHeap
             finally
             {
                 Interlocked.Add(ref _decommittedBytes, advised);
-                Interlocked.Add(ref _refusedDropBytes, refused);
             }
         }
 

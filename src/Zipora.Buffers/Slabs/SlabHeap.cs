@@ -36,7 +36,6 @@ internal sealed partial class SlabHeap
     private long _decommittedBytes;
     private long _allocatedBytes;
     private long _unmappedBytes;
-    private long _refusedDropBytes;
 
     // Counts a slab gone from the process: at its release, or at its unmap when the OS refused to drop its pages.
     private readonly Action<long> _countUnmapped;
@@ -84,9 +83,6 @@ internal sealed partial class SlabHeap
 
     /// <summary>Bytes given back to the OS so far: slabs unmapped, and pages dropped under free blocks (each once per drop).</summary>
     public long EvictedBytes => Volatile.Read(ref _unmappedBytes) + Volatile.Read(ref _decommittedBytes);
-
-    /// <summary>Bytes of free pages whose drop the OS refused, summed over every trim so far: it grows while a trim leaves memory it should have given back.</summary>
-    public long RefusedDropBytes => Volatile.Read(ref _refusedDropBytes);
 
     /// <summary>
     /// The free bytes that are not retained: on dropped pages, and pinned by a live neighbour (fragmented), as the last

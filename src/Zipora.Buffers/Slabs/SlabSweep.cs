@@ -4,5 +4,4 @@ namespace Zipora.Buffers;
 /// <param name="Dropped">Carved bytes on dropped pages: free, and not committed.</param>
 /// <param name="Fragmented">Free bytes on pages that hold a live block: committed, and beyond a trim's reach.</param>
 /// <param name="Advised">Bytes this sweep newly dropped (whole pages), for the evicted count.</param>
-/// <param name="Refused">Bytes whose drop the OS refused (locked pages: still committed, and retained).</param>
-internal readonly record struct SlabSweep(long Dropped, long Fragmented, long Advised, long Refused);
+internal readonly record struct SlabSweep(long Dropped, long Fragmented, long Advised);

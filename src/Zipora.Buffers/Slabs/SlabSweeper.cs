@@ -70,7 +70,6 @@ internal sealed class SlabSweeper(PageSource pages)
 
         long dropped = 0;
         long advised = 0;
-        long refused = 0;
         for (int page = 0; page < pageCount; page++)
         {
             if (_pageStates[page] == StillDropped)
@@ -90,16 +89,12 @@ internal sealed class SlabSweeper(PageSource pages)
                     dropped += Math.Min(runEnd * pageSize, end) - (page * pageSize);
                     advised += (runEnd - page) * pageSize;
                 }
-                else
-                {
-                    refused += (runEnd - page) * pageSize;
-                }
 
                 page = runEnd - 1;
             }
         }
 
-        return new SlabSweep(dropped, fragmented, advised, refused);
+        return new SlabSweep(dropped, fragmented, advised);
     }
 
     /// <summary>

@@ -49,30 +49,8 @@ internal abstract class SlabTier : BufferTier
             _trimmedSinceActive = true;
         }
 
-        long refusedBefore = RefusedDropBytes;
         Trim();
-        if (RefusedDropBytes == refusedBefore)
-        {
-            return;
-        }
-
-        // The OS refused to drop some free pages (locked: mlockall makes MADV_DONTNEED fail with EINVAL). Left at that,
-        // nothing tried again until the tier was used, so memory stayed committed for good after a munlockall
-        // (LockedSlabPageDropSafetyTests): the tier counts as just active, and tries again one delay later, for as long
-        // as it stays idle and the OS refuses (one trim per delay, not per tick).
-        lock (_markLock)
-        {
-            if (activity == _activitySeen)
-            {
-                _lastActive = now;
-                _lastActiveCounted = Clock.LastTickCounted;
-                _trimmedSinceActive = false;
-            }
-        }
     }
-
-    /// <summary>Bytes of free pages whose drop the OS refused, over every trim of the tier so far.</summary>
-    protected abstract long RefusedDropBytes { get; }
 
     /// <summary>
     /// The tick of the idle clock by which every free block of the tier had been returned, given its activity summed
