@@ -28,13 +28,21 @@ public sealed class LockedSlabPageDropSafetyTests
             return;
         }
 
-        (TieredMemoryPool pool, FakeTimeProvider _, List<IMemoryOwner<byte>> kept, long free, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default);
-        Assert.True(held >= free * 9 / 10, $"the slab tiers count {held} bytes retained or fragmented, but {free} bytes of free blocks are still committed (the kernel refused to drop them)");
-        kept.ForEach(owner => owner.Dispose());
-        pool.Dispose();
-        Assert.True(rssLocked > 0, "RssAnon read");
+        // MADV_DONTNEED, then MADV_FREE (UseLazyFree): the kernel refuses both on locked pages.
+        foreach (bool lazyFree in new[] { false, true })
+        {
+            (TieredMemoryPool pool, FakeTimeProvider _, List<IMemoryOwner<byte>> kept, long free, long held, long _) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default, lazyFree);
+            Assert.True(held >= free * 9 / 10, $"the slab tiers count {held} bytes retained or fragmented, but {free} bytes of free blocks are still committed (the kernel refused to drop them; lazy free {lazyFree})");
+            kept.ForEach(owner => owner.Dispose());
+            pool.Dispose();
+        }
     }
 
+    /// <summary>
+    /// A defect, failing: a slab tier whose idle trim the kernel refused counts as trimmed, and rests until it is used
+    /// again (by design, see <c>RetainedCapTests</c>), so after a <c>munlockall</c> its free blocks stay committed for
+    /// good in an idle process. Commit 746631f (reverted) retries once per delay instead, and makes this pass.
+    /// </summary>
     [Fact]
     public void SlabPagesWhoseDropWasRefusedUnderMlockallGoBackAtTheFirstIdleDelayAfterMunlockall()
     {
@@ -43,7 +51,7 @@ public sealed class LockedSlabPageDropSafetyTests
             return;
         }
 
-        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default);
+        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long rssLocked) = PinnedSlabsTrimmedUnderMlockall(PageAllocator.Default, lazyFree: false);
 
         // Unlocked, and no rent or return since: the idle release gives idle memory back within a delay and a quarter.
         ProcessLimits.UnlockAll();
@@ -61,15 +69,15 @@ public sealed class LockedSlabPageDropSafetyTests
     }
 
     [Fact]
-    public void AnIdlePoolWhoseDropsTheKernelKeepsRefusingTriesAgainOncePerDelayNotAtEveryTick()
+    public void AnIdlePoolWhoseDropsTheKernelKeepsRefusingDoesNotAskAgainAtEveryTick()
     {
-        if (IsolatedProcess.RunsElsewhere(typeof(LockedSlabPageDropSafetyTests), nameof(AnIdlePoolWhoseDropsTheKernelKeepsRefusingTriesAgainOncePerDelayNotAtEveryTick)))
+        if (IsolatedProcess.RunsElsewhere(typeof(LockedSlabPageDropSafetyTests), nameof(AnIdlePoolWhoseDropsTheKernelKeepsRefusingDoesNotAskAgainAtEveryTick)))
         {
             return;
         }
 
         var allocator = new AdviceCountingAllocator();
-        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long _) = PinnedSlabsTrimmedUnderMlockall(allocator);
+        (TieredMemoryPool pool, FakeTimeProvider time, List<IMemoryOwner<byte>> kept, long _, long held, long _) = PinnedSlabsTrimmedUnderMlockall(allocator, lazyFree: false);
 
         // Each of the two trims above asked once per run of free pages: that is what one trim costs.
         SafetyCases.Advance(time, s_delay);
@@ -82,7 +90,7 @@ public sealed class LockedSlabPageDropSafetyTests
         Assert.True(perTrim > 0, "the kernel should have refused the drops of locked pages");
         Assert.True(
             later <= 2 * perTrim,
-            $"idle for four delays (16 ticks) with the drops refused, the pool asked {later} more times, {(double)later / perTrim:F1} times the {perTrim} refusals of the first two trims and the first retry: it should try once per delay at most");
+            $"idle for four delays (16 ticks) with the drops refused, the pool asked {later} more times, {(double)later / perTrim:F1} times the {perTrim} refusals of its first trims: it should try once per delay at most");
         kept.ForEach(owner => owner.Dispose());
         pool.Dispose();
     }
@@ -92,11 +100,11 @@ public sealed class LockedSlabPageDropSafetyTests
     /// of ticks, a trim and a pressure trim try to drop the free pages; checks resident memory did not fall, nor
     /// BytesEvicted rise.
     /// </summary>
-    private static (TieredMemoryPool Pool, FakeTimeProvider Time, List<IMemoryOwner<byte>> Kept, long FreeBytes, long Held, long RssLocked) PinnedSlabsTrimmedUnderMlockall(PageAllocator allocator)
+    private static (TieredMemoryPool Pool, FakeTimeProvider Time, List<IMemoryOwner<byte>> Kept, long FreeBytes, long Held, long RssLocked) PinnedSlabsTrimmedUnderMlockall(PageAllocator allocator, bool lazyFree)
     {
         LockedMemoryAdviceSafetyTests.LockOrSkip();
         var time = new FakeTimeProvider();
-        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = s_delay });
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = s_delay, UseLazyFree = lazyFree });
         (List<IMemoryOwner<byte>> keptMedium, long freeMedium) = RentKeepingOneIn(pool, MediumSize, 8192, 16);
         (List<IMemoryOwner<byte>> keptSmall, long freeSmall) = RentKeepingOneIn(pool, SmallSize, 65536, 512);
         long rssBefore = ProcessLimits.RssAnon;
