@@ -54,7 +54,10 @@ public sealed class TierStatistics
     /// <summary>Bytes the tier has mapped from the OS so far.</summary>
     public long BytesAllocated { get; init; }
 
-    /// <summary>Bytes the tier has given back to the OS so far: unmapped, or dropped from idle blocks.</summary>
+    /// <summary>
+    /// Bytes the tier has given back to the OS so far: unmapped, or dropped from idle blocks. Memory let go of whose
+    /// page drop the OS refused (locked memory) counts only once it is unmapped.
+    /// </summary>
     public long BytesEvicted { get; init; }
 
     /// <summary>Buffers currently handed out.</summary>

@@ -67,7 +67,7 @@ public sealed partial class TieredMemoryPool
     /// </remarks>
     protected override void Dispose(bool disposing)
     {
-        if (ReferenceEquals(this, s_shared) || !TryStartDisposing())
+        if (_isShared || !TryStartDisposing())
         {
             return;
         }

@@ -38,7 +38,13 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
-    private static readonly TieredMemoryPool s_shared = new(new TieredMemoryPoolOptions { Name = SharedName });
+    private static readonly TieredMemoryPool s_shared = new(new TieredMemoryPoolOptions { Name = SharedName }) { _isShared = true };
+
+    // Whether this is Shared, read by Dispose instead of s_shared: reading the static made a pool's first Dispose run
+    // the type initializer, which builds the shared pool and its real timer. Where that fails (no thread can start, the
+    // GC heap at its limit) the type initializer failed for good, and every Dispose of every pool threw
+    // TypeInitializationException from then on, the ticks that finish a dispose included (LockedMemoryLimitSafetyTests).
+    private bool _isShared;
 
     private readonly SmallTier _small;
     private readonly MediumTier _medium;

@@ -42,7 +42,9 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>
     /// Bytes the pool has let go of but not yet unmapped: memory returned less than one idle delay ago is decommitted
     /// (its pages dropped) rather than unmapped, so a stale <c>Span</c> still running somewhere writes to a fresh zero
-    /// page instead of faulting; it is unmapped once the delay has passed.
+    /// page instead of faulting; it is unmapped once the delay has passed. Where the OS refused to drop the pages (locked
+    /// memory: <c>mlockall</c>) they stay committed until that unmap, and the tier counts them in
+    /// <see cref="TierStatistics.BytesEvicted"/> only then.
     /// </summary>
     public long BytesAwaitingRelease { get; init; }
 

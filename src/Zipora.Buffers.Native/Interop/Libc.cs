@@ -27,6 +27,9 @@ internal static partial class Libc
 
     public static readonly nint MapFailed = -1;
 
+    public const int PrGetThpDisable = 42;
+    public const int PrThpDisableExceptAdvised = 1 << 1;
+
     [LibraryImport(Library, EntryPoint = "mmap", SetLastError = true)]
     public static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
 
@@ -38,4 +41,7 @@ internal static partial class Libc
 
     [LibraryImport(Library, EntryPoint = "mprotect", SetLastError = true)]
     public static partial int Mprotect(nint address, nuint length, int protection);
+
+    [LibraryImport(Library, EntryPoint = "prctl", SetLastError = true)]
+    public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 }

@@ -166,6 +166,11 @@ internal sealed class UnixPageAllocator : PageAllocator
                 code = Libc.MadvFree;
                 break;
             case PageAdvice.HugePage when OperatingSystem.IsLinux():
+                if (TransparentHugePagesDisabledForProcess())
+                {
+                    return false;
+                }
+
                 code = Libc.MadvHugePage;
                 break;
             case PageAdvice.NoHugePage when OperatingSystem.IsLinux():
@@ -181,6 +186,22 @@ internal sealed class UnixPageAllocator : PageAllocator
         }
 
         return Libc.Madvise(address, length, code) == 0;
+    }
+
+    /// <summary>
+    /// Whether this process turned transparent hugepages off for itself (<c>prctl(PR_SET_THP_DISABLE, 1)</c>, which
+    /// its children inherit): MADV_HUGEPAGE still returns 0 then, but no range gets a hugepage, so the advice counts as
+    /// refused. Read at each advice (one cheap call per huge region): the setting can change at any time. With
+    /// PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18) advised ranges still get hugepages.
+    /// </summary>
+    /// <remarks>
+    /// Before, the huge tier counted such ranges in <c>HugepageBytes</c> while <c>AnonHugePages</c> of the ranges in
+    /// <c>/proc/self/smaps</c> stayed 0 (DisabledTransparentHugepageSafetyTests).
+    /// </remarks>
+    private static bool TransparentHugePagesDisabledForProcess()
+    {
+        int disabled = Libc.Prctl(Libc.PrGetThpDisable, 0, 0, 0, 0);
+        return disabled > 0 && (disabled & Libc.PrThpDisableExceptAdvised) == 0;
     }
 
     public override bool TryProtect(nint address, nuint length, PageProtection protection)

@@ -56,7 +56,20 @@ internal sealed class DeferredUnmaps
     /// No managed memory for the list's room (the place not reserved): thrown before anything was done, so the caller
     /// still holds the mapping.
     /// </exception>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false)
+    /// <param name="address">Start of the mapping.</param>
+    /// <param name="length">Its length.</param>
+    /// <param name="backing">What backs it.</param>
+    /// <param name="returnedAt">The tick its memory was last returned at.</param>
+    /// <param name="pagesDropped">Whether its pages were dropped already.</param>
+    /// <param name="placeReserved">Whether its place on the list was reserved.</param>
+    /// <param name="wakeLater">Whether the caller wakes the timer itself.</param>
+    /// <param name="countEvicted">
+    /// Called with the length once the memory has really left the process: now when it is unmapped or its pages are
+    /// (or were) dropped, or at the unmap when the OS refused the drop (locked pages, <c>mlockall</c>), so that a
+    /// tier's <c>BytesEvicted</c> never counts memory still committed. Before, the tiers counted it at the release,
+    /// whatever the OS said (LockedMemoryAdviceSafetyTests).
+    /// </param>
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false, Action<long>? countEvicted = null)
     {
         // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
         if (!placeReserved)
@@ -80,6 +93,12 @@ internal sealed class DeferredUnmaps
             counted = !_pages.TryDropPages(address, length, backing);
         }
 
+        // Unmapped, or its pages dropped (now or before): gone from resident memory now. Still counted: the OS refused.
+        if (unmapped || !counted)
+        {
+            countEvicted?.Invoke((long)length);
+        }
+
         lock (_lock)
         {
             _placesHeld--;
@@ -88,7 +107,7 @@ internal sealed class DeferredUnmaps
                 return;
             }
 
-            _waiting.Add(new Mapping(address, length, backing, returnedAt, counted));
+            _waiting.Add(new Mapping(address, length, backing, returnedAt, counted, counted ? countEvicted : null));
             _bytes += (long)length;
         }
 
@@ -147,6 +166,11 @@ internal sealed class DeferredUnmaps
         while (TakeDue(ref below, out Mapping mapping))
         {
             bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
+            if (unmapped)
+            {
+                mapping.CountEvictedAtUnmap?.Invoke((long)mapping.Length);
+            }
+
             lock (_lock)
             {
                 _placesHeld--;
@@ -184,5 +208,5 @@ internal sealed class DeferredUnmaps
         return false;
     }
 
-    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted);
+    private readonly record struct Mapping(nint Address, nuint Length, PageBacking Backing, long ReturnedAt, bool Counted, Action<long>? CountEvictedAtUnmap);
 }

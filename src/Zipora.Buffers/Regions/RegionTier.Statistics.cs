@@ -17,6 +17,9 @@ internal abstract partial class RegionTier
     private long _bytesAllocated;
     private long _bytesEvicted;
 
+    // Counts memory gone from the process, called by the deferred unmaps (made once: a release allocates nothing).
+    private readonly Action<long> _countEvicted;
+
     // Demand, under the gate: buffers in use now and the most in use at once in this window and the last (a window
     // is one idle delay), per class. They feed the size histogram and, when adaptive, the cache's count limit, which
     // follows the sum of the classes' recent high-water marks instead of a fixed number: regions of one class cannot

@@ -56,6 +56,7 @@ internal abstract partial class RegionTier : BufferTier
     protected RegionTier(string name, PageSource pages, IdleClock clock, LeakQuarantine quarantine, DeferredUnmaps unmaps, bool guardPages, int minSizeLog2, int classCount, int cacheMaxCount, long cacheMaxBytes, bool adaptive)
     {
         _adaptive = adaptive;
+        _countEvicted = length => Interlocked.Add(ref _bytesEvicted, length);
         _configuredMaxCount = cacheMaxCount;
         _minSizeLog2 = minSizeLog2;
         _rentsByClass = new long[classCount];

@@ -36,6 +36,9 @@ internal sealed partial class SlabHeap
     private long _decommittedBytes;
     private long _allocatedBytes;
     private long _unmappedBytes;
+
+    // Counts a slab gone from the process: at its release, or at its unmap when the OS refused to drop its pages.
+    private readonly Action<long> _countUnmapped;
     private long _uncarvedBytes;
     private bool _disposing;
     private bool _accounted;
@@ -58,6 +61,7 @@ internal sealed partial class SlabHeap
     public SlabHeap(PageSource pages, DeferredUnmaps unmaps, IdleClock clock, INativeMemoryReleaser releaser, int classCount, Action<int, int> blocksGone)
     {
         _blocksGone = blocksGone;
+        _countUnmapped = length => Interlocked.Add(ref _unmappedBytes, length);
         _pages = pages;
         _unmaps = unmaps;
         _clock = clock;
@@ -351,7 +355,7 @@ internal sealed partial class SlabHeap
     {
         // Given back first, on the place the slab reserved when it was mapped: this allocates nothing.
         Slab slab = _slabs[index];
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true, countEvicted: _countUnmapped);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
@@ -364,7 +368,6 @@ internal sealed partial class SlabHeap
 
         _blocksGone(slab.ClassIndex, slab.Carved);
         _reservedBytes -= (long)slab.Length;
-        _unmappedBytes += (long)slab.Length;
         _uncarvedBytes -= slab.UncarvedBytes;
     }
 

@@ -30,7 +30,7 @@ public sealed class MapCountLimitSafetyTests
     /// (a tier-up, say) needs new stub pages and ends it too (an uncaught <c>Exception*</c> from a refused mprotect).
     /// Every method runs once away from the limit, fully optimized, and is never compiled again.
     /// </summary>
-    private static readonly string[] s_runtimeAtTheLimit = ["DOTNET_EnableWriteXorExecute=0", "DOTNET_TieredCompilation=0"];
+    private static readonly (string Name, string Value)[] s_runtimeAtTheLimit = [("DOTNET_EnableWriteXorExecute", "0"), ("DOTNET_TieredCompilation", "0")];
 
     [Fact]
     public void EveryTierRentsOrRefusesAtEachMarginAndGivesEverythingBackOnceEntriesAreFree()

@@ -23,9 +23,9 @@ internal static partial class IsolatedProcess
     public const long ContainerHeapLimit = 0x10000000;
 
     /// <param name="testClass">The test's class.</param>
-    /// <param name="method">The test's method.</param>
-    /// <param name="environment">Variables the child runs with besides the marker, as <c>NAME=value</c> (runtime settings, say).</param>
-    public static bool RunsElsewhere(Type testClass, string method, params string[] environment)
+    /// <param name="method">The test method.</param>
+    /// <param name="environment">Variables the child runs with besides the marker (a runtime knob the test needs, say).</param>
+    public static bool RunsElsewhere(Type testClass, string method, params (string Name, string Value)[] environment)
     {
         if (IsChildFor(testClass, method))
         {
@@ -52,7 +52,7 @@ internal static partial class IsolatedProcess
         Environment.GetEnvironmentVariable(Variable) == NameOf(testClass, method);
 
     /// <summary>Runs <paramref name="method"/> alone in a child process; its exit code and everything it printed.</summary>
-    public static (int ExitCode, string Output) Run(Type testClass, string method, params string[] environment)
+    public static (int ExitCode, string Output) Run(Type testClass, string method, params (string Name, string Value)[] environment)
     {
         string name = NameOf(testClass, method);
         var start = new ProcessStartInfo("dotnet")
@@ -60,10 +60,9 @@ internal static partial class IsolatedProcess
             ArgumentList = { testClass.Assembly.Location, "-method", name, "-parallel", "none", "-noColor", "-diagnostics" },
         };
         start.Environment[Variable] = name;
-        foreach (string variable in environment)
+        foreach ((string variable, string value) in environment)
         {
-            int equals = variable.IndexOf('=', StringComparison.Ordinal);
-            start.Environment[variable[..equals]] = variable[(equals + 1)..];
+            start.Environment[variable] = value;
         }
 
         return ChildProcess.Run(start, TimeSpan.FromMinutes(5));
