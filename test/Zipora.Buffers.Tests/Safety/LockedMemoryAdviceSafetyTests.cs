@@ -264,16 +264,7 @@ public sealed class LockedMemoryAdviceSafetyTests
             }
         }
 
-        var files = new List<(ulong Start, ulong End)>();
-        foreach (string line in System.IO.File.ReadLines("/proc/self/maps"))
-        {
-            string[] fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length == 6 && fields[5].StartsWith('/'))
-            {
-                string[] bounds = fields[0].Split('-');
-                files.Add((ulong.Parse(bounds[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture), ulong.Parse(bounds[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture)));
-            }
-        }
+        List<(ulong Start, ulong End)> files = ProcessMappings.FileBackedRanges();
 
         // One mincore per run of neighbouring pages (a run partly unmapped, or partly a file's, is read page by page).
         nint[] sorted = [.. pages.Order()];

@@ -186,7 +186,7 @@ public sealed class MapCountLimitSafetyTests
         }
 
         // One whose neighbours the kernel merged it with on both sides (the first few land in holes between others').
-        int inside = owners.FindIndex(static owner => MapEntryHog.IsInsideOneEntry(OwnerAddress.Of(owner), LargeRegionBytes));
+        int inside = owners.FindIndex(static owner => ProcessMappings.IsStrictlyInsideOne(OwnerAddress.Of(owner), LargeRegionBytes));
         Assert.True(inside >= 0, $"of {RegionsRented} regions none shares one map entry with neighbours on both sides");
         nint middle = OwnerAddress.Of(owners[inside]);
         Action trim = () =>

@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Linq;
 using System.Runtime.InteropServices;
 using Zipora.Buffers.Native;
 
@@ -61,32 +60,8 @@ internal sealed class MapEntryHog : IDisposable
     /// <summary>The kernel's limit on a process's map entries, <c>vm.max_map_count</c>.</summary>
     public static int MaxMapCount => int.Parse(File.ReadAllText("/proc/sys/vm/max_map_count").Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>The lines of <c>/proc/self/maps</c> (allocates: read it away from the limit).</summary>
-    public static int EntriesNow() => File.ReadLines("/proc/self/maps").Count();
-
-    /// <summary>
-    /// Whether [<paramref name="address"/>, +<paramref name="length"/>) lies strictly inside one entry of
-    /// <c>/proc/self/maps</c>, with more of the entry on each side: unmapping it splits the entry, which the kernel
-    /// refuses at the limit. Allocates: read it away from the limit.
-    /// </summary>
-    public static bool IsInsideOneEntry(nint address, long length)
-    {
-        ulong start = (ulong)address;
-        ulong end = start + (ulong)length;
-        foreach (string line in File.ReadLines("/proc/self/maps"))
-        {
-            int dash = line.IndexOf('-', StringComparison.Ordinal);
-            int space = line.IndexOf(' ', StringComparison.Ordinal);
-            ulong from = ulong.Parse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
-            ulong to = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
-            if (from <= start && start < to)
-            {
-                return from < start && end < to;
-            }
-        }
-
-        return false;
-    }
+    /// <summary>The process's map entries now (allocates: read it away from the limit).</summary>
+    public static int EntriesNow() => ProcessMappings.Count();
 
     /// <summary>Entries the hog holds beyond its own two.</summary>
     public int Cuts => _cuts;

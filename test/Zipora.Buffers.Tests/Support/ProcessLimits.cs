@@ -81,20 +81,8 @@ internal static partial class ProcessLimits
     }
 
     /// <summary>A figure of <c>/proc/self/status</c> in bytes (<c>VmRSS</c>, <c>RssAnon</c>, <c>VmLck</c>), or <c>THP_enabled</c> as it is.</summary>
-    public static long Status(string field)
-    {
-        foreach (string line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith(field + ":", StringComparison.Ordinal))
-            {
-                string[] parts = line[(field.Length + 1)..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                long value = long.Parse(parts[0], CultureInfo.InvariantCulture);
-                return parts.Length > 1 && parts[1] == "kB" ? value * 1024 : value;
-            }
-        }
-
-        throw new InvalidDataException($"/proc/self/status has no {field} line");
-    }
+    public static long Status(string field) =>
+        ProcessMemory.Status(field) ?? throw new InvalidDataException($"/proc/self/status has no {field} line");
 
     /// <summary>Resident anonymous memory, the memory the pool maps (the runtime's code and files are not in it).</summary>
     public static long RssAnon => Status("RssAnon");

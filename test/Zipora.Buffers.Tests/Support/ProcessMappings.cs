@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 
 namespace Zipora.Buffers.Tests;
@@ -70,6 +71,32 @@ internal static partial class ProcessMappings
         return touching.Count == 0 ? $"{range}: no mapping" : $"{range}: {string.Join("; ", touching)}";
     }
 
+    /// <summary>The process's map entries now (the lines of <c>/proc/self/maps</c>).</summary>
+    public static int Count() => Read().Count;
+
+    /// <summary>
+    /// Whether [<paramref name="address"/>, +<paramref name="length"/>) lies strictly inside one map entry, with more of
+    /// the entry on each side: unmapping it splits the entry, which the kernel refuses at <c>vm.max_map_count</c>.
+    /// </summary>
+    public static bool IsStrictlyInsideOne(nint address, long length)
+    {
+        ulong start = (ulong)address;
+        ulong end = start + (ulong)length;
+        foreach (Mapping mapping in Read())
+        {
+            if (mapping.Start <= start && start < mapping.End)
+            {
+                return mapping.Start < start && end < mapping.End;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The ranges mapped from files (assemblies, libraries), whose page cache <c>mincore</c> counts as resident.</summary>
+    public static List<(ulong Start, ulong End)> FileBackedRanges() =>
+        [.. Read().Where(static mapping => mapping.FileBacked).Select(static mapping => (mapping.Start, mapping.End))];
+
     private static bool Covers(nint address, long length, bool requireWritable)
     {
         ulong start = (ulong)address;
@@ -117,7 +144,8 @@ internal static partial class ProcessMappings
 
             ulong start = ulong.Parse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
             ulong end = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            mappings.Add(new Mapping(start, end, line[space + 2] == 'w'));
+            bool file = line.Contains('/', StringComparison.Ordinal) && line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries) is { Length: 6 } fields && fields[5].StartsWith('/');
+            mappings.Add(new Mapping(start, end, line[space + 2] == 'w', file));
         }
 
         return mappings;
@@ -154,5 +182,5 @@ internal static partial class ProcessMappings
     [LibraryImport("libc", SetLastError = true)]
     private static partial int msync(nint address, nuint length, int flags);
 
-    private readonly record struct Mapping(ulong Start, ulong End, bool Writable);
+    private readonly record struct Mapping(ulong Start, ulong End, bool Writable, bool FileBacked);
 }

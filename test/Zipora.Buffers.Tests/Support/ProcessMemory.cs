@@ -43,18 +43,25 @@ internal static class ProcessMemory
         return resident;
     }
 
-    private static long HugetlbBytes()
+    /// <summary>
+    /// A figure of <c>/proc/self/status</c>: in bytes where the kernel gives kB (<c>VmRSS</c>, <c>RssAnon</c>,
+    /// <c>HugetlbPages</c>), else as it is (<c>THP_enabled</c>); null when this kernel has no such line.
+    /// </summary>
+    public static long? Status(string field)
     {
-        // "HugetlbPages:      2048 kB" in /proc/self/status (Linux 4.4 and later; absent before, then 0).
         foreach (string line in File.ReadLines("/proc/self/status"))
         {
-            if (line.StartsWith("HugetlbPages:", StringComparison.Ordinal))
+            if (line.StartsWith(field, StringComparison.Ordinal) && line.Length > field.Length && line[field.Length] == ':')
             {
-                string kilobytes = line["HugetlbPages:".Length..].Trim().Split(' ')[0];
-                return long.Parse(kilobytes, CultureInfo.InvariantCulture) * 1024;
+                string[] parts = line[(field.Length + 1)..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                long value = long.Parse(parts[0], CultureInfo.InvariantCulture);
+                return parts.Length > 1 && parts[1] == "kB" ? value * 1024 : value;
             }
         }
 
-        return 0;
+        return null;
     }
+
+    // "HugetlbPages:      2048 kB" (Linux 4.4 and later; absent before, then 0).
+    private static long HugetlbBytes() => Status("HugetlbPages") ?? 0;
 }
