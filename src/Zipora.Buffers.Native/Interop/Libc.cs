@@ -25,6 +25,11 @@ internal static partial class Libc
     public const int MadvHugePage = 14;
     public const int MadvNoHugePage = 15;
 
+    // Linux 5.14: faults the range in writable now, and reports a fault that would fail (a SIGBUS at first touch) as an error.
+    public const int MadvPopulateWrite = 23;
+
+    public const int Einval = 22;
+
     public static readonly nint MapFailed = -1;
 
     public const int PrGetThpDisable = 42;

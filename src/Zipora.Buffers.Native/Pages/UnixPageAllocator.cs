@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.InteropServices;
 
 namespace Zipora.Buffers.Native;
 
@@ -6,9 +7,13 @@ namespace Zipora.Buffers.Native;
 internal sealed class UnixPageAllocator : PageAllocator
 {
     private readonly Func<nint, nuint, bool> _munmap;
+    private readonly Func<nint, nuint, int> _populate;
     private readonly Func<nint, nuint, bool> _unmapStray;
 
-    /// <summary>An allocator calling the kernel's <c>munmap</c>.</summary>
+    // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): no hugetlb map is tried again.
+    private volatile bool _cannotPopulate;
+
+    /// <summary>An allocator calling the kernel's <c>munmap</c> and <c>madvise</c>.</summary>
     public UnixPageAllocator()
         : this(static (address, length) => Libc.Munmap(address, length) == 0)
     {
@@ -16,8 +21,19 @@ internal sealed class UnixPageAllocator : PageAllocator
 
     /// <summary>An allocator whose unmaps call <paramref name="munmap"/>: tests refuse one as the kernel does at <c>vm.max_map_count</c>.</summary>
     internal UnixPageAllocator(Func<nint, nuint, bool> munmap)
+        : this(munmap, PopulateWritable)
+    {
+    }
+
+    /// <summary>
+    /// An allocator whose unmaps call <paramref name="munmap"/> and whose hugetlb maps are faulted in by
+    /// <paramref name="populate"/> (0, or the errno of the refusal): tests refuse one as an old kernel or a hugetlb
+    /// cgroup limit does.
+    /// </summary>
+    internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate)
     {
         _munmap = munmap;
+        _populate = populate;
         _unmapStray = TryMunmap;
     }
 
@@ -37,7 +53,7 @@ internal sealed class UnixPageAllocator : PageAllocator
         int flags = Libc.MapPrivate | Libc.MapAnonymous;
         if (kind != PageKind.Normal)
         {
-            if (!SupportsHugeTlb)
+            if (!SupportsHugeTlb || _cannotPopulate)
             {
                 return false;
             }
@@ -45,7 +61,7 @@ internal sealed class UnixPageAllocator : PageAllocator
             // Never MAP_NORESERVE: without it a shortage of hugepages is an ENOMEM here, with it a SIGBUS at first touch.
             // Hugetlb mappings start on a hugepage boundary, which covers any alignment up to the page size asked for.
             flags |= Libc.MapHugeTlb | (kind == PageKind.HugeTlb1GB ? Libc.MapHuge1GB : Libc.MapHuge2MB);
-            return TryMmap(length, flags, out address);
+            return TryMmap(length, flags, out address) && TryFaultInReserved(ref address, length);
         }
 
         if (alignment <= PageSize)
@@ -93,6 +109,56 @@ internal sealed class UnixPageAllocator : PageAllocator
         address = aligned;
         return true;
     }
+
+    /// <summary>
+    /// Faults a new hugetlb mapping in whole, or gives it back and reports a refusal. The reservation made by
+    /// <c>mmap</c> does not promise a page at first touch: the hugetlb cgroup (a container's <c>hugetlb.2MB.max</c>;
+    /// Kubernetes sets 0 for a pod that requests no hugepages) charges each page when it is faulted, and a charge over
+    /// its limit, like a cpuset whose nodes have no free hugepage, is a SIGBUS that kills the process at the caller's
+    /// first write. MADV_POPULATE_WRITE reports that fault as an error instead (EFAULT), while nothing has been handed
+    /// out, so the tier can step down to transparent hugepages.
+    /// </summary>
+    /// <remarks>
+    /// The cost is zeroing every page now rather than at its first touch: the same work for a buffer that is written
+    /// whole, more for one written in part. A kernel without the advice (before Linux 5.14, EINVAL) cannot prove the
+    /// pages, so hugetlb pages are not used there at all: the tier gets transparent hugepages instead.
+    /// </remarks>
+    private bool TryFaultInReserved(ref nint address, nuint length)
+    {
+        if (MappingLedger.IsEnabled)
+        {
+            MappingLedger.Touching(address, length, "madvise");
+        }
+
+        int error;
+        try
+        {
+            error = _populate(address, length);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Thrown before the advice ran (a first call at the GC heap limit): the pages are unproven, so refused.
+            error = -1;
+        }
+
+        if (error == 0)
+        {
+            return true;
+        }
+
+        if (error == Libc.Einval)
+        {
+            _cannotPopulate = true;
+        }
+
+        // The pages faulted in before the refusal go back with the mapping, and their charge with them.
+        GiveBackWhole(address, length);
+        address = 0;
+        return false;
+    }
+
+    private static int PopulateWritable(nint address, nuint length) =>
+        Libc.Madvise(address, length, Libc.MadvPopulateWrite) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>
     /// Cutting an end off a mapping splits it in two, which the kernel refuses at <c>vm.max_map_count</c>: then the

@@ -122,7 +122,8 @@ internal sealed class PageSource
     }
 
     /// <summary>Passes a hint to the allocator that mapped the range: never to the OS for memory the portable fallback took from the C heap.</summary>
-    public bool TryAdvise(nint address, nuint length, PageAdvice advice, PageBacking backing) => AdviseOrRefuse(AllocatorOf(backing), address, length, advice);
+    public bool TryAdvise(nint address, nuint length, PageAdvice advice, PageBacking backing) =>
+        !DropsReservedHugepages(advice, backing) && AdviseOrRefuse(AllocatorOf(backing), address, length, advice);
 
     /// <summary>
     /// Changes the protection through the allocator that mapped the range. Memory the portable fallback took from the
@@ -238,7 +239,7 @@ internal sealed class PageSource
     /// </summary>
     public bool TryDropPages(nint address, nuint length, PageBacking backing)
     {
-        if (!AdviseOrRefuse(AllocatorOf(backing), address, length, PageAdvice.DontNeed))
+        if (DropsReservedHugepages(PageAdvice.DontNeed, backing) || !AdviseOrRefuse(AllocatorOf(backing), address, length, PageAdvice.DontNeed))
         {
             return false;
         }
@@ -335,6 +336,16 @@ internal sealed class PageSource
 
     /// <summary>Rounds <paramref name="length"/> up to a multiple of <paramref name="unit"/>, a power of two.</summary>
     public static nuint RoundUp(nuint length, nuint unit) => (length + unit - 1) & ~(unit - 1);
+
+    /// <summary>
+    /// Whether <paramref name="advice"/> would drop the pages of a hugetlb mapping, which the pool never does: it gives
+    /// them back by unmapping. Dropped, they stay reserved for the mapping (no other process can have them), but their
+    /// hugetlb cgroup charge goes, and the next touch must be charged again: under a limit that a new mapping took
+    /// meanwhile, that touch is a SIGBUS in the caller's write, or in a stale write into a mapping waiting for its unmap.
+    /// Kept whole, the pages are still proven and the mapping leaves at its unmap a tick later.
+    /// </summary>
+    private static bool DropsReservedHugepages(PageAdvice advice, PageBacking backing) =>
+        advice is PageAdvice.DontNeed or PageAdvice.Free && backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
 
     private static bool IsHuge(PageBacking backing) =>
         backing is PageBacking.TransparentHuge or PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;

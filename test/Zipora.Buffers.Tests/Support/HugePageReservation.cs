@@ -47,4 +47,18 @@ internal sealed class HugePageReservation : IDisposable
     }
 
     public void Dispose() => File.WriteAllText(Setting, _previous.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary><c>HugePages_Rsvd</c> of <c>/proc/meminfo</c>: pages that mappings reserved and have not faulted in yet.</summary>
+    public static long ReservedButNotFaultedPages()
+    {
+        foreach (string line in File.ReadLines("/proc/meminfo"))
+        {
+            if (line.StartsWith("HugePages_Rsvd:", StringComparison.Ordinal))
+            {
+                return long.Parse(line["HugePages_Rsvd:".Length..].Trim(), CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException("/proc/meminfo has no HugePages_Rsvd line");
+    }
 }

@@ -1,0 +1,85 @@
+using System.Collections.Generic;
+using Zipora.Buffers.Native;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A hugetlb map is faulted in whole (MADV_POPULATE_WRITE) before it is handed out, so a page that could not be had
+/// at first touch (a hugetlb cgroup limit; HugetlbCgroupLimitSafetyTests has the real one) is a refused map instead of
+/// a SIGBUS. Here the kernel's answer to the advice is scripted; the maps and unmaps are the kernel's own.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class HugetlbFaultInTests
+{
+    private const nuint TwoHugepages = 4 * 1024 * 1024;
+    private const int Efault = 14;
+    private const int Einval = 22;
+
+    [Fact]
+    public void AReservedMapIsFaultedInWholeBeforeItIsHandedOut()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
+        Skip.When(reservation is null, reason);
+        var allocator = new UnixPageAllocator();
+        long freeBefore = HugePageInfo.Read().Free2MBPages;
+
+        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint address), "two reserved pages are free");
+
+        // Nothing has touched the mapping yet: its pages were faulted in by the map.
+        Assert.Equal(freeBefore - 2, HugePageInfo.Read().Free2MBPages);
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+        Assert.True(allocator.Unmap(address, TwoHugepages));
+        Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
+    }
+
+    [Fact]
+    public void AReservedMapWhosePagesCannotBeFaultedInIsGivenBackAndRefused()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
+        Skip.When(reservation is null, reason);
+        var advised = new List<nint>();
+        var allocator = new UnixPageAllocator(
+            static (address, length) => Libc.Munmap(address, length) == 0,
+            (address, _) =>
+            {
+                advised.Add(address);
+                return Efault;
+            });
+
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint address), "a map whose pages would fault with a SIGBUS is refused");
+            Assert.Equal(0, address);
+            Assert.False(ProcessMappings.IsMapped(advised[^1], (long)TwoHugepages), $"the refused mapping is still there: {ProcessMappings.Describe(advised[^1], (long)TwoHugepages)}");
+            Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+        }
+
+        // EFAULT speaks of this mapping's pages only: every map is tried again.
+        Assert.Equal(2, advised.Count);
+        Assert.Equal(0, allocator.Strays.Bytes);
+    }
+
+    [Fact]
+    public void AKernelWithoutTheAdviceGetsNoReservedMapsAndKeepsPlainOnes()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
+        Skip.When(reservation is null, reason);
+        int advices = 0;
+        var allocator = new UnixPageAllocator(
+            static (address, length) => Libc.Munmap(address, length) == 0,
+            (_, _) =>
+            {
+                advices++;
+                return Einval;
+            });
+
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "pages that cannot be proven are refused");
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "and are not tried again");
+        Assert.False(allocator.TryMap(1024 * 1024 * 1024, 1024 * 1024 * 1024, PageKind.HugeTlb1GB, out _), "nor in 1 GB pages");
+        Assert.Equal(1, advices);
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+
+        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.Normal, out nint plain), "base pages need no proof");
+        Assert.True(allocator.Unmap(plain, TwoHugepages));
+    }
+}

@@ -1,0 +1,112 @@
+using System;
+using System.Buffers;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A hugetlb cgroup limit (a container's <c>hugetlb.2MB.max</c>; Kubernetes sets 0 for a pod that requests no
+/// hugepages) is charged when a page is faulted, not when it is mapped: <c>mmap(MAP_HUGETLB)</c> succeeds on a
+/// machine with free hugepages, and the first write past the limit is a SIGBUS that kills the process. Each test runs a
+/// child process inside a real hugetlb cgroup with reserved hugepages to spare; a SIGBUS ends the child without a
+/// summary, which fails the test.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class HugetlbCgroupLimitSafetyTests
+{
+    private const int ThreeMegabytes = 3 * 1024 * 1024;
+
+    // A 3 MB buffer's class is 3 MB, which reserved 2 MB pages map as two: the limit the tests set.
+    private const long TwoHugepages = 4 * 1024 * 1024;
+
+    [Fact]
+    public void ReservedHugepagesOverTheCgroupsLimitStepDownInsteadOfKillingTheWriter()
+    {
+        if (RunsInHugetlbCgroup(nameof(ReservedHugepagesOverTheCgroupsLimitStepDownInsteadOfKillingTheWriter)))
+        {
+            return;
+        }
+
+        HugetlbCgroup.JoinFromChild();
+        using var pool = new TieredMemoryPool();
+        using IMemoryOwner<byte> within = pool.Rent(ThreeMegabytes);
+        within.Memory.Span.Fill(0x11);
+        Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        Assert.Equal(0, pool.GetStatistics().FallbackAllocations);
+
+        // The machine has free hugepages, so MAP_HUGETLB succeeds; the cgroup has no room for them. Before, this write
+        // was the process's last.
+        using IMemoryOwner<byte> over = pool.Rent(ThreeMegabytes);
+        over.Memory.Span.Fill(0x22);
+
+        Assert.Equal(-1, within.Memory.Span.IndexOfAnyExcept((byte)0x11));
+        Assert.Equal(-1, over.Memory.Span.IndexOfAnyExcept((byte)0x22));
+        Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        Assert.True(pool.GetStatistics().FallbackAllocations >= 1, "a huge region that could not have its reserved pages is a step down, counted");
+
+        // The refused mapping went back with its reservation: only the first buffer's two pages are the machine's to owe.
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+    }
+
+    [Fact]
+    public void AnIdleRegionOfReservedHugepagesKeepsItsChargeSoReusingItNeverFaultsOverTheLimit()
+    {
+        if (RunsInHugetlbCgroup(nameof(AnIdleRegionOfReservedHugepagesKeepsItsChargeSoReusingItNeverFaultsOverTheLimit)))
+        {
+            return;
+        }
+
+        HugetlbCgroup.JoinFromChild();
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+        IMemoryOwner<byte> first = pool.Rent(ThreeMegabytes);
+        first.Memory.Span.Fill(0x33);
+        nint address = OwnerAddress.Of(first);
+        CachedRegionPageDropCases.ReturnToSharedCache([first]);
+
+        // Four ticks: the tick that dropped the pages of a region in the shared cache that the next tick unmaps (it was
+        // returned at tick 0). Dropped, they left the cgroup's charge while the mapping stayed, waiting to be reused.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay);
+        Assert.True(ProcessMappings.IsMapped(address, ThreeMegabytes), "the region is still cached a tick before its unmap");
+        long chargedWhileCached = HugetlbCgroup.ChargedBytesFromChild();
+
+        // Another pool of the process (or another process of the container) maps reserved pages meanwhile, up to the limit.
+        using (var other = new TieredMemoryPool())
+        using (IMemoryOwner<byte> meanwhile = other.Rent(ThreeMegabytes))
+        {
+            meanwhile.Memory.Span.Fill(0x44);
+
+            // The cached region again, written whole: before, its pages had to be charged again, over the limit: a SIGBUS.
+            using IMemoryOwner<byte> again = pool.Rent(ThreeMegabytes);
+            again.Memory.Span.Fill(0x55);
+
+            Assert.Equal(address, OwnerAddress.Of(again));
+            Assert.Equal(-1, meanwhile.Memory.Span.IndexOfAnyExcept((byte)0x44));
+            Assert.Equal(TwoHugepages, chargedWhileCached);
+            Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        }
+
+        // Given back for good, the region is unmapped a delay after its return, and its pages with it.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        Assert.False(ProcessMappings.IsMapped(address, ThreeMegabytes), "an idle region of reserved hugepages is unmapped once it waited out the delay");
+        Assert.Equal(0, HugetlbCgroup.ChargedBytesFromChild());
+    }
+
+    /// <summary>
+    /// In the suite's process: reserves hugepages to spare, makes a cgroup that may fault in two of them, runs
+    /// <paramref name="method"/> in a child that joins it, and returns <see langword="true"/>. In the child: false.
+    /// </summary>
+    private static bool RunsInHugetlbCgroup(string method)
+    {
+        if (IsolatedProcess.IsChildFor(typeof(HugetlbCgroupLimitSafetyTests), method))
+        {
+            return false;
+        }
+
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(8, out string reason);
+        Skip.When(reservation is null, reason);
+        using HugetlbCgroup? cgroup = HugetlbCgroup.TryCreate(TwoHugepages, out reason);
+        Skip.When(cgroup is null, reason);
+        return IsolatedProcess.RunsElsewhere(typeof(HugetlbCgroupLimitSafetyTests), method, (HugetlbCgroup.Variable, cgroup.Directory));
+    }
+}

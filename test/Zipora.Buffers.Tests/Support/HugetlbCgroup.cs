@@ -1,0 +1,139 @@
+using System;
+using System.Globalization;
+using System.IO;
+using System.Threading;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A cgroup whose hugetlb controller limits the 2 MB pages its processes may fault in (<c>hugetlb.2MB.max</c> under
+/// cgroup v2, <c>hugetlb.2MB.limit_in_bytes</c> under a v1 hugetlb hierarchy), as a container's runtime sets it; a
+/// child test process joins it with <see cref="JoinFromChild"/>. Needs root on Linux; removed again on dispose.
+/// </summary>
+/// <remarks>
+/// The limit is charged when a page is faulted, not when it is mapped: a process over it gets a SIGBUS at its touch.
+/// Where the host's v2 root does not pass the controller to its children yet, it is turned on for the test and off
+/// again afterwards.
+/// </remarks>
+internal sealed class HugetlbCgroup : IDisposable
+{
+    /// <summary>The environment variable that hands the cgroup's directory to the child process.</summary>
+    public const string Variable = "ZIPORA_TESTS_HUGETLB_CGROUP";
+
+    private const string Version1Root = "/sys/fs/cgroup/hugetlb";
+    private static readonly string[] s_version2Roots = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
+
+    private readonly string _root;
+    private readonly bool _enabledController;
+
+    private HugetlbCgroup(string root, string directory, bool enabledController)
+    {
+        _root = root;
+        Directory = directory;
+        _enabledController = enabledController;
+    }
+
+    /// <summary>The cgroup's directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>Creates a cgroup that may fault in <paramref name="limitBytes"/> of 2 MB hugepages; null with <paramref name="reason"/> where that cannot be done.</summary>
+    public static HugetlbCgroup? TryCreate(long limitBytes, out string reason)
+    {
+        reason = string.Empty;
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
+        {
+            reason = "creating a hugetlb cgroup needs root on Linux";
+            return null;
+        }
+
+        bool isVersion1 = File.Exists(Path.Join(Version1Root, "hugetlb.2MB.limit_in_bytes"));
+        string? root = isVersion1 ? Version1Root : Array.Find(s_version2Roots, IsVersion2RootWithHugetlb);
+        if (root is null)
+        {
+            reason = "no cgroup hierarchy here offers the hugetlb controller";
+            return null;
+        }
+
+        string directory = Path.Join(root, $"zipora-hugetlb-{Guid.NewGuid():N}");
+        bool enabled = false;
+        try
+        {
+            enabled = !isVersion1 && EnableControllerForChildren(root);
+            System.IO.Directory.CreateDirectory(directory);
+            string limitFile = isVersion1 ? "hugetlb.2MB.limit_in_bytes" : "hugetlb.2MB.max";
+            File.WriteAllText(Path.Join(directory, limitFile), limitBytes.ToString(CultureInfo.InvariantCulture));
+        }
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
+        {
+            reason = $"cannot create a hugetlb cgroup here: {error.Message}";
+            new HugetlbCgroup(root, directory, enabled).Dispose();
+            return null;
+        }
+
+        return new HugetlbCgroup(root, directory, enabled);
+    }
+
+    /// <summary>Moves this process (every thread of it) into the cgroup named by <see cref="Variable"/>.</summary>
+    public static void JoinFromChild()
+    {
+        string directory = Environment.GetEnvironmentVariable(Variable)
+            ?? throw new InvalidOperationException($"{Variable} names no cgroup: the parent test sets it");
+        File.WriteAllText(Path.Join(directory, "cgroup.procs"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The bytes of 2 MB hugepages the cgroup named by <see cref="Variable"/> is charged for now.</summary>
+    public static long ChargedBytesFromChild()
+    {
+        string directory = Environment.GetEnvironmentVariable(Variable)!;
+        string file = File.Exists(Path.Join(directory, "hugetlb.2MB.current")) ? "hugetlb.2MB.current" : "hugetlb.2MB.usage_in_bytes";
+        return long.Parse(File.ReadAllText(Path.Join(directory, file)).Trim(), CultureInfo.InvariantCulture);
+    }
+
+    public void Dispose()
+    {
+        // A cgroup can be removed once its last process has gone; the child may still be exiting for a moment.
+        for (int attempt = 0; attempt < 50 && System.IO.Directory.Exists(Directory); attempt++)
+        {
+            try
+            {
+                System.IO.Directory.Delete(Directory);
+            }
+            catch (IOException)
+            {
+                Thread.Sleep(100);
+            }
+        }
+
+        if (_enabledController)
+        {
+            try
+            {
+                File.WriteAllText(Path.Join(_root, "cgroup.subtree_control"), "-hugetlb");
+            }
+            catch (IOException)
+            {
+                // Another cgroup below the root uses the controller now: it stays on, as it was needed.
+            }
+        }
+    }
+
+    private static bool IsVersion2RootWithHugetlb(string root) =>
+        File.Exists(Path.Join(root, "cgroup.controllers"))
+        && NamesHugetlb(File.ReadAllText(Path.Join(root, "cgroup.controllers")));
+
+    /// <summary>Turns the controller on for the root's children; whether this call did (and so must turn it off).</summary>
+    private static bool EnableControllerForChildren(string root)
+    {
+        string control = Path.Join(root, "cgroup.subtree_control");
+        if (NamesHugetlb(File.ReadAllText(control)))
+        {
+            return false;
+        }
+
+        File.WriteAllText(control, "+hugetlb");
+        return true;
+    }
+
+    private static bool NamesHugetlb(string controllers) =>
+        Array.IndexOf(controllers.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries), "hugetlb") >= 0;
+}
