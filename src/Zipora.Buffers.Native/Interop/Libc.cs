@@ -13,6 +13,10 @@ internal static partial class Libc
     public const int ProtWrite = 2;
     public const int MapPrivate = 0x02;
 
+    // Linux values: MAP_FIXED replaces whatever is mapped at the address; MAP_FIXED_NOREPLACE (4.17) fails instead.
+    public const int MapFixed = 0x10;
+    public const int MapFixedNoReplace = 0x100000;
+
     // Linux values (identical on x64 and arm64); macOS and the BSDs differ where noted.
     public static readonly int MapAnonymous = OperatingSystem.IsLinux() ? 0x20 : 0x1000;
     public const int MapHugeTlb = 0x40000;
@@ -20,6 +24,7 @@ internal static partial class Libc
     public const int MapHuge2MB = 21 << MapHugeShift;
     public const int MapHuge1GB = 30 << MapHugeShift;
 
+    public const int MadvNormal = 0;
     public const int MadvDontNeed = 4;
     public static readonly int MadvFree = OperatingSystem.IsLinux() ? 8 : 5;
     public const int MadvHugePage = 14;

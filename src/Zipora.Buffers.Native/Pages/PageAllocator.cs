@@ -107,6 +107,12 @@ public abstract class PageAllocator
     /// <returns>Whether the protection was changed.</returns>
     public abstract bool TryProtect(nint address, nuint length, PageProtection protection);
 
+    /// <summary>
+    /// Gives back the reserved hugepages of a hugetlb mapping from <see cref="TryMap"/> without unmapping it, for a
+    /// mapping let go of that a stale write may still reach; the default keeps them (an allocator that cannot).
+    /// </summary>
+    internal virtual ReservedPagesRelease ReleaseReservedPages(nint address, nuint length) => ReservedPagesRelease.Kept;
+
     private static PageAllocator CreatePlatformAllocator()
     {
         if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())

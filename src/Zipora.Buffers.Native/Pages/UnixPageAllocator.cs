@@ -4,10 +4,11 @@ using System.Runtime.InteropServices;
 namespace Zipora.Buffers.Native;
 
 /// <summary>Anonymous private mappings through <c>mmap</c>, with hugetlb pages and <c>madvise</c> on Linux.</summary>
-internal sealed class UnixPageAllocator : PageAllocator
+internal sealed partial class UnixPageAllocator : PageAllocator
 {
     private readonly Func<nint, nuint, bool> _munmap;
     private readonly Func<nint, nuint, int> _populate;
+    private readonly Func<nint, nuint, bool> _mapBasePagesOver;
     private readonly Func<nint, nuint, bool> _unmapStray;
 
     // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): no hugetlb map is tried again.
@@ -31,9 +32,19 @@ internal sealed class UnixPageAllocator : PageAllocator
     /// cgroup limit does.
     /// </summary>
     internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate)
+        : this(munmap, populate, MapBasePagesOver)
+    {
+    }
+
+    /// <summary>
+    /// An allocator whose hugetlb pages are given back by <paramref name="mapBasePagesOver"/> too (whether it mapped
+    /// base pages over the range): tests refuse it as the kernel does, with or without the range left mapped.
+    /// </summary>
+    internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate, Func<nint, nuint, bool> mapBasePagesOver)
     {
         _munmap = munmap;
         _populate = populate;
+        _mapBasePagesOver = mapBasePagesOver;
         _unmapStray = TryMunmap;
     }
 
@@ -157,7 +168,7 @@ internal sealed class UnixPageAllocator : PageAllocator
         return false;
     }
 
-    private static int PopulateWritable(nint address, nuint length) =>
+    internal static int PopulateWritable(nint address, nuint length) =>
         Libc.Madvise(address, length, Libc.MadvPopulateWrite) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>

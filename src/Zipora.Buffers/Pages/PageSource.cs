@@ -237,14 +237,68 @@ internal sealed class PageSource
     /// stale write lands on a fresh zero page instead of faulting. The region stops counting against the limit only
     /// when the OS took the advice.
     /// </summary>
-    public bool TryDropPages(nint address, nuint length, PageBacking backing)
+    /// <remarks>
+    /// Reserved hugepages are never dropped (see <see cref="DropsReservedHugepages"/>): the allocator maps base pages
+    /// over them instead, which gives them and their charge back as a drop does, and <paramref name="backing"/>
+    /// becomes <see cref="PageBacking.Plain"/> for the unmap to come. Before, they stayed mapped, reserved and counted
+    /// until that unmap a delay later: a trim gave nothing back, and a rent at <c>MaxBytesInUse</c> that the trim
+    /// should have made room for threw (HugetlbTrimSafetyTests).
+    /// </remarks>
+    /// <param name="address">Start of the mapping.</param>
+    /// <param name="length">The length it was mapped with.</param>
+    /// <param name="backing">What backs it; what backs it now, on return.</param>
+    /// <param name="unmapped">
+    /// Set when the kernel unmapped the range on its way to refusing (a kernel before 6.12) and it could not be mapped
+    /// again: it is counted as unmapped, and must not be unmapped again (the range may be another mapping's by then).
+    /// </param>
+    public bool TryDropPages(nint address, nuint length, ref PageBacking backing, out bool unmapped)
     {
-        if (DropsReservedHugepages(PageAdvice.DontNeed, backing) || !AdviseOrRefuse(AllocatorOf(backing), address, length, PageAdvice.DontNeed))
+        unmapped = false;
+        if (backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB)
+        {
+            return TryReleaseReservedPages(address, length, ref backing, out unmapped);
+        }
+
+        if (!AdviseOrRefuse(AllocatorOf(backing), address, length, PageAdvice.DontNeed))
         {
             return false;
         }
 
         Interlocked.Add(ref _mappedBytes, -(long)length);
+        return true;
+    }
+
+    private bool TryReleaseReservedPages(nint address, nuint length, ref PageBacking backing, out bool unmapped)
+    {
+        unmapped = false;
+        ReservedPagesRelease release;
+        try
+        {
+            release = _allocator.ReleaseReservedPages(address, length);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Refused, as UnmapOrRefuse explains: the mapping stays whole and counted until its unmap.
+            return false;
+        }
+
+        if (release == ReservedPagesRelease.Kept)
+        {
+            return false;
+        }
+
+        Interlocked.Add(ref _mappedBytes, -(long)length);
+        Interlocked.Add(ref _hugepageBytes, -(long)length);
+        if (release == ReservedPagesRelease.Lost)
+        {
+            unmapped = true;
+            Interlocked.Increment(ref _unmapCalls);
+        }
+        else
+        {
+            backing = PageBacking.Plain;
+        }
+
         return true;
     }
 
@@ -339,7 +393,7 @@ internal sealed class PageSource
 
     /// <summary>
     /// Whether <paramref name="advice"/> would drop the pages of a hugetlb mapping, which the pool never does: it gives
-    /// them back by unmapping. Dropped, they stay reserved for the mapping (no other process can have them), but their
+    /// them back by unmapping, or by mapping base pages over them (<see cref="TryDropPages"/>). Dropped, they stay reserved for the mapping (no other process can have them), but their
     /// hugetlb cgroup charge goes, and the next touch must be charged again: under a limit that a new mapping took
     /// meanwhile, that touch is a SIGBUS in the caller's write, or in a stale write into a mapping waiting for its unmap.
     /// Kept whole, the pages are still proven and the mapping leaves at its unmap a tick later.

@@ -90,7 +90,8 @@ internal sealed class DeferredUnmaps
         }
         else
         {
-            counted = !_pages.TryDropPages(address, length, backing);
+            // Reserved hugepages are swapped for base pages rather than dropped: the unmap to come is of base pages.
+            counted = !_pages.TryDropPages(address, length, ref backing, out unmapped);
         }
 
         // Unmapped, or its pages dropped (now or before): gone from resident memory now. Still counted: the OS refused.

@@ -27,10 +27,12 @@ public sealed class HugepageTests
 
         long freeBefore = HugePageInfo.Read().Free2MBPages;
         var time = new FakeTimeProvider();
+        nint address;
         using (var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay }))
         {
             using IMemoryOwner<byte> owner = pool.Rent(SixMegabytes);
             owner.Memory.Span.Fill(0x42);
+            address = OwnerAddress.Of(owner);
 
             // Three 2 MB pages were faulted in from the reserved pool for this buffer.
             Assert.Equal(freeBefore - 3, HugePageInfo.Read().Free2MBPages);
@@ -40,11 +42,13 @@ public sealed class HugepageTests
         }
 
         // Disposing the pool let the cached region go; like every region let go of, it is unmapped once it has waited
-        // out the delay since its return (for a stale write into it). Its pages are never dropped before: dropped,
-        // they would stay reserved for the mapping all the same (HugetlbCgroupLimitSafetyTests has why not).
-        Assert.Equal(freeBefore - 3, HugePageInfo.Read().Free2MBPages);
-        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        // out the delay since its return (for a stale write into it). Its reserved pages go back at once, swapped for
+        // base pages in place: never dropped, which would keep them reserved for the mapping and lose their charge
+        // (HugetlbCgroupLimitSafetyTests and HugetlbTrimSafetyTests have why).
         Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
+        Assert.True(ProcessMappings.IsMapped(address, SixMegabytes), "a region returned within the delay stays mapped for a stale write");
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        Assert.False(ProcessMappings.IsMapped(address, SixMegabytes), "unmapped once it waited out the delay");
     }
 
     [Fact]

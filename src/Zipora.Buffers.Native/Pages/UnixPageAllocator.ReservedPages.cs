@@ -1,0 +1,85 @@
+using System;
+
+namespace Zipora.Buffers.Native;
+
+/// <summary>Giving back the reserved pages of a hugetlb mapping that must stay mapped a while longer.</summary>
+internal sealed partial class UnixPageAllocator
+{
+    /// <summary>
+    /// Swaps a hugetlb mapping's reserved pages for fresh base pages in place (<c>mmap(MAP_FIXED)</c>, which replaces
+    /// the range in one step): the hugepages and their hugetlb cgroup charge go back now, and a stale write into the
+    /// range lands on a zero page of its own, as after a page drop, instead of faulting. Dropping the hugepages
+    /// instead (MADV_DONTNEED) would keep them reserved for the mapping and lose their charge, to be charged again by
+    /// that write: a SIGBUS under a limit.
+    /// </summary>
+    /// <remarks>
+    /// A refusal (strict overcommit with no room for the base pages' commit charge, which hugepages never needed) leaves the
+    /// mapping as it was on Linux 6.12 and later; an earlier kernel may have unmapped the range before it failed. Then
+    /// the hole is mapped again with base pages where nothing else has taken it, so the range stays the pool's to unmap
+    /// at its time; if that fails too, nothing of it is left, and the caller must not unmap it.
+    /// </remarks>
+    internal override ReservedPagesRelease ReleaseReservedPages(nint address, nuint length)
+    {
+        if (MappingLedger.IsEnabled)
+        {
+            MappingLedger.Touching(address, length, "mmap(MAP_FIXED)");
+        }
+
+        try
+        {
+            if (_mapBasePagesOver(address, length))
+            {
+                return ReservedPagesRelease.Replaced;
+            }
+
+            // Still mapped whole: MADV_NORMAL changes nothing, and fails with ENOMEM where part of the range is not mapped.
+            if (Libc.Madvise(address, length, Libc.MadvNormal) == 0)
+            {
+                return ReservedPagesRelease.Kept;
+            }
+
+            if (TryMapBasePagesInHole(address, length))
+            {
+                return ReservedPagesRelease.Replaced;
+            }
+        }
+        catch (OutOfMemoryException)
+        {
+            // Thrown before a call ran (a first call at the GC heap limit): the mapping is as it was.
+            return ReservedPagesRelease.Kept;
+        }
+
+        if (MappingLedger.IsEnabled)
+        {
+            _ = MappingLedger.Unmapping(address, length);
+        }
+
+        return ReservedPagesRelease.Lost;
+    }
+
+    private static bool MapBasePagesOver(nint address, nuint length) =>
+        Libc.Mmap(address, length, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapFixed, -1, 0) == address;
+
+    /// <summary>Maps base pages into a hole the kernel left at <paramref name="address"/>, unless something else is mapped there now.</summary>
+    private bool TryMapBasePagesInHole(nint address, nuint length)
+    {
+        nint result = Libc.Mmap(address, length, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapFixedNoReplace, -1, 0);
+        if (result == address)
+        {
+            return true;
+        }
+
+        if (result != Libc.MapFailed)
+        {
+            // A kernel before 4.17 takes MAP_FIXED_NOREPLACE for a hint and maps elsewhere: that mapping goes back.
+            if (MappingLedger.IsEnabled)
+            {
+                MappingLedger.Mapped(result, length);
+            }
+
+            GiveBackWhole(result, length);
+        }
+
+        return false;
+    }
+}
