@@ -49,6 +49,10 @@ internal static partial class Libc
     [LibraryImport(Library, EntryPoint = "madvise", SetLastError = true)]
     public static partial int Madvise(nint address, nuint length, int advice);
 
+    // Residency of the pages of a range, one byte per page (bit 0 set: resident); here only ever one page.
+    [LibraryImport(Library, EntryPoint = "mincore", SetLastError = true)]
+    public static partial int Mincore(nint address, nuint length, out byte residency);
+
     [LibraryImport(Library, EntryPoint = "mprotect", SetLastError = true)]
     public static partial int Mprotect(nint address, nuint length, int protection);
 

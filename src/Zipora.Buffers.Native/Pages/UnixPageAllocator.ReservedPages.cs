@@ -13,10 +13,18 @@ internal sealed partial class UnixPageAllocator
     /// that write: a SIGBUS under a limit.
     /// </summary>
     /// <remarks>
+    /// <para>
     /// A refusal (strict overcommit with no room for the base pages' commit charge, which hugepages never needed) leaves the
     /// mapping as it was on Linux 6.12 and later; an earlier kernel may have unmapped the range before it failed. Then
     /// the hole is mapped again with base pages where nothing else has taken it, so the range stays the pool's to unmap
     /// at its time; if that fails too, nothing of it is left, and the caller must not unmap it.
+    /// </para>
+    /// <para>
+    /// Under <c>mlockall(MCL_FUTURE)</c> the pages are kept: every new mapping is then populated and locked at once,
+    /// so the base pages would be as many bytes more locked and resident (charged to the memory cgroup, where
+    /// hugepages are not) for the whole delay, on a trim meant to give memory back; the page drop of any locked
+    /// region is refused there too.
+    /// </para>
     /// </remarks>
     internal override ReservedPagesRelease ReleaseReservedPages(nint address, nuint length)
     {
@@ -27,6 +35,11 @@ internal sealed partial class UnixPageAllocator
 
         try
         {
+            if (NewMappingsArePopulated())
+            {
+                return ReservedPagesRelease.Kept;
+            }
+
             if (_mapBasePagesOver(address, length))
             {
                 return ReservedPagesRelease.Replaced;
@@ -55,6 +68,22 @@ internal sealed partial class UnixPageAllocator
         }
 
         return ReservedPagesRelease.Lost;
+    }
+
+    /// <summary>
+    /// Whether a new mapping has its pages faulted in by the map (<c>mlockall(MCL_FUTURE)</c>, which nothing else
+    /// reports): one page is mapped and asked for its residency. Where it cannot tell, it says yes, which keeps the pages.
+    /// </summary>
+    private bool NewMappingsArePopulated()
+    {
+        if (!TryMmap(PageSize, Libc.MapPrivate | Libc.MapAnonymous, out nint probe))
+        {
+            return true;
+        }
+
+        bool populated = Libc.Mincore(probe, PageSize, out byte residency) != 0 || (residency & 1) != 0;
+        GiveBackWhole(probe, PageSize);
+        return populated;
     }
 
     private static bool MapBasePagesOver(nint address, nuint length) =>

@@ -95,6 +95,43 @@ public sealed class HugetlbTrimSafetyTests
     }
 
     [Fact]
+    public void UnderMlockallATrimKeepsTheReservedPagesOfARecentRegionRatherThanLockingBasePagesInTheirPlace()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(HugetlbTrimSafetyTests), nameof(UnderMlockallATrimKeepsTheReservedPagesOfARecentRegionRatherThanLockingBasePagesInTheirPlace)))
+        {
+            return;
+        }
+
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(4, out string reason);
+        Skip.When(reservation is null, reason);
+        Skip.Unless(ProcessLimits.Supported, "mlockall is Linux's");
+        int error = ProcessLimits.LockAll();
+        Skip.Unless(error == 0, $"mlockall refused with errno {error}");
+        var time = new FakeTimeProvider();
+        long freeBefore = HugePageInfo.Read().Free2MBPages;
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+        using (IMemoryOwner<byte> first = pool.Rent(SixMegabytes))
+        {
+            first.Memory.Span.Fill(0x11);
+        }
+
+        long lockedBefore = ProcessLimits.Status("VmLck");
+        pool.Trim();
+
+        // Every new mapping of a process under MCL_FUTURE is populated and locked at once: base pages mapped over the
+        // region would be 6 MB more locked and resident (charged to the memory cgroup, where hugepages are not) for
+        // the whole delay, on a trim meant to give memory back. As a locked region's page drop is refused, it keeps
+        // its hugepages, counted, until its unmap.
+        Assert.Equal(freeBefore - 3, HugePageInfo.Read().Free2MBPages);
+        Assert.True(ProcessLimits.Status("VmLck") - lockedBefore < SixMegabytes / 2, $"VmLck rose from {lockedBefore} to {ProcessLimits.Status("VmLck")} bytes at a trim");
+        Assert.Equal(ThreeHugepages, pool.GetStatistics().HugepageBytes);
+
+        pool.Dispose();
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
+    }
+
+    [Fact]
     public void ARegionWhoseReservedPagesTheKernelKeptStaysCountedUntilItsUnmap()
     {
         using HugePageReservation? reservation = HugePageReservation.TryReserve(8, out string reason);
