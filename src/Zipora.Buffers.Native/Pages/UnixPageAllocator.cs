@@ -48,6 +48,12 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         _unmapStray = TryMunmap;
     }
 
+    /// <summary>The hugetlb maps refused lately, which longer ones are not tried after for a while.</summary>
+    internal HugetlbRefusals Refusals { get; } = new();
+
+    /// <summary>The clock of <see cref="Refusals"/>, in milliseconds: tests move it.</summary>
+    internal Func<long> Milliseconds { get; init; } = static () => Environment.TickCount64;
+
     /// <summary>What this allocator mapped and could neither hand out nor unmap, tried again at its next map or unmap.</summary>
     internal StrayMappings Strays { get; } = new();
 
@@ -64,7 +70,7 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         int flags = Libc.MapPrivate | Libc.MapAnonymous;
         if (kind != PageKind.Normal)
         {
-            if (!SupportsHugeTlb || _cannotPopulate)
+            if (!SupportsHugeTlb || _cannotPopulate || Refusals.Covers(kind, length, Milliseconds()))
             {
                 return false;
             }
@@ -72,7 +78,7 @@ internal sealed partial class UnixPageAllocator : PageAllocator
             // Never MAP_NORESERVE: without it a shortage of hugepages is an ENOMEM here, with it a SIGBUS at first touch.
             // Hugetlb mappings start on a hugepage boundary, which covers any alignment up to the page size asked for.
             flags |= Libc.MapHugeTlb | (kind == PageKind.HugeTlb1GB ? Libc.MapHuge1GB : Libc.MapHuge2MB);
-            return TryMmap(length, flags, out address) && TryFaultInReserved(ref address, length);
+            return TryMmap(length, flags, out address) && TryFaultInReserved(ref address, length, kind);
         }
 
         if (alignment <= PageSize)
@@ -134,7 +140,7 @@ internal sealed partial class UnixPageAllocator : PageAllocator
     /// whole, more for one written in part. A kernel without the advice (before Linux 5.14, EINVAL) cannot prove the
     /// pages, so hugetlb pages are not used there at all: the tier gets transparent hugepages instead.
     /// </remarks>
-    private bool TryFaultInReserved(ref nint address, nuint length)
+    private bool TryFaultInReserved(ref nint address, nuint length, PageKind kind)
     {
         if (MappingLedger.IsEnabled)
         {
@@ -160,6 +166,11 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         if (error == Libc.Einval)
         {
             _cannotPopulate = true;
+        }
+        else
+        {
+            // A limit, or no free page where the cpuset allows: as long a map is not tried again for a while.
+            Refusals.Record(kind, length, Milliseconds());
         }
 
         // The pages faulted in before the refusal go back with the mapping, and their charge with them.

@@ -38,13 +38,17 @@ public sealed class HugetlbFaultInTests
         using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
         Skip.When(reservation is null, reason);
         var advised = new List<nint>();
+        long now = 0;
         var allocator = new UnixPageAllocator(
             static (address, length) => Libc.Munmap(address, length) == 0,
             (address, _) =>
             {
                 advised.Add(address);
                 return Efault;
-            });
+            })
+        {
+            Milliseconds = () => now,
+        };
 
         for (int attempt = 0; attempt < 2; attempt++)
         {
@@ -52,11 +56,45 @@ public sealed class HugetlbFaultInTests
             Assert.Equal(0, address);
             Assert.False(ProcessMappings.IsMapped(advised[^1], (long)TwoHugepages), $"the refused mapping is still there: {ProcessMappings.Describe(advised[^1], (long)TwoHugepages)}");
             Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+
+            // Once the refusal is old enough, as long a map is tried again.
+            now += HugetlbRefusals.RetryAfterMilliseconds;
         }
 
-        // EFAULT speaks of this mapping's pages only: every map is tried again.
         Assert.Equal(2, advised.Count);
         Assert.Equal(0, allocator.Strays.Bytes);
+    }
+
+    [Fact]
+    public void AfterARefusalAsLongAMapIsNotTriedForAWhileButAShorterOneIs()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
+        Skip.When(reservation is null, reason);
+        int advices = 0;
+        long now = 0;
+        var allocator = new UnixPageAllocator(
+            static (address, length) => Libc.Munmap(address, length) == 0,
+            (address, length) =>
+            {
+                advices++;
+                return length > TwoHugepages / 2 ? Efault : UnixPageAllocator.PopulateWritable(address, length);
+            })
+        {
+            Milliseconds = () => now,
+        };
+
+        // The limit left less than two pages: faulting them in again, to give them back again, is the cost avoided.
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "over the limit");
+        now += HugetlbRefusals.RetryAfterMilliseconds - 1;
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "as long a map, just refused");
+        Assert.False(allocator.TryMap(2 * TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "a longer one");
+        Assert.Equal(1, advices);
+
+        // A shorter map may fit, and 1 GB pages have limits of their own.
+        Assert.True(allocator.TryMap(TwoHugepages / 2, TwoHugepages / 2, PageKind.HugeTlb2MB, out nint shorter), "one page fits");
+        Assert.Equal(2, advices);
+        Assert.True(allocator.Unmap(shorter, TwoHugepages / 2));
+        Assert.False(allocator.Refusals.Covers(PageKind.HugeTlb1GB, TwoHugepages, now), "a refusal of 2 MB pages says nothing of 1 GB ones");
     }
 
     [Fact]

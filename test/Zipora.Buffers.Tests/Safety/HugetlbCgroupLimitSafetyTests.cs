@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using Microsoft.Extensions.Time.Testing;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -90,6 +91,48 @@ public sealed class HugetlbCgroupLimitSafetyTests
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
         Assert.False(ProcessMappings.IsMapped(address, ThreeMegabytes), "an idle region of reserved hugepages is unmapped once it waited out the delay");
         Assert.Equal(0, HugetlbCgroup.ChargedBytesFromChild());
+    }
+
+    [Fact]
+    public void RentsOverTheCgroupsLimitDoNotFaultInAndGiveBackItsPagesAtEveryMiss()
+    {
+        if (RunsInHugetlbCgroup(nameof(RentsOverTheCgroupsLimitDoNotFaultInAndGiveBackItsPagesAtEveryMiss)))
+        {
+            return;
+        }
+
+        HugetlbCgroup.JoinFromChild();
+        Skip.When(HugetlbCgroup.LimitHitsFromChild() is null, "the v1 hugetlb controller counts no refusals");
+
+        // The clock stands still, so every rent falls within the time a refusal holds, however slow the machine.
+        var allocator = new UnixPageAllocator { Milliseconds = static () => 0 };
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator });
+        long? hitsOfOneTry = null;
+        for (int rent = 0; rent < 5; rent++)
+        {
+            // Six megabytes are three reserved pages, one more than the limit: the map is refused. Before, each miss
+            // faulted in, zeroed and charged the two pages the limit allows, to give them back a moment later, and
+            // held the cgroup at its limit meanwhile (a SIGBUS for a hugetlb fault of another process of it).
+            using (IMemoryOwner<byte> over = pool.Rent(2 * ThreeMegabytes))
+            {
+                over.Memory.Span.Fill(0x66);
+                Assert.Equal(-1, over.Memory.Span.IndexOfAnyExcept((byte)0x66));
+            }
+
+            pool.Trim();
+
+            // One refused try counts a hit or two (the kernel faults the refused page once more before it gives up).
+            hitsOfOneTry ??= HugetlbCgroup.LimitHitsFromChild();
+        }
+
+        Assert.True(hitsOfOneTry > 0, "the first rent tried the reserved pages, and the limit refused them");
+        Assert.Equal(hitsOfOneTry, HugetlbCgroup.LimitHitsFromChild());
+        Assert.Equal(0, HugetlbCgroup.ChargedBytesFromChild());
+
+        // A map the limit leaves room for is still tried, and has its reserved pages.
+        using IMemoryOwner<byte> within = pool.Rent(ThreeMegabytes);
+        within.Memory.Span.Fill(0x11);
+        Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
     }
 
     /// <summary>

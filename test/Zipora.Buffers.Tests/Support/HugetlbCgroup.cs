@@ -89,6 +89,29 @@ internal sealed class HugetlbCgroup : IDisposable
         return long.Parse(File.ReadAllText(Path.Join(directory, file)).Trim(), CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// How many faults the cgroup named by <see cref="Variable"/> refused at its limit so far (the <c>max</c> count of
+    /// <c>hugetlb.2MB.events</c>); null under cgroup v1, which counts none.
+    /// </summary>
+    public static long? LimitHitsFromChild()
+    {
+        string events = Path.Join(Environment.GetEnvironmentVariable(Variable)!, "hugetlb.2MB.events");
+        if (!File.Exists(events))
+        {
+            return null;
+        }
+
+        foreach (string line in File.ReadLines(events))
+        {
+            if (line.StartsWith("max ", StringComparison.Ordinal))
+            {
+                return long.Parse(line["max ".Length..].Trim(), CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidDataException($"{events} has no max line");
+    }
+
     public void Dispose()
     {
         // A cgroup can be removed once its last process has gone; the child may still be exiting for a moment.
