@@ -63,7 +63,12 @@ public sealed class HugetlbTrimSafetyTests
         // It still leaves once it has waited out the delay.
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
         Assert.False(ProcessMappings.IsMapped(stale, SixMegabytes), "the trimmed region is unmapped once it waited out the delay");
-        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesAwaitingRelease);
+
+        // Its unmap was of base pages: the live region's hugepages are still counted, once.
+        Assert.Equal(ThreeHugepages, statistics.HugepageBytes);
+        Assert.Equal(ThreeHugepages, statistics.Huge.BytesEvicted);
     }
 
     [Fact]
