@@ -45,5 +45,11 @@ internal sealed class HugetlbRefusals
         Volatile.Write(ref _refusedAt[size], now);
     }
 
+    /// <summary>
+    /// Forgets the refusals of pages of <paramref name="kind"/>: this process just gave some back (an unmap, or base pages
+    /// mapped over them), so their charge left the cgroup, and a map that did not fit before may now.
+    /// </summary>
+    public void Forget(PageKind kind) => Volatile.Write(ref _smallestRefused[SizeIndex(kind)], long.MaxValue);
+
     private static int SizeIndex(PageKind kind) => kind == PageKind.HugeTlb1GB ? 1 : 0;
 }

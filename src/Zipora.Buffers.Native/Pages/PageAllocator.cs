@@ -113,6 +113,11 @@ public abstract class PageAllocator
     /// </summary>
     internal virtual ReservedPagesRelease ReleaseReservedPages(nint address, nuint length) => ReservedPagesRelease.Kept;
 
+    /// <summary>Told that a hugetlb mapping of <paramref name="kind"/> from <see cref="TryMap"/> was unmapped.</summary>
+    internal virtual void ReservedPagesUnmapped(PageKind kind)
+    {
+    }
+
     private static PageAllocator CreatePlatformAllocator()
     {
         if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())

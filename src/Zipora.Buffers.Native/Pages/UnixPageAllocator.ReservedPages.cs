@@ -42,6 +42,7 @@ internal sealed partial class UnixPageAllocator
 
             if (_mapBasePagesOver(address, length))
             {
+                ForgetRefusals(length);
                 return ReservedPagesRelease.Replaced;
             }
 
@@ -53,6 +54,7 @@ internal sealed partial class UnixPageAllocator
 
             if (TryMapBasePagesInHole(address, length))
             {
+                ForgetRefusals(length);
                 return ReservedPagesRelease.Replaced;
             }
         }
@@ -84,6 +86,19 @@ internal sealed partial class UnixPageAllocator
         bool populated = Libc.Mincore(probe, PageSize, out byte residency) != 0 || (residency & 1) != 0;
         GiveBackWhole(probe, PageSize);
         return populated;
+    }
+
+    internal override void ReservedPagesUnmapped(PageKind kind) => Refusals.Forget(kind);
+
+    // The mapping's page size is not known here: a length of whole 1 GB pages may be either, so both are forgotten
+    // then (a map tried once more, which is always safe).
+    private void ForgetRefusals(nuint length)
+    {
+        Refusals.Forget(PageKind.HugeTlb2MB);
+        if (length % (nuint)HugePageInfo.Size1GB == 0)
+        {
+            Refusals.Forget(PageKind.HugeTlb1GB);
+        }
     }
 
     private static bool MapBasePagesOver(nint address, nuint length) =>

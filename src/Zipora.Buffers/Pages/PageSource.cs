@@ -188,6 +188,12 @@ internal sealed class PageSource
             Interlocked.Add(ref _hugepageBytes, -(long)length);
         }
 
+        if (backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB)
+        {
+            // Their charge left the cgroup: a map refused at its limit lately may fit now.
+            _allocator.ReservedPagesUnmapped(backing == PageBacking.HugeTlb1GB ? PageKind.HugeTlb1GB : PageKind.HugeTlb2MB);
+        }
+
         return true;
     }
 

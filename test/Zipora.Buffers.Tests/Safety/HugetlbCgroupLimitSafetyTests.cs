@@ -135,6 +135,40 @@ public sealed class HugetlbCgroupLimitSafetyTests
         Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
     }
 
+    [Fact]
+    public void ALengthRefusedAtTheLimitIsTriedAgainOnceThePoolGaveItsOwnHugepagesBack()
+    {
+        if (RunsInHugetlbCgroup(nameof(ALengthRefusedAtTheLimitIsTriedAgainOnceThePoolGaveItsOwnHugepagesBack)))
+        {
+            return;
+        }
+
+        HugetlbCgroup.JoinFromChild();
+
+        // The clock stands still: only the pool's own give-back can end the refusal.
+        var allocator = new UnixPageAllocator { Milliseconds = static () => 0 };
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay });
+        IMemoryOwner<byte> first = pool.Rent(ThreeMegabytes);
+        first.Memory.Span.Fill(0x11);
+        using (IMemoryOwner<byte> refused = pool.Rent(ThreeMegabytes))
+        {
+            refused.Memory.Span.Fill(0x22);
+            Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        }
+
+        // The first region's pages go back (base pages mapped over them, as it was returned a moment ago): the limit
+        // has room again, and the next region of the refused length has reserved pages.
+        first.Dispose();
+        pool.Trim();
+        Assert.Equal(0, HugetlbCgroup.ChargedBytesFromChild());
+        long fallbacks = pool.GetStatistics().FallbackAllocations;
+        using IMemoryOwner<byte> again = pool.Rent(ThreeMegabytes);
+        again.Memory.Span.Fill(0x33);
+        Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        Assert.Equal(fallbacks, pool.GetStatistics().FallbackAllocations);
+    }
+
     /// <summary>
     /// In the suite's process: reserves hugepages to spare, makes a cgroup that may fault in two of them, runs
     /// <paramref name="method"/> in a child that joins it, and returns <see langword="true"/>. In the child: false.
