@@ -169,11 +169,36 @@ public sealed class HugetlbCgroupLimitSafetyTests
         Assert.Equal(fallbacks, pool.GetStatistics().FallbackAllocations);
     }
 
+    [Fact]
+    public void AReservationLimitRefusesTheMapItselfAndTheTierStepsDown()
+    {
+        if (RunsInHugetlbCgroup(nameof(AReservationLimitRefusesTheMapItselfAndTheTierStepsDown), reservationsLimited: true))
+        {
+            return;
+        }
+
+        HugetlbCgroup.JoinFromChild();
+        using var pool = new TieredMemoryPool();
+        using IMemoryOwner<byte> within = pool.Rent(ThreeMegabytes);
+        within.Memory.Span.Fill(0x11);
+        Assert.Equal(0, pool.GetStatistics().FallbackAllocations);
+
+        // hugetlb.2MB.rsvd.max is charged by mmap itself, which fails with ENOMEM: no page is faulted for the refusal.
+        using IMemoryOwner<byte> over = pool.Rent(ThreeMegabytes);
+        over.Memory.Span.Fill(0x22);
+        Assert.Equal(-1, within.Memory.Span.IndexOfAnyExcept((byte)0x11));
+        Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
+        Assert.True(pool.GetStatistics().FallbackAllocations >= 1, "the refused map is a step down, counted");
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+    }
+
     /// <summary>
     /// In the suite's process: reserves hugepages to spare, makes a cgroup that may fault in two of them, runs
     /// <paramref name="method"/> in a child that joins it, and returns <see langword="true"/>. In the child: false.
     /// </summary>
-    private static bool RunsInHugetlbCgroup(string method)
+    /// <param name="method">The test.</param>
+    /// <param name="reservationsLimited">Whether the limit is on reservations (at mmap) rather than on faults.</param>
+    private static bool RunsInHugetlbCgroup(string method, bool reservationsLimited = false)
     {
         if (IsolatedProcess.IsChildFor(typeof(HugetlbCgroupLimitSafetyTests), method))
         {
@@ -184,6 +209,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
         Skip.When(reservation is null, reason);
         using HugetlbCgroup? cgroup = HugetlbCgroup.TryCreate(TwoHugepages, out reason);
         Skip.When(cgroup is null, reason);
+        Skip.When(reservationsLimited && !cgroup.TryLimitReservationsInstead(TwoHugepages), "this hugetlb cgroup has no reservation limit (cgroup v2, Linux 5.7)");
         return IsolatedProcess.RunsElsewhere(typeof(HugetlbCgroupLimitSafetyTests), method, (HugetlbCgroup.Variable, cgroup.Directory));
     }
 }

@@ -73,6 +73,23 @@ internal sealed class HugetlbCgroup : IDisposable
         return new HugetlbCgroup(root, directory, enabled);
     }
 
+    /// <summary>
+    /// Moves the limit from faults to reservations: <c>hugetlb.2MB.rsvd.max</c> (cgroup v2, Linux 5.7) is charged at
+    /// <c>mmap</c>, which then fails with ENOMEM, and the fault limit is lifted. False where the cgroup has no such file.
+    /// </summary>
+    public bool TryLimitReservationsInstead(long limitBytes)
+    {
+        string reservations = Path.Join(Directory, "hugetlb.2MB.rsvd.max");
+        if (!File.Exists(reservations))
+        {
+            return false;
+        }
+
+        File.WriteAllText(reservations, limitBytes.ToString(CultureInfo.InvariantCulture));
+        File.WriteAllText(Path.Join(Directory, "hugetlb.2MB.max"), "max");
+        return true;
+    }
+
     /// <summary>Moves this process (every thread of it) into the cgroup named by <see cref="Variable"/>.</summary>
     public static void JoinFromChild()
     {
