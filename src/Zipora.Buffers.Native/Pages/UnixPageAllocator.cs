@@ -8,9 +8,11 @@ internal sealed class UnixPageAllocator : PageAllocator
 {
     private readonly Func<nint, nuint, bool> _munmap;
     private readonly Func<nint, nuint, int> _populate;
+    private readonly Func<PageKind, bool> _hugetlbLimited;
     private readonly Func<nint, nuint, bool> _unmapStray;
 
-    // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): no hugetlb map is tried again.
+    // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): hugetlb maps are then kept
+    // unproven where no hugetlb cgroup limit applies, and not made where one does.
     private volatile bool _cannotPopulate;
 
     /// <summary>An allocator calling the kernel's <c>munmap</c> and <c>madvise</c>.</summary>
@@ -31,9 +33,19 @@ internal sealed class UnixPageAllocator : PageAllocator
     /// cgroup limit does.
     /// </summary>
     internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate)
+        : this(munmap, populate, HugetlbCgroupLimit.Applies)
+    {
+    }
+
+    /// <summary>
+    /// As above, with <paramref name="hugetlbLimited"/> saying whether a hugetlb cgroup limit applies to the process
+    /// (asked only where the kernel cannot populate).
+    /// </summary>
+    internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate, Func<PageKind, bool> hugetlbLimited)
     {
         _munmap = munmap;
         _populate = populate;
+        _hugetlbLimited = hugetlbLimited;
         _unmapStray = TryMunmap;
     }
 
@@ -53,7 +65,7 @@ internal sealed class UnixPageAllocator : PageAllocator
         int flags = Libc.MapPrivate | Libc.MapAnonymous;
         if (kind != PageKind.Normal)
         {
-            if (!SupportsHugeTlb || _cannotPopulate)
+            if (!SupportsHugeTlb || (_cannotPopulate && HugetlbLimited(kind)))
             {
                 return false;
             }
@@ -61,7 +73,7 @@ internal sealed class UnixPageAllocator : PageAllocator
             // Never MAP_NORESERVE: without it a shortage of hugepages is an ENOMEM here, with it a SIGBUS at first touch.
             // Hugetlb mappings start on a hugepage boundary, which covers any alignment up to the page size asked for.
             flags |= Libc.MapHugeTlb | (kind == PageKind.HugeTlb1GB ? Libc.MapHuge1GB : Libc.MapHuge2MB);
-            return TryMmap(length, flags, out address) && TryFaultInReserved(ref address, length);
+            return TryMmap(length, flags, out address) && (_cannotPopulate || TryFaultInReserved(ref address, length, kind));
         }
 
         if (alignment <= PageSize)
@@ -121,9 +133,10 @@ internal sealed class UnixPageAllocator : PageAllocator
     /// <remarks>
     /// The cost is zeroing every page now rather than at its first touch: the same work for a buffer that is written
     /// whole, more for one written in part. A kernel without the advice (before Linux 5.14, EINVAL) cannot prove the
-    /// pages, so hugetlb pages are not used there at all: the tier gets transparent hugepages instead.
+    /// pages: there they are used, unproven, only where no hugetlb cgroup limit applies to the process, and elsewhere
+    /// the tier gets transparent hugepages instead.
     /// </remarks>
-    private bool TryFaultInReserved(ref nint address, nuint length)
+    private bool TryFaultInReserved(ref nint address, nuint length, PageKind kind)
     {
         if (MappingLedger.IsEnabled)
         {
@@ -149,12 +162,29 @@ internal sealed class UnixPageAllocator : PageAllocator
         if (error == Libc.Einval)
         {
             _cannotPopulate = true;
+            if (!HugetlbLimited(kind))
+            {
+                return true;
+            }
         }
 
         // The pages faulted in before the refusal go back with the mapping, and their charge with them.
         GiveBackWhole(address, length);
         address = 0;
         return false;
+    }
+
+    /// <summary>Whether a hugetlb cgroup limit applies; out of managed memory (its files are read into strings) it cannot be shown not to.</summary>
+    private bool HugetlbLimited(PageKind kind)
+    {
+        try
+        {
+            return _hugetlbLimited(kind);
+        }
+        catch (OutOfMemoryException)
+        {
+            return true;
+        }
     }
 
     private static int PopulateWritable(nint address, nuint length) =>
