@@ -40,7 +40,7 @@ internal sealed partial class UnixPageAllocator
                 return ReservedPagesRelease.Kept;
             }
 
-            if (_mapBasePagesOver(address, length))
+            if (MapBasePagesOver(address, length))
             {
                 ForgetRefusals(length);
                 return ReservedPagesRelease.Replaced;
@@ -101,7 +101,7 @@ internal sealed partial class UnixPageAllocator
         }
     }
 
-    private static bool MapBasePagesOver(nint address, nuint length) =>
+    private static bool MapBasePagesOverRange(nint address, nuint length) =>
         Libc.Mmap(address, length, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapFixed, -1, 0) == address;
 
     /// <summary>Maps base pages into a hole the kernel left at <paramref name="address"/>, unless something else is mapped there now.</summary>

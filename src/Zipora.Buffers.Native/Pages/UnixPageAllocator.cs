@@ -8,10 +8,11 @@ internal sealed partial class UnixPageAllocator : PageAllocator
 {
     private readonly Func<nint, nuint, bool> _munmap;
     private readonly Func<nint, nuint, int> _populate;
-    private readonly Func<nint, nuint, bool> _mapBasePagesOver;
+    private readonly Func<PageKind, bool> _hugetlbLimited;
     private readonly Func<nint, nuint, bool> _unmapStray;
 
-    // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): no hugetlb map is tried again.
+    // Set once the kernel said it does not know MADV_POPULATE_WRITE (before Linux 5.14): hugetlb maps are then kept
+    // unproven where no hugetlb cgroup limit applies, and not made where one does.
     private volatile bool _cannotPopulate;
 
     /// <summary>An allocator calling the kernel's <c>munmap</c> and <c>madvise</c>.</summary>
@@ -32,21 +33,27 @@ internal sealed partial class UnixPageAllocator : PageAllocator
     /// cgroup limit does.
     /// </summary>
     internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate)
-        : this(munmap, populate, MapBasePagesOver)
+        : this(munmap, populate, HugetlbCgroupLimit.Applies)
     {
     }
 
     /// <summary>
-    /// An allocator whose hugetlb pages are given back by <paramref name="mapBasePagesOver"/> too (whether it mapped
-    /// base pages over the range): tests refuse it as the kernel does, with or without the range left mapped.
+    /// As above, with <paramref name="hugetlbLimited"/> saying whether a hugetlb cgroup limit applies to the process
+    /// (asked only where the kernel cannot populate).
     /// </summary>
-    internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate, Func<nint, nuint, bool> mapBasePagesOver)
+    internal UnixPageAllocator(Func<nint, nuint, bool> munmap, Func<nint, nuint, int> populate, Func<PageKind, bool> hugetlbLimited)
     {
         _munmap = munmap;
         _populate = populate;
-        _mapBasePagesOver = mapBasePagesOver;
+        _hugetlbLimited = hugetlbLimited;
         _unmapStray = TryMunmap;
     }
+
+    /// <summary>
+    /// Maps base pages over a hugetlb range in place (whether it did): tests refuse it as the kernel does, with or
+    /// without the range left mapped.
+    /// </summary>
+    internal Func<nint, nuint, bool> MapBasePagesOver { get; init; } = MapBasePagesOverRange;
 
     /// <summary>The hugetlb maps refused lately, which longer ones are not tried after for a while.</summary>
     internal HugetlbRefusals Refusals { get; } = new();
@@ -70,7 +77,7 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         int flags = Libc.MapPrivate | Libc.MapAnonymous;
         if (kind != PageKind.Normal)
         {
-            if (!SupportsHugeTlb || _cannotPopulate || Refusals.Covers(kind, length, Milliseconds()))
+            if (!SupportsHugeTlb || (_cannotPopulate && HugetlbLimited(kind)) || Refusals.Covers(kind, length, Milliseconds()))
             {
                 return false;
             }
@@ -78,7 +85,7 @@ internal sealed partial class UnixPageAllocator : PageAllocator
             // Never MAP_NORESERVE: without it a shortage of hugepages is an ENOMEM here, with it a SIGBUS at first touch.
             // Hugetlb mappings start on a hugepage boundary, which covers any alignment up to the page size asked for.
             flags |= Libc.MapHugeTlb | (kind == PageKind.HugeTlb1GB ? Libc.MapHuge1GB : Libc.MapHuge2MB);
-            return TryMmap(length, flags, out address) && TryFaultInReserved(ref address, length, kind);
+            return TryMmap(length, flags, out address) && (_cannotPopulate || TryFaultInReserved(ref address, length, kind));
         }
 
         if (alignment <= PageSize)
@@ -138,7 +145,8 @@ internal sealed partial class UnixPageAllocator : PageAllocator
     /// <remarks>
     /// The cost is zeroing every page now rather than at its first touch: the same work for a buffer that is written
     /// whole, more for one written in part. A kernel without the advice (before Linux 5.14, EINVAL) cannot prove the
-    /// pages, so hugetlb pages are not used there at all: the tier gets transparent hugepages instead.
+    /// pages: there they are used, unproven, only where no hugetlb cgroup limit applies to the process, and elsewhere
+    /// the tier gets transparent hugepages instead.
     /// </remarks>
     private bool TryFaultInReserved(ref nint address, nuint length, PageKind kind)
     {
@@ -166,6 +174,10 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         if (error == Libc.Einval)
         {
             _cannotPopulate = true;
+            if (!HugetlbLimited(kind))
+            {
+                return true;
+            }
         }
         else
         {
@@ -177,6 +189,19 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         GiveBackWhole(address, length);
         address = 0;
         return false;
+    }
+
+    /// <summary>Whether a hugetlb cgroup limit applies; out of managed memory (its files are read into strings) it cannot be shown not to.</summary>
+    private bool HugetlbLimited(PageKind kind)
+    {
+        try
+        {
+            return _hugetlbLimited(kind);
+        }
+        catch (OutOfMemoryException)
+        {
+            return true;
+        }
     }
 
     internal static int PopulateWritable(nint address, nuint length) =>

@@ -98,9 +98,40 @@ public sealed class HugetlbFaultInTests
     }
 
     [Fact]
-    public void AKernelWithoutTheAdviceGetsNoReservedMapsAndKeepsPlainOnes()
+    public void AKernelWithoutTheAdviceGetsNoReservedMapsWhereAHugetlbLimitApplies()
     {
         using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
+        Skip.When(reservation is null, reason);
+        int advices = 0;
+        var asked = new List<PageKind>();
+        var allocator = new UnixPageAllocator(
+            static (address, length) => Libc.Munmap(address, length) == 0,
+            (_, _) =>
+            {
+                advices++;
+                return Einval;
+            },
+            kind =>
+            {
+                asked.Add(kind);
+                return true;
+            });
+
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "unproven pages under a limit are refused");
+        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "and not mapped again");
+        Assert.False(allocator.TryMap(1024 * 1024 * 1024, 1024 * 1024 * 1024, PageKind.HugeTlb1GB, out _), "nor in 1 GB pages");
+        Assert.Equal(1, advices);
+        Assert.Equal([PageKind.HugeTlb2MB, PageKind.HugeTlb2MB, PageKind.HugeTlb1GB], asked);
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
+
+        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.Normal, out nint plain), "base pages need no proof");
+        Assert.True(allocator.Unmap(plain, TwoHugepages));
+    }
+
+    [Fact]
+    public void AKernelWithoutTheAdviceKeepsReservedMapsWhereNoHugetlbLimitApplies()
+    {
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(4, out string reason);
         Skip.When(reservation is null, reason);
         int advices = 0;
         var allocator = new UnixPageAllocator(
@@ -109,15 +140,19 @@ public sealed class HugetlbFaultInTests
             {
                 advices++;
                 return Einval;
-            });
+            },
+            static _ => false);
+        long freeBefore = HugePageInfo.Read().Free2MBPages;
 
-        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "pages that cannot be proven are refused");
-        Assert.False(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out _), "and are not tried again");
-        Assert.False(allocator.TryMap(1024 * 1024 * 1024, 1024 * 1024 * 1024, PageKind.HugeTlb1GB, out _), "nor in 1 GB pages");
+        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint first), "nothing charges the faults: the map is kept");
+        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint second), "and the next is made without asking the kernel again");
         Assert.Equal(1, advices);
-        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
 
-        Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.Normal, out nint plain), "base pages need no proof");
-        Assert.True(allocator.Unmap(plain, TwoHugepages));
+        // Reserved, not faulted in: as before the advice existed.
+        Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
+        Assert.Equal(4, HugePageReservation.ReservedButNotFaultedPages());
+        Assert.True(allocator.Unmap(first, TwoHugepages));
+        Assert.True(allocator.Unmap(second, TwoHugepages));
+        Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
     }
 }

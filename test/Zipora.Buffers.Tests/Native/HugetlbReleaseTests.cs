@@ -39,7 +39,7 @@ public sealed class HugetlbReleaseTests
     {
         using HugePageReservation? reservation = HugePageReservation.TryReserve(2, out string reason);
         Skip.When(reservation is null, reason);
-        var allocator = new UnixPageAllocator(static (address, length) => Libc.Munmap(address, length) == 0, UnixPageAllocator.PopulateWritable, static (_, _) => false);
+        var allocator = new UnixPageAllocator { MapBasePagesOver = static (_, _) => false };
         long freeBefore = HugePageInfo.Read().Free2MBPages;
         Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint address), "two reserved pages are free");
 
@@ -59,7 +59,10 @@ public sealed class HugetlbReleaseTests
         Skip.When(reservation is null, reason);
 
         // An older kernel's MAP_FIXED that failed after it cleared the range.
-        var allocator = new UnixPageAllocator(static (address, length) => Libc.Munmap(address, length) == 0, UnixPageAllocator.PopulateWritable, static (address, length) => Libc.Munmap(address, length) == 0 && false);
+        var allocator = new UnixPageAllocator
+        {
+            MapBasePagesOver = static (address, length) => Libc.Munmap(address, length) == 0 ? false : throw new InvalidOperationException("the scripted hole was not made"),
+        };
         long freeBefore = HugePageInfo.Read().Free2MBPages;
         Assert.True(allocator.TryMap(TwoHugepages, TwoHugepages, PageKind.HugeTlb2MB, out nint address), "two reserved pages are free");
 

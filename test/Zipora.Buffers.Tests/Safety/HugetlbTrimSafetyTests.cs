@@ -143,7 +143,7 @@ public sealed class HugetlbTrimSafetyTests
         Skip.When(reservation is null, reason);
 
         // The kernel refuses the base pages' map over the region (strict overcommit with no room for their charge).
-        var allocator = new UnixPageAllocator(static (address, length) => Libc.Munmap(address, length) == 0, UnixPageAllocator.PopulateWritable, static (_, _) => false);
+        var allocator = new UnixPageAllocator { MapBasePagesOver = static (_, _) => false };
         var time = new FakeTimeProvider();
         long freeBefore = HugePageInfo.Read().Free2MBPages;
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { PageAllocator = allocator, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, MaxBytesInUse = 8 * 1024 * 1024 });

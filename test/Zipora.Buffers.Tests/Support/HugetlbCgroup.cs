@@ -1,7 +1,6 @@
 using System;
 using System.Globalization;
 using System.IO;
-using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -131,19 +130,7 @@ internal sealed class HugetlbCgroup : IDisposable
 
     public void Dispose()
     {
-        // A cgroup can be removed once its last process has gone; the child may still be exiting for a moment.
-        for (int attempt = 0; attempt < 50 && System.IO.Directory.Exists(Directory); attempt++)
-        {
-            try
-            {
-                System.IO.Directory.Delete(Directory);
-            }
-            catch (IOException)
-            {
-                Thread.Sleep(100);
-            }
-        }
-
+        MemoryCgroup.TryRemove(Directory);
         if (_enabledController)
         {
             try

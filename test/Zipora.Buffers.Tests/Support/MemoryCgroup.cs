@@ -92,7 +92,8 @@ internal sealed class MemoryCgroup : IDisposable
 
     public void Dispose() => TryRemove(_directory);
 
-    private static void TryRemove(string directory)
+    /// <summary>Removes a cgroup made for a test, waiting up to 5 s for its last process to leave.</summary>
+    internal static void TryRemove(string directory)
     {
         // A cgroup can be removed once its last process has gone; the child may still be exiting for a moment.
         for (int attempt = 0; attempt < 50 && Directory.Exists(directory); attempt++)
