@@ -11,9 +11,9 @@ namespace Zipora.Buffers.Native;
 /// SIGBUS. Before, every huge-tier miss tried again.
 /// </summary>
 /// <remarks>
-/// A refusal says that less than its length was left to charge; room comes back only as hugetlb pages are unmapped
-/// (in the pool, at the idle clock's ticks, trims and disposal), so maps as long are skipped for
-/// <see cref="RetryAfterMilliseconds"/>, and shorter ones are still tried. Read and written without a lock: a race
+/// A refusal says that less than its length was left to charge; room comes back only as hugetlb pages are given back,
+/// by this process (an unmap or a let-go region's base pages: <see cref="Forget"/>, and the next map tries) or by
+/// another of the cgroup (unseen: after <see cref="RetryAfterMilliseconds"/>). Shorter maps are still tried. Read and written without a lock: a race
 /// costs one try more or less, and a try is always safe (the advice proves the pages).
 /// </remarks>
 internal sealed class HugetlbRefusals

@@ -60,7 +60,8 @@ internal sealed partial class UnixPageAllocator
         }
         catch (OutOfMemoryException)
         {
-            // Thrown before a call ran (a first call at the GC heap limit): the mapping is as it was.
+            // Thrown before a call ran (a first call at the GC heap limit; the map made each of these calls already, so
+            // their stubs exist): taken as a refusal that left the mapping as it was.
             return ReservedPagesRelease.Kept;
         }
 
