@@ -60,8 +60,8 @@ internal sealed partial class UnixPageAllocator
         }
         catch (OutOfMemoryException)
         {
-            // Thrown before a call ran (a first call at the GC heap limit; the map made each of these calls already, so
-            // their stubs exist): taken as a refusal that left the mapping as it was.
+            // Thrown before a call ran (a first call at the GC heap limit; the map made these calls already, so their
+            // stubs exist): taken as a refusal that left the mapping as it was.
             return ReservedPagesRelease.Kept;
         }
 
@@ -84,7 +84,16 @@ internal sealed partial class UnixPageAllocator
             return true;
         }
 
-        bool populated = Libc.Mincore(probe, PageSize, out byte residency) != 0 || (residency & 1) != 0;
+        bool populated = true;
+        try
+        {
+            populated = Libc.Mincore(probe, PageSize, out byte residency) != 0 || (residency & 1) != 0;
+        }
+        catch (OutOfMemoryException)
+        {
+            // Its first call, at the GC heap limit, threw before it ran: it cannot tell. The probe goes back all the same.
+        }
+
         GiveBackWhole(probe, PageSize);
         return populated;
     }
