@@ -27,6 +27,21 @@ internal static class CachedRegionPageDropCases
         return new TieredMemoryPool(options);
     }
 
+    /// <summary>
+    /// An allocator that refuses reserved hugepages (as a machine with none does) and passes every other call to the
+    /// OS: the tests here wait for page drops, and the pool drops no page of a hugetlb region, which a huge rent would
+    /// get wherever the machine has free hugepages.
+    /// </summary>
+    public static PageAllocator WithoutReservedHugepages() => new ScriptedPageAllocator { RefuseMap = static (_, kind) => kind != PageKind.Normal };
+
+    /// <summary>The safety cases' default-mode options on <see cref="WithoutReservedHugepages"/>.</summary>
+    public static TieredMemoryPoolOptions OptionsWithoutReservedHugepages(FakeTimeProvider time)
+    {
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.Default, time);
+        options.PageAllocator = WithoutReservedHugepages();
+        return options;
+    }
+
     /// <summary>Rents <paramref name="count"/> buffers of <paramref name="size"/> and fills each with a byte of its own (never zero).</summary>
     public static List<IMemoryOwner<byte>> RentFilled(TieredMemoryPool pool, int size, int count, byte first)
     {

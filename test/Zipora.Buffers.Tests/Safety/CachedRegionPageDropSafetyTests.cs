@@ -237,7 +237,7 @@ public sealed partial class CachedRegionPageDropSafetyTests
         TimeSpan delay = TimeSpan.FromMilliseconds(delayMilliseconds);
         TimeSpan period = TimeSpan.FromMilliseconds(10); // the shortest period: a quarter of these delays is shorter
         TimeSpan beforeTick = TimeSpan.FromMilliseconds(0.5);
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = delay });
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = delay, PageAllocator = WithoutReservedHugepages() });
 
         // Returned half a millisecond before the first tick (stamp 0), then ticked on, period by period, until a
         // moment before three quarters of the delay have passed since the return.
@@ -271,7 +271,7 @@ public sealed partial class CachedRegionPageDropSafetyTests
         Skip.Unless(ProcessMappings.CanRead, "residency is read with mincore (Linux)");
         var time = new FakeTimeProvider();
         TimeSpan period = Delay / 4;
-        using var pool = new TieredMemoryPool(SafetyCases.Options(OwnerMode.Default, time));
+        using var pool = new TieredMemoryPool(OptionsWithoutReservedHugepages(time));
 
         // A tenth of a period in: one region returned to the shared cache, one parked in this thread's slot.
         SafetyCases.Advance(time, period / 10);
@@ -294,7 +294,7 @@ public sealed partial class CachedRegionPageDropSafetyTests
         Skip.Unless(ProcessMappings.CanRead, "residency is read with mincore (Linux)");
         var time = new FakeTimeProvider();
         TimeSpan period = Delay / 4;
-        using var pool = new TieredMemoryPool(SafetyCases.Options(OwnerMode.Default, time));
+        using var pool = new TieredMemoryPool(OptionsWithoutReservedHugepages(time));
 
         // Epoch 1: a region parked in a thread's slot, and one returned to the shared cache (the control); a third
         // rented now (so no rent takes a cached one) is returned at epoch 2.
@@ -335,7 +335,7 @@ public sealed partial class CachedRegionPageDropSafetyTests
     /// <summary>The bytes one region of <paramref name="size"/> maps, read from a pool of its own.</summary>
     private static long MappedLengthOf(int size)
     {
-        using var pool = new TieredMemoryPool(SafetyCases.Options(OwnerMode.Default, new FakeTimeProvider()));
+        using var pool = new TieredMemoryPool(OptionsWithoutReservedHugepages(new FakeTimeProvider()));
         using IMemoryOwner<byte> owner = pool.Rent(size);
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         return statistics.Large.BytesAllocated + statistics.Huge.BytesAllocated;

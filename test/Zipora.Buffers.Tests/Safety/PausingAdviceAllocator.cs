@@ -27,7 +27,9 @@ internal sealed class PausingAdviceAllocator(PageAllocator? inner = null) : Page
 
     public override string Name => "pausing";
 
-    public override bool SupportsHugeTlb => _inner.SupportsHugeTlb;
+    // Never reserved hugepages, even where the machine has free ones: the pool drops no page of theirs (it maps base
+    // pages over them, or keeps them until the unmap), so a test waiting for the drop advice would wait for nothing.
+    public override bool SupportsHugeTlb => false;
 
     public override bool SupportsAdvice => _inner.SupportsAdvice;
 
