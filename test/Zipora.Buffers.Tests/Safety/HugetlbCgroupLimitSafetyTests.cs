@@ -23,7 +23,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
     [Fact]
     public void ReservedHugepagesOverTheCgroupsLimitStepDownInsteadOfKillingTheWriter()
     {
-        if (RunsInHugetlbCgroup(nameof(ReservedHugepagesOverTheCgroupsLimitStepDownInsteadOfKillingTheWriter)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbCgroupLimitSafetyTests), nameof(ReservedHugepagesOverTheCgroupsLimitStepDownInsteadOfKillingTheWriter), TwoHugepages))
         {
             return;
         }
@@ -52,7 +52,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
     [Fact]
     public void AnIdleRegionOfReservedHugepagesKeepsItsChargeSoReusingItNeverFaultsOverTheLimit()
     {
-        if (RunsInHugetlbCgroup(nameof(AnIdleRegionOfReservedHugepagesKeepsItsChargeSoReusingItNeverFaultsOverTheLimit)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbCgroupLimitSafetyTests), nameof(AnIdleRegionOfReservedHugepagesKeepsItsChargeSoReusingItNeverFaultsOverTheLimit), TwoHugepages))
         {
             return;
         }
@@ -96,7 +96,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
     [Fact]
     public void RentsOverTheCgroupsLimitDoNotFaultInAndGiveBackItsPagesAtEveryMiss()
     {
-        if (RunsInHugetlbCgroup(nameof(RentsOverTheCgroupsLimitDoNotFaultInAndGiveBackItsPagesAtEveryMiss)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbCgroupLimitSafetyTests), nameof(RentsOverTheCgroupsLimitDoNotFaultInAndGiveBackItsPagesAtEveryMiss), TwoHugepages))
         {
             return;
         }
@@ -138,7 +138,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
     [Fact]
     public void ALengthRefusedAtTheLimitIsTriedAgainOnceThePoolGaveItsOwnHugepagesBack()
     {
-        if (RunsInHugetlbCgroup(nameof(ALengthRefusedAtTheLimitIsTriedAgainOnceThePoolGaveItsOwnHugepagesBack)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbCgroupLimitSafetyTests), nameof(ALengthRefusedAtTheLimitIsTriedAgainOnceThePoolGaveItsOwnHugepagesBack), TwoHugepages))
         {
             return;
         }
@@ -172,7 +172,7 @@ public sealed class HugetlbCgroupLimitSafetyTests
     [Fact]
     public void AReservationLimitRefusesTheMapItselfAndTheTierStepsDown()
     {
-        if (RunsInHugetlbCgroup(nameof(AReservationLimitRefusesTheMapItselfAndTheTierStepsDown), reservationsLimited: true))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbCgroupLimitSafetyTests), nameof(AReservationLimitRefusesTheMapItselfAndTheTierStepsDown), TwoHugepages, limitReservations: true))
         {
             return;
         }
@@ -190,26 +190,5 @@ public sealed class HugetlbCgroupLimitSafetyTests
         Assert.Equal(TwoHugepages, HugetlbCgroup.ChargedBytesFromChild());
         Assert.True(pool.GetStatistics().FallbackAllocations >= 1, "the refused map is a step down, counted");
         Assert.Equal(0, HugePageReservation.ReservedButNotFaultedPages());
-    }
-
-    /// <summary>
-    /// In the suite's process: reserves hugepages to spare, makes a cgroup that may fault in two of them, runs
-    /// <paramref name="method"/> in a child that joins it, and returns <see langword="true"/>. In the child: false.
-    /// </summary>
-    /// <param name="method">The test.</param>
-    /// <param name="reservationsLimited">Whether the limit is on reservations (at mmap) rather than on faults.</param>
-    private static bool RunsInHugetlbCgroup(string method, bool reservationsLimited = false)
-    {
-        if (IsolatedProcess.IsChildFor(typeof(HugetlbCgroupLimitSafetyTests), method))
-        {
-            return false;
-        }
-
-        using HugePageReservation? reservation = HugePageReservation.TryReserve(8, out string reason);
-        Skip.When(reservation is null, reason);
-        using HugetlbCgroup? cgroup = HugetlbCgroup.TryCreate(TwoHugepages, out reason);
-        Skip.When(cgroup is null, reason);
-        Skip.When(reservationsLimited && !cgroup.TryLimitReservationsInstead(TwoHugepages), "this hugetlb cgroup has no reservation limit (cgroup v2, Linux 5.7)");
-        return IsolatedProcess.RunsElsewhere(typeof(HugetlbCgroupLimitSafetyTests), method, (HugetlbCgroup.Variable, cgroup.Directory));
     }
 }

@@ -20,13 +20,8 @@ public sealed class HugetlbStormSafetyTests
     [Fact]
     public void AStormAtAHugetlbLimitNeverFaultsOverItLosesNoByteAndGivesEveryPageBack()
     {
-        if (!IsolatedProcess.IsChildFor(typeof(HugetlbStormSafetyTests), nameof(AStormAtAHugetlbLimitNeverFaultsOverItLosesNoByteAndGivesEveryPageBack)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbStormSafetyTests), nameof(AStormAtAHugetlbLimitNeverFaultsOverItLosesNoByteAndGivesEveryPageBack), FourHugepages, reservedPages: 16))
         {
-            using HugePageReservation? reservation = HugePageReservation.TryReserve(16, out string reason);
-            Skip.When(reservation is null, reason);
-            using HugetlbCgroup? cgroup = HugetlbCgroup.TryCreate(FourHugepages, out reason);
-            Skip.When(cgroup is null, reason);
-            _ = IsolatedProcess.RunsElsewhere(typeof(HugetlbStormSafetyTests), nameof(AStormAtAHugetlbLimitNeverFaultsOverItLosesNoByteAndGivesEveryPageBack), (HugetlbCgroup.Variable, cgroup.Directory));
             return;
         }
 

@@ -26,7 +26,7 @@ public sealed class HugetlbTrimSafetyTests
     [Fact]
     public unsafe void ATrimGivesTheHugepagesOfARecentRegionBackAtOnceAndAStaleWriteStillLands()
     {
-        if (RunsInHugetlbCgroup(nameof(ATrimGivesTheHugepagesOfARecentRegionBackAtOnceAndAStaleWriteStillLands)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbTrimSafetyTests), nameof(ATrimGivesTheHugepagesOfARecentRegionBackAtOnceAndAStaleWriteStillLands), ThreeHugepages))
         {
             return;
         }
@@ -74,7 +74,7 @@ public sealed class HugetlbTrimSafetyTests
     [Fact]
     public void AtMaxBytesInUseTheTrimOfARecentHugetlbRegionMakesRoomForTheNextRent()
     {
-        if (RunsInHugetlbCgroup(nameof(AtMaxBytesInUseTheTrimOfARecentHugetlbRegionMakesRoomForTheNextRent)))
+        if (HugetlbCgroup.RunsElsewhereInside(typeof(HugetlbTrimSafetyTests), nameof(AtMaxBytesInUseTheTrimOfARecentHugetlbRegionMakesRoomForTheNextRent), ThreeHugepages))
         {
             return;
         }
@@ -174,23 +174,5 @@ public sealed class HugetlbTrimSafetyTests
         pool.Dispose();
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
         Assert.Equal(freeBefore, HugePageInfo.Read().Free2MBPages);
-    }
-
-    /// <summary>
-    /// In the suite's process: reserves hugepages to spare, makes a cgroup that may fault in three of them, runs
-    /// <paramref name="method"/> in a child that joins it, and returns <see langword="true"/>. In the child: false.
-    /// </summary>
-    private static bool RunsInHugetlbCgroup(string method)
-    {
-        if (IsolatedProcess.IsChildFor(typeof(HugetlbTrimSafetyTests), method))
-        {
-            return false;
-        }
-
-        using HugePageReservation? reservation = HugePageReservation.TryReserve(8, out string reason);
-        Skip.When(reservation is null, reason);
-        using HugetlbCgroup? cgroup = HugetlbCgroup.TryCreate(ThreeHugepages, out reason);
-        Skip.When(cgroup is null, reason);
-        return IsolatedProcess.RunsElsewhere(typeof(HugetlbTrimSafetyTests), method, (HugetlbCgroup.Variable, cgroup.Directory));
     }
 }

@@ -76,7 +76,7 @@ internal sealed class HugetlbCgroup : IDisposable
     /// Moves the limit from faults to reservations: <c>hugetlb.2MB.rsvd.max</c> (cgroup v2, Linux 5.7) is charged at
     /// <c>mmap</c>, which then fails with ENOMEM, and the fault limit is lifted. False where the cgroup has no such file.
     /// </summary>
-    public bool TryLimitReservationsInstead(long limitBytes)
+    private bool TryLimitReservationsInstead(long limitBytes)
     {
         string reservations = Path.Join(Directory, "hugetlb.2MB.rsvd.max");
         if (!File.Exists(reservations))
@@ -87,6 +87,28 @@ internal sealed class HugetlbCgroup : IDisposable
         File.WriteAllText(reservations, limitBytes.ToString(CultureInfo.InvariantCulture));
         File.WriteAllText(Path.Join(Directory, "hugetlb.2MB.max"), "max");
         return true;
+    }
+
+    /// <summary>
+    /// <see cref="IsolatedProcess.RunsElsewhere"/> inside a hugetlb cgroup: in the suite's process, reserves
+    /// <paramref name="reservedPages"/> hugepages, makes a cgroup that may fault in <paramref name="limitBytes"/> of them
+    /// (or reserve them, with <paramref name="limitReservations"/>), runs the test in a child given the cgroup (which it
+    /// joins with <see cref="JoinFromChild"/>), and returns <see langword="true"/>; skips where any of it cannot be done.
+    /// In the child: false.
+    /// </summary>
+    public static bool RunsElsewhereInside(Type testClass, string method, long limitBytes, int reservedPages = 8, bool limitReservations = false)
+    {
+        if (IsolatedProcess.IsChildFor(testClass, method))
+        {
+            return false;
+        }
+
+        using HugePageReservation? reservation = HugePageReservation.TryReserve(reservedPages, out string reason);
+        Skip.When(reservation is null, reason);
+        using HugetlbCgroup? cgroup = TryCreate(limitBytes, out reason);
+        Skip.When(cgroup is null, reason);
+        Skip.When(limitReservations && !cgroup.TryLimitReservationsInstead(limitBytes), "this hugetlb cgroup has no reservation limit (cgroup v2, Linux 5.7)");
+        return IsolatedProcess.RunsElsewhere(testClass, method, (Variable, cgroup.Directory));
     }
 
     /// <summary>Moves this process (every thread of it) into the cgroup named by <see cref="Variable"/>.</summary>
