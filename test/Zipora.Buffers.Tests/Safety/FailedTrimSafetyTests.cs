@@ -19,7 +19,9 @@ namespace Zipora.Buffers.Tests;
 [Collection(HeapFiller.AtTheHeapLimit)]
 public sealed class FailedTrimSafetyTests
 {
-    // How far the sweep goes: from a heap with no room at all to one where every trim of the round's state fits.
+    // How far the sweep goes: from a heap with no room at all to one where every trim of the round's state fits. The
+    // two owner modes take every other step each (the default mode from 0, ReuseOwners from one step in), so together
+    // they still meet every headroom, in half the time (the sweep fills the heap once a round).
     private const int MostHeadroom = 384 * 1024;
     private const int HeadroomStep = 4096;
     private const int RegionSize = 100_000;
@@ -40,7 +42,7 @@ public sealed class FailedTrimSafetyTests
             var time = new FakeTimeProvider();
             var mappings = new LiveMappingsAllocator();
             using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, PageAllocator = mappings });
-            Sweep sweep = SweepTheHeadroom(pool, time, filler, mappings);
+            Sweep sweep = SweepTheHeadroom(pool, time, filler, mappings, firstHeadroom: reuseOwners ? HeadroomStep : 0);
 
             // Whatever else ran out of memory meanwhile (the pools' ticks and pressure trims) was this test's doing.
             BackgroundFailureWatch.ProvokedSince(backgroundFailures);
@@ -84,7 +86,7 @@ public sealed class FailedTrimSafetyTests
     /// blocks in three slab classes and a region, each trimmed and rented from with a little more of the heap free
     /// than the round before.
     /// </summary>
-    private static Sweep SweepTheHeadroom(TieredMemoryPool pool, FakeTimeProvider time, List<byte[]> filler, LiveMappingsAllocator mappings)
+    private static Sweep SweepTheHeadroom(TieredMemoryPool pool, FakeTimeProvider time, List<byte[]> filler, LiveMappingsAllocator mappings, int firstHeadroom)
     {
         var sweep = new Sweep();
         var worker = new Thread(() =>
@@ -97,7 +99,7 @@ public sealed class FailedTrimSafetyTests
                 warm.ForEach(static owner => owner.Dispose());
                 pool.Trim();
 
-                for (int headroom = 0; headroom <= MostHeadroom; headroom += HeadroomStep, sweep.Rounds++)
+                for (int headroom = firstHeadroom; headroom <= MostHeadroom; headroom += 2 * HeadroomStep, sweep.Rounds++)
                 {
                     mappings.Tag = sweep.Rounds;
                     // The round's state, then a heap filled but for `headroom` bytes in one place: the reserve is
