@@ -399,10 +399,11 @@ internal sealed class PageSource
 
     /// <summary>
     /// Whether <paramref name="advice"/> would drop the pages of a hugetlb mapping, which the pool never does: it gives
-    /// them back by unmapping, or by mapping base pages over them (<see cref="TryDropPages"/>). Dropped, they stay reserved for the mapping (no other process can have them), but their
-    /// hugetlb cgroup charge goes, and the next touch must be charged again: under a limit that a new mapping took
-    /// meanwhile, that touch is a SIGBUS in the caller's write, or in a stale write into a mapping waiting for its unmap.
-    /// Kept whole, the pages are still proven and the mapping leaves at its unmap a tick later.
+    /// them back by unmapping, or by mapping base pages over them (<see cref="TryDropPages"/>). Dropped, they stay
+    /// reserved for the mapping (no other process can have them), but their hugetlb cgroup charge goes, and the next
+    /// touch must be charged again: under a limit that a new mapping took meanwhile, that touch is a SIGBUS in the
+    /// caller's write, or in a stale write into a mapping waiting for its unmap. Kept whole, a cached region's pages are
+    /// still proven, and it leaves at its unmap a tick later.
     /// </summary>
     private static bool DropsReservedHugepages(PageAdvice advice, PageBacking backing) =>
         advice is PageAdvice.DontNeed or PageAdvice.Free && backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
