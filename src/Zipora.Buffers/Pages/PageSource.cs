@@ -188,7 +188,7 @@ internal sealed class PageSource
             Interlocked.Add(ref _hugepageBytes, -(long)length);
         }
 
-        if (backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB)
+        if (IsReserved(backing))
         {
             // Their charge left the cgroup: a map refused at its limit lately may fit now.
             _allocator.ReservedPagesUnmapped(backing == PageBacking.HugeTlb1GB ? PageKind.HugeTlb1GB : PageKind.HugeTlb2MB);
@@ -260,7 +260,7 @@ internal sealed class PageSource
     public bool TryDropPages(nint address, nuint length, ref PageBacking backing, out bool unmapped)
     {
         unmapped = false;
-        if (backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB)
+        if (IsReserved(backing))
         {
             return TryReleaseReservedPages(address, length, ref backing, out unmapped);
         }
@@ -406,8 +406,10 @@ internal sealed class PageSource
     /// still proven, and it leaves at its unmap a tick later.
     /// </summary>
     private static bool DropsReservedHugepages(PageAdvice advice, PageBacking backing) =>
-        advice is PageAdvice.DontNeed or PageAdvice.Free && backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
+        advice is PageAdvice.DontNeed or PageAdvice.Free && IsReserved(backing);
 
-    private static bool IsHuge(PageBacking backing) =>
-        backing is PageBacking.TransparentHuge or PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
+    private static bool IsHuge(PageBacking backing) => backing == PageBacking.TransparentHuge || IsReserved(backing);
+
+    /// <summary>Whether the region lies on reserved (hugetlb) pages.</summary>
+    private static bool IsReserved(PageBacking backing) => backing is PageBacking.HugeTlb2MB or PageBacking.HugeTlb1GB;
 }
