@@ -16,9 +16,13 @@ internal static class SizeClasses
     public static int QuarterStepIndex(int size, int baseLog2)
     {
         Debug.Assert(size > 1 << baseLog2, "quarter-step classes start above their base");
-        int log2 = BitOperations.Log2((uint)size - 1);
-        int quarter = ((size - 1) >> (log2 - 2)) & 3;
-        return ((log2 - baseLog2) * 4) + quarter;
+        // size - 1 shifted up until its leading one is bit 31: bits 31-29 are then 4 plus the quarter, and its doubling
+        // (31 - zeros - baseLog2) counts four classes each. Two dependent instructions after the count of zeros, where
+        // shifting down by the doubling took four; a rent and a return each pay it.
+        uint last = (uint)size - 1;
+        int zeros = BitOperations.LeadingZeroCount(last);
+        int leadingThree = (int)((last << zeros) >> 29);
+        return leadingThree + (4 * (30 - baseLog2 - zeros));
     }
 
     /// <summary>The size of quarter-step class <paramref name="index"/> above 2^<paramref name="baseLog2"/>.</summary>

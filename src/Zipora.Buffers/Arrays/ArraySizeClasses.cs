@@ -46,16 +46,17 @@ internal static class ArraySizeClasses
             return MinLength << index == length ? index : -1;
         }
 
-        // Above 4 KB a class length is 5, 6, 7 or 8 quarters of the power of two below it: a multiple of the quarter,
-        // which the one Log2 the index needs gives too.
-        int log2 = BitOperations.Log2((uint)length - 1);
-        int quarterLog2 = log2 - 2;
-        if ((length & ((1 << quarterLog2) - 1)) != 0)
+        // Above 4 KB a class length is 5, 6, 7 or 8 quarters of the power of two below length - 1: a multiple of the
+        // quarter, 2^(29 - zeros), so the bits under it are 0x1FFFFFFF >> zeros; the count of zeros the index needs
+        // gives that mask too, and the check runs beside the index (see SizeClasses.QuarterStepIndex).
+        uint last = (uint)length - 1;
+        int zeros = BitOperations.LeadingZeroCount(last);
+        if ((length & (0x1FFF_FFFF >> zeros)) != 0)
         {
             return -1;
         }
 
-        return PowerOfTwoClasses + ((log2 - QuarterStepBaseLog2) * 4) + (((length - 1) >> quarterLog2) & 3);
+        return PowerOfTwoClasses + (int)((last << zeros) >> 29) + (4 * (30 - QuarterStepBaseLog2 - zeros));
     }
 
     /// <summary>The length of the arrays of class <paramref name="index"/>.</summary>
