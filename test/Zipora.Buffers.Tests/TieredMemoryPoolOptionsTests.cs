@@ -110,6 +110,25 @@ public sealed class TieredMemoryPoolOptionsTests
         Assert.Equal(1024 * 1024 * 1024, options.MaxBufferSize);
         Assert.False(options.UsePortableBackend);
         Assert.Equal(1024 * 1024 * 1024, TieredMemoryPool.Shared.MaxBufferSize);
+
+        // The rest of the README's options table (the byte caps before a memory limit takes its share of them).
+        Assert.True(options.AdaptiveCaches);
+        Assert.Equal(64, options.RegionCacheMaxCount);
+        Assert.Equal(64L * 1024 * 1024, options.RegionCacheMaxBytes);
+        Assert.Equal(16, options.HugeRegionCacheMaxCount);
+        Assert.Equal(256L * 1024 * 1024, options.HugeRegionCacheMaxBytes);
+        Assert.Equal(128, options.ThreadCacheMaxBuffers);
+        Assert.Equal(2 * 1024 * 1024, options.ThreadCacheMaxBytes);
+        Assert.False(options.UsePinnedArrays);
+        Assert.False(options.ReuseOwners);
+        Assert.Equal("default", options.Name);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.IdleReleaseDelay);
+        Assert.False(options.UseLazyFree);
+        Assert.Equal(512L * 1024 * 1024, options.MaxRetainedBytes);
+        Assert.Equal(0, options.MaxBytesInUse);
+        Assert.Equal(DiagnosticLevel.Off, options.Diagnostics);
+        Assert.Equal(128, options.DiagnosticSampleRate);
+        Assert.Same(TimeProvider.System, options.TimeProvider);
     }
 
     [Fact]

@@ -132,4 +132,26 @@ public sealed class MemoryBudgetTests
         Assert.True(cgroup.TryRead(out long limit, out _));
         Assert.Equal(0, limit);
     }
+
+    [Theory]
+    [InlineData(849_000_000, 0, false)]
+    [InlineData(850_000_000, 0, true)]
+    [InlineData(900_000_000, 60_000_000, false)]
+    [InlineData(910_000_000, 60_000_000, true)]
+    public void PressureStartsWhenTheChargeLessItsFileCacheReaches85PercentOfTheLimit(long current, long inactiveFile, bool underPressure)
+    {
+        Skip.When(MemoryBudget.ForLimit(0).IsUnderPressure(), "the GC reports high memory load on this machine, which is pressure whatever the cgroup says");
+        using var files = new TemporaryFiles();
+        string mount = files.Create("mnt");
+        string own = files.Create("mnt/box");
+        File.WriteAllText(Path.Join(own, "memory.max"), "1000000000\n");
+        File.WriteAllText(Path.Join(own, "memory.current"), $"{current}\n");
+        File.WriteAllText(Path.Join(own, "memory.stat"), $"anon {current - inactiveFile}\nfile {inactiveFile}\ninactive_file {inactiveFile}\n");
+        string cgroupFile = files.Write("cgroup", "0::/box\n");
+        string mountInfo = files.Write("mountinfo", $"30 25 0:26 / {mount} rw - cgroup2 cgroup2 rw\n");
+        CgroupMemory? cgroup = CgroupMemory.Find(cgroupFile, mountInfo);
+        Assert.NotNull(cgroup);
+
+        Assert.Equal(underPressure, MemoryBudget.ForCgroup(cgroup).IsUnderPressure());
+    }
 }

@@ -169,6 +169,26 @@ public sealed unsafe class DiagnosticModeTests
     }
 
     [Theory]
+    [InlineData("off", DiagnosticLevel.All, false)]
+    [InlineData("OFF", DiagnosticLevel.Sampled, false)]
+    [InlineData("all", DiagnosticLevel.Off, true)]
+    [InlineData("sampled", DiagnosticLevel.Off, true)]
+    public void TheEnvironmentVariableWinsOverTheOption(string variable, DiagnosticLevel option, bool diagnostic)
+    {
+        Environment.SetEnvironmentVariable("ZIPORA_BUFFERS_DIAGNOSTICS", variable);
+        try
+        {
+            using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = option });
+            using IMemoryOwner<byte> owner = pool.Rent(4096);
+            Assert.Equal(diagnostic, owner is DiagnosticOwner);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ZIPORA_BUFFERS_DIAGNOSTICS", null);
+        }
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(-3)]
     public void ASampleRateBelowOneIsRejected(int rate)

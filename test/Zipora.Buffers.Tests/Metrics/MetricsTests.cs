@@ -116,6 +116,32 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public void APoolMadeAfterANumberedOneWasDisposedTakesTheLowestNumberFree()
+    {
+        string name = $"metrics-{Guid.NewGuid():N}";
+        using var first = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        var second = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var third = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+
+        // name#2 is free again, name#3 is not: a fourth pool reports under name#2, never under a name a live pool has.
+        second.Dispose();
+        using var fourth = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = name });
+        using var rented = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.rented");
+        first.Rent(4096).Dispose();
+        third.Rent(4096).Dispose();
+        third.Rent(4096).Dispose();
+        third.Rent(4096).Dispose();
+        fourth.Rent(4096).Dispose();
+        fourth.Rent(4096).Dispose();
+
+        rented.RecordObservableInstruments();
+        foreach ((string owner, long bytes) in new[] { (name, 4096L), (name + "#2", 2 * 4096L), (name + "#3", 3 * 4096L) })
+        {
+            Assert.Equal(bytes, Assert.Single(rented.GetMeasurementSnapshot(), m => Equals(m.Tags[PoolMetrics.OwnerTag], owner) && Equals(m.Tags[PoolMetrics.TierTag], "medium")).Value);
+        }
+    }
+
+    [Fact]
     public void ANumberedNameSkipsANameAnotherPoolWasGiven()
     {
         string name = $"metrics-{Guid.NewGuid():N}";
