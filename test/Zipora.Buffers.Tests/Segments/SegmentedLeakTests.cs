@@ -66,6 +66,27 @@ public sealed class SegmentedLeakTests
         Assert.Equal(statistics.Large.Rents, statistics.Large.Returns);
     }
 
+    [Fact]
+    public void TheMessagesALeakedWriterEndedStayInTheStatisticsAfterItIsCountedAsLeaked()
+    {
+        using var pool = new TieredMemoryPool();
+        EndAMessageAndLeak(pool);
+        SegmentedBufferStatistics before = pool.GetStatistics().Segmented;
+        Assert.Equal(MessageSize, before.LargestMessage);
+        Assert.Equal(1, before.Messages);
+        Assert.Equal(Segments, before.MessageSegments);
+
+        CollectUntil(() => pool.GetStatistics().Segmented.Leaked == 1);
+
+        // "Messages, segments per message, the largest message and leaks": retiring the tracker forgets none of them.
+        SegmentedBufferStatistics after = pool.GetStatistics().Segmented;
+        Assert.Equal(1, after.Leaked);
+        Assert.Equal(0, after.LiveBuffers);
+        Assert.Equal(MessageSize, after.LargestMessage);
+        Assert.Equal(1, after.Messages);
+        Assert.Equal(Segments, after.MessageSegments);
+    }
+
     private static void AssertReclaimed(TieredMemoryPool pool, FakeTimeProvider time)
     {
         Assert.Equal(1, pool.GetStatistics().Segmented.LiveBuffers);
@@ -104,6 +125,14 @@ public sealed class SegmentedLeakTests
         }
 
         Assert.Equal(Segments, CountSegments(stream.GetReadOnlySequence()));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EndAMessageAndLeak(TieredMemoryPool pool)
+    {
+        var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, MaxSegmentSize = 64 * 1024 });
+        writer.Write(new byte[MessageSize]);
+        writer.Reset();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
