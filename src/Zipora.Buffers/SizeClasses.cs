@@ -16,11 +16,20 @@ internal static class SizeClasses
     public static int QuarterStepIndex(int size, int baseLog2)
     {
         Debug.Assert(size > 1 << baseLog2, "quarter-step classes start above their base");
+        uint last = (uint)size - 1;
+        return QuarterStepIndex(last, BitOperations.LeadingZeroCount(last), baseLog2);
+    }
+
+    /// <summary>
+    /// <see cref="QuarterStepIndex(int, int)"/> of the size <paramref name="last"/> + 1, given the count of leading
+    /// zeros of <paramref name="last"/>, for a caller that needs that count for something else too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int QuarterStepIndex(uint last, int zeros, int baseLog2)
+    {
         // size - 1 shifted up until its leading one is bit 31: bits 31-29 are then 4 plus the quarter, and its doubling
         // (31 - zeros - baseLog2) counts four classes each. Two dependent instructions after the count of zeros, where
         // shifting down by the doubling took four; a rent and a return each pay it.
-        uint last = (uint)size - 1;
-        int zeros = BitOperations.LeadingZeroCount(last);
         int leadingThree = (int)((last << zeros) >> 29);
         return leadingThree + (4 * (30 - baseLog2 - zeros));
     }

@@ -56,7 +56,7 @@ internal static class ArraySizeClasses
             return -1;
         }
 
-        return PowerOfTwoClasses + (int)((last << zeros) >> 29) + (4 * (30 - QuarterStepBaseLog2 - zeros));
+        return PowerOfTwoClasses + SizeClasses.QuarterStepIndex(last, zeros, QuarterStepBaseLog2);
     }
 
     /// <summary>The length of the arrays of class <paramref name="index"/>.</summary>

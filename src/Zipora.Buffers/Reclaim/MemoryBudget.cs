@@ -73,13 +73,13 @@ internal sealed class MemoryBudget
     /// <summary>A budget of <paramref name="limit"/> bytes with no cgroup behind it (tests of the derived caps).</summary>
     internal static MemoryBudget ForLimit(long limit) => new(null, limitIsCgroups: false, limit, limit > 0 ? "test" : "none");
 
-    /// <summary>The budget of <paramref name="cgroup"/>, read now (tests of the pressure threshold, on a cgroup's files of their own).</summary>
-    internal static MemoryBudget ForCgroup(CgroupMemory cgroup) =>
-        new(cgroup, limitIsCgroups: true, cgroup.TryRead(out long limit, out _) ? limit : 0, "test cgroup");
+    /// <summary>The budget <see cref="Current"/> would be in <paramref name="cgroup"/> (tests of the pressure threshold, on a cgroup's files of their own).</summary>
+    internal static MemoryBudget ForCgroup(CgroupMemory cgroup) => Detect(cgroup);
 
-    private static MemoryBudget Detect()
+    private static MemoryBudget Detect() => Detect(CgroupMemory.Find());
+
+    private static MemoryBudget Detect(CgroupMemory? cgroup)
     {
-        CgroupMemory? cgroup = CgroupMemory.Find();
         if (cgroup is not null && cgroup.TryRead(out long limit, out _) && limit > 0)
         {
             return new MemoryBudget(cgroup, limitIsCgroups: true, limit, cgroup.IsVersion1 ? "cgroup v1" : "cgroup v2");
