@@ -245,6 +245,18 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// <summary>Whether the block is back with its releaser and may be handed out again.</summary>
     internal bool IsReturned => _state == StateReturned;
 
+    /// <summary>
+    /// Marks a live block returned without giving it to its releaser: a pool that keeps the block for its next use
+    /// outside its releaser's caches (a segmented buffer's thread cache) makes memory kept past the block's last use
+    /// refuse every use, as a return would, and hands it out again with <see cref="Reactivate"/>, or gives it to the
+    /// releaser itself. Only for a block the caller holds alone.
+    /// </summary>
+    internal void MarkReturnedForReuse()
+    {
+        Debug.Assert(_state == StateLive, "only a live block is kept for reuse");
+        _state = StateReturned;
+    }
+
     /// <summary>Hands a returned block out again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Reactivate()

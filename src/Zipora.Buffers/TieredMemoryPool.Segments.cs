@@ -41,6 +41,13 @@ public sealed partial class TieredMemoryPool
         return RentBlock(size).Block;
     }
 
+    /// <summary>
+    /// Whether <paramref name="segment"/>'s block may stay with it when its buffer lets it go whole: a medium block (the
+    /// tier whose trims take parked blocks back, see <see cref="SegmentedBufferCounters.ReleaseParkedBlocks"/>) that
+    /// was never reclaimed as leaked.
+    /// </summary>
+    internal bool MayKeepWhole(BufferSegment segment) => segment.HoldsBlockOf(_medium);
+
     /// <summary>The counters of the segmented buffers that rent from this pool (see <see cref="SegmentedBufferStatistics"/>).</summary>
     internal SegmentedBufferCounters SegmentedCounters { get; } = new();
 }

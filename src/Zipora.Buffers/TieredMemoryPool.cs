@@ -133,7 +133,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         try
         {
             _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
-            _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
+            _medium = new MediumTier(_pages, clock, _unmaps, _quarantine, options.MmapThreshold, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches, SegmentedCounters);
             _large = new LargeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.MmapThreshold, options.HugepageThreshold, options.RegionCacheMaxCount, options.RegionCacheMaxBytes, options.AdaptiveCaches);
             _huge = new HugeTier(_pages, clock, _quarantine, _unmaps, _diagnostics is not null, options.HugepageThreshold, options.MaxBufferSize, options.EnableHugepages && !options.UsePinnedArrays, options.HugeRegionCacheMaxCount, options.HugeRegionCacheMaxBytes, options.AdaptiveCaches);
             _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);

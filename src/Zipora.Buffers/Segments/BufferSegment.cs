@@ -38,7 +38,14 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// <summary>Whether the segment's pool block is still the one it was given (the pool has not reclaimed it as leaked since).</summary>
     public bool StillHoldsItsBlock => _owner is not NativeMemoryManager block || block.Generation == _generation;
 
-    /// <summary>Bytes the segment can hold.</summary>
+    /// <summary>
+    /// Whether the segment still holds the block <paramref name="releaser"/> gave it (not reclaimed since as leaked):
+    /// such a block may stay with the segment when the segment is let go of whole.
+    /// </summary>
+    public bool HoldsBlockOf(INativeMemoryReleaser releaser) =>
+        _owner is NativeMemoryManager block && block.Releaser == releaser && block.Generation == _generation;
+
+    /// <summary>Bytes the segment can hold (0 with no block).</summary>
     public int Capacity => _available.Length;
 
     /// <summary>Bytes still free after <see cref="End"/>.</summary>
@@ -98,6 +105,36 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 
     /// <summary>Moves the segment to a new place in the running index (a writer's tail reused from the start).</summary>
     public void MoveTo(long runningIndex) => RunningIndex = runningIndex;
+
+    /// <summary>
+    /// Marks the kept block returned while it waits in a thread's cache (memory kept past the last message refuses every
+    /// use, as after a return); <see cref="UnparkBlock"/> hands it out again, <see cref="ReleaseParkedBlock"/> gives it
+    /// back. The segment must hold a pool block (see <see cref="HoldsBlockOf"/>).
+    /// </summary>
+    public void ParkBlock() => ((NativeMemoryManager)_owner!).MarkReturnedForReuse();
+
+    /// <summary>Hands the block parked with <see cref="ParkBlock"/> out again, to the buffer that took the segment.</summary>
+    public void UnparkBlock() => ((NativeMemoryManager)_owner!).Reactivate();
+
+    /// <summary>Takes the parked block away from the segment and gives it to its tier (it is already marked returned).</summary>
+    public void ReleaseParkedBlock()
+    {
+        var block = (NativeMemoryManager)_owner!;
+        _ = TryDetach(out _);
+        block.Releaser!.Release(block);
+    }
+
+    /// <summary>
+    /// Forgets the bytes written and the place in the chain, and keeps the block: the segment, let go of whole, waits
+    /// for the next message of its thread. Under the buffer's guard.
+    /// </summary>
+    public void ClearKeepingBlock()
+    {
+        _end = 0;
+        Memory = default;
+        Next = null;
+        RunningIndex = 0;
+    }
 
     /// <summary>
     /// Takes the block away from the segment and forgets everything; the caller then gives the block back with

@@ -179,14 +179,46 @@ internal partial struct SegmentChain
     /// </summary>
     private void RetireIfBlocksReclaimedUnsynchronized(string typeName)
     {
-        for (BufferSegment? segment = _head; segment is not null; segment = segment.NextSegment)
+        // The spare too: it may hold the block of the thread's last message, which a revived buffer's next segment takes.
+        bool reclaimed = _spare is { StillHoldsItsBlock: false };
+        for (BufferSegment? segment = _head; segment is not null && !reclaimed; segment = segment.NextSegment)
         {
-            if (!segment.StillHoldsItsBlock)
-            {
-                Volatile.Write(ref _disposed, 1);
-                Volatile.Write(ref _state, Released);
-                SegmentThrowHelper.ThrowDisposed(typeName);
-            }
+            reclaimed = !segment.StillHoldsItsBlock;
+        }
+
+        if (reclaimed)
+        {
+            Volatile.Write(ref _disposed, 1);
+            Volatile.Write(ref _state, Released);
+            SegmentThrowHelper.ThrowDisposed(typeName);
+        }
+    }
+
+    /// <summary>
+    /// Makes the head, with its block, the spare, when the block is the pool's medium tier's and was never reclaimed:
+    /// the thread's next message of that size takes the segment as it is. Only on the way to the thread's cache.
+    /// </summary>
+    private void KeepHeadWhole()
+    {
+        if (_head is not { } head || !_settings.Tiered!.MayKeepWhole(head))
+        {
+            return;
+        }
+
+        // A spare here holds no block: the first segment took or released the one it was taken with.
+        BufferSegment? empty = _spare;
+        BufferSegment? next = head.NextSegment;
+        _head = next;
+        if (next is null)
+        {
+            _tail = null;
+        }
+
+        head.ClearKeepingBlock();
+        _spare = head;
+        if (empty is not null)
+        {
+            BufferSegmentCache.Return(empty);
         }
     }
 
@@ -211,17 +243,30 @@ internal partial struct SegmentChain
         {
             // The end index is the message's length: the running index starts at 0 and restarts at each reset.
             tracker.EndMessage(_segmentsThisMessage, EndIndex);
+            KeepHeadWhole();
             ReleaseAfterUnsynchronized(null);
         }
         finally
         {
-            // Refused when the sweep retired the tracker first: this buffer was counted as leaked, and is not counted twice.
+            // The spare goes with the tracker to this thread's cache, its block with it, unless the sweep retired the
+            // tracker first: this buffer was counted as leaked, and is not counted twice, and its block goes back.
             // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
             object token = _token!;
             _token = null;
+            BufferSegment? spare = _spare;
+            _spare = null;
+            if (spare is { Capacity: > 0 } whole)
+            {
+                tracker.AddBytesHeld(-whole.Capacity);
+            }
+
             if (tracker.TryGiveBack(_ticket, token))
             {
-                SegmentedBufferCounters.Return(tracker);
+                tracker.Counters.Return(tracker, spare);
+            }
+            else
+            {
+                SegmentedBufferCounters.Release(spare);
             }
         }
 

@@ -40,6 +40,10 @@ internal partial struct SegmentChain
     private object? _token;
     private BufferSegment? _head;
     private BufferSegment? _tail;
+
+    // An empty segment object for the next segment (only with a tracker): the thread's spare taken with the tracker, or
+    // the last one let go of. It may hold a block, the one its thread's last message ended in, counted as held.
+    private BufferSegment? _spare;
     private int _nextSegmentSize;
     private int _segmentsThisMessage;
     private long _state;
@@ -84,7 +88,11 @@ internal partial struct SegmentChain
         _nextSegmentSize = settings.InitialSegmentSize;
         if (settings.Tiered is { } tiered)
         {
-            _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token);
+            SegmentedBufferTracker tracker = _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token, out _spare);
+            if (_spare is { Capacity: > 0 } whole)
+            {
+                tracker.AddBytesHeld(whole.Capacity);
+            }
         }
     }
 
@@ -94,13 +102,26 @@ internal partial struct SegmentChain
     /// </summary>
     public BufferSegment AppendUnsynchronized(int minimumSize)
     {
-        // The segment object first: out of managed memory for it (or for the thread-statics of the segment cache) the
-        // rent throws before a block is taken, which would otherwise be held by nothing until its finalizer ran.
-        BufferSegment segment = RentSegment();
-        IMemoryOwner<byte> owner = RentOwner(minimumSize);
-        segment.Attach(owner, EndIndex);
-        int capacity = segment.Capacity;
-        _tracker?.AddBytesHeld(capacity);
+        BufferSegment segment;
+        int size = GrowthSize(minimumSize);
+        if (_spare is { } spare && FitsKeptBlock(spare.Capacity, size))
+        {
+            // The block the thread's last message ended in, of the class the pool would rent for this size: nothing to
+            // rent, nothing to attach, and it is already counted as held.
+            _spare = null;
+            segment = spare;
+            segment.MoveTo(EndIndex);
+            MoveGrowthOn(size);
+        }
+        else
+        {
+            // The segment object first: out of managed memory for it (or for the thread-statics of the segment cache)
+            // the rent throws before a block is taken, which would otherwise be held by nothing until its finalizer ran.
+            segment = RentSegment();
+            segment.Attach(RentOwner(minimumSize, size), EndIndex);
+            _tracker?.AddBytesHeld(segment.Capacity);
+        }
+
         _segmentsThisMessage++;
 
         if (_tail is null)
@@ -125,7 +146,7 @@ internal partial struct SegmentChain
     {
         BufferSegment tail = _tail!;
         Debug.Assert(tail.End == 0, "only an empty tail is given a larger block");
-        IMemoryOwner<byte> owner = RentOwner(minimumSize);
+        IMemoryOwner<byte> owner = RentOwner(minimumSize, GrowthSize(minimumSize));
         BlockRelease old = tail.Swap(owner);
         _tracker?.AddBytesHeld(tail.Capacity - old.Capacity);
         old.Dispose();
@@ -226,12 +247,28 @@ internal partial struct SegmentChain
         _nextSegmentSize = _settings.InitialSegmentSize;
     }
 
-    /// <summary>Rents a block of at least <paramref name="minimumSize"/> bytes (the growth's next size when larger), and moves the growth on.</summary>
-    private IMemoryOwner<byte> RentOwner(int minimumSize)
+    /// <summary>What the growth policy rents for <paramref name="minimumSize"/> bytes: the next size when larger, within what the pool serves.</summary>
+    private readonly int GrowthSize(int minimumSize)
+    {
+        Debug.Assert(minimumSize > 0 && minimumSize <= _settings.MaxRentSize, "the caller checks the size against the pool");
+        return Math.Min(Math.Max(minimumSize, _nextSegmentSize), _settings.MaxRentSize);
+    }
+
+    /// <summary>
+    /// Whether a kept block of <paramref name="capacity"/> bytes (0: none) is the one the pool would rent for
+    /// <paramref name="size"/>: the medium tier's classes are powers of two, so its class holds the size and the half
+    /// below does not.
+    /// </summary>
+    private static bool FitsKeptBlock(int capacity, int size) => (uint)(capacity - size) < (uint)(capacity >> 1);
+
+    /// <summary>Moves the growth on past a segment of <paramref name="size"/> bytes.</summary>
+    private void MoveGrowthOn(int size) =>
+        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _settings.MaxSegmentSize);
+
+    /// <summary>Rents a block of <paramref name="size"/> bytes (<see cref="GrowthSize"/> of <paramref name="minimumSize"/>), and moves the growth on.</summary>
+    private IMemoryOwner<byte> RentOwner(int minimumSize, int size)
     {
         SegmentedBufferSettings settings = _settings;
-        Debug.Assert(minimumSize > 0 && minimumSize <= settings.MaxRentSize, "the caller checks the size against the pool");
-        int size = Math.Min(Math.Max(minimumSize, _nextSegmentSize), settings.MaxRentSize);
         IMemoryOwner<byte> owner;
         if (settings.Tiered is { } tiered)
         {
@@ -248,22 +285,31 @@ internal partial struct SegmentChain
             }
         }
 
-        _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, settings.MaxSegmentSize);
+        MoveGrowthOn(size);
         return owner;
     }
 
-    /// <summary>An empty segment object: the one kept with the tracker, else one from the thread's cache.</summary>
-    private readonly BufferSegment RentSegment()
+    /// <summary>
+    /// An empty segment object: the buffer's spare (whose kept block, of another size, goes back first), else one from
+    /// the thread's cache.
+    /// </summary>
+    private BufferSegment RentSegment()
     {
-        if (_tracker is { SpareSegment: { } spare } tracker)
+        BufferSegment? spare = _spare;
+        if (spare is null)
         {
-            tracker.SpareSegment = null;
-            return spare;
+            return BufferSegmentCache.Rent();
         }
 
-        return BufferSegmentCache.Rent();
-    }
+        _spare = null;
+        if (spare.TryDetach(out BlockRelease kept))
+        {
+            _tracker!.AddBytesHeld(-kept.Capacity);
+            kept.Dispose();
+        }
 
+        return spare;
+    }
     private readonly int CountSegments()
     {
         int count = 0;
@@ -296,11 +342,11 @@ internal partial struct SegmentChain
         {
             _tracker?.AddBytesHeld(-block.Capacity);
 
-            // The object goes back before the block, whose owner may throw (another pool's): kept with the tracker for
-            // the next first segment, else in the thread's cache.
-            if (_tracker is { SpareSegment: null } tracker)
+            // The object goes back before the block, whose owner may throw (another pool's): kept as the buffer's spare
+            // for its next segment, else in the thread's cache.
+            if (_tracker is not null && _spare is null)
             {
-                tracker.SpareSegment = segment;
+                _spare = segment;
             }
             else
             {

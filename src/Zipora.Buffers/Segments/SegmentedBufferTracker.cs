@@ -50,23 +50,8 @@ internal sealed class SegmentedBufferTracker
     public SegmentedBufferCounters Counters { get; }
 
     /// <summary>
-    /// An empty segment object (it holds no block) kept with the tracker for the next first segment of its buffer, or
-    /// of the next buffer that takes the tracker: a message of one segment then finds its segment object without the
-    /// thread-local lookups of <see cref="BufferSegmentCache"/>. Read and written only by the buffer that holds the
-    /// tracker, under its guard (a free tracker changes hands under the counters' lock or on one thread).
-    /// </summary>
-    public BufferSegment? SpareSegment { get; set; }
-
-    /// <summary>
-    /// The thread whose spare slot the tracker was last parked in, kept after it is taken (see <see cref="IsParked"/>):
-    /// a tracker parks on the same thread message after message, and a reference written again costs a write barrier.
-    /// </summary>
-    public Thread? ParkedOn { get; set; }
-
-    /// <summary>
-    /// Whether the tracker is free in <see cref="ParkedOn"/>'s spare slot now; the sweep takes a dead thread's back.
-    /// Written after <see cref="ParkedOn"/> and read before it, both ordered: a sweep that sees the tracker parked
-    /// sees the thread it is parked on, never the one before, which may have exited.
+    /// Whether the tracker is free in a thread's cache now (see <see cref="SegmentThreadCache"/>). Read by tests that
+    /// account for every tracker.
     /// </summary>
     public bool IsParked
     {

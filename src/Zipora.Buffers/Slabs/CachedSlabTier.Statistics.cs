@@ -68,10 +68,19 @@ internal abstract partial class CachedSlabTier<TClasses>
         return rented;
     }
 
+    /// <summary>
+    /// The free blocks of each class kept for the tier's users outside its caches (see <see cref="ReleaseHeldElsewhere"/>),
+    /// or <see langword="null"/> when the tier keeps none there.
+    /// </summary>
+    protected virtual long[]? CountHeldElsewhere() => null;
+
     /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
     private ClassCounts[] CountByClass()
     {
         var byClass = new ClassCounts[_capacities.Length];
+
+        // Before the registry's lock, which must not be held while another's is taken (see ReleaseHeldElsewhere).
+        long[]? heldElsewhere = CountHeldElsewhere();
         lock (_registry.Lock)
         {
             _registry.RetireExitedUnsynchronized();
@@ -95,6 +104,10 @@ internal abstract partial class CachedSlabTier<TClasses>
                     counts.Cached += count;
                 }
 
+                // A free block kept outside the caches is the tier's as much as a cached one: returned, and cached.
+                long kept = heldElsewhere?[classIndex] ?? 0;
+                counts.Returns += kept;
+                counts.Cached += kept;
                 counts.CountTheRentsOfEveryReturn();
             }
         }

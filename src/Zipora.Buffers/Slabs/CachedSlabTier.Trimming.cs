@@ -51,6 +51,8 @@ internal abstract partial class CachedSlabTier<TClasses>
 
     public override void Dispose()
     {
+        // Before the tier's own lock: what gives the blocks back takes the thread caches' locks and this tier's return path.
+        ReleaseHeldElsewhere(forGood: true);
         lock (_trimLock)
         {
             if (_disposeFinished)
@@ -91,6 +93,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// <summary>Gives back the free blocks of the chosen classes (all when <paramref name="classes"/> is null).</summary>
     private void TrimClasses(bool[]? classes)
     {
+        ReleaseHeldElsewhere(forGood: false);
         lock (_trimLock)
         {
             if (_disposed)
@@ -124,6 +127,15 @@ internal abstract partial class CachedSlabTier<TClasses>
                 _cachesClosed = false;
             }
         }
+    }
+
+    /// <summary>
+    /// Gives back to the tier, as returns, the free blocks kept for its users outside its own caches (the medium tier's:
+    /// the segmented buffers' parked blocks), before a trim or the tier's disposal (<paramref name="forGood"/>) empties
+    /// the caches. Called without any of the tier's locks held.
+    /// </summary>
+    protected virtual void ReleaseHeldElsewhere(bool forGood)
+    {
     }
 
     /// <summary>Puts free blocks a trim took out back in their classes' depots.</summary>
