@@ -41,6 +41,8 @@ public sealed class MapCountLimitSafetyTests
             return;
         }
 
+        _ = AheadOfTheLimit.CompileAssembliesOf(typeof(TieredMemoryPool), typeof(PageAllocator), typeof(MapEntryHog));
+
         int before = MapEntryHog.EntriesNow();
         using var hog = new MapEntryHog();
 
@@ -163,6 +165,8 @@ public sealed class MapCountLimitSafetyTests
             return;
         }
 
+        _ = AheadOfTheLimit.CompileAssembliesOf(typeof(TieredMemoryPool), typeof(PageAllocator), typeof(MapEntryHog));
+
         using var hog = new MapEntryHog();
         RefusedRegionUnmap(hog, atLimit: false);
         TieredMemoryPoolStatistics refused = RefusedRegionUnmap(hog, atLimit: true);
@@ -237,6 +241,8 @@ public sealed class MapCountLimitSafetyTests
         {
             return;
         }
+
+        _ = AheadOfTheLimit.CompileAssembliesOf(typeof(TieredMemoryPool), typeof(PageAllocator), typeof(MapEntryHog));
 
         using var hog = new MapEntryHog();
         // Once away from the limit, so that every method the pass runs is compiled before the process is at it.
