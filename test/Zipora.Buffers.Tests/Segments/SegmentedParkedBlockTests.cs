@@ -50,6 +50,24 @@ public sealed class SegmentedParkedBlockTests
         Assert.Equal(4096, statistics.BytesInUse);
     }
 
+    [Theory]
+    [InlineData(0, 2 * 1024 * 1024)]
+    [InlineData(128, 0)]
+    public void APoolThatKeepsNoBlocksPerThreadParksNone(int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ThreadCacheMaxBuffers = threadCacheMaxBuffers, ThreadCacheMaxBytes = threadCacheMaxBytes, EnableHugepages = false });
+        var options = new SegmentedBufferOptions { Pool = pool };
+        for (int i = 0; i < 10; i++)
+        {
+            WriteMessage(options, (byte)i);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(10, statistics.Medium.Rents);
+        Assert.Equal(10, statistics.Medium.Returns);
+        Assert.Equal(0, statistics.BytesInUse);
+    }
+
     [Fact]
     public void ATrimTakesTheParkedBlockBackAndItsSlabIsUnmappedOnceTheDelayHasPassed()
     {
