@@ -10,7 +10,10 @@ public sealed class TierStatistics
     /// <summary>Buffers handed out.</summary>
     public long Rents { get; init; }
 
-    /// <summary>Buffers given back by their owners.</summary>
+    /// <summary>
+    /// Buffers given back by their owners. In the medium tier this includes the blocks a segmented buffer left parked in
+    /// its thread's cache for the thread's next message (they count as cached, not in use, until a buffer takes one).
+    /// </summary>
     public long Returns { get; init; }
 
     /// <summary>Rents served from memory the pool already held.</summary>

@@ -5,7 +5,7 @@ namespace Zipora.Buffers;
 
 /// <summary>
 /// A per-thread cache of native memory, which a trim may only empty while its owner is out of it: the slab tiers'
-/// stacks and the region tiers' slots. (The array pool needs no handshake: it may abandon managed arrays to the GC.)
+/// stacks, the region tiers' slots and the segmented buffers' parked blocks. (The array pool needs no handshake: it may abandon managed arrays to the GC.)
 /// </summary>
 /// <remarks>
 /// The owner raises <see cref="InUse"/>, then reads its tier's closed flag, and lowers <see cref="InUse"/> as it
