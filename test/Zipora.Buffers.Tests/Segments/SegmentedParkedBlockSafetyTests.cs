@@ -21,7 +21,7 @@ public sealed class SegmentedParkedBlockSafetyTests
     public void ARevivedWriterWhoseTakenParkedBlockWasReclaimedDoesNotParkItAgainForAnotherBuffer()
     {
         var time = new FakeTimeProvider();
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
+        using var pool = NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
         nint parked = WriteMessage(options, 1);
 
@@ -66,6 +66,166 @@ public sealed class SegmentedParkedBlockSafetyTests
         }
     }
 
+    [Fact]
+    public void ALateDisposeOfARevivedWriterWhoseHeadBlockWasReclaimedDoesNotParkItForTheNextWriter()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+
+        // A writer with one medium segment written, dropped, found unreachable twice (its block reclaimed into the
+        // quarantine) and brought back each time; then disposed. Only its head holds a block.
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, written: 100);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+        zombie.Dispose();
+
+        using var next = new SegmentedBufferWriter(options);
+        Memory<byte> memory = next.GetMemory(Message);
+        nint address = SegmentedBuffers.AddressOf(memory);
+        memory.Span[..Message].Fill(0x11);
+        next.Advance(Message);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
+            other.Join();
+            RentMany(pool, owners);
+            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
+            Assert.DoesNotContain(address, addresses);
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+        }
+    }
+
+    [Fact]
+    public void ARevivedWriterCountedAsLeakedWhoseTakenParkedBlockWasReclaimedIsRetiredAtItsNextCall()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = WriteMessage(options, 1);
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, written: 0);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+
+        // The sweep counts it as leaked; the quarantine then lets its block go, and the pool hands it out again.
+        Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            RentMany(pool, owners);
+            _ = Assert.Throws<ObjectDisposedException>(() => zombie.GetSpan(Message));
+            foreach (IMemoryOwner<byte> owner in owners)
+            {
+                Assert.True(owner.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the revived writer wrote into another owner's block");
+            }
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+            zombie.Dispose();
+        }
+    }
+
+    [Fact]
+    public void ALeakedWriterThatTookTheParkedBlockHasItReclaimedOnceAndThePoolBalances()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = WriteMessage(options, 1);
+        DropAWriterThatTookTheParkedBlock(options);
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(1, statistics.LeaksReclaimed);
+        Assert.Equal(1, statistics.Segmented.Leaked);
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(0, statistics.BytesQuarantined);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+        Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
+
+        // The block serves the next messages as any other.
+        Assert.NotEqual(0, WriteMessage(options, 2));
+        Assert.NotEqual(0, WriteMessage(options, 3));
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    [Fact]
+    public void MemoryKeptPastItsMessageRefusesEveryUseWhileItsBlockIsParked()
+    {
+        using var pool = NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        Memory<byte> kept;
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            kept = writer.GetMemory(Message);
+            kept.Span[0] = 1;
+            writer.Advance(1);
+        }
+
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+        _ = Assert.Throws<ObjectDisposedException>(() => kept.Span[0] = 2);
+    }
+
+    [Theory]
+    [InlineData(1024, 1)]
+    [InlineData(1024, 1024)]
+    [InlineData(4096, 4097)]
+    [InlineData(4096, 10000)]
+    [InlineData(16384, 1)]
+    [InlineData(3000, 100)]
+    public void AFirstSegmentGetsTheClassItsSizeAsksForWhateverThePreviousMessageParked(int initialSegmentSize, int sizeHint)
+    {
+        using var pool = NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = initialSegmentSize };
+        int expected;
+        using (var fresh = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false }))
+        {
+            using var alone = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = fresh, InitialSegmentSize = initialSegmentSize });
+            expected = alone.GetMemory(sizeHint).Length;
+        }
+
+        // A message of the default 4 KB class leaves its block parked; then the message under test.
+        _ = WriteMessage(new SegmentedBufferOptions { Pool = pool }, 1);
+        using var writer = new SegmentedBufferWriter(options);
+        Memory<byte> memory = writer.GetMemory(sizeHint);
+        Assert.True(memory.Length >= sizeHint, $"asked for {sizeHint}, got {memory.Length}");
+        Assert.Equal(expected, memory.Length);
+    }
+
+    private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
+        new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DropAWriterThatTookTheParkedBlock(SegmentedBufferOptions options)
+    {
+        var writer = new SegmentedBufferWriter(options);
+        writer.Write(new byte[100]);
+    }
+
     private static void RentMany(TieredMemoryPool pool, List<IMemoryOwner<byte>> owners)
     {
         for (int i = 0; i < 64; i++)
@@ -80,8 +240,16 @@ public sealed class SegmentedParkedBlockSafetyTests
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void DropARevivableWriter(SegmentedBufferOptions options, StrongBox<SegmentedBufferWriter?> box) =>
-        _ = new Reviver(new SegmentedBufferWriter(options), box);
+    private static void DropARevivableWriter(SegmentedBufferOptions options, StrongBox<SegmentedBufferWriter?> box, int written = 0)
+    {
+        var writer = new SegmentedBufferWriter(options);
+        if (written > 0)
+        {
+            writer.Write(new byte[written]);
+        }
+
+        _ = new Reviver(writer, box);
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void DropAgain(StrongBox<SegmentedBufferWriter?> box)
