@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
@@ -214,6 +215,36 @@ public sealed class SegmentedParkedBlockSafetyTests
         Memory<byte> memory = writer.GetMemory(sizeHint);
         Assert.True(memory.Length >= sizeHint, $"asked for {sizeHint}, got {memory.Length}");
         Assert.Equal(expected, memory.Length);
+    }
+
+    [Theory]
+    [InlineData(0, 2 * 1024 * 1024)]
+    [InlineData(128, 0)]
+    [InlineData(128, 32 * 1024)]
+    public void WithoutRoomInTheThreadCachesForItsClassAThreadKeepsNoMediumBlockBetweenMessages(int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    {
+        // ThreadCacheMaxBuffers 0 turns per-thread caching off; ThreadCacheMaxBytes bounds the medium bytes a thread
+        // keeps (32 KB split over the medium classes leaves the 16 KB class none). Each message then rents its block.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            TimeProvider = new FakeTimeProvider(),
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+            EnableHugepages = false,
+            ThreadCacheMaxBuffers = threadCacheMaxBuffers,
+            ThreadCacheMaxBytes = threadCacheMaxBytes,
+        });
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16384 };
+        _ = WriteMessage(options, 1);
+        long rents = pool.GetStatistics().Medium.Rents;
+        for (int i = 0; i < 10; i++)
+        {
+            _ = WriteMessage(options, (byte)i);
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(rents + 10, statistics.Medium.Rents);
+        SizeClassStatistics row = statistics.SizeHistogram.First(static row => row is { Tier: "medium", ClassSize: 16384 });
+        Assert.Equal(0, row.BuffersInUse);
     }
 
     private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
