@@ -44,9 +44,9 @@ public sealed partial class TieredMemoryPool
     /// <summary>
     /// Whether <paramref name="segment"/>'s block may stay with it when its buffer lets it go whole: a medium block (the
     /// tier whose trims take parked blocks back, see <see cref="SegmentedBufferCounters.ReleaseParkedBlocks"/>) that
-    /// was never reclaimed as leaked.
+    /// was never reclaimed as leaked, of a class the options let a thread keep blocks of.
     /// </summary>
-    internal bool MayKeepWhole(BufferSegment segment) => segment.HoldsBlockOf(_medium);
+    internal bool MayKeepWhole(BufferSegment segment) => segment.HoldsBlockOf(_medium) && _medium.ThreadsMayKeep(segment.Capacity);
 
     /// <summary>The counters of the segmented buffers that rent from this pool (see <see cref="SegmentedBufferStatistics"/>).</summary>
     internal SegmentedBufferCounters SegmentedCounters { get; } = new();

@@ -141,6 +141,13 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         ReleaseSlow(buffer, classIndex);
     }
 
+    /// <summary>
+    /// Whether a thread may keep a free block of <paramref name="blockLength"/> bytes for itself: its class has room in
+    /// the thread caches (<see cref="TieredMemoryPoolOptions.ThreadCacheMaxBuffers"/> and
+    /// <see cref="TieredMemoryPoolOptions.ThreadCacheMaxBytes"/> leave it at least one).
+    /// </summary>
+    internal bool ThreadsMayKeep(int blockLength) => _capacities[TClasses.ClassIndexOfBlock(blockLength)] > 0;
+
     /// <summary>Takes a leaked block back after its quarantine.</summary>
     public void Reclaim(NativeMemoryManager buffer) => _quarantine.Add(buffer, this, TClasses.Name);
 
