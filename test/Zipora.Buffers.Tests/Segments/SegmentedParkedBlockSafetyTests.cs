@@ -198,7 +198,15 @@ public sealed class SegmentedParkedBlockSafetyTests
     [InlineData(4096, 10000)]
     [InlineData(16384, 1)]
     [InlineData(3000, 100)]
-    public void AFirstSegmentGetsTheClassItsSizeAsksForWhateverThePreviousMessageParked(int initialSegmentSize, int sizeHint)
+    public void AFirstSegmentGetsTheClassItsSizeAsksForWhateverThePreviousMessageParked(int initialSegmentSize, int sizeHint) =>
+        AFirstSegmentGetsTheClassItsSizeAsksForAfterAMessageOf(4096, initialSegmentSize, sizeHint);
+
+    [Theory]
+    [InlineData(1024, 600, 1)]
+    [InlineData(1024, 513, 1)]
+    [InlineData(1024, 1, 900)]
+    [InlineData(16384, 9000, 1)]
+    public void AFirstSegmentGetsTheClassItsSizeAsksForAfterAMessageOf(int parkedSegmentSize, int initialSegmentSize, int sizeHint)
     {
         using var pool = NewPool(new FakeTimeProvider());
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = initialSegmentSize };
@@ -209,8 +217,8 @@ public sealed class SegmentedParkedBlockSafetyTests
             expected = alone.GetMemory(sizeHint).Length;
         }
 
-        // A message of the default 4 KB class leaves its block parked; then the message under test.
-        _ = WriteMessage(new SegmentedBufferOptions { Pool = pool }, 1);
+        // A message of one medium class leaves its block parked; then the message under test.
+        _ = WriteMessage(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = parkedSegmentSize }, 1);
         using var writer = new SegmentedBufferWriter(options);
         Memory<byte> memory = writer.GetMemory(sizeHint);
         Assert.True(memory.Length >= sizeHint, $"asked for {sizeHint}, got {memory.Length}");
