@@ -255,6 +255,127 @@ public sealed class SegmentedParkedBlockSafetyTests
         Assert.Equal(0, row.BuffersInUse);
     }
 
+    [Fact]
+    public void MessagesHandedBetweenThreadsRacingTrimsStatisticsChurnAndThePoolsDisposalShareNoBlockAndLeaveEverySlabUnmapped()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        var failures = new List<string>();
+        var blocks = new HashSet<nint>();
+        var handoff = new System.Collections.Concurrent.BlockingCollection<(SegmentedBufferWriter Writer, byte Stamp)>(4);
+        using var stop = new CancellationTokenSource();
+        void Note(string failure)
+        {
+            lock (failures)
+            {
+                failures.Add(failure);
+            }
+        }
+
+        void Check(SegmentedBufferWriter writer, byte stamp)
+        {
+            ReadOnlySequence<byte> written = writer.GetReadOnlySequence();
+            if (written.Length != Message || written.FirstSpan.IndexOfAnyExcept(stamp) >= 0)
+            {
+                Note($"stamp {stamp}: another buffer wrote into this one's block");
+            }
+        }
+
+        SegmentedBufferWriter? Written(byte stamp)
+        {
+            try
+            {
+                var writer = new SegmentedBufferWriter(options);
+                Memory<byte> memory = writer.GetMemory(Message);
+                memory.Span[..Message].Fill(stamp);
+                writer.Advance(Message);
+                lock (blocks)
+                {
+                    _ = blocks.Add(SegmentedBuffers.AddressOf(memory));
+                }
+
+                return writer;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+        }
+
+        var threads = new List<Thread>
+        {
+            // Writes on one thread, disposes on another: blocks park on the thread that disposes.
+            new(() =>
+            {
+                for (int i = 0; !stop.IsCancellationRequested; i++)
+                {
+                    if (Written((byte)i) is { } writer)
+                    {
+                        handoff.Add((writer, (byte)i));
+                    }
+                }
+
+                handoff.CompleteAdding();
+            }),
+            new(() =>
+            {
+                foreach ((SegmentedBufferWriter writer, byte stamp) in handoff.GetConsumingEnumerable())
+                {
+                    using SegmentedBufferWriter? own = Written((byte)(stamp + 1));
+                    Thread.Yield();
+                    Check(writer, stamp);
+                    if (own is not null)
+                    {
+                        Check(own, (byte)(stamp + 1));
+                    }
+
+                    writer.Dispose();
+                }
+            }),
+            new(() =>
+            {
+                for (int seed = 0; !stop.IsCancellationRequested; seed++)
+                {
+                    var churn = new Thread(() =>
+                    {
+                        using SegmentedBufferWriter? writer = Written((byte)seed);
+                    });
+                    churn.Start();
+                    churn.Join();
+                }
+            }),
+            new(() =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    pool.Trim();
+                    _ = pool.GetStatistics();
+                }
+            }),
+        };
+        threads.ForEach(static thread => thread.Start());
+        Thread.Sleep(700);
+        pool.Dispose();
+        Thread.Sleep(200);
+        stop.Cancel();
+        threads.ForEach(static thread => thread.Join());
+
+        Assert.True(failures.Count == 0, $"{failures.Count} failures: {string.Join("; ", failures.GetRange(0, Math.Min(5, failures.Count)))}");
+        Assert.True(blocks.Count > 0, "no message ran");
+        for (int step = 0; step < 40 && blocks.Any(static block => ProcessMappings.IsMapped(block, Message)); step++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            Thread.Sleep(10);
+        }
+
+        List<nint> mapped = blocks.Where(static block => ProcessMappings.IsMapped(block, Message)).ToList();
+        Assert.True(mapped.Count == 0, $"{mapped.Count} of {blocks.Count} blocks still mapped after the pool's disposal: {string.Join("; ", mapped.Take(3).Select(static block => ProcessMappings.Describe(block, Message)))}");
+    }
+
     private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
         new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
 
