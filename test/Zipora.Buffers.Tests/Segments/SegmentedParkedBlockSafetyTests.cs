@@ -376,6 +376,65 @@ public sealed class SegmentedParkedBlockSafetyTests
         Assert.True(mapped.Count == 0, $"{mapped.Count} of {blocks.Count} blocks still mapped after the pool's disposal: {string.Join("; ", mapped.Take(3).Select(static block => ProcessMappings.Describe(block, Message)))}");
     }
 
+    [Fact]
+    public void APoolDroppedWhileALiveThreadAndAnotherPoolsBuffersParkedBlocksIsCollectedAndItsBlocksUnmapped()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        using var other = NewPool(time);
+        var otherOptions = new SegmentedBufferOptions { Pool = other };
+        using var parked = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var found = new StrongBox<(WeakReference Pool, nint Mine, nint Theirs)>();
+        Thread owner = SegmentedBuffers.Started(() =>
+        {
+            // This thread alternates two pools, and parks a block of each; it stays alive while the first is dropped.
+            found.Value = ParkOnTwoPools(time, otherOptions);
+            parked.Set();
+            release.Wait();
+            _ = WriteMessage(otherOptions, 9);
+        });
+        parked.Wait();
+        (WeakReference pool, nint mine, nint theirs) = found.Value;
+        found.Value = default;
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        Assert.False(pool.IsAlive, "the blocks parked on a live thread kept their dropped pool reachable");
+        bool unmapped = false;
+        for (int step = 0; step < 40 && !unmapped; step++)
+        {
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            unmapped = !ProcessMappings.IsMapped(mine, Message);
+            Thread.Sleep(10);
+        }
+
+        release.Set();
+        owner.Join();
+        Assert.True(unmapped, $"a dropped pool's block parked on a live thread stayed mapped: {ProcessMappings.Describe(mine, Message)}");
+        Assert.True(ProcessMappings.IsMapped(theirs, Message), "the other pool's parked block went with the dropped one");
+        SegmentedBuffers.AssertBalanced(other);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (WeakReference Pool, nint Mine, nint Theirs) ParkOnTwoPools(FakeTimeProvider time, SegmentedBufferOptions otherOptions)
+    {
+        var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        nint mine = 0;
+        nint theirs = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            mine = WriteMessage(options, (byte)i);
+            theirs = WriteMessage(otherOptions, (byte)i);
+        }
+
+        return (new WeakReference(pool), mine, theirs);
+    }
+
     private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
         new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
 
