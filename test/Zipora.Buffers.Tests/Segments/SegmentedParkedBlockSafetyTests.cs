@@ -435,6 +435,28 @@ public sealed class SegmentedParkedBlockSafetyTests
         return (new WeakReference(pool), mine, theirs);
     }
 
+    [Fact]
+    public void AThreadWritingMessagesAllAlongKeepsItsParkedBlockThroughTheIdleRelease()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        nint first = WriteMessage(options, 1);
+        long misses = pool.GetStatistics().Medium.CacheMisses;
+        for (int step = 0; step < 20; step++)
+        {
+            // A message every tick of the idle clock: the block is never idle for a whole delay.
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(first, WriteMessage(options, (byte)i));
+            }
+
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+        }
+
+        Assert.Equal(misses, pool.GetStatistics().Medium.CacheMisses);
+    }
+
     private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
         new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
 
