@@ -10,10 +10,15 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
+[CollectionDefinition(nameof(SegmentedParkedBlockSafetyTests), DisableParallelization = true)]
+public sealed class SegmentedParkedBlockSafetyTestsRunAlone;
+
 /// <summary>
 /// Parked blocks against hostile uses: a buffer that took its thread's parked block, leaked, had the block reclaimed
 /// and was then brought back by another object's finalizer and disposed.
 /// </summary>
+/// <remarks>Alone: some tests read /proc/self/maps for a slab's unmapping, which another test's new slab could fill.</remarks>
+[Collection(nameof(SegmentedParkedBlockSafetyTests))]
 public sealed class SegmentedParkedBlockSafetyTests
 {
     private const int Message = 1024;
