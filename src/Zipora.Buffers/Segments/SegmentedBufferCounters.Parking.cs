@@ -71,6 +71,8 @@ internal sealed partial class SegmentedBufferCounters
             {
                 // The buffer holds it from here: a leaked buffer's block is then reclaimed by its finalizer, as a rented one.
                 spare.UnparkBlock();
+                ref long reuses = ref cache.Reuses[MediumClasses.ClassIndexOfBlock(spare.Capacity)];
+                Volatile.Write(ref reuses, reuses + 1);
             }
         }
 
@@ -199,6 +201,26 @@ internal sealed partial class SegmentedBufferCounters
                 if (capacity != 0)
                 {
                     byClass[classOf(capacity)]++;
+                }
+            }
+        }
+    }
+
+    /// <summary>Adds the parked blocks taken back so far on every registered thread to <paramref name="byClass"/> (only activity: an exited thread's stop counting).</summary>
+    public void CountReuses(long[] byClass)
+    {
+        if (Volatile.Read(ref _registry) is not { } registry)
+        {
+            return;
+        }
+
+        lock (registry.Lock)
+        {
+            foreach (SegmentThreadCache cache in registry.Caches)
+            {
+                for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+                {
+                    byClass[classIndex] += Volatile.Read(ref cache.Reuses[classIndex]);
                 }
             }
         }
