@@ -23,6 +23,13 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     protected override void ReleaseHeldElsewhere(bool forGood) => _segments.ReleaseParkedBlocks(forGood);
 
+    protected override long[] CountActivityElsewhere()
+    {
+        long[] byClass = new long[_classCount];
+        _segments.CountReuses(byClass);
+        return byClass;
+    }
+
     protected override long[] CountHeldElsewhere()
     {
         long[] byClass = new long[_classCount];

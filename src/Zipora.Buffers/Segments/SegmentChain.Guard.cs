@@ -260,6 +260,14 @@ internal partial struct SegmentChain
                 tracker.AddBytesHeld(-whole.Capacity);
             }
 
+            if (spare is { StillHoldsItsBlock: false })
+            {
+                // A block taken from the thread's cache and reclaimed since as leaked (this buffer was brought back by
+                // another object's finalizer): the quarantine holds it now, and it must not be parked for the next one.
+                SegmentedBufferCounters.Release(spare);
+                spare = null;
+            }
+
             if (tracker.TryGiveBack(_ticket, token))
             {
                 tracker.Counters.Return(tracker, spare);

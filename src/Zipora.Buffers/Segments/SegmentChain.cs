@@ -257,9 +257,10 @@ internal partial struct SegmentChain
     /// <summary>
     /// Whether a kept block of <paramref name="capacity"/> bytes (0: none) is the one the pool would rent for
     /// <paramref name="size"/>: the medium tier's classes are powers of two, so its class holds the size and the half
-    /// below does not.
+    /// below does not (below the medium tier's smallest size, the small tier serves it).
     /// </summary>
-    private static bool FitsKeptBlock(int capacity, int size) => (uint)(capacity - size) < (uint)(capacity >> 1);
+    private static bool FitsKeptBlock(int capacity, int size) =>
+        (uint)(capacity - size) < (uint)(capacity >> 1) && size >= MediumTier.MinSize;
 
     /// <summary>Moves the growth on past a segment of <paramref name="size"/> bytes.</summary>
     private void MoveGrowthOn(int size) =>

@@ -19,4 +19,10 @@ internal sealed class SegmentThreadCache : HandshakeCache
 
     /// <summary>An empty segment object, holding the block its last message ended in when that is kept whole; or <see langword="null"/>.</summary>
     public BufferSegment? Segment;
+
+    /// <summary>
+    /// Parked blocks taken back by the owner's buffers, per class of the block's tier (owner-written): a message that
+    /// reuses one rents and returns nothing, yet is activity that the idle release must see.
+    /// </summary>
+    public readonly long[] Reuses = new long[ClassStacks.MaxClasses];
 }

@@ -71,6 +71,8 @@ internal sealed partial class SegmentedBufferCounters
             {
                 // The buffer holds it from here: a leaked buffer's block is then reclaimed by its finalizer, as a rented one.
                 spare.UnparkBlock();
+                ref long reuses = ref cache.Reuses[MediumClasses.ClassIndexOfBlock(spare.Capacity)];
+                Volatile.Write(ref reuses, reuses + 1);
             }
         }
 
@@ -130,7 +132,9 @@ internal sealed partial class SegmentedBufferCounters
         if (spare is not null)
         {
             Volatile.Write(ref cache.InUse, 1);
-            if (!_parkingClosed && cache.Segment is null)
+            // A segment with a block takes the place of an empty one (a trim leaves the segment objects it emptied).
+            BufferSegment? replaced = cache.Segment;
+            if (!_parkingClosed && (replaced is null || (replaced.Capacity == 0 && spare.Capacity != 0)))
             {
                 if (spare.Capacity != 0)
                 {
@@ -138,7 +142,7 @@ internal sealed partial class SegmentedBufferCounters
                 }
 
                 cache.Segment = spare;
-                spare = null;
+                spare = replaced;
             }
 
             Volatile.Write(ref cache.InUse, 0);
@@ -161,6 +165,7 @@ internal sealed partial class SegmentedBufferCounters
             }
 
             _parkingClosed = true;
+            bool emptied = false;
             try
             {
                 // Under the handshake: once a cache's owner is out, it stays out (it sees the parking closed) until this ends.
@@ -168,11 +173,14 @@ internal sealed partial class SegmentedBufferCounters
                 {
                     HandshakeCache.EmptyEach(registry, 0, static (cache, _) => EmptyUnsynchronized(cache));
                 }
+
+                emptied = true;
             }
             finally
             {
-                _closedForGood = forGood;
-                _parkingClosed = forGood;
+                // Closed for good only once every cache was emptied: a disposal that stopped partway is done again in full.
+                _closedForGood = forGood && emptied;
+                _parkingClosed = _closedForGood;
             }
         }
 
@@ -199,6 +207,26 @@ internal sealed partial class SegmentedBufferCounters
                 if (capacity != 0)
                 {
                     byClass[classOf(capacity)]++;
+                }
+            }
+        }
+    }
+
+    /// <summary>Adds the parked blocks taken back so far on every registered thread to <paramref name="byClass"/> (only activity: an exited thread's stop counting).</summary>
+    public void CountReuses(long[] byClass)
+    {
+        if (Volatile.Read(ref _registry) is not { } registry)
+        {
+            return;
+        }
+
+        lock (registry.Lock)
+        {
+            foreach (SegmentThreadCache cache in registry.Caches)
+            {
+                for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+                {
+                    byClass[classIndex] += Volatile.Read(ref cache.Reuses[classIndex]);
                 }
             }
         }

@@ -74,6 +74,12 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// </summary>
     protected virtual long[]? CountHeldElsewhere() => null;
 
+    /// <summary>
+    /// Uses of the tier's blocks per class made outside its rents and returns (a parked block taken back), for the idle
+    /// release's judgement only; <see langword="null"/> when there are none. A count that only grows while its threads live.
+    /// </summary>
+    protected virtual long[]? CountActivityElsewhere() => null;
+
     /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
     private ClassCounts[] CountByClass()
     {

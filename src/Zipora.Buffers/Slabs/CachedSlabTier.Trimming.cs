@@ -30,13 +30,18 @@ internal abstract partial class CachedSlabTier<TClasses>
     {
         // Only the idle releaser's timer calls this, one tick at a time.
         ClassCounts[] byClass = CountByClass();
+
+        // A block reused outside the tier's rents and returns is in use all the same: its class is not idle.
+        long[]? elsewhere = CountActivityElsewhere();
         var inUse = new long[byClass.Length];
         long activity = 0;
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
             ClassCounts counts = byClass[classIndex];
             inUse[classIndex] = counts.Hits + counts.Misses - counts.Returns;
-            activity += counts.Hits + counts.Misses + counts.Returns;
+            long reused = elsewhere?[classIndex] ?? 0;
+            byClass[classIndex].Returns += reused;
+            activity += counts.Hits + counts.Misses + counts.Returns + reused;
         }
 
         _highWater.Sample(now, delayInTicks, inUse);

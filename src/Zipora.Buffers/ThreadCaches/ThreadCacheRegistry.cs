@@ -25,14 +25,21 @@ internal sealed class ThreadCacheRegistry<TCache>
 
     private readonly List<TCache> _caches = [];
     private readonly Action<TCache> _retire;
-    private readonly int _slot = ThreadCacheSlots.Acquire();
+    private readonly int _slot;
 
     // Set once the slot is given back: a registration racing the owner's end must not write to a slot that another
     // registry may own by now.
     private bool _released;
 
     /// <param name="retire">Empties the cache of an exited thread and keeps its counts; called with <see cref="Lock"/> held.</param>
-    public ThreadCacheRegistry(Action<TCache> retire) => _retire = retire;
+    public ThreadCacheRegistry(Action<TCache> retire)
+    {
+        _retire = retire;
+
+        // Last, after every field initializer's allocation: out of managed memory the registry throws holding no slot
+        // (a segmented buffers' registry is made inside a buffer's dispose, where nothing may be left acquired).
+        _slot = ThreadCacheSlots.Acquire();
+    }
 
     /// <summary>
     /// What every cache of this registry carries, so an owner's fast path can tell its own caches from a thread's

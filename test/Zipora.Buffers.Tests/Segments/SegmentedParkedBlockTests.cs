@@ -15,6 +15,8 @@ namespace Zipora.Buffers.Tests;
 /// cached, not in use, and taken back by every trim, by the exit of its thread and by the pool's end, from outside the
 /// pool too (its slab is unmapped); and never given to two buffers, whatever races it.
 /// </summary>
+/// <remarks>Alone: some tests read /proc/self/maps for a slab's unmapping, which another test's new slab could fill.</remarks>
+[Collection(nameof(SegmentedParkedBlockSafetyTests))]
 public sealed class SegmentedParkedBlockTests
 {
     private const int Message = 1024;
@@ -51,21 +53,67 @@ public sealed class SegmentedParkedBlockTests
     }
 
     [Theory]
+    [InlineData(1024, 1)]
+    [InlineData(1024, 1024)]
+    [InlineData(4096, 4097)]
+    [InlineData(4096, 10000)]
+    [InlineData(16384, 1)]
+    [InlineData(3000, 100)]
+    public void AFirstSegmentGetsTheClassItsSizeAsksForWhateverThePreviousMessageParked(int initialSegmentSize, int sizeHint) =>
+        AFirstSegmentGetsTheClassItsSizeAsksForAfterAMessageOf(4096, initialSegmentSize, sizeHint);
+
+    [Theory]
+    [InlineData(1024, 600, 1)]
+    [InlineData(1024, 513, 1)]
+    [InlineData(1024, 1, 900)]
+    [InlineData(16384, 9000, 1)]
+    public void AFirstSegmentGetsTheClassItsSizeAsksForAfterAMessageOf(int parkedSegmentSize, int initialSegmentSize, int sizeHint)
+    {
+        using var pool = NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = initialSegmentSize };
+        int expected;
+        using (var fresh = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false }))
+        {
+            using var alone = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = fresh, InitialSegmentSize = initialSegmentSize });
+            expected = alone.GetMemory(sizeHint).Length;
+        }
+
+        // A message of one medium class leaves its block parked; then the message under test.
+        _ = WriteMessage(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = parkedSegmentSize }, 1);
+        using var writer = new SegmentedBufferWriter(options);
+        Memory<byte> memory = writer.GetMemory(sizeHint);
+        Assert.True(memory.Length >= sizeHint, $"asked for {sizeHint}, got {memory.Length}");
+        Assert.Equal(expected, memory.Length);
+    }
+
+    [Theory]
     [InlineData(0, 2 * 1024 * 1024)]
     [InlineData(128, 0)]
-    public void APoolThatKeepsNoBlocksPerThreadParksNone(int threadCacheMaxBuffers, int threadCacheMaxBytes)
+    [InlineData(128, 32 * 1024)]
+    public void WithoutRoomInTheThreadCachesForItsClassAThreadKeepsNoMediumBlockBetweenMessages(int threadCacheMaxBuffers, int threadCacheMaxBytes)
     {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ThreadCacheMaxBuffers = threadCacheMaxBuffers, ThreadCacheMaxBytes = threadCacheMaxBytes, EnableHugepages = false });
-        var options = new SegmentedBufferOptions { Pool = pool };
+        // ThreadCacheMaxBuffers 0 turns per-thread caching off; ThreadCacheMaxBytes bounds the medium bytes a thread
+        // keeps (32 KB split over the medium classes leaves the 16 KB class none). Each message then rents its block.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            TimeProvider = new FakeTimeProvider(),
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+            EnableHugepages = false,
+            ThreadCacheMaxBuffers = threadCacheMaxBuffers,
+            ThreadCacheMaxBytes = threadCacheMaxBytes,
+        });
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16384 };
+        _ = WriteMessage(options, 1);
+        long rents = pool.GetStatistics().Medium.Rents;
         for (int i = 0; i < 10; i++)
         {
-            WriteMessage(options, (byte)i);
+            _ = WriteMessage(options, (byte)i);
         }
 
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(10, statistics.Medium.Rents);
-        Assert.Equal(10, statistics.Medium.Returns);
-        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(rents + 10, statistics.Medium.Rents);
+        SizeClassStatistics row = statistics.SizeHistogram.First(static row => row is { Tier: "medium", ClassSize: 16384 });
+        Assert.Equal(0, row.BuffersInUse);
     }
 
     [Fact]

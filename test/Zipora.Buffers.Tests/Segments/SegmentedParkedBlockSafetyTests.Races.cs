@@ -1,0 +1,215 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>Parked blocks racing trims, statistics, thread churn and disposal; pools dropped with blocks parked; the idle release.</summary>
+public sealed partial class SegmentedParkedBlockSafetyTests
+{
+    [Fact]
+    public void MessagesHandedBetweenThreadsRacingTrimsStatisticsChurnAndThePoolsDisposalShareNoBlockAndLeaveEverySlabUnmapped()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        var failures = new List<string>();
+        var blocks = new HashSet<nint>();
+        var handoff = new System.Collections.Concurrent.BlockingCollection<(SegmentedBufferWriter Writer, byte Stamp)>(4);
+        using var stop = new CancellationTokenSource();
+        void Note(string failure)
+        {
+            lock (failures)
+            {
+                failures.Add(failure);
+            }
+        }
+
+        void Check(SegmentedBufferWriter writer, byte stamp)
+        {
+            ReadOnlySequence<byte> written = writer.GetReadOnlySequence();
+            if (written.Length != Message || written.FirstSpan.IndexOfAnyExcept(stamp) >= 0)
+            {
+                Note($"stamp {stamp}: another buffer wrote into this one's block");
+            }
+        }
+
+        SegmentedBufferWriter? Written(byte stamp)
+        {
+            try
+            {
+                var writer = new SegmentedBufferWriter(options);
+                Memory<byte> memory = writer.GetMemory(Message);
+                memory.Span[..Message].Fill(stamp);
+                writer.Advance(Message);
+                lock (blocks)
+                {
+                    _ = blocks.Add(SegmentedBuffers.AddressOf(memory));
+                }
+
+                return writer;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+        }
+
+        var threads = new List<Thread>
+        {
+            // Writes on one thread, disposes on another: blocks park on the thread that disposes.
+            new(() =>
+            {
+                for (int i = 0; !stop.IsCancellationRequested; i++)
+                {
+                    if (Written((byte)i) is { } writer)
+                    {
+                        handoff.Add((writer, (byte)i));
+                    }
+                }
+
+                handoff.CompleteAdding();
+            }),
+            new(() =>
+            {
+                foreach ((SegmentedBufferWriter writer, byte stamp) in handoff.GetConsumingEnumerable())
+                {
+                    using SegmentedBufferWriter? own = Written((byte)(stamp + 1));
+                    Thread.Yield();
+                    Check(writer, stamp);
+                    if (own is not null)
+                    {
+                        Check(own, (byte)(stamp + 1));
+                    }
+
+                    writer.Dispose();
+                }
+            }),
+            new(() =>
+            {
+                for (int seed = 0; !stop.IsCancellationRequested; seed++)
+                {
+                    var churn = new Thread(() =>
+                    {
+                        using SegmentedBufferWriter? writer = Written((byte)seed);
+                    });
+                    churn.Start();
+                    churn.Join();
+                }
+            }),
+            new(() =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    pool.Trim();
+                    _ = pool.GetStatistics();
+                }
+            }),
+        };
+        threads.ForEach(static thread => thread.Start());
+        Thread.Sleep(700);
+        pool.Dispose();
+        Thread.Sleep(200);
+        stop.Cancel();
+        threads.ForEach(static thread => thread.Join());
+
+        Assert.True(failures.Count == 0, $"{failures.Count} failures: {string.Join("; ", failures.GetRange(0, Math.Min(5, failures.Count)))}");
+        Assert.True(blocks.Count > 0, "no message ran");
+        for (int step = 0; step < 40 && blocks.Any(static block => ProcessMappings.IsMapped(block, Message)); step++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            Thread.Sleep(10);
+        }
+
+        List<nint> mapped = blocks.Where(static block => ProcessMappings.IsMapped(block, Message)).ToList();
+        Assert.True(mapped.Count == 0, $"{mapped.Count} of {blocks.Count} blocks still mapped after the pool's disposal: {string.Join("; ", mapped.Take(3).Select(static block => ProcessMappings.Describe(block, Message)))}");
+    }
+
+    [Fact]
+    public void APoolDroppedWhileALiveThreadAndAnotherPoolsBuffersParkedBlocksIsCollectedAndItsBlocksUnmapped()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        var time = new FakeTimeProvider();
+        using var other = NewPool(time);
+        var otherOptions = new SegmentedBufferOptions { Pool = other };
+        using var parked = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var found = new StrongBox<(WeakReference Pool, nint Mine, nint Theirs)>();
+        Thread owner = SegmentedBuffers.Started(() =>
+        {
+            // This thread alternates two pools, and parks a block of each; it stays alive while the first is dropped.
+            found.Value = ParkOnTwoPools(time, otherOptions);
+            parked.Set();
+            release.Wait();
+            _ = WriteMessage(otherOptions, 9);
+        });
+        parked.Wait();
+        (WeakReference pool, nint mine, nint theirs) = found.Value;
+        found.Value = default;
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        Assert.False(pool.IsAlive, "the blocks parked on a live thread kept their dropped pool reachable");
+        bool unmapped = false;
+        for (int step = 0; step < 40 && !unmapped; step++)
+        {
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            unmapped = !ProcessMappings.IsMapped(mine, Message);
+            Thread.Sleep(10);
+        }
+
+        release.Set();
+        owner.Join();
+        Assert.True(unmapped, $"a dropped pool's block parked on a live thread stayed mapped: {ProcessMappings.Describe(mine, Message)}");
+        Assert.True(ProcessMappings.IsMapped(theirs, Message), "the other pool's parked block went with the dropped one");
+        SegmentedBuffers.AssertBalanced(other);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (WeakReference Pool, nint Mine, nint Theirs) ParkOnTwoPools(FakeTimeProvider time, SegmentedBufferOptions otherOptions)
+    {
+        var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        nint mine = 0;
+        nint theirs = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            mine = WriteMessage(options, (byte)i);
+            theirs = WriteMessage(otherOptions, (byte)i);
+        }
+
+        return (new WeakReference(pool), mine, theirs);
+    }
+
+    [Fact]
+    public void AThreadWritingMessagesAllAlongKeepsItsParkedBlockThroughTheIdleRelease()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        nint first = WriteMessage(options, 1);
+        long misses = pool.GetStatistics().Medium.CacheMisses;
+        for (int step = 0; step < 20; step++)
+        {
+            // A message every tick of the idle clock: the block is never idle for a whole delay.
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(first, WriteMessage(options, (byte)i));
+            }
+
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+        }
+
+        Assert.Equal(misses, pool.GetStatistics().Medium.CacheMisses);
+    }
+}

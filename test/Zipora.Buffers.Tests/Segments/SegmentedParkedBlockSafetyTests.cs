@@ -1,0 +1,257 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+#pragma warning disable CA2000
+
+namespace Zipora.Buffers.Tests;
+
+[CollectionDefinition(nameof(SegmentedParkedBlockSafetyTests), DisableParallelization = true)]
+public sealed class SegmentedParkedBlockSafetyTestsRunAlone;
+
+/// <summary>
+/// Parked blocks against hostile uses: a buffer that took its thread's parked block, leaked, had the block reclaimed
+/// and was then brought back by another object's finalizer and disposed; memory kept past its message. The races, the
+/// dropped pools and the idle release are in <c>SegmentedParkedBlockSafetyTests.Races.cs</c>.
+/// </summary>
+/// <remarks>Alone: some tests read /proc/self/maps for a slab's unmapping, which another test's new slab could fill.</remarks>
+[Collection(nameof(SegmentedParkedBlockSafetyTests))]
+public sealed partial class SegmentedParkedBlockSafetyTests
+{
+    private const int Message = 1024;
+
+    [Fact]
+    public void ARevivedWriterWhoseTakenParkedBlockWasReclaimedDoesNotParkItAgainForAnotherBuffer()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        nint parked = WriteMessage(options, 1);
+
+        // A writer takes the parked block (and writes nothing), is dropped, found unreachable once (the block is
+        // suspected), brought back, dropped again, found unreachable again (the block is reclaimed into the
+        // quarantine), and brought back again. No statistics are read meanwhile: no sweep retires its tracker.
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.NotNull(box.Value);
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+        zombie.Dispose();
+
+        // The next writer of this thread must not be handed the block the quarantine holds.
+        using var next = new SegmentedBufferWriter(options);
+        Memory<byte> memory = next.GetMemory(Message);
+        nint address = SegmentedBuffers.AddressOf(memory);
+        memory.Span[..Message].Fill(0x11);
+        next.Advance(Message);
+
+        // Once the quarantine lets the reclaimed block go, nothing the pool hands out, on this thread or another, may
+        // be that block, and the writer's block stays its own.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
+            other.Join();
+            RentMany(pool, owners);
+            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
+            Assert.DoesNotContain(address, addresses);
+            Assert.True(next.GetReadOnlySequence().FirstSpan.IndexOfAnyExcept((byte)0x11) < 0, "another owner wrote into the writer's block");
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+        }
+    }
+
+    [Fact]
+    public void ALateDisposeOfARevivedWriterWhoseHeadBlockWasReclaimedDoesNotParkItForTheNextWriter()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+
+        // A writer with one medium segment written, dropped, found unreachable twice (its block reclaimed into the
+        // quarantine) and brought back each time; then disposed. Only its head holds a block.
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, written: 100);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+        zombie.Dispose();
+
+        using var next = new SegmentedBufferWriter(options);
+        Memory<byte> memory = next.GetMemory(Message);
+        nint address = SegmentedBuffers.AddressOf(memory);
+        memory.Span[..Message].Fill(0x11);
+        next.Advance(Message);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
+            other.Join();
+            RentMany(pool, owners);
+            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
+            Assert.DoesNotContain(address, addresses);
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+        }
+    }
+
+    [Fact]
+    public void ARevivedWriterCountedAsLeakedWhoseTakenParkedBlockWasReclaimedIsRetiredAtItsNextCall()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = WriteMessage(options, 1);
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, written: 0);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+
+        // The sweep counts it as leaked; the quarantine then lets its block go, and the pool hands it out again.
+        Assert.Equal(1, pool.GetStatistics().Segmented.Leaked);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            RentMany(pool, owners);
+            _ = Assert.Throws<ObjectDisposedException>(() => zombie.GetSpan(Message));
+            foreach (IMemoryOwner<byte> owner in owners)
+            {
+                Assert.True(owner.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the revived writer wrote into another owner's block");
+            }
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+            zombie.Dispose();
+        }
+    }
+
+    [Fact]
+    public void ALeakedWriterThatTookTheParkedBlockHasItReclaimedOnceAndThePoolBalances()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = WriteMessage(options, 1);
+        DropAWriterThatTookTheParkedBlock(options);
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(1, statistics.LeaksReclaimed);
+        Assert.Equal(1, statistics.Segmented.Leaked);
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(0, statistics.BytesQuarantined);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+        Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
+
+        // The block serves the next messages as any other.
+        Assert.NotEqual(0, WriteMessage(options, 2));
+        Assert.NotEqual(0, WriteMessage(options, 3));
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    [Fact]
+    public void MemoryKeptPastItsMessageRefusesEveryUseWhileItsBlockIsParked()
+    {
+        using var pool = NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        Memory<byte> kept;
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            kept = writer.GetMemory(Message);
+            kept.Span[0] = 1;
+            writer.Advance(1);
+        }
+
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+        _ = Assert.Throws<ObjectDisposedException>(() => kept.Span[0] = 2);
+    }
+
+    private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
+        new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DropAWriterThatTookTheParkedBlock(SegmentedBufferOptions options)
+    {
+        var writer = new SegmentedBufferWriter(options);
+        writer.Write(new byte[100]);
+    }
+
+    private static void RentMany(TieredMemoryPool pool, List<IMemoryOwner<byte>> owners)
+    {
+        for (int i = 0; i < 64; i++)
+        {
+            IMemoryOwner<byte> owner = pool.Rent(4096);
+            owner.Memory.Span.Fill(0x22);
+            lock (owners)
+            {
+                owners.Add(owner);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DropARevivableWriter(SegmentedBufferOptions options, StrongBox<SegmentedBufferWriter?> box, int written = 0)
+    {
+        var writer = new SegmentedBufferWriter(options);
+        if (written > 0)
+        {
+            writer.Write(new byte[written]);
+        }
+
+        _ = new Reviver(writer, box);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void DropAgain(StrongBox<SegmentedBufferWriter?> box)
+    {
+        SegmentedBufferWriter writer = box.Value!;
+        box.Value = null;
+        _ = new Reviver(writer, box);
+    }
+
+    /// <summary>A one-segment message written and let go of; returns the address of its block.</summary>
+    private static nint WriteMessage(SegmentedBufferOptions options, byte stamp)
+    {
+        using var writer = new SegmentedBufferWriter(options);
+        Memory<byte> memory = writer.GetMemory(Message);
+        memory.Span[..Message].Fill(stamp);
+        writer.Advance(Message);
+        return SegmentedBuffers.AddressOf(memory);
+    }
+
+    /// <summary>Puts the writer it held where the test finds it again, once the collection that found both unreachable is over.</summary>
+    private sealed class Reviver(SegmentedBufferWriter writer, StrongBox<SegmentedBufferWriter?> box)
+    {
+        ~Reviver() => box.Value = writer;
+    }
+}
