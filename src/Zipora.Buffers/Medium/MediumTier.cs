@@ -26,7 +26,7 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
     protected override long[] CountActivityElsewhere()
     {
         long[] byClass = new long[_classCount];
-        _segments.CountReuses(byClass);
+        _segments.CountParks(byClass);
         return byClass;
     }
 

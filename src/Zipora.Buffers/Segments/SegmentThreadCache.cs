@@ -21,8 +21,8 @@ internal sealed class SegmentThreadCache : HandshakeCache
     public BufferSegment? Segment;
 
     /// <summary>
-    /// Parked blocks taken back by the owner's buffers, per class of the block's tier (owner-written): a message that
-    /// reuses one rents and returns nothing, yet is activity that the idle release must see.
+    /// Blocks the owner's buffers parked here, per class of the block's tier (owner-written): a message that ends in a
+    /// parked block and the next that takes it rent and return nothing, yet are activity that the idle release must see.
     /// </summary>
-    public readonly long[] Reuses = new long[ClassStacks.MaxClasses];
+    public readonly long[] Parks = new long[ClassStacks.MaxClasses];
 }

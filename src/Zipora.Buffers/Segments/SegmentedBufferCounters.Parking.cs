@@ -71,8 +71,6 @@ internal sealed partial class SegmentedBufferCounters
             {
                 // The buffer holds it from here: a leaked buffer's block is then reclaimed by its finalizer, as a rented one.
                 spare.UnparkBlock();
-                ref long reuses = ref cache.Reuses[MediumClasses.ClassIndexOfBlock(spare.Capacity)];
-                Volatile.Write(ref reuses, reuses + 1);
             }
         }
 
@@ -138,7 +136,10 @@ internal sealed partial class SegmentedBufferCounters
             {
                 if (spare.Capacity != 0)
                 {
+                    // Counted here, not where a buffer takes the block: the take is on every buffer's construction.
                     spare.ParkBlock();
+                    ref long parks = ref cache.Parks[MediumClasses.ClassIndexOfBlock(spare.Capacity)];
+                    Volatile.Write(ref parks, parks + 1);
                 }
 
                 cache.Segment = spare;
@@ -212,8 +213,8 @@ internal sealed partial class SegmentedBufferCounters
         }
     }
 
-    /// <summary>Adds the parked blocks taken back so far on every registered thread to <paramref name="byClass"/> (only activity: an exited thread's stop counting).</summary>
-    public void CountReuses(long[] byClass)
+    /// <summary>Adds the blocks parked so far on every registered thread to <paramref name="byClass"/> (only activity: an exited thread's stop counting).</summary>
+    public void CountParks(long[] byClass)
     {
         if (Volatile.Read(ref _registry) is not { } registry)
         {
@@ -226,7 +227,7 @@ internal sealed partial class SegmentedBufferCounters
             {
                 for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
                 {
-                    byClass[classIndex] += Volatile.Read(ref cache.Reuses[classIndex]);
+                    byClass[classIndex] += Volatile.Read(ref cache.Parks[classIndex]);
                 }
             }
         }

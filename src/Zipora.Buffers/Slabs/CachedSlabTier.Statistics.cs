@@ -75,7 +75,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     protected virtual long[]? CountHeldElsewhere() => null;
 
     /// <summary>
-    /// Uses of the tier's blocks per class made outside its rents and returns (a parked block taken back), for the idle
+    /// Uses of the tier's blocks per class made outside its rents and returns (a block parked for its thread), for the idle
     /// release's judgement only; <see langword="null"/> when there are none. A count that only grows while its threads live.
     /// </summary>
     protected virtual long[]? CountActivityElsewhere() => null;
