@@ -180,7 +180,7 @@ internal partial struct SegmentChain
     private void RetireIfBlocksReclaimedUnsynchronized(string typeName)
     {
         // The spare too: it may hold the block of the thread's last message, which a revived buffer's next segment takes.
-        bool reclaimed = _spare is { StillHoldsItsBlock: false };
+        bool reclaimed = _tracker?.SpareSegment is { StillHoldsItsBlock: false };
         for (BufferSegment? segment = _head; segment is not null && !reclaimed; segment = segment.NextSegment)
         {
             reclaimed = !segment.StillHoldsItsBlock;
@@ -206,7 +206,8 @@ internal partial struct SegmentChain
         }
 
         // A spare here holds no block: the first segment took or released the one it was taken with.
-        BufferSegment? empty = _spare;
+        SegmentedBufferTracker tracker = _tracker!;
+        BufferSegment? empty = tracker.SpareSegment;
         BufferSegment? next = head.NextSegment;
         _head = next;
         if (next is null)
@@ -215,7 +216,7 @@ internal partial struct SegmentChain
         }
 
         head.ClearKeepingBlock();
-        _spare = head;
+        tracker.SpareSegment = head;
         if (empty is not null)
         {
             BufferSegmentCache.Return(empty);
@@ -253,8 +254,8 @@ internal partial struct SegmentChain
             // The token goes back with the tracker: kept here, it would keep the next buffer's leak from being seen.
             object token = _token!;
             _token = null;
-            BufferSegment? spare = _spare;
-            _spare = null;
+            BufferSegment? spare = tracker.SpareSegment;
+            tracker.SpareSegment = null;
             if (spare is { Capacity: > 0 } whole)
             {
                 tracker.AddBytesHeld(-whole.Capacity);

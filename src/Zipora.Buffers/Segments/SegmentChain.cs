@@ -41,9 +41,6 @@ internal partial struct SegmentChain
     private BufferSegment? _head;
     private BufferSegment? _tail;
 
-    // An empty segment object for the next segment (only with a tracker): the thread's spare taken with the tracker, or
-    // the last one let go of. It may hold a block, the one its thread's last message ended in, counted as held.
-    private BufferSegment? _spare;
     private int _nextSegmentSize;
     private int _segmentsThisMessage;
     private long _state;
@@ -88,8 +85,9 @@ internal partial struct SegmentChain
         _nextSegmentSize = settings.InitialSegmentSize;
         if (settings.Tiered is { } tiered)
         {
-            SegmentedBufferTracker tracker = _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token, out _spare);
-            if (_spare is { Capacity: > 0 } whole)
+            SegmentedBufferTracker tracker = _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token, out BufferSegment? spare);
+            tracker.SpareSegment = spare;
+            if (spare is { Capacity: > 0 } whole)
             {
                 tracker.AddBytesHeld(whole.Capacity);
             }
@@ -104,11 +102,11 @@ internal partial struct SegmentChain
     {
         BufferSegment segment;
         int size = GrowthSize(minimumSize);
-        if (_spare is { } spare && FitsKeptBlock(spare.Capacity, size))
+        if (_tracker is { SpareSegment: { } spare } tracker && FitsKeptBlock(spare.Capacity, size))
         {
             // The block the thread's last message ended in, of the class the pool would rent for this size: nothing to
             // rent, nothing to attach, and it is already counted as held.
-            _spare = null;
+            tracker.SpareSegment = null;
             segment = spare;
             segment.MoveTo(EndIndex);
             MoveGrowthOn(size);
@@ -296,16 +294,15 @@ internal partial struct SegmentChain
     /// </summary>
     private BufferSegment RentSegment()
     {
-        BufferSegment? spare = _spare;
-        if (spare is null)
+        if (_tracker is not { SpareSegment: { } spare } tracker)
         {
             return BufferSegmentCache.Rent();
         }
 
-        _spare = null;
+        tracker.SpareSegment = null;
         if (spare.TryDetach(out BlockRelease kept))
         {
-            _tracker!.AddBytesHeld(-kept.Capacity);
+            tracker.AddBytesHeld(-kept.Capacity);
             kept.Dispose();
         }
 
@@ -345,9 +342,9 @@ internal partial struct SegmentChain
 
             // The object goes back before the block, whose owner may throw (another pool's): kept as the buffer's spare
             // for its next segment, else in the thread's cache.
-            if (_tracker is not null && _spare is null)
+            if (_tracker is { SpareSegment: null } tracker)
             {
-                _spare = segment;
+                tracker.SpareSegment = segment;
             }
             else
             {

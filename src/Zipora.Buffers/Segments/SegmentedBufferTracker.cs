@@ -50,6 +50,14 @@ internal sealed class SegmentedBufferTracker
     public SegmentedBufferCounters Counters { get; }
 
     /// <summary>
+    /// The holding buffer's spare segment object for its next segment: the thread's spare taken with the tracker, or the
+    /// last one the buffer let go of. It may hold a block (the one the thread's last message ended in, counted as held).
+    /// Kept here rather than in the buffer, which is then no larger; read and written only by the buffer that holds the
+    /// tracker, under its guard, and empty whenever the tracker is free.
+    /// </summary>
+    public BufferSegment? SpareSegment { get; set; }
+
+    /// <summary>
     /// Whether the tracker is free in a thread's cache now (see <see cref="SegmentThreadCache"/>). Read by tests that
     /// account for every tracker.
     /// </summary>
