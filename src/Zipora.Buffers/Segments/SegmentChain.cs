@@ -40,7 +40,6 @@ internal partial struct SegmentChain
     private object? _token;
     private BufferSegment? _head;
     private BufferSegment? _tail;
-
     private int _nextSegmentSize;
     private int _segmentsThisMessage;
     private long _state;
@@ -308,6 +307,7 @@ internal partial struct SegmentChain
 
         return spare;
     }
+
     private readonly int CountSegments()
     {
         int count = 0;
