@@ -50,6 +50,25 @@ if (args.Contains("--steady-cpu"))
 
 // `--segmented-cpu [size chunk]` prints a segmented message (1 KB by default) against its peers and its floor, in
 // thread CPU time.
+// `--segmented-cpu-apart [size chunk]`: the same cases, each in processes of its own, as BenchmarkDotNet runs them.
+if (args is ["--segmented-cpu-apart", string apartSize, string apartChunk])
+{
+    SegmentedCpuTimeReport.RunApart(int.Parse(apartSize, System.Globalization.CultureInfo.InvariantCulture), int.Parse(apartChunk, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
+if (args.Contains("--segmented-cpu-apart"))
+{
+    SegmentedCpuTimeReport.RunApart();
+    return;
+}
+
+if (args is ["--segmented-cpu-child", string childCase, string childSize, string childChunk])
+{
+    SegmentedCpuTimeReport.RunChild(int.Parse(childCase, System.Globalization.CultureInfo.InvariantCulture), int.Parse(childSize, System.Globalization.CultureInfo.InvariantCulture), int.Parse(childChunk, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 if (args is ["--segmented-cpu", string segmentedSize, string segmentedChunk])
 {
     SegmentedCpuTimeReport.Run(int.Parse(segmentedSize, System.Globalization.CultureInfo.InvariantCulture), int.Parse(segmentedChunk, System.Globalization.CultureInfo.InvariantCulture));
