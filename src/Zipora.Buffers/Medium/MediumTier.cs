@@ -10,7 +10,6 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
     public const int MinSize = SmallTier.MaxSize + 1;
 
     private readonly SegmentedBufferCounters _segments;
-    private readonly int _classCount;
 
     /// <summary>A medium tier whose largest class is <paramref name="maxSize"/> (the mmap threshold, a power of two).</summary>
     public MediumTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive, SegmentedBufferCounters segments)
@@ -18,22 +17,21 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
     {
         // The pool's segmented buffers, whose threads park blocks of this tier: each trim takes those back first.
         _segments = segments;
-        _classCount = MediumClasses.CountUpTo(maxSize);
     }
 
     protected override void ReleaseHeldElsewhere(bool forGood) => _segments.ReleaseParkedBlocks(forGood);
 
     protected override long[] CountActivityElsewhere()
     {
-        long[] byClass = new long[_classCount];
+        long[] byClass = new long[ClassCount];
         _segments.CountParks(byClass);
         return byClass;
     }
 
     protected override long[] CountHeldElsewhere()
     {
-        long[] byClass = new long[_classCount];
-        _segments.CountParkedBlocks(byClass, MediumClasses.ClassIndexOfBlock);
+        long[] byClass = new long[ClassCount];
+        _segments.CountParkedBlocks(byClass);
         return byClass;
     }
 }

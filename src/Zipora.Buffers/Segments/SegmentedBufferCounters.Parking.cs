@@ -191,8 +191,8 @@ internal sealed partial class SegmentedBufferCounters
         }
     }
 
-    /// <summary>Adds the blocks parked in the threads' caches to <paramref name="byClass"/>, at the class <paramref name="classOf"/> gives a block's length. Racy: exact when the pool is quiet.</summary>
-    public void CountParkedBlocks(long[] byClass, Func<int, int> classOf)
+    /// <summary>Adds the blocks parked in the threads' caches now to <paramref name="byClass"/>, per medium class. Racy: exact when the pool is quiet.</summary>
+    public void CountParkedBlocks(long[] byClass)
     {
         if (Volatile.Read(ref _registry) is not { } registry)
         {
@@ -207,7 +207,7 @@ internal sealed partial class SegmentedBufferCounters
                 int capacity = Volatile.Read(ref cache.Segment)?.Capacity ?? 0;
                 if (capacity != 0)
                 {
-                    byClass[classOf(capacity)]++;
+                    byClass[MediumClasses.ClassIndexOfBlock(capacity)]++;
                 }
             }
         }

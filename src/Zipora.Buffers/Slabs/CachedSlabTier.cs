@@ -144,6 +144,9 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
     /// <summary>Takes a leaked block back after its quarantine.</summary>
     public void Reclaim(NativeMemoryManager buffer) => _quarantine.Add(buffer, this, TClasses.Name);
 
+    /// <summary>How many size classes the tier serves.</summary>
+    protected int ClassCount => _capacities.Length;
+
     /// <summary>Whether the tier keeps blocks of <paramref name="length"/> bytes (a block's length) per thread at all: false when the options turn that off.</summary>
     public bool CachesPerThread(int length) => _capacities[TClasses.ClassIndexOfBlock(length)] > 0;
 
