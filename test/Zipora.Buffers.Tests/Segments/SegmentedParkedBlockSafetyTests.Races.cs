@@ -16,7 +16,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        var pool = NewPool(time);
+        var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
         var failures = new List<string>();
         var blocks = new HashSet<nint>();
@@ -120,15 +120,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
 
         Assert.True(failures.Count == 0, $"{failures.Count} failures: {string.Join("; ", failures.GetRange(0, Math.Min(5, failures.Count)))}");
         Assert.True(blocks.Count > 0, "no message ran");
-        for (int step = 0; step < 40 && blocks.Any(static block => ProcessMappings.IsMapped(block, Message)); step++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
-            Thread.Sleep(10);
-        }
-
-        List<nint> mapped = blocks.Where(static block => ProcessMappings.IsMapped(block, Message)).ToList();
+        List<nint> mapped = ParkedBlocks.StillMappedAfterTheDelays(time, blocks);
         Assert.True(mapped.Count == 0, $"{mapped.Count} of {blocks.Count} blocks still mapped after the pool's disposal: {string.Join("; ", mapped.Take(3).Select(static block => ProcessMappings.Describe(block, Message)))}");
     }
 
@@ -137,7 +129,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        using var other = NewPool(time);
+        using var other = ParkedBlocks.NewPool(time);
         var otherOptions = new SegmentedBufferOptions { Pool = other };
         using var parked = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
@@ -148,7 +140,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
             found.Value = ParkOnTwoPools(time, otherOptions);
             parked.Set();
             release.Wait();
-            _ = WriteMessage(otherOptions, 9);
+            _ = ParkedBlocks.WriteMessage(otherOptions, 9);
         });
         parked.Wait();
         (WeakReference pool, nint mine, nint theirs) = found.Value;
@@ -160,13 +152,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         }
 
         Assert.False(pool.IsAlive, "the blocks parked on a live thread kept their dropped pool reachable");
-        bool unmapped = false;
-        for (int step = 0; step < 40 && !unmapped; step++)
-        {
-            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
-            unmapped = !ProcessMappings.IsMapped(mine, Message);
-            Thread.Sleep(10);
-        }
+        bool unmapped = ParkedBlocks.UnmappedWithin(time, mine);
 
         release.Set();
         owner.Join();
@@ -178,14 +164,14 @@ public sealed partial class SegmentedParkedBlockSafetyTests
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static (WeakReference Pool, nint Mine, nint Theirs) ParkOnTwoPools(FakeTimeProvider time, SegmentedBufferOptions otherOptions)
     {
-        var pool = NewPool(time);
+        var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
         nint mine = 0;
         nint theirs = 0;
         for (int i = 0; i < 4; i++)
         {
-            mine = WriteMessage(options, (byte)i);
-            theirs = WriteMessage(otherOptions, (byte)i);
+            mine = ParkedBlocks.WriteMessage(options, (byte)i);
+            theirs = ParkedBlocks.WriteMessage(otherOptions, (byte)i);
         }
 
         return (new WeakReference(pool), mine, theirs);
@@ -195,16 +181,16 @@ public sealed partial class SegmentedParkedBlockSafetyTests
     public void AThreadWritingMessagesAllAlongKeepsItsParkedBlockThroughTheIdleRelease()
     {
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        nint first = WriteMessage(options, 1);
+        nint first = ParkedBlocks.WriteMessage(options, 1);
         long misses = pool.GetStatistics().Medium.CacheMisses;
         for (int step = 0; step < 20; step++)
         {
             // A message every tick of the idle clock: the block is never idle for a whole delay.
             for (int i = 0; i < 10; i++)
             {
-                Assert.Equal(first, WriteMessage(options, (byte)i));
+                Assert.Equal(first, ParkedBlocks.WriteMessage(options, (byte)i));
             }
 
             SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);

@@ -21,15 +21,15 @@ public sealed class SegmentedParkedBlockSafetyTestsRunAlone;
 [Collection(nameof(SegmentedParkedBlockSafetyTests))]
 public sealed partial class SegmentedParkedBlockSafetyTests
 {
-    private const int Message = 1024;
+    private const int Message = ParkedBlocks.Message;
 
     [Fact]
     public void ARevivedWriterWhoseTakenParkedBlockWasReclaimedDoesNotParkItAgainForAnotherBuffer()
     {
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        nint parked = WriteMessage(options, 1);
+        nint parked = ParkedBlocks.WriteMessage(options, 1);
 
         // A writer takes the parked block (and writes nothing), is dropped and brought back twice with no statistics
         // read meanwhile, so no sweep retires its tracker: the tracker, listed by the pool, keeps the spare's block
@@ -46,38 +46,14 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         SegmentedBufferWriter zombie = box.Value!;
         Assert.NotNull(zombie);
         zombie.Dispose();
-
-        // The next writer of this thread must not be handed the block the quarantine holds.
-        using var next = new SegmentedBufferWriter(options);
-        Memory<byte> memory = next.GetMemory(Message);
-        nint address = SegmentedBuffers.AddressOf(memory);
-        memory.Span[..Message].Fill(0x11);
-        next.Advance(Message);
-
-        // Once the quarantine lets the reclaimed block go, nothing the pool hands out, on this thread or another, may
-        // be that block, and the writer's block stays its own.
-        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
-        var owners = new List<IMemoryOwner<byte>>();
-        try
-        {
-            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
-            other.Join();
-            RentMany(pool, owners);
-            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
-            Assert.DoesNotContain(address, addresses);
-            Assert.True(next.GetReadOnlySequence().FirstSpan.IndexOfAnyExcept((byte)0x11) < 0, "another owner wrote into the writer's block");
-        }
-        finally
-        {
-            owners.ForEach(static owner => owner.Dispose());
-        }
+        AssertTheNextWritersBlockStaysItsOwn(pool, options, time);
     }
 
     [Fact]
     public void ALateDisposeOfARevivedWriterWhoseHeadBlockWasReclaimedDoesNotParkItForTheNextWriter()
     {
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
 
         // A writer with one medium segment written, dropped, found unreachable twice (its block reclaimed into the
@@ -92,35 +68,16 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         SegmentedBufferWriter zombie = box.Value!;
         Assert.NotNull(zombie);
         zombie.Dispose();
-
-        using var next = new SegmentedBufferWriter(options);
-        Memory<byte> memory = next.GetMemory(Message);
-        nint address = SegmentedBuffers.AddressOf(memory);
-        memory.Span[..Message].Fill(0x11);
-        next.Advance(Message);
-        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
-        var owners = new List<IMemoryOwner<byte>>();
-        try
-        {
-            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
-            other.Join();
-            RentMany(pool, owners);
-            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
-            Assert.DoesNotContain(address, addresses);
-        }
-        finally
-        {
-            owners.ForEach(static owner => owner.Dispose());
-        }
+        AssertTheNextWritersBlockStaysItsOwn(pool, options, time);
     }
 
     [Fact]
     public void ARevivedWriterCountedAsLeakedWhoseTakenParkedBlockWasReclaimedIsRetiredAtItsNextCall()
     {
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        _ = WriteMessage(options, 1);
+        _ = ParkedBlocks.WriteMessage(options, 1);
         var box = new StrongBox<SegmentedBufferWriter?>();
         DropARevivableWriter(options, box, written: 0);
         GC.Collect();
@@ -163,9 +120,9 @@ public sealed partial class SegmentedParkedBlockSafetyTests
     public void ALeakedWriterThatTookTheParkedBlockHasItReclaimedOnceAndThePoolBalances()
     {
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        _ = WriteMessage(options, 1);
+        _ = ParkedBlocks.WriteMessage(options, 1);
         DropAWriterThatTookTheParkedBlock(options);
         for (int i = 0; i < 3; i++)
         {
@@ -183,15 +140,15 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         Assert.Equal(statistics.Medium.Rents, statistics.Medium.Returns);
 
         // The block serves the next messages as any other.
-        Assert.NotEqual(0, WriteMessage(options, 2));
-        Assert.NotEqual(0, WriteMessage(options, 3));
+        Assert.NotEqual(0, ParkedBlocks.WriteMessage(options, 2));
+        Assert.NotEqual(0, ParkedBlocks.WriteMessage(options, 3));
         SegmentedBuffers.AssertBalanced(pool);
     }
 
     [Fact]
     public void MemoryKeptPastItsMessageRefusesEveryUseWhileItsBlockIsParked()
     {
-        using var pool = NewPool(new FakeTimeProvider());
+        using var pool = ParkedBlocks.NewPool(new FakeTimeProvider());
         var options = new SegmentedBufferOptions { Pool = pool };
         Memory<byte> kept;
         using (var writer = new SegmentedBufferWriter(options))
@@ -205,8 +162,34 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         _ = Assert.Throws<ObjectDisposedException>(() => kept.Span[0] = 2);
     }
 
-    private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
-        new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
+    /// <summary>
+    /// The thread's next writer must not be handed a block the quarantine holds: once the quarantine lets the reclaimed
+    /// block go, nothing the pool hands out, on this thread or another, may be the writer's block, and the writer's
+    /// bytes stay its own.
+    /// </summary>
+    private static void AssertTheNextWritersBlockStaysItsOwn(TieredMemoryPool pool, SegmentedBufferOptions options, FakeTimeProvider time)
+    {
+        using var next = new SegmentedBufferWriter(options);
+        Memory<byte> memory = next.GetMemory(Message);
+        nint address = SegmentedBuffers.AddressOf(memory);
+        memory.Span[..Message].Fill(0x11);
+        next.Advance(Message);
+        SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            Thread other = SegmentedBuffers.Started(() => RentMany(pool, owners));
+            other.Join();
+            RentMany(pool, owners);
+            List<nint> addresses = owners.ConvertAll(static owner => SegmentedBuffers.AddressOf(owner.Memory));
+            Assert.DoesNotContain(address, addresses);
+            Assert.True(next.GetReadOnlySequence().FirstSpan.IndexOfAnyExcept((byte)0x11) < 0, "another owner wrote into the writer's block");
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+        }
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void DropAWriterThatTookTheParkedBlock(SegmentedBufferOptions options)
@@ -246,16 +229,6 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         SegmentedBufferWriter writer = box.Value!;
         box.Value = null;
         _ = new Reviver(writer, box);
-    }
-
-    /// <summary>A one-segment message written and let go of; returns the address of its block.</summary>
-    private static nint WriteMessage(SegmentedBufferOptions options, byte stamp)
-    {
-        using var writer = new SegmentedBufferWriter(options);
-        Memory<byte> memory = writer.GetMemory(Message);
-        memory.Span[..Message].Fill(stamp);
-        writer.Advance(Message);
-        return SegmentedBuffers.AddressOf(memory);
     }
 
     /// <summary>Puts the writer it held where the test finds it again, once the collection that found both unreachable is over.</summary>

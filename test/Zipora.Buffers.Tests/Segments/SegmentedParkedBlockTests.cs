@@ -19,18 +19,18 @@ namespace Zipora.Buffers.Tests;
 [Collection(nameof(SegmentedParkedBlockSafetyTests))]
 public sealed class SegmentedParkedBlockTests
 {
-    private const int Message = 1024;
+    private const int Message = ParkedBlocks.Message;
 
     [Fact]
     public void AThreadsNextOneSegmentMessageTakesTheBlockItsLastOneParkedAndRentsNothing()
     {
-        using var pool = NewPool(new FakeTimeProvider());
+        using var pool = ParkedBlocks.NewPool(new FakeTimeProvider());
         var options = new SegmentedBufferOptions { Pool = pool };
-        WriteMessage(options, 1);
+        ParkedBlocks.WriteMessage(options, 1);
         long rents = pool.GetStatistics().Medium.Rents;
         for (int i = 0; i < 500; i++)
         {
-            WriteMessage(options, (byte)i);
+            ParkedBlocks.WriteMessage(options, (byte)i);
             StreamMessage(options, (byte)i);
         }
 
@@ -69,7 +69,7 @@ public sealed class SegmentedParkedBlockTests
     [InlineData(16384, 9000, 1)]
     public void AFirstSegmentGetsTheClassItsSizeAsksForAfterAMessageOf(int parkedSegmentSize, int initialSegmentSize, int sizeHint)
     {
-        using var pool = NewPool(new FakeTimeProvider());
+        using var pool = ParkedBlocks.NewPool(new FakeTimeProvider());
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = initialSegmentSize };
         int expected;
         using (var fresh = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false }))
@@ -79,7 +79,7 @@ public sealed class SegmentedParkedBlockTests
         }
 
         // A message of one medium class leaves its block parked; then the message under test.
-        _ = WriteMessage(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = parkedSegmentSize }, 1);
+        _ = ParkedBlocks.WriteMessage(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = parkedSegmentSize }, 1);
         using var writer = new SegmentedBufferWriter(options);
         Memory<byte> memory = writer.GetMemory(sizeHint);
         Assert.True(memory.Length >= sizeHint, $"asked for {sizeHint}, got {memory.Length}");
@@ -103,11 +103,11 @@ public sealed class SegmentedParkedBlockTests
             ThreadCacheMaxBytes = threadCacheMaxBytes,
         });
         var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 16384 };
-        _ = WriteMessage(options, 1);
+        _ = ParkedBlocks.WriteMessage(options, 1);
         long rents = pool.GetStatistics().Medium.Rents;
         for (int i = 0; i < 10; i++)
         {
-            _ = WriteMessage(options, (byte)i);
+            _ = ParkedBlocks.WriteMessage(options, (byte)i);
         }
 
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
@@ -121,15 +121,15 @@ public sealed class SegmentedParkedBlockTests
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        nint block = WriteMessage(options, 7);
-        Assert.Equal(block, WriteMessage(options, 8));
+        nint block = ParkedBlocks.WriteMessage(options, 7);
+        Assert.Equal(block, ParkedBlocks.WriteMessage(options, 8));
         Assert.True(ProcessMappings.IsMapped(block, Message), "the parked block is mapped");
 
         pool.Trim();
         Assert.Equal(0, pool.GetStatistics().Medium.BytesRetained);
-        Assert.True(UnmappedWithin(time, block), $"the parked block's slab stayed mapped after a trim: {ProcessMappings.Describe(block, Message)}");
+        Assert.True(ParkedBlocks.UnmappedWithin(time, block), $"the parked block's slab stayed mapped after a trim: {ProcessMappings.Describe(block, Message)}");
     }
 
     [Fact]
@@ -137,10 +137,10 @@ public sealed class SegmentedParkedBlockTests
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        using var pool = NewPool(time);
+        using var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
         nint block = 0;
-        var thread = new Thread(() => block = WriteMessage(options, 9));
+        var thread = new Thread(() => block = ParkedBlocks.WriteMessage(options, 9));
         thread.Start();
         thread.Join();
 
@@ -149,7 +149,7 @@ public sealed class SegmentedParkedBlockTests
         Assert.Equal(0, statistics.BytesInUse);
         Assert.Equal(0, statistics.Segmented.LiveBuffers);
         pool.Trim();
-        Assert.True(UnmappedWithin(time, block), $"the exited thread's parked block kept its slab mapped: {ProcessMappings.Describe(block, Message)}");
+        Assert.True(ParkedBlocks.UnmappedWithin(time, block), $"the exited thread's parked block kept its slab mapped: {ProcessMappings.Describe(block, Message)}");
     }
 
     [Fact]
@@ -160,7 +160,7 @@ public sealed class SegmentedParkedBlockTests
         (WeakReference pool, nint block) = ParkABlockAndDropThePool(time);
         Collect();
         Assert.False(pool.IsAlive, "the block parked on this thread kept its dropped pool reachable");
-        Assert.True(UnmappedWithin(time, block), $"a dropped pool's parked block stayed mapped: {ProcessMappings.Describe(block, Message)}");
+        Assert.True(ParkedBlocks.UnmappedWithin(time, block), $"a dropped pool's parked block stayed mapped: {ProcessMappings.Describe(block, Message)}");
     }
 
     [Fact]
@@ -168,9 +168,9 @@ public sealed class SegmentedParkedBlockTests
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
         var time = new FakeTimeProvider();
-        var pool = NewPool(time);
+        var pool = ParkedBlocks.NewPool(time);
         var options = new SegmentedBufferOptions { Pool = pool };
-        nint block = WriteMessage(options, 3);
+        nint block = ParkedBlocks.WriteMessage(options, 3);
         var writer = new SegmentedBufferWriter(options);
         pool.Dispose();
 
@@ -180,14 +180,14 @@ public sealed class SegmentedParkedBlockTests
         writer.Advance(Message);
         Assert.True(writer.GetReadOnlySequence().FirstSpan.SequenceEqual(Bytes(0x42)));
         writer.Dispose();
-        Assert.True(UnmappedWithin(time, block), $"the block a buffer gave back after the pool's disposal stayed mapped: {ProcessMappings.Describe(block, Message)}");
+        Assert.True(ParkedBlocks.UnmappedWithin(time, block), $"the block a buffer gave back after the pool's disposal stayed mapped: {ProcessMappings.Describe(block, Message)}");
         Assert.Equal(0, pool.GetStatistics().LeaksReclaimed);
     }
 
     [Fact]
     public void TrimsRacingMessagesOnManyThreadsNeverGiveOneBlockToTwoBuffers()
     {
-        using var pool = NewPool(new FakeTimeProvider());
+        using var pool = ParkedBlocks.NewPool(new FakeTimeProvider());
         var options = new SegmentedBufferOptions { Pool = pool };
         var failures = new List<string>();
         var stop = Stopwatch.StartNew();
@@ -228,7 +228,7 @@ public sealed class SegmentedParkedBlockTests
         {
             for (int seed = 100; stop.Elapsed < deadline; seed++)
             {
-                var churn = new Thread(() => WriteMessage(options, (byte)seed));
+                var churn = new Thread(() => ParkedBlocks.WriteMessage(options, (byte)seed));
                 churn.Start();
                 churn.Join();
             }
@@ -248,21 +248,6 @@ public sealed class SegmentedParkedBlockTests
         Assert.Equal(0, statistics.BytesInUse);
         Assert.Equal(0, statistics.Segmented.LiveBuffers);
         Assert.True(messages > 100, $"only {messages} messages ran");
-    }
-
-    private static TieredMemoryPool NewPool(FakeTimeProvider time) =>
-        new(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
-
-    /// <summary>A one-segment message written, read back and let go of; returns the address of its block.</summary>
-    private static unsafe nint WriteMessage(SegmentedBufferOptions options, byte stamp)
-    {
-        using var writer = new SegmentedBufferWriter(options);
-        Memory<byte> memory = writer.GetMemory(Message);
-        memory.Span[..Message].Fill(stamp);
-        writer.Advance(Message);
-        Assert.True(writer.GetReadOnlySequence().FirstSpan.SequenceEqual(Bytes(stamp)));
-        using MemoryHandle pin = memory.Pin();
-        return (nint)pin.Pointer;
     }
 
     private static void StreamMessage(SegmentedBufferOptions options, byte stamp)
@@ -285,27 +270,9 @@ public sealed class SegmentedParkedBlockTests
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static (WeakReference Pool, nint Block) ParkABlockAndDropThePool(FakeTimeProvider time)
     {
-        var pool = NewPool(time);
-        nint block = WriteMessage(new SegmentedBufferOptions { Pool = pool }, 5);
+        var pool = ParkedBlocks.NewPool(time);
+        nint block = ParkedBlocks.WriteMessage(new SegmentedBufferOptions { Pool = pool }, 5);
         return (new WeakReference(pool), block);
-    }
-
-    /// <summary>Moves the fake clock on a quarter delay at a time until the block is no longer mapped, for a few delays at most.</summary>
-    private static bool UnmappedWithin(FakeTimeProvider time, nint block)
-    {
-        for (int step = 0; step < 40; step++)
-        {
-            Collect();
-            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
-            if (!ProcessMappings.IsMapped(block, Message))
-            {
-                return true;
-            }
-
-            Thread.Sleep(10);
-        }
-
-        return false;
     }
 
     private static void Collect()
