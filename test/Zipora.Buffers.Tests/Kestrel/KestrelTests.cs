@@ -38,8 +38,7 @@ public sealed class KestrelTests
     [MemberData(nameof(ProtocolsAndSizes))]
     public async Task BodiesGoBothWaysIntactAndEveryBufferComesBack(string protocol, int size)
     {
-        (WebApplication app, int http1Port, int http2Port) = BuildSample();
-        await app.StartAsync(TestContext.Current.CancellationToken);
+        (WebApplication app, int http1Port, int http2Port) = await StartSampleAsync();
         TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
         try
         {
@@ -83,8 +82,7 @@ public sealed class KestrelTests
     [Fact]
     public async Task ThePoolEndpointServesTheStatistics()
     {
-        (WebApplication app, int http1Port, int http2Port) = BuildSample();
-        await app.StartAsync(TestContext.Current.CancellationToken);
+        (WebApplication app, int http1Port, int http2Port) = await StartSampleAsync();
         try
         {
             using HttpClient client = CreateClient(http1Port, "1.1");
@@ -105,8 +103,7 @@ public sealed class KestrelTests
     [InlineData(20_000)]
     public async Task TheJsonEndpointSendsTheDocumentTheWriterBuiltAndReturnsItsSegments(int items)
     {
-        (WebApplication app, int http1Port, _) = BuildSample();
-        await app.StartAsync(TestContext.Current.CancellationToken);
+        (WebApplication app, int http1Port, _) = await StartSampleAsync();
         TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
         try
         {
@@ -147,8 +144,7 @@ public sealed class KestrelTests
     [Fact]
     public async Task TheJsonEndpointRefusesACountOutOfRange()
     {
-        (WebApplication app, int http1Port, _) = BuildSample();
-        await app.StartAsync(TestContext.Current.CancellationToken);
+        (WebApplication app, int http1Port, _) = await StartSampleAsync();
         try
         {
             using HttpClient client = CreateClient(http1Port, "1.1");
@@ -168,8 +164,7 @@ public sealed class KestrelTests
     [InlineData("2.0", 200_000)]
     public async Task TheGzipEndpointCompressesIntoASegmentedStreamAndSendsItBack(string protocol, int size)
     {
-        (WebApplication app, int http1Port, int http2Port) = BuildSample();
-        await app.StartAsync(TestContext.Current.CancellationToken);
+        (WebApplication app, int http1Port, int http2Port) = await StartSampleAsync();
         TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
         try
         {
@@ -198,19 +193,20 @@ public sealed class KestrelTests
         await app.DisposeAsync();
     }
 
-    /// <summary>The sample on two free loopback ports: HTTP/1.1 and cleartext HTTP/2.</summary>
-    private static (WebApplication App, int Http1Port, int Http2Port) BuildSample()
+    /// <summary>
+    /// The sample, started on two ports the system picks (HTTP/1.1, then cleartext HTTP/2), and the ports it got. A port
+    /// probed free and passed in can be taken by any other socket before Kestrel binds it (a CI run failed so); port 0
+    /// cannot. Kestrel binds its endpoints in the order they were configured and lists their addresses in that order; a
+    /// swap would fail every test here, since each asks for its protocol exactly.
+    /// </summary>
+    private static async Task<(WebApplication App, int Http1Port, int Http2Port)> StartSampleAsync()
     {
-        int http1Port = FreePort();
-        int http2Port = FreePort();
-        return (KestrelSampleApp.Build([$"--http1-port={http1Port}", $"--http2-port={http2Port}"]), http1Port, http2Port);
-    }
-
-    private static int FreePort()
-    {
-        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
+        WebApplication app = KestrelSampleApp.Build(["--http1-port=0", "--http2-port=0"]);
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        int[] ports = [.. app.Urls.Select(url => new Uri(url).Port)];
+        Assert.Equal(2, ports.Length);
+        Assert.DoesNotContain(0, ports);
+        return (app, ports[0], ports[1]);
     }
 
     private static HttpClient CreateClient(int port, string protocol) => new()
