@@ -135,14 +135,39 @@ internal partial struct SegmentChain
     }
 
     /// <summary>
+    /// Makes the block the thread's last message ended in this buffer's first segment now, when it is exactly
+    /// <see cref="SegmentedBufferOptions.InitialSegmentSize"/> bytes long (the default 4 KB is a medium class): the
+    /// first <c>GetSpan</c> then finds room in the tail and takes no guard. For a writer only, before it is published
+    /// (a stream's capacity would then count a segment it was never asked for). Exactly that size, so the writer
+    /// grows as one that rents its first block at its first request: a request within the block would have rented
+    /// the initial size, whose growth moves on here; a larger one replaces the block, and the growth starts over
+    /// (<see cref="GrowEmptyTailUnsynchronized"/>). With another initial size the block waits for that request.
+    /// </summary>
+    public void TakeKeptBlockAsHead()
+    {
+        int size = GrowthSize(1);
+        if (_tracker is { SpareSegment: { } spare } && spare.Capacity == size && FitsKeptBlock(size, size))
+        {
+            _ = AppendUnsynchronized(1);
+        }
+    }
+
+    /// <summary>
     /// Gives the empty tail a block of at least <paramref name="minimumSize"/> bytes in place of its own, in the same
     /// segment: a sequence or position taken before stays valid (the segment held no data), nothing is searched for,
-    /// and the new block is rented first, so a refusal leaves the tail as it was.
+    /// and the new block is rented first, so a refusal leaves the tail as it was. When it is the only segment, the
+    /// message is still empty, and grows from the initial size as a new one does (so a writer that took its thread's
+    /// kept block at construction grows as one that rents its first block now).
     /// </summary>
     public BufferSegment GrowEmptyTailUnsynchronized(int minimumSize)
     {
         BufferSegment tail = _tail!;
         Debug.Assert(tail.End == 0, "only an empty tail is given a larger block");
+        if (ReferenceEquals(tail, _head))
+        {
+            RestartGrowth();
+        }
+
         IMemoryOwner<byte> owner = RentOwner(minimumSize, GrowthSize(minimumSize));
         BlockRelease old = tail.Swap(owner);
         _tracker?.AddBytesHeld(tail.Capacity - old.Capacity);

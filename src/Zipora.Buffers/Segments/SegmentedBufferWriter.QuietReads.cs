@@ -1,10 +1,12 @@
 using System;
+using System.Buffers;
 
 namespace Zipora.Buffers;
 
 /// <summary>
-/// The read without the guard behind the common <see cref="GetSpan"/> and <see cref="GetMemory"/>: it reads, then
-/// checks that no call ran meanwhile (see <see cref="SegmentChain.TryStartRead"/>); only when one did is the guard taken.
+/// The reads without the guard behind the common <see cref="GetSpan"/>, <see cref="GetMemory"/> and
+/// <see cref="GetReadOnlySequence"/>: each reads, then checks that no call ran meanwhile (see
+/// <see cref="SegmentChain.TryStartRead"/>); only when one did is the guard taken.
 /// </summary>
 public sealed partial class SegmentedBufferWriter
 {
@@ -37,6 +39,40 @@ public sealed partial class SegmentedBufferWriter
         available = default;
         address = 0;
         end = 0;
+        return false;
+    }
+
+    /// <summary>
+    /// The unconsumed data as <see cref="GetReadOnlySequence"/> gives it, read without the guard: true only if no call
+    /// ran meanwhile and the writer was not disposed (a writer with no segment takes the guard).
+    /// </summary>
+    private bool TryGetDataQuietly(out ReadOnlySequence<byte> data)
+    {
+        if (_chain.TryStartRead(out long version) && _chain.HeadReadOnce is { } head && _chain.TailReadOnce is { } tail)
+        {
+            try
+            {
+                // The constructor reads the segments' memory and running indexes again, after the reads above; the
+                // check below comes after it, so what it built is from the same quiet state.
+                data = new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
+            }
+            catch (ArgumentException) when (!_chain.ReadWasQuiet(version))
+            {
+                // A dispose or another call on another thread changed the segments while the constructor checked them:
+                // the guarded path tells which (ObjectDisposedException, or InvalidOperationException for misuse).
+                data = default;
+                return false;
+            }
+
+            if (_chain.ReadWasQuiet(version))
+            {
+                // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
+                _chain.ThrowIfDisposed(TypeName);
+                return true;
+            }
+        }
+
+        data = default;
         return false;
     }
 }

@@ -62,6 +62,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     {
         ArgumentNullException.ThrowIfNull(options);
         _chain.Initialize(options);
+        _chain.TakeKeptBlockAsHead();
     }
 
     /// <summary>Bytes written and not yet consumed.</summary>
@@ -141,6 +142,11 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
+        if (TryGetDataQuietly(out ReadOnlySequence<byte> quiet))
+        {
+            return quiet;
+        }
+
         _chain.EnterForOwnWork(TypeName);
         ReadOnlySequence<byte> data;
         try

@@ -1,0 +1,156 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading;
+
+#pragma warning disable CA1031
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// GetReadOnlySequence without the guard: the sequence is built from one quiet read of the chain, and the
+/// <see cref="ReadOnlySequence{T}"/> constructor, which checks the segments again, must not turn a racing dispose or
+/// a misusing thread into an exception other than the documented ones.
+/// </summary>
+public sealed partial class SegmentedFastPathSafetyTests
+{
+    /// <summary>
+    /// A dispose racing a loop of GetReadOnlySequence: the loop ends with <see cref="ObjectDisposedException"/> and
+    /// nothing else, every block goes back once, and every one-segment sequence it got has the writer's whole length
+    /// (no torn read: a one-segment sequence's length is its own two indexes; a longer one's is read from its segments
+    /// when asked, which a dispose since may have given to another buffer, as documented).
+    /// </summary>
+    [Theory]
+    [InlineData(10)]
+    [InlineData(4096)]
+    [InlineData(20_000)]
+    public void ADisposeRacingTheQuietGetReadOnlySequenceOnlyThrowsDisposedAndNeverGivesATornSequence(int written)
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1024, MaxSegmentSize = 4096 };
+        var seen = new ConcurrentDictionary<Type, int>();
+        Exception? firstUnexpected = null;
+        int torn = 0;
+        for (int round = 0; round < 300; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            writer.Write(SegmentedBuffers.Filled(written, 5));
+            using var start = new Barrier(2);
+            Thread reader = SegmentedBuffers.Started(() =>
+            {
+                start.SignalAndWait();
+                try
+                {
+                    for (int i = 0; i < 20_000; i++)
+                    {
+                        ReadOnlySequence<byte> data = writer.GetReadOnlySequence();
+                        if (data.IsSingleSegment && data.Length != written)
+                        {
+                            Interlocked.Increment(ref torn);
+                        }
+                    }
+                }
+                catch (Exception error)
+                {
+                    seen.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
+                    if (error is not ObjectDisposedException)
+                    {
+                        Interlocked.CompareExchange(ref firstUnexpected, error, null);
+                    }
+                }
+            });
+            start.SignalAndWait();
+            Thread.SpinWait(round * 30);
+            writer.Dispose();
+            reader.Join();
+            Assert.Throws<ObjectDisposedException>(() => writer.GetReadOnlySequence());
+        }
+
+        Assert.Equal(0, torn);
+        Assert.True(firstUnexpected is null, $"only ObjectDisposedException may be thrown; first other: {firstUnexpected}");
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    /// <summary>
+    /// One thread loops GetReadOnlySequence while another writes, consumes, resets and grows the writer (misuse): the
+    /// reading thread is told with <see cref="InvalidOperationException"/> or gets a sequence, never another exception
+    /// (what the sequence holds may change under it as the other thread consumes: it is valid only until then).
+    /// </summary>
+    [Fact]
+    public void GetReadOnlySequenceAgainstWritesConsumesAndResetsOnAnotherThreadIsToldOrAnswers()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 2048, MaxLength = 50_000 };
+        var readerSaw = new ConcurrentDictionary<Type, int>();
+        Exception? firstUnexpected = null;
+        long answers = 0;
+        for (int round = 0; round < 40; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            using var start = new Barrier(2);
+            Thread reader = SegmentedBuffers.Started(() =>
+            {
+                start.SignalAndWait();
+                for (int i = 0; i < 30_000; i++)
+                {
+                    try
+                    {
+                        _ = writer.GetReadOnlySequence();
+                        Interlocked.Increment(ref answers);
+                    }
+                    catch (Exception error)
+                    {
+                        readerSaw.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
+                        if (error is not InvalidOperationException)
+                        {
+                            Interlocked.CompareExchange(ref firstUnexpected, error, null);
+                        }
+                    }
+                }
+            });
+            start.SignalAndWait();
+            for (int i = 0; i < 30_000; i++)
+            {
+                try
+                {
+                    switch (i % 4)
+                    {
+                        case 0:
+                            writer.GetMemory(1 + (i % 700));
+                            writer.Advance(i % 50);
+                            break;
+                        case 1:
+                            writer.Consume(writer.Length / 2);
+                            break;
+                        case 2:
+                            if (i % 42 == 2)
+                            {
+                                writer.Reset();
+                            }
+
+                            break;
+                        default:
+                            writer.Write(new byte[i % 200]);
+                            break;
+                    }
+                }
+                catch (InvalidOperationException)
+                {
+                    // Told of the reading thread's call (or the writer is full): the misuse this test makes.
+                }
+                catch (ArgumentOutOfRangeException)
+                {
+                    // An advance over memory a racing call made stale, refused.
+                }
+            }
+
+            reader.Join();
+            writer.Dispose();
+        }
+
+        TestContext.Current.TestOutputHelper?.WriteLine($"{answers} answers; {string.Join(", ", readerSaw)}");
+        Assert.True(firstUnexpected is null, $"the reading thread may only be told of the misuse; first other: {firstUnexpected}");
+        Assert.True(answers > 0, "no call was answered: the race was not run");
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+}
