@@ -153,4 +153,83 @@ public sealed partial class SegmentedFastPathSafetyTests
         Assert.True(answers > 0, "no call was answered: the race was not run");
         SegmentedBuffers.AssertBalanced(pool);
     }
+
+    /// <summary>
+    /// The quiet read is one state of the writer, never a mix of two: another thread (misuse) moves the writer between
+    /// states that all hold 0 or 100 bytes (100 written, then consumed, in the same segment), so a one-segment sequence
+    /// whose start came from one state and end from another holds some other length.
+    /// </summary>
+    [Fact]
+    public void TheQuietGetReadOnlySequenceNeverMixesTwoStatesOfTheWriter()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 1 << 20, MaxSegmentSize = 1 << 20 };
+        using var writer = new SegmentedBufferWriter(options);
+        byte[] hundred = new byte[100];
+        long mixed = 0;
+        long answers = 0;
+        string? firstMixed = null;
+        Exception? firstUnexpected = null;
+        bool stop = false;
+        using var start = new Barrier(2);
+        Thread reader = SegmentedBuffers.Started(() =>
+        {
+            start.SignalAndWait();
+            while (!Volatile.Read(ref stop))
+            {
+                try
+                {
+                    ReadOnlySequence<byte> data = writer.GetReadOnlySequence();
+                    answers++;
+                    if (data.IsSingleSegment && data.Length is not (0 or 100))
+                    {
+                        mixed++;
+                        firstMixed ??= $"{data.Length} bytes from {data.Start.GetInteger()} to {data.End.GetInteger()}";
+                    }
+                }
+                catch (InvalidOperationException)
+                {
+                    // Told of the other thread's call: the misuse this test makes.
+                }
+                catch (Exception error)
+                {
+                    firstUnexpected ??= error;
+                }
+            }
+        });
+        start.SignalAndWait();
+
+        // Two seconds: the window between the read of a start and that of an end is a few instructions wide, and one
+        // second caught a reader without the check after the read 3 to 32 times.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; clock.ElapsedMilliseconds < 2000; i++)
+        {
+            try
+            {
+                if (i % 5000 == 0)
+                {
+                    // Back to the segment's start now and then, so the 1 MB segment never fills.
+                    writer.Reset();
+                }
+                else if (writer.Length == 0)
+                {
+                    writer.Write(hundred);
+                }
+                else
+                {
+                    writer.Consume(writer.Length);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // Told of the reading thread's guarded call.
+            }
+        }
+
+        Volatile.Write(ref stop, true);
+        reader.Join();
+        Assert.True(firstUnexpected is null, $"only InvalidOperationException may be thrown: {firstUnexpected}");
+        Assert.True(mixed == 0, $"{mixed} of {answers} sequences mixed two states; first: {firstMixed}");
+        Assert.True(answers > 1000, $"only {answers} answers: the race was not run");
+    }
 }
