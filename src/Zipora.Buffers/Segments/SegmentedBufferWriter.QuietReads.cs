@@ -44,26 +44,17 @@ public sealed partial class SegmentedBufferWriter
 
     /// <summary>
     /// The unconsumed data as <see cref="GetReadOnlySequence"/> gives it, read without the guard: true only if no call
-    /// ran meanwhile and the writer was not disposed (a writer with no segment takes the guard).
+    /// ran meanwhile and the writer was not disposed (a writer with no segment takes the guard). The sequence's
+    /// constructor reads the segments' memory and running indexes again, after the reads here, and may throw
+    /// <see cref="ArgumentException"/> if another thread changed them: the caller catches it while
+    /// <paramref name="version"/> no longer reads quiet.
     /// </summary>
-    private bool TryGetDataQuietly(out ReadOnlySequence<byte> data)
+    private bool TryGetDataQuietly(out long version, out ReadOnlySequence<byte> data)
     {
-        if (_chain.TryStartRead(out long version) && _chain.HeadReadOnce is { } head && _chain.TailReadOnce is { } tail)
+        if (_chain.TryStartRead(out version) && _chain.HeadReadOnce is { } head && _chain.TailReadOnce is { } tail)
         {
-            try
-            {
-                // The constructor reads the segments' memory and running indexes again, after the reads above; the
-                // check below comes after it, so what it built is from the same quiet state.
-                data = new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
-            }
-            catch (ArgumentException) when (!_chain.ReadWasQuiet(version))
-            {
-                // A dispose or another call on another thread changed the segments while the constructor checked them:
-                // the guarded path tells which (ObjectDisposedException, or InvalidOperationException for misuse).
-                data = default;
-                return false;
-            }
-
+            // The check comes after the constructor, so what it built is from the same quiet state.
+            data = new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
             if (_chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.

@@ -142,9 +142,19 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public ReadOnlySequence<byte> GetReadOnlySequence()
     {
-        if (TryGetDataQuietly(out ReadOnlySequence<byte> quiet))
+        long version = 0;
+        try
         {
-            return quiet;
+            if (TryGetDataQuietly(out version, out ReadOnlySequence<byte> quiet))
+            {
+                return quiet;
+            }
+        }
+        catch (ArgumentException) when (!_chain.ReadWasQuiet(version))
+        {
+            // The sequence's constructor reads the segments again after the quiet read, and a dispose or a misusing call
+            // on another thread changed them meanwhile: the guarded path below tells which (ObjectDisposedException,
+            // or InvalidOperationException). Caught here, not in the quiet read, which then stays small enough to inline.
         }
 
         _chain.EnterForOwnWork(TypeName);
