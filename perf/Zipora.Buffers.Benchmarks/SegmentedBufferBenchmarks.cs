@@ -137,14 +137,17 @@ public class SegmentedBufferBenchmarks
     }
 
     /// <summary>Copies the message out chunk by chunk, as the streams' reads do.</summary>
-    private long ReadBack(ReadOnlySequence<byte> message)
+    private long ReadBack(ReadOnlySequence<byte> message) => ReadBack(message, _readBack);
+
+    /// <summary>Copies <paramref name="message"/> out into <paramref name="readBack"/>, one chunk at a time; a checksum of what was read.</summary>
+    internal static long ReadBack(ReadOnlySequence<byte> message, byte[] readBack)
     {
         long checksum = 0;
         while (!message.IsEmpty)
         {
-            int length = (int)Math.Min(_readBack.Length, message.Length);
-            message.Slice(0, length).CopyTo(_readBack);
-            checksum += _readBack[length - 1];
+            int length = (int)Math.Min(readBack.Length, message.Length);
+            message.Slice(0, length).CopyTo(readBack);
+            checksum += readBack[length - 1];
             message = message.Slice(length);
         }
 

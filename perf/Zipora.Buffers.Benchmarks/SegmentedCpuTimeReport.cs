@@ -85,7 +85,11 @@ public static class SegmentedCpuTimeReport
         var floor = new SegmentedFloorBenchmarks { Size = size, Chunk = chunk };
         buffers.Setup();
         floor.Setup();
-        cleanup = buffers.Cleanup;
+        cleanup = () =>
+        {
+            buffers.Cleanup();
+            floor.Cleanup();
+        };
         return
         [
             ("MemoryStream", buffers.MemoryStream),
@@ -97,6 +101,8 @@ public static class SegmentedCpuTimeReport
             ("**SegmentedBufferWriter**", buffers.SegmentedBufferWriter),
             ("floor: copies + object + a guard per call", floor.CopiesAnObjectAndAGuardPerCall),
             ("floor: copies + object + a guard per call + a pooled block", floor.CopiesAnObjectAGuardPerCallAndAPooledBlock),
+            ("writers' floor: copies + object + sequence read back", floor.CopiesAnObjectAndASequenceReadBack),
+            ("writers' floor: + a guard per advance and dispose + a pooled block", floor.CopiesAnObjectTwoGuardsAPooledBlockAndASequenceReadBack),
         ];
     }
 

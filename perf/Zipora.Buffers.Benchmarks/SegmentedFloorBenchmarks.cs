@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Threading;
 using BenchmarkDotNet.Attributes;
 
@@ -13,6 +14,8 @@ namespace Zipora.Buffers.Benchmarks;
 /// one compare-exchange per call that touches the memory (each chunk's write and each chunk's read) and one for the
 /// dispose, each placed where the stream's own call makes it, after the copies before it, whose stores a locked
 /// instruction waits for; and last those plus one pooled block rented and given back, as a one-segment message's is.
+/// The buffer writers' case reads back through a <see cref="ReadOnlySequence{T}"/>, not a stream's reads: its floors
+/// write into a native block and read it back so, bare and with a writer's least guards and pooled block.
 /// </summary>
 [MemoryDiagnoser]
 public class SegmentedFloorBenchmarks
@@ -26,6 +29,7 @@ public class SegmentedFloorBenchmarks
     private byte[] _readBack = [];
     private byte[] _message = [];
     private TieredMemoryPool _pool = null!;
+    private NativeSegment? _written;
 
     [Params(1024, 64 * 1024, 1024 * 1024, 64 * 1024 * 1024)]
     public int Size { get; set; }
@@ -80,12 +84,60 @@ public class SegmentedFloorBenchmarks
     [Benchmark]
     public long CopiesAnObjectAGuardPerCallAndAPooledBlock()
     {
-        using System.Buffers.IMemoryOwner<byte> block = _pool.Rent(FirstSegmentSize);
+        using IMemoryOwner<byte> block = _pool.Rent(FirstSegmentSize);
         return CopiesAnObjectAndAGuardPerCall();
     }
 
+    /// <summary>
+    /// A buffer writer's message at its least: the chunks copied into a block of native memory that is already there,
+    /// then read back through a one-segment <see cref="ReadOnlySequence{T}"/> over it, as the writers' case reads
+    /// (<see cref="SegmentedBufferBenchmarks.ReadBack(ReadOnlySequence{byte}, byte[])"/>), and the one object.
+    /// </summary>
+    [Benchmark]
+    public long CopiesAnObjectAndASequenceReadBack()
+    {
+        GC.KeepAlive(new MessageObject());
+        return WriteAndReadBackThroughASequence();
+    }
+
+    /// <summary>
+    /// As <see cref="CopiesAnObjectAndASequenceReadBack"/>, with what a writer that refuses misuse and racing disposes
+    /// cannot do without even when its other calls read quietly: a guard for each chunk's <c>Advance</c> and one for
+    /// the dispose, and a pooled block of the first segment's size rented and given back.
+    /// </summary>
+    [Benchmark]
+    public long CopiesAnObjectTwoGuardsAPooledBlockAndASequenceReadBack()
+    {
+        using IMemoryOwner<byte> block = _pool.Rent(FirstSegmentSize);
+        var message = new MessageObject();
+        long checksum = WriteAndReadBackThroughASequence(message);
+        Guard(message);
+        return checksum;
+    }
+
     [GlobalCleanup]
-    public void Cleanup() => _pool.Dispose();
+    public void Cleanup()
+    {
+        _written?.Dispose();
+        _pool.Dispose();
+    }
+
+    /// <summary>The chunks copied into the native block; an advance guarded per chunk when <paramref name="guarded"/>; the block read back as a sequence.</summary>
+    private long WriteAndReadBackThroughASequence(MessageObject? guarded = null)
+    {
+        _written ??= new NativeSegment(_pool.Rent(Size));
+        Span<byte> block = _written.Block.Span;
+        for (int written = 0; written < Size; written += _chunk.Length)
+        {
+            _chunk.CopyTo(block[written..]);
+            if (guarded is not null)
+            {
+                Guard(guarded);
+            }
+        }
+
+        return SegmentedBufferBenchmarks.ReadBack(new ReadOnlySequence<byte>(_written, 0, _written, Size), _readBack);
+    }
 
     /// <summary>Taken and given back as the buffers' guard is: a compare-exchange, then a plain store.</summary>
     private static void Guard(MessageObject message)
@@ -122,6 +174,23 @@ public class SegmentedFloorBenchmarks
         }
 
         return checksum;
+    }
+
+    /// <summary>One segment over a pooled native block, kept for the benchmark's life, as a writer's one-segment message is.</summary>
+    private sealed class NativeSegment : ReadOnlySequenceSegment<byte>, IDisposable
+    {
+        private readonly IMemoryOwner<byte> _owner;
+
+        public NativeSegment(IMemoryOwner<byte> owner)
+        {
+            _owner = owner;
+            Memory = owner.Memory;
+        }
+
+        /// <summary>The block, to write into (the segment's own memory is read-only).</summary>
+        public Memory<byte> Block => _owner.Memory;
+
+        public void Dispose() => _owner.Dispose();
     }
 
     /// <summary>As large as a <see cref="SegmentedMemoryStream"/> (136 bytes).</summary>
