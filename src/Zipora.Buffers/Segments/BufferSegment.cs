@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
@@ -75,7 +76,11 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     public nint BlockAddress => _blockAddress;
 
     /// <summary>The next segment, or <see langword="null"/> for the tail.</summary>
-    public BufferSegment? NextSegment => (BufferSegment?)Next;
+    /// <remarks>
+    /// Without a cast: only <see cref="SetNext"/> links segments, and it takes a <see cref="BufferSegment"/> (the base's
+    /// setter is protected), so the checked cast's helper call would prove nothing on every step of every walk.
+    /// </remarks>
+    public BufferSegment? NextSegment => Unsafe.As<BufferSegment?>(Next);
 
     /// <summary>Takes <paramref name="owner"/>'s memory, placed at <paramref name="runningIndex"/>.</summary>
     public void Attach(IMemoryOwner<byte> owner, long runningIndex)

@@ -146,9 +146,15 @@ internal partial struct SegmentChain
     public void TakeKeptBlockAsHead()
     {
         int size = GrowthSize(1);
-        if (_tracker is { SpareSegment: { } spare } && spare.Capacity == size && FitsKeptBlock(size, size))
+        if (_tracker is { SpareSegment: { } spare } tracker && spare.Capacity == size && size >= MediumTier.MinSize)
         {
-            _ = AppendUnsynchronized(1);
+            // What AppendUnsynchronized does with a kept block, for a chain known to be empty: already counted as held,
+            // placed at index 0.
+            tracker.SpareSegment = null;
+            spare.MoveTo(0);
+            _head = _tail = spare;
+            _segmentsThisMessage = 1;
+            MoveGrowthOn(size);
         }
     }
 
@@ -219,7 +225,11 @@ internal partial struct SegmentChain
         }
 
         _tail = last;
-        ReleaseEach(next, stopAt: null);
+        if (next is not null)
+        {
+            // Not called for nothing: every dispose of a buffer whose head stays whole comes here with no segment left.
+            ReleaseEach(next, stopAt: null);
+        }
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -136,6 +137,7 @@ internal sealed class SegmentedBufferTracker
     private bool TryMoveTicket(int ticket) => Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket;
 
     /// <summary>Counts <paramref name="bytes"/> more (or fewer, negative) held by the buffer. Caller holds the buffer's guard.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void AddBytesHeld(long bytes) => Volatile.Write(ref _bytesHeld, _bytesHeld + bytes);
 
     /// <summary>A message of <paramref name="length"/> bytes in <paramref name="segments"/> segments ended. Caller holds the buffer's guard.</summary>
