@@ -146,15 +146,11 @@ internal partial struct SegmentChain
     public void TakeKeptBlockAsHead()
     {
         int size = GrowthSize(1);
-        if (_tracker is { SpareSegment: { } spare } tracker && spare.Capacity == size && size >= MediumTier.MinSize)
+        if (_tracker is { SpareSegment: { } spare } && spare.Capacity == size && size >= MediumTier.MinSize)
         {
             // What AppendUnsynchronized does with a kept block, for a chain known to be empty: already counted as held,
             // placed at index 0.
-            tracker.SpareSegment = null;
-            spare.MoveTo(0);
-            _head = _tail = spare;
-            _segmentsThisMessage = 1;
-            MoveGrowthOn(size);
+            _ = AppendUnsynchronized(1);
         }
     }
 
