@@ -148,8 +148,8 @@ internal partial struct SegmentChain
         int size = GrowthSize(1);
         if (_tracker is { SpareSegment: { } spare } && spare.Capacity == size && size >= MediumTier.MinSize)
         {
-            // What AppendUnsynchronized does with a kept block, for a chain known to be empty: already counted as held,
-            // placed at index 0.
+            // The request's size is the block's, so the append takes it as it is (already counted as held). Written out
+            // here instead, the constructor grew and the benchmark's message got slower (section 34 of perf/RESULTS.md).
             _ = AppendUnsynchronized(1);
         }
     }

@@ -173,47 +173,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     }
 
     /// <summary>
-    /// Consumes the data before <paramref name="consumed"/> (a position in the sequence <see cref="GetReadOnlySequence"/>
-    /// gave since the last consume or reset): every segment wholly before it goes back to the pool.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">The position is not in the unconsumed data.</exception>
-    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
-    public void AdvanceTo(SequencePosition consumed)
-    {
-        _chain.EnterForOwnWork(TypeName);
-        try
-        {
-            ConsumeUnsynchronized(CountBeforeUnsynchronized(consumed));
-        }
-        finally
-        {
-            _chain.Exit();
-        }
-    }
-
-    /// <summary>Consumes the first <paramref name="count"/> bytes: every segment they wholly cover goes back to the pool.</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is negative or more than <see cref="Length"/>.</exception>
-    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
-    public void Consume(long count)
-    {
-        _chain.EnterForOwnWork(TypeName);
-        try
-        {
-            long length = LengthUnsynchronized;
-            if ((ulong)count > (ulong)length)
-            {
-                SegmentThrowHelper.ThrowConsumePastLength(count, length);
-            }
-
-            ConsumeUnsynchronized(count);
-        }
-        finally
-        {
-            _chain.Exit();
-        }
-    }
-
-    /// <summary>
     /// Forgets every byte, as a new writer would, and ends the message (for the statistics). The first segment is
     /// kept for the next message; the others go back to the pool.
     /// </summary>
@@ -252,41 +211,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <summary>Returns every segment to the pool. A second call, from any thread, does nothing.</summary>
     public void Dispose() => _chain.Dispose();
 
-    /// <remarks>
-    /// The new head and its start are found and set first, and the segments before it let go of last: an owner that
-    /// throws on dispose (another pool's) then leaves the whole count consumed, and every other segment given back.
-    /// </remarks>
-    private void ConsumeUnsynchronized(long count)
-    {
-        BufferSegment? oldHead = _chain.Head;
-        if (oldHead is null)
-        {
-            return;
-        }
-
-        BufferSegment head = oldHead;
-        int start = _headStart;
-        while (count >= head.End - start && !ReferenceEquals(head, _chain.Tail))
-        {
-            count -= head.End - start;
-            head = head.NextSegment!;
-            start = 0;
-        }
-
-        _headStart = start + (int)count;
-        if (_headStart == head.End && ReferenceEquals(head, _chain.Tail))
-        {
-            // Everything consumed: what comes next is a new message, and grows from the initial size again, so a queue
-            // of small messages does not walk its segments up to the largest size.
-            _chain.RestartGrowth();
-        }
-
-        if (!ReferenceEquals(head, oldHead))
-        {
-            _chain.ReleaseBeforeUnsynchronized(head);
-        }
-    }
-
     /// <summary>Bytes written and not yet consumed; the caller holds the guard.</summary>
     private long LengthUnsynchronized
     {
@@ -299,43 +223,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
     /// <summary>The unconsumed data as a sequence over the segments; the caller holds the guard.</summary>
     private ReadOnlySequence<byte> DataUnsynchronized() => _chain.SequenceFromUnsynchronized(_headStart);
-
-    /// <summary>The unconsumed bytes before <paramref name="consumed"/>; the caller holds the guard.</summary>
-    private long CountBeforeUnsynchronized(SequencePosition consumed)
-    {
-        object? target = consumed.GetObject();
-        int index = consumed.GetInteger();
-        BufferSegment? head = _chain.Head;
-        if (target is null)
-        {
-            // The start of an empty sequence: nothing to consume.
-            if (index != 0)
-            {
-                SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
-            }
-
-            return 0;
-        }
-
-        for (BufferSegment? segment = head; segment is not null; segment = segment.NextSegment)
-        {
-            if (ReferenceEquals(segment, target))
-            {
-                // A consumed tail is not written again from its start, so a position from before a consume that took
-                // everything lies before the unconsumed data, and is refused here.
-                long count = segment.RunningIndex + index - head!.RunningIndex - _headStart;
-                if (index < 0 || index > segment.End || count < 0)
-                {
-                    SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
-                }
-
-                return count;
-            }
-        }
-
-        SegmentThrowHelper.ThrowForeignPosition(nameof(consumed));
-        return 0;
-    }
 
     /// <summary>The room to write in, under the guard: the tail's when it holds the request, else a new segment's.</summary>
     /// <param name="sizeHint">As <see cref="GetMemory"/>'s.</param>
