@@ -113,26 +113,7 @@ public sealed partial class SegmentedFastPathSafetyTests
             {
                 try
                 {
-                    switch (i % 4)
-                    {
-                        case 0:
-                            writer.GetMemory(1 + (i % 700));
-                            writer.Advance(i % 50);
-                            break;
-                        case 1:
-                            writer.Consume(writer.Length / 2);
-                            break;
-                        case 2:
-                            if (i % 42 == 2)
-                            {
-                                writer.Reset();
-                            }
-
-                            break;
-                        default:
-                            writer.Write(new byte[i % 200]);
-                            break;
-                    }
+                    MoveTheWriterOn(writer, i);
                 }
                 catch (InvalidOperationException)
                 {

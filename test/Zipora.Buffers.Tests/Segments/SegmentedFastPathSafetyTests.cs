@@ -190,29 +190,7 @@ public sealed unsafe partial class SegmentedFastPathSafetyTests
             {
                 try
                 {
-                    switch (i % 5)
-                    {
-                        case 0:
-                            writer.GetMemory(1 + (i % 700));
-                            writer.Advance(i % 50);
-                            break;
-                        case 1:
-                            writer.Consume(writer.Length / 2);
-                            break;
-                        case 2:
-                            writer.Advance(1);
-                            break;
-                        case 3:
-                            if (i % 45 == 3)
-                            {
-                                writer.Reset();
-                            }
-
-                            break;
-                        default:
-                            writer.Write(new byte[i % 200]);
-                            break;
-                    }
+                    MoveTheWriterOn(writer, i);
                 }
                 catch (Exception error)
                 {
@@ -303,5 +281,36 @@ public sealed unsafe partial class SegmentedFastPathSafetyTests
         Assert.True(problems.IsEmpty, string.Join("\n", problems));
         Assert.All(seen.Keys, type => Assert.True(type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException), $"undocumented {type}"));
         Assert.Equal(pool.Rents, pool.Releases);
+    }
+
+    /// <summary>
+    /// Step <paramref name="i"/> of the misusing thread of the two-thread tests: a write with a request of its own size,
+    /// half the data consumed, an advance of one, now and then a reset, or a plain write.
+    /// </summary>
+    private static void MoveTheWriterOn(SegmentedBufferWriter writer, int i)
+    {
+        switch (i % 5)
+        {
+            case 0:
+                writer.GetMemory(1 + (i % 700));
+                writer.Advance(i % 50);
+                break;
+            case 1:
+                writer.Consume(writer.Length / 2);
+                break;
+            case 2:
+                writer.Advance(1);
+                break;
+            case 3:
+                if (i % 45 == 3)
+                {
+                    writer.Reset();
+                }
+
+                break;
+            default:
+                writer.Write(new byte[i % 200]);
+                break;
+        }
     }
 }
