@@ -99,6 +99,131 @@ public sealed class SegmentedKeptHeadTests
         SegmentedBuffers.AssertBalanced(pool);
     }
 
+    /// <summary>
+    /// A consume of nothing (or an advance to the empty data's start) and a reset of an unwritten writer forget no byte:
+    /// a writer that took the kept block must grow after them as one with no kept block grows (its first segment, then
+    /// one twice as large), not start the growth over as if its block were a finished message's.
+    /// </summary>
+    [Theory]
+    [InlineData("Consume(0)")]
+    [InlineData("AdvanceTo(Start)")]
+    [InlineData("AdvanceTo(End)")]
+    [InlineData("Reset")]
+    public void ACallThatForgetsNoByteOfAnUnwrittenWriterLeavesItsGrowthAsAWriterWithoutAKeptBlocks(string call)
+    {
+        int fresh;
+        using (var alone = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false }))
+        {
+            fresh = SecondSegmentAfter(new SegmentedBufferOptions { Pool = alone }, call);
+        }
+
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 1);
+        Assert.Equal(8192, fresh);
+        Assert.Equal(fresh, SecondSegmentAfter(options, call));
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    /// <summary>
+    /// An unwritten writer copied into another writer that has no room left copies nothing and throws nothing, whether or
+    /// not it took its thread's kept block (an empty segment in its data must not ask the destination for memory).
+    /// </summary>
+    [Fact]
+    public void CopyingAnUnwrittenWriterThatTookAKeptBlockIntoAFullWriterCopiesNothing()
+    {
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 1);
+        using (var empty = new SegmentedBufferWriter(options))
+        using (var full = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, MaxLength = 0 }))
+        {
+            Assert.Equal(4096, pool.GetStatistics().Segmented.BytesHeld);
+            empty.CopyTo(full);
+            Assert.Equal(0, full.Length);
+        }
+
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    /// <summary>An unwritten writer that took its thread's kept block writes nothing to a stream: no call at all, as one without.</summary>
+    [Fact]
+    public async System.Threading.Tasks.Task CopyingAnUnwrittenWriterThatTookAKeptBlockToAStreamMakesNoWrite()
+    {
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 1);
+        using (var empty = new SegmentedBufferWriter(options))
+        {
+            using var destination = new WriteCountingStream();
+            empty.CopyTo(destination);
+            await empty.CopyToAsync(destination, TestContext.Current.CancellationToken);
+            Assert.Equal(0, destination.Writes);
+        }
+
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
+    /// <summary>The length of the memory a writer's second segment gives, after <paramref name="call"/> on the new writer and a first segment's worth written.</summary>
+    private static int SecondSegmentAfter(SegmentedBufferOptions options, string call)
+    {
+        using var writer = new SegmentedBufferWriter(options);
+        switch (call)
+        {
+            case "Consume(0)":
+                writer.Consume(0);
+                break;
+            case "AdvanceTo(Start)":
+                writer.AdvanceTo(writer.GetReadOnlySequence().Start);
+                break;
+            case "AdvanceTo(End)":
+                writer.AdvanceTo(writer.GetReadOnlySequence().End);
+                break;
+            default:
+                writer.Reset();
+                break;
+        }
+
+        writer.Write(SegmentedBuffers.Filled(4096, 3));
+        return writer.GetMemory(1).Length;
+    }
+
+    /// <summary>A stream that counts the writes made to it and keeps nothing.</summary>
+    private sealed class WriteCountingStream : System.IO.Stream
+    {
+        public int Writes { get; private set; }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, System.IO.SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => Writes++;
+
+        public override void Write(ReadOnlySpan<byte> buffer) => Writes++;
+
+        public override System.Threading.Tasks.ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, System.Threading.CancellationToken cancellationToken = default)
+        {
+            Writes++;
+            return default;
+        }
+    }
+
     /// <summary>For each request, the length of the memory GetMemory gives, filled and advanced over whole.</summary>
     private static List<int> Lengths(SegmentedBufferOptions options, int[] requests)
     {
