@@ -267,12 +267,19 @@ internal partial struct SegmentChain
         }
     }
 
-    /// <summary>Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next); the growth starts over.</summary>
+    /// <summary>
+    /// Ends a message of <paramref name="length"/> bytes for the statistics (the segments still held count in the next);
+    /// the growth starts over, unless no byte was written (no message, as the statistics say: a writer that took its
+    /// thread's kept block grows on as one that rents its first).
+    /// </summary>
     public void EndMessage(long length)
     {
         _tracker?.EndMessage(_segmentsThisMessage, length);
         _segmentsThisMessage = _head is null ? 0 : CountSegments();
-        _nextSegmentSize = _settings.InitialSegmentSize;
+        if (length != 0)
+        {
+            _nextSegmentSize = _settings.InitialSegmentSize;
+        }
     }
 
     /// <summary>What the growth policy rents for <paramref name="minimumSize"/> bytes: the next size when larger, within what the pool serves.</summary>

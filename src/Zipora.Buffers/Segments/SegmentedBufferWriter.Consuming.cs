@@ -60,6 +60,7 @@ public sealed partial class SegmentedBufferWriter
 
         BufferSegment head = oldHead;
         int start = _headStart;
+        long asked = count;
         while (count >= head.End - start && !ReferenceEquals(head, _chain.Tail))
         {
             count -= head.End - start;
@@ -68,10 +69,11 @@ public sealed partial class SegmentedBufferWriter
         }
 
         _headStart = start + (int)count;
-        if (_headStart == head.End && ReferenceEquals(head, _chain.Tail))
+        if (_headStart == head.End && ReferenceEquals(head, _chain.Tail) && (asked != 0 || !ReferenceEquals(head, oldHead)))
         {
             // Everything consumed: what comes next is a new message, and grows from the initial size again, so a queue
-            // of small messages does not walk its segments up to the largest size.
+            // of small messages does not walk its segments up to the largest size. A consume that let go of nothing
+            // changes nothing (a writer that took its thread's kept block grows on as one that rents its first).
             _chain.RestartGrowth();
         }
 

@@ -83,7 +83,12 @@ public sealed partial class SegmentedBufferWriter
         {
             foreach (ReadOnlyMemory<byte> memory in DataUnsynchronized())
             {
-                destination.Write(memory.Span);
+                // An empty segment (a kept block not written yet, an empty tail) asks the destination for nothing:
+                // Write would take a span from it, which a full writer refuses.
+                if (!memory.IsEmpty)
+                {
+                    destination.Write(memory.Span);
+                }
             }
         }
         finally

@@ -34,7 +34,11 @@ internal static class SequenceCopies
     {
         foreach (ReadOnlyMemory<byte> memory in contents)
         {
-            destination.Write(memory.Span);
+            // An empty segment (a kept block not written yet, an empty tail) makes no write.
+            if (!memory.IsEmpty)
+            {
+                destination.Write(memory.Span);
+            }
         }
     }
 
@@ -43,7 +47,10 @@ internal static class SequenceCopies
     {
         foreach (ReadOnlyMemory<byte> memory in contents)
         {
-            await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            if (!memory.IsEmpty)
+            {
+                await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 }
