@@ -88,9 +88,10 @@ internal partial struct SegmentChain
             SegmentThrowHelper.ThrowDisposed(typeName);
         }
 
-        if (_tracker is { } tracker && !tracker.IsHeldBy(_ticket))
+        if (_tracker is { } tracker && (!tracker.IsHeldBy(_ticket) || _tail is { StillHoldsItsBlock: false }))
         {
-            // The sweep found this buffer collected: it runs again only because another object's finalizer brought it back.
+            // The sweep found this buffer collected, or the pool reclaimed its tail's block as leaked before any sweep
+            // ran: it runs again only because another object's finalizer brought it back.
             RetireIfBlocksReclaimedUnsynchronized(typeName);
         }
     }

@@ -28,7 +28,9 @@ public sealed partial class SegmentedBufferWriter
 
             // The length from the head and tail read once above, not from Length, which would read the fields again.
             long length = tail.RunningIndex + end - head.RunningIndex - _headStart;
-            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - length && _chain.ReadWasQuiet(version))
+            // A block the pool reclaimed as leaked (this writer was brought back by another object's finalizer before a
+            // sweep counted it) is not handed out: the guarded path retires the writer.
+            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - length && tail.StillHoldsItsBlock && _chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);

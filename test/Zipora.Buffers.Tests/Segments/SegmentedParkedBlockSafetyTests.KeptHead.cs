@@ -1,0 +1,67 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Time.Testing;
+
+#pragma warning disable CA2000
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>A writer that took its thread's parked block, leaked and brought back by another object's finalizer.</summary>
+public sealed partial class SegmentedParkedBlockSafetyTests
+{
+    /// <summary>
+    /// A writer takes the parked block and writes nothing; it is dropped and brought back by another object's finalizer
+    /// twice, with no statistics read (no sweep retires its tracker). The block it took must not have been reclaimed
+    /// as leaked while the writer can still hand it out: the span its next GetSpan gives, written after the quarantine's
+    /// delay and the pool's next rents, must not be another renter's block.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(100)]
+    public void ARevivedWriterThatTookTheParkedBlockNeverHandsOutABlockThePoolReclaimed(int written)
+    {
+        var time = new FakeTimeProvider();
+        using var pool = ParkedBlocks.NewPool(time);
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 1);
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, written);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+        var owners = new List<IMemoryOwner<byte>>();
+        try
+        {
+            Span<byte> span;
+            try
+            {
+                span = zombie.GetSpan(Message);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Refused: the writer found its block reclaimed.
+                return;
+            }
+
+            // The span is written before the next call on the writer, as IBufferWriter allows; meanwhile the pool rents.
+            SafetyCases.Advance(time, SafetyCases.IdleDelay + (SafetyCases.IdleDelay / 2));
+            RentMany(pool, owners);
+            span[..Message].Fill(0x33);
+            foreach (IMemoryOwner<byte> owner in owners)
+            {
+                Assert.True(owner.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the revived writer wrote into another owner's block");
+            }
+        }
+        finally
+        {
+            owners.ForEach(static owner => owner.Dispose());
+            zombie.Dispose();
+        }
+    }
+}
