@@ -55,9 +55,11 @@ public sealed partial class SegmentedBufferWriter
     {
         if (_chain.TryStartRead(out version) && _chain.HeadReadOnce is { } head && _chain.TailReadOnce is { } tail)
         {
-            // The check comes after the constructor, so what it built is from the same quiet state.
+            // The check comes after the constructor, so what it built is from the same quiet state. A tail whose block
+            // the pool reclaimed as leaked (a writer brought back by another object's finalizer before a sweep) is not
+            // read: the guarded path retires the writer, as for GetSpan.
             data = new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
-            if (_chain.ReadWasQuiet(version))
+            if (tail.StillHoldsItsBlock && _chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);

@@ -64,4 +64,30 @@ public sealed partial class SegmentedParkedBlockSafetyTests
             zombie.Dispose();
         }
     }
+
+    /// <summary>
+    /// The same revived writer, with bytes written: once the pool has reclaimed its block, it reads it no more either
+    /// (its sequence, its copies and its array would show another renter's bytes once the quarantine lets the block
+    /// go): each refuses with <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    [Fact]
+    public void ARevivedWriterWhoseBlockThePoolReclaimedNoLongerReadsIt()
+    {
+        using var pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 1);
+        var box = new StrongBox<SegmentedBufferWriter?>();
+        DropARevivableWriter(options, box, 100);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        DropAgain(box);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        SegmentedBufferWriter zombie = box.Value!;
+        Assert.NotNull(zombie);
+        Assert.Throws<ObjectDisposedException>(() => zombie.GetReadOnlySequence());
+        Assert.Throws<ObjectDisposedException>(() => zombie.ToArray());
+        Assert.Throws<ObjectDisposedException>(() => zombie.CopyTo(new byte[100]));
+        zombie.Dispose();
+    }
 }
