@@ -69,6 +69,19 @@ if (args is ["--segmented-cpu-child", string childCase, string childSize, string
     return;
 }
 
+// `--segmented-reuse-cpu [size]`: every buffer kept across messages (SegmentedReuseBenchmarks), in thread CPU time.
+if (args is ["--segmented-reuse-cpu", string reusedSize])
+{
+    SegmentedCpuTimeReport.RunReused(int.Parse(reusedSize, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
+if (args.Contains("--segmented-reuse-cpu"))
+{
+    SegmentedCpuTimeReport.RunReused();
+    return;
+}
+
 if (args is ["--segmented-cpu", string segmentedSize, string segmentedChunk])
 {
     SegmentedCpuTimeReport.Run(int.Parse(segmentedSize, System.Globalization.CultureInfo.InvariantCulture), int.Parse(segmentedChunk, System.Globalization.CultureInfo.InvariantCulture));

@@ -109,30 +109,36 @@ public class SegmentedBufferBenchmarks
         return checksum;
     }
 
-    private long RoundTrip(Stream stream)
+    private long RoundTrip(Stream stream) => RoundTrip(stream, _chunk, _readBack, Size);
+
+    private void Fill(IBufferWriter<byte> writer) => Fill(writer, _chunk, Size);
+
+    /// <summary>Writes <paramref name="size"/> bytes into <paramref name="stream"/> in chunks, then reads them back from its start; a checksum of what was read.</summary>
+    internal static long RoundTrip(Stream stream, byte[] chunk, byte[] readBack, int size)
     {
-        for (int written = 0; written < Size; written += _chunk.Length)
+        for (int written = 0; written < size; written += chunk.Length)
         {
-            stream.Write(_chunk);
+            stream.Write(chunk);
         }
 
         stream.Position = 0;
         long checksum = 0;
         int read;
-        while ((read = stream.Read(_readBack)) > 0)
+        while ((read = stream.Read(readBack)) > 0)
         {
-            checksum += _readBack[read - 1];
+            checksum += readBack[read - 1];
         }
 
         return checksum;
     }
 
-    private void Fill(IBufferWriter<byte> writer)
+    /// <summary>Writes <paramref name="size"/> bytes into <paramref name="writer"/> in chunks, through GetSpan and Advance.</summary>
+    internal static void Fill(IBufferWriter<byte> writer, byte[] chunk, int size)
     {
-        for (int written = 0; written < Size; written += _chunk.Length)
+        for (int written = 0; written < size; written += chunk.Length)
         {
-            _chunk.CopyTo(writer.GetSpan(_chunk.Length));
-            writer.Advance(_chunk.Length);
+            chunk.CopyTo(writer.GetSpan(chunk.Length));
+            writer.Advance(chunk.Length);
         }
     }
 

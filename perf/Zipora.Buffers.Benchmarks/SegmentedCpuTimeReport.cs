@@ -19,10 +19,34 @@ public static class SegmentedCpuTimeReport
     private const int Rounds = 80;
     private const int ApartProcesses = 3;
 
+    // The first cases of the message's table are the peers, the fastest of which the ratios are to.
+    private const int Peers = 5;
+
     /// <summary>Prints the table for messages of <paramref name="size"/> bytes written in chunks of <paramref name="chunk"/> (1 KB in 4 KB: one chunk).</summary>
-    public static void Run(int size = 1024, int chunk = 4096)
+    public static void Run(int size = 1024, int chunk = 4096) => RunInterleaved(Cases(size, chunk, out Action cleanup), cleanup, size, chunk, Peers);
+
+    /// <summary>
+    /// As <see cref="Run"/> for <see cref="SegmentedReuseBenchmarks"/>: every buffer kept across messages, emptied its
+    /// own way before each (chunks of up to 4 KB).
+    /// </summary>
+    public static void RunReused(int size = 1024)
     {
-        (string Name, Func<long> Message)[] cases = Cases(size, chunk, out Action cleanup);
+        var reused = new SegmentedReuseBenchmarks { Size = size };
+        reused.Setup();
+        (string Name, Func<long> Message)[] cases =
+        [
+            ("MemoryStream, `SetLength(0)`", reused.MemoryStream),
+            ("`ArrayBufferWriter<byte>`, `ResetWrittenCount`", reused.ArrayBufferWriter),
+            ("`Sequence<byte>`, `Reset`", reused.NerdbankSequence),
+            ("RecyclableMemoryStream, `SetLength(0)`", reused.RecyclableMemoryStream),
+            ("**SegmentedMemoryStream**, `SetLength(0)`", reused.SegmentedMemoryStream),
+            ("**SegmentedBufferWriter**, `Reset`", reused.SegmentedBufferWriter),
+        ];
+        RunInterleaved(cases, reused.Cleanup, size, Math.Min(size, 4096), peers: 4);
+    }
+
+    private static void RunInterleaved((string Name, Func<long> Message)[] cases, Action cleanup, int size, int chunk, int peers)
+    {
         int messages = MessagesPerRound(size);
         double[] best = [.. cases.Select(static _ => double.MaxValue)];
         for (int round = 0; round < Rounds; round++)
@@ -35,7 +59,7 @@ public static class SegmentedCpuTimeReport
         }
 
         cleanup();
-        PrintTable(size, chunk, [.. cases.Select(static c => c.Name)], best, "best round, thread CPU time");
+        PrintTable(size, chunk, [.. cases.Select(static c => c.Name)], best, "best round, thread CPU time", peers);
     }
 
     /// <summary>
@@ -60,7 +84,7 @@ public static class SegmentedCpuTimeReport
         }
 
         double[] median = [.. runs.Select(static values => values.Count == 0 ? double.NaN : values.Order().ElementAt(values.Count / 2))];
-        PrintTable(size, chunk, names, median, $"median of {ApartProcesses} processes, each its best round");
+        PrintTable(size, chunk, names, median, $"median of {ApartProcesses} processes, each its best round", Peers);
     }
 
     /// <summary>The child of <see cref="RunApart"/>: case <paramref name="caseIndex"/> alone, its best round printed in ns.</summary>
@@ -123,10 +147,9 @@ public static class SegmentedCpuTimeReport
         return ns;
     }
 
-    private static void PrintTable(int size, int chunk, string[] names, double[] ns, string what)
+    private static void PrintTable(int size, int chunk, string[] names, double[] ns, string what, int peers)
     {
-        const int Peers = 5;
-        double fastestPeer = ns[..Peers].Min();
+        double fastestPeer = ns[..peers].Min();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size} B message, {chunk} B chunks | ns ({what}) | × the fastest peer |"));
         Console.WriteLine("|---|---|---|");
         for (int i = 0; i < names.Length; i++)

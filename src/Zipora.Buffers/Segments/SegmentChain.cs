@@ -197,6 +197,13 @@ internal partial struct SegmentChain
     /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
     public void RestartGrowth() => _nextSegmentSize = _settings.InitialSegmentSize;
 
+    /// <summary>Starts the growth over as after a first segment of <paramref name="capacity"/> bytes: an emptied buffer's kept head.</summary>
+    public void RestartGrowthAfter(int capacity)
+    {
+        RestartGrowth();
+        MoveGrowthOn(capacity);
+    }
+
     /// <summary>Lets go of every segment before <paramref name="newHead"/>, which becomes the head.</summary>
     /// <remarks>A block whose owner throws on dispose (another pool's) does not keep the others: each is let go of, then the error is thrown.</remarks>
     public void ReleaseBeforeUnsynchronized(BufferSegment newHead)

@@ -196,7 +196,12 @@ public sealed partial class SegmentedMemoryStream
         return _chain.AppendUnsynchronized((int)Math.Min(wanted, _chain.Settings.MaxSegmentSize));
     }
 
-    /// <summary>Shortens the stream to <paramref name="length"/> bytes, giving every segment past it back.</summary>
+    /// <summary>
+    /// Shortens the stream to <paramref name="length"/> bytes, giving every segment past it back. Emptied, it keeps its
+    /// first segment, empty, as <c>MemoryStream</c> keeps its capacity, and grows as a new stream whose first segment
+    /// that is: a stream reused for message after message (<c>SetLength(0)</c>) neither rents its first block again
+    /// each time nor walks its segments up to the largest size.
+    /// </summary>
     private void TruncateUnsynchronized(long length)
     {
         // The cursor may be among the segments let go of: a released segment may already serve another buffer.
@@ -204,7 +209,16 @@ public sealed partial class SegmentedMemoryStream
         _indexCount = 0;
         if (length == 0)
         {
-            _chain.ReleaseAfterUnsynchronized(null);
+            BufferSegment? head = _chain.Head;
+            if (head is null)
+            {
+                _chain.RestartGrowth();
+                return;
+            }
+
+            head.End = 0;
+            _chain.RestartGrowthAfter(head.Capacity);
+            _chain.ReleaseAfterUnsynchronized(head);
             return;
         }
 

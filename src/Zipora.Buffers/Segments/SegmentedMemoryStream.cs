@@ -13,7 +13,8 @@ namespace Zipora.Buffers;
 /// <para>
 /// It behaves as <see cref="MemoryStream"/> does: the position may be set anywhere from 0 up, also past the end (a
 /// read there returns 0 bytes, a write there fills the gap with zeros), <see cref="SetLength"/> grows with zeros and
-/// shrinks by giving the segments past the end back, a seek before the start throws <see cref="IOException"/>.
+/// shrinks by giving the segments past the end back (to 0, it keeps its first segment, as <see cref="MemoryStream"/>
+/// keeps its capacity), a seek before the start throws <see cref="IOException"/>.
 /// <see cref="SegmentedBufferOptions.MaxLength"/> plays the part of a fixed capacity: a write past it throws
 /// <see cref="IOException"/> and leaves the stream as it was.
 /// </para>
@@ -234,7 +235,9 @@ public sealed partial class SegmentedMemoryStream : Stream
 
     /// <summary>
     /// Sets the length: a longer stream is filled with zeros, a shorter one gives the segments past its end back to
-    /// the pool. A position past the new end moves to it, as <see cref="MemoryStream"/>'s does.
+    /// the pool. A position past the new end moves to it, as <see cref="MemoryStream"/>'s does. An emptied stream
+    /// (<c>SetLength(0)</c>) keeps its first segment, empty, and grows from the initial segment size again, so a stream
+    /// reused for message after message rents nothing per message (its <see cref="Dispose(bool)"/> gives everything back).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is negative or above <see cref="MaxLength"/>.</exception>
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>

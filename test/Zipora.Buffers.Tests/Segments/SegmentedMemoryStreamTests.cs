@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Buffers;
 using System.IO;
 using System.Linq;
@@ -177,15 +178,65 @@ public sealed class SegmentedMemoryStreamTests : IDisposable
         using SegmentedMemoryStream stream = NewStream();
         stream.Write(Pattern(640));
         long held = _pool.GetStatistics().Segmented.BytesHeld;
-        stream.SetLength(64);
-        Assert.Equal(64, stream.Length);
-        Assert.Equal(64, stream.Position);
-        Assert.Equal(64, _pool.GetStatistics().Segmented.BytesHeld);
-        Assert.True(held > 64);
+        stream.Position = 300;
+        stream.SetLength(100);
+        Assert.Equal(100, stream.Length);
+        Assert.Equal(100, stream.Position);
+        Assert.Equal(128, _pool.GetStatistics().Segmented.BytesHeld);
+        Assert.True(held > 128);
 
+        // Emptied, it keeps its first segment (as MemoryStream keeps its capacity), empty.
         stream.SetLength(0);
-        Assert.Equal(0, _pool.GetStatistics().Segmented.BytesHeld);
+        Assert.Equal(0, stream.Length);
+        Assert.Equal(0, stream.Position);
+        Assert.Equal(64, _pool.GetStatistics().Segmented.BytesHeld);
         Assert.Empty(stream.ToArray());
+        Assert.Equal(0, stream.Read(new byte[10]));
+        Assert.True(stream.GetReadOnlySequence().IsEmpty);
+    }
+
+    /// <summary>
+    /// A stream reused for message after message with <c>SetLength(0)</c> keeps one first block: it rents nothing per
+    /// message, and its growth starts over each time (it walked its segments up to the largest size before).
+    /// </summary>
+    [Fact]
+    public void AStreamEmptiedWithSetLengthZeroForEachMessageRentsNothingAndGrowsFromTheStartAgain()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool });
+        byte[] message = Pattern(1000);
+        stream.Write(message);
+        TieredMemoryPoolStatistics before = pool.GetStatistics();
+        for (int i = 0; i < 100; i++)
+        {
+            stream.SetLength(0);
+            stream.Write(message);
+            stream.Write(message);
+            stream.Position = 0;
+            Assert.Equal(message, stream.ToArray()[..1000]);
+        }
+
+        TieredMemoryPoolStatistics after = pool.GetStatistics();
+        Assert.Equal(before.Medium.Rents, after.Medium.Rents);
+        Assert.Equal(before.Large.Rents, after.Large.Rents);
+        Assert.Equal(SegmentedBufferOptions.DefaultInitialSegmentSize, after.Segmented.BytesHeld);
+
+        // Messages of 50 KB in 10 KB writes: each grows from the kept first segment as the first did, never from where
+        // the last one left off (which walked the segments up to the largest size, 128 KB, message after message).
+        var held = new List<long>();
+        for (int i = 0; i < 4; i++)
+        {
+            stream.SetLength(0);
+            for (int part = 0; part < 5; part++)
+            {
+                stream.Write(Pattern(10_000));
+            }
+
+            held.Add(pool.GetStatistics().Segmented.BytesHeld);
+        }
+
+        Assert.All(held, bytes => Assert.Equal(held[0], bytes));
+        Assert.InRange(held[0], 50_000, 4096 + 8192 + 16384 + 32768);
     }
 
     [Fact]
