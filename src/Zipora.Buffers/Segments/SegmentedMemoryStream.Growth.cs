@@ -155,6 +155,9 @@ public sealed partial class SegmentedMemoryStream
     {
         _indexCount = 0;
         long length = _chain.EndIndex;
+
+        // A stream that held no segment holds none after a failure either: the shrink to 0 keeps the first segment.
+        bool heldASegment = _chain.Head is not null;
         try
         {
             while (zeros > 0)
@@ -180,7 +183,15 @@ public sealed partial class SegmentedMemoryStream
         catch
         {
             // Out of memory (or past the pool's limit): give back what this call rented, then let the caller see why.
-            TruncateUnsynchronized(length);
+            if (heldASegment)
+            {
+                TruncateUnsynchronized(length);
+            }
+            else
+            {
+                ReleaseEverySegmentUnsynchronized();
+            }
+
             throw;
         }
     }
@@ -235,6 +246,15 @@ public sealed partial class SegmentedMemoryStream
             _cursor = null;
             _indexCount = 0;
         }
+    }
+
+    /// <summary>Gives every segment back, the first one too: the stream holds nothing, as a new one.</summary>
+    private void ReleaseEverySegmentUnsynchronized()
+    {
+        _cursor = null;
+        _indexCount = 0;
+        _chain.RestartGrowth();
+        _chain.ReleaseAfterUnsynchronized(null);
     }
 
     /// <summary>Copies <paramref name="data"/> over the bytes held from <paramref name="position"/> on (all within the length).</summary>

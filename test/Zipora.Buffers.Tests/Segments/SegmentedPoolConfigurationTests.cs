@@ -86,6 +86,56 @@ public sealed class SegmentedPoolConfigurationTests
         Assert.Equal(2 * Megabyte, stream.Length);
     }
 
+    /// <summary>
+    /// A write into a stream that holds no segment yet, which the pool refuses part way (its first segments rented, a
+    /// later one refused), gives back every segment it rented: the stream holds nothing, as before the write. The
+    /// rollback empties the stream with the shrink of <c>SetLength(0)</c>, which keeps the first segment for the next
+    /// message: kept here, the failed write left the stream holding a block (the largest segment size) it was never
+    /// asked to keep, at the moment the pool is out of memory.
+    /// </summary>
+    [Fact]
+    public void AFailedWriteIntoAStreamThatHeldNothingGivesBackEverySegmentItRented()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBytesInUse = 8 * Megabyte, EnableHugepages = false });
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool, MaxSegmentSize = Megabyte });
+
+        Assert.Throws<InsufficientMemoryException>(() => stream.Write(new byte[16 * Megabyte]));
+        Assert.Equal(0, stream.Length);
+        Assert.Equal(0, stream.Position);
+        Assert.Equal(0, pool.GetStatistics().Segmented.BytesHeld);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+
+        Assert.Throws<InsufficientMemoryException>(() => stream.SetLength(16 * Megabyte));
+        Assert.Equal(0, stream.Length);
+        Assert.Equal(0, pool.GetStatistics().Segmented.BytesHeld);
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+
+        // Still usable.
+        stream.Write(new byte[5000]);
+        Assert.Equal(5000, stream.Length);
+    }
+
+    /// <summary>
+    /// A refused write into a stream emptied with <c>SetLength(0)</c> keeps the first segment the stream kept, as it was,
+    /// and gives back every other.
+    /// </summary>
+    [Fact]
+    public void AFailedWriteIntoAnEmptiedStreamKeepsOnlyItsKeptFirstSegment()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBytesInUse = 8 * Megabyte, EnableHugepages = false });
+        using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool, MaxSegmentSize = Megabyte });
+        stream.Write(new byte[1000]);
+        stream.SetLength(0);
+        long held = pool.GetStatistics().Segmented.BytesHeld;
+        Assert.True(held > 0);
+
+        Assert.Throws<InsufficientMemoryException>(() => stream.Write(new byte[16 * Megabyte]));
+        Assert.Equal(0, stream.Length);
+        Assert.Equal(held, pool.GetStatistics().Segmented.BytesHeld);
+        stream.Write(new byte[5000]);
+        Assert.Equal(5000, stream.Length);
+    }
+
     [Fact]
     public void AWriterGetMemoryThePoolRefusesThrowsAndLeavesTheWriterAsItWas()
     {
