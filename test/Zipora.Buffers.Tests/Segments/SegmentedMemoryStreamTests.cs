@@ -428,6 +428,41 @@ public sealed class SegmentedMemoryStreamTests : IDisposable
         Assert.Equal(0, _pool.GetStatistics().BytesInUse);
     }
 
+    /// <summary>
+    /// Emptied, a stream grows from its kept first segment exactly as a new stream grows from its first: small writes
+    /// find the same segment sizes (a restart from the initial size would rent that size again after the kept head).
+    /// </summary>
+    [Fact]
+    public void AnEmptiedStreamGrowsPastItsKeptHeadAsANewStreamGrowsPastItsFirstSegment()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        var options = new SegmentedBufferOptions { Pool = pool, MaxSegmentSize = 64 * 1024 };
+        byte[] part = Pattern(100);
+
+        // The pool's whole count: the stream is its only buffer.
+        long HeldAfterSmallWrites(SegmentedMemoryStream stream)
+        {
+            for (int written = 0; written < 50_000; written += part.Length)
+            {
+                stream.Write(part);
+            }
+
+            return pool.GetStatistics().Segmented.BytesHeld;
+        }
+
+        long fresh;
+        using (var stream = new SegmentedMemoryStream(options))
+        {
+            fresh = HeldAfterSmallWrites(stream);
+        }
+
+        using var reused = new SegmentedMemoryStream(options);
+        reused.Write(part);
+        reused.SetLength(0);
+        Assert.Equal(fresh, HeldAfterSmallWrites(reused));
+        Assert.Equal(4096 + 8192 + 16384 + 32768, fresh);
+    }
+
     [Fact]
     public void ASequenceTakenBeforeAShrinkIsNotTouchedByTheStreamsLaterWrites()
     {
