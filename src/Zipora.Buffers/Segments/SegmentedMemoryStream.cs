@@ -236,8 +236,8 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// <summary>
     /// Sets the length: a longer stream is filled with zeros, a shorter one gives the segments past its end back to
     /// the pool. A position past the new end moves to it, as <see cref="MemoryStream"/>'s does. An emptied stream
-    /// (<c>SetLength(0)</c>) keeps its first segment, empty, and grows from the initial segment size again, so a stream
-    /// reused for message after message rents nothing per message (its <see cref="Dispose(bool)"/> gives everything back).
+    /// (<c>SetLength(0)</c>) keeps its first segment, empty, and grows past it as a new stream grows past its first
+    /// segment, so a stream reused for message after message rents no first segment per message (its <see cref="Dispose(bool)"/> gives everything back).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is negative or above <see cref="MaxLength"/>.</exception>
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
