@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.IO;
 using System.Linq;
 using System.Runtime.CompilerServices;
@@ -180,6 +181,99 @@ public sealed class SegmentedStreamEmptiedAttackTests
         }
 
         Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+
+    [Theory]
+    [InlineData(16, 64)]
+    [InlineData(4096, 65536)]
+    public async Task RandomCallsAroundSetLengthZeroMatchMemoryStream(int initial, int max)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = initial, MaxSegmentSize = max };
+        for (int seed = 0; seed < 200; seed++)
+        {
+            var random = new Random(seed);
+            using var stream = new SegmentedMemoryStream(options);
+            using var model = new MemoryStream();
+            var log = new System.Collections.Generic.List<string>();
+            for (int step = 0; step < 60; step++)
+            {
+                int op = random.Next(12);
+                int size = random.Next(0, 3 * initial + 50);
+                byte[] data = Pattern(size, step);
+                log.Add($"{op}:{size}");
+                switch (op)
+                {
+                    case 0:
+                    case 1:
+                        stream.SetLength(0);
+                        model.SetLength(0);
+                        break;
+                    case 2:
+                        stream.Write(data);
+                        model.Write(data);
+                        break;
+                    case 3:
+                        stream.Position = size;
+                        model.Position = size;
+                        break;
+                    case 4:
+                        stream.SetLength(size);
+                        model.SetLength(size);
+                        break;
+                    case 5:
+                    {
+                        byte[] a = new byte[size];
+                        byte[] b = new byte[size];
+                        Assert.Equal(model.Read(b), await stream.ReadAsync(a, TestContext.Current.CancellationToken));
+                        Assert.Equal(b, a);
+                        break;
+                    }
+
+                    case 6:
+                        stream.CopyTo(stream);
+                        model.CopyTo(model);
+                        break;
+                    case 7:
+                        stream.WriteTo(stream);
+                        model.WriteTo(model);
+                        break;
+                    case 8:
+                        Assert.True(stream.TryGetSingleSegment(out ReadOnlyMemory<byte> single) || stream.Length > initial);
+                        if (stream.Length <= initial)
+                        {
+                            Assert.Equal(model.ToArray(), single.ToArray());
+                        }
+
+                        Assert.Equal(model.ToArray(), stream.GetReadOnlySequence().ToArray());
+                        break;
+                    case 9:
+                        stream.Write([]);
+                        model.Write([]);
+                        break;
+                    case 10:
+                    {
+                        using var a = new MemoryStream();
+                        using var b = new MemoryStream();
+                        await stream.CopyToAsync(a, TestContext.Current.CancellationToken);
+                        await model.CopyToAsync(b, TestContext.Current.CancellationToken);
+                        Assert.Equal(b.ToArray(), a.ToArray());
+                        break;
+                    }
+
+                    default:
+                        Assert.Equal(model.ReadByte(), stream.ReadByte());
+                        break;
+                }
+
+                Assert.True(model.Length == stream.Length && model.Position == stream.Position, string.Join(" ", log));
+                Assert.Equal(model.ToArray(), stream.ToArray());
+            }
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
