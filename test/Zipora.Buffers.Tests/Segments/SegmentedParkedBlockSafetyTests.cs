@@ -58,15 +58,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
 
         // A writer with one medium segment written, dropped, found unreachable twice (its block reclaimed into the
         // quarantine) and brought back each time; then disposed. Only its head holds a block.
-        var box = new StrongBox<SegmentedBufferWriter?>();
-        DropARevivableWriter(options, box, written: 100);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        DropAgain(box);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        SegmentedBufferWriter zombie = box.Value!;
-        Assert.NotNull(zombie);
+        SegmentedBufferWriter zombie = RevivedTwiceWithoutASweep(options, written: 100);
         zombie.Dispose();
         AssertTheNextWritersBlockStaysItsOwn(pool, options, time);
     }
@@ -104,10 +96,7 @@ public sealed partial class SegmentedParkedBlockSafetyTests
         {
             RentMany(pool, owners);
             _ = Assert.Throws<ObjectDisposedException>(() => zombie.GetSpan(Message));
-            foreach (IMemoryOwner<byte> owner in owners)
-            {
-                Assert.True(owner.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the revived writer wrote into another owner's block");
-            }
+            AssertNoOwnerWasWrittenBeyondWhatRentManyFilled(owners);
         }
         finally
         {
@@ -208,6 +197,15 @@ public sealed partial class SegmentedParkedBlockSafetyTests
             {
                 owners.Add(owner);
             }
+        }
+    }
+
+    /// <summary>Every owner <see cref="RentMany"/> rented still holds only what it filled its block with.</summary>
+    private static void AssertNoOwnerWasWrittenBeyondWhatRentManyFilled(List<IMemoryOwner<byte>> owners)
+    {
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            Assert.True(owner.Memory.Span.IndexOfAnyExcept((byte)0x22) < 0, "the revived writer wrote into another owner's block");
         }
     }
 

@@ -11,7 +11,7 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>A stream emptied with <c>SetLength(0)</c>, which keeps its first segment: every promise still holds.</summary>
 [Collection(nameof(HugepageTests))]
-public sealed class SegmentedStreamEmptiedAttackTests
+public sealed class SegmentedStreamEmptiedSafetyTests
 {
     private static byte[] Pattern(int length, int seed = 0) => [.. Enumerable.Range(seed, length).Select(static i => (byte)(i * 13 + 1))];
 
