@@ -195,35 +195,6 @@ internal partial struct SegmentChain
         }
     }
 
-    /// <summary>
-    /// Makes the head, with its block, the spare, when the block is the pool's medium tier's and was never reclaimed:
-    /// the thread's next message of that size takes the segment as it is. Only on the way to the thread's cache.
-    /// </summary>
-    private void KeepHeadWhole()
-    {
-        if (_head is not { } head || !_settings.Tiered!.MayKeepWhole(head))
-        {
-            return;
-        }
-
-        // A spare here holds no block: the first segment took or released the one it was taken with.
-        SegmentedBufferTracker tracker = _tracker!;
-        BufferSegment? empty = tracker.SpareSegment;
-        BufferSegment? next = head.NextSegment;
-        _head = next;
-        if (next is null)
-        {
-            _tail = null;
-        }
-
-        head.ClearKeepingBlock();
-        tracker.SpareSegment = head;
-        if (empty is not null)
-        {
-            BufferSegmentCache.Return(empty);
-        }
-    }
-
     /// <summary>Takes the guard for good and releases everything; false when the guard was not free.</summary>
     private bool ReleaseForGood()
     {

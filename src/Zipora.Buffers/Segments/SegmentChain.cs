@@ -25,7 +25,8 @@ namespace Zipora.Buffers;
 /// no call ever touches a segment, or a block, that already went back and may serve another buffer.
 /// </para>
 /// <para>
-/// This file holds the chain and its segments' comings and goings; <c>SegmentChain.Guard.cs</c> the guard.
+/// This file holds the chain and its segments' comings and goings; <c>SegmentChain.Guard.cs</c> the guard;
+/// <c>SegmentChain.KeptBlocks.cs</c> the block a thread's last message left for its next.
 /// </para>
 /// </remarks>
 internal partial struct SegmentChain
@@ -132,26 +133,6 @@ internal partial struct SegmentChain
 
         _tail = segment;
         return segment;
-    }
-
-    /// <summary>
-    /// Makes the block the thread's last message ended in this buffer's first segment now, when it is exactly
-    /// <see cref="SegmentedBufferOptions.InitialSegmentSize"/> bytes long (the default 4 KB is a medium class): the
-    /// first <c>GetSpan</c> then finds room in the tail and takes no guard. For a writer only, before it is published
-    /// (a stream's capacity would then count a segment it was never asked for). Exactly that size, so the writer
-    /// grows as one that rents its first block at its first request: a request within the block would have rented
-    /// the initial size, whose growth moves on here; a larger one replaces the block, and the growth starts over
-    /// (<see cref="GrowEmptyTailUnsynchronized"/>). With another initial size the block waits for that request.
-    /// </summary>
-    public void TakeKeptBlockAsHead()
-    {
-        int size = GrowthSize(1);
-        if (_tracker is { SpareSegment: { } spare } && spare.Capacity == size && size >= MediumTier.MinSize)
-        {
-            // The request's size is the block's, so the append takes it as it is (already counted as held). Written out
-            // here instead, the constructor grew and the benchmark's message got slower (section 34 of perf/RESULTS.md).
-            _ = AppendUnsynchronized(1);
-        }
     }
 
     /// <summary>
@@ -295,14 +276,6 @@ internal partial struct SegmentChain
         Debug.Assert(minimumSize > 0 && minimumSize <= _settings.MaxRentSize, "the caller checks the size against the pool");
         return Math.Min(Math.Max(minimumSize, _nextSegmentSize), _settings.MaxRentSize);
     }
-
-    /// <summary>
-    /// Whether a kept block of <paramref name="capacity"/> bytes (0: none) is the one the pool would rent for
-    /// <paramref name="size"/>: the medium tier's classes are powers of two, so its class holds the size and the half
-    /// below does not (below the medium tier's smallest size, the small tier serves it).
-    /// </summary>
-    private static bool FitsKeptBlock(int capacity, int size) =>
-        (uint)(capacity - size) < (uint)(capacity >> 1) && size >= MediumTier.MinSize;
 
     /// <summary>Moves the growth on past a segment of <paramref name="size"/> bytes.</summary>
     private void MoveGrowthOn(int size) =>
