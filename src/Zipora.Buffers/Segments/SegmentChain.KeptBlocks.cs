@@ -11,7 +11,7 @@ internal partial struct SegmentChain
     /// Makes the block the thread's last message ended in this buffer's first segment now, when it is exactly
     /// <see cref="SegmentedBufferOptions.InitialSegmentSize"/> bytes long (the default 4 KB is a medium class): the
     /// first <c>GetSpan</c> then finds room in the tail and takes no guard. For a writer only, before it is published
-    /// (a stream's capacity would then count a segment it was never asked for). Exactly that size, so the writer
+    /// (a stream's first write takes its guard to copy anyway, and takes the block then). Exactly that size, so the writer
     /// grows as one that rents its first block at its first request: a request within the block would have rented
     /// the initial size, whose growth moves on here; a larger one replaces the block, and the growth starts over
     /// (<see cref="GrowEmptyTailUnsynchronized"/>). With another initial size the block waits for that request.
