@@ -209,9 +209,9 @@ public sealed partial class SegmentedMemoryStream
 
     /// <summary>
     /// Shortens the stream to <paramref name="length"/> bytes, giving every segment past it back. Emptied, it keeps its
-    /// first segment, empty, as <c>MemoryStream</c> keeps its capacity, and grows as a new stream whose first segment
-    /// that is: a stream reused for message after message (<c>SetLength(0)</c>) neither rents its first block again
-    /// each time nor walks its segments up to the largest size.
+    /// first segment, empty, as <c>MemoryStream</c> keeps its capacity, and grows past it as a new stream grows past
+    /// its first segment: a stream reused for message after message (<c>SetLength(0)</c>) neither rents its first block
+    /// again each time nor walks its segments up to the largest size.
     /// </summary>
     private void TruncateUnsynchronized(long length)
     {
