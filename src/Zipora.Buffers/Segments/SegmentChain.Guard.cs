@@ -28,16 +28,26 @@ internal partial struct SegmentChain
     private const long OneCallLeft = 1L << 32;
 
     /// <summary>
-    /// Starts a call that only reads the chain, without the guard: false when a call is inside, the buffer was
-    /// disposed, or the sweep counted it as leaked (the caller then takes the guard). Every field read before
-    /// <see cref="ReadWasQuiet"/> says true may be torn, and is only to be used after it.
+    /// Starts a call that only reads the chain, without the guard: false when a call is inside or the buffer was
+    /// disposed (the caller then takes the guard). Every field read before <see cref="ReadWasQuiet"/> says true may be
+    /// torn, and is only to be used after it; what was read is used only if <see cref="IsStillItsOwn"/> says so too.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly bool TryStartRead(out long version)
     {
         version = Volatile.Read(ref Unsafe.AsRef(in _state));
-        return (version & GuardBits) == Free && (_tracker is null || _tracker.IsHeldBy(_ticket));
+        return (version & GuardBits) == Free;
     }
+
+    /// <summary>
+    /// Whether the pool has taken nothing of this buffer: the sweep has not counted it as leaked (its tracker's ticket
+    /// is still this buffer's), and <paramref name="tail"/>, its last segment, still holds its block (not reclaimed as
+    /// leaked before a sweep ran). False only for a buffer another object's finalizer brought back: the quiet reads
+    /// then take the guard, and the guard retires it (see <see cref="RetireIfBlocksReclaimedUnsynchronized"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly bool IsStillItsOwn(BufferSegment? tail) =>
+        (_tracker is null || _tracker.IsHeldBy(_ticket)) && tail is not { StillHoldsItsBlock: false };
 
     /// <summary>
     /// Whether no call took the guard since <see cref="TryStartRead"/> gave <paramref name="version"/>: every change
@@ -88,7 +98,7 @@ internal partial struct SegmentChain
             SegmentThrowHelper.ThrowDisposed(typeName);
         }
 
-        if (_tracker is { } tracker && (!tracker.IsHeldBy(_ticket) || _tail is { StillHoldsItsBlock: false }))
+        if (_tracker is not null && !IsStillItsOwn(_tail))
         {
             // The sweep found this buffer collected, or the pool reclaimed its tail's block as leaked before any sweep
             // ran: it runs again only because another object's finalizer brought it back.

@@ -13,8 +13,8 @@ public sealed partial class SegmentedBufferWriter
     /// <summary>
     /// The tail's memory, block address (0 for another pool's) and written length when its free room holds
     /// <paramref name="sizeHint"/> bytes within <see cref="MaxLength"/>, read without the guard (the common
-    /// GetSpan/GetMemory, which changes nothing): true only if no call ran meanwhile and the writer was not disposed.
-    /// The values come from one consistent read and are used as read, so a dispose racing on another thread after the
+    /// GetSpan/GetMemory, which changes nothing): true only if no call ran meanwhile, the writer was not disposed and
+    /// the pool took nothing of it (<see cref="SegmentChain.IsStillItsOwn"/>). The values come from one consistent read and are used as read, so a dispose racing on another thread after the
     /// check cannot make the slice fail.
     /// </summary>
     private bool TryGetTailRoom(int sizeHint, out Memory<byte> available, out nint address, out int end)
@@ -28,9 +28,7 @@ public sealed partial class SegmentedBufferWriter
 
             // The length from the head and tail read once above, not from Length, which would read the fields again.
             long length = tail.RunningIndex + end - head.RunningIndex - _headStart;
-            // A block the pool reclaimed as leaked (this writer was brought back by another object's finalizer before a
-            // sweep counted it) is not handed out: the guarded path retires the writer.
-            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - length && tail.StillHoldsItsBlock && _chain.ReadWasQuiet(version))
+            if (Math.Max(sizeHint, 1) <= free && free <= MaxLength - length && _chain.IsStillItsOwn(tail) && _chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);
@@ -46,7 +44,8 @@ public sealed partial class SegmentedBufferWriter
 
     /// <summary>
     /// The unconsumed data as <see cref="GetReadOnlySequence"/> gives it, read without the guard: true only if no call
-    /// ran meanwhile and the writer was not disposed (a writer with no segment takes the guard). The sequence's
+    /// ran meanwhile, the writer was not disposed and the pool took nothing of it (a writer with no segment takes the
+    /// guard). The sequence's
     /// constructor reads the segments' memory and running indexes again, after the reads here, and may throw
     /// <see cref="ArgumentException"/> if another thread changed them: the caller catches it while
     /// <paramref name="version"/> no longer reads quiet.
@@ -55,11 +54,9 @@ public sealed partial class SegmentedBufferWriter
     {
         if (_chain.TryStartRead(out version) && _chain.HeadReadOnce is { } head && _chain.TailReadOnce is { } tail)
         {
-            // The check comes after the constructor, so what it built is from the same quiet state. A tail whose block
-            // the pool reclaimed as leaked (a writer brought back by another object's finalizer before a sweep) is not
-            // read: the guarded path retires the writer, as for GetSpan.
+            // The check comes after the constructor, so what it built is from the same quiet state.
             data = new ReadOnlySequence<byte>(head, _headStart, tail, tail.End);
-            if (tail.StillHoldsItsBlock && _chain.ReadWasQuiet(version))
+            if (_chain.IsStillItsOwn(tail) && _chain.ReadWasQuiet(version))
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);
