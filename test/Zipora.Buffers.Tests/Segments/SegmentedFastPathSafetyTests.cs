@@ -135,77 +135,46 @@ public sealed unsafe partial class SegmentedFastPathSafetyTests
     [Fact]
     public void GetSpanOnOneThreadAgainstResetConsumeAdvanceOnAnotherIsToldAndNeverCorruptsTheBalance()
     {
-        using var pool = new TieredMemoryPool();
-        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 2048, MaxLength = 50_000 };
         var seen = new ConcurrentDictionary<Type, int>();
         int badLengths = 0;
         string? firstBad = null;
-        for (int round = 0; round < 40; round++)
-        {
-            var writer = new SegmentedBufferWriter(options);
-            using var start = new Barrier(2);
-            void Record(Exception error) => seen.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
-            Thread reader = SegmentedBuffers.Started(() =>
+        void Record(Exception error) => seen.AddOrUpdate(error.GetType(), 1, static (_, c) => c + 1);
+        RaceAMisusingThread(
+            (writer, i) =>
             {
-                start.SignalAndWait();
-                for (int i = 0; i < 30_000; i++)
+                int hint = (i * 31) % 300;
+                int length;
+                if ((i & 1) == 0)
                 {
-                    int hint = (i * 31) % 300;
+                    length = writer.GetSpan(hint).Length;
+                }
+                else
+                {
+                    Memory<byte> memory = writer.GetMemory(hint);
                     try
                     {
-                        int length;
-                        if ((i & 1) == 0)
-                        {
-                            length = writer.GetSpan(hint).Length;
-                        }
-                        else
-                        {
-                            Memory<byte> memory = writer.GetMemory(hint);
-                            try
-                            {
-                                length = memory.Span.Length;
-                            }
-                            catch (ObjectDisposedException)
-                            {
-                                // The other thread's consume or reset returned the block between the call and this
-                                // line: a memory kept past its validity refuses its span, as documented.
-                                continue;
-                            }
-                        }
-
-                        if (length < Math.Max(hint, 1) || length > 50_000)
-                        {
-                            Interlocked.Increment(ref badLengths);
-                            firstBad ??= $"hint {hint} gave {length}";
-                        }
+                        length = memory.Span.Length;
                     }
-                    catch (Exception error)
+                    catch (ObjectDisposedException)
                     {
-                        Record(error);
+                        // The other thread's consume or reset returned the block between the call and this line: a
+                        // memory kept past its validity refuses its span, as documented.
+                        return;
                     }
                 }
-            });
-            start.SignalAndWait();
-            for (int i = 0; i < 30_000; i++)
-            {
-                try
-                {
-                    MoveTheWriterOn(writer, i);
-                }
-                catch (Exception error)
-                {
-                    Record(error);
-                }
-            }
 
-            reader.Join();
-            writer.Dispose();
-        }
+                if (length < Math.Max(hint, 1) || length > 50_000)
+                {
+                    Interlocked.Increment(ref badLengths);
+                    firstBad ??= $"hint {hint} gave {length}";
+                }
+            },
+            Record,
+            Record);
 
         TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", seen));
         Assert.True(badLengths == 0, $"{badLengths} bad lengths, first: {firstBad}");
         Assert.All(seen.Keys, type => Assert.True(type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException), $"undocumented {type}"));
-        SegmentedBuffers.AssertBalanced(pool);
     }
 
     /// <summary>
@@ -281,6 +250,55 @@ public sealed unsafe partial class SegmentedFastPathSafetyTests
         Assert.True(problems.IsEmpty, string.Join("\n", problems));
         Assert.All(seen.Keys, type => Assert.True(type == typeof(InvalidOperationException) || type == typeof(ArgumentOutOfRangeException), $"undocumented {type}"));
         Assert.Equal(pool.Rents, pool.Releases);
+    }
+
+    /// <summary>
+    /// The two-thread misuse tests' race: 40 rounds, each over a new writer of small segments (64 B to 2 KB, at most
+    /// 50,000 bytes), in which a reading thread makes <paramref name="readerStep"/> 30,000 times while this thread moves
+    /// the writer on as many times (<see cref="MoveTheWriterOn"/>); each thread's exceptions go to its handler, the
+    /// writer is disposed after each round, and at the end every block is back in the pool once.
+    /// </summary>
+    private static void RaceAMisusingThread(Action<SegmentedBufferWriter, int> readerStep, Action<Exception> readerError, Action<Exception> misuserError)
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 64, MaxSegmentSize = 2048, MaxLength = 50_000 };
+        for (int round = 0; round < 40; round++)
+        {
+            var writer = new SegmentedBufferWriter(options);
+            using var start = new Barrier(2);
+            Thread reader = SegmentedBuffers.Started(() =>
+            {
+                start.SignalAndWait();
+                for (int i = 0; i < 30_000; i++)
+                {
+                    try
+                    {
+                        readerStep(writer, i);
+                    }
+                    catch (Exception error)
+                    {
+                        readerError(error);
+                    }
+                }
+            });
+            start.SignalAndWait();
+            for (int i = 0; i < 30_000; i++)
+            {
+                try
+                {
+                    MoveTheWriterOn(writer, i);
+                }
+                catch (Exception error)
+                {
+                    misuserError(error);
+                }
+            }
+
+            reader.Join();
+            writer.Dispose();
+        }
+
+        SegmentedBuffers.AssertBalanced(pool);
     }
 
     /// <summary>
