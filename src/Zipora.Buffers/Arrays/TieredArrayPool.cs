@@ -232,19 +232,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 ThrowHelper.ThrowArrayNotFromPool(array);
             }
 
-            ArrayThreadCache? cache;
-            try
-            {
-                // A thread's first touch of the pool's thread-statics is the runtime's allocation of them: out of managed
-                // memory it throws, and a return of a valid array must not (the runtime's pool's never does).
-                cache = t_lastCache;
-            }
-            catch (OutOfMemoryException)
-            {
-                ReturnPastTheCache(array, classIndex);
-                return;
-            }
-
+            ArrayThreadCache? cache = LastCacheOrNullOutOfMemory();
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
