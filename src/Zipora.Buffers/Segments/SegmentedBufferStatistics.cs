@@ -3,7 +3,8 @@ namespace Zipora.Buffers;
 /// <summary>
 /// What the <see cref="SegmentedBufferWriter"/>s and <see cref="SegmentedMemoryStream"/>s renting from a
 /// <see cref="TieredMemoryPool"/> hold and have done (<see cref="TieredMemoryPoolStatistics.Segmented"/>). A message
-/// is what a writer or stream held from its creation or last <c>Reset</c> to its next <c>Reset</c> or its dispose.
+/// is what a writer or stream held from its creation or last <c>Reset</c> (a stream's <c>SetLength(0)</c>) to its next
+/// <c>Reset</c> (<c>SetLength(0)</c>) or its dispose.
 /// </summary>
 public sealed class SegmentedBufferStatistics
 {
@@ -13,7 +14,7 @@ public sealed class SegmentedBufferStatistics
     /// <summary>Bytes of the segments the live writers and streams hold (whole segments, written or not).</summary>
     public long BytesHeld { get; init; }
 
-    /// <summary>Messages ended: each <c>Reset</c> and each dispose of a writer or stream that held data.</summary>
+    /// <summary>Messages ended: each <c>Reset</c> (a stream's <c>SetLength(0)</c>) and each dispose of a writer or stream that held data.</summary>
     public long Messages { get; init; }
 
     /// <summary>Segments rented over all ended messages (<see cref="MeanSegmentsPerMessage"/> divides it by <see cref="Messages"/>).</summary>

@@ -248,6 +248,30 @@ public sealed partial class SegmentedMemoryStream
         }
     }
 
+    /// <summary>
+    /// Empties the stream for its next message (<c>SetLength(0)</c> of a stream of <paramref name="messageLength"/> bytes):
+    /// keeps its first segment (see <see cref="TruncateUnsynchronized"/>) and ends the message for the statistics, as a
+    /// writer's <c>Reset</c> does. Without the end, a stream reused for message after message counted none of them when
+    /// emptied before its dispose, or one holding every segment all of them rented.
+    /// </summary>
+    private void EmptyForNextMessageUnsynchronized(long messageLength)
+    {
+        try
+        {
+            TruncateUnsynchronized(0);
+        }
+        finally
+        {
+            // Ended whether or not an owner of another pool threw on dispose: the stream is emptied either way. The end
+            // counts the kept head in the next message and restarts the growth, which then moves on past the head again.
+            _chain.EndMessage(messageLength);
+            if (_chain.Head is { } head)
+            {
+                _chain.RestartGrowthAfter(head.Capacity);
+            }
+        }
+    }
+
     /// <summary>Gives every segment back, the first one too: the stream holds nothing, as a new one.</summary>
     private void ReleaseEverySegmentUnsynchronized()
     {

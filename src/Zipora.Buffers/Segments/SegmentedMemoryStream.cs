@@ -237,7 +237,8 @@ public sealed partial class SegmentedMemoryStream : Stream
     /// Sets the length: a longer stream is filled with zeros, a shorter one gives the segments past its end back to
     /// the pool. A position past the new end moves to it, as <see cref="MemoryStream"/>'s does. An emptied stream
     /// (<c>SetLength(0)</c>) keeps its first segment, empty, and grows past it as a new stream grows past its first
-    /// segment, so a stream reused for message after message rents no first segment per message (its <see cref="Dispose(bool)"/> gives everything back).
+    /// segment, so a stream reused for message after message rents no first segment per message (its <see cref="Dispose(bool)"/> gives everything back);
+    /// for the statistics it ends the message it held, as a writer's <c>Reset</c> does.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is negative or above <see cref="MaxLength"/>.</exception>
     /// <exception cref="ObjectDisposedException">The stream was disposed.</exception>
@@ -261,7 +262,14 @@ public sealed partial class SegmentedMemoryStream : Stream
             {
                 // Before the segments go back, whose owners (another pool's) may throw: shortened is shortened.
                 _position = Math.Min(_position, value);
-                TruncateUnsynchronized(value);
+                if (value == 0)
+                {
+                    EmptyForNextMessageUnsynchronized(length);
+                }
+                else
+                {
+                    TruncateUnsynchronized(value);
+                }
             }
 
             if (_position > value)

@@ -95,6 +95,53 @@ public sealed class SegmentedStreamEmptiedSafetyTests
         Assert.Equal(0, statistics.DoubleDisposes);
     }
 
+    /// <summary>
+    /// A stream reused for message after message (<c>SetLength(0)</c> between them, as its documentation says) counts
+    /// each message as a new stream for each would: emptied after its last message and disposed, it counted none of
+    /// the messages nor the segments they rented; emptied before each, it counted one message holding every segment
+    /// rented by all of them.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AStreamEmptiedBetweenMessagesCountsEachMessageAsANewStreamForEachWould(bool emptiedAfterEach)
+    {
+        const int Messages = 5;
+        byte[] message = Pattern(20_000);
+        using var fresh = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        for (int i = 0; i < Messages; i++)
+        {
+            using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = fresh });
+            stream.Write(message);
+        }
+
+        using var reused = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false });
+        using (var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = reused }))
+        {
+            for (int i = 0; i < Messages; i++)
+            {
+                if (!emptiedAfterEach)
+                {
+                    stream.SetLength(0);
+                }
+
+                stream.Write(message);
+                if (emptiedAfterEach)
+                {
+                    stream.SetLength(0);
+                }
+            }
+        }
+
+        SegmentedBufferStatistics expected = fresh.GetStatistics().Segmented;
+        SegmentedBufferStatistics actual = reused.GetStatistics().Segmented;
+        Assert.Equal(Messages, expected.Messages);
+        Assert.Equal(expected.Messages, actual.Messages);
+        Assert.Equal(expected.MessageSegments, actual.MessageSegments);
+        Assert.Equal(expected.LargestMessage, actual.LargestMessage);
+        Assert.Equal(0, actual.BytesHeld);
+    }
+
     [Fact]
     public void AHeadLargerThanMaxLengthStillRefusesAWritePastIt()
     {
