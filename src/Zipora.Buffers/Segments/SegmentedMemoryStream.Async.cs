@@ -175,7 +175,8 @@ public sealed partial class SegmentedMemoryStream
     private ReadOnlySequence<byte> RestUnsynchronized()
     {
         ReadOnlySequence<byte> contents = ContentsUnsynchronized();
-        return _position >= contents.Length ? ReadOnlySequence<byte>.Empty : contents.Slice(_position);
+        long position = _position;
+        return position >= contents.Length ? ReadOnlySequence<byte>.Empty : contents.Slice(position);
     }
 
     /// <summary>
@@ -201,7 +202,7 @@ public sealed partial class SegmentedMemoryStream
             _position = _chain.EndIndex;
             try
             {
-                WriteSlowUnsynchronized(copy);
+                WriteSlowUnsynchronized(copy, _chain.EndIndex);
             }
             catch
             {

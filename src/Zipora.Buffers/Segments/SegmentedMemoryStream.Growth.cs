@@ -7,17 +7,23 @@ namespace Zipora.Buffers;
 /// <summary>Reading and writing among the segments, and growing and shortening the stream; the caller holds the guard.</summary>
 public sealed partial class SegmentedMemoryStream
 {
+    /// <remarks>
+    /// The position is read once, here, and written once, at the end: the setter and <see cref="Seek"/> take no guard,
+    /// so another thread misusing the stream may change the field meanwhile, and a second read would disagree with the
+    /// first (a slice past the data, a segment search past the tail).
+    /// </remarks>
     private int ReadUnsynchronized(Span<byte> buffer)
     {
-        long available = _chain.EndIndex - _position;
+        long position = _position;
+        long available = _chain.EndIndex - position;
         if (available <= 0 || buffer.IsEmpty)
         {
             return 0;
         }
 
         int count = (int)Math.Min(buffer.Length, available);
-        BufferSegment segment = Locate(_position);
-        int offset = (int)(_position - segment.RunningIndex);
+        BufferSegment segment = Locate(position);
+        int offset = (int)(position - segment.RunningIndex);
         if (segment.End - offset < count && OverlapsParts(buffer[..count], segment, offset, count))
         {
             return ReadThroughCopy(buffer[..count]);
@@ -39,7 +45,7 @@ public sealed partial class SegmentedMemoryStream
         }
 
         MoveCursorTo(segment);
-        _position += count;
+        _position = position + count;
         return count;
     }
 
@@ -87,19 +93,20 @@ public sealed partial class SegmentedMemoryStream
         }
     }
 
-    private void WriteSlowUnsynchronized(ReadOnlySpan<byte> buffer)
+    /// <summary>Writes <paramref name="buffer"/> at <paramref name="position"/> (the position, read once by the caller: see <see cref="ReadUnsynchronized"/>), and moves the position past it.</summary>
+    private void WriteSlowUnsynchronized(ReadOnlySpan<byte> buffer, long position)
     {
-        if (_position > MaxLength - buffer.Length)
+        if (position > MaxLength - buffer.Length)
         {
-            SegmentThrowHelper.ThrowStreamTooLong(_position, buffer.Length, MaxLength);
+            SegmentThrowHelper.ThrowStreamTooLong(position, buffer.Length, MaxLength);
         }
 
         long length = _chain.EndIndex;
-        long end = _position + buffer.Length;
-        int overwritten = (int)Math.Clamp(length - _position, 0, buffer.Length);
-        if (overwritten != 0 && SourceOverlapsTheBytesItOverwrites(buffer[..overwritten]))
+        long end = position + buffer.Length;
+        int overwritten = (int)Math.Clamp(length - position, 0, buffer.Length);
+        if (overwritten != 0 && SourceOverlapsTheBytesItOverwrites(buffer[..overwritten], position))
         {
-            WriteThroughCopy(buffer);
+            WriteThroughCopy(buffer, position);
             return;
         }
 
@@ -107,14 +114,14 @@ public sealed partial class SegmentedMemoryStream
         {
             // The part past the end is appended first (with zeros before it when the position is past the end): it
             // is the only part that can fail, and a failure leaves the stream as it was.
-            int overlap = (int)Math.Max(0, length - _position);
-            ExtendUnsynchronized(Math.Max(0, _position - length), buffer[overlap..]);
+            int overlap = (int)Math.Max(0, length - position);
+            ExtendUnsynchronized(Math.Max(0, position - length), buffer[overlap..]);
             buffer = buffer[..overlap];
         }
 
         if (!buffer.IsEmpty)
         {
-            Overwrite(_position, buffer);
+            Overwrite(position, buffer);
         }
 
         _position = end;
@@ -126,22 +133,22 @@ public sealed partial class SegmentedMemoryStream
     /// <see cref="TryGetSingleSegment"/>'s memory, written back moved): copied part by part, an early part would overwrite
     /// source bytes a later part still has to read. Within one segment the copy is a memmove, which needs no help.
     /// </summary>
-    private bool SourceOverlapsTheBytesItOverwrites(ReadOnlySpan<byte> source)
+    private bool SourceOverlapsTheBytesItOverwrites(ReadOnlySpan<byte> source, long position)
     {
-        BufferSegment segment = Locate(_position);
-        int offset = (int)(_position - segment.RunningIndex);
+        BufferSegment segment = Locate(position);
+        int offset = (int)(position - segment.RunningIndex);
         return segment.End - offset < source.Length && OverlapsParts(source, segment, offset, source.Length);
     }
 
     /// <summary>Writes <paramref name="buffer"/> from a copy, taken before anything changes: as one memmove would, as MemoryStream's write does.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void WriteThroughCopy(ReadOnlySpan<byte> buffer)
+    private void WriteThroughCopy(ReadOnlySpan<byte> buffer, long position)
     {
         byte[] copy = ArrayPool<byte>.Shared.Rent(buffer.Length);
         try
         {
             buffer.CopyTo(copy);
-            WriteSlowUnsynchronized(copy.AsSpan(0, buffer.Length));
+            WriteSlowUnsynchronized(copy.AsSpan(0, buffer.Length), position);
         }
         finally
         {

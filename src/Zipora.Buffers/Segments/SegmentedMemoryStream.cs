@@ -147,14 +147,15 @@ public sealed partial class SegmentedMemoryStream : Stream
         _chain.EnterForOwnWork(TypeName);
         try
         {
-            if (_position >= _chain.EndIndex)
+            long position = _position;
+            if (position >= _chain.EndIndex)
             {
                 return -1;
             }
 
-            BufferSegment segment = Locate(_position);
-            byte value = segment.WrittenSpan[(int)(_position - segment.RunningIndex)];
-            _position++;
+            BufferSegment segment = Locate(position);
+            byte value = segment.WrittenSpan[(int)(position - segment.RunningIndex)];
+            _position = position + 1;
             return value;
         }
         finally
@@ -171,17 +172,20 @@ public sealed partial class SegmentedMemoryStream : Stream
         _chain.EnterForOwnWork(TypeName);
         try
         {
+            // Read once (see ReadUnsynchronized): a second read, after another thread's misuse changed it, would
+            // write past MaxLength or slice outside the data.
+            long position = _position;
             BufferSegment? tail = _chain.Tail;
-            if (tail is not null && _position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && _position <= MaxLength - buffer.Length)
+            if (tail is not null && position == tail.RunningIndex + tail.End && buffer.Length <= tail.Free && position <= MaxLength - buffer.Length)
             {
                 // Appending into the tail's room: the common case.
                 buffer.CopyTo(tail.AvailableSpan[tail.End..]);
                 tail.End += buffer.Length;
-                _position += buffer.Length;
+                _position = position + buffer.Length;
                 return;
             }
 
-            WriteSlowUnsynchronized(buffer);
+            WriteSlowUnsynchronized(buffer, position);
         }
         finally
         {
