@@ -26,7 +26,10 @@ namespace Zipora.Buffers;
 /// </para>
 /// <para>
 /// Not thread-safe (as <see cref="MemoryStream"/>): a call made while another thread is inside one gets
-/// <see cref="InvalidOperationException"/>. <see cref="Stream.Dispose()"/> may come from any thread at any time, twice
+/// <see cref="InvalidOperationException"/>, except <see cref="Position"/>'s setter and <see cref="Seek"/>, which touch no
+/// memory and take no guard: a call running meanwhile reads the position once and writes it back once, so a position
+/// moved by another thread then is used or lost, never half of each (no write past <see cref="MaxLength"/>, no read
+/// outside the data). <see cref="Stream.Dispose()"/> may come from any thread at any time, twice
 /// or racing: a read, a write or a copy (an asynchronous one until it completes) that is running keeps the segments
 /// until it leaves, so it never reads or writes memory that went back to the pool. A stream dropped without dispose
 /// has its segments reclaimed by the pool, as a <see cref="SegmentedBufferWriter"/>'s are.
