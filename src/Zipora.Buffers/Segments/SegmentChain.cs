@@ -175,6 +175,9 @@ internal partial struct SegmentChain
         return new ReadOnlySequence<byte>(head, headStart, tail, tail.End);
     }
 
+    /// <summary>Notes for the statistics that the message, <paramref name="length"/> bytes long, is being shortened: its length is the most it held.</summary>
+    public readonly void NoteShortened(long length) => _tracker?.NoteShortened(length);
+
     /// <summary>Starts the growth over from the initial size: a writer emptied by a consume is a new message's start.</summary>
     public void RestartGrowth() => _nextSegmentSize = _settings.InitialSegmentSize;
 

@@ -39,6 +39,10 @@ internal sealed class SegmentedBufferTracker
     private long _messages;
     private long _messageSegments;
     private long _largestMessage;
+
+    // The most bytes the holding stream's message held before a SetLength shortened it (0: never shortened): a message's
+    // length is the most it held, not what was left of it at its end.
+    private long _longestBeforeShortened;
     private bool _isParked;
 
     public SegmentedBufferTracker(SegmentedBufferCounters counters)
@@ -140,9 +144,17 @@ internal sealed class SegmentedBufferTracker
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void AddBytesHeld(long bytes) => Volatile.Write(ref _bytesHeld, _bytesHeld + bytes);
 
-    /// <summary>A message of <paramref name="length"/> bytes in <paramref name="segments"/> segments ended. Caller holds the buffer's guard.</summary>
+    /// <summary>The holding buffer's message, <paramref name="length"/> bytes long, is being shortened. Caller holds the buffer's guard.</summary>
+    public void NoteShortened(long length) => _longestBeforeShortened = Math.Max(_longestBeforeShortened, length);
+
+    /// <summary>
+    /// A message of <paramref name="length"/> bytes in <paramref name="segments"/> segments ended (or of the most it held
+    /// before it was shortened, when that was more). Caller holds the buffer's guard.
+    /// </summary>
     public void EndMessage(int segments, long length)
     {
+        length = Math.Max(length, _longestBeforeShortened);
+        _longestBeforeShortened = 0;
         if (length == 0)
         {
             // A writer reset or disposed without a byte written sent no message (a segment kept by a reset included).

@@ -269,6 +269,7 @@ public sealed partial class SegmentedMemoryStream : Stream
             {
                 // Before the segments go back, whose owners (another pool's) may throw: shortened is shortened.
                 _position = Math.Min(_position, value);
+                _chain.NoteShortened(length);
                 if (value == 0)
                 {
                     EmptyForNextMessageUnsynchronized(length);

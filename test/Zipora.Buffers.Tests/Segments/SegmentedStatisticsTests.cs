@@ -38,6 +38,35 @@ public sealed class SegmentedStatisticsTests
     }
 
     [Fact]
+    public void AStreamShortenedBeforeItsMessageEndsCountsTheMostTheMessageHeld()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool };
+        using (var stream = new SegmentedMemoryStream(options))
+        {
+            // 100 KB held, cut to 10 bytes, then disposed: the message held 100 KB.
+            stream.Write(new byte[100_000]);
+            stream.SetLength(10);
+        }
+
+        Assert.Equal(100_000, pool.GetStatistics().Segmented.LargestMessage);
+
+        using var reused = new SegmentedMemoryStream(options);
+        reused.Write(new byte[200_000]);
+        reused.SetLength(20);
+        reused.SetLength(0);
+        reused.Write(new byte[50]);
+        reused.SetLength(0);
+
+        // The first stream's message, then this one's two: the first held 200 KB, the second 50 bytes.
+        SegmentedBufferStatistics statistics = pool.GetStatistics().Segmented;
+        Assert.Equal(3, statistics.Messages);
+        Assert.Equal(200_000, statistics.LargestMessage);
+        reused.Dispose();
+        Assert.Equal(3, pool.GetStatistics().Segmented.Messages);
+    }
+
+    [Fact]
     public void EachResetEndsAMessageAndAnEmptyOneIsNotCounted()
     {
         using var pool = new TieredMemoryPool();
