@@ -10,7 +10,7 @@ using System.Threading.Tasks;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>The <see cref="Stream"/> contract as a user of <see cref="MemoryStream"/> relies on it.</summary>
-public sealed class SegmentedMemoryStreamTests : IDisposable
+public sealed partial class SegmentedMemoryStreamTests : IDisposable
 {
     private readonly TieredMemoryPool _pool = new();
 

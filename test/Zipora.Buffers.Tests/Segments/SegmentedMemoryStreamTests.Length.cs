@@ -1,26 +1,12 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>
-/// The stream's length as a user of <see cref="MemoryStream"/> relies on it: shortened, grown again, emptied for the next
-/// message, and out of range.
-/// </summary>
-public sealed class SegmentedMemoryStreamLengthTests : IDisposable
+/// <summary>The stream's length: shortened, grown again, emptied for the next message, and out of range.</summary>
+public sealed partial class SegmentedMemoryStreamTests
 {
-    private readonly TieredMemoryPool _pool = new();
-
-    public void Dispose() => _pool.Dispose();
-
-    private SegmentedMemoryStream NewStream(int initial = 64, int max = 64, long maxLength = long.MaxValue) =>
-        new(new SegmentedBufferOptions { Pool = _pool, InitialSegmentSize = initial, MaxSegmentSize = max, MaxLength = maxLength });
-
-    private static byte[] Pattern(int length, int seed = 0) => [.. Enumerable.Range(seed, length).Select(static i => (byte)(i * 13))];
-
     [Fact]
     public void AGapLeftByShrinkingIsZeroedWhenTheStreamGrowsAgain()
     {
