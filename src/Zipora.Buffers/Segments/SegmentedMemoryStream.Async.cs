@@ -88,11 +88,13 @@ public sealed partial class SegmentedMemoryStream
         _chain.Enter(TypeName);
         try
         {
-            ReadOnlySequence<byte> rest = RestUnsynchronized();
+            ReadOnlySequence<byte> rest = RestUnsynchronized(out long position);
             rest.WriteTo(destination);
 
-            // Moved once the copy succeeded: a destination that throws leaves the position where it was.
-            _position += rest.Length;
+            // Moved once the copy succeeded: a destination that throws leaves the position where it was. Written from
+            // the position read once: the destination's code may have moved the field (its setter takes no guard),
+            // and adding to it again took it anywhere, past long.MaxValue to a negative position.
+            _position = position + rest.Length;
         }
         finally
         {
@@ -126,7 +128,8 @@ public sealed partial class SegmentedMemoryStream
         }
 
         _chain.Enter(TypeName);
-        return CopyToAsyncCore(RestUnsynchronized(), destination, cancellationToken);
+        ReadOnlySequence<byte> rest = RestUnsynchronized(out long position);
+        return CopyToAsyncCore(rest, position + rest.Length, destination, cancellationToken);
     }
 
     /// <summary>
@@ -157,13 +160,17 @@ public sealed partial class SegmentedMemoryStream
         }
     }
 
-    /// <summary>Writes <paramref name="rest"/> out, then gives the guard the caller took back (doing a dispose that came meanwhile).</summary>
-    private async Task CopyToAsyncCore(ReadOnlySequence<byte> rest, Stream destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes <paramref name="rest"/> out and moves the position to <paramref name="end"/> (the position read once plus
+    /// the bytes copied, see <see cref="CopyTo(Stream, int)"/>), then gives the guard the caller took back (doing a
+    /// dispose that came meanwhile).
+    /// </summary>
+    private async Task CopyToAsyncCore(ReadOnlySequence<byte> rest, long end, Stream destination, CancellationToken cancellationToken)
     {
         try
         {
             await rest.WriteToAsync(destination, cancellationToken).ConfigureAwait(false);
-            _position += rest.Length;
+            _position = end;
         }
         finally
         {
@@ -171,11 +178,14 @@ public sealed partial class SegmentedMemoryStream
         }
     }
 
-    /// <summary>The bytes from the position to the end, which the caller moves the position past once they are copied; the caller holds the guard.</summary>
-    private ReadOnlySequence<byte> RestUnsynchronized()
+    /// <summary>
+    /// The bytes from the position (read once, into <paramref name="position"/>) to the end, which the caller moves the
+    /// position past once they are copied; the caller holds the guard.
+    /// </summary>
+    private ReadOnlySequence<byte> RestUnsynchronized(out long position)
     {
         ReadOnlySequence<byte> contents = ContentsUnsynchronized();
-        long position = _position;
+        position = _position;
         return position >= contents.Length ? ReadOnlySequence<byte>.Empty : contents.Slice(position);
     }
 
@@ -191,8 +201,7 @@ public sealed partial class SegmentedMemoryStream
         _chain.EnterForOwnWork(TypeName);
         try
         {
-            long position = _position;
-            ReadOnlySequence<byte> rest = RestUnsynchronized();
+            ReadOnlySequence<byte> rest = RestUnsynchronized(out long position);
             if (rest.IsEmpty)
             {
                 return;
