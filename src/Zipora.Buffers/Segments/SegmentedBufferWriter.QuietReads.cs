@@ -32,6 +32,13 @@ public sealed partial class SegmentedBufferWriter
             {
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);
+
+                // Given now (see Advance); written only while set, so the common call stores nothing.
+                if (_keptHeadNotGiven)
+                {
+                    _keptHeadNotGiven = false;
+                }
+
                 return true;
             }
         }

@@ -50,6 +50,35 @@ public sealed class SegmentedKeptHeadTests
         SegmentedBuffers.AssertBalanced(pool);
     }
 
+    /// <summary>
+    /// Advance without GetMemory counts nothing in a writer that took a kept block, as in one that rents its first
+    /// block at its first request: no memory was given. Before the fix the kept block was counted as given, so
+    /// <c>Advance(1024)</c> on a new writer succeeded and its data was the previous writer's message.
+    /// </summary>
+    [Fact]
+    public void AdvanceBeforeAnyGetMemoryIsRefusedInAWriterThatTookAKeptBlockAndShowsNoEarlierMessage()
+    {
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        _ = ParkedBlocks.WriteMessage(options, 0xAB);
+
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            Assert.Equal(4096, pool.GetStatistics().Segmented.BytesHeld);
+            writer.Advance(0);
+            Assert.Equal("count", Assert.Throws<ArgumentOutOfRangeException>(() => writer.Advance(Message)).ParamName);
+            Assert.Equal(0, writer.Length);
+            Assert.Empty(writer.ToArray());
+
+            // Once memory is given, Advance counts into it as in any writer.
+            writer.GetSpan(1)[0] = 7;
+            writer.Advance(1);
+            Assert.Equal(new byte[] { 7 }, writer.ToArray());
+        }
+
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
     [Fact]
     public void AMessageWrittenIntoTheKeptBlockCountsOneSegmentAndReadsBackAsWritten()
     {
