@@ -36,6 +36,15 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
     }
 
+    /// <summary>
+    /// Whether the segment is a writer's first, holding its thread's kept block (see
+    /// <see cref="SegmentChain.TakeKeptBlockAsHead"/>), which no <c>GetMemory</c> or <c>GetSpan</c> gave yet: the
+    /// writer's <c>Advance</c> counts nothing into it until one does. Kept on the segment, which <c>Advance</c> reads
+    /// anyway: a field of the writer's, set at construction and read by <c>Advance</c> after <c>GetSpan</c> cleared it,
+    /// made the 1 KB message 13 ns slower, this one 4-6 ns (section 36 of perf/RESULTS.md).
+    /// </summary>
+    public bool IsKeptAndNotGiven { get; set; }
+
     /// <summary>Whether the segment's pool block is still the one it was given (the pool has not reclaimed it as leaked since).</summary>
     public bool StillHoldsItsBlock => _owner is not NativeMemoryManager block || block.Generation == _generation;
 
@@ -135,6 +144,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// </summary>
     public void ClearKeepingBlock()
     {
+        IsKeptAndNotGiven = false;
         _end = 0;
         Memory = default;
         Next = null;
@@ -157,6 +167,7 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
 
         block = new BlockRelease(owner, _generation, _available.Length);
+        IsKeptAndNotGiven = false;
         _owner = null;
         _available = default;
         _blockAddress = 0;

@@ -34,9 +34,9 @@ public sealed partial class SegmentedBufferWriter
                 _chain.ThrowIfDisposed(TypeName);
 
                 // Given now (see Advance); written only while set, so the common call stores nothing.
-                if (_keptHeadNotGiven)
+                if (tail.IsKeptAndNotGiven)
                 {
-                    _keptHeadNotGiven = false;
+                    tail.IsKeptAndNotGiven = false;
                 }
 
                 return true;

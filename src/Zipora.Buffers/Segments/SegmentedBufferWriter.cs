@@ -49,10 +49,6 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     // Bytes of the head segment already consumed.
     private int _headStart;
 
-    // The head is a kept block (the thread's last message's) that no GetMemory or GetSpan gave yet: Advance counts
-    // nothing into it, as into a writer with no segment, so it never shows that message's bytes as this writer's.
-    private bool _keptHeadNotGiven;
-
     /// <summary>Creates a writer over <see cref="TieredMemoryPool.Shared"/> with the default options.</summary>
     public SegmentedBufferWriter()
         : this(SegmentedBufferOptions.Default)
@@ -67,7 +63,12 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         ArgumentNullException.ThrowIfNull(options);
         _chain.Initialize(options);
         _chain.TakeKeptBlockAsHead();
-        _keptHeadNotGiven = _chain.Tail is not null;
+        if (_chain.Tail is { } kept)
+        {
+            // The thread's last message's block: Advance counts nothing into it until a GetMemory or GetSpan gives it, as
+            // in a writer with no segment, so it never shows that message's bytes as this writer's.
+            kept.IsKeptAndNotGiven = true;
+        }
     }
 
     /// <summary>Bytes written and not yet consumed.</summary>
@@ -126,7 +127,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         try
         {
             BufferSegment? tail = _chain.Tail;
-            if (tail is not null && (uint)count <= (uint)tail.Free && count <= MaxLength - LengthUnsynchronized && !_keptHeadNotGiven)
+            if (tail is not null && (uint)count <= (uint)tail.Free && count <= MaxLength - LengthUnsynchronized && !tail.IsKeptAndNotGiven)
             {
                 tail.End += count;
                 return;
@@ -282,7 +283,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         }
 
         int end = tail.End;
-        _keptHeadNotGiven = false;
+        tail.IsKeptAndNotGiven = false;
         address = tail.BlockAddress == 0 ? 0 : tail.BlockAddress + end;
         Memory<byte> memory = tail.AvailableMemory[end..];
         return memory.Length > room ? memory[..(int)room] : memory;
@@ -297,7 +298,7 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
         }
 
         BufferSegment? tail = _chain.Tail;
-        int given = tail is null || _keptHeadNotGiven ? 0 : (int)Math.Min(tail.Free, MaxLength - LengthUnsynchronized);
+        int given = tail is null || tail.IsKeptAndNotGiven ? 0 : (int)Math.Min(tail.Free, MaxLength - LengthUnsynchronized);
         if (count > given)
         {
             SegmentThrowHelper.ThrowAdvancePastMemory(count, given);
