@@ -22,9 +22,10 @@ namespace Zipora.Buffers;
 /// they are consumed (<see cref="Consume"/>, <see cref="AdvanceTo"/>), <see cref="Reset"/> or <see cref="Dispose"/>. After that their segments may hold another buffer's data: read or write them no more (as
 /// with a <c>Pipe</c>'s buffers). The process never crashes for it: the pool does not unmap memory returned less
 /// than its idle delay ago. Positions in a sequence are valid as long as its data: after a <see cref="Reset"/> the
-/// kept segment holds new data, and a segment let go of by a consume may come back as this writer's next one, so a
-/// position from before either may point into newer data (<see cref="AdvanceTo"/> refuses it where it can tell, and
-/// never consumes past the writer's own data).
+/// kept segment holds new data, and a segment let go of by a consume may come back as this writer's next one, or as
+/// another writer's, so a position from before either may point into newer data, also into another writer's when
+/// given to that writer (a position is a segment and an index: <see cref="AdvanceTo"/> refuses one outside its own
+/// segments, and never consumes past its own data).
 /// </para>
 /// <para>
 /// Not thread-safe: a call made while another thread is inside one gets <see cref="InvalidOperationException"/>.
