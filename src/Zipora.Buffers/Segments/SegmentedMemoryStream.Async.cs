@@ -138,6 +138,7 @@ public sealed partial class SegmentedMemoryStream
     /// MemoryStream's are (through a copy, since the write may grow the segments being read).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="stream"/> is <see langword="null"/>.</exception>
+    /// <exception cref="InvalidOperationException">Written to itself, the stream is longer than an array can be (the copy is one).</exception>
     /// <exception cref="ObjectDisposedException">This stream was disposed.</exception>
     public void WriteTo(Stream stream)
     {
