@@ -32,6 +32,13 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
     public static readonly byte[][] NoStack = new byte[1][];
 
     /// <summary>
+    /// The slots of a class while its owner settles the stack a trim abandoned and installs fresh slots: the
+    /// statistics then read no count of it (they may be half-cleared), and a trim finds nothing to abandon. Only the
+    /// owner's slow path sees it in <see cref="ArrayClassStack.Items"/>, never its fast path.
+    /// </summary>
+    public static readonly byte[][] Settling = new byte[1][];
+
+    /// <summary>
     /// Per class: arrays the depot moved into the stack or handed out directly, minus those the stack moved to the
     /// depot and those returned past the stack. With the trim counters this makes the rents that hit
     /// <c>Returns - Held + NetTransfers - Trimmed - TrimCorrection</c> (Held being <c>Count - TrimmedCount</c>), so
@@ -44,7 +51,7 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
 
     /// <summary>
     /// Per class: the count of the stack when a trim abandoned its slots, until the owner installs fresh ones. Only
-    /// the trim writes it while the stack has slots, only the owner while it has <see cref="NoStack"/>.
+    /// the trim writes it while the stack has slots, only the owner while it has <see cref="NoStack"/> or <see cref="Settling"/>.
     /// </summary>
     public ArrayClassValues<int> TrimmedCount;
 
@@ -77,16 +84,39 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
     public int HeldOf(int classIndex) => Volatile.Read(ref StackOf(classIndex).Count) - Volatile.Read(ref TrimmedCount[classIndex]);
 
     /// <summary>
-    /// The arrays of a class the cache holds: none while a trim has abandoned its slots. Then
+    /// The counts of a class for the statistics, read together: the rents that found an array (see
+    /// <see cref="NetTransfers"/>), and the arrays the cache holds, none while a trim has abandoned its slots. Then
     /// <paramref name="unsettled"/> is what rents and returns racing the trim took from (negative) or put into those
     /// slots, which the owner settles into the evicted bytes when it next reaches the class; 0 otherwise.
     /// </summary>
-    public int CachedOf(int classIndex, out int unsettled)
+    /// <remarks>
+    /// Called with the registry's lock held, so no trim runs meanwhile: the slots change only when the owner settles
+    /// an abandoned stack, through <see cref="Settling"/> to fresh slots. Counts read across that change may pair the
+    /// old count with the cleared trimmed count (every array the trim evicted, counted twice); they are read again as
+    /// the settled stack's, holding nothing, off at most by the few arrays the racing operations moved.
+    /// </remarks>
+    public long CountsOf(int classIndex, out int cached, out int unsettled)
     {
-        bool abandoned = Volatile.Read(ref StackOf(classIndex).Items) == NoStack;
+        ref ArrayClassStack stack = ref StackOf(classIndex);
+        byte[][] before = Volatile.Read(ref stack.Items);
         int held = HeldOf(classIndex);
-        unsettled = abandoned ? held : 0;
-        return abandoned ? 0 : held;
+        long correction = Volatile.Read(ref TrimCorrection[classIndex]);
+        byte[][] after = Volatile.Read(ref stack.Items);
+        if (before != after || before == Settling)
+        {
+            held = 0;
+            cached = 0;
+            unsettled = 0;
+        }
+        else
+        {
+            bool abandoned = before == NoStack;
+            unsettled = abandoned ? held : 0;
+            cached = abandoned ? 0 : held;
+        }
+
+        return Volatile.Read(ref stack.Returns) - held + Volatile.Read(ref NetTransfers[classIndex])
+            - Volatile.Read(ref Trimmed[classIndex]) - correction;
     }
 
     /// <summary>The rents of a class on this thread that found an array (see <see cref="NetTransfers"/>).</summary>

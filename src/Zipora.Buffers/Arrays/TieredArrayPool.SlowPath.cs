@@ -169,11 +169,15 @@ public sealed partial class TieredArrayPool
         // The count a trim saw went to the evicted bytes; whatever rents and returns racing it did to the abandoned
         // slots since is settled here. Both counts are cleared before the new slots are published, which the trim
         // reads first. The evicted bytes take the difference only once the new slots are published: until then the
-        // statistics count it from the abandoned stack (see CountByClass), and never both.
+        // statistics count it from the abandoned stack (see CountByClass), and never both. The slots read
+        // ArrayThreadCache.Settling while the counts change, each write ordered after that mark: statistics read
+        // meanwhile would otherwise pair the old count with the cleared trimmed count, and count every array the trim
+        // evicted twice (see ArrayThreadCache.CountsOf).
         ref int trimmedCount = ref cache.TrimmedCount[classIndex];
         long racing = stack.Count - trimmedCount;
-        cache.TrimCorrection[classIndex] += racing;
-        stack.Count = 0;
+        Volatile.Write(ref stack.Items, ArrayThreadCache.Settling);
+        Volatile.Write(ref cache.TrimCorrection[classIndex], cache.TrimCorrection[classIndex] + racing);
+        Volatile.Write(ref stack.Count, 0);
         Volatile.Write(ref trimmedCount, 0);
         Volatile.Write(ref stack.Items, fresh);
         Interlocked.Add(ref _evictedBytes, racing * _classLengths[classIndex]);

@@ -67,10 +67,10 @@ public sealed partial class TieredArrayPool
                 counts.Cached = _depots[classIndex].Count;
                 foreach (ArrayThreadCache cache in _registry.Caches)
                 {
-                    counts.Hits += cache.HitsOf(classIndex);
+                    counts.Hits += cache.CountsOf(classIndex, out int cached, out int unsettled);
                     counts.Misses += Volatile.Read(ref cache.Misses[classIndex]);
                     counts.Returns += Volatile.Read(ref cache.StackOf(classIndex).Returns);
-                    counts.Cached += cache.CachedOf(classIndex, out int unsettled);
+                    counts.Cached += cached;
                     evictedBytes += (long)unsettled * counts.Size;
                 }
 

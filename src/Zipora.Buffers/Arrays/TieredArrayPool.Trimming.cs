@@ -87,12 +87,13 @@ public sealed partial class TieredArrayPool
     /// <summary>
     /// Swaps the slots of a class in a cache for <see cref="ArrayThreadCache.NoStack"/>, leaving them to the GC;
     /// returns how many arrays the stack held. Stacks without slots are skipped: nothing to drop, or a count not yet
-    /// settled by their owner. Caller holds the trim lock.
+    /// settled by their owner, or being settled (<see cref="ArrayThreadCache.Settling"/>). Caller holds the trim lock.
     /// </summary>
     private static int AbandonSlots(ArrayThreadCache cache, int classIndex)
     {
         ref ArrayClassStack stack = ref cache.StackOf(classIndex);
-        if (Volatile.Read(ref stack.Items) == ArrayThreadCache.NoStack)
+        byte[][] slots = Volatile.Read(ref stack.Items);
+        if (slots == ArrayThreadCache.NoStack || slots == ArrayThreadCache.Settling)
         {
             return 0;
         }
