@@ -33,10 +33,10 @@ public sealed partial class SegmentedBufferWriter
                 // A dispose may have raised its flag without taking the guard yet: its segments are not handed out.
                 _chain.ThrowIfDisposed(TypeName);
 
-                // Given now (see Advance); written only while set, so the common call stores nothing. A dispose racing
+                // Given now (see Advance); stored only while set, so only a message's first call stores. A dispose racing
                 // this call may have let the segment go meanwhile, to a writer that took it as its own kept head: the
-                // mark cleared there only lets that writer's Advance before its first GetSpan count bytes, as a writer
-                // without a kept block's never could; no block changes hands.
+                // mark cleared there only leaves that writer's Advance before its first GetSpan unrefused; no block
+                // changes hands.
                 if (tail.IsKeptAndNotGiven)
                 {
                     tail.IsKeptAndNotGiven = false;
