@@ -115,12 +115,14 @@ internal sealed class ArrayThreadCache : ThreadOwnedCache
             cached = abandoned ? 0 : held;
         }
 
-        return Volatile.Read(ref stack.Returns) - held + Volatile.Read(ref NetTransfers[classIndex])
-            - Volatile.Read(ref Trimmed[classIndex]) - correction;
+        return HitsWith(classIndex, held, correction);
     }
 
     /// <summary>The rents of a class on this thread that found an array (see <see cref="NetTransfers"/>).</summary>
-    public long HitsOf(int classIndex) =>
-        Volatile.Read(ref StackOf(classIndex).Returns) - HeldOf(classIndex) + Volatile.Read(ref NetTransfers[classIndex])
-        - Volatile.Read(ref Trimmed[classIndex]) - Volatile.Read(ref TrimCorrection[classIndex]);
+    public long HitsOf(int classIndex) => HitsWith(classIndex, HeldOf(classIndex), Volatile.Read(ref TrimCorrection[classIndex]));
+
+    /// <summary>The rents of a class that found an array, with the arrays held and the trims' correction read by the caller.</summary>
+    private long HitsWith(int classIndex, int held, long correction) =>
+        Volatile.Read(ref StackOf(classIndex).Returns) - held + Volatile.Read(ref NetTransfers[classIndex])
+        - Volatile.Read(ref Trimmed[classIndex]) - correction;
 }
