@@ -203,11 +203,14 @@ internal sealed partial class SegmentedBufferCounters
         {
             foreach (SegmentThreadCache cache in registry.Caches)
             {
-                // One read of the segment, whose block a trim may take meanwhile (its capacity then reads 0).
+                // One read of the segment, whose block a trim may take meanwhile (its capacity then reads 0), and whose
+                // owner may take it meanwhile and give it a block of another tier (a large first request swaps its block):
+                // such a capacity is no parked block's, and indexed the classes out of their range.
                 int capacity = Volatile.Read(ref cache.Segment)?.Capacity ?? 0;
-                if (capacity != 0)
+                int classIndex = MediumClasses.ClassIndexOfBlock(capacity);
+                if (capacity != 0 && (uint)classIndex < (uint)byClass.Length && MediumClasses.ClassSize(classIndex) == capacity)
                 {
-                    byClass[MediumClasses.ClassIndexOfBlock(capacity)]++;
+                    byClass[classIndex]++;
                 }
             }
         }

@@ -11,6 +11,51 @@ namespace Zipora.Buffers.Tests;
 /// <summary>Parked blocks racing trims, statistics, thread churn and disposal; pools dropped with blocks parked; the idle release.</summary>
 public sealed partial class SegmentedParkedBlockSafetyTests
 {
+    /// <summary>
+    /// The statistics count the parked blocks by the capacity of each thread's parked segment, read without the thread's
+    /// handshake; the thread may take that segment meanwhile and give it a block of another tier (a large first request
+    /// replaces the kept block in the same segment). The count is racy by design, but it must not throw: it once
+    /// indexed the medium classes with a large block's class (IndexOutOfRangeException out of GetStatistics and out of
+    /// the meter's observable instruments, seen in a CI run).
+    /// </summary>
+    [Fact]
+    public void StatisticsReadWhileTheParkedSegmentGetsALargeBlockNeverThrow()
+    {
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        var options = new SegmentedBufferOptions { Pool = pool };
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        Exception? thrown = null;
+        long reads = 0;
+        var reader = new Thread(() =>
+        {
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    _ = pool.GetStatistics();
+                    reads++;
+                }
+            }
+            catch (Exception error)
+            {
+                thrown = error;
+            }
+        });
+        reader.Start();
+        while (!stop.IsCancellationRequested && thrown is null)
+        {
+            // A 1 KB message parks its 4 KB block; the next writer takes that segment and swaps in a 128 KB block.
+            _ = ParkedBlocks.WriteMessage(options, 1);
+            using var large = new SegmentedBufferWriter(options);
+            large.GetMemory(100_000).Span[0] = 2;
+            large.Advance(1);
+        }
+
+        reader.Join();
+        Assert.True(thrown is null, $"GetStatistics threw after {reads} reads: {thrown}");
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
     [Fact]
     public void MessagesHandedBetweenThreadsRacingTrimsStatisticsChurnAndThePoolsDisposalShareNoBlockAndLeaveEverySlabUnmapped()
     {
