@@ -25,9 +25,11 @@ internal static class SegmentThrowHelper
             ThrowDisposed(type);
         }
 
+        // A CopyToAsync holds the guard until it completes: one started and not awaited yet refuses the caller's next
+        // call too, on its thread or wherever the caller's code resumed, and that is the likelier cause to name.
         throw new InvalidOperationException(sameThread
-            ? $"This {type} was called from inside one of its own calls on this thread (a CopyTo destination, or a callback, that uses it): the running call holds its segments, so it cannot be re-entered."
-            : $"This {type} is used by two threads at once; it is not thread-safe (only Dispose may come from any thread).");
+            ? $"This {type} was called from inside one of its own calls on this thread (a CopyTo destination, or a callback, that uses it), or before a CopyToAsync started on this thread completed (await it first): the running call holds its segments, so it cannot be entered meanwhile."
+            : $"This {type} is used by two threads at once, or called before a CopyToAsync started on another thread completed (await it first); it is not thread-safe (only Dispose may come from any thread).");
     }
 
     [DoesNotReturn]
