@@ -49,12 +49,18 @@ public sealed partial class SegmentedBufferWriter
     }
 
     /// <summary>Writes the unconsumed data to <paramref name="destination"/>, each segment's memory directly.</summary>
-    /// <remarks>The writer keeps its segments until the copy completes, even if it is disposed meanwhile.</remarks>
+    /// <remarks>
+    /// The writer keeps its segments until the copy completes, even if it is disposed meanwhile. A token cancelled
+    /// before the call gives a cancelled task and writes nothing, as the stream's <c>CopyToAsync</c> does.
+    /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public async ValueTask CopyToAsync(Stream destination, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(destination);
+
+        // Not left to the destination, which may ignore the token (and an empty writer calls it not at all).
+        cancellationToken.ThrowIfCancellationRequested();
         _chain.Enter(TypeName);
         try
         {
