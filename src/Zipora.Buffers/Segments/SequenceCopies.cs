@@ -49,6 +49,9 @@ internal static class SequenceCopies
         {
             if (!memory.IsEmpty)
             {
+                // Checked here too, not only by the destination, which may ignore the token: a cancelled copy stops
+                // before its next segment, as Stream.CopyToAsync stops before its next read.
+                cancellationToken.ThrowIfCancellationRequested();
                 await destination.WriteAsync(memory, cancellationToken).ConfigureAwait(false);
             }
         }
