@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics.CodeAnalysis;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
 namespace Zipora.Buffers;
@@ -9,6 +10,16 @@ namespace Zipora.Buffers;
 /// <summary>The throws of the segmented writer and stream, kept out of line so their fast paths stay small.</summary>
 internal static class SegmentThrowHelper
 {
+    /// <summary>Throws as <see cref="Stream.CopyToAsync(Stream)"/> does for a destination it cannot write to.</summary>
+    public static void ThrowIfNotWritable(Stream destination, [CallerArgumentExpression(nameof(destination))] string? paramName = null)
+    {
+        ArgumentNullException.ThrowIfNull(destination, paramName);
+        if (!destination.CanWrite)
+        {
+            ThrowNotWritable(destination, paramName);
+        }
+    }
+
     [DoesNotReturn]
     public static void ThrowDisposed(string type) =>
         throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, and it can no longer be used.");
@@ -123,4 +134,16 @@ internal static class SegmentThrowHelper
     [DoesNotReturn]
     public static void ThrowLengthOutOfRange(long value, long maxLength) =>
         throw new ArgumentOutOfRangeException(nameof(value), value, $"The length must be from 0 to the stream's MaxLength ({maxLength}).");
+
+    [DoesNotReturn]
+    private static void ThrowNotWritable(Stream destination, string? paramName)
+    {
+        // A stream that can neither read nor write was disposed, as Stream's own checks take it.
+        if (!destination.CanRead)
+        {
+            throw new ObjectDisposedException(destination.GetType().Name, $"The destination stream ({paramName}) was disposed.");
+        }
+
+        throw new NotSupportedException($"The destination stream ({paramName}) cannot be written to.");
+    }
 }

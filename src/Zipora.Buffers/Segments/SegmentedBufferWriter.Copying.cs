@@ -50,26 +50,27 @@ public sealed partial class SegmentedBufferWriter
 
     /// <summary>Writes the unconsumed data to <paramref name="destination"/>, each segment's memory directly.</summary>
     /// <remarks>
-    /// The writer keeps its segments until the copy completes, even if it is disposed meanwhile. A token cancelled
-    /// before the call gives a cancelled task and writes nothing, as the stream's <c>CopyToAsync</c> does.
+    /// The writer keeps its segments until the copy completes, even if it is disposed meanwhile. The arguments and the
+    /// writer are checked when called, as <see cref="Stream.CopyToAsync(Stream)"/> checks them: errors are thrown, not
+    /// put in the task. A token cancelled before the call gives a cancelled task and writes nothing, as the stream's
+    /// <c>CopyToAsync</c> does; one cancelled during the copy stops it before its next segment.
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
-    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
-    public async ValueTask CopyToAsync(Stream destination, CancellationToken cancellationToken = default)
+    /// <exception cref="NotSupportedException"><paramref name="destination"/> cannot be written.</exception>
+    /// <exception cref="ObjectDisposedException">The writer, or <paramref name="destination"/>, was disposed.</exception>
+    /// <exception cref="InvalidOperationException">Another call is running (on another thread, or a copy not awaited yet).</exception>
+    public ValueTask CopyToAsync(Stream destination, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(destination);
+        SegmentThrowHelper.ThrowIfNotWritable(destination);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // Not left to the destination, which may ignore the token (and an empty writer calls it not at all).
+            _chain.ThrowIfDisposed(TypeName);
+            return ValueTask.FromCanceled(cancellationToken);
+        }
 
-        // Not left to the destination, which may ignore the token (and an empty writer calls it not at all).
-        cancellationToken.ThrowIfCancellationRequested();
         _chain.Enter(TypeName);
-        try
-        {
-            await DataUnsynchronized().WriteToAsync(destination, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _chain.Exit();
-        }
+        return CopyEnteredToAsync(destination, cancellationToken);
     }
 
     /// <summary>Writes the unconsumed data into <paramref name="destination"/> (another writer, a <c>PipeWriter</c>).</summary>
@@ -112,6 +113,19 @@ public sealed partial class SegmentedBufferWriter
         try
         {
             return DataUnsynchronized().ToArrayChecked();
+        }
+        finally
+        {
+            _chain.Exit();
+        }
+    }
+
+    /// <summary>The copy of <see cref="CopyToAsync"/>, once it holds the guard, which it lets go of when it completes.</summary>
+    private async ValueTask CopyEnteredToAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await DataUnsynchronized().WriteToAsync(destination, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
