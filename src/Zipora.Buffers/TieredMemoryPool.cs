@@ -148,13 +148,16 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             MediumTier medium = _medium;
             LargeTier large = _large;
             HugeTier huge = _huge;
-            _pages.ReleaseIdleMemory = () =>
-            {
-                small.Trim();
-                medium.Trim();
-                large.Trim();
-                huge.Trim();
-            };
+            var limitTrim = new LimitTrim(
+                () => ActivityOf(small) + ActivityOf(medium) + ActivityOf(large) + ActivityOf(huge),
+                () =>
+                {
+                    small.Trim();
+                    medium.Trim();
+                    large.Trim();
+                    huge.Trim();
+                });
+            _pages.ReleaseIdleMemory = limitTrim.Run;
             PoolMetrics.Register(this);
             MemoryPressureWatcher.Start();
         }
@@ -285,6 +288,13 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _medium.Trim();
         _large.Trim();
         _huge.Trim();
+    }
+
+    /// <summary>Rents plus returns of a tier so far: unchanged means it was not used meanwhile.</summary>
+    private static long ActivityOf(BufferTier tier)
+    {
+        TierStatistics statistics = tier.GetStatistics();
+        return statistics.Rents + statistics.Returns;
     }
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;

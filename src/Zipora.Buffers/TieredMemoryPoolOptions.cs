@@ -116,7 +116,8 @@ public sealed class TieredMemoryPoolOptions
     /// <summary>
     /// A hard cap on the bytes the pool holds from the OS (in use or cached), and so on the bytes in use; 0 for none
     /// (the default). A rent that needs new memory past the cap first makes the pool release its idle memory, then
-    /// throws <see cref="InsufficientMemoryException"/> naming this option; the pool stays usable.
+    /// throws <see cref="InsufficientMemoryException"/> naming this option; the pool stays usable. A release that left
+    /// the pool at the cap is not repeated until the pool is rented from or returned to.
     /// </summary>
     public long MaxBytesInUse { get; set; }
 
