@@ -61,12 +61,18 @@ internal abstract partial class RegionTier
         long bytesRequested = _bytesRequested;
         long bytesAllocated = _bytesAllocated;
         _gate.Exit();
+
+        // The slots were read before the gate: a rent a slot served after that read, whose buffer came back to the shared
+        // cache before the gate, shows as a return without its rent. Every return had its rent, so the hits are raised
+        // to the rents the returns imply (as the slab tiers do); when the pool is quiet this changes nothing.
+        long allReturns = returns + slots.Parks;
+        long allHits = Math.Max(hits + slotHits, allReturns - misses);
         var statistics = new TierStatistics
         {
             Name = _name,
-            Rents = hits + misses + slotHits,
-            Returns = returns + slots.Parks,
-            CacheHits = hits + slotHits,
+            Rents = allHits + misses,
+            Returns = allReturns,
+            CacheHits = allHits,
             CacheMisses = misses,
             // The slots were read before the gate: a trim that took a parked region in between has since taken it out
             // of the shared count too, and the difference would go below zero for a moment.
