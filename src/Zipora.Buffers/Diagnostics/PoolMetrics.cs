@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 
 namespace Zipora.Buffers;
 
@@ -32,6 +33,9 @@ internal static class PoolMetrics
     private static readonly List<(WeakReference<TieredMemoryPool> Pool, string Owner)> s_pools = [];
     private static readonly List<(WeakReference<TieredArrayPool> Pool, string Owner)> s_arrayPools = [];
     private static readonly Meter s_meter = CreateMeter();
+
+    // Each pool's counter floors, made at its first collection and gone with the pool (see CounterFloors).
+    private static readonly ConditionalWeakTable<object, CounterFloors> s_floors = [];
 
     // The lists are pruned of collected and disposed pools when they reach these lengths, which then double, so a
     // process that creates and drops pools without ever collecting metrics keeps them as short as its live pools.
@@ -161,74 +165,87 @@ internal static class PoolMetrics
     private static Meter CreateMeter()
     {
         var meter = new Meter(MeterName);
-        meter.CreateObservableCounter("zipora.buffers.rented", () => PerTier(static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
-        meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier(static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => PerTier(static tier => tier.BytesFragmented), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => PerTier(static tier => tier.BytesUncarved), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
-        meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier(static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
-        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier(static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
-        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => PerTier(static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
-        meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool(static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        meter.CreateObservableCounter("zipora.buffers.rented", () => PerTier("zipora.buffers.rented", static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
+        meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier("zipora.buffers.allocated", static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(null, static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => PerTier(null, static tier => tier.BytesFragmented), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => PerTier(null, static tier => tier.BytesUncarved), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
+        meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier("zipora.buffers.evicted", static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(null, static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
+        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier("zipora.buffers.cache.hits", static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
+        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => PerTier("zipora.buffers.cache.misses", static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(null, static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
+        meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool("zipora.buffers.leaks", static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
         meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
-        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
-        meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass(static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => PerPool(static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), "{buffer}", "Segmented writers and streams created and not yet disposed.");
-        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => PerPool(static statistics => statistics.Segmented.BytesHeld, SegmentedTier), "By", "Bytes of the segments live segmented writers and streams hold.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => PerPool(static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => PerPool(static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
-        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => PerPool(static statistics => statistics.Segmented.LargestMessage, SegmentedTier), "By", "The most bytes one segmented message held.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => PerPool(static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
+        meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(null, static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
+        meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass("zipora.buffers.class.rents", static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => PerPool(null, static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), "{buffer}", "Segmented writers and streams created and not yet disposed.");
+        meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => PerPool(null, static statistics => statistics.Segmented.BytesHeld, SegmentedTier), "By", "Bytes of the segments live segmented writers and streams hold.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => PerPool("zipora.buffers.segmented.messages", static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => PerPool("zipora.buffers.segmented.segments", static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
+        meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => PerPool(null, static statistics => statistics.Segmented.LargestMessage, SegmentedTier), "By", "The most bytes one segmented message held.");
+        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => PerPool("zipora.buffers.segmented.leaks", static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
         return meter;
     }
 
-    private static IEnumerable<Measurement<long>> PerTier(Func<TierStatistics, long> value)
+    /// <summary>
+    /// Each tier's <paramref name="value"/>; for a <paramref name="counter"/> (its instrument's name), never below what
+    /// the series reported before (see <see cref="CounterFloors"/>).
+    /// </summary>
+    private static IEnumerable<Measurement<long>> PerTier(string? counter, Func<TierStatistics, long> value)
     {
-        foreach ((string owner, TieredMemoryPoolStatistics statistics) in Snapshots())
+        foreach ((string owner, TieredMemoryPoolStatistics statistics, CounterFloors floors) in Snapshots())
         {
             foreach (TierStatistics tier in (TierStatistics[])[statistics.Small, statistics.Medium, statistics.Large, statistics.Huge])
             {
-                yield return new Measurement<long>(value(tier), new(TierTag, tier.Name), new(OwnerTag, owner));
+                yield return new Measurement<long>(Floored(floors, counter, tier.Name, value(tier)), new(TierTag, tier.Name), new(OwnerTag, owner));
             }
         }
 
         foreach ((TieredArrayPool pool, string owner) in Live(s_arrayPools, static _ => true))
         {
-            yield return new Measurement<long>(value(pool.GetStatistics().Arrays), new(TierTag, "array"), new(OwnerTag, owner));
+            long measured = Floored(FloorsOf(pool), counter, "array", value(pool.GetStatistics().Arrays));
+            yield return new Measurement<long>(measured, new(TierTag, "array"), new(OwnerTag, owner));
         }
     }
 
-    private static IEnumerable<Measurement<long>> PerPool(Func<TieredMemoryPoolStatistics, long> value, string tier)
+    private static IEnumerable<Measurement<long>> PerPool(string? counter, Func<TieredMemoryPoolStatistics, long> value, string tier)
     {
-        foreach ((string owner, TieredMemoryPoolStatistics statistics) in Snapshots())
+        foreach ((string owner, TieredMemoryPoolStatistics statistics, CounterFloors floors) in Snapshots())
         {
-            yield return new Measurement<long>(value(statistics), new(TierTag, tier), new(OwnerTag, owner));
+            yield return new Measurement<long>(Floored(floors, counter, tier, value(statistics)), new(TierTag, tier), new(OwnerTag, owner));
         }
     }
 
     private static IEnumerable<Measurement<long>> ByOwner()
     {
-        foreach ((string pool, TieredMemoryPoolStatistics statistics) in Snapshots())
+        foreach ((string pool, TieredMemoryPoolStatistics statistics, CounterFloors floors) in Snapshots())
         {
             foreach (KeyValuePair<string, long> owner in statistics.RentsByOwner)
             {
-                yield return new Measurement<long>(owner.Value, new(TierTag, "all"), new(OwnerTag, owner.Key), new(PoolTag, pool));
+                long rents = Floored(floors, "zipora.buffers.owner.rents", owner.Key, owner.Value);
+                yield return new Measurement<long>(rents, new(TierTag, "all"), new(OwnerTag, owner.Key), new(PoolTag, pool));
             }
         }
     }
 
-    private static IEnumerable<Measurement<long>> ByClass(Func<SizeClassStatistics, long> value)
+    private static IEnumerable<Measurement<long>> ByClass(string? counter, Func<SizeClassStatistics, long> value)
     {
-        foreach ((string owner, TieredMemoryPoolStatistics statistics) in Snapshots())
+        foreach ((string owner, TieredMemoryPoolStatistics statistics, CounterFloors floors) in Snapshots())
         {
             foreach (SizeClassStatistics row in statistics.SizeHistogram)
             {
-                yield return new Measurement<long>(value(row), new(TierTag, row.Tier), new(OwnerTag, owner), new(ClassSizeTag, row.ClassSize));
+                long measured = Floored(floors, counter, string.Create(CultureInfo.InvariantCulture, $"{row.Tier} {row.ClassSize}"), value(row));
+                yield return new Measurement<long>(measured, new(TierTag, row.Tier), new(OwnerTag, owner), new(ClassSizeTag, row.ClassSize));
             }
         }
     }
+
+    /// <summary><paramref name="value"/>, raised to the series' last report when <paramref name="counter"/> names a counter.</summary>
+    private static long Floored(CounterFloors floors, string? counter, string series, long value) =>
+        counter is null ? value : floors.NeverBelowTheLast(counter, series, value);
+
+    private static CounterFloors FloorsOf(object pool) => s_floors.GetValue(pool, static _ => new CounterFloors());
 
     /// <summary>Every live pool not disposed, of both kinds (the memory-pressure watcher trims them all).</summary>
     internal static List<IReclaimablePool> LivePools()
@@ -240,8 +257,8 @@ internal static class PoolMetrics
     }
 
     /// <summary>Statistics of every live memory pool, with its owner tag; forgets pools that were collected or disposed.</summary>
-    private static List<(string Owner, TieredMemoryPoolStatistics Statistics)> Snapshots() =>
-        Live(s_pools, static pool => !pool.IsDisposed).ConvertAll(static entry => (entry.Owner, entry.Pool.GetStatistics()));
+    private static List<(string Owner, TieredMemoryPoolStatistics Statistics, CounterFloors Floors)> Snapshots() =>
+        Live(s_pools, static pool => !pool.IsDisposed).ConvertAll(static entry => (entry.Owner, entry.Pool.GetStatistics(), FloorsOf(entry.Pool)));
 
     /// <summary>The pools of <paramref name="pools"/> still alive and in use; forgets the others.</summary>
     private static List<(TPool Pool, string Owner)> Live<TPool>(List<(WeakReference<TPool> Pool, string Owner)> pools, Func<TPool, bool> inUse)
