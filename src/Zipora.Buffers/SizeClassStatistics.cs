@@ -17,7 +17,9 @@ public sealed class SizeClassStatistics
 
     /// <summary>
     /// Most buffers of the class in use at once over the recent window (the current and the previous idle delay):
-    /// exact in the large and huge tiers, sampled at each tick of the idle releaser in the small and medium tiers.
+    /// exact in the large and huge tiers, where a region parked in a thread's slot for that thread's next rent counts as
+    /// in use (so the mark is at least the number of threads holding one), sampled at each tick of the idle releaser in
+    /// the small and medium tiers.
     /// </summary>
     public long HighWaterMark { get; init; }
 
