@@ -130,6 +130,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _releasesIdleMemory = options.IdleReleaseDelay != Timeout.InfiniteTimeSpan;
         _quarantine = new LeakQuarantine(clock);
         _unmaps = new DeferredUnmaps(_pages, clock);
+        _pages.WaitingUnmaps = _unmaps;
         try
         {
             _small = new SmallTier(_pages, clock, _unmaps, _quarantine, options.ThreadCacheMaxBuffers, options.ThreadCacheMaxBytes, options.AdaptiveCaches);
@@ -241,6 +242,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         Backend = _pages.Allocator.Name,
         MmapCalls = _pages.MapCalls,
         MunmapCalls = _pages.UnmapCalls,
+        MappingsReused = _pages.MappingsReused,
         HugepageBytes = _pages.HugepageBytes,
         FallbackAllocations = _pages.Fallbacks,
         LeaksReclaimed = _quarantine.Reclaimed,

@@ -27,6 +27,13 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Calls that gave pages back to the OS.</summary>
     public long MunmapCalls { get; init; }
 
+    /// <summary>
+    /// New mappings served by a mapping the pool had let go of and was waiting to unmap (its delay not over), instead of
+    /// by the OS: what keeps a pool trimmed often, or held at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>, from
+    /// piling up mappings.
+    /// </summary>
+    public long MappingsReused { get; init; }
+
     /// <summary>Bytes currently mapped with hugepages: reserved (hugetlb) pages plus ranges advised for transparent hugepages.</summary>
     public long HugepageBytes { get; init; }
 
@@ -116,7 +123,7 @@ public sealed class TieredMemoryPoolStatistics
         text.AppendLine(Segmented.ToString());
         (string get, string giveBack) = StatisticsText.BackendCalls(Backend);
         string limit = MemoryLimit > 0 ? StatisticsText.Bytes(MemoryLimit) : "none";
-        text.AppendLine(StatisticsText.Format($"backend: {Backend}, {MmapCalls} {get}, {MunmapCalls} {giveBack}, {StatisticsText.Bytes(HugepageBytes)} on hugepages, {FallbackAllocations} fallbacks"));
+        text.AppendLine(StatisticsText.Format($"backend: {Backend}, {MmapCalls} {get}, {MunmapCalls} {giveBack}, {MappingsReused} mappings reused, {StatisticsText.Bytes(HugepageBytes)} on hugepages, {FallbackAllocations} fallbacks"));
         text.AppendLine(StatisticsText.Format($"leaks: {LeaksReclaimed} reclaimed, {StatisticsText.Bytes(BytesQuarantined)} in quarantine; {StatisticsText.Bytes(BytesAwaitingRelease)} awaiting unmap, {UnmapFailures} unmaps refused"));
         if (DoubleDisposes + LeaksDetected > 0)
         {

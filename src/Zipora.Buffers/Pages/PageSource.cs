@@ -25,6 +25,7 @@ internal sealed partial class PageSource
     private long _fallbacks;
     private long _unmapFailures;
     private int _reportedSteps;
+    private long _mappingsReused;
 
     /// <param name="allocator">The OS layer.</param>
     /// <param name="fallback">Where base pages come from when <paramref name="allocator"/> refuses; <see langword="null"/> for none.</param>
@@ -37,6 +38,12 @@ internal sealed partial class PageSource
         _fallback = ReferenceEquals(allocator, fallback) ? null : fallback;
         _limit = limit;
     }
+
+    /// <summary>The pool's mappings let go of and waiting out their delay, which a new mapping of base pages may take (set once, at the pool's construction).</summary>
+    public DeferredUnmaps? WaitingUnmaps { get; set; }
+
+    /// <summary>New mappings served by a mapping waiting out its delay instead of the OS (see <see cref="DeferredUnmaps.TryTakeForReuse"/>).</summary>
+    public long MappingsReused => Volatile.Read(ref _mappingsReused);
 
     /// <summary>Frees the pool's idle memory; called when a mapping would cross the limit.</summary>
     public Action? ReleaseIdleMemory { get; set; }
@@ -89,13 +96,28 @@ internal sealed partial class PageSource
         return TryMapReserved(_fallback, length, alignment, PageKind.Normal, out address);
     }
 
-    /// <summary>Maps pages of the given kind with no fallback (the caller decides what comes next).</summary>
+    /// <summary>
+    /// Maps pages of the given kind with no fallback (the caller decides what comes next). Base pages come from a
+    /// mapping of the same length waiting out its delay when there is one, rather than from the OS.
+    /// </summary>
     public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         address = 0;
         if (!TryReserve(length))
         {
             return false;
+        }
+
+        if (kind == PageKind.Normal && WaitingUnmaps is { } waiting && waiting.TryTakeForReuse(length, alignment, out address, out PageBacking was))
+        {
+            // Its hugepages were counted until its unmap, which now never comes; the new owner records what it makes of it.
+            if (IsHuge(was))
+            {
+                Interlocked.Add(ref _hugepageBytes, -(long)length);
+            }
+
+            Interlocked.Increment(ref _mappingsReused);
+            return true;
         }
 
         return TryMapReserved(_allocator, length, alignment, kind, out address);

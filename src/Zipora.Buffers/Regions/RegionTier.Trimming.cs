@@ -191,6 +191,6 @@ internal abstract partial class RegionTier
     private void Unmap(Region region)
     {
         region.Buffer.MarkReleased();
-        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, countEvicted: _countEvicted);
+        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted);
     }
 }

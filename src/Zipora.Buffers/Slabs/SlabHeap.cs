@@ -355,7 +355,7 @@ internal sealed partial class SlabHeap
     {
         // Given back first, on the place the slab reserved when it was mapped: this allocates nothing.
         Slab slab = _slabs[index];
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true, countEvicted: _countUnmapped);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
