@@ -43,7 +43,7 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Buffers whose owners were garbage collected without being disposed; the pool reclaimed their memory (after a quarantine of one idle delay).</summary>
     public long LeaksReclaimed { get; init; }
 
-    /// <summary>Bytes of leaked buffers held in quarantine: not handed out, unmapped nor decommitted until one idle delay after their finalizer ran.</summary>
+    /// <summary>Bytes of leaked buffers held in quarantine: not handed out, unmapped nor decommitted until one idle delay after their finalizer ran. Their tiers still count them in <c>BytesInUse</c> (never returned) until the quarantine ends: do not add the two.</summary>
     public long BytesQuarantined { get; init; }
 
     /// <summary>
