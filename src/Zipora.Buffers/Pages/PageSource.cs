@@ -72,10 +72,23 @@ internal sealed partial class PageSource
     /// <summary>Unmaps the OS refused (the regions stay mapped, counted, and are tried again).</summary>
     public long UnmapFailures => Volatile.Read(ref _unmapFailures);
 
-    /// <summary>Maps base pages; when the OS refuses, falls back to the portable allocator (counted).</summary>
-    public bool TryMapPlain(nuint length, nuint alignment, out nint address, out PageBacking backing)
+    /// <summary>
+    /// Maps base pages; when the OS refuses, falls back to the portable allocator (counted). A mapping of the same
+    /// length waiting out its delay serves first, unless <paramref name="takeWaiting"/> is <see langword="false"/>,
+    /// and only one never advised for transparent hugepages (that advice stays with the range, where the statistics
+    /// would no longer count it; TransparentHugepageReuseTests).
+    /// </summary>
+    /// <param name="length">The mapping's length.</param>
+    /// <param name="alignment">Its alignment, a power of two.</param>
+    /// <param name="address">The mapping.</param>
+    /// <param name="backing">What backs it.</param>
+    /// <param name="takeWaiting">
+    /// Whether a waiting mapping may serve: not for a diagnostic region, whose guard pages would make a stale write
+    /// into the old holder's memory fault, where the delay promises it never does (GuardedMappingReuseTests).
+    /// </param>
+    public bool TryMapPlain(nuint length, nuint alignment, out nint address, out PageBacking backing, bool takeWaiting = true)
     {
-        if (TryMap(length, alignment, PageKind.Normal, out address))
+        if (TryMapNormal(length, alignment, takeWaiting, takeAdvised: false, out address))
         {
             backing = PageBacking.Plain;
             return true;
@@ -98,9 +111,22 @@ internal sealed partial class PageSource
 
     /// <summary>
     /// Maps pages of the given kind with no fallback (the caller decides what comes next). Base pages come from a
-    /// mapping of the same length waiting out its delay when there is one, rather than from the OS.
+    /// mapping of the same length waiting out its delay when there is one, rather than from the OS, one advised for
+    /// transparent hugepages too: the caller (the huge tier) advises them.
     /// </summary>
     public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
+    {
+        if (kind == PageKind.Normal)
+        {
+            return TryMapNormal(length, alignment, takeWaiting: true, takeAdvised: true, out address);
+        }
+
+        address = 0;
+        return TryReserve(length) && TryMapReserved(_allocator, length, alignment, kind, out address);
+    }
+
+    /// <summary>Maps base pages with no fallback, from a waiting mapping when <paramref name="takeWaiting"/> (one advised for transparent hugepages only when <paramref name="takeAdvised"/>).</summary>
+    private bool TryMapNormal(nuint length, nuint alignment, bool takeWaiting, bool takeAdvised, out nint address)
     {
         address = 0;
         if (!TryReserve(length))
@@ -108,7 +134,7 @@ internal sealed partial class PageSource
             return false;
         }
 
-        if (kind == PageKind.Normal && WaitingUnmaps is { } waiting && waiting.TryTakeForReuse(length, alignment, out address, out PageBacking was))
+        if (takeWaiting && WaitingUnmaps is { } waiting && waiting.TryTakeForReuse(length, alignment, takeAdvised, out address, out PageBacking was))
         {
             // Its hugepages were counted until its unmap, which now never comes; the new owner records what it makes of it.
             if (IsHuge(was))
@@ -120,7 +146,7 @@ internal sealed partial class PageSource
             return true;
         }
 
-        return TryMapReserved(_allocator, length, alignment, kind, out address);
+        return TryMapReserved(_allocator, length, alignment, PageKind.Normal, out address);
     }
 
     /// <summary>Maps with <paramref name="allocator"/> bytes already reserved against the limit; gives them back when it does not map.</summary>

@@ -229,9 +229,13 @@ internal sealed class DeferredUnmaps
     /// </remarks>
     /// <param name="length">The new mapping's length.</param>
     /// <param name="alignment">Its alignment, a power of two.</param>
+    /// <param name="takeAdvised">
+    /// Whether one advised for transparent hugepages may be taken: only by a caller that advises its mapping so too
+    /// (the huge tier). The advice stays with the range, and another would sit on it uncounted in <c>HugepageBytes</c>.
+    /// </param>
     /// <param name="address">The mapping taken.</param>
     /// <param name="backing">What backed it: base pages, or transparent hugepages advised for the huge tier.</param>
-    public bool TryTakeForReuse(nuint length, nuint alignment, out nint address, out PageBacking backing)
+    public bool TryTakeForReuse(nuint length, nuint alignment, bool takeAdvised, out nint address, out PageBacking backing)
     {
         lock (_lock)
         {
@@ -239,7 +243,7 @@ internal sealed class DeferredUnmaps
             {
                 Mapping mapping = _waiting[i];
                 if (mapping.Reusable && !mapping.Counted && mapping.Length == length && ((nuint)mapping.Address & (alignment - 1)) == 0
-                    && mapping.Backing is PageBacking.Plain or PageBacking.TransparentHuge)
+                    && (mapping.Backing == PageBacking.Plain || (takeAdvised && mapping.Backing == PageBacking.TransparentHuge)))
                 {
                     _ = _waiting.TakeAt(i);
                     _bytes -= (long)length;

@@ -258,7 +258,7 @@ internal abstract partial class RegionTier
     {
         nuint page = PageAllocator.PageSize;
         mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), page) + (2 * page);
-        if (!Pages.TryMapPlain(mappedLength, page, out address, out backing))
+        if (!Pages.TryMapPlain(mappedLength, page, out address, out backing, takeWaiting: false))
         {
             return false;
         }

@@ -1,0 +1,43 @@
+using System.Buffers;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Memory let go of within its idle delay stays mapped and writable for that delay, in every mode: a stale
+/// <c>Span</c> written there lands in mapped memory and never faults (README, Reliability). A new mapping of the same
+/// length may take such a waiting mapping (<see cref="TieredMemoryPoolStatistics.MappingsReused"/>); in diagnostic
+/// mode a large buffer's mapping has a guard page (<c>PROT_NONE</c>) at each end, so a guarded mapping that took a
+/// waiting one would turn a stale write into the old holder's first or last page into a crash. Here a medium slab of
+/// 64 KB is let go of, and a large buffer of the 56 KB class (64 KB with its two guard pages) is rented right after.
+/// </summary>
+/// <remarks>Reads /proc/self/maps; never writes the stale range (a fault would end the test host).</remarks>
+public sealed class GuardedMappingReuseTests
+{
+    [Fact]
+    public void ADiagnosticLargeBufferNeverPutsAGuardPageOverMemoryLetGoOfWithinItsDelay()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            Diagnostics = DiagnosticLevel.All,
+            TimeProvider = new FakeTimeProvider(),
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+        });
+
+        // A 4 KB block is carved from a fresh 64 KB slab; a trim lets the slab go, pages dropped, mapping kept.
+        IMemoryOwner<byte> stale = pool.Rent(4096);
+        OwnerRange range = SafetyCases.RangeOf(stale);
+        stale.Dispose();
+        pool.Trim();
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, "the trim should let the slab go within its delay");
+
+        // A large buffer of the 56 KB class maps 64 KB in diagnostic mode: the waiting slab's length.
+        using IMemoryOwner<byte> large = pool.Rent(50_000);
+
+        Assert.True(
+            ProcessMappings.IsWritable(range.Start, range.Length),
+            $"a stale write into the block let go of within its delay ({SafetyCases.IdleDelay}) would fault: " +
+            $"{pool.GetStatistics().MappingsReused} mappings reused; {ProcessMappings.Describe(range.Start, range.Length)}");
+    }
+}
