@@ -39,7 +39,16 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
     {
         if (Volatile.Read(ref _disposed) == 0)
         {
-            _diagnostics.ReportLeak(_tier, _block.Length, _rentedAt);
+            // Nothing may leave a finalizer. At the GC heap limit even the call may throw (the runtime compiles a
+            // method at its first call): the report is then lost, and counted as such.
+            try
+            {
+                _diagnostics.ReportLeak(_tier, _block.Length, _rentedAt);
+            }
+            catch (OutOfMemoryException)
+            {
+                EventsOffTheCaller.CountLost();
+            }
         }
     }
 

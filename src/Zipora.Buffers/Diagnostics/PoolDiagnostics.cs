@@ -57,10 +57,26 @@ internal sealed class PoolDiagnostics
         return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(1, fNeedFileInfo: true) : null);
     }
 
+    /// <summary>Counts a leaked owner and reports it; called from the owner's finalizer, so it never throws.</summary>
     public void ReportLeak(string tier, int bytes, StackTrace? rentedAt)
     {
         Interlocked.Increment(ref _leaks);
-        ZiporaBuffersEventSource.Log.LeakDetected(tier, bytes, Describe(rentedAt));
+        if (!ZiporaBuffersEventSource.Log.IsEnabled())
+        {
+            return;
+        }
+
+        // The renting stack becomes text only for a listener. Out of managed memory (a process at its GC heap limit,
+        // where leaks pile up) the event is lost and counted: thrown out of the finalizer, it ended the process
+        // (DiagnosticLeakReportHeapLimitSafetyTests).
+        try
+        {
+            ZiporaBuffersEventSource.Log.LeakDetected(tier, bytes, Describe(rentedAt));
+        }
+        catch (OutOfMemoryException)
+        {
+            EventsOffTheCaller.CountLost();
+        }
     }
 
     public void ReportDoubleDispose(string tier, int bytes, StackTrace? rentedAt, StackTrace? firstDispose, StackTrace secondDispose)
