@@ -77,6 +77,22 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
     {
     }
 
+    /// <summary>
+    /// The block's array segment when its pages are pinned arrays, as the default owner gives it: without it, a pool
+    /// for Kestrel switched to diagnostics (by the environment variable, say) broke its socket transport, which sends
+    /// from arrays only (DiagnosticPinnedArraysContractTests).
+    /// </summary>
+    protected override bool TryGetArray(out ArraySegment<byte> segment)
+    {
+        if (Volatile.Read(ref _disposed) != 0 || _block.Generation != _generation)
+        {
+            segment = default;
+            return false;
+        }
+
+        return _block.TryGetArraySegment(out segment);
+    }
+
     protected override void Dispose(bool disposing)
     {
         StackTrace here = new(1, fNeedFileInfo: false);
