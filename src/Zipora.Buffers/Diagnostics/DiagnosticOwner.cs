@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -95,10 +96,19 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
 
     protected override void Dispose(bool disposing)
     {
-        StackTrace here = new(1, fNeedFileInfo: false);
+        StackTrace? here = StackOfCaller();
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            _diagnostics.ReportDoubleDispose(_tier, _block.Length, _rentedAt, _disposedAt, here);
+            // Ignored whatever happens: out of managed memory only the report is lost (counted as such).
+            try
+            {
+                _diagnostics.ReportDoubleDispose(_tier, _block.Length, _rentedAt, _disposedAt, here);
+            }
+            catch (OutOfMemoryException)
+            {
+                EventsOffTheCaller.CountLost();
+            }
+
             return;
         }
 
@@ -109,6 +119,25 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
         {
             _block.GetSpan().Fill(Poison);
             _block.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The stack of the one disposing, for the report of a later second dispose; <see langword="null"/> out of managed
+    /// memory. A return allocates nothing in any other mode, so at the GC heap limit it must not fail here for want of
+    /// a report that may never be needed: it threw, and kept the block from its pool (DiagnosticReturnHeapLimitSafetyTests).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static StackTrace? StackOfCaller()
+    {
+        try
+        {
+            // Skips this frame and Dispose(bool).
+            return new StackTrace(2, fNeedFileInfo: false);
+        }
+        catch (OutOfMemoryException)
+        {
+            return null;
         }
     }
 

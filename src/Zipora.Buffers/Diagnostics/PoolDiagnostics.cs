@@ -79,7 +79,7 @@ internal sealed class PoolDiagnostics
         }
     }
 
-    public void ReportDoubleDispose(string tier, int bytes, StackTrace? rentedAt, StackTrace? firstDispose, StackTrace secondDispose)
+    public void ReportDoubleDispose(string tier, int bytes, StackTrace? rentedAt, StackTrace? firstDispose, StackTrace? secondDispose)
     {
         Interlocked.Increment(ref _doubleDisposes);
         string report = $"A {tier} buffer of {bytes} bytes was disposed twice.{Environment.NewLine}" +
