@@ -222,9 +222,11 @@ internal abstract partial class RegionTier
         }
         catch (OutOfMemoryException)
         {
-            // Out of managed memory for its objects: the mapping was never handed out, so it goes at once, on its
-            // place (an unmap the OS refuses waits there to be tried again, and is never lost or left counted).
-            _unmaps.Release(address, mappedLength, backing, IdleClock.NeverReturned, placeReserved: true);
+            // Out of managed memory for its objects: the mapping was never handed out by this tier, but it may be one
+            // let go of within its delay and taken again (DeferredUnmaps.TryTakeForReuse), which a stale Span of its old
+            // holder may still write to; so it waits out a delay from now, on its place (an unmap the OS refuses waits
+            // there to be tried again, and is never lost or left counted).
+            _unmaps.Release(address, mappedLength, backing, _clock.Epoch, placeReserved: true);
             throw;
         }
     }

@@ -175,7 +175,9 @@ internal sealed partial class SlabHeap
         }
         catch (OutOfMemoryException)
         {
-            _unmaps.Release(address, (nuint)slabBytes, backing, IdleClock.NeverReturned, placeReserved: true);
+            // Stamped now, not never returned: the mapping may be one let go of within its delay and taken again
+            // (DeferredUnmaps.TryTakeForReuse), which a stale Span of its old holder may still write to.
+            _unmaps.Release(address, (nuint)slabBytes, backing, _clock.Epoch, placeReserved: true);
             throw;
         }
 
@@ -300,8 +302,10 @@ internal sealed partial class SlabHeap
         {
             if (_disposing)
             {
-                // Disposed while mapping: the slab was never used, so nothing can be writing to it.
-                _unmaps.Release(slab.Address, slab.Length, slab.Backing, IdleClock.NeverReturned, placeReserved: true, wakeLater: true);
+                // Disposed while mapping: the slab was never used, but its mapping may be one let go of within its delay
+                // and taken again (DeferredUnmaps.TryTakeForReuse), which a stale Span of its old holder may still
+                // write to; so it waits out a delay from now, as memory let go of does (ReusedMappingDisposalRaceTests).
+                _unmaps.Release(slab.Address, slab.Length, slab.Backing, _clock.Epoch, placeReserved: true, wakeLater: true);
                 return false;
             }
 

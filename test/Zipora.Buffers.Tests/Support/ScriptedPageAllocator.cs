@@ -27,6 +27,9 @@ internal sealed class ScriptedPageAllocator : PageAllocator
 
     public System.Collections.Concurrent.ConcurrentQueue<PageAdvice> Advice { get; } = new();
 
+    /// <summary>Called with each hint's range and kind before it is passed on: a test's way in between the pool's steps.</summary>
+    public Action<nint, nuint, PageAdvice>? BeforeAdvice { get; set; }
+
     public override string Name => "scripted";
 
     public override bool SupportsHugeTlb => HugeTlbSupported;
@@ -64,6 +67,7 @@ internal sealed class ScriptedPageAllocator : PageAllocator
     public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
     {
         Advice.Enqueue(advice);
+        BeforeAdvice?.Invoke(address, length, advice);
         return !RefuseAdvice && _inner.TryAdvise(address, length, advice);
     }
 
