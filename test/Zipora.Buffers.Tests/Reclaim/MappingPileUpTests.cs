@@ -15,6 +15,8 @@ namespace Zipora.Buffers.Tests;
 /// ends the process). A new mapping of a waiting one's length now takes it. Measured from outside the pool: the
 /// process's writable mapped bytes and its map entries.
 /// </summary>
+// Measured in the process's mappings: alone, so no other test's pool maps meanwhile.
+[Collection(nameof(HugepageTests))]
 public sealed class MappingPileUpTests
 {
     private const int Megabyte = 1024 * 1024;
@@ -54,6 +56,7 @@ public sealed class MappingPileUpTests
         Assert.True(grownBytes < 512L * Megabyte, figures);
         Assert.True(grownEntries < 1_000, figures);
         Assert.True(statistics.MappingsReused > 0, figures);
+        Assert.True(statistics.BytesAwaitingRelease < 512L * Megabyte, figures);
     }
 
     /// <summary>Runs both for <see cref="s_run"/>; the process's growth in writable bytes and map entries, and the rents made.</summary>
