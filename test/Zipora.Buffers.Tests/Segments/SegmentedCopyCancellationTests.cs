@@ -7,22 +7,25 @@ using System.Threading.Tasks;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// <c>CopyToAsync</c> with a token cancelled while the copy runs: each segment's write is given the token, so the
-/// copy stops at the next segment and its task is cancelled, and the buffer is left whole and usable.
+/// <c>CopyToAsync</c> with a token cancelled while the copy runs: the copy stops before its next segment and its task
+/// is cancelled, and the buffer is left whole and usable; also into a destination that ignores the token (as a user's
+/// stream may), as <see cref="Stream.CopyToAsync(Stream)"/> stops before its next read.
 /// </summary>
 public sealed class SegmentedCopyCancellationTests
 {
     private const int SegmentSize = 4096;
     private const int Length = 3 * SegmentSize;
 
-    [Fact]
-    public async Task AWriterCopyToAsyncCancelledAfterTheFirstSegmentStopsThereAndIsCancelled()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AWriterCopyToAsyncCancelledAfterTheFirstSegmentStopsThereAndIsCancelled(bool destinationIgnoresTheToken)
     {
         using var pool = new TieredMemoryPool();
         using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize });
         writer.Write(new byte[Length]);
         using var cancellation = new CancellationTokenSource();
-        using var destination = new CancellingAfterFirstWriteStream(cancellation);
+        using var destination = new CancellingAfterFirstWriteStream(cancellation, destinationIgnoresTheToken);
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await writer.CopyToAsync(destination, cancellation.Token));
 
@@ -32,15 +35,17 @@ public sealed class SegmentedCopyCancellationTests
         Assert.Equal(Length + 1, writer.Length);
     }
 
-    [Fact]
-    public async Task AStreamCopyToAsyncCancelledAfterTheFirstSegmentStopsThereAndIsCancelled()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AStreamCopyToAsyncCancelledAfterTheFirstSegmentStopsThereAndIsCancelled(bool destinationIgnoresTheToken)
     {
         using var pool = new TieredMemoryPool();
         using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = SegmentSize, MaxSegmentSize = SegmentSize });
         stream.Write(new byte[Length]);
         stream.Position = 0;
         using var cancellation = new CancellationTokenSource();
-        using var destination = new CancellingAfterFirstWriteStream(cancellation);
+        using var destination = new CancellingAfterFirstWriteStream(cancellation, destinationIgnoresTheToken);
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => stream.CopyToAsync(destination, cancellation.Token));
 
@@ -51,12 +56,15 @@ public sealed class SegmentedCopyCancellationTests
         Assert.Equal(Length + 1, stream.Length);
     }
 
-    /// <summary>A memory stream whose first write cancels <paramref name="cancellation"/> once it is done: the copy's next write sees it.</summary>
-    private sealed class CancellingAfterFirstWriteStream(CancellationTokenSource cancellation) : MemoryStream
+    /// <summary>
+    /// A memory stream whose first write cancels <paramref name="cancellation"/> once it is done, so the copy's next write
+    /// sees it; with <paramref name="ignoresTheToken"/> its writes never look at a token.
+    /// </summary>
+    private sealed class CancellingAfterFirstWriteStream(CancellationTokenSource cancellation, bool ignoresTheToken) : MemoryStream
     {
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            await base.WriteAsync(buffer, cancellationToken);
+            await base.WriteAsync(buffer, ignoresTheToken ? CancellationToken.None : cancellationToken);
             await cancellation.CancelAsync();
         }
     }
