@@ -31,6 +31,11 @@ internal sealed partial class SegmentedBufferCounters
     // The registry's id, 0 (no cache's) until it is made.
     private long _registryId;
 
+    // The parks of exited threads' caches, per class, folded in as each is retired (under the registry's lock): the idle
+    // release dates activity by a running figure that must only grow, or an exit that took parks out of it and as many
+    // rents and returns after it would bring back a figure already seen, and that activity would be missed.
+    private readonly long[] _retiredParks = new long[ClassStacks.MaxClasses];
+
     // Serializes trims of the parked blocks: each closes the parking, empties every cache, and opens it again.
     private readonly object _parkingLock = new();
 
@@ -216,7 +221,7 @@ internal sealed partial class SegmentedBufferCounters
         }
     }
 
-    /// <summary>Adds the blocks parked so far on every registered thread to <paramref name="byClass"/> (only activity: an exited thread's stop counting).</summary>
+    /// <summary>Adds the blocks parked so far on every thread, exited ones included, to <paramref name="byClass"/> (a count that only grows).</summary>
     public void CountParks(long[] byClass)
     {
         if (Volatile.Read(ref _registry) is not { } registry)
@@ -232,6 +237,11 @@ internal sealed partial class SegmentedBufferCounters
                 {
                     byClass[classIndex] += Volatile.Read(ref cache.Parks[classIndex]);
                 }
+            }
+
+            for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
+            {
+                byClass[classIndex] += _retiredParks[classIndex];
             }
         }
     }
@@ -337,6 +347,11 @@ internal sealed partial class SegmentedBufferCounters
             cache.Tracker = null;
             tracker.IsParked = false;
             ReturnShared(tracker);
+        }
+
+        for (int classIndex = 0; classIndex < _retiredParks.Length; classIndex++)
+        {
+            _retiredParks[classIndex] += Volatile.Read(ref cache.Parks[classIndex]);
         }
 
         EmptyUnsynchronized(cache);

@@ -76,7 +76,7 @@ internal abstract partial class CachedSlabTier<TClasses>
 
     /// <summary>
     /// Uses of the tier's blocks per class made outside its rents and returns (a block parked for its thread), for the idle
-    /// release's judgement only; <see langword="null"/> when there are none. A count that only grows while its threads live.
+    /// release's judgement only; <see langword="null"/> when there are none. A count that only grows (an exited thread's count is kept): the judgement takes an equal figure for no activity.
     /// </summary>
     protected virtual long[]? CountActivityElsewhere() => null;
 
