@@ -32,11 +32,24 @@ internal static class ThrowHelper
     {
         if (pages.WouldExceedLimit(bytes))
         {
-            throw new InsufficientMemoryException(
-                $"Renting {bytes} more bytes for the {tier} tier would take the pool past TieredMemoryPoolOptions.MaxBytesInUse ({pages.Limit} bytes; {pages.MappedBytes} in use or cached after releasing idle memory).");
+            throw new InsufficientMemoryException(LimitMessage(bytes, tier, pages));
         }
 
         throw new InsufficientMemoryException($"The OS refused {bytes} bytes for the {tier} tier, even after the pool released its cached memory.");
+    }
+
+    /// <summary>
+    /// Names what holds the pool at its limit. Memory let go of whose pages could not be dropped (pinned arrays, which
+    /// <c>AddTieredMemoryPool</c> turns on, or locked pages) counts until its unmap a delay later: said apart, since it is
+    /// neither in use nor cached, and before, the message called it "in use or cached" with nothing rented at all.
+    /// </summary>
+    private static string LimitMessage(long bytes, string tier, PageSource pages)
+    {
+        long awaiting = pages.WaitingUnmaps?.CountedBytes ?? 0;
+        string held = awaiting == 0
+            ? $"{pages.MappedBytes} in use or cached after releasing idle memory"
+            : $"{pages.MappedBytes} held after releasing idle memory, of which {awaiting} were let go of but could not be dropped (pinned arrays or locked pages) and count until their unmap, one IdleReleaseDelay after their return";
+        return $"Renting {bytes} more bytes for the {tier} tier would take the pool past TieredMemoryPoolOptions.MaxBytesInUse ({pages.Limit} bytes; {held}).";
     }
 
     [DoesNotReturn]

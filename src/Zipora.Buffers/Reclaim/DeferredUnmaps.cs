@@ -26,6 +26,7 @@ internal sealed class DeferredUnmaps
     private readonly PageSource _pages;
     private readonly IdleClock _clock;
     private long _bytes;
+    private long _countedBytes;
 
     public DeferredUnmaps(PageSource pages, IdleClock clock)
     {
@@ -38,6 +39,13 @@ internal sealed class DeferredUnmaps
 
     /// <summary>Bytes let go of and still mapped: waiting out their delay, or refused by the OS.</summary>
     public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>
+    /// The part of <see cref="Bytes"/> still counted against <c>MaxBytesInUse</c>: pages the pool could not drop (pinned
+    /// arrays, locked pages) or whose unmap the OS refused. Named by the refusal of a rent at the cap, where they are
+    /// neither in use nor cached, and no release frees them before their delay is over.
+    /// </summary>
+    public long CountedBytes => Volatile.Read(ref _countedBytes);
 
     /// <summary>Whether nothing is waiting: no mapping is empty, so no bytes means no mappings.</summary>
     public bool IsEmpty => Bytes == 0;
@@ -114,6 +122,7 @@ internal sealed class DeferredUnmaps
 
             _waiting.Add(new Mapping(address, length, backing, returnedAt, counted, reusable, counted ? countEvicted : null));
             _bytes += (long)length;
+            _countedBytes += counted ? (long)length : 0;
         }
 
         if (!wakeLater)
@@ -182,6 +191,7 @@ internal sealed class DeferredUnmaps
                 if (unmapped)
                 {
                     _bytes -= (long)mapping.Length;
+                    _countedBytes -= mapping.Counted ? (long)mapping.Length : 0;
                 }
                 else
                 {

@@ -1,0 +1,67 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Threading;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// <c>MaxBytesInUse</c> on the pool <c>AddTieredMemoryPool</c> registers, whose pinned arrays cannot have their pages
+/// dropped: what a trim lets go of keeps counting until its unmap, a delay later.
+/// </summary>
+public sealed class PinnedCapRefusalTests
+{
+    private const long Cap = 4L * 1024 * 1024;
+
+    [Fact]
+    public void ARentRefusedAtTheCapWithNothingRentedNamesTheLetGoArraysAwaitingTheirUnmap()
+    {
+        TimeSpan delay = TimeSpan.FromMilliseconds(400);
+        using ServiceProvider services = new ServiceCollection()
+            .AddTieredMemoryPool(options =>
+            {
+                options.MaxBytesInUse = Cap;
+                options.IdleReleaseDelay = delay;
+                options.EnableHugepages = false;
+            })
+            .BuildServiceProvider();
+        TieredMemoryPool pool = services.GetRequiredService<TieredMemoryPool>();
+
+        // Three 1 MB buffers, all returned: cached, nothing in use.
+        var owners = new IMemoryOwner<byte>[3];
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(1024 * 1024);
+        }
+
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
+
+        // A 2 MB rent: the trim at the cap lets the cached arrays go, but they stay counted until their unmap.
+        InsufficientMemoryException refused = Assert.Throws<InsufficientMemoryException>(() => pool.Rent(2 * 1024 * 1024));
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+        Assert.Contains("MaxBytesInUse", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("in use or cached", refused.Message, StringComparison.Ordinal);
+        Assert.Contains($"{3 * 1024 * 1024} were let go of but could not be dropped", refused.Message, StringComparison.Ordinal);
+
+        // One delay (and the ticks' lateness) later they are unmapped, and the rent fits.
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using IMemoryOwner<byte> big = pool.Rent(2 * 1024 * 1024);
+                break;
+            }
+            catch (InsufficientMemoryException) when (waited.Elapsed < 8 * delay)
+            {
+                Thread.Sleep(delay / 8);
+            }
+        }
+
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+    }
+}
