@@ -129,24 +129,38 @@ internal sealed partial class PageSource
     private bool TryMapNormal(nuint length, nuint alignment, bool takeWaiting, bool takeAdvised, out nint address)
     {
         address = 0;
+        DeferredUnmaps? waiting = takeWaiting ? WaitingUnmaps : null;
+
+        // First one whose pages could not be dropped: still counted against the limit, so nothing to reserve (and no trim).
+        if (waiting is not null && waiting.TryTakeForReuse(length, alignment, takeAdvised, counted: true, out address, out PageBacking kept))
+        {
+            CountReused(length, kept);
+            return true;
+        }
+
         if (!TryReserve(length))
         {
             return false;
         }
 
-        if (takeWaiting && WaitingUnmaps is { } waiting && waiting.TryTakeForReuse(length, alignment, takeAdvised, out address, out PageBacking was))
+        if (waiting is not null && waiting.TryTakeForReuse(length, alignment, takeAdvised, counted: false, out address, out PageBacking was))
         {
-            // Its hugepages were counted until its unmap, which now never comes; the new owner records what it makes of it.
-            if (IsHuge(was))
-            {
-                Interlocked.Add(ref _hugepageBytes, -(long)length);
-            }
-
-            Interlocked.Increment(ref _mappingsReused);
+            CountReused(length, was);
             return true;
         }
 
         return TryMapReserved(_allocator, length, alignment, PageKind.Normal, out address);
+    }
+
+    /// <summary>Counts a waiting mapping taken again; its hugepages were counted until its unmap, which now never comes (the new owner records what it makes of it).</summary>
+    private void CountReused(nuint length, PageBacking was)
+    {
+        if (IsHuge(was))
+        {
+            Interlocked.Add(ref _hugepageBytes, -(long)length);
+        }
+
+        Interlocked.Increment(ref _mappingsReused);
     }
 
     /// <summary>Maps with <paramref name="allocator"/> bytes already reserved against the limit; gives them back when it does not map.</summary>

@@ -64,4 +64,49 @@ public sealed class PinnedCapRefusalTests
 
         Assert.Equal(0, pool.GetStatistics().BytesInUse);
     }
+
+    [Fact]
+    public void ArraysLetGoOfAtTheCapServeTheNextRentsOfTheirSizeInsteadOfCountingUnusedForADelay()
+    {
+        using ServiceProvider services = new ServiceCollection()
+            .AddTieredMemoryPool(options =>
+            {
+                options.MaxBytesInUse = Cap;
+                options.EnableHugepages = false;
+            })
+            .BuildServiceProvider();
+        TieredMemoryPool pool = services.GetRequiredService<TieredMemoryPool>();
+        var owners = new IMemoryOwner<byte>[3];
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(1024 * 1024);
+        }
+
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
+
+        // The refusal's trim lets the three cached arrays go; their pages cannot be dropped, so they count until their unmap.
+        Assert.Throws<InsufficientMemoryException>(() => pool.Rent(2 * 1024 * 1024));
+
+        // Three rents of their size, held at once, within the 10 s delay: before, only the first fitted beside them.
+        long mapCalls = pool.GetStatistics().MmapCalls;
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(1024 * 1024);
+            owners[i].Memory.Span[^1] = 1;
+        }
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(mapCalls, statistics.MmapCalls);
+        Assert.Equal(3, statistics.MappingsReused);
+        Assert.Equal(0, statistics.BytesAwaitingRelease);
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
+
+        Assert.Equal(statistics.Large.BytesAllocated - statistics.Large.BytesEvicted, pool.GetStatistics().Large.BytesRetained);
+    }
 }

@@ -129,8 +129,9 @@ public sealed class PipeAtCapAttackTests
         AssertBalanced(pool);
     }
 
-    // Native memory only: with pinned arrays each refusal's trim lets go of cached blocks that then count until their
-    // unmap a delay later, and this took 142 s instead of 0.15 s (see the report of PinnedCapRefusalTests).
+    // Native memory only: with pinned arrays each refusal's trim lets go of cached blocks whose pages cannot be dropped,
+    // and they count until their unmap a delay later. This took 142 s instead of 0.15 s; since a new mapping of their
+    // length takes them back, 12.9 s (too long for the suite; PinnedCapRefusalTests covers the reuse).
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
