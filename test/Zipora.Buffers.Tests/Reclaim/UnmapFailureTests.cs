@@ -9,6 +9,7 @@ public sealed class UnmapFailureTests
 {
     private const int RegionSize = 100_000;
     private const long RegionBytes = 114_688;
+    private const int OtherClassSize = 120_000;
 
     [Fact]
     public void ARefusedUnmapKeepsTheMemoryCountedAndIsRetriedAtEveryTick()
@@ -39,13 +40,15 @@ public sealed class UnmapFailureTests
             Assert.True(ProcessMappings.IsMapped(region, RegionSize), ProcessMappings.Describe(region, RegionSize));
         }
 
-        var owners = new IMemoryOwner<byte>[3];
+        // Buffers of another class (128 KB), which cannot take the waiting region back: two fit beside it, the third
+        // would not (three would fit under the limit if the region no longer counted).
+        var owners = new IMemoryOwner<byte>[2];
         for (int i = 0; i < owners.Length; i++)
         {
-            owners[i] = pool.Rent(RegionSize);
+            owners[i] = pool.Rent(OtherClassSize);
         }
 
-        Assert.Throws<InsufficientMemoryException>(() => pool.Rent(RegionSize));
+        Assert.Throws<InsufficientMemoryException>(() => pool.Rent(OtherClassSize));
         Array.ForEach(owners, owner => owner.Dispose());
 
         // The cause passes: the next tick unmaps it, and the bytes stop counting.
