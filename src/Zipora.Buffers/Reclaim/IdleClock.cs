@@ -22,9 +22,6 @@ internal sealed class IdleClock
     /// <summary>The delay that guards returned memory when the option turns background release off.</summary>
     public static readonly TimeSpan DefaultDelay = TimeSpan.FromSeconds(10);
 
-    /// <summary>The stamp of memory that was never handed out: it has always waited out any delay.</summary>
-    public const long NeverReturned = long.MinValue / 2;
-
     private static readonly TimeSpan s_minimumPeriod = TimeSpan.FromMilliseconds(10);
 
     // A timer's period must stay below about 49.7 days (uint milliseconds); an hour keeps any delay, up to
