@@ -21,5 +21,8 @@ internal struct ClassCounts
     /// cross-thread traffic a class's hits and buffers in use fell below zero. Every return had its rent, so the rents
     /// are at least the returns; when the pool is quiet the counts are exact and this changes nothing.
     /// </summary>
-    public void CountTheRentsOfEveryReturn() => Hits = System.Math.Max(System.Math.Max(Hits, 0), Returns - Misses);
+    public void CountTheRentsOfEveryReturn() => Hits = HitsCoveringEveryReturn(Hits, Misses, Returns);
+
+    /// <summary>The hits raised to the rents <paramref name="returns"/> imply (see <see cref="CountTheRentsOfEveryReturn"/>), never below zero.</summary>
+    public static long HitsCoveringEveryReturn(long hits, long misses, long returns) => System.Math.Max(System.Math.Max(hits, 0), returns - misses);
 }

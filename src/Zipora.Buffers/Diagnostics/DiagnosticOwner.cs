@@ -85,7 +85,7 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
     /// </summary>
     protected override bool TryGetArray(out ArraySegment<byte> segment)
     {
-        if (Volatile.Read(ref _disposed) != 0 || _block.Generation != _generation)
+        if (!IsLive)
         {
             segment = default;
             return false;
@@ -141,9 +141,12 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
         }
     }
 
+    /// <summary>Whether this owner is not disposed and its block is still the rent it was made for.</summary>
+    private bool IsLive => Volatile.Read(ref _disposed) == 0 && _block.Generation == _generation;
+
     private void ThrowIfDisposed()
     {
-        if (Volatile.Read(ref _disposed) != 0 || _block.Generation != _generation)
+        if (!IsLive)
         {
             throw new ObjectDisposedException(nameof(TieredMemoryPool), "This buffer was returned to the pool (diagnostic mode: every rent gets its own owner, so a stale one always throws).");
         }

@@ -165,28 +165,35 @@ internal static class PoolMetrics
     private static Meter CreateMeter()
     {
         var meter = new Meter(MeterName);
-        meter.CreateObservableCounter("zipora.buffers.rented", () => PerTier("zipora.buffers.rented", static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
-        meter.CreateObservableCounter("zipora.buffers.allocated", () => PerTier("zipora.buffers.allocated", static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
+        AddCounter(meter, "zipora.buffers.rented", static name => PerTier(name, static tier => tier.BytesRented), "By", "Bytes handed out, summed over every rent.");
+        AddCounter(meter, "zipora.buffers.allocated", static name => PerTier(name, static tier => tier.BytesAllocated), "By", "Bytes mapped from the operating system.");
         meter.CreateObservableUpDownCounter("zipora.buffers.pooled", () => PerTier(null, static tier => tier.BytesRetained), "By", "Bytes held for reuse and not handed out.");
         meter.CreateObservableUpDownCounter("zipora.buffers.fragmented", () => PerTier(null, static tier => tier.BytesFragmented), "By", "Free bytes on pages beside buffers still handed out: committed, and beyond a trim's reach.");
         meter.CreateObservableUpDownCounter("zipora.buffers.uncarved", () => PerTier(null, static tier => tier.BytesUncarved), "By", "Slab space mapped but not yet cut into buffers: address space, not resident.");
-        meter.CreateObservableCounter("zipora.buffers.evicted", () => PerTier("zipora.buffers.evicted", static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
+        AddCounter(meter, "zipora.buffers.evicted", static name => PerTier(name, static tier => tier.BytesEvicted), "By", "Bytes given back to the operating system.");
         meter.CreateObservableUpDownCounter("zipora.buffers.in_use", () => PerTier(null, static tier => tier.BytesInUse), "By", "Bytes of buffers currently handed out.");
-        meter.CreateObservableCounter("zipora.buffers.cache.hits", () => PerTier("zipora.buffers.cache.hits", static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
-        meter.CreateObservableCounter("zipora.buffers.cache.misses", () => PerTier("zipora.buffers.cache.misses", static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
+        AddCounter(meter, "zipora.buffers.cache.hits", static name => PerTier(name, static tier => tier.CacheHits), "{rent}", "Rents served from memory the pool already held.");
+        AddCounter(meter, "zipora.buffers.cache.misses", static name => PerTier(name, static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
         meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(null, static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
-        meter.CreateObservableCounter("zipora.buffers.leaks", () => PerPool("zipora.buffers.leaks", static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
-        meter.CreateObservableCounter("zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
+        AddCounter(meter, "zipora.buffers.leaks", static name => PerPool(name, static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        AddCounter(meter, "zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
         meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(null, static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
-        meter.CreateObservableCounter("zipora.buffers.class.rents", () => ByClass("zipora.buffers.class.rents", static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
+        AddCounter(meter, "zipora.buffers.class.rents", static name => ByClass(name, static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");
         meter.CreateObservableUpDownCounter("zipora.buffers.segmented.live", () => PerPool(null, static statistics => statistics.Segmented.LiveBuffers, SegmentedTier), "{buffer}", "Segmented writers and streams created and not yet disposed.");
         meter.CreateObservableUpDownCounter("zipora.buffers.segmented.held", () => PerPool(null, static statistics => statistics.Segmented.BytesHeld, SegmentedTier), "By", "Bytes of the segments live segmented writers and streams hold.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.messages", () => PerPool("zipora.buffers.segmented.messages", static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.segments", () => PerPool("zipora.buffers.segmented.segments", static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
+        AddCounter(meter, "zipora.buffers.segmented.messages", static name => PerPool(name, static statistics => statistics.Segmented.Messages, SegmentedTier), "{message}", "Messages ended by a reset or a dispose of a segmented writer or stream.");
+        AddCounter(meter, "zipora.buffers.segmented.segments", static name => PerPool(name, static statistics => statistics.Segmented.MessageSegments, SegmentedTier), "{segment}", "Segments over all ended messages: its rate over the messages' rate is the segments per message.");
         meter.CreateObservableGauge("zipora.buffers.segmented.largest", () => PerPool(null, static statistics => statistics.Segmented.LargestMessage, SegmentedTier), "By", "The most bytes one segmented message held.");
-        meter.CreateObservableCounter("zipora.buffers.segmented.leaks", () => PerPool("zipora.buffers.segmented.leaks", static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
+        AddCounter(meter, "zipora.buffers.segmented.leaks", static name => PerPool(name, static statistics => statistics.Segmented.Leaked, SegmentedTier), "{buffer}", "Segmented writers and streams garbage collected without dispose.");
         return meter;
     }
+
+    /// <summary>
+    /// An observable counter whose measurements are given its name, the key of its series' floors (see
+    /// <see cref="CounterFloors"/>), so the name is written once.
+    /// </summary>
+    private static void AddCounter(Meter meter, string name, Func<string, IEnumerable<Measurement<long>>> measure, string unit, string description) =>
+        meter.CreateObservableCounter(name, () => measure(name), unit, description);
 
     /// <summary>
     /// Each tier's <paramref name="value"/>; for a <paramref name="counter"/> (its instrument's name), never below what
@@ -217,13 +224,13 @@ internal static class PoolMetrics
         }
     }
 
-    private static IEnumerable<Measurement<long>> ByOwner()
+    private static IEnumerable<Measurement<long>> ByOwner(string counter)
     {
         foreach ((string pool, TieredMemoryPoolStatistics statistics, CounterFloors floors) in Snapshots())
         {
             foreach (KeyValuePair<string, long> owner in statistics.RentsByOwner)
             {
-                long rents = Floored(floors, "zipora.buffers.owner.rents", owner.Key, owner.Value);
+                long rents = floors.NeverBelowTheLast(counter, owner.Key, owner.Value);
                 yield return new Measurement<long>(rents, new(TierTag, "all"), new(OwnerTag, owner.Key), new(PoolTag, pool));
             }
         }

@@ -66,7 +66,7 @@ internal abstract partial class RegionTier
         // cache before the gate, shows as a return without its rent. Every return had its rent, so the hits are raised
         // to the rents the returns imply (as the slab tiers do); when the pool is quiet this changes nothing.
         long allReturns = returns + slots.Parks;
-        long allHits = Math.Max(hits + slotHits, allReturns - misses);
+        long allHits = ClassCounts.HitsCoveringEveryReturn(hits + slotHits, misses, allReturns);
         var statistics = new TierStatistics
         {
             Name = _name,
