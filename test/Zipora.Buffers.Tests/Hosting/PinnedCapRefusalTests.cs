@@ -18,27 +18,9 @@ public sealed class PinnedCapRefusalTests
     public void ARentRefusedAtTheCapWithNothingRentedNamesTheLetGoArraysAwaitingTheirUnmap()
     {
         TimeSpan delay = TimeSpan.FromMilliseconds(400);
-        using ServiceProvider services = new ServiceCollection()
-            .AddTieredMemoryPool(options =>
-            {
-                options.MaxBytesInUse = Cap;
-                options.IdleReleaseDelay = delay;
-                options.EnableHugepages = false;
-            })
-            .BuildServiceProvider();
+        using ServiceProvider services = ServicesWithACappedPool(delay);
         TieredMemoryPool pool = services.GetRequiredService<TieredMemoryPool>();
-
-        // Three 1 MB buffers, all returned: cached, nothing in use.
-        var owners = new IMemoryOwner<byte>[3];
-        for (int i = 0; i < owners.Length; i++)
-        {
-            owners[i] = pool.Rent(1024 * 1024);
-        }
-
-        foreach (IMemoryOwner<byte> owner in owners)
-        {
-            owner.Dispose();
-        }
+        RentAndReturnThreeMegabyteBuffers(pool);
 
         // A 2 MB rent: the trim at the cap lets the cached arrays go, but they stay counted until their unmap.
         InsufficientMemoryException refused = Assert.Throws<InsufficientMemoryException>(() => pool.Rent(2 * 1024 * 1024));
@@ -68,29 +50,15 @@ public sealed class PinnedCapRefusalTests
     [Fact]
     public void ArraysLetGoOfAtTheCapServeTheNextRentsOfTheirSizeInsteadOfCountingUnusedForADelay()
     {
-        using ServiceProvider services = new ServiceCollection()
-            .AddTieredMemoryPool(options =>
-            {
-                options.MaxBytesInUse = Cap;
-                options.EnableHugepages = false;
-            })
-            .BuildServiceProvider();
+        using ServiceProvider services = ServicesWithACappedPool(delay: null);
         TieredMemoryPool pool = services.GetRequiredService<TieredMemoryPool>();
-        var owners = new IMemoryOwner<byte>[3];
-        for (int i = 0; i < owners.Length; i++)
-        {
-            owners[i] = pool.Rent(1024 * 1024);
-        }
-
-        foreach (IMemoryOwner<byte> owner in owners)
-        {
-            owner.Dispose();
-        }
+        RentAndReturnThreeMegabyteBuffers(pool);
 
         // The refusal's trim lets the three cached arrays go; their pages cannot be dropped, so they count until their unmap.
         Assert.Throws<InsufficientMemoryException>(() => pool.Rent(2 * 1024 * 1024));
 
         // Three rents of their size, held at once, within the 10 s delay: before, only the first fitted beside them.
+        var owners = new IMemoryOwner<byte>[3];
         long mapCalls = pool.GetStatistics().MmapCalls;
         for (int i = 0; i < owners.Length; i++)
         {
@@ -108,5 +76,30 @@ public sealed class PinnedCapRefusalTests
         }
 
         Assert.Equal(statistics.Large.BytesAllocated - statistics.Large.BytesEvicted, pool.GetStatistics().Large.BytesRetained);
+    }
+
+    /// <summary>Services with <c>AddTieredMemoryPool</c> (pinned arrays) at the cap, with <paramref name="delay"/> as its idle delay (the default for null).</summary>
+    private static ServiceProvider ServicesWithACappedPool(TimeSpan? delay) => new ServiceCollection()
+        .AddTieredMemoryPool(options =>
+        {
+            options.MaxBytesInUse = Cap;
+            options.IdleReleaseDelay = delay ?? options.IdleReleaseDelay;
+            options.EnableHugepages = false;
+        })
+        .BuildServiceProvider();
+
+    /// <summary>Three 1 MB buffers, all returned: cached, nothing in use.</summary>
+    private static void RentAndReturnThreeMegabyteBuffers(TieredMemoryPool pool)
+    {
+        var owners = new IMemoryOwner<byte>[3];
+        for (int i = 0; i < owners.Length; i++)
+        {
+            owners[i] = pool.Rent(1024 * 1024);
+        }
+
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
     }
 }
