@@ -150,7 +150,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             LargeTier large = _large;
             HugeTier huge = _huge;
             var limitTrim = new LimitTrim(
-                () => ActivityOf(small) + ActivityOf(medium) + ActivityOf(large) + ActivityOf(huge),
+                () => small.GetStatistics().Activity + medium.GetStatistics().Activity + large.GetStatistics().Activity + huge.GetStatistics().Activity,
                 () =>
                 {
                     small.Trim();
@@ -290,13 +290,6 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         _medium.Trim();
         _large.Trim();
         _huge.Trim();
-    }
-
-    /// <summary>Rents plus returns of a tier so far: unchanged means it was not used meanwhile.</summary>
-    private static long ActivityOf(BufferTier tier)
-    {
-        TierStatistics statistics = tier.GetStatistics();
-        return statistics.Rents + statistics.Returns;
     }
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;

@@ -100,7 +100,7 @@ public sealed class TieredMemoryPoolStatistics
     public long BytesRetained => Small.BytesRetained + Medium.BytesRetained + Large.BytesRetained + Huge.BytesRetained;
 
     /// <summary>Rents plus returns over every tier: it moves whenever the pool is used (the idle logic compares it).</summary>
-    internal long Activity => Small.Rents + Small.Returns + Medium.Rents + Medium.Returns + Large.Rents + Large.Returns + Huge.Rents + Huge.Returns;
+    internal long Activity => Small.Activity + Medium.Activity + Large.Activity + Huge.Activity;
 
     /// <summary>Bytes of free blocks pinned by a live neighbour on their page, across all tiers (see <see cref="TierStatistics.BytesFragmented"/>).</summary>
     public long BytesFragmented => Small.BytesFragmented + Medium.BytesFragmented + Large.BytesFragmented + Huge.BytesFragmented;
