@@ -150,7 +150,7 @@ public sealed class TieredMemoryPoolOptions
     /// </summary>
     public DiagnosticLevel Diagnostics { get; set; } = DiagnosticLevel.Off;
 
-    /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack is captured for one rent in this many (the first, then every this many): 1 captures every rent; default 128.</summary>
+    /// <summary>In <see cref="DiagnosticLevel.Sampled"/> mode, the renting stack and the first dispose's stack are captured for one rent in this many (the first, then every this many): 1 captures every rent; default 128.</summary>
     public int DiagnosticSampleRate { get; set; } = 128;
 
     /// <summary>

@@ -8,11 +8,12 @@ public enum DiagnosticLevel
 
     /// <summary>
     /// A fresh owner per rent (a stale owner or Memory of an earlier rent throws), returned memory poisoned, guard
-    /// pages around large and huge buffers, double disposes and leaks reported; the renting stack is captured for one
-    /// rent in <see cref="TieredMemoryPoolOptions.DiagnosticSampleRate"/>.
+    /// pages around large and huge buffers, double disposes and leaks reported; the renting and first disposing stacks
+    /// are captured for one rent in <see cref="TieredMemoryPoolOptions.DiagnosticSampleRate"/> (a second dispose's
+    /// stack always).
     /// </summary>
     Sampled,
 
-    /// <summary>As <see cref="Sampled"/>, capturing the renting stack of every rent.</summary>
+    /// <summary>As <see cref="Sampled"/>, capturing the renting and disposing stacks of every rent.</summary>
     All,
 }

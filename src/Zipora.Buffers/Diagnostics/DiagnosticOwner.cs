@@ -96,19 +96,13 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
 
     protected override void Dispose(bool disposing)
     {
-        StackTrace? here = StackOfCaller();
+        // The first dispose's stack only for a rent whose stack was captured (every rent in All, one in the sample
+        // rate in Sampled): a stack walk costs microseconds, and taken at every dispose it made Sampled mode as slow
+        // as All (DiagnosticModeTests). A second dispose is the misuse itself, so its own stack is always taken.
+        StackTrace? here = _rentedAt is null ? null : StackOfCaller();
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            // Ignored whatever happens: out of managed memory only the report is lost (counted as such).
-            try
-            {
-                _diagnostics.ReportDoubleDispose(_tier, _block.Length, _rentedAt, _disposedAt, here);
-            }
-            catch (OutOfMemoryException)
-            {
-                EventsOffTheCaller.CountLost();
-            }
-
+            ReportDoubleDispose(here ?? StackOfCaller());
             return;
         }
 
@@ -119,6 +113,20 @@ internal sealed class DiagnosticOwner : MemoryManager<byte>
         {
             _block.GetSpan().Fill(Poison);
             _block.Dispose();
+        }
+    }
+
+    /// <summary>Reports this owner's second dispose; ignored whatever happens: out of managed memory only the report is lost (counted as such).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReportDoubleDispose(StackTrace? secondDispose)
+    {
+        try
+        {
+            _diagnostics.ReportDoubleDispose(_tier, _block.Length, _rentedAt, _disposedAt, secondDispose);
+        }
+        catch (OutOfMemoryException)
+        {
+            EventsOffTheCaller.CountLost();
         }
     }
 

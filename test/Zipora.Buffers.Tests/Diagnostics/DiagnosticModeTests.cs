@@ -72,7 +72,7 @@ public sealed unsafe class DiagnosticModeTests
     [InlineData(1, 7)]
     [InlineData(3, 3)]
     [InlineData(128, 1)]
-    public void SampledModeCapturesTheFirstRentsStackAndOneInEverySampleRateAfterIt(int sampleRate, int captured)
+    public void SampledModeCapturesTheRentingAndFirstDisposingStacksOfTheFirstRentAndOneInEverySampleRateAfterIt(int sampleRate, int captured)
     {
         using var listener = new PoolEventRecorder();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Diagnostics = DiagnosticLevel.Sampled, DiagnosticSampleRate = sampleRate });
@@ -87,6 +87,11 @@ public sealed unsafe class DiagnosticModeTests
         string[] reports = [.. listener.Lines.Where(static line => line.Contains("disposed twice", StringComparison.Ordinal))];
         Assert.Equal(7, reports.Length);
         Assert.Equal(captured, reports.Count(static report => report.Contains(nameof(RentHere), StringComparison.Ordinal)));
+
+        // The first dispose's stack with the renting one (a walk at every dispose made Sampled as slow as All); the
+        // second dispose, the misuse itself, in every report.
+        Assert.Equal(captured, reports.Count(static report => report.Contains(nameof(DisposeOnce), StringComparison.Ordinal)));
+        Assert.All(reports, static report => Assert.Contains(nameof(DisposeAgain), report, StringComparison.Ordinal));
     }
 
     [Fact]
