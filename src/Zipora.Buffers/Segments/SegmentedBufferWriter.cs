@@ -181,7 +181,8 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
 
     /// <summary>
     /// Forgets every byte, as a new writer would, and ends the message (for the statistics). The first segment is
-    /// kept for the next message; the others go back to the pool.
+    /// kept for the next message, which grows past it as a new writer's grows past its first; the others go back to
+    /// the pool.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
     public void Reset()
@@ -206,6 +207,14 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
                 }
 
                 _chain.EndMessage(messageLength);
+                if (head is not null)
+                {
+                    // The next message grows past the kept segment as a new writer's grows past its first, as a
+                    // stream emptied by SetLength(0) does: restarted at the initial size, it rented that size again
+                    // (4, 4, 8, 16 KB where a new writer has 4, 8, 16), one segment more for every message.
+                    _chain.RestartGrowthAfter(head.Capacity);
+                }
+
                 _headStart = 0;
             }
         }
