@@ -203,7 +203,11 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>Returns an array to the pool, on whatever thread.</summary>
-    /// <param name="array">An array from <see cref="Rent"/> (any array of a class length is accepted).</param>
+    /// <param name="array">
+    /// An array from <see cref="Rent"/>. Any array of a class length is accepted, as <see cref="ArrayPool{T}.Shared"/>
+    /// accepts it, and handed out again: one made elsewhere at or above <see cref="TieredArrayPoolOptions.PinnedThreshold"/>
+    /// is then handed out as if it were pinned, which it may not be.
+    /// </param>
     /// <param name="clearArray">Whether to zero the array first, so the next renter cannot read its contents.</param>
     /// <exception cref="ArgumentNullException"><paramref name="array"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentException">
