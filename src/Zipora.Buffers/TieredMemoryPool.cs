@@ -159,7 +159,8 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
                     huge.Trim();
                 });
             _pages.ReleaseIdleMemory = limitTrim.Run;
-            PoolMetrics.Register(this);
+            // The name the meter reports it under, numbered when another live pool has it: what Name is documented as.
+            Name = PoolMetrics.Register(this);
             MemoryPressureWatcher.Start();
         }
         catch

@@ -117,7 +117,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 _ = new IdleReleaser(this, clock, options.TimeProvider);
             }
 
-            PoolMetrics.Register(this);
+            // The name the meter reports it under, numbered when another live pool has it: what Name is documented as.
+            Name = PoolMetrics.Register(this);
             MemoryPressureWatcher.Start();
         }
         catch

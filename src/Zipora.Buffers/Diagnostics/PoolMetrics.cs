@@ -46,13 +46,18 @@ internal static class PoolMetrics
     /// <summary>The meter, created with the first pool.</summary>
     public static Meter Meter => s_meter;
 
-    /// <summary>Makes the pool visible to the meter for as long as it lives and is not disposed.</summary>
-    public static void Register(TieredMemoryPool pool)
+    /// <summary>
+    /// Makes the pool visible to the meter for as long as it lives and is not disposed; returns its owner tag, which
+    /// becomes its <see cref="TieredMemoryPool.Name"/> (documented as that tag, numbered or not).
+    /// </summary>
+    public static string Register(TieredMemoryPool pool)
     {
         lock (s_lock)
         {
             PruneWhenLongUnsynchronized(s_pools, ref s_poolsPruneAt, static pool => !pool.IsDisposed);
-            s_pools.Add((new WeakReference<TieredMemoryPool>(pool), UnusedOwnerUnsynchronized(s_pools, pool.Name)));
+            string owner = UnusedOwnerUnsynchronized(s_pools, pool.Name);
+            s_pools.Add((new WeakReference<TieredMemoryPool>(pool), owner));
+            return owner;
         }
     }
 
@@ -90,13 +95,15 @@ internal static class PoolMetrics
         }
     }
 
-    /// <summary>Makes the array pool visible to the meter, as tier <c>array</c>, for as long as it lives.</summary>
-    public static void Register(TieredArrayPool pool)
+    /// <summary>Makes the array pool visible to the meter, as tier <c>array</c>, for as long as it lives; returns its owner tag, which becomes its <see cref="TieredArrayPool.Name"/>.</summary>
+    public static string Register(TieredArrayPool pool)
     {
         lock (s_lock)
         {
             PruneWhenLongUnsynchronized(s_arrayPools, ref s_arrayPoolsPruneAt, static _ => true);
-            s_arrayPools.Add((new WeakReference<TieredArrayPool>(pool), UnusedOwnerUnsynchronized(s_arrayPools, pool.Name)));
+            string owner = UnusedOwnerUnsynchronized(s_arrayPools, pool.Name);
+            s_arrayPools.Add((new WeakReference<TieredArrayPool>(pool), owner));
+            return owner;
         }
     }
 
