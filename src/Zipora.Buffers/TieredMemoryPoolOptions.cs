@@ -117,7 +117,8 @@ public sealed class TieredMemoryPoolOptions
     /// A hard cap on the bytes the pool holds from the OS (in use or cached), and so on the bytes in use; 0 for none
     /// (the default). A rent that needs new memory past the cap first makes the pool release its idle memory, then
     /// throws <see cref="InsufficientMemoryException"/> naming this option; the pool stays usable. A release that left
-    /// the pool at the cap is not repeated until the pool is rented from or returned to.
+    /// the pool at the cap is not repeated until the pool is rented from or returned to. It counts whole mappings, so in
+    /// diagnostic mode the two guard pages around each large and huge buffer count too.
     /// </summary>
     public long MaxBytesInUse { get; set; }
 
