@@ -11,7 +11,10 @@ public sealed partial class TieredMemoryPool
     /// </summary>
     void IReclaimablePool.TrimUnderPressure()
     {
-        if (IsDisposed)
+        // Memory can stay short for good (the application's own working set near the limit): a trim gave back all it
+        // could, and another with no rent or return since would walk every free block again for nothing, once a second
+        // for as long as the pressure lasts (the watcher's passes). So it rests, as the idle cap does, until the pool is used.
+        if (IsDisposed || !_pressureCap.IsDue(GetStatistics()))
         {
             return;
         }
@@ -60,10 +63,7 @@ public sealed partial class TieredMemoryPool
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
         if (MemoryBudget.Current.IsUnderPressure())
         {
-            if (_pressureCap.IsDue(GetStatistics()))
-            {
-                ((IReclaimablePool)this).TrimUnderPressure();
-            }
+            ((IReclaimablePool)this).TrimUnderPressure();
 
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
             return;

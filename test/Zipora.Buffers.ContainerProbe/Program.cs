@@ -12,6 +12,9 @@ using Zipora.Buffers;
 //   pressure  - a pool holding 256 MB idle (caps set high, so only the pressure check can save the process) while the
 //               managed heap grows by 320 MB: in a 512 MB cgroup, the process survives only if the pool gives its
 //               idle memory back before the kernel's OOM killer acts.
+//   sustained - memory stays short (native memory holds 90% of the limit, named by the cgroup's charge file given
+//               as the second argument) while a quiet pool holds 200,000 free small blocks, each pinned by a live
+//               neighbour: the process's CPU time over 5 s shows whether the pool walks them again and again.
 const int Megabyte = 1024 * 1024;
 string scenario = args.Length > 0 ? args[0] : "defaults";
 if (scenario == "defaults")
@@ -20,6 +23,11 @@ if (scenario == "defaults")
     TieredMemoryPoolStatistics statistics = pool.GetStatistics();
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT limit={statistics.MemoryLimit} retainedCap={statistics.RetainedBytesCap}"));
     return 0;
+}
+
+if (scenario == "sustained")
+{
+    return Sustained(args[1], args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 0.9);
 }
 
 if (scenario != "pressure")
@@ -66,6 +74,55 @@ TieredMemoryPoolStatistics after = held.GetStatistics();
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} heap={heap.Count} rss={ResidentBytes()}"));
 return 0;
+
+static int Sustained(string chargeFile, double share)
+{
+    using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = TimeSpan.FromMinutes(10), EnableHugepages = false });
+
+    // Every other 16-byte block free: no page of the small tier is free, so a trim gives nothing back, but walks
+    // every free block to find that out.
+    var owners = new List<IMemoryOwner<byte>>();
+    for (int i = 0; i < 400_000; i++)
+    {
+        owners.Add(pool.Rent(16));
+    }
+
+    for (int i = 0; i < owners.Count; i += 2)
+    {
+        owners[i].Dispose();
+    }
+
+    // Native memory outside the pool grows, written, until the cgroup is charged 90% of its limit, and stays there
+    // (not the managed heap: in a container the GC's own limit is 75% of the cgroup's).
+    long limit = pool.GetStatistics().MemoryLimit;
+    byte[] pattern = new byte[Megabyte];
+    pattern.AsSpan().Fill(3);
+    var heap = new List<IntPtr>();
+    while (long.Parse(File.ReadAllText(chargeFile).Trim(), CultureInfo.InvariantCulture) < limit * share)
+    {
+        IntPtr chunk = System.Runtime.InteropServices.Marshal.AllocHGlobal(Megabyte);
+        System.Runtime.InteropServices.Marshal.Copy(pattern, 0, chunk, Megabyte);
+        heap.Add(chunk);
+    }
+
+    // The first pressure trim is due within the watcher's period; what follows is the quiet pool under lasting pressure.
+    var waited = System.Diagnostics.Stopwatch.StartNew();
+    while (pool.GetStatistics().PressureTrims == 0 && waited.Elapsed < TimeSpan.FromSeconds(5))
+    {
+        Thread.Sleep(10);
+    }
+
+    Thread.Sleep(500);
+    long trimsBefore = pool.GetStatistics().PressureTrims;
+    TimeSpan cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+    Thread.Sleep(5_000);
+    TimeSpan cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+    TieredMemoryPoolStatistics after = pool.GetStatistics();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"RESULT trimsBefore={trimsBefore} trimsDuring={after.PressureTrims - trimsBefore} cpuMs={(long)cpu.TotalMilliseconds} heap={heap.Count} live={owners.Count / 2}"));
+    GC.KeepAlive(owners);
+    return 0;
+}
 
 static long ResidentBytes()
 {

@@ -1,3 +1,5 @@
+using System.Threading;
+
 namespace Zipora.Buffers;
 
 /// <summary>
@@ -6,7 +8,10 @@ namespace Zipora.Buffers;
 /// rest is pinned by live buffers, or the OS refused to drop it), and another would only walk every free block again:
 /// so the cap rests until the pool is rented from or returned to, which is what can make more memory releasable.
 /// </summary>
-/// <remarks>Only the idle releaser's timer calls it, one tick at a time.</remarks>
+/// <remarks>
+/// The idle cap is asked by the idle releaser's timer, one tick at a time; the pressure cap also by the process-wide
+/// pressure watcher, concurrently with the ticks: of callers that see the same activity, one is told to trim.
+/// </remarks>
 internal sealed class RetainedCap(long maxRetainedBytes)
 {
     // Rents plus returns over every tier at the last trim the cap asked for; -1 before the first.
@@ -21,12 +26,6 @@ internal sealed class RetainedCap(long maxRetainedBytes)
         }
 
         long activity = statistics.Activity;
-        if (activity == _activityAtLastTrim)
-        {
-            return false;
-        }
-
-        _activityAtLastTrim = activity;
-        return true;
+        return Interlocked.Exchange(ref _activityAtLastTrim, activity) != activity;
     }
 }

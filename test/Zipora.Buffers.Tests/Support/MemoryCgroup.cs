@@ -61,6 +61,9 @@ internal sealed class MemoryCgroup : IDisposable
         return new MemoryCgroup(directory, isVersion1);
     }
 
+    /// <summary>The file the cgroup's charge is read from (v1 <c>memory.usage_in_bytes</c>, v2 <c>memory.current</c>).</summary>
+    public string ChargeFile => Path.Join(_directory, _isVersion1 ? "memory.usage_in_bytes" : "memory.current");
+
     /// <summary>Times the kernel's OOM killer acted in the cgroup.</summary>
     public long OomKills
     {
