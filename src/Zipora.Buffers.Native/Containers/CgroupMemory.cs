@@ -59,6 +59,65 @@ internal sealed class CgroupMemory
         }
     }
 
+    /// <summary>
+    /// Reads the limit and charge (less inactive file pages) of whichever of the cgroup and its ancestors is nearest
+    /// its limit: an ancestor's limit (a Kubernetes pod's, over its containers) is reached by the charge of every
+    /// cgroup under it, which the process's own charge does not show, and the OOM killer acts on the ancestor's.
+    /// Where an ancestor's files cannot be seen (a cgroup namespace), the tightest limit against the process's own
+    /// charge, as <see cref="TryRead"/> reads them.
+    /// </summary>
+    /// <returns>Whether the figures could be read.</returns>
+    public bool TryReadNearestLimit(out long limit, out long usage)
+    {
+        if (!TryRead(out limit, out usage))
+        {
+            return false;
+        }
+
+        try
+        {
+            foreach (string directory in _cgroup.UpToMountPoint())
+            {
+                if (TryReadLevel(directory, out long levelLimit, out long levelUsage)
+                    && (limit == 0 || (double)levelUsage / levelLimit > (double)usage / limit))
+                {
+                    limit = levelLimit;
+                    usage = levelUsage;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // An ancestor went away between two reads: what was read so far stands.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+
+        return true;
+    }
+
+    /// <summary>One cgroup's own limit and charge (less inactive file pages); false where it has no limit or its files cannot be read.</summary>
+    private bool TryReadLevel(string directory, out long limit, out long usage)
+    {
+        limit = 0;
+        usage = 0;
+        string limitFile = _cgroup.IsVersion1 ? "memory.limit_in_bytes" : "memory.max";
+        string chargeFile = _cgroup.IsVersion1 ? "memory.usage_in_bytes" : "memory.current";
+        string statFile = Path.Join(directory, "memory.stat");
+        if (!CgroupDirectory.TryReadNumber(Path.Join(directory, limitFile), out long own) || Limit(own) == 0
+            || !CgroupDirectory.TryReadNumber(Path.Join(directory, chargeFile), out long charged) || !File.Exists(statFile))
+        {
+            return false;
+        }
+
+        // v1 folds the children into the total_ figures of a parent (hierarchy accounting); v2's figures are hierarchical.
+        long inactiveFile = StatValue(File.ReadAllText(statFile), _cgroup.IsVersion1 ? "total_inactive_file" : "inactive_file");
+        limit = own;
+        usage = Math.Max(0, charged - inactiveFile);
+        return true;
+    }
+
     private bool TryReadVersion1(out long limit, out long usage)
     {
         limit = 0;

@@ -52,12 +52,12 @@ internal sealed class MemoryBudget
     public string Source { get; }
 
     /// <summary>
-    /// Whether memory is running short now: the cgroup's usage (less droppable file cache) at or above
-    /// <see cref="PressureShareOfLimit"/> of its limit, or the GC's last recorded load near its high-load threshold.
+    /// Whether memory is running short now: the usage (less droppable file cache) of the cgroup, or of any ancestor
+    /// with a limit of its own, at or above <see cref="PressureShareOfLimit"/> of that limit, or the GC's last recorded load near its high-load threshold.
     /// </summary>
     public bool IsUnderPressure() => Read().UnderPressure;
 
-    /// <summary>The latest usage and limit of the cgroup (0 and 0 outside one), for reports.</summary>
+    /// <summary>The latest usage and limit of the cgroup, or of the ancestor nearest its limit (0 and 0 outside one), for reports.</summary>
     public (long Usage, long Limit) CgroupCharge()
     {
         Reading reading = Read();
@@ -106,7 +106,7 @@ internal sealed class MemoryBudget
         }
 
         long usage = 0, limit = 0;
-        bool cgroupShort = _cgroup is not null && _cgroup.TryRead(out limit, out usage) && limit > 0 && usage >= limit * PressureShareOfLimit;
+        bool cgroupShort = _cgroup is not null && _cgroup.TryReadNearestLimit(out limit, out usage) && limit > 0 && usage >= limit * PressureShareOfLimit;
         GCMemoryInfo info = GC.GetGCMemoryInfo();
         bool gcShort = info.HighMemoryLoadThresholdBytes > 0 && info.MemoryLoadBytes >= info.HighMemoryLoadThresholdBytes * PressureShareOfHighLoad;
         var reading = new Reading(now, usage, limit, cgroupShort || gcShort);
