@@ -35,7 +35,8 @@ internal sealed class CgroupMemory
         CgroupDirectory.Find("memory", cgroupFile, mountInfoFile) is { } found ? new CgroupMemory(found) : null;
 
     /// <summary>
-    /// Reads the limit that applies to the process (the tightest of its cgroup and every ancestor) and the memory the
+    /// Reads the limit that applies to the process (the tightest of its cgroup and every ancestor; in v2 the lower of
+    /// <c>memory.max</c> and <c>memory.high</c>) and the memory the
     /// cgroup is charged for, less the file cache the kernel can drop without harm (inactive file pages), as the GC
     /// counts it. <paramref name="limit"/> is 0 when no limit is set.
     /// </summary>
@@ -86,12 +87,9 @@ internal sealed class CgroupMemory
                 }
             }
         }
-        catch (IOException)
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
         {
-            // An ancestor went away between two reads: what was read so far stands.
-        }
-        catch (UnauthorizedAccessException)
-        {
+            // An ancestor went away between two reads, or its files are denied: the levels read so far stand.
         }
 
         return true;
@@ -102,10 +100,15 @@ internal sealed class CgroupMemory
     {
         limit = 0;
         usage = 0;
-        string limitFile = _cgroup.IsVersion1 ? "memory.limit_in_bytes" : "memory.max";
         string chargeFile = _cgroup.IsVersion1 ? "memory.usage_in_bytes" : "memory.current";
         string statFile = Path.Join(directory, "memory.stat");
-        if (!CgroupDirectory.TryReadNumber(Path.Join(directory, limitFile), out long own) || Limit(own) == 0
+        long own;
+        if (_cgroup.IsVersion1 ? !CgroupDirectory.TryReadNumber(Path.Join(directory, "memory.limit_in_bytes"), out own) : !TryReadVersion2Limit(directory, out own))
+        {
+            return false;
+        }
+
+        if (Limit(own) == 0
             || !CgroupDirectory.TryReadNumber(Path.Join(directory, chargeFile), out long charged) || !File.Exists(statFile))
         {
             return false;
@@ -145,20 +148,33 @@ internal sealed class CgroupMemory
             return false;
         }
 
-        // v2 has no folded figure: walk up to the mount point, taking the tightest memory.max on the way.
+        // v2 has no folded figure: walk up to the mount point, taking the tightest limit on the way.
         long tightest = long.MaxValue;
         foreach (string directory in _cgroup.UpToMountPoint())
         {
-            if (CgroupDirectory.TryReadNumber(Path.Join(directory, "memory.max"), out long max))
-            {
-                tightest = Math.Min(tightest, max);
-            }
+            tightest = Math.Min(tightest, Version2Limit(directory));
         }
 
         limit = Limit(tightest);
         string stat = File.ReadAllText(Path.Join(_directory, "memory.stat"));
         usage = Math.Max(0, charged - StatValue(stat, "inactive_file"));
         return true;
+    }
+
+    /// <summary>
+    /// One v2 cgroup's own limit: the lower of <c>memory.max</c> and <c>memory.high</c> (<see cref="long.MaxValue"/> for
+    /// none). Over memory.high the kernel throttles the cgroup's every allocation and cannot reclaim anonymous memory
+    /// without swap, so idle memory kept there keeps the process throttled.
+    /// </summary>
+    private static long Version2Limit(string directory) => TryReadVersion2Limit(directory, out long limit) ? limit : long.MaxValue;
+
+    /// <summary><see cref="Version2Limit"/>; false where the cgroup has neither file (the root).</summary>
+    private static bool TryReadVersion2Limit(string directory, out long limit)
+    {
+        bool hasMax = CgroupDirectory.TryReadNumber(Path.Join(directory, "memory.max"), out long max);
+        bool hasHigh = CgroupDirectory.TryReadNumber(Path.Join(directory, "memory.high"), out long high);
+        limit = Math.Min(hasMax ? max : long.MaxValue, hasHigh ? high : long.MaxValue);
+        return hasMax || hasHigh;
     }
 
     private static long Limit(long value) => value >= CgroupDirectory.Unlimited ? 0 : value;
