@@ -23,6 +23,12 @@ public sealed partial class TieredMemoryPool
         (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
         ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
         Trim();
+
+        // Pinned-array pages cannot be dropped: let go of within the delay, they waited it out on the list of unmaps
+        // (minutes), resident, while the process ran into its limit. Unmapped, they stay committed in the GC's heap
+        // until an aggressive collection, which the pool's next tick may not ask for in minutes either.
+        _unmaps.ReleaseUndroppedNow();
+        _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
     }
 
     /// <summary>Called by the idle releaser's timer, four times per delay.</summary>

@@ -174,10 +174,20 @@ internal sealed class DeferredUnmaps
     /// of managed memory, no mapping can be off the list and not unmapped. A refused one goes back at the end, past
     /// this pass, for the next tick.
     /// </remarks>
-    public void ReleaseDue()
+    public void ReleaseDue() => Release(undroppedToo: false);
+
+    /// <summary>
+    /// Under memory pressure: also unmaps, before their delay is over, the mappings whose pages could not be dropped
+    /// (pinned arrays', whose allocator has no page advice), which otherwise stay resident for a whole delay after a
+    /// pressure trim let go of them, while the kernel's OOM killer acts at the limit. Memory a stale <c>Span</c> still
+    /// writes to is then gone under it, the price of giving the memory back when it is needed.
+    /// </summary>
+    public void ReleaseUndroppedNow() => Release(undroppedToo: true);
+
+    private void Release(bool undroppedToo)
     {
         int below = int.MaxValue;
-        while (TakeDue(ref below, out Mapping mapping))
+        while (TakeDue(undroppedToo, ref below, out Mapping mapping))
         {
             bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
             if (unmapped)
@@ -201,14 +211,17 @@ internal sealed class DeferredUnmaps
         }
     }
 
-    /// <summary>Takes off the list the last mapping due below index <paramref name="below"/>, and lowers it to where that was.</summary>
-    private bool TakeDue(ref int below, out Mapping mapping)
+    /// <summary>
+    /// Takes off the list the last mapping due below index <paramref name="below"/> (with <paramref name="undroppedToo"/>,
+    /// or still counted), and lowers it to where that was.
+    /// </summary>
+    private bool TakeDue(bool undroppedToo, ref int below, out Mapping mapping)
     {
         lock (_lock)
         {
             for (int i = Math.Min(below, _waiting.Count) - 1; i >= 0; i--)
             {
-                if (_clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
+                if ((undroppedToo && _waiting[i].Counted) || _clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
                 {
                     // The last mapping takes its slot: looked at already in this pass (or come back refused in it).
                     mapping = _waiting.TakeAt(i);

@@ -1,0 +1,49 @@
+using System;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Pinned-array mode (Kestrel's) in a memory-limited container: the pages a pressure trim lets go of are arrays on the
+/// GC's pinned heap, which stays committed until a collection gives it back. Native memory grows without the GC
+/// seeing any reason to collect, so the trim must see to it.
+/// </summary>
+[Collection(nameof(HugepageTests))]
+public sealed class PinnedArrayPressureTests
+{
+    private const long Megabyte = 1024 * 1024;
+    private static readonly TimeSpan s_timeout = TimeSpan.FromMinutes(1);
+
+    [Fact]
+    public void InA512MegabyteContainerAPinnedArrayPoolHolding256MegabytesIdleGivesThemBackAsNativeMemoryGrows()
+    {
+        MemoryCgroup? created = MemoryCgroup.TryCreate(512 * Megabyte, out string reason);
+        Skip.When(created is null, reason);
+        using MemoryCgroup cgroup = created!;
+
+        (int exitCode, string output) = cgroup.Run(Probe, "pinned", s_timeout);
+
+        // Measured before: the pressure trim emptied the pool, the arrays stayed committed in the pinned heap, and the
+        // OOM killer ended the process (exit 137, 2 of 2 runs) where the same pool on mapped pages survived.
+        Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
+        Assert.Equal(0, cgroup.OomKills);
+        var result = Result(output);
+        Assert.Equal(256 * Megabyte, result["idleBefore"]);
+        Assert.InRange(result["pressureTrims"], 1, 10);
+        Assert.Equal(0, result["retainedAfter"]);
+        Assert.Equal(320, result["native"]);
+    }
+
+    private static string Probe => Path.Join(AppContext.BaseDirectory, "Zipora.Buffers.ContainerProbe.dll");
+
+    /// <summary>The key=value pairs of the probe's RESULT line.</summary>
+    private static System.Collections.Generic.Dictionary<string, long> Result(string output)
+    {
+        string line = output.Split('\n').Single(line => line.StartsWith("RESULT ", StringComparison.Ordinal));
+        return line["RESULT ".Length..].Trim().Split(' ')
+            .Select(pair => pair.Split('='))
+            .ToDictionary(pair => pair[0], pair => long.Parse(pair[1], CultureInfo.InvariantCulture), StringComparer.Ordinal);
+    }
+}
