@@ -14,6 +14,7 @@ using Zipora.Buffers;
 //               idle memory back before the kernel's OOM killer acts.
 //   pinned    - as pressure, with the pool in pinned-array mode (Kestrel's) and native memory growing by 320 MB (the
 //               GC sees no reason to collect): its pages let go of go back to the GC, which must hand them to the OS.
+//   arrays    - as pinned, with a TieredArrayPool holding 256 MB of idle 64 KB arrays (on the GC's pinned heap).
 //   sustained - memory stays short (native memory holds 90% of the limit, named by the cgroup's charge file given
 //               as the second argument) while a quiet pool holds 200,000 free small blocks, each pinned by a live
 //               neighbour: the process's CPU time over 5 s shows whether the pool walks them again and again.
@@ -30,6 +31,11 @@ if (scenario == "defaults")
 if (scenario == "pinned")
 {
     return PinnedUnderNativeGrowth();
+}
+
+if (scenario == "arrays")
+{
+    return ArraysUnderNativeGrowth();
 }
 
 if (scenario == "sustained")
@@ -105,24 +111,52 @@ static int PinnedUnderNativeGrowth()
     owners.ForEach(owner => owner.Dispose());
     long idleBefore = pool.GetStatistics().BytesRetained;
 
-    // Native memory grows by 320 MB, written, at about 200 MB/s; nothing here allocates on the managed heap.
+    int[] native = GrowNative(320);
+
+    TieredMemoryPoolStatistics after = pool.GetStatistics();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} native={native.Length} rss={ResidentBytes()}"));
+    return 0;
+}
+
+static int ArraysUnderNativeGrowth()
+{
+    var pool = new TieredArrayPool(new TieredArrayPoolOptions { IdleReleaseDelay = TimeSpan.FromMinutes(10) });
+    var arrays = new List<byte[]>();
+    for (int i = 0; i < 256 * Megabyte / (64 * 1024); i++)
+    {
+        byte[] array = pool.Rent(64 * 1024);
+        array.AsSpan().Fill(1);
+        arrays.Add(array);
+    }
+
+    arrays.ForEach(array => pool.Return(array));
+    arrays.Clear();
+    long idleBefore = pool.GetStatistics().BytesRetained;
+    int[] native = GrowNative(320);
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"RESULT idleBefore={idleBefore} retainedAfter={pool.GetStatistics().BytesRetained} native={native.Length} rss={ResidentBytes()}"));
+    return 0;
+}
+
+// Native memory grows by this many megabytes, written, at about 200 MB/s; nothing here allocates on the managed heap.
+static int[] GrowNative(int megabytes)
+{
     byte[] pattern = new byte[Megabyte];
     pattern.AsSpan().Fill(2);
-    var native = new IntPtr[320];
+    var native = new int[megabytes];
     for (int i = 0; i < native.Length; i++)
     {
-        native[i] = System.Runtime.InteropServices.Marshal.AllocHGlobal(Megabyte);
-        System.Runtime.InteropServices.Marshal.Copy(pattern, 0, native[i], Megabyte);
+        IntPtr chunk = System.Runtime.InteropServices.Marshal.AllocHGlobal(Megabyte);
+        System.Runtime.InteropServices.Marshal.Copy(pattern, 0, chunk, Megabyte);
+        native[i] = 1;
         if (i % 10 == 0)
         {
             Thread.Sleep(50);
         }
     }
 
-    TieredMemoryPoolStatistics after = pool.GetStatistics();
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} native={native.Length} rss={ResidentBytes()}"));
-    return 0;
+    return native;
 }
 
 static int Sustained(string chargeFile, double share)

@@ -170,8 +170,16 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     bool IReclaimablePool.IsDisposed => false;
 
-    /// <summary>Memory runs short: every cached array is dropped for the GC, as <see cref="Trim"/> does.</summary>
-    void IReclaimablePool.TrimUnderPressure() => Trim();
+    /// <summary>
+    /// Memory runs short: every cached array is dropped for the GC, as <see cref="Trim"/> does, and the GC is asked to
+    /// give them back to the OS (dropped, they stayed committed until a collection that native growth never set off).
+    /// </summary>
+    void IReclaimablePool.TrimUnderPressure()
+    {
+        long cached = GetStatistics().BytesRetained;
+        Trim();
+        _ = PinnedMemoryCollector.AfterDrop(cached - GetStatistics().BytesRetained);
+    }
 
     /// <summary>Rents an array of at least <paramref name="minimumLength"/> bytes, uninitialized.</summary>
     /// <param name="minimumLength">Bytes needed; 0 gives the same empty array every time.</param>

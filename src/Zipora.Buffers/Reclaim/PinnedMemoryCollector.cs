@@ -43,6 +43,36 @@ internal static class PinnedMemoryCollector
             return false;
         }
 
+        if (!IsRested())
+        {
+            return false;
+        }
+
+        pinned.ResetUnmappedBytes();
+        Collect();
+        return true;
+    }
+
+    /// <summary>
+    /// Called after a <see cref="TieredArrayPool"/>'s trim under memory pressure dropped <paramref name="droppedBytes"/>
+    /// of cached arrays: those of 16 KB and up are on the pinned heap, which only a gen2 collection frees and only an
+    /// aggressive one gives back, and native memory growing toward the limit sets off neither. Collects as
+    /// <see cref="AfterRelease"/> does, under the same floor and rest. Returns whether it collected.
+    /// </summary>
+    public static bool AfterDrop(long droppedBytes)
+    {
+        if (droppedBytes < MinimumBytes || !IsRested())
+        {
+            return false;
+        }
+
+        Collect();
+        return true;
+    }
+
+    /// <summary>Whether the last collection is long enough ago; marks a new one when so.</summary>
+    private static bool IsRested()
+    {
         long now = Environment.TickCount64;
         lock (s_lock)
         {
@@ -52,11 +82,13 @@ internal static class PinnedMemoryCollector
             }
 
             s_lastCollection = now;
+            return true;
         }
+    }
 
-        pinned.ResetUnmappedBytes();
+    private static void Collect()
+    {
         Interlocked.Increment(ref s_collections);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        return true;
     }
 }
