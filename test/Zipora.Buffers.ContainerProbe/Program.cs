@@ -15,6 +15,8 @@ using Zipora.Buffers;
 //   pinned    - as pressure, with the pool in pinned-array mode (Kestrel's) and native memory growing by 320 MB (the
 //               GC sees no reason to collect): its pages let go of go back to the GC, which must hand them to the OS.
 //   arrays    - as pinned, with a TieredArrayPool holding 256 MB of idle 64 KB arrays (on the GC's pinned heap).
+//   late      - as pinned, on mapped pages, in a cgroup with no limit when the pool is made: the probe then sets the
+//               limit itself (root), to 512 MB, in the file given as the second argument (docker update --memory).
 //   sustained - memory stays short (native memory holds 90% of the limit, named by the cgroup's charge file given
 //               as the second argument) while a quiet pool holds 200,000 free small blocks, each pinned by a live
 //               neighbour: the process's CPU time over 5 s shows whether the pool walks them again and again.
@@ -36,6 +38,11 @@ if (scenario == "pinned")
 if (scenario == "arrays")
 {
     return ArraysUnderNativeGrowth();
+}
+
+if (scenario == "late")
+{
+    return LimitSetLate(args[1]);
 }
 
 if (scenario == "sustained")
@@ -116,6 +123,34 @@ static int PinnedUnderNativeGrowth()
     TieredMemoryPoolStatistics after = pool.GetStatistics();
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} native={native.Length} rss={ResidentBytes()}"));
+    return 0;
+}
+
+static int LimitSetLate(string limitFile)
+{
+    using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+    {
+        MaxRetainedBytes = 4L * 1024 * Megabyte,
+        IdleReleaseDelay = TimeSpan.FromMinutes(10),
+        ThreadCacheMaxBytes = 64 * Megabyte,
+        ThreadCacheMaxBuffers = 4096,
+    });
+    var owners = new List<IMemoryOwner<byte>>();
+    for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(16 * 1024);
+        owner.Memory.Span.Fill(1);
+        owners.Add(owner);
+    }
+
+    owners.ForEach(owner => owner.Dispose());
+    long idleBefore = pool.GetStatistics().BytesRetained;
+    long limitAtStart = pool.GetStatistics().MemoryLimit;
+    File.WriteAllText(limitFile, (512 * Megabyte).ToString(CultureInfo.InvariantCulture));
+    int[] native = GrowNative(320);
+    TieredMemoryPoolStatistics after = pool.GetStatistics();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"RESULT limitAtStart={limitAtStart} idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} native={native.Length}"));
     return 0;
 }
 

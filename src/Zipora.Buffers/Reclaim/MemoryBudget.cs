@@ -48,6 +48,12 @@ internal sealed class MemoryBudget
     /// <summary>Whether the limit is a cgroup's, whose charge can be read at any time (a GC hard limit's cannot).</summary>
     public bool HasCgroupLimit => _limitIsCgroups;
 
+    /// <summary>
+    /// Whether the process is in a memory cgroup whose charge and limit can be read, limited now or not: a running
+    /// container's limit can be set or lowered later (<c>docker update --memory</c>), and is read afresh at every reading.
+    /// </summary>
+    public bool HasCgroup => _cgroup is not null;
+
     /// <summary>Where <see cref="Limit"/> comes from: <c>cgroup v1</c>, <c>cgroup v2</c>, <c>GC heap hard limit</c> or <c>none</c>.</summary>
     public string Source { get; }
 

@@ -8,9 +8,10 @@ namespace Zipora.Buffers;
 /// <summary>
 /// Gives idle memory back from every live pool when memory runs short. Checked at garbage collections (one
 /// process-wide sentinel object, replaced by a fresh one each time it is finalized, so its finalizer runs at every
-/// collection, gen0 ones included) and, in a memory-limited cgroup, every <see cref="CgroupPeriodMilliseconds"/> on a
-/// timer: a heap growing by large objects collects rarely, and native memory not at all, while the kernel's OOM
-/// killer acts the moment the cgroup reaches its limit. Each pool's own ticker checks too.
+/// collection, gen0 ones included) and, in a memory cgroup (limited at start-up or later), every
+/// <see cref="CgroupPeriodMilliseconds"/> on a timer: a heap growing by large objects collects rarely, and native
+/// memory not at all, while the kernel's OOM killer acts the moment the cgroup reaches its limit. Each pool's own
+/// ticker checks too.
 /// </summary>
 /// <remarks>
 /// The timer reads the cgroup's charge ten times a second: three small files, some tens of microseconds, so well
@@ -82,7 +83,9 @@ internal sealed class MemoryPressureWatcher
         RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
         _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
         _ = new MemoryPressureWatcher();
-        if (MemoryBudget.Current.HasCgroupLimit)
+        // Not only where a limit was found at start-up: one set on the running container later is as deadly, and
+        // with no limit a reading costs as little (three small files) and finds no pressure.
+        if (MemoryBudget.Current.HasCgroup)
         {
             TimeSpan period = TimeSpan.FromMilliseconds(CgroupPeriodMilliseconds);
             s_cgroupTimer = TimeProvider.System.CreateTimer(static _ => TrimEveryPoolIfDue(), null, period, period);

@@ -64,6 +64,9 @@ internal sealed class MemoryCgroup : IDisposable
     /// <summary>The file the cgroup's charge is read from (v1 <c>memory.usage_in_bytes</c>, v2 <c>memory.current</c>).</summary>
     public string ChargeFile => Path.Join(_directory, _isVersion1 ? "memory.usage_in_bytes" : "memory.current");
 
+    /// <summary>The file the cgroup's limit is set in (v1 <c>memory.limit_in_bytes</c>, v2 <c>memory.max</c>).</summary>
+    public string LimitFile => Path.Join(_directory, _isVersion1 ? "memory.limit_in_bytes" : "memory.max");
+
     /// <summary>Times the kernel's OOM killer acted in the cgroup.</summary>
     public long OomKills
     {
