@@ -14,20 +14,24 @@ public sealed partial class TieredMemoryPool
         // Memory can stay short for good (the application's own working set near the limit): a trim gave back all it
         // could, and another with no rent or return since would walk every free block again for nothing, once a second
         // for as long as the pressure lasts (the watcher's passes). So it rests, as the idle cap does, until the pool is used.
-        if (IsDisposed || !_pressureCap.IsDue(GetStatistics()))
+        if (IsDisposed)
         {
             return;
         }
 
-        Interlocked.Increment(ref _pressureTrims);
-        (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
-        ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
-        Trim();
+        if (_pressureCap.IsDue(GetStatistics()))
+        {
+            Interlocked.Increment(ref _pressureTrims);
+            (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
+            ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
+            Trim();
+        }
 
-        // Pinned-array pages cannot be dropped: let go of within the delay, they waited it out on the list of unmaps
-        // (minutes), resident, while the process ran into its limit. Unmapped, they stay committed in the GC's heap
-        // until an aggressive collection, which the pool's next tick may not ask for in minutes either.
-        _unmaps.ReleaseUndroppedNow();
+        // Pinned-array pages cannot be dropped: let go of within the delay (by this trim, or by an earlier trim or
+        // cap, which the rest above does not repeat), they waited it out on the list of unmaps (minutes), resident,
+        // while the process ran into its limit. Unmapped, they stay committed in the GC's heap until an aggressive
+        // collection, which the pool's next tick may not ask for in minutes either.
+        _unmaps.ReleasePinnedArraysNow();
         _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
     }
 

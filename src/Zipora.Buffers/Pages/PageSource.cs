@@ -295,6 +295,9 @@ internal sealed partial class PageSource
             : new NativeMemoryManager(address, length, releaser);
     }
 
+    /// <summary>Whether memory of this backing lies in pinned arrays (the GC's memory, which a stale <c>Span</c> keeps alive).</summary>
+    public bool IsPinnedArray(PageBacking backing) => AllocatorOf(backing) is PinnedArrayPageAllocator;
+
     /// <summary>The allocator that mapped memory of this backing: the fallback for portable memory, else the OS layer.</summary>
     private PageAllocator AllocatorOf(PageBacking backing) => backing == PageBacking.Portable ? _fallback! : _allocator;
 

@@ -174,20 +174,23 @@ internal sealed class DeferredUnmaps
     /// of managed memory, no mapping can be off the list and not unmapped. A refused one goes back at the end, past
     /// this pass, for the next tick.
     /// </remarks>
-    public void ReleaseDue() => Release(undroppedToo: false);
+    public void ReleaseDue() => Release(pinnedArraysToo: false);
 
     /// <summary>
-    /// Under memory pressure: also unmaps, before their delay is over, the mappings whose pages could not be dropped
-    /// (pinned arrays', whose allocator has no page advice), which otherwise stay resident for a whole delay after a
-    /// pressure trim let go of them, while the kernel's OOM killer acts at the limit. Memory a stale <c>Span</c> still
-    /// writes to is then gone under it, the price of giving the memory back when it is needed.
+    /// Under memory pressure: also lets go, before their delay is over, of pinned arrays (whose pages cannot be dropped),
+    /// which otherwise stay resident for a whole delay after a pressure trim let go of them, while the kernel's OOM
+    /// killer acts at the limit. Only pinned arrays: a stale <c>Span</c> over one is a reference the GC follows (an
+    /// interior pointer), and a stale owner or <c>Memory</c> holds its array, so the array lives on under them and
+    /// only its memory's reuse by the pool ends; native memory unmapped, or heap memory freed, under a stale
+    /// <c>Span</c> would fault or corrupt the heap, so mappings of other memory that could not drop their pages
+    /// (locked, or refused) keep waiting out the delay (PinnedArrayPressureReleaseTests).
     /// </summary>
-    public void ReleaseUndroppedNow() => Release(undroppedToo: true);
+    public void ReleasePinnedArraysNow() => Release(pinnedArraysToo: true);
 
-    private void Release(bool undroppedToo)
+    private void Release(bool pinnedArraysToo)
     {
         int below = int.MaxValue;
-        while (TakeDue(undroppedToo, ref below, out Mapping mapping))
+        while (TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
         {
             bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
             if (unmapped)
@@ -212,16 +215,16 @@ internal sealed class DeferredUnmaps
     }
 
     /// <summary>
-    /// Takes off the list the last mapping due below index <paramref name="below"/> (with <paramref name="undroppedToo"/>,
-    /// or still counted), and lowers it to where that was.
+    /// Takes off the list the last mapping due below index <paramref name="below"/> (or, with
+    /// <paramref name="pinnedArraysToo"/>, a pinned array's), and lowers it to where that was.
     /// </summary>
-    private bool TakeDue(bool undroppedToo, ref int below, out Mapping mapping)
+    private bool TakeDue(bool pinnedArraysToo, ref int below, out Mapping mapping)
     {
         lock (_lock)
         {
             for (int i = Math.Min(below, _waiting.Count) - 1; i >= 0; i--)
             {
-                if ((undroppedToo && _waiting[i].Counted) || _clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
+                if ((pinnedArraysToo && _pages.IsPinnedArray(_waiting[i].Backing)) || _clock.HasWaitedOutDelay(_waiting[i].ReturnedAt))
                 {
                     // The last mapping takes its slot: looked at already in this pass (or come back refused in it).
                     mapping = _waiting.TakeAt(i);

@@ -29,6 +29,9 @@ internal sealed class MemoryPressureWatcher
 
     // Held here so the timer lives as long as the process: nothing else references it.
     private static ITimer? s_cgroupTimer;
+
+    // Held while the cgroup timer is made: pools made at once on two threads make one.
+    private static readonly object s_timerLock = new();
     private static long s_lastPass = long.MinValue / 2;
 
     // Passes queued or running: a pass that failed at the GC heap limit is counted when it is caught, which may be
@@ -66,29 +69,54 @@ internal sealed class MemoryPressureWatcher
     }
 
     /// <summary>
-    /// Starts the sentinel and, under a cgroup limit, the timer: once per process. Pools are found through the
-    /// meter's list of live pools, so nothing here keeps a pool alive.
+    /// Starts the sentinel once per process and, in a memory cgroup, the timer (tried again by the next pool made when
+    /// the runtime could not start it). Pools are found through the meter's list of live pools, so nothing here keeps
+    /// a pool alive.
     /// </summary>
     public static void Start()
     {
-        if (Interlocked.Exchange(ref s_started, 1) != 0)
+        if (Interlocked.Exchange(ref s_started, 1) == 0)
         {
-            return;
+            // The types the background work reports through are made now, while a pool is being made: made first by a
+            // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and
+            // a type whose initializer failed throws at every later use, for good. Reading a static field makes a
+            // type's statics (BackgroundFailures' were first made by the first failure, in a timer's callback at the limit).
+            RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
+            _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
+            _ = new MemoryPressureWatcher();
         }
 
-        // The types the background work reports through are made now, while a pool is being made: made first by a
-        // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and a
-        // type whose initializer failed throws at every later use, for good. Reading a static field makes a type's
-        // statics (BackgroundFailures' were first made by the first failure, in a timer's callback at the limit).
-        RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
-        _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
-        _ = new MemoryPressureWatcher();
         // Not only where a limit was found at start-up: one set on the running container later is as deadly, and
         // with no limit a reading costs as little (three small files) and finds no pressure.
-        if (MemoryBudget.Current.HasCgroup)
+        if (MemoryBudget.Current.HasCgroup && Volatile.Read(ref s_cgroupTimer) is null)
         {
-            TimeSpan period = TimeSpan.FromMilliseconds(CgroupPeriodMilliseconds);
-            s_cgroupTimer = TimeProvider.System.CreateTimer(static _ => TrimEveryPoolIfDue(), null, period, period);
+            StartCgroupTimer();
+        }
+    }
+
+    /// <summary>
+    /// Starts the timer that reads the cgroup's charge. Where the runtime cannot start its timer thread (a process at
+    /// its thread limit, or out of managed memory) the pool is made without it, as it was outside a limited cgroup:
+    /// the collections' sentinel and every pool's own ticks still read the pressure (LockedMemoryLimitSafetyTests).
+    /// </summary>
+    private static void StartCgroupTimer()
+    {
+        lock (s_timerLock)
+        {
+            if (s_cgroupTimer is not null)
+            {
+                return;
+            }
+
+            try
+            {
+                TimeSpan period = TimeSpan.FromMilliseconds(CgroupPeriodMilliseconds);
+                Volatile.Write(ref s_cgroupTimer, TimeProvider.System.CreateTimer(static _ => TrimEveryPoolIfDue(), null, period, period));
+            }
+            catch (OutOfMemoryException error)
+            {
+                BackgroundFailures.Report("the cgroup pressure timer's start", error);
+            }
         }
     }
 
