@@ -1,0 +1,226 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using Grpc.Core;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// gRPC over Kestrel (HTTP/2, no TLS) on the tiered pool, as a demanding user runs it: unary and bidirectional calls of
+/// 0 bytes to 4 MB, many at once, cancelled, timed out, failed by the server and cut by its stop, and traffic over
+/// <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>. Every message is checked byte for byte at both ends, and the
+/// server's pool must be quiet and balanced once the host stops.
+/// </summary>
+public sealed class GrpcEndToEndTests
+{
+    private static readonly int[] s_sizes = [0, 4, 5, 100, 4095, 4096, 16_384, 16_389, 65_536, 300_001, 1024 * 1024, 4 * 1024 * 1024];
+    private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(30);
+
+    [Theory]
+    [InlineData(false, DiagnosticLevel.Off)]
+    [InlineData(true, DiagnosticLevel.Off)]
+    [InlineData(false, DiagnosticLevel.Sampled)]
+    public async Task UnaryAndDuplexCallsOfZeroToFourMegabytesComeBackByteForByteAndLeaveThePoolBalanced(bool reuseOwners, DiagnosticLevel diagnostics)
+    {
+        CancellationToken token = TestContext.Current.CancellationToken;
+        await using GrpcTestHost host = await GrpcTestHost.StartAsync(options =>
+        {
+            options.ReuseOwners = reuseOwners;
+            options.Diagnostics = diagnostics;
+            options.DiagnosticSampleRate = 4;
+        }, token);
+
+        // 48 unary calls and 8 streams of every size, all at once.
+        Task unary = Parallel.ForAsync(0, 48, new ParallelOptions { MaxDegreeOfParallelism = 48, CancellationToken = token }, async (i, t) =>
+        {
+            GrpcPayload request = GrpcPayload.OfWireLength(i, s_sizes[i % s_sizes.Length]);
+            GrpcPayload answer = await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: t), request).ResponseAsync.WaitAsync(s_callTimeout, t);
+            Assert.Equal(request.Answer(), answer);
+        });
+        Task streams = Parallel.ForAsync(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = token }, async (s, t) =>
+        {
+            using AsyncDuplexStreamingCall<GrpcPayload, GrpcPayload> call = host.Invoker.AsyncDuplexStreamingCall(host.Methods.Chat, null, new CallOptions(cancellationToken: t));
+            for (int i = 0; i < s_sizes.Length; i++)
+            {
+                GrpcPayload request = GrpcPayload.OfWireLength((s * 1000) + i, s_sizes[(i + s) % s_sizes.Length]);
+                await call.RequestStream.WriteAsync(request, t).WaitAsync(s_callTimeout, t);
+                Assert.True(await call.ResponseStream.MoveNext(t).WaitAsync(s_callTimeout, t), $"stream {s} ended before answer {i}");
+                Assert.Equal(request.Answer(), call.ResponseStream.Current);
+            }
+
+            await call.RequestStream.CompleteAsync().WaitAsync(s_callTimeout, t);
+            Assert.False(await call.ResponseStream.MoveNext(t).WaitAsync(s_callTimeout, t));
+            Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+        });
+        await Task.WhenAll(unary, streams);
+
+        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromSeconds(5), token);
+        AssertQuietAndBalanced(host, after);
+        Assert.True(host.Methods.Marshaller.BytesChecked > 2 * 24 * 1024 * 1024, $"only {host.Methods.Marshaller.BytesChecked} bytes were checked");
+    }
+
+    [Fact]
+    public async Task CancellationsDeadlinesAndServerFaultsMidStreamEndInRpcExceptionsAndLeaveThePoolBalanced()
+    {
+        CancellationToken token = TestContext.Current.CancellationToken;
+        await using GrpcTestHost host = await GrpcTestHost.StartAsync(static _ => { }, token);
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<StatusCode>();
+        await Parallel.ForAsync(0, 36, new ParallelOptions { MaxDegreeOfParallelism = 36, CancellationToken = token }, async (s, t) =>
+        {
+            int kind = s % 3;
+            using var cancel = new CancellationTokenSource();
+            var metadata = new Metadata();
+            if (kind == 2)
+            {
+                metadata.Add(GrpcEchoMethods.FailAtHeader, "3");
+            }
+
+            CallOptions options = kind switch
+            {
+                0 => new CallOptions(metadata, cancellationToken: cancel.Token),
+                1 => new CallOptions(metadata, deadline: DateTime.UtcNow.AddMilliseconds(300 + (s * 10))),
+                _ => new CallOptions(metadata),
+            };
+            using AsyncDuplexStreamingCall<GrpcPayload, GrpcPayload> call = host.Invoker.AsyncDuplexStreamingCall(host.Methods.Chat, null, options);
+            RpcException failure = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                for (int i = 0; ; i++)
+                {
+                    GrpcPayload request = GrpcPayload.OfWireLength((s * 1000) + i, s_sizes[(i + s) % s_sizes.Length]);
+                    if (kind == 0 && i == 2 + (s % 4))
+                    {
+                        // Cancelled with a big message half sent.
+                        Task write = call.RequestStream.WriteAsync(GrpcPayload.OfWireLength(s, 4 * 1024 * 1024), t);
+                        await cancel.CancelAsync();
+                        await write.WaitAsync(s_callTimeout, t);
+                    }
+
+                    if (kind == 1 && i == 3)
+                    {
+                        // The server waits mid-stream for a message that never comes: the deadline ends the wait.
+                        await call.ResponseStream.MoveNext(t).WaitAsync(s_callTimeout, t);
+                    }
+
+                    // Each answer is read before the next message goes: a client that sends on while it does not read
+                    // deadlocks on HTTP/2's flow control, whatever the pool.
+                    await call.RequestStream.WriteAsync(request, t).WaitAsync(s_callTimeout, t);
+                    Assert.True(await call.ResponseStream.MoveNext(t).WaitAsync(s_callTimeout, t), $"stream {s} ended before answer {i}");
+                    Assert.Equal(request.Answer(), call.ResponseStream.Current);
+                }
+            });
+            StatusCode expected = kind switch { 0 => StatusCode.Cancelled, 1 => StatusCode.DeadlineExceeded, _ => StatusCode.Unknown };
+            Assert.True(failure.StatusCode == expected, $"stream {s}: {failure}");
+            statuses.Add(failure.StatusCode);
+        });
+
+        // The server still serves.
+        GrpcPayload last = GrpcPayload.OfWireLength(7, 1024 * 1024);
+        Assert.Equal(last.Answer(), await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: token), last).ResponseAsync.WaitAsync(s_callTimeout, token));
+        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromSeconds(5), token);
+        AssertQuietAndBalanced(host, after);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task StoppingTheServerWhileCallsStreamEndsThemInRpcExceptionsAndLeavesThePoolBalanced(bool reuseOwners)
+    {
+        CancellationToken token = TestContext.Current.CancellationToken;
+        await using GrpcTestHost host = await GrpcTestHost.StartAsync(options => options.ReuseOwners = reuseOwners, token);
+        var going = new List<Task>();
+        var calls = new List<Task>();
+        for (int s = 0; s < 16; s++)
+        {
+            int stream = s;
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            going.Add(started.Task);
+            calls.Add(Task.Run(async () =>
+            {
+                using AsyncDuplexStreamingCall<GrpcPayload, GrpcPayload> call = host.Invoker.AsyncDuplexStreamingCall(host.Methods.Chat, null, new CallOptions(cancellationToken: token));
+                for (int i = 0; ; i++)
+                {
+                    GrpcPayload request = GrpcPayload.OfWireLength((stream * 1000) + i, s_sizes[(i + stream) % s_sizes.Length]);
+                    await call.RequestStream.WriteAsync(request, token).WaitAsync(s_callTimeout, token);
+                    Assert.True(await call.ResponseStream.MoveNext(token).WaitAsync(s_callTimeout, token), $"stream {stream} ended before answer {i}");
+                    Assert.Equal(request.Answer(), call.ResponseStream.Current);
+
+                    if (i == 2)
+                    {
+                        started.SetResult();
+                    }
+                }
+            }, token));
+        }
+
+        Task allGoing = Task.WhenAll(going);
+        Task first = await Task.WhenAny(allGoing, Task.WhenAny(calls)).WaitAsync(s_callTimeout, token);
+        Assert.True(first == allGoing, $"a stream ended before the stop: {calls.FirstOrDefault(c => c.IsCompleted)?.Exception}");
+        Assert.True(host.Pool.GetStatistics().BytesInUse > 0, "nothing of the pool was in flight at the stop");
+        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromMilliseconds(300), token);
+        foreach (Task call in calls)
+        {
+            // The client's write to a connection the server cut throws IOException (Grpc.Net.Client's own behaviour, with
+            // Kestrel's own pool too); its reads throw RpcException.
+            Exception failure = await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(s_callTimeout, token));
+            Assert.True(failure is IOException or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Aborted }, failure.ToString());
+        }
+
+        AssertQuietAndBalanced(host, after);
+    }
+
+    [Fact]
+    public async Task TrafficOverMaxBytesInUseIsRefusedAsRpcExceptionsAndTheServerServesAgainAfterIt()
+    {
+        const long Cap = 12 * 1024 * 1024;
+        CancellationToken token = TestContext.Current.CancellationToken;
+        await using GrpcTestHost host = await GrpcTestHost.StartAsync(static options =>
+        {
+            options.MaxBytesInUse = Cap;
+            options.IdleReleaseDelay = TimeSpan.FromMilliseconds(200);
+        }, token);
+        int refused = 0;
+        int served = 0;
+        await Parallel.ForAsync(0, 24, new ParallelOptions { MaxDegreeOfParallelism = 24, CancellationToken = token }, async (i, t) =>
+        {
+            GrpcPayload request = GrpcPayload.OfWireLength(i, 4 * 1024 * 1024);
+            try
+            {
+                GrpcPayload answer = await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: t), request).ResponseAsync.WaitAsync(s_callTimeout, t);
+                Assert.Equal(request.Answer(), answer);
+                Interlocked.Increment(ref served);
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.ResourceExhausted or StatusCode.Cancelled)
+            {
+                Interlocked.Increment(ref refused);
+            }
+        });
+        TestContext.Current.SendDiagnosticMessage($"served {served}, refused {refused}");
+        Assert.True(refused > 0, $"the cap refused nothing ({served} served): {host.Pool.GetStatistics()}");
+
+        // Once the refused traffic is gone, the pool is under its cap again and the server serves as before.
+        await Task.Delay(500, token);
+        GrpcPayload again = GrpcPayload.OfWireLength(99, 1024 * 1024);
+        Assert.Equal(again.Answer(), await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: token), again).ResponseAsync.WaitAsync(s_callTimeout, token));
+        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromSeconds(5), token);
+        AssertQuietAndBalanced(host, after, refusalsExpected: true);
+    }
+
+    private static void AssertQuietAndBalanced(GrpcTestHost host, TieredMemoryPoolStatistics after, bool refusalsExpected = false)
+    {
+        Assert.Equal(0, host.Methods.Marshaller.Corruptions);
+        Assert.True(after.RentsByOwner.GetValueOrDefault("kestrel") > 0, "Kestrel did not rent from the pool");
+        Assert.True(after.BytesInUse == 0, after.ToString());
+        foreach (TierStatistics tier in new[] { after.Small, after.Medium, after.Large, after.Huge })
+        {
+            Assert.True(tier.Rents == tier.Returns, after.ToString());
+        }
+
+        Assert.Equal(0, after.DoubleDisposes);
+        Assert.Equal(0, after.LeaksDetected);
+        string poolErrors = host.PoolErrors(refusalsExpected);
+        Assert.True(poolErrors.Length == 0, poolErrors);
+    }
+}
