@@ -5,6 +5,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using Grpc.Core;
+using Grpc.Net.Client;
 
 namespace Zipora.Buffers.Tests;
 
@@ -23,6 +24,7 @@ public sealed class GrpcEndToEndTests
     [InlineData(false, DiagnosticLevel.Off)]
     [InlineData(true, DiagnosticLevel.Off)]
     [InlineData(false, DiagnosticLevel.Sampled)]
+    [InlineData(true, DiagnosticLevel.All)]
     public async Task UnaryAndDuplexCallsOfZeroToFourMegabytesComeBackByteForByteAndLeaveThePoolBalanced(bool reuseOwners, DiagnosticLevel diagnostics)
     {
         CancellationToken token = TestContext.Current.CancellationToken;
@@ -67,7 +69,6 @@ public sealed class GrpcEndToEndTests
     {
         CancellationToken token = TestContext.Current.CancellationToken;
         await using GrpcTestHost host = await GrpcTestHost.StartAsync(static _ => { }, token);
-        var statuses = new System.Collections.Concurrent.ConcurrentBag<StatusCode>();
         await Parallel.ForAsync(0, 36, new ParallelOptions { MaxDegreeOfParallelism = 36, CancellationToken = token }, async (s, t) =>
         {
             int kind = s % 3;
@@ -111,9 +112,15 @@ public sealed class GrpcEndToEndTests
                     Assert.Equal(request.Answer(), call.ResponseStream.Current);
                 }
             });
-            StatusCode expected = kind switch { 0 => StatusCode.Cancelled, 1 => StatusCode.DeadlineExceeded, _ => StatusCode.Unknown };
-            Assert.True(failure.StatusCode == expected, $"stream {s}: {failure}");
-            statuses.Add(failure.StatusCode);
+            // The server enforces the deadline too: when its reset of the stream arrives before the client's own timer
+            // fires, the client reads an aborted stream (Unavailable) instead.
+            bool expected = kind switch
+            {
+                0 => failure.StatusCode == StatusCode.Cancelled,
+                1 => failure.StatusCode is StatusCode.DeadlineExceeded or StatusCode.Unavailable,
+                _ => failure.StatusCode == StatusCode.Unknown,
+            };
+            Assert.True(expected, $"stream {s}: {failure}");
         });
 
         // The server still serves.
@@ -171,13 +178,19 @@ public sealed class GrpcEndToEndTests
         AssertQuietAndBalanced(host, after);
     }
 
-    [Fact]
-    public async Task TrafficOverMaxBytesInUseIsRefusedAsRpcExceptionsAndTheServerServesAgainAfterIt()
+    [Theory]
+    [InlineData(false, DiagnosticLevel.Off)]
+    [InlineData(true, DiagnosticLevel.Sampled)]
+    [InlineData(false, DiagnosticLevel.All)]
+    public async Task TrafficOverMaxBytesInUseIsRefusedAsRpcExceptionsAndTheServerServesAgainAfterIt(bool reuseOwners, DiagnosticLevel diagnostics)
     {
         const long Cap = 12 * 1024 * 1024;
         CancellationToken token = TestContext.Current.CancellationToken;
-        await using GrpcTestHost host = await GrpcTestHost.StartAsync(static options =>
+        await using GrpcTestHost host = await GrpcTestHost.StartAsync(options =>
         {
+            options.ReuseOwners = reuseOwners;
+            options.Diagnostics = diagnostics;
+            options.DiagnosticSampleRate = 4;
             options.MaxBytesInUse = Cap;
             options.IdleReleaseDelay = TimeSpan.FromMilliseconds(200);
         }, token);
@@ -185,14 +198,16 @@ public sealed class GrpcEndToEndTests
         int served = 0;
         await Parallel.ForAsync(0, 24, new ParallelOptions { MaxDegreeOfParallelism = 24, CancellationToken = token }, async (i, t) =>
         {
-            GrpcPayload request = GrpcPayload.OfWireLength(i, 4 * 1024 * 1024);
+            GrpcPayload request = GrpcPayload.OfWireLength(i, s_sizes[i % s_sizes.Length] + (2 * 1024 * 1024));
             try
             {
-                GrpcPayload answer = await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: t), request).ResponseAsync.WaitAsync(s_callTimeout, t);
+                // A connection per call: a refused rent ends the connection it was for, so calls on others go on.
+                using GrpcChannel channel = host.CreateChannel();
+                GrpcPayload answer = await channel.CreateCallInvoker().AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: t), request).ResponseAsync.WaitAsync(s_callTimeout, t);
                 Assert.Equal(request.Answer(), answer);
                 Interlocked.Increment(ref served);
             }
-            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.ResourceExhausted or StatusCode.Cancelled)
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unknown or StatusCode.Unavailable or StatusCode.Internal or StatusCode.ResourceExhausted or StatusCode.Cancelled)
             {
                 Interlocked.Increment(ref refused);
             }
@@ -204,7 +219,7 @@ public sealed class GrpcEndToEndTests
         await Task.Delay(500, token);
         GrpcPayload again = GrpcPayload.OfWireLength(99, 1024 * 1024);
         Assert.Equal(again.Answer(), await host.Invoker.AsyncUnaryCall(host.Methods.Echo, null, new CallOptions(cancellationToken: token), again).ResponseAsync.WaitAsync(s_callTimeout, token));
-        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromSeconds(5), token);
+        TieredMemoryPoolStatistics after = await host.StopAsync(TimeSpan.FromSeconds(5), token, collectDroppedBuffers: true);
         AssertQuietAndBalanced(host, after, refusalsExpected: true);
     }
 
@@ -219,7 +234,12 @@ public sealed class GrpcEndToEndTests
         }
 
         Assert.Equal(0, after.DoubleDisposes);
-        Assert.Equal(0, after.LeaksDetected);
+        if (!refusalsExpected)
+        {
+            // A refusal faults its connection, whose dropped blocks diagnostic mode rightly reports as leaked (see
+            // GrpcTestHost.StopAsync); anywhere else a leak would be one.
+            Assert.Equal(0, after.LeaksDetected);
+        }
         string poolErrors = host.PoolErrors(refusalsExpected);
         Assert.True(poolErrors.Length == 0, poolErrors);
     }

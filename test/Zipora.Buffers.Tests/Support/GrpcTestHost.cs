@@ -86,9 +86,16 @@ internal sealed class GrpcTestHost : IAsyncDisposable
 
     /// <summary>
     /// Stops the server within <paramref name="grace"/>, then waits (a bounded time) for the pool to be quiet and returns its
-    /// statistics then.
+    /// statistics then. With <paramref name="collectDroppedBuffers"/>, the wait also runs the GC and its finalizers, for
+    /// the buffers a connection that faulted dropped without disposing them.
     /// </summary>
-    public async Task<TieredMemoryPoolStatistics> StopAsync(TimeSpan grace, CancellationToken token)
+    /// <remarks>
+    /// A rent refused at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> faults the HTTP/2 connection it was for,
+    /// and Kestrel then drops the blocks of that connection's pipes without disposing them (seen: 68 to 144 blocks of
+    /// 4 KB in 2 runs of 8). With Kestrel's own pool the GC takes such arrays unseen; this pool counts them in use until
+    /// their owners are finalized, then reclaims them as leaked blocks (<see cref="TieredMemoryPoolStatistics.LeaksReclaimed"/>).
+    /// </remarks>
+    public async Task<TieredMemoryPoolStatistics> StopAsync(TimeSpan grace, CancellationToken token, bool collectDroppedBuffers = false)
     {
         using (var stopping = new CancellationTokenSource(grace))
         {
@@ -99,6 +106,12 @@ internal sealed class GrpcTestHost : IAsyncDisposable
         TieredMemoryPoolStatistics after = Pool.GetStatistics();
         for (int i = 0; i < 200 && after.BytesInUse != 0; i++)
         {
+            if (collectDroppedBuffers)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+
             await Task.Delay(25, token);
             after = Pool.GetStatistics();
         }
