@@ -181,7 +181,7 @@ internal sealed partial class IdleTicker
     /// and must not carry the first pool's (its AsyncLocals) into every tick of every pool. A timer takes the context
     /// when it is made; changing its due time later takes none.
     /// </summary>
-    private static T WithoutExecutionContext<T>(Func<T> make)
+    internal static T WithoutExecutionContext<T>(Func<T> make)
     {
         if (ExecutionContext.IsFlowSuppressed())
         {
