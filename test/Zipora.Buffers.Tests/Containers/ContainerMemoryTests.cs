@@ -1,7 +1,4 @@
 using System;
-using System.Globalization;
-using System.IO;
-using System.Linq;
 
 namespace Zipora.Buffers.Tests;
 
@@ -21,11 +18,11 @@ public sealed class ContainerMemoryTests
         // 256 MB idle in the pool (caps set high, delay 10 minutes) plus a managed heap growing by 320 MB does not fit
         // in 512 MB: before the pressure check, the kernel killed the process (exit 137).
         using MemoryCgroup cgroup = CreateOrSkip(512 * Megabyte);
-        (int exitCode, string output) = cgroup.Run(Probe, "pressure", s_timeout);
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, "pressure", s_timeout);
 
         Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
         Assert.Equal(0, cgroup.OomKills);
-        var result = Result(output);
+        var result = ContainerProbeOutput.Result(output);
         Assert.Equal(256 * Megabyte, result["idleBefore"]);
         Assert.InRange(result["pressureTrims"], 1, 10);
         Assert.InRange(result["retainedAfter"], 0, 64 * Megabyte);
@@ -39,29 +36,18 @@ public sealed class ContainerMemoryTests
     public void InAContainerThePoolFindsTheLimitAndDerivesItsIdleCapFromIt(long limit, long expectedCap)
     {
         using MemoryCgroup cgroup = CreateOrSkip(limit);
-        (int exitCode, string output) = cgroup.Run(Probe, "defaults", s_timeout);
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, "defaults", s_timeout);
 
         Assert.True(exitCode == 0, output);
-        var result = Result(output);
+        var result = ContainerProbeOutput.Result(output);
         Assert.Equal(limit, result["limit"]);
         Assert.Equal(expectedCap, result["retainedCap"]);
     }
-
-    private static string Probe => Path.Join(AppContext.BaseDirectory, "Zipora.Buffers.ContainerProbe.dll");
 
     private static MemoryCgroup CreateOrSkip(long limit)
     {
         MemoryCgroup? cgroup = MemoryCgroup.TryCreate(limit, out string reason);
         Skip.When(cgroup is null, reason);
         return cgroup!;
-    }
-
-    /// <summary>The key=value pairs of the probe's RESULT line.</summary>
-    private static System.Collections.Generic.Dictionary<string, long> Result(string output)
-    {
-        string line = output.Split('\n').Single(line => line.StartsWith("RESULT ", StringComparison.Ordinal));
-        return line["RESULT ".Length..].Trim().Split(' ')
-            .Select(pair => pair.Split('='))
-            .ToDictionary(pair => pair[0], pair => long.Parse(pair[1], CultureInfo.InvariantCulture), StringComparer.Ordinal);
     }
 }

@@ -1,7 +1,4 @@
 using System;
-using System.Globalization;
-using System.IO;
-using System.Linq;
 
 namespace Zipora.Buffers.Tests;
 
@@ -23,13 +20,13 @@ public sealed class PinnedArrayPressureTests
         Skip.When(created is null, reason);
         using MemoryCgroup cgroup = created!;
 
-        (int exitCode, string output) = cgroup.Run(Probe, "pinned", s_timeout);
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, "pinned", s_timeout);
 
         // Measured before: the pressure trim emptied the pool, the arrays stayed committed in the pinned heap, and the
         // OOM killer ended the process (exit 137, 2 of 2 runs) where the same pool on mapped pages survived.
         Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
         Assert.Equal(0, cgroup.OomKills);
-        var result = Result(output);
+        var result = ContainerProbeOutput.Result(output);
         Assert.Equal(256 * Megabyte, result["idleBefore"]);
         Assert.InRange(result["pressureTrims"], 1, 10);
         Assert.Equal(0, result["retainedAfter"]);
@@ -43,26 +40,15 @@ public sealed class PinnedArrayPressureTests
         Skip.When(created is null, reason);
         using MemoryCgroup cgroup = created!;
 
-        (int exitCode, string output) = cgroup.Run(Probe, "arrays", s_timeout);
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, "arrays", s_timeout);
 
         // Measured before: the pressure trim dropped the cached arrays for the GC, no collection came (native memory
         // does not set one off), and the OOM killer ended the process (exit 137, 2 of 2 runs).
         Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
         Assert.Equal(0, cgroup.OomKills);
-        var result = Result(output);
+        var result = ContainerProbeOutput.Result(output);
         Assert.Equal(256 * Megabyte, result["idleBefore"]);
         Assert.Equal(0, result["retainedAfter"]);
         Assert.Equal(320, result["native"]);
-    }
-
-    private static string Probe => Path.Join(AppContext.BaseDirectory, "Zipora.Buffers.ContainerProbe.dll");
-
-    /// <summary>The key=value pairs of the probe's RESULT line.</summary>
-    private static System.Collections.Generic.Dictionary<string, long> Result(string output)
-    {
-        string line = output.Split('\n').Single(line => line.StartsWith("RESULT ", StringComparison.Ordinal));
-        return line["RESULT ".Length..].Trim().Split(' ')
-            .Select(pair => pair.Split('='))
-            .ToDictionary(pair => pair[0], pair => long.Parse(pair[1], CultureInfo.InvariantCulture), StringComparer.Ordinal);
     }
 }

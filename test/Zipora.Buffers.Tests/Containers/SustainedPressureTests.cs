@@ -1,7 +1,4 @@
 using System;
-using System.Globalization;
-using System.IO;
-using System.Linq;
 
 namespace Zipora.Buffers.Tests;
 
@@ -23,26 +20,15 @@ public sealed class SustainedPressureTests
         Skip.When(created is null, reason);
         using MemoryCgroup cgroup = created!;
 
-        (int exitCode, string output) = cgroup.Run(Probe, $"sustained '{cgroup.ChargeFile}'", s_timeout);
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, $"sustained '{cgroup.ChargeFile}'", s_timeout);
 
         Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
-        var result = Result(output);
+        var result = ContainerProbeOutput.Result(output);
         Assert.True(result["trimsBefore"] >= 1, $"no trim under pressure at 90% of the limit: {output}");
 
         // Measured before: a trim every second, each walking the 200,000 free blocks again (about 0.15 s of CPU
         // in every second the process was quiet).
         Assert.True(result["trimsDuring"] == 0, $"a quiet pool was trimmed {result["trimsDuring"]} more times in 5 s: {output}");
         Assert.True(result["cpuMs"] < 500, $"a quiet process under lasting pressure used {result["cpuMs"]} ms of CPU in 5 s: {output}");
-    }
-
-    private static string Probe => Path.Join(AppContext.BaseDirectory, "Zipora.Buffers.ContainerProbe.dll");
-
-    /// <summary>The key=value pairs of the probe's RESULT line.</summary>
-    private static System.Collections.Generic.Dictionary<string, long> Result(string output)
-    {
-        string line = output.Split('\n').Single(line => line.StartsWith("RESULT ", StringComparison.Ordinal));
-        return line["RESULT ".Length..].Trim().Split(' ')
-            .Select(pair => pair.Split('='))
-            .ToDictionary(pair => pair[0], pair => long.Parse(pair[1], CultureInfo.InvariantCulture), StringComparer.Ordinal);
     }
 }
