@@ -56,25 +56,8 @@ if (scenario != "pressure")
     return 2;
 }
 
-using var held = new TieredMemoryPool(new TieredMemoryPoolOptions
-{
-    MaxRetainedBytes = 4L * 1024 * Megabyte,
-    IdleReleaseDelay = TimeSpan.FromMinutes(10),
-    ThreadCacheMaxBytes = 64 * Megabyte,
-    ThreadCacheMaxBuffers = 4096,
-});
-
 // 256 MB of 16 KB medium blocks, written (so resident) and returned: idle in the pool's slabs and caches.
-var owners = new List<IMemoryOwner<byte>>();
-for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
-{
-    IMemoryOwner<byte> owner = held.Rent(16 * 1024);
-    owner.Memory.Span.Fill(1);
-    owners.Add(owner);
-}
-
-owners.ForEach(owner => owner.Dispose());
-owners.Clear();
+using TieredMemoryPool held = PoolHolding256MegabytesIdle(usePinnedArrays: false);
 long idleBefore = held.GetStatistics().BytesRetained;
 
 // The managed heap grows by 320 MB, touched, at about 200 MB/s.
@@ -97,25 +80,8 @@ return 0;
 
 static int PinnedUnderNativeGrowth()
 {
-    using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-    {
-        UsePinnedArrays = true,
-        MaxRetainedBytes = 4L * 1024 * Megabyte,
-        IdleReleaseDelay = TimeSpan.FromMinutes(10),
-        ThreadCacheMaxBytes = 64 * Megabyte,
-        ThreadCacheMaxBuffers = 4096,
-    });
-
     // 256 MB of 16 KB medium blocks on pinned arrays, written and returned: idle in the pool.
-    var owners = new List<IMemoryOwner<byte>>();
-    for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
-    {
-        IMemoryOwner<byte> owner = pool.Rent(16 * 1024);
-        owner.Memory.Span.Fill(1);
-        owners.Add(owner);
-    }
-
-    owners.ForEach(owner => owner.Dispose());
+    using TieredMemoryPool pool = PoolHolding256MegabytesIdle(usePinnedArrays: true);
     long idleBefore = pool.GetStatistics().BytesRetained;
 
     int[] native = GrowNative(320);
@@ -128,22 +94,7 @@ static int PinnedUnderNativeGrowth()
 
 static int LimitSetLate(string limitFile)
 {
-    using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-    {
-        MaxRetainedBytes = 4L * 1024 * Megabyte,
-        IdleReleaseDelay = TimeSpan.FromMinutes(10),
-        ThreadCacheMaxBytes = 64 * Megabyte,
-        ThreadCacheMaxBuffers = 4096,
-    });
-    var owners = new List<IMemoryOwner<byte>>();
-    for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
-    {
-        IMemoryOwner<byte> owner = pool.Rent(16 * 1024);
-        owner.Memory.Span.Fill(1);
-        owners.Add(owner);
-    }
-
-    owners.ForEach(owner => owner.Dispose());
+    using TieredMemoryPool pool = PoolHolding256MegabytesIdle(usePinnedArrays: false);
     long idleBefore = pool.GetStatistics().BytesRetained;
     long limitAtStart = pool.GetStatistics().MemoryLimit;
     File.WriteAllText(limitFile, (512 * Megabyte).ToString(CultureInfo.InvariantCulture));
@@ -172,6 +123,30 @@ static int ArraysUnderNativeGrowth()
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"RESULT idleBefore={idleBefore} retainedAfter={pool.GetStatistics().BytesRetained} native={native.Length} rss={ResidentBytes()}"));
     return 0;
+}
+
+// A pool that holds 256 MB of 16 KB blocks idle, written (so resident) and returned, and keeps them ten minutes: only
+// its memory-limit handling can give them back within the probe's run.
+static TieredMemoryPool PoolHolding256MegabytesIdle(bool usePinnedArrays)
+{
+    var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+    {
+        UsePinnedArrays = usePinnedArrays,
+        MaxRetainedBytes = 4L * 1024 * Megabyte,
+        IdleReleaseDelay = TimeSpan.FromMinutes(10),
+        ThreadCacheMaxBytes = 64 * Megabyte,
+        ThreadCacheMaxBuffers = 4096,
+    });
+    var owners = new List<IMemoryOwner<byte>>();
+    for (int i = 0; i < 256 * Megabyte / (16 * 1024); i++)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(16 * 1024);
+        owner.Memory.Span.Fill(1);
+        owners.Add(owner);
+    }
+
+    owners.ForEach(owner => owner.Dispose());
+    return pool;
 }
 
 // Native memory grows by this many megabytes, written, at about 200 MB/s; nothing here allocates on the managed heap.
