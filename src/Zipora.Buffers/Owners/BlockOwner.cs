@@ -64,8 +64,10 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
             ThrowHelper.ThrowPinIndexOutOfRange(elementIndex);
         }
 
-        // Native memory never moves: no GC handle, and Unpin has nothing to undo.
-        return new MemoryHandle((byte*)block.Address + elementIndex, default, this);
+        // Native memory never moves: no GC handle, and Unpin has nothing to undo. The handle holds the block, not this
+        // owner (which lets go of it at dispose): a pinned array's block holds its array, and a handle kept past the
+        // dispose is a raw pointer the GC does not follow, into an array a pressure release lets go of at once.
+        return new MemoryHandle((byte*)block.Address + elementIndex, default, block);
     }
 
     public override void Unpin()
