@@ -16,16 +16,23 @@ public sealed class StalePinnedHandlePressureReleaseTests
 {
     private const int RegionSize = 100_000;
 
-    public static TheoryData<bool> Owners => new() { false, true };
+    // The default owner, the block itself (ReuseOwners), and the diagnostic owner.
+    public static TheoryData<bool, DiagnosticLevel> Owners => new()
+    {
+        { false, DiagnosticLevel.Off },
+        { true, DiagnosticLevel.Off },
+        { false, DiagnosticLevel.All },
+    };
 
     [Theory]
     [MemberData(nameof(Owners))]
-    public void AMemoryHandleKeptPastDisposeKeepsItsPinnedArrayAliveThroughAPressureRelease(bool reuseOwners)
+    public void AMemoryHandleKeptPastDisposeKeepsItsPinnedArrayAliveThroughAPressureRelease(bool reuseOwners, DiagnosticLevel diagnostics)
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
         {
             UsePinnedArrays = true,
             ReuseOwners = reuseOwners,
+            Diagnostics = diagnostics,
             TimeProvider = new FakeTimeProvider(),
         });
         // In a box: disposed in place, no copy of the handle is left on the stack to hold the array.
