@@ -8,22 +8,19 @@ namespace Zipora.Buffers;
 /// <summary>
 /// Gives idle memory back from every live pool when memory runs short. Checked at garbage collections (one
 /// process-wide sentinel object, replaced by a fresh one each time it is finalized, so its finalizer runs at every
-/// collection, gen0 ones included) and, in a memory cgroup (limited at start-up or later), every
-/// <see cref="CgroupPeriodMilliseconds"/> on a timer: a heap growing by large objects collects rarely, and native
-/// memory not at all, while the kernel's OOM killer acts the moment the cgroup reaches its limit. Each pool's own
-/// ticker checks too.
+/// collection, gen0 ones included) and, in a memory cgroup (limited at start-up or later), on a timer: a heap growing
+/// by large objects collects rarely, and native memory not at all, while the kernel's OOM killer acts the moment the
+/// cgroup reaches its limit. Each pool's own ticker checks too.
 /// </summary>
 /// <remarks>
-/// The timer reads the cgroup's charge ten times a second: three small files, some tens of microseconds, so well
-/// under 0.1% of one core. At 200 MB/s of growth that leaves the pools 20 MB of warning per read.
+/// The timer reads the cgroup's charge ten times a second close to the limit, once a second far from it or with no
+/// limit (<see cref="CgroupWatchPeriod"/>): a few small files per cgroup level, some tens of microseconds, and a
+/// timer's wake. At 200 MB/s of growth the short period leaves the pools 20 MB of warning per reading.
 /// </remarks>
 internal sealed class MemoryPressureWatcher
 {
     // At most one trim pass per this many milliseconds while the pressure lasts: each pass gives back all there is.
     private const long RestMilliseconds = 1_000;
-
-    /// <summary>How often a memory-limited process reads its cgroup's charge.</summary>
-    public const int CgroupPeriodMilliseconds = 100;
 
     private static int s_started;
 
@@ -38,6 +35,9 @@ internal sealed class MemoryPressureWatcher
     // well after the moment it threw (tests wait for this to fall to zero before they count what they provoked).
     private static int s_passesInFlight;
     private static long s_ticksLost;
+
+    // The timer's period now, as the last reading set it (see CgroupWatchPeriod).
+    private static int s_periodMilliseconds = CgroupWatchPeriod.LongestMilliseconds;
 
     private MemoryPressureWatcher()
     {
@@ -116,7 +116,7 @@ internal sealed class MemoryPressureWatcher
                 // the first tick's did, out of the timer's callback, ending the process (DiagnosticReturnHeapLimitSafetyTests,
                 // 4 of 10 runs, once the timer ran in every memory cgroup).
                 OnCgroupTick(null);
-                TimeSpan period = TimeSpan.FromMilliseconds(CgroupPeriodMilliseconds);
+                TimeSpan period = TimeSpan.FromMilliseconds(Volatile.Read(ref s_periodMilliseconds));
 
                 // Without the calling thread's execution context: a timer made with it carries the first pool's maker's
                 // AsyncLocals for the process's life (CgroupTimerExecutionContextTests), and each tick restores it,
@@ -162,10 +162,23 @@ internal sealed class MemoryPressureWatcher
         try
         {
             TrimEveryPoolIfDue();
+            SetPeriodFromTheLastReading();
         }
         catch (OutOfMemoryException)
         {
             Interlocked.Increment(ref s_ticksLost);
+        }
+    }
+
+    /// <summary>Reads again soon close to the limit, seldom far from it or with none (see <see cref="CgroupWatchPeriod"/>).</summary>
+    private static void SetPeriodFromTheLastReading()
+    {
+        (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
+        int period = CgroupWatchPeriod.NextMilliseconds(usage, limit);
+        if (Interlocked.Exchange(ref s_periodMilliseconds, period) != period)
+        {
+            TimeSpan next = TimeSpan.FromMilliseconds(period);
+            _ = Volatile.Read(ref s_cgroupTimer)?.Change(next, next);
         }
     }
 
