@@ -11,14 +11,14 @@ public sealed partial class TieredMemoryPool
     /// </summary>
     void IReclaimablePool.TrimUnderPressure()
     {
-        // Memory can stay short for good (the application's own working set near the limit): a trim gave back all it
-        // could, and another with no rent or return since would walk every free block again for nothing, once a second
-        // for as long as the pressure lasts (the watcher's passes). So it rests, as the idle cap does, until the pool is used.
         if (IsDisposed)
         {
             return;
         }
 
+        // Memory can stay short for good (the application's own working set near the limit): a trim gave back all it
+        // could, and another with no rent or return since would walk every free block again for nothing, once a second
+        // for as long as the pressure lasts (the watcher's passes). So it rests, as the idle cap does, until the pool is used.
         if (_pressureCap.IsDue(GetStatistics()))
         {
             Interlocked.Increment(ref _pressureTrims);
@@ -74,8 +74,6 @@ public sealed partial class TieredMemoryPool
         if (MemoryBudget.Current.IsUnderPressure())
         {
             ((IReclaimablePool)this).TrimUnderPressure();
-
-            _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
             return;
         }
 

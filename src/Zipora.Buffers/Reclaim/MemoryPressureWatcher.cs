@@ -34,6 +34,9 @@ internal sealed class MemoryPressureWatcher
     // Passes queued or running: a pass that failed at the GC heap limit is counted when it is caught, which may be
     // well after the moment it threw (tests wait for this to fall to zero before they count what they provoked).
     private static int s_passesInFlight;
+
+    // Cgroup timer ticks lost to a method compiled at its first call at the GC heap limit: counted without a call (one
+    // could fail the same way), for a dump or a debugger to show.
     private static long s_ticksLost;
 
     // The timer's period now, as the last reading set it (see CgroupWatchPeriod).
@@ -87,8 +90,8 @@ internal sealed class MemoryPressureWatcher
             _ = new MemoryPressureWatcher();
         }
 
-        // Not only where a limit was found at start-up: one set on the running container later is as deadly, and
-        // with no limit a reading costs as little (three small files) and finds no pressure.
+        // Not only where a limit was found at start-up: one set on the running container later is as deadly; with no
+        // limit the timer reads once a second (CgroupWatchPeriod) and finds no pressure.
         if (MemoryBudget.Current.HasCgroup && Volatile.Read(ref s_cgroupTimer) is null)
         {
             StartCgroupTimer();
@@ -181,9 +184,6 @@ internal sealed class MemoryPressureWatcher
             _ = Volatile.Read(ref s_cgroupTimer)?.Change(next, next);
         }
     }
-
-    /// <summary>Cgroup timer ticks lost to a method compiled at its first call at the GC heap limit.</summary>
-    internal static long TicksLost => Interlocked.Read(ref s_ticksLost);
 
     private static void TrimEveryPoolIfDue()
     {
