@@ -27,7 +27,7 @@ internal sealed class MemoryPressureWatcher
     // Held here so the timer lives as long as the process: nothing else references it.
     private static ITimer? s_cgroupTimer;
 
-    // Held while the cgroup timer is made: pools made at once on two threads make one.
+    // Held while the cgroup timer is made (pools made at once on two threads make one) and while its period changes.
     private static readonly object s_timerLock = new();
     private static long s_lastPass = long.MinValue / 2;
 
@@ -119,7 +119,7 @@ internal sealed class MemoryPressureWatcher
                 // the first tick's did, out of the timer's callback, ending the process (DiagnosticReturnHeapLimitSafetyTests,
                 // 4 of 10 runs, once the timer ran in every memory cgroup).
                 OnCgroupTick(null);
-                TimeSpan period = TimeSpan.FromMilliseconds(Volatile.Read(ref s_periodMilliseconds));
+                TimeSpan period = TimeSpan.FromMilliseconds(s_periodMilliseconds);
 
                 // Without the calling thread's execution context: a timer made with it carries the first pool's maker's
                 // AsyncLocals for the process's life (CgroupTimerExecutionContextTests), and each tick restores it,
@@ -178,10 +178,17 @@ internal sealed class MemoryPressureWatcher
     {
         (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
         int period = CgroupWatchPeriod.NextMilliseconds(usage, limit);
-        if (Interlocked.Exchange(ref s_periodMilliseconds, period) != period)
+
+        // The period and the timer change together: two ticks running at once (a starved thread pool) could otherwise
+        // apply their changes in the other order and leave the timer at a period the field no longer shows, for good.
+        lock (s_timerLock)
         {
-            TimeSpan next = TimeSpan.FromMilliseconds(period);
-            _ = Volatile.Read(ref s_cgroupTimer)?.Change(next, next);
+            if (s_periodMilliseconds != period)
+            {
+                s_periodMilliseconds = period;
+                TimeSpan next = TimeSpan.FromMilliseconds(period);
+                _ = s_cgroupTimer?.Change(next, next);
+            }
         }
     }
 
