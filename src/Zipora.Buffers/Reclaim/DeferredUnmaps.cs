@@ -180,10 +180,11 @@ internal sealed class DeferredUnmaps
     /// Under memory pressure: also lets go, before their delay is over, of pinned arrays (whose pages cannot be dropped),
     /// which otherwise stay resident for a whole delay after a pressure trim let go of them, while the kernel's OOM
     /// killer acts at the limit. Only pinned arrays: a stale <c>Span</c> over one is a reference the GC follows (an
-    /// interior pointer), a stale owner or <c>Memory</c> holds its array, and so does a <c>MemoryHandle</c> (its block), so the array lives on under them and
-    /// only its memory's reuse by the pool ends; native memory unmapped, or heap memory freed, under a stale
-    /// <c>Span</c> would fault or corrupt the heap, so mappings of other memory that could not drop their pages
-    /// (locked, or refused) keep waiting out the delay (PinnedArrayPressureReleaseTests).
+    /// interior pointer), a stale owner or <c>Memory</c> holds its array, and so does a <c>MemoryHandle</c> (its
+    /// block), so the array lives on under them and only its memory's reuse by the pool ends; native memory unmapped,
+    /// or heap memory freed, under a stale <c>Span</c> would fault or corrupt the heap, so mappings of other memory
+    /// that could not drop their pages (locked, or refused) keep waiting out the delay
+    /// (PinnedArrayPressureReleaseTests, StalePinnedHandlePressureReleaseTests).
     /// </summary>
     public void ReleasePinnedArraysNow() => Release(pinnedArraysToo: true);
 
