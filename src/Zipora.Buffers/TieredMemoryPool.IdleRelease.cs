@@ -30,9 +30,10 @@ public sealed partial class TieredMemoryPool
         // Pinned-array pages cannot be dropped: let go of within the delay (by this trim, or by an earlier trim or
         // cap, which the rest above does not repeat), they waited it out on the list of unmaps (minutes), resident,
         // while the process ran into its limit. Unmapped, they stay committed in the GC's heap until an aggressive
-        // collection, which the pool's next tick may not ask for in minutes either.
+        // collection, which the pool's next tick may not ask for in minutes either, nor the collector within half a
+        // minute of one a quiet tick asked for after the first of a burst had been let go of.
         _unmaps.ReleasePinnedArraysNow();
-        _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);
+        _ = PinnedMemoryCollector.AfterPressureRelease(_pages.Allocator);
     }
 
     /// <summary>Called by the idle releaser's timer, four times per delay.</summary>

@@ -20,6 +20,9 @@ using Zipora.Buffers;
 //   sustained - memory stays short (native memory holds 90% of the limit, named by the cgroup's charge file given
 //               as the second argument) while a quiet pool holds 200,000 free small blocks, each pinned by a live
 //               neighbour: the process's CPU time over 5 s shows whether the pool walks them again and again.
+//   kestrel   - a Kestrel server on AddTieredMemoryPool() after a burst of large uploads and downloads, while native
+//               memory grows toward the limit; then it serves again (see KestrelBurst). Arguments: the cgroup's
+//               limit file, the mode, the seconds of quiet after the burst.
 const int Megabyte = 1024 * 1024;
 string scenario = args.Length > 0 ? args[0] : "defaults";
 if (scenario == "defaults")
@@ -48,6 +51,11 @@ if (scenario == "late")
 if (scenario == "sustained")
 {
     return Sustained(args[1], args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 0.9);
+}
+
+if (scenario == "kestrel")
+{
+    return await KestrelBurst.RunAsync(args[1], args[2], TimeSpan.FromSeconds(int.Parse(args[3], CultureInfo.InvariantCulture)));
 }
 
 if (scenario != "pressure")

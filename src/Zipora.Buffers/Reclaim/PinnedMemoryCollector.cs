@@ -29,6 +29,13 @@ internal static class PinnedMemoryCollector
     /// <summary>The least time between two collections; tests shorten it.</summary>
     internal static TimeSpan MinimumInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The least time between a collection and one asked for under memory pressure: the watcher trims at most once a
+    /// second, and the floor of bytes let go of since the last collection still applies, so a process that stays
+    /// short pays a pause only when it let go of that much again.
+    /// </summary>
+    internal static TimeSpan MinimumPressureInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Aggressive collections asked for so far in this process.</summary>
     public static long Collections => Volatile.Read(ref s_collections);
 
@@ -43,7 +50,31 @@ internal static class PinnedMemoryCollector
             return false;
         }
 
-        if (!IsRested())
+        if (!IsRested(MinimumInterval))
+        {
+            return false;
+        }
+
+        pinned.ResetUnmappedBytes();
+        Collect();
+        return true;
+    }
+
+    /// <summary>
+    /// Called when memory runs short, after a pool let go of its pinned arrays at once: collects as
+    /// <see cref="AfterRelease"/> does, under the same floor, but with a rest of
+    /// <see cref="MinimumPressureInterval"/> only. A collection the pool's quiet tick asked for after part of a burst
+    /// had been let go of must not keep the rest (seconds later, when the pressure trim lets go of the bulk) out of
+    /// the OS for half a minute while the process runs into its limit (KestrelBurstContainerTests).
+    /// </summary>
+    public static bool AfterPressureRelease(PageAllocator allocator)
+    {
+        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes)
+        {
+            return false;
+        }
+
+        if (!IsRested(MinimumPressureInterval))
         {
             return false;
         }
@@ -61,7 +92,7 @@ internal static class PinnedMemoryCollector
     /// </summary>
     public static bool AfterDrop(long droppedBytes)
     {
-        if (droppedBytes < MinimumBytes || !IsRested())
+        if (droppedBytes < MinimumBytes || !IsRested(MinimumInterval))
         {
             return false;
         }
@@ -70,13 +101,13 @@ internal static class PinnedMemoryCollector
         return true;
     }
 
-    /// <summary>Whether the last collection is long enough ago; marks a new one when so.</summary>
-    private static bool IsRested()
+    /// <summary>Whether the last collection is at least <paramref name="interval"/> ago; marks a new one when so.</summary>
+    private static bool IsRested(TimeSpan interval)
     {
         long now = Environment.TickCount64;
         lock (s_lock)
         {
-            if (now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
+            if (now - s_lastCollection < (long)interval.TotalMilliseconds)
             {
                 return false;
             }

@@ -67,6 +67,16 @@ internal sealed class MemoryCgroup : IDisposable
     /// <summary>The file the cgroup's limit is set in (v1 <c>memory.limit_in_bytes</c>, v2 <c>memory.max</c>).</summary>
     public string LimitFile => Path.Join(_directory, _isVersion1 ? "memory.limit_in_bytes" : "memory.max");
 
+    /// <summary>The highest charge the cgroup saw (v1 <c>memory.max_usage_in_bytes</c>, v2 <c>memory.peak</c>; 0 where the kernel keeps none).</summary>
+    public long PeakCharge
+    {
+        get
+        {
+            string file = Path.Join(_directory, _isVersion1 ? "memory.max_usage_in_bytes" : "memory.peak");
+            return File.Exists(file) ? long.Parse(File.ReadAllText(file).Trim(), System.Globalization.CultureInfo.InvariantCulture) : 0;
+        }
+    }
+
     /// <summary>Times the kernel's OOM killer acted in the cgroup.</summary>
     public long OomKills
     {

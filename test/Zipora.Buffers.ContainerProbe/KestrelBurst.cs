@@ -1,0 +1,260 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.IO.Pipelines;
+using System.Linq;
+using System.Net;
+using System.Net.Http;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Zipora.Buffers;
+
+/// <summary>
+/// The flagship deployment in a memory cgroup: Kestrel on <c>AddTieredMemoryPool()</c> (pinned arrays) takes a burst
+/// of 32 concurrent 4 MB uploads and 32 concurrent 4 MB downloads (64 connections), each held whole in Kestrel's pipes (no request or
+/// response buffer limit, the handlers wait until every connection is full), so the pool ends the burst holding about
+/// 256 MB it no longer uses. Then native memory outside the pool grows by 320 MB toward the limit while the server
+/// stays up, and the server serves again; the host stops and the pool must be balanced.
+/// Modes: <c>held</c> (idle caps high and a 10-minute delay, so only the pressure watch can give the memory back),
+/// <c>defaults</c> (the options the one-line set-up gives), <c>lowered</c> (as held, the cgroup limited to 512 MB by
+/// the probe after the burst, in the file given), <c>capped</c> (as held, with <c>MaxBytesInUse</c> of 384 MB).
+/// The server is quiet for the seconds given between the burst and the growth.
+/// </summary>
+internal static class KestrelBurst
+{
+    private const int Megabyte = 1024 * 1024;
+    private const int BodySize = 4 * Megabyte;
+    private const int Connections = 32;
+
+    public static async Task<int> RunAsync(string limitFile, string mode, TimeSpan quiet)
+    {
+        using var release = new SemaphoreSlim(0);
+        int arrived = 0;
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = HttpProtocols.Http1);
+
+            // No limit on what Kestrel's pipes hold: a slow handler or a slow client keeps a whole body in the pool.
+            kestrel.Limits.MaxRequestBufferSize = null;
+            kestrel.Limits.MaxResponseBufferSize = null;
+            kestrel.Limits.MaxRequestBodySize = null;
+        });
+        builder.Services.AddTieredMemoryPool(options =>
+        {
+            if (mode != "defaults")
+            {
+                options.MaxRetainedBytes = 4L * 1024 * Megabyte;
+                options.IdleReleaseDelay = TimeSpan.FromMinutes(10);
+            }
+
+            if (mode == "capped")
+            {
+                options.MaxBytesInUse = 384L * Megabyte;
+            }
+        });
+        WebApplication app = builder.Build();
+        app.MapPost("/upload", async (HttpContext context) =>
+        {
+            Interlocked.Increment(ref arrived);
+            if (context.Request.Query.ContainsKey("hold"))
+            {
+                await release.WaitAsync(context.RequestAborted);
+            }
+
+            return await HashBodyAsync(context.Request.BodyReader, context.RequestAborted);
+        });
+        app.MapGet("/download/{seed:int}", async (HttpContext context, int seed) =>
+        {
+            context.Response.ContentLength = BodySize;
+            PipeWriter body = context.Response.BodyWriter;
+            for (int written = 0; written < BodySize; written += 64 * 1024)
+            {
+                Memory<byte> memory = body.GetMemory(64 * 1024);
+                Fill(memory.Span[..(64 * 1024)], seed, written);
+                body.Advance(64 * 1024);
+            }
+
+            // One flush of the whole body: with no response buffer limit it completes at once, and Kestrel's output
+            // pipe holds the 4 MB until the client reads it.
+            await body.FlushAsync(context.RequestAborted);
+        });
+        await app.StartAsync();
+        TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
+        Uri address = new(app.Urls.Single());
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = Connections * 2 })
+        {
+            BaseAddress = address,
+            Timeout = TimeSpan.FromMinutes(1),
+        };
+
+        byte[] upload = RandomNumberGenerator.GetBytes(BodySize);
+        string expected = Convert.ToHexStringLower(SHA256.HashData(upload)) + " " + BodySize.ToString(CultureInfo.InvariantCulture);
+
+        // The burst: every upload waits in its handler until the pool holds the bodies (the downloads' bodies sit
+        // mostly in the kernel's socket buffers, so the uploads are what the wait counts); every download is read only
+        // once the pool holds the responses.
+        Task<string>[] uploads = [.. Enumerable.Range(0, Connections).Select(async _ =>
+        {
+            using HttpResponseMessage posted = await client.PostAsync(new Uri("/upload?hold=1", UriKind.Relative), new ByteArrayContent(upload));
+            return await posted.Content.ReadAsStringAsync();
+        })];
+        Task<HttpResponseMessage>[] downloads = [.. Enumerable.Range(0, Connections).Select(seed =>
+            client.GetAsync(new Uri($"/download/{seed}", UriKind.Relative), HttpCompletionOption.ResponseHeadersRead))];
+        long peakInUse = await WaitForInUseAsync(pool, (long)Connections * BodySize * 19 / 20, () => Volatile.Read(ref arrived) >= Connections);
+        Stage(pool, "burst held");
+        release.Release(Connections);
+        int wrong = (await Task.WhenAll(uploads)).Count(echoed => echoed != expected);
+        wrong += await CountWrongDownloadsAsync(downloads);
+
+        // Kestrel keeps a few kilobytes per open connection; the burst's bodies are back once under a megabyte is out.
+        long inUseAfterBurst = await WaitForInUseAsync(pool, Megabyte, () => true, atMost: true);
+
+        // A quiet spell, as after any burst: the pool's ticks apply its idle caps to what came back (with the default
+        // options, 14 s: a quiet tick's aggressive collection after the first let-go, then the bulk let go of later).
+        await Task.Delay(quiet);
+        long idleAfterBurst = pool.GetStatistics().BytesRetained;
+
+        Stage(pool, "burst over");
+        if (mode == "lowered")
+        {
+            File.WriteAllText(limitFile, (512L * Megabyte).ToString(CultureInfo.InvariantCulture));
+        }
+
+        // The app's own memory grows toward the limit while the server stays up.
+        List<IntPtr> native = GrowNative(256);
+
+        Stage(pool, "native grown");
+
+        // The server serves again, with the native memory still held: 8 uploads and 8 downloads, bytes compared.
+        Task<string>[] again = [.. Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using HttpResponseMessage posted = await client.PostAsync(new Uri("/upload", UriKind.Relative), new ByteArrayContent(upload));
+            return await posted.Content.ReadAsStringAsync();
+        })];
+        int wrongAgain = (await Task.WhenAll(again)).Count(echoed => echoed != expected);
+        wrongAgain += await CountWrongDownloadsAsync([.. Enumerable.Range(100, 8).Select(seed =>
+            client.GetAsync(new Uri($"/download/{seed}", UriKind.Relative), HttpCompletionOption.ResponseHeadersRead))]);
+
+        Stage(pool, "served again");
+        native.ForEach(Marshal.FreeHGlobal);
+        TieredMemoryPoolStatistics served = pool.GetStatistics();
+        await app.StopAsync();
+        long inUseAfterStop = await WaitForInUseAsync(pool, 0, () => true, atMost: true);
+        await app.DisposeAsync();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"RESULT peakInUse={peakInUse} inUseAfterBurst={inUseAfterBurst} idleAfterBurst={idleAfterBurst} wrong={wrong} wrongAgain={wrongAgain} native={native.Count} pressureTrims={served.PressureTrims} retainedAfter={served.BytesRetained} inUseAfterStop={inUseAfterStop}"));
+        return 0;
+    }
+
+    // Progress on standard error, for a run that ends in an OOM kill: how far it got and what the pool held.
+    private static void Stage(TieredMemoryPool pool, string stage)
+    {
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        GCMemoryInfo gc = GC.GetGCMemoryInfo();
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  lastGC gen={gc.Generation} loh={gc.GenerationInfo[3].SizeAfterBytes} poh={gc.GenerationInfo[4].SizeAfterBytes} pohBefore={gc.GenerationInfo[4].SizeBeforeBytes} committed={gc.TotalCommittedBytes} frag={gc.FragmentedBytes}"));
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"STAGE {stage}: inUse={statistics.BytesInUse} retained={statistics.BytesRetained} trims={statistics.PressureTrims} limit={statistics.MemoryLimit} gcHeap={GC.GetTotalMemory(false)} rss={Environment.WorkingSet} gen2={GC.CollectionCount(2)} at={Environment.TickCount64}"));
+    }
+
+    // Waits up to 20 s for the pool's bytes in use to reach the target (or fall to it), once the condition holds;
+    // returns the bytes in use then (the highest seen, when rising).
+    private static async Task<long> WaitForInUseAsync(TieredMemoryPool pool, long target, Func<bool> condition, bool atMost = false)
+    {
+        long best = atMost ? long.MaxValue : 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            long inUse = pool.GetStatistics().BytesInUse;
+            best = atMost ? Math.Min(best, inUse) : Math.Max(best, inUse);
+            if (condition() && (atMost ? inUse <= target : inUse >= target))
+            {
+                return inUse;
+            }
+
+            await Task.Delay(20);
+        }
+
+        return best;
+    }
+
+    private static async Task<int> CountWrongDownloadsAsync(Task<HttpResponseMessage>[] downloads)
+    {
+        int wrong = 0;
+        for (int seed = 0; seed < downloads.Length; seed++)
+        {
+            using HttpResponseMessage got = await downloads[seed];
+            byte[] received = await got.Content.ReadAsByteArrayAsync();
+            int expectedSeed = int.Parse(got.RequestMessage!.RequestUri!.Segments[^1], CultureInfo.InvariantCulture);
+            byte[] expected = new byte[BodySize];
+            for (int offset = 0; offset < BodySize; offset += 64 * 1024)
+            {
+                Fill(expected.AsSpan(offset, 64 * 1024), expectedSeed, offset);
+            }
+
+            wrong += received.AsSpan().SequenceEqual(expected) ? 0 : 1;
+        }
+
+        return wrong;
+    }
+
+    private static async Task<string> HashBodyAsync(PipeReader body, CancellationToken cancellation)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        long length = 0;
+        while (true)
+        {
+            ReadResult result = await body.ReadAsync(cancellation);
+            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
+            {
+                hash.AppendData(segment.Span);
+                length += segment.Length;
+            }
+
+            body.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return Convert.ToHexStringLower(hash.GetHashAndReset()) + " " + length.ToString(CultureInfo.InvariantCulture);
+            }
+        }
+    }
+
+    // Bytes that differ per download and per position, so a buffer served to the wrong response shows.
+    private static void Fill(Span<byte> span, int seed, int offset)
+    {
+        for (int i = 0; i < span.Length; i++)
+        {
+            span[i] = (byte)(((offset + i) * 31) ^ (seed * 131) ^ ((offset + i) >> 12));
+        }
+    }
+
+    // Native memory grows by this many megabytes, written, at about 200 MB/s.
+    private static List<IntPtr> GrowNative(int megabytes)
+    {
+        byte[] pattern = new byte[Megabyte];
+        pattern.AsSpan().Fill(2);
+        var native = new List<IntPtr>();
+        for (int i = 0; i < megabytes; i++)
+        {
+            IntPtr chunk = Marshal.AllocHGlobal(Megabyte);
+            Marshal.Copy(pattern, 0, chunk, Megabyte);
+            native.Add(chunk);
+            if (i % 10 == 0)
+            {
+                Thread.Sleep(50);
+            }
+        }
+
+        return native;
+    }
+}
