@@ -27,7 +27,8 @@ using Zipora.Buffers;
 /// Modes: <c>held</c> (idle caps high and a 10-minute delay, so only the pressure watch can give the memory back),
 /// <c>defaults</c> (the options the one-line set-up gives), <c>lowered</c> (as held, the cgroup limited to 512 MB by
 /// the probe after the burst, in the file given), <c>capped</c> (as held, with <c>MaxBytesInUse</c> of 384 MB).
-/// The server is quiet for the seconds given between the burst and the growth.
+/// <c>managed</c> (as held, the managed heap growing instead of native memory). The server is quiet for the seconds
+/// given between the burst and the growth.
 /// </summary>
 internal static class KestrelBurst
 {
@@ -132,8 +133,10 @@ internal static class KestrelBurst
         }
 
         // The app's own memory grows toward the limit while the server stays up.
-        List<IntPtr> native = GrowNative(256);
-
+        // The app's own memory grows toward the limit while the server stays up: native memory, or with the mode
+        // managed the managed heap, whose hard limit (75% of the container's) holds the pool's pinned arrays too.
+        List<byte[]> managed = mode == "managed" ? GrowManaged(256) : [];
+        List<IntPtr> native = mode == "managed" ? [] : GrowNative(256);
         Stage(pool, "native grown");
 
         // The server serves again, with the native memory still held: 8 uploads and 8 downloads, bytes compared.
@@ -148,12 +151,13 @@ internal static class KestrelBurst
 
         Stage(pool, "served again");
         native.ForEach(Marshal.FreeHGlobal);
+        GC.KeepAlive(managed);
         TieredMemoryPoolStatistics served = pool.GetStatistics();
         await app.StopAsync();
         long inUseAfterStop = await WaitForInUseAsync(pool, 0, () => true, atMost: true);
         await app.DisposeAsync();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"RESULT peakInUse={peakInUse} inUseAfterBurst={inUseAfterBurst} idleAfterBurst={idleAfterBurst} wrong={wrong} wrongAgain={wrongAgain} native={native.Count} pressureTrims={served.PressureTrims} retainedAfter={served.BytesRetained} inUseAfterStop={inUseAfterStop}"));
+            $"RESULT peakInUse={peakInUse} inUseAfterBurst={inUseAfterBurst} idleAfterBurst={idleAfterBurst} wrong={wrong} wrongAgain={wrongAgain} grown={native.Count + managed.Count} pressureTrims={served.PressureTrims} retainedAfter={served.BytesRetained} inUseAfterStop={inUseAfterStop}"));
         return 0;
     }
 
@@ -163,7 +167,7 @@ internal static class KestrelBurst
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         GCMemoryInfo gc = GC.GetGCMemoryInfo();
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  lastGC gen={gc.Generation} loh={gc.GenerationInfo[3].SizeAfterBytes} poh={gc.GenerationInfo[4].SizeAfterBytes} pohBefore={gc.GenerationInfo[4].SizeBeforeBytes} committed={gc.TotalCommittedBytes} frag={gc.FragmentedBytes}"));
+            $"  lastGC gen={gc.Generation} loh={gc.GenerationInfo[3].SizeAfterBytes} poh={gc.GenerationInfo[4].SizeAfterBytes} pohBefore={gc.GenerationInfo[4].SizeBeforeBytes} committed={gc.TotalCommittedBytes} frag={gc.FragmentedBytes} avail={gc.TotalAvailableMemoryBytes} load={gc.MemoryLoadBytes} high={gc.HighMemoryLoadThresholdBytes} heap={gc.HeapSizeBytes}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"STAGE {stage}: inUse={statistics.BytesInUse} retained={statistics.BytesRetained} trims={statistics.PressureTrims} limit={statistics.MemoryLimit} gcHeap={GC.GetTotalMemory(false)} rss={Environment.WorkingSet} gen2={GC.CollectionCount(2)} at={Environment.TickCount64}"));
     }
@@ -236,6 +240,24 @@ internal static class KestrelBurst
         {
             span[i] = (byte)(((offset + i) * 31) ^ (seed * 131) ^ ((offset + i) >> 12));
         }
+    }
+
+    // The managed heap grows by this many megabytes, written, at about 200 MB/s.
+    private static List<byte[]> GrowManaged(int megabytes)
+    {
+        var managed = new List<byte[]>();
+        for (int i = 0; i < megabytes; i++)
+        {
+            byte[] chunk = new byte[Megabyte];
+            chunk.AsSpan().Fill(3);
+            managed.Add(chunk);
+            if (i % 10 == 0)
+            {
+                Thread.Sleep(50);
+            }
+        }
+
+        return managed;
     }
 
     // Native memory grows by this many megabytes, written, at about 200 MB/s.

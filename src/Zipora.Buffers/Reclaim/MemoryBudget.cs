@@ -19,6 +19,11 @@ internal sealed class MemoryBudget
     /// <summary>Usage at or above this share of the limit counts as pressure: idle memory is given back.</summary>
     public const double PressureShareOfLimit = 0.85;
 
+    // The GC's heap hard limit is a wall (an OutOfMemoryException, no reclaim as the kernel's), and the heap's
+    // committed bytes are read as of the last collection: the share is lower than the cgroup's, so a trim is due
+    // while the growth between two collections still fits (at 85%, 1 of 5 runs still failed).
+    private const double PressureShareOfHeapLimit = 0.75;
+
     // The GC's high-load threshold is 90% of memory by default; trim a little before it, as the runtime's ArrayPool does.
     private const double PressureShareOfHighLoad = 0.9;
 
@@ -59,7 +64,8 @@ internal sealed class MemoryBudget
 
     /// <summary>
     /// Whether memory is running short now: the usage (less droppable file cache) of the cgroup, or of any ancestor
-    /// with a limit of its own, at or above <see cref="PressureShareOfLimit"/> of that limit, or the GC's last recorded load near its high-load threshold.
+    /// with a limit of its own, at or above <see cref="PressureShareOfLimit"/> of that limit, or the GC's last recorded load near its high-load threshold,
+    /// or its committed heap near the memory it may use (its heap hard limit).
     /// </summary>
     public bool IsUnderPressure() => Read().UnderPressure;
 
@@ -115,7 +121,12 @@ internal sealed class MemoryBudget
         bool cgroupShort = _cgroup is not null && _cgroup.TryReadNearestLimit(out limit, out usage) && limit > 0 && usage >= limit * PressureShareOfLimit;
         GCMemoryInfo info = GC.GetGCMemoryInfo();
         bool gcShort = info.HighMemoryLoadThresholdBytes > 0 && info.MemoryLoadBytes >= info.HighMemoryLoadThresholdBytes * PressureShareOfHighLoad;
-        var reading = new Reading(now, usage, limit, cgroupShort || gcShort);
+
+        // The GC's heap hard limit (75% of a container's limit by default) is reached before either of the above: its
+        // load is the process's against the container's limit, and the cgroup's charge was at 79% when a heap holding
+        // 171 MB of the pool's idle pinned arrays failed with "Out of memory" (KestrelBurstContainerTests).
+        bool heapShort = info.TotalAvailableMemoryBytes > 0 && info.TotalCommittedBytes >= info.TotalAvailableMemoryBytes * PressureShareOfHeapLimit;
+        var reading = new Reading(now, usage, limit, cgroupShort || gcShort || heapShort);
         Volatile.Write(ref _lastReading, reading);
         return reading;
     }
