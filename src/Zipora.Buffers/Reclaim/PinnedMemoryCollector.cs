@@ -43,22 +43,7 @@ internal static class PinnedMemoryCollector
     /// Called at a pool's tick, after its releases: collects when the pinned-array allocator has let go of enough
     /// since its last collection and the last collection is long enough ago. Returns whether it collected.
     /// </summary>
-    public static bool AfterRelease(PageAllocator allocator)
-    {
-        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes)
-        {
-            return false;
-        }
-
-        if (!IsRested(MinimumInterval))
-        {
-            return false;
-        }
-
-        pinned.ResetUnmappedBytes();
-        Collect();
-        return true;
-    }
+    public static bool AfterRelease(PageAllocator allocator) => CollectLetGoOf(allocator, MinimumInterval);
 
     /// <summary>
     /// Called when memory runs short, after a pool let go of its pinned arrays at once: collects as
@@ -67,14 +52,12 @@ internal static class PinnedMemoryCollector
     /// had been let go of must not keep the rest (seconds later, when the pressure trim lets go of the bulk) out of
     /// the OS for half a minute while the process runs into its limit (KestrelBurstContainerTests).
     /// </summary>
-    public static bool AfterPressureRelease(PageAllocator allocator)
-    {
-        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes)
-        {
-            return false;
-        }
+    public static bool AfterPressureRelease(PageAllocator allocator) => CollectLetGoOf(allocator, MinimumPressureInterval);
 
-        if (!IsRested(MinimumPressureInterval))
+    /// <summary>Collects when the pinned-array allocator let go of at least the floor since its last collection, and that was <paramref name="rest"/> ago.</summary>
+    private static bool CollectLetGoOf(PageAllocator allocator, TimeSpan rest)
+    {
+        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes || !IsRested(rest))
         {
             return false;
         }
