@@ -56,13 +56,8 @@ public sealed class LeakedOwnerLiveHandleTests
             Assert.True(next.Memory.Span.IndexOfAnyExcept((byte)1) < 0, "the leaked block went to a new renter under a live handle");
         }
 
-        // The quarantine holds a reclaimed block one delay, counted in use: eight ticks of the clock see it through.
         handle.Value.Dispose();
-        for (int i = 0; i < 8; i++)
-        {
-            Collect();
-            time.Advance(TimeSpan.FromSeconds(11));
-        }
+        SeeTheQuarantineThrough(time);
 
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.Equal(1, statistics.LeaksReclaimed);
@@ -75,15 +70,21 @@ public sealed class LeakedOwnerLiveHandleTests
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
         Leak(pool);
+        SeeTheQuarantineThrough(time);
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(1, statistics.LeaksReclaimed);
+        Assert.Equal(0, statistics.BytesInUse);
+    }
+
+    /// <summary>The quarantine holds a reclaimed block one delay, counted in use: eight ticks of the clock see it through.</summary>
+    private static void SeeTheQuarantineThrough(FakeTimeProvider time)
+    {
         for (int i = 0; i < 8; i++)
         {
             Collect();
             time.Advance(TimeSpan.FromSeconds(11));
         }
-
-        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(1, statistics.LeaksReclaimed);
-        Assert.Equal(0, statistics.BytesInUse);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
