@@ -28,16 +28,11 @@ public sealed class StalePinnedHandlePressureReleaseTests
     [MemberData(nameof(Owners))]
     public void AMemoryHandleKeptPastDisposeKeepsItsPinnedArrayAliveThroughAPressureRelease(bool reuseOwners, DiagnosticLevel diagnostics)
     {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-        {
-            UsePinnedArrays = true,
-            ReuseOwners = reuseOwners,
-            Diagnostics = diagnostics,
-            TimeProvider = new FakeTimeProvider(),
-        });
+        using TieredMemoryPool pool = PinnedPool(reuseOwners, diagnostics);
+
         // In a box: disposed in place, no copy of the handle is left on the stack to hold the array.
         var handle = new StrongBox<MemoryHandle>();
-        WeakReference array = PinThenDispose(pool, handle);
+        WeakReference array = PinThenDispose(pool, RegionSize, pinAt: 0, handle);
 
         // Let go of at once under pressure, then an aggressive collection: only the stale handle refers to the array.
         ((IReclaimablePool)pool).TrimUnderPressure();
@@ -54,13 +49,55 @@ public sealed class StalePinnedHandlePressureReleaseTests
         Assert.False(array.IsAlive);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static WeakReference PinThenDispose(TieredMemoryPool pool, StrongBox<MemoryHandle> handle)
+    /// <summary>
+    /// Small and medium blocks are carved from slabs, whose managers are made apart from the mapping, and huge blocks
+    /// take another path to their pages: the handle, pinned at an interior index, holds its array in every tier too.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(EveryTier))]
+    public void AStaleHandleHoldsItsPinnedArrayThroughAPressureReleaseInEveryTier(int size, bool reuseOwners, DiagnosticLevel diagnostics)
     {
-        IMemoryOwner<byte> owner = pool.Rent(RegionSize);
+        using TieredMemoryPool pool = PinnedPool(reuseOwners, diagnostics);
+        var handle = new StrongBox<MemoryHandle>();
+        WeakReference array = PinThenDispose(pool, size, pinAt: size / 2, handle);
+
+        ((IReclaimablePool)pool).TrimUnderPressure();
+        Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
+        CollectAggressively();
+        Assert.True(array.IsAlive, "the pinned array was collected under a live MemoryHandle");
+
+        handle.Value.Dispose();
+    }
+
+    public static TheoryData<int, bool, DiagnosticLevel> EveryTier()
+    {
+        var data = new TheoryData<int, bool, DiagnosticLevel>();
+        foreach (int size in new[] { 64, 4096, 100_000, 3 * 1024 * 1024 })
+        {
+            data.Add(size, false, DiagnosticLevel.Off);
+            data.Add(size, true, DiagnosticLevel.Off);
+            data.Add(size, false, DiagnosticLevel.Sampled);
+            data.Add(size, false, DiagnosticLevel.All);
+        }
+
+        return data;
+    }
+
+    private static TieredMemoryPool PinnedPool(bool reuseOwners, DiagnosticLevel diagnostics) => new(new TieredMemoryPoolOptions
+    {
+        UsePinnedArrays = true,
+        ReuseOwners = reuseOwners,
+        Diagnostics = diagnostics,
+        TimeProvider = new FakeTimeProvider(),
+    });
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference PinThenDispose(TieredMemoryPool pool, int size, int pinAt, StrongBox<MemoryHandle> handle)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(size);
         Assert.True(MemoryMarshal.TryGetArray(owner.Memory, out ArraySegment<byte> segment));
         var array = new WeakReference(segment.Array);
-        handle.Value = owner.Memory.Pin();
+        handle.Value = owner.Memory.Slice(pinAt).Pin();
         owner.Dispose();
         return array;
     }
