@@ -170,9 +170,15 @@ public sealed class GrpcEndToEndTests
         foreach (Task call in calls)
         {
             // The client's write to a connection the server cut throws IOException (Grpc.Net.Client's own behaviour, with
-            // Kestrel's own pool too); its reads throw RpcException.
+            // Kestrel's own pool too); its reads throw RpcException. A write racing the client's own clean-up of the call the
+            // cut ended finds that call disposed (ObjectDisposedException naming Grpc.Net.Client's GrpcCall, seen once in a CI run);
+            // the pool is no party to it, the client never hands it memory.
             Exception failure = await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(s_callTimeout, token));
-            Assert.True(failure is IOException or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Aborted }, failure.ToString());
+            Assert.True(
+                failure is IOException
+                    or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Aborted }
+                || (failure is ObjectDisposedException disposed && disposed.ObjectName.StartsWith("Grpc.Net.Client.Internal.GrpcCall", StringComparison.Ordinal)),
+                failure.ToString());
         }
 
         AssertQuietAndBalanced(host, after);
