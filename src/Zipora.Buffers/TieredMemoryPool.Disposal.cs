@@ -77,6 +77,7 @@ public sealed partial class TieredMemoryPool
         {
             _idleReleaser.HoldStrongly(this);
             DisposeTiers();
+            _unmaps.ReleasePinnedArraysFromNowOn();
             PoolMetrics.Forget(this);
             finished = true;
         }

@@ -14,6 +14,7 @@ using Zipora.Buffers;
 //               idle memory back before the kernel's OOM killer acts.
 //   pinned    - as pressure, with the pool in pinned-array mode (Kestrel's) and native memory growing by 320 MB (the
 //               GC sees no reason to collect): its pages let go of go back to the GC, which must hand them to the OS.
+//   disposed  - as pinned, with the pool disposed before native memory grows: a disposed pool is no longer trimmed.
 //   arrays    - as pinned, with a TieredArrayPool holding 256 MB of idle 64 KB arrays (on the GC's pinned heap).
 //   late      - as pinned, on mapped pages, in a cgroup with no limit when the pool is made: the probe then sets the
 //               limit itself (root), to 512 MB, in the file given as the second argument (docker update --memory).
@@ -36,6 +37,11 @@ if (scenario == "defaults")
 if (scenario == "pinned")
 {
     return PinnedUnderNativeGrowth();
+}
+
+if (scenario == "disposed")
+{
+    return DisposedPinnedUnderNativeGrowth();
 }
 
 if (scenario == "arrays")
@@ -97,6 +103,20 @@ static int PinnedUnderNativeGrowth()
     TieredMemoryPoolStatistics after = pool.GetStatistics();
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"RESULT idleBefore={idleBefore} retainedAfter={after.BytesRetained} pressureTrims={after.PressureTrims} native={native.Length} rss={ResidentBytes()}"));
+    return 0;
+}
+
+static int DisposedPinnedUnderNativeGrowth()
+{
+    TieredMemoryPool pool = PoolHolding256MegabytesIdle(usePinnedArrays: true);
+    long idleBefore = pool.GetStatistics().BytesRetained;
+    pool.Dispose();
+    long awaitingAfterDispose = pool.GetStatistics().BytesAwaitingRelease;
+
+    int[] native = GrowNative(320);
+
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"RESULT idleBefore={idleBefore} awaitingAfterDispose={awaitingAfterDispose} native={native.Length} rss={ResidentBytes()}"));
     return 0;
 }
 

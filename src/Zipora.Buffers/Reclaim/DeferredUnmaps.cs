@@ -28,6 +28,9 @@ internal sealed class DeferredUnmaps
     private long _bytes;
     private long _countedBytes;
 
+    // Set once the pool is disposed: its pinned arrays no longer wait out the delay (see ReleasePinnedArraysFromNowOn).
+    private volatile bool _pinnedArraysAtOnce;
+
     public DeferredUnmaps(PageSource pages, IdleClock clock)
     {
         _pages = pages;
@@ -91,7 +94,7 @@ internal sealed class DeferredUnmaps
 
         bool counted = true;
         bool unmapped = false;
-        if (_clock.HasWaitedOutDelay(returnedAt))
+        if (_clock.HasWaitedOutDelay(returnedAt) || (_pinnedArraysAtOnce && _pages.IsPinnedArray(backing)))
         {
             unmapped = _pages.TryUnmap(address, length, backing, counted: true);
         }
@@ -187,6 +190,19 @@ internal sealed class DeferredUnmaps
     /// (PinnedArrayPressureReleaseTests, StalePinnedHandlePressureReleaseTests).
     /// </summary>
     public void ReleasePinnedArraysNow() => Release(pinnedArraysToo: true);
+
+    /// <summary>
+    /// For a disposed pool: lets go of the pinned arrays waiting now, and of those released later (buffers returned
+    /// after the dispose) at once. The delay kept them for reuse by a new mapping of their length, which a disposed pool
+    /// never makes, and a stale <c>Span</c>, <c>Memory</c> or handle keeps its array alive without it (see
+    /// <see cref="ReleasePinnedArraysNow"/>); kept, they stayed resident for a whole delay (ten minutes for some
+    /// servers) after the dispose, under memory pressure too, since the watcher trims only live pools.
+    /// </summary>
+    public void ReleasePinnedArraysFromNowOn()
+    {
+        _pinnedArraysAtOnce = true;
+        Release(pinnedArraysToo: true);
+    }
 
     private void Release(bool pinnedArraysToo)
     {

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
@@ -287,5 +288,9 @@ internal sealed class MemoryPressureWatcher
                 BackgroundFailures.Report("a trim under memory pressure", error);
             }
         }
+
+        // Not only the pools listed: a disposed pool, no longer trimmed, let go of its pinned arrays at its dispose, and
+        // they leave the process only through a collection, which its own tick may not ask for in minutes.
+        _ = PinnedMemoryCollector.AfterPressureRelease(PageAllocator.PinnedArrays);
     }
 }

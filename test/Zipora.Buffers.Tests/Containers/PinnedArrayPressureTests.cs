@@ -34,6 +34,25 @@ public sealed class PinnedArrayPressureTests
     }
 
     [Fact]
+    public void InA512MegabyteContainerAPinnedArrayPoolDisposedWhileHolding256MegabytesIdleGivesThemBackAsNativeMemoryGrows()
+    {
+        MemoryCgroup? created = MemoryCgroup.TryCreate(512 * Megabyte, out string reason);
+        Skip.When(created is null, reason);
+        using MemoryCgroup cgroup = created!;
+
+        (int exitCode, string output) = cgroup.Run(ContainerProbeOutput.Probe, "disposed", s_timeout);
+
+        // Measured before: the disposed pool's arrays waited out its ten-minute delay, resident, and the watcher trims
+        // live pools only: killed by the OOM killer.
+        Assert.True(exitCode == 0, $"the probe exited with {exitCode} (137: killed by the OOM killer): {output}");
+        Assert.Equal(0, cgroup.OomKills);
+        var result = ContainerProbeOutput.Result(output);
+        Assert.Equal(256 * Megabyte, result["idleBefore"]);
+        Assert.Equal(0, result["awaitingAfterDispose"]);
+        Assert.Equal(320, result["native"]);
+    }
+
+    [Fact]
     public void InA512MegabyteContainerATieredArrayPoolHolding256MegabytesIdleGivesThemBackAsNativeMemoryGrows()
     {
         MemoryCgroup? created = MemoryCgroup.TryCreate(512 * Megabyte, out string reason);
