@@ -72,7 +72,7 @@ public sealed partial class TieredMemoryPool
         }
 
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
-        if (MemoryBudget.Current.IsUnderPressure())
+        if (MemoryBudget.Current.IsUnderPressure(((IReclaimablePool)this).HoldsManagedMemory))
         {
             ((IReclaimablePool)this).TrimUnderPressure();
             return;

@@ -297,6 +297,8 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
 
     bool IReclaimablePool.IsDisposed => IsDisposed;
 
+    bool IReclaimablePool.HoldsManagedMemory => _pages.Allocator is Native.PinnedArrayPageAllocator;
+
     /// <summary>Ticks of the idle clock so far (tests see the timer pause and wake with it).</summary>
     internal long IdleTicks => _clock.Epoch;
 

@@ -170,6 +170,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     bool IReclaimablePool.IsDisposed => false;
 
+    bool IReclaimablePool.HoldsManagedMemory => true;
+
     /// <summary>
     /// Memory runs short: every cached array is dropped for the GC, as <see cref="Trim"/> does, and the GC is asked to
     /// give them back to the OS (dropped, they stayed committed until a collection that native growth never set off).

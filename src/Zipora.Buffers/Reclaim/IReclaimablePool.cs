@@ -6,6 +6,9 @@ internal interface IReclaimablePool
     /// <summary>Whether the pool was disposed: trims on memory pressure stop.</summary>
     bool IsDisposed { get; }
 
+    /// <summary>Whether what the pool keeps is managed memory (pinned arrays, arrays), which the GC's heap limit concerns, rather than native memory.</summary>
+    bool HoldsManagedMemory { get; }
+
     /// <summary>Gives every idle byte back now.</summary>
     void Trim();
 

@@ -63,11 +63,22 @@ internal sealed class MemoryBudget
     public string Source { get; }
 
     /// <summary>
-    /// Whether memory is running short now: the usage (less droppable file cache) of the cgroup, or of any ancestor
-    /// with a limit of its own, at or above <see cref="PressureShareOfLimit"/> of that limit, or the GC's last recorded load near its high-load threshold,
-    /// or its committed heap near the memory it may use (its heap hard limit).
+    /// Whether memory is running short now for a pool that holds <paramref name="managedMemory"/> or native memory: the
+    /// usage (less droppable file cache) of the cgroup, or of any ancestor with a limit of its own, at or above
+    /// <see cref="PressureShareOfLimit"/> of that limit, or the GC's last recorded load near its high-load threshold;
+    /// for managed memory (pinned arrays, a <see cref="TieredArrayPool"/>'s arrays) also the GC's committed heap near the
+    /// memory it may use (its heap hard limit).
     /// </summary>
-    public bool IsUnderPressure() => Read().UnderPressure;
+    /// <remarks>
+    /// The heap's limit is not native memory's: a pool of native memory trimmed for it frees nothing the GC may use, and
+    /// an application whose steady heap sits above that share (a cache, in a container) would have every such pool
+    /// emptied once a second, for good (ManagedHeapPressureTests).
+    /// </remarks>
+    public bool IsUnderPressure(bool managedMemory)
+    {
+        Reading reading = Read();
+        return reading.MemoryShort || (managedMemory && reading.ManagedHeapShort);
+    }
 
     /// <summary>The latest usage and limit of the cgroup, or of the ancestor nearest its limit (0 and 0 outside one), for reports.</summary>
     public (long Usage, long Limit) CgroupCharge()
@@ -126,10 +137,10 @@ internal sealed class MemoryBudget
         // load is the process's against the container's limit, and the cgroup's charge was at 79% when a heap holding
         // 171 MB of the pool's idle pinned arrays failed with "Out of memory" (KestrelBurstContainerTests).
         bool heapShort = info.TotalAvailableMemoryBytes > 0 && info.TotalCommittedBytes >= info.TotalAvailableMemoryBytes * PressureShareOfHeapLimit;
-        var reading = new Reading(now, usage, limit, cgroupShort || gcShort || heapShort);
+        var reading = new Reading(now, usage, limit, cgroupShort || gcShort, heapShort);
         Volatile.Write(ref _lastReading, reading);
         return reading;
     }
 
-    private sealed record Reading(long TakenAt, long Usage, long Limit, bool UnderPressure);
+    private sealed record Reading(long TakenAt, long Usage, long Limit, bool MemoryShort, bool ManagedHeapShort);
 }

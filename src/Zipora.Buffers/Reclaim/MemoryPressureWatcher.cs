@@ -252,7 +252,7 @@ internal sealed class MemoryPressureWatcher
     private static bool IsPassDueUnguarded()
     {
         long now = Environment.TickCount64;
-        if (now - Volatile.Read(ref s_lastPass) < RestMilliseconds || !MemoryBudget.Current.IsUnderPressure())
+        if (now - Volatile.Read(ref s_lastPass) < RestMilliseconds || !MemoryBudget.Current.IsUnderPressure(managedMemory: true))
         {
             return false;
         }
@@ -276,10 +276,17 @@ internal sealed class MemoryPressureWatcher
             return;
         }
 
+        // A heap near its limit (with memory otherwise plentiful) is relieved by pools of managed memory only.
+        bool memoryShort = MemoryBudget.Current.IsUnderPressure(managedMemory: false);
         foreach (IReclaimablePool pool in pools)
         {
             try
             {
+                if (!memoryShort && !pool.HoldsManagedMemory)
+                {
+                    continue;
+                }
+
                 pool.TrimUnderPressure();
             }
             catch (Exception error)
