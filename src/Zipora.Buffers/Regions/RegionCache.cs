@@ -58,11 +58,14 @@ internal sealed class RegionCache
         return true;
     }
 
-    /// <summary>Gives back one thread's reservation of <paramref name="bytes"/>.</summary>
-    public void Unreserve(long bytes)
+    /// <summary>
+    /// Gives back <paramref name="bytes"/> of one thread's reservation: all of it, or, with <paramref name="keepSlot"/>,
+    /// the part its slot no longer needs (the slot still holds a region).
+    /// </summary>
+    public void Unreserve(long bytes, bool keepSlot)
     {
         Debug.Assert(ReservedCount > 0 && ReservedBytes >= bytes, "only what was reserved is given back");
-        ReservedCount--;
+        ReservedCount -= keepSlot ? 0 : 1;
         ReservedBytes -= bytes;
     }
 

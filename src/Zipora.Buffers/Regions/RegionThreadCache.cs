@@ -52,7 +52,8 @@ internal sealed class RegionThreadCache : HandshakeCache
 
     /// <summary>
     /// Bytes of the tier's cache limits held for this slot: a region up to this long parks without asking. Written
-    /// under the tier's gate (by the owner, or by a trim while the owner is kept out).
+    /// under the tier's gate (by the owner, or by a trim while the owner is kept out); each tick of the idle release
+    /// shrinks it to the region parked, so it never holds room for a longer region the thread no longer parks.
     /// </summary>
     public long ReservedBytes;
 

@@ -15,7 +15,7 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// Starts a new demand window once per delay (shrinking an adaptive cache to the demand of the last two), empties
-    /// the slots unused for a delay, then unmaps the cached regions returned a full delay ago and drops the pages of
+    /// the slots unused for a delay and shrinks the others' reservations to the regions they hold, then unmaps the cached regions returned a full delay ago and drops the pages of
     /// those that will have been by the next tick.
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
@@ -43,7 +43,7 @@ internal abstract partial class RegionTier
             UnmapCached(stopWhenWithinLimits: true);
         }
 
-        if (SomeSlotIsUnused())
+        if (SomeSlotHoldsTooMuch())
         {
             EmptySlots(onlyUnused: true, closeForGood: false);
         }

@@ -34,10 +34,11 @@ internal abstract partial class RegionTier
     }
 
     /// <summary>
-    /// Whether a slot holds a reservation but was not parked in for a whole delay (read racily: the emptying checks
-    /// again with the owner kept out). Retires the slots of exited threads on the way.
+    /// Whether a slot holds a reservation but was not parked in for a whole delay, or holds more room than the region
+    /// parked in it (read racily: the emptying checks again with the owner kept out). Retires the slots of exited
+    /// threads on the way.
     /// </summary>
-    private bool SomeSlotIsUnused()
+    private bool SomeSlotHoldsTooMuch()
     {
         if (!_registry.MayHaveCaches)
         {
@@ -49,7 +50,8 @@ internal abstract partial class RegionTier
             _registry.RetireExitedUnsynchronized();
             foreach (RegionThreadCache cache in _registry.Caches)
             {
-                if (Volatile.Read(ref cache.ReservedBytes) > 0 && IsIdleSlot(Volatile.Read(ref cache.LastParkAt)))
+                long reserved = Volatile.Read(ref cache.ReservedBytes);
+                if (reserved > 0 && (IsIdleSlot(Volatile.Read(ref cache.LastParkAt)) || cache.ParkedRegion is { } parked && (long)parked.MappedLength < reserved))
                 {
                     return true;
                 }
@@ -61,7 +63,8 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// Closes the slots, takes the regions parked in them (all, or those of slots unused for a delay but its last tick)
-    /// and gives back their reservations; reopens them unless the tier is being disposed.
+    /// and gives back their reservations (with <paramref name="onlyUnused"/>, the other slots' reservations shrink to
+    /// the regions they hold); reopens them unless the tier is being disposed.
     /// </summary>
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
@@ -83,6 +86,10 @@ internal abstract partial class RegionTier
                         if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
                         {
                             state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
+                        }
+                        else
+                        {
+                            state.Tier.ShrinkReservationUnsynchronized(cache);
                         }
                     });
                 }
@@ -134,8 +141,26 @@ internal abstract partial class RegionTier
         if (cache.ReservedBytes > 0)
         {
             _gate.Enter();
-            _cache.Unreserve(cache.ReservedBytes);
+            _cache.Unreserve(cache.ReservedBytes, keepSlot: false);
             cache.ReservedBytes = 0;
+            _gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Shrinks a slot's reservation to the region parked in it. A slot reserves room for the longest region it ever
+    /// parked, and its thread renews it with every park: a thread that parked a 1 MB region once and 20 KB ones since
+    /// kept 1 MB of the cache's byte limit for as long as it lived, and a few such threads left the shared cache no room
+    /// at all, so every burst was mapped again. An empty slot keeps its room (its thread holds the region it rented from
+    /// it, and parks it again on its return); a slot unused for a delay is emptied instead. The owner is kept out.
+    /// </summary>
+    private void ShrinkReservationUnsynchronized(RegionThreadCache cache)
+    {
+        if (cache.ParkedRegion is { } parked && (long)parked.MappedLength < cache.ReservedBytes)
+        {
+            _gate.Enter();
+            _cache.Unreserve(cache.ReservedBytes - (long)parked.MappedLength, keepSlot: true);
+            cache.ReservedBytes = (long)parked.MappedLength;
             _gate.Exit();
         }
     }
