@@ -27,13 +27,29 @@ internal static class PoolAdvice
         AdviseOnUncarvedSlabs(statistics, advice);
         AdviseOnRegionCache(statistics.Large, options.RegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.RegionCacheMaxBytes), advice);
         AdviseOnRegionCache(statistics.Huge, options.HugeRegionCacheMaxBytes, nameof(TieredMemoryPoolOptions.HugeRegionCacheMaxBytes), advice);
-        if (statistics.Medium.Rents >= MinimumRents && statistics.Medium.HitRatio < LowHitRatio)
+        AdviseOnMediumMisses(statistics, options, advice);
+        return advice;
+    }
+
+    /// <summary>
+    /// A medium tier's depots keep every free block there is, whatever the thread caches' limits: a rent misses only
+    /// when every block of its class is in use (demand that grew: nothing to tune), sits in another thread's cache
+    /// (larger caches would hold more there), or was given back to the OS. Only the last is a setting's doing: the idle
+    /// release gave back what the next burst needed, and a longer delay keeps it. (The advice told to raise the thread
+    /// caches' limits, which never turned a miss into a hit, even when they were at int.MaxValue.)
+    /// </summary>
+    private static void AdviseOnMediumMisses(TieredMemoryPoolStatistics statistics, TieredMemoryPoolOptions options, List<string> advice)
+    {
+        TierStatistics medium = statistics.Medium;
+        TimeSpan delay = options.IdleReleaseDelay;
+        if (medium.Rents < MinimumRents || medium.HitRatio >= LowHitRatio || medium.BytesEvicted == 0 || statistics.PressureTrims > 0
+            || delay == System.Threading.Timeout.InfiniteTimeSpan || delay > TimeSpan.MaxValue / 2)
         {
-            advice.Add(Format(
-                $"The medium tier served {statistics.Medium.HitRatio:P0} of its {statistics.Medium.Rents} rents from its caches: buffers are held longer than the caches are deep. Raise ThreadCacheMaxBuffers (now {options.ThreadCacheMaxBuffers}) and ThreadCacheMaxBytes (now {options.ThreadCacheMaxBytes})."));
+            return;
         }
 
-        return advice;
+        advice.Add(Format(
+            $"The medium tier served {medium.HitRatio:P0} of its {medium.Rents} rents from its caches, and its idle release gave {medium.BytesEvicted / 1024} KB back to the OS: traffic that pauses longer than IdleReleaseDelay (now {delay}) between bursts carves that memory again at each. A delay longer than the pauses keeps it (held while idle)."));
     }
 
     private static void AdviseOnMemoryPressure(TieredMemoryPoolStatistics statistics, List<string> advice)
