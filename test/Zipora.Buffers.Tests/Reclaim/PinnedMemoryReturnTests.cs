@@ -124,4 +124,14 @@ public sealed class PinnedMemoryReturnTests : IDisposable
         SafetyCases.Advance(time, 3 * SafetyCases.IdleDelay);
         Assert.Equal(0, allocator.UnmappedBytes);
     }
+
+    [Fact]
+    public void ADropOfCachedArraysBelowTheFloorDoesNotCostACollectionAndOneAtTheFloorDoes()
+    {
+        // A TieredArrayPool's trim under pressure: a full blocking collection is worth its pause only for 8 MB or more.
+        long collections = PinnedMemoryCollector.Collections;
+        Assert.False(PinnedMemoryCollector.AfterDrop(PinnedMemoryCollector.MinimumBytes - 1));
+        Assert.True(PinnedMemoryCollector.AfterDrop(PinnedMemoryCollector.MinimumBytes));
+        Assert.True(PinnedMemoryCollector.Collections > collections);
+    }
 }

@@ -254,6 +254,25 @@ public sealed class SegmentedKeptHeadTests
     }
 
     /// <summary>For each request, the length of the memory GetMemory gives, filled and advanced over whole.</summary>
+    /// <summary>
+    /// A kept block twice the size a writer's first request rents is of the class above, not the pool's for that
+    /// size: the writer rents the smaller class, as one with no kept block does, and the kept block waits.
+    /// </summary>
+    [Fact]
+    public void AKeptBlockTwiceTheSizeOfTheFirstRequestIsNotTakenForIt()
+    {
+        using TieredMemoryPool pool = ParkedBlocks.NewPool(new FakeTimeProvider());
+        _ = ParkedBlocks.WriteMessage(new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 8192 }, 1);
+
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = 4096 };
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            Assert.Equal(4096, writer.GetMemory(100).Length);
+        }
+
+        SegmentedBuffers.AssertBalanced(pool);
+    }
+
     private static List<int> Lengths(SegmentedBufferOptions options, int[] requests)
     {
         var lengths = new List<int>();
