@@ -4,7 +4,7 @@ using System.Collections.Generic;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// README: memory is short when the GC's committed heap reaches 75% of what the GC may use (its heap hard limit). The
+/// README: managed memory is short when the GC's committed heap reaches 75% of what the GC may use (its heap hard limit). The
 /// pinned arrays of a Kestrel pool count against that limit, and a heap that reaches it fails with "Out of memory"
 /// while the container's charge and the GC's memory load (the machine's, or the container's) are far from theirs.
 /// </summary>
@@ -13,11 +13,11 @@ public sealed class HeapLimitPressureTests
     private const int Megabyte = 1024 * 1024;
 
     [Fact]
-    public void MemoryIsShortOnceTheCommittedHeapReaches75PercentOfTheGcHeapHardLimit()
+    public void ManagedMemoryIsShortOnceTheCommittedHeapReaches75PercentOfTheGcHeapHardLimit()
     {
         if (IsolatedProcess.RunsElsewhere(
             typeof(HeapLimitPressureTests),
-            nameof(MemoryIsShortOnceTheCommittedHeapReaches75PercentOfTheGcHeapHardLimit),
+            nameof(ManagedMemoryIsShortOnceTheCommittedHeapReaches75PercentOfTheGcHeapHardLimit),
             ("DOTNET_GCHeapHardLimit", $"0x{IsolatedProcess.ContainerHeapLimit:x}"),
             ("DOTNET_gcServer", "0")))
         {
@@ -31,7 +31,7 @@ public sealed class HeapLimitPressureTests
         Skip.When(info.TotalCommittedBytes >= info.TotalAvailableMemoryBytes / 2, "the runner's own heap is half the limit already");
 
         // A budget of its own for each reading: the process's shares its readings for 50 ms.
-        Assert.False(MemoryBudget.ForLimit(0).IsUnderPressure());
+        Assert.False(MemoryBudget.ForLimit(0).IsUnderPressure(managedMemory: true));
 
         // Live arrays up to 80% of the limit, seen by the GC as committed at its last collection.
         var live = new List<byte[]>();
@@ -46,7 +46,10 @@ public sealed class HeapLimitPressureTests
             info = GC.GetGCMemoryInfo();
         }
 
-        Assert.True(MemoryBudget.ForLimit(0).IsUnderPressure(), $"committed {info.TotalCommittedBytes} of {info.TotalAvailableMemoryBytes}");
+        Assert.True(MemoryBudget.ForLimit(0).IsUnderPressure(managedMemory: true), $"committed {info.TotalCommittedBytes} of {info.TotalAvailableMemoryBytes}");
+
+        // Not for native memory, which is not in the heap (ManagedHeapPressureTests).
+        Assert.False(MemoryBudget.ForLimit(0).IsUnderPressure(managedMemory: false), $"committed {info.TotalCommittedBytes} of {info.TotalAvailableMemoryBytes}");
         GC.KeepAlive(live);
     }
 }
