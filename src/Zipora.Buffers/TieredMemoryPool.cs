@@ -297,7 +297,43 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
 
     bool IReclaimablePool.IsDisposed => IsDisposed;
 
-    bool IReclaimablePool.HoldsManagedMemory => _pages.Allocator is Native.PinnedArrayPageAllocator;
+    /// <summary>
+    /// Pinned arrays, or a cache whose blocks' managers hold a share of the heap worth a trim. Every block a slab tier
+    /// carved keeps its manager on the managed heap (about <see cref="ManagedBytesPerCachedBlock"/> bytes) until its
+    /// slab goes: a native pool caching a million 64-byte buffers held 64 MB of native memory and 85 MB of the heap,
+    /// which its trim gives back, while a heap near its hard limit left it alone (NativePoolManagedMetadataPressureTests).
+    /// Under <see cref="PinnedMemoryCollector.MinimumBytes"/> of it, a native pool is left alone, as the heap's limit is
+    /// not native memory's (ManagedHeapPressureTests).
+    /// </summary>
+    bool IReclaimablePool.HoldsManagedMemory => _pages.Allocator is Native.PinnedArrayPageAllocator || CachedBlocksHoldMuchOfTheHeap();
+
+    /// <summary>Managed bytes a slab tier's cached block keeps at least: its manager, and its place in the caches.</summary>
+    private const long ManagedBytesPerCachedBlock = 80;
+
+    /// <summary>Whether the blocks cached by the slab tiers keep at least <see cref="PinnedMemoryCollector.MinimumBytes"/> of the managed heap.</summary>
+    private bool CachedBlocksHoldMuchOfTheHeap()
+    {
+        List<SizeClassStatistics> classes;
+        try
+        {
+            classes = [];
+            _small.AddClassStatistics(classes);
+            _medium.AddClassStatistics(classes);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Asked when the heap nears its limit: out of it already, a trim is what the heap needs.
+            return true;
+        }
+
+        long cached = 0;
+        foreach (SizeClassStatistics row in classes)
+        {
+            cached += row.Cached;
+        }
+
+        return cached * ManagedBytesPerCachedBlock >= PinnedMemoryCollector.MinimumBytes;
+    }
 
     /// <summary>Ticks of the idle clock so far (tests see the timer pause and wake with it).</summary>
     internal long IdleTicks => _clock.Epoch;

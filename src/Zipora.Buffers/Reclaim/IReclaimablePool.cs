@@ -6,7 +6,7 @@ internal interface IReclaimablePool
     /// <summary>Whether the pool was disposed: trims on memory pressure stop.</summary>
     bool IsDisposed { get; }
 
-    /// <summary>Whether what the pool keeps is managed memory (pinned arrays, arrays), which the GC's heap limit concerns, rather than native memory.</summary>
+    /// <summary>Whether what the pool keeps is managed memory (pinned arrays, arrays, or enough managers of cached blocks), which the GC's heap limit concerns, rather than native memory only.</summary>
     bool HoldsManagedMemory { get; }
 
     /// <summary>Gives every idle byte back now.</summary>

@@ -1,0 +1,92 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A native pool keeps an object on the managed heap for every block it carved (its manager, 85 bytes measured), cached
+/// or rented: a cache of a million 64-byte buffers holds 64 MB of native memory and about 85 MB of the heap. A heap near
+/// the GC's heap hard limit trims such a pool, whose trim gives the heap that much back; a native pool whose cache holds
+/// little of the heap is still left alone (ManagedHeapPressureTests). Before, no native pool was trimmed for the heap, and
+/// an application at its limit ran out of managed memory while the pool sat on a fifth of its heap.
+/// </summary>
+public sealed class NativePoolManagedMetadataPressureTests
+{
+    private const int Megabyte = 1024 * 1024;
+    private const int Buffers = 1_000_000;
+    private const long FillMegabytes = 100;
+
+    [Fact]
+    public void AHeapNearItsHardLimitTrimsANativePoolWhoseCacheHoldsMuchOfTheHeap()
+    {
+        if (IsolatedProcess.RunsElsewhere(typeof(NativePoolManagedMetadataPressureTests), nameof(AHeapNearItsHardLimitTrimsANativePoolWhoseCacheHoldsMuchOfTheHeap), ("DOTNET_GCHeapHardLimit", "0x10000000")))
+        {
+            return;
+        }
+
+        var native = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = TimeSpan.FromMinutes(10) });
+        var heap = new List<byte[]>();
+        try
+        {
+            AssertTrimmedForTheHeap(native, heap);
+        }
+        finally
+        {
+            // The heap let go of first: a dispose at the limit may run out of managed memory partway.
+            heap.Clear();
+            native.Dispose();
+        }
+    }
+
+    private static void AssertTrimmedForTheHeap(TieredMemoryPool native, List<byte[]> heap)
+    {
+        long heapBefore = GC.GetTotalMemory(forceFullCollection: true);
+        CacheSmallBuffers(native);
+        long poolsHeap = GC.GetTotalMemory(forceFullCollection: true) - heapBefore;
+        Assert.True(poolsHeap > 40L * Megabyte, $"the pool's cache holds {poolsHeap / Megabyte} MB of the heap");
+
+        // With the pool's cache, the heap holds about 200 of its 256 MB (78%); the machine's memory is plentiful. Each
+        // collection runs the watcher's sentinel, and its passes rest a second apart.
+        FillTheHeap(heap, FillMegabytes);
+        for (int pass = 0; pass < 3; pass++)
+        {
+            Thread.Sleep(1_100);
+            GC.Collect();
+            BackgroundWork.WaitUntilQuiet();
+        }
+
+        GCMemoryInfo info = GC.GetGCMemoryInfo();
+        string heapState = $"heap committed {info.TotalCommittedBytes / Megabyte} MB of {info.TotalAvailableMemoryBytes / Megabyte} MB";
+        TieredMemoryPoolStatistics after = native.GetStatistics();
+        Assert.True(after.PressureTrims > 0, $"the native pool was not trimmed: {heapState}");
+        Assert.Equal(0, after.Small.BytesRetained);
+        long poolsHeapAfter = GC.GetTotalMemory(forceFullCollection: true) - heapBefore - (FillMegabytes * Megabyte);
+        Assert.True(poolsHeap - poolsHeapAfter > 40L * Megabyte, $"the trim gave the heap {(poolsHeap - poolsHeapAfter) / Megabyte} of {poolsHeap / Megabyte} MB back: {heapState}");
+    }
+
+    private static void CacheSmallBuffers(TieredMemoryPool pool)
+    {
+        var owners = new IMemoryOwner<byte>[Buffers];
+        for (int i = 0; i < Buffers; i++)
+        {
+            owners[i] = pool.Rent(64);
+        }
+
+        foreach (IMemoryOwner<byte> owner in owners)
+        {
+            owner.Dispose();
+        }
+    }
+
+    private static void FillTheHeap(List<byte[]> heap, long megabytes)
+    {
+        for (long i = 0; i < megabytes; i++)
+        {
+            byte[] chunk = new byte[Megabyte];
+            chunk.AsSpan().Fill(2);
+            heap.Add(chunk);
+        }
+    }
+}
