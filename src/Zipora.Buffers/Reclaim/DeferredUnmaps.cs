@@ -128,6 +128,13 @@ internal sealed class DeferredUnmaps
             _countedBytes += counted ? (long)length : 0;
         }
 
+        // A dispose that set the flag after this release read it drained the list before this array was on it, or past
+        // its place: the release lets go of it itself (read after the lock, which the dispose set the flag before taking).
+        if (_pinnedArraysAtOnce && _pages.IsPinnedArray(backing))
+        {
+            Release(pinnedArraysToo: true);
+        }
+
         if (!wakeLater)
         {
             Waiting?.Invoke();
