@@ -71,6 +71,18 @@ internal sealed class ScriptedPageAllocator : PageAllocator
         return !RefuseAdvice && _inner.TryAdvise(address, length, advice);
     }
 
+    /// <summary>
+    /// While set, a lookup of a block's backing array (made as a block's manager is created, there being none for
+    /// mapped memory) throws <see cref="OutOfMemoryException"/>, as any call can at the GC heap limit: the manager's
+    /// own allocation failing, where a test cannot time the heap's filling that finely.
+    /// </summary>
+    public bool ManagersRunOutOfMemory { get; set; }
+
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown at the heap limit.")]
+    public override bool TryGetBackingArray(nint address, out byte[]? array, out int offset) => ManagersRunOutOfMemory
+        ? throw new OutOfMemoryException("ScriptedPageAllocator: a block's manager made while the test has managers run out of managed memory")
+        : _inner.TryGetBackingArray(address, out array, out offset);
+
     public override bool TryProtect(nint address, nuint length, PageProtection protection) =>
         _inner.TryProtect(address, length, protection);
 }
