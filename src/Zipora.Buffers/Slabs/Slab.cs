@@ -32,6 +32,14 @@ internal sealed class Slab
 
     public int BlockCapacity { get; }
 
+    /// <summary>
+    /// The idle clock's tick when the slab was added to its heap: the earliest it may count as returned when it is let
+    /// go of. Its mapping may be one let go of within its delay and taken again, and a slab none of whose blocks was
+    /// ever rented (its rent ran out of managed memory for the first block's manager) leaves its class's last use as
+    /// it was, long ago or never. Guarded by the heap's lock.
+    /// </summary>
+    public long MappedAt { get; set; }
+
     /// <summary>Blocks cut so far. Guarded by the heap's lock.</summary>
     public int Carved { get; set; }
 

@@ -315,6 +315,7 @@ internal sealed partial class SlabHeap
 
             // Kept sorted by address so a block's slab is a binary search away.
             int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
+            slab.MappedAt = _clock.Epoch;
             _slabs.Insert(~index, slab);
             _reservedBytes += (long)slab.Length;
             _allocatedBytes += (long)slab.Length;
@@ -357,9 +358,11 @@ internal sealed partial class SlabHeap
     /// </summary>
     private void UnmapUnsynchronized(int index, long returnedAt)
     {
-        // Given back first, on the place the slab reserved when it was mapped: this allocates nothing.
+        // Given back first, on the place the slab reserved when it was mapped: this allocates nothing. Never stamped
+        // before the slab was made: its mapping may be one taken within its delay, and its class's last use may be
+        // older, or never (an empty slab left by a rent that ran out of managed memory; EmptySlabReuseDelayTests).
         Slab slab = _slabs[index];
-        _unmaps.Release(slab.Address, slab.Length, slab.Backing, returnedAt, placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
+        _unmaps.Release(slab.Address, slab.Length, slab.Backing, Math.Max(returnedAt, slab.MappedAt), placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
         _slabs.RemoveAt(index);
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
