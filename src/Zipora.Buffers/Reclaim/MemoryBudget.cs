@@ -136,7 +136,11 @@ internal sealed class MemoryBudget
         // The GC's heap hard limit (75% of a container's limit by default) is reached before either of the above: its
         // load is the process's against the container's limit, and the cgroup's charge was at 79% when a heap holding
         // 171 MB of the pool's idle pinned arrays failed with "Out of memory" (KestrelBurstContainerTests).
-        bool heapShort = info.TotalAvailableMemoryBytes > 0 && info.TotalCommittedBytes >= info.TotalAvailableMemoryBytes * PressureShareOfHeapLimit;
+        // The committed bytes are the last collection's: a heap growing by large objects may go from 206 to 344 MB of a
+        // 384 MB limit with no collection between (KestrelBurstContainerTests, "Out of memory" with 59 MB idle), so the
+        // bytes allocated now, with the holes the last collection left, count too.
+        long committed = Math.Max(info.TotalCommittedBytes, GC.GetTotalMemory(forceFullCollection: false) + info.FragmentedBytes);
+        bool heapShort = info.TotalAvailableMemoryBytes > 0 && committed >= info.TotalAvailableMemoryBytes * PressureShareOfHeapLimit;
         var reading = new Reading(now, usage, limit, cgroupShort || gcShort, heapShort);
         Volatile.Write(ref _lastReading, reading);
         return reading;
