@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -13,8 +12,6 @@ namespace Zipora.Buffers.Tests;
 /// </summary>
 public sealed class ManagedHeapPressureTests
 {
-    private const int Megabyte = 1024 * 1024;
-
     [Fact]
     public void AHeapNearItsHardLimitTrimsThePoolsOfManagedMemoryAndLeavesNativeMemoryCached()
     {
@@ -35,18 +32,10 @@ public sealed class ManagedHeapPressureTests
         Assert.True(pinned.GetStatistics().BytesRetained > 0);
         Assert.True(arrays.GetStatistics().BytesRetained > 0);
 
-        // The heap holds 210 of its 256 MB (82%); the machine's memory is plentiful. Each collection runs the watcher's
-        // sentinel, and its passes rest a second apart.
-        List<byte[]> heap = FillTheHeap(210);
-        for (int pass = 0; pass < 3; pass++)
-        {
-            Thread.Sleep(1_100);
-            GC.Collect();
-            BackgroundWork.WaitUntilQuiet();
-        }
-
-        GCMemoryInfo info = GC.GetGCMemoryInfo();
-        string heapState = $"heap committed {info.TotalCommittedBytes / Megabyte} MB of {info.TotalAvailableMemoryBytes / Megabyte} MB";
+        // The heap holds 210 of its 256 MB (82%); the machine's memory is plentiful.
+        var heap = new List<byte[]>();
+        HeapPressurePasses.Fill(heap, 210);
+        string heapState = HeapPressurePasses.WaitOutThree();
         TieredMemoryPoolStatistics pinnedAfter = pinned.GetStatistics();
         Assert.True(pinnedAfter.PressureTrims > 0, $"the pinned-array pool was not trimmed: {heapState}");
         Assert.Equal(0, pinnedAfter.BytesRetained);
@@ -68,18 +57,5 @@ public sealed class ManagedHeapPressureTests
         }
 
         owners.ForEach(owner => owner.Dispose());
-    }
-
-    private static List<byte[]> FillTheHeap(int megabytes)
-    {
-        var heap = new List<byte[]>();
-        for (int i = 0; i < megabytes; i++)
-        {
-            byte[] chunk = new byte[Megabyte];
-            chunk.AsSpan().Fill(2);
-            heap.Add(chunk);
-        }
-
-        return heap;
     }
 }

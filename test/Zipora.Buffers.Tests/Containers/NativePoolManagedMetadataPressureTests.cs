@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
-using System.Threading;
 
 namespace Zipora.Buffers.Tests;
 
@@ -47,18 +46,9 @@ public sealed class NativePoolManagedMetadataPressureTests
         long poolsHeap = GC.GetTotalMemory(forceFullCollection: true) - heapBefore;
         Assert.True(poolsHeap > 40L * Megabyte, $"the pool's cache holds {poolsHeap / Megabyte} MB of the heap");
 
-        // With the pool's cache, the heap holds about 200 of its 256 MB (78%); the machine's memory is plentiful. Each
-        // collection runs the watcher's sentinel, and its passes rest a second apart.
-        FillTheHeap(heap, FillMegabytes);
-        for (int pass = 0; pass < 3; pass++)
-        {
-            Thread.Sleep(1_100);
-            GC.Collect();
-            BackgroundWork.WaitUntilQuiet();
-        }
-
-        GCMemoryInfo info = GC.GetGCMemoryInfo();
-        string heapState = $"heap committed {info.TotalCommittedBytes / Megabyte} MB of {info.TotalAvailableMemoryBytes / Megabyte} MB";
+        // With the pool's cache, the heap holds about 200 of its 256 MB (78%); the machine's memory is plentiful.
+        HeapPressurePasses.Fill(heap, FillMegabytes);
+        string heapState = HeapPressurePasses.WaitOutThree();
         TieredMemoryPoolStatistics after = native.GetStatistics();
         Assert.True(after.PressureTrims > 0, $"the native pool was not trimmed: {heapState}");
         Assert.Equal(0, after.Small.BytesRetained);
@@ -77,16 +67,6 @@ public sealed class NativePoolManagedMetadataPressureTests
         foreach (IMemoryOwner<byte> owner in owners)
         {
             owner.Dispose();
-        }
-    }
-
-    private static void FillTheHeap(List<byte[]> heap, long megabytes)
-    {
-        for (long i = 0; i < megabytes; i++)
-        {
-            byte[] chunk = new byte[Megabyte];
-            chunk.AsSpan().Fill(2);
-            heap.Add(chunk);
         }
     }
 }
