@@ -54,8 +54,9 @@ public sealed partial class TieredMemoryPool
     /// <summary>
     /// Stops renting and frees every cached buffer. Buffers still rented stay valid; when their owners dispose them,
     /// their memory is freed instead of cached. Memory returned less than one idle delay ago has its pages dropped now
-    /// and is unmapped when the delay is over, and leaked blocks wait out their quarantine untouched: the pool's
-    /// timer lives on until then. Does nothing for <see cref="Shared"/>. A pool dropped without it is disposed by its
+    /// and is unmapped when the delay is over (pinned arrays, whose pages cannot be dropped, are let go of to the GC at
+    /// once: a stale <c>Span</c> keeps its array alive), and leaked blocks wait out their quarantine untouched: the
+    /// pool's timer lives on until then. Does nothing for <see cref="Shared"/>. A pool dropped without it is disposed by its
     /// finalizer.
     /// </summary>
     /// <remarks>
