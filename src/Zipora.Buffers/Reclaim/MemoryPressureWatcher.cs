@@ -43,6 +43,12 @@ internal sealed class MemoryPressureWatcher
     // The timer's period now, as the last reading set it (see CgroupWatchPeriod).
     private static int s_periodMilliseconds = CgroupWatchPeriod.LongestMilliseconds;
 
+    // The queued pass, made with this type's statics when the first pool starts the watch: a lambda made at its first
+    // use makes the compiler's class for the lambdas first, and that class's initializer failed at the GC heap limit,
+    // in the sentinel's finalizer (a TypeInitializationException, which ended the process: SegmentedFirstTouchSafetyTests
+    // on a CI run, once the heap's share was read from the bytes allocated since the last collection).
+    private static readonly Action<object?> s_pass = static _ => TrimEveryPoolCounted();
+
     private MemoryPressureWatcher()
     {
     }
@@ -145,7 +151,7 @@ internal sealed class MemoryPressureWatcher
         Interlocked.Increment(ref s_passesInFlight);
         try
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static _ => TrimEveryPoolCounted(), (object?)null, preferLocal: false);
+            ThreadPool.UnsafeQueueUserWorkItem(s_pass, null, preferLocal: false);
         }
         catch (OutOfMemoryException)
         {
