@@ -62,7 +62,9 @@ internal sealed class MemoryPressureWatcher
 
         // Nothing may leave a finalizer: an exception there ends the process. Out of managed memory (a process at its
         // GC heap limit, which is when this matters most), the pass is skipped and this sentinel stays registered in
-        // place of a new one (re-registering allocates nothing), so the watch goes on.
+        // place of a new one (re-registering allocates nothing), so the watch goes on. The same for a type first used
+        // here whose initializer ran out of it (as the queued pass's lambdas' class once did): that type stays broken,
+        // but the process lives, and what does not need it (the pools' own ticks) goes on.
         try
         {
             if (IsPassDue())
@@ -73,7 +75,7 @@ internal sealed class MemoryPressureWatcher
 
             _ = new MemoryPressureWatcher();
         }
-        catch (OutOfMemoryException)
+        catch (Exception error) when (error is OutOfMemoryException or TypeInitializationException { InnerException: OutOfMemoryException })
         {
             GC.ReRegisterForFinalize(this);
         }
