@@ -72,9 +72,7 @@ public sealed partial class TieredMemoryPool
         }
 
         // Pressure is checked at every tick, not only at collections: native memory grows without the GC seeing it.
-        // The heap's share is asked about only when it is short: whether this pool holds much of it takes a count.
-        MemoryBudget budget = MemoryBudget.Current;
-        if (budget.IsUnderPressure(managedMemory: false) || (budget.IsUnderPressure(managedMemory: true) && ((IReclaimablePool)this).HoldsManagedMemory))
+        if (MemoryBudget.Current.IsUnderPressureFor(this))
         {
             ((IReclaimablePool)this).TrimUnderPressure();
             return;

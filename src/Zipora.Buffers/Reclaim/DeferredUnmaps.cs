@@ -94,7 +94,7 @@ internal sealed class DeferredUnmaps
 
         bool counted = true;
         bool unmapped = false;
-        if (_clock.HasWaitedOutDelay(returnedAt) || (_pinnedArraysAtOnce && _pages.IsPinnedArray(backing)))
+        if (_clock.HasWaitedOutDelay(returnedAt) || GoesAtOnce(backing))
         {
             unmapped = _pages.TryUnmap(address, length, backing, counted: true);
         }
@@ -130,7 +130,7 @@ internal sealed class DeferredUnmaps
 
         // A dispose that set the flag after this release read it drained the list before this array was on it, or past
         // its place: the release lets go of it itself (read after the lock, which the dispose set the flag before taking).
-        if (_pinnedArraysAtOnce && _pages.IsPinnedArray(backing))
+        if (GoesAtOnce(backing))
         {
             Release(pinnedArraysToo: true);
         }
@@ -210,6 +210,9 @@ internal sealed class DeferredUnmaps
         _pinnedArraysAtOnce = true;
         Release(pinnedArraysToo: true);
     }
+
+    /// <summary>Whether memory of <paramref name="backing"/> goes without waiting out its delay: a disposed pool's pinned arrays.</summary>
+    private bool GoesAtOnce(PageBacking backing) => _pinnedArraysAtOnce && _pages.IsPinnedArray(backing);
 
     private void Release(bool pinnedArraysToo)
     {

@@ -80,6 +80,16 @@ internal sealed class MemoryBudget
         return reading.MemoryShort || (managedMemory && reading.ManagedHeapShort);
     }
 
+    /// <summary>
+    /// Whether memory is running short for <paramref name="pool"/>, as <see cref="IsUnderPressure"/> says for the memory
+    /// it holds; asks the pool what it holds only when the heap is short (a pool may count its cached blocks to say).
+    /// </summary>
+    public bool IsUnderPressureFor(IReclaimablePool pool)
+    {
+        Reading reading = Read();
+        return reading.MemoryShort || (reading.ManagedHeapShort && pool.HoldsManagedMemory);
+    }
+
     /// <summary>The latest usage and limit of the cgroup, or of the ancestor nearest its limit (0 and 0 outside one), for reports.</summary>
     public (long Usage, long Limit) CgroupCharge()
     {

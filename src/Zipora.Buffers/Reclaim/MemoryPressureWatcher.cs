@@ -284,13 +284,12 @@ internal sealed class MemoryPressureWatcher
             return;
         }
 
-        // A heap near its limit (with memory otherwise plentiful) is relieved by pools of managed memory only.
-        bool memoryShort = MemoryBudget.Current.IsUnderPressure(managedMemory: false);
         foreach (IReclaimablePool pool in pools)
         {
             try
             {
-                if (!memoryShort && !pool.HoldsManagedMemory)
+                // A heap near its limit (with memory otherwise plentiful) is relieved by pools of managed memory only.
+                if (!MemoryBudget.Current.IsUnderPressureFor(pool))
                 {
                     continue;
                 }
