@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -28,7 +27,7 @@ public sealed class DisposedPinnedArrayPoolTests
         pool.Dispose();
 
         Assert.Equal(0, pool.GetStatistics().BytesAwaitingRelease);
-        CollectFully();
+        SafetyCases.CollectEverything();
         Assert.All(arrays, array => Assert.False(array.IsAlive));
     }
 
@@ -42,7 +41,7 @@ public sealed class DisposedPinnedArrayPoolTests
         TieredMemoryPoolStatistics after = pool.GetStatistics();
         Assert.Equal(0, after.BytesAwaitingRelease);
         Assert.Equal(0, after.BytesInUse);
-        CollectFully();
+        SafetyCases.CollectEverything();
         Assert.False(array.IsAlive);
     }
 
@@ -52,7 +51,7 @@ public sealed class DisposedPinnedArrayPoolTests
     {
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { UsePinnedArrays = true, TimeProvider = new FakeTimeProvider() });
         IMemoryOwner<byte> owner = pool.Rent(size);
-        WeakReference array = ArrayOf(owner);
+        WeakReference array = PinnedArrayOf.Weakly(owner);
         Span<byte> stale = owner.Memory.Span;
         owner.Dispose();
         pool.Dispose();
@@ -77,7 +76,7 @@ public sealed class DisposedPinnedArrayPoolTests
             owners.Add(owner);
         }
 
-        List<WeakReference> arrays = owners.ConvertAll(ArrayOf);
+        List<WeakReference> arrays = owners.ConvertAll(PinnedArrayOf.Weakly);
         owners.ForEach(owner => owner.Dispose());
         return arrays;
     }
@@ -87,23 +86,9 @@ public sealed class DisposedPinnedArrayPoolTests
     {
         IMemoryOwner<byte> late = pool.Rent(size);
         late.Memory.Span.Fill(0x3C);
-        WeakReference array = ArrayOf(late);
+        WeakReference array = PinnedArrayOf.Weakly(late);
         pool.Dispose();
         late.Dispose();
         return array;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static WeakReference ArrayOf(IMemoryOwner<byte> owner)
-    {
-        Assert.True(MemoryMarshal.TryGetArray(owner.Memory, out ArraySegment<byte> segment));
-        return new WeakReference(segment.Array);
-    }
-
-    private static void CollectFully()
-    {
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
     }
 }

@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -45,9 +44,7 @@ public sealed class PinnedArrayPressureReleaseTests
         WeakReference array = WriteThroughAStaleSpanAcrossAPressureRelease(pool);
 
         // The span is gone: nothing holds the array any more, so the release did give it up.
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
+        SafetyCases.CollectEverything();
         Assert.False(array.IsAlive);
     }
 
@@ -69,7 +66,7 @@ public sealed class PinnedArrayPressureReleaseTests
     private static WeakReference WriteThroughAStaleSpanAcrossAPressureRelease(TieredMemoryPool pool)
     {
         IMemoryOwner<byte> owner = pool.Rent(RegionSize);
-        WeakReference array = ArrayOf(owner);
+        WeakReference array = PinnedArrayOf.Weakly(owner);
         Span<byte> stale = owner.Memory.Span;
         owner.Dispose();
         owner = null!;
@@ -84,12 +81,5 @@ public sealed class PinnedArrayPressureReleaseTests
         stale.Fill(0x5A);
         Assert.True(stale.IndexOfAnyExcept((byte)0x5A) < 0);
         return array;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static WeakReference ArrayOf(IMemoryOwner<byte> owner)
-    {
-        Assert.True(MemoryMarshal.TryGetArray(owner.Memory, out ArraySegment<byte> segment));
-        return new WeakReference(segment.Array);
     }
 }

@@ -1,7 +1,6 @@
 using System;
 using System.Buffers;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -95,8 +94,7 @@ public sealed class StalePinnedHandlePressureReleaseTests
     private static WeakReference PinThenDispose(TieredMemoryPool pool, int size, int pinAt, StrongBox<MemoryHandle> handle)
     {
         IMemoryOwner<byte> owner = pool.Rent(size);
-        Assert.True(MemoryMarshal.TryGetArray(owner.Memory, out ArraySegment<byte> segment));
-        var array = new WeakReference(segment.Array);
+        WeakReference array = PinnedArrayOf.Weakly(owner);
         handle.Value = owner.Memory.Slice(pinAt).Pin();
         owner.Dispose();
         return array;
