@@ -34,9 +34,8 @@ internal sealed class Slab
 
     /// <summary>
     /// The idle clock's tick when the slab was added to its heap: the earliest it may count as returned when it is let
-    /// go of. Its mapping may be one let go of within its delay and taken again, and a slab none of whose blocks was
-    /// ever rented (its rent ran out of managed memory for the first block's manager) leaves its class's last use as
-    /// it was, long ago or never. Guarded by the heap's lock.
+    /// go of. Its mapping may be one let go of within its delay and taken again, which a stale Span of its old holder
+    /// may still write to, while its class's last return may be older. Guarded by the heap's lock.
     /// </summary>
     public long MappedAt { get; set; }
 

@@ -110,45 +110,52 @@ internal sealed partial class SlabHeap
     /// <exception cref="InsufficientMemoryException">The OS, or the pool's limit, has no room for a new slab.</exception>
     public NativeMemoryManager Carve(int classIndex, int blockSize, int slabBytes, string tierName)
     {
-        while (true)
+        lock (_lock)
         {
-            lock (_lock)
+            if (_disposing)
             {
-                if (_disposing)
-                {
-                    ThrowHelper.ThrowPoolDisposed();
-                }
-
-                Slab? slab = _currentByClass[classIndex];
-                if (slab is null || slab.IsFull)
-                {
-                    slab = TakeSpareUnsynchronized(classIndex);
-                }
-
-                if (slab is not null)
-                {
-                    // The manager first: out of managed memory, the slab has not counted a block that does not exist
-                    // (a slab counting one would never look all free again, and never be let go of).
-                    NativeMemoryManager block = _pages.CreateManager(slab.NextBlockAddress, blockSize, _releaser, slab.Backing);
-                    slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
-                    long uncarved = slab.UncarvedBytes;
-                    slab.Carved++;
-                    _uncarvedBytes -= uncarved - slab.UncarvedBytes;
-                    return block;
-                }
+                ThrowHelper.ThrowPoolDisposed();
             }
 
-            MapSlab(classIndex, blockSize, slabBytes, tierName);
+            Slab? slab = _currentByClass[classIndex];
+            if (slab is null || slab.IsFull)
+            {
+                slab = TakeSpareUnsynchronized(classIndex);
+            }
+
+            if (slab is not null)
+            {
+                long uncarved = slab.UncarvedBytes;
+                NativeMemoryManager block = CutUnsynchronized(slab, blockSize);
+                _uncarvedBytes -= uncarved - slab.UncarvedBytes;
+                return block;
+            }
         }
+
+        return MapSlab(classIndex, blockSize, slabBytes, tierName);
+    }
+
+    /// <summary>Cuts the slab's next block; the caller holds the lock, and counts the slab's uncarved bytes that went.</summary>
+    private NativeMemoryManager CutUnsynchronized(Slab slab, int blockSize)
+    {
+        // The manager first: out of managed memory, the slab has not counted a block that does not exist (a slab
+        // counting one would never look all free again, and never be let go of).
+        NativeMemoryManager block = _pages.CreateManager(slab.NextBlockAddress, blockSize, _releaser, slab.Backing);
+        slab.ForgetDroppedPages((long)slab.Carved * blockSize, blockSize);
+        slab.Carved++;
+        return block;
     }
 
     /// <summary>
-    /// Maps a slab for the class and adds it, with its place on the list of mappings that wait out their delay taken
-    /// first (so letting it go allocates nothing: a return after the pool's disposal lets its slab go inside an owner's
-    /// dispose). Out of managed memory for the slab's objects, the mapping goes back on that place (nothing was ever in
-    /// it), where an unmap the OS refuses is tried again.
+    /// Maps a slab for the class and adds it with its first block cut, for the caller: listed with nothing cut, a trim
+    /// meanwhile would find it all free and let it go before the caller came back for its block (which then mapped
+    /// again, and at the pool's cap two renters could trim each other's fresh slabs until one was refused;
+    /// FreshSlabTrimRaceSafetyTests). The slab's place on the list of mappings that wait out their delay is taken
+    /// first (so letting it go allocates nothing: a return after the pool's disposal lets its slab go inside an
+    /// owner's dispose). Out of managed memory for the slab's objects, the mapping goes back on that place (nothing
+    /// was ever in it), where an unmap the OS refuses is tried again.
     /// </summary>
-    private void MapSlab(int classIndex, int blockSize, int slabBytes, string tierName)
+    private NativeMemoryManager MapSlab(int classIndex, int blockSize, int slabBytes, string tierName)
     {
         _unmaps.ReservePlace();
         nint address;
@@ -168,10 +175,10 @@ internal sealed partial class SlabHeap
             throw;
         }
 
-        bool added;
+        NativeMemoryManager? first;
         try
         {
-            added = AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
+            first = AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
         }
         catch (OutOfMemoryException)
         {
@@ -182,11 +189,13 @@ internal sealed partial class SlabHeap
         }
 
         // Outside the handler: the exception's own allocation may run out of memory, and the slab is given back already.
-        if (!added)
+        if (first is null)
         {
             _unmaps.WakeIfWaiting();
             ThrowHelper.ThrowPoolDisposed();
         }
+
+        return first;
     }
 
     /// <summary>
@@ -295,8 +304,11 @@ internal sealed partial class SlabHeap
         return index;
     }
 
-    /// <summary>Adds a slab just mapped, on the place reserved for it; gives it back instead and returns false when the heap is disposing.</summary>
-    private bool AddSlab(Slab slab)
+    /// <summary>
+    /// Adds a slab just mapped, on the place reserved for it, and returns its first block; gives it back instead and
+    /// returns null when the heap is disposing.
+    /// </summary>
+    private NativeMemoryManager? AddSlab(Slab slab)
     {
         lock (_lock)
         {
@@ -306,12 +318,14 @@ internal sealed partial class SlabHeap
                 // and taken again (DeferredUnmaps.TryTakeForReuse), which a stale Span of its old holder may still
                 // write to; so it waits out a delay from now, as memory let go of does (ReusedMappingDisposalRaceTests).
                 _unmaps.Release(slab.Address, slab.Length, slab.Backing, _clock.Epoch, placeReserved: true, wakeLater: true);
-                return false;
+                return null;
             }
 
-            // Room in both lists first: out of managed memory, the slab is in neither (the caller unmaps it).
+            // Room in both lists and the first block first: out of managed memory, the slab is in neither list and
+            // has no block (the caller unmaps it).
             _slabs.EnsureCapacity(_slabs.Count + 1);
             _spareSlabs.EnsureCapacity(_spareSlabs.Count + 1);
+            NativeMemoryManager first = CutUnsynchronized(slab, slab.BlockSize);
 
             // Kept sorted by address so a block's slab is a binary search away.
             int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
@@ -329,9 +343,9 @@ internal sealed partial class SlabHeap
             {
                 _spareSlabs.Add(slab);
             }
-        }
 
-        return true;
+            return first;
+        }
     }
 
     /// <summary>Makes a spare slab of the class its current one, if there is a spare; the caller holds the lock.</summary>
@@ -360,7 +374,7 @@ internal sealed partial class SlabHeap
     {
         // Given back first, on the place the slab reserved when it was mapped: this allocates nothing. Never stamped
         // before the slab was made: its mapping may be one taken within its delay, and its class's last use may be
-        // older, or never (an empty slab left by a rent that ran out of managed memory; EmptySlabReuseDelayTests).
+        // older (EmptySlabReuseDelayTests).
         Slab slab = _slabs[index];
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, Math.Max(returnedAt, slab.MappedAt), placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
         _slabs.RemoveAt(index);

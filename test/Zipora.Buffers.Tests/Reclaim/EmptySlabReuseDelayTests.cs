@@ -6,10 +6,10 @@ namespace Zipora.Buffers.Tests;
 /// <summary>
 /// A new slab may take a mapping let go of within its idle delay (<see cref="TieredMemoryPoolStatistics.MappingsReused"/>),
 /// which a stale <c>Span</c> of its old holder may still write to. A rent that made such a slab and then ran out of
-/// managed memory for its first block's manager leaves the slab in the heap, empty, and counts no activity of its
-/// class. The next trim lets it go as a slab whose blocks are all free, stamped with its class's last use: for a class
-/// never used, never, so it was unmapped at once under the stale <c>Span</c>. It must wait out a delay from when it
-/// was taken, as memory let go of does.
+/// managed memory for its first block's manager gives the mapping back. Once, it left the slab in the heap, empty, and
+/// the next trim let it go stamped with its class's last use: for a class never used, never, so it was unmapped at once
+/// under the stale <c>Span</c>. Now the slab is listed only with its first block cut, and the mapping goes back
+/// stamped with the moment it was taken; either way it must wait out a delay from then, as memory let go of does.
 /// </summary>
 public sealed class EmptySlabReuseDelayTests
 {
@@ -39,7 +39,8 @@ public sealed class EmptySlabReuseDelayTests
         _ = Assert.Throws<OutOfMemoryException>(() => pool.Rent(64));
         allocator.ManagersRunOutOfMemory = false;
         TieredMemoryPoolStatistics failed = pool.GetStatistics();
-        Assert.True(failed.MappingsReused > before.MappingsReused && failed.BytesAwaitingRelease < before.BytesAwaitingRelease, $"the rent made no slab on a waiting mapping\n{failed}");
+        Assert.True(failed.MappingsReused > before.MappingsReused, $"the rent made no slab on a waiting mapping\n{failed}");
+        Assert.True(failed.Small.BytesInUse == 0 && failed.Small.BytesAllocated == before.Small.BytesAllocated, $"the rent that failed left a slab or a block behind\n{failed}");
 
         // No time passes: all the memory was let go of, or taken, within the delay.
         pool.Trim();
