@@ -205,8 +205,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         // leaving calls to the small helpers on every path (measured: 64 KB from 9.7 to 18 ns).
         if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
+            // The owner before the block, in every path: out of managed memory for it, the rent has taken nothing.
+            BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
             Native.NativeMemoryManager block = _medium.Rent(minBufferSize);
-            return _reuseOwners ? block : new BlockOwner(block);
+            return owner is null ? block : owner.Hold(block);
         }
 
         return RentOutsideMedium(minBufferSize);
@@ -216,21 +218,17 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     [MethodImpl(MethodImplOptions.NoInlining)]
     private IMemoryOwner<byte> RentOutsideMedium(int minBufferSize)
     {
-        Native.NativeMemoryManager block;
-        if ((uint)(minBufferSize - 1) < _smallFastSizes)
-        {
-            block = _small.Rent(minBufferSize);
-        }
-        else if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
-        {
-            block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
-        }
-        else
+        bool small = (uint)(minBufferSize - 1) < _smallFastSizes;
+        if (!small && (uint)(minBufferSize - _mmapThreshold - 1) >= _regionFastSizes)
         {
             return RentOther(minBufferSize);
         }
 
-        return _reuseOwners ? block : new BlockOwner(block);
+        BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
+        Native.NativeMemoryManager block = small ? _small.Rent(minBufferSize)
+            : minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize)
+            : _huge.Rent(minBufferSize);
+        return owner is null ? block : owner.Hold(block);
     }
 
     /// <summary>A snapshot of what each tier has done and holds.</summary>
@@ -353,8 +351,9 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             return _diagnostics.Track(tracked, tier);
         }
 
+        BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
         Native.NativeMemoryManager block = RentBlock(size).Block;
-        return _reuseOwners ? block : new BlockOwner(block);
+        return owner is null ? block : owner.Hold(block);
     }
 
     private (Native.NativeMemoryManager Block, string Tier) RentBlock(int size)

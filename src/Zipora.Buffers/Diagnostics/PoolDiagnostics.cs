@@ -54,7 +54,17 @@ internal sealed class PoolDiagnostics
         long rent = Interlocked.Increment(ref _rents);
         // The first rent and every _sampleRate-th after it: with a rate of 1, every rent.
         bool capture = _level == DiagnosticLevel.All || (rent - 1) % _sampleRate == 0;
-        return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(1, fNeedFileInfo: true) : null);
+        try
+        {
+            return new DiagnosticOwner(block, this, tier, capture ? new StackTrace(1, fNeedFileInfo: true) : null);
+        }
+        catch (OutOfMemoryException)
+        {
+            // No owner, so nobody holds the block: given back now (a return allocates nothing), not left counted in use
+            // until its finalizer hands it to the leak quarantine (OwnerAllocationHeapLimitSafetyTests).
+            block.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Counts a leaked owner and reports it; called from the owner's finalizer, so it never throws.</summary>

@@ -30,14 +30,25 @@ namespace Zipora.Buffers;
     Justification = "IDisposable is re-implemented so Dispose skips GC.SuppressFinalize: the owner has no finalizer, and the call would cost every rent.")]
 internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
 {
-    private readonly int _generation;
+    private int _generation;
     private NativeMemoryManager? _block;
 
+    /// <summary>
+    /// Made before its block is taken, then given it by <see cref="Hold"/>: out of managed memory for this object (at
+    /// the GC heap limit), the rent throws having taken no block, where a block taken first would stay counted in use,
+    /// held by nobody, until its finalizer gave it to the leak quarantine (OwnerAllocationHeapLimitSafetyTests).
+    /// </summary>
+    public BlockOwner()
+    {
+    }
+
+    /// <summary>Takes the block just rented for this owner, which is then handed out.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public BlockOwner(NativeMemoryManager block)
+    public BlockOwner Hold(NativeMemoryManager block)
     {
         _block = block;
         _generation = block.Generation;
+        return this;
     }
 
     public override Memory<byte> Memory

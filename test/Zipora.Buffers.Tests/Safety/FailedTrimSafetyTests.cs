@@ -22,7 +22,7 @@ public sealed class FailedTrimSafetyTests
     // How far the sweep goes: from a heap with no room at all to one where every trim of the round's state fits. The
     // two owner modes take every other step each (the default mode from 0, ReuseOwners from one step in), so together
     // they still meet every headroom, in half the time (the sweep fills the heap once a round).
-    private const int MostHeadroom = 384 * 1024;
+    private const int MostHeadroom = 512 * 1024;
     private const int HeadroomStep = 4096;
     private const int RegionSize = 100_000;
     private const int RegionRentedAtTheLimit = 1_000_000;
