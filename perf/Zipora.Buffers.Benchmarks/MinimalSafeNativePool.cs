@@ -14,7 +14,8 @@ namespace Zipora.Buffers.Benchmarks;
 /// stack with its newest block in a slot of its own, no size classes, no statistics, nothing given back. Not a pool
 /// anyone should use: there is no trim, only what a trim would cost the fast path. With <c>ownerPerRent</c> it is the
 /// floor of the tiered pool's default mode instead: the same, plus a fresh owner per rent disposed with one atomic
-/// exchange, which is what makes a stale or racing dispose harmless after the block was rented again.
+/// exchange, which is what makes a stale or racing dispose harmless after the block was rented again, made before the
+/// block is taken, so a rent that runs out of managed memory for it takes nothing.
 /// </summary>
 public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
 {
@@ -45,9 +46,11 @@ public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
 
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
+        // The owner first, as the tiered pool makes it: out of managed memory for it, the rent has taken no block.
+        Owner? owner = _ownerPerRent ? new Owner() : null;
         Block block = Pop() ?? new Block((byte*)NativeMemory.AlignedAlloc((nuint)_size, 64), _size, this);
         block.Live = true;
-        return _ownerPerRent ? new Owner(block) : block;
+        return owner is null ? block : owner.Hold(block);
     }
 
     protected override void Dispose(bool disposing)
@@ -135,9 +138,15 @@ public sealed unsafe class MinimalSafeNativePool : MemoryPool<byte>
         protected override void Dispose(bool disposing) => Dispose();
     }
 
-    private sealed class Owner(Block block) : MemoryManager<byte>, IDisposable
+    private sealed class Owner : MemoryManager<byte>, IDisposable
     {
-        private Block? _block = block;
+        private Block? _block;
+
+        public Owner Hold(Block block)
+        {
+            _block = block;
+            return this;
+        }
 
         public override Span<byte> GetSpan() => (_block ?? throw new ObjectDisposedException(nameof(Owner))).GetSpan();
 
