@@ -49,9 +49,9 @@ public sealed class FailedTrimSafetyTests
             backgroundFailures = BackgroundFailures.Count;
             Assert.True(sweep.Unexpected is null, $"ReuseOwners {reuseOwners}: {sweep.Unexpected}");
 
-            // Every block that went out must come back: in the default mode a rent whose owner could not be made
-            // leaked its block, which the leak reclaim brings back after its quarantine. (Aggressive: the heap the
-            // sweep filled again and again is given back, so what follows has room under the limit.)
+            // Every block that went out must come back (a rent whose owner could not be made takes none:
+            // OwnerAllocationHeapLimitSafetyTests). Aggressive: the heap the sweep filled again and again is given
+            // back, so what follows has room under the limit.
             GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
             SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
