@@ -40,6 +40,12 @@ internal sealed partial class SlabHeap
     // Counts a slab gone from the process: at its release, or at its unmap when the OS refused to drop its pages.
     private readonly Action<long> _countUnmapped;
     private long _uncarvedBytes;
+
+    // Per class, the slabs being mapped for it (outside the lock, until listed or given up), and how many renters
+    // refused a mapping wait for them: a mapping refused at the pool's cap may be refused for the room another
+    // renter's mapping of the same class took, whose slab then serves it (FreshClassesAtTheCapSafetyTests).
+    private readonly int[] _mapsInFlight;
+    private int _waitingForMaps;
     private bool _disposing;
     private bool _accounted;
 
@@ -67,6 +73,7 @@ internal sealed partial class SlabHeap
         _clock = clock;
         _releaser = releaser;
         _currentByClass = new Slab?[classCount];
+        _mapsInFlight = new int[classCount];
         _sweeper = new SlabSweeper(pages);
         _classCount = classCount;
         _figures = new long[3 * classCount];
@@ -112,27 +119,92 @@ internal sealed partial class SlabHeap
     {
         lock (_lock)
         {
-            if (_disposing)
+            NativeMemoryManager? listed = TryCutListedUnsynchronized(classIndex, blockSize);
+            if (listed is not null)
             {
-                ThrowHelper.ThrowPoolDisposed();
+                return listed;
             }
 
-            Slab? slab = _currentByClass[classIndex];
-            if (slab is null || slab.IsFull)
-            {
-                slab = TakeSpareUnsynchronized(classIndex);
-            }
-
-            if (slab is not null)
-            {
-                long uncarved = slab.UncarvedBytes;
-                NativeMemoryManager block = CutUnsynchronized(slab, blockSize);
-                _uncarvedBytes -= uncarved - slab.UncarvedBytes;
-                return block;
-            }
+            _mapsInFlight[classIndex]++;
         }
 
         return MapSlab(classIndex, blockSize, slabBytes, tierName);
+    }
+
+    /// <summary>
+    /// Cuts the next block of the class's current slab, or of a spare; <see langword="null"/> when neither has room.
+    /// The caller holds the lock.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The heap is disposing.</exception>
+    private NativeMemoryManager? TryCutListedUnsynchronized(int classIndex, int blockSize)
+    {
+        if (_disposing)
+        {
+            ThrowHelper.ThrowPoolDisposed();
+        }
+
+        Slab? slab = _currentByClass[classIndex];
+        if (slab is null || slab.IsFull)
+        {
+            slab = TakeSpareUnsynchronized(classIndex);
+        }
+
+        if (slab is null)
+        {
+            return null;
+        }
+
+        long uncarved = slab.UncarvedBytes;
+        NativeMemoryManager block = CutUnsynchronized(slab, blockSize);
+        _uncarvedBytes -= uncarved - slab.UncarvedBytes;
+        return block;
+    }
+
+    /// <summary>Counts a mapping for the class as over (listed or given up), waking renters that wait for it; the caller holds the lock.</summary>
+    private void EndMapUnsynchronized(int classIndex)
+    {
+        _mapsInFlight[classIndex]--;
+        if (_waitingForMaps != 0)
+        {
+            Monitor.PulseAll(_lock);
+        }
+    }
+
+    /// <summary>Counts a mapping for the class as given up, taking the lock.</summary>
+    private void EndMap(int classIndex)
+    {
+        lock (_lock)
+        {
+            EndMapUnsynchronized(classIndex);
+        }
+    }
+
+    /// <summary>
+    /// After this renter's mapping was refused: waits for the other mappings of the class under way, then cuts from
+    /// the class's slabs if one of them (or any slab listed meanwhile) has room; <see langword="null"/> when none has.
+    /// </summary>
+    private NativeMemoryManager? CutAfterRefusal(int classIndex, int blockSize)
+    {
+        lock (_lock)
+        {
+            EndMapUnsynchronized(classIndex);
+            _waitingForMaps++;
+            try
+            {
+                // Each mapping under way ends under this lock (listed, given back, or refused itself), so this waits
+                // for nothing that waits for it: a renter counts its own mapping as over before it waits.
+                while (_mapsInFlight[classIndex] != 0 && !_disposing)
+                {
+                    _ = Monitor.Wait(_lock);
+                }
+            }
+            finally
+            {
+                _waitingForMaps--;
+            }
+
+            return TryCutListedUnsynchronized(classIndex, blockSize);
+        }
     }
 
     /// <summary>Cuts the slab's next block; the caller holds the lock, and counts the slab's uncarved bytes that went.</summary>
@@ -157,28 +229,51 @@ internal sealed partial class SlabHeap
     /// </summary>
     private NativeMemoryManager MapSlab(int classIndex, int blockSize, int slabBytes, string tierName)
     {
-        _unmaps.ReservePlace();
+        try
+        {
+            _unmaps.ReservePlace();
+        }
+        catch
+        {
+            EndMap(classIndex);
+            throw;
+        }
+
         nint address;
         PageBacking backing;
+        bool mapped;
         try
         {
             // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
             // this lock. Two threads may both map a slab for the class; the one that comes second is kept as a spare.
-            if (!_pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out address, out backing))
-            {
-                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
-            }
+            mapped = _pages.TryMapPlain((nuint)slabBytes, PageAllocator.PageSize, out address, out backing);
         }
         catch
         {
             _unmaps.CancelPlace();
+            EndMap(classIndex);
             throw;
+        }
+
+        if (!mapped)
+        {
+            // Refused (at the pool's cap, say): another renter of the class may be mapping a slab, the one whose
+            // mapping took the room this one asked for. Its room serves this rent: refused, the rent would fail with a
+            // slab of its class all but uncut (FreshClassesAtTheCapSafetyTests).
+            _unmaps.CancelPlace();
+            NativeMemoryManager? listed = CutAfterRefusal(classIndex, blockSize);
+            if (listed is null)
+            {
+                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
+            }
+
+            return listed;
         }
 
         NativeMemoryManager? first;
         try
         {
-            first = AddSlab(new Slab(classIndex, address, (nuint)slabBytes, blockSize, backing));
+            first = AddSlab(classIndex, address, (nuint)slabBytes, blockSize, backing);
         }
         catch (OutOfMemoryException)
         {
@@ -308,18 +403,22 @@ internal sealed partial class SlabHeap
     /// Adds a slab just mapped, on the place reserved for it, and returns its first block; gives it back instead and
     /// returns null when the heap is disposing.
     /// </summary>
-    private NativeMemoryManager? AddSlab(Slab slab)
+    private NativeMemoryManager? AddSlab(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
     {
         lock (_lock)
         {
+            // The mapping is over whatever comes next (listed, given back, or out of managed memory for the slab).
+            EndMapUnsynchronized(classIndex);
             if (_disposing)
             {
                 // Disposed while mapping: the slab was never used, but its mapping may be one let go of within its delay
                 // and taken again (DeferredUnmaps.TryTakeForReuse), which a stale Span of its old holder may still
                 // write to; so it waits out a delay from now, as memory let go of does (ReusedMappingDisposalRaceTests).
-                _unmaps.Release(slab.Address, slab.Length, slab.Backing, _clock.Epoch, placeReserved: true, wakeLater: true);
+                _unmaps.Release(address, length, backing, _clock.Epoch, placeReserved: true, wakeLater: true);
                 return null;
             }
+
+            var slab = new Slab(classIndex, address, length, blockSize, backing);
 
             // Room in both lists and the first block first: out of managed memory, the slab is in neither list and
             // has no block (the caller unmaps it).
