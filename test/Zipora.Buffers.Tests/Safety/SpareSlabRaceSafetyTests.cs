@@ -90,7 +90,18 @@ public sealed class SpareSlabRaceSafetyTests
             if (!disposeWhileRenting)
             {
                 TierStatistics tier = size < 1024 ? pool.GetStatistics().Small : pool.GetStatistics().Medium;
-                Assert.True(tier.BytesInUse == (long)owners.Count * owners[0].Memory.Length, $"{what}: {tier.BytesInUse} bytes counted in use\n{tier}");
+                long blockBytes = owners[0].Memory.Length;
+                Assert.True(tier.BytesInUse == owners.Count * blockBytes, $"{what}: {tier.BytesInUse} bytes counted in use\n{tier}");
+
+                // Quiet, with every block cut still rented: the slabs mapped hold those blocks, the room left uncut,
+                // and (small blocks) each full slab's tail too short for a block.
+                long slabBytes = (long)allocator.Live()[0].Length;
+                long slabs = allocator.Live().Length;
+                long perSlab = slabBytes / blockBytes;
+                long fullSlabs = owners.Count / perSlab;
+                long expectedUncarved = (slabs * slabBytes) - (owners.Count * blockBytes) - (fullSlabs * (slabBytes % blockBytes));
+                Assert.True(tier.BytesUncarved == expectedUncarved, $"{what}: {tier.BytesUncarved} bytes counted uncarved, where {slabs} slabs of {slabBytes} bytes, {owners.Count} blocks of {blockBytes} cut, leave {expectedUncarved}\n{tier}");
+                Assert.True(tier.BytesRetained == 0, $"{what}: {tier.BytesRetained} bytes counted retained with every block cut in use\n{tier}");
                 pool.Dispose();
             }
 
