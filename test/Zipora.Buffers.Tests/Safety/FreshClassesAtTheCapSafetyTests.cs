@@ -149,6 +149,63 @@ public sealed class FreshClassesAtTheCapSafetyTests
             $"{refusals} of {rounds * renters} rents of {size} B by {renters} racing threads at a cap of one {SlabBytes}-byte slab (the cap all idle small slabs before) were refused, while the one slab the cap left room for had room for all of them. First: {firstRefusal}");
     }
 
+    [Fact]
+    public void RentersOfOneFreshClassAtTheCapAreNeitherStuckNorLeftCountedWhenThePoolIsDisposedUnderThem()
+    {
+        // A renter refused at the cap waits for the class's other mappings under way: the pool's dispose ends each of
+        // them (given back), so none waits for good, and what they took comes back.
+        const int renters = 4;
+        var clock = Stopwatch.StartNew();
+        int rounds = 0;
+        while (clock.Elapsed < s_budget || rounds < 20)
+        {
+            rounds++;
+            var time = new FakeTimeProvider();
+            var allocator = new LiveMappingsAllocator(mostLive: 64);
+            TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, time);
+            options.MaxBytesInUse = SlabBytes;
+            var pool = new TieredMemoryPool(options);
+            FillWithIdle(pool, 512, options.MaxBytesInUse);
+
+            using var start = new Barrier(renters + 1);
+            var held = new IMemoryOwner<byte>?[renters];
+            var threads = new Thread[renters];
+            for (int t = 0; t < renters; t++)
+            {
+                int renter = t;
+                threads[renter] = new Thread(() =>
+                {
+                    start.SignalAndWait();
+                    try
+                    {
+                        held[renter] = pool.Rent(4096);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // Disposed under this renter: it took nothing.
+                    }
+                });
+                threads[renter].Start();
+            }
+
+            start.SignalAndWait();
+            Thread.SpinWait(Random.Shared.Next(0, 5_000));
+            pool.Dispose();
+            foreach (Thread thread in threads)
+            {
+                Assert.True(thread.Join(TimeSpan.FromSeconds(10)), $"round {rounds}: a renter of 4 KB at a cap of one slab still renting 10 s after the pool was disposed under it");
+            }
+
+            foreach (IMemoryOwner<byte>? owner in held)
+            {
+                owner?.Dispose();
+            }
+
+            SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
+            allocator.AssertNoneLive($"round {rounds}: every block back to the pool disposed under {renters} renters at its cap, three delays on");
+        }
+    }
+
     /// <summary>Rents blocks of <paramref name="size"/> until their slabs fill <paramref name="cap"/>, then returns them all: the pool's room all idle.</summary>
     private static void FillWithIdle(TieredMemoryPool pool, int size, long cap)
     {
