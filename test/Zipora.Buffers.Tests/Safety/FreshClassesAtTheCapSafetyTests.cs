@@ -169,6 +169,7 @@ public sealed class FreshClassesAtTheCapSafetyTests
 
             using var start = new Barrier(renters + 1);
             var held = new IMemoryOwner<byte>?[renters];
+            var refused = new InsufficientMemoryException?[renters];
             var threads = new Thread[renters];
             for (int t = 0; t < renters; t++)
             {
@@ -183,6 +184,10 @@ public sealed class FreshClassesAtTheCapSafetyTests
                     catch (ObjectDisposedException)
                     {
                         // Disposed under this renter: it took nothing.
+                    }
+                    catch (InsufficientMemoryException error)
+                    {
+                        refused[renter] = error;
                     }
                 });
                 threads[renter].Start();
