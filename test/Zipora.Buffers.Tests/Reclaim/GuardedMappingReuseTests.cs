@@ -40,4 +40,29 @@ public sealed class GuardedMappingReuseTests
             $"a stale write into the block let go of within its delay ({SafetyCases.IdleDelay}) would fault: " +
             $"{pool.GetStatistics().MappingsReused} mappings reused; {ProcessMappings.Describe(range.Start, range.Length)}");
     }
+
+    [Fact]
+    public void AMediumSlabNeverTakesADiagnosticLargeBuffersMappingWithItsGuardPages()
+    {
+        Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            Diagnostics = DiagnosticLevel.All,
+            TimeProvider = new FakeTimeProvider(),
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+        });
+
+        // A large buffer of the 56 KB class maps 64 KB with a guard page at each end; a trim lets it go within its delay.
+        pool.Rent(50_000).Dispose();
+        pool.Trim();
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, "the trim should let the region go within its delay");
+
+        // A 4 KB block needs a fresh 64 KB slab: the waiting mapping's length, but not memory a slab may take.
+        using IMemoryOwner<byte> block = pool.Rent(4096);
+        OwnerRange range = SafetyCases.RangeOf(block);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            ProcessMappings.IsWritable(range.Start, range.Length) && statistics.MappingsReused == 0,
+            $"the new slab took the guarded region's mapping ({statistics.MappingsReused} mappings reused): its blocks would sit on a PROT_NONE page; {ProcessMappings.Describe(range.Start, range.Length)}");
+    }
 }

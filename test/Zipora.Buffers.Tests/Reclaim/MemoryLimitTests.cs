@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Collections.Generic;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
@@ -72,5 +73,92 @@ public sealed class MemoryLimitTests
         {
             owners.Add(pool.Rent(size));
         }
+    }
+
+    [Fact]
+    public void ARentThatFillsTheCapExactlyIsServed()
+    {
+        const int LargeSize = 100_000;
+        long region;
+        using (var measuring = new TieredMemoryPool())
+        {
+            measuring.Rent(LargeSize).Dispose();
+            region = measuring.GetStatistics().Large.BytesAllocated;
+        }
+
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBytesInUse = region, EnableHugepages = false });
+        using IMemoryOwner<byte> owner = pool.Rent(LargeSize);
+        Assert.Equal(region, pool.GetStatistics().Large.BytesAllocated);
+    }
+
+    [Fact]
+    public void AtTheCapARentReleasesIdleMemoryOfOtherTiersBeforeRefusing()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBytesInUse = 8 * Megabyte, EnableHugepages = false });
+        pool.Rent(7 * Megabyte).Dispose();
+
+        // 7 MB cached in the huge tier + a large buffer of nearly 2 MB is over the cap: the huge tier's region goes first.
+        using IMemoryOwner<byte> owner = pool.Rent(1_900_000);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            statistics.Huge.BytesRetained == 0 && statistics.Large.BytesInUse > 0,
+            $"{statistics.Huge.BytesRetained} bytes still cached in the huge tier, {statistics.Large.BytesInUse} in use in the large tier");
+    }
+
+    [Fact]
+    public void ARefusalAtTheCapNamesTheBytesLetGoOfWhosePagesCouldNotBeDropped()
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            MaxBytesInUse = Megabyte,
+            EnableHugepages = false,
+            PageAllocator = new ScriptedPageAllocator { RefuseAdvice = true },
+        });
+        pool.Rent(600_000).Dispose();
+
+        // Let go of within its delay, its pages kept by the OS: it counts against the cap until its unmap.
+        pool.Trim();
+        var error = Assert.Throws<InsufficientMemoryException>(() => pool.Rent(500_000));
+        Assert.Contains("could not be dropped", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MapsTheOsRefusedGiveTheirBytesBackToTheCap()
+    {
+        bool refuse = true;
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            MaxBytesInUse = Megabyte,
+            EnableHugepages = false,
+            PageAllocator = new ScriptedPageAllocator { RefuseMap = (_, _) => refuse },
+            FallbackPageAllocator = null,
+        });
+        Assert.Throws<InsufficientMemoryException>(() => pool.Rent(600_000));
+
+        // Nothing was mapped: the whole cap is there for the next rent once the OS maps again.
+        refuse = false;
+        using IMemoryOwner<byte> owner = pool.Rent(600_000);
+        owner.Memory.Span.Fill(1);
+        Assert.Equal(1, pool.GetStatistics().Large.CacheMisses);
+    }
+
+    [Fact]
+    public void ARegionUnmappedAfterItsDelayGivesItsBytesBackToTheCap()
+    {
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            MaxBytesInUse = Megabyte,
+            EnableHugepages = false,
+            TimeProvider = time,
+            IdleReleaseDelay = SafetyCases.IdleDelay,
+        });
+        pool.Rent(600_000).Dispose();
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        Assert.Equal(1, pool.GetStatistics().MunmapCalls);
+
+        // Unmapped, it holds nothing: a rent of another length has the whole cap.
+        using IMemoryOwner<byte> owner = pool.Rent(500_000);
+        Assert.Equal(2, pool.GetStatistics().MmapCalls);
     }
 }

@@ -128,4 +128,26 @@ public sealed class RetainedCapTests
         MaxRetainedBytes = Cap,
         EnableHugepages = false,
     });
+
+    [Fact]
+    public void IdleMemoryExactlyAtTheCapIsKept()
+    {
+        const int LargeSize = 100_000;
+        long region;
+        using (var measuring = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = new FakeTimeProvider() }))
+        {
+            measuring.Rent(LargeSize).Dispose();
+            region = measuring.GetStatistics().BytesRetained;
+        }
+
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, MaxRetainedBytes = region });
+        pool.Rent(LargeSize).Dispose();
+        SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.True(
+            statistics.BytesRetained == region && statistics.BytesAwaitingRelease == 0,
+            $"{statistics.BytesRetained} bytes retained and {statistics.BytesAwaitingRelease} let go of at a tick, with {region} idle and MaxRetainedBytes = {region}");
+    }
 }
