@@ -1,0 +1,169 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// Hostile users at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>: threads renting every tier's sizes at once,
+/// returning on other threads, trimming and reading statistics, at a cap that holds the most they can hold at once
+/// (each block on a slab or region of its own) and no more. No rent may be refused (the pool can always serve it by
+/// releasing idle memory), nothing committed may pass the cap, no block may have two owners, and once all is returned
+/// and three idle delays pass nothing is in use or mapped. With another thread calling <see cref="TieredMemoryPool.Trim"/>
+/// meanwhile, rents were refused: the trim of a rent at the cap found nothing idle, the memory being let go of by the
+/// other thread's trim (out of its cache, not yet uncounted), and did not wait for it (6 to 6,513 of 6-12 million rents
+/// refused in every run; none without the other thread's trims).
+/// </summary>
+public sealed class MixedTiersAtTheCapSafetyTests
+{
+    private static readonly int[] s_sizes = [64, 4096, 100_000, 3_000_000];
+    private static readonly TimeSpan s_budget = TimeSpan.FromSeconds(2);
+
+    [Theory]
+    [InlineData(3, 3, false)]
+    [InlineData(2, 4, true)]
+    [InlineData(3, 3, true)]
+    public void MixedRentersAtTheCapAreNeverRefusedAndLeaveNothing(int permitsPerSize, int workers, bool trims)
+    {
+        long[] units = [.. s_sizes.Select(UnitOf)];
+        long cap = permitsPerSize * units.Sum();
+        var time = new FakeTimeProvider();
+        var allocator = new LiveMappingsAllocator();
+        TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, time);
+        options.MaxBytesInUse = cap;
+        var pool = new TieredMemoryPool(options);
+
+        var permits = s_sizes.Select(_ => new SemaphoreSlim(permitsPerSize)).ToArray();
+        var rented = new ConcurrentQueue<(IMemoryOwner<byte> Owner, long Stamp, int Size)>();
+        var refusals = new ConcurrentQueue<string>();
+        var failures = new ConcurrentQueue<string>();
+        long stamps = 0;
+        long rents = 0;
+        var clock = Stopwatch.StartNew();
+        using var stop = new CancellationTokenSource(s_budget);
+
+        void ReturnOne()
+        {
+            if (rented.TryDequeue(out (IMemoryOwner<byte> Owner, long Stamp, int Size) item))
+            {
+                if (!SafetyCases.HasStamp(item.Owner, item.Stamp, "returned"))
+                {
+                    failures.Enqueue($"a {item.Size}-byte block lost its stamp {item.Stamp}: another owner wrote into it");
+                }
+
+                item.Owner.Dispose();
+                permits[item.Size].Release();
+            }
+        }
+
+        var threads = new List<Thread>();
+        for (int w = 0; w < workers; w++)
+        {
+            int seed = w;
+            threads.Add(new Thread(() =>
+            {
+                var random = new Random(seed);
+                while (!stop.IsCancellationRequested)
+                {
+                    if (random.Next(2) == 0 || rented.IsEmpty)
+                    {
+                        int size = random.Next(s_sizes.Length);
+                        if (!permits[size].Wait(0))
+                        {
+                            ReturnOne();
+                            continue;
+                        }
+
+                        IMemoryOwner<byte> owner;
+                        try
+                        {
+                            owner = pool.Rent(s_sizes[size]);
+                        }
+                        catch (InsufficientMemoryException error)
+                        {
+                            permits[size].Release();
+                            TieredMemoryPoolStatistics now = pool.GetStatistics();
+                            refusals.Enqueue($"{s_sizes[size]} B refused at a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most): {error.Message}\n{now}");
+                            continue;
+                        }
+
+                        long stamp = Interlocked.Increment(ref stamps);
+                        SafetyCases.Stamp(owner, stamp, "rented");
+                        _ = Interlocked.Increment(ref rents);
+                        rented.Enqueue((owner, stamp, size));
+                    }
+                    else
+                    {
+                        ReturnOne();
+                    }
+                }
+            }));
+        }
+
+        threads.Add(new Thread(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                if (trims)
+                {
+                    pool.Trim();
+                }
+
+                string? negative = SafetyCases.NegativeFigures(pool.GetStatistics());
+                if (negative is not null)
+                {
+                    failures.Enqueue($"negative figures: {negative}");
+                }
+
+                Thread.Sleep(1);
+            }
+        }));
+
+        threads.ForEach(static thread => thread.Start());
+        foreach (Thread thread in threads)
+        {
+            Assert.True(thread.Join(TimeSpan.FromSeconds(20)), $"a thread still running {clock.Elapsed} after the start ({s_budget} budget): stuck in the pool\n{pool.GetStatistics()}");
+        }
+
+        SafetyCases.AssertDisjoint(rented.Select(static item => item.Owner), "held at the end");
+        TieredMemoryPoolStatistics held = pool.GetStatistics();
+        AssertUnderTheCap(pool, allocator, cap, "with blocks held at the end");
+        while (!rented.IsEmpty)
+        {
+            ReturnOne();
+        }
+
+        AssertUnderTheCap(pool, allocator, cap, "everything returned");
+        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+        Assert.True(refusals.IsEmpty, $"{refusals.Count} of {rents + refusals.Count} rents refused by {workers} threads with at most {permitsPerSize} blocks of each size live; first: {refusals.FirstOrDefault()}\nheld at the end: {held}");
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        TieredMemoryPoolStatistics idle = pool.GetStatistics();
+        Assert.True(idle.BytesInUse == 0, $"{idle.BytesInUse} bytes in use after every block came back\n{idle}");
+        allocator.AssertNoneLive($"every block returned, three idle delays on\n{idle}");
+        pool.Dispose();
+    }
+
+    /// <summary>Committed bytes, from the pool's figures and from outside (live mappings less those awaiting their unmap with dropped pages), are at most the cap.</summary>
+    private static void AssertUnderTheCap(TieredMemoryPool pool, LiveMappingsAllocator allocator, long cap, string when)
+    {
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        long live = allocator.Live().Sum(static mapping => (long)mapping.Length);
+        long committed = live - statistics.BytesAwaitingRelease;
+        Assert.True(committed <= cap, $"{when}: {live} bytes mapped, {statistics.BytesAwaitingRelease} of them awaiting release, at a cap of {cap}\n{statistics}");
+    }
+
+    /// <summary>The bytes one block of <paramref name="size"/> maps on its own (its slab or region).</summary>
+    private static long UnitOf(int size)
+    {
+        var allocator = new LiveMappingsAllocator(mostLive: 64);
+        using var pool = new TieredMemoryPool(allocator.PoolOptions(OwnerMode.Default, new FakeTimeProvider()));
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        return allocator.Live().Sum(static mapping => (long)mapping.Length);
+    }
+}
