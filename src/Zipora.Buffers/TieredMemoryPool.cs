@@ -56,6 +56,9 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     private readonly int _maxBufferSize;
     private readonly RetainedCap _retainedCap;
 
+    // Trims every tier, one trim at a time (the trims of rents at MaxBytesInUse, and Trim).
+    private readonly LimitTrim _limitTrim;
+
     // Under memory pressure every idle byte is due, but a trim that left some behind gave all it could: the next
     // waits until the pool is used again, as the cap's do.
     private readonly RetainedCap _pressureCap = new(0);
@@ -159,6 +162,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
                     huge.Trim();
                 });
             _pages.ReleaseIdleMemory = limitTrim.Run;
+            _limitTrim = limitTrim;
             // The name the meter reports it under, numbered when another live pool has it: what Name is documented as.
             Name = PoolMetrics.Register(this);
             MemoryPressureWatcher.Start();
@@ -283,13 +287,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// at once) and is unmapped when the delay is over, so a stale <see cref="Span{T}"/> never faults. The pool also
     /// does this on its own for memory idle longer than the delay, and when the GC reports high memory load.
     /// </summary>
-    public void Trim()
-    {
-        _small.Trim();
-        _medium.Trim();
-        _large.Trim();
-        _huge.Trim();
-    }
+    public void Trim() => _limitTrim.RunNow();
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 

@@ -38,4 +38,19 @@ internal sealed class LimitTrim(Func<long> activity, Action trim)
             trim();
         }
     }
+
+    /// <summary>
+    /// Trims now, whatever the activity: the pool's <c>Trim</c> (called by users, the idle cap and memory pressure).
+    /// One at a time with <see cref="Run"/>: a trim takes free memory out of the caches before it gives it back, so a
+    /// rent at the limit whose own trim ran meanwhile found nothing idle and was refused, while that memory was on its
+    /// way back to the OS (MixedTiersAtTheCapSafetyTests). Now such a rent waits for the other trim, then maps into
+    /// the room it made.
+    /// </summary>
+    public void RunNow()
+    {
+        lock (_lock)
+        {
+            trim();
+        }
+    }
 }
