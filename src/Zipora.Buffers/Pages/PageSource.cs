@@ -88,14 +88,17 @@ internal sealed partial class PageSource
     /// </param>
     public bool TryMapPlain(nuint length, nuint alignment, out nint address, out PageBacking backing, bool takeWaiting = true)
     {
-        if (TryMapNormal(length, alignment, takeWaiting, takeAdvised: false, out address))
+        if (TryMapNormal(length, alignment, takeWaiting, takeAdvised: false, out address, out bool atLimit))
         {
             backing = PageBacking.Plain;
             return true;
         }
 
+        // Refused by the limit, not the OS: no fallback. Room another thread made since would otherwise be taken on
+        // the fallback's memory, whose pages are never dropped, so it counted against the limit for a whole delay
+        // after its return (MixedTiersAtTheCapSafetyTests).
         backing = PageBacking.Portable;
-        if (_fallback is null)
+        if (_fallback is null || atLimit)
         {
             return false;
         }
@@ -118,17 +121,22 @@ internal sealed partial class PageSource
     {
         if (kind == PageKind.Normal)
         {
-            return TryMapNormal(length, alignment, takeWaiting: true, takeAdvised: true, out address);
+            return TryMapNormal(length, alignment, takeWaiting: true, takeAdvised: true, out address, out _);
         }
 
         address = 0;
         return TryReserve(length) && TryMapReserved(_allocator, length, alignment, kind, out address);
     }
 
-    /// <summary>Maps base pages with no fallback, from a waiting mapping when <paramref name="takeWaiting"/> (one advised for transparent hugepages only when <paramref name="takeAdvised"/>).</summary>
-    private bool TryMapNormal(nuint length, nuint alignment, bool takeWaiting, bool takeAdvised, out nint address)
+    /// <summary>
+    /// Maps base pages with no fallback, from a waiting mapping when <paramref name="takeWaiting"/> (one advised for
+    /// transparent hugepages only when <paramref name="takeAdvised"/>); <paramref name="atLimit"/> says a refusal was the
+    /// limit's, not the OS's.
+    /// </summary>
+    private bool TryMapNormal(nuint length, nuint alignment, bool takeWaiting, bool takeAdvised, out nint address, out bool atLimit)
     {
         address = 0;
+        atLimit = false;
         DeferredUnmaps? waiting = takeWaiting ? WaitingUnmaps : null;
 
         // First one whose pages could not be dropped: still counted against the limit, so nothing to reserve (and no trim).
@@ -140,6 +148,7 @@ internal sealed partial class PageSource
 
         if (!TryReserve(length))
         {
+            atLimit = true;
             return false;
         }
 
