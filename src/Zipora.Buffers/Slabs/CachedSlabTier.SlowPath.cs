@@ -105,6 +105,22 @@ internal abstract partial class CachedSlabTier<TClasses>
         {
             carved = _heap.Carve(classIndex, TClasses.ClassSize(classIndex), TClasses.SlabBytes(classIndex), TClasses.Name);
         }
+        catch (InsufficientMemoryException)
+        {
+            depot.Unreserve(1);
+
+            // Refused at the pool's cap, after a trim: the free blocks of the class that other threads' caches held
+            // went to its depot (their slabs pinned by live neighbours), where this rent looked before they came
+            // (MixedTiersAtTheCapSafetyTests). One of them serves it, as a move in from the depot.
+            NativeMemoryManager? freed = depot.TakeOne();
+            if (freed is null)
+            {
+                throw;
+            }
+
+            stack.NetTransfers++;
+            return HandOut(ref stack, classIndex, size, freed);
+        }
         catch
         {
             depot.Unreserve(1);
