@@ -255,6 +255,36 @@ public sealed class AdaptiveCacheTests
     }
 
     [Fact]
+    public void AClassWhoseBuffersAreAllRentedOutIsNotGivenBackForIdlenessAndKeepsItsCapacity()
+    {
+        // Idle means quiet with free buffers: a class holding all its buffers through the delay has nothing to give
+        // back, and trimming it would only shrink its thread's capacity back to a quarter.
+        var time = new FakeTimeProvider();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = time, ThreadCacheMaxBuffers = 64 });
+        for (int round = 0; round < 20; round++)
+        {
+            Burst(pool, 4096, 64);
+        }
+
+        Assert.Equal(64, pool.ThreadCacheCapacity(4096));
+        var held = new List<IDisposable>();
+        while (HistogramRow(pool, "medium", 4096).Cached > 0)
+        {
+            held.Add(pool.Rent(4096));
+        }
+
+        for (int tick = 0; tick < 8; tick++)
+        {
+            Burst(pool, 1024, 4);
+            time.Advance(s_delay / 4);
+        }
+
+        int capacity = pool.ThreadCacheCapacity(4096);
+        Assert.True(capacity == 64, $"{held.Count} buffers held through two delays with none free: the class's capacity fell from 64 to {capacity}");
+        held.ForEach(owner => owner.Dispose());
+    }
+
+    [Fact]
     public void MostLargeRentsJustAboveTheMmapThresholdBringAdviceToRaiseIt()
     {
         using var pool = new TieredMemoryPool();
