@@ -99,6 +99,34 @@ public sealed class StatisticsTests
         Assert.InRange(cached, 0, medium.CacheMisses);
     }
 
+    [Theory]
+    [InlineData(100)]
+    [InlineData(4096)]
+    public void AThreadsCacheHitsStayCountedAfterTheThreadExits(int size)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        IMemoryOwner<byte>? kept = null;
+        var thread = new Thread(() =>
+        {
+            for (int i = 0; i < 9; i++)
+            {
+                pool.Rent(size).Dispose();
+            }
+
+            kept = pool.Rent(size);
+        });
+        thread.Start();
+        thread.Join();
+
+        // The exited thread's cache is retired when the statistics are read: its counts are folded into the tier's.
+        // One buffer is still out, so the returns alone cannot account for every rent.
+        TierStatistics tier = size < 1024 ? pool.GetStatistics().Small : pool.GetStatistics().Medium;
+        Assert.True(
+            tier.Rents == 10 && tier.CacheHits == 9 && tier.CacheMisses == 1 && tier.Returns == 9 && tier.BuffersInUse == 1,
+            $"10 rents of {size} B, 9 returned, on a thread that exited: {tier.Rents} rents, {tier.CacheHits} hits, {tier.CacheMisses} misses, {tier.Returns} returns, {tier.BuffersInUse} in use");
+        kept!.Dispose();
+    }
+
     [Fact]
     public void BytesInUseFollowTheLiveBuffers()
     {
