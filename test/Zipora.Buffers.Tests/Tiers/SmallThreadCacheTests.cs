@@ -193,4 +193,27 @@ public sealed class SmallThreadCacheTests
 
     private static List<SizeClassStatistics> SmallRows(TieredMemoryPoolStatistics statistics) =>
         [.. statistics.SizeHistogram.Where(static row => row.Tier == "small")];
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(1000)]
+    public void ASmallClassKeepsEightBuffersPerThreadWhateverTheByteBudgetLeavesIt(int size)
+    {
+        // 1 KB over all the small classes leaves none of them a whole buffer; the documented floor is 8, so the
+        // eight buffers this thread returns stay in its cache and another thread's rent finds none of them.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { AdaptiveCaches = false, ThreadCacheMaxBytes = 1024, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
+        var held = new List<IMemoryOwner<byte>>();
+        for (int i = 0; i < 8; i++)
+        {
+            held.Add(pool.Rent(size));
+        }
+
+        held.ForEach(owner => owner.Dispose());
+        var other = new Thread(() => pool.Rent(size).Dispose());
+        other.Start();
+        other.Join();
+
+        TierStatistics small = pool.GetStatistics().Small;
+        Assert.True(small.CacheMisses == 9 && small.CacheHits == 0, $"8 buffers of {size} B returned on one thread under a 1 KB budget, then a rent on another: {small.CacheHits} hits, {small.CacheMisses} misses (the 8 should have stayed in the first thread's cache)");
+    }
 }
