@@ -111,7 +111,7 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             // Refused at the pool's cap, after a trim: the free blocks of the class that other threads' caches held
             // went to its depot (their slabs pinned by live neighbours), where this rent looked before they came
-            // (MixedTiersAtTheCapSafetyTests). One of them serves it, as a move in from the depot.
+            // (CachedBlocksAtTheCapSafetyTests). One of them serves it, as a move in from the depot.
             NativeMemoryManager? freed = depot.TakeOne();
             if (freed is null)
             {
