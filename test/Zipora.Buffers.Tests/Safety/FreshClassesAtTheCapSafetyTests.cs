@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
@@ -40,28 +41,9 @@ public sealed class FreshClassesAtTheCapSafetyTests
             long idleBefore = pool.GetStatistics().BytesInUse;
 
             using var start = new Barrier(renters);
-            var refused = new Exception?[renters];
+            var refused = new InsufficientMemoryException?[renters];
             var held = new IMemoryOwner<byte>?[renters];
-            var threads = new Thread[renters];
-            for (int t = 0; t < renters; t++)
-            {
-                int renter = t;
-                threads[renter] = new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    try
-                    {
-                        held[renter] = pool.Rent(sizes[renter]);
-                    }
-                    catch (InsufficientMemoryException error)
-                    {
-                        refused[renter] = error;
-                    }
-                });
-                threads[renter].Start();
-            }
-
-            foreach (Thread thread in threads)
+            foreach (Thread thread in StartRenters(pool, sizes[..renters], start, held, refused, disposedMeanwhile: false))
             {
                 thread.Join();
             }
@@ -104,26 +86,7 @@ public sealed class FreshClassesAtTheCapSafetyTests
             using var start = new Barrier(renters);
             var refused = new InsufficientMemoryException?[renters];
             var held = new IMemoryOwner<byte>?[renters];
-            var threads = new Thread[renters];
-            for (int t = 0; t < renters; t++)
-            {
-                int renter = t;
-                threads[renter] = new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    try
-                    {
-                        held[renter] = pool.Rent(size);
-                    }
-                    catch (InsufficientMemoryException error)
-                    {
-                        refused[renter] = error;
-                    }
-                });
-                threads[renter].Start();
-            }
-
-            foreach (Thread thread in threads)
+            foreach (Thread thread in StartRenters(pool, [.. Enumerable.Repeat(size, renters)], start, held, refused, disposedMeanwhile: false))
             {
                 thread.Join();
             }
@@ -170,29 +133,7 @@ public sealed class FreshClassesAtTheCapSafetyTests
             using var start = new Barrier(renters + 1);
             var held = new IMemoryOwner<byte>?[renters];
             var refused = new InsufficientMemoryException?[renters];
-            var threads = new Thread[renters];
-            for (int t = 0; t < renters; t++)
-            {
-                int renter = t;
-                threads[renter] = new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    try
-                    {
-                        held[renter] = pool.Rent(4096);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        // Disposed under this renter: it took nothing.
-                    }
-                    catch (InsufficientMemoryException error)
-                    {
-                        refused[renter] = error;
-                    }
-                });
-                threads[renter].Start();
-            }
-
+            Thread[] threads = StartRenters(pool, [.. Enumerable.Repeat(4096, renters)], start, held, refused, disposedMeanwhile: true);
             start.SignalAndWait();
             Thread.SpinWait(Random.Shared.Next(0, 5_000));
             pool.Dispose();
@@ -209,6 +150,39 @@ public sealed class FreshClassesAtTheCapSafetyTests
             SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
             allocator.AssertNoneLive($"round {rounds}: every block back to the pool disposed under {renters} renters at its cap, three delays on");
         }
+    }
+
+    /// <summary>
+    /// Starts a thread per renter, each renting its size once <paramref name="start"/> lets it: what it got goes in
+    /// <paramref name="held"/>, a refusal at the cap in <paramref name="refused"/>; a pool disposed meanwhile (only where
+    /// <paramref name="disposedMeanwhile"/>) gave the renter nothing.
+    /// </summary>
+    private static Thread[] StartRenters(TieredMemoryPool pool, int[] sizes, Barrier start, IMemoryOwner<byte>?[] held, InsufficientMemoryException?[] refused, bool disposedMeanwhile)
+    {
+        var threads = new Thread[sizes.Length];
+        for (int t = 0; t < sizes.Length; t++)
+        {
+            int renter = t;
+            threads[renter] = new Thread(() =>
+            {
+                start.SignalAndWait();
+                try
+                {
+                    held[renter] = pool.Rent(sizes[renter]);
+                }
+                catch (ObjectDisposedException) when (disposedMeanwhile)
+                {
+                    // Disposed under this renter: it took nothing.
+                }
+                catch (InsufficientMemoryException error)
+                {
+                    refused[renter] = error;
+                }
+            });
+            threads[renter].Start();
+        }
+
+        return threads;
     }
 
     /// <summary>Rents blocks of <paramref name="size"/> until their slabs fill <paramref name="cap"/>, then returns them all: the pool's room all idle.</summary>
