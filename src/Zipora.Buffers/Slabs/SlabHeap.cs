@@ -40,7 +40,6 @@ internal sealed partial class SlabHeap
     // Counts a slab gone from the process: at its release, or at its unmap when the OS refused to drop its pages.
     private readonly Action<long> _countUnmapped;
     private long _uncarvedBytes;
-
     private bool _disposing;
     private bool _accounted;
 
