@@ -8,6 +8,7 @@ namespace Zipora.Buffers;
 /// and another with no rent or return since would walk them all again for nothing: measured, with a hundred thousand
 /// free small blocks pinned by their neighbours, every refused rent spent 45 ms of CPU, and with a million, a second.
 /// So, as the retained cap does (<see cref="RetainedCap"/>), it rests until the pool is rented from or returned to.
+/// Every other trim of the pool (<see cref="RunNow"/>) takes the same lock, so a rent at the limit never meets one halfway.
 /// </summary>
 /// <remarks>
 /// Runs on the slow path only (a mapping past the limit). Trims one at a time: a rent refused while another's trim

@@ -18,12 +18,7 @@ public sealed class GuardedMappingReuseTests
     public void ADiagnosticLargeBufferNeverPutsAGuardPageOverMemoryLetGoOfWithinItsDelay()
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-        {
-            Diagnostics = DiagnosticLevel.All,
-            TimeProvider = new FakeTimeProvider(),
-            IdleReleaseDelay = SafetyCases.IdleDelay,
-        });
+        using TieredMemoryPool pool = DiagnosticPool();
 
         // A 4 KB block is carved from a fresh 64 KB slab; a trim lets the slab go, pages dropped, mapping kept.
         IMemoryOwner<byte> stale = pool.Rent(4096);
@@ -45,12 +40,7 @@ public sealed class GuardedMappingReuseTests
     public void AMediumSlabNeverTakesADiagnosticLargeBuffersMappingWithItsGuardPages()
     {
         Skip.Unless(ProcessMappings.CanRead, "reads /proc/self/maps, which only Linux has");
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
-        {
-            Diagnostics = DiagnosticLevel.All,
-            TimeProvider = new FakeTimeProvider(),
-            IdleReleaseDelay = SafetyCases.IdleDelay,
-        });
+        using TieredMemoryPool pool = DiagnosticPool();
 
         // A large buffer of the 56 KB class maps 64 KB with a guard page at each end; a trim lets it go within its delay.
         pool.Rent(50_000).Dispose();
@@ -65,4 +55,12 @@ public sealed class GuardedMappingReuseTests
             ProcessMappings.IsWritable(range.Start, range.Length) && statistics.MappingsReused == 0,
             $"the new slab took the guarded region's mapping ({statistics.MappingsReused} mappings reused): its blocks would sit on a PROT_NONE page; {ProcessMappings.Describe(range.Start, range.Length)}");
     }
+
+    /// <summary>A pool in diagnostic mode (large buffers between guard pages), on a clock that only the test moves.</summary>
+    private static TieredMemoryPool DiagnosticPool() => new(new TieredMemoryPoolOptions
+    {
+        Diagnostics = DiagnosticLevel.All,
+        TimeProvider = new FakeTimeProvider(),
+        IdleReleaseDelay = SafetyCases.IdleDelay,
+    });
 }
