@@ -7,7 +7,8 @@ namespace Zipora.Buffers;
 /// <summary>
 /// The pool's only door to the OS layer: maps and unmaps through a <see cref="PageAllocator"/>, falls back to the
 /// portable allocator when the OS refuses, keeps the pool under its memory limit, and counts every call for the
-/// statistics. This file maps and counts; <c>PageSource.Releasing.cs</c> unmaps and drops pages.
+/// statistics. This file maps and counts; <c>PageSource.Limit.cs</c> keeps the limit, <c>PageSource.Releasing.cs</c>
+/// unmaps and drops pages.
 /// </summary>
 /// <remarks>
 /// Map calls may run the pool's trim when the limit is reached, so callers must hold no pool lock and no thread
@@ -261,38 +262,6 @@ internal sealed partial class PageSource
         {
             EventsOffTheCaller.CountLost();
         }
-    }
-
-    /// <summary>Counts <paramref name="length"/> bytes as mapped if the limit allows, trimming the pool once when it does not.</summary>
-    private bool TryReserve(nuint length)
-    {
-        if (_limit == 0)
-        {
-            Interlocked.Add(ref _mappedBytes, (long)length);
-            return true;
-        }
-
-        for (int attempt = 0; attempt < 2; attempt++)
-        {
-            long mapped = Volatile.Read(ref _mappedBytes);
-            while (mapped + (long)length <= _limit)
-            {
-                long seen = Interlocked.CompareExchange(ref _mappedBytes, mapped + (long)length, mapped);
-                if (seen == mapped)
-                {
-                    return true;
-                }
-
-                mapped = seen;
-            }
-
-            if (attempt == 0)
-            {
-                ReleaseIdleMemory?.Invoke();
-            }
-        }
-
-        return false;
     }
 
     /// <summary>A manager for a block; array-backed (so <c>MemoryMarshal.TryGetArray</c> works) when the pages are pinned arrays.</summary>

@@ -71,15 +71,30 @@ internal abstract partial class RegionTier
         foreach (Region region in _waitedOut)
         {
             _cache.Take(region);
+            Pages.BeginRelease();
         }
 
         _gate.Exit();
-        foreach (Region region in _waitedOut)
+        int handedOn = 0;
+        try
         {
-            Unmap(region);
+            foreach (Region region in _waitedOut)
+            {
+                // Counted first: Unmap ends the region's release however it leaves.
+                handedOn++;
+                Unmap(region);
+            }
         }
+        finally
+        {
+            // Those not reached (an allocator's exception) end theirs here, or rents at the cap would wait for them.
+            for (int i = handedOn; i < _waitedOut.Count; i++)
+            {
+                Pages.EndRelease();
+            }
 
-        _waitedOut.Clear();
+            _waitedOut.Clear();
+        }
     }
 
     /// <summary>
@@ -141,31 +156,53 @@ internal abstract partial class RegionTier
         bool due = region.IsCached && !region.PagesDropped && _clock.WaitsOutDelayByNextTick(region.ReturnedAt);
         region.DroppingPages = due;
         long emptyings = _cacheEmptyings;
+        if (due)
+        {
+            // A trim meanwhile passes it by, and a rent at the cap whose trim that was waits for it (see letGo below).
+            Pages.BeginRelease();
+        }
+
         _gate.Exit();
         if (!due)
         {
             return;
         }
 
-        // A refused advice leaves the pages resident until the unmap at the next tick; nothing is counted for it.
-        bool dropped = Pages.TryAdvise(region.MappingAddress, region.MappedLength, Pages.IdlePageAdvice, region.Backing);
-
-        _gate.Enter();
-        region.DroppingPages = false;
-        region.PagesDropped = dropped;
-        bool letGo = _disposed || _cacheEmptyings != emptyings;
-        if (letGo)
+        bool handedOn = false;
+        bool overLimit;
+        try
         {
-            _cache.Take(region);
+            // A refused advice leaves the pages resident until the unmap at the next tick; nothing is counted for it.
+            bool dropped = Pages.TryAdvise(region.MappingAddress, region.MappedLength, Pages.IdlePageAdvice, region.Backing);
+
+            _gate.Enter();
+            region.DroppingPages = false;
+            region.PagesDropped = dropped;
+            bool letGo = _disposed || _cacheEmptyings != emptyings;
+            if (letGo)
+            {
+                _cache.Take(region);
+            }
+
+            overLimit = _cache.IsOverLimit;
+            _gate.Exit();
+            if (letGo)
+            {
+                // Unmap ends the release begun above.
+                handedOn = true;
+                Unmap(region);
+                return;
+            }
+        }
+        finally
+        {
+            if (!handedOn)
+            {
+                Pages.EndRelease();
+            }
         }
 
-        bool overLimit = _cache.IsOverLimit;
-        _gate.Exit();
-        if (letGo)
-        {
-            Unmap(region);
-        }
-        else if (overLimit)
+        if (overLimit)
         {
             // A return over the limits meanwhile evicted the region beside it; the limits may want this one too.
             UnmapCached(stopWhenWithinLimits: true);

@@ -157,6 +157,10 @@ internal abstract partial class RegionTier
             _cache.Add(region);
             overLimit = _cache.IsOverLimit;
         }
+        else
+        {
+            Pages.BeginRelease();
+        }
 
         _gate.Exit();
         if (!cache)

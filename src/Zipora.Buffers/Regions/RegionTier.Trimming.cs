@@ -192,7 +192,11 @@ internal abstract partial class RegionTier
         {
             _gate.Enter();
             Region? victim = stopWhenWithinLimits && !_cache.IsOverLimit ? null : _cache.TakeOldest();
-            if (victim is null && !stopWhenWithinLimits)
+            if (victim is not null)
+            {
+                Pages.BeginRelease();
+            }
+            else if (!stopWhenWithinLimits)
             {
                 _cacheEmptyings++;
             }
@@ -211,11 +215,19 @@ internal abstract partial class RegionTier
     /// <summary>
     /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
     /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>, on
-    /// the place the region reserved there when it was mapped: this allocates nothing).
+    /// the place the region reserved there when it was mapped: this allocates nothing). The caller began its release
+    /// (<see cref="PageSource.BeginRelease"/>) under the gate, as it took the region out of the tier.
     /// </summary>
     private void Unmap(Region region)
     {
-        region.Buffer.MarkReleased();
-        _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted);
+        try
+        {
+            region.Buffer.MarkReleased();
+            _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted);
+        }
+        finally
+        {
+            Pages.EndRelease();
+        }
     }
 }

@@ -52,6 +52,9 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// <summary>Runs after each mapping is made and listed, before the pool sees it (a test disposes the pool there, say).</summary>
     public Action? AfterMap { get; set; }
 
+    /// <summary>Runs before each piece of advice reaches the OS (a test holds a release there, halfway out of the pool).</summary>
+    public Action<PageAdvice>? BeforeAdvise { get; set; }
+
     /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
     public int Tag { get; set; }
 
@@ -75,6 +78,15 @@ internal sealed class LiveMappingsAllocator : PageAllocator
 
             return [.. live];
         }
+    }
+
+    /// <summary>The bytes one block of <paramref name="size"/> maps on its own (its slab or region), in a pool of its own.</summary>
+    public static long MappedBytesOfOne(int size)
+    {
+        var allocator = new LiveMappingsAllocator(mostLive: 64);
+        using var pool = new TieredMemoryPool(allocator.PoolOptions(OwnerMode.Default, new Microsoft.Extensions.Time.Testing.FakeTimeProvider()));
+        using System.Buffers.IMemoryOwner<byte> owner = pool.Rent(size);
+        return allocator.Live().Sum(static mapping => (long)mapping.Length);
     }
 
     /// <summary>Fails the test, naming each mapping, unless every mapping made was unmapped; <paramref name="what"/> says after what.</summary>
@@ -135,6 +147,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     public override bool TryAdvise(nint address, nuint length, PageAdvice advice)
     {
         ThrowIfOutOfMemory();
+        BeforeAdvise?.Invoke(advice);
         return _inner.TryAdvise(address, length, advice);
     }
 

@@ -1,0 +1,96 @@
+using System;
+using System.Threading;
+
+namespace Zipora.Buffers;
+
+/// <summary>
+/// <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>: bytes are counted before they are mapped, and a mapping that
+/// would cross the limit first has the pool trimmed, then waits for the memory already on its way out.
+/// </summary>
+internal sealed partial class PageSource
+{
+    // A rent at the limit waits at most this long for releases under way: each is a system call or two, and one that
+    // never ends (a thread stopped in a debugger, say) must not hang every rent at the limit with it.
+    private const long MostWaitForReleasesMilliseconds = 1_000;
+
+    // Mappings taken out of a tier's cache and not yet given back (see BeginRelease).
+    private int _releasesUnderWay;
+
+    /// <summary>
+    /// Counts a mapping as on its way out: taken out of a tier's cache, under the tier's lock, to be given back outside
+    /// it (an eviction on a return, an idle tick). It is still counted against the limit, and a trim can no longer
+    /// reach it: a rent at the limit whose trim ran meanwhile found nothing to free and was refused, though the room
+    /// was coming (RegionReleaseAtTheCapSafetyTests). Such a rent now waits for it. Every call is matched by one of
+    /// <see cref="EndRelease"/>, once the mapping is unmapped, its pages dropped, or the OS refused both.
+    /// </summary>
+    public void BeginRelease() => Interlocked.Increment(ref _releasesUnderWay);
+
+    /// <summary>Ends what <see cref="BeginRelease"/> began.</summary>
+    public void EndRelease() => Interlocked.Decrement(ref _releasesUnderWay);
+
+    /// <summary>
+    /// Counts <paramref name="length"/> bytes as mapped if the limit allows; when it does not, trims the pool once and
+    /// waits for the mappings then on their way out.
+    /// </summary>
+    private bool TryReserve(nuint length)
+    {
+        if (_limit == 0)
+        {
+            Interlocked.Add(ref _mappedBytes, (long)length);
+            return true;
+        }
+
+        if (TryCountUnderLimit(length))
+        {
+            return true;
+        }
+
+        ReleaseIdleMemory?.Invoke();
+        return TryCountUnderLimit(length) || TryCountAfterReleasesUnderWay(length);
+    }
+
+    /// <summary>
+    /// Tries again as the releases under way end, until one leaves room or none is left. Read after the trim: a release
+    /// begun before it, under a tier's lock, is seen here, as the trim took that lock after it.
+    /// </summary>
+    private bool TryCountAfterReleasesUnderWay(nuint length)
+    {
+        long giveUpAt = 0;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _releasesUnderWay) > 0)
+        {
+            spin.SpinOnce();
+            if (TryCountUnderLimit(length))
+            {
+                return true;
+            }
+
+            long now = Environment.TickCount64;
+            giveUpAt = giveUpAt == 0 ? now + MostWaitForReleasesMilliseconds : giveUpAt;
+            if (now >= giveUpAt)
+            {
+                return false;
+            }
+        }
+
+        // The last one ended between the try above and the read: its room is counted by now.
+        return TryCountUnderLimit(length);
+    }
+
+    private bool TryCountUnderLimit(nuint length)
+    {
+        long mapped = Volatile.Read(ref _mappedBytes);
+        while (mapped + (long)length <= _limit)
+        {
+            long seen = Interlocked.CompareExchange(ref _mappedBytes, mapped + (long)length, mapped);
+            if (seen == mapped)
+            {
+                return true;
+            }
+
+            mapped = seen;
+        }
+
+        return false;
+    }
+}
