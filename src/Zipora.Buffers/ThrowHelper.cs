@@ -28,9 +28,11 @@ internal static class ThrowHelper
         throw new ArgumentOutOfRangeException(nameof(elementIndex), elementIndex, "The index to pin must be from 0 to the buffer's length.");
 
     [DoesNotReturn]
-    public static void ThrowOutOfMemory(long bytes, string tier, PageSource pages)
+    public static void ThrowOutOfMemory(long bytes, string tier, PageSource pages, long limitRefusalsBefore)
     {
-        if (pages.WouldExceedLimit(bytes))
+        // The limit's refusal when it refused during the rent (another thread's refusal meanwhile reads the same: rare,
+        // and the limit is then where the pool is), or when it still would.
+        if (pages.LimitRefusals != limitRefusalsBefore || pages.WouldExceedLimit(bytes))
         {
             throw new InsufficientMemoryException(LimitMessage(bytes, tier, pages));
         }

@@ -15,6 +15,14 @@ internal sealed partial class PageSource
 
     // Mappings taken out of a tier's cache and not yet given back (see BeginRelease).
     private int _releasesUnderWay;
+    private long _limitRefusals;
+
+    /// <summary>
+    /// Mappings the limit has refused so far. A rent that fails reads it before and after to say whether the limit or
+    /// the OS refused it: the limit read again at the throw may have room by then (memory returned meanwhile), and a
+    /// refusal of the limit's read as the OS's (MixedTiersAtTheCapSafetyTests, once in 20 runs).
+    /// </summary>
+    public long LimitRefusals => Volatile.Read(ref _limitRefusals);
 
     /// <summary>
     /// Counts a mapping as on its way out: taken out of a tier's cache, under the tier's lock, to be given back outside
@@ -46,7 +54,13 @@ internal sealed partial class PageSource
         }
 
         ReleaseIdleMemory?.Invoke();
-        return TryCountUnderLimit(length) || TryCountAfterReleasesUnderWay(length);
+        if (TryCountUnderLimit(length) || TryCountAfterReleasesUnderWay(length))
+        {
+            return true;
+        }
+
+        Interlocked.Increment(ref _limitRefusals);
+        return false;
     }
 
     /// <summary>

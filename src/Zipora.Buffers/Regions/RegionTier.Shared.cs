@@ -198,6 +198,7 @@ internal abstract partial class RegionTier
         nint address;
         nuint mappedLength;
         PageBacking backing;
+        long limitRefusals = Pages.LimitRefusals;
         try
         {
             if (!TryMap(classIndex, out address, out mappedLength, out backing))
@@ -206,7 +207,7 @@ internal abstract partial class RegionTier
                 Trim();
                 if (!TryMap(classIndex, out address, out mappedLength, out backing))
                 {
-                    ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages);
+                    ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages, limitRefusals);
                 }
             }
         }

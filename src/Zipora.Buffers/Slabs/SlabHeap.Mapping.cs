@@ -41,6 +41,7 @@ internal sealed partial class SlabHeap
         nint address;
         PageBacking backing;
         bool mapped;
+        long limitRefusals = _pages.LimitRefusals;
         try
         {
             // Map outside the lock: the page source may trim the pool to stay under its limit, and the trim takes
@@ -63,7 +64,7 @@ internal sealed partial class SlabHeap
             NativeMemoryManager? listed = CutAfterRefusal(classIndex, blockSize);
             if (listed is null)
             {
-                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages);
+                ThrowHelper.ThrowOutOfMemory(slabBytes, tierName, _pages, limitRefusals);
             }
 
             return listed;

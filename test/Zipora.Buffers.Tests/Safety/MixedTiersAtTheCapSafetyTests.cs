@@ -101,6 +101,11 @@ public sealed class MixedTiersAtTheCapSafetyTests
                         catch (InsufficientMemoryException error)
                         {
                             permits[size].Release();
+                            if (!error.Message.Contains(nameof(TieredMemoryPoolOptions.MaxBytesInUse), StringComparison.Ordinal))
+                            {
+                                failures.Enqueue($"a refusal at the cap, with an allocator that refuses nothing, not named as the cap's: {error.Message}");
+                            }
+
                             TieredMemoryPoolStatistics now = pool.GetStatistics();
                             refusals.Enqueue($"{s_sizes[size]} B refused at a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most): {error.Message}\n{now}");
                             continue;
