@@ -134,6 +134,21 @@ internal sealed class SizeClassDepot<T>
         }
     }
 
+    /// <summary>
+    /// Lets go of every buffer (for the GC: the array pool's) and returns how many there were. Allocates nothing: a
+    /// trim of managed memory runs when the heap is at its limit.
+    /// </summary>
+    public int Clear()
+    {
+        lock (_lock)
+        {
+            int cleared = _count;
+            Array.Clear(_items, 0, _count);
+            _count = 0;
+            return cleared;
+        }
+    }
+
     private void EnsureRoomUnsynchronized(int extra)
     {
         // Never for a tier that reserves its buffers (the native tiers: their returns must not allocate). The array

@@ -1,5 +1,3 @@
-using System;
-using System.Collections.Generic;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -12,12 +10,7 @@ public sealed partial class TieredArrayPool
     /// out are not touched. The pool also does this on its own for size classes idle longer than
     /// <see cref="TieredArrayPoolOptions.IdleReleaseDelay"/>, and when the GC reports high memory load.
     /// </summary>
-    public void Trim()
-    {
-        var everyClass = new bool[_classLengths.Length];
-        Array.Fill(everyClass, true);
-        DropCached(everyClass);
-    }
+    public void Trim() => DropCached(_everyClass);
 
     /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
@@ -37,10 +30,13 @@ public sealed partial class TieredArrayPool
     }
 
     /// <summary>
-    /// Drops the arrays of the chosen classes from every thread's cache and from the depots. A thread's stack is
-    /// abandoned whole, so its owner never waits for a trim nor a trim for it (see <see cref="ArrayThreadCache"/>).
+    /// Drops the arrays of the chosen classes from every thread's cache and from the depots; returns their bytes. A
+    /// thread's stack is abandoned whole, so its owner never waits for a trim nor a trim for it (see
+    /// <see cref="ArrayThreadCache"/>). Allocates nothing: the pressure watch trims when the managed heap nears its
+    /// limit, and a heap that grew past it between two checks meets the trim at the limit itself, where an allocation
+    /// before the drop threw and kept every array (ArrayPoolTrimHeapLimitSafetyTests).
     /// </summary>
-    private void DropCached(bool[] classes)
+    private long DropCached(bool[] classes)
     {
         lock (_trimLock)
         {
@@ -64,23 +60,18 @@ public sealed partial class TieredArrayPool
                 Interlocked.Add(ref _evictedBytes, dropped);
             }
 
-            var drained = new List<byte[]>();
+            long depotBytes = 0;
             for (int classIndex = 0; classIndex < classes.Length; classIndex++)
             {
                 if (classes[classIndex])
                 {
-                    _depots[classIndex].DrainInto(drained, close: false);
+                    depotBytes += (long)_depots[classIndex].Clear() * _classLengths[classIndex];
                 }
-            }
-
-            long depotBytes = 0;
-            foreach (byte[] array in drained)
-            {
-                depotBytes += array.Length;
             }
 
             Interlocked.Add(ref _depotBytes, -depotBytes);
             Interlocked.Add(ref _evictedBytes, depotBytes);
+            return dropped + depotBytes;
         }
     }
 

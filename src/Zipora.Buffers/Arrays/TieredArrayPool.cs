@@ -40,6 +40,9 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly int _maxPooledLength;
     private readonly int[] _classLengths;
 
+    // Every class chosen, for the trims of them all (made here: a trim must allocate nothing, see DropCached).
+    private readonly bool[] _everyClass;
+
     // How many arrays a thread's stack of each class holds.
     private readonly int[] _capacities;
     private readonly SizeClassDepot<byte[]>[] _depots;
@@ -87,6 +90,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         int classCount = ArraySizeClasses.IndexOf(options.MaxArrayLength) + 1;
         _maxPooledLength = ArraySizeClasses.LengthOf(classCount - 1);
         _classLengths = new int[classCount];
+        _everyClass = new bool[classCount];
+        Array.Fill(_everyClass, true);
         _capacities = new int[classCount];
         _depots = new SizeClassDepot<byte[]>[classCount];
         for (int i = 0; i < classCount; i++)
@@ -176,12 +181,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// Memory runs short: every cached array is dropped for the GC, as <see cref="Trim"/> does, and the GC is asked to
     /// give them back to the OS (dropped, they stayed committed until a collection that native growth never set off).
     /// </summary>
-    void IReclaimablePool.TrimUnderPressure()
-    {
-        long cached = GetStatistics().BytesRetained;
-        Trim();
-        _ = PinnedMemoryCollector.AfterDrop(cached - GetStatistics().BytesRetained);
-    }
+    void IReclaimablePool.TrimUnderPressure() => _ = PinnedMemoryCollector.AfterDrop(DropCached(_everyClass));
 
     /// <summary>Rents an array of at least <paramref name="minimumLength"/> bytes, uninitialized.</summary>
     /// <param name="minimumLength">Bytes needed; 0 gives the same empty array every time.</param>
