@@ -75,24 +75,13 @@ internal abstract partial class RegionTier
         }
 
         _gate.Exit();
-        int handedOn = 0;
         try
         {
-            foreach (Region region in _waitedOut)
-            {
-                // Counted first: Unmap ends the region's release however it leaves.
-                handedOn++;
-                Unmap(region);
-            }
+            // Each unmap ends its region's release however it leaves.
+            GiveBackEach(_waitedOut, 0, fromSlots: false, keepUnlessWaitedOut: false);
         }
         finally
         {
-            // Those not reached (an allocator's exception) end theirs here, or rents at the cap would wait for them.
-            for (int i = handedOn; i < _waitedOut.Count; i++)
-            {
-                Pages.EndRelease();
-            }
-
             _waitedOut.Clear();
         }
     }

@@ -113,10 +113,7 @@ internal abstract partial class RegionTier
             // delay. A slot unused for all but the last tick of it is emptied a tick early into the cache, where this
             // tick drops its region's pages with the cached ones of its age (it is unmapped at the next). Also after a
             // failed emptying: the regions taken out of their slots before it are not lost.
-            foreach (Region region in emptied)
-            {
-                ReleaseInUse(region, userReturn: false, keep: onlyUnused && !_clock.HasWaitedOutDelay(region.ReturnedAt));
-            }
+            GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
         }
     }
 
@@ -183,6 +180,44 @@ internal abstract partial class RegionTier
         foreach (Region region in emptied)
         {
             ReleaseInUse(region, userReturn: false, keep: true);
+        }
+    }
+
+    /// <summary>
+    /// Gives back the regions of <paramref name="regions"/> from <paramref name="from"/> on, each taken out of the tier
+    /// already: unmaps them (their releases begun), or with <paramref name="fromSlots"/> takes them, emptied out of the
+    /// threads' slots, out of the in-use counts and caches them (those returned less than a delay ago, when
+    /// <paramref name="keepUnlessWaitedOut"/>) or unmaps them. Every one, even past a custom allocator's exception (its
+    /// bug, not a refusal), which goes on to the caller after the rest: a loop stopped by it lost the regions after the
+    /// one that threw, mapped, counted against the cap and (from a slot) in use for good, listed nowhere
+    /// (RegionReleaseThatThrowsSafetyTests). Allocates nothing.
+    /// </summary>
+    private void GiveBackEach(List<Region> regions, int from, bool fromSlots, bool keepUnlessWaitedOut)
+    {
+        int next = from;
+        try
+        {
+            while (next < regions.Count)
+            {
+                Region region = regions[next++];
+                if (fromSlots)
+                {
+                    ReleaseInUse(region, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(region.ReturnedAt));
+                }
+                else
+                {
+                    Unmap(region);
+                }
+            }
+        }
+        finally
+        {
+            // Reached with regions left only when one threw: the rest still go, and its exception after them (or the
+            // next one's, if another throws too).
+            if (next < regions.Count)
+            {
+                GiveBackEach(regions, next, fromSlots, keepUnlessWaitedOut);
+            }
         }
     }
 

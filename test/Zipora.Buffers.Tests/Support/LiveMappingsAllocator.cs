@@ -55,6 +55,9 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// <summary>Runs before each piece of advice reaches the OS (a test holds a release there, halfway out of the pool).</summary>
     public Action<PageAdvice>? BeforeAdvise { get; set; }
 
+    /// <summary>Runs before each unmap reaches the OS (a test throws there, as a faulty custom allocator would).</summary>
+    public Action? BeforeUnmap { get; set; }
+
     /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
     public int Tag { get; set; }
 
@@ -124,6 +127,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     public override bool Unmap(nint address, nuint length)
     {
         ThrowIfOutOfMemory();
+        BeforeUnmap?.Invoke();
         if (!_inner.Unmap(address, length))
         {
             return false;
