@@ -69,9 +69,9 @@ internal abstract partial class RegionTier
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
         var emptied = new List<Region>();
-        try
+        lock (_trimLock)
         {
-            lock (_trimLock)
+            try
             {
                 if (_slotsClosedForGood)
                 {
@@ -106,14 +106,19 @@ internal abstract partial class RegionTier
                     _registry.ReleaseSlot();
                 }
             }
-        }
-        finally
-        {
-            // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a
-            // delay. A slot unused for all but the last tick of it is emptied a tick early into the cache, where this
-            // tick drops its region's pages with the cached ones of its age (it is unmapped at the next). Also after a
-            // failed emptying: the regions taken out of their slots before it are not lost.
-            GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
+            finally
+            {
+                // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a
+                // delay. A slot unused for all but the last tick of it is emptied a tick early into the cache, where this
+                // tick drops its region's pages with the cached ones of its age (it is unmapped at the next). Also after a
+                // failed emptying: the regions taken out of their slots before it are not lost. Under the trim lock: out
+                // of their slots and not yet cached or on their way out, the regions are where no other trim finds them,
+                // and a rent at MaxBytesInUse whose trim ran meanwhile (the pool's, while a rent's own trim of this tier
+                // after a refused mapping, or an idle tick, gave them back) found nothing and was refused, with a region
+                // of the room it asked for on its way (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a
+                // third large region mapped of two in use at most). That trim now waits for these.
+                GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
+            }
         }
     }
 
