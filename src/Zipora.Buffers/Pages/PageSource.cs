@@ -46,8 +46,11 @@ internal sealed partial class PageSource
     /// <summary>New mappings served by a mapping waiting out its delay instead of the OS (see <see cref="DeferredUnmaps.TryTakeForReuse"/>).</summary>
     public long MappingsReused => Volatile.Read(ref _mappingsReused);
 
-    /// <summary>Frees the pool's idle memory; called when a mapping would cross the limit.</summary>
-    public Action? ReleaseIdleMemory { get; set; }
+    /// <summary>
+    /// Frees the pool's idle memory; called when a mapping would cross the limit. Returns whether it trimmed:
+    /// <see langword="false"/> when the pool was not used since its last trim, which gave back all it could.
+    /// </summary>
+    public Func<bool>? ReleaseIdleMemory { get; set; }
 
     /// <summary>How idle pages that stay mapped are given back.</summary>
     public PageAdvice IdlePageAdvice { get; }

@@ -24,7 +24,8 @@ internal sealed class LimitTrim(Func<long> activity, Action trim)
     // Rents plus returns at the last trim; -1 before the first.
     private long _activityAtLastTrim = -1;
 
-    public void Run()
+    /// <summary>Trims unless the pool was not used since the last trim here; returns whether it trimmed.</summary>
+    public bool Run()
     {
         lock (_lock)
         {
@@ -32,11 +33,12 @@ internal sealed class LimitTrim(Func<long> activity, Action trim)
             long now = activity();
             if (now == _activityAtLastTrim)
             {
-                return;
+                return false;
             }
 
             _activityAtLastTrim = now;
             trim();
+            return true;
         }
     }
 

@@ -55,6 +55,12 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// <summary>Runs before each piece of advice reaches the OS (a test holds a release there, halfway out of the pool).</summary>
     public Action<PageAdvice>? BeforeAdvise { get; set; }
 
+    /// <summary>
+    /// Runs before each piece of advice reaches the OS, given its length: <see langword="false"/> refuses it, as the OS
+    /// refuses to drop locked pages (a test holds a release there, then has it free nothing).
+    /// </summary>
+    public Func<nuint, bool>? AdviseOrRefuse { get; set; }
+
     /// <summary>Runs before each unmap reaches the OS (a test throws there, as a faulty custom allocator would).</summary>
     public Action? BeforeUnmap { get; set; }
 
@@ -152,7 +158,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     {
         ThrowIfOutOfMemory();
         BeforeAdvise?.Invoke(advice);
-        return _inner.TryAdvise(address, length, advice);
+        return (AdviseOrRefuse?.Invoke(length) ?? true) && _inner.TryAdvise(address, length, advice);
     }
 
     public override bool TryProtect(nint address, nuint length, PageProtection protection)
