@@ -55,11 +55,11 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         for (int round = 0; round < 3; round++)
         {
             // Evictions on return (a slot, then a one-region cache), the ticks' page drops and unmaps, a trim.
-            RentAndReturnOnAnotherThread(pool, 3);
+            SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 3);
             SafetyCases.Advance(time, SafetyCases.IdleDelay * 0.8);
-            RentAndReturnOnAnotherThread(pool, 3);
+            SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 3);
             SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.3);
-            RentAndReturnOnAnotherThread(pool, 2);
+            SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 2);
             pool.Trim();
         }
 
@@ -70,22 +70,6 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         TimeSpan refusedAfter = clock.Elapsed;
         Array.ForEach(held, static owner => owner.Dispose());
         Assert.True(refusedAfter < TimeSpan.FromMilliseconds(500), $"a refusal at the cap with nothing on its way out took {refusedAfter.TotalMilliseconds:F0} ms\n{pool.GetStatistics()}");
-    }
-
-    private static void RentAndReturnOnAnotherThread(TieredMemoryPool pool, int count)
-    {
-        var thread = new Thread(() =>
-        {
-            var owners = new IMemoryOwner<byte>[count];
-            for (int i = 0; i < count; i++)
-            {
-                owners[i] = pool.Rent(RegionSize);
-            }
-
-            Array.ForEach(owners, static owner => owner.Dispose());
-        });
-        thread.Start();
-        Assert.True(thread.Join(TimeSpan.FromSeconds(10)), "the rents and returns never ended");
     }
 
     /// <summary>

@@ -31,7 +31,7 @@ public sealed class RegionReleaseThatThrowsSafetyTests
         using var pool = new TieredMemoryPool(options);
 
         // Three regions cached (the thread's slot is retired into the cache when it exits), all waiting out one delay.
-        RentAndReturnOnAnotherThread(pool, 3);
+        SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 3);
         int thrown = 0;
         allocator.BeforeUnmap = () =>
         {
@@ -125,21 +125,5 @@ public sealed class RegionReleaseThatThrowsSafetyTests
         {
             Array.ForEach(held, static owner => owner?.Dispose());
         }
-    }
-
-    private static void RentAndReturnOnAnotherThread(TieredMemoryPool pool, int count)
-    {
-        var thread = new Thread(() =>
-        {
-            var owners = new IMemoryOwner<byte>[count];
-            for (int i = 0; i < count; i++)
-            {
-                owners[i] = pool.Rent(RegionSize);
-            }
-
-            Array.ForEach(owners, static owner => owner.Dispose());
-        });
-        thread.Start();
-        Assert.True(thread.Join(TimeSpan.FromSeconds(10)), "the rents and returns never ended");
     }
 }

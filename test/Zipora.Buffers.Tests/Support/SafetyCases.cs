@@ -126,6 +126,26 @@ public static class SafetyCases
         IdleReleaseDelay = IdleDelay,
     };
 
+    /// <summary>
+    /// Rents <paramref name="count"/> buffers of <paramref name="size"/> on a thread started for it and returns them
+    /// there: what a thread's return leaves in its caches, slots and the shared caches, with that thread still registered.
+    /// </summary>
+    public static void RentAndReturnOnAnotherThread(TieredMemoryPool pool, int size, int count)
+    {
+        var thread = new System.Threading.Thread(() =>
+        {
+            var owners = new IMemoryOwner<byte>[count];
+            for (int i = 0; i < count; i++)
+            {
+                owners[i] = pool.Rent(size);
+            }
+
+            Array.ForEach(owners, static owner => owner.Dispose());
+        });
+        thread.Start();
+        Assert.True(thread.Join(TimeSpan.FromSeconds(10)), "the rents and returns never ended");
+    }
+
     /// <summary>A pool in <paramref name="mode"/> whose clock never moves unless the test moves it.</summary>
     public static TieredMemoryPool Pool(OwnerMode mode, TimeProvider? time = null) =>
         new(Options(mode, time ?? new Microsoft.Extensions.Time.Testing.FakeTimeProvider()));
