@@ -122,9 +122,14 @@ internal sealed partial class PageSource
     /// </remarks>
     private bool TryCountAfterLettingGoOfPinnedArrays(nuint length)
     {
-        if (WaitingUnmaps is { CountedBytes: > 0 } waiting && IsPinnedArray(PageBacking.Plain))
+        // Only when that makes room for this rent, and only what it needs: each array let go of is garbage the next new
+        // mapping replaces, and rents at the cap beside a pool renting, returning and trimming in a loop set off 580
+        // gen2 collections in 2 s letting go of every waiting array, those other rents would have taken back too. (A
+        // pinned pool has no fallback, and the GC's arrays are never refused an unmap: all it counts waiting is them.)
+        long needed = MappedBytes + (long)length - _limit;
+        if (WaitingUnmaps is { CountedBytes: > 0 } waiting && IsPinnedArray(PageBacking.Plain) && needed <= waiting.CountedBytes)
         {
-            waiting.ReleasePinnedArraysNow();
+            waiting.ReleasePinnedArraysUntil(needed);
         }
 
         return TryCountUnderLimit(length);

@@ -200,6 +200,13 @@ internal sealed class DeferredUnmaps
     public void ReleasePinnedArraysNow() => Release(pinnedArraysToo: true);
 
     /// <summary>
+    /// As <see cref="ReleasePinnedArraysNow"/>, but only until <paramref name="enough"/> bytes of them were unmapped: a
+    /// rent at <c>MaxBytesInUse</c> lets go of what it needs, and the rest stays for a new mapping of its length to take
+    /// back (each array let go of is garbage for the GC, and the next mapping a new array).
+    /// </summary>
+    public void ReleasePinnedArraysUntil(long enough) => Release(pinnedArraysToo: true, enough);
+
+    /// <summary>
     /// For a disposed pool: lets go of the pinned arrays waiting now, and of those released later (buffers returned
     /// after the dispose) at once. The delay kept them for reuse by a new mapping of their length, which a disposed pool
     /// never makes, and a stale <c>Span</c>, <c>Memory</c> or handle keeps its array alive without it (see
@@ -215,14 +222,16 @@ internal sealed class DeferredUnmaps
     /// <summary>Whether memory of <paramref name="backing"/> goes without waiting out its delay: a disposed pool's pinned arrays.</summary>
     private bool GoesAtOnce(PageBacking backing) => _pinnedArraysAtOnce && _pages.IsPinnedArray(backing);
 
-    private void Release(bool pinnedArraysToo)
+    private void Release(bool pinnedArraysToo, long enough = long.MaxValue)
     {
         int below = int.MaxValue;
-        while (TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
+        long released = 0;
+        while (released < enough && TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
         {
             bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
             if (unmapped)
             {
+                released += (long)mapping.Length;
                 mapping.CountEvictedAtUnmap?.Invoke((long)mapping.Length);
             }
 

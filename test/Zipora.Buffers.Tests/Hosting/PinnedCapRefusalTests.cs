@@ -29,8 +29,10 @@ public sealed class PinnedCapRefusalTests
         using IMemoryOwner<byte> big = pool.Rent(2 * Megabyte);
         big.Memory.Span.Fill(0x5A);
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-        Assert.Equal(0, statistics.BytesAwaitingRelease);
         Assert.True(statistics.BytesInUse >= 2 * Megabyte, statistics.ToString());
+
+        // Only what the rent needed was let go of: the rest waits for a rent of its length to take it back.
+        Assert.True(statistics.BytesAwaitingRelease is > 0 and <= Cap - (2 * Megabyte), statistics.ToString());
 
         // Stale writes into the arrays let go of land in them, which a stale view keeps alive, never in the new buffer.
         foreach (ArraySegment<byte> segment in stale)
