@@ -58,7 +58,10 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly long[] _retiredReturns;
     private readonly ClassIdleness _idleness;
 
-    private readonly Lock _trimLock = new();
+    // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap (56 bytes),
+    // and a trim waiting for another (the pressure watch's, the idle tick's, a caller's) runs when the heap nears its
+    // limit, where that allocation can throw before anything is dropped (ContendedArrayPoolTrimSafetyTests).
+    private readonly object _trimLock = new();
     private long _depotBytes;
     private long _evictedBytes;
     private long _unpooledRents;
