@@ -1,8 +1,4 @@
 using System;
-using System.Buffers;
-using System.Collections.Concurrent;
-using System.Collections.Generic;
-using System.Diagnostics;
 using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
@@ -52,113 +48,16 @@ public sealed class MixedTiersAtTheCapSafetyTests
         options.FallbackPageAllocator = fallback;
         var pool = new TieredMemoryPool(options);
 
-        var permits = s_sizes.Select(_ => new SemaphoreSlim(permitsPerSize)).ToArray();
-        var rented = new ConcurrentQueue<(IMemoryOwner<byte> Owner, long Stamp, int Size)>();
-        var refusals = new ConcurrentQueue<string>();
-        var failures = new ConcurrentQueue<string>();
-        long stamps = 0;
-        long rents = 0;
-        var clock = Stopwatch.StartNew();
-        using var stop = new CancellationTokenSource(s_budget);
+        var storm = new CapStorm(pool, s_sizes, permitsPerSize, $"a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most)");
+        storm.Run(workers, trims, s_budget);
 
-        void ReturnOne()
-        {
-            if (rented.TryDequeue(out (IMemoryOwner<byte> Owner, long Stamp, int Size) item))
-            {
-                if (!SafetyCases.HasStamp(item.Owner, item.Stamp, "returned"))
-                {
-                    failures.Enqueue($"a {item.Size}-byte block lost its stamp {item.Stamp}: another owner wrote into it");
-                }
-
-                item.Owner.Dispose();
-                permits[item.Size].Release();
-            }
-        }
-
-        var threads = new List<Thread>();
-        for (int w = 0; w < workers; w++)
-        {
-            int seed = w;
-            threads.Add(new Thread(() =>
-            {
-                var random = new Random(seed);
-                while (!stop.IsCancellationRequested)
-                {
-                    if (random.Next(2) == 0 || rented.IsEmpty)
-                    {
-                        int size = random.Next(s_sizes.Length);
-                        if (!permits[size].Wait(0))
-                        {
-                            ReturnOne();
-                            continue;
-                        }
-
-                        IMemoryOwner<byte> owner;
-                        try
-                        {
-                            owner = pool.Rent(s_sizes[size]);
-                        }
-                        catch (InsufficientMemoryException error)
-                        {
-                            permits[size].Release();
-                            if (!error.Message.Contains(nameof(TieredMemoryPoolOptions.MaxBytesInUse), StringComparison.Ordinal))
-                            {
-                                failures.Enqueue($"a refusal at the cap, with an allocator that refuses nothing, not named as the cap's: {error.Message}");
-                            }
-
-                            TieredMemoryPoolStatistics now = pool.GetStatistics();
-                            refusals.Enqueue($"{s_sizes[size]} B refused at a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most): {error.Message}\n{now}");
-                            continue;
-                        }
-
-                        long stamp = Interlocked.Increment(ref stamps);
-                        SafetyCases.Stamp(owner, stamp, "rented");
-                        _ = Interlocked.Increment(ref rents);
-                        rented.Enqueue((owner, stamp, size));
-                    }
-                    else
-                    {
-                        ReturnOne();
-                    }
-                }
-            }));
-        }
-
-        threads.Add(new Thread(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                if (trims)
-                {
-                    pool.Trim();
-                }
-
-                string? negative = SafetyCases.NegativeFigures(pool.GetStatistics());
-                if (negative is not null)
-                {
-                    failures.Enqueue($"negative figures: {negative}");
-                }
-
-                Thread.Sleep(1);
-            }
-        }));
-
-        threads.ForEach(static thread => thread.Start());
-        foreach (Thread thread in threads)
-        {
-            Assert.True(thread.Join(TimeSpan.FromSeconds(20)), $"a thread still running {clock.Elapsed} after the start ({s_budget} budget): stuck in the pool\n{pool.GetStatistics()}");
-        }
-
-        SafetyCases.AssertDisjoint(rented.Select(static item => item.Owner), "held at the end");
+        SafetyCases.AssertDisjoint(storm.Held, "held at the end");
         TieredMemoryPoolStatistics held = pool.GetStatistics();
         AssertUnderTheCap(pool, allocator, cap, "with blocks held at the end");
-        while (!rented.IsEmpty)
-        {
-            ReturnOne();
-        }
+        storm.ReturnAll();
 
         AssertUnderTheCap(pool, allocator, cap, "everything returned");
-        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+        Assert.True(storm.Failures.IsEmpty, string.Join("\n", storm.Failures.Take(5)));
         Assert.True(fallbackMaps == 0, $"{fallbackMaps} mappings made by the fallback allocator (the C heap by default, whose pages are never dropped, so each counts against the cap for a whole delay after its return), while the OS refused nothing\n{pool.GetStatistics()}");
         // Without the trims' thread none may be refused. With it, 0 to 3 refusals in 6-8 million rents came in 8 of 37
         // runs from three races, each closed with a test of its own: regions on their way back to the OS
@@ -168,7 +67,7 @@ public sealed class MixedTiersAtTheCapSafetyTests
         // displaced from its slot by a return is in no slot and no cache until it is cached. Before the trims took one
         // lock, 14 to 3,268 a run in 5 runs of 6.
         int mostRefusals = trims ? KnownRaceMostRefusals : 0;
-        Assert.True(refusals.Count <= mostRefusals, $"{refusals.Count} of {rents + refusals.Count} rents refused by {workers} threads with at most {permitsPerSize} blocks of each size live (at most {mostRefusals} allowed); first: {refusals.FirstOrDefault()}\nheld at the end: {held}");
+        Assert.True(storm.Refusals.Count <= mostRefusals, $"{storm.Refusals.Count} of {storm.Rents + storm.Refusals.Count} rents refused by {workers} threads with at most {permitsPerSize} blocks of each size live (at most {mostRefusals} allowed); first: {storm.Refusals.FirstOrDefault()}\nheld at the end: {held}");
 
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         TieredMemoryPoolStatistics idle = pool.GetStatistics();

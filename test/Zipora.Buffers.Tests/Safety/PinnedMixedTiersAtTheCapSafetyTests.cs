@@ -1,10 +1,6 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
-using System.Collections.Generic;
-using System.Diagnostics;
 using System.Linq;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -41,116 +37,19 @@ public sealed class PinnedMixedTiersAtTheCapSafetyTests
         options.MaxBytesInUse = cap;
         var pool = new TieredMemoryPool(options);
 
-        var permits = s_sizes.Select(_ => new SemaphoreSlim(permitsPerSize)).ToArray();
-        var rented = new ConcurrentQueue<(IMemoryOwner<byte> Owner, long Stamp, int Size)>();
-        var refusals = new ConcurrentQueue<string>();
-        var failures = new ConcurrentQueue<string>();
-        long stamps = 0;
-        long rents = 0;
-        var clock = Stopwatch.StartNew();
-        using var stop = new CancellationTokenSource(s_budget);
+        var storm = new CapStorm(pool, s_sizes, permitsPerSize, $"a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most)");
+        storm.Run(workers, trims, s_budget);
 
-        void ReturnOne()
-        {
-            if (rented.TryDequeue(out (IMemoryOwner<byte> Owner, long Stamp, int Size) item))
-            {
-                if (!SafetyCases.HasStamp(item.Owner, item.Stamp, "returned"))
-                {
-                    failures.Enqueue($"a {item.Size}-byte block lost its stamp {item.Stamp}: another owner wrote into it");
-                }
-
-                item.Owner.Dispose();
-                permits[item.Size].Release();
-            }
-        }
-
-        var threads = new List<Thread>();
-        for (int w = 0; w < workers; w++)
-        {
-            int seed = w;
-            threads.Add(new Thread(() =>
-            {
-                var random = new Random(seed);
-                while (!stop.IsCancellationRequested)
-                {
-                    if (random.Next(2) == 0 || rented.IsEmpty)
-                    {
-                        int size = random.Next(s_sizes.Length);
-                        if (!permits[size].Wait(0))
-                        {
-                            ReturnOne();
-                            continue;
-                        }
-
-                        IMemoryOwner<byte> owner;
-                        try
-                        {
-                            owner = pool.Rent(s_sizes[size]);
-                        }
-                        catch (InsufficientMemoryException error)
-                        {
-                            permits[size].Release();
-                            if (!error.Message.Contains(nameof(TieredMemoryPoolOptions.MaxBytesInUse), StringComparison.Ordinal))
-                            {
-                                failures.Enqueue($"a refusal at the cap, with an allocator that refuses nothing, not named as the cap's: {error.Message}");
-                            }
-
-                            TieredMemoryPoolStatistics now = pool.GetStatistics();
-                            refusals.Enqueue($"{s_sizes[size]} B refused at a cap of {cap} ({string.Join(", ", units)} per size, {permitsPerSize} of each at most): {error.Message}\n{now}");
-                            continue;
-                        }
-
-                        long stamp = Interlocked.Increment(ref stamps);
-                        SafetyCases.Stamp(owner, stamp, "rented");
-                        _ = Interlocked.Increment(ref rents);
-                        rented.Enqueue((owner, stamp, size));
-                    }
-                    else
-                    {
-                        ReturnOne();
-                    }
-                }
-            }));
-        }
-
-        threads.Add(new Thread(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                if (trims)
-                {
-                    pool.Trim();
-                }
-
-                string? negative = SafetyCases.NegativeFigures(pool.GetStatistics());
-                if (negative is not null)
-                {
-                    failures.Enqueue($"negative figures: {negative}");
-                }
-
-                Thread.Sleep(1);
-            }
-        }));
-
-        threads.ForEach(static thread => thread.Start());
-        foreach (Thread thread in threads)
-        {
-            Assert.True(thread.Join(TimeSpan.FromSeconds(20)), $"a thread still running {clock.Elapsed} after the start ({s_budget} budget): stuck in the pool\n{pool.GetStatistics()}");
-        }
-
-        SafetyCases.AssertDisjoint(rented.Select(static item => item.Owner), "held at the end");
+        SafetyCases.AssertDisjoint(storm.Held, "held at the end");
         TieredMemoryPoolStatistics held = pool.GetStatistics();
         Assert.True(Mapped(held) <= cap, $"{Mapped(held)} bytes mapped with blocks held at the end, at a cap of {cap}\n{held}");
-        while (!rented.IsEmpty)
-        {
-            ReturnOne();
-        }
+        storm.ReturnAll();
 
 
-        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+        Assert.True(storm.Failures.IsEmpty, string.Join("\n", storm.Failures.Take(5)));
         // Without the trims' thread none may be refused; with it, the nanosecond window MixedTiersAtTheCapSafetyTests notes.
         int mostRefusals = trims ? KnownRaceMostRefusals : 0;
-        Assert.True(refusals.Count <= mostRefusals, $"{refusals.Count} of {rents + refusals.Count} rents refused by {workers} threads with at most {permitsPerSize} blocks of each size live (at most {mostRefusals} allowed); first: {refusals.FirstOrDefault()}\nheld at the end: {held}");
+        Assert.True(storm.Refusals.Count <= mostRefusals, $"{storm.Refusals.Count} of {storm.Rents + storm.Refusals.Count} rents refused by {workers} threads with at most {permitsPerSize} blocks of each size live (at most {mostRefusals} allowed); first: {storm.Refusals.FirstOrDefault()}\nheld at the end: {held}");
 
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         TieredMemoryPoolStatistics idle = pool.GetStatistics();
