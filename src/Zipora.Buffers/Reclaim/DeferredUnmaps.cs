@@ -194,8 +194,8 @@ internal sealed class DeferredUnmaps
     /// block), so the array lives on under them and only its memory's reuse by the pool ends; native memory unmapped,
     /// or heap memory freed, under a stale <c>Span</c> would fault or corrupt the heap, so mappings of other memory
     /// that could not drop their pages (locked, or refused) keep waiting out the delay
-    /// (PinnedArrayPressureReleaseTests, StalePinnedHandlePressureReleaseTests). A rent refused at
-    /// <c>MaxBytesInUse</c> calls it too: counted for the delay, they froze every rent of another length (PinnedCapRefusalTests).
+    /// (PinnedArrayPressureReleaseTests, StalePinnedHandlePressureReleaseTests). A rent refused at <c>MaxBytesInUse</c>
+    /// lets go of only what it needs (<see cref="ReleasePinnedArraysUntil"/>).
     /// </summary>
     public void ReleasePinnedArraysNow() => Release(pinnedArraysToo: true);
 

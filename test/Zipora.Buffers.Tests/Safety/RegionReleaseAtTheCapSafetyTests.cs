@@ -43,14 +43,9 @@ public sealed class RegionReleaseAtTheCapSafetyTests
     {
         // Each way a region leaves the tier marks it on its way out until it is gone: one mark left over would make
         // every later refusal at the cap wait its full second for nothing.
-        long unit = LiveMappingsAllocator.MappedBytesOfOne(RegionSize);
         var allocator = new LiveMappingsAllocator();
         var time = new FakeTimeProvider();
-        TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, time);
-        options.AdaptiveCaches = false;
-        options.RegionCacheMaxCount = 1;
-        options.MaxBytesInUse = 3 * unit;
-        using var pool = new TieredMemoryPool(options);
+        using TieredMemoryPool pool = PoolCappedAtThreeRegions(allocator, time);
         int advice = 0;
         allocator.BeforeAdvise = _ => Interlocked.Increment(ref advice);
 
@@ -87,11 +82,7 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         Assert.True(wholeCapUnit > 2 * unit && wholeCapUnit <= 3 * unit, $"a {wholeCap}-byte rent maps {wholeCapUnit} bytes, not more than two {RegionSize}-byte ones ({unit}) and at most three");
 
         var allocator = new LiveMappingsAllocator();
-        TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, new FakeTimeProvider());
-        options.AdaptiveCaches = false;
-        options.RegionCacheMaxCount = 1;
-        options.MaxBytesInUse = 3 * unit;
-        using var pool = new TieredMemoryPool(options);
+        using TieredMemoryPool pool = PoolCappedAtThreeRegions(allocator, new FakeTimeProvider());
 
         using var held = new ManualResetEventSlim();
         using var proceed = new ManualResetEventSlim();
@@ -143,5 +134,18 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         TieredMemoryPoolStatistics after = pool.GetStatistics();
         Assert.True(after.BytesInUse == 0, $"{after.BytesInUse} bytes in use with every buffer back\n{after}");
         return (refusal, waited, after);
+    }
+
+    /// <summary>
+    /// A pool mapping through <paramref name="allocator"/> whose cap holds three regions of <see cref="RegionSize"/>,
+    /// its region cache one (adaptive caches off, so returns past it evict).
+    /// </summary>
+    private static TieredMemoryPool PoolCappedAtThreeRegions(LiveMappingsAllocator allocator, FakeTimeProvider time)
+    {
+        TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, time);
+        options.AdaptiveCaches = false;
+        options.RegionCacheMaxCount = 1;
+        options.MaxBytesInUse = 3 * LiveMappingsAllocator.MappedBytesOfOne(RegionSize);
+        return new TieredMemoryPool(options);
     }
 }
