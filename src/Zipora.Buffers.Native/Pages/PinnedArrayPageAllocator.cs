@@ -16,9 +16,11 @@ namespace Zipora.Buffers.Native;
 /// No hugepages and no hints: an unmapped range goes back to the GC. A pinned array is freed by the next gen2
 /// collection, but the GC keeps the pinned heap's emptied memory committed (a forced gen2 collection gave back 30 of
 /// 200 freed megabytes in a measurement); only an aggressive collection returns it to the OS. The bytes unmapped are
-/// counted, so the pool can ask for one when enough has been let go of (see <see cref="UnmappedBytes"/>).
+/// counted, so the pool can ask for one when enough has been let go of (see <see cref="UnmappedBytes"/>). Not sealed:
+/// the tests hold an unmap halfway (a thread preempted in it) by deriving from it, since the pool tells pinned arrays
+/// from other memory by this type.
 /// </remarks>
-internal sealed unsafe class PinnedArrayPageAllocator : PageAllocator
+internal unsafe class PinnedArrayPageAllocator : PageAllocator
 {
     private readonly Lock _lock = new();
 

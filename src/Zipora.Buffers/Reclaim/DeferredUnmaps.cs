@@ -228,25 +228,32 @@ internal sealed class DeferredUnmaps
         long released = 0;
         while (released < enough && TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
         {
-            bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
-            if (unmapped)
+            try
             {
-                released += (long)mapping.Length;
-                mapping.CountEvictedAtUnmap?.Invoke((long)mapping.Length);
-            }
-
-            lock (_lock)
-            {
-                _placesHeld--;
+                bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
                 if (unmapped)
                 {
-                    _bytes -= (long)mapping.Length;
-                    _countedBytes -= mapping.Counted ? (long)mapping.Length : 0;
+                    released += (long)mapping.Length;
+                    mapping.CountEvictedAtUnmap?.Invoke((long)mapping.Length);
                 }
-                else
+
+                lock (_lock)
                 {
-                    _waiting.Add(mapping);
+                    _placesHeld--;
+                    if (unmapped)
+                    {
+                        _bytes -= (long)mapping.Length;
+                        _countedBytes -= mapping.Counted ? (long)mapping.Length : 0;
+                    }
+                    else
+                    {
+                        _waiting.Add(mapping);
+                    }
                 }
+            }
+            finally
+            {
+                _pages.EndRelease();
             }
         }
     }
@@ -267,6 +274,12 @@ internal sealed class DeferredUnmaps
                     mapping = _waiting.TakeAt(i);
                     _placesHeld++;
                     below = i;
+
+                    // Off the list and still counted until its unmap: a rent at MaxBytesInUse that finds it neither
+                    // here nor gone waits for it. Begun under the lock, so a rent that reads the counted bytes after
+                    // this take sees the release under way (PinnedMixedTiersAtTheCapSafetyTests: another thread's
+                    // unmap, preempted, left 3 MB counted that no let-go could reach, and the rent was refused).
+                    _pages.BeginRelease();
                     return true;
                 }
             }
