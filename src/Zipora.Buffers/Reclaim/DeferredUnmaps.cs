@@ -253,7 +253,10 @@ internal sealed class DeferredUnmaps
             }
             finally
             {
-                _pages.EndRelease();
+                if (mapping.Counted)
+                {
+                    _pages.EndRelease();
+                }
             }
         }
     }
@@ -279,7 +282,11 @@ internal sealed class DeferredUnmaps
                     // here nor gone waits for it. Begun under the lock, so a rent that reads the counted bytes after
                     // this take sees the release under way (PinnedMixedTiersAtTheCapSafetyTests: another thread's
                     // unmap, preempted, left 3 MB counted that no let-go could reach, and the rent was refused).
-                    _pages.BeginRelease();
+                    if (mapping.Counted)
+                    {
+                        _pages.BeginRelease();
+                    }
+
                     return true;
                 }
             }
