@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
@@ -72,23 +73,105 @@ public sealed class PinnedReleaseUnderWayAtTheCapSafetyTests
         Assert.True(waited >= TimeSpan.FromMilliseconds(250), $"the rent was served in {waited.TotalMilliseconds:F0} ms, before the held unmap ended: the cap was not full\n{pool.GetStatistics()}");
     }
 
-    /// <summary>Pinned arrays whose next unmap, once armed, waits until the test lets it go on.</summary>
+    [Fact]
+    public void ARefusalAtThePinnedCapComesAtOnceAfterEveryKindOfUnmap()
+    {
+        // Each array taken off the list of unmaps is marked on its way out until its unmap ends, also when the OS refused
+        // it or the allocator threw: one mark left over would make every later refusal at the cap wait its full second.
+        var allocator = new HeldPinnedArrayAllocator();
+        var time = new FakeTimeProvider();
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.PinnedArrays, time);
+        options.PageAllocator = allocator;
+        options.FallbackPageAllocator = null;
+        options.AdaptiveCaches = false;
+        options.RegionCacheMaxCount = 1;
+        options.MaxBytesInUse = 3 * RegionSize;
+        using var pool = new TieredMemoryPool(options);
+
+        for (int round = 0; round < 3; round++)
+        {
+            // Returns past the slot and the one-region cache leave an array waiting, counted; a rent of another length
+            // at the cap trims the rest onto the list and lets go of what it needs there, its first unmap refused (in
+            // the last round thrown, an allocator's bug the rent passes on, with that array lost, counted for good).
+            SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 3);
+            if (round < 2)
+            {
+                allocator.RefuseNextUnmap();
+                pool.Rent(RentSize).Dispose();
+            }
+            else
+            {
+                allocator.ThrowAtNextUnmap();
+                _ = Assert.Throws<InvalidOperationException>(() => pool.Rent(RentSize).Dispose());
+            }
+
+            // The ticks past the delay unmap what waits.
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.3);
+            SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.3);
+            pool.Trim();
+        }
+
+        Assert.True(allocator.Refused == 2 && allocator.Thrown == 1, $"{allocator.Refused} unmaps refused of 2 and {allocator.Thrown} thrown of 1: not every kind of unmap ran\n{pool.GetStatistics()}");
+        var held = new List<IMemoryOwner<byte>>();
+        TimeSpan refusedAfter = TimeSpan.MaxValue;
+        while (held.Count < 4)
+        {
+            var clock = Stopwatch.StartNew();
+            try
+            {
+                held.Add(pool.Rent(RegionSize));
+            }
+            catch (InsufficientMemoryException)
+            {
+                refusedAfter = clock.Elapsed;
+                break;
+            }
+        }
+
+        TieredMemoryPoolStatistics after = pool.GetStatistics();
+        held.ForEach(static owner => owner.Dispose());
+        Assert.True(held.Count < 4, $"{held.Count} regions rented under a cap of three\n{after}");
+        Assert.True(refusedAfter < TimeSpan.FromMilliseconds(500), $"a refusal at the cap with nothing on its way out took {refusedAfter.TotalMilliseconds:F0} ms\n{after}");
+    }
+
+    /// <summary>Pinned arrays whose next unmap, once armed, waits until the test lets it go on, is refused, or throws.</summary>
     private sealed class HeldPinnedArrayAllocator : Native.PinnedArrayPageAllocator
     {
+        private const int Hold = 1;
+        private const int Refuse = 2;
+        private const int Throw = 3;
         private int _armed;
+        private int _refused;
+        private int _thrown;
 
         public ManualResetEventSlim Held { get; } = new();
 
         public ManualResetEventSlim Proceed { get; } = new();
 
-        public void HoldNextUnmap() => Volatile.Write(ref _armed, 1);
+        public int Refused => Volatile.Read(ref _refused);
+
+        public int Thrown => Volatile.Read(ref _thrown);
+
+        public void HoldNextUnmap() => Volatile.Write(ref _armed, Hold);
+
+        public void RefuseNextUnmap() => Volatile.Write(ref _armed, Refuse);
+
+        public void ThrowAtNextUnmap() => Volatile.Write(ref _armed, Throw);
 
         public override bool Unmap(nint address, nuint length)
         {
-            if (Interlocked.Exchange(ref _armed, 0) == 1)
+            switch (Interlocked.Exchange(ref _armed, 0))
             {
-                Held.Set();
-                Proceed.Wait();
+                case Hold:
+                    Held.Set();
+                    Proceed.Wait();
+                    break;
+                case Refuse:
+                    _ = Interlocked.Increment(ref _refused);
+                    return false;
+                case Throw:
+                    _ = Interlocked.Increment(ref _thrown);
+                    throw new InvalidOperationException("an allocator's bug, thrown from an unmap");
             }
 
             return base.Unmap(address, length);
