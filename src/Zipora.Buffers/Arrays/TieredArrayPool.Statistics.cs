@@ -9,7 +9,9 @@ public sealed partial class TieredArrayPool
     /// <summary>A snapshot of what the pool has done and holds.</summary>
     public TieredArrayPoolStatistics GetStatistics()
     {
-        ClassTotals totals = ClassTotals.Of(CountByClass(out int threads, out long evictedBytes));
+        var byClass = new ClassCounts[_classLengths.Length];
+        CountByClass(byClass, out int threads, out long evictedBytes);
+        ClassTotals totals = ClassTotals.Of(byClass);
 
         // Any array longer than the maximum is accepted back, rented here or not, and a return read here may be one
         // whose rent was read before it happened: as for the classes (ClassCounts.CountTheRentsOfEveryReturn), every
@@ -42,13 +44,13 @@ public sealed partial class TieredArrayPool
     }
 
     /// <summary>
-    /// Every thread's counters and cached arrays, summed per class; <paramref name="threads"/> is the number of caches,
+    /// Every thread's counters and cached arrays, summed per class into <paramref name="byClass"/> (every field
+    /// written); <paramref name="threads"/> is the number of caches,
     /// <paramref name="evictedBytes"/> the bytes dropped, with those that operations racing a trim put into the slots it
     /// abandoned (or took out of them) and that their threads have not settled yet.
     /// </summary>
-    private ClassCounts[] CountByClass(out int threads, out long evictedBytes)
+    private void CountByClass(ClassCounts[] byClass, out int threads, out long evictedBytes)
     {
-        var byClass = new ClassCounts[_classLengths.Length];
         lock (_registry.Lock)
         {
             _registry.RetireExitedUnsynchronized();
@@ -79,7 +81,5 @@ public sealed partial class TieredArrayPool
 
             threads = _registry.Caches.Length;
         }
-
-        return byClass;
     }
 }

@@ -22,10 +22,16 @@ public sealed partial class TieredArrayPool
             return;
         }
 
-        bool[]? idle = _idleness.IdleClasses(CountByClass(out _, out _), now);
-        if (idle is not null)
+        // The tick's own tables, made with the pool: the tick runs at the GC heap limit too, where an allocation throws
+        // before anything is dropped (ArrayPoolIdleTickHeapLimitSafetyTests). Only the tick uses them, and the ticker
+        // never runs it twice at once; a trim on another thread uses its own (_everyClass).
+        CountByClass(_tickCounts, out _, out _);
+        if (_idleness.IdleClasses(_tickCounts, now, _tickIdle))
         {
-            DropCached(idle);
+            DropCached(_tickIdle);
+
+            // Only once dropped: a tick that failed before leaves the classes due at the next.
+            _idleness.MarkReleased(_tickIdle);
         }
     }
 

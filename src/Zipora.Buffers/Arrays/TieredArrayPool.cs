@@ -58,6 +58,10 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     private readonly long[] _retiredReturns;
     private readonly ClassIdleness _idleness;
 
+    // The idle tick's per-class counts and idle classes, reused tick after tick (see ReleaseIdle).
+    private readonly ClassCounts[] _tickCounts;
+    private readonly bool[] _tickIdle;
+
     // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap (56 bytes),
     // and a trim waiting for another (the pressure watch's, the idle tick's, a caller's) runs when the heap nears its
     // limit, where that allocation can throw before anything is dropped (ContendedArrayPoolTrimSafetyTests).
@@ -112,6 +116,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         _retiredReturns = new long[classCount];
         var clock = new IdleClock(options.IdleReleaseDelay, options.TimeProvider);
         _idleness = new ClassIdleness(classCount, clock);
+        _tickCounts = new ClassCounts[classCount];
+        _tickIdle = new bool[classCount];
         _sharedCacheMaxBytes = options.SharedCacheMaxBytes;
         _pinnedThreshold = options.PinnedThreshold;
         Name = options.Name;

@@ -17,16 +17,25 @@ internal sealed class ClassIdleness(int classCount, IdleClock clock)
     private readonly bool[] _lastActiveCounted = new bool[classCount];
     private readonly bool[] _released = new bool[classCount];
 
-    /// <summary>Records each class's activity at tick <paramref name="now"/>; returns the classes due to be given back, or <see langword="null"/>.</summary>
-    public bool[]? IdleClasses(ClassCounts[] byClass, long now)
+    /// <summary>
+    /// Records each class's activity at tick <paramref name="now"/>; sets in <paramref name="idle"/> the classes due to
+    /// be given back, and clears the rest; returns whether any is due.
+    /// </summary>
+    /// <remarks>
+    /// Fills the caller's table, as the idle tick runs at the GC heap limit too, where an allocation throws. A class
+    /// found due stays due until <see cref="MarkReleased"/>: a tick that failed before it gave the class back (out of
+    /// managed memory) leaves it due at the next, not cached until it is used again.
+    /// </remarks>
+    public bool IdleClasses(ClassCounts[] byClass, long now, bool[] idle)
     {
-        bool[]? idle = null;
+        bool any = false;
         lock (_lock)
         {
             for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
             {
                 ClassCounts counts = byClass[classIndex];
                 long activity = counts.Hits + counts.Misses + counts.Returns;
+                idle[classIndex] = false;
                 if (activity != _activity[classIndex])
                 {
                     _activity[classIndex] = activity;
@@ -36,13 +45,28 @@ internal sealed class ClassIdleness(int classCount, IdleClock clock)
                 }
                 else if (!_released[classIndex] && counts.Cached > 0 && clock.QuietLongEnough(now, _lastActive[classIndex], _lastActiveCounted[classIndex]))
                 {
-                    _released[classIndex] = true;
-                    (idle ??= new bool[byClass.Length])[classIndex] = true;
+                    idle[classIndex] = true;
+                    any = true;
                 }
             }
         }
 
-        return idle;
+        return any;
+    }
+
+    /// <summary>
+    /// Records the classes set in <paramref name="idle"/> as given back: none is due again until it is used. A use since
+    /// <see cref="IdleClasses"/> found them is seen by the next tick, which dates it and makes the class judged afresh.
+    /// </summary>
+    public void MarkReleased(bool[] idle)
+    {
+        lock (_lock)
+        {
+            for (int classIndex = 0; classIndex < idle.Length; classIndex++)
+            {
+                _released[classIndex] |= idle[classIndex];
+            }
+        }
     }
 
     /// <summary>

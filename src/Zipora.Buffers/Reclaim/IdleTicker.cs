@@ -70,6 +70,9 @@ internal sealed partial class IdleTicker
     // managed memory must not throw (a monitor's contention allocates nothing).
     private readonly object _lock = new();
     private readonly PriorityQueue<IdleReleaser, long> _due = new();
+
+    // The list a firing collects the due releasers in, kept for the next: only under the lock (see Fire).
+    private List<IdleReleaser>? _spareDue;
     private ITimer? _timer;
 
     // The system's timer that tries again to make _timer when the provider would not (see ScheduleRearm).
@@ -169,7 +172,11 @@ internal sealed partial class IdleTicker
 
             // A clock that threw tells nothing of what is due: nothing is ticked, and the timer reads it again soon.
             clockRead = TryReadClock(out long now, out timestamp);
-            due = new List<IdleReleaser>(clockRead ? _due.Count : 0);
+            // The list of the last firing, when no other firing holds it (one armed by a start while this ran): a firing
+            // at the GC heap limit that made its own threw there, and ticked no pool out of its idle memory
+            // (ArrayPoolIdleTickHeapLimitSafetyTests).
+            due = _spareDue ?? new List<IdleReleaser>();
+            _spareDue = null;
             while (clockRead && _due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
                 _ = _due.Dequeue();
@@ -210,6 +217,8 @@ internal sealed partial class IdleTicker
                 }
 
                 _ticking -= due.Count;
+                due.Clear();
+                _spareDue = due;
                 ArmUnsynchronized(now, clockRead);
             }
         }

@@ -21,6 +21,9 @@ internal abstract partial class CachedSlabTier<TClasses>
     // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet).
     private readonly ClassIdleness _idleness;
 
+    // The classes the idle tick found due, reused tick after tick: only the tick uses it, never twice at once.
+    private readonly bool[] _tickIdle;
+
     /// <summary>
     /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
     /// trims each class that saw no rent or return for the whole delay; then lets the slab tier judge the whole
@@ -45,10 +48,15 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
 
         _highWater.Sample(now, delayInTicks, inUse);
-        bool[]? idle = _idleness.IdleClasses(byClass, now);
-        if (_adaptive && idle is not null)
+        if (_idleness.IdleClasses(byClass, now, _tickIdle))
         {
-            TrimClasses(idle);
+            if (_adaptive)
+            {
+                TrimClasses(_tickIdle);
+            }
+
+            // Only once trimmed: a trim that failed (out of managed memory) leaves the classes due at the next tick.
+            _idleness.MarkReleased(_tickIdle);
         }
 
         TrimIfIdle(now, activity);
