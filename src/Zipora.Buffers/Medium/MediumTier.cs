@@ -21,17 +21,7 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     protected override void ReleaseHeldElsewhere(bool forGood) => _segments.ReleaseParkedBlocks(forGood);
 
-    protected override long[] CountActivityElsewhere()
-    {
-        long[] byClass = new long[ClassCount];
-        _segments.CountParks(byClass);
-        return byClass;
-    }
+    protected override void CountActivityElsewhere(long[] byClass) => _segments.CountParks(byClass);
 
-    protected override long[] CountHeldElsewhere()
-    {
-        long[] byClass = new long[ClassCount];
-        _segments.CountParkedBlocks(byClass);
-        return byClass;
-    }
+    protected override void CountHeldElsewhere(long[] byClass) => _segments.CountParkedBlocks(byClass);
 }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 
@@ -69,24 +70,39 @@ internal abstract partial class CachedSlabTier<TClasses>
     }
 
     /// <summary>
-    /// The free blocks of each class kept for the tier's users outside its caches (see <see cref="ReleaseHeldElsewhere"/>),
-    /// or <see langword="null"/> when the tier keeps none there.
+    /// Adds into <paramref name="byClass"/> the free blocks of each class kept for the tier's users outside its caches
+    /// (see <see cref="ReleaseHeldElsewhere"/>); the tier keeps none there unless it says otherwise.
     /// </summary>
-    protected virtual long[]? CountHeldElsewhere() => null;
+    protected virtual void CountHeldElsewhere(long[] byClass)
+    {
+    }
 
     /// <summary>
-    /// Uses of the tier's blocks per class made outside its rents and returns (a block parked for its thread), for the idle
-    /// release's judgement only; <see langword="null"/> when there are none. A count that only grows (an exited thread's count is kept): the judgement takes an equal figure for no activity.
+    /// Adds into <paramref name="byClass"/> the uses of the tier's blocks per class made outside its rents and returns (a
+    /// block parked for its thread), for the idle release's judgement only. A count that only grows (an exited thread's
+    /// count is kept): the judgement takes an equal figure for no activity.
     /// </summary>
-    protected virtual long[]? CountActivityElsewhere() => null;
+    protected virtual void CountActivityElsewhere(long[] byClass)
+    {
+    }
 
-    /// <summary>Every thread's counters and cached blocks, summed per class.</summary>
+    /// <summary>Every thread's counters and cached blocks, summed per class, in tables made for the caller.</summary>
     private ClassCounts[] CountByClass()
     {
         var byClass = new ClassCounts[_capacities.Length];
+        CountByClass(byClass, new long[byClass.Length]);
+        return byClass;
+    }
 
+    /// <summary>
+    /// Every thread's counters and cached blocks, summed per class into <paramref name="byClass"/> (every field written);
+    /// <paramref name="heldElsewhere"/> is the caller's room for the blocks kept outside the caches.
+    /// </summary>
+    private void CountByClass(ClassCounts[] byClass, long[] heldElsewhere)
+    {
         // Before the registry's lock, which must not be held while another's is taken (see ReleaseHeldElsewhere).
-        long[]? heldElsewhere = CountHeldElsewhere();
+        Array.Clear(heldElsewhere);
+        CountHeldElsewhere(heldElsewhere);
         lock (_registry.Lock)
         {
             _registry.RetireExitedUnsynchronized();
@@ -111,13 +127,11 @@ internal abstract partial class CachedSlabTier<TClasses>
                 }
 
                 // A free block kept outside the caches is the tier's as much as a cached one: returned, and cached.
-                long kept = heldElsewhere?[classIndex] ?? 0;
+                long kept = heldElsewhere[classIndex];
                 counts.Returns += kept;
                 counts.Cached += kept;
                 counts.CountTheRentsOfEveryReturn();
             }
         }
-
-        return byClass;
     }
 }

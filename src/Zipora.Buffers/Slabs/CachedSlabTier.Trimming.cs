@@ -21,8 +21,8 @@ internal abstract partial class CachedSlabTier<TClasses>
     // busy (the tier-wide judgement of SlabTier waits for the whole tier to go quiet).
     private readonly ClassIdleness _idleness;
 
-    // The classes the idle tick found due, reused tick after tick: only the tick uses it, never twice at once.
-    private readonly bool[] _tickIdle;
+    // The idle tick's tables, reused tick after tick: only the tick uses them, never twice at once.
+    private readonly SlabTickTables _tick;
 
     /// <summary>
     /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
@@ -31,32 +31,36 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// </summary>
     public override void ReleaseIdle(long now, long delayInTicks)
     {
-        // Only the idle releaser's timer calls this, one tick at a time.
-        ClassCounts[] byClass = CountByClass();
+        // Only the idle releaser's timer calls this, one tick at a time: the tick's tables are its own, made with the
+        // tier, so a steady tick allocates nothing (MemoryPoolIdleTickAllocationTests).
+        ClassCounts[] byClass = _tick.Counts;
+        CountByClass(byClass, _tick.HeldElsewhere);
 
         // A block reused outside the tier's rents and returns is in use all the same: its class is not idle.
-        long[]? elsewhere = CountActivityElsewhere();
-        var inUse = new long[byClass.Length];
+        long[] elsewhere = _tick.ActivityElsewhere;
+        Array.Clear(elsewhere);
+        CountActivityElsewhere(elsewhere);
+        long[] inUse = _tick.InUse;
         long activity = 0;
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
             ClassCounts counts = byClass[classIndex];
             inUse[classIndex] = counts.Hits + counts.Misses - counts.Returns;
-            long reused = elsewhere?[classIndex] ?? 0;
+            long reused = elsewhere[classIndex];
             byClass[classIndex].Returns += reused;
             activity += counts.Hits + counts.Misses + counts.Returns + reused;
         }
 
         _highWater.Sample(now, delayInTicks, inUse);
-        if (_idleness.IdleClasses(byClass, now, _tickIdle))
+        if (_idleness.IdleClasses(byClass, now, _tick.Idle))
         {
             if (_adaptive)
             {
-                TrimClasses(_tickIdle);
+                TrimClasses(_tick.Idle);
             }
 
             // Only once trimmed: a trim that failed (out of managed memory) leaves the classes due at the next tick.
-            _idleness.MarkReleased(_tickIdle);
+            _idleness.MarkReleased(_tick.Idle);
         }
 
         TrimIfIdle(now, activity);

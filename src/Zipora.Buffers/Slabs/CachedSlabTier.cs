@@ -75,7 +75,7 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         _retiredReturns = new long[classCount];
         _highWater = new HighWaterSampler(classCount);
         _idleness = new ClassIdleness(classCount, clock);
-        _tickIdle = new bool[classCount];
+        _tick = new SlabTickTables(classCount);
         SizeClassDepot<NativeMemoryManager>[] depots = _depots;
         _heap = new SlabHeap(pages, unmaps, clock, this, classCount, (classIndex, blocks) => depots[classIndex].Unreserve(blocks));
         _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);

@@ -45,11 +45,16 @@ internal abstract class SlabTier : BufferTier
             {
                 return;
             }
-
-            _trimmedSinceActive = true;
         }
 
         Trim();
+
+        // Only once trimmed: a trim that failed (out of managed memory) is tried again at the next tick. A use since is
+        // seen by that tick, which dates it and clears this.
+        lock (_markLock)
+        {
+            _trimmedSinceActive = true;
+        }
     }
 
     /// <summary>
