@@ -37,7 +37,7 @@ public sealed class ArrayPoolIdleTickHeapLimitSafetyTests
             {
                 var warmTime = new FakeTimeProvider();
                 var warm = new TieredArrayPool(new TieredArrayPoolOptions { TimeProvider = warmTime, IdleReleaseDelay = s_delay });
-                CacheArrays(warm);
+                CachedArrays.Fill(warm, ArraysCached, ArrayLength);
                 int ticksBefore = 0;
                 while (warm.GetStatistics().BytesRetained != 0)
                 {
@@ -47,7 +47,7 @@ public sealed class ArrayPoolIdleTickHeapLimitSafetyTests
                 }
 
                 pool = new TieredArrayPool(new TieredArrayPoolOptions { TimeProvider = time, IdleReleaseDelay = s_delay });
-                CacheArrays(pool);
+                CachedArrays.Fill(pool, ArraysCached, ArrayLength);
                 for (int tick = 1; tick < ticksBefore; tick++)
                 {
                     time.Advance(s_delay / 4);
@@ -66,17 +66,5 @@ public sealed class ArrayPoolIdleTickHeapLimitSafetyTests
         Assert.True(
             thrown is null && retained == 0,
             $"after the idle tick at the heap limit {retained} bytes of arrays were still cached; {failures} background failures were reported ({BackgroundFailures.Last.Work}); thrown: {thrown}");
-    }
-
-    private static void CacheArrays(TieredArrayPool pool)
-    {
-        var arrays = new byte[ArraysCached][];
-        for (int i = 0; i < arrays.Length; i++)
-        {
-            arrays[i] = pool.Rent(ArrayLength);
-        }
-
-        Array.ForEach(arrays, array => pool.Return(array));
-        Assert.Equal((long)ArraysCached * ArrayLength, pool.GetStatistics().BytesRetained);
     }
 }

@@ -43,9 +43,9 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
                 () =>
                 {
                     var warm = new TieredArrayPool(options);
-                    CacheArrays(warm);
+                    CachedArrays.Fill(warm, ArraysCached, ArrayLength);
                     Trim(warm, underPressure);
-                    CacheArrays(pool);
+                    CachedArrays.Fill(pool, ArraysCached, ArrayLength);
                 },
                 () =>
                 {
@@ -81,11 +81,11 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
         foreach (bool underPressure in new[] { false, true })
         {
             var warm = new TieredArrayPool(options);
-            CacheArrays(warm);
+            CachedArrays.Fill(warm, ArraysCached, ArrayLength);
             Trim(warm, underPressure);
 
             var pool = new TieredArrayPool(options);
-            CacheArrays(pool);
+            CachedArrays.Fill(pool, ArraysCached, ArrayLength);
             long allocated = ThreadAllocations.During(() => Trim(pool, underPressure));
             Assert.True(allocated == 0, $"{(underPressure ? "the pressure watch's trim" : "Trim()")} allocated {allocated} bytes");
             Assert.Equal(0, pool.GetStatistics().BytesRetained);
@@ -111,17 +111,6 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
         }
     }
 
-    private static void CacheArrays(TieredArrayPool pool)
-    {
-        var arrays = new byte[ArraysCached][];
-        for (int i = 0; i < arrays.Length; i++)
-        {
-            arrays[i] = pool.Rent(ArrayLength);
-        }
-
-        Array.ForEach(arrays, array => pool.Return(array));
-        Assert.Equal((long)ArraysCached * ArrayLength, pool.GetStatistics().BytesRetained);
-    }
 
     private static void Trim(TieredArrayPool pool, bool underPressure)
     {

@@ -21,11 +21,11 @@ public sealed class ContendedArrayPoolTrimSafetyTests
 
         // The whole trim once, uncontended, so what is measured below is the wait alone.
         var warm = new TieredArrayPool(options);
-        CacheArrays(warm);
+        CachedArrays.Fill(warm, ArraysCached, ArrayLength);
         warm.Trim();
 
         var pool = new TieredArrayPool(options);
-        CacheArrays(pool);
+        CachedArrays.Fill(pool, ArraysCached, ArrayLength);
         long allocated = -1;
         var trimmer = new Thread(() => allocated = ThreadAllocations.During(pool.Trim));
         using (TrimLockHeld(pool))
@@ -51,17 +51,6 @@ public sealed class ContendedArrayPoolTrimSafetyTests
         return holder;
     }
 
-    private static void CacheArrays(TieredArrayPool pool)
-    {
-        var arrays = new byte[ArraysCached][];
-        for (int i = 0; i < arrays.Length; i++)
-        {
-            arrays[i] = pool.Rent(ArrayLength);
-        }
-
-        Array.ForEach(arrays, array => pool.Return(array));
-        Assert.Equal((long)ArraysCached * ArrayLength, pool.GetStatistics().BytesRetained);
-    }
 
     /// <summary>A thread holding a lock (a <see cref="Lock"/> or a monitor, whichever the pool uses) until disposed.</summary>
     private sealed class Holder : IDisposable

@@ -46,31 +46,14 @@ public sealed class PinnedReleaseUnderWayAtTheCapSafetyTests
         ticker.Start();
         Assert.True(allocator.Held.Wait(TimeSpan.FromSeconds(10)), $"no tick unmapped the waiting region\n{pool.GetStatistics()}");
 
-        Exception? refusal = null;
-        IMemoryOwner<byte>? rented = null;
-        var clock = Stopwatch.StartNew();
-        TimeSpan waited = TimeSpan.Zero;
-        var renter = new Thread(() =>
-        {
-            try
-            {
-                rented = pool.Rent(RentSize);
-            }
-            catch (InsufficientMemoryException error)
-            {
-                refusal = error;
-            }
-
-            waited = clock.Elapsed;
-        });
-        renter.Start();
-        _ = renter.Join(TimeSpan.FromMilliseconds(300));
+        var rent = new RentOnItsOwnThread(pool, RentSize);
+        _ = rent.Join(TimeSpan.FromMilliseconds(300));
         allocator.Proceed.Set();
-        Assert.True(renter.Join(TimeSpan.FromSeconds(10)) && ticker.Join(TimeSpan.FromSeconds(10)), "the rent or the tick never ended");
+        Assert.True(rent.Join(TimeSpan.FromSeconds(10)) && ticker.Join(TimeSpan.FromSeconds(10)), "the rent or the tick never ended");
 
-        rented?.Dispose();
-        Assert.True(refusal is null, $"a {RentSize}-byte rent was refused after {waited.TotalMilliseconds:F0} ms with {RegionSize} bytes of its room being unmapped by another thread: {refusal}\n{pool.GetStatistics()}");
-        Assert.True(waited >= TimeSpan.FromMilliseconds(250), $"the rent was served in {waited.TotalMilliseconds:F0} ms, before the held unmap ended: the cap was not full\n{pool.GetStatistics()}");
+        rent.ReturnRented();
+        Assert.True(rent.Refusal is null, $"a {RentSize}-byte rent was refused after {rent.Waited.TotalMilliseconds:F0} ms with {RegionSize} bytes of its room being unmapped by another thread: {rent.Refusal}\n{pool.GetStatistics()}");
+        Assert.True(rent.Waited >= TimeSpan.FromMilliseconds(250), $"the rent was served in {rent.Waited.TotalMilliseconds:F0} ms, before the held unmap ended: the cap was not full\n{pool.GetStatistics()}");
     }
 
     [Fact]

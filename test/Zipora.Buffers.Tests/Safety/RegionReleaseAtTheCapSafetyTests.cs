@@ -108,32 +108,15 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         bool evicted = held.Wait(TimeSpan.FromSeconds(10));
         Assert.True(evicted, $"no return let a region go: three returns with a slot and a one-region cache\n{pool.GetStatistics()}");
 
-        Exception? refusal = null;
-        IMemoryOwner<byte>? rented = null;
-        var clock = Stopwatch.StartNew();
-        TimeSpan waited = TimeSpan.Zero;
-        var renter = new Thread(() =>
-        {
-            try
-            {
-                rented = pool.Rent(wholeCap);
-            }
-            catch (InsufficientMemoryException error)
-            {
-                refusal = error;
-            }
-
-            waited = clock.Elapsed;
-        });
-        renter.Start();
-        _ = renter.Join(hold);
+        var rent = new RentOnItsOwnThread(pool, wholeCap);
+        _ = rent.Join(hold);
         proceed.Set();
-        Assert.True(renter.Join(TimeSpan.FromSeconds(10)) && returner.Join(TimeSpan.FromSeconds(10)), "the rent or the returns never ended");
+        Assert.True(rent.Join(TimeSpan.FromSeconds(10)) && returner.Join(TimeSpan.FromSeconds(10)), "the rent or the returns never ended");
 
-        rented?.Dispose();
+        rent.ReturnRented();
         TieredMemoryPoolStatistics after = pool.GetStatistics();
         Assert.True(after.BytesInUse == 0, $"{after.BytesInUse} bytes in use with every buffer back\n{after}");
-        return (refusal, waited, after);
+        return (rent.Refusal, rent.Waited, after);
     }
 
     /// <summary>
