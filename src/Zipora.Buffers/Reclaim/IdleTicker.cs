@@ -176,6 +176,10 @@ internal sealed partial class IdleTicker
             // at the GC heap limit that made its own threw there, and ticked no pool out of its idle memory
             // (ArrayPoolIdleTickHeapLimitSafetyTests).
             due = _spareDue ?? new List<IdleReleaser>();
+
+            // Room for every releaser queued before any leaves the queue: an Add that grew the list at the limit would
+            // throw with a releaser dequeued and on no list, never ticked again. A no-op once the list held as many.
+            due.EnsureCapacity(clockRead ? _due.Count : 0);
             _spareDue = null;
             while (clockRead && _due.TryPeek(out IdleReleaser? releaser, out long dueAt) && dueAt <= now)
             {
