@@ -9,6 +9,12 @@ internal abstract class BufferTier
     /// <summary>Counters of the tier as they are now.</summary>
     public abstract TierStatistics GetStatistics();
 
+    /// <summary>
+    /// <see cref="TierStatistics.BytesRetained"/> and <see cref="TierStatistics.Activity"/> as <see cref="GetStatistics"/>
+    /// gives them, read without allocating: the pressure trim's check, which runs at the GC heap limit too.
+    /// </summary>
+    public abstract (long Retained, long Activity) RetainedAndActivity();
+
     /// <summary>Gives every cached, idle byte back to the OS now. Buffers in use are not touched.</summary>
     public abstract void Trim();
 

@@ -19,21 +19,36 @@ public sealed partial class TieredMemoryPool
         // Memory can stay short for good (the application's own working set near the limit): a trim gave back all it
         // could, and another with no rent or return since would walk every free block again for nothing, once a second
         // for as long as the pressure lasts (the watcher's passes). So it rests, as the idle cap does, until the pool is used.
-        if (_pressureCap.IsDue(GetStatistics()))
+        // Read without allocating: a heap that grew past the pressure threshold between two checks meets this at its
+        // limit, where the statistics' snapshot (8 KB) threw before anything was given back.
+        (long retained, long activity) = RetainedAndActivity();
+        bool due = _pressureCap.IsDue(retained, activity);
+        try
         {
-            Interlocked.Increment(ref _pressureTrims);
-            (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
-            ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
-            Trim();
+            if (due)
+            {
+                Interlocked.Increment(ref _pressureTrims);
+                _limitTrim.RunNow(pinnedArraysAtOnce: true);
+            }
+        }
+        finally
+        {
+            // Pinned-array pages cannot be dropped: let go of within the delay (by this trim, or by an earlier trim or
+            // cap, which the rest above does not repeat), they waited it out on the list of unmaps (minutes), resident,
+            // while the process ran into its limit. Unmapped, they stay committed in the GC's heap until an aggressive
+            // collection, which the pool's next tick may not ask for in minutes either, nor the collector within half a
+            // minute of one a quiet tick asked for after the first of a burst had been let go of. Also after a trim that
+            // threw (a slab tier's, out of managed memory): what the others let go of goes.
+            _unmaps.ReleasePinnedArraysNow();
+            _ = PinnedMemoryCollector.AfterPressureRelease(_pages.Allocator);
         }
 
-        // Pinned-array pages cannot be dropped: let go of within the delay (by this trim, or by an earlier trim or
-        // cap, which the rest above does not repeat), they waited it out on the list of unmaps (minutes), resident,
-        // while the process ran into its limit. Unmapped, they stay committed in the GC's heap until an aggressive
-        // collection, which the pool's next tick may not ask for in minutes either, nor the collector within half a
-        // minute of one a quiet tick asked for after the first of a burst had been let go of.
-        _unmaps.ReleasePinnedArraysNow();
-        _ = PinnedMemoryCollector.AfterPressureRelease(_pages.Allocator);
+        // Reported after the trim: the reading of the cgroup's charge allocates.
+        if (due)
+        {
+            (long usage, long limit) = MemoryBudget.Current.CgroupCharge();
+            ZiporaBuffersEventSource.Log.MemoryPressureTrim(Name, usage, limit);
+        }
     }
 
     /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
@@ -85,15 +100,14 @@ public sealed partial class TieredMemoryPool
 
         // The global cap: whatever the delay says, a pool never keeps more than this idle (or, when live buffers pin
         // the rest, trims once and rests until it is used again).
-        TieredMemoryPoolStatistics statistics = GetStatistics();
-        if (_retainedCap.IsDue(statistics))
+        (long retained, long activity) = RetainedAndActivity();
+        if (_retainedCap.IsDue(retained, activity))
         {
             Trim();
         }
 
         // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:
         // it is asked for only after a whole tick without a rent or a return, so a loaded server never pays for it.
-        long activity = statistics.Activity;
         if (activity == Interlocked.Exchange(ref _activityAtLastTick, activity))
         {
             _ = PinnedMemoryCollector.AfterRelease(_pages.Allocator);

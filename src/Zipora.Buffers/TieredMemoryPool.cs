@@ -152,15 +152,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             MediumTier medium = _medium;
             LargeTier large = _large;
             HugeTier huge = _huge;
+            DeferredUnmaps unmaps = _unmaps;
             var limitTrim = new LimitTrim(
                 () => small.GetStatistics().Activity + medium.GetStatistics().Activity + large.GetStatistics().Activity + huge.GetStatistics().Activity,
-                () =>
-                {
-                    small.Trim();
-                    medium.Trim();
-                    large.Trim();
-                    huge.Trim();
-                });
+                pinnedArraysAtOnce => TrimEveryTier(small, medium, large, huge, unmaps, pinnedArraysAtOnce));
             _pages.ReleaseIdleMemory = limitTrim.Run;
             _limitTrim = limitTrim;
             // The name the meter reports it under, numbered when another live pool has it: what Name is documented as.

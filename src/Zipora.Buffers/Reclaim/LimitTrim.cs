@@ -15,8 +15,8 @@ namespace Zipora.Buffers;
 /// runs waits for it, then tries its mapping again against the room that trim made.
 /// </remarks>
 /// <param name="activity">Rents plus returns over every tier so far.</param>
-/// <param name="trim">Trims every tier.</param>
-internal sealed class LimitTrim(Func<long> activity, Action trim)
+/// <param name="trim">Trims every tier; given true, lets go of the pinned arrays of the region tiers at once (see <see cref="RunNow"/>).</param>
+internal sealed class LimitTrim(Func<long> activity, Action<bool> trim)
 {
     // A monitor, not a System.Threading.Lock: contended, it allocates nothing (see RegionTier's trim lock).
     private readonly object _lock = new();
@@ -37,7 +37,7 @@ internal sealed class LimitTrim(Func<long> activity, Action trim)
             }
 
             _activityAtLastTrim = now;
-            trim();
+            trim(false);
             return true;
         }
     }
@@ -47,13 +47,14 @@ internal sealed class LimitTrim(Func<long> activity, Action trim)
     /// One at a time with <see cref="Run"/>: a trim takes free memory out of the caches before it gives it back, so a
     /// rent at the limit whose own trim ran meanwhile found nothing idle and was refused, while that memory was on its
     /// way back to the OS (MixedTiersAtTheCapSafetyTests). Now such a rent waits for the other trim, then maps into
-    /// the room it made.
+    /// the room it made. With <paramref name="pinnedArraysAtOnce"/> (memory pressure), the pinned arrays the region
+    /// tiers let go of leave the pool before the slab tiers are trimmed (see the pool's <c>TrimEveryTier</c>).
     /// </summary>
-    public void RunNow()
+    public void RunNow(bool pinnedArraysAtOnce = false)
     {
         lock (_lock)
         {
-            trim();
+            trim(pinnedArraysAtOnce);
         }
     }
 }

@@ -17,15 +17,14 @@ internal sealed class RetainedCap(long maxRetainedBytes)
     // Rents plus returns over every tier at the last trim the cap asked for; -1 before the first.
     private long _activityAtLastTrim = -1;
 
-    /// <summary>Whether the pool, as <paramref name="statistics"/> show it, should be trimmed now.</summary>
-    public bool IsDue(TieredMemoryPoolStatistics statistics)
+    /// <summary>Whether the pool, retaining <paramref name="retained"/> bytes after <paramref name="activity"/> rents and returns, should be trimmed now.</summary>
+    public bool IsDue(long retained, long activity)
     {
-        if (statistics.BytesRetained <= maxRetainedBytes)
+        if (retained <= maxRetainedBytes)
         {
             return false;
         }
 
-        long activity = statistics.Activity;
         return Interlocked.Exchange(ref _activityAtLastTrim, activity) != activity;
     }
 }

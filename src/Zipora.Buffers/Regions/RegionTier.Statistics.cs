@@ -86,6 +86,47 @@ internal abstract partial class RegionTier
         return statistics;
     }
 
+    public override (long Retained, long Activity) RetainedAndActivity()
+    {
+        // GetStatistics' figures, summed as they are read: no table of the slots' counts is made.
+        long slotHits = 0;
+        long parks;
+        long parkedMappedBytes = 0;
+        lock (_registry.Lock)
+        {
+            parks = _retiredParks;
+            foreach (long hits in _retiredHitsByClass)
+            {
+                slotHits += hits;
+            }
+
+            foreach (RegionThreadCache cache in _registry.Caches)
+            {
+                for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
+                {
+                    slotHits += cache.HitsOf(classIndex);
+                    parks += cache.ParksByClass[classIndex];
+                }
+
+                if (cache.ParkedRegion is { } parked)
+                {
+                    parkedMappedBytes += (long)parked.MappedLength;
+                }
+            }
+        }
+
+        _gate.Enter();
+        long sharedHits = _hits;
+        long misses = _misses;
+        long returns = _returns;
+        long cachedBytes = _cache.Bytes;
+        _gate.Exit();
+
+        long allReturns = returns + parks;
+        long allHits = ClassCounts.HitsCoveringEveryReturn(sharedHits + slotHits, misses, allReturns);
+        return (cachedBytes + parkedMappedBytes, allHits + misses + allReturns);
+    }
+
     /// <summary>Adds a histogram row for every class rented so far.</summary>
     public void AddClassStatistics(List<SizeClassStatistics> into)
     {

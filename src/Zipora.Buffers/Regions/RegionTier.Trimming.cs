@@ -17,6 +17,10 @@ internal abstract partial class RegionTier
     // lets a region go right after dropping its pages if one ended meanwhile, since it passed the region by.
     private long _cacheEmptyings;
 
+    // The regions an emptying of the slots takes out, under the trim lock: made with the tier and reused, so a trim
+    // allocates nothing until more slots hold regions than ever before (the list grows then, and keeps its room).
+    private readonly List<Region> _emptied = new(4);
+
     public override void Trim()
     {
         EmptySlots(onlyUnused: false, closeForGood: false);
@@ -68,9 +72,9 @@ internal abstract partial class RegionTier
     /// </summary>
     private void EmptySlots(bool onlyUnused, bool closeForGood)
     {
-        var emptied = new List<Region>();
         lock (_trimLock)
         {
+            List<Region> emptied = _emptied;
             try
             {
                 if (_slotsClosedForGood)
@@ -117,7 +121,15 @@ internal abstract partial class RegionTier
                 // after a refused mapping, or an idle tick, gave them back) found nothing and was refused, with a region
                 // of the room it asked for on its way (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a
                 // third large region mapped of two in use at most). That trim now waits for these.
-                GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
+                try
+                {
+                    GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
+                }
+                finally
+                {
+                    // The list must not keep a region reachable once it is given back (a pinned array would stay on the heap).
+                    emptied.Clear();
+                }
             }
         }
     }

@@ -32,7 +32,23 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
         }
 
-        return Snapshot(TClasses.Name, totals.Hits, totals.Misses, totals.Returns, totals.BytesInUse, totals.BytesRented, requested, _heap, RentedBytesByClass(byClass));
+        var rented = new long[byClass.Length];
+        RentedBytesByClass(byClass, rented);
+        return Snapshot(TClasses.Name, totals.Hits, totals.Misses, totals.Returns, totals.BytesInUse, totals.BytesRented, requested, _heap, rented);
+    }
+
+    public override (long Retained, long Activity) RetainedAndActivity()
+    {
+        // The trim tables, under the trim lock: a trim under memory pressure reads this first, at the GC heap limit too.
+        lock (_trimLock)
+        {
+            ClassCounts[] byClass = _trimTables.Counts;
+            CountByClass(byClass, _trimTables.HeldElsewhere);
+            long[] rented = _trimTables.RentedBytes;
+            RentedBytesByClass(byClass, rented);
+            ClassTotals totals = ClassTotals.Of(byClass);
+            return (RetainedBytes(totals.BytesInUse, _heap, rented), totals.Hits + totals.Misses + totals.Returns);
+        }
     }
 
     /// <summary>Adds a histogram row for every class rented so far.</summary>
@@ -57,16 +73,13 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
     }
 
-    /// <summary>The bytes rented so far from each class.</summary>
-    private static long[] RentedBytesByClass(ClassCounts[] byClass)
+    /// <summary>The bytes rented so far from each class, into <paramref name="rented"/>.</summary>
+    private static void RentedBytesByClass(ClassCounts[] byClass, long[] rented)
     {
-        var rented = new long[byClass.Length];
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
             rented[classIndex] = (byClass[classIndex].Hits + byClass[classIndex].Misses) * byClass[classIndex].Size;
         }
-
-        return rented;
     }
 
     /// <summary>

@@ -24,6 +24,16 @@ internal abstract partial class CachedSlabTier<TClasses>
     // The idle tick's tables, reused tick after tick: only the tick uses them, never twice at once.
     private readonly SlabTickTables _tick;
 
+    // The tables of what runs under the trim lock, reused: a trim and the pressure trim's read allocate none.
+    private readonly SlabTrimTables _trimTables;
+
+    // The room the lists are made with: a first trim of up to this many free blocks, at the GC heap limit too, allocates none.
+    private const int TrimListBlocksMade = 128;
+
+    // A trim's lists of the free blocks it took out and of those it keeps, under the trim lock, emptied after each trim.
+    private readonly List<NativeMemoryManager> _trimFree = new(TrimListBlocksMade);
+    private readonly List<NativeMemoryManager> _trimKept = new(TrimListBlocksMade);
+
     /// <summary>
     /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
     /// trims each class that saw no rent or return for the whole delay; then lets the slab tier judge the whole
@@ -118,7 +128,8 @@ internal abstract partial class CachedSlabTier<TClasses>
                 return;
             }
 
-            var free = new List<NativeMemoryManager>();
+            // The tier's lists, under the trim lock: a trim at the GC heap limit must not allocate before it lets go.
+            List<NativeMemoryManager> free = _trimFree;
             List<NativeMemoryManager>? kept = null;
             try
             {
@@ -131,8 +142,10 @@ internal abstract partial class CachedSlabTier<TClasses>
                     }
                 }
 
-                long[] returnedBy = ReturnedByClass(out long[] rentedByClass);
-                kept = new List<NativeMemoryManager>(free.Count);
+                long[] returnedBy = ReturnedByClassUnderTrimLock(out long[] rentedByClass);
+                // Room first: a list named kept before it has room would, if growing it failed, hand back none of the blocks.
+                _trimKept.EnsureCapacity(free.Count);
+                kept = _trimKept;
                 _heap.TrimFree(free, returnedBy, classes, rentedByClass, kept);
             }
             finally
@@ -142,6 +155,24 @@ internal abstract partial class CachedSlabTier<TClasses>
                 // which they are), and the caches reopen (left closed, every rent and return would pass them by).
                 GiveBack(kept ?? free);
                 _cachesClosed = false;
+                EmptyTrimLists();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Empties the trim's lists, which must not keep a block reachable (a block let go of with its slab, or a leaked
+    /// one, would never be collected); lists grown past <see cref="SlabHeap.TrimBlocksKept"/> give their room back.
+    /// </summary>
+    private void EmptyTrimLists()
+    {
+        foreach (List<NativeMemoryManager> list in (ReadOnlySpan<List<NativeMemoryManager>>)[_trimFree, _trimKept])
+        {
+            list.Clear();
+            if (list.Capacity > SlabHeap.TrimBlocksKept)
+            {
+                // Shrinking to none allocates nothing; the next trim grows it again.
+                list.Capacity = 0;
             }
         }
     }
@@ -239,14 +270,17 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// <summary>
     /// Per class, the tick by which its free blocks had all been returned; called by a trim after it collected them,
     /// when every return that put one of them back has also been counted (see <see cref="ReleaseSlow"/>). Also gives
-    /// the bytes rented so far from each class.
+    /// the bytes rented so far from each class. Both are the trim tables' (the caller holds the trim lock): this
+    /// allocates nothing.
     /// </summary>
-    private long[] ReturnedByClass(out long[] rentedByClass)
+    private long[] ReturnedByClassUnderTrimLock(out long[] rentedByClass)
     {
-        ClassCounts[] byClass = CountByClass();
-        rentedByClass = RentedBytesByClass(byClass);
+        ClassCounts[] byClass = _trimTables.Counts;
+        CountByClass(byClass, _trimTables.HeldElsewhere);
+        rentedByClass = _trimTables.RentedBytes;
+        RentedBytesByClass(byClass, rentedByClass);
         long now = Clock.Epoch;
-        var returnedBy = new long[byClass.Length];
+        long[] returnedBy = _trimTables.ReturnedBy;
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
         {
             ClassCounts counts = byClass[classIndex];

@@ -76,6 +76,7 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
         _highWater = new HighWaterSampler(classCount);
         _idleness = new ClassIdleness(classCount, clock);
         _tick = new SlabTickTables(classCount);
+        _trimTables = new SlabTrimTables(classCount);
         SizeClassDepot<NativeMemoryManager>[] depots = _depots;
         _heap = new SlabHeap(pages, unmaps, clock, this, classCount, (classIndex, blocks) => depots[classIndex].Unreserve(blocks));
         _registry = new ThreadCacheRegistry<ThreadCache>(RetireUnsynchronized);

@@ -9,6 +9,17 @@ namespace Zipora.Buffers;
 internal sealed partial class SlabHeap
 {
     /// <summary>
+    /// The most free blocks (and slabs) a trim's tables, and a cached slab tier's trim lists, keep room for between
+    /// trims: what a trim at the GC heap limit takes out and sorts without allocating. About 28 bytes a block over the
+    /// four tables and lists; each table stays under the large object heap's threshold. A trim of more allocates.
+    /// </summary>
+    internal const int TrimBlocksKept = 1024;
+
+    // The room a trim's tables are made with: 1.5 KB for the blocks, 0.3 KB for the slabs.
+    private const int ScratchBlocksMade = 128;
+    private const int ScratchSlabsMade = 32;
+
+    /// <summary>
     /// Gives idle memory back, given every free block of the chosen classes (the caller keeps them from being handed
     /// out meanwhile): lets go of each slab whose blocks are all free, and drops the pages of the other slabs that hold
     /// only free blocks (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages). A page dropped
@@ -37,15 +48,14 @@ internal sealed partial class SlabHeap
             }
 
             // Everything this needs is allocated before the first slab is let go of: until then a failure hands back
-            // every block as it came.
+            // every block as it came. Up to TrimBlocksKept free blocks and slabs, nothing is: the tables are the
+            // heap's, kept from trim to trim, so a trim at the GC heap limit gives its slabs back.
             NativeMemoryManager[] bySlab;
-            int[] firstBySlab;
-            long[] figures;
+            Span<int> firstBySlab;
             try
             {
                 bySlab = GroupBySlabUnsynchronized(free, out firstBySlab);
                 RemoveDuplicates(bySlab, firstBySlab);
-                figures = (long[])_figures.Clone();
             }
             catch
             {
@@ -53,6 +63,8 @@ internal sealed partial class SlabHeap
                 throw;
             }
 
+            long[] figures = _spareFigures;
+            Array.Copy(_figures, figures, figures.Length);
             for (int classIndex = 0; classIndex < _classCount; classIndex++)
             {
                 if (classes?[classIndex] ?? true)
@@ -98,6 +110,7 @@ internal sealed partial class SlabHeap
                     }
                 }
 
+                _spareFigures = _figures;
                 Volatile.Write(ref _figures, figures);
             }
             catch
@@ -108,6 +121,9 @@ internal sealed partial class SlabHeap
             finally
             {
                 Interlocked.Add(ref _decommittedBytes, advised);
+
+                // Nothing in the pool may keep a block reachable where it no longer counts it.
+                Array.Clear(bySlab, 0, firstBySlab[^1]);
             }
         }
 
@@ -121,8 +137,9 @@ internal sealed partial class SlabHeap
     /// copy goes back. Each run is sorted by address in place, so copies lie side by side: a set of every block cost a
     /// trim about 28 bytes of managed memory per free block, which a trim under memory pressure can least afford.
     /// </summary>
-    internal static void RemoveDuplicates(NativeMemoryManager[] bySlab, int[] firstBySlab)
+    internal static void RemoveDuplicates(NativeMemoryManager[] bySlab, Span<int> firstBySlab)
     {
+        int end = firstBySlab[^1];
         int written = 0;
         for (int index = 0; index + 1 < firstBySlab.Length; index++)
         {
@@ -149,17 +166,21 @@ internal sealed partial class SlabHeap
         firstBySlab[^1] = written;
 
         // Nothing in the pool may keep a block reachable where it no longer counts it.
-        Array.Clear(bySlab, written, bySlab.Length - written);
+        Array.Clear(bySlab, written, end - written);
     }
 
     /// <summary>
     /// The free blocks ordered by slab: those of slab <c>i</c> are at [<paramref name="firstBySlab"/>[i],
-    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block).
+    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block). The tables
+    /// are the heap's scratch (see <see cref="Scratch{T}"/>); the caller clears the result's blocks once done.
     /// </summary>
-    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out int[] firstBySlab)
+    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out Span<int> firstBySlab)
     {
-        int[] slabOf = new int[free.Count];
-        firstBySlab = new int[_slabs.Count + 1];
+        Span<int> slabOf = Scratch(ref _slabOfScratch, free.Count).AsSpan(0, free.Count);
+        firstBySlab = Scratch(ref _firstBySlabScratch, _slabs.Count + 1).AsSpan(0, _slabs.Count + 1);
+        Span<int> next = Scratch(ref _nextScratch, _slabs.Count + 1).AsSpan(0, _slabs.Count + 1);
+        NativeMemoryManager[] bySlab = Scratch(ref _bySlabScratch, free.Count);
+        firstBySlab.Clear();
         for (int i = 0; i < free.Count; i++)
         {
             slabOf[i] = FindSlabUnsynchronized(free[i].Address);
@@ -171,13 +192,33 @@ internal sealed partial class SlabHeap
             firstBySlab[index + 1] += firstBySlab[index];
         }
 
-        var bySlab = new NativeMemoryManager[free.Count];
-        int[] next = (int[])firstBySlab.Clone();
+        firstBySlab.CopyTo(next);
         for (int i = 0; i < free.Count; i++)
         {
             bySlab[next[slabOf[i]]++] = free[i];
         }
 
         return bySlab;
+    }
+
+    /// <summary>
+    /// A table of at least <paramref name="length"/> entries: the heap's own (<paramref name="kept"/>), grown if need
+    /// be, up to <see cref="TrimBlocksKept"/>; past that one made for this trim alone, so a heap that once trimmed a
+    /// million free blocks does not hold tables for them (28 bytes a block) for good.
+    /// </summary>
+    private static T[] Scratch<T>(ref T[] kept, int length)
+    {
+        if (kept.Length >= length)
+        {
+            return kept;
+        }
+
+        if (length > TrimBlocksKept)
+        {
+            return new T[length];
+        }
+
+        kept = new T[Math.Min(TrimBlocksKept, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)length))];
+        return kept;
     }
 }

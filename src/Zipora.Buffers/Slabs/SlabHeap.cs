@@ -49,8 +49,19 @@ internal sealed partial class SlabHeap
     // Per size class, as the last trim of the class found them: carved bytes on dropped pages, then free bytes pinned
     // by a live neighbour, then the bytes the tier had rented so far (so statistics can tell how far the first two may
     // have moved since), each a run of _classCount figures. Replaced whole under the lock, read without it, so
-    // statistics never wait for a trim.
+    // statistics never wait for a trim. A trim writes the next figures into the array published before these
+    // (_spareFigures) and publishes it: so it allocates none, and a reader sees a mix of two trims' figures only if it
+    // held the array through a whole trim after the one that replaced it (a statistic a trim off for that one read).
     private long[] _figures;
+    private long[] _spareFigures;
+
+    // A trim's tables, under the lock, made with the heap (so a first trim, at the GC heap limit too, of up to
+    // ScratchBlocksMade blocks in up to ScratchSlabsMade slabs allocates none) and kept between trims, grown up to
+    // TrimBlocksKept blocks (see TrimFree).
+    private NativeMemoryManager[] _bySlabScratch = new NativeMemoryManager[ScratchBlocksMade];
+    private int[] _slabOfScratch = new int[ScratchBlocksMade];
+    private int[] _firstBySlabScratch = new int[ScratchSlabsMade + 1];
+    private int[] _nextScratch = new int[ScratchSlabsMade + 1];
 
     /// <param name="pages">Where slabs come from.</param>
     /// <param name="unmaps">Where slabs let go of wait out the idle delay.</param>
@@ -71,6 +82,7 @@ internal sealed partial class SlabHeap
         _sweeper = new SlabSweeper(pages);
         _classCount = classCount;
         _figures = new long[3 * classCount];
+        _spareFigures = new long[3 * classCount];
     }
 
     /// <summary>Bytes of slabs currently mapped.</summary>

@@ -93,9 +93,18 @@ internal abstract class SlabTier : BufferTier
             CacheHits = hits,
             CacheMisses = misses,
             BytesInUse = bytesInUse,
-            BytesRetained = Math.Max(0, free - dropped - fragmented),
+            BytesRetained = RetainedBytes(free, dropped, fragmented),
             BytesFragmented = Math.Min(fragmented, Math.Max(0, free)),
             BytesUncarved = uncarved,
         };
     }
+
+    /// <summary>What <see cref="Snapshot"/> counts as retained, read without allocating (see <see cref="BufferTier.RetainedAndActivity"/>).</summary>
+    protected static long RetainedBytes(long bytesInUse, SlabHeap heap, long[] rentedBytesByClass)
+    {
+        (long dropped, long fragmented) = heap.NotRetained(rentedBytesByClass);
+        return RetainedBytes(heap.ReservedBytes - heap.UncarvedBytes - bytesInUse, dropped, fragmented);
+    }
+
+    private static long RetainedBytes(long free, long dropped, long fragmented) => Math.Max(0, free - dropped - fragmented);
 }

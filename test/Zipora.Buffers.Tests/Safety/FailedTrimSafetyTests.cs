@@ -149,11 +149,15 @@ public sealed class FailedTrimSafetyTests
         return sweep;
     }
 
-    /// <summary>Rents and returns blocks of three slab classes and a region, keeping one of each slab class rented (its slab stays, partly free).</summary>
+    /// <summary>
+    /// Rents and returns blocks of three slab classes and a region, keeping one of each slab class rented (its slab
+    /// stays, partly free). More free small blocks than a trim keeps its tables' room for: a trim of fewer allocates
+    /// nothing (PinnedPoolTrimHeapLimitSafetyTests), and this one must run out of memory partway.
+    /// </summary>
     private static void FillTheCaches(TieredMemoryPool pool, out List<IMemoryOwner<byte>> held)
     {
         held = [pool.Rent(64), pool.Rent(4096), pool.Rent(16384)];
-        foreach ((int size, int count) in new[] { (64, 600), (4096, 300), (16384, 60), (RegionSize, 2) })
+        foreach ((int size, int count) in new[] { (64, SlabHeap.TrimBlocksKept + 600), (4096, 300), (16384, 60), (RegionSize, 2) })
         {
             List<IMemoryOwner<byte>> burst = DepotReservation.Rent(pool, size, count);
             burst.ForEach(static owner => owner.Dispose());

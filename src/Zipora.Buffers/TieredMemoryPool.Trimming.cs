@@ -1,0 +1,58 @@
+namespace Zipora.Buffers;
+
+/// <summary>The pool's trim of every tier, and the read of what the tiers retain that the caps judge it by.</summary>
+public sealed partial class TieredMemoryPool
+{
+    /// <summary>
+    /// Trims the tiers, the region tiers first: their trims allocate nothing, and they hold the most idle memory, so
+    /// at the GC heap limit what they let go of comes back before a slab tier's trim (which allocates) can run out of
+    /// managed memory. Under pressure (<paramref name="pinnedArraysAtOnce"/>) their pinned arrays leave the pool right
+    /// after, so the collection a failing allocation of the slab trims sets off finds them. Each tier is trimmed even
+    /// when one before it threw; the first exception goes on to the caller.
+    /// </summary>
+    private static void TrimEveryTier(SmallTier small, MediumTier medium, LargeTier large, HugeTier huge, DeferredUnmaps unmaps, bool pinnedArraysAtOnce)
+    {
+        try
+        {
+            huge.Trim();
+        }
+        finally
+        {
+            try
+            {
+                large.Trim();
+            }
+            finally
+            {
+                try
+                {
+                    if (pinnedArraysAtOnce)
+                    {
+                        unmaps.ReleasePinnedArraysNow();
+                    }
+                }
+                finally
+                {
+                    try
+                    {
+                        medium.Trim();
+                    }
+                    finally
+                    {
+                        small.Trim();
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>What every tier retains, and the rents and returns so far, read without allocating (the caps' checks).</summary>
+    private (long Retained, long Activity) RetainedAndActivity()
+    {
+        (long smallRetained, long smallActivity) = _small.RetainedAndActivity();
+        (long mediumRetained, long mediumActivity) = _medium.RetainedAndActivity();
+        (long largeRetained, long largeActivity) = _large.RetainedAndActivity();
+        (long hugeRetained, long hugeActivity) = _huge.RetainedAndActivity();
+        return (smallRetained + mediumRetained + largeRetained + hugeRetained, smallActivity + mediumActivity + largeActivity + hugeActivity);
+    }
+}
