@@ -85,6 +85,25 @@ public sealed class HugePageInfo
         return new HugePageInfo(ReadTransparentMode(), Math.Max(total2MB, 0), Math.Max(free2MB, 0), Math.Max(total1GB, 0), Math.Max(free1GB, 0), anonHuge);
     }
 
+    /// <summary>
+    /// Whether reserved hugepages of <paramref name="kind"/> may serve a map of <paramref name="length"/> bytes now: as
+    /// many free, or surplus pages allowed (<c>nr_overcommit_hugepages</c>). Read from sysfs at each call, so for the
+    /// slow path only (a map past <c>MaxBytesInUse</c>, which trims the pool for it only when this holds). Unreadable
+    /// (no sysfs directory for the size, a container that hides it): it may.
+    /// </summary>
+    internal static bool ReservedPagesMayServe(PageKind kind, long length)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        (string directory, long pageSize) = kind == PageKind.HugeTlb1GB ? ($"{SysHugePages}/hugepages-1048576kB", Size1GB) : ($"{SysHugePages}/hugepages-2048kB", Size2MB);
+        long free = ReadCount($"{directory}/free_hugepages");
+        long surplus = ReadCount($"{directory}/nr_overcommit_hugepages");
+        return free < 0 || free * pageSize >= length || surplus != 0;
+    }
+
     /// <summary>Parses the bracketed choice of a sysfs setting such as <c>always [madvise] never</c>.</summary>
     internal static TransparentHugePageMode ParseTransparentMode(string setting)
     {

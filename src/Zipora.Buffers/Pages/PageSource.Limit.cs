@@ -1,5 +1,6 @@
 using System;
 using System.Threading;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers;
 
@@ -78,6 +79,40 @@ internal sealed partial class PageSource
 
         Interlocked.Increment(ref _limitRefusals);
         return false;
+    }
+
+    /// <summary>
+    /// Counts <paramref name="length"/> bytes of reserved hugepages of <paramref name="kind"/> as mapped: the huge tier
+    /// tries them first at a length rounded up to their size, with base pages of its own length after. Where the limit
+    /// has no room for them as it stands, the pool is trimmed for them only if the machine has such pages to give: in the
+    /// usual case (<c>vm.nr_hugepages</c> 0) the attempt fails anyway, and its reservation trimmed the whole pool, waited
+    /// for the releases under way and counted a refusal of the limit, for a rent the base pages then served within it
+    /// (HugepageAttemptAtTheCapTests: a cached region given back for nothing). The base pages' own reservation trims if
+    /// it must.
+    /// </summary>
+    private bool TryReserveForReservedPages(nuint length, PageKind kind)
+    {
+        if (_limit == 0)
+        {
+            Interlocked.Add(ref _mappedBytes, (long)length);
+            return true;
+        }
+
+        return TryCountUnderLimit(length) || (ReservedPagesMayServe(kind, length) && TryReserve(length));
+    }
+
+    /// <summary>Whether the machine has reserved hugepages for the map; one that cannot be read for want of managed memory may.</summary>
+    private static bool ReservedPagesMayServe(PageKind kind, nuint length)
+    {
+        try
+        {
+            return HugePageInfo.ReservedPagesMayServe(kind, (long)length);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Reading sysfs allocates: at the GC heap limit, try as before (the trim, then the map, which tells).
+            return true;
+        }
     }
 
     /// <summary>

@@ -129,7 +129,7 @@ internal sealed partial class PageSource
         }
 
         address = 0;
-        return TryReserve(length) && TryMapReserved(_allocator, length, alignment, kind, out address);
+        return TryReserveForReservedPages(length, kind) && TryMapReserved(_allocator, length, alignment, kind, out address);
     }
 
     /// <summary>
