@@ -17,8 +17,8 @@ internal sealed partial class PageSource
     // Trims a rent at the limit runs at most, each after the pool was used during the one before.
     private const int MostTrimsPerRefusal = 3;
 
-    // Mappings taken out of a tier's cache and not yet given back (see BeginRelease).
-    private int _releasesUnderWay;
+    // Bytes of the mappings taken out of a tier's cache or off the list of unmaps and not yet given back (see BeginRelease).
+    private long _bytesUnderWay;
     private long _limitRefusals;
 
     /// <summary>
@@ -35,10 +35,11 @@ internal sealed partial class PageSource
     /// was coming (RegionReleaseAtTheCapSafetyTests). Such a rent now waits for it. Every call is matched by one of
     /// <see cref="EndRelease"/>, once the mapping is unmapped, its pages dropped, or the OS refused both.
     /// </summary>
-    public void BeginRelease() => Interlocked.Increment(ref _releasesUnderWay);
+    /// <param name="length">The mapping's length, counted against the limit.</param>
+    public void BeginRelease(nuint length) => Interlocked.Add(ref _bytesUnderWay, (long)length);
 
-    /// <summary>Ends what <see cref="BeginRelease"/> began.</summary>
-    public void EndRelease() => Interlocked.Decrement(ref _releasesUnderWay);
+    /// <summary>Ends what <see cref="BeginRelease"/> began, for the same length.</summary>
+    public void EndRelease(nuint length) => Interlocked.Add(ref _bytesUnderWay, -(long)length);
 
     /// <summary>
     /// Counts <paramref name="length"/> bytes as mapped if the limit allows; when it does not, trims the pool and waits
@@ -116,13 +117,13 @@ internal sealed partial class PageSource
     }
 
     /// <summary>
-    /// Tries again as the releases under way end, until one leaves room or none is left. Read after the trim: a release
-    /// begun before it, under a tier's lock, is seen here, as the trim took that lock after it.
+    /// Tries again as the releases under way end, while they could still leave room, until they do. Read after the
+    /// trim: a release begun before it, under a tier's lock, is seen here, as the trim took that lock after it.
     /// </summary>
     private bool TryCountAfterReleasesUnderWay(nuint length, ref long giveUpAt)
     {
         var spin = new SpinWait();
-        while (Volatile.Read(ref _releasesUnderWay) > 0)
+        while (ReleasesUnderWayCouldMakeRoom(length))
         {
             spin.SpinOnce();
             if (TryCountUnderLimit(length))
@@ -168,6 +169,24 @@ internal sealed partial class PageSource
         }
 
         return TryCountUnderLimit(length);
+    }
+
+    /// <summary>
+    /// Whether the mappings on their way out, with the pinned arrays waiting that a rent may let go of, would leave room
+    /// for <paramref name="length"/> bytes once gone. Only then does a refused rent wait: a rent at a busy limit that no
+    /// release can serve (its traffic over the limit) was refused only after other threads' releases, which came one
+    /// after another, had kept it waiting its full second.
+    /// </summary>
+    private bool ReleasesUnderWayCouldMakeRoom(nuint length)
+    {
+        long underWay = Volatile.Read(ref _bytesUnderWay);
+        if (underWay <= 0)
+        {
+            return false;
+        }
+
+        long letGoable = WaitingUnmaps is { } waiting && IsPinnedArray(PageBacking.Plain) ? waiting.CountedBytes : 0;
+        return MappedBytes - underWay - letGoable + (long)length <= _limit;
     }
 
     private bool TryCountUnderLimit(nuint length)

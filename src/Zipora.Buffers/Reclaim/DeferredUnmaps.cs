@@ -255,7 +255,7 @@ internal sealed class DeferredUnmaps
             {
                 if (mapping.Counted)
                 {
-                    _pages.EndRelease();
+                    _pages.EndRelease(mapping.Length);
                 }
             }
         }
@@ -284,7 +284,7 @@ internal sealed class DeferredUnmaps
                     // unmap, preempted, left 3 MB counted that no let-go could reach, and the rent was refused).
                     if (mapping.Counted)
                     {
-                        _pages.BeginRelease();
+                        _pages.BeginRelease(mapping.Length);
                     }
 
                     return true;

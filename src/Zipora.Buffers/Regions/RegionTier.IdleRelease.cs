@@ -71,7 +71,7 @@ internal abstract partial class RegionTier
         foreach (Region region in _waitedOut)
         {
             _cache.Take(region);
-            Pages.BeginRelease();
+            Pages.BeginRelease(region.MappedLength);
         }
 
         _gate.Exit();
@@ -148,7 +148,7 @@ internal abstract partial class RegionTier
         if (due)
         {
             // A trim meanwhile passes it by, and a rent at the cap whose trim that was waits for it (see letGo below).
-            Pages.BeginRelease();
+            Pages.BeginRelease(region.MappedLength);
         }
 
         _gate.Exit();
@@ -187,7 +187,7 @@ internal abstract partial class RegionTier
         {
             if (!handedOn)
             {
-                Pages.EndRelease();
+                Pages.EndRelease(region.MappedLength);
             }
         }
 

@@ -179,7 +179,7 @@ internal abstract partial class RegionTier
         }
         else
         {
-            Pages.BeginRelease();
+            Pages.BeginRelease(region.MappedLength);
         }
 
         _gate.Exit();

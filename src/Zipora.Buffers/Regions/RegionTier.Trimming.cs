@@ -246,7 +246,7 @@ internal abstract partial class RegionTier
             Region? victim = stopWhenWithinLimits && !_cache.IsOverLimit ? null : _cache.TakeOldest();
             if (victim is not null)
             {
-                Pages.BeginRelease();
+                Pages.BeginRelease(victim.MappedLength);
             }
             else if (!stopWhenWithinLimits)
             {
@@ -279,7 +279,7 @@ internal abstract partial class RegionTier
         }
         finally
         {
-            Pages.EndRelease();
+            Pages.EndRelease(region.MappedLength);
         }
     }
 }

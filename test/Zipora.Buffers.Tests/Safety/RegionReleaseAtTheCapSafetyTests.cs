@@ -39,6 +39,18 @@ public sealed class RegionReleaseAtTheCapSafetyTests
     }
 
     [Fact]
+    public void ARentAtTheCapThatNoReleaseUnderWayCouldServeIsRefusedWithoutWaitingForThem()
+    {
+        // Four regions' room under a cap of three: whatever is on its way out, it cannot fit. It waited for the release
+        // all the same, its full second per reservation (busy traffic over a cap, such as gRPC calls past it, was
+        // refused only after other threads' releases had kept each refused rent waiting).
+        (Exception? refusal, TimeSpan waited, TieredMemoryPoolStatistics after) = RentWhileAReleaseIsHeld(TimeSpan.FromSeconds(3), regionsAsked: 4);
+
+        Assert.True(refusal is InsufficientMemoryException, $"a rent of four regions under a cap of three ended with {refusal?.GetType().Name ?? "a buffer"}\n{after}");
+        Assert.True(waited < TimeSpan.FromMilliseconds(500), $"a rent no release could serve was refused after {waited.TotalMilliseconds:F0} ms, waiting for a release under way\n{after}");
+    }
+
+    [Fact]
     public void ARefusalAtTheCapComesAtOnceAfterEveryKindOfRelease()
     {
         // Each way a region leaves the tier marks it on its way out until it is gone: one mark left over would make
@@ -72,9 +84,10 @@ public sealed class RegionReleaseAtTheCapSafetyTests
     /// <summary>
     /// Three regions fill the cap; their returns on another thread leave one in that thread's slot, one cached, and one
     /// evicted (the cache holds one), whose page drop is held for <paramref name="hold"/>. Meanwhile a rent asks for a
-    /// region of all three's room. Returns how it ended, after how long, and the pool's figures once all is back.
+    /// region of all three's room (or of <paramref name="regionsAsked"/> regions'). Returns how it ended, after how long,
+    /// and the pool's figures once all is back.
     /// </summary>
-    private static (Exception? Refusal, TimeSpan Waited, TieredMemoryPoolStatistics After) RentWhileAReleaseIsHeld(TimeSpan hold)
+    private static (Exception? Refusal, TimeSpan Waited, TieredMemoryPoolStatistics After) RentWhileAReleaseIsHeld(TimeSpan hold, int regionsAsked = 3)
     {
         long unit = LiveMappingsAllocator.MappedBytesOfOne(RegionSize);
         int wholeCap = 3 * RegionSize;
@@ -108,7 +121,7 @@ public sealed class RegionReleaseAtTheCapSafetyTests
         bool evicted = held.Wait(TimeSpan.FromSeconds(10));
         Assert.True(evicted, $"no return let a region go: three returns with a slot and a one-region cache\n{pool.GetStatistics()}");
 
-        var rent = new RentOnItsOwnThread(pool, wholeCap);
+        var rent = new RentOnItsOwnThread(pool, regionsAsked * RegionSize);
         _ = rent.Join(hold);
         proceed.Set();
         Assert.True(rent.Join(TimeSpan.FromSeconds(10)) && returner.Join(TimeSpan.FromSeconds(10)), "the rent or the returns never ended");
