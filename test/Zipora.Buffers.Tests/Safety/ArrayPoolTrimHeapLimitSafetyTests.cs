@@ -49,7 +49,7 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
                 },
                 () =>
                 {
-                    FillTheLastHoles(crumbs);
+                    HeapFiller.FillTheLastHoles(crumbs);
                     Trim(pool, underPressure);
                 },
                 filler);
@@ -91,26 +91,6 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
             Assert.Equal(0, pool.GetStatistics().BytesRetained);
         }
     }
-
-    /// <summary>
-    /// Fills what the filler's smallest arrays (48 bytes each) leave: the smallest objects there are, until none fits, so
-    /// the trim's first allocation of any size finds no room.
-    /// </summary>
-    private static void FillTheLastHoles(object[] crumbs)
-    {
-        try
-        {
-            for (int i = 0; i < crumbs.Length; i++)
-            {
-                crumbs[i] = new object();
-            }
-        }
-        catch (OutOfMemoryException)
-        {
-            // No room left for the smallest object: the heap is full.
-        }
-    }
-
 
     private static void Trim(TieredArrayPool pool, bool underPressure)
     {

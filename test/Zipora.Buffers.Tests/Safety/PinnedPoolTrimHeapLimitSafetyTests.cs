@@ -51,7 +51,7 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
                 },
                 () =>
                 {
-                    FillTheLastHoles(crumbs);
+                    HeapFiller.FillTheLastHoles(crumbs);
                     Trim(pool, underPressure);
                 },
                 filler);
@@ -133,25 +133,6 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
         owners.ForEach(static owner => owner.Dispose());
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.True(statistics.Small.BytesRetained > 0 && statistics.Medium.BytesRetained > 0 && statistics.Large.BytesRetained > 0 && statistics.Huge.BytesRetained > 0, $"not every tier cached: {statistics}");
-    }
-
-    /// <summary>
-    /// Fills what the filler's smallest arrays (24 bytes each) leave: the smallest objects there are, until none fits, so
-    /// the trim's first allocation of any size finds no room.
-    /// </summary>
-    private static void FillTheLastHoles(object[] crumbs)
-    {
-        try
-        {
-            for (int i = 0; i < crumbs.Length; i++)
-            {
-                crumbs[i] = new object();
-            }
-        }
-        catch (OutOfMemoryException)
-        {
-            // No room left for the smallest object: the heap is full.
-        }
     }
 
     private static void Trim(TieredMemoryPool pool, bool underPressure)

@@ -217,4 +217,23 @@ public sealed class HeapFiller
             }
         }
     }
+
+    /// <summary>
+    /// Fills what a filler's smallest arrays leave: the smallest objects there are, into <paramref name="crumbs"/>, until
+    /// none fits, so the next allocation of any size finds no room.
+    /// </summary>
+    public static void FillTheLastHoles(object[] crumbs)
+    {
+        try
+        {
+            for (int i = 0; i < crumbs.Length; i++)
+            {
+                crumbs[i] = new object();
+            }
+        }
+        catch (OutOfMemoryException)
+        {
+            // No room left for the smallest object: the heap is full.
+        }
+    }
 }
