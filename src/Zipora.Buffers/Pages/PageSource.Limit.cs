@@ -47,13 +47,7 @@ internal sealed partial class PageSource
     /// </summary>
     private bool TryReserve(nuint length)
     {
-        if (_limit == 0)
-        {
-            Interlocked.Add(ref _mappedBytes, (long)length);
-            return true;
-        }
-
-        if (TryCountUnderLimit(length))
+        if (TryReserveAsItStands(length))
         {
             return true;
         }
@@ -91,7 +85,11 @@ internal sealed partial class PageSource
     /// (HugepageAttemptAtTheCapTests: a cached region given back for nothing). The base pages' own reservation trims if
     /// it must.
     /// </summary>
-    private bool TryReserveForReservedPages(nuint length, PageKind kind)
+    private bool TryReserveForReservedPages(nuint length, PageKind kind) =>
+        TryReserveAsItStands(length) || (ReservedPagesMayServe(kind, length) && TryReserve(length));
+
+    /// <summary>Counts <paramref name="length"/> bytes as mapped if there is no limit or it has room for them now, with no trim.</summary>
+    private bool TryReserveAsItStands(nuint length)
     {
         if (_limit == 0)
         {
@@ -99,7 +97,7 @@ internal sealed partial class PageSource
             return true;
         }
 
-        return TryCountUnderLimit(length) || (ReservedPagesMayServe(kind, length) && TryReserve(length));
+        return TryCountUnderLimit(length);
     }
 
     /// <summary>Whether the machine has reserved hugepages for the map; one that cannot be read for want of managed memory may.</summary>
