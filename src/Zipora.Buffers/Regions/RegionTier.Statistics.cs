@@ -39,6 +39,10 @@ internal abstract partial class RegionTier
     private long _retiredParks;
     private long _retiredRequestedBytes;
 
+    // The slots' sums for RetainedAndActivity, made with the tier and filled under the registry's lock: the caps' checks
+    // run at the GC heap limit too, where GetStatistics' own table could not be made.
+    private readonly SlotCounts _slotsForCaps;
+
     public override TierStatistics GetStatistics()
     {
         SlotCounts slots = SumSlots();
@@ -88,31 +92,21 @@ internal abstract partial class RegionTier
 
     public override (long Retained, long Activity) RetainedAndActivity()
     {
-        // GetStatistics' figures, summed as they are read: no table of the slots' counts is made.
+        // GetStatistics' figures, from the slots summed into the tier's own table (under the registry's lock, so one
+        // reader at a time): nothing is allocated.
         long slotHits = 0;
         long parks;
-        long parkedMappedBytes = 0;
+        long parkedMappedBytes;
         lock (_registry.Lock)
         {
-            parks = _retiredParks;
-            foreach (long hits in _retiredHitsByClass)
+            SumSlotsUnsynchronized(_slotsForCaps);
+            foreach (long hits in _slotsForCaps.HitsByClass)
             {
                 slotHits += hits;
             }
 
-            foreach (RegionThreadCache cache in _registry.Caches)
-            {
-                for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
-                {
-                    slotHits += cache.HitsOf(classIndex);
-                    parks += cache.ParksByClass[classIndex];
-                }
-
-                if (cache.ParkedRegion is { } parked)
-                {
-                    parkedMappedBytes += (long)parked.MappedLength;
-                }
-            }
+            parks = _slotsForCaps.Parks;
+            parkedMappedBytes = _slotsForCaps.ParkedMappedBytes;
         }
 
         _gate.Enter();
@@ -171,27 +165,36 @@ internal abstract partial class RegionTier
         var slots = new SlotCounts(_rentsByClass.Length);
         lock (_registry.Lock)
         {
-            _retiredHitsByClass.AsSpan().CopyTo(slots.HitsByClass);
-            slots.Parks = _retiredParks;
-            slots.RequestedBytes = _retiredRequestedBytes;
-            foreach (RegionThreadCache cache in _registry.Caches)
-            {
-                slots.RequestedBytes += cache.RequestedBytes;
-                for (int classIndex = 0; classIndex < slots.HitsByClass.Length; classIndex++)
-                {
-                    slots.HitsByClass[classIndex] += cache.HitsOf(classIndex);
-                    slots.Parks += cache.ParksByClass[classIndex];
-                }
-
-                if (cache.ParkedRegion is { } parked)
-                {
-                    slots.ParkedByClass[parked.ClassIndex]++;
-                    slots.ParkedBufferBytes += parked.Buffer.Length;
-                    slots.ParkedMappedBytes += (long)parked.MappedLength;
-                }
-            }
+            SumSlotsUnsynchronized(slots);
         }
 
         return slots;
+    }
+
+    /// <summary>Sums the slots' counts, the exited threads' with them, into <paramref name="slots"/> (every figure written); the caller holds the registry's lock.</summary>
+    private void SumSlotsUnsynchronized(SlotCounts slots)
+    {
+        _retiredHitsByClass.AsSpan().CopyTo(slots.HitsByClass);
+        Array.Clear(slots.ParkedByClass);
+        slots.Parks = _retiredParks;
+        slots.RequestedBytes = _retiredRequestedBytes;
+        slots.ParkedBufferBytes = 0;
+        slots.ParkedMappedBytes = 0;
+        foreach (RegionThreadCache cache in _registry.Caches)
+        {
+            slots.RequestedBytes += cache.RequestedBytes;
+            for (int classIndex = 0; classIndex < slots.HitsByClass.Length; classIndex++)
+            {
+                slots.HitsByClass[classIndex] += cache.HitsOf(classIndex);
+                slots.Parks += cache.ParksByClass[classIndex];
+            }
+
+            if (cache.ParkedRegion is { } parked)
+            {
+                slots.ParkedByClass[parked.ClassIndex]++;
+                slots.ParkedBufferBytes += parked.Buffer.Length;
+                slots.ParkedMappedBytes += (long)parked.MappedLength;
+            }
+        }
     }
 }

@@ -64,6 +64,7 @@ internal abstract partial class RegionTier : BufferTier
         _peakByClass = new int[classCount];
         _lastPeakByClass = new int[classCount];
         _retiredHitsByClass = new long[classCount];
+        _slotsForCaps = new SlotCounts(classCount);
         _guardPages = guardPages;
         _quarantine = quarantine;
         _unmaps = unmaps;
