@@ -44,13 +44,13 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
                 {
                     var warm = new TieredArrayPool(options);
                     CachedArrays.Fill(warm, ArraysCached, ArrayLength);
-                    Trim(warm, underPressure);
+                    PoolTrims.Run(warm, underPressure);
                     CachedArrays.Fill(pool, ArraysCached, ArrayLength);
                 },
                 () =>
                 {
                     HeapFiller.FillTheLastHoles(crumbs);
-                    Trim(pool, underPressure);
+                    PoolTrims.Run(pool, underPressure);
                 },
                 filler);
             filler.Clear();
@@ -82,25 +82,13 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
         {
             var warm = new TieredArrayPool(options);
             CachedArrays.Fill(warm, ArraysCached, ArrayLength);
-            Trim(warm, underPressure);
+            PoolTrims.Run(warm, underPressure);
 
             var pool = new TieredArrayPool(options);
             CachedArrays.Fill(pool, ArraysCached, ArrayLength);
-            long allocated = ThreadAllocations.During(() => Trim(pool, underPressure));
+            long allocated = ThreadAllocations.During(() => PoolTrims.Run(pool, underPressure));
             Assert.True(allocated == 0, $"{(underPressure ? "the pressure watch's trim" : "Trim()")} allocated {allocated} bytes");
             Assert.Equal(0, pool.GetStatistics().BytesRetained);
-        }
-    }
-
-    private static void Trim(TieredArrayPool pool, bool underPressure)
-    {
-        if (underPressure)
-        {
-            ((IReclaimablePool)pool).TrimUnderPressure();
-        }
-        else
-        {
-            pool.Trim();
         }
     }
 }

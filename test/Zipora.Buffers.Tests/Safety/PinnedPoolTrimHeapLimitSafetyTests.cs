@@ -44,7 +44,7 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
                     using (var warm = new TieredMemoryPool(Options(new FakeTimeProvider())))
                     {
                         CacheEveryTier(warm);
-                        Trim(warm, underPressure);
+                        PoolTrims.Run(warm, underPressure);
                     }
 
                     CacheEveryTier(pool);
@@ -52,7 +52,7 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
                 () =>
                 {
                     HeapFiller.FillTheLastHoles(crumbs);
-                    Trim(pool, underPressure);
+                    PoolTrims.Run(pool, underPressure);
                 },
                 filler);
             filler.Clear();
@@ -95,12 +95,12 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
             using (var warm = new TieredMemoryPool(Options(new FakeTimeProvider())))
             {
                 CacheEveryTier(warm);
-                Trim(warm, underPressure);
+                PoolTrims.Run(warm, underPressure);
             }
 
             using var pool = new TieredMemoryPool(Options(new FakeTimeProvider()));
             CacheEveryTier(pool);
-            long allocated = ThreadAllocations.During(() => Trim(pool, underPressure));
+            long allocated = ThreadAllocations.During(() => PoolTrims.Run(pool, underPressure));
             long retained = pool.GetStatistics().BytesRetained;
             if (allocated != 0 || retained != 0)
             {
@@ -133,17 +133,5 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
         owners.ForEach(static owner => owner.Dispose());
         TieredMemoryPoolStatistics statistics = pool.GetStatistics();
         Assert.True(statistics.Small.BytesRetained > 0 && statistics.Medium.BytesRetained > 0 && statistics.Large.BytesRetained > 0 && statistics.Huge.BytesRetained > 0, $"not every tier cached: {statistics}");
-    }
-
-    private static void Trim(TieredMemoryPool pool, bool underPressure)
-    {
-        if (underPressure)
-        {
-            ((IReclaimablePool)pool).TrimUnderPressure();
-        }
-        else
-        {
-            pool.Trim();
-        }
     }
 }
