@@ -17,7 +17,7 @@ public sealed class TakenWaitingMappingHeapLimitSafetyTests
 {
     private const int MaxHeadroom = 1024;
     private const int Step = 16;
-    private const int MaxSweeps = 4;
+    private const int MaxSweeps = 16;
 
     [Fact]
     public void ASlabThatRunsOutOfManagedMemoryAfterTakingAWaitingMappingLeavesItMappedForItsDelay()
