@@ -102,6 +102,35 @@ internal sealed class SizeClassDepot<T>
         stackCount = kept;
     }
 
+    /// <summary>
+    /// Adds one returned block and counts its return in <paramref name="returns"/>, both under the lock a trim's drain
+    /// takes; <see langword="false"/>, uncounted, once the depot is closed (its tier disposed).
+    /// </summary>
+    /// <remarks>
+    /// A return that finds the caches closed (another trim under way) comes here. Counted first and put after, outside
+    /// the lock, it was counted where a rent at <c>MaxBytesInUse</c> read the pool's activity, and put where that rent's
+    /// trim had already drained the depot: the trim found nothing, and every later rent at the limit saw no activity
+    /// since it and rested, refused, with the block's slab free (ReturnDuringAnotherTrimAtTheCapSafetyTests, with a
+    /// sleep put between the two: every run). Under the lock, a count that reader saw is of a block the trim's drain,
+    /// which comes after the read, waits for; and a trim that drained after the put reads the count after it too, so
+    /// it still dates the block as just returned.
+    /// </remarks>
+    public bool TryPutCounted(T buffer, ref long returns)
+    {
+        lock (_lock)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+
+            EnsureRoomUnsynchronized(1);
+            Interlocked.Increment(ref returns);
+            _items[_count++] = buffer;
+            return true;
+        }
+    }
+
     /// <summary>Adds one block; <see langword="false"/> once the depot is closed (its tier disposed).</summary>
     public bool TryPut(T buffer)
     {

@@ -171,18 +171,17 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             Volatile.Write(ref cache.InUse, 0);
 
-            // The caches are closed for a trim: hand the block straight to the depot. The return is counted first, so
-            // a trim that drains the depot sees it counted and dates the block as just returned. A disposed tier's
+            // The caches are closed for a trim: hand the block straight to the depot, counted as a return under the
+            // depot's lock with the put (see TryPutCounted: a trim that drains the depot sees it counted and dates the
+            // block as just returned, and a rent at the limit that read the count finds the block). A disposed tier's
             // depots are closed too, and the block is then freed below. These counters are the owner's alone: a trim
             // draining this cache right now writes only the slots, the count and its own Drained.
-            stack.Returns++;
             stack.NetTransfers--;
-            if (_depots[classIndex].TryPut(buffer))
+            if (_depots[classIndex].TryPutCounted(buffer, ref stack.Returns))
             {
                 return;
             }
 
-            stack.Returns--;
             stack.NetTransfers++;
         }
 
@@ -231,9 +230,10 @@ internal abstract partial class CachedSlabTier<TClasses>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseWithoutCache(NativeMemoryManager buffer, int classIndex)
     {
-        Interlocked.Increment(ref _retiredReturns[classIndex]);
-        if (!_depots[classIndex].TryPut(buffer))
+        // Counted with the put, under the depot's lock, as a return to closed caches is (see ReleaseSlow).
+        if (!_depots[classIndex].TryPutCounted(buffer, ref _retiredReturns[classIndex]))
         {
+            Interlocked.Increment(ref _retiredReturns[classIndex]);
             _heap.ReleaseAfterDispose(buffer);
         }
     }
