@@ -29,7 +29,10 @@ internal sealed class LimitTrim(Func<long> activity, Action<bool> trim)
     {
         lock (_lock)
         {
-            // Read before the trim: a return racing with it is counted after, and the next refusal trims again.
+            // Read before the trim: a return racing with it is counted after, and the next refusal trims again. That holds
+            // while every tier counts a return no sooner than its block or region is where a trim finds it (or under the
+            // lock that trim's walk takes): counted first and placed after, a return seen here was missed by the trim
+            // below and rested on by every refusal after it (SizeClassDepot.TryPutCounted).
             long now = activity();
             if (now == _activityAtLastTrim)
             {
