@@ -47,7 +47,7 @@ public sealed partial class TieredMemoryPool
     }
 
     /// <summary>What every tier retains, and the rents and returns so far, read without allocating (the caps' checks).</summary>
-    private (long Retained, long Activity) RetainedAndActivity()
+    internal (long Retained, long Activity) RetainedAndActivity()
     {
         (long smallRetained, long smallActivity) = _small.RetainedAndActivity();
         (long mediumRetained, long mediumActivity) = _medium.RetainedAndActivity();

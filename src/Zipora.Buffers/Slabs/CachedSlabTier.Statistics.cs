@@ -43,11 +43,26 @@ internal abstract partial class CachedSlabTier<TClasses>
         lock (_trimLock)
         {
             ClassCounts[] byClass = _trimTables.Counts;
-            CountByClass(byClass, _trimTables.HeldElsewhere);
+            long[] heldElsewhere = _trimTables.HeldElsewhere;
+            CountByClass(byClass, heldElsewhere);
             long[] rented = _trimTables.RentedBytes;
             RentedBytesByClass(byClass, rented);
             ClassTotals totals = ClassTotals.Of(byClass);
-            return (RetainedBytes(totals.BytesInUse, _heap, rented), totals.Hits + totals.Misses + totals.Returns);
+
+            // The caps rest while this figure stands still, so it must only grow: the blocks held elsewhere now (a
+            // thread's parked block, counted as returned) fall by one when their thread takes one back, and a return
+            // behind a trim then brought the figure back to what the cap's trim had read, which then rested with the
+            // returned block cached (ActivityTheCapsRestOnTests). The parks so far, which only grow, count instead.
+            long[] parks = _trimTables.ActivityElsewhere;
+            Array.Clear(parks);
+            CountActivityElsewhere(parks);
+            long activity = totals.Hits + totals.Misses + totals.Returns;
+            for (int classIndex = 0; classIndex < parks.Length; classIndex++)
+            {
+                activity += parks[classIndex] - heldElsewhere[classIndex];
+            }
+
+            return (RetainedBytes(totals.BytesInUse, _heap, rented), activity);
         }
     }
 

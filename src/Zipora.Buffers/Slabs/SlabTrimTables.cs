@@ -11,6 +11,8 @@ internal sealed class SlabTrimTables(int classCount)
 
     public long[] HeldElsewhere { get; } = new long[classCount];
 
+    public long[] ActivityElsewhere { get; } = new long[classCount];
+
     public long[] RentedBytes { get; } = new long[classCount];
 
     public long[] ReturnedBy { get; } = new long[classCount];
