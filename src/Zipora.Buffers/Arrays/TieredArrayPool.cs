@@ -30,6 +30,13 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     private static readonly TieredArrayPool s_shared = new(new TieredArrayPoolOptions { Name = SharedName });
 
+#pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
+    // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
+    // thread-static read and one compare.
+    [ThreadStatic]
+    private static ArrayThreadCache? t_lastCache;
+#pragma warning restore IDE1006
+
     private readonly int _maxPooledLength;
     private readonly int[] _classLengths;
 
@@ -198,9 +205,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         if ((uint)(minimumLength - 1) < (uint)_maxPooledLength)
         {
             int classIndex = ArraySizeClasses.IndexOf(minimumLength);
-            // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
-            // thread-static read and one compare.
-            ArrayThreadCache? cache = LastUsedCache<ArrayThreadCache>.Current;
+            ArrayThreadCache? cache = t_lastCache;
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 // No hit counter here: the statistics derive the hits from the returns (see NetTransfers).
@@ -251,9 +256,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
                 ThrowHelper.ThrowArrayNotFromPool(array);
             }
 
-            // Read without a handler: a thread's first read allocates nothing (see LastUsedCache), so a valid return
-            // never throws, at the GC heap limit too.
-            ArrayThreadCache? cache = LastUsedCache<ArrayThreadCache>.Current;
+            ArrayThreadCache? cache = LastCacheOrNullOutOfMemory();
             if (cache is not null && cache.RegistryId == _cacheId)
             {
                 ref ArrayClassStack stack = ref cache.StackOf(classIndex);
