@@ -198,11 +198,10 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
-        // Medium first: it holds the default size and Kestrel's and Pipe's usual segments. Each tier's size test is
-        // here, with its fast path inlined: reached through one more method of their own (not inlined), the small and
-        // region sizes' steady rent+write+dispose took 11.8-12.7 ns against 9.3-10.1 now (section 43). A caller that
-        // inlines Rent, the Kestrel factory's view, was measured too: unchanged or faster. (An earlier layout, with
-        // every tier's helpers inlined into one method, stopped such a caller's inlining halfway: 64 KB 9.7 to 18 ns.)
+        // Medium first, inlined: it holds the default size and Kestrel's and Pipe's usual segments. The other tiers'
+        // fast paths are methods of their own, each with its helpers inlined in it: inlined here as well, the whole
+        // of Rent grew past what a caller that inlines it can take in, and that caller's inlining stopped halfway,
+        // leaving calls to the small helpers on every path (measured: 64 KB from 9.7 to 18 ns).
         if ((uint)(minBufferSize - MediumTier.MinSize) < _mediumFastSizes)
         {
             // The owner before the block, in every path: out of managed memory for it, the rent has taken nothing.
@@ -211,21 +210,24 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             return owner is null ? block : owner.Hold(block);
         }
 
-        if ((uint)(minBufferSize - 1) < _smallFastSizes)
+        return RentOutsideMedium(minBufferSize);
+    }
+
+    /// <summary>A small or region size's fast path, else <see cref="RentOther"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IMemoryOwner<byte> RentOutsideMedium(int minBufferSize)
+    {
+        bool small = (uint)(minBufferSize - 1) < _smallFastSizes;
+        if (!small && (uint)(minBufferSize - _mmapThreshold - 1) >= _regionFastSizes)
         {
-            BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
-            Native.NativeMemoryManager block = _small.Rent(minBufferSize);
-            return owner is null ? block : owner.Hold(block);
+            return RentOther(minBufferSize);
         }
 
-        if ((uint)(minBufferSize - _mmapThreshold - 1) < _regionFastSizes)
-        {
-            BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
-            Native.NativeMemoryManager block = minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize) : _huge.Rent(minBufferSize);
-            return owner is null ? block : owner.Hold(block);
-        }
-
-        return RentOther(minBufferSize);
+        BlockOwner? owner = _reuseOwners ? null : new BlockOwner();
+        Native.NativeMemoryManager block = small ? _small.Rent(minBufferSize)
+            : minBufferSize <= _hugepageThreshold ? _large.Rent(minBufferSize)
+            : _huge.Rent(minBufferSize);
+        return owner is null ? block : owner.Hold(block);
     }
 
     /// <summary>A snapshot of what each tier has done and holds.</summary>
