@@ -10,8 +10,9 @@ internal abstract class BufferTier
     public abstract TierStatistics GetStatistics();
 
     /// <summary>
-    /// <see cref="TierStatistics.BytesRetained"/> and <see cref="TierStatistics.Activity"/> as <see cref="GetStatistics"/>
-    /// gives them, read without allocating: the pressure trim's check, which runs at the GC heap limit too.
+    /// <see cref="TierStatistics.BytesRetained"/> as <see cref="GetStatistics"/> gives it, and the rents and returns so far
+    /// (a parked block counted once, when parked), a figure that only grows, so the caps can rest while it stands still:
+    /// read without allocating, for the pressure trim's and the caps' checks, which run at the GC heap limit too.
     /// </summary>
     public abstract (long Retained, long Activity) RetainedAndActivity();
 

@@ -16,9 +16,6 @@ public sealed class TierStatistics
     /// </summary>
     public long Returns { get; init; }
 
-    /// <summary>Rents plus returns: it moves whenever the tier is used (the idle and limit logic compare it).</summary>
-    internal long Activity => Rents + Returns;
-
     /// <summary>Rents served from memory the pool already held.</summary>
     public long CacheHits { get; init; }
 

@@ -99,9 +99,6 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Bytes held from the OS but not handed out, across all tiers.</summary>
     public long BytesRetained => Small.BytesRetained + Medium.BytesRetained + Large.BytesRetained + Huge.BytesRetained;
 
-    /// <summary>Rents plus returns over every tier: it moves whenever the pool is used (the idle logic compares it).</summary>
-    internal long Activity => Small.Activity + Medium.Activity + Large.Activity + Huge.Activity;
-
     /// <summary>Bytes of free blocks pinned by a live neighbour on their page, across all tiers (see <see cref="TierStatistics.BytesFragmented"/>).</summary>
     public long BytesFragmented => Small.BytesFragmented + Medium.BytesFragmented + Large.BytesFragmented + Huge.BytesFragmented;
 
