@@ -47,12 +47,18 @@ public sealed partial class TieredMemoryPool
     }
 
     /// <summary>What every tier retains, and the rents and returns so far, read without allocating (the caps' checks).</summary>
-    internal (long Retained, long Activity) RetainedAndActivity()
+    internal (long Retained, long Activity) RetainedAndActivity() => RetainedAndActivityOf(_small, _medium, _large, _huge);
+
+    /// <summary>
+    /// What the given tiers retain, and their rents and returns so far, read without allocating: static, so the cap's
+    /// trim (<see cref="LimitTrim"/>) reads it through the tiers without keeping the pool reachable.
+    /// </summary>
+    private static (long Retained, long Activity) RetainedAndActivityOf(SmallTier small, MediumTier medium, LargeTier large, HugeTier huge)
     {
-        (long smallRetained, long smallActivity) = _small.RetainedAndActivity();
-        (long mediumRetained, long mediumActivity) = _medium.RetainedAndActivity();
-        (long largeRetained, long largeActivity) = _large.RetainedAndActivity();
-        (long hugeRetained, long hugeActivity) = _huge.RetainedAndActivity();
+        (long smallRetained, long smallActivity) = small.RetainedAndActivity();
+        (long mediumRetained, long mediumActivity) = medium.RetainedAndActivity();
+        (long largeRetained, long largeActivity) = large.RetainedAndActivity();
+        (long hugeRetained, long hugeActivity) = huge.RetainedAndActivity();
         return (smallRetained + mediumRetained + largeRetained + hugeRetained, smallActivity + mediumActivity + largeActivity + hugeActivity);
     }
 }

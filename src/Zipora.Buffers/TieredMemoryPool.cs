@@ -154,7 +154,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
             HugeTier huge = _huge;
             DeferredUnmaps unmaps = _unmaps;
             var limitTrim = new LimitTrim(
-                () => small.RetainedAndActivity().Activity + medium.RetainedAndActivity().Activity + large.RetainedAndActivity().Activity + huge.RetainedAndActivity().Activity,
+                () => RetainedAndActivityOf(small, medium, large, huge).Activity,
                 pinnedArraysAtOnce => TrimEveryTier(small, medium, large, huge, unmaps, pinnedArraysAtOnce));
             _pages.ReleaseIdleMemory = limitTrim.Run;
             _limitTrim = limitTrim;
