@@ -39,7 +39,9 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
 
             // With room: the same trim of another pool (so nothing is compiled first at the limit), then the arrays
             // cached on the thread that trims at the limit.
-            Exception? thrown = HeapFiller.ThrownOnAFreshThread(
+            Exception? thrown = PoolTrims.RunAtTheHeapLimit(
+                pool,
+                underPressure,
                 () =>
                 {
                     var warm = new TieredArrayPool(options);
@@ -47,15 +49,8 @@ public sealed class ArrayPoolTrimHeapLimitSafetyTests
                     PoolTrims.Run(warm, underPressure);
                     CachedArrays.Fill(pool, ArraysCached, ArrayLength);
                 },
-                () =>
-                {
-                    HeapFiller.FillTheLastHoles(crumbs);
-                    PoolTrims.Run(pool, underPressure);
-                },
-                filler);
-            filler.Clear();
-            Array.Clear(crumbs);
-            GC.Collect();
+                filler,
+                crumbs);
 
             TieredArrayPoolStatistics after = pool.GetStatistics();
             if (thrown is not null)

@@ -38,7 +38,9 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
 
             // With room: the same trim of another pool (so nothing is compiled first at the limit), then the idle
             // memory cached by the thread that trims at the limit.
-            Exception? thrown = HeapFiller.ThrownOnAFreshThread(
+            Exception? thrown = PoolTrims.RunAtTheHeapLimit(
+                pool,
+                underPressure,
                 () =>
                 {
                     using (var warm = new TieredMemoryPool(Options(new FakeTimeProvider())))
@@ -49,15 +51,8 @@ public sealed class PinnedPoolTrimHeapLimitSafetyTests
 
                     CacheEveryTier(pool);
                 },
-                () =>
-                {
-                    HeapFiller.FillTheLastHoles(crumbs);
-                    PoolTrims.Run(pool, underPressure);
-                },
-                filler);
-            filler.Clear();
-            Array.Clear(crumbs);
-            GC.Collect();
+                filler,
+                crumbs);
 
             TieredMemoryPoolStatistics after = pool.GetStatistics();
             string figures = $"retained {after.BytesRetained} (small {after.Small.BytesRetained}, medium {after.Medium.BytesRetained}, large {after.Large.BytesRetained}, huge {after.Huge.BytesRetained}), awaiting release {after.BytesAwaitingRelease}, in use {after.BytesInUse}";
