@@ -42,11 +42,9 @@ internal abstract partial class CachedSlabTier<TClasses>
         // The trim tables, under the trim lock: a trim under memory pressure reads this first, at the GC heap limit too.
         lock (_trimLock)
         {
-            ClassCounts[] byClass = _trimTables.Counts;
+            ClassCounts[] byClass = CountIntoTrimTablesUnderTrimLock();
             long[] heldElsewhere = _trimTables.HeldElsewhere;
-            CountByClass(byClass, heldElsewhere);
             long[] rented = _trimTables.RentedBytes;
-            RentedBytesByClass(byClass, rented);
             ClassTotals totals = ClassTotals.Of(byClass);
 
             // The caps rest while this figure stands still, so it must only grow: the blocks held elsewhere now (a
@@ -86,6 +84,18 @@ internal abstract partial class CachedSlabTier<TClasses>
                 });
             }
         }
+    }
+
+    /// <summary>
+    /// Every thread's counters per class, the free blocks held elsewhere and the bytes rented from each class, into the
+    /// trim tables (the caller holds the trim lock): allocates nothing.
+    /// </summary>
+    private ClassCounts[] CountIntoTrimTablesUnderTrimLock()
+    {
+        ClassCounts[] byClass = _trimTables.Counts;
+        CountByClass(byClass, _trimTables.HeldElsewhere);
+        RentedBytesByClass(byClass, _trimTables.RentedBytes);
+        return byClass;
     }
 
     /// <summary>The bytes rented so far from each class, into <paramref name="rented"/>.</summary>

@@ -275,10 +275,8 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// </summary>
     private long[] ReturnedByClassUnderTrimLock(out long[] rentedByClass)
     {
-        ClassCounts[] byClass = _trimTables.Counts;
-        CountByClass(byClass, _trimTables.HeldElsewhere);
+        ClassCounts[] byClass = CountIntoTrimTablesUnderTrimLock();
         rentedByClass = _trimTables.RentedBytes;
-        RentedBytesByClass(byClass, rentedByClass);
         long now = Clock.Epoch;
         long[] returnedBy = _trimTables.ReturnedBy;
         for (int classIndex = 0; classIndex < byClass.Length; classIndex++)
