@@ -74,8 +74,10 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         address = 0;
+        // A length near the top of the address space wraps the sum past zero: sized from it, the array was empty and
+        // the whole length was reported mapped over it.
         nuint padded = length + alignment - 1;
-        if (kind != PageKind.Normal || padded > (nuint)Array.MaxLength)
+        if (kind != PageKind.Normal || padded < length || padded > (nuint)Array.MaxLength)
         {
             return false;
         }
