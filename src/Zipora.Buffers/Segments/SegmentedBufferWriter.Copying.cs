@@ -33,10 +33,12 @@ public sealed partial class SegmentedBufferWriter
 
     /// <summary>Writes the unconsumed data to <paramref name="destination"/>, each segment's memory directly.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
-    /// <exception cref="ObjectDisposedException">The writer was disposed.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="destination"/> cannot be written.</exception>
+    /// <exception cref="ObjectDisposedException">The writer, or <paramref name="destination"/>, was disposed.</exception>
     public void CopyTo(Stream destination)
     {
-        ArgumentNullException.ThrowIfNull(destination);
+        // Checked before anything is written, as CopyToAsync checks it: also when there is nothing to write.
+        SegmentThrowHelper.ThrowIfNotWritable(destination);
         _chain.Enter(TypeName);
         try
         {
