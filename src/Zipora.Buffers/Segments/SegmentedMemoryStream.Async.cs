@@ -73,7 +73,10 @@ public sealed partial class SegmentedMemoryStream
         cancellationToken.IsCancellationRequested ? Task.FromCanceled(cancellationToken) : Task.CompletedTask;
 
     /// <summary>Writes the bytes from the position to the end to <paramref name="destination"/>, each segment's memory directly; the position moves to the end.</summary>
+    /// <param name="destination">The stream to write to.</param>
+    /// <param name="bufferSize">Checked as <see cref="Stream"/> checks it (it must be positive), but unused: each segment is written whole.</param>
     /// <exception cref="ArgumentNullException"><paramref name="destination"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="bufferSize"/> is zero or negative.</exception>
     /// <exception cref="NotSupportedException"><paramref name="destination"/> cannot be written.</exception>
     /// <exception cref="ObjectDisposedException">This stream or <paramref name="destination"/> was disposed.</exception>
     public override void CopyTo(Stream destination, int bufferSize)
@@ -138,11 +141,13 @@ public sealed partial class SegmentedMemoryStream
     /// MemoryStream's are (through a copy, since the write may grow the segments being read).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="stream"/> is <see langword="null"/>.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="stream"/> cannot be written.</exception>
     /// <exception cref="InvalidOperationException">Written to itself, the stream is longer than an array can be (the copy is one).</exception>
-    /// <exception cref="ObjectDisposedException">This stream was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">This stream, or <paramref name="stream"/>, was disposed.</exception>
     public void WriteTo(Stream stream)
     {
-        ArgumentNullException.ThrowIfNull(stream);
+        // Checked before anything is written, as CopyTo checks its destination: also when there is nothing to write.
+        SegmentThrowHelper.ThrowIfNotWritable(stream);
         if (ReferenceEquals(stream, this))
         {
             _chain.ThrowIfDisposed(TypeName);
