@@ -25,6 +25,9 @@ public static class TieredMemoryPoolServiceCollectionExtensions
     /// </param>
     /// <returns><paramref name="services"/>, for chaining.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// <paramref name="services"/> is read-only (a host's collection once the host is built); nothing was registered.
+    /// </exception>
     public static IServiceCollection AddTieredMemoryPool(this IServiceCollection services, Action<TieredMemoryPoolOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
