@@ -1,3 +1,4 @@
+using System;
 using System.Buffers;
 
 namespace Zipora.Buffers;
@@ -22,8 +23,12 @@ internal sealed class OwnedMemoryPool : MemoryPool<byte>
         _owner = owner;
     }
 
+    /// <summary>The shared pool's <see cref="TieredMemoryPool.MaxBufferSize"/>.</summary>
     public override int MaxBufferSize => _pool.MaxBufferSize;
 
+    /// <summary>Rents from the shared pool, counted under this view's owner.</summary>
+    /// <inheritdoc cref="TieredMemoryPool.Rent" />
+    /// <exception cref="ObjectDisposedException">This view, or the shared pool, was disposed.</exception>
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
         if (_disposed)

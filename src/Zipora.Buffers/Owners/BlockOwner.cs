@@ -51,6 +51,8 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
         return this;
     }
 
+    /// <summary>The whole block as <see cref="Memory{T}"/>.</summary>
+    /// <exception cref="ObjectDisposedException">The owner was disposed.</exception>
     public override Memory<byte> Memory
     {
         get
@@ -60,6 +62,8 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
         }
     }
 
+    /// <summary>The whole block as a span.</summary>
+    /// <exception cref="ObjectDisposedException">The owner was disposed.</exception>
     public override Span<byte> GetSpan()
     {
         // Runs on every Memory<byte>.Span: two loads, two compares, a span over the block's fixed fields.
@@ -67,6 +71,10 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
         return new Span<byte>((void*)block.Address, block.Length);
     }
 
+    /// <summary>A handle over the native pointer; no GC handle is taken because the memory never moves.</summary>
+    /// <param name="elementIndex">Offset into the block, from 0 to its length inclusive.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="elementIndex"/> is outside 0..Length.</exception>
+    /// <exception cref="ObjectDisposedException">The owner was disposed.</exception>
     public override MemoryHandle Pin(int elementIndex = 0)
     {
         NativeMemoryManager block = Block();
@@ -81,6 +89,7 @@ internal sealed unsafe class BlockOwner : MemoryManager<byte>, IDisposable
         return new MemoryHandle((byte*)block.Address + elementIndex, default, block);
     }
 
+    /// <summary>Does nothing: native memory is never moved by the GC.</summary>
     public override void Unpin()
     {
     }
