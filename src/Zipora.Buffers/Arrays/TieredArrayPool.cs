@@ -199,6 +199,10 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <paramref name="minimumLength"/> bytes.
     /// </returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="minimumLength"/> is negative.</exception>
+    /// <exception cref="OutOfMemoryException">
+    /// <paramref name="minimumLength"/> is above <see cref="Array.MaxLength"/> (as <see cref="ArrayPool{T}.Shared"/>
+    /// throws it), or the managed heap has no room for the array.
+    /// </exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override byte[] Rent(int minimumLength)
     {
