@@ -39,8 +39,13 @@ internal sealed class LimitTrim(Func<long> activity, Action<bool> trim)
                 return false;
             }
 
-            _activityAtLastTrim = now;
+            // Noted once the trim is done, not before: a trim that threw partway (a slab tier's, out of managed memory
+            // for the free blocks it takes out) gave back nothing of that tier, and noted first, every refusal after
+            // it rested on it, refused with the free blocks still cached, once the heap had room again and for as
+            // long as the pool was not otherwise used (FailedTrimAtTheCapHeapLimitSafetyTests). Unnoted, the next
+            // refusal trims again.
             trim(false);
+            _activityAtLastTrim = now;
             return true;
         }
     }
