@@ -28,7 +28,16 @@ public sealed partial class TieredMemoryPool
             if (due)
             {
                 Interlocked.Increment(ref _pressureTrims);
-                _limitTrim.RunNow(pinnedArraysAtOnce: true);
+                try
+                {
+                    _limitTrim.RunNow(pinnedArraysAtOnce: true);
+                }
+                catch
+                {
+                    // Gave back nothing of the tier it threw in: no trim to rest on (see RetainedCap.ForgetFailedTrim).
+                    _pressureCap.ForgetFailedTrim(activity);
+                    throw;
+                }
             }
         }
         finally
@@ -103,7 +112,15 @@ public sealed partial class TieredMemoryPool
         (long retained, long activity) = RetainedAndActivity();
         if (_retainedCap.IsDue(retained, activity))
         {
-            Trim();
+            try
+            {
+                Trim();
+            }
+            catch
+            {
+                _retainedCap.ForgetFailedTrim(activity);
+                throw;
+            }
         }
 
         // Pinned-array pages let go of leave the process only through an aggressive collection, a full blocking one:

@@ -27,4 +27,12 @@ internal sealed class RetainedCap(long maxRetainedBytes)
 
         return Interlocked.Exchange(ref _activityAtLastTrim, activity) != activity;
     }
+
+    /// <summary>
+    /// Forgets the trim <see cref="IsDue"/> asked for at <paramref name="activity"/>: it threw partway (out of managed
+    /// memory for its tables, a page allocator that failed), and gave back nothing of the tier it was in. Rested on, the
+    /// next checks would not trim again until the pool was used, with that tier's free memory still held, under
+    /// pressure too (FailedCapTrimRetryTests). A caller that saw other activity since keeps its own note.
+    /// </summary>
+    public void ForgetFailedTrim(long activity) => Interlocked.CompareExchange(ref _activityAtLastTrim, -1, activity);
 }
