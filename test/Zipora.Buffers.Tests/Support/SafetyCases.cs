@@ -146,6 +146,15 @@ public static class SafetyCases
         Assert.True(thread.Join(TimeSpan.FromSeconds(10)), "the rents and returns never ended");
     }
 
+    /// <summary>Bytes a rent of <paramref name="size"/> maps in a fresh pool without hugepages: what a cap must allow for it.</summary>
+    public static long BytesMappedFor(int size)
+    {
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false, TimeProvider = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(), IdleReleaseDelay = IdleDelay });
+        using IMemoryOwner<byte> owner = pool.Rent(size);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        return statistics.Small.BytesAllocated + statistics.Medium.BytesAllocated + statistics.Large.BytesAllocated + statistics.Huge.BytesAllocated;
+    }
+
     /// <summary>A pool in <paramref name="mode"/> whose clock never moves unless the test moves it.</summary>
     public static TieredMemoryPool Pool(OwnerMode mode, TimeProvider? time = null) =>
         new(Options(mode, time ?? new Microsoft.Extensions.Time.Testing.FakeTimeProvider()));

@@ -7,28 +7,31 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
+/// <summary>
+/// Writers and streams of every tier's sizes (reset, consumed, emptied by <c>SetLength(0)</c>) and plain rents on
+/// threads that start and exit throughout, at a <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> they keep hitting,
+/// beside trims of each kind: every byte reads back as written (no block with two owners), and once quiet the pool
+/// balances, holds nothing, and serves a rent of the whole cap (nothing parked or cached out of its trims' reach).
+/// </summary>
 [Collection(nameof(SegmentedParkedBlockSafetyTests))]
-public sealed class SegmentedCapStormProbeTests
+public sealed class SegmentedStormAtTheCapSafetyTests
 {
+    private const string NoTrims = "none";
+    private const string UsersTrims = "Trim";
+    private const string PressureTrims = "pressure, no idle cap";
+
     private const int FinalRent = 6 * 1024 * 1024;
 
-    private static long MappedFor(int size)
-    {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false, TimeProvider = new FakeTimeProvider(), IdleReleaseDelay = SafetyCases.IdleDelay });
-        using IMemoryOwner<byte> owner = pool.Rent(size);
-        TieredMemoryPoolStatistics s = pool.GetStatistics();
-        return s.Small.BytesAllocated + s.Medium.BytesAllocated + s.Large.BytesAllocated + s.Huge.BytesAllocated;
-    }
 
     [Theory]
-    [InlineData(false, 0)]
-    [InlineData(true, 0)]
-    [InlineData(false, 1)]
-    [InlineData(true, 1)]
-    [InlineData(false, 2)]
-    public void SegmentedStormAtTheCapLeavesThePoolAbleToServeAWholeCapRentWhenQuiet(bool reuseOwners, int trimmer)
+    [InlineData(false, NoTrims)]
+    [InlineData(true, NoTrims)]
+    [InlineData(false, UsersTrims)]
+    [InlineData(true, UsersTrims)]
+    [InlineData(false, PressureTrims)]
+    public void AStormAtTheCapOnChurningThreadsLosesNoByteAndLeavesTheWholeCapRentableWhenQuiet(bool reuseOwners, string trimmer)
     {
-        long cap = MappedFor(FinalRent);
+        long cap = SafetyCases.BytesMappedFor(FinalRent);
         var time = new FakeTimeProvider();
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
         {
@@ -36,7 +39,7 @@ public sealed class SegmentedCapStormProbeTests
             TimeProvider = time,
             IdleReleaseDelay = SafetyCases.IdleDelay,
             MaxBytesInUse = cap,
-            MaxRetainedBytes = trimmer == 2 ? 0 : 64 * 1024 * 1024,
+            MaxRetainedBytes = trimmer == PressureTrims ? 0 : 64 * 1024 * 1024,
             ReuseOwners = reuseOwners,
         });
         var options = new SegmentedBufferOptions { Pool = pool };
@@ -151,11 +154,11 @@ public sealed class SegmentedCapStormProbeTests
         {
             while (!stop.IsCancellationRequested)
             {
-                if (trimmer == 1)
+                if (trimmer == UsersTrims)
                 {
                     pool.Trim();
                 }
-                else if (trimmer == 2)
+                else if (trimmer == PressureTrims)
                 {
                     ((IReclaimablePool)pool).TrimUnderPressure();
                 }
@@ -174,6 +177,7 @@ public sealed class SegmentedCapStormProbeTests
         trims.Join();
 
         Assert.True(failures.IsEmpty, string.Join("\n", failures));
+        Assert.True(refusals > 0, $"{messages} messages and no refusal: the storm never reached the cap");
         TieredMemoryPoolStatistics quiet = pool.GetStatistics();
         Assert.Null(SafetyCases.NegativeFigures(quiet));
         Assert.Equal(0, quiet.BytesInUse);

@@ -5,17 +5,30 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
+/// <summary>
+/// The caps rest on the pool's activity (rents and returns so far, see <c>LimitTrim</c> and <c>RetainedCap</c>): a trim,
+/// an idle tick or a thread's exit with nothing rented or returned must leave it where it was, or every refused rent and
+/// every tick over a cap would trim again for nothing. Each case leaves a thread's caches in another state, the thread
+/// alive and blocked, then exited.
+/// </summary>
 [Collection(nameof(SegmentedParkedBlockSafetyTests))]
-public sealed class TrimActivityProbeTests
+public sealed class TrimActivityRestTests
 {
+    private const string ParkedBlock = "a parked block";
+    private const string ParkedBlockAndEveryTierUsed = "a parked block, every tier rented from and returned to";
+    private const string StreamHoldingTheParkedBlock = "a live stream holding the parked block as its spare";
+    private const string EveryTierHeldAndCached = "a buffer of every tier held, another cached";
+    private const string ResetWriterAndEmptiedStream = "a writer reset and a stream emptied by SetLength(0)";
+    private const string HalfFreeSlabAndParkedBlock = "a slab half rented, half free, and a parked block";
+
     [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    public void ATrimWithNothingUsedSinceTheLastLeavesTheActivityAlone(int state)
+    [InlineData(ParkedBlock)]
+    [InlineData(ParkedBlockAndEveryTierUsed)]
+    [InlineData(StreamHoldingTheParkedBlock)]
+    [InlineData(EveryTierHeldAndCached)]
+    [InlineData(ResetWriterAndEmptiedStream)]
+    [InlineData(HalfFreeSlabAndParkedBlock)]
+    public void ATrimIdleTicksOrAThreadExitWithNothingUsedLeaveTheActivityAlone(string state)
     {
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = ParkedBlocks.NewPool(time);
@@ -28,10 +41,10 @@ public sealed class TrimActivityProbeTests
         {
             switch (state)
             {
-                case 0:
+                case ParkedBlock:
                     _ = ParkedBlocks.WriteMessage(options, 1);
                     break;
-                case 1:
+                case ParkedBlockAndEveryTierUsed:
                     _ = ParkedBlocks.WriteMessage(options, 1);
                     foreach (int size in (int[])[100, 4096, 40_000, 3_000_000])
                     {
@@ -39,11 +52,11 @@ public sealed class TrimActivityProbeTests
                     }
 
                     break;
-                case 2:
+                case StreamHoldingTheParkedBlock:
                     _ = ParkedBlocks.WriteMessage(options, 1);
                     stream = new SegmentedMemoryStream(options);
                     break;
-                case 3:
+                case EveryTierHeldAndCached:
                     foreach (int size in (int[])[100, 4096, 40_000, 3_000_000])
                     {
                         held.Add(pool.Rent(size));
@@ -51,7 +64,7 @@ public sealed class TrimActivityProbeTests
                     }
 
                     break;
-                case 4:
+                case ResetWriterAndEmptiedStream:
                     _ = ParkedBlocks.WriteMessage(options, 1);
                     var writer = new SegmentedBufferWriter(options);
                     writer.Write(new byte[100]);
@@ -61,7 +74,7 @@ public sealed class TrimActivityProbeTests
                     stream.SetLength(0);
                     writer.Dispose();
                     break;
-                default:
+                case HalfFreeSlabAndParkedBlock:
                     for (int i = 0; i < 50; i++)
                     {
                         held.Add(pool.Rent(2048));

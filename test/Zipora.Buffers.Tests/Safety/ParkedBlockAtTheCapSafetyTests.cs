@@ -5,40 +5,36 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
 
+/// <summary>
+/// A thread's parked block (a segmented buffer's last, kept for the thread's next message) is memory the pool holds
+/// idle: a rent of any tier at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> that it would make room for is
+/// served, its trim taking the block back whether the parking thread has exited or lives on, blocked.
+/// </summary>
 [Collection(nameof(SegmentedParkedBlockSafetyTests))]
-public sealed class CapProbeTests
+public sealed class ParkedBlockAtTheCapSafetyTests
 {
     // One size per tier: small, medium of another class than the parked 4 KB, large, huge.
-    public static TheoryData<int, int, bool> Cases()
+    public static TheoryData<int, bool, bool> Cases()
     {
-        var data = new TheoryData<int, int, bool>();
+        var data = new TheoryData<int, bool, bool>();
         foreach (int size in (int[])[512, 8192, 65536, 3 * 1024 * 1024])
         {
-            foreach (int how in (int[])[0, 1])
+            foreach (bool parkingThreadExits in (bool[])[true, false])
             {
-                data.Add(size, how, false);
-                data.Add(size, how, true);
+                data.Add(size, parkingThreadExits, false);
+                data.Add(size, parkingThreadExits, true);
             }
         }
 
         return data;
     }
 
-    /// <summary>Bytes a rent of <paramref name="size"/> maps in a fresh pool.</summary>
-    private static long MappedFor(int size)
-    {
-        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { EnableHugepages = false, TimeProvider = new FakeTimeProvider(), IdleReleaseDelay = SafetyCases.IdleDelay });
-        using IMemoryOwner<byte> owner = pool.Rent(size);
-        TieredMemoryPoolStatistics s = pool.GetStatistics();
-        return s.Small.BytesAllocated + s.Medium.BytesAllocated + s.Large.BytesAllocated + s.Huge.BytesAllocated;
-    }
 
-    // how 0: the parking thread exits; 1: it stays alive, blocked.
     [Theory]
     [MemberData(nameof(Cases))]
-    public void ARentAtTheCapIsServedByTheParkedBlocksSlab(int size, int how, bool reuseOwners)
+    public void ARentOfEachTierAtTheCapIsServedByTakingBackAParkedBlock(int size, bool parkingThreadExits, bool reuseOwners)
     {
-        long needed = MappedFor(size);
+        long needed = SafetyCases.BytesMappedFor(size);
         var time = new FakeTimeProvider();
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
         {
@@ -55,14 +51,14 @@ public sealed class CapProbeTests
         {
             _ = ParkedBlocks.WriteMessage(options, 7);
             parked.Set();
-            if (how == 1)
+            if (!parkingThreadExits)
             {
                 release.Wait();
             }
         });
         thread.Start();
         parked.Wait();
-        if (how == 0)
+        if (parkingThreadExits)
         {
             thread.Join();
         }
