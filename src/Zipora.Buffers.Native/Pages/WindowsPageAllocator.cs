@@ -26,7 +26,13 @@ internal sealed class WindowsPageAllocator : PageAllocator
         }
 
         // Find an aligned hole by reserving a padded range, then release it and claim the aligned part. Another
-        // thread can take the hole in between, so retry a few times.
+        // thread can take the hole in between, so retry a few times. A length near the top of the address space wraps
+        // the padded one past zero: refused, as the Unix allocator refuses it, rather than probing a tiny range.
+        if (length + alignment < length)
+        {
+            return false;
+        }
+
         for (int attempt = 0; attempt < AlignedReserveAttempts; attempt++)
         {
             nint probe = Kernel32.VirtualAlloc(0, length + alignment, Kernel32.MemReserve, Kernel32.PageNoAccess);
