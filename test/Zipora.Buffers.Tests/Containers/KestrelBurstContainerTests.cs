@@ -64,7 +64,8 @@ public sealed class KestrelBurstContainerTests
         Assert.True(result["peakInUse"] >= 100 * Megabyte, seen);
         Assert.Equal(0, result["wrong"]);
         Assert.Equal(0, result["wrongAgain"]);
-        Assert.Equal(256, result["grown"]);
+        // Megabytes the app's memory grew by: the managed heap grows less (the probe's KestrelBurst.ManagedGrowthMegabytes).
+        Assert.Equal(mode == "managed" ? 224 : 256, result["grown"]);
         Assert.Equal(0, result["inUseAfterStop"]);
     }
 }
