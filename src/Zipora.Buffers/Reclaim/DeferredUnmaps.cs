@@ -228,9 +228,11 @@ internal sealed class DeferredUnmaps
         long released = 0;
         while (released < enough && TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
         {
+            bool answered = false;
             try
             {
                 bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
+                answered = true;
                 if (unmapped)
                 {
                     released += (long)mapping.Length;
@@ -253,6 +255,19 @@ internal sealed class DeferredUnmaps
             }
             finally
             {
+                // The allocator threw (a custom one's bug; out of managed memory is a refusal, see PageSource): it
+                // unmapped nothing (PageAllocator.Unmap), so the mapping goes back on the list, on the place it held,
+                // to be tried again at the next tick. Before, it was off the list and never unmapped: mapped for the
+                // pool's life, counted in BytesAwaitingRelease and against MaxBytesInUse for good (FaultSweepSafetyTests).
+                if (!answered)
+                {
+                    lock (_lock)
+                    {
+                        _placesHeld--;
+                        _waiting.Add(mapping);
+                    }
+                }
+
                 if (mapping.Counted)
                 {
                     _pages.EndRelease(mapping.Length);

@@ -1,0 +1,51 @@
+using System;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A custom <see cref="Zipora.Buffers.Native.PageAllocator"/> whose call throws (its own bug, not a refusal: the
+/// exception goes to the caller) has done nothing (PageAllocator.Unmap says an override that throws must have unmapped
+/// nothing). The pool keeps the mapping it was about and gives it back later: nothing stays mapped, counted or listed
+/// once the allocator behaves again. Found by the fault sweep (FaultSweepSafetyTests).
+/// </summary>
+[Collection(BackgroundFailureWatch.ProvokingTests)]
+public sealed class ThrowingAllocatorRetryTests
+{
+    private const int RegionSize = 100_000;
+
+    [Fact]
+    public void AnUnmapThatThrowsAtTheTickIsTriedAgainAtTheNextTick()
+    {
+        var time = new FakeTimeProvider();
+        var allocator = new LiveMappingsAllocator();
+        using var pool = new TieredMemoryPool(allocator.PoolOptions(OwnerMode.Default, time));
+
+        // A region let go of within its delay: its pages are dropped, and it waits on the list for its unmap.
+        pool.Rent(RegionSize).Dispose();
+        pool.Trim();
+        Assert.Single(allocator.Live());
+        int thrown = 0;
+        allocator.BeforeUnmap = () =>
+        {
+            if (Interlocked.Exchange(ref thrown, 1) == 0)
+            {
+                throw new InvalidOperationException("the custom allocator's own bug, once");
+            }
+        };
+
+        // The tick that unmaps it meets the exception, and reports it (provoked here).
+        long failuresBefore = BackgroundFailures.Count;
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.5);
+        BackgroundFailureWatch.ProvokedSince(failuresBefore);
+        Assert.Equal(1, thrown);
+
+        // The next ticks unmap it: nothing mapped, waiting or counted.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        allocator.AssertNoneLive($"a delay after the unmap that threw\n{statistics}");
+        Assert.True(statistics.BytesAwaitingRelease == 0, $"the mapping whose unmap threw is still counted as awaiting release\n{statistics}");
+        Assert.Equal(statistics.MmapCalls, statistics.MunmapCalls);
+    }
+}
