@@ -59,7 +59,19 @@ internal sealed class HugeTier : RegionTier
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
 
-        if (Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain))
+        bool advised;
+        try
+        {
+            advised = Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain);
+        }
+        catch
+        {
+            // A custom allocator's hint threw (its bug, passed on): the mapping is no rent's, and must not stay behind.
+            LetGoOfUnusedMapping(address, mappedLength, PageBacking.Plain);
+            throw;
+        }
+
+        if (advised)
         {
             backing = PageBacking.TransparentHuge;
             return true;

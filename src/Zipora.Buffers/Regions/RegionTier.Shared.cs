@@ -301,8 +301,27 @@ internal abstract partial class RegionTier
 
         // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
         // without guards: diagnostics degrade, they never fail the rent.
-        _ = Pages.TryProtect(address, page, PageProtection.None, backing);
-        _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
+        try
+        {
+            _ = Pages.TryProtect(address, page, PageProtection.None, backing);
+            _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
+        }
+        catch
+        {
+            LetGoOfUnusedMapping(address, mappedLength, backing);
+            throw;
+        }
+
         return true;
     }
+
+    /// <summary>
+    /// Gives back a mapping made for a rent that then failed before the region was made: a custom allocator's hint or
+    /// protection threw (its bug, passed to the caller). Before, the mapping was left behind, mapped and counted against
+    /// <c>MaxBytesInUse</c> for the pool's life (FaultSweepSafetyTests). Through the list of unmaps, on a place of its
+    /// own (the region's is cancelled by <see cref="MapRegion"/>): it may be a mapping let go of within its delay and
+    /// taken again, which a stale <c>Span</c> may still reach, and a half-protected one is never reused.
+    /// </summary>
+    protected void LetGoOfUnusedMapping(nint address, nuint mappedLength, PageBacking backing) =>
+        _unmaps.Release(address, mappedLength, backing, _clock.Epoch);
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -47,5 +48,29 @@ public sealed class ThrowingAllocatorRetryTests
         allocator.AssertNoneLive($"a delay after the unmap that threw\n{statistics}");
         Assert.True(statistics.BytesAwaitingRelease == 0, $"the mapping whose unmap threw is still counted as awaiting release\n{statistics}");
         Assert.Equal(statistics.MmapCalls, statistics.MunmapCalls);
+    }
+
+    [Theory]
+    [InlineData(AllocatorCall.Advise, 3_000_000, OwnerMode.Default)]
+    [InlineData(AllocatorCall.Protect, 100_000, OwnerMode.DiagnosticsAll)]
+    [InlineData(AllocatorCall.Protect, 3_000_000, OwnerMode.DiagnosticsAll)]
+    public void ARentWhoseHintOrGuardPageThrowsLeavesNoMappingBehind(AllocatorCall call, int size, OwnerMode mode)
+    {
+        var time = new FakeTimeProvider();
+        var allocator = new FaultInjectingAllocator(PageAllocator.Default) { Fault = (call, 1, FaultKind.Throw) };
+        TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
+        options.PageAllocator = allocator;
+        using (var pool = new TieredMemoryPool(options))
+        {
+            // The huge tier's hint for transparent hugepages, or a guard page of diagnostic mode, throws: so does the rent.
+            _ = Assert.Throws<InjectedFaultException>(() => pool.Rent(size));
+            Assert.True(allocator.Injected, $"{call} was never called");
+            pool.Rent(size).Dispose();
+        }
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
+        (nint Address, nuint Length)[] live = allocator.Live();
+        Assert.True(live.Length == 0, $"{size} B, {call} threw in the rent: {live.Length} mappings still mapped three delays after the disposal ({string.Join(", ", live)})");
+        Assert.Empty(allocator.Violations);
     }
 }
