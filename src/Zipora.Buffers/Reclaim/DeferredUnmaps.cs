@@ -84,7 +84,13 @@ internal sealed class DeferredUnmaps
     /// tier's <c>BytesEvicted</c> never counts memory still committed. Before, the tiers counted it at the release,
     /// whatever the OS said (LockedMemoryAdviceSafetyTests).
     /// </param>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false, bool reusable = false, Action<long>? countEvicted = null)
+    /// <param name="listIfThrown">
+    /// Whether a mapping whose unmap or page drop threw from the allocator (a custom one's bug, passed on; it did
+    /// nothing) goes on the list, counted, on its reserved place, to be unmapped later: for a caller that has let go of
+    /// it already (a region). A caller that still holds it on a throw (a slab heap, whose trim keeps the slab as it
+    /// was) leaves it unset.
+    /// </param>
+    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false, bool reusable = false, Action<long>? countEvicted = null, bool listIfThrown = false)
     {
         // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
         if (!placeReserved)
@@ -94,19 +100,40 @@ internal sealed class DeferredUnmaps
 
         bool counted = true;
         bool unmapped = false;
-        if (_clock.HasWaitedOutDelay(returnedAt) || GoesAtOnce(backing))
+        bool answered = false;
+        try
         {
-            unmapped = _pages.TryUnmap(address, length, backing, counted: true);
+            if (_clock.HasWaitedOutDelay(returnedAt) || GoesAtOnce(backing))
+            {
+                unmapped = _pages.TryUnmap(address, length, backing, counted: true);
+            }
+            else if (pagesDropped)
+            {
+                _pages.StopCountingDropped(length);
+                counted = false;
+            }
+            else
+            {
+                // Reserved hugepages are swapped for base pages rather than dropped: the unmap to come is of base pages.
+                counted = !_pages.TryDropPages(address, length, ref backing, out unmapped);
+            }
+
+            answered = true;
         }
-        else if (pagesDropped)
+        finally
         {
-            _pages.StopCountingDropped(length);
-            counted = false;
-        }
-        else
-        {
-            // Reserved hugepages are swapped for base pages rather than dropped: the unmap to come is of base pages.
-            counted = !_pages.TryDropPages(address, length, ref backing, out unmapped);
+            // Before, a region's mapping was lost here: let go of by its tier, never listed, mapped and counted against
+            // MaxBytesInUse for the pool's life (FaultSweepSafetyTests). Listed as refused, it is tried at every tick.
+            if (!answered && listIfThrown)
+            {
+                lock (_lock)
+                {
+                    _placesHeld--;
+                    _waiting.Add(new Mapping(address, length, backing, returnedAt, Counted: true, reusable, countEvicted));
+                    _bytes += (long)length;
+                    _countedBytes += (long)length;
+                }
+            }
         }
 
         // Unmapped, or its pages dropped (now or before): gone from resident memory now. Still counted: the OS refused.

@@ -323,5 +323,5 @@ internal abstract partial class RegionTier
     /// taken again, which a stale <c>Span</c> may still reach, and a half-protected one is never reused.
     /// </summary>
     protected void LetGoOfUnusedMapping(nint address, nuint mappedLength, PageBacking backing) =>
-        _unmaps.Release(address, mappedLength, backing, _clock.Epoch);
+        _unmaps.Release(address, mappedLength, backing, _clock.Epoch, listIfThrown: true);
 }

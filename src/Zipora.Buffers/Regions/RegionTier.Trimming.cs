@@ -275,7 +275,7 @@ internal abstract partial class RegionTier
         try
         {
             region.Buffer.MarkReleased();
-            _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted);
+            _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted, listIfThrown: true);
         }
         finally
         {

@@ -73,4 +73,27 @@ public sealed class ThrowingAllocatorRetryTests
         Assert.True(live.Length == 0, $"{size} B, {call} threw in the rent: {live.Length} mappings still mapped three delays after the disposal ({string.Join(", ", live)})");
         Assert.Empty(allocator.Violations);
     }
+
+    [Fact]
+    public void ARegionWhosePageDropThrowsInATrimIsUnmappedLater()
+    {
+        var time = new FakeTimeProvider();
+        var allocator = new FaultInjectingAllocator(PageAllocator.Default);
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.Default, time);
+        options.PageAllocator = allocator;
+        using var pool = new TieredMemoryPool(options);
+
+        // A cached region returned just now: the trim lets go of it, dropping its pages until its unmap a delay later.
+        pool.Rent(RegionSize).Dispose();
+        allocator.Fault = (AllocatorCall.Advise, allocator.Calls(AllocatorCall.Advise) + 1, FaultKind.Throw);
+        _ = Assert.Throws<InjectedFaultException>(pool.Trim);
+        Assert.True(allocator.Injected, "the trim dropped no page");
+
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        (nint Address, nuint Length)[] live = allocator.Live();
+        Assert.True(live.Length == 0, $"{live.Length} mappings still mapped two delays after the trim whose page drop threw\n{statistics}");
+        Assert.True(statistics.BytesAwaitingRelease == 0, $"still awaiting release\n{statistics}");
+        Assert.Empty(allocator.Violations);
+    }
 }
