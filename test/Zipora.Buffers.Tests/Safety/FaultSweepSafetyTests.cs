@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
@@ -20,8 +19,6 @@ namespace Zipora.Buffers.Tests;
 public sealed class FaultSweepSafetyTests
 {
     private const long Cap = 40L << 20;
-    private const int CapProbeSize = 4 << 20;
-    private static readonly int[] s_sizes = [100, 4096, 8192, 100_000, 3_000_000];
 
     /// <summary>
     /// The cases the suite runs, in about 8 s: every call failed every way, in the default mode (diagnostic mode's
@@ -50,14 +47,14 @@ public sealed class FaultSweepSafetyTests
     public void EveryCallFailedOnceLeavesThePoolSound(OwnerMode mode, AllocatorCall call, FaultKind kind)
     {
         long backgroundBefore = BackgroundFailures.Count;
-        Outcome baseline = Run(mode, (call, 0, kind));
+        FaultSweepOutcome baseline = Run(mode, (call, 0, kind));
         Assert.True(baseline.Problems.Count == 0, $"{mode} with no fault:\n{string.Join('\n', baseline.Problems)}");
         int calls = baseline.Calls[(int)call];
         var failures = new List<string>();
         int injected = 0;
         for (int n = 1; n <= calls + 1; n++)
         {
-            Outcome outcome = Run(mode, (call, n, kind), baseline);
+            FaultSweepOutcome outcome = Run(mode, (call, n, kind), baseline);
             injected += outcome.Injected ? 1 : 0;
             failures.AddRange(outcome.Problems.Select(problem => $"{call} #{n} {kind}{Where(outcome)}: {problem}"));
             if (failures.Count > 30)
@@ -71,254 +68,18 @@ public sealed class FaultSweepSafetyTests
         Assert.True(failures.Count == 0, $"{mode}, {call} {kind} ({calls} calls):\n{string.Join('\n', failures.Take(30))}");
     }
 
-    private sealed class Outcome
+    private static string Where(FaultSweepOutcome outcome) => outcome.InjectedAt is null ? "" : $" (failed in {outcome.InjectedAt})";
+
+    private static FaultSweepOutcome Run(OwnerMode mode, (AllocatorCall Call, int N, FaultKind Kind) fault, FaultSweepOutcome? baseline = null)
     {
-        public int[] Calls = new int[4];
-        public bool Injected;
-        public string? InjectedAt;
-        public int CapRents;
-        public int LiveAfterTrim;
-        public List<string> Problems { get; } = [];
-    }
-
-    private sealed class Script(TieredMemoryPool pool, FaultInjectingAllocator allocator, FakeTimeProvider time, FaultKind kind, AllocatorCall call, Outcome outcome)
-    {
-        private readonly object _lock = new();
-        private readonly List<(IMemoryOwner<byte> Owner, long Stamp, OwnerRange Range)> _live = [];
-        private long _stamps = 1000;
-
-        public IReadOnlyList<OwnerRange> LiveRanges()
-        {
-            lock (_lock)
-            {
-                return [.. _live.Select(static entry => entry.Range)];
-            }
-        }
-
-        /// <summary>Runs a step; an exception it throws must be one the failure documents.</summary>
-        public void Step(string name, bool rents, Action step)
-        {
-            long background = BackgroundFailures.Count;
-            bool injectedBefore = allocator.Injected;
-            try
-            {
-                step();
-            }
-            catch (Exception error) when (Allowed(error, rents))
-            {
-            }
-            catch (Exception error)
-            {
-                outcome.Problems.Add($"{name} threw {error.GetType().Name}: {error.Message}\n{error.StackTrace}");
-            }
-
-            if (BackgroundFailures.Count != background && !(kind == FaultKind.Throw && BackgroundFailures.Last.Error is InjectedFaultException))
-            {
-                outcome.Problems.Add($"{name}: background work failed: {BackgroundFailures.Last.Work}: {BackgroundFailures.Last.Error}");
-            }
-
-            if (allocator.Injected && !injectedBefore)
-            {
-                outcome.InjectedAt = name;
-            }
-
-            Check(name);
-        }
-
-        private bool Allowed(Exception error, bool rents)
-        {
-            if (error is InjectedFaultException)
-            {
-                return kind == FaultKind.Throw;
-            }
-
-            // A refused map may fail a rent; a refused unmap, hint or protection is no rent's failure.
-            return rents && call == AllocatorCall.Map && error is InsufficientMemoryException or OutOfMemoryException;
-        }
-
-        /// <summary>Every live owner keeps its stamp, and no two share a byte.</summary>
-        public void Check(string name)
-        {
-            (IMemoryOwner<byte> Owner, long Stamp, OwnerRange Range)[] live;
-            lock (_lock)
-            {
-                live = [.. _live];
-            }
-
-            foreach ((IMemoryOwner<byte> owner, long stamp, OwnerRange range) in live)
-            {
-                if (!SafetyCases.HasStamp(owner, stamp, name))
-                {
-                    outcome.Problems.Add($"{name}: the live owner {range} lost its stamp");
-                }
-            }
-
-            OwnerRange[] sorted = [.. live.Select(static entry => entry.Range).OrderBy(static range => range.Start)];
-            for (int i = 1; i < sorted.Length; i++)
-            {
-                if (sorted[i - 1].Overlaps(sorted[i]))
-                {
-                    outcome.Problems.Add($"{name}: live owners {sorted[i - 1]} and {sorted[i]} share memory");
-                }
-            }
-        }
-
-        public IMemoryOwner<byte> Rent(int size)
-        {
-            IMemoryOwner<byte> owner = pool.Rent(size);
-            long stamp = Interlocked.Increment(ref _stamps);
-            SafetyCases.Stamp(owner, stamp, "rent");
-            lock (_lock)
-            {
-                _live.Add((owner, stamp, SafetyCases.RangeOf(owner)));
-            }
-
-            return owner;
-        }
-
-        public void Return(IMemoryOwner<byte> owner)
-        {
-            lock (_lock)
-            {
-                _live.RemoveAll(entry => ReferenceEquals(entry.Owner, owner));
-            }
-
-            owner.Dispose();
-        }
-
-        public List<IMemoryOwner<byte>> Held()
-        {
-            lock (_lock)
-            {
-                return [.. _live.Select(static entry => entry.Owner)];
-            }
-        }
-
-        public void RentEach(int count)
-        {
-            foreach (int size in s_sizes)
-            {
-                for (int i = 0; i < count; i++)
-                {
-                    Rent(size);
-                }
-            }
-        }
-
-        public void Burst(int size, int count)
-        {
-            var burst = new List<IMemoryOwner<byte>>();
-            try
-            {
-                for (int i = 0; i < count; i++)
-                {
-                    burst.Add(Rent(size));
-                }
-            }
-            finally
-            {
-                burst.ForEach(Return);
-            }
-        }
-
-        public void OnThread(Action work)
-        {
-            Exception? thrown = null;
-            var thread = new Thread(() =>
-            {
-                try
-                {
-                    work();
-                }
-                catch (Exception error)
-                {
-                    thrown = error;
-                }
-            });
-            thread.Start();
-            thread.Join();
-            if (thrown is not null)
-            {
-                throw thrown;
-            }
-        }
-
-        public int RentToTheCap()
-        {
-            var held = new List<IMemoryOwner<byte>>();
-            try
-            {
-                for (int i = 0; i < 64; i++)
-                {
-                    try
-                    {
-                        held.Add(Rent(CapProbeSize));
-                    }
-                    catch (InsufficientMemoryException)
-                    {
-                        return i;
-                    }
-                }
-
-                return -1;
-            }
-            finally
-            {
-                held.ForEach(Return);
-            }
-        }
-
-        public void Segmented()
-        {
-            using var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
-            foreach (int length in new[] { 300, 5000, 70_000, 400_000 })
-            {
-                Span<byte> span = writer.GetSpan(length);
-                span[..length].Fill((byte)length);
-                writer.Advance(length);
-            }
-
-            ReadOnlySequence<byte> sequence = writer.GetReadOnlySequence();
-            if (sequence.Length != 300 + 5000 + 70_000 + 400_000)
-            {
-                outcome.Problems.Add($"segmented writer: {sequence.Length} bytes");
-            }
-
-            using var stream = new SegmentedMemoryStream(new SegmentedBufferOptions { Pool = pool });
-            byte[] message = new byte[200_000];
-            new Random(7).NextBytes(message);
-            stream.Write(message);
-            stream.Position = 0;
-            byte[] back = new byte[message.Length];
-            stream.ReadExactly(back);
-            if (!back.AsSpan().SequenceEqual(message))
-            {
-                outcome.Problems.Add("segmented stream: read back other bytes than written");
-            }
-        }
-
-        public void Advance(int delays)
-        {
-            for (int i = 0; i < delays; i++)
-            {
-                SafetyCases.Advance(time, SafetyCases.IdleDelay);
-                Check("tick");
-            }
-        }
-    }
-
-    private static string Where(Outcome outcome) => outcome.InjectedAt is null ? "" : $" (failed in {outcome.InjectedAt})";
-
-    private static Outcome Run(OwnerMode mode, (AllocatorCall Call, int N, FaultKind Kind) fault, Outcome? baseline = null)
-    {
-        var outcome = new Outcome();
+        var outcome = new FaultSweepOutcome();
         var time = new FakeTimeProvider();
         var allocator = new FaultInjectingAllocator(mode == OwnerMode.PinnedArrays ? PageAllocator.PinnedArrays : PageAllocator.Default);
         TieredMemoryPoolOptions options = SafetyCases.Options(mode, time);
         options.PageAllocator = allocator;
         options.MaxBytesInUse = mode == OwnerMode.PinnedArrays ? 4 * Cap : Cap;
         var pool = new TieredMemoryPool(options);
-        var script = new Script(pool, allocator, time, fault.Kind, fault.Call, outcome);
+        var script = new FaultSweepScript(pool, allocator, time, fault.Kind, fault.Call, outcome);
         allocator.LiveOwners = script.LiveRanges;
         allocator.Fault = fault;
 
@@ -332,7 +93,7 @@ public sealed class FaultSweepSafetyTests
         });
         script.Step("thread exit", true, () => script.OnThread(() =>
         {
-            foreach (int size in s_sizes)
+            foreach (int size in FaultSweepScript.Sizes)
             {
                 script.Burst(size, 3);
             }
@@ -340,7 +101,7 @@ public sealed class FaultSweepSafetyTests
         script.Step("rent here, return there", true, () =>
         {
             var rented = new List<IMemoryOwner<byte>>();
-            foreach (int size in s_sizes)
+            foreach (int size in FaultSweepScript.Sizes)
             {
                 rented.Add(script.Rent(size));
             }
@@ -352,7 +113,7 @@ public sealed class FaultSweepSafetyTests
             var rented = new List<IMemoryOwner<byte>>();
             script.OnThread(() =>
             {
-                foreach (int size in s_sizes)
+                foreach (int size in FaultSweepScript.Sizes)
                 {
                     rented.Add(script.Rent(size));
                 }
@@ -414,7 +175,7 @@ public sealed class FaultSweepSafetyTests
 
         script.Step("fresh rents", true, () =>
         {
-            foreach (int size in s_sizes)
+            foreach (int size in FaultSweepScript.Sizes)
             {
                 script.Return(script.Rent(size));
             }
@@ -422,7 +183,7 @@ public sealed class FaultSweepSafetyTests
         script.Step("the cap", true, () => outcome.CapRents = script.RentToTheCap());
         if (baseline is not null && faultPassed && allocator.Injected && outcome.CapRents < baseline.CapRents && outcome.InjectedAt is not ("fresh rents" or "the cap"))
         {
-            outcome.Problems.Add($"the cap holds {outcome.CapRents} rents of {CapProbeSize} once the fault passed, {baseline.CapRents} with no fault\n{pool.GetStatistics()}");
+            outcome.Problems.Add($"the cap holds {outcome.CapRents} rents of {FaultSweepScript.CapProbeSize} once the fault passed, {baseline.CapRents} with no fault\n{pool.GetStatistics()}");
         }
 
         script.Step("dispose", false, pool.Dispose);

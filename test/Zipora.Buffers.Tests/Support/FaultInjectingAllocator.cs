@@ -5,46 +5,6 @@ using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
-/// <summary>The calls of a <see cref="PageAllocator"/> a fault can be injected into.</summary>
-public enum AllocatorCall
-{
-    Map,
-    Unmap,
-    Advise,
-    Protect,
-}
-
-/// <summary>How an injected fault fails its call.</summary>
-public enum FaultKind
-{
-    /// <summary>The call returns <see langword="false"/>, as the OS refuses.</summary>
-    Refuse,
-
-    /// <summary>The call throws <see cref="OutOfMemoryException"/> before doing anything, as any call can at the GC heap limit.</summary>
-    OutOfMemory,
-
-    /// <summary>The call throws <see cref="InjectedFaultException"/> before doing anything: a custom allocator's bug.</summary>
-    Throw,
-}
-
-/// <summary>The exception a <see cref="FaultInjectingAllocator"/> throws for <see cref="FaultKind.Throw"/>: a custom allocator's own bug.</summary>
-public sealed class InjectedFaultException : Exception
-{
-    public InjectedFaultException()
-    {
-    }
-
-    public InjectedFaultException(string message)
-        : base(message)
-    {
-    }
-
-    public InjectedFaultException(string message, Exception inner)
-        : base(message, inner)
-    {
-    }
-}
-
 /// <summary>
 /// A page allocator over a real one that fails the <c>N</c>th call of one kind once (refused, out of managed memory,
 /// or throwing), counts every call of each kind, and keeps the mappings it made: an unmap of a range that is not a
