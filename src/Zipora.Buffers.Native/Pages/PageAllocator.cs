@@ -50,6 +50,11 @@ public abstract class PageAllocator
     /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
     /// <returns>Whether the memory was mapped.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is zero, <paramref name="alignment"/> is not a power of two, or <paramref name="kind"/> is not defined.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// A subclass's <see cref="TryMapCore"/> reported success at address zero, or at an address that is not a multiple
+    /// of <paramref name="alignment"/>; the message names the subclass. A misplaced mapping was given to
+    /// <see cref="Unmap"/> first.
+    /// </exception>
     public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
     {
         ArgumentOutOfRangeException.ThrowIfZero(length);
@@ -65,10 +70,55 @@ public abstract class PageAllocator
             throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown page kind.");
         }
 
-        return TryMapCore(length, alignment, kind, out address);
+        bool mapped = TryMapCore(length, alignment, kind, out address);
+
+        // The two things a caller cannot check for itself and cannot survive are checked here, for a subclass's own
+        // TryMapCore: a success at address zero (the first write through it faults and ends the process) and a
+        // mapping off the alignment asked for (a slab's blocks, a hugepage region and a guard page are placed by it,
+        // and every later hint and unmap would target the wrong pages). One compare each, on a path that just made a
+        // system call. A range overlapping another live mapping cannot be checked this cheaply: that stays the
+        // subclass's contract (see TryMapCore).
+        if (mapped && (address == 0 || ((nuint)address & (alignment - 1)) != 0))
+        {
+            RefuseMisplacedMapping(length, alignment, address);
+        }
+
+        return mapped;
+    }
+
+    /// <summary>
+    /// Gives a misplaced mapping back through <see cref="Unmap"/> (there is nothing to give back at zero), then throws
+    /// naming the subclass: the mapping is never handed to the caller, so nothing leaks and nothing is written to it.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void RefuseMisplacedMapping(nuint length, nuint alignment, nint address)
+    {
+        Exception? unmapFailure = null;
+        bool givenBack = false;
+        if (address != 0)
+        {
+            try
+            {
+                givenBack = Unmap(address, length);
+            }
+            catch (Exception error)
+            {
+                // Kept as the inner exception: the refusal of the mapping is what the caller must see.
+                unmapFailure = error;
+            }
+        }
+
+        ThrowHelper.ThrowMisplacedMapping(GetType(), length, alignment, address, givenBack, unmapFailure);
     }
 
     /// <summary>Maps pages once <see cref="TryMap"/> has checked the arguments; reports a refusal by the OS with <see langword="false"/>.</summary>
+    /// <remarks>
+    /// A success must give a nonzero address that is a multiple of <paramref name="alignment"/> (<see cref="TryMap"/>
+    /// refuses any other with <see cref="InvalidOperationException"/>), at the start of at least
+    /// <paramref name="length"/> bytes of readable and writable memory that no other live mapping of this allocator
+    /// overlaps, until <see cref="Unmap"/> gives it back. The callers cannot check the length or the overlap: memory
+    /// shorter than asked, or handed out twice, is written by two owners.
+    /// </remarks>
     /// <param name="length">Bytes to map, more than zero.</param>
     /// <param name="alignment">A power of two.</param>
     /// <param name="kind">A defined page kind.</param>
