@@ -91,11 +91,11 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
     /// </remarks>
     public BufferSegment? NextSegment => Unsafe.As<BufferSegment?>(Next);
 
-    /// <summary>Takes <paramref name="owner"/>'s memory, placed at <paramref name="runningIndex"/>.</summary>
-    public void Attach(IMemoryOwner<byte> owner, long runningIndex)
+    /// <summary>Takes <paramref name="owner"/>'s memory (<paramref name="memory"/> for another pool's owner, read once), placed at <paramref name="runningIndex"/>.</summary>
+    public void Attach(IMemoryOwner<byte> owner, Memory<byte> memory, long runningIndex)
     {
         Debug.Assert(_owner is null && _end == 0 && Memory.IsEmpty, "a cached segment holds no block and no data");
-        Take(owner);
+        Take(owner, memory);
         RunningIndex = runningIndex;
 
         // Nothing written yet: the (empty) written prefix the detach or the constructor left stands.
@@ -103,13 +103,14 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 
     /// <summary>
     /// Gives the segment <paramref name="owner"/>'s block in place of its own, which it returns to be given back; its
-    /// place in the chain stays. Only for a segment with nothing written, under its buffer's guard.
+    /// place in the chain stays (<paramref name="memory"/> as for <see cref="Attach"/>). Only for a segment with nothing
+    /// written, under its buffer's guard.
     /// </summary>
-    public BlockRelease Swap(IMemoryOwner<byte> owner)
+    public BlockRelease Swap(IMemoryOwner<byte> owner, Memory<byte> memory)
     {
         Debug.Assert(_owner is not null && _end == 0, "a held, empty segment");
         var old = new BlockRelease(_owner!, _generation, _available.Length);
-        Take(owner);
+        Take(owner, memory);
         End = 0;
         return old;
     }
@@ -178,7 +179,8 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         return true;
     }
 
-    private void Take(IMemoryOwner<byte> owner)
+    /// <summary>Holds <paramref name="owner"/>: the pool's own block's memory is read from its manager, another pool's is <paramref name="memory"/>, as its rent read and checked it.</summary>
+    private void Take(IMemoryOwner<byte> owner, Memory<byte> memory)
     {
         _owner = owner;
         if (owner is NativeMemoryManager block)
@@ -192,7 +194,8 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
         }
         else
         {
-            _available = owner.Memory;
+            // Not read again: a second read may answer otherwise (see SegmentChain.RentOwner).
+            _available = memory;
             _generation = 0;
             _blockAddress = 0;
         }

@@ -116,7 +116,8 @@ internal partial struct SegmentChain
             // The segment object first: out of managed memory for it (or for the thread-statics of the segment cache)
             // the rent throws before a block is taken, which would otherwise be held by nothing until its finalizer ran.
             segment = RentSegment();
-            segment.Attach(RentOwner(minimumSize, size), EndIndex);
+            IMemoryOwner<byte> owner = RentOwner(minimumSize, size, out Memory<byte> memory);
+            segment.Attach(owner, memory, EndIndex);
             _tracker?.AddBytesHeld(segment.Capacity);
         }
 
@@ -151,8 +152,8 @@ internal partial struct SegmentChain
             RestartGrowth();
         }
 
-        IMemoryOwner<byte> owner = RentOwner(minimumSize, GrowthSize(minimumSize));
-        BlockRelease old = tail.Swap(owner);
+        IMemoryOwner<byte> owner = RentOwner(minimumSize, GrowthSize(minimumSize), out Memory<byte> memory);
+        BlockRelease old = tail.Swap(owner, memory);
         _tracker?.AddBytesHeld(tail.Capacity - old.Capacity);
         old.Dispose();
         return tail;
@@ -284,20 +285,44 @@ internal partial struct SegmentChain
     private void MoveGrowthOn(int size) =>
         _nextSegmentSize = (int)Math.Min(Math.Max((long)size, _nextSegmentSize) * 2, _settings.MaxSegmentSize);
 
-    /// <summary>Rents a block of <paramref name="size"/> bytes (<see cref="GrowthSize"/> of <paramref name="minimumSize"/>), and moves the growth on.</summary>
-    private IMemoryOwner<byte> RentOwner(int minimumSize, int size)
+    /// <summary>
+    /// Rents a block of <paramref name="size"/> bytes (<see cref="GrowthSize"/> of <paramref name="minimumSize"/>), and
+    /// moves the growth on. <paramref name="memory"/> is the owner's memory, read once (default for a tiered pool's
+    /// block handed out as its manager, whose segment reads the manager itself).
+    /// </summary>
+    private IMemoryOwner<byte> RentOwner(int minimumSize, int size, out Memory<byte> memory)
     {
         SegmentedBufferSettings settings = _settings;
         IMemoryOwner<byte> owner;
+        memory = default;
         if (settings.Tiered is { } tiered)
         {
             // The pool's own blocks are at least as long as asked: no check, no interface call for the length.
             owner = tiered.RentForSegment(size);
+            if (owner is not Native.NativeMemoryManager)
+            {
+                // The pool's own owner of a diagnostic rent, which the segment takes as another pool's: its memory.
+                memory = owner.Memory;
+            }
         }
         else
         {
             owner = settings.Pool.Rent(size);
-            if (owner.Memory.Length < minimumSize)
+
+            // Read once, and the memory checked is the memory the segment takes: an owner that answered a second
+            // read with less (a pool's bug) passed the check and gave GetSpan(100) one byte, and a stream a segment
+            // per byte. An owner whose Memory throws (one its pool disposed already) goes back, and its error on.
+            try
+            {
+                memory = owner.Memory;
+            }
+            catch
+            {
+                owner.Dispose();
+                throw;
+            }
+
+            if (memory.Length < minimumSize)
             {
                 owner.Dispose();
                 SegmentThrowHelper.ThrowPoolGaveTooLittle(minimumSize);

@@ -32,7 +32,11 @@ public sealed class SegmentedBufferOptions
     /// <remarks>
     /// With a <see cref="TieredMemoryPool"/> a segment allocates nothing and the pool's statistics and meter report the
     /// writers and streams (<see cref="TieredMemoryPoolStatistics.Segmented"/>). Any other pool works too: each segment
-    /// is then one of its rents, and its owner is disposed when the segment is let go of.
+    /// is then one of its rents, and its owner is disposed when the segment is let go of. Its owner's
+    /// <see cref="IMemoryOwner{T}.Memory"/> is read once, at the rent: shorter than asked, the rent fails with
+    /// <see cref="InvalidOperationException"/>; throwing, the owner is disposed and its exception passed on. The
+    /// segment writes that memory until it disposes the owner, so the pool must not hand it to anyone else meanwhile
+    /// (which the buffers cannot check).
     /// </remarks>
     public MemoryPool<byte>? Pool
     {
