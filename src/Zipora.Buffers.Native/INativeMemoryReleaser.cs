@@ -1,3 +1,5 @@
+using System;
+
 namespace Zipora.Buffers.Native;
 
 /// <summary>Takes back the memory of a <see cref="NativeMemoryManager"/> when its owner disposes it.</summary>
@@ -16,6 +18,12 @@ public interface INativeMemoryReleaser
     /// out: its owner dropped it without disposing it. The block is safe to reuse (nothing can reach it any more);
     /// by default it is taken back like a disposed one.
     /// </summary>
+    /// <remarks>
+    /// It must not throw: nothing on the finalizer thread could catch it, and the process would end. An exception other
+    /// than <see cref="OutOfMemoryException"/> (after which the block is offered again at a later collection) is taken
+    /// as a refusal: the manager is marked released and never offered again, and the block stays wherever the
+    /// releaser left it.
+    /// </remarks>
     /// <param name="buffer">The manager whose owner leaked it.</param>
     void Reclaim(NativeMemoryManager buffer) => Release(buffer);
 }

@@ -133,6 +133,15 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
             _generation--;
             _state = StateLive;
         }
+        catch (Exception)
+        {
+            // Anything else is the releaser's own failure (a user's releaser whose pool was disposed, say), which no
+            // caller can see here and which would end the process. Taken as the releaser refusing the block: it is
+            // marked released and never offered again (each later collection would throw again), and its memory is
+            // the releaser's to account for, as INativeMemoryReleaser.Reclaim documents.
+            _state = StateReleased;
+            GC.SuppressFinalize(this);
+        }
     }
 
     /// <summary>Start of the block.</summary>
