@@ -31,6 +31,9 @@ public abstract class PageAllocator
     /// <summary>Aligned heap allocation through <see cref="NativeMemory.AlignedAlloc(nuint, nuint)"/>: no hugepages, no hints.</summary>
     public static PageAllocator Portable { get; } = new PortablePageAllocator();
 
+    private const nuint HugeTlb2MBSize = 2 * 1024 * 1024;
+    private const nuint HugeTlb1GBSize = 1024 * 1024 * 1024;
+
     /// <summary>The size of a base page.</summary>
     public static nuint PageSize { get; } = (nuint)Environment.SystemPageSize;
 
@@ -45,14 +48,15 @@ public abstract class PageAllocator
 
     /// <summary>Maps <paramref name="length"/> bytes of readable and writable memory (zeroed by the virtual memory backends, not by <see cref="Portable"/>).</summary>
     /// <param name="length">Bytes to map, more than zero: a multiple of <see cref="PageSize"/> (of the hugepage size for hugetlb kinds).</param>
-    /// <param name="alignment">Alignment of the start address: a power of two.</param>
+    /// <param name="alignment">Alignment of the start address: a power of two (for hugetlb kinds, promised up to their page size only).</param>
     /// <param name="kind">The pages to back the range with.</param>
     /// <param name="address">The start of the mapping, or zero when the OS refused.</param>
     /// <returns>Whether the memory was mapped.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is zero, <paramref name="alignment"/> is not a power of two, or <paramref name="kind"/> is not defined.</exception>
     /// <exception cref="InvalidOperationException">
     /// A subclass's <see cref="TryMapCore"/> reported success at address zero, or at an address that is not a multiple
-    /// of <paramref name="alignment"/>; the message names the subclass. A misplaced mapping was given to
+    /// of <paramref name="alignment"/> (of the page size, for a larger alignment of a hugetlb kind); the message names
+    /// the subclass. A misplaced mapping was given to
     /// <see cref="Unmap"/> first.
     /// </exception>
     public bool TryMap(nuint length, nuint alignment, PageKind kind, out nint address)
@@ -78,9 +82,17 @@ public abstract class PageAllocator
         // and every later hint and unmap would target the wrong pages). One compare each, on a path that just made a
         // system call. A range overlapping another live mapping cannot be checked this cheaply: that stays the
         // subclass's contract (see TryMapCore).
-        if (mapped && (address == 0 || ((nuint)address & (alignment - 1)) != 0))
+        // A hugetlb mapping starts on a boundary of its own page size, and no further is promised (the kernel places
+        // it so, and the pool asks no more).
+        nuint promised = kind switch
         {
-            RefuseMisplacedMapping(length, alignment, address);
+            PageKind.HugeTlb2MB => Math.Min(alignment, HugeTlb2MBSize),
+            PageKind.HugeTlb1GB => Math.Min(alignment, HugeTlb1GBSize),
+            _ => alignment,
+        };
+        if (mapped && (address == 0 || ((nuint)address & (promised - 1)) != 0))
+        {
+            RefuseMisplacedMapping(length, promised, address);
         }
 
         return mapped;
@@ -113,7 +125,8 @@ public abstract class PageAllocator
 
     /// <summary>Maps pages once <see cref="TryMap"/> has checked the arguments; reports a refusal by the OS with <see langword="false"/>.</summary>
     /// <remarks>
-    /// A success must give a nonzero address that is a multiple of <paramref name="alignment"/> (<see cref="TryMap"/>
+    /// A success must give a nonzero address that is a multiple of <paramref name="alignment"/>, or of the page size of a
+    /// hugetlb <paramref name="kind"/> when that is smaller (<see cref="TryMap"/>
     /// refuses any other with <see cref="InvalidOperationException"/>), at the start of at least
     /// <paramref name="length"/> bytes of readable and writable memory that no other live mapping of this allocator
     /// overlaps, until <see cref="Unmap"/> gives it back. The callers cannot check the length or the overlap: memory

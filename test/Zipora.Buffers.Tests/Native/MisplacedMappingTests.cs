@@ -52,6 +52,27 @@ public sealed class MisplacedMappingTests
     }
 
     [Fact]
+    public void AHugetlbMappingIsCheckedAgainstItsPageSizeAtMost()
+    {
+        const nuint TwoMegabytes = 2 * 1024 * 1024;
+
+        // The kernel places a hugetlb mapping on its own page size's boundary, and promises no more: an alignment
+        // past it is met as far as that (the Unix allocator's own; HugetlbReleaseTests asks 4 MB of 2 MB pages).
+        var onItsPageSize = new ReportingAllocator(address: (nint)(3 * TwoMegabytes));
+        Assert.True(onItsPageSize.TryMap(2 * TwoMegabytes, 2 * TwoMegabytes, PageKind.HugeTlb2MB, out nint address));
+        Assert.Equal((nint)(3 * TwoMegabytes), address);
+
+        // Off it, refused.
+        var offItsPageSize = new ReportingAllocator(address: (nint)(3 * TwoMegabytes) + (nint)PageAllocator.PageSize);
+        _ = Assert.Throws<InvalidOperationException>(() => offItsPageSize.TryMap(2 * TwoMegabytes, 2 * TwoMegabytes, PageKind.HugeTlb2MB, out _));
+        Assert.Equal(1, offItsPageSize.Unmaps);
+
+        // Base pages are checked against the whole alignment.
+        var basePages = new ReportingAllocator(address: (nint)(3 * TwoMegabytes));
+        _ = Assert.Throws<InvalidOperationException>(() => basePages.TryMap(2 * TwoMegabytes, 2 * TwoMegabytes, PageKind.Normal, out _));
+    }
+
+    [Fact]
     public void APoolOverAnAllocatorReturningMisalignedMappingsRefusesTheRentAndLeaksNothing()
     {
         var allocator = new ShiftedAllocator(shift: 16);
@@ -103,6 +124,30 @@ public sealed class MisplacedMappingTests
 
             Live++;
             address += Shift;
+            return true;
+        }
+    }
+
+    /// <summary>Reports success at the address it was made with, mapping nothing (the test never touches it).</summary>
+    private sealed class ReportingAllocator(nint address) : PageAllocator
+    {
+        public int Unmaps { get; private set; }
+
+        public override string Name => "reporting";
+
+        public override bool TryAdvise(nint address, nuint length, PageAdvice advice) => false;
+
+        public override bool TryProtect(nint address, nuint length, PageProtection protection) => false;
+
+        public override bool Unmap(nint address, nuint length)
+        {
+            Unmaps++;
+            return true;
+        }
+
+        protected override bool TryMapCore(nuint length, nuint alignment, PageKind kind, out nint mapped)
+        {
+            mapped = address;
             return true;
         }
     }
