@@ -9,8 +9,8 @@ namespace Zipora.Buffers.Tests;
 /// <summary>
 /// The pressure cap and the idle cap (<see cref="TieredMemoryPoolOptions.MaxRetainedBytes"/>) trim, then rest until the
 /// pool is used again (README, Reliability). A trim that throws partway (out of managed memory for its tables at the GC
-/// heap limit, or here a page allocator of the user's whose page drop throws) gave back nothing of the tier it was in,
-/// so it is no trim to rest on: the next check trims again. Both caps noted the activity before the trim ran, and rested on it:
+/// heap limit; here, where that cannot be timed, the tests' page allocator throws at a page drop) gave back nothing of
+/// the tier it was in, so it is no trim to rest on: the next check trims again. Both caps noted the activity before the trim ran, and rested on it:
 /// under memory pressure, the free pages stayed resident for as long as the pool was not used, while the process ran
 /// into its limit. (The cap of <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>: FailedTrimAtTheCapHeapLimitSafetyTests.)
 /// </summary>
@@ -96,7 +96,7 @@ public sealed class FailedCapTrimRetryTests
 
     /// <summary>
     /// The first page drop throws; the later ones pass. Not an <see cref="OutOfMemoryException"/>: the pool takes that
-    /// from a hint as a refusal (the hint's own call ran out of memory), where a user's allocator may throw anything.
+    /// from a hint as a refusal (the hint's own call ran out of memory), so the trim would go on.
     /// </summary>
     private static void ThrowAtTheFirstPageDrop(ScriptedPageAllocator allocator)
     {
