@@ -129,9 +129,7 @@ internal sealed class DeferredUnmaps
                 lock (_lock)
                 {
                     _placesHeld--;
-                    _waiting.Add(new Mapping(address, length, backing, returnedAt, Counted: true, reusable, countEvicted));
-                    _bytes += (long)length;
-                    _countedBytes += (long)length;
+                    ListUnsynchronized(new Mapping(address, length, backing, returnedAt, Counted: true, reusable, countEvicted));
                 }
             }
         }
@@ -150,9 +148,7 @@ internal sealed class DeferredUnmaps
                 return;
             }
 
-            _waiting.Add(new Mapping(address, length, backing, returnedAt, counted, reusable, counted ? countEvicted : null));
-            _bytes += (long)length;
-            _countedBytes += counted ? (long)length : 0;
+            ListUnsynchronized(new Mapping(address, length, backing, returnedAt, counted, reusable, counted ? countEvicted : null));
         }
 
         // A dispose that set the flag after this release read it drained the list before this array was on it, or past
@@ -246,6 +242,14 @@ internal sealed class DeferredUnmaps
         Release(pinnedArraysToo: true);
     }
 
+    /// <summary>Puts a mapping on the list and counts its bytes; the caller holds the lock and gives back the place it takes.</summary>
+    private void ListUnsynchronized(Mapping mapping)
+    {
+        _waiting.Add(mapping);
+        _bytes += (long)mapping.Length;
+        _countedBytes += mapping.Counted ? (long)mapping.Length : 0;
+    }
+
     /// <summary>Whether memory of <paramref name="backing"/> goes without waiting out its delay: a disposed pool's pinned arrays.</summary>
     private bool GoesAtOnce(PageBacking backing) => _pinnedArraysAtOnce && _pages.IsPinnedArray(backing);
 
@@ -255,17 +259,23 @@ internal sealed class DeferredUnmaps
         long released = 0;
         while (released < enough && TakeDue(pinnedArraysToo, ref below, out Mapping mapping))
         {
-            bool answered = false;
+            bool unmapped = false;
             try
             {
-                bool unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
-                answered = true;
+                unmapped = _pages.TryUnmap(mapping.Address, mapping.Length, mapping.Backing, mapping.Counted);
                 if (unmapped)
                 {
                     released += (long)mapping.Length;
                     mapping.CountEvictedAtUnmap?.Invoke((long)mapping.Length);
                 }
-
+            }
+            finally
+            {
+                // Refused, or the allocator threw (a custom one's bug; out of managed memory is a refusal, see
+                // PageSource), which unmapped nothing (PageAllocator.Unmap): the mapping goes back on the list, on the
+                // place it held, to be tried again at the next tick. Before, one whose unmap threw was off the list and
+                // never unmapped: mapped for the pool's life, counted in BytesAwaitingRelease and against MaxBytesInUse
+                // for good (FaultSweepSafetyTests).
                 lock (_lock)
                 {
                     _placesHeld--;
@@ -276,21 +286,6 @@ internal sealed class DeferredUnmaps
                     }
                     else
                     {
-                        _waiting.Add(mapping);
-                    }
-                }
-            }
-            finally
-            {
-                // The allocator threw (a custom one's bug; out of managed memory is a refusal, see PageSource): it
-                // unmapped nothing (PageAllocator.Unmap), so the mapping goes back on the list, on the place it held,
-                // to be tried again at the next tick. Before, it was off the list and never unmapped: mapped for the
-                // pool's life, counted in BytesAwaitingRelease and against MaxBytesInUse for good (FaultSweepSafetyTests).
-                if (!answered)
-                {
-                    lock (_lock)
-                    {
-                        _placesHeld--;
                         _waiting.Add(mapping);
                     }
                 }
