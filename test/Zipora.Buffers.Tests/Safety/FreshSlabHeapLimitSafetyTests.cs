@@ -35,38 +35,28 @@ public sealed class FreshSlabHeapLimitSafetyTests
         long backgroundFailures = BackgroundFailures.Count;
         var failures = new List<string>();
         int afterMapping = 0;
-        Exception? unexpected = null;
-        var worker = new System.Threading.Thread(() =>
+        Exception? unexpected = FreshThread.Run(() =>
         {
-            try
+            foreach (int size in s_sizes)
             {
-                foreach (int size in s_sizes)
+                foreach (bool reuseOwners in s_reuseOwners)
                 {
-                    foreach (bool reuseOwners in s_reuseOwners)
-                    {
-                        _ = Round(filler, size, reuseOwners, headroom: -1, failures);
+                    _ = Round(filler, size, reuseOwners, headroom: -1, failures);
 
-                        // Where in the rent the heap runs out moves from run to run (what else the runtime allocated
-                        // meanwhile): a sweep that never ran out after the mapping is repeated, offset by a few bytes,
-                        // and the four offsets again while none did (one CI run on a loaded host missed in all four).
-                        int afterMappingBefore = afterMapping;
-                        for (int sweep = 0; sweep < MostSweeps && afterMapping == afterMappingBefore; sweep++)
+                    // Where in the rent the heap runs out moves from run to run (what else the runtime allocated
+                    // meanwhile): a sweep that never ran out after the mapping is repeated, offset by a few bytes,
+                    // and the four offsets again while none did (one CI run on a loaded host missed in all four).
+                    int afterMappingBefore = afterMapping;
+                    for (int sweep = 0; sweep < MostSweeps && afterMapping == afterMappingBefore; sweep++)
+                    {
+                        for (int headroom = sweep % 4 * (Step / 4); headroom <= MaxHeadroom; headroom += Step)
                         {
-                            for (int headroom = sweep % 4 * (Step / 4); headroom <= MaxHeadroom; headroom += Step)
-                            {
-                                afterMapping += Round(filler, size, reuseOwners, headroom, failures) ? 1 : 0;
-                            }
+                            afterMapping += Round(filler, size, reuseOwners, headroom, failures) ? 1 : 0;
                         }
                     }
                 }
             }
-            catch (Exception error)
-            {
-                unexpected = error;
-            }
         });
-        worker.Start();
-        worker.Join();
 
         BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         Assert.True(unexpected is null, $"{unexpected}");

@@ -49,34 +49,24 @@ public sealed class TakenWaitingMappingHeapLimitSafetyTests
         long backgroundFailures = BackgroundFailures.Count;
         var failures = new List<string>();
         var taken = new int[sizes.Length];
-        Exception? unexpected = null;
-        var worker = new System.Threading.Thread(() =>
+        Exception? unexpected = FreshThread.Run(() =>
         {
-            try
+            for (int i = 0; i < sizes.Length; i++)
             {
-                for (int i = 0; i < sizes.Length; i++)
-                {
-                    // Every path compiled while there is room, on a pool of its own.
-                    _ = Round(filler, sizes[i], headroom: -1, failures);
+                // Every path compiled while there is room, on a pool of its own.
+                _ = Round(filler, sizes[i], headroom: -1, failures);
 
-                    // Where the heap runs out within a rent moves from run to run: a sweep that never ran out after the
-                    // take (the huge region, once on a CI run) is swept again, offset by a few bytes, up to MaxSweeps.
-                    for (int sweep = 0; sweep < MaxSweeps && taken[i] == 0; sweep++)
+                // Where the heap runs out within a rent moves from run to run: a sweep that never ran out after the
+                // take (the huge region, once on a CI run) is swept again, offset by a few bytes, up to MaxSweeps.
+                for (int sweep = 0; sweep < MaxSweeps && taken[i] == 0; sweep++)
+                {
+                    for (int headroom = sweep * (Step / MaxSweeps); headroom <= MaxHeadroom; headroom += Step)
                     {
-                        for (int headroom = sweep * (Step / MaxSweeps); headroom <= MaxHeadroom; headroom += Step)
-                        {
-                            taken[i] += Round(filler, sizes[i], headroom, failures) ? 1 : 0;
-                        }
+                        taken[i] += Round(filler, sizes[i], headroom, failures) ? 1 : 0;
                     }
                 }
             }
-            catch (Exception error)
-            {
-                unexpected = error;
-            }
         });
-        worker.Start();
-        worker.Join();
 
         // The pools' own background work (the pressure watcher's reads) runs out of memory at the limit too, and says so.
         BackgroundFailureWatch.ProvokedSince(backgroundFailures);

@@ -160,21 +160,7 @@ internal sealed class FaultSweepScript(TieredMemoryPool pool, FaultInjectingAllo
 
     public void OnThread(Action work)
     {
-        Exception? thrown = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                work();
-            }
-            catch (Exception error)
-            {
-                thrown = error;
-            }
-        });
-        thread.Start();
-        thread.Join();
-        if (thrown is not null)
+        if (FreshThread.Run(work) is { } thrown)
         {
             throw thrown;
         }
