@@ -81,7 +81,6 @@ public sealed class SegmentedBufferOptions
         set => Changed(ref _maxLength, value);
     }
 
-    /// <summary>The pool in force: <see cref="Pool"/>, or the shared pool.</summary>
     /// <summary>
     /// The options as they are now, validated: the same copy for every buffer until an option changes, so creating a
     /// buffer validates nothing again. A change made while another thread reads is seen by the next buffer at the

@@ -253,7 +253,6 @@ public sealed class SegmentedKeptHeadTests
         }
     }
 
-    /// <summary>For each request, the length of the memory GetMemory gives, filled and advanced over whole.</summary>
     /// <summary>
     /// A kept block twice the size a writer's first request rents is of the class above, not the pool's for that
     /// size: the writer rents the smaller class, as one with no kept block does, and the kept block waits.
@@ -273,6 +272,7 @@ public sealed class SegmentedKeptHeadTests
         SegmentedBuffers.AssertBalanced(pool);
     }
 
+    /// <summary>For each request, the length of the memory GetMemory gives, filled and advanced over whole.</summary>
     private static List<int> Lengths(SegmentedBufferOptions options, int[] requests)
     {
         var lengths = new List<int>();

@@ -158,7 +158,6 @@ public sealed class ThreadStackGrowthTests
         Assert.Equal(blocks, pool.GetStatistics().Medium.BytesRetained / size);
     }
 
-    /// <summary>The managed bytes a fresh thread's first rent and dispose of each of <see cref="s_firstSizes"/> allocate.</summary>
     /// <summary>A pool whose threads may keep 100,000 blocks of a class, at a fixed capacity (not adaptive), never released idle.</summary>
     private static TieredMemoryPool PoolWithALargeFixedCache() => new(new TieredMemoryPoolOptions
     {
@@ -168,6 +167,7 @@ public sealed class ThreadStackGrowthTests
         IdleReleaseDelay = Timeout.InfiniteTimeSpan,
     });
 
+    /// <summary>The managed bytes a fresh thread's first rent and dispose of each of <see cref="s_firstSizes"/> allocate.</summary>
     private static long FirstRentsOnAFreshThread(TieredMemoryPoolOptions options)
     {
         using var pool = new TieredMemoryPool(options);
