@@ -17,9 +17,10 @@ namespace Zipora.Buffers.Tests;
 /// stream's <c>CopyToAsync</c>, holding its segments), as an upload to a slow server is. The request (and with it the
 /// content and the stream) is disposed from another thread meanwhile, while other threads rent the stream's pool.
 /// Whether the send then completes or is cancelled, the server receives only the stream's bytes and every block goes
-/// back once.
+/// back once. And the other way: a handler copying a stream to a response whose client goes away midway, the stream
+/// disposed by the abort's callback (on the thread that sees the abort) while the copy is pending.
 /// </summary>
-public sealed class SegmentedStreamContentOverKestrelSafetyTests
+public sealed class SegmentedStreamOverKestrelSafetyTests
 {
     // Well past what the loopback socket buffers take, so the copy waits on the server.
     private const int Size = 16 * 1024 * 1024;
@@ -105,6 +106,65 @@ public sealed class SegmentedStreamContentOverKestrelSafetyTests
         (long bytes, long foreign) = await received.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
         Assert.Equal(0, foreign);
         Assert.True(cancel ? bytes <= Size : bytes == Size, $"the server received {bytes} of {Size} bytes");
+        AssertBalanced(pool);
+        await app.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task ADownloadAbortedByItsClientWhileTheHandlersCopyIsPendingSendsOnlyTheStreamsBytesAndReturnsEachBlockOnce()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, MaxLength = 2L * Size };
+        var handlerDone = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        await using WebApplication app = builder.Build();
+        app.MapGet("/download", async (HttpContext context) =>
+        {
+            var stream = new SegmentedMemoryStream(options);
+            Exception? error = null;
+            try
+            {
+                stream.Write(Filled(Size, Mine));
+                stream.Position = 0;
+
+                // A common pattern: the abort disposes what the request holds, from whichever thread sees it first.
+                using CancellationTokenRegistration registration = context.RequestAborted.Register(stream.Dispose);
+                await stream.CopyToAsync(context.Response.Body, context.RequestAborted);
+            }
+            catch (Exception exception)
+            {
+                error = exception;
+            }
+            finally
+            {
+                stream.Dispose();
+                handlerDone.TrySetResult(error);
+            }
+        });
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        using var client = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+
+        using (var stampers = new PoolStampers(pool, options, 4096))
+        {
+            HttpResponseMessage response = await client.GetAsync("/download", HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
+            System.IO.Stream body = await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken);
+            byte[] chunk = new byte[256 * 1024];
+            int got = await body.ReadAtLeastAsync(chunk, chunk.Length, throwOnEndOfStream: false, TestContext.Current.CancellationToken);
+            Assert.Equal(chunk.Length, got);
+            Assert.False(chunk.AsSpan().ContainsAnyExcept(Mine), "the client received bytes that are not the stream's");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+            Assert.False(handlerDone.Task.IsCompleted, "the download did not wait on the client");
+
+            // The client goes away with most of the body unread: the server sees the abort.
+            response.Dispose();
+            Exception? error = await handlerDone.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+            // Kestrel may also complete writes after an abort without an error (it drops them): the copy then ends as usual.
+            Assert.True(error is null or OperationCanceledException or System.IO.IOException or Microsoft.AspNetCore.Connections.ConnectionAbortedException, $"the handler's copy ended with {error}");
+            Assert.Equal(0, stampers.Broken);
+        }
+
         AssertBalanced(pool);
         await app.StopAsync(TestContext.Current.CancellationToken);
     }
