@@ -90,6 +90,33 @@ public sealed class SegmentedHeldCopyDisposeSafetyTests
         AssertBalanced(pool);
     }
 
+    [Fact]
+    public async Task ADestinationThatDisposesItsSourceAtItsFirstWriteStillReceivesEveryByteOfIt()
+    {
+        using var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = Segment, MaxSegmentSize = Segment };
+
+        // Into a buffer writer, synchronously: the dispose comes from inside the copy, on its own thread.
+        var writer = new SegmentedBufferWriter(options);
+        writer.Write(Filled(Size, Mine));
+        var into = new SourceDisposingBufferWriter(writer);
+        writer.CopyTo(into);
+        Assert.Equal(Size, into.WrittenSpan.Length);
+        Assert.False(into.WrittenSpan.ContainsAnyExcept(Mine));
+        Assert.Throws<ObjectDisposedException>(() => writer.ToArray());
+
+        // Into a stream, asynchronously, the dispose coming from the destination's continuation.
+        var stream = new SegmentedMemoryStream(options);
+        stream.Write(Filled(Size, Mine));
+        stream.Position = 0;
+        var received = new System.IO.MemoryStream();
+        await stream.CopyToAsync(new SourceDisposingStream(stream, received), TestContext.Current.CancellationToken);
+        Assert.Equal(Size, received.Length);
+        Assert.False(received.ToArray().AsSpan().ContainsAnyExcept(Mine));
+        Assert.False(stream.CanRead);
+        AssertBalanced(pool);
+    }
+
     private static (IDisposable Buffer, Task Pending) Start(string copy, SegmentedBufferOptions options, HeldDestinationStream destination)
     {
         if (copy.StartsWith("writer", StringComparison.Ordinal))
