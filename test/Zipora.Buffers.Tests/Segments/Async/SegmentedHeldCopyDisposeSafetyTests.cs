@@ -90,6 +90,33 @@ public sealed class SegmentedHeldCopyDisposeSafetyTests
         AssertBalanced(pool);
     }
 
+    [Theory]
+    [InlineData("writer CopyToAsync")]
+    [InlineData("stream CopyToAsync")]
+    public void ACopyHeldWhileItsPoolAndThenItsBufferAreDisposedSendsTheBuffersBytesAndLeavesNothingInUse(string copy)
+    {
+        var pool = new TieredMemoryPool();
+        var options = new SegmentedBufferOptions { Pool = pool, InitialSegmentSize = Segment, MaxSegmentSize = Segment };
+        using var destination = new HeldDestinationStream();
+        (IDisposable buffer, Task pending) = Start(copy, options, destination);
+        Assert.True(destination.WaitEntered(s_wait));
+
+        // The pool goes first (an app shutting down), then the buffer, both from other threads, while the copy waits:
+        // a disposed pool's rented blocks stay valid until returned, so the copy still reads the buffer's own bytes.
+        Task.Run(pool.Dispose, TestContext.Current.CancellationToken).Wait(TestContext.Current.CancellationToken);
+        Task.Run(buffer.Dispose, TestContext.Current.CancellationToken).Wait(TestContext.Current.CancellationToken);
+        destination.Release();
+        Assert.True(pending.Wait(s_wait));
+
+        Assert.Equal(0, destination.ChangedWhileHeld);
+        Assert.Equal(Size, destination.Received.Length);
+        Assert.False(destination.Received.ToArray().AsSpan().ContainsAnyExcept(Mine));
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        Assert.Equal(0, statistics.BytesInUse);
+        Assert.Equal(0, statistics.Segmented.LiveBuffers);
+        Assert.Equal(0, statistics.Segmented.BytesHeld);
+    }
+
     [Fact]
     public async Task ADestinationThatDisposesItsSourceAtItsFirstWriteStillReceivesEveryByteOfIt()
     {
