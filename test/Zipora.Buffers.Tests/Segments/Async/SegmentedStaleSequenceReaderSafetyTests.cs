@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using static Zipora.Buffers.Tests.SegmentedBuffers;
 
@@ -135,10 +136,5 @@ public sealed class SegmentedStaleSequenceReaderSafetyTests
         reader.Advance(sequence.Length / 2);
         _ = reader.TryRead(out byte _);
         GC.KeepAlive(sum);
-    }
-
-    private sealed class StrongBox<T>(T value)
-    {
-        public T Value { get; } = value;
     }
 }
