@@ -1,0 +1,125 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// On pinned arrays (Kestrel's mode) a <see cref="Memory{T}"/> kept from an owner reaches the block's array through
+/// <see cref="MemoryMarshal.TryGetArray{T}(ReadOnlyMemory{T}, out ArraySegment{T})"/>, a path that takes neither
+/// <c>Memory.Span</c> nor <c>owner.Memory</c>. README, Reliability: "The block's own manager never escapes, so nothing a
+/// caller keeps can reach the block once the owner is disposed", and a revived owner "throws and its dispose is
+/// ignored". So a kept <c>Memory</c> must answer <see langword="false"/> once its owner is disposed, and also when a
+/// user's finalizer revives it after the pool reclaimed its block as leaked and handed the array to someone else.
+/// </summary>
+/// <remarks>
+/// <see cref="RevivedAfterReclaimSafetyTests"/> checks <c>owner.Memory</c> and the dispose of a revived owner, never
+/// <c>TryGetArray</c>: with the owner's generation check taken out of its <c>TryGetArray</c>, every test passed while
+/// the revived <c>Memory</c> handed out the new renter's array. Forces full garbage collections, so it runs alone.
+/// </remarks>
+[Collection(nameof(HugepageTests))]
+public sealed class ARevivedOwnersKeptMemoryCannotReachTheNextRentersArray
+{
+    private const int Probes = 64;
+    private const int MaxCollections = 16;
+    private const int MaxTicks = 8;
+    private static readonly ConcurrentDictionary<int, Memory<byte>> s_revived = new();
+    private static readonly ConcurrentDictionary<int, bool> s_mayRevive = new();
+    private static int s_nextWrapper;
+
+    public static TheoryData<int> Sizes => [.. SafetyCases.OneSizePerTier];
+
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void AMemoryKeptPastItsOwnersDisposeGetsNoArrayEvenOnceTheArrayIsRentedAgain(int size)
+    {
+        using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.PinnedArrays, new FakeTimeProvider());
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        Memory<byte> kept = owner.Memory;
+        Assert.True(MemoryMarshal.TryGetArray<byte>(kept, out ArraySegment<byte> before), "a live pinned block has an array");
+        owner.Dispose();
+        Assert.False(MemoryMarshal.TryGetArray<byte>(kept, out _), "a Memory kept past its owner's dispose still reached the array");
+
+        using IMemoryOwner<byte> next = pool.Rent(size);
+        Assert.True(MemoryMarshal.TryGetArray<byte>(next.Memory, out ArraySegment<byte> again));
+        Assert.Same(before.Array, again.Array);
+        Assert.False(MemoryMarshal.TryGetArray<byte>(kept, out _), "a stale Memory reached the next renter's array");
+    }
+
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void AMemoryRevivedAfterItsBlockWasReclaimedGetsNoArrayOfTheNextRenter(int size)
+    {
+        var time = new FakeTimeProvider();
+        using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.PinnedArrays, time);
+        int id = DropAWrapperThatRevivesItsMemoryWhenAllowed(pool, size, out OwnerRange block);
+        for (int i = 0; i < MaxCollections && pool.GetStatistics().LeaksReclaimed == 0; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
+        s_mayRevive[id] = true;
+        SafetyCases.CollectEverything();
+        Assert.True(s_revived.TryRemove(id, out Memory<byte> revived), "the wrapper's finalizer did not revive its memory");
+
+        // Wait out the quarantine with the class kept busy (so its idle release keeps the block), then rent until the
+        // reclaimed block is handed out again, as RevivedAfterReclaimSafetyTests does.
+        for (int tick = 0; tick < MaxTicks && pool.GetStatistics().BytesQuarantined > 0; tick++)
+        {
+            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
+            pool.Rent(size).Dispose();
+        }
+
+        var renters = new List<IMemoryOwner<byte>>();
+        IMemoryOwner<byte>? newRenter = null;
+        for (int i = 0; i < Probes && newRenter is null; i++)
+        {
+            IMemoryOwner<byte> renter = pool.Rent(size);
+            renters.Add(renter);
+            if (SafetyCases.RangeOf(renter).Overlaps(block))
+            {
+                newRenter = renter;
+            }
+        }
+
+        Assert.True(newRenter is not null, $"the reclaimed block {block} was not handed out again in {Probes} rents after its quarantine");
+        Assert.Throws<ObjectDisposedException>(() => revived.Span.Length);
+        Assert.False(
+            MemoryMarshal.TryGetArray<byte>(revived, out ArraySegment<byte> reached),
+            $"the revived Memory reached an array of {reached.Count} bytes: the one the pool gave the next renter of {block}");
+        renters.ForEach(static renter => renter.Dispose());
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int DropAWrapperThatRevivesItsMemoryWhenAllowed(TieredMemoryPool pool, int size, out OwnerRange block)
+    {
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        block = SafetyCases.RangeOf(owner);
+        int id = Interlocked.Increment(ref s_nextWrapper);
+        _ = new RevivesWhenAllowed(owner.Memory, id);
+        return id;
+    }
+
+    /// <summary>A finalizer that finalizes again until the test allows it to keep the <c>Memory</c> (and so its owner).</summary>
+    private sealed class RevivesWhenAllowed(Memory<byte> memory, int id)
+    {
+        ~RevivesWhenAllowed()
+        {
+            if (s_mayRevive.ContainsKey(id))
+            {
+                s_revived[id] = memory;
+            }
+            else
+            {
+                GC.ReRegisterForFinalize(this);
+            }
+        }
+    }
+}
