@@ -15,15 +15,18 @@ namespace Zipora.Buffers.Tests;
 /// <c>Memory.Span</c> nor <c>owner.Memory</c>. README, Reliability: "The block's own manager never escapes, so nothing a
 /// caller keeps can reach the block once the owner is disposed", and a revived owner "throws and its dispose is
 /// ignored". So a kept <c>Memory</c> must answer <see langword="false"/> once its owner is disposed, and also when a
-/// user's finalizer revives it after the pool reclaimed its block as leaked and handed the array to someone else.
+/// user's finalizer revives it after the pool reclaimed its block as leaked and handed the array to someone else. In
+/// diagnostic mode, too: "a stale owner, or a Memory kept from it, throws even after the block was handed to someone
+/// else", and a pool for Kestrel may be switched to it by the environment variable.
 /// </summary>
 /// <remarks>
 /// <see cref="RevivedAfterReclaimSafetyTests"/> checks <c>owner.Memory</c> and the dispose of a revived owner, never
 /// <c>TryGetArray</c>: with the owner's generation check taken out of its <c>TryGetArray</c>, every test passed while
-/// the revived <c>Memory</c> handed out the new renter's array. Forces full garbage collections, so it runs alone.
+/// the revived <c>Memory</c> handed out the new renter's array; so did a stale one in diagnostic mode with the
+/// diagnostic owner's liveness check taken out of its <c>TryGetArray</c>. Forces full garbage collections, so it runs alone.
 /// </remarks>
 [Collection(nameof(HugepageTests))]
-public sealed class ARevivedOwnersKeptMemoryCannotReachTheNextRentersArray
+public sealed class AKeptMemoryCannotReachAnArrayItsOwnerGaveBack
 {
     private const int Probes = 64;
     private const int MaxCollections = 16;
@@ -34,11 +37,28 @@ public sealed class ARevivedOwnersKeptMemoryCannotReachTheNextRentersArray
 
     public static TheoryData<int> Sizes => [.. SafetyCases.OneSizePerTier];
 
-    [Theory]
-    [MemberData(nameof(Sizes))]
-    public void AMemoryKeptPastItsOwnersDisposeGetsNoArrayEvenOnceTheArrayIsRentedAgain(int size)
+    public static TheoryData<int, DiagnosticLevel> SizesWithAndWithoutDiagnostics
     {
-        using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.PinnedArrays, new FakeTimeProvider());
+        get
+        {
+            var data = new TheoryData<int, DiagnosticLevel>();
+            foreach (int size in SafetyCases.OneSizePerTier)
+            {
+                data.Add(size, DiagnosticLevel.Off);
+                data.Add(size, DiagnosticLevel.All);
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SizesWithAndWithoutDiagnostics))]
+    public void AMemoryKeptPastItsOwnersDisposeGetsNoArrayEvenOnceTheArrayIsRentedAgain(int size, DiagnosticLevel diagnostics)
+    {
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.PinnedArrays, new FakeTimeProvider());
+        options.Diagnostics = diagnostics;
+        using var pool = new TieredMemoryPool(options);
         IMemoryOwner<byte> owner = pool.Rent(size);
         Memory<byte> kept = owner.Memory;
         Assert.True(MemoryMarshal.TryGetArray<byte>(kept, out ArraySegment<byte> before), "a live pinned block has an array");
