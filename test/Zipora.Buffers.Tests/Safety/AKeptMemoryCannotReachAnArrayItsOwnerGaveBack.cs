@@ -71,6 +71,28 @@ public sealed class AKeptMemoryCannotReachAnArrayItsOwnerGaveBack
         Assert.False(MemoryMarshal.TryGetArray<byte>(kept, out _), "a stale Memory reached the next renter's array");
     }
 
+    /// <summary>
+    /// With <c>ReuseOwners</c> the block is its own owner, and the README's table promises <c>ObjectDisposedException</c>
+    /// "until the block is rented again" (then it aliases the new renter, the mode's documented price): until then the
+    /// array is nobody's to reach. With the block's own liveness check taken out of its <c>TryGetArraySegment</c>, a
+    /// returned block's array was still handed to a kept <c>Memory</c> and every test passed.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void WithReusedOwnersAMemoryKeptPastItsDisposeGetsNoArrayUntilTheBlockIsRentedAgain(int size)
+    {
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.PinnedArrays, new FakeTimeProvider());
+        options.ReuseOwners = true;
+        using var pool = new TieredMemoryPool(options);
+        IMemoryOwner<byte> owner = pool.Rent(size);
+        Memory<byte> kept = owner.Memory;
+        Assert.True(MemoryMarshal.TryGetArray<byte>(kept, out _), "a live pinned block has an array");
+        owner.Dispose();
+
+        Assert.Throws<ObjectDisposedException>(() => kept.Span.Length);
+        Assert.False(MemoryMarshal.TryGetArray<byte>(kept, out _), "a Memory kept past its dispose reached the returned block's array");
+    }
+
     [Theory]
     [MemberData(nameof(Sizes))]
     public void AMemoryRevivedAfterItsBlockWasReclaimedGetsNoArrayOfTheNextRenter(int size)
