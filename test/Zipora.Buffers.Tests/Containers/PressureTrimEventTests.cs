@@ -14,7 +14,7 @@ namespace Zipora.Buffers.Tests;
 /// The trim is asked for directly, as the pressure watcher asks (other tests prove the watcher asks). Events are
 /// process-wide and other tests' pools may trim meanwhile, so only the events naming this test's pool count.
 /// </remarks>
-public sealed class EachPressureTrimIsAMemoryPressureTrimEventNamingThePool
+public sealed class PressureTrimEventTests
 {
     [Fact]
     public void EveryTrimThatRanIsReportedOnceWithThePoolsNameAndTheCgroupsFigures()

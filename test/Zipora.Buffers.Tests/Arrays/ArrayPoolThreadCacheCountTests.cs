@@ -9,7 +9,7 @@ namespace Zipora.Buffers.Tests;
 /// shows a thread churn leaving caches behind, so it must count the threads that use the pool and drop those that
 /// exited.
 /// </summary>
-public sealed class TheArrayPoolCountsTheCachesOfLiveThreads
+public sealed class ArrayPoolThreadCacheCountTests
 {
     private const int OtherThreads = 3;
 

@@ -17,10 +17,10 @@ namespace Zipora.Buffers.Tests;
 /// <see cref="SegmentedCopyAlreadyCancelledTests"/> covers the token on live buffers only: with the disposal check of
 /// that path taken out, in the writer and in the stream, every segmented test passed.
 /// </remarks>
-public sealed class ADisposedBuffersCopyToAsyncThrowsObjectDisposedEvenWithACancelledToken
+public sealed class SegmentedDisposedCopyToAsyncTests
 {
     [Fact]
-    public async Task TheWriter()
+    public async Task ADisposedWritersCopyToAsyncWithACancelledTokenThrowsObjectDisposed()
     {
         using var pool = new TieredMemoryPool();
         var writer = new SegmentedBufferWriter(new SegmentedBufferOptions { Pool = pool });
@@ -34,7 +34,7 @@ public sealed class ADisposedBuffersCopyToAsyncThrowsObjectDisposedEvenWithACanc
     }
 
     [Fact]
-    public async Task TheStreamAsMemoryStreamDoes()
+    public async Task ADisposedStreamsCopyToAsyncWithACancelledTokenThrowsObjectDisposedAsMemoryStreamDoes()
     {
         using var cancelled = new CancellationTokenSource();
         await cancelled.CancelAsync();

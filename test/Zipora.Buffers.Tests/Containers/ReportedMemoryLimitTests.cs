@@ -10,7 +10,7 @@ namespace Zipora.Buffers.Tests;
 /// Runs in a child process with a 256 MB GC heap hard limit. Where the machine puts the tests in a limited memory
 /// cgroup, the cgroup's limit is the one found, so the test expects that one.
 /// </remarks>
-public sealed class TheStatisticsReportTheLimitThePoolSizedItselfFrom
+public sealed class ReportedMemoryLimitTests
 {
     private const long HeapHardLimit = IsolatedProcess.ContainerHeapLimit;
     private const long StandardMaxRetainedBytes = 512L * 1024 * 1024;
@@ -18,7 +18,7 @@ public sealed class TheStatisticsReportTheLimitThePoolSizedItselfFrom
     [Fact]
     public void AProcessWithAHeapHardLimitReportsItAndGetsAnEighthOfItAsItsIdleCap()
     {
-        if (IsolatedProcess.RunsElsewhere(typeof(TheStatisticsReportTheLimitThePoolSizedItselfFrom), nameof(AProcessWithAHeapHardLimitReportsItAndGetsAnEighthOfItAsItsIdleCap), ("DOTNET_GCHeapHardLimit", $"0x{HeapHardLimit:x}")))
+        if (IsolatedProcess.RunsElsewhere(typeof(ReportedMemoryLimitTests), nameof(AProcessWithAHeapHardLimitReportsItAndGetsAnEighthOfItAsItsIdleCap), ("DOTNET_GCHeapHardLimit", $"0x{HeapHardLimit:x}")))
         {
             return;
         }

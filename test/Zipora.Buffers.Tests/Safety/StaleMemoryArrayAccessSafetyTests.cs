@@ -26,7 +26,7 @@ namespace Zipora.Buffers.Tests;
 /// diagnostic owner's liveness check taken out of its <c>TryGetArray</c>. Forces full garbage collections, so it runs alone.
 /// </remarks>
 [Collection(nameof(HugepageTests))]
-public sealed class AKeptMemoryCannotReachAnArrayItsOwnerGaveBack
+public sealed class StaleMemoryArrayAccessSafetyTests
 {
     private const int Probes = 64;
     private const int MaxCollections = 16;

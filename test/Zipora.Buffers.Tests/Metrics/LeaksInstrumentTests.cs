@@ -14,7 +14,7 @@ namespace Zipora.Buffers.Tests;
 /// </summary>
 /// <remarks>Forces full garbage collections to have the leak reclaimed, so it runs alone.</remarks>
 [Collection(nameof(HugepageTests))]
-public sealed class TheLeaksInstrumentCountsTheReclaimedLeaks
+public sealed class LeaksInstrumentTests
 {
     private const int MaxCollections = 16;
 

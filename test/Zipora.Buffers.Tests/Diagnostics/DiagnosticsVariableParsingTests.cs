@@ -17,7 +17,7 @@ namespace Zipora.Buffers.Tests;
 /// changes nothing when the promise holds, so that case goes through a real pool.
 /// </remarks>
 [Collection(nameof(HugepageTests))]
-public sealed class TheDiagnosticsVariableTakesItsThreeWordsAndDigitsAndIgnoresAnythingElse
+public sealed class DiagnosticsVariableParsingTests
 {
     [Theory]
     [InlineData("off", DiagnosticLevel.Off)]

@@ -14,7 +14,7 @@ namespace Zipora.Buffers.Tests;
 /// Where the machine gives a huge buffer no hugepage at all (transparent hugepages off, none reserved), both figures
 /// are 0 and the test proves only that they agree.
 /// </remarks>
-public sealed class TheHugepageInstrumentReportsTheHugepageBytes
+public sealed class HugepageBytesInstrumentTests
 {
     [Fact]
     public void TheInstrumentIsTheStatistic()

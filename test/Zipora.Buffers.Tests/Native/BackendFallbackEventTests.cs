@@ -15,7 +15,7 @@ namespace Zipora.Buffers.Tests;
 /// only its own pool's reports.
 /// </remarks>
 [Collection(nameof(HugepageTests))]
-public sealed class AStepDownToTheNextBackendIsReportedOncePerKind
+public sealed class BackendFallbackEventTests
 {
     [Fact]
     public void ThreeRentsTheOSRefusedAreThreeFallbacksAndOneEvent()
