@@ -5,13 +5,16 @@ using System.IO;
 using System.Linq;
 using System.Net;
 using System.Net.Http;
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Zipora.Buffers.Tests;
@@ -30,13 +33,15 @@ public sealed class HostCyclesLeaveNoPoolBehindTests
     // Short, so the memory returned at shutdown has waited out its delay within the test's time box.
     private static readonly TimeSpan s_delay = TimeSpan.FromMilliseconds(100);
 
-    [Fact]
-    public async Task DisposedHostsPoolsAreCollectedAndLeaveNoTimerOrMeterEntryBehind()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DisposedHostsPoolsAreCollectedAndLeaveNoTimerOrMeterEntryBehind(bool connectionsInFlightAtShutdown)
     {
         CancellationToken token = TestContext.Current.CancellationToken;
 
         // A first cycle warms Kestrel, the HTTP client and the JIT up, so the baseline counts what stays with them.
-        _ = await ServeAndDisposeOneHost(token);
+        _ = await ServeAndDisposeOneHost(connectionsInFlightAtShutdown, token);
         Settle();
         int trackedBefore = PoolMetrics.TrackedPools;
         int scheduledBefore = IdleTicker.For(TimeProvider.System).Scheduled;
@@ -47,7 +52,7 @@ public sealed class HostCyclesLeaveNoPoolBehindTests
         var pools = new List<WeakReference>();
         for (int cycle = 0; cycle < Cycles; cycle++)
         {
-            pools.Add(await ServeAndDisposeOneHost(token));
+            pools.Add(await ServeAndDisposeOneHost(connectionsInFlightAtShutdown, token));
         }
 
         // A disposed pool is held by its releaser while memory returned at shutdown waits out its delay, then let go.
@@ -77,17 +82,23 @@ public sealed class HostCyclesLeaveNoPoolBehindTests
     }
 
     /// <summary>Builds an app on the tiered pool, serves bodies of every tier's size through it, disposes it, and returns a weak reference to its pool.</summary>
+    /// <remarks>
+    /// With connections in flight, two raw connections are open at shutdown: an upload stopped mid-body, and an echo whose
+    /// response the client never reads; the host's shutdown timeout ends them, and their buffers come back after the pool
+    /// was disposed.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static async Task<WeakReference> ServeAndDisposeOneHost(CancellationToken token)
+    private static async Task<WeakReference> ServeAndDisposeOneHost(bool connectionsInFlightAtShutdown, CancellationToken token)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
         builder.Services.AddTieredMemoryPool(options => options.IdleReleaseDelay = s_delay);
+        builder.Services.Configure<HostOptions>(static options => options.ShutdownTimeout = TimeSpan.FromMilliseconds(300));
         WebApplication app = builder.Build();
         app.MapPost("/echo", static async (HttpContext context) => await context.Request.Body.CopyToAsync(context.Response.Body, context.RequestAborted));
         await app.StartAsync(token);
-        var pool = new WeakReference(app.Services.GetRequiredService<TieredMemoryPool>());
+        TieredMemoryPool pool = app.Services.GetRequiredService<TieredMemoryPool>();
         using (var client = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) })
         {
             foreach (int size in (int[])[100, 5_000, 200_000, 3 * 1024 * 1024])
@@ -97,9 +108,40 @@ public sealed class HostCyclesLeaveNoPoolBehindTests
             }
         }
 
+        var inFlight = new List<Socket>();
+        if (connectionsInFlightAtShutdown)
+        {
+            var endPoint = new IPEndPoint(IPAddress.Loopback, new Uri(app.Urls.Single()).Port);
+            inFlight.Add(await SendRequest(endPoint, 10_000_000, 300_000, token));
+            inFlight.Add(await SendRequest(endPoint, 4 * 1024 * 1024, 4 * 1024 * 1024, token));
+        }
+
         await app.StopAsync(token);
         await app.DisposeAsync();
-        return pool;
+        Assert.True(pool.IsDisposed, "the host did not dispose the pool it made");
+        inFlight.ForEach(static socket => socket.Dispose());
+        var clock = Stopwatch.StartNew();
+        while (pool.GetStatistics().BytesInUse != 0 && clock.Elapsed < TimeSpan.FromSeconds(3))
+        {
+            await Task.Delay(10, token);
+        }
+
+        Assert.Equal(0, pool.GetStatistics().BytesInUse);
+        return new WeakReference(pool);
+    }
+
+    /// <summary>Opens a connection and sends an echo request announcing <paramref name="length"/> bytes, of which it sends <paramref name="sent"/>.</summary>
+    private static async Task<Socket> SendRequest(IPEndPoint endPoint, int length, int sent, CancellationToken token)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(endPoint, token);
+        _ = await socket.SendAsync(Encoding.ASCII.GetBytes($"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n"), token);
+
+        // Sent on its own: an echo whose response is never read stops the server's writes, and so its reads, and the
+        // client's sends would wait for ever.
+        _ = Task.Run(async () => await socket.SendAsync(new byte[sent], CancellationToken.None), CancellationToken.None);
+        await Task.Delay(50, token);
+        return socket;
     }
 
     private static void Settle()
