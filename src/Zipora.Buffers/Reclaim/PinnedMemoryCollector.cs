@@ -26,6 +26,13 @@ internal static class PinnedMemoryCollector
     private static long s_lastCollection = long.MinValue / 2;
     private static long s_collections;
 
+    // The allocators whose let-go arrays found the collector resting, and the timer that collects them when the rest is
+    // over (see DeferUntilRested); the slots under s_lock. Made with the type, so that deferring allocates nothing: a
+    // trim under memory pressure defers at the GC heap limit, where it allocates nothing (PinnedPoolTrimHeapLimitSafetyTests).
+    // Four slots: the process-wide allocator, and a few of an application's own.
+    private static readonly PinnedArrayPageAllocator?[] s_deferred = new PinnedArrayPageAllocator?[4];
+    private static readonly Timer s_deferredTimer = IdleTicker.WithoutExecutionContext(static () => new Timer(static _ => CollectDeferred(), null, Timeout.Infinite, Timeout.Infinite));
+
     /// <summary>The least time between two collections; tests shorten it.</summary>
     internal static TimeSpan MinimumInterval { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -54,17 +61,117 @@ internal static class PinnedMemoryCollector
     /// </summary>
     public static bool AfterPressureRelease(PageAllocator allocator) => CollectLetGoOf(allocator, MinimumPressureInterval);
 
-    /// <summary>Collects when the pinned-array allocator let go of at least the floor since its last collection, and that was <paramref name="rest"/> ago.</summary>
+    /// <summary>
+    /// Collects when the pinned-array allocator let go of at least the floor since its last collection, and that was
+    /// <paramref name="rest"/> ago; while the collector rests, it collects when the rest is over (see <see cref="DeferUntilRested"/>).
+    /// </summary>
     private static bool CollectLetGoOf(PageAllocator allocator, TimeSpan rest)
     {
-        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes || !IsRested(rest))
+        if (allocator is not PinnedArrayPageAllocator pinned || pinned.UnmappedBytes < MinimumBytes)
         {
+            return false;
+        }
+
+        if (!IsRested(rest))
+        {
+            DeferUntilRested(pinned);
             return false;
         }
 
         pinned.ResetUnmappedBytes();
         Collect();
         return true;
+    }
+
+    /// <summary>
+    /// Has the arrays <paramref name="pinned"/> let go of collected when the rest is over, on a timer of the collector's
+    /// own: the pool that asked may never tick again. A disposed pool's timer pauses once nothing waits in it, and its
+    /// pinned arrays wait for nothing (let go of at once): a host shut down within the rest of the last collection (a
+    /// burst's, or the previous host's) kept its whole pinned heap committed for the life of the process
+    /// (DisposedPinnedPoolCollectionTests). Holds the allocator, never the pool; allocates nothing.
+    /// </summary>
+    private static void DeferUntilRested(PinnedArrayPageAllocator pinned)
+    {
+        lock (s_lock)
+        {
+            int free = -1;
+            for (int i = s_deferred.Length - 1; i >= 0; i--)
+            {
+                if (ReferenceEquals(s_deferred[i], pinned))
+                {
+                    free = i;
+                    break;
+                }
+
+                free = s_deferred[i] is null ? i : free;
+            }
+
+            // With every slot taken by other allocators, this one's arrays wait for a later tick of a live pool of its
+            // own, as every request did before, or go with the collection the others get.
+            if (free >= 0)
+            {
+                s_deferred[free] = pinned;
+                RearmUnsynchronized();
+            }
+        }
+    }
+
+    /// <summary>Arms the deferred timer for the end of the rest (the caller holds <see cref="s_lock"/>).</summary>
+    private static void RearmUnsynchronized()
+    {
+        long due = s_lastCollection + (long)MinimumInterval.TotalMilliseconds - Environment.TickCount64;
+        _ = s_deferredTimer.Change(Math.Clamp(due, 1, uint.MaxValue - 1), Timeout.Infinite);
+    }
+
+    /// <summary>The deferred timer's callback: one collection for every allocator deferred that still holds its floor.</summary>
+    private static void CollectDeferred()
+    {
+        try
+        {
+            lock (s_lock)
+            {
+                // A collection since (a live pool's tick, the pressure watcher's) may have taken their arrays already.
+                bool due = false;
+                for (int i = 0; i < s_deferred.Length; i++)
+                {
+                    if (s_deferred[i] is { } allocator && allocator.UnmappedBytes >= MinimumBytes)
+                    {
+                        due = true;
+                    }
+                    else
+                    {
+                        s_deferred[i] = null;
+                    }
+                }
+
+                if (!due)
+                {
+                    return;
+                }
+
+                long now = Environment.TickCount64;
+                if (now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
+                {
+                    RearmUnsynchronized();
+                    return;
+                }
+
+                // One collection is the whole heap's: every deferred allocator's arrays go with it.
+                s_lastCollection = now;
+                for (int i = 0; i < s_deferred.Length; i++)
+                {
+                    s_deferred[i]?.ResetUnmappedBytes();
+                    s_deferred[i] = null;
+                }
+            }
+
+            Collect();
+        }
+        catch (Exception error)
+        {
+            // A timer's callback, where an exception ends the process.
+            BackgroundFailures.Report("collecting pinned arrays let go of during the collector's rest", error);
+        }
     }
 
     /// <summary>
