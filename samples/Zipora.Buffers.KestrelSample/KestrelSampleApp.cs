@@ -33,8 +33,12 @@ public static class KestrelSampleApp
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(args);
 
         // Quiet by default, so a load test measures the server and not its console: Kestrel and the routing log five
-        // Information lines per request. --Logging:LogLevel:Microsoft.AspNetCore=Information brings them back.
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Information lines per request. Only by default: a filter added here wins over the configuration's rule for the
+        // same category, so --Logging:LogLevel:Microsoft.AspNetCore=Information could not bring them back.
+        if (builder.Configuration["Logging:LogLevel:Microsoft.AspNetCore"] is null)
+        {
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        }
         int http1Port = builder.Configuration.GetValue("http1-port", DefaultHttp1Port);
         int http2Port = builder.Configuration.GetValue("http2-port", DefaultHttp2Port);
         builder.WebHost.ConfigureKestrel(kestrel =>
