@@ -26,6 +26,11 @@ public sealed class TieredMemoryPoolOptionsTests
         { nameof(TieredMemoryPoolOptions.ThreadCacheMaxBytes), o => o.ThreadCacheMaxBytes = -1 },
         { nameof(TieredMemoryPoolOptions.MaxRetainedBytes), o => o.MaxRetainedBytes = -1 },
         { nameof(TieredMemoryPoolOptions.Name), o => o.Name = " " },
+        { nameof(TieredMemoryPoolOptions.MaxBytesInUse), o => o.MaxBytesInUse = -1 },
+        { nameof(TieredMemoryPoolOptions.IdleReleaseDelay), o => o.IdleReleaseDelay = TimeSpan.Zero },
+        { nameof(TieredMemoryPoolOptions.IdleReleaseDelay), o => o.IdleReleaseDelay = TimeSpan.FromSeconds(-1) },
+        { nameof(TieredMemoryPoolOptions.Diagnostics), o => o.Diagnostics = (DiagnosticLevel)3 },
+        { nameof(TieredMemoryPoolOptions.TimeProvider), o => o.TimeProvider = null! },
     };
 
     public static TheoryData<string, Action<TieredMemoryPoolOptions>> ExtremeValidOptions => new()

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 
 namespace Zipora.Buffers.Tests;
 
@@ -64,5 +65,37 @@ public sealed class SegmentedBufferOptionsTests : IDisposable
         var options = new SegmentedBufferOptions { Pool = small, MaxSegmentSize = 65537 };
         Assert.Equal("MaxSegmentSize", Assert.Throws<ArgumentOutOfRangeException>(() => new SegmentedBufferWriter(options)).ParamName);
         Assert.Throws<ArgumentNullException>(() => new SegmentedBufferWriter(null!));
+    }
+
+    [Fact]
+    public void AnUnsetMaxSegmentSizeGivesWayToAPoolWhoseLargestBufferIsSmaller()
+    {
+        // The README: MaxSegmentSize is 128 KB, "or the pool's MaxBufferSize when that is smaller and the option is left
+        // unset": a pool of 16 KB buffers at most serves a writer and a stream made with the default options.
+        const int largest = 16 * 1024;
+        using var small = new TieredMemoryPool(new TieredMemoryPoolOptions { MaxBufferSize = largest });
+        var options = new SegmentedBufferOptions { Pool = small };
+        byte[] chunk = new byte[1000];
+        using (var writer = new SegmentedBufferWriter(options))
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                writer.Write(chunk);
+            }
+
+            ReadOnlySequence<byte> written = writer.GetReadOnlySequence();
+            Assert.Equal(200 * chunk.Length, written.Length);
+            int longest = 0;
+            foreach (ReadOnlyMemory<byte> segment in written)
+            {
+                longest = Math.Max(longest, segment.Length);
+            }
+
+            Assert.Equal(largest, longest);
+        }
+
+        using var stream = new SegmentedMemoryStream(options);
+        stream.Write(new byte[3 * largest]);
+        Assert.Equal(3 * largest, stream.Length);
     }
 }
