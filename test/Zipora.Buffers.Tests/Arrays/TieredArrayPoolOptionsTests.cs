@@ -44,6 +44,7 @@ public sealed class TieredArrayPoolOptionsTests
         Assert.Equal(16 * 1024, options.PinnedThreshold);
         Assert.Equal(TimeSpan.FromSeconds(10), options.IdleReleaseDelay);
         Assert.Same(TimeProvider.System, options.TimeProvider);
+        Assert.Equal("arrays", options.Name);
     }
 
     [Fact]

@@ -118,4 +118,23 @@ public sealed class OwnerCountTests
         Assert.Equal(1 + 6, byOwner[OwnerCounters.OtherOwners]);
         Assert.Equal(OwnerCounters.MaxOwners, byOwner.Count);
     }
+
+    [Fact]
+    public void TheFirstSixtyFourOwnerNamesAreCountedApartAndLaterOnesUnderOtherOwners()
+    {
+        // The README's figures, written out: a change of the cap or of the overflow's name is a change of what
+        // dashboards and alerts built on the owner tag see.
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { Name = $"owners-{Guid.NewGuid():N}" });
+        var factory = new TieredMemoryPoolFactory(pool);
+        for (int i = 0; i < 66; i++)
+        {
+            factory.Create(new MemoryPoolOptions { Owner = $"listener-{i}" }).Rent(100).Dispose();
+        }
+
+        IReadOnlyDictionary<string, long> byOwner = pool.GetStatistics().RentsByOwner;
+        Assert.Equal(1, byOwner["listener-63"]);
+        Assert.False(byOwner.ContainsKey("listener-64"));
+        Assert.Equal(2, byOwner["(other owners)"]);
+        Assert.Equal(65, byOwner.Count);
+    }
 }
