@@ -23,6 +23,20 @@ public sealed class DependencyInjectionTests
     }
 
     [Fact]
+    public void TheFactorysViewsAdvertiseTheRegisteredPoolsOwnMaxBufferSize()
+    {
+        var services = new ServiceCollection();
+        services.AddTieredMemoryPool(options => options.MaxBufferSize = 1024 * 1024);
+        using ServiceProvider provider = services.BuildServiceProvider();
+        using MemoryPool<byte> view = provider.GetRequiredService<IMemoryPoolFactory<byte>>().Create(new MemoryPoolOptions { Owner = "kestrel" });
+
+        // Not the shared pool's 1 GiB nor Kestrel's 4 KB: a request the pool would refuse must not look servable.
+        Assert.Equal(1024 * 1024, view.MaxBufferSize);
+        using IMemoryOwner<byte> largest = view.Rent(view.MaxBufferSize);
+        Assert.Throws<ArgumentOutOfRangeException>(() => view.Rent(view.MaxBufferSize + 1));
+    }
+
+    [Fact]
     public void TheLastFactoryRegistrationWinsOverAnEarlierOne()
     {
         var services = new ServiceCollection();
