@@ -59,7 +59,10 @@ public sealed class TierStatistics
 
     /// <summary>
     /// Bytes the tier has given back to the OS so far: unmapped, or dropped from idle blocks. Memory let go of whose
-    /// page drop the OS refused (locked memory) counts only once it is unmapped.
+    /// page drop the OS refused (locked memory) counts only once it is unmapped. Every drop counts: a block whose pages
+    /// were dropped, then rented, written and dropped again counts twice, so this may exceed
+    /// <see cref="BytesAllocated"/>. What the tier holds now is <see cref="BytesInUse"/> and
+    /// <see cref="BytesRetained"/>, not the difference of the two.
     /// </summary>
     public long BytesEvicted { get; init; }
 
