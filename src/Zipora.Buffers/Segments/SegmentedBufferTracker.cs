@@ -118,8 +118,19 @@ internal sealed class SegmentedBufferTracker
         }
         else if (TryMoveTicket(ticket))
         {
-            // The reference was cleared: set it again, or the next buffer would look collected.
-            _token.SetTarget(token);
+            // The reference was cleared: set it again, or the next buffer would look collected. Unless the weak
+            // reference itself was finalized (SetTarget throws): the tracker, and so its pool, was unreachable with the
+            // buffer, and a user's finalizer brought them back. The tracker then serves no buffer again (the next one
+            // would look collected), and this buffer's spare goes back to the pool as the sweep's would; thrown here,
+            // the dispose failed inside that finalizer, which ended the process (RevivedWriterOfADroppedPoolTests).
+            try
+            {
+                _token.SetTarget(token);
+            }
+            catch (InvalidOperationException)
+            {
+                return false;
+            }
         }
         else
         {
