@@ -43,7 +43,9 @@ public sealed partial class TieredMemoryPool
     {
         try
         {
-            Dispose();
+            // Shared too: its finalizer runs only when the collectible context that loaded the library is collected
+            // (a static keeps it otherwise), and its memory would stay mapped for the life of the process.
+            DisposeOnce();
         }
         catch (Exception error)
         {
@@ -68,7 +70,16 @@ public sealed partial class TieredMemoryPool
     /// </remarks>
     protected override void Dispose(bool disposing)
     {
-        if (_isShared || !TryStartDisposing())
+        if (!_isShared)
+        {
+            DisposeOnce();
+        }
+    }
+
+    /// <summary>Disposes the pool unless that is done or running; finishes a dispose that stopped partway.</summary>
+    private void DisposeOnce()
+    {
+        if (!TryStartDisposing())
         {
             return;
         }

@@ -61,6 +61,8 @@ public sealed partial class TieredMemoryPool
     }
 
     /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
+    void IReclaimablePool.PauseForUnload() => _idleReleaser.PauseIf(_nothingWaiting);
+
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be
@@ -75,7 +77,7 @@ public sealed partial class TieredMemoryPool
             // it (a failure is reported as this tick's, and the next tries again).
             if (Volatile.Read(ref _disposed) == DisposeUnfinished)
             {
-                Dispose();
+                DisposeOnce();
             }
 
             // A disposed pool is quiet: what its pinned arrays let go of may go back to the OS at once.
@@ -87,6 +89,13 @@ public sealed partial class TieredMemoryPool
                 _idleReleaser.PauseIf(_nothingWaiting);
             }
 
+            return;
+        }
+
+        if (ContextUnload.IsUnloading)
+        {
+            // What a live pool keeps stays until the pool is disposed or collected; its ticks would hold the context.
+            ((IReclaimablePool)this).PauseForUnload();
             return;
         }
 

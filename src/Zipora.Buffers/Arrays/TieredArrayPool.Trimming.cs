@@ -13,8 +13,17 @@ public sealed partial class TieredArrayPool
     public void Trim() => DropCached(_everyClass);
 
     /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
+    void IReclaimablePool.PauseForUnload() => _idleReleaser?.PauseIf(static () => true);
+
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
+        if (ContextUnload.IsUnloading)
+        {
+            // Its ticks would hold the unloading context; what it caches goes with the pool (see ContextUnload).
+            ((IReclaimablePool)this).PauseForUnload();
+            return;
+        }
+
         if (!_registry.MayHaveCaches && Volatile.Read(ref _depotBytes) == 0)
         {
             // Nothing cached anywhere, so nothing to drop: an idle pool's tick costs two reads. The activity it skips

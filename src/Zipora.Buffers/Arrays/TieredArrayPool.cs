@@ -51,6 +51,9 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
 
     private readonly ThreadCacheRegistry<ArrayThreadCache> _registry;
 
+    // Null with an infinite IdleReleaseDelay.
+    private readonly IdleReleaser? _idleReleaser;
+
     // The registry's id, which this pool's thread caches carry (see ArrayThreadCache).
     private readonly long _cacheId;
     private readonly long[] _retiredHits;
@@ -128,7 +131,8 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
             if (options.IdleReleaseDelay != Timeout.InfiniteTimeSpan)
             {
                 // Kept by the clock's shared ticker, and holding this pool weakly: an array pool is never disposed.
-                _ = new IdleReleaser(this, clock, options.TimeProvider);
+                // Kept here too, to be paused when the library's context unloads (see ContextUnload).
+                _idleReleaser = new IdleReleaser(this, clock, options.TimeProvider);
             }
 
             // The name the meter reports it under, numbered when another live pool has it: what Name is documented as.

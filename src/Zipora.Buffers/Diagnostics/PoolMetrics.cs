@@ -47,6 +47,12 @@ internal static class PoolMetrics
     public static Meter Meter => s_meter;
 
     /// <summary>
+    /// Disposes the meter for the unload of the library's context: the runtime keeps every meter in a list of its own
+    /// until it is disposed, and the instruments' callbacks hold the context (see <see cref="ContextUnload"/>).
+    /// </summary>
+    public static void DisposeMeter() => s_meter.Dispose();
+
+    /// <summary>
     /// Makes the pool visible to the meter for as long as it lives and is not disposed; returns its owner tag, which
     /// becomes its <see cref="TieredMemoryPool.Name"/> (documented as that tag, numbered or not).
     /// </summary>

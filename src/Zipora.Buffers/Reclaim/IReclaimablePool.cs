@@ -20,4 +20,10 @@ internal interface IReclaimablePool
     /// ticks. A disposed pool frees here what had to wait out its delay.
     /// </summary>
     void ReleaseIdle(long now, long delayInTicks);
+
+    /// <summary>
+    /// The library's context unloads: the pool's idle ticks stop once nothing waits to be unmapped (they hold the
+    /// context through the ticker's timer), and stop again at each tick from then on (see <see cref="ContextUnload"/>).
+    /// </summary>
+    void PauseForUnload();
 }

@@ -55,7 +55,9 @@ internal sealed class MemoryPressureWatcher
 
     ~MemoryPressureWatcher()
     {
-        if (Environment.HasShutdownStarted)
+        // Not renewed once the library's context unloads: a sentinel renewed at every collection keeps the context
+        // reachable at every collection (see ContextUnload).
+        if (Environment.HasShutdownStarted || ContextUnload.IsUnloading)
         {
             return;
         }
@@ -98,6 +100,7 @@ internal sealed class MemoryPressureWatcher
             RuntimeHelpers.RunClassConstructor(typeof(PinnedMemoryCollector).TypeHandle);
             _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
             _ = new MemoryPressureWatcher();
+            ContextUnload.Watch();
         }
 
         // Not only where a limit was found at start-up: one set on the running container later is as deadly; with no
@@ -117,7 +120,7 @@ internal sealed class MemoryPressureWatcher
     {
         lock (s_timerLock)
         {
-            if (s_cgroupTimer is not null)
+            if (s_cgroupTimer is not null || ContextUnload.IsUnloading)
             {
                 return;
             }
@@ -140,6 +143,19 @@ internal sealed class MemoryPressureWatcher
             {
                 BackgroundFailures.Report("the cgroup pressure timer's start", error);
             }
+        }
+    }
+
+    /// <summary>
+    /// Stops the cgroup timer for the unload of the library's context: a periodic timer is rooted in the runtime's timer
+    /// queue, and its callback holds the context (see <see cref="ContextUnload"/>). The sentinel stops at its next
+    /// finalization, which <see cref="ContextUnload.IsUnloading"/> keeps from making another.
+    /// </summary>
+    public static void StopForUnload()
+    {
+        lock (s_timerLock)
+        {
+            s_cgroupTimer?.Dispose();
         }
     }
 

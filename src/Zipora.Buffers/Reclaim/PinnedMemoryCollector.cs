@@ -116,9 +116,27 @@ internal static class PinnedMemoryCollector
         }
     }
 
+    /// <summary>
+    /// Disarms the deferred timer for the unload of the library's context, and keeps it disarmed: armed, it is rooted in
+    /// the runtime's timer queue and holds the context for up to <see cref="MinimumInterval"/> (see <see cref="ContextUnload"/>).
+    /// </summary>
+    public static void StopForUnload()
+    {
+        lock (s_lock)
+        {
+            Array.Clear(s_deferred);
+            _ = s_deferredTimer.Change(Timeout.Infinite, Timeout.Infinite);
+        }
+    }
+
     /// <summary>Arms the deferred timer for the end of the rest (the caller holds <see cref="s_lock"/>).</summary>
     private static void RearmUnsynchronized()
     {
+        if (ContextUnload.IsUnloading)
+        {
+            return;
+        }
+
         long due = s_lastCollection + (long)MinimumInterval.TotalMilliseconds - Environment.TickCount64;
         _ = s_deferredTimer.Change(Math.Clamp(due, 1, uint.MaxValue - 1), Timeout.Infinite);
     }
