@@ -24,6 +24,7 @@ using Zipora.Buffers;
 //   kestrel   - a Kestrel server on AddTieredMemoryPool() after a burst of large uploads and downloads, while native
 //               memory grows toward the limit; then it serves again (see KestrelBurst). Arguments: the cgroup's
 //               limit file, the mode, the seconds of quiet after the burst.
+//   exit      - the process ends while the pools are busy (see ExitStorm), as the second argument says: exit, return, throw.
 const int Megabyte = 1024 * 1024;
 string scenario = args.Length > 0 ? args[0] : "defaults";
 if (scenario == "defaults")
@@ -62,6 +63,11 @@ if (scenario == "sustained")
 if (scenario == "kestrel")
 {
     return await KestrelBurst.RunAsync(args[1], args[2], TimeSpan.FromSeconds(int.Parse(args[3], CultureInfo.InvariantCulture)));
+}
+
+if (scenario == "exit")
+{
+    return Zipora.Buffers.ContainerProbe.ExitStorm.EndTheProcess(args[1]);
 }
 
 if (scenario != "pressure")

@@ -52,7 +52,14 @@ internal static partial class IsolatedProcess
         Environment.GetEnvironmentVariable(Variable) == NameOf(testClass, method);
 
     /// <summary>Runs <paramref name="method"/> alone in a child process; its exit code and everything it printed.</summary>
-    public static (int ExitCode, string Output) Run(Type testClass, string method, params (string Name, string Value)[] environment)
+    public static (int ExitCode, string Output) Run(Type testClass, string method, params (string Name, string Value)[] environment) =>
+        Run(testClass, method, TimeSpan.FromMinutes(5), environment);
+
+    /// <summary>
+    /// <c>Run</c> bounded by <paramref name="timeout"/>: a child that
+    /// hangs (the exit probes' children end the process themselves) fails the test with <see cref="TimeoutException"/>.
+    /// </summary>
+    public static (int ExitCode, string Output) Run(Type testClass, string method, TimeSpan timeout, params (string Name, string Value)[] environment)
     {
         string name = NameOf(testClass, method);
         var start = new ProcessStartInfo("dotnet")
@@ -65,7 +72,7 @@ internal static partial class IsolatedProcess
             start.Environment[variable] = value;
         }
 
-        return ChildProcess.Run(start, TimeSpan.FromMinutes(5));
+        return ChildProcess.Run(start, timeout);
     }
 
     /// <summary>
