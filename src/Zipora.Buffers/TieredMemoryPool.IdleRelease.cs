@@ -60,9 +60,10 @@ public sealed partial class TieredMemoryPool
         }
     }
 
-    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
+    /// <summary>Stops the idle ticks for the unload of the library's context, once nothing of the pool waits to be unmapped.</summary>
     void IReclaimablePool.PauseForUnload() => _idleReleaser.PauseIf(_nothingWaiting);
 
+    /// <summary>Called by the idle releaser's timer, four times per delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         // Before any leaked block leaves the quarantine: a segmented buffer that holds one was collected, and must be

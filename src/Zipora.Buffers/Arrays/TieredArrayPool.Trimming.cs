@@ -12,9 +12,10 @@ public sealed partial class TieredArrayPool
     /// </summary>
     public void Trim() => DropCached(_everyClass);
 
-    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
+    /// <summary>Stops the idle ticks for the unload of the library's context: an array pool waits for nothing to be unmapped.</summary>
     void IReclaimablePool.PauseForUnload() => _idleReleaser?.PauseIf(static () => true);
 
+    /// <summary>Drops the arrays of the classes that saw no rent or return for the whole delay.</summary>
     void IReclaimablePool.ReleaseIdle(long now, long delayInTicks)
     {
         if (ContextUnload.IsUnloading)
