@@ -81,6 +81,45 @@ public sealed class ForeignReleaserTests
         }
     }
 
+    [Fact]
+    public void ALeakedManagerWhoseReclaimRunsOutOfManagedMemoryIsOfferedAgainAtALaterCollection()
+    {
+        // In a process of its own: the test counts collections and finalizer runs, which the suite's other tests disturb.
+        if (IsolatedProcess.RunsElsewhere(typeof(ForeignReleaserTests), nameof(ALeakedManagerWhoseReclaimRunsOutOfManagedMemoryIsOfferedAgainAtALaterCollection)))
+        {
+            return;
+        }
+
+        var releaser = new OutOfMemoryOnceReleaser();
+        nint block = Leak(releaser);
+        try
+        {
+            // The first offer (at the second collection that finds the rent unreachable) runs out of managed memory,
+            // as a quarantine at the GC heap limit does: the manager must stay the leaked rent's, live and registered,
+            // so a later collection offers it again. Left marked returned, no collection ever would, and the pool
+            // would count the block in use for good.
+            for (int i = 0; i < 16 && releaser.Taken is null; i++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+
+            Assert.True(releaser.Taken is not null, $"the block was offered {releaser.Calls} time(s) and never again after the offer that ran out of memory");
+            Assert.Equal(2, releaser.Calls);
+            Assert.True(releaser.Taken.IsReturned, "the block taken on the second offer is not marked returned");
+
+            // The failed offer did not count as a reclaim: one move of the generation, for the one that succeeded.
+            Assert.Equal(1, releaser.Taken.Generation);
+        }
+        finally
+        {
+            unsafe
+            {
+                NativeMemory.Free((void*)block);
+            }
+        }
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static unsafe nint Leak(INativeMemoryReleaser releaser)
     {
@@ -101,6 +140,29 @@ public sealed class ForeignReleaserTests
         {
             Interlocked.Increment(ref _calls);
             throw new InvalidOperationException(Refusal);
+        }
+    }
+
+    /// <summary>Runs out of managed memory at its first <c>Reclaim</c>, as a quarantine at the GC heap limit does, and keeps the block at the next.</summary>
+    private sealed class OutOfMemoryOnceReleaser : INativeMemoryReleaser
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public NativeMemoryManager? Taken { get; private set; }
+
+        public void Release(NativeMemoryManager buffer) => throw new InvalidOperationException("only leaks come here");
+
+        [System.Diagnostics.CodeAnalysis.SuppressMessage("Usage", "CA2201:Do not raise reserved exception types", Justification = "It stands in for the runtime's own, thrown by a quarantine's list at the heap limit.")]
+        public void Reclaim(NativeMemoryManager buffer)
+        {
+            if (Interlocked.Increment(ref _calls) == 1)
+            {
+                throw new OutOfMemoryException("the quarantine's list could not grow");
+            }
+
+            Taken = buffer;
         }
     }
 }
