@@ -40,6 +40,28 @@ public sealed class DisposedPoolDrainTests
         Assert.True(final.MunmapCalls > unmapsBefore, final.ToString());
     }
 
+    [Theory]
+    [InlineData(100)]
+    [InlineData(4096)]
+    public void ABufferReturnedAfterATrimOfTheDisposedPoolIsStillUnmappedOneDelayLater(int size)
+    {
+        var time = new FakeTimeProvider();
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time });
+        IMemoryOwner<byte> late = pool.Rent(size);
+        pool.Dispose();
+        long unmapsBefore = pool.GetStatistics().MunmapCalls;
+
+        // A trim after the dispose (a caller's, memory pressure's) must leave the slab tier's caches closed: reopened,
+        // the late return lands in this thread's cache of a tier that is gone, and its slab is never let go of.
+        pool.Trim();
+        late.Dispose();
+        Assert.True(pool.GetStatistics().BytesAwaitingRelease > 0, $"the late return's slab was not let go of\n{pool.GetStatistics()}");
+        AdvanceTicks(time, 6);
+        TieredMemoryPoolStatistics final = pool.GetStatistics();
+        Assert.Equal(0, final.BytesAwaitingRelease);
+        Assert.True(final.MunmapCalls > unmapsBefore, final.ToString());
+    }
+
     private static void AdvanceTicks(FakeTimeProvider time, int ticks)
     {
         for (int tick = 0; tick < ticks; tick++)
