@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Threading;
 
 namespace Zipora.Buffers;
@@ -131,19 +132,21 @@ internal sealed class SizeClassDepot<T>
         }
     }
 
-    /// <summary>Adds one block; <see langword="false"/> once the depot is closed (its tier disposed).</summary>
-    public bool TryPut(T buffer)
+    /// <summary>Adds one buffer.</summary>
+    /// <remarks>
+    /// Never called on a closed depot, so it has no closed check (a mutation that dropped one went unnoticed, and every
+    /// caller discarded its answer: a block refused here was stranded just as one put in a closed depot is). The array
+    /// pool never closes its depots; a slab tier puts here only inside its thread cache's handshake with the caches
+    /// open, which its dispose waits out before it drains and closes the depots, or from a trim holding the trim lock
+    /// and finding the tier not disposed, where the dispose takes that lock to close them.
+    /// </remarks>
+    public void Put(T buffer)
     {
         lock (_lock)
         {
-            if (_closed)
-            {
-                return false;
-            }
-
+            Debug.Assert(!_closed, "only a disposed slab tier closes its depots, and nothing puts into them after that");
             EnsureRoomUnsynchronized(1);
             _items[_count++] = buffer;
-            return true;
         }
     }
 

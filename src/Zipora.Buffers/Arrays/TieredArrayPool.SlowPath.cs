@@ -217,7 +217,7 @@ public sealed partial class TieredArrayPool
         {
             try
             {
-                _ = _depots[classIndex].TryPut(array);
+                _depots[classIndex].Put(array);
                 return;
             }
             catch (OutOfMemoryException)

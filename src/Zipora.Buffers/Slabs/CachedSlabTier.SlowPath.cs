@@ -152,7 +152,7 @@ internal abstract partial class CachedSlabTier<TClasses>
                 {
                     // Not cached per thread: straight to the depot, counted as a return and a move out.
                     stack.NetTransfers--;
-                    _ = _depots[classIndex].TryPut(buffer);
+                    _depots[classIndex].Put(buffer);
                 }
                 else if (!stack.TryPush(buffer))
                 {

@@ -191,7 +191,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     {
         foreach (NativeMemoryManager buffer in blocks)
         {
-            _ = _depots[TClasses.ClassIndexOfBlock(buffer.Length)].TryPut(buffer);
+            _depots[TClasses.ClassIndexOfBlock(buffer.Length)].Put(buffer);
         }
     }
 
