@@ -167,19 +167,10 @@ internal static class PinnedMemoryCollector
                     return;
                 }
 
-                long now = Environment.TickCount64;
-                if (now - s_lastCollection < (long)MinimumInterval.TotalMilliseconds)
+                if (!IsRestedUnsynchronized(MinimumInterval))
                 {
                     RearmUnsynchronized();
                     return;
-                }
-
-                // One collection is the whole heap's: every deferred allocator's arrays go with it.
-                s_lastCollection = now;
-                for (int i = 0; i < s_deferred.Length; i++)
-                {
-                    s_deferred[i]?.ResetUnmappedBytes();
-                    s_deferred[i] = null;
                 }
             }
 
@@ -212,21 +203,38 @@ internal static class PinnedMemoryCollector
     /// <summary>Whether the last collection is at least <paramref name="interval"/> ago; marks a new one when so.</summary>
     private static bool IsRested(TimeSpan interval)
     {
-        long now = Environment.TickCount64;
         lock (s_lock)
         {
-            if (now - s_lastCollection < (long)interval.TotalMilliseconds)
-            {
-                return false;
-            }
-
-            s_lastCollection = now;
-            return true;
+            return IsRestedUnsynchronized(interval);
         }
+    }
+
+    /// <summary>As <see cref="IsRested"/>, for a caller that holds <see cref="s_lock"/>.</summary>
+    private static bool IsRestedUnsynchronized(TimeSpan interval)
+    {
+        long now = Environment.TickCount64;
+        if (now - s_lastCollection < (long)interval.TotalMilliseconds)
+        {
+            return false;
+        }
+
+        s_lastCollection = now;
+        return true;
     }
 
     private static void Collect()
     {
+        lock (s_lock)
+        {
+            // One collection is the whole heap's: the arrays of every allocator waiting for the rest's end go with it,
+            // whoever asked for it, so the deferred timer does not ask for a second full blocking collection for them.
+            for (int i = 0; i < s_deferred.Length; i++)
+            {
+                s_deferred[i]?.ResetUnmappedBytes();
+                s_deferred[i] = null;
+            }
+        }
+
         Interlocked.Increment(ref s_collections);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
