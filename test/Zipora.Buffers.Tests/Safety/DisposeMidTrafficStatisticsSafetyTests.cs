@@ -15,6 +15,11 @@ namespace Zipora.Buffers.Tests;
 /// they have, the statistics are exact (every rent returned, nothing in use or retained) and, after the delay, every
 /// byte mapped has been given back.
 /// </summary>
+/// <remarks>
+/// Reads <c>/proc/self/maps</c> for the buffers' own ranges, so it runs alone: beside the parallel tests, their new
+/// mappings landed on 55 of the ranges the pool had unmapped (a fresh-clone run), more than the tenth allowed for.
+/// </remarks>
+[Collection(nameof(HugepageTests))]
 public sealed class DisposeMidTrafficStatisticsSafetyTests
 {
     private static readonly int[] s_sizes = [48, 900, 3_000, 16_000, 70_000, 600_000, 3 * 1024 * 1024];
