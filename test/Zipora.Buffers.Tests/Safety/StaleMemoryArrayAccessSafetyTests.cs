@@ -1,10 +1,7 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -28,13 +25,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(nameof(HugepageTests))]
 public sealed class StaleMemoryArrayAccessSafetyTests
 {
-    private const int Probes = 64;
-    private const int MaxCollections = 16;
-    private const int MaxTicks = 8;
-    private static readonly ConcurrentDictionary<int, Memory<byte>> s_revived = new();
-    private static readonly ConcurrentDictionary<int, bool> s_mayRevive = new();
-    private static int s_nextWrapper;
-
     public static TheoryData<int> Sizes => [.. SafetyCases.OneSizePerTier];
 
     public static TheoryData<int, DiagnosticLevel> SizesWithAndWithoutDiagnostics
@@ -99,69 +89,14 @@ public sealed class StaleMemoryArrayAccessSafetyTests
     {
         var time = new FakeTimeProvider();
         using TieredMemoryPool pool = SafetyCases.Pool(OwnerMode.PinnedArrays, time);
-        int id = DropAWrapperThatRevivesItsMemoryWhenAllowed(pool, size, out OwnerRange block);
-        for (int i = 0; i < MaxCollections && pool.GetStatistics().LeaksReclaimed == 0; i++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-        }
-
-        Assert.Equal(1, pool.GetStatistics().LeaksReclaimed);
-        s_mayRevive[id] = true;
-        SafetyCases.CollectEverything();
-        Assert.True(s_revived.TryRemove(id, out Memory<byte> revived), "the wrapper's finalizer did not revive its memory");
-
-        // Wait out the quarantine with the class kept busy (so its idle release keeps the block), then rent until the
-        // reclaimed block is handed out again, as RevivedAfterReclaimSafetyTests does.
-        for (int tick = 0; tick < MaxTicks && pool.GetStatistics().BytesQuarantined > 0; tick++)
-        {
-            SafetyCases.Advance(time, SafetyCases.IdleDelay / 4);
-            pool.Rent(size).Dispose();
-        }
-
+        int id = RevivalAfterReclaim.RentAndDrop(pool, size, static owner => owner.Memory, out OwnerRange block);
+        Memory<byte> revived = RevivalAfterReclaim.ReviveOnceReclaimed<Memory<byte>>(pool, id);
         var renters = new List<IMemoryOwner<byte>>();
-        IMemoryOwner<byte>? newRenter = null;
-        for (int i = 0; i < Probes && newRenter is null; i++)
-        {
-            IMemoryOwner<byte> renter = pool.Rent(size);
-            renters.Add(renter);
-            if (SafetyCases.RangeOf(renter).Overlaps(block))
-            {
-                newRenter = renter;
-            }
-        }
-
-        Assert.True(newRenter is not null, $"the reclaimed block {block} was not handed out again in {Probes} rents after its quarantine");
+        _ = RevivalAfterReclaim.RentUntilHandedOutAgain(pool, time, size, block, renters);
         Assert.Throws<ObjectDisposedException>(() => revived.Span.Length);
         Assert.False(
             MemoryMarshal.TryGetArray<byte>(revived, out ArraySegment<byte> reached),
             $"the revived Memory reached an array of {reached.Count} bytes: the one the pool gave the next renter of {block}");
         renters.ForEach(static renter => renter.Dispose());
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int DropAWrapperThatRevivesItsMemoryWhenAllowed(TieredMemoryPool pool, int size, out OwnerRange block)
-    {
-        IMemoryOwner<byte> owner = pool.Rent(size);
-        block = SafetyCases.RangeOf(owner);
-        int id = Interlocked.Increment(ref s_nextWrapper);
-        _ = new RevivesWhenAllowed(owner.Memory, id);
-        return id;
-    }
-
-    /// <summary>A finalizer that finalizes again until the test allows it to keep the <c>Memory</c> (and so its owner).</summary>
-    private sealed class RevivesWhenAllowed(Memory<byte> memory, int id)
-    {
-        ~RevivesWhenAllowed()
-        {
-            if (s_mayRevive.ContainsKey(id))
-            {
-                s_revived[id] = memory;
-            }
-            else
-            {
-                GC.ReRegisterForFinalize(this);
-            }
-        }
     }
 }
