@@ -21,8 +21,15 @@ public static class TieredMemoryPoolServiceCollectionExtensions
     /// Adjusts the options, which start with <see cref="TieredMemoryPoolOptions.UsePinnedArrays"/> on because Kestrel's
     /// socket transport needs array-backed buffers: the only default this call sets, once, and ahead of every other
     /// configuration of the options, so a value the application sets (before or after this call, in code or bound
-    /// from configuration) wins. Invalid values throw <see cref="ArgumentException"/> when the pool is first resolved.
+    /// from configuration) wins. Invalid values throw <see cref="ArgumentException"/> when the pool is first resolved
+    /// (for Kestrel, as the server starts).
     /// </param>
+    /// <remarks>
+    /// Call it after <c>WebHost.UseKestrel()</c> or <c>UseKestrelCore()</c> if the application calls them: each registers
+    /// Kestrel's own factory again, which would win. The options are validated as the host starts, and fail with
+    /// <see cref="OptionsValidationException"/> saying so when a later registration replaced this one (also when the
+    /// options are first made, outside a host).
+    /// </remarks>
     /// <returns><paramref name="services"/>, for chaining.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> is <see langword="null"/>.</exception>
     /// <exception cref="InvalidOperationException">
@@ -49,8 +56,12 @@ public static class TieredMemoryPoolServiceCollectionExtensions
         services.TryAddSingleton(static provider => new TieredMemoryPool(provider.GetRequiredService<IOptions<TieredMemoryPoolOptions>>().Value));
         services.TryAddSingleton(static provider => new TieredMemoryPoolFactory(provider.GetRequiredService<TieredMemoryPool>()));
 
-        // Added, not tried: Kestrel registers its own factory first, and the last registration is the one resolved.
-        services.AddSingleton<IMemoryPoolFactory<byte>>(static provider => provider.GetRequiredService<TieredMemoryPoolFactory>());
+        // Added, not tried: Kestrel registers its own factory first, and the last registration is the one resolved. A
+        // later UseKestrel() registers Kestrel's again: the check fails the host's start then, rather than let Kestrel
+        // run on its own pool unseen.
+        services.AddSingleton(typeof(IMemoryPoolFactory<byte>), FactoryRegistrationCheck.FactoryOfThePool);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TieredMemoryPoolOptions>>(new FactoryRegistrationCheck(services)));
+        options.ValidateOnStart();
         return services;
     }
 }
