@@ -332,6 +332,27 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The calling thread's medium cache capacity for <paramref name="size"/> (tests watch the adaptation with it).</summary>
     internal int ThreadCacheCapacity(int size) => _medium.CapacityOnThisThread(size);
 
+    /// <summary>
+    /// As <see cref="Rent"/>, with an owner of the rent's own whatever <see cref="TieredMemoryPoolOptions.ReuseOwners"/>
+    /// says: for the views <see cref="TieredMemoryPoolFactory"/> hands Kestrel, which files one owner in two places when
+    /// a rent of its is refused (a cap, or the OS out of memory) and disposes it twice; a reused owner's second dispose
+    /// would return a block another connection rented since.
+    /// </summary>
+    internal IMemoryOwner<byte> RentWithAnOwnerOfItsOwn(int minBufferSize)
+    {
+        if (!_reuseOwners)
+        {
+            return Rent(minBufferSize);
+        }
+
+        // The owner before the block, as every rent makes it: out of managed memory for it, nothing has been taken.
+        var owner = new BlockOwner();
+        IMemoryOwner<byte> rented = Rent(minBufferSize);
+
+        // Anything but the bare block is a diagnostic owner, one per rent already.
+        return rented is Native.NativeMemoryManager block ? owner.Hold(block) : rented;
+    }
+
     /// <summary>The rent counter of one owner of pools created by <see cref="TieredMemoryPoolFactory"/>.</summary>
     internal OwnerCounter CounterFor(string owner) => _owners.CounterFor(owner);
 

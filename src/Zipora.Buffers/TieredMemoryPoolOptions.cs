@@ -156,7 +156,9 @@ public sealed class TieredMemoryPoolOptions
 
     /// <summary>
     /// Hand out the pooled block's own owner again and again instead of a fresh owner per rent: 0 bytes allocated per
-    /// rent, for callers that dispose every owner exactly once (a <c>Pipe</c>, Kestrel's transport, careful code).
+    /// rent, for callers that dispose every owner exactly once (a <c>Pipe</c>, careful code). Not for Kestrel, which
+    /// disposes an owner twice when a rent of its is refused: the views <see cref="TieredMemoryPoolFactory"/> hands out
+    /// keep an owner per rent in this mode too.
     /// In this mode a second <c>Dispose</c> is ignored only until the block is rented again: a stale dispose after
     /// that returns the new renter's block, two disposes racing may hand the block to two renters, and a
     /// <see cref="Memory{T}"/> kept past <c>Dispose</c> reads and writes the next renter's data once the block is

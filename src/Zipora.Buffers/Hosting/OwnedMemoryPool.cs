@@ -26,7 +26,10 @@ internal sealed class OwnedMemoryPool : MemoryPool<byte>
     /// <summary>The shared pool's <see cref="TieredMemoryPool.MaxBufferSize"/>.</summary>
     public override int MaxBufferSize => _pool.MaxBufferSize;
 
-    /// <summary>Rents from the shared pool, counted under this view's owner.</summary>
+    /// <summary>
+    /// Rents from the shared pool, counted under this view's owner, always with an owner per rent (even with
+    /// <see cref="TieredMemoryPoolOptions.ReuseOwners"/>): a second dispose of it is ignored, whenever it comes.
+    /// </summary>
     /// <inheritdoc cref="TieredMemoryPool.Rent" />
     /// <exception cref="ObjectDisposedException">This view, or the shared pool, was disposed.</exception>
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
@@ -36,7 +39,7 @@ internal sealed class OwnedMemoryPool : MemoryPool<byte>
             ThrowHelper.ThrowViewDisposed(_owner);
         }
 
-        IMemoryOwner<byte> owner = _pool.Rent(minBufferSize);
+        IMemoryOwner<byte> owner = _pool.RentWithAnOwnerOfItsOwn(minBufferSize);
         _counter.CountRent();
         return owner;
     }

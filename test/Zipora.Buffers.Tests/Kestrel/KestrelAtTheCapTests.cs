@@ -16,7 +16,9 @@ namespace Zipora.Buffers.Tests;
 /// Skipped unless <c>ZIPORA_KESTREL_CAP_STORM=1</c> is set (the isolated child inherits it): in about 1 run of 6 Kestrel itself trips over a refused rent. Its
 /// <c>Http1OutputProducer.AddSegment</c> files the current segment as completed before it rents the next one, so a
 /// refusal leaves one owner in two places; the pool then refuses the stale use (<see cref="ObjectDisposedException"/>,
-/// logged by Kestrel as "Connection processing ended abnormally"). And in about 1 run of 8 an HTTP/2 download reads
+/// logged by Kestrel as "Connection processing ended abnormally"), and ignores its second dispose: the factory's views
+/// hand out an owner per rent with <see cref="TieredMemoryPoolOptions.ReuseOwners"/> too
+/// (<see cref="FactoryViewStaleDisposeSafetyTests"/>). And in about 1 run of 8 an HTTP/2 download reads
 /// wrong bytes mid-body, no stream's data but HTTP/2 frames (seen: a HEADERS and a RST_STREAM frame of another stream):
 /// Kestrel's frame writer, refused partway through a DATA frame's payload, leaves the frame short, and the frames
 /// flushed after it are read as its payload. No block was counted twice in any run.
