@@ -49,8 +49,8 @@ public static class KestrelSampleApp
         });
 
         // The one line: Kestrel's socket transport now rents every buffer from the tiered pool. (--pool=default
-        // keeps Kestrel's own pool, and --pool=tiered-reuse the tiered pool with reused owners, so they can be
-        // compared under the same load.)
+        // keeps Kestrel's own pool, so the two can be compared under the same load; --pool=tiered-reuse reuses owners
+        // for the app's own rents, the segmented endpoints', while Kestrel's views keep an owner per rent.)
         string pool = builder.Configuration.GetValue("pool", "tiered")!;
         if (pool != "default")
         {
