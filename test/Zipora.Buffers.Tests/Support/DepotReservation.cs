@@ -107,6 +107,16 @@ internal static class DepotReservation
         AssertMatches(pool, expectedExisting: 0, when);
     }
 
+    /// <summary>
+    /// The monitor of the depot of the class of <paramref name="size"/> in a slab tier: a test holding it keeps every
+    /// other thread's put, take and drain of that class waiting, while its own go on (a monitor is re-entrant).
+    /// </summary>
+    public static object LockOf(TieredMemoryPool pool, string tierField, int size)
+    {
+        object depot = Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!;
+        return depot.GetType().GetField("_lock", Private)!.GetValue(depot)!;
+    }
+
     private static int ClassIndexOf(string tierField, int size)
     {
         string classes = tierField == "_small" ? "Zipora.Buffers.SmallClasses" : "Zipora.Buffers.MediumClasses";

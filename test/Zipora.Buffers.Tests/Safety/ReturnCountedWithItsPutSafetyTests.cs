@@ -1,0 +1,99 @@
+using System;
+using System.Buffers;
+using System.Threading;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// A block returned while a trim has its tier's caches closed goes to its class's depot, and is counted as a return
+/// under the depot's lock, with the put (<c>SizeClassDepot.TryPutCounted</c>). Counted before the lock, a return
+/// stalled between its count and its put was seen by a rent at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>,
+/// whose trim then drained the depot without its block; that trim noted the count as the pool's last activity, and
+/// every later rent at the cap rested on it, refused, with the block's slab free and nothing else in use (see
+/// <c>LimitTrim</c>). <see cref="ReturnDuringAnotherTrimAtTheCapSafetyTests"/> pins the path but not the timing: no
+/// call lies between the count and the put. Here the test holds the depot's lock, so the return waits at it, and makes
+/// the rent at the cap on the holding thread, whose trim drains the depot through the re-entrant lock: the interleaving
+/// the race needs, every run.
+/// </summary>
+public sealed class ReturnCountedWithItsPutSafetyTests
+{
+    [Fact]
+    public void ARentAtTheCapFindsABlockWhoseReturnWaitedForTheDepotDuringAnotherRentsTrim()
+    {
+        long slab = LiveMappingsAllocator.MappedBytesOfOne(4096);
+        Assert.Equal(slab, LiveMappingsAllocator.MappedBytesOfOne(2048));
+        Assert.Equal(slab, LiveMappingsAllocator.MappedBytesOfOne(1024));
+        var allocator = new LiveMappingsAllocator();
+        TieredMemoryPoolOptions options = allocator.PoolOptions(OwnerMode.Default, new FakeTimeProvider());
+        options.AdaptiveCaches = false;
+        options.MaxBytesInUse = 2 * slab;
+        using var pool = new TieredMemoryPool(options);
+
+        // A 4 KB block on a slab of its own, and a free 2 KB block on another: the cap is full.
+        IMemoryOwner<byte> block = pool.Rent(4096);
+        pool.Rent(2048).Dispose();
+
+        // A trim lets go of the 2 KB slab and is held in its page drop, the medium tier's caches closed.
+        using var held = new ManualResetEventSlim();
+        using var proceed = new ManualResetEventSlim();
+        int armed = 1;
+        allocator.AdviseOrRefuse = length =>
+        {
+            if ((long)length == slab && Interlocked.Exchange(ref armed, 0) == 1)
+            {
+                held.Set();
+                _ = proceed.Wait(TimeSpan.FromSeconds(10));
+            }
+
+            return true;
+        };
+        var trimmer = new Thread(pool.Trim);
+        trimmer.Start();
+        object depotLock = DepotReservation.LockOf(pool, "_medium", 4096);
+        var returner = new Thread(block.Dispose);
+        IMemoryOwner<byte>? filler = null;
+        Monitor.Enter(depotLock);
+        try
+        {
+            Assert.True(held.Wait(TimeSpan.FromSeconds(10)), $"the trim dropped no slab's pages\n{pool.GetStatistics()}");
+
+            // The 4 KB block comes back on a thread of its own, to the depot (the caches are closed), and waits for its lock.
+            returner.Start();
+            Assert.True(SpinWait.SpinUntil(() => (returner.ThreadState & ThreadState.WaitSleepJoin) != 0, TimeSpan.FromSeconds(10)), "the return never waited for the depot");
+            proceed.Set();
+            Assert.True(trimmer.Join(TimeSpan.FromSeconds(10)), "the trim never ended");
+
+            // A slab of the room the 2 KB one left; then a 1 KB rent, which needs the 4 KB block's slab: its trim drains
+            // the depot before the block is in it. Refused, rightly: the block's return has not ended.
+            filler = pool.Rent(2048);
+            _ = RentRefusal(pool, 1024);
+        }
+        finally
+        {
+            proceed.Set();
+            Monitor.Exit(depotLock);
+        }
+
+        Assert.True(returner.Join(TimeSpan.FromSeconds(10)), "the return never ended");
+
+        // The return has ended: the 4 KB block's slab is free, and the 1 KB rent is served from its room.
+        InsufficientMemoryException? afterReturning = RentRefusal(pool, 1024);
+        Assert.True(afterReturning is null, $"a 1 KB rent was refused with the 4 KB block's slab free, its return having waited for the depot during another rent's trim: {afterReturning?.Message}\n{pool.GetStatistics()}");
+        filler?.Dispose();
+    }
+
+    /// <summary>Rents <paramref name="size"/> bytes and returns the buffer; what refused it, if anything.</summary>
+    private static InsufficientMemoryException? RentRefusal(TieredMemoryPool pool, int size)
+    {
+        try
+        {
+            pool.Rent(size).Dispose();
+            return null;
+        }
+        catch (InsufficientMemoryException error)
+        {
+            return error;
+        }
+    }
+}
