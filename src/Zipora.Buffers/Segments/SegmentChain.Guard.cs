@@ -28,6 +28,14 @@ internal partial struct SegmentChain
     private const long OneCallLeft = 1L << 32;
 
     /// <summary>
+    /// A test's way in where a dispose that found a call inside looks again: the store that frees the guard, of a call
+    /// whose read of the disposed flag came before the dispose raised it, may land there (see
+    /// <see cref="ReleaseAfterDisposeFoundTheGuardTaken"/>). No thread can be held there otherwise. Null in use: read
+    /// only on that path, which only a dispose racing a call takes.
+    /// </summary>
+    internal static Action? s_beforeDisposeLooksAgain;
+
+    /// <summary>
     /// Starts a call that only reads the chain, without the guard: false when a call is inside or the buffer was
     /// disposed (the caller then takes the guard). Every field read before <see cref="ReadWasQuiet"/> says true may be
     /// torn, and is only to be used after it; what was read is used only if <see cref="IsStillItsOwn"/> says so too.
@@ -178,6 +186,7 @@ internal partial struct SegmentChain
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseAfterDisposeFoundTheGuardTaken()
     {
+        s_beforeDisposeLooksAgain?.Invoke();
         Interlocked.MemoryBarrierProcessWide();
         _ = ReleaseForGood();
     }
