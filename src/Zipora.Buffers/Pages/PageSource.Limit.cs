@@ -29,6 +29,13 @@ internal sealed partial class PageSource
     public long LimitRefusals => Volatile.Read(ref _limitRefusals);
 
     /// <summary>
+    /// A test's way into the refusal of the limit, after its last count and before the caller acts on it, where room
+    /// another thread gives back may land (a refused mapping must not then be served by the fallback, see
+    /// <c>TryMapPlain</c>). Null in use: it costs a read on the path of a refusal, after its trims.
+    /// </summary>
+    internal Action? AfterLimitRefusal { get; set; }
+
+    /// <summary>
     /// Counts a mapping as on its way out: taken out of a tier's cache, under the tier's lock, to be given back outside
     /// it (an eviction on a return, an idle tick). It is still counted against the limit, and a trim can no longer
     /// reach it: a rent at the limit whose trim ran meanwhile found nothing to free and was refused, though the room
@@ -73,6 +80,7 @@ internal sealed partial class PageSource
         }
 
         Interlocked.Increment(ref _limitRefusals);
+        AfterLimitRefusal?.Invoke();
         return false;
     }
 
