@@ -167,13 +167,22 @@ internal sealed partial class IdleTicker
     /// <summary>False when the timer refused the new due time without throwing (<see cref="ITimer.Change"/> returned false).</summary>
     private bool TryArmTimer(TimeSpan dueTime)
     {
-        if (_timer is not null)
+        // A callback the provider runs inside these calls waits for this due time (see OnTimer).
+        _arming = dueTime;
+        try
         {
-            return _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
-        }
+            if (_timer is not null)
+            {
+                return _timer.Change(dueTime, Timeout.InfiniteTimeSpan);
+            }
 
-        _timer = WithoutExecutionContext(() => _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan));
-        return true;
+            _timer = WithoutExecutionContext(() => _time.CreateTimer(static state => ((IdleTicker)state!).OnTimer(), this, dueTime, Timeout.InfiniteTimeSpan));
+            return true;
+        }
+        finally
+        {
+            _arming = null;
+        }
     }
 
     /// <summary>

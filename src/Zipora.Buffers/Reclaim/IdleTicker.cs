@@ -85,11 +85,18 @@ internal sealed partial class IdleTicker
     // The clock's last reading, for one that throws.
     private long _lastReading;
 
+    // Set while the ticker makes or changes its timer, to the wait it asks for (see OnTimer).
+    private TimeSpan? _arming;
+
+    // The system's timer that runs a firing the provider ran inside CreateTimer or Change (see OnTimer).
+    private readonly Timer _deferredFiring;
+
     private IdleTicker(TimeProvider time)
     {
         _time = time;
         _startedAt = time.GetTimestamp();
         _rearm = WithoutExecutionContext(() => new Timer(static state => ((IdleTicker)state!).Rearm(), this, Timeout.Infinite, Timeout.Infinite));
+        _deferredFiring = WithoutExecutionContext(() => new Timer(static state => ((IdleTicker)state!).OnTimer(), this, Timeout.Infinite, Timeout.Infinite));
     }
 
     /// <summary>Releasers queued or ticking now (tests see that dropped pools leave nothing behind).</summary>
@@ -148,8 +155,22 @@ internal sealed partial class IdleTicker
     /// limit) the firing is reported and a retry armed (see <see cref="RetryAfterFailedFiring"/>); the firing's own
     /// list is made before a releaser leaves the queue, so none is lost.
     /// </summary>
+    /// <remarks>
+    /// A provider may run the callback on the caller's thread inside <see cref="TimeProvider.CreateTimer"/> or
+    /// <see cref="ITimer.Change"/> (or inside a read of its clock, as a fake clock does), which the ticker calls under
+    /// its lock: a firing run there ticked the pools under the lock of whoever called in (a pool being made, a late
+    /// return), and its own arming made the timer again before the first was returned, whose callback fired again, until
+    /// the stack overflowed and the process ended. Such a firing runs on the system's timer instead, after the wait being
+    /// asked for (a callback run inside Change is one that came early), or at once for a callback run inside a read.
+    /// </remarks>
     private void OnTimer()
     {
+        if (Monitor.IsEntered(_lock))
+        {
+            _ = _deferredFiring.Change(_arming ?? TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+            return;
+        }
+
         try
         {
             Fire();
