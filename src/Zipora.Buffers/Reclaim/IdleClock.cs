@@ -86,9 +86,17 @@ internal sealed class IdleClock
             return Epoch;
         }
 
-        LastTickCounted = _time.GetElapsedTime(_lastTickAt, now) >= Period;
+        TimeSpan elapsed = _time.GetElapsedTime(_lastTickAt, now);
+        LastTickCounted = elapsed >= Period;
         if (!LastTickCounted)
         {
+            if (elapsed < TimeSpan.Zero)
+            {
+                // The clock stepped back: a whole period is counted from where it landed, not from a mark it may not
+                // come back to for a year, when nothing would be given back.
+                _lastTickAt = now;
+            }
+
             return Epoch;
         }
 

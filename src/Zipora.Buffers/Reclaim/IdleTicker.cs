@@ -82,8 +82,11 @@ internal sealed partial class IdleTicker
     private long _armedFor = long.MaxValue;
     private int _ticking;
 
-    // The clock's last reading, for one that throws.
+    // The clock's last reading, for one that throws: the ticker's time, which only its forward steps move.
     private long _lastReading;
+
+    // The provider's own last reading, in TimeSpan ticks since the ticker was made: a later one below it stepped back.
+    private long _lastElapsed;
 
     // Set while the ticker makes or changes its timer, to the wait it asks for (see OnTimer).
     private TimeSpan? _arming;
@@ -304,7 +307,7 @@ internal sealed partial class IdleTicker
             try
             {
                 timestamp = _time.GetTimestamp();
-                now = _lastReading = _time.GetElapsedTime(_startedAt, timestamp).Ticks;
+                now = _lastReading = Forward(_time.GetElapsedTime(_startedAt, timestamp).Ticks);
                 return true;
             }
             catch (Exception error)
@@ -316,5 +319,19 @@ internal sealed partial class IdleTicker
         now = _lastReading;
         timestamp = 0;
         return false;
+    }
+
+    /// <summary>
+    /// The ticker's time at a reading of <paramref name="elapsed"/> (the provider's time since the ticker was made):
+    /// the last one moved by how far the clock went forward since the last reading, and left where it was when the clock
+    /// went back. Due times set before a clock stepped back a year would otherwise wait that year: no pool on it was
+    /// ticked, and none gave anything back. Held well below <see cref="long.MaxValue"/>, so a due time a period on
+    /// cannot overflow whatever the clock reads.
+    /// </summary>
+    private long Forward(long elapsed)
+    {
+        Int128 forward = (Int128)elapsed - _lastElapsed;
+        _lastElapsed = elapsed;
+        return forward <= 0 ? _lastReading : (long)Int128.Min((Int128)_lastReading + forward, long.MaxValue / 4);
     }
 }
