@@ -323,15 +323,16 @@ internal sealed partial class IdleTicker
 
     /// <summary>
     /// The ticker's time at a reading of <paramref name="elapsed"/> (the provider's time since the ticker was made):
-    /// the last one moved by how far the clock went forward since the last reading, and left where it was when the clock
-    /// went back. Due times set before a clock stepped back a year would otherwise wait that year: no pool on it was
-    /// ticked, and none gave anything back. Held well below <see cref="long.MaxValue"/>, so a due time a period on
-    /// cannot overflow whatever the clock reads.
+    /// the last one moved by how far the clock went forward since the last reading, at most the longest wait, and left
+    /// where it was when the clock went back. Due times set before a clock stepped back a year would otherwise wait that
+    /// year, and those set while it read <see cref="DateTimeOffset.MaxValue"/> would wait for it to come back there: no
+    /// pool on it was ticked, and none gave anything back. A longer step makes nothing more due (no due time is more
+    /// than a period and a step ahead), and the ticker's time cannot overflow whatever the clock reads.
     /// </summary>
     private long Forward(long elapsed)
     {
         Int128 forward = (Int128)elapsed - _lastElapsed;
         _lastElapsed = elapsed;
-        return forward <= 0 ? _lastReading : (long)Int128.Min((Int128)_lastReading + forward, long.MaxValue / 4);
+        return forward <= 0 ? _lastReading : _lastReading + (long)Int128.Min(forward, s_longestWait.Ticks);
     }
 }

@@ -114,4 +114,33 @@ public sealed class SteppedClockSafetyTests
         Assert.True(mapped >= delay * 3 / 4, $"the region was unmapped {mapped.TotalMilliseconds} ms after its return, within three quarters of its delay of {delay.TotalMilliseconds} ms");
         Assert.True(mapped < 10 * delay, $"the region was still mapped {mapped.TotalMilliseconds} ms after its return (delay {delay.TotalMilliseconds} ms)");
     }
+
+    /// <summary>
+    /// A clock that reads <see cref="DateTimeOffset.MaxValue"/> for a while (a provider on the wall clock, set to its
+    /// end) and then runs on from where it was: the ticks resume and the memory goes back. Before, the due times set
+    /// while it read the end of time waited for the clock to come back there, and nothing was given back again.
+    /// </summary>
+    [Fact]
+    public void IdleMemoryStillGoesBackAfterTheClockReadTheEndOfTimeForAWhile()
+    {
+        var clock = new SteppingClock();
+        using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { IdleReleaseDelay = s_delay, TimeProvider = clock });
+        pool.Rent(100).Dispose();
+        Thread.Sleep(s_delay);
+        clock.PinAt(DateTimeOffset.MaxValue.UtcTicks);
+        Thread.Sleep(2 * s_delay);
+        clock.Unpin();
+        foreach (int size in new[] { 100, 4096, 100_000 })
+        {
+            pool.Rent(size).Dispose();
+        }
+
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < 25 * s_delay && pool.GetStatistics().BytesRetained > 0)
+        {
+            Thread.Sleep(20);
+        }
+
+        Assert.True(pool.GetStatistics().BytesRetained == 0, $"{pool.GetStatistics().BytesRetained} bytes still cached {waited.ElapsedMilliseconds} ms after the clock came back from the end of time (delay {s_delay.TotalMilliseconds} ms)");
+    }
 }
