@@ -53,26 +53,35 @@ public sealed class ReturnCountedWithItsPutSafetyTests
         object depotLock = DepotReservation.LockOf(pool, "_medium", 4096);
         var returner = new Thread(block.Dispose);
         IMemoryOwner<byte>? filler = null;
-        Monitor.Enter(depotLock);
         try
         {
+            // The depot's lock only once the trim is held: it drains every depot before its page drop, and one that
+            // started late (a busy host) found the lock held and waited there, never reaching the drop.
             Assert.True(held.Wait(TimeSpan.FromSeconds(10)), $"the trim dropped no slab's pages\n{pool.GetStatistics()}");
+            Monitor.Enter(depotLock);
+            try
+            {
+                // The 4 KB block comes back on a thread of its own, to the depot (the caches are closed), and waits for its lock.
+                returner.Start();
+                Assert.True(SpinWait.SpinUntil(() => WaitsForAMonitor(returner), TimeSpan.FromSeconds(10)), "the return never waited for the depot");
+                proceed.Set();
+                Assert.True(trimmer.Join(TimeSpan.FromSeconds(10)), "the trim never ended");
 
-            // The 4 KB block comes back on a thread of its own, to the depot (the caches are closed), and waits for its lock.
-            returner.Start();
-            Assert.True(SpinWait.SpinUntil(() => (returner.ThreadState & ThreadState.WaitSleepJoin) != 0, TimeSpan.FromSeconds(10)), "the return never waited for the depot");
-            proceed.Set();
-            Assert.True(trimmer.Join(TimeSpan.FromSeconds(10)), "the trim never ended");
-
-            // A slab of the room the 2 KB one left; then a 1 KB rent, which needs the 4 KB block's slab: its trim drains
-            // the depot before the block is in it. Refused, rightly: the block's return has not ended.
-            filler = pool.Rent(2048);
-            _ = RentRefusal(pool, 1024);
+                // A slab of the room the 2 KB one left; then a 1 KB rent, which needs the 4 KB block's slab: its trim drains
+                // the depot before the block is in it. Refused, rightly: the block's return has not ended.
+                filler = pool.Rent(2048);
+                _ = RentRefusal(pool, 1024);
+            }
+            finally
+            {
+                Monitor.Exit(depotLock);
+            }
         }
         finally
         {
+            // Failed early, the trim must not stay held, nor wait on the events once disposed (a throw on its thread).
             proceed.Set();
-            Monitor.Exit(depotLock);
+            _ = trimmer.Join(TimeSpan.FromSeconds(10));
         }
 
         Assert.True(returner.Join(TimeSpan.FromSeconds(10)), "the return never ended");
@@ -81,6 +90,28 @@ public sealed class ReturnCountedWithItsPutSafetyTests
         InsufficientMemoryException? afterReturning = RentRefusal(pool, 1024);
         Assert.True(afterReturning is null, $"a 1 KB rent was refused with the 4 KB block's slab free, its return having waited for the depot during another rent's trim: {afterReturning?.Message}\n{pool.GetStatistics()}");
         filler?.Dispose();
+    }
+
+    /// <summary>
+    /// Whether <paramref name="thread"/> sits in a managed wait for 50 ms on end. On the return's path, from its
+    /// read of the closed caches on, only the depot's lock is one: a thread blocked on a type initializer (or the
+    /// JIT) reads as running, not waiting (measured on .NET 10), and the only other monitor, the registry's, no
+    /// thread holds for long here; the 50 ms keep a brief wait for it from passing for the depot's.
+    /// </summary>
+    private static bool WaitsForAMonitor(Thread thread)
+    {
+        long until = Environment.TickCount64 + 50;
+        while (Environment.TickCount64 < until)
+        {
+            if ((thread.ThreadState & ThreadState.WaitSleepJoin) == 0)
+            {
+                return false;
+            }
+
+            Thread.Sleep(1);
+        }
+
+        return true;
     }
 
     /// <summary>Rents <paramref name="size"/> bytes and returns the buffer; what refused it, if anything.</summary>
