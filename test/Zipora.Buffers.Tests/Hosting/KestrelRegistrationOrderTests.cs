@@ -74,9 +74,10 @@ public sealed class KestrelRegistrationOrderTests
     }
 
     [Fact]
-    public void TheCallMadeTwiceOrFollowedByAKeyedFactoryKeepsThePoolAsTheFactory()
+    public void TheCallMadeTwiceBesideKeyedFactoriesKeepsThePoolAsTheFactory()
     {
         var services = new ServiceCollection();
+        services.AddKeyedSingleton<IMemoryPoolFactory<byte>, SharedPoolFactory>("before");
         services.AddTieredMemoryPool();
         services.AddTieredMemoryPool(options => options.ReuseOwners = true);
         services.AddKeyedSingleton<IMemoryPoolFactory<byte>, SharedPoolFactory>("other");
