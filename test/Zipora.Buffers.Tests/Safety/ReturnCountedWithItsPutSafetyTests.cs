@@ -11,10 +11,9 @@ namespace Zipora.Buffers.Tests;
 /// stalled between its count and its put was seen by a rent at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>,
 /// whose trim then drained the depot without its block; that trim noted the count as the pool's last activity, and
 /// every later rent at the cap rested on it, refused, with the block's slab free and nothing else in use (see
-/// <c>LimitTrim</c>). <see cref="ReturnDuringAnotherTrimAtTheCapSafetyTests"/> pins the path but not the timing: no
-/// call lies between the count and the put. Here the test holds the depot's lock, so the return waits at it, and makes
-/// the rent at the cap on the holding thread, whose trim drains the depot through the re-entrant lock: the interleaving
-/// the race needs, every run.
+/// <c>LimitTrim</c>). No call lies between the count and the put to hold a thread at, so the test holds the depot's lock
+/// instead: the return waits at it, and the rent at the cap runs on the holding thread, whose trim drains the depot
+/// through the re-entrant lock: the interleaving the race needs, every run.
 /// </summary>
 public sealed class ReturnCountedWithItsPutSafetyTests
 {
