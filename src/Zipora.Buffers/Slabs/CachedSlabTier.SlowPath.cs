@@ -115,7 +115,6 @@ internal abstract partial class CachedSlabTier<TClasses>
             NativeMemoryManager? freed = depot.TakeOne();
             if (freed is null)
             {
-                _pages.CountRefusedRent();
                 throw;
             }
 
