@@ -111,9 +111,9 @@ internal sealed class SizeClassDepot<T>
     /// A return that finds the caches closed (another trim under way) comes here. Counted first and put after, outside
     /// the lock, it was counted where a rent at <c>MaxBytesInUse</c> read the pool's activity, and put where that rent's
     /// trim had already drained the depot: the trim found nothing, and every later rent at the limit saw no activity
-    /// since it and rested, refused, with the block's slab free (ReturnCountedWithItsPutSafetyTests: every run). Under the lock, a count that reader saw is of a block the trim's drain,
-    /// which comes after the read, waits for; and a trim that drained after the put reads the count after it too, so
-    /// it still dates the block as just returned.
+    /// since it and rested, refused, with the block's slab free (ReturnCountedWithItsPutSafetyTests: every run). Under
+    /// the lock, a count that reader saw is of a block the trim's drain, which comes after the read, waits for; and a
+    /// trim that drained after the put reads the count after it too, so it still dates the block as just returned.
     /// </remarks>
     public bool TryPutCounted(T buffer, ref long returns)
     {

@@ -44,14 +44,7 @@ public sealed class FactoryViewStaleDisposeSafetyTests
         filedTwice.Dispose();
 
         var renters = new List<IMemoryOwner<byte>>();
-        IMemoryOwner<byte>? next = null;
-        for (int i = 0; i < Probes && next is null; i++)
-        {
-            IMemoryOwner<byte> renter = view.Rent(size);
-            renters.Add(renter);
-            next = SafetyCases.RangeOf(renter).Overlaps(block) ? renter : null;
-        }
-
+        IMemoryOwner<byte>? next = RentedAgain.Find(view, size, block, renters, Probes);
         Assert.True(next is not null, $"the block {block} was not rented again in {Probes} rents");
         SafetyCases.Stamp(next, 47, "the block's next renter");
 

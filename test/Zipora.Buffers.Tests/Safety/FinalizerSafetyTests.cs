@@ -96,16 +96,7 @@ public sealed class FinalizerSafetyTests
         // quarantine run out (a delay plus a tick), then rent the size until the block comes back, if it does.
         SafetyCases.Advance(time, s_pastTheQuarantine);
         var renters = new List<IMemoryOwner<byte>>();
-        IMemoryOwner<byte>? newRenter = null;
-        for (int i = 0; i < Probes && newRenter is null; i++)
-        {
-            IMemoryOwner<byte> renter = pool.Rent(size);
-            renters.Add(renter);
-            if (SafetyCases.RangeOf(renter).Overlaps(block))
-            {
-                newRenter = renter;
-            }
-        }
+        IMemoryOwner<byte>? newRenter = RentedAgain.Find(pool, size, block, renters, Probes);
 
         if (newRenter is null)
         {

@@ -77,18 +77,9 @@ public static class RevivalAfterReclaim
         }
 
         Assert.Equal(0, pool.GetStatistics().BytesQuarantined);
-        for (int i = 0; i < Probes; i++)
-        {
-            IMemoryOwner<byte> renter = pool.Rent(size);
-            renters.Add(renter);
-            if (SafetyCases.RangeOf(renter).Overlaps(block))
-            {
-                return renter;
-            }
-        }
-
-        Assert.Fail($"the reclaimed block {block} was not handed out again in {Probes} rents after its quarantine");
-        return null!;
+        IMemoryOwner<byte>? renter = RentedAgain.Find(pool, size, block, renters, Probes);
+        Assert.True(renter is not null, $"the reclaimed block {block} was not handed out again in {Probes} rents after its quarantine");
+        return renter;
     }
 
     private sealed class RevivesWhenAllowed(object value, int id)
