@@ -71,23 +71,25 @@ public sealed partial class TieredArrayPool
                     }
                 }
 
-                // Counted under the registry's lock, with the abandoning: statistics read there see the stacks and
-                // this figure change together (see CountByClass).
+                // The depots too, and every array counted evicted, under the lock the statistics read under (see
+                // CountByClass): a read sees an array in its stack or depot, or evicted, never neither. Depots cleared
+                // outside it, counted after the last one, lost from a read in between every array of those already
+                // emptied (ArrayPoolTrimStatisticsRaceTests).
+                long depotBytes = 0;
+                for (int classIndex = 0; classIndex < classes.Length; classIndex++)
+                {
+                    if (classes[classIndex])
+                    {
+                        depotBytes += (long)_depots[classIndex].Clear() * _classLengths[classIndex];
+                    }
+                }
+
+                Interlocked.Add(ref _depotBytes, -depotBytes);
+                dropped += depotBytes;
                 Interlocked.Add(ref _evictedBytes, dropped);
             }
 
-            long depotBytes = 0;
-            for (int classIndex = 0; classIndex < classes.Length; classIndex++)
-            {
-                if (classes[classIndex])
-                {
-                    depotBytes += (long)_depots[classIndex].Clear() * _classLengths[classIndex];
-                }
-            }
-
-            Interlocked.Add(ref _depotBytes, -depotBytes);
-            Interlocked.Add(ref _evictedBytes, depotBytes);
-            return dropped + depotBytes;
+            return dropped;
         }
     }
 
