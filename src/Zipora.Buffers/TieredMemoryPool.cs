@@ -250,6 +250,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         MemoryLimit = MemoryBudget.Current.Limit,
         RetainedBytesCap = _options.MaxRetainedBytes,
         PressureTrims = Volatile.Read(ref _pressureTrims),
+        RentsRefused = _pages.RentsRefused,
         DoubleDisposes = _diagnostics?.DoubleDisposes ?? 0,
         RentsByOwner = _owners.Snapshot(),
         LeaksDetected = _diagnostics?.Leaks ?? 0,

@@ -70,6 +70,13 @@ public sealed class TieredMemoryPoolStatistics
     /// <summary>Trims made because memory ran short: the cgroup's usage near its limit, or the GC near its high-load threshold.</summary>
     public long PressureTrims { get; init; }
 
+    /// <summary>
+    /// Rents refused with <see cref="System.InsufficientMemoryException"/>: at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/>,
+    /// or by the OS even after the pool gave back its cached memory. Each was thrown to its caller (Kestrel logs them at
+    /// several levels, as the connection's failure: this count is the one place that sums them).
+    /// </summary>
+    public long RentsRefused { get; init; }
+
     /// <summary>Diagnostic mode: owners disposed more than once (each reported as an event with both stacks).</summary>
     public long DoubleDisposes { get; init; }
 
@@ -127,7 +134,7 @@ public sealed class TieredMemoryPoolStatistics
             text.AppendLine(StatisticsText.Format($"diagnostics: {DoubleDisposes} double disposes, {LeaksDetected} leaks detected"));
         }
 
-        text.Append(StatisticsText.Format($"memory limit: {limit}, idle cap {StatisticsText.Bytes(RetainedBytesCap)}, {PressureTrims} pressure trims"));
+        text.Append(StatisticsText.Format($"memory limit: {limit}, idle cap {StatisticsText.Bytes(RetainedBytesCap)}, {PressureTrims} pressure trims, {RentsRefused} rents refused"));
         return text.ToString();
     }
 }

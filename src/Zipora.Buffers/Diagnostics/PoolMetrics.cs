@@ -189,6 +189,7 @@ internal static class PoolMetrics
         AddCounter(meter, "zipora.buffers.cache.misses", static name => PerTier(name, static tier => tier.CacheMisses), "{rent}", "Rents that needed fresh memory.");
         meter.CreateObservableUpDownCounter("zipora.buffers.hugepage.bytes", () => PerPool(null, static statistics => statistics.HugepageBytes, "huge"), "By", "Bytes mapped with hugepages.");
         AddCounter(meter, "zipora.buffers.leaks", static name => PerPool(name, static statistics => statistics.LeaksReclaimed, "all"), "{buffer}", "Buffers garbage collected without being disposed, and reclaimed.");
+        AddCounter(meter, "zipora.buffers.rents.refused", static name => PerPool(name, static statistics => statistics.RentsRefused, "all"), "{rent}", "Rents refused (InsufficientMemoryException): at MaxBytesInUse, or by the OS after the pool gave back its cached memory.");
         AddCounter(meter, "zipora.buffers.owner.rents", ByOwner, "{rent}", "Rents made through pools created for an owner by the memory pool factory.");
         meter.CreateObservableGauge("zipora.buffers.class.high_water_mark", () => ByClass(null, static row => row.HighWaterMark), "{buffer}", "Most buffers of a size class in use at once over the recent window.");
         AddCounter(meter, "zipora.buffers.class.rents", static name => ByClass(name, static row => row.Rents), "{rent}", "Rents of a size class: its rate is the class's rent rate.");

@@ -20,6 +20,7 @@ internal sealed partial class PageSource
     // Bytes of the mappings taken out of a tier's cache or off the list of unmaps and not yet given back (see BeginRelease).
     private long _bytesUnderWay;
     private long _limitRefusals;
+    private long _rentsRefused;
 
     /// <summary>
     /// Mappings the limit has refused so far. A rent that fails reads it before and after to say whether the limit or
@@ -27,6 +28,15 @@ internal sealed partial class PageSource
     /// refusal of the limit's read as the OS's (MixedTiersAtTheCapSafetyTests, once in 20 runs).
     /// </summary>
     public long LimitRefusals => Volatile.Read(ref _limitRefusals);
+
+    /// <summary>Rents of the pool refused so far (<see cref="System.InsufficientMemoryException"/>), at the limit or by the OS.</summary>
+    public long RentsRefused => Volatile.Read(ref _rentsRefused);
+
+    /// <summary>
+    /// Counts a refused rent, where the refusal leaves its tier for the caller: a slab tier that meets a refused slab
+    /// may still serve the rent from blocks other threads freed meanwhile, so the throw of a refusal is not the count.
+    /// </summary>
+    public void CountRefusedRent() => Interlocked.Increment(ref _rentsRefused);
 
     /// <summary>
     /// A test's way into the refusal of the limit, after its last count and before the caller acts on it, where room

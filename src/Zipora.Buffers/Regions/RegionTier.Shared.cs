@@ -236,6 +236,7 @@ internal abstract partial class RegionTier
                 Trim();
                 if (!TryMap(classIndex, out address, out mappedLength, out backing))
                 {
+                    Pages.CountRefusedRent();
                     ThrowHelper.ThrowOutOfMemory(BufferLength(classIndex), _name, Pages, limitRefusals);
                 }
             }

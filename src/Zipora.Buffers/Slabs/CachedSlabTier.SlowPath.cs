@@ -115,6 +115,7 @@ internal abstract partial class CachedSlabTier<TClasses>
             NativeMemoryManager? freed = depot.TakeOne();
             if (freed is null)
             {
+                _pages.CountRefusedRent();
                 throw;
             }
 

@@ -32,6 +32,9 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
     private readonly int[] _initialCapacities;
     private readonly SizeClassDepot<NativeMemoryManager>[] _depots;
     private readonly SlabHeap _heap;
+
+    // Counts the rents this tier refuses (see PageSource.CountRefusedRent).
+    private readonly PageSource _pages;
     private readonly ThreadCacheRegistry<ThreadCache> _registry;
 
     // The registry's id, which this tier's thread caches carry: read from the tier, the fast path's compare costs
@@ -55,6 +58,7 @@ internal abstract partial class CachedSlabTier<TClasses> : SlabTier, INativeMemo
     protected CachedSlabTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int classCount, int threadCacheMaxBuffers, int threadCacheMaxBytes, int threadCacheMinBuffers, bool adaptive)
         : base(clock)
     {
+        _pages = pages;
         Debug.Assert(classCount <= ClassStacks.MaxClasses, "the thread cache holds the stacks inline");
         _adaptive = adaptive;
         _quarantine = quarantine;

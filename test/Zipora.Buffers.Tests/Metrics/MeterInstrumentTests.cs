@@ -28,6 +28,7 @@ public sealed class MeterInstrumentTests
         ["zipora.buffers.cache.misses"] = (typeof(ObservableCounter<>), "{rent}"),
         ["zipora.buffers.hugepage.bytes"] = (typeof(ObservableUpDownCounter<>), "By"),
         ["zipora.buffers.leaks"] = (typeof(ObservableCounter<>), "{buffer}"),
+        ["zipora.buffers.rents.refused"] = (typeof(ObservableCounter<>), "{rent}"),
         ["zipora.buffers.owner.rents"] = (typeof(ObservableCounter<>), "{rent}"),
         ["zipora.buffers.class.rents"] = (typeof(ObservableCounter<>), "{rent}"),
         ["zipora.buffers.class.high_water_mark"] = (typeof(ObservableGauge<>), "{buffer}"),

@@ -69,6 +69,7 @@ public sealed class CachedBlocksAtTheCapSafetyTests
         SafetyCases.AssertDisjoint([kept!, rented], "the rent at the cap and the block still held");
         TieredMemoryPoolStatistics after = pool.GetStatistics();
         Assert.True(after.MmapCalls == before.MmapCalls, $"the rent at the cap mapped memory past the cap\n{after}");
+        Assert.True(after.RentsRefused == 0, $"the rent its class's depot served after its slab was refused counted as refused\n{after}");
         kept!.Dispose();
     }
 }
