@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Linq;
+using System.Threading;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
 
@@ -50,5 +51,31 @@ public sealed class RentsRefusedTests
         held.ForEach(static owner => owner.Dispose());
         pool.Rent(size).Dispose();
         Assert.Equal(refused, pool.GetStatistics().RentsRefused);
+    }
+    [Theory]
+    [MemberData(nameof(SafetyCases.EveryTier), MemberType = typeof(SafetyCases))]
+    public void EveryRentTheOsRefusesIsCountedOnceAndARentServedLaterIsNot(int size)
+    {
+        // The OS refuses every mapping, through the fallback too, until told otherwise.
+        bool refusing = true;
+        var pool = new TieredMemoryPool(new TieredMemoryPoolOptions
+        {
+            PageAllocator = new ScriptedPageAllocator { RefuseMap = (_, _) => Volatile.Read(ref refusing) },
+            FallbackPageAllocator = new ScriptedPageAllocator { RefuseMap = (_, _) => Volatile.Read(ref refusing) },
+            TimeProvider = new FakeTimeProvider(),
+        });
+        using (pool)
+        {
+            for (int rent = 1; rent <= 3; rent++)
+            {
+                InsufficientMemoryException refused = Assert.Throws<InsufficientMemoryException>(() => pool.Rent(size));
+                Assert.Contains("The OS refused", refused.Message, StringComparison.Ordinal);
+                Assert.Equal(rent, pool.GetStatistics().RentsRefused);
+            }
+
+            Volatile.Write(ref refusing, false);
+            pool.Rent(size).Dispose();
+            Assert.Equal(3, pool.GetStatistics().RentsRefused);
+        }
     }
 }
