@@ -25,6 +25,10 @@ internal static class SegmentThrowHelper
         throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, and it can no longer be used.");
 
     [DoesNotReturn]
+    public static void ThrowPoolDisposed(string type, TieredMemoryPool pool) =>
+        throw new ObjectDisposedException(nameof(TieredMemoryPool), $"The pool given as SegmentedBufferOptions.Pool ('{pool.Name}') was disposed: a {type} on it could rent no segment. Give the options a live pool, or none for TieredMemoryPool.Shared.");
+
+    [DoesNotReturn]
     public static void ThrowToArrayAfterDispose(string type) =>
         throw new ObjectDisposedException(type, $"This {type} was disposed: its segments went back to the pool, so ToArray has nothing to copy (unlike MemoryStream's after Close). Take the bytes before disposing it, and give a stream that wraps it and closes it (GZipStream, StreamWriter, BinaryWriter) leaveOpen: true.");
 

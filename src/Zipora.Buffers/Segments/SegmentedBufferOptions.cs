@@ -31,7 +31,9 @@ public sealed class SegmentedBufferOptions
     /// <summary>The pool segments are rented from; <see langword="null"/> (the default) for <see cref="TieredMemoryPool.Shared"/>.</summary>
     /// <remarks>
     /// With a <see cref="TieredMemoryPool"/> a segment allocates nothing and the pool's statistics and meter report the
-    /// writers and streams (<see cref="TieredMemoryPoolStatistics.Segmented"/>). Any other pool works too: each segment
+    /// writers and streams (<see cref="TieredMemoryPoolStatistics.Segmented"/>); one already disposed is refused with
+    /// <see cref="ObjectDisposedException"/> when a writer or stream is made, one disposed later at the next rent. Any
+    /// other pool works too (and is used as it is, disposed or not): each segment
     /// is then one of its rents, and its owner is disposed when the segment is let go of. Its owner's
     /// <see cref="IMemoryOwner{T}.Memory"/> is read once, at the rent: shorter than asked, the rent fails with
     /// <see cref="InvalidOperationException"/>; throwing, the owner is disposed and its exception passed on. The

@@ -59,10 +59,11 @@ public sealed partial class SegmentedBufferWriter : IBufferWriter<byte>, IDispos
     /// <summary>Creates a writer with <paramref name="options"/> (read now; later changes do not affect it).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is <see langword="null"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
+    /// <exception cref="ObjectDisposedException">The options' <see cref="SegmentedBufferOptions.Pool"/> is a disposed <see cref="TieredMemoryPool"/>.</exception>
     public SegmentedBufferWriter(SegmentedBufferOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _chain.Initialize(options);
+        _chain.Initialize(options, nameof(SegmentedBufferWriter));
         _chain.TakeKeptBlockAsHead();
         if (_chain.Tail is { } kept)
         {

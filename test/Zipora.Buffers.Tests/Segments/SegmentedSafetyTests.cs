@@ -225,7 +225,7 @@ public sealed class SegmentedSafetyTests
         // is where the chain changes) and a dispose must make an overlapping read not quiet, whichever thread made it.
         using var pool = new TieredMemoryPool();
         var chain = default(SegmentChain);
-        chain.Initialize(new SegmentedBufferOptions { Pool = pool });
+        chain.Initialize(new SegmentedBufferOptions { Pool = pool }, "chain");
 
         Assert.True(chain.TryStartRead(out long quiet));
         Assert.True(chain.ReadWasQuiet(quiet));
