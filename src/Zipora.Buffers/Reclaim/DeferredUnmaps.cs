@@ -90,7 +90,13 @@ internal sealed class DeferredUnmaps
     /// it already (a region). A caller that still holds it on a throw (a slab heap, whose trim keeps the slab as it
     /// was) leaves it unset.
     /// </param>
-    public void Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false, bool reusable = false, Action<long>? countEvicted = null, bool listIfThrown = false)
+    /// <param name="callerCountsNow">
+    /// Whether the caller counts the memory gone now itself, when this returns true (under its own lock, in one step
+    /// with taking it out of what it holds: a tier's statistics read between the two showed it as neither);
+    /// <paramref name="countEvicted"/> then serves only for an unmap later.
+    /// </param>
+    /// <returns>Whether the memory left the process now: unmapped, or its pages dropped (now or before).</returns>
+    public bool Release(nint address, nuint length, PageBacking backing, long returnedAt, bool pagesDropped = false, bool placeReserved = false, bool wakeLater = false, bool reusable = false, Action<long>? countEvicted = null, bool listIfThrown = false, bool callerCountsNow = false)
     {
         // Room first: a mapping whose pages went or that the OS refused must find its place on the list.
         if (!placeReserved)
@@ -135,7 +141,8 @@ internal sealed class DeferredUnmaps
         }
 
         // Unmapped, or its pages dropped (now or before): gone from resident memory now. Still counted: the OS refused.
-        if (unmapped || !counted)
+        bool goneNow = unmapped || !counted;
+        if (goneNow && !callerCountsNow)
         {
             countEvicted?.Invoke((long)length);
         }
@@ -145,7 +152,7 @@ internal sealed class DeferredUnmaps
             _placesHeld--;
             if (unmapped)
             {
-                return;
+                return goneNow;
             }
 
             ListUnsynchronized(new Mapping(address, length, backing, returnedAt, counted, reusable, counted ? countEvicted : null));
@@ -162,6 +169,8 @@ internal sealed class DeferredUnmaps
         {
             Waiting?.Invoke();
         }
+
+        return goneNow;
     }
 
     /// <summary>

@@ -72,13 +72,14 @@ internal abstract partial class RegionTier
         {
             _cache.Take(region);
             Pages.BeginRelease(region.MappedLength);
+            _bytesLeaving += (long)region.MappedLength;
         }
 
         _gate.Exit();
         try
         {
             // Each unmap ends its region's release however it leaves.
-            GiveBackEach(_waitedOut, 0, fromSlots: false, keepUnlessWaitedOut: false);
+            UnmapEach(_waitedOut, 0);
         }
         finally
         {
@@ -171,6 +172,7 @@ internal abstract partial class RegionTier
             if (letGo)
             {
                 _cache.Take(region);
+                _bytesLeaving += (long)region.MappedLength;
             }
 
             overLimit = _cache.IsOverLimit;

@@ -180,6 +180,7 @@ internal abstract partial class RegionTier
         else
         {
             Pages.BeginRelease(region.MappedLength);
+            _bytesLeaving += (long)region.MappedLength;
         }
 
         _gate.Exit();

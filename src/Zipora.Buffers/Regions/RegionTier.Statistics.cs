@@ -17,6 +17,11 @@ internal abstract partial class RegionTier
     private long _bytesAllocated;
     private long _bytesEvicted;
 
+    // Regions taken out of the cache or out of use to be unmapped, their unmap or page drop not yet done (under the
+    // gate): still mapped and committed, so retained until the unmap counts them evicted under the gate in the same
+    // step. A statistics read between the two showed them as neither (TrimStatisticsRaceTests).
+    private long _bytesLeaving;
+
     // Counts memory gone from the process, called by the deferred unmaps (made once: a release allocates nothing).
     private readonly Action<long> _countEvicted;
 
@@ -45,7 +50,27 @@ internal abstract partial class RegionTier
 
     public override TierStatistics GetStatistics()
     {
-        SlotCounts slots = SumSlots();
+        // The shared counts are read under the gate inside the registry's lock, where the slots are summed: a trim empties
+        // a slot and takes its region out of use under that lock, so the region is never seen parked and cached at once,
+        // nor out of its slot and still in use. Nothing allocates while the gate is held (see MakeRoomForTheCache).
+        var slots = new SlotCounts(_rentsByClass.Length);
+        long hits, misses, returns, bytesInUse, cachedBytes, bytesRented, bytesRequested, bytesAllocated, bytesEvicted;
+        lock (_registry.Lock)
+        {
+            SumSlotsUnsynchronized(slots);
+            _gate.Enter();
+            hits = _hits;
+            misses = _misses;
+            returns = _returns;
+            bytesInUse = _bytesInUse;
+            cachedBytes = _cache.Bytes + _bytesLeaving;
+            bytesRented = _bytesRented;
+            bytesRequested = _bytesRequested;
+            bytesAllocated = _bytesAllocated;
+            bytesEvicted = Volatile.Read(ref _bytesEvicted);
+            _gate.Exit();
+        }
+
         long slotHits = 0;
         long slotBytesRented = 0;
         for (int classIndex = 0; classIndex < slots.HitsByClass.Length; classIndex++)
@@ -54,21 +79,10 @@ internal abstract partial class RegionTier
             slotBytesRented += slots.HitsByClass[classIndex] * BufferLength(classIndex);
         }
 
-        // Read under the gate, the statistics made after it: nothing allocates while the gate is held (see MakeRoomForTheCache).
-        _gate.Enter();
-        long hits = _hits;
-        long misses = _misses;
-        long returns = _returns;
-        long bytesInUse = _bytesInUse;
-        long cachedBytes = _cache.Bytes;
-        long bytesRented = _bytesRented;
-        long bytesRequested = _bytesRequested;
-        long bytesAllocated = _bytesAllocated;
-        _gate.Exit();
-
-        // The slots were read before the gate: a rent a slot served after that read, whose buffer came back to the shared
-        // cache before the gate, shows as a return without its rent. Every return had its rent, so the hits are raised
-        // to the rents the returns imply (as the slab tiers do); when the pool is quiet this changes nothing.
+        // A slot's owner parks and takes its region without either lock: a rent a slot served after its read, whose
+        // buffer came back to the shared cache before the gate, shows as a return without its rent. Every return had its
+        // rent, so the hits are raised to the rents the returns imply (as the slab tiers do); when the pool is quiet this
+        // changes nothing.
         long allReturns = returns + slots.Parks;
         long allHits = ClassCounts.HitsCoveringEveryReturn(hits + slotHits, misses, allReturns);
         var statistics = new TierStatistics
@@ -78,14 +92,14 @@ internal abstract partial class RegionTier
             Returns = allReturns,
             CacheHits = allHits,
             CacheMisses = misses,
-            // The slots were read before the gate: a trim that took a parked region in between has since taken it out
-            // of the shared count too, and the difference would go below zero for a moment.
+            // A slot's owner may have parked its region after the slots were read and returned it meanwhile: the
+            // difference would go below zero for a moment.
             BytesInUse = Math.Max(0, bytesInUse - slots.ParkedBufferBytes),
             BytesRetained = cachedBytes + slots.ParkedMappedBytes,
             BytesRented = bytesRented + slotBytesRented,
             BytesRequested = bytesRequested + slots.RequestedBytes,
             BytesAllocated = bytesAllocated,
-            BytesEvicted = Volatile.Read(ref _bytesEvicted),
+            BytesEvicted = bytesEvicted,
         };
         return statistics;
     }
@@ -125,19 +139,25 @@ internal abstract partial class RegionTier
     public void AddClassStatistics(List<SizeClassStatistics> into)
     {
         const int Columns = 4;
-        SlotCounts slots = SumSlots();
+        var slots = new SlotCounts(_rentsByClass.Length);
         long[] snapshot = new long[_rentsByClass.Length * Columns];
-        _gate.Enter();
-        for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
-        {
-            int at = classIndex * Columns;
-            snapshot[at] = _rentsByClass[classIndex] + slots.HitsByClass[classIndex];
-            snapshot[at + 1] = Math.Max(0, _inUseByClass[classIndex] - slots.ParkedByClass[classIndex]);
-            snapshot[at + 2] = Math.Max(_peakByClass[classIndex], _lastPeakByClass[classIndex]);
-            snapshot[at + 3] = _cache.CountOf(classIndex) + slots.ParkedByClass[classIndex];
-        }
 
-        _gate.Exit();
+        // Under the registry's lock, as GetStatistics reads: a region a trim takes out of its slot is never counted twice or not at all.
+        lock (_registry.Lock)
+        {
+            SumSlotsUnsynchronized(slots);
+            _gate.Enter();
+            for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
+            {
+                int at = classIndex * Columns;
+                snapshot[at] = _rentsByClass[classIndex] + slots.HitsByClass[classIndex];
+                snapshot[at + 1] = Math.Max(0, _inUseByClass[classIndex] - slots.ParkedByClass[classIndex]);
+                snapshot[at + 2] = Math.Max(_peakByClass[classIndex], _lastPeakByClass[classIndex]);
+                snapshot[at + 3] = _cache.CountOf(classIndex) + slots.ParkedByClass[classIndex];
+            }
+
+            _gate.Exit();
+        }
         for (int classIndex = 0; classIndex < _rentsByClass.Length; classIndex++)
         {
             int at = classIndex * Columns;
@@ -154,21 +174,6 @@ internal abstract partial class RegionTier
                 });
             }
         }
-    }
-
-    /// <summary>
-    /// What the threads' slots hold and did, with the retired threads' counts. Read racily from live slots: exact when
-    /// the pool is quiet, off by the operation in flight while it is busy.
-    /// </summary>
-    private SlotCounts SumSlots()
-    {
-        var slots = new SlotCounts(_rentsByClass.Length);
-        lock (_registry.Lock)
-        {
-            SumSlotsUnsynchronized(slots);
-        }
-
-        return slots;
     }
 
     /// <summary>Sums the slots' counts, the exited threads' with them, into <paramref name="slots"/> (every figure written); the caller holds the registry's lock.</summary>

@@ -89,7 +89,7 @@ internal abstract partial class RegionTier
                     {
                         if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
                         {
-                            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied);
+                            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied, keepUnlessWaitedOut: state.OnlyUnused);
                         }
                         else
                         {
@@ -112,24 +112,26 @@ internal abstract partial class RegionTier
             }
             finally
             {
-                // Unmapped, not cached, when a trim or disposal wants all idle memory gone, or the slot went unused for a
-                // delay. A slot unused for all but the last tick of it is emptied a tick early into the cache, where this
-                // tick drops its region's pages with the cached ones of its age (it is unmapped at the next). Also after a
-                // failed emptying: the regions taken out of their slots before it are not lost. Under the trim lock: out
-                // of their slots and not yet cached or on their way out, the regions are where no other trim finds them,
-                // and a rent at MaxBytesInUse whose trim ran meanwhile (the pool's, while a rent's own trim of this tier
-                // after a refused mapping, or an idle tick, gave them back) found nothing and was refused, with a region
-                // of the room it asked for on its way (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a
-                // third large region mapped of two in use at most). That trim now waits for these.
+                // The regions listed were taken out of use to be unmapped, as a trim or disposal wants all idle memory gone,
+                // or their slot went unused for a delay (see EmptySlotUnsynchronized). Also after a failed emptying: the
+                // regions taken out of their slots before it are not lost. Under the trim lock: on their way out, the
+                // regions are where no other trim finds them, and a rent at MaxBytesInUse whose trim ran meanwhile (the
+                // pool's, while a rent's own trim of this tier after a refused mapping, or an idle tick, gave them back)
+                // found nothing and was refused, with a region of the room it asked for on its way
+                // (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a third large region mapped of two in use at
+                // most). That trim now waits for these.
                 try
                 {
-                    GiveBackEach(emptied, 0, fromSlots: true, keepUnlessWaitedOut: onlyUnused);
+                    UnmapEach(emptied, 0);
                 }
                 finally
                 {
                     // The list must not keep a region reachable once it is given back (a pinned array would stay on the heap).
                     emptied.Clear();
                 }
+
+                // The regions cached from the slots may have put the cache past its limits.
+                UnmapCached(stopWhenWithinLimits: true);
             }
         }
     }
@@ -137,8 +139,16 @@ internal abstract partial class RegionTier
     /// <summary>Whether a slot last parked in at tick <paramref name="lastParkAt"/> is idle enough to empty: see <see cref="EmptySlots"/>.</summary>
     private bool IsIdleSlot(long lastParkAt) => _clock.HasWaitedOutDelay(lastParkAt) || _clock.WaitsOutDelayByNextTick(lastParkAt);
 
-    /// <summary>Takes a slot's region into <paramref name="emptied"/> and gives back its reservation. The owner is kept out or has exited.</summary>
-    private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied)
+    /// <summary>
+    /// Takes a slot's region out of use, into the cache (returned less than a delay ago, when
+    /// <paramref name="keepUnlessWaitedOut"/>) or into <paramref name="emptied"/> to be unmapped (its release begun),
+    /// and gives back the slot's reservation: a slot unused for all but the last tick of a delay is emptied a tick early
+    /// into the cache, where that tick drops its region's pages with the cached ones of its age (it is unmapped at the
+    /// next). The owner is kept out or has exited; the caller holds the registry's lock,
+    /// under which the statistics read the slots and the shared counts: out of its slot and still in use, the region
+    /// showed a quiet pool a buffer in use (TrimStatisticsRaceTests).
+    /// </summary>
+    private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied, bool keepUnlessWaitedOut)
     {
         Region? parked = cache.ParkedRegion;
         if (parked is not null)
@@ -150,6 +160,11 @@ internal abstract partial class RegionTier
             parked.ReturnedAt = cache.LastParkAt;
             cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
+            if (TakeOutOfUse(parked, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(parked.ReturnedAt), out _))
+            {
+                // Cached: no longer the emptying's to unmap (a rent may take it from here). The caller checks the limits.
+                emptied.RemoveAt(emptied.Count - 1);
+            }
         }
 
         if (cache.ReservedBytes > 0)
@@ -186,7 +201,7 @@ internal abstract partial class RegionTier
     private void RetireUnsynchronized(RegionThreadCache cache)
     {
         var emptied = new List<Region>();
-        EmptySlotUnsynchronized(cache, emptied);
+        EmptySlotUnsynchronized(cache, emptied, keepUnlessWaitedOut: true);
         for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
         {
             _retiredHitsByClass[classIndex] += cache.HitsOf(classIndex);
@@ -194,37 +209,25 @@ internal abstract partial class RegionTier
         }
 
         _retiredRequestedBytes += cache.RequestedBytes;
-        foreach (Region region in emptied)
-        {
-            ReleaseInUse(region, userReturn: false, keep: true);
-        }
+        UnmapEach(emptied, 0);
+        UnmapCached(stopWhenWithinLimits: true);
     }
 
     /// <summary>
-    /// Gives back the regions of <paramref name="regions"/> from <paramref name="from"/> on, each taken out of the tier
-    /// already: unmaps them (their releases begun), or with <paramref name="fromSlots"/> takes them, emptied out of the
-    /// threads' slots, out of the in-use counts and caches them (those returned less than a delay ago, when
-    /// <paramref name="keepUnlessWaitedOut"/>) or unmaps them. Every one, even past a custom allocator's exception (its
-    /// bug, not a refusal), which goes on to the caller after the rest: a loop stopped by it lost the regions after the
-    /// one that threw, mapped, counted against the cap and (from a slot) in use for good, listed nowhere
+    /// Unmaps the regions of <paramref name="regions"/> from <paramref name="from"/> on, each taken out of the tier
+    /// already (their releases begun). Every one, even past a custom allocator's exception (its bug, not a refusal),
+    /// which goes on to the caller after the rest: a loop stopped by it lost the regions after the one that threw,
+    /// mapped, counted against the cap and (from a slot) in use for good, listed nowhere
     /// (RegionReleaseThatThrowsSafetyTests). Allocates nothing.
     /// </summary>
-    private void GiveBackEach(List<Region> regions, int from, bool fromSlots, bool keepUnlessWaitedOut)
+    private void UnmapEach(List<Region> regions, int from)
     {
         int next = from;
         try
         {
             while (next < regions.Count)
             {
-                Region region = regions[next++];
-                if (fromSlots)
-                {
-                    ReleaseInUse(region, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(region.ReturnedAt));
-                }
-                else
-                {
-                    Unmap(region);
-                }
+                Unmap(regions[next++]);
             }
         }
         finally
@@ -233,7 +236,7 @@ internal abstract partial class RegionTier
             // next one's, if another throws too).
             if (next < regions.Count)
             {
-                GiveBackEach(regions, next, fromSlots, keepUnlessWaitedOut);
+                UnmapEach(regions, next);
             }
         }
     }
@@ -247,6 +250,7 @@ internal abstract partial class RegionTier
             if (victim is not null)
             {
                 Pages.BeginRelease(victim.MappedLength);
+                _bytesLeaving += (long)victim.MappedLength;
             }
             else if (!stopWhenWithinLimits)
             {
@@ -268,17 +272,29 @@ internal abstract partial class RegionTier
     /// Lets a region go: its manager throws from now on, and the mapping is unmapped at once only if it was returned a
     /// full delay ago (otherwise its pages are dropped now and the unmap waits, see <see cref="DeferredUnmaps"/>, on
     /// the place the region reserved there when it was mapped: this allocates nothing). The caller began its release
-    /// (<see cref="PageSource.BeginRelease"/>) under the gate, as it took the region out of the tier.
+    /// (<see cref="PageSource.BeginRelease"/>) under the gate, as it took the region out of the tier, and counted it
+    /// leaving there.
     /// </summary>
     private void Unmap(Region region)
     {
+        bool goneNow = false;
         try
         {
             region.Buffer.MarkReleased();
-            _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted, listIfThrown: true);
+            goneNow = _unmaps.Release(region.MappingAddress, region.MappedLength, region.Backing, region.ReturnedAt, region.PagesDropped, placeReserved: true, reusable: !_guardPages, countEvicted: _countEvicted, listIfThrown: true, callerCountsNow: true);
         }
         finally
         {
+            // Out of the leaving bytes and into the evicted ones in one step under the gate, where the statistics read
+            // both. Not gone now (the OS refused to drop its pages, or the allocator threw), it is counted at its unmap.
+            _gate.Enter();
+            _bytesLeaving -= (long)region.MappedLength;
+            if (goneNow)
+            {
+                _ = Interlocked.Add(ref _bytesEvicted, (long)region.MappedLength);
+            }
+
+            _gate.Exit();
             Pages.EndRelease(region.MappedLength);
         }
     }

@@ -48,10 +48,11 @@ internal sealed partial class SlabHeap
 
     // Per size class, as the last trim of the class found them: carved bytes on dropped pages, then free bytes pinned
     // by a live neighbour, then the bytes the tier had rented so far (so statistics can tell how far the first two may
-    // have moved since), each a run of _classCount figures. Replaced whole under the lock, read without it, so
-    // statistics never wait for a trim. A trim writes the next figures into the array published before these
-    // (_spareFigures) and publishes it: so it allocates none, and a reader sees a mix of two trims' figures only if it
-    // held the array through a whole trim after the one that replaced it (a statistic a trim off for that one read).
+    // have moved since), each a run of _classCount figures. Replaced whole under the lock; the statistics read them
+    // under it with the other figures (ReadFigures), the caps' check without it. A trim writes the next figures into
+    // the array published before these (_spareFigures) and publishes it: so it allocates none, and a reader without
+    // the lock sees a mix of two trims' figures only if it held the array through a whole trim after the one that
+    // replaced it (a statistic a trim off for that one read).
     private long[] _figures;
     private long[] _spareFigures;
 
@@ -96,6 +97,20 @@ internal sealed partial class SlabHeap
 
     /// <summary>Bytes given back to the OS so far: slabs unmapped, and pages dropped under free blocks (each once per drop).</summary>
     public long EvictedBytes => Volatile.Read(ref _unmappedBytes) + Volatile.Read(ref _decommittedBytes);
+
+    /// <summary>
+    /// Every figure the tier's statistics need, read together under the heap's lock: a trim unmapping a slab counts it
+    /// evicted, then takes it out of the mapped and uncarved bytes, and a figure read on its own between the two counted
+    /// the slab twice (TrimStatisticsRaceTests). A read waits for a trim in progress, as a rent that carves does.
+    /// </summary>
+    public SlabHeapFigures ReadFigures(ReadOnlySpan<long> rentedBytesByClass)
+    {
+        lock (_lock)
+        {
+            (long dropped, long fragmented) = NotRetained(rentedBytesByClass);
+            return new SlabHeapFigures(ReservedBytes, UncarvedBytes, AllocatedBytes, EvictedBytes, dropped, fragmented);
+        }
+    }
 
     /// <summary>
     /// The free bytes that are not retained: on dropped pages, and pinned by a live neighbour (fragmented), as the last

@@ -78,16 +78,17 @@ internal abstract class SlabTier : BufferTier
     /// </summary>
     protected static TierStatistics Snapshot(string name, long hits, long misses, long returns, long bytesInUse, long bytesRented, long bytesRequested, SlabHeap heap, long[] rentedBytesByClass)
     {
-        (long dropped, long fragmented) = heap.NotRetained(rentedBytesByClass);
-        long uncarved = heap.UncarvedBytes;
-        long free = heap.ReservedBytes - uncarved - bytesInUse;
+        SlabHeapFigures figures = heap.ReadFigures(rentedBytesByClass);
+        long uncarved = figures.Uncarved;
+        long free = figures.Reserved - uncarved - bytesInUse;
+        (long dropped, long fragmented) = (figures.Dropped, figures.Fragmented);
         return new()
         {
             Name = name,
             BytesRented = bytesRented,
             BytesRequested = bytesRequested,
-            BytesAllocated = heap.AllocatedBytes,
-            BytesEvicted = heap.EvictedBytes,
+            BytesAllocated = figures.Allocated,
+            BytesEvicted = figures.Evicted,
             Rents = hits + misses,
             Returns = returns,
             CacheHits = hits,
