@@ -137,6 +137,15 @@ internal sealed class DeferredUnmaps
                     _placesHeld--;
                     ListUnsynchronized(new Mapping(address, length, backing, returnedAt, Counted: true, reusable, countEvicted));
                 }
+
+                // Listed, it waits for a tick as any release does: a disposed pool's paused timer is woken here too (a
+                // wake reports what it throws, so the allocator's exception is the one that goes on). Before, the
+                // exception left before the wake below, and a late return's region stayed mapped until another late
+                // return woke the timer, for the life of the process if none came (LateReturnThatThrowsWakeTests).
+                if (!wakeLater)
+                {
+                    Waiting?.Invoke();
+                }
             }
         }
 
