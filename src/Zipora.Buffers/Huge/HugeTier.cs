@@ -54,21 +54,9 @@ internal sealed class HugeTier : RegionTier
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
 
-        if (!Pages.TryMap(mappedLength, HugePageSize, PageKind.Normal, out address))
+        if (!TryMapAdvised(mappedLength, out address, out bool advised))
         {
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
-        }
-
-        bool advised;
-        try
-        {
-            advised = Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain);
-        }
-        catch
-        {
-            // A custom allocator's hint threw (its bug, passed on): the mapping is no rent's, and must not stay behind.
-            LetGoOfUnusedMapping(address, mappedLength, PageBacking.Plain);
-            throw;
         }
 
         if (advised)
@@ -81,6 +69,45 @@ internal sealed class HugeTier : RegionTier
         Pages.CountFallback(FallbackStep.HugepageAdviceRefused);
         backing = PageBacking.Plain;
         return true;
+    }
+
+    /// <summary>
+    /// Maps base pages 2 MB aligned and advises them for transparent hugepages; <see langword="false"/> when the map is
+    /// refused, and <paramref name="advised"/> says whether the kernel took the advice.
+    /// </summary>
+    private bool TryMapAdvised(nuint mappedLength, out nint address, out bool advised)
+    {
+        advised = false;
+        ReserveUnusedMappingPlace();
+        bool placeTaken = false;
+        try
+        {
+            if (!Pages.TryMap(mappedLength, HugePageSize, PageKind.Normal, out address))
+            {
+                return false;
+            }
+
+            try
+            {
+                advised = Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain);
+            }
+            catch
+            {
+                // A custom allocator's hint threw (its bug, passed on): the mapping is no rent's, and must not stay behind.
+                placeTaken = true;
+                LetGoOfUnusedMapping(address, mappedLength, PageBacking.Plain);
+                throw;
+            }
+
+            return true;
+        }
+        finally
+        {
+            if (!placeTaken)
+            {
+                CancelUnusedMappingPlace();
+            }
+        }
     }
 
     /// <summary>Quarter-step classes from the threshold up to the class that holds the largest buffer.</summary>

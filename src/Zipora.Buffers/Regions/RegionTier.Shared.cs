@@ -296,34 +296,61 @@ internal abstract partial class RegionTier
     {
         nuint page = PageAllocator.PageSize;
         mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), page) + (2 * page);
-        if (!Pages.TryMapPlain(mappedLength, page, out address, out backing, takeWaiting: false))
-        {
-            return false;
-        }
-
-        // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
-        // without guards: diagnostics degrade, they never fail the rent.
+        ReserveUnusedMappingPlace();
+        bool placeTaken = false;
         try
         {
-            _ = Pages.TryProtect(address, page, PageProtection.None, backing);
-            _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
-        }
-        catch
-        {
-            LetGoOfUnusedMapping(address, mappedLength, backing);
-            throw;
-        }
+            if (!Pages.TryMapPlain(mappedLength, page, out address, out backing, takeWaiting: false))
+            {
+                return false;
+            }
 
-        return true;
+            // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
+            // without guards: diagnostics degrade, they never fail the rent.
+            try
+            {
+                _ = Pages.TryProtect(address, page, PageProtection.None, backing);
+                _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
+            }
+            catch
+            {
+                placeTaken = true;
+                LetGoOfUnusedMapping(address, mappedLength, backing);
+                throw;
+            }
+
+            return true;
+        }
+        finally
+        {
+            if (!placeTaken)
+            {
+                CancelUnusedMappingPlace();
+            }
+        }
     }
+
+    /// <summary>
+    /// Reserves the place on the list of unmaps that a mapping about to be made takes if the rent must let go of it
+    /// unused (<see cref="LetGoOfUnusedMapping"/>): before it is made, so that out of managed memory this throws with
+    /// nothing mapped. <see cref="CancelUnusedMappingPlace"/> gives it back when the mapping was not let go of.
+    /// </summary>
+    /// <exception cref="OutOfMemoryException">No managed memory for the place: nothing was reserved.</exception>
+    protected void ReserveUnusedMappingPlace() => _unmaps.ReservePlace();
+
+    /// <summary>Gives back a place reserved by <see cref="ReserveUnusedMappingPlace"/> that no mapping took.</summary>
+    protected void CancelUnusedMappingPlace() => _unmaps.CancelPlace();
 
     /// <summary>
     /// Gives back a mapping made for a rent that then failed before the region was made: a custom allocator's hint or
     /// protection threw (its bug, passed to the caller). Before, the mapping was left behind, mapped and counted against
-    /// <c>MaxBytesInUse</c> for the pool's life (FaultSweepSafetyTests). Through the list of unmaps, on a place of its
-    /// own (the region's is cancelled by <see cref="MapRegion"/>): it may be a mapping let go of within its delay and
-    /// taken again, which a stale <c>Span</c> may still reach, and a half-protected one is never reused.
+    /// <c>MaxBytesInUse</c> for the pool's life (FaultSweepSafetyTests). Through the list of unmaps: it may be a mapping
+    /// let go of within its delay and taken again, which a stale <c>Span</c> may still reach, and a half-protected one is
+    /// never reused. On the place the caller reserved before mapping it (<see cref="ReserveUnusedMappingPlace"/>), which
+    /// it takes whatever happens, so this allocates nothing. Before, this reserved the place itself, after the mapping
+    /// was made: at the GC heap limit, a list that had to grow for it threw, and the mapping stayed mapped and counted
+    /// for the life of the process (UnusedMappingHeapLimitSafetyTests).
     /// </summary>
     protected void LetGoOfUnusedMapping(nint address, nuint mappedLength, PageBacking backing) =>
-        _unmaps.Release(address, mappedLength, backing, _clock.Epoch, listIfThrown: true);
+        _unmaps.Release(address, mappedLength, backing, _clock.Epoch, placeReserved: true, listIfThrown: true);
 }

@@ -61,6 +61,9 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// </summary>
     public Func<nuint, bool>? AdviseOrRefuse { get; set; }
 
+    /// <summary>Runs before each change of protection reaches the OS (a test throws there, as a faulty custom allocator would).</summary>
+    public Action? BeforeProtect { get; set; }
+
     /// <summary>Runs before each unmap reaches the OS (a test throws there, as a faulty custom allocator would).</summary>
     public Action? BeforeUnmap { get; set; }
 
@@ -164,6 +167,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     public override bool TryProtect(nint address, nuint length, PageProtection protection)
     {
         ThrowIfOutOfMemory();
+        BeforeProtect?.Invoke();
         return _inner.TryProtect(address, length, protection);
     }
 
