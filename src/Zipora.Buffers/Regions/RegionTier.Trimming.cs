@@ -195,13 +195,19 @@ internal abstract partial class RegionTier
     }
 
     /// <summary>
-    /// Caches the region of a thread that has exited and folds its counts into the retired totals. The registry calls
-    /// it with its lock held.
+    /// Caches the region of a thread that has exited (unmaps it, if it waited out the delay parked) and folds its counts
+    /// into the retired totals. The registry calls it with its lock held, and forgets the slot only if this returns.
     /// </summary>
     private void RetireUnsynchronized(RegionThreadCache cache)
     {
         var emptied = new List<Region>();
         EmptySlotUnsynchronized(cache, emptied, keepUnlessWaitedOut: true);
+        UnmapEach(emptied, 0);
+        UnmapCached(stopWhenWithinLimits: true);
+
+        // Folded last: an unmap that threw from a custom allocator (its bug, passed on) leaves the slot registered, empty,
+        // and the next retire folds it. Folded before, its counts were in the retired totals and the slot's both, and the
+        // next retire added them again: a rent and return counted twice for good (RetiredSlotUnmapThatThrowsSafetyTests).
         for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
         {
             _retiredHitsByClass[classIndex] += cache.HitsOf(classIndex);
@@ -209,8 +215,6 @@ internal abstract partial class RegionTier
         }
 
         _retiredRequestedBytes += cache.RequestedBytes;
-        UnmapEach(emptied, 0);
-        UnmapCached(stopWhenWithinLimits: true);
     }
 
     /// <summary>
