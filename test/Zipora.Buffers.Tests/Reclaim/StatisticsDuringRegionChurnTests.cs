@@ -1,0 +1,191 @@
+using System;
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Zipora.Buffers.Tests;
+
+/// <summary>
+/// The statistics, the size histogram and the meter read the region tiers' shared counts under the gate inside the
+/// registry's lock, and a region leaves a slot (a trim's, an idle tick's, an exited thread's retire) under that lock too:
+/// all of it at once, with rents at <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> trimming on their own and
+/// threads exiting with regions parked, must never hang or throw, and once every buffer is back and the pool trimmed,
+/// every tier adds up and the pool's mappings all go with its dispose.
+/// </summary>
+public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
+{
+    private static readonly int[] s_sizes = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 3 * 1024 * 1024];
+
+    private static readonly TimeSpan s_runFor = TimeSpan.FromSeconds(2);
+
+    private static readonly TimeSpan s_hang = TimeSpan.FromSeconds(30);
+
+    [Theory]
+    [InlineData(20, false)]
+    [InlineData(20, true)]
+    [InlineData(10_000, false)]
+    public void ReadsTrimsTicksCapsAndExitingThreadsAtOnceNeverHangAndAddUp(int idleDelayMilliseconds, bool reuseOwners)
+    {
+        var allocator = new LiveMappingsAllocator();
+        var time = new FakeTimeProvider();
+        TieredMemoryPoolOptions options = allocator.PoolOptions(reuseOwners ? OwnerMode.ReuseOwners : OwnerMode.Default, time);
+        options.IdleReleaseDelay = TimeSpan.FromMilliseconds(idleDelayMilliseconds);
+        options.Name = $"churn-{Guid.NewGuid():N}";
+
+        // Room for two and a half of the largest, where three renters hold up to two each: they meet the cap and its trims.
+        options.MaxBytesInUse = 5L * LiveMappingsAllocator.MappedBytesOfOne(s_sizes[^1]) / 2;
+        var pool = new TieredMemoryPool(options);
+        using var inUse = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.in_use");
+        using var highWater = new MetricCollector<long>(null, PoolMetrics.MeterName, "zipora.buffers.class.high_water_mark");
+
+        var failures = new ConcurrentQueue<Exception>();
+        long refused = 0;
+        long reads = 0;
+        long exitedThreads = 0;
+        bool stop = false;
+        void Guarded(Action work)
+        {
+            try
+            {
+                work();
+            }
+            catch (Exception error)
+            {
+                failures.Enqueue(error);
+            }
+        }
+
+        void RentAndReturn(int seed, int count)
+        {
+            var held = new IMemoryOwner<byte>?[2];
+            for (int i = 0; i < count; i++)
+            {
+                int size = s_sizes[(seed + i) % s_sizes.Length];
+                try
+                {
+                    held[i % 2]?.Dispose();
+                    held[i % 2] = pool.Rent(size);
+                    held[i % 2]!.Memory.Span[0] = 1;
+                }
+                catch (InsufficientMemoryException)
+                {
+                    held[i % 2] = null;
+                    Interlocked.Increment(ref refused);
+                }
+            }
+
+            Array.ForEach(held, static owner => owner?.Dispose());
+        }
+
+        var workers = new Thread[]
+        {
+            new(() => Guarded(() =>
+            {
+                for (int round = 0; !Volatile.Read(ref stop); round++)
+                {
+                    RentAndReturn(round, 7);
+                }
+            })),
+            new(() => Guarded(() =>
+            {
+                for (int round = 0; !Volatile.Read(ref stop); round++)
+                {
+                    RentAndReturn(round + 3, 7);
+                }
+            })),
+            new(() => Guarded(() =>
+            {
+                // Threads that rent, park their last region in their slot, and exit: their slots are retired later.
+                for (int round = 0; !Volatile.Read(ref stop); round++)
+                {
+                    var thread = new Thread(() => Guarded(() => RentAndReturn(round, 3)));
+                    thread.Start();
+                    thread.Join();
+                    Interlocked.Increment(ref exitedThreads);
+                }
+            })),
+            new(() => Guarded(() =>
+            {
+                while (!Volatile.Read(ref stop))
+                {
+                    TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+                    _ = statistics.SizeHistogram.Count;
+                    inUse.RecordObservableInstruments();
+                    highWater.RecordObservableInstruments();
+                    Interlocked.Increment(ref reads);
+                }
+            })),
+            new(() => Guarded(() =>
+            {
+                while (!Volatile.Read(ref stop))
+                {
+                    pool.Trim();
+                    Thread.Yield();
+                }
+            })),
+            new(() => Guarded(() =>
+            {
+                while (!Volatile.Read(ref stop))
+                {
+                    time.Advance(TimeSpan.FromMilliseconds(Math.Max(10, idleDelayMilliseconds / 4)));
+                    Thread.Yield();
+                }
+            })),
+        };
+        Array.ForEach(workers, static worker => worker.Start());
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < s_runFor && failures.IsEmpty)
+        {
+            Thread.Sleep(50);
+        }
+
+        Volatile.Write(ref stop, true);
+        foreach (Thread worker in workers)
+        {
+            Assert.True(worker.Join(s_hang), $"a worker hung: {Interlocked.Read(ref reads)} reads, {Interlocked.Read(ref exitedThreads)} threads exited\n{DumpOrNothing(pool)}");
+        }
+
+        Assert.True(failures.IsEmpty, $"{failures.Count} failures, the first: {(failures.TryPeek(out Exception? first) ? first : null)}");
+        Assert.True(Interlocked.Read(ref reads) > 0 && Interlocked.Read(ref exitedThreads) > 0, "the storm never ran");
+        output.WriteLine($"{Interlocked.Read(ref reads)} reads, {Interlocked.Read(ref exitedThreads)} threads exited, {Interlocked.Read(ref refused)} rents refused at the cap");
+
+        // Every buffer is back: once trimmed (twice: a retire of a slot can cache), every tier adds up as a quiet pool's.
+        pool.Trim();
+        pool.Trim();
+        TieredMemoryPoolStatistics quiet = pool.GetStatistics();
+        foreach (TierStatistics tier in (TierStatistics[])[quiet.Small, quiet.Medium, quiet.Large, quiet.Huge])
+        {
+            Assert.True(tier.Rents == tier.Returns && tier.BytesInUse == 0, $"{tier.Name}: {tier.Rents} rents, {tier.Returns} returns ({Interlocked.Read(ref refused)} refused)\n{quiet}");
+            Assert.True(tier.BytesRetained >= 0 && tier.BytesFragmented >= 0 && tier.BytesUncarved >= 0, $"{tier.Name}: a figure below zero\n{quiet}");
+
+            // A region tier counts a region evicted once, at its unmap; a slab tier counts every page drop, so its
+            // evicted bytes may pass what it mapped (TierStatistics.BytesEvicted).
+            long accounted = tier.BytesInUse + tier.BytesRetained + tier.BytesFragmented + tier.BytesUncarved + tier.BytesEvicted;
+            bool regions = ReferenceEquals(tier, quiet.Large) || ReferenceEquals(tier, quiet.Huge);
+            Assert.True(regions ? accounted == tier.BytesAllocated : accounted >= tier.BytesAllocated, $"{tier.Name}: {tier.BytesAllocated} bytes allocated, {accounted} accounted for\n{quiet}");
+        }
+
+        Assert.Equal(0, quiet.BytesInUse);
+
+        pool.Dispose();
+        for (int tick = 0; tick < 16; tick++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(Math.Max(10, idleDelayMilliseconds)));
+        }
+
+        int left = allocator.Live().Length;
+        Assert.True(left == 0, $"{left} of the pool's mappings still mapped after its dispose and its delay\n{pool.GetStatistics()}");
+    }
+
+    private static string DumpOrNothing(TieredMemoryPool pool)
+    {
+        // A hung pool may hang its statistics too: read them on a thread of their own, for a while.
+        string? text = null;
+        var reader = new Thread(() => text = pool.GetStatistics().ToString()) { IsBackground = true };
+        reader.Start();
+        return reader.Join(TimeSpan.FromSeconds(2)) ? text! : "(the statistics hang too)";
+    }
+}
