@@ -29,10 +29,12 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
     private static readonly TimeSpan s_hang = TimeSpan.FromSeconds(30);
 
     [Theory]
-    [InlineData(20, false)]
-    [InlineData(20, true)]
-    [InlineData(10_000, false)]
-    public void ReadsTrimsTicksCapsAndExitingThreadsAtOnceNeverHangAndAddUp(int idleDelayMilliseconds, bool reuseOwners)
+    [InlineData(20, false, false)]
+    [InlineData(20, true, false)]
+    [InlineData(10_000, false, false)]
+    [InlineData(20, false, true)]
+    [InlineData(10_000, true, true)]
+    public void ReadsTrimsTicksCapsAndExitingThreadsAtOnceNeverHangAndAddUp(int idleDelayMilliseconds, bool reuseOwners, bool disposeAmidst)
     {
         var allocator = new LiveMappingsAllocator();
         var time = new FakeTimeProvider();
@@ -51,6 +53,7 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
         long reads = 0;
         long exitedThreads = 0;
         bool stop = false;
+        bool disposed = false;
         void Guarded(Action work)
         {
             try
@@ -79,6 +82,10 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
                 {
                     held[i % 2] = null;
                     Interlocked.Increment(ref refused);
+                }
+                catch (ObjectDisposedException) when (Volatile.Read(ref disposed))
+                {
+                    held[i % 2] = null;
                 }
             }
 
@@ -148,6 +155,14 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
             Thread.Sleep(10);
         }
 
+        if (disposeAmidst)
+        {
+            // Disposed with every part of the storm still running; they go on against the disposed pool a while.
+            Volatile.Write(ref disposed, true);
+            pool.Dispose();
+            Thread.Sleep(100);
+        }
+
         Volatile.Write(ref stop, true);
         foreach (Thread worker in workers)
         {
@@ -157,6 +172,12 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
         Assert.True(failures.IsEmpty, $"{failures.Count} failures, the first: {(failures.TryPeek(out Exception? first) ? first : null)}");
         output.WriteLine($"{Interlocked.Read(ref reads)} reads, {Interlocked.Read(ref exitedThreads)} threads exited, {Interlocked.Read(ref refused)} rents refused at the cap in {watch.Elapsed.TotalSeconds:F1} s");
         Assert.True(Enough(), "the storm never met all of its parts enough: the test proves little");
+
+        if (disposeAmidst)
+        {
+            AssertAllGone(pool, time, allocator, idleDelayMilliseconds);
+            return;
+        }
 
         // Every buffer is back: once trimmed (twice: a retire of a slot can cache), every tier adds up as a quiet pool's.
         pool.Trim();
@@ -177,13 +198,24 @@ public sealed class StatisticsDuringRegionChurnTests(ITestOutputHelper output)
         Assert.Equal(0, quiet.BytesInUse);
 
         pool.Dispose();
+        AssertAllGone(pool, time, allocator, idleDelayMilliseconds);
+    }
+
+    /// <summary>Every buffer back, the pool disposed: once its delay has passed, no mapping of it is left.</summary>
+    private static void AssertAllGone(TieredMemoryPool pool, FakeTimeProvider time, LiveMappingsAllocator allocator, int idleDelayMilliseconds)
+    {
         for (int tick = 0; tick < 16; tick++)
         {
             time.Advance(TimeSpan.FromMilliseconds(Math.Max(10, idleDelayMilliseconds)));
         }
 
+        TieredMemoryPoolStatistics after = pool.GetStatistics();
         int left = allocator.Live().Length;
-        Assert.True(left == 0, $"{left} of the pool's mappings still mapped after its dispose and its delay\n{pool.GetStatistics()}");
+        Assert.True(left == 0 && after.BytesInUse == 0 && after.BytesAwaitingRelease == 0, $"{left} of the pool's mappings still mapped after its dispose and its delay\n{after}");
+        foreach (TierStatistics tier in (TierStatistics[])[after.Small, after.Medium, after.Large, after.Huge])
+        {
+            Assert.True(tier.Rents == tier.Returns && tier.BytesRetained == 0, $"{tier.Name} after the dispose: {tier}\n{after}");
+        }
     }
 
     private static string DumpOrNothing(TieredMemoryPool pool)
