@@ -10,7 +10,7 @@ namespace Zipora.Buffers;
 /// pool). Threads move buffers in and out in batches, so the lock is taken once per batch rather than once per buffer.
 /// </summary>
 /// <typeparam name="T">The buffer kept: a native buffer or a managed array.</typeparam>
-internal sealed class SizeClassDepot<T>
+internal sealed partial class SizeClassDepot<T>
     where T : class
 {
     // A monitor, not a System.Threading.Lock: a contended Lock allocates managed memory for its wait (56-368 bytes
@@ -25,7 +25,8 @@ internal sealed class SizeClassDepot<T>
     // all of them, so a put never grows it.
     private int _reserved;
 
-    public int Count => Volatile.Read(ref _count);
+    /// <summary>The buffers held, those a trim has claimed included, less the claimed ones it let go of already.</summary>
+    public int Count => Volatile.Read(ref _count) - Volatile.Read(ref _claimedGone);
 
     /// <summary>
     /// Makes room for one more buffer of the class, before it is made. A tier that reserves every buffer it makes
@@ -38,7 +39,8 @@ internal sealed class SizeClassDepot<T>
     {
         lock (_lock)
         {
-            if (_reserved == _items.Length)
+            // The places a trim's claim let go of stay taken until the claim ends (see Claim): the room is counted past them.
+            if (_reserved + _claimedGone >= _items.Length)
             {
                 Array.Resize(ref _items, _items.Length * 2);
             }
@@ -61,7 +63,7 @@ internal sealed class SizeClassDepot<T>
     {
         lock (_lock)
         {
-            int moved = Math.Min(max, _count);
+            int moved = Math.Min(max, _count - _claimed);
             int from = _count - moved;
             _items.AsSpan(from, moved).CopyTo(stack[stackCount..]);
             Array.Clear(_items, from, moved);
@@ -76,7 +78,7 @@ internal sealed class SizeClassDepot<T>
     {
         lock (_lock)
         {
-            if (_count == 0)
+            if (_count == _claimed)
             {
                 return null;
             }
@@ -157,6 +159,7 @@ internal sealed class SizeClassDepot<T>
     {
         lock (_lock)
         {
+            Debug.Assert(_claimedItems is null, "only a slab tier's dispose drains, under the trim lock a claim is made under");
             into.EnsureCapacity(into.Count + _count);
             into.AddRange(_items.AsSpan(0, _count));
             Array.Clear(_items, 0, _count);
@@ -173,6 +176,7 @@ internal sealed class SizeClassDepot<T>
     {
         lock (_lock)
         {
+            Debug.Assert(_claimedItems is null, "only the array pool clears, and it never claims");
             int cleared = _count;
             Array.Clear(_items, 0, _count);
             _count = 0;

@@ -27,13 +27,6 @@ internal abstract partial class CachedSlabTier<TClasses>
     // The tables of what runs under the trim lock, reused: a trim and the pressure trim's read allocate none.
     private readonly SlabTrimTables _trimTables;
 
-    // The room the lists are made with: a first trim of up to this many free blocks, at the GC heap limit too, allocates none.
-    private const int TrimListBlocksMade = 128;
-
-    // A trim's lists of the free blocks it took out and of those it keeps, under the trim lock, emptied after each trim.
-    private readonly List<NativeMemoryManager> _trimFree = new(TrimListBlocksMade);
-    private readonly List<NativeMemoryManager> _trimKept = new(TrimListBlocksMade);
-
     /// <summary>
     /// Samples each class's buffers in use for the high-water marks and dates each class's activity; when adaptive,
     /// trims each class that saw no rent or return for the whole delay; then lets the slab tier judge the whole
@@ -118,6 +111,11 @@ internal abstract partial class CachedSlabTier<TClasses>
     public override void Trim() => TrimClasses(null);
 
     /// <summary>Gives back the free blocks of the chosen classes (all when <paramref name="classes"/> is null).</summary>
+    /// <remarks>
+    /// The free blocks stay in the depots, claimed (see <see cref="SizeClassDepot{T}.Claim"/>): the depots have room
+    /// for every block, so a trim of any number of cached blocks allocates no list of them, and a trim at the GC heap
+    /// limit lets go of what it finds.
+    /// </remarks>
     private void TrimClasses(bool[]? classes)
     {
         ReleaseHeldElsewhere(forGood: false);
@@ -128,51 +126,31 @@ internal abstract partial class CachedSlabTier<TClasses>
                 return;
             }
 
-            // The tier's lists, under the trim lock: a trim at the GC heap limit must not allocate before it lets go.
-            List<NativeMemoryManager> free = _trimFree;
-            List<NativeMemoryManager>? kept = null;
             try
             {
-                CloseAndEmptyCaches(free, classes);
+                CloseAndEmptyCachesIntoDepots(classes);
                 for (int classIndex = 0; classIndex < _depots.Length; classIndex++)
                 {
                     if (classes?[classIndex] ?? true)
                     {
-                        _depots[classIndex].DrainInto(free, close: false);
+                        _depots[classIndex].Claim();
                     }
                 }
 
                 long[] returnedBy = ReturnedByClassUnderTrimLock(out long[] rentedByClass);
-                // Room first: a list named kept before it has room would, if growing it failed, hand back none of the blocks.
-                _trimKept.EnsureCapacity(free.Count);
-                kept = _trimKept;
-                _heap.TrimFree(free, returnedBy, classes, rentedByClass, kept);
+                _heap.TrimFree(_depots, returnedBy, classes, rentedByClass);
             }
             finally
             {
-                // Also when the trim failed (a process out of managed memory): the blocks taken out that are still the
-                // tier's go to the depots (whose room is reserved: no allocation; once the heap has begun, it says
-                // which they are), and the caches reopen (left closed, every rent and return would pass them by).
-                GiveBack(kept ?? free);
-                _cachesClosed = false;
-                EmptyTrimLists();
-            }
-        }
-    }
+                // Also when the trim failed (a process out of managed memory): the claimed blocks not let go of with their
+                // slabs go back (no allocation), and the caches reopen (left closed, every rent and return would pass
+                // them by).
+                foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+                {
+                    depot.EndClaim();
+                }
 
-    /// <summary>
-    /// Empties the trim's lists, which must not keep a block reachable (a block let go of with its slab, or a leaked
-    /// one, would never be collected); lists grown past <see cref="SlabHeap.TrimBlocksKept"/> give their room back.
-    /// </summary>
-    private void EmptyTrimLists()
-    {
-        foreach (List<NativeMemoryManager> list in (ReadOnlySpan<List<NativeMemoryManager>>)[_trimFree, _trimKept])
-        {
-            list.Clear();
-            if (list.Capacity > SlabHeap.TrimBlocksKept)
-            {
-                // Shrinking to none allocates nothing; the next trim grows it again.
-                list.Capacity = 0;
+                _cachesClosed = false;
             }
         }
     }
@@ -186,27 +164,41 @@ internal abstract partial class CachedSlabTier<TClasses>
     {
     }
 
-    /// <summary>Puts free blocks a trim took out back in their classes' depots.</summary>
-    private void GiveBack(List<NativeMemoryManager> blocks)
+    /// <summary>Closes the caches for good and moves every block they hold into <paramref name="into"/> (the tier's dispose). Caller holds the trim lock.</summary>
+    private void CloseAndEmptyCaches(List<NativeMemoryManager> into)
     {
-        foreach (NativeMemoryManager buffer in blocks)
-        {
-            _depots[TClasses.ClassIndexOfBlock(buffer.Length)].Put(buffer);
-        }
+        _cachesClosed = true;
+        HandshakeCache.EmptyEach(_registry, (Tier: this, Into: into), static (cache, state) => state.Tier.DrainUnsynchronized(cache, state.Into));
     }
 
     /// <summary>
     /// Closes the caches and moves the blocks they hold of the chosen classes (all when <paramref name="classes"/> is
-    /// null) into <paramref name="into"/>. Caller holds the trim lock.
+    /// null) into their depots, whose room for every block is reserved: no allocation. Caller holds the trim lock.
     /// </summary>
-    private void CloseAndEmptyCaches(List<NativeMemoryManager> into, bool[]? classes = null)
+    private void CloseAndEmptyCachesIntoDepots(bool[]? classes)
     {
         _cachesClosed = true;
-        HandshakeCache.EmptyEach(_registry, (Tier: this, Into: into, Classes: classes), static (cache, state) => state.Tier.DrainUnsynchronized(cache, state.Into, state.Classes));
+        HandshakeCache.EmptyEach(_registry, (Tier: this, Classes: classes), static (cache, state) => state.Tier.DrainIntoDepotsUnsynchronized(cache, state.Classes));
     }
 
-    /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into <paramref name="into"/>.</summary>
-    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into, bool[]? classes)
+    /// <summary>Moves every block of a cache whose owner is kept out into <paramref name="into"/>; its slots go, for none.</summary>
+    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
+    {
+        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
+        {
+            ref ClassStack stack = ref cache.StackOf(classIndex);
+
+            // Room first: out of managed memory, the stack keeps its blocks, as it holds them (none may be both here and
+            // there, and a stack left compacted would lose one at its next compaction).
+            into.EnsureCapacity(into.Count + stack.Count);
+            stack.Compact();
+            into.AddRange(stack.Items.AsSpan(0, stack.Count));
+            EmptyDrained(ref stack, classIndex, ClassStack.NoSlots);
+        }
+    }
+
+    /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into their depots.</summary>
+    private void DrainIntoDepotsUnsynchronized(ThreadCache cache, bool[]? classes)
     {
         for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
         {
@@ -217,33 +209,48 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             ref ClassStack stack = ref cache.StackOf(classIndex);
 
-            // Room first, and the short slots that replace grown ones: out of managed memory, the stack keeps its
-            // blocks, as it holds them (none may be both here and there, and a stack left compacted would lose one at
-            // its next compaction). A disposed tier's stacks are never used again: their slots go, for none.
-            into.EnsureCapacity(into.Count + stack.Count);
-            NativeMemoryManager[]? shorter = _disposed ? ClassStack.NoSlots
-                : stack.Items.Length > ClassStack.InitialSlots ? ThreadCache.InitialSlotsFor(_capacities[classIndex])
-                : null;
+            // The short slots that replace grown ones first, and the stack settled back if the depot must grow (only
+            // for a block listed twice, a caller's stale dispose) and cannot: out of managed memory, the stack keeps
+            // its blocks, as it holds them (none may be both here and there).
+            NativeMemoryManager[]? shorter = stack.Items.Length > ClassStack.InitialSlots ? ThreadCache.InitialSlotsFor(_capacities[classIndex]) : null;
             stack.Compact();
-            into.AddRange(stack.Items.AsSpan(0, stack.Count));
-
-            if (shorter is null)
+            int moving = stack.Count;
+            try
             {
-                stack.Items.AsSpan().Clear();
+                _depots[classIndex].PutFrom(stack.Items.AsSpan(0, moving), ref moving, moving);
             }
-            else
+            catch
             {
-                // The grown slots go to the GC, with the references to blocks now in the list: nothing reaches them.
-                stack.Items = shorter;
+                stack.Settle();
+                throw;
             }
 
-            stack.Drained += stack.Count;
-            stack.Count = 0;
-
-            // A class given back starts over small, as it would on a new thread.
-            stack.SetCapacity(_disposed ? 0 : _initialCapacities[classIndex]);
-            stack.Overflows = 0;
+            EmptyDrained(ref stack, classIndex, shorter);
         }
+    }
+
+    /// <summary>
+    /// Counts the blocks just moved out of a compacted stack as drained and empties it; <paramref name="shorter"/>, if
+    /// any, replaces its slots.
+    /// </summary>
+    private void EmptyDrained(ref ClassStack stack, int classIndex, NativeMemoryManager[]? shorter)
+    {
+        if (shorter is null)
+        {
+            stack.Items.AsSpan().Clear();
+        }
+        else
+        {
+            // The grown slots go to the GC, with the references to blocks now moved out: nothing reaches them.
+            stack.Items = shorter;
+        }
+
+        stack.Drained += stack.Count;
+        stack.Count = 0;
+
+        // A class given back starts over small, as it would on a new thread.
+        stack.SetCapacity(_disposed ? 0 : _initialCapacities[classIndex]);
+        stack.Overflows = 0;
     }
 
     /// <summary>

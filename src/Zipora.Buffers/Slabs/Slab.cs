@@ -6,8 +6,9 @@ namespace Zipora.Buffers;
 internal sealed class Slab
 {
     // One bit per page: set when a trim dropped the page (every block on it was free), cleared when a block on it is
-    // found used again or is carved. Null until the first drop. Guarded by the heap's lock.
-    private ulong[]? _droppedPages;
+    // found used again or is carved. Guarded by the heap's lock. Made with the slab (32 bytes for up to 64 pages): made
+    // at its first drop, a trim of many slabs allocated one for each, where managed memory may be short.
+    private readonly ulong[] _droppedPages;
 
     public Slab(int classIndex, nint address, nuint length, int blockSize, PageBacking backing)
     {
@@ -17,6 +18,7 @@ internal sealed class Slab
         BlockSize = blockSize;
         Backing = backing;
         BlockCapacity = (int)(length / (nuint)blockSize);
+        _droppedPages = new ulong[(int)((length / PageAllocator.PageSize) + 63) >> 6];
     }
 
     /// <summary>The size class whose blocks the slab is cut into.</summary>
@@ -56,30 +58,24 @@ internal sealed class Slab
     public nint NextBlockAddress => Address + ((nint)Carved * BlockSize);
 
     /// <summary>Whether page <paramref name="page"/> (counted from the slab's start) was dropped and not touched since, as far as the last trim knows.</summary>
-    public bool IsPageDropped(int page) => _droppedPages is { } bits && (bits[page >> 6] & (1UL << page)) != 0;
+    public bool IsPageDropped(int page) => (_droppedPages[page >> 6] & (1UL << page)) != 0;
 
     /// <summary>Records that page <paramref name="page"/> was dropped (or, with <see langword="false"/>, may be committed again).</summary>
     public void SetPageDropped(int page, bool dropped)
     {
         if (dropped)
         {
-            _droppedPages ??= new ulong[(int)((Length / PageAllocator.PageSize) + 63) >> 6];
             _droppedPages[page >> 6] |= 1UL << page;
         }
-        else if (_droppedPages is { } bits)
+        else
         {
-            bits[page >> 6] &= ~(1UL << page);
+            _droppedPages[page >> 6] &= ~(1UL << page);
         }
     }
 
     /// <summary>Forgets the drops of the pages under the bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>): a block carved there will be written.</summary>
     public void ForgetDroppedPages(long offset, int length)
     {
-        if (_droppedPages is null)
-        {
-            return;
-        }
-
         long pageSize = (long)PageAllocator.PageSize;
         for (long page = offset / pageSize; page <= (offset + length - 1) / pageSize; page++)
         {

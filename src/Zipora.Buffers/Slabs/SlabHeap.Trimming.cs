@@ -1,5 +1,5 @@
 using System;
-using System.Collections.Generic;
+using System.Diagnostics.CodeAnalysis;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -8,59 +8,36 @@ namespace Zipora.Buffers;
 /// <summary>A slab heap's trims: letting go of the slabs whose blocks are all free, dropping the pages of the others.</summary>
 internal sealed partial class SlabHeap
 {
-    /// <summary>
-    /// The most free blocks (and slabs) a trim's tables, and a cached slab tier's trim lists, keep room for between
-    /// trims: what a trim at the GC heap limit takes out and sorts without allocating. About 28 bytes a block over the
-    /// four tables and lists; each table stays under the large object heap's threshold. A trim of more allocates.
-    /// </summary>
-    internal const int TrimBlocksKept = 1024;
-
-    // The room a trim's tables are made with: 1.5 KB for the blocks, 0.3 KB for the slabs.
-    private const int ScratchBlocksMade = 128;
-    private const int ScratchSlabsMade = 32;
+    // Orders a class's claimed free blocks by address, so each slab's lie side by side (cached: made once).
+    private static readonly Comparison<NativeMemoryManager> s_byAddress = static (first, second) => first.Address.CompareTo(second.Address);
 
     /// <summary>
-    /// Gives idle memory back, given every free block of the chosen classes (the caller keeps them from being handed
-    /// out meanwhile): lets go of each slab whose blocks are all free, and drops the pages of the other slabs that hold
-    /// only free blocks (MADV_DONTNEED: resident memory falls now, the next use refaults zeroed pages). A page dropped
-    /// before and not used since is left alone; a page that shares a live block is measured as fragmentation.
+    /// Gives idle memory back, given the depots of the chosen classes with every free block of those classes claimed
+    /// (see <see cref="SizeClassDepot{T}.Claim"/>: nobody else takes them meanwhile): lets go of each slab whose blocks
+    /// are all free, and drops the pages of the other slabs that hold only free blocks (MADV_DONTNEED: resident memory
+    /// falls now, the next use refaults zeroed pages). A page dropped before and not used since is left alone; a page
+    /// that shares a live block is measured as fragmentation.
     /// </summary>
-    /// <param name="free">Every free block of the chosen classes.</param>
+    /// <remarks>
+    /// Works in the depots' own arrays, sorted in place: a trim of any number of free blocks allocates no table of
+    /// them, so a trim under memory pressure at the GC heap limit still lets go (TrimAllocationBoundTests). A block let
+    /// go of with its slab, or a second copy of one, is nulled in the claim; every block still claimed when this
+    /// returns or throws is the tier's, and goes back when the claim ends.
+    /// </remarks>
+    /// <param name="depots">Per class, its depot; those of the chosen classes are claimed.</param>
     /// <param name="returnedAtByClass">
     /// Per size class, the tick of the idle clock by which its free blocks were all returned: a slab is unmapped at
     /// once only when that was a full delay ago, otherwise it is unmapped when the delay has passed.
     /// </param>
-    /// <param name="classes">The classes whose free blocks are all in <paramref name="free"/>; <see langword="null"/> for all.</param>
+    /// <param name="classes">The classes whose free blocks are all claimed; <see langword="null"/> for all.</param>
     /// <param name="rentedBytesByClass">Per class, the bytes the tier has rented so far (see <see cref="NotRetained"/>).</param>
-    /// <param name="kept">
-    /// Empty, with room for every block of <paramref name="free"/>: receives the free blocks that are still the tier's,
-    /// to go back to the caches. Also when this throws (out of managed memory): every block not let go of with its slab
-    /// by then is in it, so a failed trim loses none.
-    /// </param>
-    public void TrimFree(List<NativeMemoryManager> free, long[] returnedAtByClass, bool[]? classes, long[] rentedBytesByClass, List<NativeMemoryManager> kept)
+    public void TrimFree(SizeClassDepot<NativeMemoryManager>[] depots, long[] returnedAtByClass, bool[]? classes, long[] rentedBytesByClass)
     {
         lock (_lock)
         {
             if (_disposing)
             {
-                kept.AddRange(free);
                 return;
-            }
-
-            // Everything this needs is allocated before the first slab is let go of: until then a failure hands back
-            // every block as it came. Up to TrimBlocksKept free blocks and slabs, nothing is: the tables are the
-            // heap's, kept from trim to trim, so a trim at the GC heap limit gives its slabs back.
-            NativeMemoryManager[] bySlab;
-            Span<int> firstBySlab;
-            try
-            {
-                bySlab = GroupBySlabUnsynchronized(free, out firstBySlab);
-                RemoveDuplicates(bySlab, firstBySlab);
-            }
-            catch
-            {
-                kept.AddRange(free);
-                throw;
             }
 
             long[] figures = _spareFigures;
@@ -75,55 +52,23 @@ internal sealed partial class SlabHeap
                 }
             }
 
-            // From the last slab down, so taking one out does not move those still to come. The slabs from
-            // `handled` up are done with: their blocks let go of or kept.
-            int handled = _slabs.Count;
             long advised = 0;
             try
             {
-                for (int index = _slabs.Count - 1; index >= 0; index--)
+                for (int classIndex = 0; classIndex < _classCount; classIndex++)
                 {
-                    Slab slab = _slabs[index];
-                    var blocks = new ReadOnlySpan<NativeMemoryManager>(bySlab, firstBySlab[index], firstBySlab[index + 1] - firstBySlab[index]);
-                    if (blocks.Length == slab.Carved)
+                    if (classes?[classIndex] ?? true)
                     {
-                        // Let go of first: if that fails, the slab and its blocks are as they were.
-                        UnmapUnsynchronized(index, returnedAtByClass[slab.ClassIndex]);
-                        foreach (NativeMemoryManager buffer in blocks)
-                        {
-                            buffer.MarkReleased();
-                        }
-
-                        handled = index;
-                    }
-                    else
-                    {
-                        kept.AddRange(blocks);
-                        handled = index;
-                        if (classes?[slab.ClassIndex] ?? true)
-                        {
-                            SlabSweep sweep = _sweeper.Sweep(slab, blocks);
-                            figures[slab.ClassIndex] += sweep.Dropped;
-                            figures[_classCount + slab.ClassIndex] += sweep.Fragmented;
-                            advised += sweep.Advised;
-                        }
+                        TrimClassUnsynchronized(classIndex, depots[classIndex], returnedAtByClass[classIndex], figures, ref advised);
                     }
                 }
 
                 _spareFigures = _figures;
                 Volatile.Write(ref _figures, figures);
             }
-            catch
-            {
-                kept.AddRange(bySlab.AsSpan(0, firstBySlab[handled]));
-                throw;
-            }
             finally
             {
                 Interlocked.Add(ref _decommittedBytes, advised);
-
-                // Nothing in the pool may keep a block reachable where it no longer counts it.
-                Array.Clear(bySlab, 0, firstBySlab[^1]);
             }
         }
 
@@ -131,94 +76,136 @@ internal sealed partial class SlabHeap
     }
 
     /// <summary>
-    /// Keeps one of each block in every slab's run of <paramref name="bySlab"/>, moving the runs down and
-    /// <paramref name="firstBySlab"/> with them. A block disposed twice under ReuseOwners can sit in the caches twice:
-    /// counted once, it cannot make a slab with a block still rented look free (unmapping a live block), and only one
-    /// copy goes back. Each run is sorted by address in place, so copies lie side by side: a set of every block cost a
-    /// trim about 28 bytes of managed memory per free block, which a trim under memory pressure can least afford.
+    /// Trims one class: its claimed free blocks sorted by address, then its slabs walked in address order beside them,
+    /// each slab with the run of blocks that lie in it. The caller holds the lock.
     /// </summary>
-    internal static void RemoveDuplicates(NativeMemoryManager[] bySlab, Span<int> firstBySlab)
+    private void TrimClassUnsynchronized(int classIndex, SizeClassDepot<NativeMemoryManager> depot, long returnedAt, long[] figures, ref long advised)
     {
-        int end = firstBySlab[^1];
-        int written = 0;
-        for (int index = 0; index + 1 < firstBySlab.Length; index++)
+        Span<NativeMemoryManager> claimed = depot.Claimed;
+        claimed.Sort(s_byAddress);
+        int next = 0;
+        int index = 0;
+        while (index < _slabs.Count)
         {
-            Span<NativeMemoryManager> run = bySlab.AsSpan(firstBySlab[index], firstBySlab[index + 1] - firstBySlab[index]);
-            firstBySlab[index] = written;
-            run.Sort(static (first, second) => first.Address.CompareTo(second.Address));
-            int sameAddressFrom = written;
-            for (int i = 0; i < run.Length; i++)
+            Slab slab = _slabs[index];
+            if (slab.ClassIndex != classIndex)
             {
-                // Read before anything is written over it: the run lies at or above where it is written.
-                NativeMemoryManager block = run[i];
-                if (written > 0 && bySlab[written - 1].Address != block.Address)
-                {
-                    sameAddressFrom = written;
-                }
+                index++;
+                continue;
+            }
 
-                if (Array.IndexOf(bySlab, block, sameAddressFrom, written - sameAddressFrom) < 0)
-                {
-                    bySlab[written++] = block;
-                }
+            if (next < claimed.Length && claimed[next].Address < slab.Address)
+            {
+                ThrowOutsideEverySlab(claimed[next].Address);
+            }
+
+            int end = next;
+            nint slabEnd = slab.Address + (nint)slab.Length;
+            while (end < claimed.Length && claimed[end].Address < slabEnd)
+            {
+                end++;
+            }
+
+            Span<NativeMemoryManager> run = claimed[next..end];
+            next = end;
+            int unique = KeepOneOfEach(run);
+            if (unique < run.Length)
+            {
+                depot.ForgetClaimed(run.Length - unique);
+            }
+
+            run = run[..unique];
+            if (unique == slab.Carved)
+            {
+                LetGoOfFreeSlabUnsynchronized(index, run, depot, returnedAt);
+                continue;
+            }
+
+            // A slab with no free block is swept too: the tail of a full slab, too short for a block, is fragmented.
+            SlabSweep sweep = _sweeper.Sweep(slab, run);
+            figures[classIndex] += sweep.Dropped;
+            figures[_classCount + classIndex] += sweep.Fragmented;
+            advised += sweep.Advised;
+            index++;
+        }
+
+        if (next < claimed.Length)
+        {
+            ThrowOutsideEverySlab(claimed[next].Address);
+        }
+    }
+
+    /// <summary>
+    /// Lets go of the slab at <paramref name="index"/>, every block of which is in <paramref name="blocks"/> (claimed
+    /// from <paramref name="depot"/>): given back first, so that if that fails the slab and its blocks are as they were.
+    /// </summary>
+    private void LetGoOfFreeSlabUnsynchronized(int index, Span<NativeMemoryManager> blocks, SizeClassDepot<NativeMemoryManager> depot, long returnedAt)
+    {
+        // Their places counted as let go of before the slab's room is given up (in UnmapUnsynchronized): a rent between
+        // the two must not find room the claim still takes.
+        depot.ForgetClaimed(blocks.Length);
+        try
+        {
+            UnmapUnsynchronized(index, returnedAt);
+        }
+        catch
+        {
+            depot.ForgetClaimed(-blocks.Length);
+            throw;
+        }
+
+        foreach (NativeMemoryManager buffer in blocks)
+        {
+            buffer.MarkReleased();
+        }
+
+        // Nothing in the pool may keep a block reachable where it no longer counts it.
+        blocks.Clear();
+    }
+
+    /// <summary>
+    /// Keeps one of each block in <paramref name="run"/> (sorted by address), moving those kept down and nulling the
+    /// rest; returns how many are kept. A block disposed twice under ReuseOwners can sit in the caches twice: counted
+    /// once, it cannot make a slab with a block still rented look free (unmapping a live block), and only one copy goes
+    /// back. Two managers of one address are two blocks as far as the trim can tell: neither is dropped for the other.
+    /// </summary>
+    internal static int KeepOneOfEach(Span<NativeMemoryManager> run)
+    {
+        int written = 0;
+        int sameAddressFrom = 0;
+        for (int i = 0; i < run.Length; i++)
+        {
+            // Read before anything is written over it: written never passes i.
+            NativeMemoryManager block = run[i];
+            if (written > 0 && run[written - 1].Address != block.Address)
+            {
+                sameAddressFrom = written;
+            }
+
+            if (!HoldsAlready(run[sameAddressFrom..written], block))
+            {
+                run[written++] = block;
             }
         }
 
-        firstBySlab[^1] = written;
-
-        // Nothing in the pool may keep a block reachable where it no longer counts it.
-        Array.Clear(bySlab, written, end - written);
+        run[written..].Clear();
+        return written;
     }
 
-    /// <summary>
-    /// The free blocks ordered by slab: those of slab <c>i</c> are at [<paramref name="firstBySlab"/>[i],
-    /// <paramref name="firstBySlab"/>[i + 1]) of the result (a counting sort: one binary search per block). The tables
-    /// are the heap's scratch (see <see cref="Scratch{T}"/>); the caller clears the result's blocks once done.
-    /// </summary>
-    private NativeMemoryManager[] GroupBySlabUnsynchronized(List<NativeMemoryManager> free, out Span<int> firstBySlab)
+    private static bool HoldsAlready(ReadOnlySpan<NativeMemoryManager> blocks, NativeMemoryManager block)
     {
-        Span<int> slabOf = Scratch(ref _slabOfScratch, free.Count).AsSpan(0, free.Count);
-        firstBySlab = Scratch(ref _firstBySlabScratch, _slabs.Count + 1).AsSpan(0, _slabs.Count + 1);
-        Span<int> next = Scratch(ref _nextScratch, _slabs.Count + 1).AsSpan(0, _slabs.Count + 1);
-        NativeMemoryManager[] bySlab = Scratch(ref _bySlabScratch, free.Count);
-        firstBySlab.Clear();
-        for (int i = 0; i < free.Count; i++)
+        foreach (NativeMemoryManager held in blocks)
         {
-            slabOf[i] = FindSlabUnsynchronized(free[i].Address);
-            firstBySlab[slabOf[i] + 1]++;
+            if (ReferenceEquals(held, block))
+            {
+                return true;
+            }
         }
 
-        for (int index = 0; index < _slabs.Count; index++)
-        {
-            firstBySlab[index + 1] += firstBySlab[index];
-        }
-
-        firstBySlab.CopyTo(next);
-        for (int i = 0; i < free.Count; i++)
-        {
-            bySlab[next[slabOf[i]]++] = free[i];
-        }
-
-        return bySlab;
+        return false;
     }
 
-    /// <summary>
-    /// A table of at least <paramref name="length"/> entries: the heap's own (<paramref name="kept"/>), grown if need
-    /// be, up to <see cref="TrimBlocksKept"/>; past that one made for this trim alone, so a heap that once trimmed a
-    /// million free blocks does not hold tables for them (28 bytes a block) for good.
-    /// </summary>
-    private static T[] Scratch<T>(ref T[] kept, int length)
-    {
-        if (kept.Length >= length)
-        {
-            return kept;
-        }
-
-        if (length > TrimBlocksKept)
-        {
-            return new T[length];
-        }
-
-        kept = new T[Math.Min(TrimBlocksKept, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)length))];
-        return kept;
-    }
+    [DoesNotReturn]
+    private static void ThrowOutsideEverySlab(nint address) =>
+        throw new InvalidOperationException($"Block 0x{address:x} belongs to no slab of its class in this pool.");
 }

@@ -56,14 +56,6 @@ internal sealed partial class SlabHeap
     private long[] _figures;
     private long[] _spareFigures;
 
-    // A trim's tables, under the lock, made with the heap (so a first trim, at the GC heap limit too, of up to
-    // ScratchBlocksMade blocks in up to ScratchSlabsMade slabs allocates none) and kept between trims, grown up to
-    // TrimBlocksKept blocks (see TrimFree).
-    private NativeMemoryManager[] _bySlabScratch = new NativeMemoryManager[ScratchBlocksMade];
-    private int[] _slabOfScratch = new int[ScratchBlocksMade];
-    private int[] _firstBySlabScratch = new int[ScratchSlabsMade + 1];
-    private int[] _nextScratch = new int[ScratchSlabsMade + 1];
-
     /// <param name="pages">Where slabs come from.</param>
     /// <param name="unmaps">Where slabs let go of wait out the idle delay.</param>
     /// <param name="clock">The idle clock, which dates slabs let go of.</param>

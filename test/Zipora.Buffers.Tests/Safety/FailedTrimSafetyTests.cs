@@ -27,6 +27,10 @@ public sealed class FailedTrimSafetyTests
     private const int RegionSize = 100_000;
     private const int RegionRentedAtTheLimit = 1_000_000;
 
+    // Free small blocks a round caches: more than a trim's tables had room for before a trim claimed the depots in
+    // place, when a trim of this many ran out of memory partway at every small headroom.
+    private const int SmallBlocks = 1_624;
+
     [Fact]
     public void TrimsAndRentsThatRunOutOfManagedMemoryPartwayLoseNoBlockAndLeakNoMapping()
     {
@@ -151,13 +155,12 @@ public sealed class FailedTrimSafetyTests
 
     /// <summary>
     /// Rents and returns blocks of three slab classes and a region, keeping one of each slab class rented (its slab
-    /// stays, partly free). More free small blocks than a trim keeps its tables' room for: a trim of fewer allocates
-    /// nothing (PinnedPoolTrimHeapLimitSafetyTests), and this one must run out of memory partway.
+    /// stays, partly free).
     /// </summary>
     private static void FillTheCaches(TieredMemoryPool pool, out List<IMemoryOwner<byte>> held)
     {
         held = [pool.Rent(64), pool.Rent(4096), pool.Rent(16384)];
-        foreach ((int size, int count) in new[] { (64, SlabHeap.TrimBlocksKept + 600), (4096, 300), (16384, 60), (RegionSize, 2) })
+        foreach ((int size, int count) in new[] { (64, SmallBlocks), (4096, 300), (16384, 60), (RegionSize, 2) })
         {
             List<IMemoryOwner<byte>> burst = DepotReservation.Rent(pool, size, count);
             burst.ForEach(static owner => owner.Dispose());
