@@ -29,14 +29,20 @@ internal sealed partial class SizeClassDepot<T>
     /// <summary>The buffers claimed, for the trim that claimed them alone; empty when none are.</summary>
     public Span<T> Claimed => _claimedItems.AsSpan(0, _claimed);
 
-    /// <summary>Claims every buffer the depot holds now, for one trim (see the remarks); <see cref="EndClaim"/> ends it.</summary>
+    /// <summary>
+    /// Claims every buffer the depot holds now, for one trim (see the remarks); <see cref="EndClaim"/> ends it. An
+    /// empty depot is not claimed: its end then takes no lock (a return may hold it).
+    /// </summary>
     public void Claim()
     {
         lock (_lock)
         {
             Debug.Assert(_claimedItems is null, "one trim at a time: the trim lock");
-            _claimedItems = _items;
-            _claimed = _count;
+            if (_count > 0)
+            {
+                _claimedItems = _items;
+                _claimed = _count;
+            }
         }
     }
 
@@ -58,13 +64,15 @@ internal sealed partial class SizeClassDepot<T>
     /// </summary>
     public void EndClaim()
     {
+        // Written only by the trim that calls this (under the trim lock): read without the depot's lock.
+        T[]? claimed = _claimedItems;
+        if (claimed is null)
+        {
+            return;
+        }
+
         lock (_lock)
         {
-            T[]? claimed = _claimedItems;
-            if (claimed is null)
-            {
-                return;
-            }
 
             // Into the array there is now: the same one, compacted in place (kept never passes index), or the one a
             // growth made, whose copies of the claimed places are stale.

@@ -12,6 +12,12 @@ internal sealed partial class SlabHeap
     private static readonly Comparison<NativeMemoryManager> s_byAddress = static (first, second) => first.Address.CompareTo(second.Address);
 
     /// <summary>
+    /// For tests alone (null otherwise): called before a trim handles each slab, to fail the trim there, partway, as an
+    /// allocation that runs out of managed memory can (a sweeper's first tables, a block listed twice growing its depot).
+    /// </summary>
+    internal Action? BeforeEachSlabTrimmed { get; set; }
+
+    /// <summary>
     /// Gives idle memory back, given the depots of the chosen classes with every free block of those classes claimed
     /// (see <see cref="SizeClassDepot{T}.Claim"/>: nobody else takes them meanwhile): lets go of each slab whose blocks
     /// are all free, and drops the pages of the other slabs that hold only free blocks (MADV_DONTNEED: resident memory
@@ -94,6 +100,7 @@ internal sealed partial class SlabHeap
                 continue;
             }
 
+            BeforeEachSlabTrimmed?.Invoke();
             if (next < claimed.Length && claimed[next].Address < slab.Address)
             {
                 ThrowOutsideEverySlab(claimed[next].Address);

@@ -8,8 +8,9 @@ namespace Zipora.Buffers.Tests;
 /// <summary>
 /// A rent past <see cref="TieredMemoryPoolOptions.MaxBytesInUse"/> trims the pool, and the refusals after it rest (trim
 /// no more) until the pool's activity moves (see <c>LimitTrim</c>). The rest took the activity as trimmed before the
-/// trim ran: a trim that ran out of managed memory partway (a slab tier's trim makes room for the free blocks it takes
-/// out, at the GC heap limit too) gave nothing back, and every later rent at the cap rested on it, refused, with the
+/// trim ran: a trim that ran out of managed memory partway (a slab tier's trim made room for the free blocks it took
+/// out, at the GC heap limit too; it now sorts them where they lie, and the failure is injected before its first slab:
+/// <see cref="SlabTrimFault"/>) gave nothing back, and every later rent at the cap rested on it, refused, with the
 /// free blocks still cached, once the heap had room again and for as long as the pool was not otherwise used. Each
 /// round is a fresh pool at its cap with a slab of free small blocks and a cached large region, a rent of the whole cap with the heap filled but for 0 to
 /// 2 KB, then the heap let go of and the same rent again, in a child process at the GC heap limit.
@@ -74,8 +75,7 @@ public sealed class FailedTrimAtTheCapHeapLimitSafetyTests
             // A large region in the thread's slot: the cap's trim gives it back first, and allocates nothing for it.
             pool.Rent(Region).Dispose();
 
-            // One slab of small blocks, all the cap holds, every block free: more of them than a trim's lists hold
-            // without growing, so the trim allocates.
+            // One slab of small blocks, all the cap holds, every block free.
             var owners = new List<IMemoryOwner<byte>>(1024);
             for (int i = 0; i < 1024; i++)
             {
@@ -85,7 +85,10 @@ public sealed class FailedTrimAtTheCapHeapLimitSafetyTests
             owners.ForEach(static owner => owner.Dispose());
             owners.Clear();
 
+            // The trim fails before its first slab, as it did running out of managed memory for its list of the free
+            // blocks before it sorted them where they lie (SlabTrimFault); armed with room, it reflects on the pool.
             Exception? thrown = null;
+            SlabTrimFault.FailAfter(pool, slabsFirst: 0);
             if (headroom >= 0)
             {
                 HeapFiller.FillLeaving(filler, headroom);
@@ -102,6 +105,7 @@ public sealed class FailedTrimAtTheCapHeapLimitSafetyTests
 
             filler.Clear();
             GC.Collect();
+            SlabTrimFault.Disarm(pool);
 
             // The cap's trim began (the region it gives back first waits out its delay, its pages dropped) and ran out
             // of managed memory before the small tier's slab went.

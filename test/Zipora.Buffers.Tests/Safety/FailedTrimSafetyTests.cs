@@ -9,10 +9,11 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// A trim runs where managed memory runs short: memory pressure is what asks for it, and in a container at its GC heap
-/// limit any allocation of the trim (the list of the blocks it takes out of the caches, their sort by slab, the room
-/// for a mapping that waits out its delay) can throw. A trim that throws partway gives back every block it took out or
-/// had not let go of with its slab, and a rent that throws after it mapped memory unmaps it: nothing lost, nothing
-/// leaked, whichever allocation it was. While the heap is full every unmap, hint and protection throws too, as any call
+/// limit an allocation of the trim can throw. A slab tier's trim allocates no table of its free blocks any more (it
+/// sorts them in the depots: TrimAllocationBoundTests), so what still can (a sweeper's first tables, a depot grown for
+/// a block listed twice) is stood in for by a failure injected before one slab of the walk, a different one each round
+/// (<see cref="SlabTrimFault"/>). A trim that throws partway gives back every block it had not let go of with its slab,
+/// and a rent that throws after it mapped memory unmaps it: nothing lost, nothing leaked, wherever it failed. While the heap is full every unmap, hint and protection throws too, as any call
 /// of the runtime can there (its first calls and tiering steps allocate): a mapping whose unmap never happened stays
 /// listed and is unmapped at a later tick.
 /// </summary>
@@ -27,9 +28,10 @@ public sealed class FailedTrimSafetyTests
     private const int RegionSize = 100_000;
     private const int RegionRentedAtTheLimit = 1_000_000;
 
-    // Free small blocks a round caches: more than a trim's tables had room for before a trim claimed the depots in
-    // place, when a trim of this many ran out of memory partway at every small headroom.
+    // Free small blocks a round caches (two slabs' worth), and the slabs of the walk the rounds fail before in turn:
+    // more than a round's trim walks (about two dozen), so some rounds' trims run to their end.
     private const int SmallBlocks = 1_624;
+    private const int SlabsToFailBefore = 32;
 
     [Fact]
     public void TrimsAndRentsThatRunOutOfManagedMemoryPartwayLoseNoBlockAndLeakNoMapping()
@@ -110,6 +112,10 @@ public sealed class FailedTrimSafetyTests
                     // allocated before the filler, in pieces the small object heap takes, and let go of after it;
                     // the round's garbage is collected before, so the headroom is all the room there is.
                     FillTheCaches(pool, out List<IMemoryOwner<byte>> held);
+
+                    // Armed with room (it reflects on the pool): the round's trim fails before its n-th slab, or, past
+                    // the slabs there are, runs to its end.
+                    SlabTrimFault.FailAfter(pool, sweep.Rounds % SlabsToFailBefore);
                     HeapFiller.FillLeaving(filler, headroom);
                     mappings.CallsRunOutOfMemory = true;
 
@@ -133,6 +139,7 @@ public sealed class FailedTrimSafetyTests
                     mappings.CallsRunOutOfMemory = false;
                     filler.Clear();
                     GC.Collect();
+                    SlabTrimFault.Disarm(pool);
                     held.ForEach(static owner => owner.Dispose());
                     region?.Dispose();
                     small?.Dispose();
