@@ -56,13 +56,19 @@ public sealed class ReturnCountedWithItsPutSafetyTests
         {
             // The depot's lock only once the trim is held: it drains every depot before its page drop, and one that
             // started late (a busy host) found the lock held and waited there, never reaching the drop.
-            Assert.True(held.Wait(TimeSpan.FromSeconds(10)), $"the trim dropped no slab's pages\n{pool.GetStatistics()}");
+            // The statistics only once it failed: a read waits for the slab trim held here (it reads the heap's figures
+            // under the heap's lock), and an argument is evaluated before the assertion runs.
+            if (!held.Wait(TimeSpan.FromSeconds(10)))
+            {
+                Assert.Fail($"the trim dropped no slab's pages\n{pool.GetStatistics()}");
+            }
+
             Monitor.Enter(depotLock);
             try
             {
                 // The 4 KB block comes back on a thread of its own, to the depot (the caches are closed), and waits for its lock.
                 returner.Start();
-                Assert.True(SpinWait.SpinUntil(() => WaitsForAMonitor(returner), TimeSpan.FromSeconds(10)), "the return never waited for the depot");
+                Assert.True(SpinWait.SpinUntil(() => WaitsForAMonitor(returner), TimeSpan.FromSeconds(10)), $"the return never waited for the depot: {returner.ThreadState}");
                 proceed.Set();
                 Assert.True(trimmer.Join(TimeSpan.FromSeconds(10)), "the trim never ended");
 
