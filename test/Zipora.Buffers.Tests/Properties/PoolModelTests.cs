@@ -38,11 +38,20 @@ public sealed class PoolModelTests
             (actual, index) => actual.DisposeAgain(index),
             (_, _) => { });
 
+        GenOperation<PoolUnderTest, Model> disposeElsewhere = Gen.Int[0, 1000].Operation<PoolUnderTest, Model>(
+            index => $"DisposeOnAThreadThatEnds(#{index})",
+            (actual, index) => actual.DisposeOnAThreadThatEnds(index),
+            (model, index) => model.Dispose(index));
+        GenOperation<PoolUnderTest, Model> failedTrim = Gen.Int[0, 8].Operation<PoolUnderTest, Model>(
+            slabsFirst => $"TrimFailingAfter({slabsFirst} slabs)",
+            (actual, slabsFirst) => actual.TrimFailingAfter(slabsFirst),
+            (_, _) => { });
+
         Gen<(PoolUnderTest Actual, Model Model)> initial = Gen.Int.Select(_ => (new PoolUnderTest(reuseOwners), new Model()));
         GenOperation<PoolUnderTest, Model>[] operations = reuseOwners
-            ? [rent, rent, dispose, trim]
-            : [rent, rent, dispose, trim, staleDispose];
-        Check.SampleModelBased(initial, operations, Matches, iter: 60);
+            ? [rent, rent, dispose, disposeElsewhere, trim, failedTrim]
+            : [rent, rent, dispose, disposeElsewhere, trim, failedTrim, staleDispose];
+        Check.SampleModelBased(initial, operations, Matches, iter: int.TryParse(Environment.GetEnvironmentVariable("ZIPORA_MODEL_ITERATIONS"), out int iterations) ? iterations : 60);
     }
 
     private static bool Matches(PoolUnderTest actual, Model model)
@@ -127,6 +136,29 @@ public sealed class PoolModelTests
                 owner.Dispose();
                 Live.RemoveAt(index % Live.Count);
                 Disposed.Add((owner, memory));
+            }
+        }
+
+        /// <summary>Disposes a live owner on a thread that then ends: its block waits in a cache the thread leaves behind.</summary>
+        public void DisposeOnAThreadThatEnds(int index)
+        {
+            var thread = new System.Threading.Thread(() => Dispose(index));
+            thread.Start();
+            thread.Join();
+        }
+
+        /// <summary>A trim of the slab tiers that fails before the slab after <paramref name="slabsFirst"/> others (if it gets that far).</summary>
+        public void TrimFailingAfter(int slabsFirst)
+        {
+            SlabTrimFault.FailAfter(Pool, slabsFirst);
+            try
+            {
+                Exception? thrown = Record.Exception(Pool.Trim);
+                Assert.True(thrown is null || ReferenceEquals(thrown, SlabTrimFault.OutOfMemory), $"the trim threw {thrown}");
+            }
+            finally
+            {
+                SlabTrimFault.Disarm(Pool);
             }
         }
 

@@ -53,6 +53,10 @@ internal static class DepotReservation
         return ArrayLength(Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!);
     }
 
+    /// <summary>The places the depot of the class of <paramref name="size"/> in a slab tier has reserved.</summary>
+    public static int ReservedFor(TieredMemoryPool pool, string tierField, int size) =>
+        Field(Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!, "_reserved");
+
     /// <summary>The blocks the depot of the class of <paramref name="size"/> in a slab tier holds.</summary>
     public static int HeldIn(TieredMemoryPool pool, string tierField, int size) =>
         Field(Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!, "_count");

@@ -32,6 +32,28 @@ internal static class SlabTrimFault
         SetHook(pool, hook);
     }
 
+    /// <summary>
+    /// From now on, the trims of both slab tiers run <paramref name="action"/> before the slab they would handle after
+    /// <paramref name="slabsFirst"/> others, once, with the heap's lock held (what other threads do then meets a trim
+    /// partway); then, with <paramref name="fail"/>, throw <see cref="OutOfMemory"/> there.
+    /// </summary>
+    public static void RunBefore(TieredMemoryPool pool, int slabsFirst, Action action, bool fail)
+    {
+        int seen = 0;
+        Action hook = () =>
+        {
+            if (seen++ == slabsFirst)
+            {
+                action();
+                if (fail)
+                {
+                    throw OutOfMemory;
+                }
+            }
+        };
+        SetHook(pool, hook);
+    }
+
     /// <summary>Lets the trims run to their end again.</summary>
     public static void Disarm(TieredMemoryPool pool) => SetHook(pool, null);
 
