@@ -68,7 +68,7 @@ public sealed class DepotGrowthDuringClaimSafetyTests
 
         var rentedMeanwhile = new List<(IMemoryOwner<byte> Owner, long Id)>();
         Thread? carver = null;
-        SlabTrimFault.RunBefore(pool, slabsFirst, () => carver = MeanwhileOnOtherThreads(pool, live, rentedMeanwhile, length, what), fail);
+        SlabTrimFault.RunBefore(pool, slabsFirst, () => carver = MeanwhileOnOtherThreads(pool, live, returned, rentedMeanwhile, length, what), fail);
         Exception? thrown;
         try
         {
@@ -102,12 +102,16 @@ public sealed class DepotGrowthDuringClaimSafetyTests
     }
 
     /// <summary>
-    /// Run by the trim partway, its heap's lock held: returns some live blocks (onto the top of the claimed depot),
-    /// rents them back (from above the claim), then starts a rent that must carve, which grows the depot's array and
-    /// waits for the trim; once grown, returns more blocks into the grown array. Returns the carving rent's thread.
+    /// Run by the trim partway, its heap's lock held: disposes again the owners returned before it (ignored), returns
+    /// some live blocks (onto the top of the claimed depot), rents them back (from above the claim), then starts a rent
+    /// that must carve, which grows the depot's array and waits for the trim; once grown, returns more blocks into the
+    /// grown array. Returns the carving rent's thread.
     /// </summary>
-    private static Thread MeanwhileOnOtherThreads(TieredMemoryPool pool, List<(IMemoryOwner<byte> Owner, long Id)> live, List<(IMemoryOwner<byte> Owner, long Id)> rentedMeanwhile, int length, string what)
+    private static Thread MeanwhileOnOtherThreads(TieredMemoryPool pool, List<(IMemoryOwner<byte> Owner, long Id)> live, List<IMemoryOwner<byte>> returned, List<(IMemoryOwner<byte> Owner, long Id)> rentedMeanwhile, int length, string what)
     {
+        // A caller's bug, in either mode ignored: a second dispose of the owners returned before the trim, whose blocks
+        // it claimed (or let go of with their slabs) and nobody rented since.
+        OnAnotherThread(() => returned.ForEach(static owner => owner.Dispose()));
         List<(IMemoryOwner<byte> Owner, long Id)> first = live.GetRange(live.Count - 64, 64);
         live.RemoveRange(live.Count - 64, 64);
         OnAnotherThread(() => first.ForEach(static entry => entry.Owner.Dispose()));
