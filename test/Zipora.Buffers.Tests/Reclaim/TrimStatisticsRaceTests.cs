@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.Threading;
 
 namespace Zipora.Buffers.Tests;
@@ -24,56 +23,22 @@ public sealed class TrimStatisticsRaceTests
     public void StatisticsReadDuringATrimOfAQuietPoolAddUp(bool reuseOwners)
     {
         using var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { ReuseOwners = reuseOwners, IdleReleaseDelay = Timeout.InfiniteTimeSpan });
-        using var trimNow = new SemaphoreSlim(0);
-        using var trimmed = new SemaphoreSlim(0);
-        int trimming = 0;
-        bool stop = false;
-        var trimmer = new Thread(() =>
-        {
-            while (true)
+        var held = new List<IMemoryOwner<byte>>(s_sizes.Length * BuffersPerSize);
+        (string? torn, int readsDuringATrim) = ReadsDuringTrims.Run(
+            refill: () =>
             {
-                trimNow.Wait();
-                if (Volatile.Read(ref stop))
+                // Fill every tier's caches again: the rents find what the last trim left (nothing) or map afresh.
+                for (int i = 0; i < s_sizes.Length * BuffersPerSize; i++)
                 {
-                    return;
+                    held.Add(pool.Rent(s_sizes[i % s_sizes.Length]));
                 }
 
-                Volatile.Write(ref trimming, 1);
-                pool.Trim();
-                Volatile.Write(ref trimming, 0);
-                trimmed.Release();
-            }
-        });
-        trimmer.Start();
+                held.ForEach(owner => owner.Dispose());
+                held.Clear();
+            },
+            trim: pool.Trim,
+            wrongRead: () => QuietTierThatDoesNotAddUp(pool.GetStatistics()));
 
-        string? torn = null;
-        int readsDuringATrim = 0;
-        var held = new List<IMemoryOwner<byte>>(s_sizes.Length * BuffersPerSize);
-        var watch = Stopwatch.StartNew();
-        while (torn is null && readsDuringATrim < 5_000 && watch.Elapsed.TotalSeconds < 2)
-        {
-            // Fill every tier's caches again: the rents find what the last trim left (nothing) or map afresh.
-            for (int i = 0; i < s_sizes.Length * BuffersPerSize; i++)
-            {
-                held.Add(pool.Rent(s_sizes[i % s_sizes.Length]));
-            }
-
-            held.ForEach(owner => owner.Dispose());
-            held.Clear();
-
-            trimNow.Release();
-            do
-            {
-                TieredMemoryPoolStatistics statistics = pool.GetStatistics();
-                readsDuringATrim += Volatile.Read(ref trimming);
-                torn = QuietTierThatDoesNotAddUp(statistics);
-            }
-            while (torn is null && !trimmed.Wait(0));
-        }
-
-        Volatile.Write(ref stop, true);
-        trimNow.Release();
-        trimmer.Join();
         Assert.True(torn is null, $"read during a trim of a quiet pool: {torn}");
         Assert.True(readsDuringATrim > 0, "no read met a trim, so the test proves nothing");
         TieredMemoryPoolStatistics after = pool.GetStatistics();
