@@ -1,12 +1,40 @@
 namespace Zipora.Buffers;
 
 /// <summary>
-/// The block a thread's last message ended in, kept whole with its segment for the thread's next buffer (see
+/// Where a buffer starts: its settings and tracker, and the block a thread's last message ended in, kept whole with its segment for the thread's next buffer (see
 /// <see cref="SegmentedBufferCounters"/>' parking): taken as a writer's first segment, matched against the class a
 /// first segment would rent, and left whole by a dispose.
 /// </summary>
 internal partial struct SegmentChain
 {
+    /// <summary>
+    /// Takes <paramref name="options"/> as they are now, validated, and with a <see cref="TieredMemoryPool"/> the
+    /// buffer's tracker and the block the thread's last message on that pool ended in, if any.
+    /// </summary>
+    /// <exception cref="System.ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
+    /// <exception cref="System.ObjectDisposedException">The options name a disposed <see cref="TieredMemoryPool"/>.</exception>
+    public void Initialize(SegmentedBufferOptions options, string type)
+    {
+        SegmentedBufferSettings settings = _settings = options.Settings;
+        _nextSegmentSize = settings.InitialSegmentSize;
+        if (settings.Tiered is { } tiered)
+        {
+            if (tiered.IsDisposed)
+            {
+                // Refused when made, where the options are at hand, not at the first write (or never, for a buffer
+                // only read from); nothing is taken yet. A pool disposed later fails its next rent the same way.
+                SegmentThrowHelper.ThrowPoolDisposed(type, tiered);
+            }
+
+            SegmentedBufferTracker tracker = _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token, out BufferSegment? spare);
+            tracker.SpareSegment = spare;
+            if (spare is { Capacity: > 0 } whole)
+            {
+                tracker.AddBytesHeld(whole.Capacity);
+            }
+        }
+    }
+
     /// <summary>
     /// Makes the block the thread's last message ended in this buffer's first segment now, when it is exactly
     /// <see cref="SegmentedBufferOptions.InitialSegmentSize"/> bytes long (the default 4 KB is a medium class): the

@@ -77,30 +77,6 @@ internal partial struct SegmentChain
     /// <summary>The options the buffer was created with.</summary>
     public readonly SegmentedBufferSettings Settings => _settings;
 
-    /// <summary>Takes <paramref name="options"/> as they are now, validated.</summary>
-    /// <exception cref="System.ArgumentOutOfRangeException">An option is out of range; the exception names it.</exception>
-    public void Initialize(SegmentedBufferOptions options, string type)
-    {
-        SegmentedBufferSettings settings = _settings = options.Settings;
-        _nextSegmentSize = settings.InitialSegmentSize;
-        if (settings.Tiered is { } tiered)
-        {
-            if (tiered.IsDisposed)
-            {
-                // Refused when made, where the options are at hand, not at the first write (or never, for a buffer
-                // only read from); nothing is taken yet. A pool disposed later fails its next rent the same way.
-                SegmentThrowHelper.ThrowPoolDisposed(type, tiered);
-            }
-
-            SegmentedBufferTracker tracker = _tracker = tiered.SegmentedCounters.Take(out _ticket, out _token, out BufferSegment? spare);
-            tracker.SpareSegment = spare;
-            if (spare is { Capacity: > 0 } whole)
-            {
-                tracker.AddBytesHeld(whole.Capacity);
-            }
-        }
-    }
-
     /// <summary>
     /// Rents a segment of at least <paramref name="minimumSize"/> bytes (the growth policy's next size when that is
     /// larger) and links it after the tail.
