@@ -23,5 +23,7 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     protected override void CountActivityElsewhere(long[] byClass) => _segments.CountParks(byClass);
 
-    protected override void CountHeldElsewhere(long[] byClass) => _segments.CountParkedBlocks(byClass);
+    // The caches counted under the lock the parked blocks are handed back under: each block is seen parked or returned, never both.
+    protected override void CountWithHeldElsewhere(ClassCounts[] byClass, long[] heldElsewhere) =>
+        _segments.CountParkedBlocks(heldElsewhere, (Tier: this, ByClass: byClass, HeldElsewhere: heldElsewhere), static state => state.Tier.CountCaches(state.ByClass, state.HeldElsewhere));
 }

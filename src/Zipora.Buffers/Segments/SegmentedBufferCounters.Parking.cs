@@ -196,11 +196,20 @@ internal sealed partial class SegmentedBufferCounters
         }
     }
 
-    /// <summary>Adds the blocks parked in the threads' caches now to <paramref name="byClass"/>, per medium class. Racy: exact when the pool is quiet.</summary>
-    public void CountParkedBlocks(long[] byClass)
+    /// <summary>
+    /// Adds the blocks parked in the threads' caches now to <paramref name="byClass"/>, per medium class, then runs
+    /// <paramref name="countTheTier"/> under the same lock. Racy: exact when the pool is quiet.
+    /// </summary>
+    /// <remarks>
+    /// A trim hands the parked blocks back to their tier as returns under that lock (see <see cref="ReleaseParkedBlocks"/>):
+    /// counted apart, a read that found a block parked and then the tier's counts after the hand-back saw it both parked
+    /// and returned, and the tier's rents, returns and hits read one too high per block, then fell back at the next read.
+    /// </remarks>
+    public void CountParkedBlocks<TState>(long[] byClass, TState state, Action<TState> countTheTier)
     {
         if (Volatile.Read(ref _registry) is not { } registry)
         {
+            countTheTier(state);
             return;
         }
 
@@ -218,6 +227,9 @@ internal sealed partial class SegmentedBufferCounters
                     byClass[classIndex]++;
                 }
             }
+
+            // Taken after this lock, as the hand-back takes the tier's (its returns may register the trimming thread's cache).
+            countTheTier(state);
         }
     }
 

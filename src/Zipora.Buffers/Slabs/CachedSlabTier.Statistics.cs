@@ -108,12 +108,11 @@ internal abstract partial class CachedSlabTier<TClasses>
     }
 
     /// <summary>
-    /// Adds into <paramref name="byClass"/> the free blocks of each class kept for the tier's users outside its caches
-    /// (see <see cref="ReleaseHeldElsewhere"/>); the tier keeps none there unless it says otherwise.
+    /// Counts into <paramref name="heldElsewhere"/> the free blocks of each class kept for the tier's users outside its
+    /// caches (see <see cref="ReleaseHeldElsewhere"/>), and then, under the lock those blocks are given back to the tier
+    /// under, everything else with <see cref="CountCaches"/>; the tier keeps none there unless it says otherwise.
     /// </summary>
-    protected virtual void CountHeldElsewhere(long[] byClass)
-    {
-    }
+    protected virtual void CountWithHeldElsewhere(ClassCounts[] byClass, long[] heldElsewhere) => CountCaches(byClass, heldElsewhere);
 
     /// <summary>
     /// Adds into <paramref name="byClass"/> the uses of the tier's blocks per class made outside its rents and returns (a
@@ -138,9 +137,18 @@ internal abstract partial class CachedSlabTier<TClasses>
     /// </summary>
     private void CountByClass(ClassCounts[] byClass, long[] heldElsewhere)
     {
-        // Before the registry's lock, which must not be held while another's is taken (see ReleaseHeldElsewhere).
         Array.Clear(heldElsewhere);
-        CountHeldElsewhere(heldElsewhere);
+        CountWithHeldElsewhere(byClass, heldElsewhere);
+    }
+
+    /// <summary>
+    /// Every thread's counters and cached blocks, summed per class into <paramref name="byClass"/> (every field written),
+    /// with the free blocks <paramref name="heldElsewhere"/> counted as returned and cached.
+    /// </summary>
+    protected void CountCaches(ClassCounts[] byClass, long[] heldElsewhere)
+    {
+        // No other lock is taken under the registry's (see ReleaseHeldElsewhere): the blocks held elsewhere are counted
+        // before it, under their own lock, which is held until this ends.
         lock (_registry.Lock)
         {
             _registry.RetireExitedUnsynchronized();
