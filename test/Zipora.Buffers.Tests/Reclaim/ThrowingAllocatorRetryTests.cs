@@ -1,5 +1,4 @@
 using System;
-using System.Threading;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
@@ -27,20 +26,14 @@ public sealed class ThrowingAllocatorRetryTests
         pool.Rent(RegionSize).Dispose();
         pool.Trim();
         Assert.Single(allocator.Live());
-        int thrown = 0;
-        allocator.BeforeUnmap = () =>
-        {
-            if (Interlocked.Exchange(ref thrown, 1) == 0)
-            {
-                throw new InvalidOperationException("the custom allocator's own bug, once");
-            }
-        };
+        var bug = new AllocatorBugOnce();
+        allocator.BeforeUnmap = bug.Throw;
 
         // The tick that unmaps it meets the exception, and reports it (provoked here).
         long failuresBefore = BackgroundFailures.Count;
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.5);
         BackgroundFailureWatch.ProvokedSince(failuresBefore);
-        Assert.Equal(1, thrown);
+        Assert.Equal(1, bug.Thrown);
 
         // The next ticks unmap it: nothing mapped, waiting or counted.
         SafetyCases.Advance(time, SafetyCases.IdleDelay);

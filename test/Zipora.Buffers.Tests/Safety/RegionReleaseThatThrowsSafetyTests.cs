@@ -33,21 +33,15 @@ public sealed class RegionReleaseThatThrowsSafetyTests
 
         // Three regions cached (the thread's slot is retired into the cache when it exits), all waiting out one delay.
         SafetyCases.RentAndReturnOnAnotherThread(pool, RegionSize, 3);
-        int thrown = 0;
-        allocator.BeforeUnmap = () =>
-        {
-            if (Interlocked.Exchange(ref thrown, 1) == 0)
-            {
-                throw new InvalidOperationException("the custom allocator's own bug, once");
-            }
-        };
+        var bug = new AllocatorBugOnce();
+        allocator.BeforeUnmap = bug.Throw;
         // The tick reports the allocator's exception and goes on: one failure, provoked here.
         long failuresBefore = BackgroundFailures.Count;
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 1.3);
         allocator.BeforeUnmap = null;
         BackgroundFailureWatch.ProvokedSince(failuresBefore);
 
-        AssertNoneLost(pool, time, allocator, thrown);
+        AssertNoneLost(pool, time, allocator, bug.Thrown);
     }
 
     [Fact]
@@ -81,19 +75,13 @@ public sealed class RegionReleaseThatThrowsSafetyTests
         {
             Assert.True(parked.Wait(TimeSpan.FromSeconds(10)), "the threads never parked their regions");
             Assert.Equal(3, allocator.Live().Length);
-            int thrown = 0;
-            allocator.BeforeAdvise = _ =>
-            {
-                if (Interlocked.Exchange(ref thrown, 1) == 0)
-                {
-                    throw new InvalidOperationException("the custom allocator's own bug, once");
-                }
-            };
+            var bug = new AllocatorBugOnce();
+            allocator.BeforeAdvise = _ => bug.Throw();
 
             // The trim passes the allocator's exception on: it is a bug, not a refusal.
             _ = Assert.Throws<InvalidOperationException>(pool.Trim);
             allocator.BeforeAdvise = null;
-            AssertNoneLost(pool, time, allocator, thrown);
+            AssertNoneLost(pool, time, allocator, bug.Thrown);
         }
         finally
         {

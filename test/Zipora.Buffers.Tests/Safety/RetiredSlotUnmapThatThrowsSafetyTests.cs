@@ -46,21 +46,15 @@ public sealed class RetiredSlotUnmapThatThrowsSafetyTests
         thread.Join();
         Assert.Single(allocator.Live());
 
-        int thrown = 0;
-        allocator.BeforeUnmap = () =>
-        {
-            if (Interlocked.Exchange(ref thrown, 1) == 0)
-            {
-                throw new InvalidOperationException("the custom allocator's own bug, once");
-            }
-        };
+        var bug = new AllocatorBugOnce();
+        allocator.BeforeUnmap = bug.Throw;
 
         // The third tick retires the exited thread's slot, whose region has now waited out the delay: unmapped, and it throws.
         long failuresBefore = BackgroundFailures.Count;
         time.Advance(period);
         allocator.BeforeUnmap = null;
         BackgroundFailureWatch.ProvokedSince(failuresBefore);
-        Assert.True(thrown == 1, $"the retire never unmapped the region: the test proves nothing\n{pool.GetStatistics()}");
+        Assert.True(bug.Thrown == 1, $"the retire never unmapped the region: the test proves nothing\n{pool.GetStatistics()}");
 
         AssertCountedOnce(pool.GetStatistics().Large, "right after the unmap threw");
         for (int tick = 0; tick < 8; tick++)
