@@ -73,7 +73,6 @@ internal sealed partial class SizeClassDepot<T>
 
         lock (_lock)
         {
-
             // Into the array there is now: the same one, compacted in place (kept never passes index), or the one a
             // growth made, whose copies of the claimed places are stale.
             int kept = 0;

@@ -81,7 +81,6 @@ internal abstract class SlabTier : BufferTier
         SlabHeapFigures figures = heap.ReadFigures(rentedBytesByClass);
         long uncarved = figures.Uncarved;
         long free = figures.Reserved - uncarved - bytesInUse;
-        (long dropped, long fragmented) = (figures.Dropped, figures.Fragmented);
         return new()
         {
             Name = name,
@@ -94,8 +93,8 @@ internal abstract class SlabTier : BufferTier
             CacheHits = hits,
             CacheMisses = misses,
             BytesInUse = bytesInUse,
-            BytesRetained = RetainedBytes(free, dropped, fragmented),
-            BytesFragmented = Math.Min(fragmented, Math.Max(0, free)),
+            BytesRetained = RetainedBytes(free, figures.Dropped, figures.Fragmented),
+            BytesFragmented = Math.Min(figures.Fragmented, Math.Max(0, free)),
             BytesUncarved = uncarved,
         };
     }
