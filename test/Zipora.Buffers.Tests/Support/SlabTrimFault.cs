@@ -22,11 +22,12 @@ internal static class SlabTrimFault
     public static void FailAfter(TieredMemoryPool pool, int slabsFirst)
     {
         int seen = 0;
+        OutOfMemoryException failure = Failure();
         Action hook = () =>
         {
             if (seen++ == slabsFirst)
             {
-                throw OutOfMemory;
+                throw failure;
             }
         };
         SetHook(pool, hook);
@@ -40,6 +41,7 @@ internal static class SlabTrimFault
     public static void RunBefore(TieredMemoryPool pool, int slabsFirst, Action action, bool fail)
     {
         int seen = 0;
+        OutOfMemoryException failure = Failure();
         Action hook = () =>
         {
             if (seen++ == slabsFirst)
@@ -47,12 +49,19 @@ internal static class SlabTrimFault
                 action();
                 if (fail)
                 {
-                    throw OutOfMemory;
+                    throw failure;
                 }
             }
         };
         SetHook(pool, hook);
     }
+
+    /// <summary>
+    /// The exception, read where the hook is armed: the field's first read runs this type's initializer, which allocates
+    /// it, and a hook that read it first at the heap limit threw <see cref="TypeInitializationException"/> instead (a
+    /// heap-limit sweep failed so once, its first round's trim failing before its first slab).
+    /// </summary>
+    private static OutOfMemoryException Failure() => OutOfMemory;
 
     /// <summary>Lets the trims run to their end again.</summary>
     public static void Disarm(TieredMemoryPool pool) => SetHook(pool, null);
