@@ -54,7 +54,7 @@ internal sealed class HugeTier : RegionTier
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
 
-        if (!TryMapAdvised(mappedLength, out address, out bool advised))
+        if (!TryMapPrepared(new AdvisedMapping(mappedLength), out address, out backing, out bool advised))
         {
             return Pages.TryMapPlain(mappedLength, HugePageSize, out address, out backing);
         }
@@ -69,45 +69,6 @@ internal sealed class HugeTier : RegionTier
         Pages.CountFallback(FallbackStep.HugepageAdviceRefused);
         backing = PageBacking.Plain;
         return true;
-    }
-
-    /// <summary>
-    /// Maps base pages 2 MB aligned and advises them for transparent hugepages; <see langword="false"/> when the map is
-    /// refused, and <paramref name="advised"/> says whether the kernel took the advice.
-    /// </summary>
-    private bool TryMapAdvised(nuint mappedLength, out nint address, out bool advised)
-    {
-        advised = false;
-        ReserveUnusedMappingPlace();
-        bool placeTaken = false;
-        try
-        {
-            if (!Pages.TryMap(mappedLength, HugePageSize, PageKind.Normal, out address))
-            {
-                return false;
-            }
-
-            try
-            {
-                advised = Pages.TryAdvise(address, mappedLength, PageAdvice.HugePage, PageBacking.Plain);
-            }
-            catch
-            {
-                // A custom allocator's hint threw (its bug, passed on): the mapping is no rent's, and must not stay behind.
-                placeTaken = true;
-                LetGoOfUnusedMapping(address, mappedLength, PageBacking.Plain);
-                throw;
-            }
-
-            return true;
-        }
-        finally
-        {
-            if (!placeTaken)
-            {
-                CancelUnusedMappingPlace();
-            }
-        }
     }
 
     /// <summary>Quarter-step classes from the threshold up to the class that holds the largest buffer.</summary>

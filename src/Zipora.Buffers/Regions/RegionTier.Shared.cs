@@ -283,39 +283,51 @@ internal abstract partial class RegionTier
         }
     }
 
-    private bool TryMap(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing) => _guardPages
-        ? TryMapGuarded(classIndex, out address, out mappedLength, out backing)
-        : TryMapRegion(classIndex, out address, out mappedLength, out backing);
+    private bool TryMap(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
+    {
+        if (!_guardPages)
+        {
+            return TryMapRegion(classIndex, out address, out mappedLength, out backing);
+        }
+
+        var guarded = new GuardedMapping(BufferLength(classIndex));
+        mappedLength = guarded.Length;
+
+        // Guards refused (the portable backend, or the portable fallback's heap memory): the region works without
+        // them. Diagnostics degrade, they never fail the rent.
+        return TryMapPrepared(guarded, out address, out backing, out _);
+    }
 
     /// <summary>
-    /// Diagnostic mode: base pages with an inaccessible page on each side, the buffer ending right at the second,
-    /// so a write one byte past the buffer faults at once instead of corrupting a neighbour. For classes that are
-    /// whole pages the buffer also starts right after the first, so a write one byte before it faults too.
+    /// Maps a new region with <paramref name="mapping"/> and prepares it; <see langword="false"/> when the map was
+    /// refused, and <paramref name="prepared"/> says whether the preparation took (refused, the mapping serves
+    /// unprepared). When the preparation throws, the mapping is no rent's and is let go of
+    /// (<see cref="LetGoOfUnusedMapping"/>) on a place on the list of unmaps reserved before it was made, so that out of
+    /// managed memory this throws with nothing mapped; the place is given back when the mapping was not let go of.
     /// </summary>
-    private bool TryMapGuarded(int classIndex, out nint address, out nuint mappedLength, out PageBacking backing)
+    /// <exception cref="OutOfMemoryException">No managed memory for the place: nothing was mapped.</exception>
+    protected bool TryMapPrepared<TMapping>(TMapping mapping, out nint address, out PageBacking backing, out bool prepared)
+        where TMapping : struct, IPreparedMapping
     {
-        nuint page = PageAllocator.PageSize;
-        mappedLength = PageSource.RoundUp((nuint)BufferLength(classIndex), page) + (2 * page);
-        ReserveUnusedMappingPlace();
+        prepared = false;
+        _unmaps.ReservePlace();
         bool placeTaken = false;
         try
         {
-            if (!Pages.TryMapPlain(mappedLength, page, out address, out backing, takeWaiting: false))
+            if (!mapping.TryMap(Pages, out address, out backing))
             {
                 return false;
             }
 
-            // A backend that cannot protect pages (the portable one, or the portable fallback's heap memory) still works,
-            // without guards: diagnostics degrade, they never fail the rent.
             try
             {
-                _ = Pages.TryProtect(address, page, PageProtection.None, backing);
-                _ = Pages.TryProtect(address + (nint)(mappedLength - page), page, PageProtection.None, backing);
+                prepared = mapping.TryPrepare(Pages, address, backing);
             }
             catch
             {
+                // A custom allocator's protection or hint threw (its bug, passed to the renter).
                 placeTaken = true;
-                LetGoOfUnusedMapping(address, mappedLength, backing);
+                LetGoOfUnusedMapping(address, mapping.Length, backing);
                 throw;
             }
 
@@ -325,32 +337,21 @@ internal abstract partial class RegionTier
         {
             if (!placeTaken)
             {
-                CancelUnusedMappingPlace();
+                _unmaps.CancelPlace();
             }
         }
     }
-
-    /// <summary>
-    /// Reserves the place on the list of unmaps that a mapping about to be made takes if the rent must let go of it
-    /// unused (<see cref="LetGoOfUnusedMapping"/>): before it is made, so that out of managed memory this throws with
-    /// nothing mapped. <see cref="CancelUnusedMappingPlace"/> gives it back when the mapping was not let go of.
-    /// </summary>
-    /// <exception cref="OutOfMemoryException">No managed memory for the place: nothing was reserved.</exception>
-    protected void ReserveUnusedMappingPlace() => _unmaps.ReservePlace();
-
-    /// <summary>Gives back a place reserved by <see cref="ReserveUnusedMappingPlace"/> that no mapping took.</summary>
-    protected void CancelUnusedMappingPlace() => _unmaps.CancelPlace();
 
     /// <summary>
     /// Gives back a mapping made for a rent that then failed before the region was made: a custom allocator's hint or
     /// protection threw (its bug, passed to the caller). Before, the mapping was left behind, mapped and counted against
     /// <c>MaxBytesInUse</c> for the pool's life (FaultSweepSafetyTests). Through the list of unmaps: it may be a mapping
     /// let go of within its delay and taken again, which a stale <c>Span</c> may still reach, and a half-protected one is
-    /// never reused. On the place the caller reserved before mapping it (<see cref="ReserveUnusedMappingPlace"/>), which
-    /// it takes whatever happens, so this allocates nothing. Before, this reserved the place itself, after the mapping
-    /// was made: at the GC heap limit, a list that had to grow for it threw, and the mapping stayed mapped and counted
-    /// for the life of the process (UnusedMappingHeapLimitSafetyTests).
+    /// never reused. On the place <see cref="TryMapPrepared{TMapping}"/> reserved before mapping it, which it takes
+    /// whatever happens, so this allocates nothing. Before, this reserved the place itself, after the mapping was made:
+    /// at the GC heap limit, a list that had to grow for it threw, and the mapping stayed mapped and counted for the life
+    /// of the process (UnusedMappingHeapLimitSafetyTests).
     /// </summary>
-    protected void LetGoOfUnusedMapping(nint address, nuint mappedLength, PageBacking backing) =>
+    private void LetGoOfUnusedMapping(nint address, nuint mappedLength, PageBacking backing) =>
         _unmaps.Release(address, mappedLength, backing, _clock.Epoch, placeReserved: true, listIfThrown: true);
 }
