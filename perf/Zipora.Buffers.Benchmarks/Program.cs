@@ -40,6 +40,22 @@ if (args is ["--segmented-memory-child", string peer, ..] && args.Length <= 3)
     return;
 }
 
+// `--trim-stall` prints how long a trim of a large cache keeps another thread's rents waiting (a process per case).
+if (args.Contains("--trim-stall"))
+{
+    TrimStallReport.Run();
+    return;
+}
+
+if (args is ["--trim-stall-child", string stallBlocks, string stallSize, string stallProbeSize])
+{
+    TrimStallReport.RunChild(
+        int.Parse(stallBlocks, System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(stallSize, System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(stallProbeSize, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+
 // `--steady-cpu` prints the steady rent, write, dispose table in thread CPU time (a process per case), which a busy
 // shared machine disturbs far less than BenchmarkDotNet's wall-clock times.
 if (args.Contains("--steady-cpu"))
