@@ -40,19 +40,19 @@ if (args is ["--segmented-memory-child", string peer, ..] && args.Length <= 3)
     return;
 }
 
-// `--trim-stall` prints how long a trim of a large cache keeps another thread's rents waiting (a process per case).
+// `--trim-stall` prints how long a trim of a large cache keeps other threads waiting for its heap's lock (a process
+// per case).
 if (args.Contains("--trim-stall"))
 {
     TrimStallReport.Run();
     return;
 }
 
-if (args is ["--trim-stall-child", string stallBlocks, string stallSize, string stallProbeSize])
+if (args is ["--trim-stall-child", string stallBlocks, string stallSize])
 {
     TrimStallReport.RunChild(
         int.Parse(stallBlocks, System.Globalization.CultureInfo.InvariantCulture),
-        int.Parse(stallSize, System.Globalization.CultureInfo.InvariantCulture),
-        int.Parse(stallProbeSize, System.Globalization.CultureInfo.InvariantCulture));
+        int.Parse(stallSize, System.Globalization.CultureInfo.InvariantCulture));
     return;
 }
 
