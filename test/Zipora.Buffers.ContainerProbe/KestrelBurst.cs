@@ -188,8 +188,23 @@ internal static class KestrelBurst
         GCMemoryInfo gc = GC.GetGCMemoryInfo();
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  lastGC gen={gc.Generation} loh={gc.GenerationInfo[3].SizeAfterBytes} poh={gc.GenerationInfo[4].SizeAfterBytes} pohBefore={gc.GenerationInfo[4].SizeBeforeBytes} committed={gc.TotalCommittedBytes} frag={gc.FragmentedBytes} avail={gc.TotalAvailableMemoryBytes} load={gc.MemoryLoadBytes} high={gc.HighMemoryLoadThresholdBytes} heap={gc.HeapSizeBytes}"));
+        // The last full blocking collection (the pool's aggressive ones) and the cgroup's charge: the GC's committed
+        // pinned heap and what the container is charged for differ once let-go arrays' pages are dropped.
+        GCMemoryInfo full = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  DIAG lastAny idx={gc.Index} compacted={gc.Compacted} pohFrag={gc.GenerationInfo[4].FragmentationAfterBytes} pause={gc.PauseDurations[0].TotalMilliseconds}ms; lastFullBlocking idx={full.Index} gen={full.Generation} compacted={full.Compacted} committed={full.TotalCommittedBytes} poh={full.GenerationInfo[4].SizeAfterBytes} pohFrag={full.GenerationInfo[4].FragmentationAfterBytes}; charge={ReadCharge()}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"STAGE {stage}: inUse={statistics.BytesInUse} retained={statistics.BytesRetained} trims={statistics.PressureTrims} limit={statistics.MemoryLimit} gcHeap={GC.GetTotalMemory(false)} rss={Environment.WorkingSet} gen2={GC.CollectionCount(2)} at={Environment.TickCount64}"));
+    }
+
+    // The charge of the process's memory cgroup (v1 or v2), -1 where it has none.
+    private static long ReadCharge()
+    {
+        string[] lines = File.ReadAllLines("/proc/self/cgroup");
+        string? version1 = lines.Select(line => line.Split(':')).FirstOrDefault(parts => parts[1] == "memory")?[2];
+        string? version2 = lines.Select(line => line.Split(':')).FirstOrDefault(parts => parts[0] == "0" && parts[1].Length == 0)?[2];
+        string file = version1 is not null ? $"/sys/fs/cgroup/memory{version1}/memory.usage_in_bytes" : $"/sys/fs/cgroup{version2}/memory.current";
+        return File.Exists(file) ? long.Parse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture) : -1;
     }
 
     // Waits up to 20 s for the pool's bytes in use to fall to the target; returns the bytes in use then (the lowest seen).
