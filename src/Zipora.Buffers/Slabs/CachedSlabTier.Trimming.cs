@@ -151,6 +151,11 @@ internal abstract partial class CachedSlabTier<TClasses>
                 }
 
                 _cachesClosed = false;
+
+                // The slabs let go of go back to the OS now, a system call each, out of the heap's lock and with the
+                // caches open, but before the trim returns (resident memory has fallen by then), and under the trim
+                // lock (no disposal meanwhile). Also when the trim threw partway: those it let go of still go.
+                _heap.GiveBackLetGoSlabs();
             }
         }
     }

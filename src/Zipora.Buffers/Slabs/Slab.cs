@@ -47,6 +47,19 @@ internal sealed class Slab
     /// <summary>After the pool is disposed: blocks still rented. The slab is unmapped when it reaches zero. Guarded by the heap's lock.</summary>
     public int Outstanding { get; set; }
 
+    /// <summary>
+    /// Set when a trim has let go of the slab, every block of it free: no block is cut from it, none of its blocks is
+    /// the tier's, and it waits for the trim to give it back to the OS outside the heap's lock (see
+    /// <c>SlabHeap.GiveBackLetGoSlabs</c>), still mapped and counted as the heap's. Guarded by the heap's lock.
+    /// </summary>
+    public bool LetGo { get; set; }
+
+    /// <summary>Once <see cref="LetGo"/>: the tick its blocks count as returned at, which dates its unmap. Guarded by the heap's lock.</summary>
+    public long LetGoAt { get; set; }
+
+    /// <summary>Once <see cref="LetGo"/>: the next slab let go of and not yet given back (a list through the slabs, which allocates nothing).</summary>
+    public Slab? NextLetGo { get; set; }
+
     public bool IsFull => Carved == BlockCapacity;
 
     /// <summary>

@@ -31,7 +31,8 @@ internal sealed partial class SlabHeap
     /// Works in the depots' own arrays, sorted in place: a trim of any number of free blocks allocates no table of
     /// them, so a trim under memory pressure at the GC heap limit still lets go (TrimAllocationBoundTests). A block let
     /// go of with its slab, or a second copy of one, is nulled in the claim; every block still claimed when this
-    /// returns or throws is the tier's, and goes back when the claim ends.
+    /// returns or throws is the tier's, and goes back when the claim ends. The slabs let go of are given back to the OS
+    /// by <see cref="GiveBackLetGoSlabs"/>, which the caller calls next, whether this returned or threw.
     /// </remarks>
     /// <param name="depots">Per class, its depot; those of the chosen classes are claimed.</param>
     /// <param name="returnedAtByClass">
@@ -108,7 +109,7 @@ internal sealed partial class SlabHeap
         while (index < _slabs.Count)
         {
             Slab slab = _slabs[index];
-            if (slab.ClassIndex != classIndex)
+            if (slab.ClassIndex != classIndex || slab.LetGo)
             {
                 index++;
                 continue;
@@ -138,7 +139,9 @@ internal sealed partial class SlabHeap
             run = run[..unique];
             if (unique == slab.Carved)
             {
+                // Kept in the list until it is given back, after the lock (see GiveBackLetGoSlabs).
                 LetGoOfFreeSlabUnsynchronized(index, run, depot, returnedAt);
+                index++;
                 continue;
             }
 
@@ -158,16 +161,17 @@ internal sealed partial class SlabHeap
 
     /// <summary>
     /// Lets go of the slab at <paramref name="index"/>, every block of which is in <paramref name="blocks"/> (claimed
-    /// from <paramref name="depot"/>): given back first, so that if that fails the slab and its blocks are as they were.
+    /// from <paramref name="depot"/>): taken out of the tier first, so that if that fails the slab and its blocks are as
+    /// they were. It is given back to the OS after the lock (<see cref="GiveBackLetGoSlabs"/>).
     /// </summary>
     private void LetGoOfFreeSlabUnsynchronized(int index, Span<NativeMemoryManager> blocks, SizeClassDepot<NativeMemoryManager> depot, long returnedAt)
     {
-        // Their places counted as let go of before the slab's room is given up (in UnmapUnsynchronized): a rent between
+        // Their places counted as let go of before the slab's room is given up (in LetGoUnsynchronized): a rent between
         // the two must not find room the claim still takes.
         depot.ForgetClaimed(blocks.Length);
         try
         {
-            UnmapUnsynchronized(index, returnedAt);
+            LetGoUnsynchronized(index, returnedAt);
         }
         catch
         {

@@ -310,7 +310,8 @@ internal sealed partial class SlabHeap
 
     /// <summary>
     /// Takes a slab out of the tier and gives it back, its blocks last returned at tick <paramref name="returnedAt"/>;
-    /// the caller wakes the timer once out of the lock (<see cref="DeferredUnmaps.WakeIfWaiting"/>).
+    /// the caller wakes the timer once out of the lock (<see cref="DeferredUnmaps.WakeIfWaiting"/>). For the disposal's
+    /// few slabs: a trim lets go of its many with <see cref="LetGoUnsynchronized"/>, and gives them back out of the lock.
     /// </summary>
     private void UnmapUnsynchronized(int index, long returnedAt)
     {
@@ -320,6 +321,14 @@ internal sealed partial class SlabHeap
         Slab slab = _slabs[index];
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, Math.Max(returnedAt, slab.MappedAt), placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
         _slabs.RemoveAt(index);
+        TakeOutOfTierUnsynchronized(slab);
+        _reservedBytes -= (long)slab.Length;
+        _uncarvedBytes -= slab.UncarvedBytes;
+    }
+
+    /// <summary>Cuts no more blocks from <paramref name="slab"/>, and tells the tier its blocks are gone; the caller holds the lock.</summary>
+    private void TakeOutOfTierUnsynchronized(Slab slab)
+    {
         if (ReferenceEquals(_currentByClass[slab.ClassIndex], slab))
         {
             _currentByClass[slab.ClassIndex] = null;
@@ -330,8 +339,6 @@ internal sealed partial class SlabHeap
         }
 
         _blocksGone(slab.ClassIndex, slab.Carved);
-        _reservedBytes -= (long)slab.Length;
-        _uncarvedBytes -= slab.UncarvedBytes;
     }
 
     /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>

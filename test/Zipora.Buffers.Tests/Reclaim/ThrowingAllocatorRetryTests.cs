@@ -1,4 +1,6 @@
 using System;
+using System.Buffers;
+using System.Linq;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
@@ -87,6 +89,35 @@ public sealed class ThrowingAllocatorRetryTests
         (nint Address, nuint Length)[] live = allocator.Live();
         Assert.True(live.Length == 0, $"{live.Length} mappings still mapped two delays after the trim whose page drop threw\n{statistics}");
         Assert.True(statistics.BytesAwaitingRelease == 0, $"still awaiting release\n{statistics}");
+        Assert.Empty(allocator.Violations);
+    }
+
+    [Fact]
+    public void SlabsWhosePageDropThrowsInATrimAreUnmappedLater()
+    {
+        var time = new FakeTimeProvider();
+        var allocator = new FaultInjectingAllocator(PageAllocator.Default);
+        TieredMemoryPoolOptions options = SafetyCases.Options(OwnerMode.Default, time);
+        options.PageAllocator = allocator;
+        using var pool = new TieredMemoryPool(options);
+
+        // Blocks of a few slabs returned just now: the trim lets go of the slabs, all free, and drops their pages out of
+        // the heap's lock; the second drop throws, and the slabs behind it are not tried.
+        IMemoryOwner<byte>[] owners = Enumerable.Range(0, 100).Select(_ => pool.Rent(4096)).ToArray();
+        Array.ForEach(owners, owner => owner.Dispose());
+        allocator.Fault = (AllocatorCall.Advise, allocator.Calls(AllocatorCall.Advise) + 2, FaultKind.Throw);
+        _ = Assert.Throws<InjectedFaultException>(pool.Trim);
+        Assert.True(allocator.Injected, "the trim dropped no page");
+        TieredMemoryPoolStatistics trimmed = pool.GetStatistics();
+        Assert.True(trimmed.Medium.BytesAllocated - trimmed.Medium.BytesEvicted <= trimmed.BytesAwaitingRelease, $"the slabs let go of are neither gone nor awaiting release\n{trimmed}");
+
+        // Listed as refused, every one is unmapped once its delay is over, and counted evicted then.
+        SafetyCases.Advance(time, SafetyCases.IdleDelay * 2);
+        TieredMemoryPoolStatistics statistics = pool.GetStatistics();
+        (nint Address, nuint Length)[] live = allocator.Live();
+        Assert.True(live.Length == 0, $"{live.Length} mappings still mapped two delays after the trim whose page drop threw\n{statistics}");
+        Assert.True(statistics.BytesAwaitingRelease == 0, $"still awaiting release\n{statistics}");
+        Assert.Equal(statistics.Medium.BytesAllocated, statistics.Medium.BytesEvicted);
         Assert.Empty(allocator.Violations);
     }
 }
