@@ -67,6 +67,9 @@ internal sealed class LiveMappingsAllocator : PageAllocator
     /// <summary>Runs before each unmap reaches the OS (a test throws there, as a faulty custom allocator would).</summary>
     public Action? BeforeUnmap { get; set; }
 
+    /// <summary>Runs after each unmap has reached the OS and left the list, given its address (a test holds a release there, its range free for new mappings).</summary>
+    public Action<nint>? AfterUnmap { get; set; }
+
     /// <summary>A number the test sets (its round, say), recorded with each mapping made while it is set.</summary>
     public int Tag { get; set; }
 
@@ -154,6 +157,7 @@ internal sealed class LiveMappingsAllocator : PageAllocator
             _addresses[at] = 0;
         }
 
+        AfterUnmap?.Invoke(address);
         return true;
     }
 
