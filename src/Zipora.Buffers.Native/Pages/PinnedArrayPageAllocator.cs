@@ -114,18 +114,27 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
 
     public override bool Unmap(nint address, nuint length)
     {
-        (byte[] Array, int Offset) released;
+        (byte[] Array, int Offset) mapping;
         lock (_lock)
         {
-            if (!_arrays.Remove(address, out released))
+            if (!_arrays.TryGetValue(address, out mapping))
             {
                 return false;
             }
-
-            _unmappedBytes += released.Array.Length;
         }
 
-        DropPages(released.Array);
+        // Dropped while still listed: the caller holds the mapping alone (let go of, off every list of the pool), and a
+        // drop that throws (a first call at the GC heap limit) leaves it unmapped by nothing, as Unmap's contract asks,
+        // for the pool to take as a refusal and try again. Taken off the list first, the array was left to the GC while
+        // the pool kept the mapping listed, and handed its range out again with no array behind it
+        // (PinnedPageDropFailureSafetyTests).
+        DropPages(mapping.Array);
+        lock (_lock)
+        {
+            _ = _arrays.Remove(address);
+            _unmappedBytes += mapping.Array.Length;
+        }
+
         return true;
     }
 
@@ -156,7 +165,7 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
         nuint data = (nuint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
         nuint first = (data + FreeObjectBytes + page - 1) & ~(page - 1);
         nuint end = (data + (nuint)array.Length) & ~(page - 1);
-        if (end > first && Libc.Madvise((nint)first, end - first, Libc.MadvDontNeed) == 0)
+        if (end > first && DropWholePages((nint)first, end - first))
         {
             _ = Interlocked.Add(ref _droppedBytes, (long)(end - first));
         }
@@ -164,6 +173,12 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
         // Pinned, and alive until here: its pages are not yet the GC's to reuse.
         GC.KeepAlive(array);
     }
+
+    /// <summary>
+    /// Gives whole pages inside an array let go of back to the OS (<c>MADV_DONTNEED</c>); whether the kernel took them.
+    /// Virtual for the tests, which make it throw as a first call can at the GC heap limit.
+    /// </summary>
+    protected virtual bool DropWholePages(nint address, nuint length) => Libc.Madvise(address, length, Libc.MadvDontNeed) == 0;
 
     /// <summary>Bytes of let-go arrays whose pages went back to the OS at their unmap (tests).</summary>
     internal long DroppedBytes => Interlocked.Read(ref _droppedBytes);
