@@ -31,6 +31,13 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     // Bytes of arrays let go of since the pool last took the figure.
     private long _unmappedBytes;
 
+    // The GC's heap on hugetlb pages (GCLargePages, with a hard limit): a drop gives the huge pages back to the
+    // kernel's reserve, and a stale Span's write then needs a free one again; where none is left, a kernel may answer
+    // the fault with SIGBUS (6.18 here restores the reservation; older ones were not tried). Such a heap is committed
+    // up front anyway, so there is nothing to give back early: its arrays are left to the collection.
+    private static readonly bool s_gcUsesLargePages =
+        GC.GetConfigurationVariables().TryGetValue("GCLargePages", out object? largePages) && largePages is true;
+
     // Bytes of let-go arrays whose pages were dropped at their unmap (see DropPages).
     private long _droppedBytes;
 
@@ -156,7 +163,7 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     /// </remarks>
     private void DropPages(byte[] array)
     {
-        if (!OperatingSystem.IsLinux())
+        if (!OperatingSystem.IsLinux() || s_gcUsesLargePages)
         {
             return;
         }
