@@ -33,20 +33,20 @@ public sealed class ReturnCountedWithItsPutSafetyTests
         IMemoryOwner<byte> block = pool.Rent(4096);
         pool.Rent(2048).Dispose();
 
-        // A trim lets go of the 2 KB slab and is held in its page drop, the medium tier's caches closed.
+        // A trim is held before its first slab, the medium tier's caches closed. Not in its page drop, as here before:
+        // a trim drops the pages of the slabs it let go of once it has reopened the caches and let go of the heap's
+        // lock (TrimPageDropLockTests), where a return goes to its thread's cache and never meets the depot.
         using var held = new ManualResetEventSlim();
         using var proceed = new ManualResetEventSlim();
-        int armed = 1;
-        allocator.AdviseOrRefuse = length =>
-        {
-            if ((long)length == slab && Interlocked.Exchange(ref armed, 0) == 1)
+        SlabTrimFault.RunBefore(
+            pool,
+            slabsFirst: 0,
+            () =>
             {
                 held.Set();
                 _ = proceed.Wait(TimeSpan.FromSeconds(10));
-            }
-
-            return true;
-        };
+            },
+            fail: false);
         var trimmer = new Thread(pool.Trim);
         trimmer.Start();
         object depotLock = DepotReservation.LockOf(pool, "_medium", 4096);
@@ -54,13 +54,13 @@ public sealed class ReturnCountedWithItsPutSafetyTests
         IMemoryOwner<byte>? filler = null;
         try
         {
-            // The depot's lock only once the trim is held: it drains every depot before its page drop, and one that
-            // started late (a busy host) found the lock held and waited there, never reaching the drop.
+            // The depot's lock only once the trim is held: it drains every depot before its first slab, and one that
+            // started late (a busy host) found the lock held and waited there, never reaching the slab.
             // The statistics only once it failed: a read waits for the slab trim held here (it reads the heap's figures
             // under the heap's lock), and an argument is evaluated before the assertion runs.
             if (!held.Wait(TimeSpan.FromSeconds(10)))
             {
-                Assert.Fail($"the trim dropped no slab's pages\n{pool.GetStatistics()}");
+                Assert.Fail($"the trim reached no slab\n{pool.GetStatistics()}");
             }
 
             Monitor.Enter(depotLock);
