@@ -205,7 +205,11 @@ public sealed class FailedDisposeSafetyTests
 
         public void Note(OutOfMemoryException error)
         {
-            string where = error.StackTrace?.Split('\n')[0].Trim() ?? "?";
+            // The frame that threw and the pool's frame that called it: a List's growth alone does not say which list.
+            string[] frames = error.StackTrace?.Split('\n') ?? [];
+            string thrower = frames.Length > 0 ? frames[0].Trim() : "?";
+            string pools = Array.Find(frames, static frame => frame.Contains("Zipora.Buffers.", StringComparison.Ordinal) && !frame.Contains(".Tests.", StringComparison.Ordinal))?.Trim() ?? "?";
+            string where = $"{thrower} <- {pools}";
             ThrownFrom[where] = ThrownFrom.GetValueOrDefault(where) + 1;
         }
     }
