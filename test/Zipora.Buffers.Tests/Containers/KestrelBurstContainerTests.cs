@@ -33,6 +33,8 @@ public sealed class KestrelBurstContainerTests
     [Fact]
     public void WhenTheManagedHeapGrowsTheIdleArraysAreGivenBackBeforeTheHeapReachesTheGcsHardLimit()
     {
+        // Its downloads come after its uploads (the probe's KestrelBurst): with the whole burst at once the GC kept up to
+        // 221 MB of pinned heap committed after the pool let go, and the growth ran into the hard limit (left open).
         // The GC's heap hard limit (75% of the container's, 384 MB) holds the pool's idle pinned arrays too, and is
         // reached while the cgroup's charge is under 85% of its limit and the GC's memory load (against the
         // container's 512 MB) under its high-load threshold. Measured before the fix: "Out of memory" and exit 134 in
