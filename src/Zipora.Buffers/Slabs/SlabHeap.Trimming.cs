@@ -45,7 +45,8 @@ internal sealed partial class SlabHeap
     {
         // Sorted before the lock is taken: the claimed blocks are this trim's alone, so nothing waits for the sort, which
         // is most of a large trim's time. Sorted under the lock, a trim of a million cached 64-byte blocks held every rent
-        // that had to carve a block, of any class, for 160 ms of its 170 (perf/RESULTS.md, section 48).
+        // that had to carve a block, of any class, and every statistics read, for 151-155 ms of its 158-162
+        // (perf/RESULTS.md, section 48).
         for (int classIndex = 0; classIndex < _classCount; classIndex++)
         {
             if (classes?[classIndex] ?? true)

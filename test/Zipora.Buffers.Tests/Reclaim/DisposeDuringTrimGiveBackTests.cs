@@ -3,7 +3,6 @@ using System.Buffers;
 using System.Linq;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -33,17 +32,7 @@ public sealed class DisposeDuringTrimGiveBackTests
         IMemoryOwner<byte>[] cached = [.. Enumerable.Range(0, Cached).Select(_ => pool.Rent(CachedSize))];
         Array.ForEach(cached, owner => owner.Dispose());
 
-        using var dropping = new ManualResetEventSlim();
-        using var letDropGo = new ManualResetEventSlim();
-        int held = 0;
-        allocator.BeforeAdvise = advice =>
-        {
-            if (advice == PageAdvice.DontNeed && Interlocked.Exchange(ref held, 1) == 0)
-            {
-                dropping.Set();
-                _ = letDropGo.Wait(TimeSpan.FromSeconds(30));
-            }
-        };
+        using var drop = new HeldPageDrop(allocator);
 
         var trimmer = new Thread(pool.Trim);
         trimmer.Start();
@@ -51,13 +40,13 @@ public sealed class DisposeDuringTrimGiveBackTests
         bool disposedMeanwhile;
         try
         {
-            Assert.True(dropping.Wait(TimeSpan.FromSeconds(10)), "the trim dropped no page");
+            Assert.True(drop.WaitUntilHeld(TimeSpan.FromSeconds(10)), "the trim dropped no page");
             disposer.Start();
             disposedMeanwhile = disposer.Join(s_waitedLongEnough);
         }
         finally
         {
-            letDropGo.Set();
+            drop.LetGo();
             trimmer.Join();
         }
 

@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.Threading;
 using Microsoft.Extensions.Time.Testing;
-using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -39,21 +38,11 @@ public sealed class TrimPageDropLockTests
 
         // Returned just now: the trim lets go of their slabs, all free, and drops their pages (the unmap waits out the
         // delay). The first drop is held until the other thread is done, or has waited long enough to prove it waits.
-        using var dropping = new ManualResetEventSlim();
-        using var letDropGo = new ManualResetEventSlim();
-        int held = 0;
-        allocator.BeforeAdvise = advice =>
-        {
-            if (advice == PageAdvice.DontNeed && Interlocked.Exchange(ref held, 1) == 0)
-            {
-                dropping.Set();
-                _ = letDropGo.Wait(TimeSpan.FromSeconds(30));
-            }
-        };
+        using var drop = new HeldPageDrop(allocator);
 
         var trimmer = new Thread(pool.Trim);
         trimmer.Start();
-        Assert.True(dropping.Wait(TimeSpan.FromSeconds(10)), "the trim dropped no page");
+        Assert.True(drop.WaitUntilHeld(TimeSpan.FromSeconds(10)), "the trim dropped no page");
 
         TieredMemoryPoolStatistics? during = null;
         var other = new Thread(() =>
@@ -65,7 +54,7 @@ public sealed class TrimPageDropLockTests
         });
         other.Start();
         bool finished = other.Join(s_patience);
-        letDropGo.Set();
+        drop.LetGo();
         trimmer.Join();
         other.Join();
 
