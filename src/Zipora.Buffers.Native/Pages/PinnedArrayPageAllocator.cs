@@ -34,8 +34,10 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     // The GC's heap on hugetlb pages (GCLargePages, with a hard limit): a drop gives the huge pages back to the
     // kernel's reserve, and a stale Span's write then needs a free one again; where none is left, a kernel may answer
     // the fault with SIGBUS (6.18 here restores the reservation; older ones were not tried). Such a heap is committed
-    // up front anyway, so there is nothing to give back early: its arrays are left to the collection.
-    private static readonly bool s_gcUsesLargePages =
+    // up front anyway, so there is nothing to give back early: its arrays are left to the collection. Read when the
+    // allocator is made, with room: the first unmap may come at the GC heap limit, where reading the settings (a
+    // dictionary) in a static initializer would break the type for good.
+    private readonly bool _gcUsesLargePages =
         GC.GetConfigurationVariables().TryGetValue("GCLargePages", out object? largePages) && largePages is true;
 
     // Bytes of let-go arrays whose pages were dropped at their unmap (see DropPages).
@@ -163,7 +165,7 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     /// </remarks>
     private void DropPages(byte[] array)
     {
-        if (!OperatingSystem.IsLinux() || s_gcUsesLargePages)
+        if (!OperatingSystem.IsLinux() || _gcUsesLargePages)
         {
             return;
         }
