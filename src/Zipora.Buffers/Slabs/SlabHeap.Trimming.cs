@@ -95,7 +95,7 @@ internal sealed partial class SlabHeap
             }
         }
 
-        _unmaps.WakeIfWaiting();
+        // Nothing was listed to unmap here: the slabs let go of are listed by GiveBackLetGoSlabs, which wakes the timer.
     }
 
     /// <summary>
