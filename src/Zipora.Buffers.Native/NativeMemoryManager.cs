@@ -254,6 +254,9 @@ public sealed unsafe class NativeMemoryManager : MemoryManager<byte>, IDisposabl
     /// <summary>Whether the block is back with its releaser and may be handed out again.</summary>
     internal bool IsReturned => _state == StateReturned;
 
+    /// <summary>Whether the block's memory went back to its pool for good (<see cref="MarkReleased"/>).</summary>
+    internal bool IsReleased => _state == StateReleased;
+
     /// <summary>
     /// Marks a live block returned without giving it to its releaser: a pool that keeps the block for its next use
     /// outside its releaser's caches (a segmented buffer's thread cache) makes memory kept past the block's last use

@@ -37,12 +37,30 @@ internal sealed partial class SizeClassDepot<T>
     {
         lock (_lock)
         {
-            Debug.Assert(_claimedItems is null, "one trim at a time: the trim lock");
-            if (_count > 0)
-            {
-                _claimedItems = _items;
-                _claimed = _count;
-            }
+            ClaimUnsynchronized();
+        }
+    }
+
+    /// <summary>
+    /// Closes the depot for good (<see cref="TryPutCounted"/> refuses from now on) and claims every buffer it holds:
+    /// the disposing slab tier releases them where they lie, with no list of them, and ends the claim.
+    /// </summary>
+    public void CloseAndClaim()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+            ClaimUnsynchronized();
+        }
+    }
+
+    private void ClaimUnsynchronized()
+    {
+        Debug.Assert(_claimedItems is null, "one claim at a time: the trim lock");
+        if (_count > 0)
+        {
+            _claimedItems = _items;
+            _claimed = _count;
         }
     }
 

@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Diagnostics;
 using System.Threading;
 
@@ -148,23 +147,6 @@ internal sealed partial class SizeClassDepot<T>
             Debug.Assert(!_closed, "only a disposed slab tier closes its depots, and nothing puts into them after that");
             EnsureRoomUnsynchronized(1);
             _items[_count++] = buffer;
-        }
-    }
-
-    /// <summary>
-    /// Moves every buffer into <paramref name="into"/>; with <paramref name="close"/>, the depot takes no buffer after
-    /// this. Out of managed memory for <paramref name="into"/>'s room, it throws with every buffer still here.
-    /// </summary>
-    public void DrainInto(List<T> into, bool close)
-    {
-        lock (_lock)
-        {
-            Debug.Assert(_claimedItems is null, "only a slab tier's dispose drains, under the trim lock a claim is made under");
-            into.EnsureCapacity(into.Count + _count);
-            into.AddRange(_items.AsSpan(0, _count));
-            Array.Clear(_items, 0, _count);
-            _count = 0;
-            _closed |= close;
         }
     }
 

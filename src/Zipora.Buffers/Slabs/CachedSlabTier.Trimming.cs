@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -84,23 +83,24 @@ internal abstract partial class CachedSlabTier<TClasses>
             _disposed = true;
             _cachesClosed = true;
 
-            // Room for every block there is (the heap carves no more), before one moves: out of managed memory this
-            // throws with every block where it was, and the next dispose starts again here.
-            var cached = new List<NativeMemoryManager>(_heap.StopCarving());
+            // Every slab now waits for all the blocks it carved: those in the caches, released below, and those rented,
+            // released as they come back. Nothing here allocates (a component disposed at the GC heap limit: a list of
+            // the cached blocks failed to fit there in a CI run), and what can throw, a depot that must grow for a block
+            // listed twice (a caller's stale dispose), leaves the blocks it did not move where the next dispose finds them.
+            _heap.StopCarving();
             try
             {
-                CloseAndEmptyCaches(cached);
-                foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
-                {
-                    depot.DrainInto(cached, close: true);
-                }
+                CloseAndEmptyCachesIntoDepots(null);
             }
             finally
             {
-                // Also when the draining failed (the room holds every block once; only a block in two caches, a caller's
-                // stale dispose, can need more): the blocks taken out go with their slabs, the next dispose takes the
-                // rest. This allocates nothing.
-                _heap.ReleaseCached(cached);
+                // Also when the emptying failed: what reached the depots goes with its slabs, where it lies.
+                foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
+                {
+                    depot.CloseAndClaim();
+                    _heap.ReleaseCached(depot.Claimed);
+                    depot.EndClaim();
+                }
             }
 
             _registry.ReleaseSlot();
@@ -169,37 +169,15 @@ internal abstract partial class CachedSlabTier<TClasses>
     {
     }
 
-    /// <summary>Closes the caches for good and moves every block they hold into <paramref name="into"/> (the tier's dispose). Caller holds the trim lock.</summary>
-    private void CloseAndEmptyCaches(List<NativeMemoryManager> into)
-    {
-        _cachesClosed = true;
-        HandshakeCache.EmptyEach(_registry, (Tier: this, Into: into), static (cache, state) => state.Tier.DrainUnsynchronized(cache, state.Into));
-    }
-
     /// <summary>
     /// Closes the caches and moves the blocks they hold of the chosen classes (all when <paramref name="classes"/> is
-    /// null) into their depots, whose room for every block is reserved: no allocation. Caller holds the trim lock.
+    /// null) into their depots, whose room for every block is reserved: no allocation. Caller holds the trim lock (a
+    /// trim, or the tier's dispose, which then closes the depots too).
     /// </summary>
     private void CloseAndEmptyCachesIntoDepots(bool[]? classes)
     {
         _cachesClosed = true;
         HandshakeCache.EmptyEach(_registry, (Tier: this, Classes: classes), static (cache, state) => state.Tier.DrainIntoDepotsUnsynchronized(cache, state.Classes));
-    }
-
-    /// <summary>Moves every block of a cache whose owner is kept out into <paramref name="into"/>; its slots go, for none.</summary>
-    private void DrainUnsynchronized(ThreadCache cache, List<NativeMemoryManager> into)
-    {
-        for (int classIndex = 0; classIndex < _capacities.Length; classIndex++)
-        {
-            ref ClassStack stack = ref cache.StackOf(classIndex);
-
-            // Room first: out of managed memory, the stack keeps its blocks, as it holds them (none may be both here and
-            // there, and a stack left compacted would lose one at its next compaction).
-            into.EnsureCapacity(into.Count + stack.Count);
-            stack.Compact();
-            into.AddRange(stack.Items.AsSpan(0, stack.Count));
-            EmptyDrained(ref stack, classIndex, ClassStack.NoSlots);
-        }
     }
 
     /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into their depots.</summary>
@@ -214,10 +192,12 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             ref ClassStack stack = ref cache.StackOf(classIndex);
 
-            // The short slots that replace grown ones first, and the stack settled back if the depot must grow (only
-            // for a block listed twice, a caller's stale dispose) and cannot: out of managed memory, the stack keeps
-            // its blocks, as it holds them (none may be both here and there).
-            NativeMemoryManager[]? shorter = stack.Items.Length > ClassStack.InitialSlots ? ThreadCache.InitialSlotsFor(_capacities[classIndex]) : null;
+            // The short slots that replace grown ones first (none for a disposed tier: it caches nothing from now on),
+            // and the stack settled back if the depot must grow (only for a block listed twice, a caller's stale
+            // dispose) and cannot: out of managed memory, the stack keeps its blocks, as it holds them (none may be
+            // both here and there).
+            NativeMemoryManager[]? shorter = _disposed ? ClassStack.NoSlots
+                : stack.Items.Length > ClassStack.InitialSlots ? ThreadCache.InitialSlotsFor(_capacities[classIndex]) : null;
             stack.Compact();
             int moving = stack.Count;
             try

@@ -31,7 +31,6 @@ internal sealed partial class SlabHeap
     // once): kept whole and carved once the current one is full, rather than abandoned with all their room uncut.
     private readonly List<Slab> _spareSlabs = [];
     private readonly List<Slab> _slabs = [];
-    private readonly List<NativeMemoryManager> _returnedBeforeAccounting = [];
     private long _reservedBytes;
     private long _decommittedBytes;
     private long _allocatedBytes;
@@ -41,7 +40,6 @@ internal sealed partial class SlabHeap
     private readonly Action<long> _countUnmapped;
     private long _uncarvedBytes;
     private bool _disposing;
-    private bool _accounted;
 
     private readonly SlabSweeper _sweeper;
     private readonly int _classCount;
@@ -185,62 +183,53 @@ internal sealed partial class SlabHeap
     }
 
     /// <summary>
-    /// The disposing tier's first step: no block is carved from here on. Returns how many blocks there are, and has
-    /// room made for each to come back before the tier's caches are accounted (<see cref="ReleaseAfterDispose"/> then
-    /// allocates nothing).
+    /// The disposing tier's first step: no block is carved from here on, and each slab waits for every block it carved,
+    /// those in the tier's caches (<see cref="ReleaseCached"/>) and those rented (<see cref="ReleaseAfterDispose"/>).
+    /// Allocates nothing; a dispose retried after one that failed partway changes nothing here.
     /// </summary>
-    /// <exception cref="OutOfMemoryException">No managed memory for the room: nothing changed.</exception>
-    public int StopCarving()
+    public void StopCarving()
     {
         lock (_lock)
         {
-            int blocks = 0;
-            foreach (Slab slab in _slabs)
+            if (_disposing)
             {
-                blocks += slab.Carved;
+                return;
             }
 
-            _returnedBeforeAccounting.EnsureCapacity(blocks);
+            foreach (Slab slab in _slabs)
+            {
+                slab.Outstanding = slab.Carved;
+            }
+
+            Array.Clear(_currentByClass);
+            _spareSlabs.Clear();
 
             // The free blocks are released with their slabs or, in slabs still in use, for good: none is dropped or
-            // fragmented from now on.
-            Volatile.Write(ref _figures, new long[3 * _classCount]);
+            // fragmented from now on. Published as a trim publishes (the spare figures, cleared): no allocation.
+            long[] cleared = _spareFigures;
+            Array.Clear(cleared);
+            _spareFigures = _figures;
+            Volatile.Write(ref _figures, cleared);
             _disposing = true;
-            return blocks;
         }
     }
 
     /// <summary>
-    /// Called by the disposing tier, after <see cref="StopCarving"/>, with the blocks it took out of its caches: the
-    /// first call remembers how many blocks each slab waits for (all it carved), and every call releases the blocks
-    /// given and frees the slabs that wait for none. A dispose that stopped partway (out of managed memory) calls it
-    /// again with the blocks it took out then. Allocates nothing.
+    /// Called by the disposing tier, after <see cref="StopCarving"/>, with the blocks it took out of its caches (a
+    /// depot's claimed places, nulled here): releases them and frees the slabs that wait for none. A dispose that
+    /// stopped partway calls it again with the blocks it took out then. Allocates nothing.
     /// </summary>
-    public void ReleaseCached(List<NativeMemoryManager> cached)
+    public void ReleaseCached(Span<NativeMemoryManager> cached)
     {
         lock (_lock)
         {
-            if (!_accounted)
+            for (int i = 0; i < cached.Length; i++)
             {
-                foreach (Slab slab in _slabs)
+                if (cached[i] is { } buffer)
                 {
-                    slab.Outstanding = slab.Carved;
+                    _ = TryReleaseBlockUnsynchronized(buffer);
+                    cached[i] = null!;
                 }
-
-                _accounted = true;
-                foreach (NativeMemoryManager buffer in _returnedBeforeAccounting)
-                {
-                    _ = ReleaseBlockUnsynchronized(buffer);
-                }
-
-                _returnedBeforeAccounting.Clear();
-                Array.Clear(_currentByClass);
-                _spareSlabs.Clear();
-            }
-
-            foreach (NativeMemoryManager buffer in cached)
-            {
-                _ = ReleaseBlockUnsynchronized(buffer);
             }
 
             // Slabs with no block rented have nothing to wait for but the delay of their last returns, which are not
@@ -262,15 +251,8 @@ internal sealed partial class SlabHeap
     {
         lock (_lock)
         {
-            if (!_accounted)
-            {
-                // The tier is still collecting its caches: count this block with them (in the room StopCarving made).
-                _returnedBeforeAccounting.Add(buffer);
-                return;
-            }
-
-            int index = ReleaseBlockUnsynchronized(buffer);
-            if (_slabs[index].Outstanding != 0)
+            int index = TryReleaseBlockUnsynchronized(buffer);
+            if (index < 0 || _slabs[index].Outstanding != 0)
             {
                 return;
             }
@@ -282,8 +264,18 @@ internal sealed partial class SlabHeap
         _unmaps.WakeIfWaiting();
     }
 
-    private int ReleaseBlockUnsynchronized(NativeMemoryManager buffer)
+    /// <summary>
+    /// Releases a block of a disposed heap and returns its slab's index; -1 for a block released already, a copy listed
+    /// twice (a caller's racing second dispose put it in two caches), which must not count its slab's wait down twice:
+    /// the slab would be unmapped under another of its blocks still rented.
+    /// </summary>
+    private int TryReleaseBlockUnsynchronized(NativeMemoryManager buffer)
     {
+        if (buffer.IsReleased)
+        {
+            return -1;
+        }
+
         buffer.MarkReleased();
         int index = FindSlabUnsynchronized(buffer.Address);
         _slabs[index].Outstanding--;

@@ -7,13 +7,13 @@ using Microsoft.Extensions.Time.Testing;
 namespace Zipora.Buffers.Tests;
 
 /// <summary>
-/// A slab tier's dispose stops carving, empties the thread caches and the depots, and only then counts, per slab, the
-/// blocks still rented (all it carved, less the free ones it took out). A block returned in between, to a depot
-/// already closed or on a thread whose cache the disposed tier no longer makes, is set aside and counted with the
-/// free ones (<c>SlabHeap.ReleaseAfterDispose</c>). Released at once instead, it was taken off a count not yet made,
-/// which the accounting then overwrote: its slab waited for a block that had come back, and stayed mapped for the life
-/// of the process. The suite's dispose storms landed a return there 1 run in 4; here the test holds a depot's lock, so
-/// the dispose waits between its two steps while the block comes back, every run.
+/// A slab tier's dispose stops carving (from then on each slab waits for every block it carved), empties the thread
+/// caches into the depots and releases what the depots hold. A block returned meanwhile, on a thread whose cache the
+/// disposed tier no longer makes, comes back to the slab heap itself (<c>SlabHeap.ReleaseAfterDispose</c>). When the
+/// dispose counted the rented blocks only after the caches were empty, such a return was once taken off a count not
+/// yet made, which the accounting then overwrote: its slab waited for a block that had come back, and stayed mapped
+/// for the life of the process (the suite's dispose storms landed a return there 1 run in 4). Here the test holds a
+/// depot's lock, so the dispose waits halfway through emptying the caches while the block comes back, every run.
 /// </summary>
 public sealed class ReturnDuringSlabTierDisposeTests
 {
@@ -26,6 +26,7 @@ public sealed class ReturnDuringSlabTierDisposeTests
         IMemoryOwner<byte> late = pool.Rent(4096);
         object depotLock = DepotReservation.LockOf(pool, "_medium", 4096);
         var disposer = new Thread(pool.Dispose);
+        Thread? returner = null;
         Monitor.Enter(depotLock);
         try
         {
@@ -35,10 +36,13 @@ public sealed class ReturnDuringSlabTierDisposeTests
                 SpinWait.SpinUntil(() => (disposer.ThreadState & ThreadState.WaitSleepJoin) != 0 && MediumTierStoppedCarving(pool), TimeSpan.FromSeconds(10)),
                 "the dispose never waited for the medium tier's depot");
 
-            // Returned on a thread without a cache of the tier, which the disposed tier makes none for.
-            var returner = new Thread(late.Dispose);
+            // Returned on a thread without a cache of the tier, which the disposed tier makes none for. The dispose
+            // holds the caches' registry while it empties them, so the return waits for it there, or has ended.
+            returner = new Thread(late.Dispose);
             returner.Start();
-            Assert.True(returner.Join(TimeSpan.FromSeconds(10)), "the return never ended");
+            Assert.True(
+                SpinWait.SpinUntil(() => (returner.ThreadState & (ThreadState.WaitSleepJoin | ThreadState.Stopped)) != 0, TimeSpan.FromSeconds(10)),
+                "the return neither waited nor ended");
         }
         finally
         {
@@ -46,6 +50,7 @@ public sealed class ReturnDuringSlabTierDisposeTests
         }
 
         Assert.True(disposer.Join(TimeSpan.FromSeconds(10)), "the dispose never ended");
+        Assert.True(returner.Join(TimeSpan.FromSeconds(10)), "the return never ended");
 
         // Nothing is rented: one delay on (four ticks, and two for the tick's rounding), every slab is unmapped.
         for (int tick = 0; tick < 6; tick++)
