@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Reflection;
 using Microsoft.Extensions.Time.Testing;
 using Zipora.Buffers.Native;
 
@@ -13,8 +12,6 @@ namespace Zipora.Buffers.Tests;
 /// </summary>
 public sealed class DisposeWithABlockListedTwiceSafetyTests
 {
-    private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
-
     [Theory]
     [InlineData(OwnerMode.Default)]
     [InlineData(OwnerMode.ReuseOwners)]
@@ -28,10 +25,10 @@ public sealed class DisposeWithABlockListedTwiceSafetyTests
         IMemoryOwner<byte> first = pool.Rent(64);
         IMemoryOwner<byte> second = pool.Rent(64);
         IMemoryOwner<byte> rented = pool.Rent(64);
-        NativeMemoryManager twice = BlockOf(first);
+        NativeMemoryManager twice = DepotReservation.BlockOf(first);
         first.Dispose();
         second.Dispose();
-        PutInItsDepotAgain(pool, twice);
+        DepotReservation.ListAgain(pool, "_small", twice);
 
         pool.Dispose();
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
@@ -44,17 +41,5 @@ public sealed class DisposeWithABlockListedTwiceSafetyTests
         SafetyCases.AssertDrainedThreeDelaysLater(pool, time);
         TieredMemoryPoolStatistics drained = pool.GetStatistics();
         Assert.True(drained.MmapCalls == drained.MunmapCalls && drained.BytesInUse == 0, $"once the rented block is back, its slab goes: {drained}");
-    }
-
-    /// <summary>The owner's block: the owner itself with <c>ReuseOwners</c>, the block it holds otherwise.</summary>
-    private static NativeMemoryManager BlockOf(IMemoryOwner<byte> owner) =>
-        owner as NativeMemoryManager ?? (NativeMemoryManager)typeof(BlockOwner).GetField("_block", Private)!.GetValue(owner)!;
-
-    /// <summary>What a racing second dispose leaves: the free block listed once more, in its class's depot.</summary>
-    private static void PutInItsDepotAgain(TieredMemoryPool pool, NativeMemoryManager block)
-    {
-        object small = typeof(TieredMemoryPool).GetField("_small", Private)!.GetValue(pool)!;
-        var depots = (SizeClassDepot<NativeMemoryManager>[])small.GetType().BaseType!.GetField("_depots", Private)!.GetValue(small)!;
-        depots[SmallClasses.ClassIndexOfBlock(block.Length)].Put(block);
     }
 }

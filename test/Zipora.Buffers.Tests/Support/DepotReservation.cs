@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.Reflection;
+using Zipora.Buffers.Native;
 
 namespace Zipora.Buffers.Tests;
 
@@ -119,6 +120,23 @@ internal static class DepotReservation
     {
         object depot = Depots(pool, tierField).GetValue(ClassIndexOf(tierField, size))!;
         return depot.GetType().GetField("_lock", Private)!.GetValue(depot)!;
+    }
+
+    /// <summary>The owner's block: the owner itself with <c>ReuseOwners</c>, the block it holds otherwise.</summary>
+    public static NativeMemoryManager BlockOf(IMemoryOwner<byte> owner) =>
+        owner as NativeMemoryManager ?? (NativeMemoryManager)typeof(BlockOwner).GetField("_block", Private)!.GetValue(owner)!;
+
+    /// <summary>
+    /// What a caller's racing second dispose leaves: a free block of a slab tier listed <paramref name="copies"/> more
+    /// times, in its class's depot.
+    /// </summary>
+    public static void ListAgain(TieredMemoryPool pool, string tierField, NativeMemoryManager block, int copies = 1)
+    {
+        var depot = (SizeClassDepot<NativeMemoryManager>)Depots(pool, tierField).GetValue(ClassIndexOf(tierField, block.Length))!;
+        for (int i = 0; i < copies; i++)
+        {
+            depot.Put(block);
+        }
     }
 
     private static int ClassIndexOf(string tierField, int size)
