@@ -136,57 +136,58 @@ internal abstract partial class CachedSlabTier<TClasses>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
-        if (!TryFindThreadCacheToReturnInto(out ThreadCache? cache))
+        // No cache also once the tier is disposed (it makes none then): through the depot all the same, which takes the
+        // block until the dispose closes it. Straight to the heap, a block returned after the tier was marked disposed
+        // and before its heap stopped carving was counted down before the heap counted what each slab waits for, then
+        // waited for again: its slab stayed mapped for good (ReturnBeforeCarvingStopsTests).
+        if (!TryFindThreadCacheToReturnInto(out ThreadCache? cache) || cache is null)
         {
             ReleaseWithoutCache(buffer, classIndex);
             return;
         }
 
-        if (cache is not null)
+        ref ClassStack stack = ref cache.StackOf(classIndex);
+        Volatile.Write(ref cache.InUse, 1);
+        if (!_cachesClosed)
         {
-            ref ClassStack stack = ref cache.StackOf(classIndex);
-            Volatile.Write(ref cache.InUse, 1);
-            if (!_cachesClosed)
+            stack.Returns++;
+            if (stack.Capacity == 0)
             {
-                stack.Returns++;
-                if (stack.Capacity == 0)
-                {
-                    // Not cached per thread: straight to the depot, counted as a return and a move out.
-                    stack.NetTransfers--;
-                    _depots[classIndex].Put(buffer);
-                }
-                else if (!stack.TryPush(buffer))
-                {
-                    // Full: keep the warmest half of what the stack may hold here and move the rest to the depot for
-                    // other threads. The capacity may shrink first, and is set after the move. Slots shorter than the
-                    // capacity do not grow here: a return must not allocate; this thread's rents grow them.
-                    int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Capacity;
-                    MoveOldestToDepot(ref stack, classIndex, stack.Count - (Math.Min(capacity, stack.Items.Length) / 2));
-                    stack.SetCapacity(capacity);
-                    _ = stack.TryPush(buffer);
-                }
-
-                Volatile.Write(ref cache.InUse, 0);
-                return;
+                // Not cached per thread: straight to the depot, counted as a return and a move out.
+                stack.NetTransfers--;
+                _depots[classIndex].Put(buffer);
+            }
+            else if (!stack.TryPush(buffer))
+            {
+                // Full: keep the warmest half of what the stack may hold here and move the rest to the depot for
+                // other threads. The capacity may shrink first, and is set after the move. Slots shorter than the
+                // capacity do not grow here: a return must not allocate; this thread's rents grow them.
+                int capacity = _adaptive ? ShrinkAfterOverflow(ref stack, classIndex) : stack.Capacity;
+                MoveOldestToDepot(ref stack, classIndex, stack.Count - (Math.Min(capacity, stack.Items.Length) / 2));
+                stack.SetCapacity(capacity);
+                _ = stack.TryPush(buffer);
             }
 
             Volatile.Write(ref cache.InUse, 0);
-
-            // The caches are closed for a trim: hand the block straight to the depot, counted as a return under the
-            // depot's lock with the put (see TryPutCounted: a trim that drains the depot sees it counted and dates the
-            // block as just returned, and a rent at the limit that read the count finds the block). A disposed tier's
-            // depots are closed too, and the block is then freed below. These counters are the owner's alone: a trim
-            // draining this cache right now writes only the slots, the count and its own Drained.
-            stack.NetTransfers--;
-            if (_depots[classIndex].TryPutCounted(buffer, ref stack.Returns))
-            {
-                return;
-            }
-
-            stack.NetTransfers++;
+            return;
         }
 
-        // Disposed: the block is counted as returned and its memory freed with its slab.
+        Volatile.Write(ref cache.InUse, 0);
+
+        // The caches are closed for a trim: hand the block straight to the depot, counted as a return under the
+        // depot's lock with the put (see TryPutCounted: a trim that drains the depot sees it counted and dates the
+        // block as just returned, and a rent at the limit that read the count finds the block). A disposed tier's
+        // depots are closed too, and the block is then freed below. These counters are the owner's alone: a trim
+        // draining this cache right now writes only the slots, the count and its own Drained.
+        stack.NetTransfers--;
+        if (_depots[classIndex].TryPutCounted(buffer, ref stack.Returns))
+        {
+            return;
+        }
+
+        // Refused by a closed depot: the tier is disposed, its heap stopped carving. The block is counted as
+        // returned and its memory freed with its slab.
+        stack.NetTransfers++;
         Interlocked.Increment(ref _retiredReturns[classIndex]);
         _heap.ReleaseAfterDispose(buffer);
     }
@@ -224,9 +225,9 @@ internal abstract partial class CachedSlabTier<TClasses>
     }
 
     /// <summary>
-    /// A return on a thread without a cache of the tier, which it cannot make or reach (out of managed memory): the
-    /// block goes straight to the depot, whose room was reserved when it was made, counted as a return of a thread
-    /// that left; once the tier is disposed, with its slab. Allocates nothing.
+    /// A return on a thread without a cache of the tier, which it cannot make or reach (out of managed memory, or the
+    /// tier disposed): the block goes straight to the depot, whose room was reserved when it was made, counted as a
+    /// return of a thread that left; once the dispose closed the depot, with its slab. Allocates nothing.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseWithoutCache(NativeMemoryManager buffer, int classIndex)
