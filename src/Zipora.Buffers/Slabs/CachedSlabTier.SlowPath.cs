@@ -136,10 +136,10 @@ internal abstract partial class CachedSlabTier<TClasses>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReleaseSlow(NativeMemoryManager buffer, int classIndex)
     {
-        // No cache also once the tier is disposed (it makes none then): through the depot all the same, which takes the
-        // block until the dispose closes it. Straight to the heap, a block returned after the tier was marked disposed
-        // and before its heap stopped carving was counted down before the heap counted what each slab waits for, then
-        // waited for again: its slab stayed mapped for good (ReturnBeforeCarvingStopsTests).
+        // No cache also once the tier's dispose has begun (it makes none then): through the depot all the same, which
+        // takes the block until the dispose closes it. Straight to the heap, a block returned after the tier was marked
+        // disposed and before its heap stopped carving was counted down before the heap counted what each slab waits
+        // for, then waited for again: its slab stayed mapped for good (ReturnBeforeCarvingStopsTests).
         if (!TryFindThreadCacheToReturnInto(out ThreadCache? cache) || cache is null)
         {
             ReleaseWithoutCache(buffer, classIndex);
@@ -205,7 +205,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     }
 
     /// <summary>
-    /// This thread's cache for a return, made if it has none (<see langword="null"/> once the tier is disposed);
+    /// This thread's cache for a return, made if it has none (<see langword="null"/> once the tier's dispose has begun);
     /// <see langword="false"/> when the process is out of managed memory for it, or for the registry's thread-statics
     /// on the thread's first touch. The owner's dispose has already marked the block returned, so a return that threw
     /// would lose it for good (neither a second dispose nor its finalizer would give it back).
@@ -240,12 +240,12 @@ internal abstract partial class CachedSlabTier<TClasses>
         }
     }
 
-    /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> when the tier is disposed.</summary>
+    /// <summary>Creates and registers this thread's cache, or returns <see langword="null"/> once the tier's dispose has begun.</summary>
     private ThreadCache? CreateThreadCache()
     {
         lock (_registry.Lock)
         {
-            if (_disposed)
+            if (_makesNoCaches)
             {
                 return null;
             }

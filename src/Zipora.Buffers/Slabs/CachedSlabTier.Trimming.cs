@@ -12,6 +12,10 @@ internal abstract partial class CachedSlabTier<TClasses>
     private readonly object _trimLock = new();
     private volatile bool _disposed;
 
+    // Set as the dispose begins, before the blocks held elsewhere come back: no thread cache is made from then on. Those
+    // blocks come back on the disposing thread, which made itself one (5,408 bytes) for a tier about to drop it.
+    private volatile bool _makesNoCaches;
+
     // Set once a dispose ran to its end, under the trim lock: one that threw partway (out of managed memory) left the
     // blocks it had not taken where the next finds them.
     private bool _disposeFinished;
@@ -71,6 +75,8 @@ internal abstract partial class CachedSlabTier<TClasses>
     public override void Dispose()
     {
         // Before the tier's own lock: what gives the blocks back takes the thread caches' locks and this tier's return path.
+        // On a thread without a cache of the tier, they go to the depots (see ReleaseWithoutCache): nothing is allocated.
+        _makesNoCaches = true;
         ReleaseHeldElsewhere(forGood: true);
         lock (_trimLock)
         {
