@@ -47,6 +47,14 @@ internal unsafe class PinnedArrayPageAllocator : PageAllocator
     // past the array's own header), kept with their page.
     private const nuint FreeObjectBytes = 32;
 
+    public PinnedArrayPageAllocator()
+    {
+        // The list's searches go through the runtime's sort helper of nint, whose statics are made at its first use:
+        // made here, with room, not by a first mapping or unmap at the GC heap limit, where a type initializer that
+        // fails leaves the type broken for good (every later mapping and unmap would throw).
+        _ = _arrays.IndexOfKey(0);
+    }
+
     public override string Name => "pinned-arrays";
 
     public override bool TryGetBackingArray(nint address, out byte[]? array, out int offset)

@@ -71,6 +71,10 @@ internal sealed partial class IdleTicker
     private readonly object _lock = new();
     private readonly PriorityQueue<IdleReleaser, long> _due = new();
 
+    // Given to the queue's Remove, whose own default would make the runtime's equality comparer of IdleReleaser, a type
+    // initializer, at the first stop: one failed there at the GC heap limit would fail every later stop, for good.
+    private readonly IEqualityComparer<IdleReleaser> _sameReleaser = ReferenceEqualityComparer.Instance;
+
     // The list a firing collects the due releasers in, kept for the next: only under the lock (see Fire).
     private List<IdleReleaser>? _spareDue;
     private ITimer? _timer;
@@ -147,7 +151,7 @@ internal sealed partial class IdleTicker
             if (releaser.State == IdleReleaser.TickerState.Queued)
             {
                 // Rare (a stop comes from the releaser's own tick, when it is not queued): a linear search is fine.
-                _ = _due.Remove(releaser, out _, out _);
+                _ = _due.Remove(releaser, out _, out _, _sameReleaser);
                 releaser.State = IdleReleaser.TickerState.Stopped;
             }
         }

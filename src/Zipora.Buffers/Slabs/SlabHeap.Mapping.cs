@@ -168,9 +168,9 @@ internal sealed partial class SlabHeap
             NativeMemoryManager first = CutUnsynchronized(slab, slab.BlockSize);
 
             // Kept sorted by address so a block's slab is a binary search away.
-            int index = _slabs.BinarySearch(slab, SlabAddressComparer.Instance);
+            int index = InsertionIndexUnsynchronized(slab.Address);
             slab.MappedAt = _clock.Epoch;
-            _slabs.Insert(~index, slab);
+            _slabs.Insert(index, slab);
             _reservedBytes += (long)slab.Length;
             _allocatedBytes += (long)slab.Length;
             _uncarvedBytes += slab.UncarvedBytes;

@@ -8,8 +8,10 @@ namespace Zipora.Buffers;
 /// <summary>A slab heap's trims: letting go of the slabs whose blocks are all free, dropping the pages of the others.</summary>
 internal sealed partial class SlabHeap
 {
-    // Orders a class's claimed free blocks by address, so each slab's lie side by side (cached: made once).
-    private static readonly Comparison<NativeMemoryManager> s_byAddress = static (first, second) => first.Address.CompareTo(second.Address);
+    // Orders a class's claimed free blocks by address, so each slab's lie side by side. Made with the heap, not in a
+    // static: a type's statics are made at its first use, which may be a trim at the GC heap limit, where a type
+    // initializer that fails leaves the type broken for good (every later trim would throw).
+    private readonly Comparison<NativeMemoryManager> _byAddress = static (first, second) => first.Address.CompareTo(second.Address);
 
     /// <summary>
     /// For tests alone (null otherwise): called before a trim handles each slab, to fail the trim there, partway, as an
@@ -51,7 +53,7 @@ internal sealed partial class SlabHeap
         {
             if (classes?[classIndex] ?? true)
             {
-                depots[classIndex].Claimed.Sort(s_byAddress);
+                depots[classIndex].Claimed.Sort(_byAddress);
             }
         }
 

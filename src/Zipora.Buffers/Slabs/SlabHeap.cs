@@ -327,10 +327,45 @@ internal sealed partial class SlabHeap
         }
         else
         {
-            _ = _spareSlabs.Remove(slab);
+            // By reference, not List.Remove: that makes the runtime's equality comparer of Slab, a type initializer,
+            // and one first run by a dispose at the GC heap limit failed for good (a full run: every later dispose's
+            // unmap threw TypeInitializationException).
+            for (int i = 0; i < _spareSlabs.Count; i++)
+            {
+                if (ReferenceEquals(_spareSlabs[i], slab))
+                {
+                    _spareSlabs.RemoveAt(i);
+                    break;
+                }
+            }
         }
 
         _blocksGone(slab.ClassIndex, slab.Carved);
+    }
+
+    /// <summary>Where a slab starting at <paramref name="address"/> goes in the list sorted by address.</summary>
+    /// <remarks>
+    /// A search of its own, not List.BinarySearch: that makes the runtime's sort helper of Slab, a type initializer,
+    /// which a first slab mapped at the GC heap limit would fail for good (every later slab's mapping would throw).
+    /// </remarks>
+    private int InsertionIndexUnsynchronized(nint address)
+    {
+        int low = 0;
+        int high = _slabs.Count;
+        while (low < high)
+        {
+            int middle = (low + high) >>> 1;
+            if (_slabs[middle].Address < address)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
+            }
+        }
+
+        return low;
     }
 
     /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>
