@@ -14,6 +14,11 @@ public sealed partial class TieredMemoryPool
     private const int DisposeUnfinished = 2;
     private const int Disposed = 3;
 
+    // The finalizer's work item, made with the pool: as a static lambda in the finalizer, its delegate and its class's
+    // statics were made at the first pool's finalization, which comes when the GC runs short, maybe at its heap limit;
+    // a type initializer failing there threw TypeInitializationException out of the finalizer, which ends the process.
+    private readonly Action<TieredMemoryPool> _disposeDropped = static pool => pool.DisposeDropped();
+
     /// <summary>
     /// Disposes a pool dropped without <see cref="MemoryPool{T}.Dispose()"/>, so its native memory goes back to the OS
     /// as a disposed pool's does: buffers still rented stay valid and are freed when returned, memory returned less
@@ -28,7 +33,7 @@ public sealed partial class TieredMemoryPool
     {
         try
         {
-            _ = ThreadPool.UnsafeQueueUserWorkItem(static pool => pool.DisposeDropped(), this, preferLocal: false);
+            _ = ThreadPool.UnsafeQueueUserWorkItem(_disposeDropped, this, preferLocal: false);
         }
         catch (OutOfMemoryException)
         {

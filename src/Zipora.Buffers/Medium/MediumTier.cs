@@ -1,3 +1,5 @@
+using System;
+
 namespace Zipora.Buffers;
 
 /// <summary>
@@ -10,6 +12,11 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
     public const int MinSize = SmallTier.MaxSize + 1;
 
     private readonly SegmentedBufferCounters _segments;
+
+    // Counts the caches under the lock the parked blocks are handed back under. Made with the tier, not at the first
+    // tick or statistics read: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    private readonly Action<(MediumTier Tier, ClassCounts[] ByClass, long[] HeldElsewhere)> _countCaches =
+        static state => state.Tier.CountCaches(state.ByClass, state.HeldElsewhere);
 
     /// <summary>A medium tier whose largest class is <paramref name="maxSize"/> (the mmap threshold, a power of two).</summary>
     public MediumTier(PageSource pages, IdleClock clock, DeferredUnmaps unmaps, LeakQuarantine quarantine, int maxSize, int threadCacheMaxBuffers, int threadCacheMaxBytes, bool adaptive, SegmentedBufferCounters segments)
@@ -25,5 +32,5 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     // The caches counted under the lock the parked blocks are handed back under: each block is seen parked or returned, never both.
     protected override void CountWithHeldElsewhere(ClassCounts[] byClass, long[] heldElsewhere) =>
-        _segments.CountParkedBlocks(heldElsewhere, (Tier: this, ByClass: byClass, HeldElsewhere: heldElsewhere), static state => state.Tier.CountCaches(state.ByClass, state.HeldElsewhere));
+        _segments.CountParkedBlocks(heldElsewhere, (Tier: this, ByClass: byClass, HeldElsewhere: heldElsewhere), _countCaches);
 }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Threading;
 
@@ -12,6 +13,20 @@ internal abstract partial class RegionTier
 
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;
+
+    // Empties a slot (all, or one unused for a delay) or shrinks its reservation to the region it holds, under the
+    // registry's lock. Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    private readonly Action<RegionThreadCache, (RegionTier Tier, List<Region> Emptied, bool OnlyUnused)> _emptyOrShrinkSlot = static (cache, state) =>
+    {
+        if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
+        {
+            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied, keepUnlessWaitedOut: state.OnlyUnused);
+        }
+        else
+        {
+            state.Tier.ShrinkReservationUnsynchronized(cache);
+        }
+    };
 
     // Emptyings of the whole cache so far (trims, disposal; counted under the gate as each ends): the idle release
     // lets a region go right after dropping its pages if one ended meanwhile, since it passed the region by.
@@ -85,17 +100,7 @@ internal abstract partial class RegionTier
                 _cachesClosed = true;
                 try
                 {
-                    HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), static (cache, state) =>
-                    {
-                        if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
-                        {
-                            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied, keepUnlessWaitedOut: state.OnlyUnused);
-                        }
-                        else
-                        {
-                            state.Tier.ShrinkReservationUnsynchronized(cache);
-                        }
-                    });
+                    HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), _emptyOrShrinkSlot);
                 }
                 finally
                 {

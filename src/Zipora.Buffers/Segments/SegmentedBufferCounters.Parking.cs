@@ -177,7 +177,7 @@ internal sealed partial class SegmentedBufferCounters
                 // Under the handshake: once a cache's owner is out, it stays out (it sees the parking closed) until this ends.
                 if (_registry is { } registry)
                 {
-                    HandshakeCache.EmptyEach(registry, 0, static (cache, _) => EmptyUnsynchronized(cache));
+                    HandshakeCache.EmptyEach(registry, 0, _emptyCache);
                 }
 
                 emptied = true;

@@ -27,6 +27,10 @@ internal abstract partial class CachedSlabTier<TClasses>
     // The idle tick's tables, reused tick after tick: only the tick uses them, never twice at once.
     private readonly SlabTickTables _tick;
 
+    // Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    private readonly Action<ThreadCache, (CachedSlabTier<TClasses> Tier, bool[]? Classes)> _drainIntoDepots =
+        static (cache, state) => state.Tier.DrainIntoDepotsUnsynchronized(cache, state.Classes);
+
     // The tables of what runs under the trim lock, reused: a trim and the pressure trim's read allocate none.
     private readonly SlabTrimTables _trimTables;
 
@@ -183,7 +187,7 @@ internal abstract partial class CachedSlabTier<TClasses>
     private void CloseAndEmptyCachesIntoDepots(bool[]? classes)
     {
         _cachesClosed = true;
-        HandshakeCache.EmptyEach(_registry, (Tier: this, Classes: classes), static (cache, state) => state.Tier.DrainIntoDepotsUnsynchronized(cache, state.Classes));
+        HandshakeCache.EmptyEach(_registry, (Tier: this, Classes: classes), _drainIntoDepots);
     }
 
     /// <summary>Moves the blocks of the chosen classes of a cache whose owner is kept out into their depots.</summary>
