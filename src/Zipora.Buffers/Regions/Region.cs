@@ -42,6 +42,12 @@ internal sealed class Region : INativeMemoryReleaser
     public Region? SameSizeNewer;
 
     /// <summary>
+    /// The next region an emptying of the slots took out to unmap (under the tier's trim lock, see
+    /// <c>RegionTier.EmptySlots</c>): chained through the regions, the emptying needs no list that could grow.
+    /// </summary>
+    public Region? NextEmptied;
+
+    /// <summary>
     /// The idle clock's tick when the region was last returned. A region parked in a thread's slot has it written as it
     /// leaves the slot unrented; until then the slot's <see cref="RegionThreadCache.LastParkAt"/> holds it.
     /// </summary>

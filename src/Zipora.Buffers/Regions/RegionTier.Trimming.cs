@@ -16,11 +16,15 @@ internal abstract partial class RegionTier
 
     // Empties a slot (all, or one unused for a delay) or shrinks its reservation to the region it holds, under the
     // registry's lock. Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
-    private readonly Action<RegionThreadCache, (RegionTier Tier, List<Region> Emptied, bool OnlyUnused)> _emptyOrShrinkSlot = static (cache, state) =>
+    private readonly Action<RegionThreadCache, (RegionTier Tier, bool OnlyUnused)> _emptyOrShrinkSlot = static (cache, state) =>
     {
         if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
         {
-            state.Tier.EmptySlotUnsynchronized(cache, state.Emptied, keepUnlessWaitedOut: state.OnlyUnused);
+            if (state.Tier.EmptySlotUnsynchronized(cache, keepUnlessWaitedOut: state.OnlyUnused) is { } letGo)
+            {
+                letGo.NextEmptied = state.Tier._emptiedFirst;
+                state.Tier._emptiedFirst = letGo;
+            }
         }
         else
         {
@@ -32,9 +36,12 @@ internal abstract partial class RegionTier
     // lets a region go right after dropping its pages if one ended meanwhile, since it passed the region by.
     private long _cacheEmptyings;
 
-    // The regions an emptying of the slots takes out, under the trim lock: made with the tier and reused, so a trim
-    // allocates nothing until more slots hold regions than ever before (the list grows then, and keeps its room).
-    private readonly List<Region> _emptied = new(4);
+    // The first of the regions an emptying of the slots takes out to unmap, under the trim lock, chained through the
+    // regions themselves (Region.NextEmptied): the emptying allocates nothing however many slots hold one. Before, a
+    // list made with room for 4 grew when more slots held regions than any emptying had met, in the pool's dispose too,
+    // which then allocated (176 bytes with 6 threads' large and huge slots) and could throw partway at the GC heap
+    // limit (RegionSlotsDisposeAllocationTests).
+    private Region? _emptiedFirst;
 
     public override void Trim()
     {
@@ -89,7 +96,6 @@ internal abstract partial class RegionTier
     {
         lock (_trimLock)
         {
-            List<Region> emptied = _emptied;
             try
             {
                 if (_slotsClosedForGood)
@@ -100,7 +106,7 @@ internal abstract partial class RegionTier
                 _cachesClosed = true;
                 try
                 {
-                    HandshakeCache.EmptyEach(_registry, (Tier: this, Emptied: emptied, OnlyUnused: onlyUnused), _emptyOrShrinkSlot);
+                    HandshakeCache.EmptyEach(_registry, (Tier: this, OnlyUnused: onlyUnused), _emptyOrShrinkSlot);
                 }
                 finally
                 {
@@ -117,7 +123,7 @@ internal abstract partial class RegionTier
             }
             finally
             {
-                // The regions listed were taken out of use to be unmapped, as a trim or disposal wants all idle memory gone,
+                // The regions chained were taken out of use to be unmapped, as a trim or disposal wants all idle memory gone,
                 // or their slot went unused for a delay (see EmptySlotUnsynchronized). Also after a failed emptying: the
                 // regions taken out of their slots before it are not lost. Under the trim lock: on their way out, the
                 // regions are where no other trim finds them, and a rent at MaxBytesInUse whose trim ran meanwhile (the
@@ -125,15 +131,11 @@ internal abstract partial class RegionTier
                 // found nothing and was refused, with a region of the room it asked for on its way
                 // (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a third large region mapped of two in use at
                 // most). That trim now waits for these.
-                try
-                {
-                    UnmapEach(emptied, 0);
-                }
-                finally
-                {
-                    // The list must not keep a region reachable once it is given back (a pinned array would stay on the heap).
-                    emptied.Clear();
-                }
+                // Unchained as each goes: the tier must not keep a region reachable once it is given back (a pinned array
+                // would stay on the heap).
+                Region? first = _emptiedFirst;
+                _emptiedFirst = null;
+                UnmapChain(first);
 
                 // The regions cached from the slots may have put the cache past its limits.
                 UnmapCached(stopWhenWithinLimits: true);
@@ -146,29 +148,28 @@ internal abstract partial class RegionTier
 
     /// <summary>
     /// Takes a slot's region out of use, into the cache (returned less than a delay ago, when
-    /// <paramref name="keepUnlessWaitedOut"/>) or into <paramref name="emptied"/> to be unmapped (its release begun),
-    /// and gives back the slot's reservation: a slot unused for all but the last tick of a delay is emptied a tick early
-    /// into the cache, where that tick drops its region's pages with the cached ones of its age (it is unmapped at the
-    /// next). The owner is kept out or has exited; the caller holds the registry's lock,
+    /// <paramref name="keepUnlessWaitedOut"/>) or out of the tier to be unmapped (its release begun; returned, for the
+    /// caller to unmap), and gives back the slot's reservation: a slot unused for all but the last tick of a delay is
+    /// emptied a tick early into the cache, where that tick drops its region's pages with the cached ones of its age (it
+    /// is unmapped at the next). The owner is kept out or has exited; the caller holds the registry's lock,
     /// under which the statistics read the slots and the shared counts: out of its slot and still in use, the region
     /// showed a quiet pool a buffer in use (TrimStatisticsRaceTests).
     /// </summary>
-    private void EmptySlotUnsynchronized(RegionThreadCache cache, List<Region> emptied, bool keepUnlessWaitedOut)
+    private Region? EmptySlotUnsynchronized(RegionThreadCache cache, bool keepUnlessWaitedOut)
     {
         Region? parked = cache.ParkedRegion;
+        Region? letGo = null;
         if (parked is not null)
         {
-            // Listed before the slot lets go of it: a list that cannot grow leaves the region parked, not lost.
-            emptied.Add(parked);
-
             // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
             parked.ReturnedAt = cache.LastParkAt;
             cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
-            if (TakeOutOfUse(parked, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(parked.ReturnedAt), out _))
+
+            // Cached, it is no longer the emptying's to unmap (a rent may take it from here); the caller checks the limits.
+            if (!TakeOutOfUse(parked, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(parked.ReturnedAt), out _))
             {
-                // Cached: no longer the emptying's to unmap (a rent may take it from here). The caller checks the limits.
-                emptied.RemoveAt(emptied.Count - 1);
+                letGo = parked;
             }
         }
 
@@ -179,6 +180,8 @@ internal abstract partial class RegionTier
             cache.ReservedBytes = 0;
             _gate.Exit();
         }
+
+        return letGo;
     }
 
     /// <summary>
@@ -205,9 +208,13 @@ internal abstract partial class RegionTier
     /// </summary>
     private void RetireUnsynchronized(RegionThreadCache cache)
     {
-        var emptied = new List<Region>();
-        EmptySlotUnsynchronized(cache, emptied, keepUnlessWaitedOut: true);
-        UnmapEach(emptied, 0);
+        // No list: a pool's dispose retires the slots of exited threads, where it must allocate nothing (a list made for
+        // each such slot was 88 bytes of its dispose per region tier, RegionSlotsDisposeAllocationTests).
+        if (EmptySlotUnsynchronized(cache, keepUnlessWaitedOut: true) is { } letGo)
+        {
+            Unmap(letGo);
+        }
+
         UnmapCached(stopWhenWithinLimits: true);
 
         // Folded last: an unmap that threw from a custom allocator (its bug, passed on) leaves the slot registered, empty,
@@ -246,6 +253,32 @@ internal abstract partial class RegionTier
             if (next < regions.Count)
             {
                 UnmapEach(regions, next);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Unmaps the regions chained from <paramref name="first"/> through <see cref="Region.NextEmptied"/>, each unchained
+    /// as it goes, every one even past a custom allocator's exception, as <see cref="UnmapEach"/> does. Allocates nothing.
+    /// </summary>
+    private void UnmapChain(Region? first)
+    {
+        Region? next = first;
+        try
+        {
+            while (next is not null)
+            {
+                Region region = next;
+                next = region.NextEmptied;
+                region.NextEmptied = null;
+                Unmap(region);
+            }
+        }
+        finally
+        {
+            if (next is not null)
+            {
+                UnmapChain(next);
             }
         }
     }
