@@ -141,7 +141,7 @@ public sealed class DisposeAtTheHeapLimitSafetyTests
         {
             // Probed before, not after: the dispose lets go of managed objects (its thread caches' slots), garbage a
             // failed allocation's collection finds room in.
-            heapWasFull = !atTheLimit || IsFull();
+            heapWasFull = !atTheLimit || !HeapFiller.HasRoomFor(FullHeapProbe);
             pool.Dispose();
         }
         catch (OutOfMemoryException error)
@@ -179,20 +179,6 @@ public sealed class DisposeAtTheHeapLimitSafetyTests
         }
 
         return heapWasFull;
-    }
-
-    /// <summary>Whether the heap has no room for <see cref="FullHeapProbe"/> bytes (the probe is let go of at once).</summary>
-    private static bool IsFull()
-    {
-        try
-        {
-            GC.KeepAlive(new byte[FullHeapProbe]);
-            return false;
-        }
-        catch (OutOfMemoryException)
-        {
-            return true;
-        }
     }
 
     /// <summary>Rents and returns bursts in every tier, and keeps one block of each tier rented across the dispose.</summary>

@@ -114,6 +114,20 @@ public sealed class HeapFiller
         return thrown;
     }
 
+    /// <summary>Whether an array of <paramref name="bytes"/> still fits in the heap (the probe is let go of at once).</summary>
+    public static bool HasRoomFor(int bytes)
+    {
+        try
+        {
+            GC.KeepAlive(new byte[bytes]);
+            return true;
+        }
+        catch (OutOfMemoryException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// Lets a thread that queued thread-pool work end while there is room, and waits for its finalizers: the runtime's
     /// finalizer of a dead thread's work-queue locals makes a generic static the first time it runs, and at the heap
