@@ -14,7 +14,8 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
     private readonly SegmentedBufferCounters _segments;
 
     // Counts the caches under the lock the parked blocks are handed back under. Made with the tier, not at the first
-    // tick or statistics read: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    // tick or statistics read: a static lambda's delegate and its class's statics are made at its first use, which may
+    // be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
     private readonly Action<(MediumTier Tier, ClassCounts[] ByClass, long[] HeldElsewhere)> _countCaches =
         static state => state.Tier.CountCaches(state.ByClass, state.HeldElsewhere);
 
@@ -30,7 +31,8 @@ internal sealed class MediumTier : CachedSlabTier<MediumClasses>
 
     protected override void CountActivityElsewhere(long[] byClass) => _segments.CountParks(byClass);
 
-    // The caches counted under the lock the parked blocks are handed back under: each block is seen parked or returned, never both.
+    // The caches counted under the lock the parked blocks are handed back under: each block is seen parked or returned,
+    // never both.
     protected override void CountWithHeldElsewhere(ClassCounts[] byClass, long[] heldElsewhere) =>
         _segments.CountParkedBlocks(heldElsewhere, (Tier: this, ByClass: byClass, HeldElsewhere: heldElsewhere), _countCaches);
 }

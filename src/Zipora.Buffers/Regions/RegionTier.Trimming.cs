@@ -8,14 +8,17 @@ namespace Zipora.Buffers;
 internal abstract partial class RegionTier
 {
     // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
-    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop it.
+    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop
+    // it.
     private readonly object _trimLock = new();
 
     // Set by disposal under the trim lock: the slots stay closed for good and are never emptied again.
     private bool _slotsClosedForGood;
 
     // Empties a slot (all, or one unused for a delay) or shrinks its reservation to the region it holds, under the
-    // registry's lock. Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    // registry's lock. Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's
+    // statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves
+    // every later use throwing, for good.
     private readonly Action<RegionThreadCache, (RegionTier Tier, bool OnlyUnused)> _emptyOrShrinkSlot = static (cache, state) =>
     {
         if (!state.OnlyUnused || state.Tier.IsIdleSlot(cache.LastParkAt))
@@ -123,16 +126,15 @@ internal abstract partial class RegionTier
             }
             finally
             {
-                // The regions chained were taken out of use to be unmapped, as a trim or disposal wants all idle memory gone,
-                // or their slot went unused for a delay (see EmptySlotUnsynchronized). Also after a failed emptying: the
-                // regions taken out of their slots before it are not lost. Under the trim lock: on their way out, the
-                // regions are where no other trim finds them, and a rent at MaxBytesInUse whose trim ran meanwhile (the
-                // pool's, while a rent's own trim of this tier after a refused mapping, or an idle tick, gave them back)
-                // found nothing and was refused, with a region of the room it asked for on its way
-                // (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a third large region mapped of two in use at
-                // most). That trim now waits for these.
-                // Unchained as each goes: the tier must not keep a region reachable once it is given back (a pinned array
-                // would stay on the heap).
+                // The regions chained were taken out of use to be unmapped, as a trim or disposal wants all idle memory
+                // gone, or their slot went unused for a delay (see EmptySlotUnsynchronized). Also after a failed
+                // emptying: the regions taken out of their slots before it are not lost. Under the trim lock: on their
+                // way out, the regions are where no other trim finds them, and a rent at MaxBytesInUse whose trim ran
+                // meanwhile (the pool's, while a rent's own trim of this tier after a refused mapping, or an idle tick,
+                // gave them back) found nothing and was refused, with a region of the room it asked for on its way
+                // (MixedTiersAtTheCapSafetyTests: the 4 KB rents refused with a third large region mapped of two in use
+                // at most). That trim now waits for these. Unchained as each goes: the tier must not keep a region
+                // reachable once it is given back (a pinned array would stay on the heap).
                 Region? first = _emptiedFirst;
                 _emptiedFirst = null;
                 UnmapChain(first);
@@ -161,12 +163,14 @@ internal abstract partial class RegionTier
         Region? letGo = null;
         if (parked is not null)
         {
-            // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from there.
+            // Its return time is the slot's last park (the fast path writes only the slot's): the unmap waits from
+            // there.
             parked.ReturnedAt = cache.LastParkAt;
             cache.ParkedBuffer = null;
             cache.DrainedByClass[parked.ClassIndex]++;
 
-            // Cached, it is no longer the emptying's to unmap (a rent may take it from here); the caller checks the limits.
+            // Cached, it is no longer the emptying's to unmap (a rent may take it from here); the caller checks the
+            // limits.
             if (!TakeOutOfUse(parked, userReturn: false, keep: keepUnlessWaitedOut && !_clock.HasWaitedOutDelay(parked.ReturnedAt), out _))
             {
                 letGo = parked;
@@ -208,8 +212,8 @@ internal abstract partial class RegionTier
     /// </summary>
     private void RetireUnsynchronized(RegionThreadCache cache)
     {
-        // No list: a pool's dispose retires the slots of exited threads, where it must allocate nothing (a list made for
-        // each such slot was 88 bytes of its dispose per region tier, RegionSlotsDisposeAllocationTests).
+        // No list: a pool's dispose retires the slots of exited threads, where it must allocate nothing (a list made
+        // for each such slot was 88 bytes of its dispose per region tier, RegionSlotsDisposeAllocationTests).
         if (EmptySlotUnsynchronized(cache, keepUnlessWaitedOut: true) is { } letGo)
         {
             Unmap(letGo);
@@ -217,9 +221,10 @@ internal abstract partial class RegionTier
 
         UnmapCached(stopWhenWithinLimits: true);
 
-        // Folded last: an unmap that threw from a custom allocator (its bug, passed on) leaves the slot registered, empty,
-        // and the next retire folds it. Folded before, its counts were in the retired totals and the slot's both, and the
-        // next retire added them again: a rent and return counted twice for good (RetiredSlotUnmapThatThrowsSafetyTests).
+        // Folded last: an unmap that threw from a custom allocator (its bug, passed on) leaves the slot registered,
+        // empty, and the next retire folds it. Folded before, its counts were in the retired totals and the slot's
+        // both, and the next retire added them again: a rent and return counted twice for good
+        // (RetiredSlotUnmapThatThrowsSafetyTests).
         for (int classIndex = 0; classIndex < _retiredHitsByClass.Length; classIndex++)
         {
             _retiredHitsByClass[classIndex] += cache.HitsOf(classIndex);
@@ -328,7 +333,8 @@ internal abstract partial class RegionTier
         finally
         {
             // Out of the leaving bytes and into the evicted ones in one step under the gate, where the statistics read
-            // both. Not gone now (the OS refused to drop its pages, or the allocator threw), it is counted at its unmap.
+            // both. Not gone now (the OS refused to drop its pages, or the allocator threw), it is counted at its
+            // unmap.
             _gate.Enter();
             _bytesLeaving -= (long)region.MappedLength;
             if (goneNow)

@@ -35,8 +35,10 @@ internal sealed partial class SegmentedBufferCounters
     private readonly Stack<SegmentedBufferTracker> _free = new();
 
     // Empties a thread's parked blocks under the handshake. Made with the counters, not at the first trim or dispose:
-    // a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    // a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit,
+    // where a type initializer that fails leaves every later use throwing, for good.
     private readonly Action<SegmentThreadCache, int> _emptyCache = static (cache, _) => EmptyUnsynchronized(cache);
+
     private int _sweepAt = FirstSweepAt;
 
     // What the trackers retired as leaked had counted (they are never read again), and how many there were.

@@ -8,12 +8,13 @@ namespace Zipora.Buffers;
 internal abstract partial class CachedSlabTier<TClasses>
 {
     // A monitor, not a System.Threading.Lock: a contended Lock allocates its wait event on the managed heap, and the
-    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop it.
+    // pool's dispose takes it (meeting a trim under memory pressure), where running out of managed memory must not stop
+    // it.
     private readonly object _trimLock = new();
     private volatile bool _disposed;
 
-    // Set as the dispose begins, before the blocks held elsewhere come back: no thread cache is made from then on. Those
-    // blocks come back on the disposing thread, which made itself one (5,408 bytes) for a tier about to drop it.
+    // Set as the dispose begins, before the blocks held elsewhere come back: no thread cache is made from then on.
+    // Those blocks come back on the disposing thread, which made itself one (5,408 bytes) for a tier about to drop it.
     private volatile bool _makesNoCaches;
 
     // Set once a dispose ran to its end, under the trim lock: one that threw partway (out of managed memory) left the
@@ -27,7 +28,9 @@ internal abstract partial class CachedSlabTier<TClasses>
     // The idle tick's tables, reused tick after tick: only the tick uses them, never twice at once.
     private readonly SlabTickTables _tick;
 
-    // Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use throwing, for good.
+    // Made with the tier, not at the first trim or dispose: a static lambda's delegate and its class's statics are made
+    // at its first use, which may be at the GC heap limit, where a type initializer that fails leaves every later use
+    // throwing, for good.
     private readonly Action<ThreadCache, (CachedSlabTier<TClasses> Tier, bool[]? Classes)> _drainIntoDepots =
         static (cache, state) => state.Tier.DrainIntoDepotsUnsynchronized(cache, state.Classes);
 
@@ -78,8 +81,9 @@ internal abstract partial class CachedSlabTier<TClasses>
 
     public override void Dispose()
     {
-        // Before the tier's own lock: what gives the blocks back takes the thread caches' locks and this tier's return path.
-        // On a thread without a cache of the tier, they go to the depots (see ReleaseWithoutCache): nothing is allocated.
+        // Before the tier's own lock: what gives the blocks back takes the thread caches' locks and this tier's return
+        // path. On a thread without a cache of the tier, they go to the depots (see ReleaseWithoutCache): nothing is
+        // allocated.
         _makesNoCaches = true;
         ReleaseHeldElsewhere(forGood: true);
         lock (_trimLock)
@@ -95,8 +99,9 @@ internal abstract partial class CachedSlabTier<TClasses>
 
             // Every slab now waits for all the blocks it carved: those in the caches, released below, and those rented,
             // released as they come back. Nothing here allocates (a component disposed at the GC heap limit: a list of
-            // the cached blocks failed to fit there in a CI run), and what can throw, a depot that must grow for a block
-            // listed twice (a caller's stale dispose), leaves the blocks it did not move where the next dispose finds them.
+            // the cached blocks failed to fit there in a CI run), and what can throw, a depot that must grow for a
+            // block listed twice (a caller's stale dispose), leaves the blocks it did not move where the next dispose
+            // finds them.
             _heap.StopCarving();
             try
             {
@@ -152,9 +157,9 @@ internal abstract partial class CachedSlabTier<TClasses>
             }
             finally
             {
-                // Also when the trim failed (a process out of managed memory): the claimed blocks not let go of with their
-                // slabs go back (no allocation), and the caches reopen (left closed, every rent and return would pass
-                // them by).
+                // Also when the trim failed (a process out of managed memory): the claimed blocks not let go of with
+                // their slabs go back (no allocation), and the caches reopen (left closed, every rent and return would
+                // pass them by).
                 foreach (SizeClassDepot<NativeMemoryManager> depot in _depots)
                 {
                     depot.EndClaim();
