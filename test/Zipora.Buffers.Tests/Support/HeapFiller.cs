@@ -80,7 +80,8 @@ public sealed class HeapFiller
     }
 
     /// <summary>
-    /// Runs <paramref name="withRoom"/>, then fills the heap into <paramref name="filler"/> (unless that is null) and
+    /// Runs <paramref name="withRoom"/>, then fills the heap into <paramref name="filler"/> (unless that is null; with
+    /// arrays of <paramref name="largest"/> bytes down to 24, 4 KB leaving the large object heap's free space) and
     /// runs <paramref name="atTheLimit"/>, on a thread that does nothing else, so its own allocation context is spent
     /// too and its thread statics are touched first by the test's calls; what <paramref name="atTheLimit"/> threw.
     /// </summary>
@@ -88,7 +89,7 @@ public sealed class HeapFiller
     /// Anything it throws is caught and handed back for the test to judge (an exception left on that thread would end
     /// the process): out of memory, or several segments' errors in one <see cref="AggregateException"/>.
     /// </remarks>
-    public static Exception? ThrownOnAFreshThread(Action? withRoom, Action atTheLimit, List<byte[]>? filler)
+    public static Exception? ThrownOnAFreshThread(Action? withRoom, Action atTheLimit, List<byte[]>? filler, int largest = 1 << 20)
     {
         Exception? thrown = null;
         var thread = new Thread(() =>
@@ -97,7 +98,7 @@ public sealed class HeapFiller
             withRoom?.Invoke();
             if (filler is not null)
             {
-                Fill(filler, largest: 1 << 20, smallest: 24);
+                Fill(filler, largest, smallest: 24);
             }
 
             try
