@@ -18,6 +18,11 @@ internal static class EventsOffTheCaller
 {
     private static readonly ConcurrentQueue<Action> s_unwritten = new();
 
+    // The work item, made with this type's statics (with the first pool, while there is room): as a static lambda at
+    // the first post, its class's statics were made there, at the GC heap limit when a background failure is what is
+    // posted, where a type initializer that fails throws at every later post, for good.
+    private static readonly Action<object?> s_writeAll = static _ => WriteAll();
+
     // 1 while a work item is queued or writing s_unwritten's events: one at a time, so they keep their order.
     private static int s_writing;
     private static long s_lost;
@@ -40,7 +45,7 @@ internal static class EventsOffTheCaller
 
         try
         {
-            _ = ThreadPool.UnsafeQueueUserWorkItem(static _ => WriteAll(), (object?)null, preferLocal: false);
+            _ = ThreadPool.UnsafeQueueUserWorkItem(s_writeAll, (object?)null, preferLocal: false);
         }
         catch (OutOfMemoryException)
         {

@@ -23,6 +23,7 @@ public sealed class ReliefPathStaticsSafetyTests
         typeof(TieredMemoryPool), typeof(CachedSlabTier<SmallClasses>), typeof(CachedSlabTier<MediumClasses>), typeof(SmallTier),
         typeof(MediumTier), typeof(SlabHeap), typeof(RegionTier), typeof(LargeTier), typeof(HugeTier),
         typeof(SegmentedBufferCounters), typeof(DeferredUnmaps), typeof(PageSource), typeof(LeakQuarantine), typeof(IdleReleaser),
+        typeof(IdleTicker), typeof(MemoryPressureWatcher), typeof(PinnedMemoryCollector), typeof(BackgroundFailures), typeof(EventsOffTheCaller),
     ];
 
     [Fact]
