@@ -4,7 +4,8 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>
 /// The flagship deployment: Kestrel on <c>AddTieredMemoryPool()</c> (pinned arrays) in a 512 MB memory cgroup takes a
-/// burst of 32 concurrent 4 MB uploads and 32 concurrent 4 MB downloads held whole in its pipes, goes quiet, and then
+/// burst of 32 concurrent 4 MB uploads and 32 concurrent 4 MB downloads held whole in its pipes (the downloads after the
+/// uploads where the GC's hard limit is what holds the pool's arrays: the modes managed, held and capped), goes quiet, and then
 /// the application's native (or managed) memory grows by 256 MB toward the limit while the server stays up; it then serves again
 /// (bytes compared both ways) and, once the host stops, every buffer is back (see the probe's KestrelBurst).
 /// </summary>
