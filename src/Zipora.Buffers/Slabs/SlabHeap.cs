@@ -368,29 +368,14 @@ internal sealed partial class SlabHeap
         return low;
     }
 
-    /// <summary>Binary search over the slabs, which are kept sorted by address.</summary>
+    /// <summary>The index of the slab holding <paramref name="address"/>.</summary>
+    /// <exception cref="InvalidOperationException">No slab of this heap holds it.</exception>
     private int FindSlabUnsynchronized(nint address)
     {
-        int low = 0;
-        int high = _slabs.Count - 1;
-        while (low <= high)
-        {
-            int middle = (low + high) >>> 1;
-            Slab slab = _slabs[middle];
-            if (address < slab.Address)
-            {
-                high = middle - 1;
-            }
-            else if (address >= slab.Address + (nint)slab.Length)
-            {
-                low = middle + 1;
-            }
-            else
-            {
-                return middle;
-            }
-        }
-
-        throw new InvalidOperationException($"Block 0x{address:x} belongs to no slab of this pool.");
+        // The last slab starting at or below the address, by the search that places new slabs.
+        int index = InsertionIndexUnsynchronized(address + 1) - 1;
+        return index >= 0 && address < _slabs[index].Address + (nint)_slabs[index].Length
+            ? index
+            : throw new InvalidOperationException($"Block 0x{address:x} belongs to no slab of this pool.");
     }
 }
