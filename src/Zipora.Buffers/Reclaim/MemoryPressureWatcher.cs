@@ -100,9 +100,9 @@ internal sealed class MemoryPressureWatcher
             RuntimeHelpers.RunClassConstructor(typeof(PinnedMemoryCollector).TypeHandle);
 
             // So are the statics a trim or a dispose reads, which a process may first run at the limit: a thread
-            // cache's empty slots, first read by a dispose there, failed their type for good (DisposeFailingPartwaySafetyTests:
-            // TypeInitializationException at every later dispose and tick). The static lambdas of those paths are made
-            // with their owners (ReliefPathStaticsSafetyTests).
+            // cache's empty slots, first read by a dispose there, failed their type for good
+            // (DisposeFailingPartwaySafetyTests: TypeInitializationException at every later dispose and tick). The
+            // static lambdas of those paths are made with their owners (ReliefPathStaticsSafetyTests).
             RuntimeHelpers.RunClassConstructor(typeof(ClassStack).TypeHandle);
             RuntimeHelpers.RunClassConstructor(typeof(ArrayThreadCache).TypeHandle);
             _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
