@@ -73,12 +73,20 @@ public sealed class RegionReturnsInsideTierDisposeTests
         IMemoryOwner<byte> poolThread = pool.Rent(size);
         held!.Memory.Span.Fill(0x5A);
         using var exitNow = new ManualResetEventSlim();
+        using var exitingParked = new ManualResetEventSlim();
         var exiting = new Thread(() =>
         {
             pool.Rent(size).Dispose();
+            exitingParked.Set();
             exitNow.Wait();
         });
         exiting.Start();
+
+        // Parked before the dispose starts: a thread started late (a loaded machine, a collection) rented after the tier
+        // was marked disposed, and the ObjectDisposedException it threw, unhandled on its thread, held it there (the xUnit
+        // runner's handler waits for the run to end), so the returns, waiting for it to exit, never ended: "the dispose
+        // never ended" beside SharedTickerTests. Its region was not parked in the dispose's windows either.
+        Assert.True(exitingParked.Wait(TimeSpan.FromSeconds(20)), "the exiting thread never parked its region");
 
         // Nothing was returned a delay ago: the clock stays put until every region is back, so any unmap before it moves
         // is one within its delay.
