@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Zipora.Buffers.Native;
@@ -47,6 +48,12 @@ internal sealed partial class UnixPageAllocator : PageAllocator
         _populate = populate;
         _hugetlbLimited = hugetlbLimited;
         _unmapStray = TryMunmap;
+
+        // Every mmap and munmap reads the mapping check's switch, which makes its statics (a lock and a list, made on
+        // or off): made first by a pool's first mapping at the GC heap limit, its type initializer failed there after
+        // the mmap, and failed every later map and unmap of every pool for good (FirstMappingAtTheHeapLimitSafetyTests).
+        // So they are made with the allocator, which the first pool's options make.
+        RuntimeHelpers.RunClassConstructor(typeof(MappingLedger).TypeHandle);
     }
 
     /// <summary>
