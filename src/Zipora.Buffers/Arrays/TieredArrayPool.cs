@@ -28,8 +28,6 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
-    private static readonly TieredArrayPool s_shared = new(new TieredArrayPoolOptions { Name = SharedName });
-
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
     // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
     // thread-static read and one compare.
@@ -178,7 +176,18 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>).</summary>
-    public static new TieredArrayPool Shared => s_shared;
+    public static new TieredArrayPool Shared => SharedPool.Instance;
+
+    /// <summary>
+    /// Holds <see cref="Shared"/>, made at its first use: a static of the pool's own class would be made by its type
+    /// initializer, which every pool's first rent or return runs (reading <c>t_lastCache</c>); at the GC heap limit that
+    /// threw, and every later rent and return of every array pool threw TypeInitializationException for good
+    /// (FirstArrayRentAtTheHeapLimitSafetyTests).
+    /// </summary>
+    private static class SharedPool
+    {
+        public static readonly TieredArrayPool Instance = new(new TieredArrayPoolOptions { Name = SharedName });
+    }
 
     /// <summary>The pool's name: the owner tag of its metrics, numbered when another live pool has it (<see cref="TieredArrayPoolOptions.Name"/>).</summary>
     public string Name { get; }
