@@ -233,8 +233,9 @@ internal sealed partial class SlabHeap
             }
 
             // Slabs with no block rented have nothing to wait for but the delay of their last returns, which are not
-            // dated one by one: they count as returned now.
-            for (int i = _slabs.Count - 1; i >= 0; i--)
+            // dated one by one: they count as returned now. A return inside a give-back (see UnmapUnsynchronized) may
+            // take a lower slab out of the list too: the index is kept within it, and the slabs below move down.
+            for (int i = _slabs.Count - 1; i >= 0; i = Math.Min(i, _slabs.Count) - 1)
             {
                 if (_slabs[i].Outstanding == 0)
                 {
@@ -312,7 +313,13 @@ internal sealed partial class SlabHeap
         // older (EmptySlabReuseDelayTests).
         Slab slab = _slabs[index];
         _unmaps.Release(slab.Address, slab.Length, slab.Backing, Math.Max(returnedAt, slab.MappedAt), placeReserved: true, wakeLater: true, reusable: true, countEvicted: _countUnmapped);
-        _slabs.RemoveAt(index);
+
+        // Found again: the give-back dropped the slab's pages through the user's page allocator, on this thread, and a
+        // block returned there came back into this lock, freed its own slab and took it out of the list. Below this
+        // one, it moved this one down: removed at the old index, the slab above went instead, with a block still
+        // rented, and this one stayed listed, given back again by the dispose's next look (unmapped twice), and that
+        // block's return found no slab (ReturnInsideASlabsPageDropSafetyTests).
+        _slabs.RemoveAt(FindSlabUnsynchronized(slab.Address));
         TakeOutOfTierUnsynchronized(slab);
         _reservedBytes -= (long)slab.Length;
         _uncarvedBytes -= slab.UncarvedBytes;
