@@ -28,6 +28,10 @@ internal static class ThrowHelper
         throw new ArgumentOutOfRangeException(nameof(elementIndex), elementIndex, "The index to pin must be from 0 to the buffer's length.");
 
     [DoesNotReturn]
+    public static void ThrowRentInsidePageDrop(string tier) =>
+        throw new InsufficientMemoryException($"A rent of the {tier} tier on the thread of its trim, from inside the page allocator dropping its pages, is refused: its block could lie on the pages being dropped.");
+
+    [DoesNotReturn]
     public static void ThrowOutOfMemory(long bytes, string tier, PageSource pages, long limitRefusalsBefore)
     {
         // The limit's refusal when it refused during the rent (another thread's refusal meanwhile reads the same: rare,

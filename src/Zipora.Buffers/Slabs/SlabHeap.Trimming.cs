@@ -22,6 +22,10 @@ internal sealed partial class SlabHeap
     /// <summary>For tests alone (null otherwise): called as a trim is about to take the heap's lock, its blocks sorted.</summary>
     internal Action? BeforeTrimTakesTheLock { get; set; }
 
+    // Set while a trim sweeps the slabs under the lock: only the trimming thread can see it (others wait for the lock),
+    // re-entering through the page allocator, the user's, which drops the pages (see Carve).
+    private bool _sweeping;
+
     /// <summary>
     /// Gives idle memory back, given the depots of the chosen classes with every free block of those classes claimed
     /// (see <see cref="SizeClassDepot{T}.Claim"/>: nobody else takes them meanwhile): lets go of each slab whose blocks
@@ -78,6 +82,7 @@ internal sealed partial class SlabHeap
             }
 
             long advised = 0;
+            _sweeping = true;
             try
             {
                 for (int classIndex = 0; classIndex < _classCount; classIndex++)
@@ -93,6 +98,7 @@ internal sealed partial class SlabHeap
             }
             finally
             {
+                _sweeping = false;
                 Interlocked.Add(ref _decommittedBytes, advised);
             }
         }

@@ -130,6 +130,14 @@ internal sealed partial class SlabHeap
     {
         lock (_lock)
         {
+            // A rent inside a trim's page drop, on its thread (the user's page allocator renting): the block would be
+            // cut from a page being dropped (a slab's last page goes with its uncarved rest), and lose its bytes to
+            // the drop (RentInsideATrimsPageDropSafetyTests). Refused, as at a limit.
+            if (_sweeping)
+            {
+                ThrowHelper.ThrowRentInsidePageDrop(tierName);
+            }
+
             NativeMemoryManager? listed = TryCutListedUnsynchronized(classIndex, blockSize);
             if (listed is not null)
             {
