@@ -38,14 +38,6 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
     /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
-    private static readonly TieredMemoryPool s_shared = new(new TieredMemoryPoolOptions { Name = SharedName }) { _isShared = true };
-
-    // Whether this is Shared, read by Dispose instead of s_shared: reading the static made a pool's first Dispose run
-    // the type initializer, which builds the shared pool and its real timer. Where that fails (no thread can start, the
-    // GC heap at its limit) the type initializer failed for good, and every Dispose of every pool threw
-    // TypeInitializationException from then on, the ticks that finish a dispose included (LockedMemoryLimitSafetyTests).
-    private bool _isShared;
-
     private readonly SmallTier _small;
     private readonly MediumTier _medium;
     private readonly LargeTier _large;
@@ -110,6 +102,7 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
         // Finalized only once built: a constructor that throws leaves no half-made tiers for the finalizer to dispose.
         GC.SuppressFinalize(this);
         ArgumentNullException.ThrowIfNull(options);
+        LibraryStatics.EnsureMade();
         options = options.Clone();
         options.ApplyMemoryBudget(MemoryBudget.Current);
         options.Validate();
@@ -176,9 +169,6 @@ public sealed partial class TieredMemoryPool : MemoryPool<byte>, IReclaimablePoo
 
         GC.ReRegisterForFinalize(this);
     }
-
-    /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>). Disposing it does nothing.</summary>
-    public static new TieredMemoryPool Shared => s_shared;
 
     /// <summary>The pool's name: the owner tag of its metrics, numbered when another live pool has it (<see cref="TieredMemoryPoolOptions.Name"/>).</summary>
     public string Name { get; }

@@ -183,10 +183,21 @@ public sealed class TieredMemoryPoolOptions
     internal PageAllocator? PageAllocator { get; set; }
 
     /// <summary>Where base pages come from when the OS layer refuses; the portable allocator unless a test replaces it.</summary>
-    internal PageAllocator? FallbackPageAllocator { get; set; } = Native.PageAllocator.Portable;
+    internal PageAllocator? FallbackPageAllocator { get; set; } = PortableOnceStaticsAreMade();
 
     internal PageAllocator ResolvePageAllocator() =>
         PageAllocator ?? (UsePinnedArrays ? Native.PageAllocator.PinnedArrays : UsePortableBackend ? Native.PageAllocator.Portable : Native.PageAllocator.Default);
+
+    /// <summary>
+    /// The portable allocator, for the initializer of <see cref="FallbackPageAllocator"/>, which runs before any
+    /// constructor's body: options are made before their pool, so reading the allocators' statics here made them before
+    /// the pool could (see <see cref="LibraryStatics"/>), and options made at the GC heap limit failed them for good.
+    /// </summary>
+    private static PageAllocator PortableOnceStaticsAreMade()
+    {
+        LibraryStatics.EnsureMade();
+        return Native.PageAllocator.Portable;
+    }
 
     /// <summary>Where base pages come from when the OS layer refuses: nowhere for pinned arrays, whose buffers must stay arrays.</summary>
     internal PageAllocator? ResolveFallbackPageAllocator() => UsePinnedArrays && PageAllocator is null ? null : FallbackPageAllocator;

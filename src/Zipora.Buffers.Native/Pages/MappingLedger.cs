@@ -21,8 +21,13 @@ namespace Zipora.Buffers.Native;
 /// </remarks>
 internal static class MappingLedger
 {
-    public static readonly bool IsEnabled =
-        AppContext.TryGetSwitch("Zipora.Buffers.Native.VerifyMappings", out bool enabled) && enabled;
+    /// <summary>The runtime switch that turns the check on.</summary>
+    public const string SwitchName = "Zipora.Buffers.Native.VerifyMappings";
+
+    /// <summary>The live mappings the check has room for from the start (see <c>s_lengthByStart</c>).</summary>
+    public const int Capacity = 1 << 16;
+
+    public static readonly bool IsEnabled = AppContext.TryGetSwitch(SwitchName, out bool enabled) && enabled;
 
     // A monitor, not a System.Threading.Lock: a contended Lock makes its wait event on the managed heap, and a mapping
     // is recorded right after mmap, where a test running the process out of managed memory would lose it.
@@ -31,7 +36,7 @@ internal static class MappingLedger
     // Live mappings by start address; ranges never overlap. Made with room for far more live mappings than a test has,
     // so recording one right after mmap never allocates: a test that runs the process out of managed memory would
     // otherwise lose the mapping the ledger failed to record (a leak of the check, not of the pools).
-    private static readonly SortedList<nuint, nuint> s_lengthByStart = new(IsEnabled ? 1 << 16 : 0);
+    private static readonly SortedList<nuint, nuint> s_lengthByStart = new(IsEnabled ? Capacity : 0);
 
     /// <summary>Records a range the kernel just mapped; it must not overlap one already recorded.</summary>
     public static void Mapped(nint address, nuint length)

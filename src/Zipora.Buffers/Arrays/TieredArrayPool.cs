@@ -28,6 +28,9 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     /// <summary>The name of <see cref="Shared"/>: not the default name, so a pool left at it reports under its own.</summary>
     public const string SharedName = "shared";
 
+    // Made at its first read (see MakeShared).
+    private static TieredArrayPool? s_shared;
+
 #pragma warning disable IDE1006 // The runtime's t_ prefix for thread-statics, which the s_ rule cannot tell apart.
     // The cache this thread used last: nearly every process rents from one pool, so the fast path is one
     // thread-static read and one compare.
@@ -92,6 +95,7 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
         // Finalized only once built: a constructor that throws leaves nothing for the finalizer to empty.
         GC.SuppressFinalize(this);
         ArgumentNullException.ThrowIfNull(options);
+        LibraryStatics.EnsureMade();
         options = options.Clone();
         options.Validate();
 
@@ -176,17 +180,22 @@ public sealed partial class TieredArrayPool : ArrayPool<byte>, IReclaimablePool
     }
 
     /// <summary>The process-wide pool, with default options but its name (<see cref="SharedName"/>).</summary>
-    public static new TieredArrayPool Shared => SharedPool.Instance;
+    /// <exception cref="OutOfMemoryException">Its first read found no managed memory to make it; a later read tries again.</exception>
+    public static new TieredArrayPool Shared => Volatile.Read(ref s_shared) ?? MakeShared();
 
     /// <summary>
-    /// Holds <see cref="Shared"/>, made at its first use: a static of the pool's own class would be made by its type
-    /// initializer, which every pool's first rent or return runs (reading <c>t_lastCache</c>); at the GC heap limit that
-    /// threw, and every later rent and return of every array pool threw TypeInitializationException for good
-    /// (FirstArrayRentAtTheHeapLimitSafetyTests).
+    /// Makes <see cref="Shared"/> at its first read, and again at the next read if that failed: made by a static
+    /// initializer, it was made by the type initializer that every pool's first rent or return runs (reading
+    /// <c>t_lastCache</c>), and then by one of its own; either, run out of managed memory at the GC heap limit, failed
+    /// for good, and every later read threw TypeInitializationException (FirstArrayRentAtTheHeapLimitSafetyTests,
+    /// SharedPoolsAtTheHeapLimitSafetyTests). Two threads' first reads may both make one; the pool that loses is
+    /// dropped, and collected as any pool nobody references.
     /// </summary>
-    private static class SharedPool
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static TieredArrayPool MakeShared()
     {
-        public static readonly TieredArrayPool Instance = new(new TieredArrayPoolOptions { Name = SharedName });
+        var made = new TieredArrayPool(new TieredArrayPoolOptions { Name = SharedName });
+        return Interlocked.CompareExchange(ref s_shared, made, null) ?? made;
     }
 
     /// <summary>The pool's name: the owner tag of its metrics, numbered when another live pool has it (<see cref="TieredArrayPoolOptions.Name"/>).</summary>

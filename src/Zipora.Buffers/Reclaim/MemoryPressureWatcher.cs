@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Runtime.CompilerServices;
 using System.Threading;
 using Zipora.Buffers.Native;
 
@@ -90,24 +89,21 @@ internal sealed class MemoryPressureWatcher
     /// </summary>
     public static void Start()
     {
-        if (Interlocked.Exchange(ref s_started, 1) == 0)
+        if (Volatile.Read(ref s_started) == 0 && Interlocked.Exchange(ref s_started, 1) == 0)
         {
-            // The types the background work reports through are made now, while a pool is being made: made first by a
-            // failure at the GC heap limit (in this sentinel's finalizer, say), their type initializers would fail, and
-            // a type whose initializer failed throws at every later use, for good. Reading a static field makes a
-            // type's statics (BackgroundFailures' were first made by the first failure, in a timer's callback at the limit).
-            RuntimeHelpers.RunClassConstructor(typeof(ZiporaBuffersEventSource).TypeHandle);
-            RuntimeHelpers.RunClassConstructor(typeof(PinnedMemoryCollector).TypeHandle);
-
-            // So are the statics a trim or a dispose reads, which a process may first run at the limit: a thread
-            // cache's empty slots, first read by a dispose there, failed their type for good
-            // (DisposeFailingPartwaySafetyTests: TypeInitializationException at every later dispose and tick). The
-            // static lambdas of those paths are made with their owners (ReliefPathStaticsSafetyTests).
-            RuntimeHelpers.RunClassConstructor(typeof(ClassStack).TypeHandle);
-            RuntimeHelpers.RunClassConstructor(typeof(ArrayThreadCache).TypeHandle);
-            _ = BackgroundFailures.Count + EventsOffTheCaller.Lost;
-            _ = new MemoryPressureWatcher();
-            ContextUnload.Watch();
+            // The statics the background work reports through, and those a trim or a dispose reads, which a process may
+            // first run at the GC heap limit, were made with the pool's first step (LibraryStatics).
+            try
+            {
+                _ = new MemoryPressureWatcher();
+                ContextUnload.Watch();
+            }
+            catch (OutOfMemoryException)
+            {
+                // The pool being made fails with it; the next one made starts the watch, which was otherwise never started.
+                Volatile.Write(ref s_started, 0);
+                throw;
+            }
         }
 
         // Not only where a limit was found at start-up: one set on the running container later is as deadly; with no

@@ -15,6 +15,8 @@ internal partial struct SegmentChain
     /// <exception cref="System.ObjectDisposedException">The options name a disposed <see cref="TieredMemoryPool"/>.</exception>
     public void Initialize(SegmentedBufferOptions options, string type)
     {
+        // Over another pool no pool of the library's may have been made yet: the segment cache's statics come first.
+        LibraryStatics.EnsureMade();
         SegmentedBufferSettings settings = _settings = options.Settings;
         _nextSegmentSize = settings.InitialSegmentSize;
         if (settings.Tiered is { } tiered)
