@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Zipora.Buffers.Tests;
@@ -16,7 +15,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(HeapFiller.AtTheHeapLimit)]
 public sealed class FirstMappingAtTheHeapLimitSafetyTests
 {
-    private const int FullHeapProbe = 8 * 1024;
     private const int HeadroomStep = 16;
     private const int MostHeadroom = 8 * 1024;
 
@@ -31,44 +29,9 @@ public sealed class FirstMappingAtTheHeapLimitSafetyTests
         long backgroundFailures = BackgroundFailures.Count;
         var time = new FakeTimeProvider();
         var pool = new TieredMemoryPool(new TieredMemoryPoolOptions { TimeProvider = time, IdleReleaseDelay = SafetyCases.IdleDelay, EnableHugepages = false });
-        var filler = new List<byte[]>(400_000);
-        int attempts = 0;
-        int fullAttempts = 0;
-        Exception? atTheLimit = null;
-        int headroom = 0;
 
-        // The pool's first rent, so the process's first mapping, with the heap full but for a few bytes, more at each
-        // attempt until the rent goes through: refused for want of managed memory, it must take nothing.
-        for (; headroom <= MostHeadroom; headroom += HeadroomStep)
-        {
-            List<byte[]>? reserve = null;
-            atTheLimit = HeapFiller.ThrownOnAFreshThread(
-                withRoom: () =>
-                {
-                    reserve = HeapFiller.Reserve(headroom);
-                    GC.Collect();
-                },
-                atTheLimit: () =>
-                {
-                    // A fill that left room (1 run in 5) is topped up; the reserve's room comes free only below.
-                    for (int topUp = 0; topUp < 3 && HeapFiller.HasRoomFor(FullHeapProbe); topUp++)
-                    {
-                        HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-                    }
-
-                    fullAttempts += HeapFiller.HasRoomFor(FullHeapProbe) ? 0 : 1;
-                    reserve!.Clear();
-                    pool.Rent(64).Dispose();
-                },
-                filler);
-            filler.Clear();
-            GC.Collect();
-            attempts++;
-            if (atTheLimit is not OutOfMemoryException)
-            {
-                break;
-            }
-        }
+        // The pool's first rent, so the process's first mapping: refused for want of managed memory, it must take nothing.
+        string sweep = FirstRunSweep.AtTheHeapLimit(() => pool.Rent(64).Dispose(), HeadroomStep, MostHeadroom, "the first rent");
 
         // With room again: every tier rents and returns, and the pool's dispose unmaps everything it mapped.
         Exception? later = Record.Exception(() =>
@@ -82,12 +45,7 @@ public sealed class FirstMappingAtTheHeapLimitSafetyTests
         SafetyCases.Advance(time, SafetyCases.IdleDelay * 3);
         BackgroundFailureWatch.ProvokedSince(backgroundFailures);
 
-        // Now and then a fill leaves room a top-up does not take (1 attempt in 4 or so): such an attempt proves less, but
-        // the sweep must have met the full heap.
-        TestContext.Current.SendDiagnosticMessage($"{attempts} attempts, {fullAttempts} with the heap full; the rent went through with {headroom} bytes of headroom");
-        Assert.True(fullAttempts > 0, $"none of {attempts} rents had the heap full besides their headroom (no room for {FullHeapProbe} bytes): the test proves nothing");
-        Assert.True(atTheLimit is null, $"the rent with {headroom} bytes of headroom threw other than OutOfMemoryException: {atTheLimit}");
-        Assert.True(later is null && dispose is null, $"at the limit: {atTheLimit}\nthe rents with room: {later}\nthe dispose: {dispose}");
+        Assert.True(later is null && dispose is null, $"{sweep}\nthe rents with room: {later}\nthe dispose: {dispose}");
         TieredMemoryPoolStatistics drained = pool.GetStatistics();
         Assert.True(drained.MmapCalls == drained.MunmapCalls && drained.BytesInUse == 0 && drained.BytesAwaitingRelease == 0, $"three delays after the dispose: {drained}");
     }

@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Reflection;
 
 namespace Zipora.Buffers.Tests;
@@ -14,7 +13,6 @@ namespace Zipora.Buffers.Tests;
 [Collection(HeapFiller.AtTheHeapLimit)]
 public sealed class SharedPoolsAtTheHeapLimitSafetyTests
 {
-    private const int FullHeapProbe = 8 * 1024;
     private const int HeadroomStep = 1024;
     private const int MostHeadroom = 256 * 1024;
 
@@ -28,7 +26,7 @@ public sealed class SharedPoolsAtTheHeapLimitSafetyTests
 
         AssertNotMadeYet(typeof(TieredMemoryPool));
         long backgroundFailures = BackgroundFailures.Count;
-        string sweep = SweepTheFirstRead(() => _ = TieredMemoryPool.Shared);
+        string sweep = FirstRunSweep.AtTheHeapLimit(() => _ = TieredMemoryPool.Shared, HeadroomStep, MostHeadroom, "the first read");
 
         Exception? later = Record.Exception(() =>
         {
@@ -56,61 +54,13 @@ public sealed class SharedPoolsAtTheHeapLimitSafetyTests
 
         AssertNotMadeYet(typeof(TieredArrayPool));
         long backgroundFailures = BackgroundFailures.Count;
-        string sweep = SweepTheFirstRead(() => _ = TieredArrayPool.Shared);
+        string sweep = FirstRunSweep.AtTheHeapLimit(() => _ = TieredArrayPool.Shared, HeadroomStep, MostHeadroom, "the first read");
 
         Exception? later = Record.Exception(() => TieredArrayPool.Shared.Return(TieredArrayPool.Shared.Rent(4096)));
         BackgroundFailureWatch.ProvokedSince(backgroundFailures);
         Assert.True(later is null, $"{sweep}; with room: {later}");
         Assert.Same(TieredArrayPool.Shared, TieredArrayPool.Shared);
         Assert.Equal(TieredArrayPool.SharedName, TieredArrayPool.Shared.Name);
-    }
-
-    /// <summary>
-    /// Reads the pool with the heap full but for a few bytes, more at each attempt until the read goes through; every
-    /// attempt before must have thrown out of memory, and at least one had the heap full. What it saw, to report.
-    /// </summary>
-    private static string SweepTheFirstRead(Action read)
-    {
-        var filler = new List<byte[]>(400_000);
-        int attempts = 0;
-        int fullAttempts = 0;
-        int headroom = 0;
-        Exception? atTheLimit = null;
-        for (; headroom <= MostHeadroom; headroom += HeadroomStep)
-        {
-            List<byte[]>? reserve = null;
-            atTheLimit = HeapFiller.ThrownOnAFreshThread(
-                withRoom: () =>
-                {
-                    reserve = HeapFiller.Reserve(headroom);
-                    GC.Collect();
-                },
-                atTheLimit: () =>
-                {
-                    for (int topUp = 0; topUp < 3 && HeapFiller.HasRoomFor(FullHeapProbe); topUp++)
-                    {
-                        HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-                    }
-
-                    fullAttempts += HeapFiller.HasRoomFor(FullHeapProbe) ? 0 : 1;
-                    reserve!.Clear();
-                    read();
-                },
-                filler);
-            filler.Clear();
-            GC.Collect();
-            attempts++;
-            if (atTheLimit is not OutOfMemoryException)
-            {
-                break;
-            }
-        }
-
-        string sweep = $"{attempts} attempts, {fullAttempts} with the heap full, the last with {headroom} bytes of headroom";
-        TestContext.Current.SendDiagnosticMessage(sweep);
-        Assert.True(fullAttempts > 0, $"{sweep}: no read had the heap full besides its headroom (no room for {FullHeapProbe} bytes): the test proves nothing");
-        Assert.True(atTheLimit is null, $"{sweep}: the read threw other than OutOfMemoryException: {atTheLimit}");
-        return sweep;
     }
 
     /// <summary>Fails when something in the child read the pool before the sweep: its first read would not be at the limit.</summary>
