@@ -5,7 +5,7 @@ using Zipora.Buffers.Native;
 namespace Zipora.Buffers;
 
 /// <summary>
-/// Makes the library's statics once per process, all at once, when its first pool (or first segmented buffer) is made:
+/// Makes the library's statics once per process, all at once, when its first pool, pool options or segmented buffer is made:
 /// a type initializer that runs out of managed memory fails for good (every later use of the type throws
 /// <see cref="TypeInitializationException"/>), so none may run where the GC heap may be at its limit.
 /// </summary>
@@ -14,7 +14,7 @@ namespace Zipora.Buffers;
 /// (the page allocators, the meter: every later pool's constructor threw), as <see cref="TieredMemoryPool.Shared"/>,
 /// made at its first read, can be (SharedPoolsAtTheHeapLimitSafetyTests). The room they take is asked for first, in one
 /// array: out of managed memory there, the caller gets <see cref="OutOfMemoryException"/> with none of them run, and
-/// the next pool made tries again. The array is unreachable at once, so the first collection the initializers need
+/// the next try makes them. The array is unreachable at once, so the first collection the initializers need
 /// gives its room back to them.
 /// </remarks>
 internal static class LibraryStatics
