@@ -91,7 +91,7 @@ public sealed class GrpcEndToEndTests
                 _ => new CallOptions(metadata),
             };
             using AsyncDuplexStreamingCall<GrpcPayload, GrpcPayload> call = host.Invoker.AsyncDuplexStreamingCall(host.Methods.Chat, null, options);
-            RpcException failure = await Assert.ThrowsAsync<RpcException>(async () =>
+            Exception thrown = await Assert.ThrowsAnyAsync<Exception>(async () =>
             {
                 for (int i = 0; ; i++)
                 {
@@ -117,6 +117,15 @@ public sealed class GrpcEndToEndTests
                     Assert.Equal(request.Answer(), call.ResponseStream.Current);
                 }
             });
+            // A write racing the server's reset of a stream it ended (at the deadline, or at its fault) surfaces the HTTP/2
+            // reset itself: Grpc.Net.Client wraps it in an RpcException on reads, not on that write (seen in a full run).
+            if (kind != 0 && thrown is System.Net.Http.HttpProtocolException { ErrorCode: HttpCancelCode })
+            {
+                return;
+            }
+
+            RpcException failure = Assert.IsType<RpcException>(thrown);
+
             // The server enforces the deadline too: when its reset of the stream arrives before the client's own timer
             // fires, the client reads an aborted stream (Unavailable) or, when the reset's CANCEL code reaches the client's
             // read first, a stream the server cancelled (seen in a CI run); the client never cancels these calls itself.
