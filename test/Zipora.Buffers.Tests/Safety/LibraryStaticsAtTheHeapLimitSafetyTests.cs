@@ -46,12 +46,7 @@ public sealed class LibraryStaticsAtTheHeapLimitSafetyTests
             withRoom: null,
             atTheLimit: () =>
             {
-                for (int topUp = 0; topUp < 3 && HeapFiller.HasRoomFor(FullHeapProbe); topUp++)
-                {
-                    HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-                }
-
-                full = !HeapFiller.HasRoomFor(FullHeapProbe);
+                full = HeapFiller.TopUpUntilFull(filler, FullHeapProbe);
                 for (int i = 0; i < initialized.Length; i++)
                 {
                     try

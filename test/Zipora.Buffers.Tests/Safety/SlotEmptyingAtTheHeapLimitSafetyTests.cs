@@ -39,12 +39,7 @@ public sealed class SlotEmptyingAtTheHeapLimitSafetyTests
             {
                 // Probed before, not after: the dispose lets go of managed objects (its thread caches' slots), garbage a
                 // failed allocation's collection finds room in. A fill that left room (1 run in 8) is topped up.
-                for (int topUp = 0; topUp < 3 && HeapFiller.HasRoomFor(FullHeapProbe); topUp++)
-                {
-                    HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-                }
-
-                heapFull = !HeapFiller.HasRoomFor(FullHeapProbe);
+                heapFull = HeapFiller.TopUpUntilFull(filler, FullHeapProbe);
                 pool.Dispose();
             },
             filler);

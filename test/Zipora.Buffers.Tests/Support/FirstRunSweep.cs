@@ -32,13 +32,8 @@ internal static class FirstRunSweep
                 },
                 atTheLimit: () =>
                 {
-                    // A fill that left room (1 run in 5) is topped up; the reserve's room comes free only below.
-                    for (int topUp = 0; topUp < 3 && HeapFiller.HasRoomFor(FullHeapProbe); topUp++)
-                    {
-                        HeapFiller.Fill(filler, largest: 1 << 20, smallest: 24);
-                    }
-
-                    fullAttempts += HeapFiller.HasRoomFor(FullHeapProbe) ? 0 : 1;
+                    // The reserve's room comes free only below.
+                    fullAttempts += HeapFiller.TopUpUntilFull(filler, FullHeapProbe) ? 1 : 0;
                     reserve!.Clear();
                     firstRun();
                 },

@@ -115,6 +115,20 @@ public sealed class HeapFiller
         return thrown;
     }
 
+    /// <summary>
+    /// Fills the heap into <paramref name="filler"/>, topping up a fill that left room for <paramref name="probe"/> bytes
+    /// (1 fill in 5 or so) up to three times; whether it is full now (no room for the probe).
+    /// </summary>
+    public static bool TopUpUntilFull(List<byte[]> filler, int probe)
+    {
+        for (int topUp = 0; topUp < 3 && HasRoomFor(probe); topUp++)
+        {
+            Fill(filler, largest: 1 << 20, smallest: 24);
+        }
+
+        return !HasRoomFor(probe);
+    }
+
     /// <summary>Whether an array of <paramref name="bytes"/> still fits in the heap (the probe is let go of at once).</summary>
     public static bool HasRoomFor(int bytes)
     {
