@@ -54,6 +54,33 @@ public sealed class HeapFiller
     }
 
     /// <summary>
+    /// <see cref="FillLeaving"/>, but with the gaps the fill leaves between its arrays closed too, and whether the heap is
+    /// full but for the headroom: no room for <paramref name="probe"/> bytes while the reserve is still held.
+    /// </summary>
+    /// <remarks>
+    /// A fill down to 24-byte arrays leaves a gap under 24 bytes here and there. A failing allocation's collection may
+    /// compact them into one: then a probe that failed once fits at its second try, and an 8 KB probe fitted after 1 to 7
+    /// of 18 plain fills (in one CI run, after five fills running for three headrooms). So the fill is compacted and
+    /// filled again, twice, before the probe: none of 252 fills left room for the probe then, beside a busy CPU too.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static bool FillLeavingUntilFull(List<byte[]> filler, int headroom, int probe)
+    {
+        List<byte[]> reserve = Reserve(headroom);
+        GC.Collect();
+        Fill(filler, largest: 4096, smallest: 24);
+        for (int pass = 0; pass < 2; pass++)
+        {
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            Fill(filler, largest: 4096, smallest: 24);
+        }
+
+        bool full = !HasRoomFor(probe);
+        reserve.Clear();
+        return full;
+    }
+
+    /// <summary>
     /// Runs <paramref name="atTheLimit"/> with the heap full (arrays of 4 KB down to 24 bytes, the calling thread's
     /// allocation context spent), then lets the heap go; returns what it threw for want of memory, if anything. No
     /// reserve is made: even an empty one is garbage a failing allocation's collection would find room in.
