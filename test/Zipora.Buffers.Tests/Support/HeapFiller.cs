@@ -7,14 +7,13 @@ namespace Zipora.Buffers.Tests;
 
 /// <summary>Fills a process's GC heap to its hard limit, for tests that run out of managed memory on purpose.</summary>
 /// <remarks>
-/// Those tests run their body in a child process under a GC heap hard limit, one at a time, in a collection of their own
-/// (<see cref="AtTheHeapLimit"/>). A child starved of CPU spends longer at the limit, where the runtime's own work (a
-/// thread-pool thread, a timer) can run out of memory too, outside the pool: the children start with that work made
-/// while there is room (<see cref="IsolatedProcess.RunsElsewhereAtHeapLimit"/>), so the collection runs beside the rest
-/// of the suite (one other test at a time on 2 cores) instead of alone after it, which took 2 of the suite's 15 minutes
-/// here.
+/// Those tests run their body in a child process under a GC heap hard limit, and in a collection of their own that runs
+/// alone (<see cref="AtTheHeapLimit"/>): a child starved of CPU by the parallel suite spends longer at the limit, where
+/// the runtime's own work (a thread-pool thread, a timer) can run out of memory too, outside the pool; and a child whose
+/// pool's pressure watch sets off a storm of collections at the limit (1 run in 6 of SlabPressureTrimHeapLimitSafetyTests
+/// took 200 s instead of 3; RESULTS section 51) would run past its 5 minutes beside the rest.
 /// </remarks>
-[CollectionDefinition(AtTheHeapLimit)]
+[CollectionDefinition(AtTheHeapLimit, DisableParallelization = true)]
 public sealed class HeapFiller
 {
     /// <summary>The collection of the tests that fill a child process's heap.</summary>
